@@ -1,0 +1,54 @@
+"""The domain model: device kinds, fleet specification, telemetry, commands, events.
+
+Pure: imports nothing else of Gridflock.
+"""
+
+from gridflock.domain.attributes import Attr
+from gridflock.domain.errors import (
+    GridflockError,
+    InfeasibleError,
+    Problem,
+    UnknownDeviceError,
+    ValidationError,
+)
+from gridflock.domain.events import Event, EventSource, EventStatus, IllegalTransitionError, Scope
+from gridflock.domain.kinds import (
+    CONTROLLABLE,
+    DEVICE_COMMON,
+    GRID_NODE_ATTRS,
+    KIND_ATTRS,
+    SITE_ATTRS,
+    DeviceKind,
+    GridNodeKind,
+    device_attrs,
+)
+from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.ports import DeviceLink
+from gridflock.domain.spec import FleetSpec, build_spec
+
+__all__ = [
+    "CONTROLLABLE",
+    "DEVICE_COMMON",
+    "GRID_NODE_ATTRS",
+    "KIND_ATTRS",
+    "SITE_ATTRS",
+    "Attr",
+    "CommandBatch",
+    "DeviceKind",
+    "DeviceLink",
+    "Event",
+    "EventSource",
+    "EventStatus",
+    "FleetSpec",
+    "GridNodeKind",
+    "GridflockError",
+    "IllegalTransitionError",
+    "InfeasibleError",
+    "Problem",
+    "Scope",
+    "TelemetryBatch",
+    "UnknownDeviceError",
+    "ValidationError",
+    "build_spec",
+    "device_attrs",
+]

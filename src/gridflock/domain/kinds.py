@@ -1,0 +1,157 @@
+"""Device kinds and their capability models, declared once as data.
+
+Every attribute a fleet file may give for a device, site or grid node is declared
+here with its unit, default, bounds and meaning. Validation (``domain.spec``), the
+CSV/YAML formats (``fleet.files``) and ``docs/fleet-files.md`` follow from this table.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from gridflock.domain.attributes import Attr
+
+
+class DeviceKind(StrEnum):
+    """The kinds of distributed energy resource Gridflock models."""
+
+    BATTERY = "battery"
+    PV = "pv"
+    WIND = "wind"
+    EV_CHARGER = "ev_charger"
+    HEAT_PUMP = "heat_pump"
+    WATER_HEATER = "water_heater"
+    LOAD = "load"
+
+
+class GridNodeKind(StrEnum):
+    """Kinds of grid node a site hangs from."""
+
+    FEEDER = "feeder"
+    TRANSFORMER = "transformer"
+    SUBSTATION = "substation"
+
+
+#: Attributes every device has, whatever its kind.
+DEVICE_COMMON: tuple[Attr, ...] = (
+    Attr("id", "str", "", "Unique device id."),
+    Attr("site_id", "str", "", "Site the device is installed at."),
+    Attr("kind", "str", "", "Device kind: " + ", ".join(k.value for k in DeviceKind) + "."),
+    Attr("gateway_id", "str", "", "Gateway the device talks through (default: the site's).", ""),
+    Attr(
+        "cost_per_kwh", "float", "EUR/kWh",
+        "Cost of one kWh of flexibility from this device, for merit-order dispatch.", 0.0, 0.0,
+    ),
+)
+
+#: Capability model of each kind (in addition to DEVICE_COMMON).
+KIND_ATTRS: dict[DeviceKind, tuple[Attr, ...]] = {
+    DeviceKind.BATTERY: (
+        Attr("e_kwh", "float", "kWh", "Usable energy capacity.", None, 0.0, 10_000, True),
+        Attr("p_charge_max_kw", "float", "kW", "Maximum charging power.", None, 0.0, 10_000, True),
+        Attr("p_discharge_max_kw", "float", "kW", "Maximum discharging power.", None, 0.0, 10_000,
+             True),
+        Attr("eta_charge", "float", "1", "Charging efficiency.", 0.95, 0.0, 1.0, True),
+        Attr("eta_discharge", "float", "1", "Discharging efficiency.", 0.95, 0.0, 1.0, True),
+        Attr("soc_min", "float", "1", "Lowest state of charge the battery may reach.", 0.05, 0, 1),
+        Attr("soc_max", "float", "1", "Highest state of charge the battery may reach.", 1.0, 0, 1),
+        Attr("soc_reserve", "float", "1",
+             "Backup reserve kept for the customer: the VPP never discharges below it.", 0.2, 0, 1),
+        Attr("soc_initial", "float", "1", "State of charge at the start of a simulation.", 0.5, 0,
+             1),
+    ),
+    DeviceKind.PV: (
+        Attr("kwp", "float", "kWp", "Peak DC power of the array.", None, 0.0, 100_000, True),
+        Attr("tilt_deg", "float", "deg", "Tilt from horizontal.", 30.0, 0, 90),
+        Attr("azimuth_deg", "float", "deg", "Azimuth, clockwise from north (180 = south).", 180.0,
+             0, 360),
+        Attr("loss_fraction", "float", "1", "System losses (wiring, inverter, soiling).", 0.14, 0,
+             0.9),
+        Attr("curtailable", "bool", "", "Whether the inverter accepts export curtailment.", True),
+    ),
+    DeviceKind.WIND: (
+        Attr("rated_kw", "float", "kW", "Rated electrical power.", None, 0.0, 100_000, True),
+        Attr("hub_height_m", "float", "m", "Hub height above ground.", 18.0, 1.0, 300),
+        Attr("turbine_type", "str", "",
+             "windpowerlib turbine whose normalised power curve is scaled to rated_kw.",
+             "E-53/800"),
+        Attr("curtailable", "bool", "", "Whether the turbine accepts curtailment.", True),
+    ),
+    DeviceKind.EV_CHARGER: (
+        Attr("p_max_kw", "float", "kW", "Maximum charging power.", 11.0, 0.0, 1_000, True),
+        Attr("p_min_kw", "float", "kW", "Minimum charging power while charging (6 A).", 1.4, 0.0,
+             1_000),
+        Attr("phases", "int", "", "Number of phases.", 3, 1, 3),
+        Attr("eta", "float", "1", "Charging efficiency, grid to car battery.", 0.92, 0.0, 1.0,
+             True),
+        Attr("arrival_hour", "float", "h",
+             "Typical local hour the car plugs in (sessions vary around it).", 18.0, 0, 24),
+        Attr("departure_hour", "float", "h", "Typical local hour the car must be ready.", 7.5, 0,
+             24),
+        Attr("session_kwh", "float", "kWh", "Typical energy a session needs.", 12.0, 0.0, 200),
+    ),
+    DeviceKind.HEAT_PUMP: (
+        Attr("p_elec_max_kw", "float", "kW", "Maximum electrical input.", None, 0.0, 1_000, True),
+        Attr("cop_nominal", "float", "1", "COP at 7 degC outdoor (heating) / 35 degC (cooling).",
+             3.5, 1.0, 8.0),
+        Attr("ua_kw_per_k", "float", "kW/K", "Heat loss coefficient of the house.", 0.15, 0.0, 10,
+             True),
+        Attr("c_kwh_per_k", "float", "kWh/K", "Thermal capacitance of the house.", 6.0, 0.0,
+             1_000, True),
+        Attr("t_min_c", "float", "degC", "Lower edge of the customer's comfort band.", 19.0, 5,
+             35),
+        Attr("t_max_c", "float", "degC", "Upper edge of the customer's comfort band.", 26.0, 5,
+             40),
+        Attr("t_heat_c", "float", "degC", "Thermostat setpoint when heating.", 21.0, 5, 35),
+        Attr("t_cool_c", "float", "degC", "Thermostat setpoint when cooling.", 24.0, 5, 40),
+        Attr("can_cool", "bool", "", "Whether the heat pump is reversible (air conditioning).",
+             True),
+    ),
+    DeviceKind.WATER_HEATER: (
+        Attr("volume_l", "float", "l", "Tank volume.", 200.0, 0.0, 10_000, True),
+        Attr("p_element_kw", "float", "kW", "Heating element power.", 3.0, 0.0, 100, True),
+        Attr("t_min_c", "float", "degC", "Lowest allowed tank temperature.", 45.0, 10, 95),
+        Attr("t_max_c", "float", "degC", "Highest allowed tank temperature.", 75.0, 10, 95),
+        Attr("t_set_c", "float", "degC", "Thermostat setpoint.", 58.0, 10, 95),
+        Attr("daily_draw_kwh", "float", "kWh", "Hot water drawn per day, as heat.", 6.0, 0.0, 500),
+        Attr("loss_kw_per_k", "float", "kW/K", "Standing loss coefficient.", 0.0015, 0.0, 1),
+    ),
+    DeviceKind.LOAD: (
+        Attr("annual_kwh", "float", "kWh", "Annual consumption of the household base load.",
+             3500.0, 0.0, 10_000_000),
+    ),
+}
+
+#: Kinds the dispatcher can command (a plain load only gets measured).
+CONTROLLABLE: frozenset[DeviceKind] = frozenset(set(DeviceKind) - {DeviceKind.LOAD})
+
+SITE_ATTRS: tuple[Attr, ...] = (
+    Attr("id", "str", "", "Unique site id."),
+    Attr("lat", "float", "deg", "Latitude (WGS84).", None, -90, 90),
+    Attr("lon", "float", "deg", "Longitude (WGS84).", None, -180, 180),
+    Attr("tz", "str", "", "IANA time zone for local-time preferences and display.", "UTC"),
+    Attr("grid_node", "str", "", "Id of the grid node (feeder) the site is connected to."),
+    Attr("import_limit_kw", "float", "kW", "Connection import limit.", 25.0, 0.0, 100_000, True),
+    Attr("export_limit_kw", "float", "kW", "Connection export limit.", 25.0, 0.0, 100_000),
+    Attr("program", "str", "", "Programme tag, usable as a dispatch scope.", ""),
+    Attr("region", "str", "", "Region tag, usable as a dispatch scope.", ""),
+    Attr("opt_out", "bool", "", "Customer opted out: never dispatched.", False),
+)
+
+GRID_NODE_ATTRS: tuple[Attr, ...] = (
+    Attr("id", "str", "", "Unique grid node id."),
+    Attr("kind", "str", "", "Node kind: " + ", ".join(k.value for k in GridNodeKind) + ".",
+         GridNodeKind.FEEDER.value),
+    Attr("parent", "str", "", "Id of the upstream node (empty for a root).", ""),
+    Attr("limit_import_kw", "float", "kW",
+         "Largest power the node may carry towards its sites (site import).", None, 0.0, 1e9,
+         True),
+    Attr("limit_export_kw", "float", "kW",
+         "Largest power the node may carry away from its sites (site export).", None, 0.0, 1e9,
+         True),
+)
+
+
+def device_attrs(kind: DeviceKind) -> tuple[Attr, ...]:
+    """All attributes of a device of ``kind``: the common ones then its capability model."""
+    return DEVICE_COMMON + KIND_ATTRS[kind]
