@@ -34,6 +34,9 @@ class TelemetryBatch:
     soc: FloatArray
     p_baseline_kw: FloatArray
     extras: dict[str, FloatArray] = field(default_factory=dict)
+    rows: IntArray | None = None
+    """Row of each reading's device in the receiving fleet state, when the sender shares
+    the fleet's layout (the in-process twin); saves the id lookup. Checked, not trusted."""
 
     def __len__(self) -> int:
         return len(self.device_ids)

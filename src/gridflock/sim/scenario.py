@@ -1,0 +1,272 @@
+"""A scenario: the twin over a window, once left alone and once run by the VPP.
+
+The undispatched pass ("without the VPP") gives the counterfactual and, when no event
+is asked for, places a default event on the evening peak sized to a share of the
+flexibility the fleet then holds. The dispatched pass runs the same twin with the same
+seed under the dispatcher; the difference of the two is what each event truly delivered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gridflock.dispatch.allocate import limit_headroom
+from gridflock.dispatch.dispatcher import Dispatcher
+from gridflock.dispatch.tracker import EventTracker, TrackerConfig
+from gridflock.domain.events import Event, EventSource, Scope
+from gridflock.domain.kinds import DeviceKind
+from gridflock.domain.messages import CommandBatch, FloatArray, TelemetryBatch
+from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.flexibility import flexibility
+from gridflock.fleet.state import FleetState
+from gridflock.mv.performance import EventPerformance, event_performance
+from gridflock.sim.events import EventRequest
+from gridflock.sim.imperfections import Imperfections
+from gridflock.sim.twin import AckCounts, Twin
+
+__all__ = ["EventOutcome", "ScenarioConfig", "ScenarioResult", "run_scenario"]
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ScenarioConfig:
+    """What to simulate: a window of local time on ``date`` and the events to run."""
+
+    date: dt.date
+    hours: float = 24.0
+    step_s: float = 60.0
+    seed: int = 7
+    start_hour: float = 0.0
+    events: tuple[EventRequest, ...] | None = None
+    imperfections: Imperfections = field(default_factory=Imperfections)
+    tracker: TrackerConfig | None = None
+    default_event_share: float = 0.6
+    default_event_hours: float = 2.0
+    telemetry_sample_devices: int = 0
+    telemetry_sample_every_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if not self.hours > 0:
+            raise ValueError(f"hours must be > 0, got {self.hours}")
+        if not 1 <= self.step_s <= 3600:
+            raise ValueError(f"step must be between 1 s and 1 h, got {self.step_s} s")
+        if self.hours * 3600 / self.step_s < 2:
+            raise ValueError("the window must hold at least two steps")
+
+
+@dataclass
+class EventOutcome:
+    """One event of the run: its figures (true M&V and the tracker's own estimate)."""
+
+    event: Event
+    delivered_kw: FloatArray
+    estimated_kw: FloatArray
+    performance: EventPerformance
+    estimate: EventPerformance
+    commands_sent: int
+    shortfall_kw: float
+
+
+@dataclass
+class ScenarioResult:
+    """Series and figures of a scenario; powers in kW, generator sign (+ export)."""
+
+    spec: FleetSpec
+    config: ScenarioConfig
+    tz: str
+    times: pd.DatetimeIndex
+    net_with_kw: FloatArray
+    net_without_kw: FloatArray
+    by_kind_with_kw: pd.DataFrame
+    events: list[EventOutcome]
+    acks: AckCounts
+    commands: list[CommandBatch]
+    telemetry: list[TelemetryBatch]
+    runtime_s: float
+
+    @property
+    def peak_import_with_kw(self) -> float:
+        """Highest net import of the fleet with the VPP [kW]."""
+        return float(np.max(-self.net_with_kw))
+
+    @property
+    def peak_import_without_kw(self) -> float:
+        """Highest net import of the fleet left alone [kW]."""
+        return float(np.max(-self.net_without_kw))
+
+    @property
+    def peak_reduction_pct(self) -> float:
+        """How much the VPP lowered the peak import, in % of the peak without it."""
+        without = self.peak_import_without_kw
+        return 100.0 * (without - self.peak_import_with_kw) / without if without > 0 else 0.0
+
+
+def _window(spec: FleetSpec, cfg: ScenarioConfig) -> tuple[str, pd.Timestamp, int]:
+    tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
+    local = pd.Timestamp(dt.datetime.combine(cfg.date, dt.time())) + pd.Timedelta(
+        hours=cfg.start_hour)
+    start = local.tz_localize(tz).tz_convert("UTC")
+    return tz, start, int(round(cfg.hours * 3600 / cfg.step_s))
+
+
+def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
+                 progress: Progress | None = None) -> ScenarioResult:
+    """Run the undispatched then the dispatched pass; measure every event."""
+    began = time.perf_counter()
+    tz, start, steps = _window(spec, cfg)
+    masks_for: list[Scope] = [r.scope for r in cfg.events or ()]
+
+    # pass 1: the fleet left alone
+    twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
+    state = FleetState.from_spec(spec)
+    for r in cfg.events or ():
+        state.scope_mask(r.scope)  # fail early on an unknown scope
+    candidates = _candidate_steps(twin.times, tz) if cfg.events is None else set()
+    hours = cfg.default_event_hours
+    available: dict[int, float] = {}
+    net_without = np.zeros(steps)
+    scope_without = np.zeros((steps, len(masks_for) or 1))
+    masks = [state.scope_mask(s) for s in masks_for]
+    for t in range(steps):
+        twin.step()
+        state.apply(twin.receive())
+        net_without[t] = twin.p_kw.sum()
+        for j, m in enumerate(masks):
+            scope_without[t, j] = twin.p_kw[m].sum()
+        if t + 1 in candidates:
+            now = twin.now
+            flex = flexibility(state, hours, now)
+            base = state.baseline_kw()
+            site_p = state.site_power_kw(base)
+            head = limit_headroom(flex.up_kw, state.site_idx, state.grid, site_p,
+                                  state.grid.node_flow_kw(site_p), up=True)
+            available[t + 1] = float(head[state.controllable()].sum())
+        if progress:
+            progress("without VPP", t + 1, steps)
+
+    requests = list(cfg.events) if cfg.events is not None else _default_event(
+        twin.times, net_without, available, cfg, tz)
+    if cfg.events is None:
+        masks_for = [r.scope for r in requests]
+        scope_without = np.repeat(net_without[:, None], len(requests), axis=1)
+
+    # pass 2: the same fleet run by the VPP
+    twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
+    state = FleetState.from_spec(spec)
+    dispatcher = Dispatcher(state, cfg.tracker or TrackerConfig(interval_s=cfg.step_s))
+    trackers: list[EventTracker] = []
+    for i, r in enumerate(requests):
+        event = Event(f"ev-{i + 1:03d}", r.target_kw, r.start.timestamp(), r.end.timestamp(),
+                      r.scope, EventSource.SIMULATION, created_by="gridflock simulate")
+        trackers.append(dispatcher.add(event))
+    masks = [state.scope_mask(s) for s in masks_for]
+    net_with = np.zeros(steps)
+    scope_with = np.zeros((steps, len(masks)))
+    estimated = np.full((steps, len(masks)), np.nan)
+    kinds = state.kind_codes()
+    by_kind = np.zeros((steps, len(DeviceKind)))
+    commands: list[CommandBatch] = []
+    telemetry: list[TelemetryBatch] = []
+    sample = _sample_rows(state.n, cfg)
+    every = max(int(round(cfg.telemetry_sample_every_s / cfg.step_s)), 1)
+    for t in range(steps):
+        twin.step()
+        batch = twin.receive()
+        state.apply(batch)
+        now = twin.now
+        state.mark_stale(now, 3 * cfg.step_s + 60)
+        for tr_i, tracker in enumerate(trackers):
+            if tracker.dispatched.any():
+                estimated[t, tr_i] = tracker.delivered_kw()
+        for cmd in dispatcher.step(now):
+            twin.send(cmd)
+            commands.append(cmd)
+        net_with[t] = twin.p_kw.sum()
+        for j, m in enumerate(masks):
+            scope_with[t, j] = twin.p_kw[m].sum()
+        by_kind[t] = np.bincount(kinds, weights=twin.p_kw, minlength=len(DeviceKind))
+        if len(sample) and t % every == 0:
+            keep = np.isin(batch.rows if batch.rows is not None else state.indices(
+                batch.device_ids), sample)
+            telemetry.append(_subset(batch, keep))
+        if progress:
+            progress("with VPP", t + 1, steps)
+    for tracker in trackers:  # close events still open at the end of the window
+        twin_cmd = tracker.step(max(twin.now, tracker.event.end))
+        if twin_cmd is not None:
+            commands.append(twin_cmd)
+
+    times = twin.times
+    outcomes = []
+    ts = np.array([x.timestamp() for x in times])
+    for j, tracker in enumerate(trackers):
+        ev = tracker.event
+        delivered = scope_with[:, j] - scope_without[:, j]
+        # the tracker's reading at the end of step t describes step t
+        est = estimated[:, j]
+        outcomes.append(EventOutcome(
+            event=ev,
+            delivered_kw=delivered,
+            estimated_kw=est,
+            performance=event_performance(ts, delivered, ev.target_kw, ev.start, ev.end,
+                                          tracker.non_responders),
+            estimate=event_performance(ts, est, ev.target_kw, ev.start, ev.end,
+                                       tracker.non_responders),
+            commands_sent=tracker.commands_sent,
+            shortfall_kw=tracker.shortfall_kw,
+        ))
+    by_kind_df = pd.DataFrame(by_kind, index=times, columns=[k.value for k in DeviceKind])
+    return ScenarioResult(spec, cfg, tz, times, net_with, net_without, by_kind_df, outcomes,
+                          twin.acks, commands, telemetry, time.perf_counter() - began)
+
+
+def _candidate_steps(times: pd.DatetimeIndex, tz: str) -> set[int]:
+    """Steps (quarter hours, 15:00-22:00 local) where a default event may start."""
+    local = times.tz_convert(tz)
+    ok = (local.minute % 15 == 0) & (local.hour >= 15) & (local.hour < 22)
+    if not ok.any():  # a window without an evening: every quarter hour
+        ok = local.minute % 15 == 0
+    return {int(i) for i in np.flatnonzero(ok)}
+
+
+def _default_event(times: pd.DatetimeIndex, net_without: FloatArray,
+                   available: dict[int, float], cfg: ScenarioConfig,
+                   tz: str) -> list[EventRequest]:
+    """An up event over the evening peak import, sized to a share of the flexibility."""
+    if not available:
+        raise ValueError("the window is too short to place a default event; give --event")
+    local = times.tz_convert(tz)
+    evening = (local.hour >= 16) & (local.hour < 22)
+    imports = np.where(evening if evening.any() else np.ones(len(times), bool),
+                       -net_without, -np.inf)
+    peak = int(np.argmax(imports))
+    half = int(cfg.default_event_hours * 3600 / cfg.step_s / 2)
+    starts = sorted(available)
+    start = min(starts, key=lambda s: abs(s - (peak - half)))
+    kw = cfg.default_event_share * available[start]
+    if not kw > 0:
+        raise ValueError("the fleet holds no up flexibility at the evening peak; give --event")
+    magnitude = 10 ** max(np.floor(np.log10(kw)) - 1, 0)
+    kw = float(np.floor(kw / magnitude) * magnitude)
+    return [EventRequest(times[start], cfg.default_event_hours * 3600, kw, Scope())]
+
+
+def _sample_rows(n: int, cfg: ScenarioConfig) -> FloatArray:
+    k = min(cfg.telemetry_sample_devices, n)
+    if k <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.random.default_rng(cfg.seed).choice(n, k, replace=False))
+
+
+def _subset(batch: TelemetryBatch, keep: np.ndarray) -> TelemetryBatch:
+    return TelemetryBatch(batch.device_ids[keep], batch.ts[keep], batch.p_kw[keep],
+                          batch.soc[keep], batch.p_baseline_kw[keep],
+                          {k: v[keep] for k, v in batch.extras.items()},
+                          batch.rows[keep] if batch.rows is not None else None)

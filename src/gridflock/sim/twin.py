@@ -1,0 +1,356 @@
+"""The digital twin: a fleet of simulated homes that behaves like the real one.
+
+Every device follows its own local control (self-consumption battery, thermostat,
+plug-and-charge EV, PV at its maximum power point) until a command arrives; commands
+take effect after a network latency, expire at ``valid_until`` and are ignored by a
+few disobedient devices; readings go missing, carry noise, and some devices drop off
+the network for good. The twin implements :class:`gridflock.domain.DeviceLink`, the
+same interface the MQTT gateways implement, so the dispatch code cannot tell them apart.
+
+All state is arrays over devices in the fleet state's row order; one :meth:`Twin.step`
+advances the whole fleet by one time step without a Python loop over homes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from gridflock.domain.kinds import DeviceKind
+from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, TelemetryBatch
+from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.state import FleetState
+from gridflock.sim import physics
+from gridflock.sim.imperfections import Imperfections
+from gridflock.sim.profiles import LoadSampler, household_load_shape
+from gridflock.sim.weather import Weather, make_weather
+
+__all__ = ["AckCounts", "Twin"]
+
+K = DeviceKind
+
+
+@dataclass
+class AckCounts:
+    """What the twin's devices did with the commands they were sent."""
+
+    accepted: int = 0
+    expired: int = 0
+    replayed: int = 0
+    unreachable: int = 0
+
+
+class Twin:
+    """A simulated fleet over ``steps`` steps of ``step_s`` seconds from ``start`` (UTC)."""
+
+    def __init__(self, spec: FleetSpec, start: pd.Timestamp, steps: int, step_s: float,
+                 seed: int, imperfections: Imperfections | None = None,
+                 weather: Weather | None = None) -> None:
+        if start.tzinfo is None:
+            raise ValueError("start must be a timezone-aware UTC timestamp")
+        self.spec = spec
+        self.cap = FleetState.from_spec(spec)
+        self.imp = imperfections or Imperfections()
+        self.step_s = float(step_s)
+        self.dt_h = self.step_s / 3600.0
+        self.times = pd.date_range(start.tz_convert("UTC"), periods=steps,
+                                   freq=pd.Timedelta(seconds=step_s))
+        self.t0 = self.times[0].timestamp()
+        self.t = 0
+        n = self.cap.n
+        ks = self.cap.kind_slices
+        self.ks = ks
+        sites = spec.sites
+        self.lat = float(sites["lat"].mean()) if len(sites) else 0.0
+        self.lon = float(sites["lon"].mean()) if len(sites) else 0.0
+        self.tz = str(sites["tz"].iloc[0]) if len(sites) else "UTC"
+        seeds = np.random.SeedSequence(seed).spawn(5)
+        static, self._rng_load, self._rng_tel, self._rng_cmd, rng_ev = (
+            np.random.default_rng(s) for s in seeds)
+        self.weather = weather or make_weather(self.times, self.lat, self.lon, seed)
+        d = spec.devices
+
+        # exogenous profiles, precomputed per step or per orientation bin
+        shape = household_load_shape(self.times, tz=self.tz)
+        self.loads = LoadSampler(shape, d[K.LOAD]["annual_kwh"].to_numpy(float), self._rng_load,
+                                 shift_steps_max=max(int(2700 / self.step_s), 1))
+        pv = d[K.PV]
+        self.pv_profiles, self.pv_bins = physics.pv_profiles(
+            self.weather, pv["tilt_deg"].to_numpy(float), pv["azimuth_deg"].to_numpy(float),
+            self.lat, self.lon)
+        self.pv_scale = (pv["kwp"] * (1 - pv["loss_fraction"])).to_numpy(float)
+        wind = d[K.WIND]
+        self.wind_types = wind["turbine_type"].to_numpy(object)
+        self.wind_hub = wind["hub_height_m"].to_numpy(float)
+        self.wind_rated = wind["rated_kw"].to_numpy(float)
+        self.draw_shape = physics.water_draw_profile(self.times, self.tz)
+
+        # EV sessions: one per charger and local day
+        ev = d[K.EV_CHARGER]
+        days = pd.date_range(self.times[0].tz_convert(self.tz).normalize() - pd.Timedelta(days=1),
+                             self.times[-1].tz_convert(self.tz).normalize(), freq="D")
+        arr, dep, need = [], [], []
+        for day in days:
+            a, b, e = physics.ev_sessions(len(ev), rng_ev, ev["arrival_hour"].to_numpy(float),
+                                          ev["departure_hour"].to_numpy(float),
+                                          ev["session_kwh"].to_numpy(float),
+                                          day.tz_convert("UTC"), self.tz)
+            arr.append(a), dep.append(b), need.append(e)
+        self.ev_arrival = np.array(arr)
+        self.ev_departure = np.array(dep)
+        self.ev_need = np.array(need)
+        # a session already under way at the start has had some hours of charging
+        started = self.ev_arrival < self.t0
+        self.ev_need = np.where(started, self.ev_need * 0.5, self.ev_need)
+
+        # thermal states
+        hp = d[K.HEAT_PUMP]
+        t_out0 = float(self.weather.temp_air_c[0])
+        cooling0 = hp["can_cool"].to_numpy(bool) & (t_out0 > 18.0)
+        self.t_in = np.where(cooling0, hp["t_cool_c"], hp["t_heat_c"]).astype(float) + \
+            static.normal(0, 0.3, len(hp))
+        wh = d[K.WATER_HEATER]
+        self.t_tank = wh["t_set_c"].to_numpy(float) - static.uniform(0, 6, len(wh))
+        self.wh_on = np.zeros(len(wh), bool)
+        self.wh_draw_scale = wh["daily_draw_kwh"].to_numpy(float) * static.lognormal(
+            0, 0.3, len(wh))
+        self.soc = self.cap.soc[ks[K.BATTERY]].copy()
+        self.bat_floor = np.maximum(self.cap.soc_min, self.cap.soc_reserve)[ks[K.BATTERY]]
+        bat_sites = self.cap.site_idx[ks[K.BATTERY]]
+        self.bat_share = 1.0 / np.bincount(bat_sites, minlength=self.cap.grid.n_sites)[bat_sites]
+
+        # imperfections (static draws)
+        self.ignores = static.random(n) < self.imp.ignore_rate
+        end = self.t0 + steps * self.step_s
+        self.offline_at = np.where(static.random(n) < self.imp.offline_rate,
+                                   static.uniform(self.t0, end, n), np.inf)
+        # command state: the one in force and the one in flight
+        self.cur_sp = np.full(n, np.nan)
+        self.cur_until = np.full(n, -np.inf)
+        self.pend_sp = np.full(n, np.nan)
+        self.pend_apply = np.full(n, np.inf)
+        self.pend_until = np.full(n, -np.inf)
+        self.last_seq = np.full(n, -1, dtype=np.int64)
+        self.acks = AckCounts()
+        self._outbox: list[TelemetryBatch] = []
+        self.p_kw = np.zeros(n)
+        self.natural_kw = np.zeros(n)
+        self._kind_codes = self.cap.kind_codes()
+        self._rows = np.arange(n)
+
+    # ------------------------------------------------------------------ link
+    @property
+    def now(self) -> float:
+        """UTC epoch seconds at the start of the next step."""
+        return self.t0 + self.t * self.step_s
+
+    @property
+    def done(self) -> bool:
+        """Whether every step has been simulated."""
+        return self.t >= len(self.times)
+
+    def send(self, commands: CommandBatch) -> None:
+        """Deliver commands after a latency; drop expired, replayed and unreachable ones."""
+        if not len(commands):
+            return
+        idx = self.cap.indices(commands.device_ids)
+        issued = commands.issued_at
+        fresh = commands.seq > self.last_seq[idx]
+        live = commands.valid_until > issued
+        reach = self.offline_at[idx] > issued
+        ok = fresh & live & reach
+        self.acks.replayed += int((~fresh).sum())
+        self.acks.expired += int((fresh & ~live).sum())
+        self.acks.unreachable += int((fresh & live & ~reach).sum())
+        self.acks.accepted += int(ok.sum())
+        rows = idx[ok]
+        self.last_seq[rows] = commands.seq[ok]
+        latency = self.imp.latency_median_s * self._rng_cmd.lognormal(
+            0.0, self.imp.latency_sigma, len(rows)) if self.imp.latency_median_s > 0 else 0.0
+        obey = ~self.ignores[rows]
+        rows = rows[obey]
+        self.pend_sp[rows] = commands.p_setpoint_kw[ok][obey]
+        self.pend_apply[rows] = issued + np.asarray(latency)[obey] if np.ndim(latency) else issued
+        self.pend_until[rows] = commands.valid_until[ok][obey]
+
+    def receive(self) -> TelemetryBatch:
+        """Readings produced since the last call."""
+        out = self._outbox
+        self._outbox = []
+        if not out:
+            return TelemetryBatch.empty()
+        if len(out) == 1:
+            return out[0]
+        return TelemetryBatch(
+            np.concatenate([b.device_ids for b in out]), np.concatenate([b.ts for b in out]),
+            np.concatenate([b.p_kw for b in out]), np.concatenate([b.soc for b in out]),
+            np.concatenate([b.p_baseline_kw for b in out]),
+            {k: np.concatenate([b.extras[k] for b in out]) for k in out[0].extras},
+            np.concatenate([b.rows for b in out]) if out[0].rows is not None else None)
+
+    # ------------------------------------------------------------------ physics
+    def _blend(self, s: slice, natural: FloatArray, t0: float, t1: float) -> FloatArray:
+        """Requested power of devices ``s``: their own control, or the command once it lands."""
+        cur = self.cur_sp[s]
+        old = np.where(np.isnan(cur), natural, cur)
+        arriving = self.pend_apply[s] < t1
+        if not arriving.any():
+            return old
+        w = np.clip((t1 - np.maximum(self.pend_apply[s], t0)) / self.step_s, 0.0, 1.0)
+        new_sp = self.pend_sp[s]
+        new = np.where(np.isnan(new_sp), natural, new_sp)
+        return np.where(arriving, (1 - w) * old + w * new, old)
+
+    def _land_commands(self, t0: float, t1: float) -> None:
+        """Commands that arrived during the step are in force from now on; old ones expire."""
+        arriving = self.pend_apply < t1
+        self.cur_sp[arriving] = self.pend_sp[arriving]
+        self.cur_until[arriving] = self.pend_until[arriving]
+        self.pend_apply[arriving] = np.inf
+        expired = self.cur_until <= t1
+        self.cur_sp[expired] = np.nan
+
+    def step(self) -> None:
+        """Advance the whole fleet by one step and queue its readings."""
+        if self.done:
+            raise RuntimeError("the twin has simulated every step of its window")
+        t, ks, cap = self.t, self.ks, self.cap
+        t0, t1 = self.now, self.now + self.step_s
+        dt_h = self.dt_h
+        wx = self.weather
+        t_out = float(wx.temp_air_c[t])
+        p = self.p_kw
+        nat = self.natural_kw
+        online = self.offline_at > t0
+        # devices that are offline get no commands: keep theirs from landing
+        self.pend_apply[~online] = np.inf
+
+        s = ks[K.LOAD]
+        p[s] = nat[s] = -self.loads.at(t)
+
+        for kind, avail in ((K.PV, self.pv_scale * self.pv_profiles[t, self.pv_bins]),
+                            (K.WIND, self._wind(t))):
+            s = ks[kind]
+            nat[s] = avail
+            req = self._blend(s, avail, t0, t1)
+            p[s] = np.where(cap.curtailable[s], np.clip(req, 0.0, avail), avail)
+
+        p[ks[K.EV_CHARGER]], nat[ks[K.EV_CHARGER]] = self._ev(t0, t1)
+        p[ks[K.HEAT_PUMP]], nat[ks[K.HEAT_PUMP]] = self._heat_pump(t, t_out, t0, t1)
+        p[ks[K.WATER_HEATER]], nat[ks[K.WATER_HEATER]] = self._water_heater(t, t0, t1)
+
+        s = ks[K.BATTERY]
+        others = np.ones(cap.n, bool)
+        others[s] = False
+        site_other = np.bincount(cap.site_idx[others], weights=p[others],
+                                 minlength=cap.grid.n_sites)
+        b_args = (dt_h, cap.e_kwh[s], cap.p_load_max_kw[s], cap.p_gen_max_kw[s],
+                  cap.eta_charge[s], cap.eta_discharge[s], self.bat_floor, cap.soc_max[s])
+        wish = -site_other[cap.site_idx[s]] * self.bat_share
+        _, natural = physics.battery_step(self.soc, wish, *b_args)
+        nat[s] = natural
+        req = self._blend(s, natural, t0, t1)
+        self.soc, p[s] = physics.battery_step(self.soc, req, *b_args)
+
+        self._land_commands(t0, t1)
+        self._emit(t1, online)
+        self.t += 1
+
+    def _wind(self, t: int) -> FloatArray:
+        out = np.zeros(len(self.wind_types))
+        for turbine in np.unique(self.wind_types):
+            sel = self.wind_types == turbine
+            curve = physics.wind_power_curve(str(turbine))
+            out[sel] = physics.wind_power_kw(float(self.weather.wind_speed_m_s[t]),
+                                             self.wind_hub[sel], self.wind_rated[sel], curve)
+        return out
+
+    def _ev(self, t0: float, t1: float) -> tuple[FloatArray, FloatArray]:
+        s, cap = self.ks[K.EV_CHARGER], self.cap
+        active = (self.ev_arrival <= t0) & (self.ev_departure > t0)
+        need = np.where(active, self.ev_need, 0.0).sum(axis=0)
+        plugged = active.any(axis=0) & (need > 1e-6)
+        p_max, eta, p_min = cap.p_load_max_kw[s], cap.eta_charge[s], self._ev_p_min()
+        limit = np.minimum(p_max, need / eta / self.dt_h)
+        natural = -np.where(plugged, limit, 0.0)
+        req = self._blend(s, natural, t0, t1)
+        charge = np.clip(-req, 0.0, limit)
+        charge = np.where(charge < 0.5 * p_min, 0.0, np.minimum(np.maximum(charge, p_min), limit))
+        charge = np.where(plugged, charge, 0.0)
+        self.ev_need -= np.where(active, charge * eta * self.dt_h, 0.0)
+        np.maximum(self.ev_need, 0.0, out=self.ev_need)
+        self._ev_plugged = plugged
+        return -charge, natural
+
+    def _ev_p_min(self) -> FloatArray:
+        return self.spec.devices[K.EV_CHARGER]["p_min_kw"].to_numpy(float)
+
+    def _heat_pump(self, t: int, t_out: float, t0: float,
+                   t1: float) -> tuple[FloatArray, FloatArray]:
+        s, cap = self.ks[K.HEAT_PUMP], self.cap
+        t_out_arr = np.full(len(self.t_in), t_out)
+        gain = 0.3 + 1.2 * float(self.weather.ghi[t]) / 1000.0
+        cooling = cap.can_cool[s] & (self.t_in > 0.5 * (cap.t_heat_c[s] + cap.t_cool_c[s]))
+        cop = physics.cop(t_out_arr, cap.cop_nominal[s], ~cooling)
+        natural_el = physics.thermostat_heat_pump(
+            self.t_in, t_out_arr, cap.p_load_max_kw[s], cap.cop_nominal[s], cap.ua_kw_per_k[s],
+            cap.c_kwh_per_k[s], cap.t_heat_c[s], cap.t_cool_c[s], cap.can_cool[s], self.dt_h,
+            q_gain_kw=gain)
+        natural = -natural_el
+        req = self._blend(s, natural, t0, t1)
+        p_el = np.clip(-req, 0.0, cap.p_load_max_kw[s])
+        outside = (self.t_in < cap.t_min_c[s]) | (self.t_in > cap.t_max_c[s])
+        p_el = np.where(outside, natural_el, p_el)  # comfort beats the command
+        q = np.where(cooling, -1.0, 1.0) * cop * p_el
+        self.t_in = physics.house_step(self.t_in, t_out_arr, q, cap.ua_kw_per_k[s],
+                                       cap.c_kwh_per_k[s], self.dt_h, q_gain_kw=gain)
+        self._hp_cop = cop
+        return -p_el, natural
+
+    def _water_heater(self, t: int, t0: float, t1: float) -> tuple[FloatArray, FloatArray]:
+        s, cap = self.ks[K.WATER_HEATER], self.cap
+        wh = self.spec.devices[K.WATER_HEATER]
+        draw = self.draw_shape[t] * self.wh_draw_scale
+        natural_el, self.wh_on = physics.thermostat_water_heater(
+            self.t_tank, cap.t_heat_c[s], cap.p_load_max_kw[s], 4.0, self.wh_on)
+        natural = -natural_el
+        req = self._blend(s, natural, t0, t1)
+        p_el = np.clip(-req, 0.0, cap.p_load_max_kw[s])
+        outside = (self.t_tank < cap.t_min_c[s]) | (self.t_tank > cap.t_max_c[s])
+        p_el = np.where(outside, natural_el, p_el)
+        self.t_tank = physics.water_heater_step(
+            self.t_tank, p_el, draw, wh["volume_l"].to_numpy(float), cap.loss_kw_per_k[s],
+            20.0, self.dt_h)
+        self._wh_draw = draw
+        return -p_el, natural
+
+    # ------------------------------------------------------------------ telemetry
+    def _emit(self, ts: float, online: BoolArray) -> None:
+        n, ks = self.cap.n, self.ks
+        imp = self.imp
+        noise = self._rng_tel.normal(0.0, imp.noise_kw, n) if imp.noise_kw > 0 else 0.0
+        lost = self._rng_tel.random(n) < imp.dropout_rate
+        keep = online & ~lost
+        soc = np.full(n, np.nan)
+        soc[ks[K.BATTERY]] = self.soc
+        extras = {name: np.full(n, np.nan) for name in
+                  ("t_in_c", "t_out_c", "cop", "t_tank_c", "draw_kw", "e_need_kwh",
+                   "departure_ts")}
+        s = ks[K.HEAT_PUMP]
+        extras["t_in_c"][s] = self.t_in
+        extras["t_out_c"][s] = float(self.weather.temp_air_c[min(self.t + 1,
+                                                                 len(self.times) - 1)])
+        extras["cop"][s] = self._hp_cop
+        s = ks[K.WATER_HEATER]
+        extras["t_tank_c"][s] = self.t_tank
+        extras["draw_kw"][s] = self._wh_draw
+        s = ks[K.EV_CHARGER]
+        active = (self.ev_arrival <= ts) & (self.ev_departure > ts)
+        extras["e_need_kwh"][s] = np.where(active, self.ev_need, 0.0).sum(axis=0)
+        extras["departure_ts"][s] = np.where(active, self.ev_departure, -np.inf).max(axis=0)
+        rows = self._rows[keep]
+        self._outbox.append(TelemetryBatch(
+            self.cap.device_ids[rows], np.full(len(rows), ts), (self.p_kw + noise)[rows],
+            soc[rows], self.natural_kw[rows], {k: v[rows] for k, v in extras.items()}, rows))

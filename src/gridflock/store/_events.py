@@ -1,0 +1,242 @@
+"""Events, their tracking samples and measured performance; commands sent for them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from sqlalchemy import Row, Table, select, update
+from sqlalchemy.engine import Connection
+
+from gridflock.domain import CommandBatch, Event, EventSource, EventStatus, Scope
+from gridflock.store._dialect import insert_ignore, upsert
+from gridflock.store._time import datetimes, epoch, utc
+from gridflock.store.errors import UnknownEventError
+from gridflock.store.models import CommandRow, EventRow, EventSampleRow, table_of
+
+__all__ = [
+    "commands_for_event",
+    "event_performance",
+    "event_samples",
+    "get_event",
+    "list_events",
+    "save_commands",
+    "save_event",
+    "save_event_performance",
+    "save_event_samples",
+    "set_event_status",
+]
+
+CHUNK = 20_000
+_EVENT_COLS = ("id", "target_kw", "start", "end", "scope", "source", "status", "created_by")
+_COMMAND_COLS = (
+    "command_id",
+    "device_id",
+    "event_id",
+    "seq",
+    "p_setpoint_kw",
+    "issued_at",
+    "valid_until",
+    "status",
+)
+
+
+def _events() -> Table:
+    return table_of(EventRow)
+
+
+def save_event(conn: Connection, event: Event) -> None:
+    """Insert ``event`` or overwrite the stored event with its id (performance kept)."""
+    row = {
+        "id": event.id,
+        "target_kw": float(event.target_kw),
+        "start": utc(event.start),
+        "end": utc(event.end),
+        "scope": str(event.scope),
+        "source": event.source.value,
+        "status": event.status.value,
+        "created_by": event.created_by,
+    }
+    # performance is not in ``row``: a stored value is left alone on update
+    conn.execute(upsert(conn, _events(), ["id"], list(row)), [row])
+
+
+def _require(conn: Connection, event_id: str) -> None:
+    table = _events()
+    if conn.execute(select(table.c.id).where(table.c.id == event_id)).first() is None:
+        raise UnknownEventError(event_id)
+
+
+def set_event_status(conn: Connection, event_id: str, status: EventStatus) -> None:
+    """Record ``status`` for a stored event (the lifecycle is checked by the caller)."""
+    table = _events()
+    result = conn.execute(
+        update(table).where(table.c.id == event_id).values(status=EventStatus(status).value)
+    )
+    if result.rowcount == 0:
+        raise UnknownEventError(event_id)
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        target_kw=row.target_kw,
+        start=epoch(row.start),
+        end=epoch(row.end),
+        scope=Scope.parse(row.scope),
+        source=EventSource(row.source),
+        status=EventStatus(row.status),
+        created_by=row.created_by,
+    )
+
+
+def get_event(conn: Connection, event_id: str) -> Event:
+    """The stored event ``event_id``, or :class:`UnknownEventError`."""
+    table = _events()
+    cols = [table.c[c] for c in _EVENT_COLS]
+    row = conn.execute(select(*cols).where(table.c.id == event_id)).first()
+    if row is None:
+        raise UnknownEventError(event_id)
+    return _event(row)
+
+
+def list_events(conn: Connection) -> list[Event]:
+    """Every stored event, by start time then id."""
+    table = _events()
+    cols = [table.c[c] for c in _EVENT_COLS]
+    rows = conn.execute(select(*cols).order_by(table.c.start, table.c.id)).all()
+    return [_event(r) for r in rows]
+
+
+def save_event_performance(
+    conn: Connection, event_id: str, metrics: dict[str, float | int | None]
+) -> None:
+    """Store an event's measured performance (replacing any stored before).
+
+    Non-finite floats become ``None`` so the JSON stays standard.
+    """
+    clean = {
+        str(k): (None if isinstance(v, float) and not np.isfinite(v) else v)
+        for k, v in metrics.items()
+    }
+    table = _events()
+    result = conn.execute(update(table).where(table.c.id == event_id).values(performance=clean))
+    if result.rowcount == 0:
+        raise UnknownEventError(event_id)
+
+
+def event_performance(conn: Connection, event_id: str) -> dict[str, float | int | None] | None:
+    """An event's stored performance metrics, ``None`` if none were saved yet."""
+    table = _events()
+    row = conn.execute(select(table.c.performance).where(table.c.id == event_id)).first()
+    if row is None:
+        raise UnknownEventError(event_id)
+    perf: dict[str, float | int | None] | None = row.performance
+    return perf
+
+
+def _nullable(values: npt.ArrayLike) -> list[float | None]:
+    """Floats with NaN as ``None`` (SQL NULL)."""
+    arr = np.asarray(values, dtype=np.float64)
+    out: list[float | None] = arr.tolist()
+    for i in np.flatnonzero(np.isnan(arr)):
+        out[i] = None
+    return out
+
+
+def save_event_samples(
+    conn: Connection,
+    event_id: str,
+    ts: npt.ArrayLike,
+    target_kw: npt.ArrayLike,
+    delivered_kw: npt.ArrayLike,
+) -> None:
+    """Store tracking samples of an event (``ts`` in UTC epoch s); a repeated ``ts`` overwrites."""
+    _require(conn, event_id)
+    times = datetimes(ts)
+    target, delivered = _nullable(target_kw), _nullable(delivered_kw)
+    if not len(times) == len(target) == len(delivered):
+        raise ValueError("ts, target_kw and delivered_kw must have the same length")
+    rows = [
+        {"event_id": event_id, "ts": t, "target_kw": a, "delivered_kw": b}
+        for t, a, b in zip(times, target, delivered, strict=True)
+    ]
+    table = table_of(EventSampleRow)
+    for i in range(0, len(rows), CHUNK):
+        conn.execute(upsert(conn, table, ["event_id", "ts"]), rows[i : i + CHUNK])
+
+
+def _ts_column(values: list[Any]) -> pd.Series:
+    return pd.Series(pd.to_datetime(values, utc=True), dtype="datetime64[us, UTC]")
+
+
+def event_samples(conn: Connection, event_id: str) -> pd.DataFrame:
+    """An event's samples by time: columns ``ts`` (UTC), ``target_kw``, ``delivered_kw``."""
+    _require(conn, event_id)
+    table = table_of(EventSampleRow)
+    stmt = (
+        select(table.c.ts, table.c.target_kw, table.c.delivered_kw)
+        .where(table.c.event_id == event_id)
+        .order_by(table.c.ts)
+    )
+    rows = conn.execute(stmt).all()
+    return pd.DataFrame(
+        {
+            "ts": _ts_column([r.ts for r in rows]),
+            "target_kw": np.array([r.target_kw for r in rows], dtype=np.float64),
+            "delivered_kw": np.array([r.delivered_kw for r in rows], dtype=np.float64),
+        }
+    )
+
+
+def save_commands(conn: Connection, batch: CommandBatch) -> None:
+    """Store a batch of commands; a command id already stored is left as it is."""
+    n = len(batch)
+    issued = utc(batch.issued_at)
+    rows = [
+        {
+            "command_id": c,
+            "device_id": d,
+            "event_id": batch.event_id,
+            "seq": s,
+            "p_setpoint_kw": p,
+            "issued_at": issued,
+            "valid_until": v,
+        }
+        for c, d, s, p, v in zip(
+            np.asarray(batch.command_ids).astype(str).tolist(),
+            np.asarray(batch.device_ids).astype(str).tolist(),
+            np.asarray(batch.seq, dtype=np.int64).tolist(),
+            np.asarray(batch.p_setpoint_kw, dtype=np.float64).tolist(),
+            datetimes(batch.valid_until),
+            strict=True,
+        )
+    ]
+    if len(rows) != n:  # pragma: no cover - zip(strict=True) raises first
+        raise ValueError("command batch columns differ in length")
+    table = table_of(CommandRow)
+    for i in range(0, n, CHUNK):
+        conn.execute(insert_ignore(conn, table), rows[i : i + CHUNK])
+
+
+def commands_for_event(conn: Connection, event_id: str) -> pd.DataFrame:
+    """Commands sent for ``event_id``, by issue time then device.
+
+    Columns: command_id, device_id, event_id, seq, p_setpoint_kw, issued_at, valid_until
+    (UTC), status.
+    """
+    table = table_of(CommandRow)
+    stmt = (
+        select(*(table.c[c] for c in _COMMAND_COLS))
+        .where(table.c.event_id == event_id)
+        .order_by(table.c.issued_at, table.c.device_id, table.c.seq)
+    )
+    rows = conn.execute(stmt).all()
+    df = pd.DataFrame([tuple(r) for r in rows], columns=list(_COMMAND_COLS))
+    df["seq"] = df["seq"].astype(np.int64)
+    df["p_setpoint_kw"] = df["p_setpoint_kw"].astype(np.float64)
+    df["issued_at"] = _ts_column(df["issued_at"].tolist())
+    df["valid_until"] = _ts_column(df["valid_until"].tolist())
+    return df

@@ -1,0 +1,22 @@
+"""Typed errors the store raises."""
+
+from __future__ import annotations
+
+from gridflock.domain import GridflockError
+
+__all__ = ["StoreError", "UnknownEventError"]
+
+
+class StoreError(GridflockError):
+    """The database cannot be used as asked (unsupported URL, unreachable server, ...)."""
+
+
+class UnknownEventError(GridflockError, KeyError):
+    """An event id that the store does not hold."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__(f"unknown event {event_id!r}: no event with this id is stored")
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -1,0 +1,176 @@
+"""Table models: the database shape of the fleet, events, commands and telemetry.
+
+Only table declarations live here; reading and writing them is in the repository
+modules. Powers are in kW (generator sign convention), state of charge a fraction
+0..1, timestamps aware UTC. The schema is created by the Alembic migrations in
+``migrations/versions``, which must be kept in step with these models (a test checks).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gridflock.store._types import UTCDateTime
+
+__all__ = [
+    "Base",
+    "CommandRow",
+    "DeviceRow",
+    "EventRow",
+    "EventSampleRow",
+    "GridNodeRow",
+    "SiteRow",
+    "TelemetryRow",
+    "table_of",
+]
+
+#: JSON on SQLite, JSONB on PostgreSQL.
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+#: Constraint names, so the models and the migrations name them the same on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every Gridflock table."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class GridNodeRow(Base):
+    """A grid node (feeder, transformer, substation): one column per ``GRID_NODE_ATTRS``."""
+
+    __tablename__ = "grid_nodes"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, comment="Row order in the fleet spec.")
+    kind: Mapped[str] = mapped_column(String)
+    parent: Mapped[str] = mapped_column(String, comment="Upstream node id, '' for a root.")
+    limit_import_kw: Mapped[float] = mapped_column(Double)
+    limit_export_kw: Mapped[float] = mapped_column(Double)
+
+
+class SiteRow(Base):
+    """A site (one grid connection): one column per ``SITE_ATTRS``."""
+
+    __tablename__ = "sites"
+    __table_args__ = (Index("ix_sites_grid_node", "grid_node"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, comment="Row order in the fleet spec.")
+    lat: Mapped[float] = mapped_column(Double)
+    lon: Mapped[float] = mapped_column(Double)
+    tz: Mapped[str] = mapped_column(String)
+    grid_node: Mapped[str] = mapped_column(String, ForeignKey("grid_nodes.id"))
+    import_limit_kw: Mapped[float] = mapped_column(Double)
+    export_limit_kw: Mapped[float] = mapped_column(Double)
+    program: Mapped[str] = mapped_column(String)
+    region: Mapped[str] = mapped_column(String)
+    opt_out: Mapped[bool] = mapped_column(Boolean)
+
+
+class DeviceRow(Base):
+    """A device: the ``DEVICE_COMMON`` columns, and its kind's capability model in ``attrs``."""
+
+    __tablename__ = "devices"
+    __table_args__ = (
+        Index("ix_devices_site_id", "site_id"),
+        Index("ix_devices_gateway_id", "gateway_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    pos: Mapped[int] = mapped_column(Integer, comment="Row order in the fleet spec.")
+    site_id: Mapped[str] = mapped_column(String, ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String)
+    gateway_id: Mapped[str] = mapped_column(String)
+    cost_per_kwh: Mapped[float] = mapped_column(Double)
+    attrs: Mapped[dict[str, Any]] = mapped_column(JsonType)
+
+
+class EventRow(Base):
+    """An event: target, window, scope, lifecycle status and measured performance."""
+
+    __tablename__ = "events"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    target_kw: Mapped[float] = mapped_column(Double)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    scope: Mapped[str] = mapped_column(String, comment="Scope as text, e.g. 'grid_node:F1'.")
+    source: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(String)
+    created_by: Mapped[str] = mapped_column(String)
+    performance: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+
+
+class EventSampleRow(Base):
+    """One sample of an event's tracking: target and delivered kW at ``ts``."""
+
+    __tablename__ = "event_samples"
+
+    event_id: Mapped[str] = mapped_column(
+        String, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    target_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
+    delivered_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class CommandRow(Base):
+    """One setpoint command sent to a device (idempotent by ``command_id``)."""
+
+    __tablename__ = "commands"
+    __table_args__ = (
+        Index("ix_commands_event_id", "event_id"),
+        Index("ix_commands_device_id", "device_id"),
+    )
+
+    command_id: Mapped[str] = mapped_column(String, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String)
+    event_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    p_setpoint_kw: Mapped[float] = mapped_column(Double)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String, server_default="sent")
+
+
+class TelemetryRow(Base):
+    """One telemetry reading: power, and state of charge and baseline where reported."""
+
+    __tablename__ = "telemetry"
+
+    device_id: Mapped[str] = mapped_column(String, primary_key=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    p_kw: Mapped[float] = mapped_column(Double)
+    soc: Mapped[float | None] = mapped_column(Double, nullable=True)
+    p_baseline_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` behind a model (typed, for bulk Core statements)."""
+    table = model.__table__
+    if not isinstance(table, Table):  # pragma: no cover - every model here maps a Table
+        raise TypeError(f"{model.__name__} does not map a Table")
+    return table
