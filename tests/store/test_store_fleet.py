@@ -161,3 +161,11 @@ def test_bulk_fleet_round_trip(store: Store, n_sites: int) -> None:
     spec = build_spec(nodes, sites, devices)
     store.save_fleet(spec)
     assert_same_spec(store.load_fleet(), spec)
+
+
+def test_bulk_insert_refuses_ragged_columns(store: Store) -> None:
+    from gridflock.store._bulk import bulk_insert
+    from gridflock.store.models import GridNodeRow
+
+    with store.engine.begin() as conn, pytest.raises(ValueError, match="differ in length"):
+        bulk_insert(conn, table_of(GridNodeRow), {"id": ["a", "b"], "pos": [0]})

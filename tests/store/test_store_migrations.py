@@ -58,3 +58,17 @@ def test_models_have_a_column_per_declared_attribute() -> None:
     ):
         columns = set(table_of(model).c.keys())
         assert {a.name for a in attrs} <= columns, model.__name__
+
+
+def test_downgrade_to_base_and_back(store: Store) -> None:
+    from alembic import command
+
+    from gridflock.store.repository import alembic_config
+
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert not TABLES & set(inspect(store.engine).get_table_names())
+    store.upgrade()
+    assert set(inspect(store.engine).get_table_names()) >= TABLES

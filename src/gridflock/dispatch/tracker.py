@@ -9,6 +9,7 @@ by more than a deadband (or whose validity is about to lapse) are sent again.
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 
 from gridflock.dispatch.allocate import allocate, limit_headroom
 from gridflock.domain.events import Event, EventStatus
+from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray
 from gridflock.fleet.flexibility import flexibility
 from gridflock.fleet.state import FleetState
@@ -37,6 +39,7 @@ class TrackerConfig:
     gain: float = 0.3
     max_correction: float = 0.5
     merit_order: bool = False
+    release_spread_s: float = 900.0
 
 
 class EventTracker:
@@ -55,6 +58,7 @@ class EventTracker:
         self.valid_until = np.full(n, -np.inf)
         self.sent_at = np.full(n, np.nan)
         self.frozen_base = np.full(n, np.nan)
+        self.touched = np.zeros(n, bool)
         self.correction_kw = 0.0
         self.last_allocation_kw = 0.0
         self.shortfall_kw = 0.0
@@ -85,8 +89,12 @@ class EventTracker:
                         np.where(np.isfinite(self.frozen_base), self.frozen_base, st.p_kw))
 
     def delivered_kw(self) -> float:
-        """Measured response of the commanded devices against their baselines [kW]."""
-        d = self.dispatched
+        """Measured response against baselines of every device the event commanded [kW].
+
+        Devices released or dropped mid-event count too: a deferred load catching up
+        after its release is part of what the event caused.
+        """
+        d = self.touched
         return float((self.state.p_kw[d] - self.baseline()[d]).sum())
 
     # ------------------------------------------------------------------ loop
@@ -100,7 +108,7 @@ class EventTracker:
             return None
         if now >= ev.end:
             ev.transition(EventStatus.COMPLETED)
-            return self._release(now)
+            return self._finish()
         if ev.status is EventStatus.SCHEDULED:
             if not self.scope.any():
                 ev.transition(EventStatus.FAILED)
@@ -111,13 +119,14 @@ class EventTracker:
         base = self.baseline()
         response = self.state.p_kw - base
 
-        if self.dispatched.any():
-            delivered = float(response[self.dispatched].sum())
+        if self.touched.any():
+            delivered = float(response[self.touched].sum())
             self.samples_ts.append(now)
             self.samples_delivered.append(delivered)
             judged = (self.dispatched & (now - self.sent_at >= cfg.grace_s)
                       & (np.abs(self.delta) >= cfg.min_judged_kw))
-            lagging = judged & ((sign * response < cfg.response_ratio * np.abs(self.delta))
+            missing = sign * (self.sent - self.state.p_kw)  # > 0: short of the setpoint
+            lagging = judged & ((missing > cfg.response_ratio * np.abs(self.delta))
                                 | ~self.state.online)
             self.excluded |= lagging
             if now - ev.start >= cfg.grace_s:
@@ -158,7 +167,15 @@ class EventTracker:
     def _command(self, now: float, delta: FloatArray, base: FloatArray) -> CommandBatch | None:
         cfg = self.config
         active = np.abs(delta) > 1e-3
+        # a home battery left on self-consumption would undo the rest of its home's dispatch:
+        # pin it to its baseline wherever another device of the site is dispatched
+        st = self.state
+        busy_sites = np.bincount(st.site_idx, weights=active, minlength=st.grid.n_sites) > 0
+        bat = np.zeros(st.n, bool)
+        bat[st.kind_slices[DeviceKind.BATTERY]] = True
+        active |= bat & busy_sites[st.site_idx] & self.scope & ~self.excluded & st.online
         new = np.where(active, base + delta, np.nan)
+        self.touched |= active
         first = active & ~self.dispatched
         self.frozen_base[first] = np.where(np.isfinite(self.state.p_baseline_kw[first]),
                                            np.nan, self.state.p_kw[first])
@@ -172,13 +189,33 @@ class EventTracker:
         until = min(self.event.end, now + cfg.command_ttl_s)
         return self._emit(now, idx, new[idx], until)
 
+    def _finish(self) -> CommandBatch | None:
+        """Hand devices back at randomised times over ``release_spread_s`` after the end.
+
+        Releasing every device at once would make deferred loads (EVs, heat pumps) all
+        resume together: a rebound peak. Each device keeps its setpoint until its own
+        ``valid_until``, then falls back to its own control.
+        """
+        spread = self.config.release_spread_s
+        end = self.event.end
+        if spread <= 0:
+            return self._release(end)
+        idx = np.flatnonzero(self.dispatched)
+        rng = np.random.default_rng(zlib.crc32(self.event.id.encode()))
+        until = end + rng.uniform(0.0, spread, len(idx))
+        batch = self._emit(end, idx, self.sent[idx], until)
+        self.sent[idx] = np.nan
+        self.delta[:] = 0.0
+        return batch
+
     def _release(self, now: float) -> CommandBatch | None:
         idx = np.flatnonzero(self.dispatched)
         self.delta[:] = 0.0
-        return self._emit(now, idx, np.full(len(idx), np.nan), now)
+        # NaN means "back to your own control"; it must stay valid long enough to arrive
+        return self._emit(now, idx, np.full(len(idx), np.nan), now + self.config.command_ttl_s)
 
     def _emit(self, now: float, idx: np.ndarray, setpoints: FloatArray,
-              until: float) -> CommandBatch | None:
+              until: float | FloatArray) -> CommandBatch | None:
         if not len(idx):
             return None
         self.sent[idx] = setpoints
@@ -188,5 +225,6 @@ class EventTracker:
         prefix = f"{self.event.id}:{int(now * 1000)}:"
         cmd_ids = (prefix + pd.Series(ids, dtype=object)).to_numpy(dtype=object)
         self.commands_sent += len(idx)
-        return CommandBatch(cmd_ids, ids, setpoints, np.full(len(idx), until), seq, now,
+        return CommandBatch(cmd_ids, ids, setpoints.copy(),
+                            np.broadcast_to(np.asarray(until, float), len(idx)).copy(), seq, now,
                             self.event.id)

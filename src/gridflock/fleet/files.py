@@ -12,6 +12,7 @@ attribute tables come from :func:`attribute_tables_markdown`.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Hashable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ _CSV_DEVICE_COLS = tuple(
 )
 _CSV_SITE_COLS = tuple("site_" + a.name for a in SITE_ATTRS)  # site_id doubles as the device's
 _MAX_REPORTED = 50
+#: Words YAML 1.1 reads as booleans or null (quoted when written, so they stay strings).
+_YAML_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
+#: Strings written unquoted: no YAML indicator, no number or timestamp look-alike.
+_PLAIN_RE = re.compile(r"[A-Za-z][A-Za-z0-9_./-]*")
 
 
 # --------------------------------------------------------------------------- public API
@@ -223,11 +228,131 @@ class _Loader(_SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+# The fast path: PyYAML builds ~30,000 nodes a second, too slow for a 100,000-home file.
+# Files in the layout write_fleet produces (plain scalars of a strict form, fixed indents)
+# are parsed line by line instead, into exactly what the safe loader would return; any
+# other line (quotes, comments after values, other indents, anchors) falls back to PyYAML.
+_FAST_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FAST_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+(?:e[-+][0-9]+)?)?")
+_FAST_TOP = re.compile(r"([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?")
+_FAST_ITEM = re.compile(r"  - ([A-Za-z_][A-Za-z0-9_]*): (.*)")
+_FAST_FIELD = re.compile(r"    ([A-Za-z_][A-Za-z0-9_]*):(?: (.*))?")
+_FAIL = object()
+
+
+def _fast_scalar(text: str) -> Any:
+    """The value of a plain scalar of the strict subset, or ``_FAIL`` for anything else."""
+    m = _FAST_NUMBER.fullmatch(text)
+    if m:
+        return float(text) if m.group(1) else int(text)
+    if not _PLAIN_RE.fullmatch(text):
+        return _FAIL
+    if text.lower() in _YAML_WORDS:
+        return True if text == "true" else False if text == "false" else _FAIL
+    return text
+
+
+def _fast_flow(body: str, values: dict[str, Any], keys: set[str]) -> dict[str, Any] | None:
+    """``k: v, k: v`` of a one-line flow mapping, or None outside the subset.
+
+    ``values`` caches scalar text already converted and ``keys`` the keys already
+    accepted: fleet files repeat both a great deal.
+    """
+    out: dict[str, Any] = {}
+    if not body:
+        return out
+    parts = body.split(", ")
+    for part in parts:
+        key, sep, text = part.partition(": ")
+        value = values.get(text, _FAIL)
+        if value is _FAIL:
+            value = values[text] = _fast_scalar(text)
+            if value is _FAIL:
+                return None
+        if key not in keys:
+            if not sep or not _FAST_KEY.fullmatch(key) or key.lower() in _YAML_WORDS:
+                return None
+            keys.add(key)
+        out[key] = value
+    return out if len(out) == len(parts) else None
+
+
+def _fast_yaml(text: str) -> dict[str, Any] | None:
+    """Parse a fleet file written in :func:`write_fleet`'s layout, or None if it is not."""
+    top: dict[str, Any] = {}
+    seq: list[Any] | None = None  # the top-level sequence being filled
+    seq_key = ""
+    item: dict[str, Any] | None = None  # the block mapping (site) being filled
+    nested_key = ""  # its key whose sequence of flow mappings is being filled
+    values: dict[str, Any] = {}
+    keys: set[str] = set()
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("      - {") and line.endswith("}") and item is not None and nested_key:
+            flow = _fast_flow(line[9:-1], values, keys)
+            if flow is None:
+                return None
+            if item[nested_key] is None:
+                item[nested_key] = []
+            item[nested_key].append(flow)
+        elif line.startswith("    ") and item is not None:
+            m = _FAST_FIELD.fullmatch(line)
+            if not m or m.group(1) in item or m.group(1).lower() in _YAML_WORDS:
+                return None
+            nested_key = ""
+            if m.group(2) is None:
+                nested_key = m.group(1)
+                item[nested_key] = None
+            elif (value := _fast_scalar(m.group(2))) is _FAIL:
+                return None
+            else:
+                item[m.group(1)] = value
+        elif line.startswith("  - ") and seq_key:
+            if top[seq_key] is None:
+                top[seq_key] = seq = []
+            assert seq is not None
+            item, nested_key = None, ""
+            if line.startswith("  - {") and line.endswith("}"):
+                flow = _fast_flow(line[5:-1], values, keys)
+                if flow is None:
+                    return None
+                seq.append(flow)
+                continue
+            m = _FAST_ITEM.fullmatch(line)
+            value = _fast_scalar(m.group(2)) if m else _FAIL
+            if m is None or value is _FAIL or m.group(1).lower() in _YAML_WORDS:
+                return None
+            item = {m.group(1): value}
+            seq.append(item)
+        else:
+            m = _FAST_TOP.fullmatch(line)
+            if not m or m.group(1) in top or m.group(1).lower() in _YAML_WORDS:
+                return None
+            seq_key, seq, item, nested_key = "", None, None, ""
+            if m.group(2) is None:
+                seq_key = m.group(1)
+                top[seq_key] = None
+            elif m.group(2) == "[]":
+                top[m.group(1)] = []
+            elif (value := _fast_scalar(m.group(2))) is _FAIL:
+                return None
+            else:
+                top[m.group(1)] = value
+    return top or None
+
+
 def _load_yaml(p: Path, source: str, problems: list[Problem]) -> Any:
     """Parse the file, turning syntax errors into a problem that names the line."""
+    raw = p.read_bytes()
     try:
-        with p.open("rb") as f:
-            return yaml.load(f, Loader=_Loader)
+        fast = _fast_yaml(raw.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        fast = None  # libyaml also reads UTF-16, or names the bad byte
+    if fast is not None:
+        return fast
+    try:
+        return yaml.load(raw, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         what = exc.problem or exc.context or "invalid YAML"
@@ -414,9 +539,6 @@ def _device_record(
 
 # --------------------------------------------------------------------------- YAML writing
 
-_YAML_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
-_PLAIN = r"[A-Za-z][A-Za-z0-9_./-]*"
-
 
 def _yaml_quoted(text: str) -> str:
     """``text`` as a double-quoted YAML scalar, escaped by PyYAML itself."""
@@ -445,7 +567,7 @@ def _yaml_column(col: pd.Series, a: Attr) -> list[str]:
             out.append(text)
         return out
     strings = col.astype(str)
-    plain = strings.str.fullmatch(_PLAIN) & ~strings.str.lower().isin(_YAML_WORDS)
+    plain = strings.str.fullmatch(_PLAIN_RE.pattern) & ~strings.str.lower().isin(_YAML_WORDS)
     values_text: list[str] = [str(v) for v in strings.tolist()]
     for i in np.flatnonzero(~plain.to_numpy(dtype=bool)).tolist():
         values_text[i] = _yaml_quoted(values_text[i])

@@ -339,7 +339,8 @@ def _sites(
         per_home(DeviceKind.PV, "kwp"), per_home(DeviceKind.WIND, "rated_kw")
     )
     export_options = np.array([10.0, 15.0, 20.0, 25.0])
-    export = export_options[np.minimum(np.searchsorted(export_options, generation_kw * 0.8), 3)]
+    export_step = np.searchsorted(export_options, generation_kw) + (rng.random(n) < 0.3)
+    export = export_options[np.minimum(export_step, 3)]
     import_options = np.array([11.0, 17.0, 25.0, 35.0])
     step = np.searchsorted(import_options, np.maximum(demand_kw, export))
     step = np.minimum(step + (rng.random(n) < 0.2), 3)  # some connections are oversized

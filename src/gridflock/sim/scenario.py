@@ -34,6 +34,9 @@ __all__ = ["EventOutcome", "ScenarioConfig", "ScenarioResult", "run_scenario"]
 
 Progress = Callable[[str, int, int], None]
 
+#: Durations [h] for which the default event's flexibility is sized.
+EVENT_HOURS = (1.0, 2.0, 3.0, 4.0)
+
 
 @dataclass(frozen=True)
 class ScenarioConfig:
@@ -48,7 +51,7 @@ class ScenarioConfig:
     imperfections: Imperfections = field(default_factory=Imperfections)
     tracker: TrackerConfig | None = None
     default_event_share: float = 0.6
-    default_event_hours: float = 2.0
+    default_event_peak_share: float = 0.3
     telemetry_sample_devices: int = 0
     telemetry_sample_every_s: float = 900.0
 
@@ -85,6 +88,7 @@ class ScenarioResult:
     net_with_kw: FloatArray
     net_without_kw: FloatArray
     by_kind_with_kw: pd.DataFrame
+    by_kind_without_kw: pd.DataFrame
     events: list[EventOutcome]
     acks: AckCounts
     commands: list[CommandBatch]
@@ -129,25 +133,30 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
     for r in cfg.events or ():
         state.scope_mask(r.scope)  # fail early on an unknown scope
     candidates = _candidate_steps(twin.times, tz) if cfg.events is None else set()
-    hours = cfg.default_event_hours
-    available: dict[int, float] = {}
+    available: dict[tuple[int, float], float] = {}
     net_without = np.zeros(steps)
+    kinds = state.kind_codes()
+    by_kind_without = np.zeros((steps, len(DeviceKind)))
     scope_without = np.zeros((steps, len(masks_for) or 1))
     masks = [state.scope_mask(s) for s in masks_for]
     for t in range(steps):
         twin.step()
         state.apply(twin.receive())
         net_without[t] = twin.p_kw.sum()
+        by_kind_without[t] = np.bincount(kinds, weights=twin.p_kw, minlength=len(DeviceKind))
         for j, m in enumerate(masks):
             scope_without[t, j] = twin.p_kw[m].sum()
         if t + 1 in candidates:
             now = twin.now
-            flex = flexibility(state, hours, now)
             base = state.baseline_kw()
             site_p = state.site_power_kw(base)
-            head = limit_headroom(flex.up_kw, state.site_idx, state.grid, site_p,
-                                  state.grid.node_flow_kw(site_p), up=True)
-            available[t + 1] = float(head[state.controllable()].sum())
+            node_p = state.grid.node_flow_kw(site_p)
+            ctl = state.controllable()
+            for hours in EVENT_HOURS:
+                flex = flexibility(state, hours, now)
+                head = limit_headroom(flex.up_kw, state.site_idx, state.grid, site_p, node_p,
+                                      up=True)
+                available[t + 1, hours] = float(head[ctl].sum())
         if progress:
             progress("without VPP", t + 1, steps)
 
@@ -170,7 +179,6 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
     net_with = np.zeros(steps)
     scope_with = np.zeros((steps, len(masks)))
     estimated = np.full((steps, len(masks)), np.nan)
-    kinds = state.kind_codes()
     by_kind = np.zeros((steps, len(DeviceKind)))
     commands: list[CommandBatch] = []
     telemetry: list[TelemetryBatch] = []
@@ -183,7 +191,7 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
         now = twin.now
         state.mark_stale(now, 3 * cfg.step_s + 60)
         for tr_i, tracker in enumerate(trackers):
-            if tracker.dispatched.any():
+            if tracker.touched.any():
                 estimated[t, tr_i] = tracker.delivered_kw()
         for cmd in dispatcher.step(now):
             twin.send(cmd)
@@ -222,8 +230,10 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
             commands_sent=tracker.commands_sent,
             shortfall_kw=tracker.shortfall_kw,
         ))
-    by_kind_df = pd.DataFrame(by_kind, index=times, columns=[k.value for k in DeviceKind])
-    return ScenarioResult(spec, cfg, tz, times, net_with, net_without, by_kind_df, outcomes,
+    names = [k.value for k in DeviceKind]
+    return ScenarioResult(spec, cfg, tz, times, net_with, net_without,
+                          pd.DataFrame(by_kind, index=times, columns=names),
+                          pd.DataFrame(by_kind_without, index=times, columns=names), outcomes,
                           twin.acks, commands, telemetry, time.perf_counter() - began)
 
 
@@ -237,25 +247,38 @@ def _candidate_steps(times: pd.DatetimeIndex, tz: str) -> set[int]:
 
 
 def _default_event(times: pd.DatetimeIndex, net_without: FloatArray,
-                   available: dict[int, float], cfg: ScenarioConfig,
+                   available: dict[tuple[int, float], float], cfg: ScenarioConfig,
                    tz: str) -> list[EventRequest]:
-    """An up event over the evening peak import, sized to a share of the flexibility."""
+    """An up event over the evening peak, sized so the fleet can hold it.
+
+    The window covers the plateau where the fleet's import stays within 15 % of its
+    evening peak (whole hours, 1 to 4); the target is the smaller of a share of the up
+    flexibility the fleet holds for that long and a share of the peak itself, so the
+    event shaves the peak rather than moving it.
+    """
     if not available:
         raise ValueError("the window is too short to place a default event; give --event")
     local = times.tz_convert(tz)
-    evening = (local.hour >= 16) & (local.hour < 22)
-    imports = np.where(evening if evening.any() else np.ones(len(times), bool),
-                       -net_without, -np.inf)
-    peak = int(np.argmax(imports))
-    half = int(cfg.default_event_hours * 3600 / cfg.step_s / 2)
-    starts = sorted(available)
-    start = min(starts, key=lambda s: abs(s - (peak - half)))
-    kw = cfg.default_event_share * available[start]
+    imports = pd.Series(-net_without).rolling(15, center=True, min_periods=1).mean().to_numpy()
+    evening = (local.hour >= 16) & (local.hour < 23)
+    peak = int(np.argmax(np.where(evening if evening.any() else True, imports, -np.inf)))
+    high = imports >= 0.85 * imports[peak]
+    a = peak
+    while a > 0 and high[a - 1]:
+        a -= 1
+    b = peak
+    while b < len(high) - 1 and high[b + 1]:
+        b += 1
+    hours = float(np.clip(np.round((b - a + 1) * cfg.step_s / 3600.0), 1, 4))
+    starts = sorted({s for s, _ in available})
+    start = min(starts, key=lambda s: abs(s - a))
+    kw = min(cfg.default_event_share * available[start, hours],
+             cfg.default_event_peak_share * float(imports[peak]))
     if not kw > 0:
         raise ValueError("the fleet holds no up flexibility at the evening peak; give --event")
     magnitude = 10 ** max(np.floor(np.log10(kw)) - 1, 0)
     kw = float(np.floor(kw / magnitude) * magnitude)
-    return [EventRequest(times[start], cfg.default_event_hours * 3600, kw, Scope())]
+    return [EventRequest(times[start], hours * 3600, kw, Scope())]
 
 
 def _sample_rows(n: int, cfg: ScenarioConfig) -> FloatArray:

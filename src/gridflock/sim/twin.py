@@ -33,6 +33,21 @@ K = DeviceKind
 
 
 @dataclass
+class _States:
+    """The evolving physical state of the devices that store energy."""
+
+    soc: FloatArray
+    ev_need: FloatArray
+    t_in: FloatArray
+    t_tank: FloatArray
+    wh_on: BoolArray
+
+    def copy(self) -> _States:
+        return _States(self.soc.copy(), self.ev_need.copy(), self.t_in.copy(),
+                       self.t_tank.copy(), self.wh_on.copy())
+
+
+@dataclass
 class AckCounts:
     """What the twin's devices did with the commands they were sent."""
 
@@ -100,26 +115,32 @@ class Twin:
             arr.append(a), dep.append(b), need.append(e)
         self.ev_arrival = np.array(arr)
         self.ev_departure = np.array(dep)
-        self.ev_need = np.array(need)
-        # a session already under way at the start has had some hours of charging
-        started = self.ev_arrival < self.t0
-        self.ev_need = np.where(started, self.ev_need * 0.5, self.ev_need)
+        # a session under way at the start has charged at full power since it plugged in
+        p_max_ev = ev["p_max_kw"].to_numpy(float) * ev["eta"].to_numpy(float)
+        charged = p_max_ev * np.maximum(self.t0 - self.ev_arrival, 0.0) / 3600.0
+        ev_need = np.maximum(np.array(need) - np.nan_to_num(charged, posinf=0.0), 0.0)
+        self.ev_p_min = ev["p_min_kw"].to_numpy(float)
 
-        # thermal states
         hp = d[K.HEAT_PUMP]
         t_out0 = float(self.weather.temp_air_c[0])
         cooling0 = hp["can_cool"].to_numpy(bool) & (t_out0 > 18.0)
-        self.t_in = np.where(cooling0, hp["t_cool_c"], hp["t_heat_c"]).astype(float) + \
-            static.normal(0, 0.3, len(hp))
+        t_in = np.where(cooling0, hp["t_cool_c"], hp["t_heat_c"]).astype(float) + static.normal(
+            0, 0.3, len(hp))
         wh = d[K.WATER_HEATER]
-        self.t_tank = wh["t_set_c"].to_numpy(float) - static.uniform(0, 6, len(wh))
-        self.wh_on = np.zeros(len(wh), bool)
+        self.wh_volume = wh["volume_l"].to_numpy(float)
+        t_tank = wh["t_set_c"].to_numpy(float) - static.uniform(0, 6, len(wh))
         self.wh_draw_scale = wh["daily_draw_kwh"].to_numpy(float) * static.lognormal(
             0, 0.3, len(wh))
-        self.soc = self.cap.soc[ks[K.BATTERY]].copy()
+        self.real = _States(self.cap.soc[ks[K.BATTERY]].copy(), ev_need, t_in, t_tank,
+                            np.zeros(len(wh), bool))
+        self.shadow = self.real.copy()
         self.bat_floor = np.maximum(self.cap.soc_min, self.cap.soc_reserve)[ks[K.BATTERY]]
         bat_sites = self.cap.site_idx[ks[K.BATTERY]]
         self.bat_share = 1.0 / np.bincount(bat_sites, minlength=self.cap.grid.n_sites)[bat_sites]
+        self._not_battery = np.ones(self.cap.n, bool)
+        self._not_battery[ks[K.BATTERY]] = False
+        self._hp_cop = np.full(len(hp), np.nan)
+        self._wh_draw = np.zeros(len(wh))
 
         # imperfections (static draws)
         self.ignores = static.random(n) < self.imp.ignore_rate
@@ -213,50 +234,57 @@ class Twin:
         self.cur_sp[expired] = np.nan
 
     def step(self) -> None:
-        """Advance the whole fleet by one step and queue its readings."""
+        """Advance the whole fleet by one step and queue its readings.
+
+        Two sets of device states advance side by side: the real one, which follows
+        commands, and a shadow that never sees one. The shadow's power is the baseline each
+        device reports, as a home energy manager that keeps a model of its own undispatched
+        behaviour would.
+        """
         if self.done:
             raise RuntimeError("the twin has simulated every step of its window")
-        t, ks, cap = self.t, self.ks, self.cap
+        t, ks = self.t, self.ks
         t0, t1 = self.now, self.now + self.step_s
-        dt_h = self.dt_h
-        wx = self.weather
-        t_out = float(wx.temp_air_c[t])
-        p = self.p_kw
-        nat = self.natural_kw
+        p, base = self.p_kw, self.natural_kw
         online = self.offline_at > t0
-        # devices that are offline get no commands: keep theirs from landing
-        self.pend_apply[~online] = np.inf
+        self.pend_apply[~online] = np.inf  # offline devices receive nothing
 
         s = ks[K.LOAD]
-        p[s] = nat[s] = -self.loads.at(t)
-
+        p[s] = base[s] = -self.loads.at(t)
         for kind, avail in ((K.PV, self.pv_scale * self.pv_profiles[t, self.pv_bins]),
                             (K.WIND, self._wind(t))):
             s = ks[kind]
-            nat[s] = avail
+            base[s] = avail
             req = self._blend(s, avail, t0, t1)
-            p[s] = np.where(cap.curtailable[s], np.clip(req, 0.0, avail), avail)
-
-        p[ks[K.EV_CHARGER]], nat[ks[K.EV_CHARGER]] = self._ev(t0, t1)
-        p[ks[K.HEAT_PUMP]], nat[ks[K.HEAT_PUMP]] = self._heat_pump(t, t_out, t0, t1)
-        p[ks[K.WATER_HEATER]], nat[ks[K.WATER_HEATER]] = self._water_heater(t, t0, t1)
-
+            p[s] = np.where(self.cap.curtailable[s], np.clip(req, 0.0, avail), avail)
+        for kind, advance in ((K.EV_CHARGER, self._ev), (K.HEAT_PUMP, self._heat_pump),
+                              (K.WATER_HEATER, self._water_heater)):
+            s = ks[kind]
+            base[s] = advance(self.shadow, t, None)
+            p[s] = advance(self.real, t, (t0, t1))
         s = ks[K.BATTERY]
-        others = np.ones(cap.n, bool)
-        others[s] = False
-        site_other = np.bincount(cap.site_idx[others], weights=p[others],
-                                 minlength=cap.grid.n_sites)
-        b_args = (dt_h, cap.e_kwh[s], cap.p_load_max_kw[s], cap.p_gen_max_kw[s],
-                  cap.eta_charge[s], cap.eta_discharge[s], self.bat_floor, cap.soc_max[s])
-        wish = -site_other[cap.site_idx[s]] * self.bat_share
-        _, natural = physics.battery_step(self.soc, wish, *b_args)
-        nat[s] = natural
-        req = self._blend(s, natural, t0, t1)
-        self.soc, p[s] = physics.battery_step(self.soc, req, *b_args)
+        base[s] = self._battery(self.shadow, base, None)
+        p[s] = self._battery(self.real, p, (t0, t1))
 
         self._land_commands(t0, t1)
         self._emit(t1, online)
         self.t += 1
+
+    def _battery(self, st: _States, p: FloatArray,
+                 window: tuple[float, float] | None) -> FloatArray:
+        """Self-consumption against the rest of the home, unless commanded."""
+        s, cap = self.ks[K.BATTERY], self.cap
+        others = self._not_battery
+        site_other = np.bincount(cap.site_idx[others], weights=p[others],
+                                 minlength=cap.grid.n_sites)
+        args = (self.dt_h, cap.e_kwh[s], cap.p_load_max_kw[s], cap.p_gen_max_kw[s],
+                cap.eta_charge[s], cap.eta_discharge[s], self.bat_floor, cap.soc_max[s])
+        wish = -site_other[cap.site_idx[s]] * self.bat_share
+        if window is not None:
+            _, natural = physics.battery_step(st.soc, wish, *args)
+            wish = self._blend(s, natural, *window)
+        st.soc, out = physics.battery_step(st.soc, wish, *args)
+        return out
 
     def _wind(self, t: int) -> FloatArray:
         out = np.zeros(len(self.wind_types))
@@ -267,64 +295,62 @@ class Twin:
                                              self.wind_hub[sel], self.wind_rated[sel], curve)
         return out
 
-    def _ev(self, t0: float, t1: float) -> tuple[FloatArray, FloatArray]:
+    def _ev(self, st: _States, t: int, window: tuple[float, float] | None) -> FloatArray:
+        """Plug in and charge at full power until the session's energy is in the car."""
         s, cap = self.ks[K.EV_CHARGER], self.cap
-        active = (self.ev_arrival <= t0) & (self.ev_departure > t0)
-        need = np.where(active, self.ev_need, 0.0).sum(axis=0)
+        now = self.t0 + t * self.step_s
+        active = (self.ev_arrival <= now) & (self.ev_departure > now)
+        need = np.where(active, st.ev_need, 0.0).sum(axis=0)
         plugged = active.any(axis=0) & (need > 1e-6)
-        p_max, eta, p_min = cap.p_load_max_kw[s], cap.eta_charge[s], self._ev_p_min()
-        limit = np.minimum(p_max, need / eta / self.dt_h)
-        natural = -np.where(plugged, limit, 0.0)
-        req = self._blend(s, natural, t0, t1)
-        charge = np.clip(-req, 0.0, limit)
-        charge = np.where(charge < 0.5 * p_min, 0.0, np.minimum(np.maximum(charge, p_min), limit))
-        charge = np.where(plugged, charge, 0.0)
-        self.ev_need -= np.where(active, charge * eta * self.dt_h, 0.0)
-        np.maximum(self.ev_need, 0.0, out=self.ev_need)
-        self._ev_plugged = plugged
-        return -charge, natural
+        eta = cap.eta_charge[s]
+        limit = np.where(plugged, np.minimum(cap.p_load_max_kw[s], need / eta / self.dt_h), 0.0)
+        charge = limit
+        if window is not None:
+            charge = np.clip(-self._blend(s, -limit, *window), 0.0, limit)
+            charge = np.where(charge < 0.5 * self.ev_p_min, 0.0,
+                              np.minimum(np.maximum(charge, self.ev_p_min), limit))
+        st.ev_need = np.maximum(st.ev_need - np.where(active, charge * eta * self.dt_h, 0.0), 0.0)
+        return -charge
 
-    def _ev_p_min(self) -> FloatArray:
-        return self.spec.devices[K.EV_CHARGER]["p_min_kw"].to_numpy(float)
-
-    def _heat_pump(self, t: int, t_out: float, t0: float,
-                   t1: float) -> tuple[FloatArray, FloatArray]:
+    def _heat_pump(self, st: _States, t: int, window: tuple[float, float] | None) -> FloatArray:
+        """Modulating thermostat; a command holds only while the comfort band does."""
         s, cap = self.ks[K.HEAT_PUMP], self.cap
-        t_out_arr = np.full(len(self.t_in), t_out)
+        t_out = np.full(len(st.t_in), float(self.weather.temp_air_c[t]))
         gain = 0.3 + 1.2 * float(self.weather.ghi[t]) / 1000.0
-        cooling = cap.can_cool[s] & (self.t_in > 0.5 * (cap.t_heat_c[s] + cap.t_cool_c[s]))
-        cop = physics.cop(t_out_arr, cap.cop_nominal[s], ~cooling)
-        natural_el = physics.thermostat_heat_pump(
-            self.t_in, t_out_arr, cap.p_load_max_kw[s], cap.cop_nominal[s], cap.ua_kw_per_k[s],
+        mode = physics.heat_pump_mode(st.t_in, t_out, cap.t_heat_c[s], cap.t_cool_c[s],
+                                      cap.can_cool[s])
+        cooling = (mode < 0) | ((mode == 0) & cap.can_cool[s]
+                                & (st.t_in > 0.5 * (cap.t_heat_c[s] + cap.t_cool_c[s])))
+        cop = physics.cop(t_out, cap.cop_nominal[s], ~cooling)
+        p_el = physics.thermostat_heat_pump(
+            st.t_in, t_out, cap.p_load_max_kw[s], cap.cop_nominal[s], cap.ua_kw_per_k[s],
             cap.c_kwh_per_k[s], cap.t_heat_c[s], cap.t_cool_c[s], cap.can_cool[s], self.dt_h,
             q_gain_kw=gain)
-        natural = -natural_el
-        req = self._blend(s, natural, t0, t1)
-        p_el = np.clip(-req, 0.0, cap.p_load_max_kw[s])
-        outside = (self.t_in < cap.t_min_c[s]) | (self.t_in > cap.t_max_c[s])
-        p_el = np.where(outside, natural_el, p_el)  # comfort beats the command
+        if window is not None:
+            asked = np.clip(-self._blend(s, -p_el, *window), 0.0, cap.p_load_max_kw[s])
+            outside = (st.t_in < cap.t_min_c[s]) | (st.t_in > cap.t_max_c[s])
+            p_el = np.where(outside, p_el, asked)  # comfort beats the command
+            self._hp_cop = cop
         q = np.where(cooling, -1.0, 1.0) * cop * p_el
-        self.t_in = physics.house_step(self.t_in, t_out_arr, q, cap.ua_kw_per_k[s],
-                                       cap.c_kwh_per_k[s], self.dt_h, q_gain_kw=gain)
-        self._hp_cop = cop
-        return -p_el, natural
+        st.t_in = physics.house_step(st.t_in, t_out, q, cap.ua_kw_per_k[s], cap.c_kwh_per_k[s],
+                                     self.dt_h, q_gain_kw=gain)
+        return -p_el
 
-    def _water_heater(self, t: int, t0: float, t1: float) -> tuple[FloatArray, FloatArray]:
+    def _water_heater(self, st: _States, t: int,
+                      window: tuple[float, float] | None) -> FloatArray:
+        """Bang-bang thermostat; a command holds only within the tank's temperature band."""
         s, cap = self.ks[K.WATER_HEATER], self.cap
-        wh = self.spec.devices[K.WATER_HEATER]
         draw = self.draw_shape[t] * self.wh_draw_scale
-        natural_el, self.wh_on = physics.thermostat_water_heater(
-            self.t_tank, cap.t_heat_c[s], cap.p_load_max_kw[s], 4.0, self.wh_on)
-        natural = -natural_el
-        req = self._blend(s, natural, t0, t1)
-        p_el = np.clip(-req, 0.0, cap.p_load_max_kw[s])
-        outside = (self.t_tank < cap.t_min_c[s]) | (self.t_tank > cap.t_max_c[s])
-        p_el = np.where(outside, natural_el, p_el)
-        self.t_tank = physics.water_heater_step(
-            self.t_tank, p_el, draw, wh["volume_l"].to_numpy(float), cap.loss_kw_per_k[s],
-            20.0, self.dt_h)
-        self._wh_draw = draw
-        return -p_el, natural
+        p_el, st.wh_on = physics.thermostat_water_heater(st.t_tank, cap.t_heat_c[s],
+                                                         cap.p_load_max_kw[s], 4.0, st.wh_on)
+        if window is not None:
+            asked = np.clip(-self._blend(s, -p_el, *window), 0.0, cap.p_load_max_kw[s])
+            outside = (st.t_tank < cap.t_min_c[s]) | (st.t_tank > cap.t_max_c[s])
+            p_el = np.where(outside, p_el, asked)
+            self._wh_draw = draw
+        st.t_tank = physics.water_heater_step(st.t_tank, p_el, draw, self.wh_volume,
+                                              cap.loss_kw_per_k[s], 20.0, self.dt_h)
+        return -p_el
 
     # ------------------------------------------------------------------ telemetry
     def _emit(self, ts: float, online: BoolArray) -> None:
@@ -334,21 +360,21 @@ class Twin:
         lost = self._rng_tel.random(n) < imp.dropout_rate
         keep = online & ~lost
         soc = np.full(n, np.nan)
-        soc[ks[K.BATTERY]] = self.soc
+        soc[ks[K.BATTERY]] = self.real.soc
         extras = {name: np.full(n, np.nan) for name in
                   ("t_in_c", "t_out_c", "cop", "t_tank_c", "draw_kw", "e_need_kwh",
                    "departure_ts")}
         s = ks[K.HEAT_PUMP]
-        extras["t_in_c"][s] = self.t_in
+        extras["t_in_c"][s] = self.real.t_in
         extras["t_out_c"][s] = float(self.weather.temp_air_c[min(self.t + 1,
                                                                  len(self.times) - 1)])
         extras["cop"][s] = self._hp_cop
         s = ks[K.WATER_HEATER]
-        extras["t_tank_c"][s] = self.t_tank
+        extras["t_tank_c"][s] = self.real.t_tank
         extras["draw_kw"][s] = self._wh_draw
         s = ks[K.EV_CHARGER]
         active = (self.ev_arrival <= ts) & (self.ev_departure > ts)
-        extras["e_need_kwh"][s] = np.where(active, self.ev_need, 0.0).sum(axis=0)
+        extras["e_need_kwh"][s] = np.where(active, self.real.ev_need, 0.0).sum(axis=0)
         extras["departure_ts"][s] = np.where(active, self.ev_departure, -np.inf).max(axis=0)
         rows = self._rows[keep]
         self._outbox.append(TelemetryBatch(

@@ -52,7 +52,7 @@ class Weather:
     cloud_factor : array [1]
         Clear-sky index: fraction of clear-sky GHI that reaches the ground, 0..1.
 
-    Arrays are read-only so a ``Weather`` can be shared between simulations.
+    Arrays are stored as read-only float64 copies, so a ``Weather`` can be shared.
 
     """
 
@@ -72,12 +72,13 @@ class Weather:
         for f in fields(self):
             if f.name == "times":
                 continue
-            arr = getattr(self, f.name)
+            arr = np.array(getattr(self, f.name), dtype=np.float64)  # own, read-only copy
             if arr.shape != (len(self.times),):
                 raise ValueError(
                     f"Weather.{f.name} has shape {arr.shape}, need ({len(self.times)},)"
                 )
             arr.setflags(write=False)
+            object.__setattr__(self, f.name, arr)
 
 
 def _to_utc(times: pd.DatetimeIndex) -> pd.DatetimeIndex:

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import psycopg
 from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 
-__all__ = ["CHUNK", "bulk_insert"]
+__all__ = ["CHUNK", "bulk_insert", "nullable"]
 
 #: Rows per executemany on SQLite (bounded memory per statement).
 CHUNK = 20_000
@@ -45,3 +47,12 @@ def bulk_insert(conn: Connection, table: Table, columns: Mapping[str, Sequence[A
     for i in range(0, n, CHUNK):
         conn.exec_driver_sql(sql, all_rows[i : i + CHUNK])
     return n
+
+
+def nullable(values: npt.ArrayLike) -> list[float | None]:
+    """Floats as a list, NaN as ``None`` (SQL NULL)."""
+    arr = np.asarray(values, dtype=np.float64)
+    out: list[float | None] = arr.tolist()
+    for i in np.flatnonzero(np.isnan(arr)):
+        out[i] = None
+    return out

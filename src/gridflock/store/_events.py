@@ -11,6 +11,7 @@ from sqlalchemy import Row, Table, select, update
 from sqlalchemy.engine import Connection
 
 from gridflock.domain import CommandBatch, Event, EventSource, EventStatus, Scope
+from gridflock.store._bulk import nullable
 from gridflock.store._dialect import insert_ignore, upsert
 from gridflock.store._time import datetimes, epoch, utc
 from gridflock.store.errors import UnknownEventError
@@ -137,15 +138,6 @@ def event_performance(conn: Connection, event_id: str) -> dict[str, float | int 
     return perf
 
 
-def _nullable(values: npt.ArrayLike) -> list[float | None]:
-    """Floats with NaN as ``None`` (SQL NULL)."""
-    arr = np.asarray(values, dtype=np.float64)
-    out: list[float | None] = arr.tolist()
-    for i in np.flatnonzero(np.isnan(arr)):
-        out[i] = None
-    return out
-
-
 def save_event_samples(
     conn: Connection,
     event_id: str,
@@ -156,7 +148,7 @@ def save_event_samples(
     """Store tracking samples of an event (``ts`` in UTC epoch s); a repeated ``ts`` overwrites."""
     _require(conn, event_id)
     times = datetimes(ts)
-    target, delivered = _nullable(target_kw), _nullable(delivered_kw)
+    target, delivered = nullable(target_kw), nullable(delivered_kw)
     if not len(times) == len(target) == len(delivered):
         raise ValueError("ts, target_kw and delivered_kw must have the same length")
     rows = [

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from gridflock.domain import TelemetryBatch
+from gridflock.store._bulk import nullable
 from gridflock.store._dialect import insert_ignore
 from gridflock.store._time import datetimes, to_utc
 from gridflock.store.models import TelemetryRow, table_of
@@ -55,14 +56,6 @@ def _columns(batch: TelemetryBatch) -> _Columns:
     return _Columns(ids.tolist(), ts, p, soc, base)
 
 
-def _nullable(values: npt.NDArray[np.float64]) -> list[float | None]:
-    """Floats with NaN as ``None`` (SQL NULL)."""
-    out: list[float | None] = values.tolist()
-    for i in np.flatnonzero(np.isnan(values)):
-        out[i] = None
-    return out
-
-
 def _write_generic(conn: Connection, cols: _Columns) -> int:
     ids, ts, p, soc, base = cols
     table = table_of(TelemetryRow)
@@ -76,8 +69,8 @@ def _write_generic(conn: Connection, cols: _Columns) -> int:
                 ids[sl],
                 datetimes(ts[sl]),
                 p[sl].tolist(),
-                _nullable(soc[sl]),
-                _nullable(base[sl]),
+                nullable(soc[sl]),
+                nullable(base[sl]),
                 strict=True,
             )
         ]

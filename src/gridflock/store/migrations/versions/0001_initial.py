@@ -13,8 +13,6 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from gridflock.store._types import UTCDateTime
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -22,6 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 POS_COMMENT = "Row order in the fleet spec."
+TS = sa.DateTime(timezone=True)  # UTC; the models read it back aware on every backend
 
 
 def upgrade() -> None:
@@ -74,8 +73,8 @@ def upgrade() -> None:
         "events",
         sa.Column("id", sa.String(), nullable=False),
         sa.Column("target_kw", sa.Double(), nullable=False),
-        sa.Column("start", UTCDateTime(), nullable=False),
-        sa.Column("end", UTCDateTime(), nullable=False),
+        sa.Column("start", TS, nullable=False),
+        sa.Column("end", TS, nullable=False),
         sa.Column(
             "scope", sa.String(), nullable=False, comment="Scope as text, e.g. 'grid_node:F1'."
         ),
@@ -88,7 +87,7 @@ def upgrade() -> None:
     op.create_table(
         "event_samples",
         sa.Column("event_id", sa.String(), nullable=False),
-        sa.Column("ts", UTCDateTime(), nullable=False),
+        sa.Column("ts", TS, nullable=False),
         sa.Column("target_kw", sa.Double(), nullable=True),
         sa.Column("delivered_kw", sa.Double(), nullable=True),
         sa.ForeignKeyConstraint(
@@ -106,8 +105,8 @@ def upgrade() -> None:
         sa.Column("event_id", sa.String(), nullable=True),
         sa.Column("seq", sa.BigInteger(), nullable=False),
         sa.Column("p_setpoint_kw", sa.Double(), nullable=False),
-        sa.Column("issued_at", UTCDateTime(), nullable=False),
-        sa.Column("valid_until", UTCDateTime(), nullable=False),
+        sa.Column("issued_at", TS, nullable=False),
+        sa.Column("valid_until", TS, nullable=False),
         sa.Column("status", sa.String(), server_default="sent", nullable=False),
         sa.PrimaryKeyConstraint("command_id", name=op.f("pk_commands")),
     )
@@ -116,7 +115,7 @@ def upgrade() -> None:
     op.create_table(
         "telemetry",
         sa.Column("device_id", sa.String(), nullable=False),
-        sa.Column("ts", UTCDateTime(), nullable=False),
+        sa.Column("ts", TS, nullable=False),
         sa.Column("p_kw", sa.Double(), nullable=False),
         sa.Column("soc", sa.Double(), nullable=True),
         sa.Column("p_baseline_kw", sa.Double(), nullable=True),
