@@ -23,6 +23,8 @@ __all__ = ["BoolArray", "CommandBatch", "FloatArray", "IntArray", "StrArray", "T
 class TelemetryBatch:
     """Readings from many devices: row ``i`` is one reading of device ``device_ids[i]``.
 
+    A row whose ``p_kw`` is NaN carries no reading (a lost message) and is skipped.
+
     ``soc`` is NaN for devices without a state of charge; ``p_baseline_kw`` is the power
     the device would draw or give on its own (its local controller's choice, or the
     available PV/wind power), NaN where the device does not report it.

@@ -19,5 +19,5 @@ class DeviceLink(Protocol):
     def send(self, commands: CommandBatch) -> None:
         """Hand ``commands`` to the devices' gateways (delivery may lag)."""
 
-    def receive(self) -> TelemetryBatch:
-        """Every reading that arrived since the last call."""
+    def receive(self) -> list[TelemetryBatch]:
+        """Every batch of readings that arrived since the last call."""

@@ -159,12 +159,12 @@ class _Tables:
         self.ok = True  # False when the structure is too broken to validate fields
 
 
-def _unknown_message(what: str, name: object, known: Iterable[str]) -> str:
+def _unknown_message(what: str, name: object, known: Iterable[str], where: str = "") -> str:
     """``unknown field 'kwpp' for a pv device; did you mean 'kwp'? known fields: ...``."""
     known = list(known)
     close = difflib.get_close_matches(str(name), known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} {name!r}{hint}; known: {', '.join(known)}"
+    hint = f"; did you mean {close[0]!r}?" if close else ";"
+    return f"unknown {what} {name!r}{where}{hint} known {what}s: {', '.join(known)}"
 
 
 def _article(word: str) -> str:
@@ -461,9 +461,7 @@ def _read_yaml(p: Path, source: str) -> _Tables:
                     source,
                     entry,
                     str(key),
-                    _unknown_message("field", key, _NODE_KEYS).replace(
-                        "; known:", " for a grid node; known fields:"
-                    ),
+                    _unknown_message("field", key, _NODE_KEYS, " for a grid node"),
                 )
             )
         nodes.append(_scalar_fields(node, entry, source, problems))
@@ -483,9 +481,7 @@ def _read_yaml(p: Path, source: str) -> _Tables:
                     source,
                     entry,
                     str(key),
-                    _unknown_message("field", key, _SITE_KEYS).replace(
-                        "; known:", " for a site; known fields:"
-                    ),
+                    _unknown_message("field", key, _SITE_KEYS, " for a site"),
                 )
             )
         sites.append(_scalar_fields(site, entry, source, problems, skip="devices"))
@@ -516,9 +512,7 @@ def _device_record(
                     source,
                     entry,
                     str(key),
-                    _unknown_message("field", key, known).replace(
-                        "; known:", f" for {_article(kind)} {kind} device; known fields:"
-                    ),
+                    _unknown_message("field", key, known, f" for {_article(kind)} {kind} device"),
                 )
             )
     given = dev.get("site_id")
@@ -673,9 +667,7 @@ def _check_columns(
                     source,
                     "",
                     col,
-                    _unknown_message("column", col, known).replace(
-                        "; known:", f" in {what}; known columns:"
-                    ),
+                    _unknown_message("column", col, known, f" in {what}"),
                 )
             )
 
@@ -804,6 +796,8 @@ def _write_csv(spec: FleetSpec, p: Path, source: str) -> None:
     devices = devices.iloc[np.argsort(position, kind="stable")]
     sites = spec.sites.add_prefix("site_")
     table = devices.merge(sites, on="site_id", how="left", sort=False)
-    table = table[[*_CSV_SITE_COLS, *(c for c in _CSV_DEVICE_COLS if c != "site_id")]]
+    table = table.reindex(
+        columns=[*_CSV_SITE_COLS, *(c for c in _CSV_DEVICE_COLS if c != "site_id")]
+    )
     table.to_csv(p, index=False)
     spec.grid_nodes[list(_NODE_KEYS)].to_csv(p.with_name(p.stem + ".grid_nodes.csv"), index=False)

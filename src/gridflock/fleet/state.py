@@ -323,15 +323,20 @@ class FleetState:
         """Apply a telemetry batch in one vectorised pass.
 
         Unknown ids are counted and skipped; readings older than what the state already
-        holds are dropped as stale; NaN fields leave the held value unchanged.
+        holds are dropped as stale; rows without power (NaN ``p_kw``) carry no reading;
+        NaN in other fields leaves the held value unchanged.
         """
         if not len(batch):
             return ApplyResult(0, 0, 0)
-        idx = self._rows_of(batch)
+        sl = self._contiguous(batch)
+        if sl is not None:
+            return self._apply_slice(batch, sl)
+        idx = np.asarray(self._index.get_indexer(batch.device_ids), dtype=np.int64)
         known = idx >= 0
         unknown_ids = tuple(map(str, batch.device_ids[~known][:10]))
-        fresh = known.copy()
-        fresh[known] = ~(batch.ts[known] < self.ts[idx[known]])
+        has_p = np.isfinite(batch.p_kw)
+        fresh = known & has_p
+        fresh[fresh] = ~(batch.ts[fresh] < self.ts[idx[fresh]])
         rows = idx[fresh]
         self.ts[rows] = batch.ts[fresh]
         self.p_kw[rows] = batch.p_kw[fresh]
@@ -342,26 +347,38 @@ class FleetState:
             if name in self.extras:
                 _put_finite(self.extras[name], rows, values[fresh])
         return ApplyResult(
-            int(fresh.sum()), int((~known).sum()), int((known & ~fresh).sum()), unknown_ids
+            int(fresh.sum()), int((~known).sum()), int((known & has_p & ~fresh).sum()),
+            unknown_ids,
         )
 
-    def _rows_of(self, batch: TelemetryBatch) -> IntArray:
-        """Rows of the batch's devices: the sender's hint if it checks out, else a lookup."""
+    def _contiguous(self, batch: TelemetryBatch) -> slice | None:
+        """The fleet rows a batch covers, if the sender laid it out as a contiguous slice."""
         rows = batch.rows
-        if (
-            rows is not None
-            and len(rows) == len(batch)
-            and (
-                not len(rows)
-                or (
-                    rows.min() >= 0
-                    and rows.max() < self.n
-                    and np.array_equal(self.device_ids[rows[::97]], batch.device_ids[::97])
-                )
-            )
+        if rows is None or len(rows) != len(batch):
+            return None
+        a, b = int(rows[0]), int(rows[-1]) + 1
+        if a < 0 or b > self.n or b - a != len(rows):
+            return None
+        probe = slice(None, None, 97)
+        if not (
+            np.array_equal(rows[probe], np.arange(a, b)[probe])
+            and np.array_equal(self.device_ids[a:b][probe], batch.device_ids[probe])
         ):
-            return rows
-        return np.asarray(self._index.get_indexer(batch.device_ids), dtype=np.int64)
+            return None
+        return slice(a, b)
+
+    def _apply_slice(self, batch: TelemetryBatch, sl: slice) -> ApplyResult:
+        has_p = np.isfinite(batch.p_kw)
+        fresh = has_p & ~(batch.ts < self.ts[sl])
+        np.copyto(self.ts[sl], batch.ts, where=fresh)
+        np.copyto(self.p_kw[sl], batch.p_kw, where=fresh)
+        self.online[sl] |= fresh
+        for target, values in ((self.soc, batch.soc), (self.p_baseline_kw, batch.p_baseline_kw)):
+            np.copyto(target[sl], values, where=fresh & np.isfinite(values))
+        for name, values in batch.extras.items():
+            if name in self.extras:
+                np.copyto(self.extras[name][sl], values, where=fresh & np.isfinite(values))
+        return ApplyResult(int(fresh.sum()), 0, int((has_p & ~fresh).sum()))
 
     def mark_stale(self, now: float, timeout_s: float) -> int:
         """Set devices silent for more than ``timeout_s`` offline; return how many are."""

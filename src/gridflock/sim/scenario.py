@@ -122,103 +122,76 @@ def _window(spec: FleetSpec, cfg: ScenarioConfig) -> tuple[str, pd.Timestamp, in
 
 def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
                  progress: Progress | None = None) -> ScenarioResult:
-    """Run the undispatched then the dispatched pass; measure every event."""
+    """Run the fleet under the dispatcher and measure every event against the shadow.
+
+    Without explicit events a forecast pass of the undispatched twin comes first, to
+    place the default event on the evening peak (a perfect day-ahead forecast).
+    """
     began = time.perf_counter()
     tz, start, steps = _window(spec, cfg)
-    masks_for: list[Scope] = [r.scope for r in cfg.events or ()]
-
-    # pass 1: the fleet left alone
-    twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
     state = FleetState.from_spec(spec)
-    for r in cfg.events or ():
+    requests = list(cfg.events) if cfg.events is not None else None
+    for r in requests or ():
         state.scope_mask(r.scope)  # fail early on an unknown scope
-    candidates = _candidate_steps(twin.times, tz) if cfg.events is None else set()
-    available: dict[tuple[int, float], float] = {}
-    net_without = np.zeros(steps)
-    kinds = state.kind_codes()
-    by_kind_without = np.zeros((steps, len(DeviceKind)))
-    scope_without = np.zeros((steps, len(masks_for) or 1))
-    masks = [state.scope_mask(s) for s in masks_for]
-    for t in range(steps):
-        twin.step()
-        state.apply(twin.receive())
-        net_without[t] = twin.p_kw.sum()
-        by_kind_without[t] = np.bincount(kinds, weights=twin.p_kw, minlength=len(DeviceKind))
-        for j, m in enumerate(masks):
-            scope_without[t, j] = twin.p_kw[m].sum()
-        if t + 1 in candidates:
-            now = twin.now
-            base = state.baseline_kw()
-            site_p = state.site_power_kw(base)
-            node_p = state.grid.node_flow_kw(site_p)
-            ctl = state.controllable()
-            for hours in EVENT_HOURS:
-                flex = flexibility(state, hours, now)
-                head = limit_headroom(flex.up_kw, state.site_idx, state.grid, site_p, node_p,
-                                      up=True)
-                available[t + 1, hours] = float(head[ctl].sum())
-        if progress:
-            progress("without VPP", t + 1, steps)
+    if requests is None:
+        requests = _forecast_default_event(spec, cfg, tz, start, steps, progress)
 
-    requests = list(cfg.events) if cfg.events is not None else _default_event(
-        twin.times, net_without, available, cfg, tz)
-    if cfg.events is None:
-        masks_for = [r.scope for r in requests]
-        scope_without = np.repeat(net_without[:, None], len(requests), axis=1)
-
-    # pass 2: the same fleet run by the VPP
     twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
-    state = FleetState.from_spec(spec)
     dispatcher = Dispatcher(state, cfg.tracker or TrackerConfig(interval_s=cfg.step_s))
     trackers: list[EventTracker] = []
     for i, r in enumerate(requests):
         event = Event(f"ev-{i + 1:03d}", r.target_kw, r.start.timestamp(), r.end.timestamp(),
                       r.scope, EventSource.SIMULATION, created_by="gridflock simulate")
         trackers.append(dispatcher.add(event))
-    masks = [state.scope_mask(s) for s in masks_for]
-    net_with = np.zeros(steps)
-    scope_with = np.zeros((steps, len(masks)))
-    estimated = np.full((steps, len(masks)), np.nan)
-    by_kind = np.zeros((steps, len(DeviceKind)))
+    masks = np.array([state.scope_mask(r.scope) for r in requests]).reshape(len(requests),
+                                                                            state.n)
+    net_with, net_without = np.zeros(steps), np.zeros(steps)
+    scope_with = np.zeros((steps, len(requests)))
+    scope_without = np.zeros((steps, len(requests)))
+    estimated = np.full((steps, len(requests)), np.nan)
+    kinds = state.kind_codes()
+    n_kinds = len(DeviceKind)
+    by_kind = np.zeros((steps, n_kinds))
+    by_kind_without = np.zeros((steps, n_kinds))
     commands: list[CommandBatch] = []
     telemetry: list[TelemetryBatch] = []
     sample = _sample_rows(state.n, cfg)
     every = max(int(round(cfg.telemetry_sample_every_s / cfg.step_s)), 1)
     for t in range(steps):
         twin.step()
-        batch = twin.receive()
-        state.apply(batch)
+        batches = twin.receive()
+        for batch in batches:
+            state.apply(batch)
         now = twin.now
         state.mark_stale(now, 3 * cfg.step_s + 60)
-        for tr_i, tracker in enumerate(trackers):
+        for j, tracker in enumerate(trackers):
             if tracker.touched.any():
-                estimated[t, tr_i] = tracker.delivered_kw()
+                estimated[t, j] = tracker.delivered_kw()
         for cmd in dispatcher.step(now):
             twin.send(cmd)
             commands.append(cmd)
-        net_with[t] = twin.p_kw.sum()
-        for j, m in enumerate(masks):
-            scope_with[t, j] = twin.p_kw[m].sum()
-        by_kind[t] = np.bincount(kinds, weights=twin.p_kw, minlength=len(DeviceKind))
+        p, shadow = twin.p_kw, twin.natural_kw
+        net_with[t], net_without[t] = p.sum(), shadow.sum()
+        if len(requests):
+            scope_with[t] = masks @ p
+            scope_without[t] = masks @ shadow
+        by_kind[t] = np.bincount(kinds, weights=p, minlength=n_kinds)
+        by_kind_without[t] = np.bincount(kinds, weights=shadow, minlength=n_kinds)
         if len(sample) and t % every == 0:
-            keep = np.isin(batch.rows if batch.rows is not None else state.indices(
-                batch.device_ids), sample)
-            telemetry.append(_subset(batch, keep))
+            telemetry.extend(_subset(b, sample) for b in batches)
         if progress:
             progress("with VPP", t + 1, steps)
     for tracker in trackers:  # close events still open at the end of the window
-        twin_cmd = tracker.step(max(twin.now, tracker.event.end))
-        if twin_cmd is not None:
-            commands.append(twin_cmd)
+        cmd = tracker.step(max(twin.now, tracker.event.end))
+        if cmd is not None:
+            commands.append(cmd)
 
-    times = twin.times
+    ts = np.array([x.timestamp() for x in twin.times])
     outcomes = []
-    ts = np.array([x.timestamp() for x in times])
     for j, tracker in enumerate(trackers):
         ev = tracker.event
         delivered = scope_with[:, j] - scope_without[:, j]
-        # the tracker's reading at the end of step t describes step t
-        est = estimated[:, j]
+        est = estimated[:, j]  # the reading at the end of step t describes step t
         outcomes.append(EventOutcome(
             event=ev,
             delivered_kw=delivered,
@@ -231,10 +204,56 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
             shortfall_kw=tracker.shortfall_kw,
         ))
     names = [k.value for k in DeviceKind]
-    return ScenarioResult(spec, cfg, tz, times, net_with, net_without,
-                          pd.DataFrame(by_kind, index=times, columns=names),
-                          pd.DataFrame(by_kind_without, index=times, columns=names), outcomes,
-                          twin.acks, commands, telemetry, time.perf_counter() - began)
+    return ScenarioResult(spec, cfg, tz, twin.times, net_with, net_without,
+                          pd.DataFrame(by_kind, index=twin.times, columns=names),
+                          pd.DataFrame(by_kind_without, index=twin.times, columns=names),
+                          outcomes, twin.acks, commands, telemetry,
+                          time.perf_counter() - began)
+
+
+def undispatched_net_kw(spec: FleetSpec, cfg: ScenarioConfig,
+                        progress: Progress | None = None,
+                        on_step: Callable[[int, Twin, FleetState], None] | None = None
+                        ) -> FloatArray:
+    """Fleet net power [kW] of the twin left alone: the forecast pass."""
+    tz, start, steps = _window(spec, cfg)
+    twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
+    state = FleetState.from_spec(spec)
+    net = np.zeros(steps)
+    for t in range(steps):
+        twin.step()
+        for batch in twin.receive():
+            state.apply(batch)
+        net[t] = twin.p_kw.sum()
+        if on_step is not None:
+            on_step(t, twin, state)
+        if progress:
+            progress("forecast", t + 1, steps)
+    return net
+
+
+def _forecast_default_event(spec: FleetSpec, cfg: ScenarioConfig, tz: str,
+                            start: pd.Timestamp, steps: int,
+                            progress: Progress | None) -> list[EventRequest]:
+    times = pd.date_range(start, periods=steps, freq=pd.Timedelta(seconds=cfg.step_s))
+    candidates = _candidate_steps(times, tz)
+    available: dict[tuple[int, float], float] = {}
+
+    def snapshot(t: int, twin: Twin, state: FleetState) -> None:
+        if t + 1 not in candidates:
+            return
+        base = state.baseline_kw()
+        site_p = state.site_power_kw(base)
+        node_p = state.grid.node_flow_kw(site_p)
+        ctl = state.controllable()
+        for hours in EVENT_HOURS:
+            flex = flexibility(state, hours, twin.now)
+            head = limit_headroom(flex.up_kw, state.site_idx, state.grid, site_p, node_p,
+                                  up=True)
+            available[t + 1, hours] = float(head[ctl].sum())
+
+    net = undispatched_net_kw(spec, cfg, progress, snapshot)
+    return _default_event(times, net, available, cfg, tz)
 
 
 def _candidate_steps(times: pd.DatetimeIndex, tz: str) -> set[int]:
@@ -288,7 +307,9 @@ def _sample_rows(n: int, cfg: ScenarioConfig) -> FloatArray:
     return np.sort(np.random.default_rng(cfg.seed).choice(n, k, replace=False))
 
 
-def _subset(batch: TelemetryBatch, keep: np.ndarray) -> TelemetryBatch:
+def _subset(batch: TelemetryBatch, sample: np.ndarray) -> TelemetryBatch:
+    rows = batch.rows if batch.rows is not None else np.zeros(len(batch), np.int64) - 1
+    keep = np.isin(rows, sample) & np.isfinite(batch.p_kw)
     return TelemetryBatch(batch.device_ids[keep], batch.ts[keep], batch.p_kw[keep],
                           batch.soc[keep], batch.p_baseline_kw[keep],
                           {k: v[keep] for k, v in batch.extras.items()},

@@ -160,6 +160,8 @@ class Twin:
         self.natural_kw = np.zeros(n)
         self._kind_codes = self.cap.kind_codes()
         self._rows = np.arange(n)
+        self._nan = np.full(n, np.nan)
+        self._nan.flags.writeable = False  # shared by every batch: no reader may write it
 
     # ------------------------------------------------------------------ link
     @property
@@ -196,20 +198,10 @@ class Twin:
         self.pend_apply[rows] = issued + np.asarray(latency)[obey] if np.ndim(latency) else issued
         self.pend_until[rows] = commands.valid_until[ok][obey]
 
-    def receive(self) -> TelemetryBatch:
-        """Readings produced since the last call."""
-        out = self._outbox
-        self._outbox = []
-        if not out:
-            return TelemetryBatch.empty()
-        if len(out) == 1:
-            return out[0]
-        return TelemetryBatch(
-            np.concatenate([b.device_ids for b in out]), np.concatenate([b.ts for b in out]),
-            np.concatenate([b.p_kw for b in out]), np.concatenate([b.soc for b in out]),
-            np.concatenate([b.p_baseline_kw for b in out]),
-            {k: np.concatenate([b.extras[k] for b in out]) for k in out[0].extras},
-            np.concatenate([b.rows for b in out]) if out[0].rows is not None else None)
+    def receive(self) -> list[TelemetryBatch]:
+        """Batches of readings produced since the last call."""
+        out, self._outbox = self._outbox, []
+        return out
 
     # ------------------------------------------------------------------ physics
     def _blend(self, s: slice, natural: FloatArray, t0: float, t1: float) -> FloatArray:
@@ -354,29 +346,37 @@ class Twin:
 
     # ------------------------------------------------------------------ telemetry
     def _emit(self, ts: float, online: BoolArray) -> None:
+        """Queue this step's readings: one batch per device kind, as their gateways would.
+
+        A lost reading (dropout, or a device gone offline) is a row whose ``p_kw`` is NaN,
+        so each batch stays a contiguous view of the fleet's arrays.
+        """
         n, ks = self.cap.n, self.ks
         imp = self.imp
-        noise = self._rng_tel.normal(0.0, imp.noise_kw, n) if imp.noise_kw > 0 else 0.0
-        lost = self._rng_tel.random(n) < imp.dropout_rate
-        keep = online & ~lost
-        soc = np.full(n, np.nan)
-        soc[ks[K.BATTERY]] = self.real.soc
-        extras = {name: np.full(n, np.nan) for name in
-                  ("t_in_c", "t_out_c", "cop", "t_tank_c", "draw_kw", "e_need_kwh",
-                   "departure_ts")}
-        s = ks[K.HEAT_PUMP]
-        extras["t_in_c"][s] = self.real.t_in
-        extras["t_out_c"][s] = float(self.weather.temp_air_c[min(self.t + 1,
-                                                                 len(self.times) - 1)])
-        extras["cop"][s] = self._hp_cop
-        s = ks[K.WATER_HEATER]
-        extras["t_tank_c"][s] = self.real.t_tank
-        extras["draw_kw"][s] = self._wh_draw
-        s = ks[K.EV_CHARGER]
+        p = self.p_kw.copy()
+        if imp.noise_kw > 0:
+            p += imp.noise_kw * self._rng_tel.standard_normal(n, dtype=np.float32)
+        lost = ~online
+        if imp.dropout_rate > 0:
+            lost |= self._rng_tel.random(n, dtype=np.float32) < imp.dropout_rate
+        p[lost] = np.nan
+        base = self.natural_kw.copy()
+        ids, rows, nan = self.cap.device_ids, self._rows, self._nan
+        when = np.full(n, ts)
+        t_out = float(self.weather.temp_air_c[min(self.t + 1, len(self.times) - 1)])
+        extras: dict[DeviceKind, dict[str, FloatArray]] = {
+            K.HEAT_PUMP: {"t_in_c": self.real.t_in.copy(),
+                          "t_out_c": np.full(len(self.real.t_in), t_out),
+                          "cop": self._hp_cop.copy()},
+            K.WATER_HEATER: {"t_tank_c": self.real.t_tank.copy(), "draw_kw": self._wh_draw},
+        }
         active = (self.ev_arrival <= ts) & (self.ev_departure > ts)
-        extras["e_need_kwh"][s] = np.where(active, self.real.ev_need, 0.0).sum(axis=0)
-        extras["departure_ts"][s] = np.where(active, self.ev_departure, -np.inf).max(axis=0)
-        rows = self._rows[keep]
-        self._outbox.append(TelemetryBatch(
-            self.cap.device_ids[rows], np.full(len(rows), ts), (self.p_kw + noise)[rows],
-            soc[rows], self.natural_kw[rows], {k: v[rows] for k, v in extras.items()}, rows))
+        extras[K.EV_CHARGER] = {
+            "e_need_kwh": np.where(active, self.real.ev_need, 0.0).sum(axis=0),
+            "departure_ts": np.where(active, self.ev_departure, -np.inf).max(axis=0)}
+        soc = {K.BATTERY: self.real.soc.copy()}
+        for kind, sl in ks.items():
+            if sl.stop > sl.start:
+                self._outbox.append(TelemetryBatch(
+                    ids[sl], when[sl], p[sl], soc.get(kind, nan[sl]),
+                    base[sl], extras.get(kind, {}), rows[sl]))

@@ -1,0 +1,291 @@
+"""The ``gridflock`` command: simulate a fleet, generate and validate fleet files."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from gridflock import __version__
+from gridflock.domain import DeviceKind, FleetSpec, GridflockError, ValidationError
+
+app = typer.Typer(
+    help="Gridflock: thousands of small energy resources dispatched as one power plant.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+fleet_app = typer.Typer(help="Generate and validate fleet files (YAML or CSV).",
+                        no_args_is_help=True)
+app.add_typer(fleet_app, name="fleet")
+
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_DATE = dt.date(2026, 7, 15)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error that says what was wrong and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _problems(e: ValidationError) -> NoReturn:
+    err.print(f"[bold red]error:[/] {len(e.problems)} problem(s) found; nothing was written.",
+              highlight=False)
+    for p in e.problems[:50]:
+        err.print(f"  - {p}", highlight=False, markup=False)
+    if len(e.problems) > 50:
+        err.print(f"  ... and {len(e.problems) - 50} more", highlight=False)
+    raise typer.Exit(2)
+
+
+def _load_fleet(fleet: Path | None, homes: int, seed: int) -> FleetSpec:
+    from gridflock.fleet.files import read_fleet
+    from gridflock.fleet.generate import generate_fleet
+
+    try:
+        return read_fleet(fleet) if fleet is not None else generate_fleet(homes, seed)
+    except ValidationError as e:
+        _problems(e)
+
+
+def _counts_table(spec: FleetSpec, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("grid nodes", f"{len(spec.grid_nodes):,}")
+    table.add_row("sites", f"{len(spec.sites):,}")
+    for kind, n in spec.counts().items():
+        table.add_row(f"  {kind}", f"{n:,}")
+    table.add_row("devices", f"{spec.n_devices:,}")
+    return table
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"gridflock {__version__}")
+
+
+@fleet_app.command("generate")
+def fleet_generate(
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write (.yaml or .csv).")],
+    homes: Annotated[int, typer.Option(min=1, max=2_000_000, help="Number of homes.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed: same seed, same fleet.")] = 7,
+    lat: Annotated[float, typer.Option(min=-90, max=90, help="Centre latitude [deg].")] = 48.14,
+    lon: Annotated[float, typer.Option(min=-180, max=180, help="Centre longitude [deg].")] = 11.58,
+    tz: Annotated[str, typer.Option(help="IANA time zone of the homes.")] = "Europe/Berlin",
+) -> None:
+    """Make a realistic synthetic fleet: homes with PV, batteries, EVs, heat pumps..."""
+    from gridflock.fleet.files import write_fleet
+    from gridflock.fleet.generate import generate_fleet
+
+    if out_file.suffix.lower() not in (".yaml", ".yml", ".csv"):
+        fail(f"{out_file}: unsupported suffix {out_file.suffix!r}; use .yaml, .yml or .csv")
+    try:
+        spec = generate_fleet(homes, seed, lat=lat, lon=lon, tz=tz)
+    except ValidationError as e:
+        _problems(e)
+    except ValueError as e:
+        fail(str(e))
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    write_fleet(spec, out_file)
+    out.print(_counts_table(spec, f"Wrote {out_file}"))
+
+
+@fleet_app.command("validate")
+def fleet_validate(
+    file: Annotated[Path, typer.Argument(help="Fleet file to check (.yaml, .yml or .csv).")],
+) -> None:
+    """Check a fleet file; list every problem with its entry and field (exit code 2)."""
+    spec = _load_fleet(file, 0, 0)
+    out.print(_counts_table(spec, f"{file}: valid"))
+
+
+def _parse_step(text: str) -> float:
+    from gridflock.sim.events import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        fail(f"--step: {e}")
+
+
+@app.command()
+def simulate(
+    homes: Annotated[int, typer.Option(min=1, max=2_000_000,
+                                       help="Homes in a generated fleet (ignored with --fleet)."
+                                       )] = 1000,
+    fleet: Annotated[Path | None, typer.Option(help="Fleet file to simulate instead.")] = None,
+    date: Annotated[str, typer.Option(help="Local date of the day to simulate (YYYY-MM-DD).")
+                    ] = DEFAULT_DATE.isoformat(),
+    hours: Annotated[float, typer.Option(min=0.1, max=24 * 14, help="Length of the window [h].")
+                     ] = 24.0,
+    start_hour: Annotated[float, typer.Option(min=0, max=23.99,
+                                              help="Local hour the window starts at.")] = 0.0,
+    step: Annotated[str, typer.Option(help="Time step: 1m, 30s, 5m, or seconds.")] = "1m",
+    seed: Annotated[int, typer.Option(help="Random seed of fleet, weather and faults.")] = 7,
+    event: Annotated[list[str] | None, typer.Option(
+        help="START,DURATION,KW[,SCOPE], repeatable. START local HH:MM or ISO 8601; "
+             "DURATION 2h/90m/seconds; KW relative to baseline, negative to absorb; SCOPE "
+             "fleet, grid_node:ID, program:TAG or region:TAG. Default: one event on the "
+             "evening peak.")] = None,
+    db: Annotated[str | None, typer.Option(
+        help="Database URL to store fleet, events, commands and sampled telemetry "
+             "(sqlite:///file.db or postgresql://...).")] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for summary.json, plot.png "
+                                                         "and timeseries.parquet.")
+                       ] = Path("out/simulate"),
+    latency: Annotated[float, typer.Option(min=0, help="Median command latency [s].")] = 3.0,
+    dropout: Annotated[float, typer.Option(min=0, max=1, help="Share of readings lost.")] = 0.02,
+    offline: Annotated[float, typer.Option(min=0, max=1, help="Share of devices that go "
+                                                              "offline mid-run.")] = 0.01,
+    ignore: Annotated[float, typer.Option(min=0, max=1, help="Share of devices that ignore "
+                                                             "commands.")] = 0.02,
+    noise: Annotated[float, typer.Option(min=0, help="Measurement noise, std [kW].")] = 0.02,
+    ideal: Annotated[bool, typer.Option(help="Perfect devices and network (overrides the "
+                                             "five options above).")] = False,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Run the digital twin over a day with and without the VPP; report what it delivered."""
+    from gridflock.sim.events import parse_event
+    from gridflock.sim.imperfections import Imperfections
+    from gridflock.sim.report import write_report
+    from gridflock.sim.scenario import ScenarioConfig, run_scenario
+
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError:
+        fail(f"--date: {date!r} is not a date; use YYYY-MM-DD, e.g. 2026-07-15")
+    step_s = _parse_step(step)
+    if not 1 <= step_s <= 3600:
+        fail(f"--step: {step!r} must be between 1 second and 1 hour")
+    if hours * 3600 / step_s > 1_000_000:
+        fail("--hours/--step: more than a million steps; use a longer --step")
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out: {out_dir} exists and is not a folder")
+    spec = _load_fleet(fleet, homes, seed)
+    tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
+    requests = None
+    if event:
+        try:
+            requests = tuple(parse_event(e, day, tz) for e in event)
+        except ValueError as e:
+            fail(f"--event: {e}")
+    imperfect = Imperfections.ideal() if ideal else Imperfections(latency, 0.7, dropout,
+                                                                   offline, ignore, noise)
+    store = None
+    if db:
+        store = _open_store(db)
+    try:
+        cfg = ScenarioConfig(date=day, hours=hours, step_s=step_s, seed=seed,
+                             start_hour=start_hour, events=requests, imperfections=imperfect,
+                             telemetry_sample_devices=1000 if store else 0)
+    except ValueError as e:
+        fail(str(e))
+
+    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn(
+            "{task.completed}/{task.total} steps"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=err, disable=quiet, transient=False) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            if done % 20 == 0 or done == total:
+                bar.update(tasks[phase], completed=done)  # type: ignore[arg-type]
+
+        try:
+            result = run_scenario(spec, cfg, progress)
+        except ValueError as e:
+            fail(str(e))
+
+    paths = write_report(result, out_dir)
+    if store is not None:
+        _store_result(store, result)
+        store.close()
+    _print_summary(result, paths)
+
+
+def _open_store(url: str) -> object:
+    from gridflock.store import Store, StoreError
+
+    try:
+        store = Store(url)
+        store.upgrade()
+    except (StoreError, GridflockError) as e:
+        fail(f"--db: {e}")
+    except Exception as e:  # driver errors: say what failed and how to fix it
+        fail(f"--db: cannot open {url!r}: {e.__class__.__name__}: {e}. Check the URL and "
+             "that the server is running.")
+    return store
+
+
+def _store_result(store: object, result: object) -> None:
+    from gridflock.sim.scenario import ScenarioResult
+    from gridflock.store import Store
+
+    assert isinstance(store, Store) and isinstance(result, ScenarioResult)
+    import numpy as np
+
+    store.save_fleet(result.spec)
+    ts = np.array([t.timestamp() for t in result.times])
+    for o in result.events:
+        store.save_event(o.event)
+        store.save_event_performance(o.event.id, o.performance.as_dict())
+        inside = (ts >= o.event.start) & (ts < o.event.end)
+        store.save_event_samples(o.event.id, ts[inside], np.full(inside.sum(),
+                                                                 o.event.target_kw),
+                                 o.delivered_kw[inside])
+    for batch in result.commands:
+        store.save_commands(batch)
+    for batch in result.telemetry:
+        store.write_telemetry(batch)
+
+
+def _print_summary(result: object, paths: dict[str, Path]) -> None:
+    from gridflock.sim.scenario import ScenarioResult
+
+    assert isinstance(result, ScenarioResult)
+    r = result
+    out.print(f"[bold]{len(r.spec.sites):,} homes[/], {r.spec.n_devices:,} devices "
+              f"({', '.join(f'{n:,} {k}' for k, n in r.spec.counts().items() if n)})",
+              highlight=False)
+    out.print(f"peak net import: {r.peak_import_without_kw:,.0f} kW without the VPP, "
+              f"{r.peak_import_with_kw:,.0f} kW with it "
+              f"([bold]{r.peak_reduction_pct:+.1f} %[/] reduction)", highlight=False)
+    import pandas as pd
+
+    for o in r.events:
+        p = o.performance
+        a = pd.Timestamp(o.event.start, unit="s", tz="UTC").tz_convert(r.tz)
+        b = pd.Timestamp(o.event.end, unit="s", tz="UTC").tz_convert(r.tz)
+        t90 = "never" if p.time_to_90pct_s is None else f"{p.time_to_90pct_s:.0f} s"
+        out.print(f"[bold]{o.event.id}[/] {a:%H:%M}-{b:%H:%M} {r.tz}, {o.event.scope}: target "
+                  f"{o.event.target_kw:,.0f} kW, delivered {p.delivered_kw_mean:,.0f} kW "
+                  f"([bold]{p.delivered_pct:.1f} %[/]), {p.energy_delivered_kwh:,.0f} kWh",
+                  highlight=False)
+        out.print(f"    tracking error {p.tracking_rmse_pct:.1f} % rms, 90 % reached after {t90},"
+                  f" {p.non_responders:,} non-responders, {o.commands_sent:,} commands",
+                  highlight=False)
+    for name, path in paths.items():
+        out.print(f"{name:>8}: {path}", highlight=False)
+    out.print(f"ran in {r.runtime_s:.1f} s", highlight=False)
+
+
+def main() -> None:  # pragma: no cover - console entry point for python -m
+    """Run the CLI."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
