@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
-import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,7 +12,11 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from rich.table import Table
 
 from gridflock import __version__
-from gridflock.domain import DeviceKind, FleetSpec, GridflockError, ValidationError
+from gridflock.domain import FleetSpec, GridflockError, ValidationError
+
+if TYPE_CHECKING:
+    from gridflock.sim.scenario import ScenarioResult
+    from gridflock.store import Store
 
 app = typer.Typer(
     help="Gridflock: thousands of small energy resources dispatched as one power plant.",
@@ -22,8 +24,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-fleet_app = typer.Typer(help="Generate and validate fleet files (YAML or CSV).",
-                        no_args_is_help=True)
+fleet_app = typer.Typer(
+    help="Generate and validate fleet files (YAML or CSV).", no_args_is_help=True
+)
 app.add_typer(fleet_app, name="fleet")
 
 out = Console()
@@ -39,8 +42,10 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _problems(e: ValidationError) -> NoReturn:
-    err.print(f"[bold red]error:[/] {len(e.problems)} problem(s) found; nothing was written.",
-              highlight=False)
+    err.print(
+        f"[bold red]error:[/] {len(e.problems)} problem(s) found; nothing was written.",
+        highlight=False,
+    )
     for p in e.problems[:50]:
         err.print(f"  - {p}", highlight=False, markup=False)
     if len(e.problems) > 50:
@@ -122,38 +127,56 @@ def _parse_step(text: str) -> float:
 
 @app.command()
 def simulate(
-    homes: Annotated[int, typer.Option(min=1, max=2_000_000,
-                                       help="Homes in a generated fleet (ignored with --fleet)."
-                                       )] = 1000,
+    homes: Annotated[
+        int,
+        typer.Option(
+            min=1, max=2_000_000, help="Homes in a generated fleet (ignored with --fleet)."
+        ),
+    ] = 1000,
     fleet: Annotated[Path | None, typer.Option(help="Fleet file to simulate instead.")] = None,
-    date: Annotated[str, typer.Option(help="Local date of the day to simulate (YYYY-MM-DD).")
-                    ] = DEFAULT_DATE.isoformat(),
-    hours: Annotated[float, typer.Option(min=0.1, max=24 * 14, help="Length of the window [h].")
-                     ] = 24.0,
-    start_hour: Annotated[float, typer.Option(min=0, max=23.99,
-                                              help="Local hour the window starts at.")] = 0.0,
+    date: Annotated[
+        str, typer.Option(help="Local date of the day to simulate (YYYY-MM-DD).")
+    ] = DEFAULT_DATE.isoformat(),
+    hours: Annotated[
+        float, typer.Option(min=0.1, max=24 * 14, help="Length of the window [h].")
+    ] = 24.0,
+    start_hour: Annotated[
+        float, typer.Option(min=0, max=23.99, help="Local hour the window starts at.")
+    ] = 0.0,
     step: Annotated[str, typer.Option(help="Time step: 1m, 30s, 5m, or seconds.")] = "1m",
     seed: Annotated[int, typer.Option(help="Random seed of fleet, weather and faults.")] = 7,
-    event: Annotated[list[str] | None, typer.Option(
-        help="START,DURATION,KW[,SCOPE], repeatable. START local HH:MM or ISO 8601; "
-             "DURATION 2h/90m/seconds; KW relative to baseline, negative to absorb; SCOPE "
-             "fleet, grid_node:ID, program:TAG or region:TAG. Default: one event on the "
-             "evening peak.")] = None,
-    db: Annotated[str | None, typer.Option(
-        help="Database URL to store fleet, events, commands and sampled telemetry "
-             "(sqlite:///file.db or postgresql://...).")] = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for summary.json, plot.png "
-                                                         "and timeseries.parquet.")
-                       ] = Path("out/simulate"),
+    event: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="START,DURATION,KW[,SCOPE], repeatable. START local HH:MM or ISO 8601; "
+            "DURATION 2h/90m/seconds; KW relative to baseline, negative to absorb; SCOPE "
+            "fleet, grid_node:ID, program:TAG or region:TAG. Default: one event on the "
+            "evening peak."
+        ),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL to store fleet, events, commands and sampled telemetry "
+            "(sqlite:///file.db or postgresql://...)."
+        ),
+    ] = None,
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for summary.json, plot.png and timeseries.parquet."),
+    ] = Path("out/simulate"),
     latency: Annotated[float, typer.Option(min=0, help="Median command latency [s].")] = 3.0,
     dropout: Annotated[float, typer.Option(min=0, max=1, help="Share of readings lost.")] = 0.02,
-    offline: Annotated[float, typer.Option(min=0, max=1, help="Share of devices that go "
-                                                              "offline mid-run.")] = 0.01,
-    ignore: Annotated[float, typer.Option(min=0, max=1, help="Share of devices that ignore "
-                                                             "commands.")] = 0.02,
+    offline: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of devices that go offline mid-run.")
+    ] = 0.01,
+    ignore: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of devices that ignore commands.")
+    ] = 0.02,
     noise: Annotated[float, typer.Option(min=0, help="Measurement noise, std [kW].")] = 0.02,
-    ideal: Annotated[bool, typer.Option(help="Perfect devices and network (overrides the "
-                                             "five options above).")] = False,
+    ideal: Annotated[
+        bool, typer.Option(help="Perfect devices and network (overrides the five options above).")
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
@@ -181,21 +204,38 @@ def simulate(
             requests = tuple(parse_event(e, day, tz) for e in event)
         except ValueError as e:
             fail(f"--event: {e}")
-    imperfect = Imperfections.ideal() if ideal else Imperfections(latency, 0.7, dropout,
-                                                                   offline, ignore, noise)
+    imperfect = (
+        Imperfections.ideal()
+        if ideal
+        else Imperfections(latency, 0.7, dropout, offline, ignore, noise)
+    )
     store = None
     if db:
         store = _open_store(db)
     try:
-        cfg = ScenarioConfig(date=day, hours=hours, step_s=step_s, seed=seed,
-                             start_hour=start_hour, events=requests, imperfections=imperfect,
-                             telemetry_sample_devices=1000 if store else 0)
+        cfg = ScenarioConfig(
+            date=day,
+            hours=hours,
+            step_s=step_s,
+            seed=seed,
+            start_hour=start_hour,
+            events=requests,
+            imperfections=imperfect,
+            telemetry_sample_devices=1000 if store else 0,
+        )
     except ValueError as e:
         fail(str(e))
 
-    with Progress(TextColumn("{task.description:<12}"), BarColumn(), TextColumn(
-            "{task.completed}/{task.total} steps"), TimeElapsedColumn(), TimeRemainingColumn(),
-                  console=err, disable=quiet, transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} steps"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    ) as bar:
         tasks: dict[str, object] = {}
 
         def progress(phase: str, done: int, total: int) -> None:
@@ -216,7 +256,7 @@ def simulate(
     _print_summary(result, paths)
 
 
-def _open_store(url: str) -> object:
+def _open_store(url: str) -> Store:
     from gridflock.store import Store, StoreError
 
     try:
@@ -225,8 +265,10 @@ def _open_store(url: str) -> object:
     except (StoreError, GridflockError) as e:
         fail(f"--db: {e}")
     except Exception as e:  # driver errors: say what failed and how to fix it
-        fail(f"--db: cannot open {url!r}: {e.__class__.__name__}: {e}. Check the URL and "
-             "that the server is running.")
+        fail(
+            f"--db: cannot open {url!r}: {e.__class__.__name__}: {e}. Check the URL and "
+            "that the server is running."
+        )
     return store
 
 
@@ -234,7 +276,8 @@ def _store_result(store: object, result: object) -> None:
     from gridflock.sim.scenario import ScenarioResult
     from gridflock.store import Store
 
-    assert isinstance(store, Store) and isinstance(result, ScenarioResult)
+    assert isinstance(store, Store)
+    assert isinstance(result, ScenarioResult)
     import numpy as np
 
     store.save_fleet(result.spec)
@@ -243,26 +286,28 @@ def _store_result(store: object, result: object) -> None:
         store.save_event(o.event)
         store.save_event_performance(o.event.id, o.performance.as_dict())
         inside = (ts >= o.event.start) & (ts < o.event.end)
-        store.save_event_samples(o.event.id, ts[inside], np.full(inside.sum(),
-                                                                 o.event.target_kw),
-                                 o.delivered_kw[inside])
-    for batch in result.commands:
-        store.save_commands(batch)
-    for batch in result.telemetry:
-        store.write_telemetry(batch)
+        store.save_event_samples(
+            o.event.id, ts[inside], np.full(inside.sum(), o.event.target_kw), o.delivered_kw[inside]
+        )
+    for commands in result.commands:
+        store.save_commands(commands)
+    for readings in result.telemetry:
+        store.write_telemetry(readings)
 
 
-def _print_summary(result: object, paths: dict[str, Path]) -> None:
-    from gridflock.sim.scenario import ScenarioResult
-
-    assert isinstance(result, ScenarioResult)
+def _print_summary(result: ScenarioResult, paths: dict[str, Path]) -> None:
     r = result
-    out.print(f"[bold]{len(r.spec.sites):,} homes[/], {r.spec.n_devices:,} devices "
-              f"({', '.join(f'{n:,} {k}' for k, n in r.spec.counts().items() if n)})",
-              highlight=False)
-    out.print(f"peak net import: {r.peak_import_without_kw:,.0f} kW without the VPP, "
-              f"{r.peak_import_with_kw:,.0f} kW with it "
-              f"([bold]{r.peak_reduction_pct:+.1f} %[/] reduction)", highlight=False)
+    out.print(
+        f"[bold]{len(r.spec.sites):,} homes[/], {r.spec.n_devices:,} devices "
+        f"({', '.join(f'{n:,} {k}' for k, n in r.spec.counts().items() if n)})",
+        highlight=False,
+    )
+    out.print(
+        f"peak net import: {r.peak_import_without_kw:,.0f} kW without the VPP, "
+        f"{r.peak_import_with_kw:,.0f} kW with it "
+        f"([bold]{r.peak_reduction_pct:+.1f} %[/] reduction)",
+        highlight=False,
+    )
     import pandas as pd
 
     for o in r.events:
@@ -270,13 +315,17 @@ def _print_summary(result: object, paths: dict[str, Path]) -> None:
         a = pd.Timestamp(o.event.start, unit="s", tz="UTC").tz_convert(r.tz)
         b = pd.Timestamp(o.event.end, unit="s", tz="UTC").tz_convert(r.tz)
         t90 = "never" if p.time_to_90pct_s is None else f"{p.time_to_90pct_s:.0f} s"
-        out.print(f"[bold]{o.event.id}[/] {a:%H:%M}-{b:%H:%M} {r.tz}, {o.event.scope}: target "
-                  f"{o.event.target_kw:,.0f} kW, delivered {p.delivered_kw_mean:,.0f} kW "
-                  f"([bold]{p.delivered_pct:.1f} %[/]), {p.energy_delivered_kwh:,.0f} kWh",
-                  highlight=False)
-        out.print(f"    tracking error {p.tracking_rmse_pct:.1f} % rms, 90 % reached after {t90},"
-                  f" {p.non_responders:,} non-responders, {o.commands_sent:,} commands",
-                  highlight=False)
+        out.print(
+            f"[bold]{o.event.id}[/] {a:%H:%M}-{b:%H:%M} {r.tz}, {o.event.scope}: target "
+            f"{o.event.target_kw:,.0f} kW, delivered {p.delivered_kw_mean:,.0f} kW "
+            f"([bold]{p.delivered_pct:.1f} %[/]), {p.energy_delivered_kwh:,.0f} kWh",
+            highlight=False,
+        )
+        out.print(
+            f"    tracking error {p.tracking_rmse_pct:.1f} % rms, 90 % reached after {t90},"
+            f" {p.non_responders:,} non-responders, {o.commands_sent:,} commands",
+            highlight=False,
+        )
     for name, path in paths.items():
         out.print(f"{name:>8}: {path}", highlight=False)
     out.print(f"ran in {r.runtime_s:.1f} s", highlight=False)
@@ -288,4 +337,4 @@ def main() -> None:  # pragma: no cover - console entry point for python -m
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

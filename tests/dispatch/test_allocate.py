@@ -12,8 +12,9 @@ from gridflock.dispatch.allocate import allocate, limit_headroom
 from gridflock.domain import build_spec
 from gridflock.fleet.state import GridTopology
 
-headrooms = arrays(np.float64, st.integers(1, 60),
-                   elements=st.floats(0, 50, allow_nan=False, allow_infinity=False))
+headrooms = arrays(
+    np.float64, st.integers(1, 60), elements=st.floats(0, 50, allow_nan=False, allow_infinity=False)
+)
 
 
 @given(h=headrooms, target=st.floats(-5000, 5000, allow_nan=False))
@@ -39,8 +40,11 @@ def test_equal_fraction_of_headroom(h, target):
         assert np.allclose(frac, frac[0])
 
 
-@given(h=headrooms, target=st.floats(0.1, 500),
-       cost_levels=st.lists(st.sampled_from([0.05, 0.1, 0.2]), min_size=60, max_size=60))
+@given(
+    h=headrooms,
+    target=st.floats(0.1, 500),
+    cost_levels=st.lists(st.sampled_from([0.05, 0.1, 0.2]), min_size=60, max_size=60),
+)
 def test_merit_order_uses_cheaper_devices_first(h, target, cost_levels):
     cost = np.array(cost_levels[: len(h)])
     alloc = allocate(h, target, cost=cost)
@@ -65,12 +69,35 @@ def test_non_finite_target_is_refused():
 
 
 def _grid(n_sites: int, feeder_of_site: list[int], limits: list[float]) -> GridTopology:
-    nodes = [{"id": "tx", "kind": "transformer", "limit_import_kw": limits[0],
-              "limit_export_kw": limits[0]}]
-    nodes += [{"id": f"f{j}", "kind": "feeder", "parent": "tx", "limit_import_kw": lim,
-               "limit_export_kw": lim} for j, lim in enumerate(limits[1:])]
-    sites = [{"id": f"s{i}", "lat": 0, "lon": 0, "grid_node": f"f{feeder_of_site[i]}",
-              "import_limit_kw": 20, "export_limit_kw": 12} for i in range(n_sites)]
+    nodes = [
+        {
+            "id": "tx",
+            "kind": "transformer",
+            "limit_import_kw": limits[0],
+            "limit_export_kw": limits[0],
+        }
+    ]
+    nodes += [
+        {
+            "id": f"f{j}",
+            "kind": "feeder",
+            "parent": "tx",
+            "limit_import_kw": lim,
+            "limit_export_kw": lim,
+        }
+        for j, lim in enumerate(limits[1:])
+    ]
+    sites = [
+        {
+            "id": f"s{i}",
+            "lat": 0,
+            "lon": 0,
+            "grid_node": f"f{feeder_of_site[i]}",
+            "import_limit_kw": 20,
+            "export_limit_kw": 12,
+        }
+        for i in range(n_sites)
+    ]
     return GridTopology.from_spec(build_spec(nodes, sites, [], "grid"))
 
 
@@ -79,16 +106,17 @@ def _grid(n_sites: int, feeder_of_site: list[int], limits: list[float]) -> GridT
 def test_limits_are_never_exceeded(data):
     n_sites = data.draw(st.integers(1, 12))
     feeders = data.draw(st.integers(1, 3))
-    feeder_of_site = data.draw(st.lists(st.integers(0, feeders - 1), min_size=n_sites,
-                                        max_size=n_sites))
+    feeder_of_site = data.draw(
+        st.lists(st.integers(0, feeders - 1), min_size=n_sites, max_size=n_sites)
+    )
     limits = data.draw(st.lists(st.floats(1, 80), min_size=feeders + 1, max_size=feeders + 1))
     grid = _grid(n_sites, feeder_of_site, limits)
     n_dev = data.draw(st.integers(1, 40))
-    site_idx = np.array(data.draw(st.lists(st.integers(0, n_sites - 1), min_size=n_dev,
-                                           max_size=n_dev)))
+    site_idx = np.array(
+        data.draw(st.lists(st.integers(0, n_sites - 1), min_size=n_dev, max_size=n_dev))
+    )
     h = np.array(data.draw(st.lists(st.floats(0, 15), min_size=n_dev, max_size=n_dev)))
-    site_p = np.array(data.draw(st.lists(st.floats(-10, 10), min_size=n_sites,
-                                         max_size=n_sites)))
+    site_p = np.array(data.draw(st.lists(st.floats(-10, 10), min_size=n_sites, max_size=n_sites)))
     node_p = grid.node_flow_kw(site_p)
     up = data.draw(st.booleans())
     target = data.draw(st.floats(0.1, 400)) * (1 if up else -1)

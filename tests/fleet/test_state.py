@@ -12,10 +12,15 @@ from gridflock.fleet.state import FleetState
 def batch(ids, ts, p, soc=None, base=None, rows=None, **extras):
     n = len(ids)
     nan = np.full(n, np.nan)
-    return TelemetryBatch(np.array(ids, dtype=object), np.full(n, float(ts)),
-                          np.asarray(p, float), nan if soc is None else np.asarray(soc, float),
-                          nan if base is None else np.asarray(base, float),
-                          {k: np.asarray(v, float) for k, v in extras.items()}, rows)
+    return TelemetryBatch(
+        np.array(ids, dtype=object),
+        np.full(n, float(ts)),
+        np.asarray(p, float),
+        nan if soc is None else np.asarray(soc, float),
+        nan if base is None else np.asarray(base, float),
+        {k: np.asarray(v, float) for k, v in extras.items()},
+        rows,
+    )
 
 
 def test_layout_groups_devices_by_kind(small_spec):
@@ -30,8 +35,9 @@ def test_layout_groups_devices_by_kind(small_spec):
 
 def test_apply_updates_in_one_pass_and_counts_unknown_and_stale(small_spec):
     st = FleetState.from_spec(small_spec)
-    r = st.apply(batch(["s0-bat", "s1-bat", "ghost"], 100, [1.0, -2.0, 3.0], soc=[0.5, np.nan,
-                                                                                  0.1]))
+    r = st.apply(
+        batch(["s0-bat", "s1-bat", "ghost"], 100, [1.0, -2.0, 3.0], soc=[0.5, np.nan, 0.1])
+    )
     assert (r.applied, r.unknown, r.stale) == (2, 1, 0)
     assert r.unknown_ids == ("ghost",)
     i0, i1 = st.indices(["s0-bat", "s1-bat"])

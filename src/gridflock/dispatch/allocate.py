@@ -50,8 +50,14 @@ class Allocation:
         return self.shortfall_kw < 1e-3
 
 
-def limit_headroom(headroom: FloatArray, site_idx: IntArray, grid: GridTopology,
-                   site_p_kw: FloatArray, node_p_kw: FloatArray, up: bool) -> FloatArray:
+def limit_headroom(
+    headroom: FloatArray,
+    site_idx: IntArray,
+    grid: GridTopology,
+    site_p_kw: FloatArray,
+    node_p_kw: FloatArray,
+    up: bool,
+) -> FloatArray:
     """Scale device headroom so no site connection or grid node limit can be exceeded.
 
     ``site_p_kw`` and ``node_p_kw`` are the present net flows [kW, generator sign] the
@@ -79,8 +85,13 @@ def _scale_to_caps(h: FloatArray, group: IntArray, cap: FloatArray) -> FloatArra
     return h * scale[group]
 
 
-def allocate(headroom: FloatArray, target_kw: float, *, mask: BoolArray | None = None,
-             cost: FloatArray | None = None) -> Allocation:
+def allocate(
+    headroom: FloatArray,
+    target_kw: float,
+    *,
+    mask: BoolArray | None = None,
+    cost: FloatArray | None = None,
+) -> Allocation:
     """Spread ``target_kw`` over devices with ``headroom`` [kW, >= 0, already limited].
 
     ``target_kw > 0`` asks for up, ``< 0`` for down (``headroom`` must be the headroom in

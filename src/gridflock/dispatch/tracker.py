@@ -45,8 +45,9 @@ class TrackerConfig:
 class EventTracker:
     """Drives one event over the fleet state; call :meth:`step` every interval."""
 
-    def __init__(self, event: Event, state: FleetState,
-                 config: TrackerConfig | None = None) -> None:
+    def __init__(
+        self, event: Event, state: FleetState, config: TrackerConfig | None = None
+    ) -> None:
         self.event = event
         self.state = state
         self.config = config or TrackerConfig()
@@ -75,7 +76,8 @@ class EventTracker:
     @property
     def dispatched(self) -> BoolArray:
         """Devices currently holding a setpoint for this event."""
-        return np.isfinite(self.sent)
+        out: BoolArray = np.isfinite(self.sent)
+        return out
 
     @property
     def non_responders(self) -> int:
@@ -85,8 +87,11 @@ class EventTracker:
     def baseline(self) -> FloatArray:
         """Reported baselines, or the power a device had when first commanded."""
         st = self.state
-        return np.where(np.isfinite(st.p_baseline_kw), st.p_baseline_kw,
-                        np.where(np.isfinite(self.frozen_base), self.frozen_base, st.p_kw))
+        return np.where(
+            np.isfinite(st.p_baseline_kw),
+            st.p_baseline_kw,
+            np.where(np.isfinite(self.frozen_base), self.frozen_base, st.p_kw),
+        )
 
     def delivered_kw(self) -> float:
         """Measured response against baselines of every device the event commanded [kW].
@@ -123,29 +128,36 @@ class EventTracker:
             delivered = float(response[self.touched].sum())
             self.samples_ts.append(now)
             self.samples_delivered.append(delivered)
-            judged = (self.dispatched & (now - self.sent_at >= cfg.grace_s)
-                      & (np.abs(self.delta) >= cfg.min_judged_kw))
+            judged = (
+                self.dispatched
+                & (now - self.sent_at >= cfg.grace_s)
+                & (np.abs(self.delta) >= cfg.min_judged_kw)
+            )
             missing = sign * (self.sent - self.state.p_kw)  # > 0: short of the setpoint
-            lagging = judged & ((missing > cfg.response_ratio * np.abs(self.delta))
-                                | ~self.state.online)
+            lagging = judged & (
+                (missing > cfg.response_ratio * np.abs(self.delta)) | ~self.state.online
+            )
             self.excluded |= lagging
             if now - ev.start >= cfg.grace_s:
                 error = abs(ev.target_kw) - sign * delivered
                 bound = cfg.max_correction * abs(ev.target_kw)
-                self.correction_kw = float(np.clip(self.correction_kw + cfg.gain * error,
-                                                   -bound, bound))
+                self.correction_kw = float(
+                    np.clip(self.correction_kw + cfg.gain * error, -bound, bound)
+                )
 
         want = abs(ev.target_kw) + self.correction_kw
         flex = flexibility(self.state, (ev.end - now) / 3600.0, now)
         site_p = self.state.site_power_kw(base)
         node_p = self.state.grid.node_flow_kw(site_p)
-        head = limit_headroom(flex.headroom(self.up), self.state.site_idx, self.state.grid,
-                              site_p, node_p, self.up)
+        head = limit_headroom(
+            flex.headroom(self.up), self.state.site_idx, self.state.grid, site_p, node_p, self.up
+        )
         mask = self.scope & ~self.excluded & self.state.online
         if busy is not None:
             mask &= ~busy
-        alloc = allocate(head, sign * want, mask=mask,
-                         cost=self.state.cost_per_kwh if cfg.merit_order else None)
+        alloc = allocate(
+            head, sign * want, mask=mask, cost=self.state.cost_per_kwh if cfg.merit_order else None
+        )
         self.last_allocation_kw = alloc.allocated_kw
         self.shortfall_kw = max(abs(ev.target_kw) - abs(alloc.allocated_kw), 0.0)
         return self._command(now, alloc.delta_kw, base)
@@ -159,9 +171,14 @@ class EventTracker:
 
     def performance(self) -> EventPerformance:
         """The event's figures from the tracker's own measurements."""
-        return event_performance(np.array(self.samples_ts), np.array(self.samples_delivered),
-                                 self.event.target_kw, self.event.start, self.event.end,
-                                 self.non_responders)
+        return event_performance(
+            np.array(self.samples_ts),
+            np.array(self.samples_delivered),
+            self.event.target_kw,
+            self.event.start,
+            self.event.end,
+            self.non_responders,
+        )
 
     # ------------------------------------------------------------------ commands
     def _command(self, now: float, delta: FloatArray, base: FloatArray) -> CommandBatch | None:
@@ -177,11 +194,13 @@ class EventTracker:
         new = np.where(active, base + delta, np.nan)
         self.touched |= active
         first = active & ~self.dispatched
-        self.frozen_base[first] = np.where(np.isfinite(self.state.p_baseline_kw[first]),
-                                           np.nan, self.state.p_kw[first])
+        self.frozen_base[first] = np.where(
+            np.isfinite(self.state.p_baseline_kw[first]), np.nan, self.state.p_kw[first]
+        )
         self.sent_at[first] = now
-        changed = (np.abs(new - self.sent) > cfg.deadband_kw) | (np.isnan(new) != np.isnan(
-            self.sent))
+        changed = (np.abs(new - self.sent) > cfg.deadband_kw) | (
+            np.isnan(new) != np.isnan(self.sent)
+        )
         expiring = active & (self.valid_until - now < 2 * cfg.interval_s)
         idx = np.flatnonzero(changed | expiring)
         self.delta = np.where(active, delta, 0.0)
@@ -214,8 +233,9 @@ class EventTracker:
         # NaN means "back to your own control"; it must stay valid long enough to arrive
         return self._emit(now, idx, np.full(len(idx), np.nan), now + self.config.command_ttl_s)
 
-    def _emit(self, now: float, idx: np.ndarray, setpoints: FloatArray,
-              until: float | FloatArray) -> CommandBatch | None:
+    def _emit(
+        self, now: float, idx: np.ndarray, setpoints: FloatArray, until: float | FloatArray
+    ) -> CommandBatch | None:
         if not len(idx):
             return None
         self.sent[idx] = setpoints
@@ -225,6 +245,12 @@ class EventTracker:
         prefix = f"{self.event.id}:{int(now * 1000)}:"
         cmd_ids = (prefix + pd.Series(ids, dtype=object)).to_numpy(dtype=object)
         self.commands_sent += len(idx)
-        return CommandBatch(cmd_ids, ids, setpoints.copy(),
-                            np.broadcast_to(np.asarray(until, float), len(idx)).copy(), seq, now,
-                            self.event.id)
+        return CommandBatch(
+            cmd_ids,
+            ids,
+            setpoints.copy(),
+            np.broadcast_to(np.asarray(until, float), len(idx)).copy(),
+            seq,
+            now,
+            self.event.id,
+        )

@@ -69,7 +69,8 @@ class Scope:
         if not sep or kind not in Scope.KINDS or not value:
             raise ValueError(
                 f"invalid scope {text!r}: use 'fleet', 'grid_node:ID', 'program:TAG' or "
-                "'region:TAG'")
+                "'region:TAG'"
+            )
         return Scope(kind, value)
 
     def __str__(self) -> str:
@@ -106,6 +107,5 @@ class Event:
     def transition(self, to: EventStatus) -> None:
         """Move to ``to`` or raise :class:`IllegalTransitionError`."""
         if to not in _ALLOWED.get(self.status, set()):
-            raise IllegalTransitionError(
-                f"event {self.id}: cannot go from {self.status} to {to}")
+            raise IllegalTransitionError(f"event {self.id}: cannot go from {self.status} to {to}")
         self.status = to

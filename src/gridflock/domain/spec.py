@@ -19,7 +19,6 @@ from gridflock.domain.attributes import Attr
 from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.kinds import (
     GRID_NODE_ATTRS,
-    KIND_ATTRS,
     SITE_ATTRS,
     DeviceKind,
     GridNodeKind,
@@ -59,12 +58,16 @@ class FleetSpec:
         return pd.concat(frames, ignore_index=True)
 
 
-def _coerce(df: pd.DataFrame, attrs: Iterable[Attr], table: str, source: str,
-            problems: list[Problem]) -> pd.DataFrame:
+def _coerce(
+    df: pd.DataFrame, attrs: Iterable[Attr], table: str, source: str, problems: list[Problem]
+) -> pd.DataFrame:
     """Give ``df`` exactly the declared columns: defaults filled, types coerced, bounds checked."""
     out = pd.DataFrame(index=df.index)
-    ids = df["id"].astype(str) if "id" in df.columns else pd.Series(
-        [f"row {i + 1}" for i in range(len(df))], index=df.index)
+    ids = (
+        df["id"].astype(str)
+        if "id" in df.columns
+        else pd.Series([f"row {i + 1}" for i in range(len(df))], index=df.index)
+    )
     entry = (table + " " + ids).to_numpy()
     for a in attrs:
         if a.name in df.columns:
@@ -86,23 +89,33 @@ def _coerce(df: pd.DataFrame, attrs: Iterable[Attr], table: str, source: str,
             out[a.name] = _to_bool(col, a, entry, source, problems)
             continue
         num = pd.to_numeric(col, errors="coerce")
-        bad = num.isna().to_numpy() & ~missing | ~np.isfinite(num.to_numpy(dtype=float,
-                                                                            na_value=0.0))
+        bad = num.isna().to_numpy() & ~missing | ~np.isfinite(
+            num.to_numpy(dtype=float, na_value=0.0)
+        )
         for i in np.flatnonzero(bad)[:50]:
-            problems.append(Problem(source, entry[i], a.name,
-                                    f"must be a finite number in {a.unit or 'no unit'}, "
-                                    f"got {col.iloc[i]!r}"))
+            problems.append(
+                Problem(
+                    source,
+                    entry[i],
+                    a.name,
+                    f"must be a finite number in {a.unit or 'no unit'}, got {col.iloc[i]!r}",
+                )
+            )
         values = num.to_numpy(dtype=float, na_value=np.nan)
-        values = np.where(bad | np.isnan(values), 0.0 if a.default is None else
-                          float(a.default), values)  # type: ignore[arg-type]
+        values = np.where(
+            bad | np.isnan(values), 0.0 if a.default is None else float(a.default), values
+        )
         lo_bad = np.zeros(len(values), bool)
         if a.min is not None:
             lo_bad = values <= a.min if a.exclusive_min else values < a.min
         hi_bad = values > a.max if a.max is not None else np.zeros(len(values), bool)
         for i in np.flatnonzero((lo_bad | hi_bad) & ~bad)[:50]:
             unit = f" {a.unit}" if a.unit and a.unit != "1" else ""
-            problems.append(Problem(source, entry[i], a.name,
-                                    f"must be {a.bounds_text()}{unit}, got {values[i]:g}"))
+            problems.append(
+                Problem(
+                    source, entry[i], a.name, f"must be {a.bounds_text()}{unit}, got {values[i]:g}"
+                )
+            )
         if a.type == "int":
             out[a.name] = values.astype(np.int64)
         else:
@@ -114,16 +127,19 @@ _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off", ""}
 
 
-def _to_bool(col: pd.Series, a: Attr, entry: np.ndarray, source: str,
-             problems: list[Problem]) -> np.ndarray:
+def _to_bool(
+    col: pd.Series, a: Attr, entry: np.ndarray, source: str, problems: list[Problem]
+) -> np.ndarray:
     """Coerce a column of bools or bool-like strings, reporting anything else."""
-    text = col.map(lambda v: str(v).strip().lower() if not isinstance(v, bool) else
-                   ("true" if v else "false"))
+    text = col.map(
+        lambda v: str(v).strip().lower() if not isinstance(v, bool) else ("true" if v else "false")
+    )
     is_true = text.isin(_TRUE).to_numpy()
     ok = is_true | text.isin(_FALSE).to_numpy()
     for i in np.flatnonzero(~ok)[:50]:
-        problems.append(Problem(source, entry[i], a.name,
-                                f"must be true or false, got {col.iloc[i]!r}"))
+        problems.append(
+            Problem(source, entry[i], a.name, f"must be true or false, got {col.iloc[i]!r}")
+        )
     return is_true
 
 
@@ -159,22 +175,29 @@ def build_spec(
     node_kinds = {k.value for k in GridNodeKind}
     for nid, kind in zip(nodes["id"], nodes["kind"], strict=True):
         if kind not in node_kinds:
-            problems.append(Problem(source, f"grid node {nid}", "kind",
-                                    f"unknown grid node kind {kind!r}; use one of "
-                                    f"{', '.join(sorted(node_kinds))}"))
+            problems.append(
+                Problem(
+                    source,
+                    f"grid node {nid}",
+                    "kind",
+                    f"unknown grid node kind {kind!r}; use one of {', '.join(sorted(node_kinds))}",
+                )
+            )
     _duplicates(nodes["id"], "grid node", source, problems)
     node_ids = set(nodes["id"])
     parents = dict(zip(nodes["id"], nodes["parent"], strict=True))
     for nid, parent in parents.items():
         if parent and parent not in node_ids:
-            problems.append(Problem(source, f"grid node {nid}", "parent",
-                                    f"unknown grid node {parent!r}"))
+            problems.append(
+                Problem(source, f"grid node {nid}", "parent", f"unknown grid node {parent!r}")
+            )
     for nid in parents:  # a parent chain must end at a root
         seen, cur = {nid}, parents[nid]
         while cur and cur in parents:
             if cur in seen:
-                problems.append(Problem(source, f"grid node {nid}", "parent",
-                                        "parent chain forms a cycle"))
+                problems.append(
+                    Problem(source, f"grid node {nid}", "parent", "parent chain forms a cycle")
+                )
                 break
             seen.add(cur)
             cur = parents[cur]
@@ -182,10 +205,17 @@ def build_spec(
     site_df = _coerce(raw_sites, SITE_ATTRS, "site", source, problems)
     _duplicates(site_df["id"], "site", source, problems)
     unknown_node = ~site_df["grid_node"].isin(node_ids)
-    for sid, node in zip(site_df["id"][unknown_node], site_df["grid_node"][unknown_node],
-                         strict=True):
-        problems.append(Problem(source, f"site {sid}", "grid_node",
-                                f"unknown grid node {node!r}; declare it under grid_nodes"))
+    for sid, node in zip(
+        site_df["id"][unknown_node], site_df["grid_node"][unknown_node], strict=True
+    ):
+        problems.append(
+            Problem(
+                source,
+                f"site {sid}",
+                "grid_node",
+                f"unknown grid node {node!r}; declare it under grid_nodes",
+            )
+        )
 
     by_kind: dict[DeviceKind, pd.DataFrame] = {}
     if len(raw_dev):
@@ -195,16 +225,23 @@ def build_spec(
         valid = {k.value for k in DeviceKind}
         for i in np.flatnonzero(~kinds.isin(valid).to_numpy())[:50]:
             did = raw_dev["id"].iloc[i] if "id" in raw_dev.columns else f"row {i + 1}"
-            problems.append(Problem(source, f"device {did}", "kind",
-                                    f"unknown device kind {kinds.iloc[i]!r}; use one of "
-                                    f"{', '.join(k.value for k in DeviceKind)}"))
+            problems.append(
+                Problem(
+                    source,
+                    f"device {did}",
+                    "kind",
+                    f"unknown device kind {kinds.iloc[i]!r}; use one of "
+                    f"{', '.join(k.value for k in DeviceKind)}",
+                )
+            )
         for kind in DeviceKind:
             part = raw_dev[(kinds == kind.value).to_numpy()]
             by_kind[kind] = _coerce(part, device_attrs(kind), "device", source, problems)
     else:
         for kind in DeviceKind:
-            by_kind[kind] = _coerce(pd.DataFrame({"id": []}), device_attrs(kind), "device",
-                                    source, problems)
+            by_kind[kind] = _coerce(
+                pd.DataFrame({"id": []}), device_attrs(kind), "device", source, problems
+            )
 
     all_ids = pd.concat([df["id"] for df in by_kind.values()], ignore_index=True)
     _duplicates(all_ids, "device", source, problems)
@@ -222,25 +259,38 @@ def build_spec(
     return FleetSpec(grid_nodes=nodes, sites=site_df, devices=by_kind)
 
 
-def _check_consistency(kind: DeviceKind, df: pd.DataFrame, source: str,
-                       problems: list[Problem]) -> None:
+def _check_consistency(
+    kind: DeviceKind, df: pd.DataFrame, source: str, problems: list[Problem]
+) -> None:
     """Rules that relate two attributes of one device (declared bounds are checked already)."""
     rules: list[tuple[str, str, str]] = {
-        DeviceKind.BATTERY: [("soc_min", "soc_max", "soc_min must not exceed soc_max"),
-                             ("soc_min", "soc_reserve", "soc_reserve must be at least soc_min"),
-                             ("soc_reserve", "soc_max", "soc_reserve must not exceed soc_max"),
-                             ("soc_min", "soc_initial", "soc_initial must be at least soc_min"),
-                             ("soc_initial", "soc_max", "soc_initial must not exceed soc_max")],
+        DeviceKind.BATTERY: [
+            ("soc_min", "soc_max", "soc_min must not exceed soc_max"),
+            ("soc_min", "soc_reserve", "soc_reserve must be at least soc_min"),
+            ("soc_reserve", "soc_max", "soc_reserve must not exceed soc_max"),
+            ("soc_min", "soc_initial", "soc_initial must be at least soc_min"),
+            ("soc_initial", "soc_max", "soc_initial must not exceed soc_max"),
+        ],
         DeviceKind.EV_CHARGER: [("p_min_kw", "p_max_kw", "p_min_kw must not exceed p_max_kw")],
-        DeviceKind.HEAT_PUMP: [("t_min_c", "t_max_c", "t_min_c must be below t_max_c"),
-                               ("t_min_c", "t_heat_c", "t_heat_c must lie in the comfort band"),
-                               ("t_cool_c", "t_max_c", "t_cool_c must lie in the comfort band")],
-        DeviceKind.WATER_HEATER: [("t_min_c", "t_max_c", "t_min_c must be below t_max_c"),
-                                  ("t_min_c", "t_set_c", "t_set_c must lie in [t_min_c, t_max_c]"),
-                                  ("t_set_c", "t_max_c", "t_set_c must lie in [t_min_c, t_max_c]")],
+        DeviceKind.HEAT_PUMP: [
+            ("t_min_c", "t_max_c", "t_min_c must be below t_max_c"),
+            ("t_min_c", "t_heat_c", "t_heat_c must lie in the comfort band"),
+            ("t_cool_c", "t_max_c", "t_cool_c must lie in the comfort band"),
+        ],
+        DeviceKind.WATER_HEATER: [
+            ("t_min_c", "t_max_c", "t_min_c must be below t_max_c"),
+            ("t_min_c", "t_set_c", "t_set_c must lie in [t_min_c, t_max_c]"),
+            ("t_set_c", "t_max_c", "t_set_c must lie in [t_min_c, t_max_c]"),
+        ],
     }.get(kind, [])
     for lo, hi, msg in rules:
         bad = (df[lo] > df[hi]).to_numpy()
         for i in np.flatnonzero(bad)[:50]:
-            problems.append(Problem(source, f"device {df['id'].iloc[i]}", f"{lo}/{hi}",
-                                    f"{msg} (got {df[lo].iloc[i]:g} and {df[hi].iloc[i]:g})"))
+            problems.append(
+                Problem(
+                    source,
+                    f"device {df['id'].iloc[i]}",
+                    f"{lo}/{hi}",
+                    f"{msg} (got {df[lo].iloc[i]:g} and {df[hi].iloc[i]:g})",
+                )
+            )

@@ -205,7 +205,7 @@ class FleetState:
         ids = np.concatenate([frames[k]["id"].to_numpy(dtype=object) for k in KIND_ORDER])
         site_ids = np.concatenate([frames[k]["site_id"].to_numpy(dtype=object) for k in KIND_ORDER])
         grid = GridTopology.from_spec(spec)
-        site_idx = pd.Index(grid.site_ids).get_indexer(site_ids).astype(np.int64)
+        site_idx = _lookup(pd.Index(grid.site_ids), site_ids)
         if (site_idx < 0).any():
             raise UnknownDeviceError("device refers to a site the fleet does not hold")
         b, pv, w = DeviceKind.BATTERY, DeviceKind.PV, DeviceKind.WIND
@@ -272,7 +272,7 @@ class FleetState:
 
     def indices(self, device_ids: StrArray | list[str]) -> IntArray:
         """Row of each id; raise :class:`UnknownDeviceError` naming the unknown ones."""
-        idx = self._index.get_indexer(np.asarray(device_ids, dtype=object))
+        idx = _lookup(self._index, np.asarray(device_ids, dtype=object))
         if (idx < 0).any():
             missing = np.asarray(device_ids, dtype=object)[idx < 0][:5]
             raise UnknownDeviceError(f"unknown device id(s): {', '.join(map(str, missing))}")
@@ -294,12 +294,15 @@ class FleetState:
 
     def baseline_kw(self) -> FloatArray:
         """Reported baseline where known, else the measured power [kW]."""
-        return np.where(np.isfinite(self.p_baseline_kw), self.p_baseline_kw, self.p_kw)
+        out: FloatArray = np.where(np.isfinite(self.p_baseline_kw), self.p_baseline_kw, self.p_kw)
+        return out
 
     def site_power_kw(self, p_kw: FloatArray | None = None) -> FloatArray:
         """Net power of each site [kW, generator sign]: the sum over its devices."""
         p = self.p_kw if p_kw is None else p_kw
-        return np.bincount(self.site_idx, weights=p, minlength=self.grid.n_sites)
+        return np.asarray(
+            np.bincount(self.site_idx, weights=p, minlength=self.grid.n_sites), dtype=np.float64
+        )
 
     def scope_mask(self, scope: Scope) -> BoolArray:
         """Devices inside ``scope``; raise ``ValueError`` naming an unknown node or tag."""
@@ -331,7 +334,7 @@ class FleetState:
         sl = self._contiguous(batch)
         if sl is not None:
             return self._apply_slice(batch, sl)
-        idx = np.asarray(self._index.get_indexer(batch.device_ids), dtype=np.int64)
+        idx = _lookup(self._index, batch.device_ids)
         known = idx >= 0
         unknown_ids = tuple(map(str, batch.device_ids[~known][:10]))
         has_p = np.isfinite(batch.p_kw)
@@ -347,7 +350,9 @@ class FleetState:
             if name in self.extras:
                 _put_finite(self.extras[name], rows, values[fresh])
         return ApplyResult(
-            int(fresh.sum()), int((~known).sum()), int((known & has_p & ~fresh).sum()),
+            int(fresh.sum()),
+            int((~known).sum()),
+            int((known & has_p & ~fresh).sum()),
             unknown_ids,
         )
 
@@ -396,6 +401,11 @@ class FleetState:
         total += int(self._index.memory_usage(deep=True))
         total += int(sum(len(s) + 49 for s in self.device_ids))  # the id strings themselves
         return total
+
+
+def _lookup(index: pd.Index, values: np.ndarray) -> IntArray:
+    """Row of each value in ``index``, -1 where absent (one hashed pass)."""
+    return np.asarray(index.get_indexer(values), dtype=np.int64)  # type: ignore[arg-type]
 
 
 def _put_finite(target: FloatArray, rows: IntArray, values: FloatArray) -> None:

@@ -33,8 +33,14 @@ class EventPerformance:
         return asdict(self)
 
 
-def event_performance(ts: FloatArray, delivered_kw: FloatArray, target_kw: float,
-                      start: float, end: float, non_responders: int = 0) -> EventPerformance:
+def event_performance(
+    ts: FloatArray,
+    delivered_kw: FloatArray,
+    target_kw: float,
+    start: float,
+    end: float,
+    non_responders: int = 0,
+) -> EventPerformance:
     """Measure delivery over ``[start, end)`` from samples ``(ts, delivered_kw)``.
 
     Each sample stands for the interval up to the next one (the last one for the median

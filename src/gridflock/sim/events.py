@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -22,7 +22,7 @@ class EventRequest:
     start: pd.Timestamp
     duration_s: float
     target_kw: float
-    scope: Scope = Scope()
+    scope: Scope = field(default_factory=Scope)
 
     @property
     def end(self) -> pd.Timestamp:
@@ -38,8 +38,9 @@ def parse_duration(text: str) -> float:
     except ValueError:
         m = _DURATION.match(text)
         if not text or not m or not any(m.groups()):
-            raise ValueError(f"invalid duration {text!r}: use e.g. 2h, 90m, 1h30m or 3600 "
-                             "(seconds)") from None
+            raise ValueError(
+                f"invalid duration {text!r}: use e.g. 2h, 90m, 1h30m or 3600 (seconds)"
+            ) from None
         h, mi, s = (float(g) if g else 0.0 for g in m.groups())
         seconds = h * 3600 + mi * 60 + s
     if not seconds > 0:
@@ -57,8 +58,10 @@ def parse_event(text: str, date: dt.date, tz: str) -> EventRequest:
     """
     parts = [p.strip() for p in text.split(",")]
     if len(parts) not in (3, 4):
-        raise ValueError(f"invalid event {text!r}: expected START,DURATION,KW[,SCOPE] "
-                         "e.g. 18:00,2h,500 or 18:00,90m,-200,grid_node:feeder-001")
+        raise ValueError(
+            f"invalid event {text!r}: expected START,DURATION,KW[,SCOPE] "
+            "e.g. 18:00,2h,500 or 18:00,90m,-200,grid_node:feeder-001"
+        )
     start_text, dur_text, kw_text = parts[:3]
     try:
         if re.fullmatch(r"\d{1,2}:\d{2}", start_text):
@@ -73,8 +76,10 @@ def parse_event(text: str, date: dt.date, tz: str) -> EventRequest:
                 raise ValueError
             start = start.tz_convert("UTC")
     except ValueError:
-        raise ValueError(f"invalid event start {start_text!r}: use local HH:MM or ISO 8601 "
-                         "with an offset, e.g. 2026-07-15T18:00+02:00") from None
+        raise ValueError(
+            f"invalid event start {start_text!r}: use local HH:MM or ISO 8601 "
+            "with an offset, e.g. 2026-07-15T18:00+02:00"
+        ) from None
     try:
         kw = float(kw_text)
     except ValueError:

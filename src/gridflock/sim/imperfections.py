@@ -19,6 +19,7 @@ class Imperfections:
     offline_rate : share of devices that drop off the network mid-run, for good [1]
     ignore_rate : share of devices that acknowledge but ignore commands [1]
     noise_kw : standard deviation of the power measurement noise [kW]
+
     """
 
     latency_median_s: float = 3.0

@@ -115,13 +115,15 @@ class ScenarioResult:
 def _window(spec: FleetSpec, cfg: ScenarioConfig) -> tuple[str, pd.Timestamp, int]:
     tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
     local = pd.Timestamp(dt.datetime.combine(cfg.date, dt.time())) + pd.Timedelta(
-        hours=cfg.start_hour)
+        hours=cfg.start_hour
+    )
     start = local.tz_localize(tz).tz_convert("UTC")
-    return tz, start, int(round(cfg.hours * 3600 / cfg.step_s))
+    return tz, start, round(cfg.hours * 3600 / cfg.step_s)
 
 
-def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
-                 progress: Progress | None = None) -> ScenarioResult:
+def run_scenario(
+    spec: FleetSpec, cfg: ScenarioConfig, progress: Progress | None = None
+) -> ScenarioResult:
     """Run the fleet under the dispatcher and measure every event against the shadow.
 
     Without explicit events a forecast pass of the undispatched twin comes first, to
@@ -140,11 +142,17 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
     dispatcher = Dispatcher(state, cfg.tracker or TrackerConfig(interval_s=cfg.step_s))
     trackers: list[EventTracker] = []
     for i, r in enumerate(requests):
-        event = Event(f"ev-{i + 1:03d}", r.target_kw, r.start.timestamp(), r.end.timestamp(),
-                      r.scope, EventSource.SIMULATION, created_by="gridflock simulate")
+        event = Event(
+            f"ev-{i + 1:03d}",
+            r.target_kw,
+            r.start.timestamp(),
+            r.end.timestamp(),
+            r.scope,
+            EventSource.SIMULATION,
+            created_by="gridflock simulate",
+        )
         trackers.append(dispatcher.add(event))
-    masks = np.array([state.scope_mask(r.scope) for r in requests]).reshape(len(requests),
-                                                                            state.n)
+    masks = np.array([state.scope_mask(r.scope) for r in requests]).reshape(len(requests), state.n)
     net_with, net_without = np.zeros(steps), np.zeros(steps)
     scope_with = np.zeros((steps, len(requests)))
     scope_without = np.zeros((steps, len(requests)))
@@ -156,7 +164,7 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
     commands: list[CommandBatch] = []
     telemetry: list[TelemetryBatch] = []
     sample = _sample_rows(state.n, cfg)
-    every = max(int(round(cfg.telemetry_sample_every_s / cfg.step_s)), 1)
+    every = max(round(cfg.telemetry_sample_every_s / cfg.step_s), 1)
     for t in range(steps):
         twin.step()
         batches = twin.receive()
@@ -182,9 +190,9 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
         if progress:
             progress("with VPP", t + 1, steps)
     for tracker in trackers:  # close events still open at the end of the window
-        cmd = tracker.step(max(twin.now, tracker.event.end))
-        if cmd is not None:
-            commands.append(cmd)
+        last = tracker.step(max(twin.now, tracker.event.end))
+        if last is not None:
+            commands.append(last)
 
     ts = np.array([x.timestamp() for x in twin.times])
     outcomes = []
@@ -192,31 +200,47 @@ def run_scenario(spec: FleetSpec, cfg: ScenarioConfig,
         ev = tracker.event
         delivered = scope_with[:, j] - scope_without[:, j]
         est = estimated[:, j]  # the reading at the end of step t describes step t
-        outcomes.append(EventOutcome(
-            event=ev,
-            delivered_kw=delivered,
-            estimated_kw=est,
-            performance=event_performance(ts, delivered, ev.target_kw, ev.start, ev.end,
-                                          tracker.non_responders),
-            estimate=event_performance(ts, est, ev.target_kw, ev.start, ev.end,
-                                       tracker.non_responders),
-            commands_sent=tracker.commands_sent,
-            shortfall_kw=tracker.shortfall_kw,
-        ))
+        outcomes.append(
+            EventOutcome(
+                event=ev,
+                delivered_kw=delivered,
+                estimated_kw=est,
+                performance=event_performance(
+                    ts, delivered, ev.target_kw, ev.start, ev.end, tracker.non_responders
+                ),
+                estimate=event_performance(
+                    ts, est, ev.target_kw, ev.start, ev.end, tracker.non_responders
+                ),
+                commands_sent=tracker.commands_sent,
+                shortfall_kw=tracker.shortfall_kw,
+            )
+        )
     names = [k.value for k in DeviceKind]
-    return ScenarioResult(spec, cfg, tz, twin.times, net_with, net_without,
-                          pd.DataFrame(by_kind, index=twin.times, columns=names),
-                          pd.DataFrame(by_kind_without, index=twin.times, columns=names),
-                          outcomes, twin.acks, commands, telemetry,
-                          time.perf_counter() - began)
+    return ScenarioResult(
+        spec,
+        cfg,
+        tz,
+        twin.times,
+        net_with,
+        net_without,
+        pd.DataFrame(by_kind, index=twin.times, columns=names),
+        pd.DataFrame(by_kind_without, index=twin.times, columns=names),
+        outcomes,
+        twin.acks,
+        commands,
+        telemetry,
+        time.perf_counter() - began,
+    )
 
 
-def undispatched_net_kw(spec: FleetSpec, cfg: ScenarioConfig,
-                        progress: Progress | None = None,
-                        on_step: Callable[[int, Twin, FleetState], None] | None = None
-                        ) -> FloatArray:
+def undispatched_net_kw(
+    spec: FleetSpec,
+    cfg: ScenarioConfig,
+    progress: Progress | None = None,
+    on_step: Callable[[int, Twin, FleetState], None] | None = None,
+) -> FloatArray:
     """Fleet net power [kW] of the twin left alone: the forecast pass."""
-    tz, start, steps = _window(spec, cfg)
+    _tz, start, steps = _window(spec, cfg)
     twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
     state = FleetState.from_spec(spec)
     net = np.zeros(steps)
@@ -232,9 +256,14 @@ def undispatched_net_kw(spec: FleetSpec, cfg: ScenarioConfig,
     return net
 
 
-def _forecast_default_event(spec: FleetSpec, cfg: ScenarioConfig, tz: str,
-                            start: pd.Timestamp, steps: int,
-                            progress: Progress | None) -> list[EventRequest]:
+def _forecast_default_event(
+    spec: FleetSpec,
+    cfg: ScenarioConfig,
+    tz: str,
+    start: pd.Timestamp,
+    steps: int,
+    progress: Progress | None,
+) -> list[EventRequest]:
     times = pd.date_range(start, periods=steps, freq=pd.Timedelta(seconds=cfg.step_s))
     candidates = _candidate_steps(times, tz)
     available: dict[tuple[int, float], float] = {}
@@ -248,8 +277,7 @@ def _forecast_default_event(spec: FleetSpec, cfg: ScenarioConfig, tz: str,
         ctl = state.controllable()
         for hours in EVENT_HOURS:
             flex = flexibility(state, hours, twin.now)
-            head = limit_headroom(flex.up_kw, state.site_idx, state.grid, site_p, node_p,
-                                  up=True)
+            head = limit_headroom(flex.up_kw, state.site_idx, state.grid, site_p, node_p, up=True)
             available[t + 1, hours] = float(head[ctl].sum())
 
     net = undispatched_net_kw(spec, cfg, progress, snapshot)
@@ -265,9 +293,13 @@ def _candidate_steps(times: pd.DatetimeIndex, tz: str) -> set[int]:
     return {int(i) for i in np.flatnonzero(ok)}
 
 
-def _default_event(times: pd.DatetimeIndex, net_without: FloatArray,
-                   available: dict[tuple[int, float], float], cfg: ScenarioConfig,
-                   tz: str) -> list[EventRequest]:
+def _default_event(
+    times: pd.DatetimeIndex,
+    net_without: FloatArray,
+    available: dict[tuple[int, float], float],
+    cfg: ScenarioConfig,
+    tz: str,
+) -> list[EventRequest]:
     """An up event over the evening peak, sized so the fleet can hold it.
 
     The window covers the plateau where the fleet's import stays within 15 % of its
@@ -291,8 +323,10 @@ def _default_event(times: pd.DatetimeIndex, net_without: FloatArray,
     hours = float(np.clip(np.round((b - a + 1) * cfg.step_s / 3600.0), 1, 4))
     starts = sorted({s for s, _ in available})
     start = min(starts, key=lambda s: abs(s - a))
-    kw = min(cfg.default_event_share * available[start, hours],
-             cfg.default_event_peak_share * float(imports[peak]))
+    kw = min(
+        cfg.default_event_share * available[start, hours],
+        cfg.default_event_peak_share * float(imports[peak]),
+    )
     if not kw > 0:
         raise ValueError("the fleet holds no up flexibility at the evening peak; give --event")
     magnitude = 10 ** max(np.floor(np.log10(kw)) - 1, 0)
@@ -310,7 +344,12 @@ def _sample_rows(n: int, cfg: ScenarioConfig) -> FloatArray:
 def _subset(batch: TelemetryBatch, sample: np.ndarray) -> TelemetryBatch:
     rows = batch.rows if batch.rows is not None else np.zeros(len(batch), np.int64) - 1
     keep = np.isin(rows, sample) & np.isfinite(batch.p_kw)
-    return TelemetryBatch(batch.device_ids[keep], batch.ts[keep], batch.p_kw[keep],
-                          batch.soc[keep], batch.p_baseline_kw[keep],
-                          {k: v[keep] for k, v in batch.extras.items()},
-                          batch.rows[keep] if batch.rows is not None else None)
+    return TelemetryBatch(
+        batch.device_ids[keep],
+        batch.ts[keep],
+        batch.p_kw[keep],
+        batch.soc[keep],
+        batch.p_baseline_kw[keep],
+        {k: v[keep] for k, v in batch.extras.items()},
+        batch.rows[keep] if batch.rows is not None else None,
+    )

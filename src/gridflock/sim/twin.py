@@ -43,8 +43,13 @@ class _States:
     wh_on: BoolArray
 
     def copy(self) -> _States:
-        return _States(self.soc.copy(), self.ev_need.copy(), self.t_in.copy(),
-                       self.t_tank.copy(), self.wh_on.copy())
+        return _States(
+            self.soc.copy(),
+            self.ev_need.copy(),
+            self.t_in.copy(),
+            self.t_tank.copy(),
+            self.wh_on.copy(),
+        )
 
 
 @dataclass
@@ -60,9 +65,16 @@ class AckCounts:
 class Twin:
     """A simulated fleet over ``steps`` steps of ``step_s`` seconds from ``start`` (UTC)."""
 
-    def __init__(self, spec: FleetSpec, start: pd.Timestamp, steps: int, step_s: float,
-                 seed: int, imperfections: Imperfections | None = None,
-                 weather: Weather | None = None) -> None:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        start: pd.Timestamp,
+        steps: int,
+        step_s: float,
+        seed: int,
+        imperfections: Imperfections | None = None,
+        weather: Weather | None = None,
+    ) -> None:
         if start.tzinfo is None:
             raise ValueError("start must be a timezone-aware UTC timestamp")
         self.spec = spec
@@ -70,8 +82,9 @@ class Twin:
         self.imp = imperfections or Imperfections()
         self.step_s = float(step_s)
         self.dt_h = self.step_s / 3600.0
-        self.times = pd.date_range(start.tz_convert("UTC"), periods=steps,
-                                   freq=pd.Timedelta(seconds=step_s))
+        self.times = pd.date_range(
+            start.tz_convert("UTC"), periods=steps, freq=pd.Timedelta(seconds=step_s)
+        )
         self.t0 = self.times[0].timestamp()
         self.t = 0
         n = self.cap.n
@@ -83,18 +96,27 @@ class Twin:
         self.tz = str(sites["tz"].iloc[0]) if len(sites) else "UTC"
         seeds = np.random.SeedSequence(seed).spawn(5)
         static, self._rng_load, self._rng_tel, self._rng_cmd, rng_ev = (
-            np.random.default_rng(s) for s in seeds)
+            np.random.default_rng(s) for s in seeds
+        )
         self.weather = weather or make_weather(self.times, self.lat, self.lon, seed)
         d = spec.devices
 
         # exogenous profiles, precomputed per step or per orientation bin
         shape = household_load_shape(self.times, tz=self.tz)
-        self.loads = LoadSampler(shape, d[K.LOAD]["annual_kwh"].to_numpy(float), self._rng_load,
-                                 shift_steps_max=max(int(2700 / self.step_s), 1))
+        self.loads = LoadSampler(
+            shape,
+            d[K.LOAD]["annual_kwh"].to_numpy(float),
+            self._rng_load,
+            shift_steps_max=max(int(2700 / self.step_s), 1),
+        )
         pv = d[K.PV]
         self.pv_profiles, self.pv_bins = physics.pv_profiles(
-            self.weather, pv["tilt_deg"].to_numpy(float), pv["azimuth_deg"].to_numpy(float),
-            self.lat, self.lon)
+            self.weather,
+            pv["tilt_deg"].to_numpy(float),
+            pv["azimuth_deg"].to_numpy(float),
+            self.lat,
+            self.lon,
+        )
         self.pv_scale = (pv["kwp"] * (1 - pv["loss_fraction"])).to_numpy(float)
         wind = d[K.WIND]
         self.wind_types = wind["turbine_type"].to_numpy(object)
@@ -104,15 +126,25 @@ class Twin:
 
         # EV sessions: one per charger and local day
         ev = d[K.EV_CHARGER]
-        days = pd.date_range(self.times[0].tz_convert(self.tz).normalize() - pd.Timedelta(days=1),
-                             self.times[-1].tz_convert(self.tz).normalize(), freq="D")
+        days = pd.date_range(
+            self.times[0].tz_convert(self.tz).normalize() - pd.Timedelta(days=1),
+            self.times[-1].tz_convert(self.tz).normalize(),
+            freq="D",
+        )
         arr, dep, need = [], [], []
         for day in days:
-            a, b, e = physics.ev_sessions(len(ev), rng_ev, ev["arrival_hour"].to_numpy(float),
-                                          ev["departure_hour"].to_numpy(float),
-                                          ev["session_kwh"].to_numpy(float),
-                                          day.tz_convert("UTC"), self.tz)
-            arr.append(a), dep.append(b), need.append(e)
+            a, b, e = physics.ev_sessions(
+                len(ev),
+                rng_ev,
+                ev["arrival_hour"].to_numpy(float),
+                ev["departure_hour"].to_numpy(float),
+                ev["session_kwh"].to_numpy(float),
+                day.tz_convert("UTC"),
+                self.tz,
+            )
+            arr.append(a)
+            dep.append(b)
+            need.append(e)
         self.ev_arrival = np.array(arr)
         self.ev_departure = np.array(dep)
         # a session under way at the start has charged at full power since it plugged in
@@ -125,14 +157,17 @@ class Twin:
         t_out0 = float(self.weather.temp_air_c[0])
         cooling0 = hp["can_cool"].to_numpy(bool) & (t_out0 > 18.0)
         t_in = np.where(cooling0, hp["t_cool_c"], hp["t_heat_c"]).astype(float) + static.normal(
-            0, 0.3, len(hp))
+            0, 0.3, len(hp)
+        )
         wh = d[K.WATER_HEATER]
         self.wh_volume = wh["volume_l"].to_numpy(float)
         t_tank = wh["t_set_c"].to_numpy(float) - static.uniform(0, 6, len(wh))
         self.wh_draw_scale = wh["daily_draw_kwh"].to_numpy(float) * static.lognormal(
-            0, 0.3, len(wh))
-        self.real = _States(self.cap.soc[ks[K.BATTERY]].copy(), ev_need, t_in, t_tank,
-                            np.zeros(len(wh), bool))
+            0, 0.3, len(wh)
+        )
+        self.real = _States(
+            self.cap.soc[ks[K.BATTERY]].copy(), ev_need, t_in, t_tank, np.zeros(len(wh), bool)
+        )
         self.shadow = self.real.copy()
         self.bat_floor = np.maximum(self.cap.soc_min, self.cap.soc_reserve)[ks[K.BATTERY]]
         bat_sites = self.cap.site_idx[ks[K.BATTERY]]
@@ -145,8 +180,9 @@ class Twin:
         # imperfections (static draws)
         self.ignores = static.random(n) < self.imp.ignore_rate
         end = self.t0 + steps * self.step_s
-        self.offline_at = np.where(static.random(n) < self.imp.offline_rate,
-                                   static.uniform(self.t0, end, n), np.inf)
+        self.offline_at = np.where(
+            static.random(n) < self.imp.offline_rate, static.uniform(self.t0, end, n), np.inf
+        )
         # command state: the one in force and the one in flight
         self.cur_sp = np.full(n, np.nan)
         self.cur_until = np.full(n, -np.inf)
@@ -190,8 +226,12 @@ class Twin:
         self.acks.accepted += int(ok.sum())
         rows = idx[ok]
         self.last_seq[rows] = commands.seq[ok]
-        latency = self.imp.latency_median_s * self._rng_cmd.lognormal(
-            0.0, self.imp.latency_sigma, len(rows)) if self.imp.latency_median_s > 0 else 0.0
+        latency = (
+            self.imp.latency_median_s
+            * self._rng_cmd.lognormal(0.0, self.imp.latency_sigma, len(rows))
+            if self.imp.latency_median_s > 0
+            else 0.0
+        )
         obey = ~self.ignores[rows]
         rows = rows[obey]
         self.pend_sp[rows] = commands.p_setpoint_kw[ok][obey]
@@ -243,14 +283,19 @@ class Twin:
 
         s = ks[K.LOAD]
         p[s] = base[s] = -self.loads.at(t)
-        for kind, avail in ((K.PV, self.pv_scale * self.pv_profiles[t, self.pv_bins]),
-                            (K.WIND, self._wind(t))):
+        for kind, avail in (
+            (K.PV, self.pv_scale * self.pv_profiles[t, self.pv_bins]),
+            (K.WIND, self._wind(t)),
+        ):
             s = ks[kind]
             base[s] = avail
             req = self._blend(s, avail, t0, t1)
             p[s] = np.where(self.cap.curtailable[s], np.clip(req, 0.0, avail), avail)
-        for kind, advance in ((K.EV_CHARGER, self._ev), (K.HEAT_PUMP, self._heat_pump),
-                              (K.WATER_HEATER, self._water_heater)):
+        for kind, advance in (
+            (K.EV_CHARGER, self._ev),
+            (K.HEAT_PUMP, self._heat_pump),
+            (K.WATER_HEATER, self._water_heater),
+        ):
             s = ks[kind]
             base[s] = advance(self.shadow, t, None)
             p[s] = advance(self.real, t, (t0, t1))
@@ -262,15 +307,25 @@ class Twin:
         self._emit(t1, online)
         self.t += 1
 
-    def _battery(self, st: _States, p: FloatArray,
-                 window: tuple[float, float] | None) -> FloatArray:
+    def _battery(
+        self, st: _States, p: FloatArray, window: tuple[float, float] | None
+    ) -> FloatArray:
         """Self-consumption against the rest of the home, unless commanded."""
         s, cap = self.ks[K.BATTERY], self.cap
         others = self._not_battery
-        site_other = np.bincount(cap.site_idx[others], weights=p[others],
-                                 minlength=cap.grid.n_sites)
-        args = (self.dt_h, cap.e_kwh[s], cap.p_load_max_kw[s], cap.p_gen_max_kw[s],
-                cap.eta_charge[s], cap.eta_discharge[s], self.bat_floor, cap.soc_max[s])
+        site_other = np.bincount(
+            cap.site_idx[others], weights=p[others], minlength=cap.grid.n_sites
+        )
+        args = (
+            self.dt_h,
+            cap.e_kwh[s],
+            cap.p_load_max_kw[s],
+            cap.p_gen_max_kw[s],
+            cap.eta_charge[s],
+            cap.eta_discharge[s],
+            self.bat_floor,
+            cap.soc_max[s],
+        )
         wish = -site_other[cap.site_idx[s]] * self.bat_share
         if window is not None:
             _, natural = physics.battery_step(st.soc, wish, *args)
@@ -283,8 +338,12 @@ class Twin:
         for turbine in np.unique(self.wind_types):
             sel = self.wind_types == turbine
             curve = physics.wind_power_curve(str(turbine))
-            out[sel] = physics.wind_power_kw(float(self.weather.wind_speed_m_s[t]),
-                                             self.wind_hub[sel], self.wind_rated[sel], curve)
+            out[sel] = physics.wind_power_kw(
+                float(self.weather.wind_speed_m_s[t]),
+                self.wind_hub[sel],
+                self.wind_rated[sel],
+                curve,
+            )
         return out
 
     def _ev(self, st: _States, t: int, window: tuple[float, float] | None) -> FloatArray:
@@ -298,9 +357,15 @@ class Twin:
         limit = np.where(plugged, np.minimum(cap.p_load_max_kw[s], need / eta / self.dt_h), 0.0)
         charge = limit
         if window is not None:
-            charge = np.clip(-self._blend(s, -limit, *window), 0.0, limit)
-            charge = np.where(charge < 0.5 * self.ev_p_min, 0.0,
-                              np.minimum(np.maximum(charge, self.ev_p_min), limit))
+            asked = np.clip(-self._blend(s, -limit, *window), 0.0, limit)
+            # below the minimum current a charger pauses or charges at the minimum
+            curtailed = asked < limit - 1e-9
+            quantised = np.where(
+                asked < 0.5 * self.ev_p_min,
+                0.0,
+                np.minimum(np.maximum(asked, self.ev_p_min), limit),
+            )
+            charge = np.where(curtailed, quantised, limit)
         st.ev_need = np.maximum(st.ev_need - np.where(active, charge * eta * self.dt_h, 0.0), 0.0)
         return -charge
 
@@ -309,39 +374,52 @@ class Twin:
         s, cap = self.ks[K.HEAT_PUMP], self.cap
         t_out = np.full(len(st.t_in), float(self.weather.temp_air_c[t]))
         gain = 0.3 + 1.2 * float(self.weather.ghi[t]) / 1000.0
-        mode = physics.heat_pump_mode(st.t_in, t_out, cap.t_heat_c[s], cap.t_cool_c[s],
-                                      cap.can_cool[s])
-        cooling = (mode < 0) | ((mode == 0) & cap.can_cool[s]
-                                & (st.t_in > 0.5 * (cap.t_heat_c[s] + cap.t_cool_c[s])))
+        mode = physics.heat_pump_mode(
+            st.t_in, t_out, cap.t_heat_c[s], cap.t_cool_c[s], cap.can_cool[s]
+        )
+        cooling = (mode < 0) | (
+            (mode == 0) & cap.can_cool[s] & (st.t_in > 0.5 * (cap.t_heat_c[s] + cap.t_cool_c[s]))
+        )
         cop = physics.cop(t_out, cap.cop_nominal[s], ~cooling)
         p_el = physics.thermostat_heat_pump(
-            st.t_in, t_out, cap.p_load_max_kw[s], cap.cop_nominal[s], cap.ua_kw_per_k[s],
-            cap.c_kwh_per_k[s], cap.t_heat_c[s], cap.t_cool_c[s], cap.can_cool[s], self.dt_h,
-            q_gain_kw=gain)
+            st.t_in,
+            t_out,
+            cap.p_load_max_kw[s],
+            cap.cop_nominal[s],
+            cap.ua_kw_per_k[s],
+            cap.c_kwh_per_k[s],
+            cap.t_heat_c[s],
+            cap.t_cool_c[s],
+            cap.can_cool[s],
+            self.dt_h,
+            q_gain_kw=gain,
+        )
         if window is not None:
             asked = np.clip(-self._blend(s, -p_el, *window), 0.0, cap.p_load_max_kw[s])
             outside = (st.t_in < cap.t_min_c[s]) | (st.t_in > cap.t_max_c[s])
             p_el = np.where(outside, p_el, asked)  # comfort beats the command
             self._hp_cop = cop
         q = np.where(cooling, -1.0, 1.0) * cop * p_el
-        st.t_in = physics.house_step(st.t_in, t_out, q, cap.ua_kw_per_k[s], cap.c_kwh_per_k[s],
-                                     self.dt_h, q_gain_kw=gain)
+        st.t_in = physics.house_step(
+            st.t_in, t_out, q, cap.ua_kw_per_k[s], cap.c_kwh_per_k[s], self.dt_h, q_gain_kw=gain
+        )
         return -p_el
 
-    def _water_heater(self, st: _States, t: int,
-                      window: tuple[float, float] | None) -> FloatArray:
+    def _water_heater(self, st: _States, t: int, window: tuple[float, float] | None) -> FloatArray:
         """Bang-bang thermostat; a command holds only within the tank's temperature band."""
         s, cap = self.ks[K.WATER_HEATER], self.cap
         draw = self.draw_shape[t] * self.wh_draw_scale
-        p_el, st.wh_on = physics.thermostat_water_heater(st.t_tank, cap.t_heat_c[s],
-                                                         cap.p_load_max_kw[s], 4.0, st.wh_on)
+        p_el, st.wh_on = physics.thermostat_water_heater(
+            st.t_tank, cap.t_heat_c[s], cap.p_load_max_kw[s], 4.0, st.wh_on
+        )
         if window is not None:
             asked = np.clip(-self._blend(s, -p_el, *window), 0.0, cap.p_load_max_kw[s])
             outside = (st.t_tank < cap.t_min_c[s]) | (st.t_tank > cap.t_max_c[s])
             p_el = np.where(outside, p_el, asked)
             self._wh_draw = draw
-        st.t_tank = physics.water_heater_step(st.t_tank, p_el, draw, self.wh_volume,
-                                              cap.loss_kw_per_k[s], 20.0, self.dt_h)
+        st.t_tank = physics.water_heater_step(
+            st.t_tank, p_el, draw, self.wh_volume, cap.loss_kw_per_k[s], 20.0, self.dt_h
+        )
         return -p_el
 
     # ------------------------------------------------------------------ telemetry
@@ -365,18 +443,29 @@ class Twin:
         when = np.full(n, ts)
         t_out = float(self.weather.temp_air_c[min(self.t + 1, len(self.times) - 1)])
         extras: dict[DeviceKind, dict[str, FloatArray]] = {
-            K.HEAT_PUMP: {"t_in_c": self.real.t_in.copy(),
-                          "t_out_c": np.full(len(self.real.t_in), t_out),
-                          "cop": self._hp_cop.copy()},
+            K.HEAT_PUMP: {
+                "t_in_c": self.real.t_in.copy(),
+                "t_out_c": np.full(len(self.real.t_in), t_out),
+                "cop": self._hp_cop.copy(),
+            },
             K.WATER_HEATER: {"t_tank_c": self.real.t_tank.copy(), "draw_kw": self._wh_draw},
         }
         active = (self.ev_arrival <= ts) & (self.ev_departure > ts)
         extras[K.EV_CHARGER] = {
             "e_need_kwh": np.where(active, self.real.ev_need, 0.0).sum(axis=0),
-            "departure_ts": np.where(active, self.ev_departure, -np.inf).max(axis=0)}
+            "departure_ts": np.where(active, self.ev_departure, -np.inf).max(axis=0),
+        }
         soc = {K.BATTERY: self.real.soc.copy()}
         for kind, sl in ks.items():
             if sl.stop > sl.start:
-                self._outbox.append(TelemetryBatch(
-                    ids[sl], when[sl], p[sl], soc.get(kind, nan[sl]),
-                    base[sl], extras.get(kind, {}), rows[sl]))
+                self._outbox.append(
+                    TelemetryBatch(
+                        ids[sl],
+                        when[sl],
+                        p[sl],
+                        soc.get(kind, nan[sl]),
+                        base[sl],
+                        extras.get(kind, {}),
+                        rows[sl],
+                    )
+                )

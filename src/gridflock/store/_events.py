@@ -193,7 +193,7 @@ def save_commands(conn: Connection, batch: CommandBatch) -> None:
             "device_id": d,
             "event_id": batch.event_id,
             "seq": s,
-            "p_setpoint_kw": p,
+            "p_setpoint_kw": p if p == p else None,  # NaN (release) is stored as NULL
             "issued_at": issued,
             "valid_until": v,
         }

@@ -150,7 +150,8 @@ class CommandRow(Base):
     device_id: Mapped[str] = mapped_column(String)
     event_id: Mapped[str | None] = mapped_column(String, nullable=True)
     seq: Mapped[int] = mapped_column(BigInteger)
-    p_setpoint_kw: Mapped[float] = mapped_column(Double)
+    # NULL releases the device back to its own control
+    p_setpoint_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String, server_default="sent")

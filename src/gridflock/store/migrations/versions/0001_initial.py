@@ -104,7 +104,7 @@ def upgrade() -> None:
         sa.Column("device_id", sa.String(), nullable=False),
         sa.Column("event_id", sa.String(), nullable=True),
         sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("p_setpoint_kw", sa.Double(), nullable=False),
+        sa.Column("p_setpoint_kw", sa.Double(), nullable=True),
         sa.Column("issued_at", TS, nullable=False),
         sa.Column("valid_until", TS, nullable=False),
         sa.Column("status", sa.String(), server_default="sent", nullable=False),
