@@ -1,0 +1,93 @@
+"""What the API needs from the running service: a protocol, so routes stay thin.
+
+``gridflock.service.Runtime`` implements it; the API never imports the service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import pandas as pd
+
+from gridflock.domain.auth import Principal
+from gridflock.domain.events import Event, Scope
+from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.state import FleetState
+
+__all__ = ["EventView", "Runtime"]
+
+
+@dataclass(frozen=True)
+class EventView:
+    """An event with its live figures (kW with the event's sign; % of target)."""
+
+    event: Event
+    delivered_kw: float | None  # latest measured response
+    delivered_pct: float | None  # mean over the window so far
+    tracking_rmse_pct: float | None
+    time_to_90pct_s: float | None
+    non_responders: int
+    shortfall_kw: float
+    commands_sent: int
+
+
+class Runtime(Protocol):
+    """The live VPP as the API sees it. Times are UTC epoch seconds, power kW."""
+
+    @property
+    def state(self) -> FleetState:
+        """The fleet state (read only for the API)."""
+        ...
+
+    @property
+    def spec(self) -> FleetSpec:
+        """The fleet as provisioned."""
+        ...
+
+    def now(self) -> float:
+        """The service clock."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """``status`` ("ok" or "degraded") and the state of each dependency."""
+        ...
+
+    def fleet_summary(self) -> dict[str, Any]:
+        """The fleet now: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``,
+        ``flex_duration_h``, ``devices_online``, ``devices_total``, ``by_kind`` (list)."""
+        ...
+
+    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
+        """Up/down kW held for ``duration_h`` by group (``by`` in fleet.GROUP_BY)."""
+        ...
+
+    def fleet_history(self, start: float, end: float) -> pd.DataFrame:
+        """Fleet power by kind over ``[start, end)``: columns ts, p_kw, and one per kind."""
+        ...
+
+    async def create_event(self, target_kw: float, start: float | None, duration_s: float,
+                           scope: Scope, principal: Principal) -> Event:
+        """Schedule an event (raises ValueError with a message a person can act on)."""
+        ...
+
+    async def cancel_event(self, event_id: str, principal: Principal) -> Event:
+        """Cancel an event (KeyError if unknown, ValueError if already over)."""
+        ...
+
+    def events(self) -> list[EventView]:
+        """Every event, newest first."""
+        ...
+
+    def event(self, event_id: str) -> EventView:
+        """One event (KeyError if unknown)."""
+        ...
+
+    def event_series(self, event_id: str) -> pd.DataFrame:
+        """Target against delivered: columns ts (UTC), target_kw, delivered_kw."""
+        ...
+
+    def updates(self) -> AsyncIterator[dict[str, Any]]:
+        """Live fleet and event updates, one dict per control cycle."""
+        ...
