@@ -151,17 +151,30 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[obje
     console.print(table)
 
 
-def parser(description: str, *, devices: int | None = None, homes: int | None = None,
-           repeat: int = 30) -> argparse.ArgumentParser:
+def parser(
+    description: str, *, devices: int | None = None, homes: int | None = None, repeat: int = 30
+) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     if devices is not None:
-        p.add_argument("--devices", type=int, default=devices,
-                       help=f"devices in the fleet, at least (default {devices:,})")
+        p.add_argument(
+            "--devices",
+            type=int,
+            default=devices,
+            help=f"devices in the fleet, at least (default {devices:,})",
+        )
     if homes is not None:
-        p.add_argument("--homes", type=int, default=homes,
-                       help=f"homes in the generated fleet (default {homes:,})")
-    p.add_argument("--repeat", type=int, default=repeat,
-                   help=f"timed repeats after one warm-up (default {repeat})")
+        p.add_argument(
+            "--homes",
+            type=int,
+            default=homes,
+            help=f"homes in the generated fleet (default {homes:,})",
+        )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=repeat,
+        help=f"timed repeats after one warm-up (default {repeat})",
+    )
     p.add_argument("--seed", type=int, default=SEED, help="fleet seed")
     return p
 
@@ -185,8 +198,9 @@ class LiveFleet:
     build_s: dict[str, float]
 
 
-def build_live_fleet(devices: int, seed: int = SEED, warm_steps: int = 5,
-                     extra_steps: int = 0, quiet: bool = False) -> LiveFleet:
+def build_live_fleet(
+    devices: int, seed: int = SEED, warm_steps: int = 5, extra_steps: int = 0, quiet: bool = False
+) -> LiveFleet:
     """A generated fleet of at least ``devices`` devices with a realistic live state.
 
     The fleet comes from ``generate_fleet`` (no tiling: ids, sites and grid nodes are all

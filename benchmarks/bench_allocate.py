@@ -22,7 +22,6 @@ from _common import (
     print_table,
     verdict,
 )
-
 from gridflock.dispatch.allocate import allocate, limit_headroom
 from gridflock.fleet.flexibility import flexibility
 
@@ -83,20 +82,31 @@ def main() -> None:
     rows = []
     for name, fn, tgt in runs:
         t = measure(fn, args.repeat)
-        rows.append([name, ms(t.median), ms(t.min), ms(t.p99),
-                     f"< {tgt * 1e3:.0f}" if tgt else "-",
-                     verdict(t.median, tgt) if tgt else "-"])
+        rows.append(
+            [
+                name,
+                ms(t.median),
+                ms(t.min),
+                ms(t.p99),
+                f"< {tgt * 1e3:.0f}" if tgt else "-",
+                verdict(t.median, tgt) if tgt else "-",
+            ]
+        )
     print_table(
         f"{state.n:,} devices, {grid.n_sites:,} sites, {grid.n_nodes:,} nodes "
         f"(depth {grid.depth}), {args.repeat} repeats after 1 warm-up [ms]",
-        ["what", "median", "min", "p99", "target", "verdict"], rows)
+        ["what", "median", "min", "p99", "target", "verdict"],
+        rows,
+    )
 
     a = allocate(head, target, mask=mask)
     m = allocate(head, target, mask=mask, cost=cost)
-    print(f"uncapped up flexibility {flex.up_kw[mask].sum():,.0f} kW; after caps "
-          f"{available:,.0f} kW; target {target:,.0f} kW -> allocated {a.allocated_kw:,.0f} kW "
-          f"(met={a.met}); merit order allocated {m.allocated_kw:,.0f} kW over "
-          f"{int((m.delta_kw > 0).sum()):,} devices vs {int((a.delta_kw > 0).sum()):,}")
+    print(
+        f"uncapped up flexibility {flex.up_kw[mask].sum():,.0f} kW; after caps "
+        f"{available:,.0f} kW; target {target:,.0f} kW -> allocated {a.allocated_kw:,.0f} kW "
+        f"(met={a.met}); merit order allocated {m.allocated_kw:,.0f} kW over "
+        f"{int((m.delta_kw > 0).sum()):,} devices vs {int((a.delta_kw > 0).sum()):,}"
+    )
     print(f"peak RSS {peak_rss_mb():,.0f} MiB")
 
     if args.profile:

@@ -21,7 +21,6 @@ from _common import (
     print_table,
     verdict,
 )
-
 from gridflock.fleet.aggregate import aggregate
 from gridflock.fleet.flexibility import flexibility
 
@@ -54,24 +53,40 @@ def main() -> None:
     f = flexibility(state, DURATION_H, now)
     runs = [
         ("flexibility(state, 2 h, now)", measure(flex_only, args.repeat), None),
-        ("aggregate by grid_node + by kind (3 values)", measure(aggregate_only, args.repeat),
-         None),
-        ("flexibility + aggregate grid_node + kind", measure(flex_and_aggregate, args.repeat),
-         TARGET_S),
+        ("aggregate by grid_node + by kind (3 values)", measure(aggregate_only, args.repeat), None),
+        (
+            "flexibility + aggregate grid_node + kind",
+            measure(flex_and_aggregate, args.repeat),
+            TARGET_S,
+        ),
     ]
     rows = []
     for name, t, target in runs:
-        rows.append([name, ms(t.median), ms(t.min), ms(t.p99),
-                     f"< {target * 1e3:.0f}" if target else "-",
-                     verdict(t.median, target) if target else "-"])
-    print_table(f"{state.n:,} devices, {args.repeat} repeats after 1 warm-up [ms]",
-                ["what", "median", "min", "p99", "target", "verdict"], rows)
+        rows.append(
+            [
+                name,
+                ms(t.median),
+                ms(t.min),
+                ms(t.p99),
+                f"< {target * 1e3:.0f}" if target else "-",
+                verdict(t.median, target) if target else "-",
+            ]
+        )
+    print_table(
+        f"{state.n:,} devices, {args.repeat} repeats after 1 warm-up [ms]",
+        ["what", "median", "min", "p99", "target", "verdict"],
+        rows,
+    )
 
     by_kind = aggregate(state, "kind", {"up_kw": f.up_kw, "down_kw": f.down_kw})
-    print_table("sanity: flexibility by kind at 18:05 local [kW]",
-                ["kind", "devices", "online", "up_kw", "down_kw"],
-                [[r.kind, f"{r.devices:,}", f"{r.online:,}", f"{r.up_kw:,.0f}",
-                  f"{r.down_kw:,.0f}"] for r in by_kind.itertuples()])
+    print_table(
+        "sanity: flexibility by kind at 18:05 local [kW]",
+        ["kind", "devices", "online", "up_kw", "down_kw"],
+        [
+            [r.kind, f"{r.devices:,}", f"{r.online:,}", f"{r.up_kw:,.0f}", f"{r.down_kw:,.0f}"]
+            for r in by_kind.itertuples()
+        ],
+    )
     print(f"peak RSS {peak_rss_mb():,.0f} MiB")
 
     if args.profile:

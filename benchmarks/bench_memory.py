@@ -9,7 +9,8 @@ Reported per device, for a generated fleet of ~1,000,000 devices:
 * tracemalloc peak and retained size of ``from_spec`` (NumPy reports its buffers to
   tracemalloc; costs about 2x on the build time);
 * process RSS once the spec is dropped, minus the RSS after imports: what a service that
-  keeps only the fleet state holds for it (an upper bound: freed heap may stay mapped);
+  keeps only the fleet state holds for it (after ``malloc_trim``; still an upper bound,
+  as fragmented heap pages stay mapped);
 * the same after a live twin has stepped it (the twin is a simulator, not part of the
   service: its own footprint is shown separately, not counted against the target).
 
@@ -19,10 +20,13 @@ deterministic.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import tracemalloc
 
 import numpy as np
+
 from _common import (
     Stopwatch,
     current_rss_mb,
@@ -34,13 +38,18 @@ from _common import (
     print_table,
     verdict,
 )
-
 from gridflock.fleet.generate import generate_fleet
 from gridflock.fleet.state import FleetState
 from gridflock.sim.twin import Twin
 
 TARGET_B = 2048.0
 MiB = 2**20
+
+
+def _malloc_trim() -> None:
+    """Hand freed heap back to the OS (glibc), so RSS reflects what is still held."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def main() -> None:
@@ -53,8 +62,9 @@ def main() -> None:
     with Stopwatch() as sw:
         spec = generate_fleet(homes_for(args.devices), args.seed)
     rss_spec = current_rss_mb()
-    print(f"generate_fleet {sw.s:.1f} s; RSS {rss_imports:,.0f} -> {rss_spec:,.0f} MiB "
-          f"with the spec")
+    print(
+        f"generate_fleet {sw.s:.1f} s; RSS {rss_imports:,.0f} -> {rss_spec:,.0f} MiB with the spec"
+    )
 
     gc.collect()
     rss0 = current_rss_mb()
@@ -77,39 +87,54 @@ def main() -> None:
 
     del spec
     gc.collect()
+    _malloc_trim()
     rss_state = current_rss_mb()
 
     twin_spec = generate_fleet(homes_for(args.devices), args.seed)
     twin = Twin(twin_spec, live_start(), 5, 60.0, args.seed)
     del twin_spec
     gc.collect()
+    _malloc_trim()
     rss_twin = current_rss_mb()
     for _ in range(5):
         twin.step()
         for batch in twin.receive():
             state.apply(batch)
     gc.collect()
+    _malloc_trim()
     rss_live = current_rss_mb()
     nbytes = state.nbytes()
 
     def row(name: str, total_b: float, judged: bool = True) -> list[str]:
         per = total_b / n
-        return [name, f"{total_b / MiB:,.1f}", f"{per:,.0f}",
-                "<= 2048" if judged else "-", verdict(per, TARGET_B + 1e-9) if judged else "-"]
+        return [
+            name,
+            f"{total_b / MiB:,.1f}",
+            f"{per:,.0f}",
+            "<= 2048" if judged else "-",
+            verdict(per, TARGET_B + 1e-9) if judged else "-",
+        ]
 
     rows = [
         row("FleetState.nbytes()", nbytes),
         row("RSS growth over FleetState.from_spec", (rss1 - rss0) * MiB),
         row("tracemalloc: retained after from_spec", trace_kept),
         row("tracemalloc: peak during from_spec", trace_peak, judged=False),
-        row("RSS with only the state (spec dropped) - RSS after imports",
-            (rss_state - rss_imports) * MiB),
-        row("  same, after 5 twin steps applied (twin excluded)",
-            (rss_live - rss_imports) * MiB - (rss_twin - rss_state) * MiB),
+        row(
+            "RSS with only the state (spec dropped) - RSS after imports",
+            (rss_state - rss_imports) * MiB,
+        ),
+        row(
+            "  same, after 5 twin steps applied (twin excluded)",
+            (rss_live - rss_imports) * MiB - (rss_twin - rss_state) * MiB,
+        ),
         row("(the twin itself, for reference)", (rss_twin - rss_state) * MiB, judged=False),
     ]
-    print_table(f"{n:,} devices, {state.grid.n_sites:,} sites, {state.grid.n_nodes:,} nodes",
-                ["what", "MiB", "bytes/device", "target B", "verdict"], rows)
+    print_table(
+        f"{n:,} devices, {state.grid.n_sites:,} sites, {state.grid.n_nodes:,} nodes",
+        ["what", "MiB", "bytes/device", "target B", "verdict"],
+        rows,
+    )
 
     parts = []
     for name, value in vars(state).items():
@@ -117,11 +142,15 @@ def main() -> None:
             parts.append((name, value.nbytes))
     parts.append(("extras (7 arrays)", sum(a.nbytes for a in state.extras.values())))
     parts.append(("_index (deep)", int(state._index.memory_usage(deep=True))))
-    parts.append(("device id strings (len + 49 B)",
-                  int(sum(len(s) + 49 for s in state.device_ids))))
+    parts.append(
+        ("device id strings (len + 49 B)", int(sum(len(s) + 49 for s in state.device_ids)))
+    )
     parts.sort(key=lambda kv: -kv[1])
-    print_table("nbytes breakdown (largest first)", ["part", "MiB", "bytes/device"],
-                [[k, f"{v / MiB:,.1f}", f"{v / n:,.0f}"] for k, v in parts[:12]])
+    print_table(
+        "nbytes breakdown (largest first)",
+        ["part", "MiB", "bytes/device"],
+        [[k, f"{v / MiB:,.1f}", f"{v / n:,.0f}"] for k, v in parts[:12]],
+    )
     print(f"RSS after imports {rss_imports:,.0f} MiB; peak RSS {peak_rss_mb():,.0f} MiB")
 
 

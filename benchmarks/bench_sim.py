@@ -26,6 +26,7 @@ import subprocess
 import sys
 
 import pandas as pd
+
 from _common import (
     Stopwatch,
     Timing,
@@ -35,7 +36,6 @@ from _common import (
     print_table,
     verdict,
 )
-
 from gridflock.fleet.generate import generate_fleet
 from gridflock.sim.scenario import ScenarioConfig, run_scenario
 from gridflock.sim.twin import Twin
@@ -90,14 +90,27 @@ def child(phase: str, homes: int, repeat: int, seed: int, profile: bool) -> None
         samples.append(sw.s)
     if prof:
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
-    print(json.dumps({"samples": samples, "generate_s": gen_s, "devices": n_devices,
-                      "peak_rss_mb": peak_rss_mb(), **extra}))
+    print(
+        json.dumps(
+            {
+                "samples": samples,
+                "generate_s": gen_s,
+                "devices": n_devices,
+                "peak_rss_mb": peak_rss_mb(),
+                **extra,
+            }
+        )
+    )
 
 
 def main() -> None:
     p = parser(__doc__.splitlines()[0], homes=100_000, repeat=1)
-    p.add_argument("--profile", choices=["twin", "scenario"], default=None,
-                   help="cProfile one phase (printed to stderr)")
+    p.add_argument(
+        "--profile",
+        choices=["twin", "scenario"],
+        default=None,
+        help="cProfile one phase (printed to stderr)",
+    )
     p.add_argument("--phase", choices=["twin", "scenario"], help=argparse_hidden())
     args = p.parse_args()
     if args.phase:
@@ -106,8 +119,18 @@ def main() -> None:
     print_header(f"bench_sim: {args.homes:,} homes, one day at 1-minute steps")
     rows, results = [], {}
     for phase in ("twin", "scenario"):
-        cmd = [sys.executable, __file__, "--phase", phase, "--homes", str(args.homes),
-               "--repeat", str(args.repeat), "--seed", str(args.seed)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--phase",
+            phase,
+            "--homes",
+            str(args.homes),
+            "--repeat",
+            str(args.repeat),
+            "--seed",
+            str(args.seed),
+        ]
         if args.profile:
             cmd += ["--profile", args.profile]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -117,24 +140,32 @@ def main() -> None:
         results[phase] = res
         t = Timing(tuple(res["samples"]))
         target = TARGET_S if args.homes >= 100_000 else None
-        rows.append([
-            "Twin: construct + 1440 x step + receive" if phase == "twin"
-            else "run_scenario (forecast pass + dispatched pass)",
-            f"{t.median:.1f}", f"{t.min:.1f}", f"{1e3 * t.median / 1440:.1f}",
-            f"{res['peak_rss_mb']:,.0f}",
-            f"< {target:.0f}" if target else "(< 30 at 100k)",
-            verdict(t.median, target) if target else "-",
-        ])
+        rows.append(
+            [
+                "Twin: construct + 1440 x step + receive"
+                if phase == "twin"
+                else "run_scenario (forecast pass + dispatched pass)",
+                f"{t.median:.1f}",
+                f"{t.min:.1f}",
+                f"{1e3 * t.median / 1440:.1f}",
+                f"{res['peak_rss_mb']:,.0f}",
+                f"< {target:.0f}" if target else "(< 30 at 100k)",
+                verdict(t.median, target) if target else "-",
+            ]
+        )
     res = results["twin"]
     print_table(
         f"{args.homes:,} homes, {res['devices']:,} devices, 1440 steps of 60 s; "
         f"{args.repeat} timed run(s) per phase after a small warm-up; generate_fleet "
         f"{res['generate_s']:.1f} s (not counted)",
         ["phase", "median s", "min s", "ms / step", "peak RSS MiB", "target s", "verdict"],
-        rows)
+        rows,
+    )
     sc = results["scenario"]
-    print(f"scenario: default event {sc['event_kw']:,.0f} kW, {sc['commands']:,} commands, "
-          f"peak import reduced {sc['peak_reduction_pct']:.1f} %")
+    print(
+        f"scenario: default event {sc['event_kw']:,.0f} kW, {sc['commands']:,} commands, "
+        f"peak import reduced {sc['peak_reduction_pct']:.1f} %"
+    )
 
 
 def argparse_hidden() -> str:

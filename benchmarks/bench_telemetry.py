@@ -21,6 +21,7 @@ import cProfile
 import pstats
 
 import numpy as np
+
 from _common import (
     build_live_fleet,
     measure,
@@ -31,7 +32,6 @@ from _common import (
     print_table,
     verdict,
 )
-
 from gridflock.domain.messages import TelemetryBatch
 
 TARGET_RATE = 100_000.0
@@ -44,8 +44,7 @@ def _concat(batches: list[TelemetryBatch], order: np.ndarray) -> TelemetryBatch:
     names = sorted({k for b in batches for k in b.extras})
     extras = {}
     for name in names:
-        extras[name] = np.concatenate(
-            [b.extras.get(name, nan[: len(b)]) for b in batches])[order]
+        extras[name] = np.concatenate([b.extras.get(name, nan[: len(b)]) for b in batches])[order]
     return TelemetryBatch(
         np.concatenate([b.device_ids for b in batches])[order],
         np.concatenate([b.ts for b in batches])[order],
@@ -57,8 +56,15 @@ def _concat(batches: list[TelemetryBatch], order: np.ndarray) -> TelemetryBatch:
 
 
 def _shift(batch: TelemetryBatch, dt: float) -> TelemetryBatch:
-    return TelemetryBatch(batch.device_ids, batch.ts + dt, batch.p_kw, batch.soc,
-                          batch.p_baseline_kw, batch.extras, batch.rows)
+    return TelemetryBatch(
+        batch.device_ids,
+        batch.ts + dt,
+        batch.p_kw,
+        batch.soc,
+        batch.p_baseline_kw,
+        batch.extras,
+        batch.rows,
+    )
 
 
 def main() -> None:
@@ -82,6 +88,7 @@ def main() -> None:
             tick[0] += 60.0
             for b in batches:
                 state.apply(_shift(b, tick[0]))
+
         return run
 
     apply_by_id = make([by_id])
@@ -94,16 +101,38 @@ def main() -> None:
     t_shift = measure(lambda: [_shift(b, 1.0) for b in twin_batches], args.repeat)
 
     rows = []
-    for name, t, k in (("by id (1 shuffled batch, index lookup)", t_id, 1),
-                       ("contiguous rows (twin layout, 7 batches)", t_rows, len(twin_batches))):
+    for name, t, k in (
+        ("by id (1 shuffled batch, index lookup)", t_id, 1),
+        ("contiguous rows (twin layout, 7 batches)", t_rows, len(twin_batches)),
+    ):
         rate = n / t.median
-        rows.append([name, f"{k}", ms(t.median), ms(t.min), f"{rate / 1e6:,.1f} M",
-                     f"{n / t.min / 1e6:,.1f} M", f">= {TARGET_RATE / 1e3:.0f} k",
-                     verdict(rate, TARGET_RATE, lower_is_better=False)])
-    print_table(f"{n:,} readings per apply ({valid:,} with power; the rest lost readings), "
-                f"{args.repeat} repeats after 1 warm-up",
-                ["path", "batches", "median ms", "min ms", "readings/s (median)",
-                 "readings/s (best)", "target*", "verdict"], rows)
+        rows.append(
+            [
+                name,
+                f"{k}",
+                ms(t.median),
+                ms(t.min),
+                f"{rate / 1e6:,.1f} M",
+                f"{n / t.min / 1e6:,.1f} M",
+                f">= {TARGET_RATE / 1e3:.0f} k",
+                verdict(rate, TARGET_RATE, lower_is_better=False),
+            ]
+        )
+    print_table(
+        f"{n:,} readings per apply ({valid:,} with power; the rest lost readings), "
+        f"{args.repeat} repeats after 1 warm-up",
+        [
+            "path",
+            "batches",
+            "median ms",
+            "min ms",
+            "readings/s (median)",
+            "readings/s (best)",
+            "target*",
+            "verdict",
+        ],
+        rows,
+    )
     print(f"(batch ts shift included above: {ms(t_shift.median)} ms median)")
     print("* DESIGN.md target is for telemetry *through MQTT*; this is the in-memory apply only")
     print(f"peak RSS {peak_rss_mb():,.0f} MiB")

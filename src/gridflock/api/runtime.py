@@ -15,6 +15,7 @@ from gridflock.domain.auth import Principal
 from gridflock.domain.events import Event, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.store import Store
 
 __all__ = ["EventView", "Runtime"]
 
@@ -46,8 +47,31 @@ class Runtime(Protocol):
         """The fleet as provisioned."""
         ...
 
+    @property
+    def store(self) -> Store:
+        """The database: sites, devices, gateways, telemetry, events, commands, audit."""
+        ...
+
     def now(self) -> float:
         """The service clock."""
+        ...
+
+    def authenticate(self, api_key: str) -> Principal | None:
+        """The caller behind an API key, or None (unknown, malformed or revoked)."""
+        ...
+
+    async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
+        """Replace the provisioned fleet (sites, devices, grid nodes); live values of
+        devices that stay are kept."""
+        ...
+
+    async def provision_gateway(self, gateway_id: str, *, kind: str, site_id: str | None,
+                                groups: list[str], principal: Principal) -> str:
+        """Register a gateway; returns its MQTT password (shown once, stored hashed)."""
+        ...
+
+    def metrics(self) -> bytes:
+        """Prometheus text exposition of the service's metrics."""
         ...
 
     def health(self) -> dict[str, Any]:
