@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import typer.main
 
@@ -67,8 +66,11 @@ def structural_errors(value: Any, schema: dict[str, Any], path: str = "$") -> li
             errors.append(f"{path}: {value} > maximum {schema['maximum']}")
     if isinstance(value, dict):
         props = schema.get("properties", {})
-        errors += [f"{path}: missing required key {k!r}" for k in schema.get("required", [])
-                   if k not in value]
+        errors += [
+            f"{path}: missing required key {k!r}"
+            for k in schema.get("required", [])
+            if k not in value
+        ]
         if schema.get("additionalProperties") is False:
             errors += [f"{path}: key {k!r} is not in the schema" for k in value if k not in props]
         for key, sub in props.items():
@@ -87,8 +89,10 @@ def validation_errors(instance: Any, schema: dict[str, Any]) -> list[str]:
     except ImportError:
         return structural_errors(instance, schema)
     validator = jsonschema.Draft202012Validator(schema)
-    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator.iter_errors(instance)]
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator.iter_errors(instance)
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -110,23 +114,31 @@ def test_schema_is_draft_2020_12(schema: dict[str, Any]) -> None:
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     required = set(schema["required"])
     assert {"homes", "devices", "peak_net_load_kw", "peak_reduction_pct", "events"} <= required
-    assert set(schema["properties"]["peak_net_load_kw"]["required"]) == {"with_vpp",
-                                                                        "without_vpp"}
+    assert set(schema["properties"]["peak_net_load_kw"]["required"]) == {"with_vpp", "without_vpp"}
     event_required = set(schema["properties"]["events"]["items"]["required"])
-    assert {"target_kw", "delivered_kw_mean", "delivered_pct", "tracking_rmse_pct",
-            "time_to_90pct_s", "non_responders", "energy_delivered_kwh"} <= event_required
+    assert {
+        "target_kw",
+        "delivered_kw_mean",
+        "delivered_pct",
+        "tracking_rmse_pct",
+        "time_to_90pct_s",
+        "non_responders",
+        "energy_delivered_kwh",
+    } <= event_required
     assert schema["properties"]["events"]["items"]["properties"]["time_to_90pct_s"]["type"] == [
-        "number", "null"]
+        "number",
+        "null",
+    ]
 
 
-def test_real_summary_matches_schema(schema: dict[str, Any],
-                                     real_summary: dict[str, Any]) -> None:
+def test_real_summary_matches_schema(schema: dict[str, Any], real_summary: dict[str, Any]) -> None:
     assert real_summary["events"], "the default event should have been placed"
     assert validation_errors(real_summary, schema) == []
 
 
-def test_structural_check_catches_drift(schema: dict[str, Any],
-                                        real_summary: dict[str, Any]) -> None:
+def test_structural_check_catches_drift(
+    schema: dict[str, Any], real_summary: dict[str, Any]
+) -> None:
     broken = json.loads(json.dumps(real_summary))
     del broken["homes"]
     broken["surprise"] = 1
@@ -150,26 +162,37 @@ def test_every_summary_field_is_described(schema: dict[str, Any]) -> None:
                 out |= names(child["items"])
         return out
 
-    missing = sorted(n for n in names(schema) if f"`{n}" not in text and f".{n}`" not in text
-                     and f"`{n}`" not in text and n not in text)
+    missing = sorted(
+        n
+        for n in names(schema)
+        if f"`{n}" not in text and f".{n}`" not in text and f"`{n}`" not in text and n not in text
+    )
     assert missing == []
 
 
 # ---------------------------------------------------------------------- CLI options
 
 
-def _commands(cmd: click.Command, prefix: str) -> list[tuple[str, click.Command]]:
-    if isinstance(cmd, click.Group):
-        out: list[tuple[str, click.Command]] = []
+# Typer vendors its own click (``typer._click``), so commands and options are recognised
+# by their attributes rather than by click's classes.
+def _commands(cmd: Any, prefix: str) -> list[tuple[str, Any]]:
+    """Every leaf command under ``cmd`` with its full name, e.g. ``gridflock fleet generate``."""
+    if hasattr(cmd, "commands"):
+        out: list[tuple[str, Any]] = []
         for name, sub in cmd.commands.items():
             out += _commands(sub, f"{prefix} {name}")
         return out
     return [(prefix, cmd)]
 
 
-def _options(cmd: click.Command) -> list[str]:
-    return [opt for p in cmd.params if isinstance(p, click.Option)
-            for opt in (*p.opts, *p.secondary_opts) if opt != "--help"]
+def _option_params(cmd: Any) -> list[Any]:
+    return [p for p in cmd.params if getattr(p, "param_type_name", "") == "option"]
+
+
+def _options(cmd: Any) -> list[str]:
+    return [
+        opt for p in _option_params(cmd) for opt in (*p.opts, *p.secondary_opts) if opt != "--help"
+    ]
 
 
 CLI_COMMANDS = _commands(typer.main.get_command(app), "gridflock")
@@ -180,11 +203,12 @@ def test_simulate_is_introspected() -> None:
     assert "gridflock simulate" in names
     simulate = dict(CLI_COMMANDS)["gridflock simulate"]
     assert {"--homes", "--event", "--db", "--out", "--ideal", "--no-ideal"} <= set(
-        _options(simulate))
+        _options(simulate)
+    )
 
 
 @pytest.mark.parametrize(("name", "cmd"), CLI_COMMANDS, ids=[n for n, _ in CLI_COMMANDS])
-def test_every_cli_option_is_documented(name: str, cmd: click.Command) -> None:
+def test_every_cli_option_is_documented(name: str, cmd: Any) -> None:
     text = (DOCS / "cli.md").read_text()
     assert f"## `{name}`" in text, f"no section for {name} in docs/cli.md"
     missing = [o for o in _options(cmd) if not re.search(rf"`{re.escape(o)}[` =,]", text)]
@@ -194,8 +218,8 @@ def test_every_cli_option_is_documented(name: str, cmd: click.Command) -> None:
 def test_simulate_defaults_are_documented() -> None:
     text = (DOCS / "cli.md").read_text()
     simulate = dict(CLI_COMMANDS)["gridflock simulate"]
-    for p in simulate.params:
-        if not isinstance(p, click.Option) or p.default is None or p.name == "help":
+    for p in _option_params(simulate):
+        if p.default is None or p.name == "help":
             continue
         default = p.default
         if isinstance(default, bool):
@@ -235,8 +259,14 @@ DOC_PAGES = sorted(DOCS.glob("*.md"))
 
 def test_docs_exist() -> None:
     names = {p.name for p in DOC_PAGES}
-    assert {"index.md", "concepts.md", "nomenclature.md", "cli.md", "summary.md",
-            "fleet-files.md"} <= names
+    assert {
+        "index.md",
+        "concepts.md",
+        "nomenclature.md",
+        "cli.md",
+        "summary.md",
+        "fleet-files.md",
+    } <= names
 
 
 @pytest.mark.parametrize("page", DOC_PAGES, ids=[p.name for p in DOC_PAGES])

@@ -11,7 +11,15 @@ from gridflock.store._engine import normalise_url
 
 
 def test_public_names() -> None:
-    assert sorted(gridflock.store.__all__) == ["Store", "StoreError", "UnknownEventError"]
+    assert sorted(gridflock.store.__all__) == [
+        "AlreadyExistsError",
+        "ApiKey",
+        "AuditRecord",
+        "GatewayRecord",
+        "Store",
+        "StoreError",
+        "UnknownEventError",
+    ]
     for name in gridflock.store.__all__:
         assert getattr(gridflock.store, name) is not None
 

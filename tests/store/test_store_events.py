@@ -128,8 +128,13 @@ def test_commands_bulk_and_query(store: Store) -> None:
         "issued_at",
         "valid_until",
         "status",
+        "reason",
+        "acked_at",
     ]
     assert (df["status"] == "sent").all()
+    assert df["reason"].isna().all()
+    assert df["acked_at"].isna().all()
+    assert str(df["acked_at"].dt.tz) == "UTC"
     assert (df["event_id"] == "ev-1").all()
     np.testing.assert_array_equal(df["p_setpoint_kw"].to_numpy(), batch.p_setpoint_kw)
     np.testing.assert_array_equal(df["seq"].to_numpy(), batch.seq)

@@ -10,7 +10,19 @@ from gridflock.domain import DEVICE_COMMON, GRID_NODE_ATTRS, SITE_ATTRS
 from gridflock.store import Store
 from gridflock.store.models import Base, DeviceRow, GridNodeRow, SiteRow, table_of
 
-TABLES = {"grid_nodes", "sites", "devices", "events", "event_samples", "commands", "telemetry"}
+TABLES = {
+    "grid_nodes",
+    "sites",
+    "devices",
+    "events",
+    "event_samples",
+    "commands",
+    "telemetry",
+    "api_keys",
+    "gateways",
+    "audit_log",
+}
+HEAD = "0002"
 
 
 def _version(store: Store) -> list[str]:
@@ -22,14 +34,14 @@ def test_upgrade_creates_every_table(new_store: Store) -> None:
     new_store.upgrade()
     names = set(inspect(new_store.engine).get_table_names())
     assert names >= TABLES | {"alembic_version"}
-    assert _version(new_store) == ["0001"]
+    assert _version(new_store) == [HEAD]
 
 
 def test_upgrade_again_is_a_no_op(store: Store) -> None:
     before = {t: inspect(store.engine).get_columns(t) for t in TABLES}
     store.upgrade()
     after = {t: inspect(store.engine).get_columns(t) for t in TABLES}
-    assert _version(store) == ["0001"]
+    assert _version(store) == [HEAD]
     assert [c["name"] for c in before["telemetry"]] == [c["name"] for c in after["telemetry"]]
     assert before.keys() == after.keys()
 
@@ -72,3 +84,51 @@ def test_downgrade_to_base_and_back(store: Store) -> None:
     assert not TABLES & set(inspect(store.engine).get_table_names())
     store.upgrade()
     assert set(inspect(store.engine).get_table_names()) >= TABLES
+
+
+def test_0002_upgrades_a_0001_database_with_commands(new_store: Store) -> None:
+    """Commands stored before 0002 survive it (SQLite rebuilds the table) and get NULLs."""
+    from alembic import command
+
+    from gridflock.store.repository import alembic_config
+
+    cfg = alembic_config()
+    with new_store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "0001")
+    with new_store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO commands (command_id, device_id, event_id, seq, p_setpoint_kw, "
+                "issued_at, valid_until) VALUES ('c1', 'd1', 'ev', 1, 2.5, "
+                ":t, :t)"
+            ),
+            {"t": "2025-07-01 00:00:00+00:00"},
+        )
+    new_store.upgrade()
+    assert _version(new_store) == [HEAD]
+    df = new_store.commands_for_event("ev")
+    assert df["command_id"].tolist() == ["c1"]
+    assert df["status"].tolist() == ["sent"]
+    assert df["reason"].isna().all()
+    assert df["acked_at"].isna().all()
+    indexes = {i["name"] for i in inspect(new_store.engine).get_indexes("commands")}
+    assert {"ix_commands_event_id", "ix_commands_device_id"} <= indexes
+
+
+def test_downgrade_0002_keeps_0001_data(store: Store) -> None:
+    from alembic import command
+
+    from gridflock.store.repository import alembic_config
+
+    store.audit("system", "test", "x")
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    names = set(inspect(store.engine).get_table_names())
+    assert not {"api_keys", "gateways", "audit_log"} & names
+    cols = {c["name"] for c in inspect(store.engine).get_columns("commands")}
+    assert not {"reason", "acked_at"} & cols
+    store.upgrade()
+    assert _version(store) == [HEAD]

@@ -112,6 +112,9 @@ class EventTracker:
         if ev.status.final or now < ev.start:
             return None
         if now >= ev.end:
+            if ev.status is EventStatus.SCHEDULED:  # its whole window passed unserved
+                ev.transition(EventStatus.FAILED)
+                return None
             ev.transition(EventStatus.COMPLETED)
             return self._finish()
         if ev.status is EventStatus.SCHEDULED:

@@ -12,7 +12,14 @@ import pandas as pd
 
 from gridflock.sim.scenario import ScenarioResult
 
-__all__ = ["SUMMARY_SCHEMA_VERSION", "summary", "write_plot", "write_report", "write_series"]
+__all__ = [
+    "SUMMARY_SCHEMA_VERSION",
+    "series",
+    "summary",
+    "write_plot",
+    "write_report",
+    "write_series",
+]
 
 SUMMARY_SCHEMA_VERSION = 1
 

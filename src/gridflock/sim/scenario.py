@@ -133,8 +133,15 @@ def run_scenario(
     tz, start, steps = _window(spec, cfg)
     state = FleetState.from_spec(spec)
     requests = list(cfg.events) if cfg.events is not None else None
+    end = start + pd.Timedelta(seconds=steps * cfg.step_s)
     for r in requests or ():
         state.scope_mask(r.scope)  # fail early on an unknown scope
+        if r.end <= start or r.start >= end:
+            raise ValueError(
+                f"event at {r.start.tz_convert(tz):%Y-%m-%d %H:%M} lies outside the simulated "
+                f"window {start.tz_convert(tz):%H:%M}-{end.tz_convert(tz):%H:%M} {tz}: move it "
+                "or widen --hours / --start-hour"
+            )
     if requests is None:
         requests = _forecast_default_event(spec, cfg, tz, start, steps, progress)
 
@@ -310,7 +317,9 @@ def _default_event(
     if not available:
         raise ValueError("the window is too short to place a default event; give --event")
     local = times.tz_convert(tz)
-    imports = pd.Series(-net_without).rolling(15, center=True, min_periods=1).mean().to_numpy()
+    quarter = max(int(900 / cfg.step_s), 1)  # smooth over a quarter of an hour
+    smooth = pd.Series(-net_without).rolling(quarter, center=True, min_periods=1).mean()
+    imports = smooth.to_numpy()
     evening = (local.hour >= 16) & (local.hour < 23)
     peak = int(np.argmax(np.where(evening if evening.any() else True, imports, -np.inf)))
     high = imports >= 0.85 * imports[peak]
@@ -329,7 +338,7 @@ def _default_event(
     )
     if not kw > 0:
         raise ValueError("the fleet holds no up flexibility at the evening peak; give --event")
-    magnitude = 10 ** max(np.floor(np.log10(kw)) - 1, 0)
+    magnitude = 10 ** (np.floor(np.log10(kw)) - 1)  # two significant digits
     kw = float(np.floor(kw / magnitude) * magnitude)
     return [EventRequest(times[start], hours * 3600, kw, Scope())]
 

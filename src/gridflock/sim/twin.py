@@ -108,6 +108,7 @@ class Twin:
             d[K.LOAD]["annual_kwh"].to_numpy(float),
             self._rng_load,
             shift_steps_max=max(int(2700 / self.step_s), 1),
+            dt_h=self.dt_h,
         )
         pv = d[K.PV]
         self.pv_profiles, self.pv_bins = physics.pv_profiles(

@@ -7,7 +7,16 @@ SQLite (WAL) by default, PostgreSQL in production, the same migrations for both:
         store.save_fleet(spec)
 """
 
-from gridflock.store.errors import StoreError, UnknownEventError
+from gridflock.store.errors import AlreadyExistsError, StoreError, UnknownEventError
+from gridflock.store.records import ApiKey, AuditRecord, GatewayRecord
 from gridflock.store.repository import Store
 
-__all__ = ["Store", "StoreError", "UnknownEventError"]
+__all__ = [
+    "AlreadyExistsError",
+    "ApiKey",
+    "AuditRecord",
+    "GatewayRecord",
+    "Store",
+    "StoreError",
+    "UnknownEventError",
+]

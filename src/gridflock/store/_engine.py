@@ -17,6 +17,8 @@ from gridflock.store.errors import StoreError
 __all__ = ["SUPPORTED_DIALECTS", "make_engine", "normalise_url"]
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+#: Seconds to wait for a PostgreSQL connection (``?connect_timeout=`` in the URL overrides).
+CONNECT_TIMEOUT_S = 10
 _SCHEMA_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
 
@@ -54,6 +56,9 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
     if dialect not in SUPPORTED_DIALECTS:
         raise StoreError(f"unsupported database {dialect!r} in {url!r}: use sqlite or postgresql")
     connect_args: dict[str, Any] = {}
+    if dialect == "postgresql" and "connect_timeout" not in parsed.query:
+        # a health check must not hang on an unreachable server for the TCP timeout
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
     if schema is not None:
         if dialect != "postgresql":
             raise StoreError("schema= is only supported on PostgreSQL")

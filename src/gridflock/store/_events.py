@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -18,6 +20,8 @@ from gridflock.store.errors import UnknownEventError
 from gridflock.store.models import CommandRow, EventRow, EventSampleRow, table_of
 
 __all__ = [
+    "COMMAND_STATUSES",
+    "active_events",
     "commands_for_event",
     "event_performance",
     "event_samples",
@@ -27,6 +31,7 @@ __all__ = [
     "save_event",
     "save_event_performance",
     "save_event_samples",
+    "set_command_status",
     "set_event_status",
 ]
 
@@ -41,7 +46,14 @@ _COMMAND_COLS = (
     "issued_at",
     "valid_until",
     "status",
+    "reason",
+    "acked_at",
 )
+#: What a stored command's status may be.
+COMMAND_STATUSES = ("sent", "accepted", "rejected", "expired")
+_ACKS = ("accepted", "rejected")
+#: Ids per ``IN (...)`` list (SQLite allows 32,766 bound parameters per statement).
+IN_CHUNK = 10_000
 
 
 def _events() -> Table:
@@ -103,12 +115,54 @@ def get_event(conn: Connection, event_id: str) -> Event:
     return _event(row)
 
 
-def list_events(conn: Connection) -> list[Event]:
-    """Every stored event, by start time then id."""
+def list_events(
+    conn: Connection,
+    limit: int | None = None,
+    offset: int = 0,
+    status: EventStatus | Collection[EventStatus] | None = None,
+    *,
+    newest_first: bool = False,
+) -> list[Event]:
+    """Stored events by start time then id (reversed if ``newest_first``).
+
+    ``status`` keeps only events in that status (or any of several); ``limit`` and
+    ``offset`` page through the result.
+    """
+    if (limit is not None and limit < 0) or offset < 0:
+        raise ValueError("limit and offset must not be negative")
     table = _events()
     cols = [table.c[c] for c in _EVENT_COLS]
-    rows = conn.execute(select(*cols).order_by(table.c.start, table.c.id)).all()
-    return [_event(r) for r in rows]
+    stmt = select(*cols)
+    if status is not None:
+        wanted = [status] if isinstance(status, str) else list(status)
+        stmt = stmt.where(table.c.status.in_([EventStatus(s).value for s in wanted]))
+    if newest_first:
+        stmt = stmt.order_by(table.c.start.desc(), table.c.id.desc())
+    else:
+        stmt = stmt.order_by(table.c.start, table.c.id)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    if offset:
+        stmt = stmt.offset(offset)
+    return [_event(r) for r in conn.execute(stmt).all()]
+
+
+def active_events(conn: Connection, now: datetime) -> list[Event]:
+    """Events still to run or running at ``now`` (scheduled or active, ending after it).
+
+    What a restarted service resumes; by start time then id.
+    """
+    table = _events()
+    cols = [table.c[c] for c in _EVENT_COLS]
+    stmt = (
+        select(*cols)
+        .where(
+            table.c.status.in_([EventStatus.SCHEDULED.value, EventStatus.ACTIVE.value]),
+            table.c.end > now,
+        )
+        .order_by(table.c.start, table.c.id)
+    )
+    return [_event(r) for r in conn.execute(stmt).all()]
 
 
 def save_event_performance(
@@ -217,7 +271,7 @@ def commands_for_event(conn: Connection, event_id: str) -> pd.DataFrame:
     """Commands sent for ``event_id``, by issue time then device.
 
     Columns: command_id, device_id, event_id, seq, p_setpoint_kw, issued_at, valid_until
-    (UTC), status.
+    (UTC), status, reason (``None`` unless rejected with one), acked_at (UTC, NaT if none).
     """
     table = table_of(CommandRow)
     stmt = (
@@ -231,4 +285,32 @@ def commands_for_event(conn: Connection, event_id: str) -> pd.DataFrame:
     df["p_setpoint_kw"] = df["p_setpoint_kw"].astype(np.float64)
     df["issued_at"] = _ts_column(df["issued_at"].tolist())
     df["valid_until"] = _ts_column(df["valid_until"].tolist())
+    df["acked_at"] = _ts_column(df["acked_at"].tolist())
     return df
+
+
+def set_command_status(
+    conn: Connection,
+    command_ids: Sequence[str],
+    status: str,
+    reason: str | None,
+    ts: datetime,
+) -> int:
+    """Set the status (and reason) of many stored commands; returns how many were stored.
+
+    ``accepted`` and ``rejected`` are acknowledgements and also record ``acked_at = ts``;
+    ``sent`` and ``expired`` leave ``acked_at`` as it is. Whether a transition makes sense
+    (an expired command acknowledged late, say) is the caller's call.
+    """
+    if status not in COMMAND_STATUSES:
+        raise ValueError(f"unknown command status {status!r}; use one of {COMMAND_STATUSES}")
+    table = table_of(CommandRow)
+    values: dict[str, Any] = {"status": status, "reason": reason}
+    if status in _ACKS:
+        values["acked_at"] = ts
+    ids = list(dict.fromkeys(str(c) for c in command_ids))
+    n = 0
+    for i in range(0, len(ids), IN_CHUNK):
+        stmt = update(table).where(table.c.command_id.in_(ids[i : i + IN_CHUNK])).values(values)
+        n += conn.execute(stmt).rowcount
+    return n

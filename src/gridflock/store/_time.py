@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["datetimes", "epoch", "to_utc", "utc"]
+__all__ = ["datetimes", "epoch", "to_utc", "utc", "when"]
 
 
 def utc(ts: float) -> datetime:
@@ -33,3 +33,12 @@ def datetimes(ts: npt.ArrayLike) -> list[datetime]:
     us = np.round(np.asarray(ts, dtype=np.float64) * 1e6).astype(np.int64)
     index = pd.to_datetime(us, unit="us", utc=True)
     return list(index.to_pydatetime())
+
+
+def when(ts: float | datetime | None) -> datetime:
+    """An aware UTC datetime from epoch seconds, an aware datetime, or ``None`` (now)."""
+    if ts is None:
+        return datetime.now(UTC)
+    if isinstance(ts, datetime):
+        return to_utc(ts)
+    return utc(float(ts))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from gridflock.domain import GridflockError
 
-__all__ = ["StoreError", "UnknownEventError"]
+__all__ = ["AlreadyExistsError", "StoreError", "UnknownEventError"]
 
 
 class StoreError(GridflockError):
@@ -20,3 +20,12 @@ class UnknownEventError(GridflockError, KeyError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class AlreadyExistsError(GridflockError, ValueError):
+    """An id that is already stored was given to a method that creates a new record."""
+
+    def __init__(self, what: str, record_id: str) -> None:
+        self.what = what
+        self.record_id = record_id
+        super().__init__(f"{what} {record_id!r} already exists")

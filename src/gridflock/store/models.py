@@ -1,4 +1,4 @@
-"""Table models: the database shape of the fleet, events, commands and telemetry.
+"""Table models: the database shape of the fleet, events, commands, telemetry and service.
 
 Only table declarations live here; reading and writing them is in the repository
 modules. Powers are in kW (generator sign convention), state of charge a fraction
@@ -29,11 +29,14 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from gridflock.store._types import UTCDateTime
 
 __all__ = [
+    "ApiKeyRow",
+    "AuditRow",
     "Base",
     "CommandRow",
     "DeviceRow",
     "EventRow",
     "EventSampleRow",
+    "GatewayRow",
     "GridNodeRow",
     "SiteRow",
     "TelemetryRow",
@@ -155,6 +158,10 @@ class CommandRow(Base):
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String, server_default="sent")
+    reason: Mapped[str | None] = mapped_column(
+        String, nullable=True, comment="Why a device rejected the command (from its ack)."
+    )
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class TelemetryRow(Base):
@@ -167,6 +174,54 @@ class TelemetryRow(Base):
     p_kw: Mapped[float] = mapped_column(Double)
     soc: Mapped[float | None] = mapped_column(Double, nullable=True)
     p_baseline_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class ApiKeyRow(Base):
+    """An API key: only the SHA-256 of its secret is kept (the key is shown once)."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str] = mapped_column(String)
+    role: Mapped[str] = mapped_column(String)
+    key_hash: Mapped[str] = mapped_column(String, comment="Hex SHA-256 of the key's secret.")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class GatewayRow(Base):
+    """A gateway allowed on the MQTT broker: its groups and its password hash."""
+
+    __tablename__ = "gateways"
+    __table_args__ = (Index("ix_gateways_site_id", "site_id"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    kind: Mapped[str] = mapped_column(String, comment="home, charger, inverter, cloud...")
+    site_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    groups: Mapped[list[str]] = mapped_column(JsonType)
+    password_hash: Mapped[str] = mapped_column(
+        String, comment="Mosquitto PBKDF2-SHA512 password hash."
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditRow(Base):
+    """One audit record: who did what to which subject, when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_ts", "ts"),
+        Index("ix_audit_log_subject", "subject"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String, comment="e.g. 'apikey:ops-1', 'system'.")
+    action: Mapped[str] = mapped_column(String, comment="e.g. 'event.create'.")
+    subject: Mapped[str] = mapped_column(String)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
 
 
 def table_of(model: type[Base]) -> Table:

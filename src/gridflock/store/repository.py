@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import numpy.typing as npt
 import pandas as pd
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from gridflock.domain import CommandBatch, Event, EventStatus, FleetSpec, TelemetryBatch
-from gridflock.store import _events, _fleet, _telemetry
+from gridflock.domain import (
+    CommandBatch,
+    DeviceKind,
+    Event,
+    EventStatus,
+    FleetSpec,
+    TelemetryBatch,
+)
+from gridflock.domain.auth import Principal, Role
+from gridflock.store import _audit, _events, _fleet, _gateways, _keys, _telemetry
 from gridflock.store._engine import make_engine
+from gridflock.store._time import utc, when
+from gridflock.store.records import ApiKey, AuditRecord, GatewayRecord
 
 __all__ = ["MIGRATIONS_DIR", "Store"]
 
@@ -31,14 +44,18 @@ def alembic_config() -> Config:
     return cfg
 
 
+#: A time argument: aware datetime, UTC epoch seconds, or ``None`` for now.
+When = datetime | float | None
+
+
 class Store:
-    """The database behind Gridflock: fleet, events, commands, telemetry.
+    """The database behind Gridflock: fleet, events, commands, telemetry, keys, audit.
 
     ``url`` is a SQLAlchemy URL: ``sqlite:///path/file.db`` (the default backend, in WAL
     mode) or ``postgresql+psycopg://user@host:5432/db`` (``postgresql://`` is accepted).
     ``schema`` (PostgreSQL only) keeps every table in that schema, created if missing.
     Each method runs in its own transaction. Call :meth:`upgrade` once to create or
-    migrate the tables.
+    migrate the tables. The store caches nothing: every call reads the database.
     """
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
@@ -54,6 +71,25 @@ class Store:
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    def ping(self) -> bool:
+        """Whether the database answers ``SELECT 1`` (``False`` on any database error).
+
+        A connection dropped by a database restart is discarded and the ping retried
+        once, so the first ping after the database comes back already says ``True``.
+        """
+        for _ in range(2):
+            try:
+                with self.engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    continue
+                return False
+            except (SQLAlchemyError, OSError):
+                return False
+            return True
+        return False
 
     def close(self) -> None:
         """Release every pooled connection."""
@@ -99,10 +135,26 @@ class Store:
         with self.engine.connect() as conn:
             return _events.get_event(conn, event_id)
 
-    def list_events(self) -> list[Event]:
-        """Every stored event, by start time then id."""
+    def list_events(
+        self,
+        limit: int | None = None,
+        offset: int = 0,
+        status: EventStatus | Collection[EventStatus] | None = None,
+        *,
+        newest_first: bool = False,
+    ) -> list[Event]:
+        """Stored events by start time then id (``newest_first`` reverses).
+
+        ``status`` keeps events in that status (or any of several); ``limit`` / ``offset``
+        page through them. With no arguments: every stored event.
+        """
         with self.engine.connect() as conn:
-            return _events.list_events(conn)
+            return _events.list_events(conn, limit, offset, status, newest_first=newest_first)
+
+    def active_events(self, now: float) -> list[Event]:
+        """Events scheduled or active that end after ``now`` (UTC epoch s), to resume them."""
+        with self.engine.connect() as conn:
+            return _events.active_events(conn, utc(now))
 
     def save_event_performance(self, event_id: str, metrics: dict[str, float | int | None]) -> None:
         """Store an event's measured performance metrics (kW, kWh, fractions...)."""
@@ -138,9 +190,29 @@ class Store:
             _events.save_commands(conn, batch)
 
     def commands_for_event(self, event_id: str) -> pd.DataFrame:
-        """Commands sent for an event, one row per command (times in UTC)."""
+        """Commands sent for an event, one row per command (times in UTC).
+
+        Columns: command_id, device_id, event_id, seq, p_setpoint_kw, issued_at,
+        valid_until, status, reason, acked_at.
+        """
         with self.engine.connect() as conn:
             return _events.commands_for_event(conn, event_id)
+
+    def set_command_status(
+        self,
+        command_ids: Sequence[str],
+        status: str,
+        reason: str | None = None,
+        *,
+        ts: When = None,
+    ) -> int:
+        """Set the status of many commands: ``sent``, ``accepted``, ``rejected``, ``expired``.
+
+        ``accepted`` / ``rejected`` also record ``acked_at`` (``ts``, default now). Unknown
+        ids are skipped; returns how many commands were updated.
+        """
+        with self.engine.begin() as conn:
+            return _events.set_command_status(conn, command_ids, status, reason, when(ts))
 
     # -- telemetry -------------------------------------------------------------------
 
@@ -156,3 +228,174 @@ class Store:
         """
         with self.engine.connect() as conn:
             return _telemetry.query_telemetry(conn, device_id, start, end)
+
+    def query_telemetry_resampled(
+        self, device_ids: Sequence[str], start: datetime, end: datetime, every_s: int
+    ) -> pd.DataFrame:
+        """Readings of several devices in ``[start, end)``, aggregated per ``every_s`` bucket.
+
+        Buckets start at ``floor(epoch / every_s) * every_s``; computed in SQL. Columns
+        ``device_id``, ``ts`` (bucket start, UTC), ``p_kw`` (mean), ``soc`` (last reported),
+        ``soc_mean``, ``n`` (readings in the bucket), by device then time.
+        """
+        with self.engine.connect() as conn:
+            return _telemetry.query_telemetry_resampled(conn, device_ids, start, end, every_s)
+
+    def latest_telemetry(self, device_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """The newest reading per device (``None``: every device), by device id.
+
+        Columns ``device_id``, ``ts`` (UTC), ``p_kw``, ``soc``, ``p_baseline_kw``.
+        """
+        with self.engine.connect() as conn:
+            return _telemetry.latest_telemetry(conn, device_ids)
+
+    # -- fleet edits -----------------------------------------------------------------
+
+    def upsert_sites(self, sites: pd.DataFrame) -> int:
+        """Insert or overwrite sites (``SITE_ATTRS`` columns), validated; returns the count.
+
+        Raises ``ValidationError`` (nothing written) if a site is invalid or its grid
+        node is not stored. Stored sites keep their place in the fleet order.
+        """
+        with self.engine.begin() as conn:
+            return _fleet.upsert_sites(conn, sites)
+
+    def upsert_devices(self, kind: DeviceKind, devices: pd.DataFrame) -> int:
+        """Insert or overwrite devices of one kind, validated; returns the count.
+
+        Raises ``ValidationError`` (nothing written) if a device is invalid or its site
+        is not stored.
+        """
+        with self.engine.begin() as conn:
+            return _fleet.upsert_devices(conn, kind, devices)
+
+    def delete_devices(self, device_ids: Sequence[str]) -> int:
+        """Delete devices by id; returns how many existed."""
+        with self.engine.begin() as conn:
+            return _fleet.delete_devices(conn, device_ids)
+
+    def delete_site(self, site_id: str) -> int | None:
+        """Delete a site with its devices; devices deleted, or ``None`` if no such site."""
+        with self.engine.begin() as conn:
+            return _fleet.delete_site(conn, site_id)
+
+    # -- API keys --------------------------------------------------------------------
+
+    def create_api_key(self, role: Role, name: str) -> tuple[str, ApiKey]:
+        """Create a key for ``role``: returns ``(plaintext, record)``; the plaintext only now.
+
+        The key reads ``gf_<id>_<secret>``; only the SHA-256 of the secret is stored.
+        """
+        with self.engine.begin() as conn:
+            return _keys.create_api_key(conn, role, name, when(None))
+
+    def authenticate(self, key: str, *, now: When = None) -> Principal | None:
+        """The principal of ``key``; ``None`` if malformed, unknown, revoked or wrong.
+
+        One indexed lookup; ``last_used_at`` is written at most once a minute per key.
+        """
+        if _keys.parse_key(key) is None:
+            return None
+        with self.engine.begin() as conn:
+            return _keys.authenticate(conn, key, when(now))
+
+    def list_api_keys(self, *, include_revoked: bool = True) -> list[ApiKey]:
+        """Every key's record (never its secret), oldest first."""
+        with self.engine.connect() as conn:
+            return _keys.list_api_keys(conn, include_revoked)
+
+    def revoke_api_key(self, key_id: str) -> bool:
+        """Revoke a key at once; ``False`` if no active key has this id."""
+        with self.engine.begin() as conn:
+            return _keys.revoke_api_key(conn, key_id, when(None))
+
+    # -- gateways --------------------------------------------------------------------
+
+    def create_gateway(
+        self,
+        gateway_id: str,
+        *,
+        kind: str,
+        site_id: str | None,
+        groups: Sequence[str],
+        password_hash: str,
+    ) -> None:
+        """Store a new gateway; ``AlreadyExistsError`` if the id is taken.
+
+        ``password_hash`` is Mosquitto's PBKDF2-SHA512 format, made by the caller.
+        """
+        with self.engine.begin() as conn:
+            _gateways.create_gateway(
+                conn,
+                gateway_id,
+                kind=kind,
+                site_id=site_id,
+                groups=groups,
+                password_hash=password_hash,
+                now=when(None),
+            )
+
+    def list_gateways(self) -> list[GatewayRecord]:
+        """Every stored gateway, by id."""
+        with self.engine.connect() as conn:
+            return _gateways.list_gateways(conn)
+
+    def get_gateway(self, gateway_id: str) -> GatewayRecord | None:
+        """The gateway ``gateway_id``, ``None`` if there is none."""
+        with self.engine.connect() as conn:
+            return _gateways.get_gateway(conn, gateway_id)
+
+    def delete_gateway(self, gateway_id: str) -> bool:
+        """Delete a gateway; ``False`` if there was none."""
+        with self.engine.begin() as conn:
+            return _gateways.delete_gateway(conn, gateway_id)
+
+    def set_gateway_seen(self, gateway_ids: Sequence[str], ts: When = None) -> int:
+        """Record that gateways were seen at ``ts`` (default now); returns how many exist."""
+        with self.engine.begin() as conn:
+            return _gateways.set_gateway_seen(conn, gateway_ids, when(ts))
+
+    # -- audit -----------------------------------------------------------------------
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        detail: dict[str, Any] | None = None,
+        ts: When = None,
+    ) -> int:
+        """Append an audit record (``ts`` default now); returns its id.
+
+        ``actor`` e.g. ``apikey:ops-1``, ``system``, ``openadr``; ``action`` e.g.
+        ``event.create``; ``detail`` any JSON object (non-finite floats become null).
+        """
+        with self.engine.begin() as conn:
+            return _audit.audit(conn, actor, action, subject, detail, when(ts))
+
+    def audit_log(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        subject: str | None = None,
+        since: When = None,
+        until: When = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[AuditRecord]:
+        """Audit records matching every filter given, newest first; ``ts`` in ``[since, until)``.
+
+        ``action="event.*"`` matches every ``event.`` action.
+        """
+        with self.engine.connect() as conn:
+            return _audit.audit_log(
+                conn,
+                actor=actor,
+                action=action,
+                subject=subject,
+                since=None if since is None else when(since),
+                until=None if until is None else when(until),
+                limit=limit,
+                offset=offset,
+            )

@@ -1,119 +1,20 @@
-"""The ``gridflock`` command: simulate a fleet, generate and validate fleet files."""
+"""``gridflock simulate``: the digital twin over a day, with and without the VPP."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
 
-from gridflock import __version__
-from gridflock.domain import FleetSpec, GridflockError, ValidationError
+from gridflock.cli._app import DEFAULT_DATE, _load_fleet, app, err, fail, out
+from gridflock.domain import GridflockError
 
 if TYPE_CHECKING:
     from gridflock.sim.scenario import ScenarioResult
     from gridflock.store import Store
-
-app = typer.Typer(
-    help="Gridflock: thousands of small energy resources dispatched as one power plant.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-fleet_app = typer.Typer(
-    help="Generate and validate fleet files (YAML or CSV).", no_args_is_help=True
-)
-app.add_typer(fleet_app, name="fleet")
-
-out = Console()
-err = Console(stderr=True)
-
-DEFAULT_DATE = dt.date(2026, 7, 15)
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    """Print an error that says what was wrong and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    raise typer.Exit(code)
-
-
-def _problems(e: ValidationError) -> NoReturn:
-    err.print(
-        f"[bold red]error:[/] {len(e.problems)} problem(s) found; nothing was written.",
-        highlight=False,
-    )
-    for p in e.problems[:50]:
-        err.print(f"  - {p}", highlight=False, markup=False)
-    if len(e.problems) > 50:
-        err.print(f"  ... and {len(e.problems) - 50} more", highlight=False)
-    raise typer.Exit(2)
-
-
-def _load_fleet(fleet: Path | None, homes: int, seed: int) -> FleetSpec:
-    from gridflock.fleet.files import read_fleet
-    from gridflock.fleet.generate import generate_fleet
-
-    try:
-        return read_fleet(fleet) if fleet is not None else generate_fleet(homes, seed)
-    except ValidationError as e:
-        _problems(e)
-
-
-def _counts_table(spec: FleetSpec, title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_edge=False)
-    table.add_column("what")
-    table.add_column("count", justify="right")
-    table.add_row("grid nodes", f"{len(spec.grid_nodes):,}")
-    table.add_row("sites", f"{len(spec.sites):,}")
-    for kind, n in spec.counts().items():
-        table.add_row(f"  {kind}", f"{n:,}")
-    table.add_row("devices", f"{spec.n_devices:,}")
-    return table
-
-
-@app.command()
-def version() -> None:
-    """Print the version."""
-    out.print(f"gridflock {__version__}")
-
-
-@fleet_app.command("generate")
-def fleet_generate(
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="File to write (.yaml or .csv).")],
-    homes: Annotated[int, typer.Option(min=1, max=2_000_000, help="Number of homes.")] = 1000,
-    seed: Annotated[int, typer.Option(help="Random seed: same seed, same fleet.")] = 7,
-    lat: Annotated[float, typer.Option(min=-90, max=90, help="Centre latitude [deg].")] = 48.14,
-    lon: Annotated[float, typer.Option(min=-180, max=180, help="Centre longitude [deg].")] = 11.58,
-    tz: Annotated[str, typer.Option(help="IANA time zone of the homes.")] = "Europe/Berlin",
-) -> None:
-    """Make a realistic synthetic fleet: homes with PV, batteries, EVs, heat pumps..."""
-    from gridflock.fleet.files import write_fleet
-    from gridflock.fleet.generate import generate_fleet
-
-    if out_file.suffix.lower() not in (".yaml", ".yml", ".csv"):
-        fail(f"{out_file}: unsupported suffix {out_file.suffix!r}; use .yaml, .yml or .csv")
-    try:
-        spec = generate_fleet(homes, seed, lat=lat, lon=lon, tz=tz)
-    except ValidationError as e:
-        _problems(e)
-    except ValueError as e:
-        fail(str(e))
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    write_fleet(spec, out_file)
-    out.print(_counts_table(spec, f"Wrote {out_file}"))
-
-
-@fleet_app.command("validate")
-def fleet_validate(
-    file: Annotated[Path, typer.Argument(help="Fleet file to check (.yaml, .yml or .csv).")],
-) -> None:
-    """Check a fleet file; list every problem with its entry and field (exit code 2)."""
-    spec = _load_fleet(file, 0, 0)
-    out.print(_counts_table(spec, f"{file}: valid"))
 
 
 def _parse_step(text: str) -> float:
@@ -177,9 +78,17 @@ def simulate(
     ideal: Annotated[
         bool, typer.Option(help="Perfect devices and network (overrides the five options above).")
     ] = False,
+    merit_order: Annotated[
+        bool,
+        typer.Option(
+            help="Dispatch the cheapest devices first (cost_per_kwh) instead "
+            "of an equal share of every device's headroom."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
+    from gridflock.dispatch import TrackerConfig
     from gridflock.sim.events import parse_event
     from gridflock.sim.imperfections import Imperfections
     from gridflock.sim.report import write_report
@@ -222,6 +131,7 @@ def simulate(
             events=requests,
             imperfections=imperfect,
             telemetry_sample_devices=1000 if store else 0,
+            tracker=TrackerConfig(interval_s=step_s, merit_order=merit_order),
         )
     except ValueError as e:
         fail(str(e))
@@ -331,10 +241,3 @@ def _print_summary(result: ScenarioResult, paths: dict[str, Path]) -> None:
     out.print(f"ran in {r.runtime_s:.1f} s", highlight=False)
 
 
-def main() -> None:  # pragma: no cover - console entry point for python -m
-    """Run the CLI."""
-    app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    main()

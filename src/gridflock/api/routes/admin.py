@@ -1,0 +1,159 @@
+"""Gateways, API keys and the audit log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Response, status
+
+from gridflock.api._convert import jsonable
+from gridflock.api._time import aware
+from gridflock.api.auth import Admin, Viewer
+from gridflock.api.deps import PageDep, RuntimeDep
+from gridflock.api.errors import ProblemError
+from gridflock.api.schemas import (
+    ApiKeyOut,
+    AuditEntryOut,
+    GatewayCreate,
+    GatewayCreatedOut,
+    GatewayOut,
+    PageOut,
+    ProblemOut,
+)
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+_ISO = "ISO 8601 time; with no offset it is read as UTC."
+
+
+def _gateway(record: Any) -> dict[str, Any]:
+    """A gateway record without its password hash."""
+    fields = ("id", "kind", "site_id", "groups", "created_at", "last_seen_at")
+    out: dict[str, Any] = jsonable({f: getattr(record, f, None) for f in fields})
+    return out
+
+
+@router.get(
+    "/gateways",
+    tags=["gateways"],
+    summary="List gateways",
+    description="Provisioned gateways (never their passwords), by id. Role: viewer.",
+    response_model=PageOut[GatewayOut],
+)
+def list_gateways(runtime: RuntimeDep, _: Viewer, page: PageDep) -> Any:
+    """Report ``store.list_gateways``."""
+    records = runtime.store.list_gateways()
+    return {
+        "items": [_gateway(g) for g in records[page.slice()]],
+        "total": len(records),
+        "limit": page.limit,
+        "offset": page.offset,
+    }
+
+
+@router.post(
+    "/gateways",
+    tags=["gateways"],
+    summary="Provision a gateway",
+    description=(
+        "Register a gateway on the MQTT broker. The response carries its password, "
+        "**shown only this once** (only a hash is stored). Role: admin."
+    ),
+    status_code=status.HTTP_201_CREATED,
+    response_model=GatewayCreatedOut,
+    responses={422: {"model": ProblemOut, "description": "Invalid, or the id is taken."}},
+)
+async def create_gateway(
+    body: GatewayCreate, runtime: RuntimeDep, principal: Admin, response: Response
+) -> Any:
+    """Provision through ``runtime.provision_gateway``."""
+    password = await runtime.provision_gateway(
+        body.id, kind=body.kind, site_id=body.site_id, groups=body.groups, principal=principal
+    )
+    response.headers["Location"] = f"/api/v1/gateways/{body.id}"
+    return {
+        "id": body.id,
+        "kind": body.kind,
+        "site_id": body.site_id,
+        "groups": body.groups,
+        "password": password,
+    }
+
+
+@router.delete(
+    "/gateways/{gateway_id}",
+    tags=["gateways"],
+    summary="Remove a gateway",
+    description="Delete a gateway: it can no longer connect to the broker. Role: admin.",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses={404: {"model": ProblemOut}},
+)
+def delete_gateway(
+    runtime: RuntimeDep,
+    _: Admin,
+    gateway_id: Annotated[str, Path(description="Gateway id.")],
+) -> Response:
+    """Delete through ``store.delete_gateway``."""
+    if not runtime.store.delete_gateway(gateway_id):
+        raise ProblemError(404, f"unknown gateway {gateway_id!r}: list them at /api/v1/gateways")
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/apikeys",
+    tags=["api keys"],
+    summary="List API keys",
+    description=(
+        "Every API key's name, role and dates (never the key). Keys are created and "
+        "revoked with the `gridflock apikey` command. Role: admin."
+    ),
+    response_model=PageOut[ApiKeyOut],
+)
+def list_api_keys(runtime: RuntimeDep, _: Admin, page: PageDep) -> Any:
+    """Report ``store.list_api_keys``."""
+    keys = runtime.store.list_api_keys()
+    fields = ("id", "name", "role", "created_at", "revoked_at", "last_used_at")
+    return {
+        "items": [jsonable({f: getattr(k, f, None) for f in fields}) for k in keys[page.slice()]],
+        "total": len(keys),
+        "limit": page.limit,
+        "offset": page.offset,
+    }
+
+
+@router.get(
+    "/audit",
+    tags=["audit"],
+    summary="Audit log",
+    description=(
+        "Who did what to which subject, newest first. `action` ending in `.*` matches a "
+        "family (`event.*`). Role: viewer."
+    ),
+    response_model=list[AuditEntryOut],
+)
+def audit_log(
+    runtime: RuntimeDep,
+    _: Viewer,
+    page: PageDep,
+    actor: Annotated[str | None, Query(description="e.g. apikey:ops-desk")] = None,
+    action: Annotated[str | None, Query(description="e.g. event.create or event.*")] = None,
+    subject: Annotated[str | None, Query(description="e.g. an event id")] = None,
+    since: Annotated[datetime | None, Query(description=_ISO + " Inclusive.")] = None,
+    until: Annotated[datetime | None, Query(description=_ISO + " Exclusive.")] = None,
+) -> Any:
+    """Report ``store.audit_log``."""
+    records = runtime.store.audit_log(
+        actor=actor,
+        action=action,
+        subject=subject,
+        since=aware(since) if since else None,
+        until=aware(until) if until else None,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    fields = ("id", "ts", "actor", "action", "subject", "detail")
+    return [jsonable({f: getattr(r, f, None) for f in fields}) for r in records]

@@ -1,0 +1,232 @@
+"""The fleet as a whole: summary, history, flexibility, grid nodes, and import."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from gridflock.api._convert import epoch, frame_rows, jsonable
+from gridflock.api._time import window
+from gridflock.api.auth import Admin, Viewer
+from gridflock.api.deps import RuntimeDep
+from gridflock.api.errors import ProblemError
+from gridflock.api.schemas import (
+    FleetHistoryRow,
+    FleetImportOut,
+    FleetSummaryOut,
+    FlexibilityRow,
+    GridNodeOut,
+    ProblemOut,
+)
+from gridflock.domain.errors import Problem, ValidationError
+from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.files import read_fleet
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["fleet"])
+
+_ISO = "ISO 8601 time; with no offset it is read as UTC."
+
+
+class GroupBy(StrEnum):
+    """Groupings of the flexibility endpoint."""
+
+    KIND = "kind"
+    GRID_NODE = "grid_node"
+    PROGRAM = "program"
+    REGION = "region"
+
+
+@router.get(
+    "/fleet",
+    summary="Fleet summary now",
+    description=(
+        "Net power and flexibility of the whole fleet, with device counts and a split by "
+        "device kind. Cheap: computed from the in-memory fleet state. Role: viewer."
+    ),
+    response_model=FleetSummaryOut,
+)
+async def fleet_summary(runtime: RuntimeDep, _: Viewer) -> Any:
+    """Report ``runtime.fleet_summary()``."""
+    return jsonable(runtime.fleet_summary())
+
+
+@router.get(
+    "/fleet/history",
+    summary="Fleet power over time",
+    description=(
+        "Net fleet power and power by device kind [kW] over `[start, end)`; defaults to "
+        "the last 6 hours. Role: viewer."
+    ),
+    response_model=list[FleetHistoryRow],
+)
+def fleet_history(
+    runtime: RuntimeDep,
+    _: Viewer,
+    start: Annotated[datetime | None, Query(description=_ISO + " Default: end - 6 h.")] = None,
+    end: Annotated[datetime | None, Query(description=_ISO + " Default: now.")] = None,
+) -> Any:
+    """Report ``runtime.fleet_history``."""
+    s, e = window(start, end, runtime.now(), timedelta(hours=6))
+    return frame_rows(runtime.fleet_history(epoch(s), epoch(e)))
+
+
+@router.get(
+    "/flexibility",
+    summary="Flexibility by group",
+    description=(
+        "How many kW each group can move up (more export / less import) and down, and "
+        "hold for `duration_h` hours. Role: viewer."
+    ),
+    response_model=list[FlexibilityRow],
+)
+async def flexibility(
+    runtime: RuntimeDep,
+    _: Viewer,
+    duration_h: Annotated[
+        float, Query(gt=0, le=48, description="How long the flexibility must be held [h].")
+    ] = 1.0,
+    by: Annotated[GroupBy, Query(description="Grouping.")] = GroupBy.KIND,
+) -> Any:
+    """Report ``runtime.flexibility``."""
+    df = runtime.flexibility(duration_h, by.value)
+    rows = frame_rows(df)
+    for row in rows:
+        row["group"] = str(row.get(by.value, row.get("group", "")))
+        for old, new in (("up_kw", "flex_up_kw"), ("down_kw", "flex_down_kw")):
+            if old in row and new not in row:
+                row[new] = row.pop(old)
+    return rows
+
+
+@router.get(
+    "/grid-nodes",
+    summary="Grid nodes and their loading",
+    description=(
+        "Every grid node (substation, transformer, feeder) with its limits and the power "
+        "it carries now from the sites below it. Role: viewer."
+    ),
+    response_model=list[GridNodeOut],
+)
+async def grid_nodes(runtime: RuntimeDep, _: Viewer) -> Any:
+    """Join the provisioned nodes with the live node flow."""
+    state = runtime.state
+    grid = state.grid
+    flow = grid.node_flow_kw(state.site_power_kw())
+    nodes = runtime.spec.grid_nodes
+    parent = dict(zip(nodes["id"], nodes["parent"], strict=True))
+    direct = np.bincount(grid.site_node[grid.site_node >= 0], minlength=grid.n_nodes)
+    out = []
+    for j, nid in enumerate(grid.node_ids):
+        load = float(flow[j])
+        limit = float(grid.limit_export_kw[j] if load >= 0 else grid.limit_import_kw[j])
+        out.append(
+            {
+                "id": str(nid),
+                "kind": str(grid.node_kind[j]),
+                "parent": str(parent.get(nid, "")),
+                "limit_import_kw": float(grid.limit_import_kw[j]),
+                "limit_export_kw": float(grid.limit_export_kw[j]),
+                "load_kw": load,
+                "utilisation_pct": abs(load) / limit * 100.0 if limit > 0 else None,
+                "sites": int(direct[j]),
+            }
+        )
+    return out
+
+
+_YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+_CSV_TYPES = ("text/csv", "application/csv")
+_YAML_EXAMPLE = """version: 1
+grid_nodes:
+  - {id: tx-1, kind: transformer, limit_import_kw: 400, limit_export_kw: 400}
+sites:
+  - id: home-1
+    lat: 48.14
+    lon: 11.58
+    grid_node: tx-1
+    devices:
+      - {id: home-1-bat, kind: battery, e_kwh: 10, p_charge_max_kw: 5, p_discharge_max_kw: 5}
+"""
+
+
+def _parse(body: bytes, suffix: str, grid_nodes: FleetSpec | None) -> FleetSpec:
+    """Parse a fleet file body through the fleet-file readers (via a temporary file)."""
+    with tempfile.TemporaryDirectory(prefix="gridflock-import-") as tmp:
+        path = Path(tmp) / f"fleet{suffix}"
+        path.write_bytes(body)
+        if grid_nodes is not None:
+            grid_nodes.grid_nodes.to_csv(path.with_name("fleet.grid_nodes.csv"), index=False)
+        try:
+            return read_fleet(path)
+        except ValidationError as exc:
+            names = {str(path): "body", str(path.with_name("fleet.grid_nodes.csv")): "grid nodes"}
+            raise ValidationError(
+                [
+                    Problem(names.get(p.source, p.source), p.entry, p.field, p.message)
+                    for p in exc.problems
+                ]
+            ) from None
+
+
+@router.post(
+    "/fleet/import",
+    summary="Replace the fleet from a fleet file",
+    description=(
+        "Replace the provisioned fleet (grid nodes, sites, devices) with the fleet file in "
+        "the body, in the format of `docs/fleet-files.md`: YAML (`Content-Type: "
+        "application/yaml`) or CSV (`text/csv`, one row per device). A CSV carries no grid "
+        "nodes, so the fleet's current grid nodes are kept. Live values of devices that "
+        "stay are kept. Every problem in the file is reported at once (422, each with "
+        "entry, field and message). Role: admin."
+    ),
+    response_model=FleetImportOut,
+    responses={
+        415: {"model": ProblemOut, "description": "Not YAML or CSV."},
+        422: {"model": ProblemOut, "description": "The file has problems; each is listed."},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/yaml": {"schema": {"type": "string"}, "example": _YAML_EXAMPLE},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def import_fleet(request: Request, runtime: RuntimeDep, principal: Admin) -> Any:
+    """Parse the body and hand the fleet to ``runtime.import_fleet``."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in _YAML_TYPES:
+        suffix, nodes = ".yaml", None
+    elif ctype in _CSV_TYPES:
+        suffix, nodes = ".csv", runtime.spec
+    else:
+        raise ProblemError(
+            415,
+            f"send the fleet file as application/yaml or text/csv, not {ctype or 'nothing'!r}",
+        )
+    body = await request.body()
+    if not body.strip():
+        raise ProblemError(
+            422,
+            "the body is empty: send a fleet file",
+            errors=[{"field": "body", "message": "is empty"}],
+        )
+    spec = await run_in_threadpool(_parse, body, suffix, nodes)
+    await runtime.import_fleet(spec, principal)
+    return {
+        "grid_nodes": len(spec.grid_nodes),
+        "sites": len(spec.sites),
+        "devices": spec.n_devices,
+        "by_kind": spec.counts(),
+    }

@@ -1,0 +1,63 @@
+"""Health and Prometheus metrics: open without an API key (for probes and scrapers)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from gridflock.api._convert import jsonable
+from gridflock.api.deps import RuntimeDep
+from gridflock.api.schemas import HealthOut
+
+__all__ = ["metrics_router", "router"]
+
+router = APIRouter(tags=["system"])
+metrics_router = APIRouter(tags=["system"])
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@router.get(
+    "/health",
+    summary="Service health",
+    description=(
+        "Whether the service works, and the state of each dependency (database, MQTT "
+        "broker, control loop). **No API key needed**, so load balancers and probes can "
+        "call it. HTTP 200 for `ok` and `degraded`, 503 only when the service is `down`."
+    ),
+    response_model=HealthOut,
+    responses={
+        200: {
+            "content": {
+                "application/json": {"example": {"status": "ok", "database": "ok", "mqtt": "ok"}}
+            }
+        },
+        503: {"description": "The service is down.", "model": HealthOut},
+    },
+)
+async def health(runtime: RuntimeDep) -> Any:
+    """Report ``runtime.health()``."""
+    info = jsonable(await run_in_threadpool(runtime.health))
+    status = str(info.get("status", "ok"))
+    body = {**info, "status": status if status in ("ok", "degraded", "down") else "degraded"}
+    if body["status"] == "down":
+        return JSONResponse(body, status_code=503)
+    return body
+
+
+@metrics_router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description=(
+        "The service's metrics in the Prometheus text format (version 0.0.4). **No API "
+        "key needed**: restrict access at the network or proxy if the figures are private."
+    ),
+    response_class=Response,
+    responses={200: {"content": {PROMETHEUS_TEXT: {"schema": {"type": "string"}}}}},
+)
+async def metrics(runtime: RuntimeDep) -> Response:
+    """Expose ``runtime.metrics()``."""
+    return Response(content=runtime.metrics(), media_type=PROMETHEUS_TEXT)

@@ -1,0 +1,82 @@
+"""The Typer application, its consoles and the error helpers every command uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gridflock import __version__
+from gridflock.domain import FleetSpec, ValidationError
+
+if TYPE_CHECKING:
+    pass
+
+app = typer.Typer(
+    help="Gridflock: thousands of small energy resources dispatched as one power plant.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help texts carry units in brackets: [kW], [h]
+)
+fleet_app = typer.Typer(
+    help="Generate and validate fleet files (YAML or CSV).", no_args_is_help=True
+)
+app.add_typer(fleet_app, name="fleet")
+
+out = Console()
+err = Console(stderr=True)
+
+DEFAULT_DATE = dt.date(2026, 7, 15)
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error that says what was wrong and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def _problems(e: ValidationError, wrote: str = "; nothing was written") -> NoReturn:
+    err.print(
+        f"[bold red]error:[/] {len(e.problems)} problem(s) found{wrote}.",
+        highlight=False,
+    )
+    for p in e.problems[:50]:
+        err.print(f"  - {p}", highlight=False, markup=False)
+    if len(e.problems) > 50:
+        err.print(f"  ... and {len(e.problems) - 50} more", highlight=False)
+    raise typer.Exit(2)
+
+
+def _load_fleet(fleet: Path | None, homes: int, seed: int) -> FleetSpec:
+    from gridflock.fleet.files import read_fleet
+    from gridflock.fleet.generate import generate_fleet
+
+    try:
+        return read_fleet(fleet) if fleet is not None else generate_fleet(homes, seed)
+    except ValidationError as e:
+        _problems(e)
+
+
+def _counts_table(spec: FleetSpec, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    table.add_row("grid nodes", f"{len(spec.grid_nodes):,}")
+    table.add_row("sites", f"{len(spec.sites):,}")
+    for kind, n in spec.counts().items():
+        table.add_row(f"  {kind}", f"{n:,}")
+    table.add_row("devices", f"{spec.n_devices:,}")
+    return table
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(f"gridflock {__version__}")
+
+

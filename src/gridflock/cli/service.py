@@ -1,0 +1,223 @@
+"""Service commands: ``serve``, ``demo``, ``config``, ``db``, ``apikey``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gridflock.cli._app import app, err, fail, out
+from gridflock.domain import GridflockError
+
+if TYPE_CHECKING:
+    from gridflock.config import Settings
+    from gridflock.service import Runtime
+    from gridflock.store import Store
+
+config_app = typer.Typer(help="Show the effective configuration.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+key_app = typer.Typer(help="API keys for the REST API.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(db_app, name="db")
+app.add_typer(key_app, name="apikey")
+
+log = logging.getLogger("gridflock.service")
+
+Host = Annotated[str | None, typer.Option(help="HTTP listen address (GRIDFLOCK_HOST).")]
+Port = Annotated[int | None, typer.Option(min=0, max=65535,
+                                          help="HTTP listen port (GRIDFLOCK_PORT).")]
+Db = Annotated[str | None, typer.Option("--db", help="Database URL (GRIDFLOCK_DATABASE_URL).")]
+
+
+def _settings(**overrides: object) -> Settings:
+    from pydantic import ValidationError as SettingsError
+
+    from gridflock.config import load_settings
+
+    try:
+        return load_settings(**overrides)
+    except SettingsError as e:
+        lines = [f"{'.'.join(map(str, x['loc'])).upper() or 'config'}: {x['msg']}"
+                 for x in e.errors()]
+        fail("invalid configuration (GRIDFLOCK_* variables or gridflock.toml):\n  "
+             + "\n  ".join(lines))
+
+
+def _open_store(url: str, *, upgrade: bool) -> Store:
+    from gridflock.store import Store
+
+    try:
+        store = Store(url)
+        if upgrade:
+            store.upgrade()
+        elif not store.ping():
+            raise GridflockError("the database does not answer")
+    except GridflockError as e:
+        fail(f"database {url!r}: {e}")
+    except Exception as e:  # driver errors: say what failed and how to fix it
+        fail(f"database {url!r}: {e.__class__.__name__}: {e}. Check the URL and that the "
+             "server is running, then run `gridflock db upgrade`.")
+    return store
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the effective configuration as JSON (secrets masked)."""
+    out.print_json(json.dumps(_settings().public()))
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Db = None) -> None:
+    """Create or migrate the database schema to the latest version."""
+    settings = _settings(database_url=db)
+    _open_store(settings.database_url, upgrade=True).close()
+    out.print(f"database at the latest schema: {settings.public()['database_url']}")
+
+
+@key_app.command("create")
+def apikey_create(
+    role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "operator",
+    name: Annotated[str | None, typer.Option(help="Who the key is for (shown in the audit "
+                                                  "log); default: <role>-<time>.")] = None,
+    db: Db = None,
+) -> None:
+    """Create an API key and print it alone on stdout (it is stored hashed, shown once)."""
+    from gridflock.domain.auth import Role
+
+    try:
+        parsed = Role(role)
+    except ValueError:
+        fail(f"--role: {role!r} is not a role; use admin, operator or viewer")
+    settings = _settings(database_url=db)
+    store = _open_store(settings.database_url, upgrade=False)
+    key, record = store.create_api_key(parsed, name or f"{role}-{int(time.time())}")
+    store.close()
+    print(key)
+    err.print(f"created {record.role} key {record.id} ({record.name})", highlight=False)
+
+
+@app.command()
+def serve(host: Host = None, port: Port = None, db: Db = None,
+          mqtt: Annotated[str | None, typer.Option(help="Broker URL (GRIDFLOCK_MQTT_URL).")]
+          = None) -> None:
+    """Run the VPP service: REST API, device gateways, dispatch loop and store."""
+    from gridflock.service.logs import setup_logging
+
+    settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
+    setup_logging(settings.log_level, settings.log_format)
+    store = _open_store(settings.database_url, upgrade=False)
+    try:
+        spec = store.load_fleet()
+    except Exception as e:
+        fail(f"cannot read the fleet from the database ({e}); run `gridflock db upgrade`")
+    link = _mqtt_link(settings, spec)
+    runtime = _runtime(settings, store, spec, link)
+    log.info("serving %d devices on http://%s:%d", spec.n_devices, settings.host, settings.port)
+    asyncio.run(_serve(settings, runtime, link))
+
+
+def _runtime(settings: Settings, store: Store, spec: object, link: object) -> Runtime:
+    from gridflock.service import Runtime
+
+    return Runtime(settings, store, spec, link)  # type: ignore[arg-type]
+
+
+def _mqtt_link(settings: Settings, spec: object) -> object:
+    if settings.mqtt_url is None:
+        from gridflock.service.links import NoDevices
+
+        return NoDevices()
+    from gridflock.gateways.mqtt.link import MqttLink
+
+    return MqttLink.from_settings(settings, spec)  # type: ignore[arg-type]
+
+
+async def _serve(settings: Settings, runtime: Runtime, link: object,
+                 extra: list[object] | None = None,
+                 on_ready: object = None) -> None:
+    from gridflock.service.server import run_service
+
+    starters = []
+    start = getattr(link, "run", None)
+    if start is not None:
+        starters.append(start)
+    await run_service(settings, runtime, [*starters, *(extra or [])],  # type: ignore[list-item]
+                      on_ready)  # type: ignore[arg-type]
+
+
+@app.command()
+def demo(
+    homes: Annotated[int, typer.Option(min=1, max=200_000, help="Homes in the twin.")] = 1000,
+    host: Host = None,
+    port: Port = None,
+    db: Annotated[str, typer.Option("--db", help="Database URL.")] = "sqlite:///gridflock-demo.db",
+    mqtt: Annotated[str | None, typer.Option(
+        help="Run the twin's devices as MQTT gateways against this broker instead of in "
+             "process, e.g. mqtt://127.0.0.1:1883.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of fleet, weather and faults.")] = 7,
+    event_after: Annotated[float, typer.Option(
+        min=0, help="Seconds until the scripted peak event fires (0: no scripted event).")]
+    = 180.0,
+) -> None:
+    """The whole VPP in one process: a twin fleet, the service and its API, no setup."""
+    from gridflock.domain.auth import Role
+    from gridflock.fleet.generate import generate_fleet
+    from gridflock.service.logs import setup_logging
+    from gridflock.sim.realtime import RealtimeTwin
+
+    settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
+    setup_logging(settings.log_level, settings.log_format)
+    if db.startswith("sqlite:///"):
+        Path(db.removeprefix("sqlite:///")).unlink(missing_ok=True)  # a fresh demo each time
+    store = _open_store(settings.database_url, upgrade=True)
+    err.print(f"generating a fleet of {homes:,} homes...", highlight=False)
+    spec = generate_fleet(homes, seed)
+    store.save_fleet(spec)
+    operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
+    viewer, _ = store.create_api_key(Role.VIEWER, "demo-viewer")
+    extra = []
+    if mqtt:
+        from gridflock.sim.gateways import SimulatedGateways
+
+        link = _mqtt_link(settings, spec)
+        gateways = SimulatedGateways(spec, mqtt, seed=seed)
+        extra.append(gateways.run)
+    else:
+        link = RealtimeTwin(spec, seed=seed, step_s=5.0)
+    runtime = _runtime(settings, store, spec, link)
+    if event_after > 0:
+        extra.append(lambda: _scripted_event(runtime, event_after))
+    url = f"http://{settings.host}:{settings.port}"
+
+    def ready() -> None:
+        out.print(f"\n[bold green]Gridflock demo[/] running at [bold]{url}[/]  "
+                  f"(API docs: {url}/docs)")
+        out.print(f"operator API key: [bold]{operator}[/]")
+        out.print(f"viewer API key:   {viewer}")
+        out.print(f'try: curl -H "Authorization: Bearer {operator}" {url}/api/v1/fleet')
+        if event_after > 0:
+            out.print(f"a scripted peak event fires in {event_after:.0f} s; Ctrl-C stops.\n")
+
+    asyncio.run(_serve(settings, runtime, link, extra, ready))
+    out.print("stopped.")
+
+
+async def _scripted_event(runtime: Runtime, after_s: float) -> None:
+    """The demo's peak event: half the fleet's up flexibility, for 15 minutes."""
+    from gridflock.domain.auth import Principal, Role
+    from gridflock.domain.events import Scope
+
+    await asyncio.sleep(after_s)
+    flex = float(runtime.fleet_summary()["flex_up_kw"])
+    if flex <= 1:
+        log.warning("no up flexibility for the scripted event; skipped")
+        return
+    kw = float(f"{0.5 * flex:.2g}")
+    event = await runtime.create_event(kw, None, 900, Scope(), Principal(
+        "demo", "demo-script", Role.OPERATOR))
+    log.info("scripted peak event %s: %.0f kW for 15 min", event.id, kw)

@@ -1,0 +1,247 @@
+"""Command, acknowledgement, status and broadcast payloads.
+
+Commands leave the service in bulk (100,000 devices behind 25,000 gateways for one event),
+so :func:`encode_commands` groups with NumPy and writes JSON by string formatting. The
+other messages are small or rare and go through the pydantic models of ``protocol``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from json.encoder import encode_basestring
+from typing import Annotated, Any, Literal, TypeVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from gridflock.domain import UnknownDeviceError
+from gridflock.domain.messages import CommandBatch
+from gridflock.gateways.mqtt._errors import ProtocolError, Rejection, load_json
+from gridflock.gateways.mqtt.protocol import (
+    MAX_PAYLOAD_BYTES,
+    VERSION,
+    Activate,
+    Command,
+    CommandAck,
+    CommandAcks,
+    CommandMessage,
+    Status,
+    TelemetryAck,
+    check_id,
+)
+
+__all__ = [
+    "decode_ack",
+    "decode_activate",
+    "decode_commands",
+    "decode_status",
+    "encode_activate",
+    "encode_command_ack",
+    "encode_commands",
+    "encode_status",
+    "encode_telemetry_ack",
+    "screen_commands",
+]
+
+M = TypeVar("M", bound=BaseModel)
+_Ack = Annotated[CommandAcks | TelemetryAck, Field(discriminator="type")]
+_ACK = TypeAdapter[CommandAcks | TelemetryAck](_Ack)
+
+
+def _validate(model: type[M], payload: bytes | str, what: str) -> M:
+    """``payload`` as ``model``, or :class:`ProtocolError` listing what is wrong."""
+    obj = load_json(payload, MAX_PAYLOAD_BYTES, what)
+    try:
+        return model.model_validate(obj)
+    except PydanticValidationError as e:
+        raise ProtocolError(f"{what} does not match protocol v1: {_problems(e)}") from None
+
+
+def _problems(e: PydanticValidationError) -> str:
+    """The first few errors of a pydantic validation, one line each."""
+    errs = e.errors(include_url=False)
+    shown = "; ".join(
+        f"{'.'.join(str(p) for p in x['loc']) or '(root)'}: {x['msg']}" for x in errs[:5]
+    )
+    return shown + (f"; and {len(errs) - 5} more" if len(errs) > 5 else "")
+
+
+def _dumps(obj: dict[str, Any]) -> bytes:
+    """Compact JSON bytes (no NaN: the protocol has none)."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
+
+
+# ---------------------------------------------------------------------------------------
+# Commands
+
+
+def encode_commands(
+    batch: CommandBatch,
+    gateway_of_device: Mapping[str, str] | Callable[[str], str],
+) -> dict[str, bytes]:
+    """Split a command batch by gateway: one ``cmd`` payload per gateway id.
+
+    Parameters
+    ----------
+    batch
+        Setpoints [kW, generator sign]; NaN ``p_setpoint_kw`` is encoded as ``null``
+        (release the device to its own control).
+    gateway_of_device
+        Gateway of each device id, as a mapping or a function.
+
+    Raises
+    ------
+    UnknownDeviceError
+        If a device has no gateway.
+    ValueError
+        If ``valid_until`` or ``issued_at`` is not finite.
+
+    """
+    n = len(batch)
+    if n == 0:
+        return {}
+    devices = batch.device_ids.tolist()
+    if isinstance(gateway_of_device, Mapping):
+        missing = [d for d in devices if d not in gateway_of_device]
+        if missing:
+            raise UnknownDeviceError(f"no gateway for {len(missing)} device(s): {missing[:5]}")
+        gateways = [gateway_of_device[d] for d in devices]
+    else:
+        gateways = [gateway_of_device(d) for d in devices]
+    valid_until = np.asarray(batch.valid_until, dtype=np.float64)
+    if not (np.isfinite(valid_until).all() and np.isfinite(batch.issued_at)):
+        raise ValueError("valid_until and issued_at must be finite epoch seconds")
+    codes, names = pd.factorize(np.asarray(gateways, dtype=object))
+    for g in names.tolist():
+        check_id(str(g), "gateway")
+    event = "null" if batch.event_id is None else encode_basestring(batch.event_id)
+    tail = f',"event":{event}}}'
+    p = np.asarray(batch.p_setpoint_kw, dtype=np.float64)
+    setpoint = [repr(x) if x - x == 0.0 else "null" for x in p.tolist()]
+    parts = [
+        f'{{"id":{encode_basestring(c)},"device":{encode_basestring(d)},"seq":{s},'
+        f'"p_setpoint_kw":{sp},"valid_until":{v!r}{tail}'
+        for c, d, s, sp, v in zip(
+            batch.command_ids.tolist(),
+            devices,
+            np.asarray(batch.seq, dtype=np.int64).tolist(),
+            setpoint,
+            valid_until.tolist(),
+            strict=True,
+        )
+    ]
+    order = np.argsort(codes, kind="stable")
+    bounds = np.flatnonzero(np.diff(codes[order])) + 1
+    starts = [0, *bounds.tolist()]
+    ends = [*bounds.tolist(), n]
+    head = f'{{"v":{VERSION},"issued_at":{float(batch.issued_at)!r},"commands":['
+    ordered = [parts[i] for i in order.tolist()]
+    first = codes[order].tolist()
+    return {
+        str(names[first[a]]): (head + ",".join(ordered[a:b]) + "]}").encode()
+        for a, b in zip(starts, ends, strict=True)
+    }
+
+
+def decode_commands(payload: bytes | str) -> list[Command]:
+    """Commands of a ``cmd`` payload, validated strictly (for gateways)."""
+    return list(_validate(CommandMessage, payload, "commands").commands)
+
+
+def screen_commands(
+    commands: Iterable[Command],
+    last_seq: dict[str, int],
+    now: float,
+    known_devices: Callable[[str], bool] | None = None,
+) -> list[CommandAck]:
+    """The reference gateway rules: accept or reject each command, in order.
+
+    Rejects commands of unknown devices, past ``valid_until`` (``expired``) and with
+    ``seq`` not above the last seen for the device (``replayed``); updates ``last_seq``
+    for accepted ones. Range checks against the device are the gateway's own.
+    """
+    acks = []
+    for c in commands:
+        reason: str | None = None
+        if known_devices is not None and not known_devices(c.device):
+            reason = "unknown_device"
+        elif c.valid_until <= now:
+            reason = "expired"
+        elif c.seq <= last_seq.get(c.device, -1):
+            reason = "replayed"
+        else:
+            last_seq[c.device] = c.seq
+        status: Literal["accepted", "rejected"] = "accepted" if reason is None else "rejected"
+        acks.append(CommandAck(id=c.id, device=c.device, seq=c.seq, status=status, reason=reason))
+    return acks
+
+
+# ---------------------------------------------------------------------------------------
+# Acknowledgements
+
+
+def encode_command_ack(acks: Iterable[CommandAck]) -> bytes:
+    """A ``command_ack`` payload (gateway → service) from the gateway's verdicts."""
+    msg = CommandAcks(v=VERSION, type="command_ack", acks=list(acks))
+    return msg.model_dump_json(exclude_none=False).encode()
+
+
+def encode_telemetry_ack(
+    received: int, rejected: Sequence[Rejection], *, error: str | None = None
+) -> bytes:
+    """A ``telemetry_ack`` payload (service → gateway).
+
+    ``received`` readings were in the message; all but ``rejected`` were accepted.
+    ``error`` says why the whole message was refused (then nothing was accepted).
+    """
+    accepted = 0 if error is not None else received - len(rejected)
+    items = [
+        {"index": r.index, "device": r.device, "reason": r.reason, "message": r.message}
+        for r in rejected
+    ]
+    obj: dict[str, Any] = {
+        "v": VERSION,
+        "type": "telemetry_ack",
+        "received": received,
+        "accepted": accepted,
+        "rejected": items,
+    }
+    if error is not None:
+        obj["error"] = error
+    return _dumps(obj)
+
+
+def decode_ack(payload: bytes | str) -> CommandAcks | TelemetryAck:
+    """A payload of an ``ack`` topic, whichever direction it travels."""
+    obj = load_json(payload, MAX_PAYLOAD_BYTES, "ack")
+    try:
+        return _ACK.validate_python(obj)
+    except PydanticValidationError as e:
+        raise ProtocolError(f"ack does not match protocol v1: {_problems(e)}") from None
+
+
+# ---------------------------------------------------------------------------------------
+# Status and group broadcasts
+
+
+def encode_status(status: Literal["online", "offline"], ts: float | None = None) -> bytes:
+    """A ``status`` payload; publish retained, QoS 1, and set the offline one as Last Will."""
+    return Status(v=VERSION, status=status, ts=ts).model_dump_json().encode()
+
+
+def decode_status(payload: bytes | str) -> Status:
+    """A ``status`` payload."""
+    return _validate(Status, payload, "status")
+
+
+def encode_activate(plan: str, ts: float) -> bytes:
+    """An ``activate`` broadcast: start plan ``plan`` at ``ts`` [UTC epoch s]."""
+    return Activate(v=VERSION, plan=plan, ts=ts).model_dump_json().encode()
+
+
+def decode_activate(payload: bytes | str) -> Activate:
+    """An ``activate`` broadcast payload."""
+    return _validate(Activate, payload, "activate")

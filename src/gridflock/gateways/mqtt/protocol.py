@@ -1,0 +1,315 @@
+"""The device protocol over MQTT, version 1: topics, limits and the message models.
+
+The pydantic models here are the reference definition of every payload: they document it,
+export the JSON Schemas in ``docs/schemas/`` and validate the small, rare messages
+(commands on a gateway, acknowledgements, status). The hot telemetry path does not go
+through them: ``codec.decode_telemetry`` applies the same rules column by column.
+
+Times are UTC seconds since the Unix epoch (float); power in kW with the generator sign
+convention (``p_kw > 0`` delivered to the grid, ``p_kw < 0`` taken from it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Final, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "COMMAND_REJECT_REASONS",
+    "EXTRAS_KEYS",
+    "ID_PATTERN",
+    "MAX_COMMANDS",
+    "MAX_PAYLOAD_BYTES",
+    "MAX_P_KW",
+    "MAX_READINGS",
+    "SCHEMA_MODELS",
+    "SUPPORTED_VERSIONS",
+    "VERSION",
+    "Activate",
+    "Command",
+    "CommandAck",
+    "CommandAcks",
+    "CommandMessage",
+    "Extras",
+    "Reading",
+    "Status",
+    "Telemetry",
+    "TelemetryAck",
+    "TelemetryRejection",
+    "ack_topic",
+    "activate_topic",
+    "check_id",
+    "cmd_topic",
+    "gateway_of",
+    "group_of",
+    "shared_telemetry_subscription",
+    "status_topic",
+    "telemetry_topic",
+    "write_schemas",
+]
+
+#: Protocol version this module speaks; every payload carries it as ``"v"``.
+VERSION: Final = 1
+#: Versions the decoders accept.
+SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
+#: Gateway and group ids: safe in a topic level, a broker user name and an ACL line.
+ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+#: Most readings one telemetry message may carry.
+MAX_READINGS = 10_000
+#: Most commands one command message carries (the encoder splits nothing: one per gateway).
+MAX_COMMANDS = 10_000
+#: Largest payload the decoders look at [bytes].
+MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+#: Largest magnitude of a power value [kW]: beyond it a reading is a unit or wiring error.
+MAX_P_KW = 100_000.0
+#: Telemetry ``extras`` a reading may carry, with their units.
+EXTRAS_KEYS: dict[str, str] = {
+    "t_in_c": "indoor temperature [degC] (heat pump)",
+    "t_out_c": "outdoor temperature [degC] (heat pump)",
+    "cop": "current coefficient of performance [1] (heat pump)",
+    "t_tank_c": "tank temperature [degC] (water heater)",
+    "draw_kw": "hot water drawn, as heat [kW thermal] (water heater)",
+    "e_need_kwh": "energy the plugged-in car still needs [kWh] (EV charger)",
+    "departure_ts": "time the car leaves [UTC epoch s] (EV charger)",
+}
+#: Well-known reasons a gateway gives for rejecting a command (others are allowed).
+COMMAND_REJECT_REASONS: dict[str, str] = {
+    "expired": "valid_until had passed when the command arrived",
+    "replayed": "seq not greater than the last seq seen for the device",
+    "unknown_device": "the gateway does not carry this device",
+    "out_of_range": "setpoint outside what the device can do",
+    "not_controllable": "the device cannot be commanded (for example a plain meter)",
+    "customer_override": "the customer overrode remote control locally",
+    "device_error": "the device failed to apply the setpoint",
+}
+
+_ID_RE = re.compile(ID_PATTERN[:-1] + r"\Z")
+_PREFIX = "gf/v1/"
+
+GatewayId = Annotated[str, Field(pattern=ID_PATTERN, description="Gateway id.")]
+GroupId = Annotated[str, Field(pattern=ID_PATTERN, description="Group id.")]
+DeviceId = Annotated[str, Field(min_length=1, max_length=256, description="Device id.")]
+EpochS = Annotated[float, Field(description="UTC seconds since the Unix epoch.")]
+Reason = Annotated[
+    str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Short snake_case reason code.")
+]
+Version = Annotated[Literal[1], Field(description="Protocol version.")]
+
+
+# ---------------------------------------------------------------------------------------
+# Topics
+
+
+def check_id(value: str, what: str) -> str:
+    """``value`` if it is a valid gateway or group id, else ``ValueError`` naming ``what``."""
+    if not _ID_RE.match(value):
+        raise ValueError(f"invalid {what} id {value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    return value
+
+
+def telemetry_topic(gateway: str) -> str:
+    """Topic the gateway publishes its readings to."""
+    return f"{_PREFIX}{check_id(gateway, 'gateway')}/telemetry"
+
+
+def cmd_topic(gateway: str) -> str:
+    """Topic the service publishes the gateway's commands to."""
+    return f"{_PREFIX}{check_id(gateway, 'gateway')}/cmd"
+
+
+def ack_topic(gateway: str) -> str:
+    """Topic of acknowledgements both ways (command acks up, telemetry acks down)."""
+    return f"{_PREFIX}{check_id(gateway, 'gateway')}/ack"
+
+
+def status_topic(gateway: str) -> str:
+    """Retained online/offline status of the gateway (its Last Will)."""
+    return f"{_PREFIX}{check_id(gateway, 'gateway')}/status"
+
+
+def activate_topic(group: str) -> str:
+    """Broadcast that fires a plan armed in advance on every gateway of ``group``."""
+    return f"{_PREFIX}groups/{check_id(group, 'group')}/activate"
+
+
+def shared_telemetry_subscription(share: str = "gridflock") -> str:
+    """MQTT v5 shared subscription that splits all telemetry among ingest workers."""
+    return f"$share/{check_id(share, 'share')}/{_PREFIX}+/telemetry"
+
+
+_GATEWAY_TOPIC_RE = re.compile(
+    r"gf/v1/(?!groups/)([A-Za-z0-9_.\-]{1,64})/(?:telemetry|cmd|ack|status)\Z"
+)
+_GROUP_TOPIC_RE = re.compile(r"gf/v1/groups/([A-Za-z0-9_.\-]{1,64})/activate\Z")
+
+
+def gateway_of(topic: str) -> str | None:
+    """The gateway id of a per-gateway topic, ``None`` for any other topic."""
+    m = _GATEWAY_TOPIC_RE.match(topic)
+    return m.group(1) if m else None
+
+
+def group_of(topic: str) -> str | None:
+    """The group id of an ``activate`` broadcast topic, ``None`` for any other topic."""
+    m = _GROUP_TOPIC_RE.match(topic)
+    return m.group(1) if m else None
+
+
+# ---------------------------------------------------------------------------------------
+# Models
+
+
+class _Strict(BaseModel):
+    """Strict, closed, immutable: unknown fields, coercions and NaN/inf are refused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class Extras(_Strict):
+    """Optional kind-specific values of a reading; ``null`` or absent means not measured."""
+
+    t_in_c: float | None = Field(None, description=EXTRAS_KEYS["t_in_c"])
+    t_out_c: float | None = Field(None, description=EXTRAS_KEYS["t_out_c"])
+    cop: float | None = Field(None, description=EXTRAS_KEYS["cop"])
+    t_tank_c: float | None = Field(None, description=EXTRAS_KEYS["t_tank_c"])
+    draw_kw: float | None = Field(None, description=EXTRAS_KEYS["draw_kw"])
+    e_need_kwh: float | None = Field(None, description=EXTRAS_KEYS["e_need_kwh"])
+    departure_ts: float | None = Field(None, description=EXTRAS_KEYS["departure_ts"])
+
+
+class Reading(_Strict):
+    """One measurement of one device."""
+
+    device: DeviceId
+    ts: float | AwareDatetime = Field(
+        description="When measured: UTC epoch seconds, or ISO 8601 with a UTC offset."
+    )
+    p_kw: float = Field(
+        ge=-MAX_P_KW,
+        le=MAX_P_KW,
+        description="Active power [kW]; > 0 delivered to the grid, < 0 taken from it.",
+    )
+    soc: float | None = Field(None, ge=0.0, le=1.0, description="State of charge [0..1].")
+    p_baseline_kw: float | None = Field(
+        None,
+        ge=-MAX_P_KW,
+        le=MAX_P_KW,
+        description="Power the device would have on its own control [kW], same sign.",
+    )
+    extras: Extras | None = None
+
+
+class Telemetry(_Strict):
+    """Gateway → service on ``gf/v1/{gateway}/telemetry``: a batch of readings."""
+
+    v: Version
+    gateway: GatewayId = Field(description="Must equal the gateway of the topic.")
+    readings: list[Reading] = Field(max_length=MAX_READINGS)
+
+
+class Command(_Strict):
+    """One setpoint for one device, held until ``valid_until``."""
+
+    id: str = Field(min_length=1, max_length=128, description="Unique command id.")
+    device: DeviceId
+    seq: int = Field(ge=0, description="Increases per device; drop seq <= last seen.")
+    p_setpoint_kw: float | None = Field(
+        ge=-MAX_P_KW,
+        le=MAX_P_KW,
+        description="Power to hold [kW], generator sign; null releases the device.",
+    )
+    valid_until: EpochS = Field(description="After it the device returns to its own control.")
+    event: str | None = Field(None, description="Event the command serves, if any.")
+
+
+class CommandMessage(_Strict):
+    """Service → gateway on ``gf/v1/{gateway}/cmd``: a batch of commands."""
+
+    v: Version
+    issued_at: EpochS
+    commands: list[Command] = Field(max_length=MAX_COMMANDS)
+
+
+class CommandAck(_Strict):
+    """The gateway's verdict on one command."""
+
+    id: str = Field(min_length=1, max_length=128)
+    device: DeviceId
+    seq: int = Field(ge=0)
+    status: Literal["accepted", "rejected"]
+    reason: Reason | None = Field(None, description="Why rejected; null when accepted.")
+
+
+class CommandAcks(_Strict):
+    """Gateway → service on ``gf/v1/{gateway}/ack``: verdicts on commands received."""
+
+    v: Version
+    type: Literal["command_ack"]
+    acks: list[CommandAck] = Field(max_length=MAX_COMMANDS)
+
+
+class TelemetryRejection(_Strict):
+    """One reading the service refused, by its index in the message."""
+
+    index: int = Field(ge=0)
+    device: str | None = Field(description="Device id, null if the reading had none.")
+    reason: Reason
+    message: str | None = Field(None, description="What was wrong, for people.")
+
+
+class TelemetryAck(_Strict):
+    """Service → gateway on ``gf/v1/{gateway}/ack``: what became of a telemetry message."""
+
+    v: Version
+    type: Literal["telemetry_ack"]
+    received: int = Field(ge=0, description="Readings in the message.")
+    accepted: int = Field(ge=0, description="Readings taken into the fleet state.")
+    rejected: list[TelemetryRejection]
+    error: str | None = Field(None, description="Why the whole message was refused, if it was.")
+
+
+class Status(_Strict):
+    """Gateway → service on ``gf/v1/{gateway}/status``, retained; offline is the Last Will."""
+
+    v: Version
+    status: Literal["online", "offline"]
+    ts: EpochS | None = Field(None, description="When the status was set [UTC epoch s].")
+
+
+class Activate(_Strict):
+    """Service → gateways on ``gf/v1/groups/{group}/activate``: start the armed plan."""
+
+    v: Version
+    plan: str = Field(min_length=1, max_length=128, description="Id of the armed plan.")
+    ts: EpochS = Field(description="When the plan starts.")
+
+
+#: Schema file name (under ``docs/schemas/``) of each model.
+SCHEMA_MODELS: dict[str, type[BaseModel]] = {
+    "telemetry.json": Telemetry,
+    "commands.json": CommandMessage,
+    "command_ack.json": CommandAcks,
+    "telemetry_ack.json": TelemetryAck,
+    "status.json": Status,
+    "activate.json": Activate,
+}
+
+
+def write_schemas(out_dir: str | Path) -> list[Path]:
+    """Write the JSON Schema of every payload to ``out_dir`` (the docs keep them).
+
+    Regenerate with ``python -c "from gridflock.gateways.mqtt.protocol import
+    write_schemas; write_schemas('docs/schemas')"``; a test fails when they drift.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, model in SCHEMA_MODELS.items():
+        path = out / name
+        path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n")
+        written.append(path)
+    return written

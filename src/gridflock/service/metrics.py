@@ -1,0 +1,59 @@
+"""Prometheus metrics of the service, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+__all__ = ["ServiceMetrics"]
+
+
+class ServiceMetrics:
+    """Counters and gauges the control loop and the gateways update."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.readings = Counter(
+            "gridflock_telemetry_readings", "Readings received, by outcome", ["outcome"], registry=r
+        )
+        self.rejected = Counter(
+            "gridflock_telemetry_rejected", "Readings rejected, by reason", ["reason"], registry=r
+        )
+        self.messages = Counter(
+            "gridflock_telemetry_messages", "Telemetry messages received", registry=r
+        )
+        self.commands = Counter("gridflock_commands_sent", "Commands sent to devices", registry=r)
+        self.acks = Counter(
+            "gridflock_command_acks", "Command acknowledgements, by status", ["status"], registry=r
+        )
+        self.devices_online = Gauge("gridflock_devices_online", "Devices reporting", registry=r)
+        self.devices_total = Gauge("gridflock_devices_total", "Devices provisioned", registry=r)
+        self.fleet_p_kw = Gauge(
+            "gridflock_fleet_p_kw", "Fleet net power [kW, + export]", registry=r
+        )
+        self.flex_up_kw = Gauge("gridflock_flex_up_kw", "Up flexibility [kW]", registry=r)
+        self.flex_down_kw = Gauge("gridflock_flex_down_kw", "Down flexibility [kW]", registry=r)
+        self.events_active = Gauge("gridflock_events_active", "Events in progress", registry=r)
+        self.buffered_rows = Gauge(
+            "gridflock_store_buffered_rows", "Readings waiting for the database", registry=r
+        )
+        self.dropped_rows = Gauge(
+            "gridflock_store_dropped_rows",
+            "Readings dropped because the buffer was full",
+            registry=r,
+        )
+        self.database_up = Gauge(
+            "gridflock_database_up", "1 if the last write succeeded", registry=r
+        )
+        self.mqtt_connected = Gauge(
+            "gridflock_mqtt_connected", "1 if connected to the broker", registry=r
+        )
+        self.cycle = Histogram(
+            "gridflock_control_cycle_seconds",
+            "Duration of a control cycle",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        """The metrics in Prometheus text format."""
+        return generate_latest(self.registry)

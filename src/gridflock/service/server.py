@@ -1,0 +1,56 @@
+"""Run the service: the API on uvicorn and the control loop in one asyncio process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+
+from gridflock.api.app import create_app
+from gridflock.config import Settings
+from gridflock.service.runtime import Runtime
+
+__all__ = ["run_service"]
+
+log = logging.getLogger("gridflock.service")
+
+
+async def run_service(settings: Settings, runtime: Runtime,
+                      extra: list[Callable[[], Awaitable[None]]] | None = None,
+                      on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGINT/SIGTERM; ``extra`` coroutines (gateways, scripts) run alongside."""
+    app = create_app(runtime)
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
+                            access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(server.serve(), name="http"),
+             asyncio.create_task(runtime.run(), name="control")]
+    tasks += [asyncio.create_task(fn(), name="extra") for fn in extra or []]
+    while not server.started:
+        if any(t.done() for t in tasks):
+            break
+        await asyncio.sleep(0.05)
+    if server.started and on_ready is not None:
+        on_ready()
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping")
+    runtime.stop()
+    server.should_exit = True
+    for t in tasks[2:]:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    waiter.cancel()
+    for t in done:  # surface a crash of any part
+        if t is not waiter and not t.cancelled() and t.exception() is not None:
+            raise t.exception()  # type: ignore[misc]
