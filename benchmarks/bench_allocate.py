@@ -36,7 +36,7 @@ def main() -> None:
     print_header("bench_allocate: limit_headroom + allocate")
     fleet = build_live_fleet(args.devices, args.seed)
     state, now = fleet.state, fleet.now
-    grid, site_idx = state.grid, state.site_idx
+    grid, site_idx = state.grid, state.node_groups
 
     flex = flexibility(state, 2.0, now)
     base = state.baseline_kw()

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.from_thread
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
 from gridflock.api import EventView, create_app
@@ -76,12 +78,20 @@ class LocalRuntime:
         self._store.audit(principal.label, "fleet.import", "fleet", {"devices": spec.n_devices})
 
     async def provision_gateway(
-        self, gateway_id: str, *, kind: str, site_id: str | None, groups: list[str],
+        self,
+        gateway_id: str,
+        *,
+        kind: str,
+        site_id: str | None,
+        groups: list[str],
         principal: Principal,
     ) -> str:
         password = secrets.token_urlsafe(16)
         self._store.create_gateway(
-            gateway_id, kind=kind, site_id=site_id, groups=groups,
+            gateway_id,
+            kind=kind,
+            site_id=site_id,
+            groups=groups,
             password_hash="$7$101$test$" + password[:4],
         )
         self._store.audit(principal.label, "gateway.create", gateway_id)
@@ -128,14 +138,22 @@ class LocalRuntime:
         )
 
     async def create_event(
-        self, target_kw: float, start: float | None, duration_s: float, scope: Scope,
+        self,
+        target_kw: float,
+        start: float | None,
+        duration_s: float,
+        scope: Scope,
         principal: Principal,
     ) -> Event:
         self._n_events += 1
         begin = self.clock if start is None else start
         event = Event(
-            id=f"ev-{self._n_events:04d}", target_kw=target_kw, start=begin,
-            end=begin + duration_s, scope=scope, created_by=principal.label,
+            id=f"ev-{self._n_events:04d}",
+            target_kw=target_kw,
+            start=begin,
+            end=begin + duration_s,
+            scope=scope,
+            created_by=principal.label,
         )
         self.dispatcher.add(event)  # ValueError naming an unknown node or tag
         self._store.save_event(event)
@@ -205,15 +223,27 @@ class Keys:
     operator: str
     admin: str
 
+    def h(self, role: str) -> dict[str, str]:
+        """Headers authenticating as ``role`` (viewer, operator, admin)."""
+        return {"Authorization": f"Bearer {getattr(self, role)}"}
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
-    store = Store(f"sqlite:///{tmp_path / 'api.db'}")
+
+@dataclass(frozen=True)
+class Template:
+    db: Path
+    spec: FleetSpec
+    keys: Keys
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    """A migrated database with the fleet, some telemetry and three keys, made once."""
+    db = tmp_path_factory.mktemp("api") / "template.db"
+    store = Store(f"sqlite:///{db}")
     store.upgrade()
     spec = generate_fleet(50, 1)
     store.save_fleet(spec)
-    rt = LocalRuntime(store, spec)
-    dev = rt.spec.all_devices()["id"].astype(str).to_numpy(dtype=object)[:2]
+    dev = spec.all_devices()["id"].astype(str).to_numpy(dtype=object)[:2]
     ts = T0 - 3600 + 60.0 * np.arange(30)
     store.write_telemetry(
         TelemetryBatch(
@@ -224,18 +254,27 @@ def runtime(tmp_path: Path) -> Iterator[LocalRuntime]:
             p_baseline_kw=np.full(len(ts) * len(dev), np.nan),
         )
     )
-    yield rt
-    store.close()
-
-
-@pytest.fixture
-def keys(runtime: LocalRuntime) -> Keys:
-    store = runtime.store
-    return Keys(
+    keys = Keys(
         viewer=store.create_api_key(Role.VIEWER, "dash")[0],
         operator=store.create_api_key(Role.OPERATOR, "ops-desk")[0],
         admin=store.create_api_key(Role.ADMIN, "root")[0],
     )
+    store.close()
+    return Template(db, spec, keys)
+
+
+@pytest.fixture
+def runtime(template: Template, tmp_path: Path) -> Iterator[LocalRuntime]:
+    db = tmp_path / "api.db"
+    shutil.copyfile(template.db, db)
+    store = Store(f"sqlite:///{db}")
+    yield LocalRuntime(store, template.spec)
+    store.close()
+
+
+@pytest.fixture
+def keys(template: Template) -> Keys:
+    return template.keys
 
 
 @pytest.fixture
@@ -243,11 +282,50 @@ def app(runtime: LocalRuntime) -> FastAPI:
     return create_app(runtime, stream_heartbeat_s=0.05)
 
 
+class Client:
+    """A blocking facade over ``httpx.AsyncClient(transport=ASGITransport(app))``.
+
+    (Starlette's own TestClient warns about httpx, and warnings are errors here.)
+    """
+
+    def __init__(self, app: FastAPI) -> None:
+        self._app = app
+
+    def __enter__(self) -> Client:
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        self._client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self._app), base_url="http://testserver"
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._portal.call(self._client.aclose)
+        self._portal_cm.__exit__(None, None, None)
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            return await self._client.request(method, url, **kwargs)
+
+        return self._portal.call(go)
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
+
 @pytest.fixture
-def client(app: FastAPI) -> Iterator[TestClient]:
-    with TestClient(app) as c:
+def client_for() -> type[Client]:
+    """The client class, for tests that build their own app."""
+    return Client
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[Client]:
+    with Client(app) as c:
         yield c
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def test_whole_message_errors(topic, raw, match):
 
 
 def test_too_many_readings_and_too_large():
-    with pytest.raises(ProtocolError, match="more than the 10000 allowed.*split"):
+    with pytest.raises(ProtocolError, match=r"more than the 10000 allowed.*split"):
         decode_telemetry(TOPIC, payload([ok()] * 10_001), NOW)
     with pytest.raises(ProtocolError, match="bytes, more than"):
         decode_telemetry(TOPIC, b" " * (protocol.MAX_PAYLOAD_BYTES + 1), NOW)
@@ -367,9 +368,7 @@ def test_encode_commands_groups_by_gateway_and_round_trips():
     assert c1.p_setpoint_kw == pytest.approx(-5 + 10 / 19)
     assert (c1.id, c1.seq, c1.valid_until, c1.event) == ("c-1", 11, NOW + 300, "ev-1")
     # order within a gateway is kept
-    assert [c.device for c in decode_commands(out["gw-0"])] == [
-        f"dev-{i}" for i in range(0, 20, 3)
-    ]
+    assert [c.device for c in decode_commands(out["gw-0"])] == [f"dev-{i}" for i in range(0, 20, 3)]
     by_fn = encode_commands(batch, lambda d: gw[d])
     assert by_fn == out
 
@@ -506,11 +505,13 @@ json_values = st.recursive(
     | st.floats()
     | st.text(max_size=5)
     | st.sampled_from(["d1", "2025-06-15T15:06:40Z", "gw-1", "t_in_c"]),
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(
-        st.sampled_from(["device", "ts", "p_kw", "soc", "p_baseline_kw", "extras", "cop", "x"]),
-        inner,
-        max_size=6,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["device", "ts", "p_kw", "soc", "p_baseline_kw", "extras", "cop", "x"]),
+            inner,
+            max_size=6,
+        )
     ),
     max_leaves=30,
 )
@@ -563,3 +564,23 @@ def test_decode_arbitrary_json_only_raises_protocol_error(readings, v):
 @given(json_values)
 def test_decode_any_json_value_only_raises_protocol_error(value):
     _check_decode(json.dumps(value).encode())
+
+
+def test_examples_in_protocol_md_are_valid():
+    text = (SCHEMAS.parent / "protocol.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    models = [
+        protocol.Telemetry,
+        protocol.TelemetryAck,
+        protocol.CommandMessage,
+        protocol.CommandAcks,
+        protocol.Status,
+        protocol.Activate,
+    ]
+    assert len(blocks) == len(models)
+    for block, model in zip(blocks, models, strict=True):
+        model.model_validate_json(block)
+    d = decode_telemetry("gf/v1/gw-0042/telemetry", blocks[0].encode(), NOW)
+    assert d.rejected == []
+    for link in re.findall(r"\]\((schemas/[^)#]*)\)", text):
+        assert (SCHEMAS.parent / link).exists(), link

@@ -58,7 +58,7 @@ def test_audit_paging(store: Store) -> None:
     page3 = store.audit_log(limit=10, offset=20)
     assert [r.subject for r in page1] == [f"s{i:02d}" for i in range(24, 14, -1)]
     assert [r.subject for r in page3] == [f"s{i:02d}" for i in range(4, -1, -1)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         store.audit_log(limit=-1)
 
 

@@ -108,7 +108,7 @@ def test_list_keys_oldest_first_and_no_secrets(store: Store) -> None:
 def test_key_needs_a_name_and_a_role(store: Store) -> None:
     with pytest.raises(ValueError, match="name"):
         store.create_api_key(Role.VIEWER, "  ")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="superuser"):
         store.create_api_key("superuser", "x")  # type: ignore[arg-type]
     _, rec = store.create_api_key("operator", "from-text")  # type: ignore[arg-type]
     assert rec.role is Role.OPERATOR

@@ -86,9 +86,9 @@ def test_list_events_filters_and_pages(store: Store) -> None:
     ] == ["e3", "e4"]
     assert [e.id for e in store.list_events(2, newest_first=True)] == ["e9", "e8"]
     assert [e.id for e in store.list_events(status="active")] == ["e4"]  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="bogus"):
         store.list_events(status="bogus")  # type: ignore[arg-type]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         store.list_events(offset=-1)
 
 
@@ -106,24 +106,28 @@ def test_ping_is_false_when_the_database_is_gone(tmp_path: Path) -> None:
 
 
 @pytest.mark.postgres
-def test_ping_recovers_after_connections_are_killed(store: Store) -> None:
+def test_ping_recovers_after_connections_are_killed(postgres_url: str) -> None:
     """A database restart kills pooled connections; the next ping still says True."""
-    if store.engine.dialect.name != "postgresql":
-        pytest.skip("needs PostgreSQL")
+    import uuid
+
     from sqlalchemy import create_engine, text
 
-    from tests.store.conftest import PG_URL
-
-    with store.engine.connect() as conn:
-        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-    admin = create_engine(PG_URL)
+    schema = f"gf_test_{uuid.uuid4().hex[:12]}"
+    store = Store(postgres_url, schema=schema)
+    admin = create_engine(postgres_url)
     try:
+        store.upgrade()
+        with store.engine.connect() as conn:
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
         with admin.begin() as conn:
             conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        assert store.ping() is True
+        assert store.list_events() == []
     finally:
+        store.close()
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
         admin.dispose()
-    assert store.ping() is True
-    assert store.list_events() == []
 
 
 def test_when_takes_epoch_seconds_datetimes_or_now() -> None:

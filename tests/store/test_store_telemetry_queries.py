@@ -39,7 +39,7 @@ def expected_resampled(batch: TelemetryBatch, every: int, start: float, end: flo
     df = df[(df["t"] >= start) & (df["t"] < end)]
     df["bucket"] = (np.floor(df["t"] / every) * every).astype(np.int64)
     g = df.sort_values("t").groupby(["device_id", "bucket"])
-    out = pd.DataFrame(
+    return pd.DataFrame(
         {
             "p_kw": g["p_kw"].mean(),
             "soc": g["soc"].last(),  # pandas' last skips NaN, like "last reported"
@@ -47,7 +47,6 @@ def expected_resampled(batch: TelemetryBatch, every: int, start: float, end: flo
             "n": g.size(),
         }
     ).reset_index()
-    return out
 
 
 @pytest.mark.parametrize("every", [60, 300, 7])

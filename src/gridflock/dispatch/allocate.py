@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray
+from gridflock.fleet.groups import GroupIndex, NodeGroups
 from gridflock.fleet.state import GridTopology
 
 __all__ = ["Allocation", "allocate", "limit_headroom"]
@@ -52,7 +53,7 @@ class Allocation:
 
 def limit_headroom(
     headroom: FloatArray,
-    site_idx: IntArray,
+    site_idx: IntArray | NodeGroups,
     grid: GridTopology,
     site_p_kw: FloatArray,
     node_p_kw: FloatArray,
@@ -70,19 +71,24 @@ def limit_headroom(
     else:
         site_cap = np.maximum(grid.site_import_limit_kw + site_p_kw, 0.0)
         node_cap = np.maximum(grid.limit_import_kw + node_p_kw, 0.0)
-    h = _scale_to_caps(headroom, site_idx, site_cap)
-    anc = grid.ancestors[grid.site_node[site_idx]]
-    capped = np.append(node_cap, np.inf)  # bucket -1 (no node at that level) is unlimited
-    for k in range(grid.depth):
-        h = _scale_to_caps(h, anc[:, k], capped)
+    groups = (
+        site_idx
+        if isinstance(site_idx, NodeGroups)
+        else NodeGroups.build(site_idx, grid.site_node, grid.ancestors, grid.n_sites, grid.n_nodes)
+    )
+    h = _scale_to_caps(headroom, groups.site, site_cap)
+    capped = np.append(node_cap, np.inf)  # the extra group (no node at that level) is unlimited
+    for level in groups.levels:
+        h = _scale_to_caps(h, level, capped)
     return h
 
 
-def _scale_to_caps(h: FloatArray, group: IntArray, cap: FloatArray) -> FloatArray:
-    total = np.bincount(group, weights=h, minlength=len(cap))
+def _scale_to_caps(h: FloatArray, group: GroupIndex, cap: FloatArray) -> FloatArray:
+    total = group.sum(h)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         scale = np.where(total > cap, cap / total, 1.0)
-    return h * scale[group]
+    out: FloatArray = h * scale[group.codes]
+    return out
 
 
 def allocate(

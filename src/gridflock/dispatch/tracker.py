@@ -153,7 +153,7 @@ class EventTracker:
         site_p = self.state.site_power_kw(base)
         node_p = self.state.grid.node_flow_kw(site_p)
         head = limit_headroom(
-            flex.headroom(self.up), self.state.site_idx, self.state.grid, site_p, node_p, self.up
+            flex.headroom(self.up), self.state.node_groups, self.state.grid, site_p, node_p, self.up
         )
         mask = self.scope & ~self.excluded & self.state.online
         if busy is not None:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
+from gridflock.fleet.groups import GroupIndex
 from gridflock.fleet.state import FleetState
 
 __all__ = ["GROUP_BY", "aggregate", "group_codes"]
@@ -40,15 +41,21 @@ def group_codes(state: FleetState, by: str) -> tuple[IntArray, StrArray]:
 
 def aggregate(state: FleetState, by: str, values: Mapping[str, FloatArray]) -> pd.DataFrame:
     """Sum each per-device array in ``values`` by group; also count devices and online ones."""
-    codes, labels = group_codes(state, by)
-    m = len(labels)
-    out = {
+    index, labels = _index(state, by)
+    out: dict[str, object] = {
         by: labels,
-        "devices": np.bincount(codes, minlength=m),
-        "online": np.bincount(codes, weights=state.online.astype(float), minlength=m).astype(
-            np.int64
-        ),
+        "devices": index.counts(),
+        "online": index.sum(state.online.astype(np.float64)).astype(np.int64),
     }
     for name, arr in values.items():
-        out[name] = np.bincount(codes, weights=arr, minlength=m)
+        out[name] = index.sum(arr)
     return pd.DataFrame(out)
+
+
+def _index(state: FleetState, by: str) -> tuple[GroupIndex, StrArray]:
+    """The state's group index for ``by``, planned once per fleet."""
+    cache: dict[str, tuple[GroupIndex, StrArray]] = state.__dict__.setdefault("_group_cache", {})
+    if by not in cache:
+        codes, labels = group_codes(state, by)
+        cache[by] = (GroupIndex.of(codes, len(labels)), labels)
+    return cache[by]

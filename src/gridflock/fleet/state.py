@@ -8,6 +8,7 @@ telemetry batch of any size is applied with a single vectorised lookup.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ from gridflock.domain.events import Scope
 from gridflock.domain.kinds import CONTROLLABLE, DeviceKind
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.groups import GroupIndex, NodeGroups
 
 __all__ = ["EXTRA_FIELDS", "ApplyResult", "FleetState", "GridTopology"]
 
@@ -64,15 +66,20 @@ class GridTopology:
         """Number of ancestor levels (columns of ``ancestors``)."""
         return int(self.ancestors.shape[1])
 
+    @cached_property
+    def _site_levels(self) -> tuple[GroupIndex, ...]:
+        anc = self.ancestors[self.site_node]
+        return tuple(
+            GroupIndex.of(np.where(anc[:, k] >= 0, anc[:, k], self.n_nodes), self.n_nodes + 1)
+            for k in range(self.depth)
+        )
+
     def node_flow_kw(self, site_p_kw: FloatArray) -> FloatArray:
         """Power each node carries from its sites [kW, + towards the upstream grid]."""
-        flow = np.zeros(self.n_nodes)
-        anc = self.ancestors[self.site_node]
-        for k in range(self.depth):
-            col = anc[:, k]
-            ok = col >= 0
-            flow += np.bincount(col[ok], weights=site_p_kw[ok], minlength=self.n_nodes)
-        return flow
+        flow = np.zeros(self.n_nodes + 1)
+        for level in self._site_levels:
+            flow += level.sum(site_p_kw)
+        return flow[: self.n_nodes]
 
     @staticmethod
     def from_spec(spec: FleetSpec) -> GridTopology:
@@ -299,10 +306,22 @@ class FleetState:
 
     def site_power_kw(self, p_kw: FloatArray | None = None) -> FloatArray:
         """Net power of each site [kW, generator sign]: the sum over its devices."""
-        p = self.p_kw if p_kw is None else p_kw
-        return np.asarray(
-            np.bincount(self.site_idx, weights=p, minlength=self.grid.n_sites), dtype=np.float64
-        )
+        return self.node_groups.site.sum(self.p_kw if p_kw is None else p_kw)
+
+    @cached_property
+    def node_groups(self) -> NodeGroups:
+        """Each device's site and grid nodes, planned for fast sums (the layout is fixed)."""
+        g = self.grid
+        return NodeGroups.build(self.site_idx, g.site_node, g.ancestors, g.n_sites, g.n_nodes)
+
+    def kind_sums(self, values: FloatArray) -> FloatArray:
+        """Per-kind sums of a per-device array, in ``DeviceKind`` order."""
+        bounds = np.array([self.kind_slices[k].start for k in KIND_ORDER] + [self.n])
+        sums = np.zeros(len(KIND_ORDER))
+        nonempty = bounds[:-1] < bounds[1:]
+        if nonempty.any():
+            sums[nonempty] = np.add.reduceat(values, bounds[:-1][nonempty])
+        return sums
 
     def scope_mask(self, scope: Scope) -> BoolArray:
         """Devices inside ``scope``; raise ``ValueError`` naming an unknown node or tag."""

@@ -465,8 +465,8 @@ class Runtime:
         site_p = st.site_power_kw(np.where(st.online, base, 0.0))
         node_p = st.grid.node_flow_kw(site_p)
         ctl = st.controllable()
-        up = limit_headroom(flex.up_kw * ctl, st.site_idx, st.grid, site_p, node_p, up=True)
-        down = limit_headroom(flex.down_kw * ctl, st.site_idx, st.grid, site_p, node_p, up=False)
+        up = limit_headroom(flex.up_kw * ctl, st.node_groups, st.grid, site_p, node_p, up=True)
+        down = limit_headroom(flex.down_kw * ctl, st.node_groups, st.grid, site_p, node_p, up=False)
         p = np.where(st.online, st.p_kw, 0.0)
         by_kind = aggregate(st, "kind", {"p_kw": p, "flex_up_kw": up, "flex_down_kw": down})
         summary = {

@@ -153,8 +153,9 @@ def _epoch_s(conn: Connection, col: ColumnElement[Any]) -> ColumnElement[int]:
     """Whole epoch seconds of a timestamp column (floored), in the backend's own SQL."""
     if conn.dialect.name == "postgresql":
         return cast(func.floor(extract("epoch", col)), BigInteger)
-    # SQLite keeps UTC text; strftime('%s') gives whole seconds without float rounding
-    return cast(func.strftime("%s", col), Integer)
+    # SQLite keeps UTC text 'YYYY-MM-DD HH:MM:SS.ffffff'; strftime('%s') would round the
+    # fraction (59.9999996 s -> next second), so it is cut off first: an exact floor
+    return cast(func.strftime("%s", func.substr(col, 1, 19)), Integer)
 
 
 def _id_chunks(device_ids: Sequence[str]) -> list[list[str]]:

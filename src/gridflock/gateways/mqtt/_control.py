@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring_ascii
 from typing import Annotated, Any, Literal, TypeVar
 
 import numpy as np
@@ -117,12 +117,12 @@ def encode_commands(
     codes, names = pd.factorize(np.asarray(gateways, dtype=object))
     for g in names.tolist():
         check_id(str(g), "gateway")
-    event = "null" if batch.event_id is None else encode_basestring(batch.event_id)
+    event = "null" if batch.event_id is None else encode_basestring_ascii(batch.event_id)
     tail = f',"event":{event}}}'
     p = np.asarray(batch.p_setpoint_kw, dtype=np.float64)
     setpoint = [repr(x) if x - x == 0.0 else "null" for x in p.tolist()]
     parts = [
-        f'{{"id":{encode_basestring(c)},"device":{encode_basestring(d)},"seq":{s},'
+        f'{{"id":{encode_basestring_ascii(c)},"device":{encode_basestring_ascii(d)},"seq":{s},'
         f'"p_setpoint_kw":{sp},"valid_until":{v!r}{tail}'
         for c, d, s, sp, v in zip(
             batch.command_ids.tolist(),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from json.encoder import encode_basestring
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
@@ -378,7 +378,7 @@ def encode_telemetry(
     if n > MAX_READINGS:
         raise ValueError(f"{n} readings: at most {MAX_READINGS} per message, split them")
     parts = [
-        f'{{"device":{encode_basestring(d)},"ts":{t!r},"p_kw":{p!r}'
+        f'{{"device":{encode_basestring_ascii(d)},"ts":{t!r},"p_kw":{p!r}'
         for d, t, p in zip(list(device_ids), ts_a.tolist(), p_a.tolist(), strict=True)
     ]
     for name, values in (("soc", soc), ("p_baseline_kw", p_baseline_kw)):
@@ -395,7 +395,7 @@ def encode_telemetry(
             for a, e in zip(parts, inner, strict=True)
         ]
     body = "},".join(parts) + "}" if parts else ""
-    head = f'{{"v":{VERSION},"gateway":{encode_basestring(gateway)},"readings":['
+    head = f'{{"v":{VERSION},"gateway":{encode_basestring_ascii(gateway)},"readings":['
     return (head + body + "]}").encode()
 
 

@@ -1,0 +1,130 @@
+"""Health, metrics, OpenAPI, gateways, keys, audit and the live stream."""
+
+from __future__ import annotations
+
+PROBLEM = "application/problem+json"
+
+
+def test_health_ok_degraded_and_down(client, runtime):
+    r = client.get("/api/v1/health")
+    assert r.status_code == 200
+    assert r.json() == {"status": "ok", "database": "ok"}
+    runtime.health_status = "degraded"
+    assert client.get("/api/v1/health").status_code == 200
+    runtime.health_status = "down"
+    r = client.get("/api/v1/health")
+    assert r.status_code == 503
+    assert r.json()["status"] == "down"
+
+
+def test_metrics_are_prometheus_text(client):
+    r = client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "gridflock_devices_online" in r.text
+
+
+def test_openapi_documents_the_contract(client):
+    r = client.get("/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
+    paths = spec["paths"]
+    for path, method in (
+        ("/api/v1/fleet", "get"),
+        ("/api/v1/events", "post"),
+        ("/api/v1/events/{event_id}", "get"),
+        ("/api/v1/events/{event_id}/cancel", "post"),
+        ("/api/v1/health", "get"),
+        ("/metrics", "get"),
+        ("/api/v1/stream", "get"),
+    ):
+        op = paths[path][method]
+        assert op["summary"]
+        assert op["description"]
+    fleet = spec["components"]["schemas"]["FleetSummaryOut"]["properties"]
+    assert {"p_kw", "flex_up_kw", "flex_down_kw", "devices_online", "devices_total"} <= set(fleet)
+    assert "kW" in fleet["p_kw"]["description"]
+    event = spec["components"]["schemas"]["EventOut"]["properties"]
+    assert {"status", "target_kw", "delivered_kw", "delivered_pct"} <= set(event)
+    schemes = spec["components"]["securitySchemes"]
+    assert {s["type"] for s in schemes.values()} >= {"http", "apiKey"}
+    assert client.get("/docs").status_code == 200
+
+
+def test_gateways_provision_list_delete(client, runtime, keys):
+    admin = keys.h("admin")
+    site = str(runtime.spec.sites["id"].iloc[0])
+    r = client.post(
+        "/api/v1/gateways",
+        json={"id": "gw-1", "kind": "hems", "site_id": site, "groups": ["g1"]},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    assert r.headers["location"] == "/api/v1/gateways/gw-1"
+    assert len(r.json()["password"]) >= 16
+    r = client.get("/api/v1/gateways", headers=keys.h("viewer"))
+    items = r.json()["items"]
+    assert [g["id"] for g in items] == ["gw-1"]
+    assert "password" not in items[0]
+    assert "password_hash" not in items[0]
+    assert items[0]["groups"] == ["g1"]
+    again = client.post("/api/v1/gateways", json={"id": "gw-1", "kind": "hems"}, headers=admin)
+    assert again.status_code == 422
+    assert "already exists" in again.json()["detail"]
+    bad = client.post("/api/v1/gateways", json={"id": "bad id!", "kind": "hems"}, headers=admin)
+    assert bad.status_code == 422
+    assert bad.json()["errors"][0]["field"] == "id"
+    assert client.delete("/api/v1/gateways/gw-1", headers=admin).status_code == 204
+    r = client.delete("/api/v1/gateways/gw-1", headers=admin)
+    assert r.status_code == 404
+    assert r.headers["content-type"] == PROBLEM
+
+
+def test_admin_lists_api_keys_without_secrets(client, keys):
+    r = client.get("/api/v1/apikeys", headers=keys.h("admin"))
+    assert r.status_code == 200
+    items = r.json()["items"]
+    assert {k["name"]: k["role"] for k in items} == {
+        "dash": "viewer",
+        "ops-desk": "operator",
+        "root": "admin",
+    }
+    assert keys.admin not in r.text
+
+
+def test_audit_filters(client, keys):
+    h = keys.h("operator")
+    client.post("/api/v1/events", json={"target_kw": 3.0}, headers=h)
+    r = client.get("/api/v1/audit", params={"actor": "apikey:ops-desk"}, headers=h)
+    assert r.status_code == 200
+    rows = r.json()
+    assert [a["action"] for a in rows] == ["event.create"]
+    assert rows[0]["ts"].endswith("Z")
+    r = client.get("/api/v1/audit", params={"actor": "apikey:nobody"}, headers=h)
+    assert r.json() == []
+    r = client.get("/api/v1/audit", params={"since": "not a date"}, headers=h)
+    assert r.status_code == 422
+
+
+def test_stream_sends_updates_as_sse(client, runtime, keys):
+    runtime.update_items = [{"ts": 1.0, "p_kw": 12.5}, {"ts": 2.0, "p_kw": float("nan")}]
+    r = client.get("/api/v1/stream", headers=keys.h("viewer"))
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    frames = [f for f in r.text.split("\n\n") if f.startswith("event:")]
+    assert frames == [
+        'event: update\ndata: {"ts":1.0,"p_kw":12.5}',
+        'event: update\ndata: {"ts":2.0,"p_kw":null}',
+    ]
+
+
+def test_stream_accepts_a_query_key_and_refuses_none(client, runtime, keys):
+    runtime.update_items = [{"n": 1}]
+    r = client.get("/api/v1/stream", params={"api_key": keys.viewer})
+    assert r.status_code == 200
+    assert "event: update" in r.text
+    r = client.get("/api/v1/stream")
+    assert r.status_code == 401
+    assert r.headers["content-type"] == PROBLEM
+    # the query key works only on the stream
+    assert client.get("/api/v1/fleet", params={"api_key": keys.viewer}).status_code == 401

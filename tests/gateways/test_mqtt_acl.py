@@ -1,0 +1,330 @@
+"""Broker configuration: hash format, generated files, and the ACL enforced by a real Mosquitto.
+
+The integration tests start a private ``mosquitto`` on a free loopback port and prove, with
+paho-mqtt over MQTT v5, that each gateway stays inside its own prefix. Mosquitto must be
+installed: these tests fail rather than skip without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import queue
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
+
+from gridflock.gateways.mqtt import (
+    GatewayCredential,
+    ack_topic,
+    activate_topic,
+    cmd_topic,
+    decode_status,
+    decode_telemetry,
+    encode_activate,
+    encode_status,
+    encode_telemetry,
+    hash_password,
+    shared_telemetry_subscription,
+    status_topic,
+    telemetry_topic,
+    write_broker_config,
+)
+from gridflock.gateways.mqtt.acl import acl_text, passwd_text
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
+SECRETS = {"A": "secret-of-A", "B": "secret-of-B", "svc": "service-secret"}
+TIMEOUT = 3.0
+NOW = time.time()
+
+
+# --- hashes and files -------------------------------------------------------------------------
+
+
+def test_hash_password_format_and_known_vector():
+    h = hash_password("pw", salt=b"0123456789ab")
+    _, alg, it, salt, key = h.split("$")
+    assert (alg, it) == ("7", "101")
+    assert base64.b64decode(salt) == b"0123456789ab"
+    assert base64.b64decode(key) == hashlib.pbkdf2_hmac("sha512", b"pw", b"0123456789ab", 101)
+    assert hash_password("pw") != hash_password("pw")  # random salt
+    assert hash_password("pw", iterations=1000).startswith("$7$1000$")
+    with pytest.raises(ValueError, match="iterations"):
+        hash_password("pw", iterations=0)
+
+
+def test_hash_matches_mosquitto_passwd(tmp_path):
+    tool = shutil.which(MOSQUITTO_PASSWD) or pytest.fail(f"{MOSQUITTO_PASSWD} is not installed")
+    f = tmp_path / "pw"
+    subprocess.run([tool, "-c", "-b", str(f), "alice", "wonder"], check=True, timeout=10)
+    user, h = f.read_text().strip().split(":", 1)
+    _, alg, it, salt, _ = h.split("$")
+    assert (user, alg) == ("alice", "7")
+    assert hash_password("wonder", iterations=int(it), salt=base64.b64decode(salt)) == h
+
+
+def test_generated_acl_and_passwd():
+    gws = [
+        GatewayCredential("A", hash_password("a"), ["north", "g2"]),
+        GatewayCredential("B", hash_password("b")),
+    ]
+    acl = acl_text(gws, "svc")
+    assert "user svc\ntopic readwrite gf/v1/#\n" in acl
+    assert (
+        "user A\ntopic write gf/v1/A/telemetry\ntopic write gf/v1/A/status\n"
+        "topic readwrite gf/v1/A/ack\ntopic read gf/v1/A/cmd\n"
+        "topic read gf/v1/groups/north/activate\ntopic read gf/v1/groups/g2/activate\n"
+    ) in acl
+    assert "gf/v1/B/" not in acl.split("user B")[0].split("user A")[1]
+    assert [line.split(":")[0] for line in passwd_text(gws, "svc", hash_password("s")).split()] == [
+        "svc",
+        "A",
+        "B",
+    ]
+    with pytest.raises(ValueError, match="twice"):
+        passwd_text([*gws, GatewayCredential("svc", hash_password("x"))], "svc", hash_password("s"))
+    with pytest.raises(ValueError, match="invalid gateway id"):
+        acl_text([GatewayCredential("A/#", hash_password("x"))], "svc")
+    with pytest.raises(ValueError, match="invalid group id"):
+        acl_text([GatewayCredential("A", hash_password("x"), ["#"])], "svc")
+    with pytest.raises(ValueError, match="not a Mosquitto hash"):
+        passwd_text([GatewayCredential("A", "plain-text")], "svc", hash_password("s"))
+
+
+def test_conf_file_contents(tmp_path):
+    paths = write_broker_config(
+        tmp_path / "b",
+        [],
+        "svc",
+        hash_password("s"),
+        port=8883,
+        listener_address="0.0.0.0",
+        tls_certfile="server.crt",
+        tls_keyfile="server.key",
+    )
+    conf = paths.conf.read_text()
+    for line in (
+        "allow_anonymous false",
+        f"password_file {paths.passwd}",
+        f"acl_file {paths.acl}",
+        "listener 8883 0.0.0.0",
+        "persistence true",
+    ):
+        assert line in conf.splitlines()
+    assert "certfile " in conf
+    assert "keyfile " in conf
+    assert paths.passwd.stat().st_mode & 0o777 == 0o600
+    with pytest.raises(ValueError, match="both"):
+        write_broker_config(tmp_path / "c", [], "svc", hash_password("s"), tls_certfile="x")
+
+
+# --- a real broker ---------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def broker(tmp_path) -> Iterator[int]:
+    """A private Mosquitto with gateways A (group north) and B (group south) and svc."""
+    exe = shutil.which(MOSQUITTO) or pytest.fail(f"{MOSQUITTO} is not installed: it is required")
+    port = _free_port()
+    paths = write_broker_config(
+        tmp_path / "broker",
+        [
+            GatewayCredential("A", hash_password(SECRETS["A"]), ["north"]),
+            GatewayCredential("B", hash_password(SECRETS["B"]), ["south"]),
+        ],
+        "svc",
+        hash_password(SECRETS["svc"]),
+        port=port,
+        persistence=False,
+        run_as_user="root" if os.geteuid() == 0 else None,
+    )
+    log = (tmp_path / "mosquitto.log").open("w")
+    proc = subprocess.Popen([exe, "-c", str(paths.conf)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mosquitto exited: {(tmp_path / 'mosquitto.log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail("mosquitto did not start listening within 5 s")
+                time.sleep(0.02)
+        yield port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+class Peer:
+    """A paho MQTT v5 client that records what it receives."""
+
+    def __init__(self, port: int, user: str, password: str, will: bool = False) -> None:
+        self.messages: queue.Queue[paho.MQTTMessage] = queue.Queue()
+        self.connack: ReasonCode | None = None
+        self._connected = threading.Event()
+        self._subacks: dict[int, list[ReasonCode]] = {}
+        self._subscribed = threading.Condition()
+        self.c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=f"{user}-{uuid.uuid4().hex[:8]}",
+            protocol=paho.MQTTv5,
+        )
+        self.c.username_pw_set(user, password)
+        if will:
+            self.c.will_set(status_topic(user), encode_status("offline"), qos=1, retain=True)
+        self.c.on_connect = self._on_connect
+        self.c.on_message = lambda _c, _u, m: self.messages.put(m)
+        self.c.on_subscribe = self._on_subscribe
+        self.c.connect("127.0.0.1", port, keepalive=10)
+        self.c.loop_start()
+        assert self._connected.wait(TIMEOUT), f"{user}: no CONNACK"
+
+    def _on_connect(self, _c, _u, _flags, reason_code, _props) -> None:
+        self.connack = reason_code
+        self._connected.set()
+
+    def _on_subscribe(self, _c, _u, mid, reason_codes, _props) -> None:
+        with self._subscribed:
+            self._subacks[mid] = reason_codes
+            self._subscribed.notify_all()
+
+    @property
+    def ok(self) -> bool:
+        return self.connack is not None and not self.connack.is_failure
+
+    def subscribe(self, topic: str) -> ReasonCode:
+        _, mid = self.c.subscribe(topic, qos=1)
+        with self._subscribed:
+            assert self._subscribed.wait_for(lambda: mid in self._subacks, TIMEOUT)
+            return self._subacks[mid][0]
+
+    def publish(self, topic: str, payload: bytes, retain: bool = False) -> None:
+        self.c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(TIMEOUT)
+
+    def until(self, topic: str) -> list[paho.MQTTMessage]:
+        """Every message received up to and including the first one on ``topic``."""
+        got = []
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            m = self.messages.get(timeout=max(deadline - time.monotonic(), 0.01))
+            got.append(m)
+            if m.topic == topic:
+                return got
+
+    def close(self, with_will: bool = False) -> None:
+        rc = (
+            ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+            if with_will
+            else None
+        )
+        self.c.disconnect(reasoncode=rc)
+        self.c.loop_stop()
+
+
+@pytest.fixture
+def peers(broker) -> Iterator[dict[str, Peer]]:
+    made: dict[str, Peer] = {}
+    try:
+        for user in ("svc", "A", "B"):
+            made[user] = Peer(broker, user, SECRETS[user], will=user != "svc")
+            assert made[user].ok, f"{user} could not log in: {made[user].connack}"
+        yield made
+    finally:
+        for p in made.values():
+            p.close()
+
+
+def _telemetry(gw: str, device: str) -> bytes:
+    return encode_telemetry(gw, [device], [NOW], [1.0])
+
+
+def test_gateway_telemetry_reaches_the_service_only_under_its_own_prefix(peers):
+    svc, a = peers["svc"], peers["A"]
+    assert not svc.subscribe("gf/v1/#").is_failure
+    assert not svc.subscribe(shared_telemetry_subscription()).is_failure
+    a.publish(telemetry_topic("B"), _telemetry("B", "forged"))  # refused by the ACL
+    a.publish(cmd_topic("A"), b'{"v":1}')  # a gateway cannot write commands, even its own
+    a.publish(telemetry_topic("A"), _telemetry("A", "a-dev"))
+    got = svc.until(telemetry_topic("A"))
+    assert [m.topic for m in got] == [telemetry_topic("A")] * len(got)
+    assert len(got) in (1, 2)  # once through gf/v1/#, maybe again through $share
+    d = decode_telemetry(got[0].topic, got[0].payload, NOW)
+    assert d.batch.device_ids.tolist() == ["a-dev"]
+
+
+def test_gateway_reads_only_its_own_commands_and_groups(peers):
+    svc, a, b = peers["svc"], peers["A"], peers["B"]
+    # Mosquitto 2.0 may grant a SUBSCRIBE and filter each message by the ACL on delivery:
+    # what counts is that nothing of B's arrives at A.
+    a.subscribe(cmd_topic("B"))
+    assert not a.subscribe("gf/v1/#").is_failure  # allowed, but filtered per message
+    assert not b.subscribe(cmd_topic("B")).is_failure
+    b.subscribe(activate_topic("north"))  # not B's group: refused or filtered
+    for t in (cmd_topic("A"), ack_topic("A"), activate_topic("north")):
+        assert not a.subscribe(t).is_failure
+    svc.publish(cmd_topic("B"), b'{"for":"B"}')
+    svc.publish(activate_topic("south"), encode_activate("p-south", NOW))
+    svc.publish(ack_topic("B"), b'{"for":"B"}')
+    svc.publish(activate_topic("north"), encode_activate("p-north", NOW))
+    svc.publish(cmd_topic("A"), b'{"for":"A"}')
+    got_a = a.until(cmd_topic("A"))
+    topics_a = {m.topic for m in got_a}
+    assert topics_a == {activate_topic("north"), cmd_topic("A")}
+    assert b.until(cmd_topic("B"))[-1].payload == b'{"for":"B"}'
+    # B is not in north: its subscription to it, if granted, delivers nothing
+    svc.publish(cmd_topic("B"), b'{"marker":1}')
+    assert {m.topic for m in b.until(cmd_topic("B"))} == {cmd_topic("B")}
+
+
+def test_last_will_sets_retained_offline_status(broker, peers):
+    peers["A"].publish(status_topic("A"), encode_status("online", NOW), retain=True)
+    peers["A"].close(with_will=True)
+    watcher = Peer(broker, "svc", SECRETS["svc"])
+    try:
+        watcher.subscribe(status_topic("A"))
+        m = watcher.until(status_topic("A"))[-1]
+        assert m.retain
+        assert decode_status(m.payload).status == "offline"
+    finally:
+        watcher.close()
+
+
+def test_wrong_password_and_unknown_user_are_refused(broker):
+    for user, pw in (("A", "not-the-secret"), ("A", SECRETS["B"]), ("nobody", "x")):
+        p = Peer(broker, user, pw)
+        try:
+            assert p.connack is not None
+            assert p.connack.is_failure, f"{user} logged in with a wrong password"
+        finally:
+            p.close()
+
+
+def test_broker_files_are_where_the_conf_says(tmp_path):
+    paths = write_broker_config(tmp_path, [], "svc", hash_password("s"))
+    assert Path(paths.conf).parent == tmp_path.resolve()
