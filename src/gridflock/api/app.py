@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from importlib.metadata import version
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -11,6 +12,7 @@ from gridflock.api.auth import AuthCache
 from gridflock.api.errors import install_problem_handlers
 from gridflock.api.routes import admin, assets, events, fleet, stream, system
 from gridflock.api.runtime import Runtime
+from gridflock.api.schemas import ProblemOut
 
 __all__ = ["API_PREFIX", "create_app"]
 
@@ -28,6 +30,12 @@ gateways and lists API keys. `/api/v1/health` and `/metrics` need no key.
 energy in kWh, state of charge 0..1, times ISO 8601 UTC. Errors are RFC 9457 problem
 details (`application/problem+json`) with an `errors` list for invalid input.
 """
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ProblemOut, "description": "No API key, or not a valid one."},
+    403: {"model": ProblemOut, "description": "The key's role is too low."},
+    422: {"model": ProblemOut, "description": "Invalid input: each problem in `errors`."},
+}
 
 _TAGS = [
     {"name": "system", "description": "Health and metrics (no API key)."},
@@ -77,7 +85,8 @@ def create_app(
     app.state.catalog = CatalogCache()
     app.state.stream_heartbeat_s = stream_heartbeat_s
     install_problem_handlers(app)
-    for module in (system, fleet, assets, events, admin, stream):
-        app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(system.router, prefix=API_PREFIX)
+    for module in (fleet, assets, events, admin, stream):
+        app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
     return app

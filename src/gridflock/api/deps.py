@@ -12,7 +12,7 @@ from gridflock.api.runtime import Runtime
 __all__ = ["Page", "PageDep", "RuntimeDep", "get_runtime"]
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The runtime the app was created with."""
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -33,7 +33,7 @@ class Page:
         return slice(self.offset, self.offset + self.limit)
 
 
-def get_page(
+async def get_page(
     limit: Annotated[int, Query(ge=1, le=1000, description="Items per page (1 to 1000).")] = 100,
     offset: Annotated[int, Query(ge=0, description="Items to skip before this page.")] = 0,
 ) -> Page:

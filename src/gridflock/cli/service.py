@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -101,6 +102,17 @@ def apikey_create(
     err.print(f"created {record.role} key {record.id} ({record.name})", highlight=False)
 
 
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as e:
+            fail(f"cannot listen on {host}:{port} ({e.strerror}): is another Gridflock "
+                 "running? Stop it or choose another --port.")
+
+
 @app.command()
 def serve(host: Host = None, port: Port = None, db: Db = None,
           mqtt: Annotated[str | None, typer.Option(help="Broker URL (GRIDFLOCK_MQTT_URL).")]
@@ -116,6 +128,7 @@ def serve(host: Host = None, port: Port = None, db: Db = None,
     except Exception as e:
         fail(f"cannot read the fleet from the database ({e}); run `gridflock db upgrade`")
     link = _mqtt_link(settings, spec)
+    _check_port(settings.host, settings.port)
     runtime = _runtime(settings, store, spec, link)
     log.info("serving %d devices on http://%s:%d", spec.n_devices, settings.host, settings.port)
     asyncio.run(_serve(settings, runtime, link))
@@ -134,7 +147,7 @@ def _mqtt_link(settings: Settings, spec: object) -> object:
         return NoDevices()
     from gridflock.gateways.mqtt.link import MqttLink
 
-    return MqttLink.from_settings(settings, spec)  # type: ignore[arg-type]
+    return MqttLink.from_settings(settings, spec)
 
 
 async def _serve(settings: Settings, runtime: Runtime, link: object,
@@ -172,6 +185,7 @@ def demo(
 
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
     setup_logging(settings.log_level, settings.log_format)
+    _check_port(settings.host, settings.port)  # before touching the database of a running demo
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).unlink(missing_ok=True)  # a fresh demo each time
     store = _open_store(settings.database_url, upgrade=True)
@@ -195,11 +209,11 @@ def demo(
     url = f"http://{settings.host}:{settings.port}"
 
     def ready() -> None:
-        out.print(f"\n[bold green]Gridflock demo[/] running at [bold]{url}[/]  "
-                  f"(API docs: {url}/docs)")
-        out.print(f"operator API key: [bold]{operator}[/]")
-        out.print(f"viewer API key:   {viewer}")
-        out.print(f'try: curl -H "Authorization: Bearer {operator}" {url}/api/v1/fleet')
+        say = partial(out.print, soft_wrap=True, highlight=False)  # keys and URLs unbroken
+        say(f"\n[bold green]Gridflock demo[/] running at [bold]{url}[/]  (API docs: {url}/docs)")
+        say(f"operator API key: [bold]{operator}[/]")
+        say(f"viewer API key:   {viewer}")
+        say(f'try: curl -H "Authorization: Bearer {operator}" {url}/api/v1/fleet')
         if event_after > 0:
             out.print(f"a scripted peak event fires in {event_after:.0f} s; Ctrl-C stops.\n")
 
@@ -213,8 +227,12 @@ async def _scripted_event(runtime: Runtime, after_s: float) -> None:
     from gridflock.domain.events import Scope
 
     await asyncio.sleep(after_s)
-    flex = float(runtime.fleet_summary()["flex_up_kw"])
-    if flex <= 1:
+    for _ in range(60):  # the fleet must have reported before its flexibility is known
+        flex = float(runtime.fleet_summary()["flex_up_kw"])
+        if flex > 1:
+            break
+        await asyncio.sleep(1)
+    else:
         log.warning("no up flexibility for the scripted event; skipped")
         return
     kw = float(f"{0.5 * flex:.2g}")

@@ -89,6 +89,7 @@ class Runtime:
         self._status: dict[str, EventStatus] = {}
         self._stopping = asyncio.Event()
         self.mqtt_enabled = settings.mqtt_url is not None
+        self._messages_seen = 0
 
     def _set_fleet(self, spec: FleetSpec, keep: FleetState | None = None) -> None:
         self._spec = spec
@@ -361,6 +362,7 @@ class Runtime:
             m.readings.labels("unknown").inc(result.unknown)
             m.readings.labels("stale").inc(result.stale)
             self.writer.telemetry(readings)
+        self._link_reports(now)
         st.mark_stale(now, self.settings.stale_after_s)
         for batch in self.dispatcher.step(now):
             self._send(batch)
@@ -417,6 +419,37 @@ class Runtime:
             await asyncio.sleep(self.settings.telemetry_flush_s)
 
     # ------------------------------------------------------------------ helpers
+    def _link_reports(self, now: float) -> None:
+        """Counters, command acks and gateway statuses the link gathered since last cycle."""
+        m, link = self.metrics_, self.link
+        counts = getattr(link, "counts", None)
+        if counts is not None:
+            for key, n in list(counts.items()):
+                if key.startswith("rejected:") and n:
+                    m.rejected.labels(key.split(":", 1)[1]).inc(n)
+                    counts[key] = 0
+            m.messages.inc(counts.get("messages", 0) - self._messages_seen)
+            self._messages_seen = counts.get("messages", 0)
+        for acks in getattr(link, "take_acks", list)():
+            by_status: dict[tuple[str, str | None], list[str]] = {}
+            for a in acks.acks:
+                by_status.setdefault((a.status, a.reason), []).append(a.id)
+                m.acks.labels(a.status).inc()
+            for (status, reason), ids in by_status.items():
+                self.writer.op("acks", partial(self._store.set_command_status, ids, status,
+                                               reason))
+        statuses: list[Any] = getattr(link, "take_statuses", list)()
+        if statuses:
+            gateways = self._spec.all_devices()[["id", "gateway_id"]]
+            for s in statuses:
+                if s.status == "offline":  # its devices are offline now, not at the timeout
+                    ids = gateways["id"][gateways["gateway_id"] == s.gateway].to_numpy(object)
+                    if len(ids):
+                        idx = self._state.indices(ids)
+                        self._state.online[idx] = False
+            seen = sorted({s.gateway for s in statuses})
+            self.writer.op("gateways seen", partial(self._store.set_gateway_seen, seen, now))
+
     def _tracker(self, event_id: str) -> EventTracker:
         try:
             return self.dispatcher.trackers[event_id]

@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import uvicorn
 
@@ -20,14 +21,13 @@ log = logging.getLogger("gridflock.service")
 
 
 async def run_service(settings: Settings, runtime: Runtime,
-                      extra: list[Callable[[], Awaitable[None]]] | None = None,
+                      extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
                       on_ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGINT/SIGTERM; ``extra`` coroutines (gateways, scripts) run alongside."""
     app = create_app(runtime)
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
                             access_log=False, lifespan="on")
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -35,22 +35,32 @@ async def run_service(settings: Settings, runtime: Runtime,
             loop.add_signal_handler(sig, stop.set)
     tasks = [asyncio.create_task(server.serve(), name="http"),
              asyncio.create_task(runtime.run(), name="control")]
-    tasks += [asyncio.create_task(fn(), name="extra") for fn in extra or []]
+    extras = [asyncio.create_task(fn(), name="extra") for fn in extra or []]
+    for t in extras:  # a helper task that fails is reported; it does not stop the service
+        t.add_done_callback(_report)
     while not server.started:
         if any(t.done() for t in tasks):
             break
         await asyncio.sleep(0.05)
     if server.started and on_ready is not None:
         on_ready()
-    waiter = asyncio.create_task(stop.wait())
+    async def wait_stop() -> None:
+        await stop.wait()
+
+    waiter = asyncio.create_task(wait_stop())
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping")
     runtime.stop()
     server.should_exit = True
-    for t in tasks[2:]:
+    for t in extras:
         t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, *extras, return_exceptions=True)
     waiter.cancel()
     for t in done:  # surface a crash of any part
         if t is not waiter and not t.cancelled() and t.exception() is not None:
             raise t.exception()  # type: ignore[misc]
+
+
+def _report(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background task failed: %r", task.exception(), exc_info=task.exception())

@@ -40,7 +40,10 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 )
 async def health(runtime: RuntimeDep) -> Any:
     """Report ``runtime.health()``."""
-    info = jsonable(await run_in_threadpool(runtime.health))
+    try:
+        info = jsonable(await run_in_threadpool(runtime.health))
+    except Exception as exc:  # a health check that fails says so rather than a bare 500
+        info = {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
     status = str(info.get("status", "ok"))
     body = {**info, "status": status if status in ("ok", "degraded", "down") else "degraded"}
     if body["status"] == "down":

@@ -74,6 +74,7 @@ _NUMBER_OR_NONE = frozenset({float, int, type(None)})
 _EMPTY: dict[str, Any] = {}
 _MAX_DEVICE_LEN = 256
 Codes = npt.NDArray[np.int8]
+Checks = list[tuple[BoolArray, int]]
 
 
 @dataclass(frozen=True)
@@ -87,10 +88,20 @@ class DecodedTelemetry:
     """Readings in the message, valid or not."""
 
 
-def _mark(code: Codes, mask: BoolArray, reason: str) -> None:
-    """Give ``reason`` to the readings in ``mask`` that have no reason yet."""
-    if mask.any():
-        code[mask & (code == 0)] = _CODE[reason]
+def _mark(checks: Checks, mask: BoolArray, reason: str) -> None:
+    """Note that the readings in ``mask`` fail ``reason`` (applied later, first wins)."""
+    checks.append((mask, _CODE[reason]))
+
+
+def _resolve(code: Codes, checks: Checks) -> None:
+    """Give each reading the first reason it fails, in the order the checks were noted."""
+    if not checks or not np.any([m for m, _ in checks]):
+        checks.clear()
+        return
+    for mask, c in checks:
+        if mask.any():
+            code[mask & (code == 0)] = c
+    checks.clear()
 
 
 def _numbers(
@@ -218,39 +229,46 @@ def decode_telemetry(
     if n == 0:
         return DecodedTelemetry(gateway, TelemetryBatch.empty(), [], 0)
     code = np.zeros(n, dtype=np.int8)
+    checks: Checks = []
     rs: list[dict[str, Any]] = readings
     if not all(type(r) is dict for r in rs):
-        _mark(code, np.fromiter((type(r) is not dict for r in rs), bool, n), "not_an_object")
+        _mark(checks, np.fromiter((type(r) is not dict for r in rs), bool, n), "not_an_object")
         rs = [r if type(r) is dict else _EMPTY for r in rs]
     if not all(r.keys() <= _READING_KEYS for r in rs):
         odd = np.fromiter((not r.keys() <= _READING_KEYS for r in rs), bool, n)
-        _mark(code, odd, "unknown_field")
+        _mark(checks, odd, "unknown_field")
 
     devs = [r.get("device") for r in rs]
     if not all(type(d) is str and 0 < len(d) <= _MAX_DEVICE_LEN for d in devs):
         ok = np.fromiter((type(d) is str and 0 < len(d) <= _MAX_DEVICE_LEN for d in devs), bool, n)
-        _mark(code, ~ok, "bad_device")
+        _mark(checks, ~ok, "bad_device")
 
     ts, bad = _numbers([r.get("ts") for r in rs], required=True, iso=True)
-    _mark(code, bad, "bad_ts")
-    _mark(code, ts > now + max_future_s, "ts_in_future")
-    _mark(code, ts < now - max_past_s, "ts_too_old")
+    _mark(checks, bad, "bad_ts")
+    _mark(checks, ts > now + max_future_s, "ts_in_future")
+    _mark(checks, ts < now - max_past_s, "ts_too_old")
 
     p_kw, bad = _numbers([r.get("p_kw") for r in rs], required=True)
-    _mark(code, bad, "bad_p_kw")
-    _mark(code, np.abs(p_kw) > MAX_P_KW, "p_out_of_range")
+    _mark(checks, bad, "bad_p_kw")
+    _mark(checks, np.abs(p_kw) > MAX_P_KW, "p_out_of_range")
 
     soc, bad = _numbers([r.get("soc") for r in rs], required=False)
-    _mark(code, bad, "bad_soc")
-    _mark(code, (soc < 0.0) | (soc > 1.0), "soc_out_of_range")
+    _mark(checks, bad, "bad_soc")
+    _mark(checks, (soc < 0.0) | (soc > 1.0), "soc_out_of_range")
 
     base, bad = _numbers([r.get("p_baseline_kw") for r in rs], required=False)
-    _mark(code, bad, "bad_p_baseline_kw")
-    _mark(code, np.abs(base) > MAX_P_KW, "p_baseline_out_of_range")
+    _mark(checks, bad, "bad_p_baseline_kw")
+    _mark(checks, np.abs(base) > MAX_P_KW, "p_baseline_out_of_range")
 
-    extras = _extras([r.get("extras") for r in rs], code)
+    extras = _extras([r.get("extras") for r in rs], checks)
+    _resolve(code, checks)
     dup_of = _duplicates(devs, ts, code)
 
+    if not code.any():
+        batch = TelemetryBatch(
+            np.fromiter(devs, dtype=object, count=n), ts, p_kw, soc, base, extras
+        )
+        return DecodedTelemetry(gateway, batch, [], n)
     keep = np.flatnonzero(code == 0)
     batch = TelemetryBatch(
         np.fromiter((devs[i] for i in keep.tolist()), dtype=object, count=len(keep)),
@@ -267,7 +285,7 @@ def decode_telemetry(
     return DecodedTelemetry(gateway, batch, rejected, n)
 
 
-def _extras(exs: list[Any], code: Codes) -> dict[str, FloatArray]:
+def _extras(exs: list[Any], checks: Checks) -> dict[str, FloatArray]:
     """Columns of the extras present in the batch, marking readings whose extras are bad."""
     n = len(exs)
     types = set(map(type, exs))
@@ -275,25 +293,29 @@ def _extras(exs: list[Any], code: Codes) -> dict[str, FloatArray]:
         return {}
     if not types <= {dict, type(None)}:
         odd = np.fromiter((e is not None and type(e) is not dict for e in exs), bool, n)
-        _mark(code, odd, "bad_extras")
+        _mark(checks, odd, "bad_extras")
         exs = [e if type(e) is dict else None for e in exs]
     dicts: list[dict[str, Any]] = [e if e is not None else _EMPTY for e in exs]
     keys: set[str] = set().union(*dicts)
     if not keys <= _EXTRAS:
         odd = np.fromiter((not e.keys() <= _EXTRAS for e in dicts), bool, n)
-        _mark(code, odd, "unknown_extra")
+        _mark(checks, odd, "unknown_extra")
     out = {}
     for k in sorted(keys & _EXTRAS):
         arr, bad = _numbers([e.get(k) for e in dicts], required=False)
-        _mark(code, bad, "bad_extra")
+        _mark(checks, bad, "bad_extra")
         out[k] = arr
     return out
 
 
 def _duplicates(devs: list[Any], ts: FloatArray, code: Codes) -> dict[int, int]:
     """Mark valid readings that repeat an earlier valid (device, ts); return dup → first."""
-    ok = np.flatnonzero(code == 0).tolist()
-    pairs = [(devs[i], t) for i, t in zip(ok, ts[ok].tolist(), strict=True)]
+    if code.any():
+        ok = np.flatnonzero(code == 0).tolist()
+        pairs = [(devs[i], t) for i, t in zip(ok, ts[ok].tolist(), strict=True)]
+    else:
+        ok = list(range(len(devs)))
+        pairs = list(zip(devs, ts.tolist(), strict=True))
     if len(set(pairs)) == len(pairs):
         return {}
     first: dict[tuple[Any, float], int] = {}

@@ -1,0 +1,162 @@
+"""``gridflock sim gateways``: the digital twin's devices as MQTT gateways against a broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from gridflock.cli._app import _load_fleet, app, err, fail, out
+
+if TYPE_CHECKING:
+    from gridflock.sim.gateways import SimulatedGateways
+
+sim_app = typer.Typer(
+    help="Run the digital twin against real infrastructure (an MQTT broker).",
+    no_args_is_help=True,
+)
+app.add_typer(sim_app, name="sim")
+
+DEFAULT_MQTT_URL = "mqtt://127.0.0.1:1883"
+STATUS_EVERY_S = 30.0
+
+
+@sim_app.command()
+def gateways(
+    homes: Annotated[
+        int,
+        typer.Option(
+            min=1, max=2_000_000, help="Homes in a generated fleet (ignored with --fleet)."
+        ),
+    ] = 1000,
+    fleet: Annotated[Path | None, typer.Option(help="Fleet file to simulate instead.")] = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            help="Broker URL, mqtt://[user:password@]host:port (mqtts:// for TLS). "
+            f"Default: $GRIDFLOCK_MQTT_URL, else {DEFAULT_MQTT_URL}."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of fleet, weather and faults.")] = 7,
+    step: Annotated[
+        str, typer.Option(help="Twin step and reporting interval: 5s, 30s, 1m, or seconds.")
+    ] = "5s",
+    connections: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="MQTT connections the gateways share; 0 = one per gateway (user name = "
+            "gateway id, for brokers with per-gateway ACLs; small fleets only).",
+        ),
+    ] = 4,
+    password: Annotated[
+        str | None,
+        typer.Option(
+            envvar="GRIDFLOCK_MQTT_PASSWORD",
+            help="Broker password (with --connections 0: every gateway's).",
+        ),
+    ] = None,
+    latency: Annotated[float, typer.Option(min=0, help="Median command latency [s].")] = 3.0,
+    dropout: Annotated[float, typer.Option(min=0, max=1, help="Share of readings lost.")] = 0.02,
+    offline: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of devices that go offline mid-run.")
+    ] = 0.01,
+    ignore: Annotated[
+        float, typer.Option(min=0, max=1, help="Share of devices that ignore commands.")
+    ] = 0.02,
+    noise: Annotated[float, typer.Option(min=0, help="Measurement noise, std [kW].")] = 0.02,
+    ideal: Annotated[
+        bool, typer.Option(help="Perfect devices and network (overrides the five options above).")
+    ] = False,
+) -> None:
+    """Publish the twin's telemetry per gateway over MQTT and obey commands, until Ctrl-C."""
+    from gridflock.cli.simulate import _parse_step
+    from gridflock.sim.gateways import SimulatedGateways, parse_broker_url
+    from gridflock.sim.imperfections import Imperfections
+
+    url = mqtt or os.environ.get("GRIDFLOCK_MQTT_URL") or DEFAULT_MQTT_URL
+    try:
+        parse_broker_url(url)
+    except ValueError as e:
+        fail(f"--mqtt: {e}")
+    step_s = _parse_step(step)
+    if not 1 <= step_s <= 3600:
+        fail(f"--step: {step!r} must be between 1 second and 1 hour")
+    spec = _load_fleet(fleet, homes, seed)
+    if spec.n_devices == 0:
+        fail("the fleet has no devices")
+    imperfect = (
+        Imperfections.ideal()
+        if ideal
+        else Imperfections(latency, 0.7, dropout, offline, ignore, noise)
+    )
+    sim = SimulatedGateways(
+        spec,
+        url,
+        seed=seed,
+        step_s=step_s,
+        connections=connections,
+        imperfections=imperfect,
+        password=password,
+    )
+    mode = "one connection per gateway" if sim.per_gateway else f"{sim.n_connections} connection(s)"
+    out.print(
+        f"simulating {len(spec.sites):,} homes, {spec.n_devices:,} devices behind "
+        f"{len(sim.gateways):,} gateways, every {step_s:g} s; broker {url} ({mode}); "
+        f"twin on {sim.rt.sim_date} ({sim.rt.tz}). Ctrl-C stops.",
+        highlight=False,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(sim, url))
+    s = sim.stats
+    out.print(
+        f"stopped: {s.messages:,} telemetry messages ({s.readings:,} readings), "
+        f"{s.commands_received:,} commands ({s.commands_accepted:,} accepted, "
+        f"{s.commands_rejected:,} rejected); gateways reported offline.",
+        highlight=False,
+    )
+
+
+async def _run(sim: SimulatedGateways, url: str) -> None:
+    from gridflock.sim.gateways import BrokerUnreachableError
+
+    task = asyncio.create_task(sim.run())
+    status = asyncio.create_task(_status(sim))
+    try:
+        await task
+    except BrokerUnreachableError as e:
+        msg = str(e)
+        if "cannot reach" in msg:
+            msg += "; is it running? (mosquitto -d -c /etc/mosquitto/mosquitto.conf)"
+        fail(msg)
+    finally:
+        status.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, BrokerUnreachableError):
+                await task
+
+
+async def _status(sim: SimulatedGateways) -> None:
+    """One status line every 30 s."""
+    t0 = time.monotonic()
+    before = 0
+    while True:
+        await asyncio.sleep(STATUS_EVERY_S)
+        s = sim.stats
+        rate = (s.messages - before) / STATUS_EVERY_S
+        before = s.messages
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(s.reasons.items()))
+        err.print(
+            f"[{time.monotonic() - t0:7.0f} s] {s.messages:,} messages ({rate:,.0f}/s, last step "
+            f"{s.last_step_s:.2f} s), {sim.connected}/{sim.n_connections} connected; commands "
+            f"{s.commands_received:,} received, {s.commands_accepted:,} accepted, "
+            f"{s.commands_rejected:,} rejected" + (f" ({reasons})" if reasons else ""),
+            highlight=False,
+            markup=False,
+        )

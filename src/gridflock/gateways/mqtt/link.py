@@ -1,0 +1,250 @@
+"""The service's side of MQTT: telemetry in, commands out, acknowledgements both ways.
+
+One gmqtt connection (asyncio, fast) as the service account. Telemetry comes through a
+shared subscription, so several service processes can split the load; each message is
+decoded and screened at once (bad readings are answered on the gateway's ack topic with
+the reason, the valid rest kept) and queued; the control loop drains the queue as one
+batch per cycle. Commands are grouped by gateway into one message each (QoS 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+from gmqtt import Client, Subscription
+
+from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.gateways.mqtt.codec import (
+    CommandAcks,
+    ProtocolError,
+    Rejection,
+    decode_ack,
+    decode_status,
+    decode_telemetry,
+    encode_commands,
+    encode_telemetry_ack,
+)
+from gridflock.gateways.mqtt.protocol import ack_topic, gateway_of, shared_telemetry_subscription
+
+__all__ = ["BrokerAddress", "GatewayStatus", "MqttLink"]
+
+log = logging.getLogger("gridflock.mqtt")
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    """Where the broker is and how to log in."""
+
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @staticmethod
+    def parse(url: str, username: str | None = None, password: str | None = None
+              ) -> BrokerAddress:
+        """``mqtt://[user[:pass]@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883)."""
+        u = urlparse(url)
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+            raise ValueError(f"invalid broker URL {url!r}: use mqtt://host:1883 or "
+                             "mqtts://host:8883")
+        tls = u.scheme == "mqtts"
+        return BrokerAddress(u.hostname, u.port or (8883 if tls else 1883), tls,
+                             unquote(u.username) if u.username else username,
+                             unquote(u.password) if u.password else password)
+
+
+@dataclass(frozen=True)
+class GatewayStatus:
+    """A gateway's announced state (``online``/``offline``) and when it was received."""
+
+    gateway: str
+    status: str
+    ts: float
+
+
+class MqttLink:
+    """Implements the service's device link over MQTT protocol v1."""
+
+    def __init__(self, broker: BrokerAddress, gateway_of_device: Mapping[str, str],
+                 clock: Callable[[], float] = time.time, share: str = "gridflock") -> None:
+        self.broker = broker
+        self.gateway_of_device = dict(gateway_of_device)
+        self.known = set(self.gateway_of_device)
+        self.clock = clock
+        self.share = share
+        self.client = Client(f"gridflock-service-{uuid.uuid4().hex[:8]}")
+        self.client.on_connect = self._on_connect
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        if broker.username:
+            self.client.set_auth_credentials(broker.username, broker.password)
+        self.client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
+        self._batches: deque[TelemetryBatch] = deque()
+        self._acks: deque[CommandAcks] = deque()
+        self._statuses: deque[GatewayStatus] = deque()
+        self.counts: Counter[str] = Counter()
+        self._connected = False
+        self._stop = asyncio.Event()
+
+    @staticmethod
+    def from_settings(settings: object, spec: object) -> MqttLink:
+        """Build the link from the service settings and the fleet's device → gateway map."""
+        from gridflock.config import Settings
+        from gridflock.domain.spec import FleetSpec
+
+        assert isinstance(settings, Settings) and isinstance(spec, FleetSpec)
+        assert settings.mqtt_url is not None
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        broker = BrokerAddress.parse(settings.mqtt_url, settings.mqtt_username, password)
+        devices = spec.all_devices()
+        return MqttLink(broker, dict(zip(devices["id"], devices["gateway_id"], strict=True)))
+
+    # ------------------------------------------------------------------ connection
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up."""
+        return self._connected
+
+    async def connect(self) -> None:
+        """Connect (raises ``ConnectionError`` naming the broker if it is unreachable)."""
+        b = self.broker
+        try:
+            await self.client.connect(b.host, b.port, ssl=ssl.create_default_context()
+                                      if b.tls else False, keepalive=30)
+        except (OSError, asyncio.TimeoutError) as e:
+            raise ConnectionError(f"cannot reach the MQTT broker at {b.host}:{b.port}: {e}; "
+                                  "is it running?") from e
+
+    async def run(self) -> None:
+        """Stay connected until cancelled (gmqtt reconnects by itself after a drop)."""
+        while not self._connected and not self._stop.is_set():
+            try:
+                await self.connect()
+            except ConnectionError as e:
+                log.warning("%s; retrying in 2 s", e)
+                await asyncio.sleep(2)
+        try:
+            await self._stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await self.client.disconnect()
+
+    def _on_connect(self, client: Client, flags: int, rc: int, properties: object) -> None:
+        self._connected = True
+        self.counts["connects"] += 1
+        log.info("connected to the MQTT broker at %s:%d", self.broker.host, self.broker.port)
+        client.subscribe([Subscription(shared_telemetry_subscription(self.share), qos=0),
+                          Subscription("gf/v1/+/ack", qos=1, no_local=True),
+                          Subscription("gf/v1/+/status", qos=1)])
+
+    def _on_disconnect(self, client: Client, packet: object, exc: object = None) -> None:
+        if self._connected:
+            log.warning("lost the MQTT broker connection; reconnecting")
+        self._connected = False
+
+    # ------------------------------------------------------------------ inbound
+    def _on_message(self, client: Client, topic: str, payload: bytes, qos: int,
+                    properties: object) -> int:
+        try:
+            if topic.endswith("/telemetry"):
+                self._telemetry(topic, payload)
+            elif topic.endswith("/ack"):
+                msg = decode_ack(payload)
+                if isinstance(msg, CommandAcks):
+                    self._acks.append(msg)
+            elif topic.endswith("/status"):
+                status = decode_status(payload)
+                gw = gateway_of(topic)
+                if gw is not None:
+                    self._statuses.append(GatewayStatus(gw, status.status, self.clock()))
+        except ProtocolError as e:
+            self.counts["protocol_errors"] += 1
+            gw = gateway_of(topic)
+            if gw is not None and topic.endswith("/telemetry"):
+                client.publish(ack_topic(gw), encode_telemetry_ack(0, [], error=str(e)), qos=0)
+        return 0
+
+    def _telemetry(self, topic: str, payload: bytes) -> None:
+        decoded = decode_telemetry(topic, payload, self.clock())
+        self.counts["messages"] += 1
+        rejected = list(decoded.rejected)
+        batch = decoded.batch
+        unknown = np.fromiter((d not in self.known for d in batch.device_ids), bool,
+                              len(batch))
+        if unknown.any():
+            for i in np.flatnonzero(unknown):
+                d = str(batch.device_ids[i])
+                rejected.append(Rejection(-1, d, "unknown_device",
+                                          f"device {d!r} is not provisioned in the fleet"))
+            keep = ~unknown
+            batch = TelemetryBatch(batch.device_ids[keep], batch.ts[keep], batch.p_kw[keep],
+                                   batch.soc[keep], batch.p_baseline_kw[keep],
+                                   {k: v[keep] for k, v in batch.extras.items()})
+        for r in rejected:
+            self.counts[f"rejected:{r.reason}"] += 1
+        self.counts["readings"] += decoded.received
+        if len(batch):
+            self._batches.append(batch)
+        if rejected:
+            self.client.publish(ack_topic(decoded.gateway),
+                                encode_telemetry_ack(decoded.received, rejected), qos=0)
+
+    def receive(self) -> list[TelemetryBatch]:
+        """Everything that arrived since the last call, as one batch."""
+        batches = []
+        while self._batches:
+            batches.append(self._batches.popleft())
+        if len(batches) <= 1:
+            return batches
+        keys = set.intersection(*(set(b.extras) for b in batches))
+        return [TelemetryBatch(
+            np.concatenate([b.device_ids for b in batches]),
+            np.concatenate([b.ts for b in batches]),
+            np.concatenate([b.p_kw for b in batches]),
+            np.concatenate([b.soc for b in batches]),
+            np.concatenate([b.p_baseline_kw for b in batches]),
+            {k: np.concatenate([b.extras[k] for b in batches]) for k in keys} | {
+                k: np.concatenate([b.extras.get(k, np.full(len(b), np.nan)) for b in batches])
+                for k in set().union(*(b.extras for b in batches)) - keys})]
+
+    def take_acks(self) -> list[CommandAcks]:
+        """Command acknowledgements received since the last call."""
+        out = list(self._acks)
+        self._acks.clear()
+        return out
+
+    def take_statuses(self) -> list[GatewayStatus]:
+        """Gateway status announcements received since the last call."""
+        out = list(self._statuses)
+        self._statuses.clear()
+        return out
+
+    # ------------------------------------------------------------------ outbound
+    def send(self, commands: CommandBatch) -> None:
+        """One message per gateway with its devices' commands, QoS 1."""
+        if not len(commands):
+            return
+        if not self._connected:
+            self.counts["commands_unsent"] += len(commands)
+            log.warning("broker unreachable: %d command(s) not sent (they will be re-sent "
+                        "while the event lasts)", len(commands))
+            return
+        for gateway, payload in encode_commands(commands, self.gateway_of_device).items():
+            self.client.publish(f"gf/v1/{gateway}/cmd", payload, qos=1)
+        self.counts["commands"] += len(commands)
+
+    def stop(self) -> None:
+        """End :meth:`run`."""
+        self._stop.set()
