@@ -15,6 +15,7 @@ ALLOWED = {
     "gateways": {"domain"},
     "store": {"domain"},
     "sim": CORE | {"gateways"},
+    "api": CORE | {"store"},
 }
 
 

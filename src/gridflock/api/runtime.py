@@ -62,7 +62,8 @@ class Runtime(Protocol):
 
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
         """Replace the provisioned fleet (sites, devices, grid nodes); live values of
-        devices that stay are kept."""
+        devices that stay are kept.
+        """
         ...
 
     async def provision_gateway(self, gateway_id: str, *, kind: str, site_id: str | None,
@@ -80,7 +81,8 @@ class Runtime(Protocol):
 
     def fleet_summary(self) -> dict[str, Any]:
         """The fleet now: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``,
-        ``flex_duration_h``, ``devices_online``, ``devices_total``, ``by_kind`` (list)."""
+        ``flex_duration_h``, ``devices_online``, ``devices_total``, ``by_kind`` (list).
+        """
         ...
 
     def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:

@@ -78,5 +78,3 @@ def _counts_table(spec: FleetSpec, title: str) -> Table:
 def version() -> None:
     """Print the version."""
     out.print(f"gridflock {__version__}")
-
-

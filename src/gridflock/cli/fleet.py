@@ -49,5 +49,3 @@ def fleet_validate(
     except ValidationError as e:
         _problems(e, wrote="")
     out.print(_counts_table(spec, f"{file}: valid"))
-
-

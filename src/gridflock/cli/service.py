@@ -30,8 +30,9 @@ app.add_typer(key_app, name="apikey")
 log = logging.getLogger("gridflock.service")
 
 Host = Annotated[str | None, typer.Option(help="HTTP listen address (GRIDFLOCK_HOST).")]
-Port = Annotated[int | None, typer.Option(min=0, max=65535,
-                                          help="HTTP listen port (GRIDFLOCK_PORT).")]
+Port = Annotated[
+    int | None, typer.Option(min=0, max=65535, help="HTTP listen port (GRIDFLOCK_PORT).")
+]
 Db = Annotated[str | None, typer.Option("--db", help="Database URL (GRIDFLOCK_DATABASE_URL).")]
 
 
@@ -43,10 +44,13 @@ def _settings(**overrides: object) -> Settings:
     try:
         return load_settings(**overrides)
     except SettingsError as e:
-        lines = [f"{'.'.join(map(str, x['loc'])).upper() or 'config'}: {x['msg']}"
-                 for x in e.errors()]
-        fail("invalid configuration (GRIDFLOCK_* variables or gridflock.toml):\n  "
-             + "\n  ".join(lines))
+        lines = [
+            f"{'.'.join(map(str, x['loc'])).upper() or 'config'}: {x['msg']}" for x in e.errors()
+        ]
+        fail(
+            "invalid configuration (GRIDFLOCK_* variables or gridflock.toml):\n  "
+            + "\n  ".join(lines)
+        )
 
 
 def _open_store(url: str, *, upgrade: bool) -> Store:
@@ -58,11 +62,15 @@ def _open_store(url: str, *, upgrade: bool) -> Store:
             store.upgrade()
         elif not store.ping():
             raise GridflockError("the database does not answer")
+        elif not store.schema_is_current():
+            raise GridflockError("its schema is missing or old: run `gridflock db upgrade`")
     except GridflockError as e:
         fail(f"database {url!r}: {e}")
     except Exception as e:  # driver errors: say what failed and how to fix it
-        fail(f"database {url!r}: {e.__class__.__name__}: {e}. Check the URL and that the "
-             "server is running, then run `gridflock db upgrade`.")
+        fail(
+            f"database {url!r}: {e.__class__.__name__}: {e}. Check the URL and that the "
+            "server is running, then run `gridflock db upgrade`."
+        )
     return store
 
 
@@ -83,8 +91,10 @@ def db_upgrade(db: Db = None) -> None:
 @key_app.command("create")
 def apikey_create(
     role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "operator",
-    name: Annotated[str | None, typer.Option(help="Who the key is for (shown in the audit "
-                                                  "log); default: <role>-<time>.")] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Who the key is for (shown in the audit log); default: <role>-<time>."),
+    ] = None,
     db: Db = None,
 ) -> None:
     """Create an API key and print it alone on stdout (it is stored hashed, shown once)."""
@@ -109,14 +119,19 @@ def _check_port(host: str, port: int) -> None:
         try:
             sock.bind((host, port))
         except OSError as e:
-            fail(f"cannot listen on {host}:{port} ({e.strerror}): is another Gridflock "
-                 "running? Stop it or choose another --port.")
+            fail(
+                f"cannot listen on {host}:{port} ({e.strerror}): is another Gridflock "
+                "running? Stop it or choose another --port."
+            )
 
 
 @app.command()
-def serve(host: Host = None, port: Port = None, db: Db = None,
-          mqtt: Annotated[str | None, typer.Option(help="Broker URL (GRIDFLOCK_MQTT_URL).")]
-          = None) -> None:
+def serve(
+    host: Host = None,
+    port: Port = None,
+    db: Db = None,
+    mqtt: Annotated[str | None, typer.Option(help="Broker URL (GRIDFLOCK_MQTT_URL).")] = None,
+) -> None:
     """Run the VPP service: REST API, device gateways, dispatch loop and store."""
     from gridflock.service.logs import setup_logging
 
@@ -145,22 +160,38 @@ def _mqtt_link(settings: Settings, spec: object) -> object:
         from gridflock.service.links import NoDevices
 
         return NoDevices()
-    from gridflock.gateways.mqtt.link import MqttLink
+    from gridflock.domain.spec import FleetSpec
+    from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
 
-    return MqttLink.from_settings(settings, spec)
+    assert isinstance(spec, FleetSpec) and settings.mqtt_url is not None
+    secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+    try:
+        broker = BrokerAddress.parse(settings.mqtt_url, settings.mqtt_username, secret)
+    except ValueError as e:
+        fail(f"GRIDFLOCK_MQTT_URL: {e}")
+    devices = spec.all_devices()
+    return MqttLink(broker, dict(zip(devices["id"], devices["gateway_id"], strict=True)))
 
 
-async def _serve(settings: Settings, runtime: Runtime, link: object,
-                 extra: list[object] | None = None,
-                 on_ready: object = None) -> None:
+async def _serve(
+    settings: Settings,
+    runtime: Runtime,
+    link: object,
+    extra: list[object] | None = None,
+    on_ready: object = None,
+) -> None:
     from gridflock.service.server import run_service
 
     starters = []
     start = getattr(link, "run", None)
     if start is not None:
         starters.append(start)
-    await run_service(settings, runtime, [*starters, *(extra or [])],  # type: ignore[list-item]
-                      on_ready)  # type: ignore[arg-type]
+    await run_service(
+        settings,
+        runtime,
+        [*starters, *(extra or [])],  # type: ignore[list-item]
+        on_ready,
+    )  # type: ignore[arg-type]
 
 
 @app.command()
@@ -169,13 +200,20 @@ def demo(
     host: Host = None,
     port: Port = None,
     db: Annotated[str, typer.Option("--db", help="Database URL.")] = "sqlite:///gridflock-demo.db",
-    mqtt: Annotated[str | None, typer.Option(
-        help="Run the twin's devices as MQTT gateways against this broker instead of in "
-             "process, e.g. mqtt://127.0.0.1:1883.")] = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(
+            help="Run the twin's devices as MQTT gateways against this broker instead of in "
+            "process, e.g. mqtt://127.0.0.1:1883."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of fleet, weather and faults.")] = 7,
-    event_after: Annotated[float, typer.Option(
-        min=0, help="Seconds until the scripted peak event fires (0: no scripted event).")]
-    = 180.0,
+    event_after: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds until the scripted peak event fires (0: no scripted event)."
+        ),
+    ] = 180.0,
 ) -> None:
     """The whole VPP in one process: a twin fleet, the service and its API, no setup."""
     from gridflock.domain.auth import Role
@@ -236,6 +274,61 @@ async def _scripted_event(runtime: Runtime, after_s: float) -> None:
         log.warning("no up flexibility for the scripted event; skipped")
         return
     kw = float(f"{0.5 * flex:.2g}")
-    event = await runtime.create_event(kw, None, 900, Scope(), Principal(
-        "demo", "demo-script", Role.OPERATOR))
+    event = await runtime.create_event(
+        kw, None, 900, Scope(), Principal("demo", "demo-script", Role.OPERATOR)
+    )
     log.info("scripted peak event %s: %.0f kW for 15 min", event.id, kw)
+
+
+broker_app = typer.Typer(help="MQTT broker configuration.", no_args_is_help=True)
+app.add_typer(broker_app, name="broker")
+
+
+@broker_app.command("acl")
+def broker_acl(
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Folder for mosquitto.conf, passwd and acl.")
+    ] = Path("broker"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Broker listen port.")] = 1883,
+    listen: Annotated[str, typer.Option(help="Broker listen address.")] = "127.0.0.1",
+    tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    db: Db = None,
+) -> None:
+    """Write the Mosquitto configuration: one account per gateway, confined by ACLs.
+
+    Each gateway may publish only under gf/v1/<its id>/ and read only its own commands,
+    its ack topic and its groups' broadcasts; the service account (GRIDFLOCK_MQTT_USERNAME,
+    GRIDFLOCK_MQTT_PASSWORD) may use all of gf/v1/#. Passwords stay hashed.
+    """
+    from gridflock.gateways.mqtt.acl import GatewayCredential, hash_password, write_broker_config
+
+    settings = _settings(database_url=db)
+    if settings.mqtt_password is None:
+        fail(
+            "set GRIDFLOCK_MQTT_PASSWORD (the service's broker password) first: the broker "
+            "needs it hashed, and `gridflock serve` needs it to log in"
+        )
+    if (tls_cert is None) != (tls_key is None):
+        fail("--tls-cert and --tls-key go together")
+    store = _open_store(settings.database_url, upgrade=False)
+    gateways = [
+        GatewayCredential(g.id, g.password_hash, list(g.groups)) for g in store.list_gateways()
+    ]
+    store.close()
+    paths = write_broker_config(
+        out_dir,
+        gateways,
+        settings.mqtt_username,
+        hash_password(settings.mqtt_password.get_secret_value()),
+        port=port,
+        listener_address=listen,
+        tls_certfile=tls_cert,
+        tls_keyfile=tls_key,
+    )
+    out.print(
+        f"wrote {paths.conf}, {paths.passwd} and {paths.acl} for {len(gateways)} "
+        f"gateway(s) and the service account {settings.mqtt_username!r}",
+        highlight=False,
+    )
+    out.print(f"run: mosquitto -c {paths.conf}", highlight=False)

@@ -239,5 +239,3 @@ def _print_summary(result: ScenarioResult, paths: dict[str, Path]) -> None:
     for name, path in paths.items():
         out.print(f"{name:>8}: {path}", highlight=False)
     out.print(f"ran in {r.runtime_s:.1f} s", highlight=False)
-
-

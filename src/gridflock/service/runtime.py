@@ -16,9 +16,9 @@ import math
 import secrets
 import time
 import uuid
-from functools import partial
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -376,8 +376,13 @@ class Runtime:
                 ev = tracker.event
                 self.writer.op(
                     "samples",
-                    partial(self._store.save_event_samples, ev.id, np.array([now]),
-                            np.array([ev.target_kw]), np.array(tracker.samples_delivered[-1:])),
+                    partial(
+                        self._store.save_event_samples,
+                        ev.id,
+                        np.array([now]),
+                        np.array([ev.target_kw]),
+                        np.array(tracker.samples_delivered[-1:]),
+                    ),
                 )
         self._summary = self._compute_summary(now)
         self._history.append(
@@ -436,8 +441,7 @@ class Runtime:
                 by_status.setdefault((a.status, a.reason), []).append(a.id)
                 m.acks.labels(a.status).inc()
             for (status, reason), ids in by_status.items():
-                self.writer.op("acks", partial(self._store.set_command_status, ids, status,
-                                               reason))
+                self.writer.op("acks", partial(self._store.set_command_status, ids, status, reason))
         statuses: list[Any] = getattr(link, "take_statuses", list)()
         if statuses:
             gateways = self._spec.all_devices()[["id", "gateway_id"]]

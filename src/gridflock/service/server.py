@@ -20,21 +20,32 @@ __all__ = ["run_service"]
 log = logging.getLogger("gridflock.service")
 
 
-async def run_service(settings: Settings, runtime: Runtime,
-                      extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
-                      on_ready: Callable[[], None] | None = None) -> None:
+async def run_service(
+    settings: Settings,
+    runtime: Runtime,
+    extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM; ``extra`` coroutines (gateways, scripts) run alongside."""
     app = create_app(runtime)
-    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None,
-                            access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+    )
     server = uvicorn.Server(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(server.serve(), name="http"),
-             asyncio.create_task(runtime.run(), name="control")]
+    tasks = [
+        asyncio.create_task(server.serve(), name="http"),
+        asyncio.create_task(runtime.run(), name="control"),
+    ]
     extras = [asyncio.create_task(fn(), name="extra") for fn in extra or []]
     for t in extras:  # a helper task that fails is reported; it does not stop the service
         t.add_done_callback(_report)
@@ -44,6 +55,7 @@ async def run_service(settings: Settings, runtime: Runtime,
         await asyncio.sleep(0.05)
     if server.started and on_ready is not None:
         on_ready()
+
     async def wait_stop() -> None:
         await stop.wait()
 

@@ -136,6 +136,8 @@ class _Conn:
     gateways: list[str]
     hosted: frozenset[str]
     client: Any = None  # gmqtt.Client (untyped library)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the first connect returned (gmqtt's connect waits for QoS 1 to drain)."""
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @property
@@ -322,12 +324,13 @@ class SimulatedGateways:
                     )
                 except (OSError, TimeoutError) as e:
                     raise BrokerUnreachableError(
-                        f"cannot reach the MQTT broker at {self.broker_url}: {e or 'timed out'}"
+                        f"cannot reach the MQTT broker at {self.broker_url}: {str(e) or 'timed out'}"
                     ) from None
                 except Exception as e:  # gmqtt's MQTTConnectError: refused (credentials)
                     raise BrokerUnreachableError(
                         f"the MQTT broker at {self.broker_url} refused connection {cid!r}: {e}"
                     ) from None
+            c.ready.set()
 
         await asyncio.gather(*(one(c) for c in self._conns))
 
@@ -375,6 +378,7 @@ class SimulatedGateways:
         self._spawn(c, self._announce(c))
 
     async def _announce(self, c: _Conn) -> None:
+        await c.ready.wait()
         payload = encode_status("online", self.clock())
         for g in c.gateways:
             if not c.connected:
@@ -526,12 +530,12 @@ def _message(topic: str, payload: bytes, *, qos: int, retain: bool) -> Any:
 
 async def _publish_qos1(client: Any, topic: str, payload: bytes, *, retain: bool = False) -> None:
     """Publish at QoS 1, waiting while the broker's in-flight window (Receive Maximum) is full."""
-    for _ in range(2000):
+    for _ in range(10_000):
         try:
             client.publish(topic, payload, qos=1, retain=retain)
             return
         except OverflowError:  # all packet ids in flight: wait for PUBACKs
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.001)
     log.warning("%s: not published, the broker acknowledges nothing", topic)
 
 

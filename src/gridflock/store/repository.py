@@ -72,6 +72,16 @@ class Store:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    def schema_is_current(self) -> bool:
+        """Whether the database holds the newest schema (``gridflock db upgrade`` made it)."""
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        with self.engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+        return current == head
+
     def ping(self) -> bool:
         """Whether the database answers ``SELECT 1`` (``False`` on any database error).
 

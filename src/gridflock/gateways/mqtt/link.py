@@ -52,17 +52,21 @@ class BrokerAddress:
     password: str | None
 
     @staticmethod
-    def parse(url: str, username: str | None = None, password: str | None = None
-              ) -> BrokerAddress:
+    def parse(url: str, username: str | None = None, password: str | None = None) -> BrokerAddress:
         """``mqtt://[user[:pass]@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883)."""
         u = urlparse(url)
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-            raise ValueError(f"invalid broker URL {url!r}: use mqtt://host:1883 or "
-                             "mqtts://host:8883")
+            raise ValueError(
+                f"invalid broker URL {url!r}: use mqtt://host:1883 or mqtts://host:8883"
+            )
         tls = u.scheme == "mqtts"
-        return BrokerAddress(u.hostname, u.port or (8883 if tls else 1883), tls,
-                             unquote(u.username) if u.username else username,
-                             unquote(u.password) if u.password else password)
+        return BrokerAddress(
+            u.hostname,
+            u.port or (8883 if tls else 1883),
+            tls,
+            unquote(u.username) if u.username else username,
+            unquote(u.password) if u.password else password,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,8 +81,13 @@ class GatewayStatus:
 class MqttLink:
     """Implements the service's device link over MQTT protocol v1."""
 
-    def __init__(self, broker: BrokerAddress, gateway_of_device: Mapping[str, str],
-                 clock: Callable[[], float] = time.time, share: str = "gridflock") -> None:
+    def __init__(
+        self,
+        broker: BrokerAddress,
+        gateway_of_device: Mapping[str, str],
+        clock: Callable[[], float] = time.time,
+        share: str = "gridflock",
+    ) -> None:
         self.broker = broker
         self.gateway_of_device = dict(gateway_of_device)
         self.known = set(self.gateway_of_device)
@@ -98,19 +107,6 @@ class MqttLink:
         self._connected = False
         self._stop = asyncio.Event()
 
-    @staticmethod
-    def from_settings(settings: object, spec: object) -> MqttLink:
-        """Build the link from the service settings and the fleet's device → gateway map."""
-        from gridflock.config import Settings
-        from gridflock.domain.spec import FleetSpec
-
-        assert isinstance(settings, Settings) and isinstance(spec, FleetSpec)
-        assert settings.mqtt_url is not None
-        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
-        broker = BrokerAddress.parse(settings.mqtt_url, settings.mqtt_username, password)
-        devices = spec.all_devices()
-        return MqttLink(broker, dict(zip(devices["id"], devices["gateway_id"], strict=True)))
-
     # ------------------------------------------------------------------ connection
     @property
     def connected(self) -> bool:
@@ -121,11 +117,13 @@ class MqttLink:
         """Connect (raises ``ConnectionError`` naming the broker if it is unreachable)."""
         b = self.broker
         try:
-            await self.client.connect(b.host, b.port, ssl=ssl.create_default_context()
-                                      if b.tls else False, keepalive=30)
-        except (OSError, asyncio.TimeoutError) as e:
-            raise ConnectionError(f"cannot reach the MQTT broker at {b.host}:{b.port}: {e}; "
-                                  "is it running?") from e
+            await self.client.connect(
+                b.host, b.port, ssl=ssl.create_default_context() if b.tls else False, keepalive=30
+            )
+        except (TimeoutError, OSError) as e:
+            raise ConnectionError(
+                f"cannot reach the MQTT broker at {b.host}:{b.port}: {e}; is it running?"
+            ) from e
 
     async def run(self) -> None:
         """Stay connected until cancelled (gmqtt reconnects by itself after a drop)."""
@@ -145,9 +143,13 @@ class MqttLink:
         self._connected = True
         self.counts["connects"] += 1
         log.info("connected to the MQTT broker at %s:%d", self.broker.host, self.broker.port)
-        client.subscribe([Subscription(shared_telemetry_subscription(self.share), qos=0),
-                          Subscription("gf/v1/+/ack", qos=1, no_local=True),
-                          Subscription("gf/v1/+/status", qos=1)])
+        client.subscribe(
+            [
+                Subscription(shared_telemetry_subscription(self.share), qos=0),
+                Subscription("gf/v1/+/ack", qos=1, no_local=True),
+                Subscription("gf/v1/+/status", qos=1),
+            ]
+        )
 
     def _on_disconnect(self, client: Client, packet: object, exc: object = None) -> None:
         if self._connected:
@@ -155,8 +157,9 @@ class MqttLink:
         self._connected = False
 
     # ------------------------------------------------------------------ inbound
-    def _on_message(self, client: Client, topic: str, payload: bytes, qos: int,
-                    properties: object) -> int:
+    def _on_message(
+        self, client: Client, topic: str, payload: bytes, qos: int, properties: object
+    ) -> int:
         try:
             if topic.endswith("/telemetry"):
                 self._telemetry(topic, payload)
@@ -181,25 +184,33 @@ class MqttLink:
         self.counts["messages"] += 1
         rejected = list(decoded.rejected)
         batch = decoded.batch
-        unknown = np.fromiter((d not in self.known for d in batch.device_ids), bool,
-                              len(batch))
+        unknown = np.fromiter((d not in self.known for d in batch.device_ids), bool, len(batch))
         if unknown.any():
             for i in np.flatnonzero(unknown):
                 d = str(batch.device_ids[i])
-                rejected.append(Rejection(-1, d, "unknown_device",
-                                          f"device {d!r} is not provisioned in the fleet"))
+                rejected.append(
+                    Rejection(
+                        -1, d, "unknown_device", f"device {d!r} is not provisioned in the fleet"
+                    )
+                )
             keep = ~unknown
-            batch = TelemetryBatch(batch.device_ids[keep], batch.ts[keep], batch.p_kw[keep],
-                                   batch.soc[keep], batch.p_baseline_kw[keep],
-                                   {k: v[keep] for k, v in batch.extras.items()})
+            batch = TelemetryBatch(
+                batch.device_ids[keep],
+                batch.ts[keep],
+                batch.p_kw[keep],
+                batch.soc[keep],
+                batch.p_baseline_kw[keep],
+                {k: v[keep] for k, v in batch.extras.items()},
+            )
         for r in rejected:
             self.counts[f"rejected:{r.reason}"] += 1
         self.counts["readings"] += decoded.received
         if len(batch):
             self._batches.append(batch)
         if rejected:
-            self.client.publish(ack_topic(decoded.gateway),
-                                encode_telemetry_ack(decoded.received, rejected), qos=0)
+            self.client.publish(
+                ack_topic(decoded.gateway), encode_telemetry_ack(decoded.received, rejected), qos=0
+            )
 
     def receive(self) -> list[TelemetryBatch]:
         """Everything that arrived since the last call, as one batch."""
@@ -209,15 +220,20 @@ class MqttLink:
         if len(batches) <= 1:
             return batches
         keys = set.intersection(*(set(b.extras) for b in batches))
-        return [TelemetryBatch(
-            np.concatenate([b.device_ids for b in batches]),
-            np.concatenate([b.ts for b in batches]),
-            np.concatenate([b.p_kw for b in batches]),
-            np.concatenate([b.soc for b in batches]),
-            np.concatenate([b.p_baseline_kw for b in batches]),
-            {k: np.concatenate([b.extras[k] for b in batches]) for k in keys} | {
-                k: np.concatenate([b.extras.get(k, np.full(len(b), np.nan)) for b in batches])
-                for k in set().union(*(b.extras for b in batches)) - keys})]
+        return [
+            TelemetryBatch(
+                np.concatenate([b.device_ids for b in batches]),
+                np.concatenate([b.ts for b in batches]),
+                np.concatenate([b.p_kw for b in batches]),
+                np.concatenate([b.soc for b in batches]),
+                np.concatenate([b.p_baseline_kw for b in batches]),
+                {k: np.concatenate([b.extras[k] for b in batches]) for k in keys}
+                | {
+                    k: np.concatenate([b.extras.get(k, np.full(len(b), np.nan)) for b in batches])
+                    for k in set().union(*(b.extras for b in batches)) - keys
+                },
+            )
+        ]
 
     def take_acks(self) -> list[CommandAcks]:
         """Command acknowledgements received since the last call."""
@@ -238,8 +254,11 @@ class MqttLink:
             return
         if not self._connected:
             self.counts["commands_unsent"] += len(commands)
-            log.warning("broker unreachable: %d command(s) not sent (they will be re-sent "
-                        "while the event lasts)", len(commands))
+            log.warning(
+                "broker unreachable: %d command(s) not sent (they will be re-sent "
+                "while the event lasts)",
+                len(commands),
+            )
             return
         for gateway, payload in encode_commands(commands, self.gateway_of_device).items():
             self.client.publish(f"gf/v1/{gateway}/cmd", payload, qos=1)
