@@ -65,7 +65,8 @@ def test_config_show_reads_env_and_toml_and_masks_secrets(tmp_path):
     assert shown["mqtt_url"] == "mqtt://127.0.0.1:1883"
     assert shown["database_url"] == "postgresql://app:********@db.local/gf"
     assert shown["mqtt_password"] == "********"
-    assert "hunter2" not in r.stdout and "s3cret" not in r.stdout
+    assert "hunter2" not in r.stdout
+    assert "s3cret" not in r.stdout
     r = run("config", "show", env={"GRIDFLOCK_PORT": "eighty"})
     assert r.returncode == 2
     assert "PORT" in r.stderr
@@ -87,7 +88,8 @@ def test_broker_acl_writes_accounts_for_provisioned_gateways(tmp_path):
     assert "gf/v1/gw-a/telemetry" in acl
     assert "gf/v1/groups/north/activate" in acl
     passwd = (tmp_path / "broker" / "passwd").read_text()
-    assert "gw-a:$7$" in passwd and "gridflock-service:$7$" in passwd
+    assert "gw-a:$7$" in passwd
+    assert "gridflock-service:$7$" in passwd
     assert "a-secret" not in passwd
     assert "18830" in (tmp_path / "broker" / "mosquitto.conf").read_text()
     r = run("broker", "acl", "--out", str(tmp_path / "b2"), env={"GRIDFLOCK_DATABASE_URL": url})

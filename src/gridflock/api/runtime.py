@@ -61,8 +61,9 @@ class Runtime(Protocol):
         ...
 
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
-        """Replace the provisioned fleet (sites, devices, grid nodes); live values of
-        devices that stay are kept.
+        """Replace the provisioned fleet (sites, devices, grid nodes).
+
+        Live values of the devices that stay are kept.
         """
         ...
 
@@ -80,8 +81,10 @@ class Runtime(Protocol):
         ...
 
     def fleet_summary(self) -> dict[str, Any]:
-        """The fleet now: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``,
-        ``flex_duration_h``, ``devices_online``, ``devices_total``, ``by_kind`` (list).
+        """The fleet now.
+
+        Keys: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``, ``flex_duration_h``,
+        ``devices_online``, ``devices_total``, ``by_kind`` (list).
         """
         ...
 

@@ -163,7 +163,8 @@ def _mqtt_link(settings: Settings, spec: object) -> object:
     from gridflock.domain.spec import FleetSpec
     from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
 
-    assert isinstance(spec, FleetSpec) and settings.mqtt_url is not None
+    assert isinstance(spec, FleetSpec)
+    assert settings.mqtt_url is not None
     secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     try:
         broker = BrokerAddress.parse(settings.mqtt_url, settings.mqtt_username, secret)

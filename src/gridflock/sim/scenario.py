@@ -277,7 +277,7 @@ def _forecast_default_event(
     # a day-ahead forecast at quarter-hour resolution is all the placement needs
     coarse = min(FORECAST_STEP_S, cfg.hours * 3600 / 8)  # at least 8 steps in the window
     cfg = replace(cfg, step_s=max(cfg.step_s, coarse))
-    steps = int(round(cfg.hours * 3600 / cfg.step_s))
+    steps = round(cfg.hours * 3600 / cfg.step_s)
     times = pd.date_range(start, periods=steps, freq=pd.Timedelta(seconds=cfg.step_s))
     candidates = _candidate_steps(times, tz)
     available: dict[tuple[int, float], float] = {}
