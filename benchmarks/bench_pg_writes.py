@@ -25,10 +25,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
+from _common import Timing, console, ms, parser, print_header, print_table, verdict
 from gridflock.domain.messages import TelemetryBatch
 from gridflock.store import Store
-
-from _common import Timing, console, ms, parser, print_header, print_table, verdict
 
 TARGET_ROWS_S = 50_000
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -77,9 +76,18 @@ def main() -> None:
         for n in BATCHES:
             t = run(pg, n, args.repeat, rng)
             rate = n / t.median
-            rows.append(("PostgreSQL (COPY + merge)", f"{n:,}", ms(t.median), ms(t.min),
-                         ms(t.max), f"{rate:,.0f}", f"{n / t.min:,.0f}",
-                         verdict(rate, TARGET_ROWS_S, lower_is_better=False)))
+            rows.append(
+                (
+                    "PostgreSQL (COPY + merge)",
+                    f"{n:,}",
+                    ms(t.median),
+                    ms(t.min),
+                    ms(t.max),
+                    f"{rate:,.0f}",
+                    f"{n / t.min:,.0f}",
+                    verdict(rate, TARGET_ROWS_S, lower_is_better=False),
+                )
+            )
         if args.profile:
             batch = make_batch(50_000, time.time() - 3600.0, rng)
             prof = cProfile.Profile()
@@ -98,14 +106,32 @@ def main() -> None:
             for n in BATCHES:
                 t = run(lite, n, args.repeat, rng)
                 rate = n / t.median
-                rows.append(("SQLite (INSERT OR IGNORE)", f"{n:,}", ms(t.median), ms(t.min),
-                             ms(t.max), f"{rate:,.0f}", f"{n / t.min:,.0f}", "(comparison)"))
+                rows.append(
+                    (
+                        "SQLite (INSERT OR IGNORE)",
+                        f"{n:,}",
+                        ms(t.median),
+                        ms(t.min),
+                        ms(t.max),
+                        f"{rate:,.0f}",
+                        f"{n / t.min:,.0f}",
+                        "(comparison)",
+                    )
+                )
             lite.close()
     print_table(
         f"write_telemetry, {args.repeat} repeats after a warm-up (target ≥ {TARGET_ROWS_S:,} "
         "rows/s into PostgreSQL)",
-        ["backend", "rows/batch", "median ms", "min ms", "max ms", "rows/s (median)",
-         "rows/s (best)", "verdict"],
+        [
+            "backend",
+            "rows/batch",
+            "median ms",
+            "min ms",
+            "max ms",
+            "rows/s (median)",
+            "rows/s (best)",
+            "verdict",
+        ],
         rows,
     )
 

@@ -7,6 +7,9 @@ of service time takes a few hundred milliseconds and every figure is reproducibl
 from __future__ import annotations
 
 import asyncio
+import shutil
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +60,7 @@ class Rig:
 def _runtime(url: str, store: Store, spec: FleetSpec, clock: FakeClock) -> Runtime:
     settings = Settings(database_url=url, control_interval_s=STEP_S)
     twin = RealtimeTwin(
-        spec, seed=3, step_s=STEP_S, imperfections=Imperfections.ideal(), clock=clock
+        spec, seed=3, step_s=STEP_S, hours=1.0, imperfections=Imperfections.ideal(), clock=clock
     )
     return Runtime(settings, store, spec, twin, clock=clock)
 
@@ -67,12 +70,22 @@ def fleet() -> FleetSpec:
     return generate_fleet(100, 1)
 
 
+@pytest.fixture(scope="module")
+def template_db(tmp_path_factory: pytest.TempPathFactory, fleet: FleetSpec) -> Path:
+    """A migrated database holding the fleet, made once and copied for each test."""
+    db = tmp_path_factory.mktemp("runtime") / "template.db"
+    with Store(f"sqlite:///{db}") as store:
+        store.upgrade()
+        store.save_fleet(fleet)
+    return db
+
+
 @pytest.fixture
-def rig(tmp_path: Path, fleet: FleetSpec) -> Iterator[Rig]:
-    url = f"sqlite:///{tmp_path / 'service.db'}"
+def rig(tmp_path: Path, fleet: FleetSpec, template_db: Path) -> Iterator[Rig]:
+    db = tmp_path / "service.db"
+    shutil.copyfile(template_db, db)
+    url = f"sqlite:///{db}"
     store = Store(url)
-    store.upgrade()
-    store.save_fleet(fleet)
     clock = FakeClock(T0)
     yield Rig(_runtime(url, store, fleet, clock), clock, store, fleet, url)
     store.close()
@@ -90,9 +103,12 @@ def test_devices_come_online_as_they_report(rig: Rig) -> None:
     rig.cycles(10)
     h = rt.health()
     assert h["devices_online"] == h["devices_total"] == rig.spec.n_devices
-    assert h["status"] == "ok" and h["database"] == "up" and h["mqtt"] == "disabled"
+    assert h["status"] == "ok"
+    assert h["database"] == "up"
+    assert h["mqtt"] == "disabled"
     summary = rt.fleet_summary()
-    assert summary["flex_up_kw"] > 50 and summary["flex_down_kw"] > 50
+    assert summary["flex_up_kw"] > 50
+    assert summary["flex_down_kw"] > 50
 
 
 def test_event_is_delivered_then_cancelled_and_recorded(rig: Rig) -> None:
@@ -110,7 +126,8 @@ def test_event_is_delivered_then_cancelled_and_recorded(rig: Rig) -> None:
     assert len(delivered) == 30
     assert abs(delivered.mean() - target) <= 0.10 * target, delivered
     view = rt.event(ev_id)
-    assert view.delivered_kw is not None and view.commands_sent > 0
+    assert view.delivered_kw is not None
+    assert view.commands_sent > 0
 
     cancelled = asyncio.run(rt.cancel_event(ev_id, OPERATOR))
     assert cancelled.status is EventStatus.CANCELLED
@@ -123,7 +140,8 @@ def test_event_is_delivered_then_cancelled_and_recorded(rig: Rig) -> None:
     s = rig.store
     stored = s.get_event(ev_id)
     assert stored.status is EventStatus.CANCELLED
-    assert stored.target_kw == target and stored.created_by == OPERATOR.label
+    assert stored.target_kw == target
+    assert stored.created_by == OPERATOR.label
     samples = s.event_samples(ev_id)
     assert len(samples) >= 60  # one per cycle while active
     assert np.allclose(samples["target_kw"], target)
@@ -208,3 +226,64 @@ def test_a_restarted_runtime_resumes_the_active_event(rig: Rig) -> None:
     assert second.writer.flush() is True
     assert len(rig.store.event_samples(ev_id)) >= samples_before + 40  # samples continue
     assert rig.store.get_event(ev_id).status is EventStatus.ACTIVE
+
+
+class SlowStore:
+    """A real store whose telemetry writes take ``delay_s`` once ``slow`` is set."""
+
+    def __init__(self, store: Store, delay_s: float) -> None:
+        self._store = store
+        self.delay_s = delay_s
+        self.slow = False
+        self.writing = threading.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._store, name)
+
+    def write_telemetry(self, batch: object) -> int:
+        if self.slow:
+            self.writing.set()
+            time.sleep(self.delay_s)
+        return self._store.write_telemetry(batch)  # type: ignore[arg-type]
+
+
+def test_run_returns_only_after_everything_queued_is_written(
+    tmp_path: Path, fleet: FleetSpec, template_db: Path
+) -> None:
+    """A stop while a write is in flight: what the last cycles queued must still be written.
+
+    (``gridflock serve`` on SIGTERM relies on ``run()``'s final flush.)
+    """
+    db = tmp_path / "slow.db"
+    shutil.copyfile(template_db, db)
+    url = f"sqlite:///{db}"
+    real = Store(url)
+    slow = SlowStore(real, delay_s=1.0)
+    settings = Settings(database_url=url, control_interval_s=0.2, telemetry_flush_s=0.05)
+    twin = RealtimeTwin(fleet, seed=3, step_s=0.2, hours=0.1, imperfections=Imperfections.ideal())
+
+    async def scenario() -> Runtime:
+        rt = Runtime(settings, slow, fleet, twin)  # type: ignore[arg-type]
+        loop = asyncio.create_task(rt.run())
+        deadline = time.monotonic() + 10
+        while rt.writer.stats.rows_written == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert rt.writer.stats.rows_written > 0
+        slow.slow = True  # the database gets slow
+        assert await asyncio.to_thread(slow.writing.wait, 5)
+        event = await rt.create_event(5.0, None, 600, Scope(), OPERATOR)
+        await asyncio.sleep(0.5)  # two more control cycles queue readings meanwhile
+        assert rt.writer.buffered_rows > 0
+        rt.stop()
+        await asyncio.wait_for(loop, 15)
+        left = (rt.writer.buffered_rows, rt.writer.pending_ops)
+        assert left == (0, 0), f"run() returned with {left} (readings, writes) not written"
+        return rt, event.id
+
+    try:
+        rt, ev_id = asyncio.run(scenario())
+        assert rt.writer.pending_ops == 0
+        assert [e.id for e in real.list_events()] == [ev_id]
+    finally:
+        time.sleep(1.2)  # let the in-flight write finish before the database goes
+        real.close()

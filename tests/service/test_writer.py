@@ -109,7 +109,9 @@ def test_outage_buffers_then_writes_everything_in_order(real_store: Store) -> No
     writer.op("first", lambda: (flaky.audit("system", "a.first", "x"), ops_done.append("first")))
     for k in range(10):  # ten cycles of 10 readings while the database is away
         writer.telemetry(_batch(dev, T0 + 10 * k + np.arange(10.0), np.full(10, float(k))))
-        writer.op(f"op {k}", lambda k=k: (flaky.audit("system", f"a.{k}", "x"), ops_done.append(f"{k}")))
+        writer.op(
+            f"op {k}", lambda k=k: (flaky.audit("system", f"a.{k}", "x"), ops_done.append(f"{k}"))
+        )
         assert writer.flush() is False
         assert writer.stats.database_up is False
         assert writer.buffered_rows == 10 * (k + 1)

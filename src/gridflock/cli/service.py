@@ -6,9 +6,10 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable, Coroutine
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -178,21 +179,16 @@ async def _serve(
     settings: Settings,
     runtime: Runtime,
     link: object,
-    extra: list[object] | None = None,
-    on_ready: object = None,
+    extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
+    on_ready: Callable[[], None] | None = None,
 ) -> None:
     from gridflock.service.server import run_service
 
-    starters = []
-    start = getattr(link, "run", None)
+    tasks = list(extra or [])
+    start = getattr(link, "run", None)  # a link with a connection to keep (MQTT)
     if start is not None:
-        starters.append(start)
-    await run_service(
-        settings,
-        runtime,
-        [*starters, *(extra or [])],  # type: ignore[list-item]
-        on_ready,
-    )  # type: ignore[arg-type]
+        tasks.insert(0, start)
+    await run_service(settings, runtime, tasks, on_ready)
 
 
 @app.command()
@@ -233,7 +229,7 @@ def demo(
     store.save_fleet(spec)
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
     viewer, _ = store.create_api_key(Role.VIEWER, "demo-viewer")
-    extra = []
+    extra: list[Callable[[], Coroutine[Any, Any, None]]] = []
     if mqtt:
         from gridflock.sim.gateways import SimulatedGateways
 

@@ -38,5 +38,5 @@ def setup_logging(level: str = "info", fmt: str = "console") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access",):
+    for noisy in ("uvicorn.access", "gmqtt"):
         logging.getLogger(noisy).setLevel("WARNING")

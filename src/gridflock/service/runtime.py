@@ -88,8 +88,10 @@ class Runtime:
         self._summary: dict[str, Any] = {}
         self._status: dict[str, EventStatus] = {}
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
         self.mqtt_enabled = settings.mqtt_url is not None
         self._messages_seen = 0
+        self._writing = False
 
     def _set_fleet(self, spec: FleetSpec, keep: FleetState | None = None) -> None:
         self._spec = spec
@@ -103,6 +105,9 @@ class Runtime:
                 arr[has] = keep.extras[name][old[has]]
         self._state = state
         self.dispatcher = Dispatcher(state, self._tracker_config)
+        update = getattr(self.link, "update_fleet", None)
+        if update is not None:  # the link screens devices against the fleet
+            update(spec)
         self.metrics_.devices_total.set(state.n)
 
     # ------------------------------------------------------------------ protocol
@@ -224,6 +229,7 @@ class Runtime:
         )
         self.dispatcher.add(event)
         self._status[event.id] = event.status
+        self._wake.set()  # act on it now, not at the next tick of the loop
         self.writer.op("event", lambda: self._store.save_event(event))
         self._audit(
             principal.label,
@@ -293,6 +299,7 @@ class Runtime:
         old_trackers = self.dispatcher.trackers
         self._set_fleet(spec, keep=self._state)
         self.dispatcher.trackers.update(old_trackers)  # keep finished events listed
+        self._summary = {}  # describe the new fleet from the next read on
         self._audit(
             principal.label,
             "fleet.import",
@@ -405,23 +412,32 @@ class Runtime:
         interval = self.settings.control_interval_s
         try:
             while not self._stopping.is_set():
+                self._wake.clear()
                 self.control_cycle()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(
-                        self._stopping.wait(), interval - (self.now() % interval)
-                    )
+                    await asyncio.wait_for(self._woken(), interval - (self.now() % interval))
         finally:
-            writer.cancel()
+            self._writing = False
+            await writer  # let the flush in flight finish: a cancelled thread goes on running
             await asyncio.to_thread(self.writer.flush)
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish its cycle and return."""
         self._stopping.set()
+        self._wake.set()
+
+    async def _woken(self) -> None:
+        """Return when stopping, or when something wants a cycle now (a new event)."""
+        await self._wake.wait()
 
     async def _write_loop(self) -> None:
-        while True:
+        self._writing = True
+        while self._writing:
             await asyncio.to_thread(self.writer.flush)
-            await asyncio.sleep(self.settings.telemetry_flush_s)
+            for _ in range(max(int(self.settings.telemetry_flush_s / 0.1), 1)):
+                if not self._writing:
+                    return
+                await asyncio.sleep(0.1)
 
     # ------------------------------------------------------------------ helpers
     def _link_reports(self, now: float) -> None:
@@ -433,6 +449,9 @@ class Runtime:
                 if key.startswith("rejected:") and n:
                     m.rejected.labels(key.split(":", 1)[1]).inc(n)
                     counts[key] = 0
+            if counts.get("protocol_errors"):  # messages refused whole
+                m.rejected.labels("protocol_error").inc(counts["protocol_errors"])
+                counts["protocol_errors"] = 0
             m.messages.inc(counts.get("messages", 0) - self._messages_seen)
             self._messages_seen = counts.get("messages", 0)
         for acks in getattr(link, "take_acks", list)():

@@ -46,14 +46,15 @@ class StoreWriter:
         self.stats = WriterStats()
         self._telemetry: deque[TelemetryBatch] = deque()
         self._rows = 0
+        self._in_flight = 0
         self._ops: deque[tuple[str, Callable[[], object]]] = deque()
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
 
     @property
     def buffered_rows(self) -> int:
-        """Readings waiting to be written."""
-        return self._rows
+        """Readings waiting to be written (including a chunk being written now)."""
+        return self._rows + self._in_flight
 
     @property
     def pending_ops(self) -> int:
@@ -130,6 +131,7 @@ class StoreWriter:
                     rows += len(b)
                 self._rows -= rows
             merged = _concat(batches)
+            self._in_flight = rows  # still counted as buffered until written
             try:
                 self.store.write_telemetry(merged)
             except Exception as e:
@@ -137,6 +139,8 @@ class StoreWriter:
                     self._telemetry.extendleft(reversed(batches))
                     self._rows += rows
                 return self._failed("telemetry", e)
+            finally:
+                self._in_flight = 0
             self.stats.rows_written += rows
             self._recovered()
         return True

@@ -1,6 +1,9 @@
 """The service's side of MQTT: telemetry in, commands out, acknowledgements both ways.
 
-One gmqtt connection (asyncio, fast) as the service account. Telemetry comes through a
+One gmqtt connection (asyncio, fast) as the service account, speaking MQTT 3.1.1: under
+MQTT 5 Mosquitto grants a client only 20 QoS 1 messages in flight (``receive_maximum``),
+too few for a burst of commands to thousands of gateways; 3.1.1 has no such window, and
+Mosquitto serves ``$share`` subscriptions to 3.1.1 clients all the same. Telemetry comes through a
 shared subscription, so several service processes can split the load; each message is
 decoded and screened at once (bad readings are answered on the gateway's ack topic with
 the reason, the valid rest kept) and queued; the control loop drains the queue as one
@@ -22,8 +25,10 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 from gmqtt import Client, Subscription
+from gmqtt.mqtt.constants import MQTTv311
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
     CommandAcks,
     ProtocolError,
@@ -107,6 +112,12 @@ class MqttLink:
         self._connected = False
         self._stop = asyncio.Event()
 
+    def update_fleet(self, spec: FleetSpec) -> None:
+        """Take up a new fleet: which devices exist and which gateway carries each."""
+        devices = spec.all_devices()
+        self.gateway_of_device = dict(zip(devices["id"], devices["gateway_id"], strict=True))
+        self.known = set(self.gateway_of_device)
+
     # ------------------------------------------------------------------ connection
     @property
     def connected(self) -> bool:
@@ -118,7 +129,11 @@ class MqttLink:
         b = self.broker
         try:
             await self.client.connect(
-                b.host, b.port, ssl=ssl.create_default_context() if b.tls else False, keepalive=30
+                b.host,
+                b.port,
+                ssl=ssl.create_default_context() if b.tls else False,
+                keepalive=30,
+                version=MQTTv311,
             )
         except (TimeoutError, OSError) as e:
             raise ConnectionError(
@@ -146,13 +161,13 @@ class MqttLink:
         client.subscribe(
             [
                 Subscription(shared_telemetry_subscription(self.share), qos=0),
-                Subscription("gf/v1/+/ack", qos=1, no_local=True),
+                Subscription("gf/v1/+/ack", qos=1),
                 Subscription("gf/v1/+/status", qos=1),
             ]
         )
 
     def _on_disconnect(self, client: Client, packet: object, exc: object = None) -> None:
-        if self._connected:
+        if self._connected and not self._stop.is_set():
             log.warning("lost the MQTT broker connection; reconnecting")
         self._connected = False
 
@@ -184,16 +199,27 @@ class MqttLink:
         self.counts["messages"] += 1
         rejected = list(decoded.rejected)
         batch = decoded.batch
-        unknown = np.fromiter((d not in self.known for d in batch.device_ids), bool, len(batch))
-        if unknown.any():
-            for i in np.flatnonzero(unknown):
+        # a gateway may only speak for the devices the fleet places behind it
+        owners = self.gateway_of_device
+        foreign = np.fromiter(
+            (owners.get(d) != decoded.gateway for d in batch.device_ids), bool, len(batch)
+        )
+        if foreign.any():
+            kept_index = np.setdiff1d(
+                np.arange(decoded.received), np.array([r.index for r in rejected], dtype=np.int64)
+            )
+            for i in np.flatnonzero(foreign):
                 d = str(batch.device_ids[i])
-                rejected.append(
-                    Rejection(
-                        -1, d, "unknown_device", f"device {d!r} is not provisioned in the fleet"
-                    )
+                where = (
+                    "is not provisioned in the fleet"
+                    if d not in self.known
+                    else (f"is behind gateway {owners[d]!r}, not {decoded.gateway!r}")
                 )
-            keep = ~unknown
+                rejected.append(
+                    Rejection(int(kept_index[i]), d, "unknown_device", f"device {d!r} {where}")
+                )
+            rejected.sort(key=lambda r: r.index)
+            keep = ~foreign
             batch = TelemetryBatch(
                 batch.device_ids[keep],
                 batch.ts[keep],
