@@ -166,8 +166,9 @@ async def _scenario(
             assert all(gw_of[d] == dec.gateway for d in dec.batch.device_ids)
             assert abs(float(dec.batch.ts[0]) - time.time()) < 5  # wall-clock stamps
 
-        # retained online statuses, seen by a client that subscribes afterwards
-        late = Listener(tag, ["gf/v1/+/status"])
+        # retained online statuses, seen by a client that subscribes afterwards (to our
+        # gateways' topics only: other runs may have left many retained statuses)
+        late = Listener(tag, [status_topic(g) for g in sorted(gateways)])
         try:
 
             def online() -> set[str]:
@@ -242,7 +243,7 @@ async def _scenario(
         await asyncio.wait_for(task, 10.0)
 
     # clean stop: retained offline for every gateway; then clear them from the shared broker
-    late = Listener(tag, ["gf/v1/+/status"])
+    late = Listener(tag, [status_topic(g) for g in sorted(gateways)])
     try:
 
         def offline() -> set[str]:

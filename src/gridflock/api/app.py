@@ -8,9 +8,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from gridflock.api._catalog import CatalogCache
-from gridflock.api.auth import AuthCache
+from gridflock.api.auth import AuthCache, SessionStore
 from gridflock.api.errors import install_problem_handlers
-from gridflock.api.routes import admin, assets, events, fleet, stream, system
+from gridflock.api.routes import admin, aggregates, assets, events, fleet, stream, system
 from gridflock.api.runtime import Runtime
 from gridflock.api.schemas import ProblemOut
 
@@ -22,7 +22,8 @@ _DESCRIPTION = """
 The REST API of a Gridflock virtual power plant.
 
 **Authentication.** Send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`
-(create keys with `gridflock apikey create`). Roles: **viewer** reads everything,
+(create keys with `gridflock apikey create`); the dashboard's session cookie works too
+(state-changing requests by cookie also need `X-Requested-With: gridflock`). Roles: **viewer** reads everything,
 **operator** also creates and cancels events, **admin** also imports the fleet, manages
 gateways and lists API keys. `/api/v1/health` and `/metrics` need no key.
 
@@ -83,10 +84,11 @@ def create_app(
     app.state.runtime = runtime
     app.state.auth_cache = AuthCache(ttl_s=auth_cache_ttl_s)
     app.state.catalog = CatalogCache()
+    app.state.sessions = SessionStore()
     app.state.stream_heartbeat_s = stream_heartbeat_s
     install_problem_handlers(app)
     app.include_router(system.router, prefix=API_PREFIX)
-    for module in (fleet, assets, events, admin, stream):
+    for module in (fleet, aggregates, assets, events, admin, stream):
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
     return app

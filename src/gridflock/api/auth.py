@@ -1,14 +1,21 @@
-"""API-key authentication and role checks.
+"""API-key authentication, dashboard sessions and role checks.
 
 A key comes in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; the runtime
 says who is behind it. Successful look-ups are cached for a few seconds (by the key's
 SHA-256, never the key itself), so hot read endpoints do not hit the database on each
 request; a revoked key therefore keeps working for at most ``ttl_s``.
+
+The dashboard signs in once with a key and then holds an opaque session id in an
+HttpOnly cookie (:class:`SessionStore` maps it to the principal, server side). The API
+accepts that cookie instead of a key; a state-changing request authenticated by the
+cookie must also carry ``X-Requested-With: gridflock`` (a header a cross-site form
+cannot send), so the cookie cannot be used for cross-site request forgery.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
@@ -22,14 +29,24 @@ from gridflock.api.runtime import Runtime
 from gridflock.domain.auth import Principal, Role
 
 __all__ = [
+    "CSRF_HEADER",
+    "CSRF_VALUE",
+    "SESSION_COOKIE",
     "Admin",
     "AuthCache",
     "Operator",
+    "SessionStore",
     "Viewer",
     "authenticate_request",
     "key_from_headers",
+    "principal_from_request",
     "require",
 ]
+
+SESSION_COOKIE = "gf_session"
+CSRF_HEADER = "X-Requested-With"
+CSRF_VALUE = "gridflock"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 _bearer = HTTPBearer(
     auto_error=False, description="An API key as a bearer token: `Authorization: Bearer <key>`."
@@ -74,6 +91,73 @@ class AuthCache:
     def clear(self) -> None:
         """Forget every cached authentication."""
         self._entries.clear()
+
+
+class SessionStore:
+    """Dashboard sessions: opaque random id → (expiry, principal), in memory.
+
+    Sessions end on sign-out, after ``ttl_s`` seconds, or when the process restarts.
+    """
+
+    def __init__(self, ttl_s: float = 12 * 3600.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+
+    def create(self, principal: Principal) -> str:
+        """Start a session for ``principal``; returns its id (to put in the cookie)."""
+        now = time.monotonic()
+        if len(self._entries) >= self.max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] >= now}
+            if len(self._entries) >= self.max_entries:  # still full: drop the oldest
+                oldest = min(self._entries, key=lambda k: self._entries[k][0])
+                del self._entries[oldest]
+        session_id = secrets.token_urlsafe(32)
+        self._entries[session_id] = (now + self.ttl_s, principal)
+        return session_id
+
+    def get(self, session_id: str | None) -> Principal | None:
+        """The principal of a live session, or None (unknown or expired)."""
+        if not session_id:
+            return None
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        if entry[0] < time.monotonic():
+            del self._entries[session_id]
+            return None
+        return entry[1]
+
+    def end(self, session_id: str | None) -> None:
+        """Forget a session (sign-out)."""
+        if session_id:
+            self._entries.pop(session_id, None)
+
+
+def _session_principal(request: Request) -> Principal | None:
+    """The principal of the request's session cookie; 403 when a CSRF header is missing."""
+    sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
+    if sessions is None:
+        return None
+    principal = sessions.get(request.cookies.get(SESSION_COOKIE))
+    if principal is None:
+        return None
+    if request.method not in _SAFE_METHODS and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
+        raise ProblemError(
+            403,
+            f"a request signed in by the dashboard's session cookie that changes anything "
+            f"must send the header '{CSRF_HEADER}: {CSRF_VALUE}'",
+        )
+    return principal
+
+
+async def principal_from_request(request: Request, key: str | None) -> Principal:
+    """The caller: by ``key`` when given, else by session cookie; 401 when neither."""
+    if key is None:
+        principal = _session_principal(request)
+        if principal is not None:
+            return principal
+    return await authenticate_request(request, key)
 
 
 def key_from_headers(request: Request) -> str | None:
@@ -122,7 +206,7 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, Principal]]:
     ) -> Principal:
         key = bearer.credentials.strip() if bearer and bearer.credentials.strip() else None
         key = key or (header_key.strip() if header_key and header_key.strip() else None)
-        principal = await authenticate_request(request, key)
+        principal = await principal_from_request(request, key)
         if not principal.role.allows(role):
             raise ProblemError(
                 403,

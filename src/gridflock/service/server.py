@@ -14,6 +14,7 @@ import uvicorn
 from gridflock.api.app import create_app
 from gridflock.config import Settings
 from gridflock.service.runtime import Runtime
+from gridflock.web import install_dashboard
 
 __all__ = ["run_service"]
 
@@ -28,6 +29,7 @@ async def run_service(
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``extra`` coroutines (gateways, scripts) run alongside."""
     app = create_app(runtime)
+    install_dashboard(app)
     config = uvicorn.Config(
         app,
         host=settings.host,

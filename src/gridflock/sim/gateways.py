@@ -324,7 +324,8 @@ class SimulatedGateways:
                     )
                 except (OSError, TimeoutError) as e:
                     raise BrokerUnreachableError(
-                        f"cannot reach the MQTT broker at {self.broker_url}: {str(e) or 'timed out'}"
+                        f"cannot reach the MQTT broker at {self.broker_url}: "
+                        f"{str(e) or 'timed out'}"
                     ) from None
                 except Exception as e:  # gmqtt's MQTTConnectError: refused (credentials)
                     raise BrokerUnreachableError(

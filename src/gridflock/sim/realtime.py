@@ -12,7 +12,6 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
@@ -71,12 +70,11 @@ class RealtimeTwin:
                 self._start()
             self.twin.step()
             for b in self.twin.receive():
+                extras = dict(b.extras)
+                if "departure_ts" in extras:  # a time too: onto the wall clock with the rest
+                    extras["departure_ts"] = extras["departure_ts"] + self.offset_s
                 out.append(TelemetryBatch(b.device_ids, b.ts + self.offset_s, b.p_kw, b.soc,
-                                          b.p_baseline_kw, b.extras, b.rows))
+                                          b.p_baseline_kw, extras, b.rows))
             if len(out) > 200:  # far behind (a paused process): drop what is stale
                 out = out[-50:]
         return out
-
-    def ids(self) -> np.ndarray:
-        """Device ids in the twin's layout."""
-        return self.twin.cap.device_ids

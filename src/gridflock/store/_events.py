@@ -289,6 +289,27 @@ def commands_for_event(conn: Connection, event_id: str) -> pd.DataFrame:
     return df
 
 
+def commands_for_device(conn: Connection, device_id: str, limit: int) -> pd.DataFrame:
+    """The latest ``limit`` commands sent to ``device_id``, newest first.
+
+    Columns as :func:`commands_for_event`.
+    """
+    table = table_of(CommandRow)
+    stmt = (
+        select(*(table.c[c] for c in _COMMAND_COLS))
+        .where(table.c.device_id == device_id)
+        .order_by(table.c.issued_at.desc(), table.c.seq.desc())
+        .limit(limit)
+    )
+    rows = conn.execute(stmt).all()
+    df = pd.DataFrame([tuple(r) for r in rows], columns=list(_COMMAND_COLS))
+    df["seq"] = df["seq"].astype(np.int64)
+    df["p_setpoint_kw"] = df["p_setpoint_kw"].astype(np.float64)
+    for col in ("issued_at", "valid_until", "acked_at"):
+        df[col] = _ts_column(df[col].tolist())
+    return df
+
+
 def set_command_status(
     conn: Connection,
     command_ids: Sequence[str],

@@ -208,6 +208,14 @@ class Store:
         with self.engine.connect() as conn:
             return _events.commands_for_event(conn, event_id)
 
+    def commands_for_device(self, device_id: str, limit: int = 100) -> pd.DataFrame:
+        """The latest ``limit`` commands sent to one device, newest first.
+
+        Columns as :meth:`commands_for_event`.
+        """
+        with self.engine.connect() as conn:
+            return _events.commands_for_device(conn, device_id, limit)
+
     def set_command_status(
         self,
         command_ids: Sequence[str],

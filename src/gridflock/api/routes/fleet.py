@@ -64,7 +64,8 @@ async def fleet_summary(runtime: RuntimeDep, _: Viewer) -> Any:
     summary="Fleet power over time",
     description=(
         "Net fleet power and power by device kind [kW] over `[start, end)`; defaults to "
-        "the last 6 hours. Role: viewer."
+        "the last 6 hours. One row per control cycle, or the mean over each step of "
+        "`every_s` seconds. Role: viewer."
     ),
     response_model=list[FleetHistoryRow],
 )
@@ -73,10 +74,18 @@ def fleet_history(
     _: Viewer,
     start: Annotated[datetime | None, Query(description=_ISO + " Default: end - 6 h.")] = None,
     end: Annotated[datetime | None, Query(description=_ISO + " Default: now.")] = None,
+    every_s: Annotated[
+        int | None,
+        Query(ge=1, le=86_400, description="Resampling step [s]: mean power per step."),
+    ] = None,
 ) -> Any:
-    """Report ``runtime.fleet_history``."""
+    """Report ``runtime.fleet_history``, resampled when asked."""
     s, e = window(start, end, runtime.now(), timedelta(hours=6))
-    return frame_rows(runtime.fleet_history(epoch(s), epoch(e)))
+    df = runtime.fleet_history(epoch(s), epoch(e))
+    if every_s is not None and len(df):
+        step = df["ts"].dt.floor(f"{every_s}s")
+        df = df.groupby(step, sort=True).mean(numeric_only=True).reset_index()
+    return frame_rows(df)
 
 
 @router.get(

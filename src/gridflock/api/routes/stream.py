@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from gridflock.api._convert import dumps
-from gridflock.api.auth import authenticate_request, key_from_headers
+from gridflock.api.auth import key_from_headers, principal_from_request
 from gridflock.api.deps import RuntimeDep
 
 __all__ = ["router", "sse_events"]
@@ -63,7 +63,8 @@ async def sse_events(
         "A `text/event-stream` of fleet and event updates, one `event: update` per control "
         "cycle with the update as JSON in `data`, and a `: heartbeat` comment every 15 s "
         "when quiet. Authenticate with the usual header, or, because the browser's "
-        "`EventSource` cannot set headers, with `?api_key=<key>` (this endpoint only). "
+        "`EventSource` cannot set headers, with `?api_key=<key>` (this endpoint only) or the "
+        "dashboard's session cookie. "
         "A key in the URL can end up in proxy and server logs and browser history: "
         "prefer the header where you can, and give the dashboard a viewer key. "
         "Role: viewer."
@@ -90,7 +91,7 @@ async def stream(
 ) -> StreamingResponse:
     """Stream ``runtime.updates()`` as SSE."""
     key = key_from_headers(request) or (api_key.strip() if api_key and api_key.strip() else None)
-    await authenticate_request(request, key)  # every role may read
+    await principal_from_request(request, key)  # every role may read; or the session
     heartbeat_s: float = request.app.state.stream_heartbeat_s
     return StreamingResponse(
         sse_events(runtime.updates(), heartbeat_s),
