@@ -17,7 +17,7 @@ __all__ = ["epoch", "frame_csv", "frame_rows", "iso", "jsonable", "utc"]
 
 def utc(value: Any) -> datetime | None:
     """An aware UTC datetime from epoch seconds, a datetime or a Timestamp (None for NaN)."""
-    if value is None:
+    if value is None or value is pd.NaT:  # NaT is a datetime instance: catch it first
         return None
     if isinstance(value, pd.Timestamp):
         if pd.isna(value):

@@ -23,9 +23,10 @@ The REST API of a Gridflock virtual power plant.
 
 **Authentication.** Send an API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`
 (create keys with `gridflock apikey create`); the dashboard's session cookie works too
-(state-changing requests by cookie also need `X-Requested-With: gridflock`). Roles: **viewer** reads everything,
-**operator** also creates and cancels events, **admin** also imports the fleet, manages
-gateways and lists API keys. `/api/v1/health` and `/metrics` need no key.
+(state-changing requests by cookie also need `X-Requested-With: gridflock`).
+Roles: **viewer** reads everything, **operator** also creates and cancels events,
+**admin** also imports the fleet, manages gateways and lists API keys.
+`/api/v1/health` and `/metrics` need no key.
 
 **Conventions.** Power in kW with the generator sign convention (> 0 towards the grid),
 energy in kWh, state of charge 0..1, times ISO 8601 UTC. Errors are RFC 9457 problem

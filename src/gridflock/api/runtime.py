@@ -67,8 +67,15 @@ class Runtime(Protocol):
         """
         ...
 
-    async def provision_gateway(self, gateway_id: str, *, kind: str, site_id: str | None,
-                                groups: list[str], principal: Principal) -> str:
+    async def provision_gateway(
+        self,
+        gateway_id: str,
+        *,
+        kind: str,
+        site_id: str | None,
+        groups: list[str],
+        principal: Principal,
+    ) -> str:
         """Register a gateway; returns its MQTT password (shown once, stored hashed)."""
         ...
 
@@ -96,8 +103,14 @@ class Runtime(Protocol):
         """Fleet power by kind over ``[start, end)``: columns ts, p_kw, and one per kind."""
         ...
 
-    async def create_event(self, target_kw: float, start: float | None, duration_s: float,
-                           scope: Scope, principal: Principal) -> Event:
+    async def create_event(
+        self,
+        target_kw: float,
+        start: float | None,
+        duration_s: float,
+        scope: Scope,
+        principal: Principal,
+    ) -> Event:
         """Schedule an event (raises ValueError with a message a person can act on)."""
         ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,7 +14,7 @@ from gridflock import __version__
 from gridflock.domain import FleetSpec, ValidationError
 
 if TYPE_CHECKING:
-    pass
+    from gridflock.sim.imperfections import Imperfections
 
 app = typer.Typer(
     help="Gridflock: thousands of small energy resources dispatched as one power plant.",
@@ -78,3 +78,27 @@ def _counts_table(spec: FleetSpec, title: str) -> Table:
 def version() -> None:
     """Print the version."""
     out.print(f"gridflock {__version__}")
+
+
+# The twin's imperfections, shared by every command that runs it.
+Latency = Annotated[float, typer.Option(min=0, help="Median command latency [s].")]
+Dropout = Annotated[float, typer.Option(min=0, max=1, help="Share of readings lost.")]
+Offline = Annotated[
+    float, typer.Option(min=0, max=1, help="Share of devices that go offline mid-run.")
+]
+Ignore = Annotated[float, typer.Option(min=0, max=1, help="Share of devices that ignore commands.")]
+Noise = Annotated[float, typer.Option(min=0, help="Measurement noise, std [kW].")]
+Ideal = Annotated[
+    bool, typer.Option(help="Perfect devices and network (overrides the five options above).")
+]
+
+
+def imperfections(
+    latency: float, dropout: float, offline: float, ignore: float, noise: float, ideal: bool
+) -> Imperfections:
+    """The twin's imperfections from the command's options."""
+    from gridflock.sim.imperfections import Imperfections
+
+    if ideal:
+        return Imperfections.ideal()
+    return Imperfections(latency, 0.7, dropout, offline, ignore, noise)

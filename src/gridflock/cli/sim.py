@@ -11,7 +11,20 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from gridflock.cli._app import _load_fleet, app, err, fail, out
+from gridflock.cli._app import (
+    Dropout,
+    Ideal,
+    Ignore,
+    Latency,
+    Noise,
+    Offline,
+    _load_fleet,
+    app,
+    err,
+    fail,
+    imperfections,
+    out,
+)
 
 if TYPE_CHECKING:
     from gridflock.sim.gateways import SimulatedGateways
@@ -61,23 +74,16 @@ def gateways(
             help="Broker password (with --connections 0: every gateway's).",
         ),
     ] = None,
-    latency: Annotated[float, typer.Option(min=0, help="Median command latency [s].")] = 3.0,
-    dropout: Annotated[float, typer.Option(min=0, max=1, help="Share of readings lost.")] = 0.02,
-    offline: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of devices that go offline mid-run.")
-    ] = 0.01,
-    ignore: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of devices that ignore commands.")
-    ] = 0.02,
-    noise: Annotated[float, typer.Option(min=0, help="Measurement noise, std [kW].")] = 0.02,
-    ideal: Annotated[
-        bool, typer.Option(help="Perfect devices and network (overrides the five options above).")
-    ] = False,
+    latency: Latency = 3.0,
+    dropout: Dropout = 0.02,
+    offline: Offline = 0.01,
+    ignore: Ignore = 0.02,
+    noise: Noise = 0.02,
+    ideal: Ideal = False,
 ) -> None:
     """Publish the twin's telemetry per gateway over MQTT and obey commands, until Ctrl-C."""
     from gridflock.cli.simulate import _parse_step
     from gridflock.sim.gateways import SimulatedGateways, parse_broker_url
-    from gridflock.sim.imperfections import Imperfections
 
     url = mqtt or os.environ.get("GRIDFLOCK_MQTT_URL") or DEFAULT_MQTT_URL
     try:
@@ -90,11 +96,7 @@ def gateways(
     spec = _load_fleet(fleet, homes, seed)
     if spec.n_devices == 0:
         fail("the fleet has no devices")
-    imperfect = (
-        Imperfections.ideal()
-        if ideal
-        else Imperfections(latency, 0.7, dropout, offline, ignore, noise)
-    )
+    imperfect = imperfections(latency, dropout, offline, ignore, noise, ideal)
     sim = SimulatedGateways(
         spec,
         url,

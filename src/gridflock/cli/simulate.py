@@ -9,7 +9,21 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from gridflock.cli._app import DEFAULT_DATE, _load_fleet, app, err, fail, out
+from gridflock.cli._app import (
+    DEFAULT_DATE,
+    Dropout,
+    Ideal,
+    Ignore,
+    Latency,
+    Noise,
+    Offline,
+    _load_fleet,
+    app,
+    err,
+    fail,
+    imperfections,
+    out,
+)
 from gridflock.domain import GridflockError
 
 if TYPE_CHECKING:
@@ -66,18 +80,12 @@ def simulate(
         Path,
         typer.Option("--out", help="Folder for summary.json, plot.png and timeseries.parquet."),
     ] = Path("out/simulate"),
-    latency: Annotated[float, typer.Option(min=0, help="Median command latency [s].")] = 3.0,
-    dropout: Annotated[float, typer.Option(min=0, max=1, help="Share of readings lost.")] = 0.02,
-    offline: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of devices that go offline mid-run.")
-    ] = 0.01,
-    ignore: Annotated[
-        float, typer.Option(min=0, max=1, help="Share of devices that ignore commands.")
-    ] = 0.02,
-    noise: Annotated[float, typer.Option(min=0, help="Measurement noise, std [kW].")] = 0.02,
-    ideal: Annotated[
-        bool, typer.Option(help="Perfect devices and network (overrides the five options above).")
-    ] = False,
+    latency: Latency = 3.0,
+    dropout: Dropout = 0.02,
+    offline: Offline = 0.01,
+    ignore: Ignore = 0.02,
+    noise: Noise = 0.02,
+    ideal: Ideal = False,
     merit_order: Annotated[
         bool,
         typer.Option(
@@ -90,7 +98,6 @@ def simulate(
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
     from gridflock.dispatch import TrackerConfig
     from gridflock.sim.events import parse_event
-    from gridflock.sim.imperfections import Imperfections
     from gridflock.sim.report import write_report
     from gridflock.sim.scenario import ScenarioConfig, run_scenario
 
@@ -113,11 +120,7 @@ def simulate(
             requests = tuple(parse_event(e, day, tz) for e in event)
         except ValueError as e:
             fail(f"--event: {e}")
-    imperfect = (
-        Imperfections.ideal()
-        if ideal
-        else Imperfections(latency, 0.7, dropout, offline, ignore, noise)
-    )
+    imperfect = imperfections(latency, dropout, offline, ignore, noise, ideal)
     store = None
     if db:
         store = _open_store(db)

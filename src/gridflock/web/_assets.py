@@ -12,6 +12,7 @@ from functools import cache
 from importlib import resources
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -58,6 +59,20 @@ def plotly_js(request: Request) -> Response:
     return Response(raw, media_type="text/javascript", headers=headers)
 
 
+class _RevalidatedStaticFiles(StaticFiles):
+    """Static files the browser must revalidate (ETag) before each use.
+
+    The modules import each other by plain relative URLs, so a long cache lifetime could
+    mix versions after an upgrade; a revalidation is a cheap 304.
+    """
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        """The file with ``Cache-Control: no-cache``."""
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
 def static_files() -> StaticFiles:
     """Our own modules and stylesheet (revalidated by ETag, so edits show on reload)."""
-    return StaticFiles(directory=STATIC_DIR)
+    return _RevalidatedStaticFiles(directory=STATIC_DIR)

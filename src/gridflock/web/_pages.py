@@ -32,7 +32,8 @@ def _head(title: str, *, charts: bool, module: str | None) -> str:
     v = asset_version()
     scripts = ""
     if charts:
-        scripts += f'<script src="/assets/vendor/plotly.min.js?v={plotly_version()}" defer></script>'
+        src = f"/assets/vendor/plotly.min.js?v={plotly_version()}"
+        scripts += f'<script src="{src}" defer></script>'
     if module:
         scripts += f'<script type="module" src="/assets/static/js/{module}.js?v={v}"></script>'
     return (
@@ -89,7 +90,7 @@ def signin_page(message: str | None = None) -> str:
         _head("Sign in", charts=False, module=None)
         + '<body class="signin-body"><main class="signin" id="main">'
         f'<div class="signin-brand">{_LOGO}<span>Gridflock</span></div>'
-        '<h1>Sign in to the plant</h1>'
+        "<h1>Sign in to the plant</h1>"
         '<p class="muted">Use an API key; ask an admin for one '
         "(<code>gridflock apikey create</code>). A viewer key shows everything; an "
         "operator key also creates and cancels events.</p>"

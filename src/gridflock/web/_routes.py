@@ -118,9 +118,7 @@ def _view(title: str, section: str, body: Callable[[Principal], str], module: st
         return _html(_pages.page(title, section, principal, body(principal), module=module))
 
     handler.__name__ = f"page_{module}"
-    router.add_api_route(
-        "/" if module == "overview" else f"/{module}", handler, methods=["GET"]
-    )
+    router.add_api_route("/" if module == "overview" else f"/{module}", handler, methods=["GET"])
 
 
 _view("Overview", "overview", lambda _: _pages.overview_body(), "overview")

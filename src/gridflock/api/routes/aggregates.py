@@ -92,9 +92,7 @@ def site_map(state: FleetState, max_points: int) -> dict[str, Any]:
     has_site = state.site_idx >= 0
     dev_site = state.site_idx[has_site]
     total = np.bincount(dev_site, minlength=n_sites).astype(float)
-    online = np.bincount(
-        dev_site, weights=state.online[has_site].astype(float), minlength=n_sites
-    )
+    online = np.bincount(dev_site, weights=state.online[has_site].astype(float), minlength=n_sites)
     if n_sites <= max_points:
         return {
             "binned": False,

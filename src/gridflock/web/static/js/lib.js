@@ -106,6 +106,7 @@ function signed(text, value) {
 /** Power with its unit: "154.6 kW", "1,234 kW", "12.35 MW". */
 export function fmtPower(kw, { plus = false } = {}) {
   if (kw === null || kw === undefined || !Number.isFinite(kw)) return "–";
+  if (Math.abs(kw) < 0.05) kw = 0; // no "−0.0 kW"
   const a = Math.abs(kw);
   let text;
   if (a >= 10000) text = `${NF2.format(a / 1000)} MW`;

@@ -29,7 +29,7 @@ function showEvents(events) {
     if (!box.querySelector(".muted")) box.replaceChildren(el("p", { class: "muted" }, "None running."));
     return;
   }
-  box.replaceChildren(
+  box.replaceChildren(...[
     el("a", { href: `/events/${encodeURIComponent(ev.id)}`, class: "event-link" }, ev.id),
     el(
       "p",
@@ -39,7 +39,7 @@ function showEvents(events) {
       el("span", {}, el("strong", {}, fmtPct(ev.delivered_pct)), " of target"),
     ),
     events.length > 1 ? el("p", { class: "hint" }, `and ${events.length - 1} more active`) : null,
-  );
+  ].filter(Boolean));
 }
 
 async function history() {

@@ -1,0 +1,77 @@
+// Grid view: sites by position (server-binned) and grid nodes against their limits.
+import { $, api, el, fillRows, fmtInt, fmtPct, fmtPower, layout, plot, poll, setText } from "./lib.js";
+
+const peak = new Map();
+let mapData = null;
+
+function drawMap() {
+  const m = mapData;
+  if (!m) return;
+  const byPower = $("#map-colour").value === "power";
+  const meanLat = m.lat.length ? m.lat.reduce((a, b) => a + b, 0) / m.lat.length : 0;
+  const maxAbs = Math.max(1e-3, ...m.p_kw.map((p) => Math.abs(p)));
+  const text = m.lat.map((_, i) =>
+    (m.id ? m.id[i] : `${fmtInt(m.count[i])} sites`) +
+    `<br>net ${fmtPower(m.p_kw[i])}<br>${fmtPct(m.online_pct[i])} of devices online`);
+  const maxCount = Math.max(1, ...m.count);
+  const marker = byPower
+    ? { color: m.p_kw, colorscale: [[0, "#2563eb"], [0.5, "#e2e8f0"], [1, "#ea580c"]], cmin: -maxAbs, cmax: maxAbs,
+        colorbar: { title: { text: "kW", side: "top" }, thickness: 10, len: 0.8 } }
+    : { color: m.online_pct, colorscale: [[0, "#dc2626"], [0.5, "#f59e0b"], [1, "#16a34a"]], cmin: 0, cmax: 100,
+        colorbar: { title: { text: "% online", side: "top" }, thickness: 10, len: 0.8 } };
+  marker.size = m.binned ? m.count.map((c) => 5 + 13 * Math.sqrt(c / maxCount)) : 7;
+  marker.line = { width: 0.5, color: "rgba(15,23,42,0.35)" };
+  plot("chart-map", [{ type: "scatter", mode: "markers", x: m.lon, y: m.lat, text, customdata: m.id || null,
+    hovertemplate: "%{text}<extra></extra>", marker }],
+  layout({ showlegend: false, hovermode: "closest", margin: { l: 56, r: 8, t: 8, b: 40 },
+    xaxis: { title: { text: "longitude [°]" } },
+    yaxis: { title: { text: "latitude [°]" }, scaleanchor: "x", scaleratio: 1 / Math.cos((meanLat * Math.PI) / 180) } }));
+}
+
+async function map() {
+  mapData = await api("/api/v1/fleet/map?max_points=2000");
+  setText("#map-note", mapData.binned
+    ? `${fmtInt(mapData.sites)} sites in ${fmtInt(mapData.lat.length)} cells · size: sites per cell`
+    : `${fmtInt(mapData.sites)} sites · click one to open it`);
+  drawMap();
+}
+
+async function nodes() {
+  const rows = await api("/api/v1/grid-nodes");
+  const depth = new Map();
+  const parents = new Map(rows.map((n) => [n.id, n.parent]));
+  const level = (id) => { let d = 0; let p = parents.get(id); while (p) { d += 1; p = parents.get(p); } return d; };
+  rows.forEach((n) => depth.set(n.id, level(n.id)));
+  fillRows($("#node-table tbody"), rows.map((n) => {
+    const u = n.utilisation_pct;
+    if (u !== null) peak.set(n.id, Math.max(peak.get(n.id) ?? 0, u));
+    const pk = peak.get(n.id);
+    const limit = n.load_kw >= 0 ? n.limit_export_kw : n.limit_import_kw;
+    const cls = u === null ? "" : u >= 90 ? "hot" : u >= 70 ? "warn" : "";
+    return el("tr", { class: (pk ?? 0) >= 90 ? "hot" : null },
+      el("th", { scope: "row", style: `padding-left:${8 + 14 * depth.get(n.id)}px` }, n.id,
+        el("span", { class: "muted" }, ` ${n.kind}`)),
+      el("td", { class: "num" }, fmtPower(n.load_kw)),
+      el("td", { class: "num" }, fmtPower(limit)),
+      el("td", {}, el("div", { class: "util" },
+        el("div", { class: `bar ${cls}`, role: "meter", "aria-valuemin": "0", "aria-valuemax": "100",
+          "aria-valuenow": u === null ? "0" : u.toFixed(0), "aria-label": `${n.id} utilisation` },
+          el("span", { style: `width:${Math.min(100, u ?? 0).toFixed(1)}%` })),
+        el("span", { class: "num" }, fmtPct(u)))),
+      el("td", { class: "num" }, fmtPct(pk)),
+      el("td", { class: "num" }, fmtInt(n.sites)));
+  }), "No grid nodes.", 6);
+}
+
+$("#map-colour").addEventListener("change", drawMap);
+poll(map, 5000);
+poll(nodes, 3000);
+const chart = document.getElementById("chart-map");
+const attachClick = () => {
+  if (!chart.on) { window.setTimeout(attachClick, 500); return; }
+  chart.on("plotly_click", (ev) => {
+    const id = ev.points && ev.points[0] && ev.points[0].customdata;
+    if (id) window.location.assign(`/sites/${encodeURIComponent(id)}`);
+  });
+};
+attachClick();
