@@ -123,8 +123,8 @@ def test_serve_and_gateways_deliver_an_event(tmp_path: Path, pg_schema: str) -> 
         [*GRIDFLOCK, "serve"], env=env, stdout=logs["serve"], stderr=subprocess.STDOUT, text=True
     )
     gateways = None
+    http = httpx.Client(timeout=10)
     try:
-        http = httpx.Client(timeout=10)
         wait_for("the API", lambda: http.get(f"{base}/health").status_code == 200, 30)
         r = http.post(
             f"{base}/fleet/import",
@@ -202,6 +202,7 @@ def test_serve_and_gateways_deliver_an_event(tmp_path: Path, pg_schema: str) -> 
 
         wait_for("the audit records", audited, 10)
     finally:
+        http.close()
         if gateways is not None:
             stop(gateways)
         code = stop(serve)

@@ -1,10 +1,22 @@
-"""A small real runtime for the API tests: generated fleet, SQLite store, real dispatcher."""
+"""The API over the real service runtime, on SQLite and on PostgreSQL.
+
+Each test gets a :class:`gridflock.service.Runtime` over a fresh store (a SQLite file,
+or a fresh schema in the PostgreSQL at ``GRIDFLOCK_TEST_POSTGRES_URL``) holding a small
+generated fleet, an hour of readings for two devices and three API keys. The devices
+are the twin in process (:class:`gridflock.sim.realtime.RealtimeTwin`), on a fake clock
+the tests move: :meth:`ServiceUnderTest.step` runs the control loop for some seconds of
+service time, then writes what the runtime queued for the database. Every 10th device
+never reports (the twin does not simulate it), so the fleet has devices offline.
+
+PostgreSQL unreachable fails the PostgreSQL tests, naming the URL and how to start it.
+"""
 
 from __future__ import annotations
 
-import secrets
-import shutil
-from collections.abc import AsyncIterator, Iterator
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,211 +24,106 @@ from typing import Any
 import anyio.from_thread
 import httpx
 import numpy as np
-import pandas as pd
 import pytest
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
-from gridflock.api import EventView, create_app
-from gridflock.dispatch import Dispatcher
-from gridflock.domain import Event, EventStatus, FleetSpec, Scope, TelemetryBatch
+from gridflock.api import create_app
+from gridflock.config import Settings
+from gridflock.domain import FleetSpec, TelemetryBatch
 from gridflock.domain.auth import Principal, Role
-from gridflock.fleet import aggregate, flexibility
 from gridflock.fleet.generate import generate_fleet
-from gridflock.fleet.state import FleetState
+from gridflock.service import Runtime
+from gridflock.sim.imperfections import Imperfections
+from gridflock.sim.realtime import RealtimeTwin
 from gridflock.store import Store
+from gridflock.store._engine import normalise_url
 
 T0 = 1_780_315_200.0  # 2026-06-01T12:00:00Z
+STEP_S = 2.0  # control interval, and the twin's step
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_URL = normalise_url(os.environ.get("GRIDFLOCK_TEST_POSTGRES_URL", DEFAULT_PG_URL))
+START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
-class LocalRuntime:
-    """Implements ``gridflock.api.Runtime`` from real parts, with a hand-driven clock."""
+# ----------------------------------------------------------------------------- runtime
+class FakeClock:
+    """A clock the tests move by hand [UTC epoch s]."""
 
-    def __init__(self, store: Store, spec: FleetSpec, now: float = T0) -> None:
-        self._store = store
-        self.clock = now
-        self.health_status = "ok"
-        self.update_items: list[dict[str, Any]] = []
-        self.authentications = 0
-        self._load(spec)
-        self._n_events = 0
+    def __init__(self, t: float) -> None:
+        self.t = t
 
-    def _load(self, spec: FleetSpec) -> None:
-        self._spec = spec
-        self._state = FleetState.from_spec(spec)
-        st = self._state
-        rng = np.random.default_rng(7)
-        st.p_kw[:] = rng.uniform(-3.0, 3.0, st.n)
-        st.ts[:] = self.clock
-        st.online[:] = True
-        st.online[::10] = False  # every 10th device is offline
-        self.dispatcher = Dispatcher(st)
+    def __call__(self) -> float:
+        return self.t
 
-    # -- protocol ------------------------------------------------------------------
-    @property
-    def state(self) -> FleetState:
-        return self._state
 
-    @property
-    def spec(self) -> FleetSpec:
-        return self._spec
+class ServiceUnderTest(Runtime):
+    """The real runtime, with the helpers the tests drive it by (no behaviour changed)."""
 
-    @property
-    def store(self) -> Store:
-        return self._store
-
-    def now(self) -> float:
-        return self.clock
+    fake_clock: FakeClock
+    authentications: int = 0
 
     def authenticate(self, api_key: str) -> Principal | None:
         self.authentications += 1
-        return self._store.authenticate(api_key)
+        return super().authenticate(api_key)
 
-    async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
-        self._store.save_fleet(spec)
-        self._load(spec)
-        self._store.audit(principal.label, "fleet.import", "fleet", {"devices": spec.n_devices})
+    def step(self, seconds: float, every_s: float = STEP_S) -> None:
+        """Run the control loop for ``seconds`` of service time, then write to the store."""
+        for _ in range(round(seconds / every_s)):
+            self.fake_clock.t += every_s
+            self.control_cycle()
+        assert self.writer.flush(), "the store writer could not write"
 
-    async def provision_gateway(
-        self,
-        gateway_id: str,
-        *,
-        kind: str,
-        site_id: str | None,
-        groups: list[str],
-        principal: Principal,
-    ) -> str:
-        password = secrets.token_urlsafe(16)
-        self._store.create_gateway(
-            gateway_id,
-            kind=kind,
-            site_id=site_id,
-            groups=groups,
-            password_hash="$7$101$test$" + password[:4],
-        )
-        self._store.audit(principal.label, "gateway.create", gateway_id)
-        return password
+    def serve_updates(self, items: list[dict[str, Any]]) -> None:
+        """Make ``updates()`` yield exactly ``items`` and end (the stream's framing tests)."""
 
-    def metrics(self) -> bytes:
-        registry = CollectorRegistry()
-        g = Gauge("gridflock_devices_online", "Devices online", registry=registry)
-        g.set(int(self._state.online.sum()))
-        return generate_latest(registry)
+        async def updates() -> AsyncIterator[dict[str, Any]]:
+            for item in items:
+                yield item
 
-    def health(self) -> dict[str, Any]:
-        return {"status": self.health_status, "database": "ok" if self._store.ping() else "down"}
+        self.updates = updates  # type: ignore[method-assign]
 
-    def fleet_summary(self) -> dict[str, Any]:
-        st = self._state
-        flex = flexibility(st, 1.0, self.clock)
-        by_kind = aggregate(
-            st, "kind", {"p_kw": st.p_kw, "flex_up_kw": flex.up_kw, "flex_down_kw": flex.down_kw}
-        )
-        return {
-            "ts": self.clock,
-            "p_kw": float(st.p_kw.sum()),
-            "flex_up_kw": float(flex.up_kw.sum()),
-            "flex_down_kw": float(flex.down_kw.sum()),
-            "flex_duration_h": 1.0,
-            "devices_online": int(st.online.sum()),
-            "devices_total": st.n,
-            "by_kind": by_kind.to_dict(orient="records"),
-        }
+    def take_updates(self, n: int) -> None:
+        """Make ``updates()`` the real updates of the next ``n`` control cycles, then end."""
+        real = self.updates
 
-    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
-        flex = flexibility(self._state, duration_h, self.clock)
-        return aggregate(self._state, by, {"up_kw": flex.up_kw, "down_kw": flex.down_kw})
+        async def updates() -> AsyncIterator[dict[str, Any]]:
+            source = real()
+            try:
+                for _ in range(n):
+                    pending = asyncio.ensure_future(anext(source))
+                    await asyncio.sleep(0)  # subscribed before the cycle publishes
+                    self.fake_clock.t += STEP_S
+                    self.control_cycle()
+                    yield await pending
+            finally:
+                await source.aclose()
 
-    def fleet_history(self, start: float, end: float) -> pd.DataFrame:
-        ts = np.arange(np.ceil(start / 900) * 900, end, 900.0)
-        return pd.DataFrame(
-            {
-                "ts": pd.to_datetime(ts, unit="s", utc=True),
-                "p_kw": np.linspace(-50.0, 50.0, len(ts)),
-                "battery": np.zeros(len(ts)),
-            }
-        )
-
-    async def create_event(
-        self,
-        target_kw: float,
-        start: float | None,
-        duration_s: float,
-        scope: Scope,
-        principal: Principal,
-    ) -> Event:
-        self._n_events += 1
-        begin = self.clock if start is None else start
-        event = Event(
-            id=f"ev-{self._n_events:04d}",
-            target_kw=target_kw,
-            start=begin,
-            end=begin + duration_s,
-            scope=scope,
-            created_by=principal.label,
-        )
-        self.dispatcher.add(event)  # ValueError naming an unknown node or tag
-        self._store.save_event(event)
-        self._store.audit(principal.label, "event.create", event.id, {"target_kw": target_kw})
-        return event
-
-    async def cancel_event(self, event_id: str, principal: Principal) -> Event:
-        tracker = self.dispatcher.trackers[event_id]
-        if tracker.event.status.final:
-            raise ValueError(
-                f"event {event_id} is already {tracker.event.status.value}: only scheduled "
-                "or active events can be cancelled"
-            )
-        batch = self.dispatcher.cancel(event_id, self.clock)
-        if batch is not None:
-            self._store.save_commands(batch)
-        self._store.set_event_status(event_id, EventStatus.CANCELLED)
-        self._store.audit(principal.label, "event.cancel", event_id)
-        return tracker.event
-
-    def events(self) -> list[EventView]:
-        return [self.event(i) for i in reversed(self.dispatcher.trackers)]
-
-    def event(self, event_id: str) -> EventView:
-        t = self.dispatcher.trackers[event_id]
-        perf = t.performance()
-        return EventView(
-            event=t.event,
-            delivered_kw=t.delivered_kw() if t.touched.any() else None,
-            delivered_pct=perf.delivered_pct if perf.samples else None,
-            tracking_rmse_pct=perf.tracking_rmse_pct if perf.samples else None,
-            time_to_90pct_s=perf.time_to_90pct_s,
-            non_responders=t.non_responders,
-            shortfall_kw=t.shortfall_kw,
-            commands_sent=t.commands_sent,
-        )
-
-    def event_series(self, event_id: str) -> pd.DataFrame:
-        t = self.dispatcher.trackers[event_id]
-        return pd.DataFrame(
-            {
-                "ts": pd.to_datetime(np.array(t.samples_ts, dtype=float), unit="s", utc=True),
-                "target_kw": np.full(len(t.samples_ts), t.event.target_kw),
-                "delivered_kw": np.array(t.samples_delivered, dtype=float),
-            }
-        )
-
-    async def updates(self) -> AsyncIterator[dict[str, Any]]:
-        for item in self.update_items:
-            yield item
-
-    # -- test helpers --------------------------------------------------------------
-    def step(self, seconds: float) -> None:
-        """Advance the clock; devices follow their setpoints exactly."""
-        self.clock += seconds
-        for batch in self.dispatcher.step(self.clock):
-            self._store.save_commands(batch)
-            idx = self._state.indices(batch.device_ids)
-            ok = np.isfinite(batch.p_setpoint_kw)
-            self._state.p_kw[idx[ok]] = batch.p_setpoint_kw[ok]
-        self._state.ts[self._state.online] = self.clock
+        self.updates = updates  # type: ignore[method-assign]
 
 
+def settings_for(url: str) -> Settings:
+    """Every setting given explicitly: no GRIDFLOCK_* variable or gridflock.toml counts."""
+    return Settings(
+        database_url=url,
+        mqtt_url=None,
+        mqtt_username="gridflock-service",
+        mqtt_password=None,
+        host="127.0.0.1",
+        port=0,
+        control_interval_s=STEP_S,
+        stale_after_s=60.0,
+        flex_duration_h=1.0,
+        telemetry_buffer_rows=100_000,
+        telemetry_flush_s=1.0,
+        log_level="info",
+        log_format="console",
+    )
+
+
+# ----------------------------------------------------------------------------- data
 @dataclass(frozen=True)
 class Keys:
     viewer: str
@@ -228,20 +135,25 @@ class Keys:
         return {"Authorization": f"Bearer {getattr(self, role)}"}
 
 
-@dataclass(frozen=True)
-class Template:
-    db: Path
-    spec: FleetSpec
-    keys: Keys
+@pytest.fixture(scope="session")
+def fleet() -> FleetSpec:
+    return generate_fleet(50, 1)
 
 
 @pytest.fixture(scope="session")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    """A migrated database with the fleet, some telemetry and three keys, made once."""
-    db = tmp_path_factory.mktemp("api") / "template.db"
-    store = Store(f"sqlite:///{db}")
+def reporting(fleet: FleetSpec) -> FleetSpec:
+    """The devices the twin simulates: all but every 10th (those never report)."""
+    ids = fleet.all_devices()["id"].astype(str).to_numpy(dtype=object)
+    silent = set(ids[5::10])
+    devices = {
+        k: df[~df["id"].isin(silent)].reset_index(drop=True) for k, df in fleet.devices.items()
+    }
+    return FleetSpec(grid_nodes=fleet.grid_nodes, sites=fleet.sites, devices=devices)
+
+
+def _fill(store: Store, spec: FleetSpec) -> Keys:
+    """Migrate; the fleet, 30 minutes of readings of two devices, three API keys."""
     store.upgrade()
-    spec = generate_fleet(50, 1)
     store.save_fleet(spec)
     dev = spec.all_devices()["id"].astype(str).to_numpy(dtype=object)[:2]
     ts = T0 - 3600 + 60.0 * np.arange(30)
@@ -254,34 +166,131 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Template:
             p_baseline_kw=np.full(len(ts) * len(dev), np.nan),
         )
     )
-    keys = Keys(
+    return Keys(
         viewer=store.create_api_key(Role.VIEWER, "dash")[0],
         operator=store.create_api_key(Role.OPERATOR, "ops-desk")[0],
         admin=store.create_api_key(Role.ADMIN, "root")[0],
     )
-    store.close()
-    return Template(db, spec, keys)
+
+
+# ----------------------------------------------------------------------------- backends
+def _check_postgres() -> None:
+    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_URL} (set GRIDFLOCK_TEST_POSTGRES_URL to "
+            f"change it). Start it with: {START_HINT}\n{exc}",
+            pytrace=False,
+        )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL URL, checked once per run to be reachable."""
+    _check_postgres()
+    return PG_URL
+
+
+def _drop_schema(schema: str) -> None:
+    engine = create_engine(PG_URL)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of the backend a test runs on."""
+    name: str = request.param
+    return name
 
 
 @pytest.fixture
-def runtime(template: Template, tmp_path: Path) -> Iterator[LocalRuntime]:
-    db = tmp_path / "api.db"
-    shutil.copyfile(template.db, db)
-    store = Store(f"sqlite:///{db}")
-    yield LocalRuntime(store, template.spec)
-    store.close()
+def db(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[str, Store]]:
+    """An empty store on ``backend`` and its URL (SQLite file or fresh PostgreSQL schema)."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'api.db'}"
+        store = Store(url)
+        yield url, store
+        store.close()
+        return
+    url = request.getfixturevalue("postgres_url")
+    schema = f"gf_api_{uuid.uuid4().hex[:12]}"
+    store = Store(url, schema=schema)
+    try:
+        yield url, store
+    finally:
+        store.close()
+        _drop_schema(schema)
 
 
 @pytest.fixture
-def keys(template: Template) -> Keys:
-    return template.keys
+def service_start() -> float:
+    """When the service starts (tests parametrise it to start earlier)."""
+    return T0
+
+
+@dataclass
+class Service:
+    runtime: ServiceUnderTest
+    keys: Keys
 
 
 @pytest.fixture
-def app(runtime: LocalRuntime) -> FastAPI:
+def service(
+    db: tuple[str, Store],
+    fleet: FleetSpec,
+    reporting: FleetSpec,
+    service_start: float,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Service:
+    """The runtime after its first control cycle at ``service_start``."""
+    for name in list(os.environ):
+        if name.startswith("GRIDFLOCK_") and not name.startswith("GRIDFLOCK_TEST_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("GRIDFLOCK_CONFIG", os.devnull + ".absent.toml")
+    url, store = db
+    keys = _fill(store, fleet)
+    clock = FakeClock(service_start - STEP_S)
+    twin = RealtimeTwin(
+        reporting,
+        seed=7,
+        step_s=STEP_S,
+        hours=12.0,
+        imperfections=Imperfections.ideal(),
+        clock=clock,
+    )
+    runtime = ServiceUnderTest(settings_for(url), store, fleet, twin, clock=clock)
+    runtime.fake_clock = clock
+    runtime.step(STEP_S)  # the first cycle: readings stamped service_start
+    return Service(runtime, keys)
+
+
+@pytest.fixture
+def runtime(service: Service) -> ServiceUnderTest:
+    return service.runtime
+
+
+@pytest.fixture
+def keys(service: Service) -> Keys:
+    return service.keys
+
+
+@pytest.fixture
+def app(runtime: ServiceUnderTest) -> FastAPI:
     return create_app(runtime, stream_heartbeat_s=0.05)
 
 
+# ----------------------------------------------------------------------------- client
 class Client:
     """A blocking facade over ``httpx.AsyncClient(transport=ASGITransport(app))``.
 
@@ -329,3 +338,15 @@ def client_for() -> type[Client]:
 def client(app: FastAPI) -> Iterator[Client]:
     with Client(app) as c:
         yield c
+
+
+def failing_once(error: str) -> Callable[[], None]:
+    """A database write that fails the first time (a blip), then succeeds."""
+    calls = []
+
+    def op() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception(error))
+
+    return op

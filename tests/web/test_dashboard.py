@@ -80,7 +80,7 @@ def test_the_operator_creates_an_event_sees_it_deliver_and_cancels_it(
     page: Page, service: Service
 ) -> None:
     sign_in(page, service, service.operator_key)
-    page.get_by_role("link", name="Events").click()
+    page.get_by_role("link", name="Events", exact=True).click()
     form = page.locator("#event-form")
     # the browser checks the form before sending it
     form.get_by_label("Power [kW]").fill("")
@@ -136,7 +136,7 @@ def test_a_viewer_sees_everything_but_no_controls(page: Page, service: Service) 
 
 def test_sites_search_and_site_page(page: Page, service: Service) -> None:
     sign_in(page, service, service.viewer_key)
-    page.get_by_role("link", name="Sites").click()
+    page.get_by_role("link", name="Sites", exact=True).click()
     expect(page.locator("#sites-count")).to_have_text("200 sites")
     page.get_by_label("Site id contains").fill("000012")
     expect(page.locator("#sites-count")).to_have_text("1 site")
@@ -148,7 +148,7 @@ def test_sites_search_and_site_page(page: Page, service: Service) -> None:
 
 def test_grid_view_places_sites_and_loads_nodes(page: Page, service: Service) -> None:
     sign_in(page, service, service.viewer_key)
-    page.get_by_role("link", name="Grid").click()
+    page.get_by_role("link", name="Grid", exact=True).click()
     expect(page.locator("#node-table tbody tr").first).to_contain_text("%")
     expect(page.locator("#map-note")).to_contain_text("200 sites")
-    page.wait_for_function("document.getElementById('chart-map').data?.[0]?.x?.length === 200")
+    page.wait_for_function("() => document.getElementById('chart-map').data?.[0]?.x?.length === 200")

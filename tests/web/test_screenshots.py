@@ -36,12 +36,12 @@ def test_screenshots_of_the_main_views(page: Page, service: Service, tmp_path: P
         page.wait_for_timeout(1500)  # let the charts settle
         page.screenshot(path=str(out / f"dashboard-{name}.png"))
 
-    shot("/", "overview", "document.getElementById('chart-history').data?.length > 1")
+    shot("/", "overview", "() => document.getElementById('chart-history').data?.length > 1")
     expect(page.locator("#conn")).to_contain_text("live")
-    shot("/grid", "grid", "document.getElementById('chart-map').data?.length === 1")
-    shot("/events", "events", "document.querySelector('#events-table tbody a') !== null")
+    shot("/grid", "grid", "() => document.getElementById('chart-map').data?.length === 1")
+    shot("/events", "events", "() => document.querySelector('#events-table tbody a') !== null")
     shot(f"/events/{scripted['id']}", "event",
-         "document.getElementById('chart-perf').data?.[1]?.y?.length > 3")
-    shot(f"/sites/{site_id}", "site", "document.getElementById('chart-site').data?.length > 1")
+         "() => document.getElementById('chart-perf').data?.[1]?.y?.length > 3")
+    shot(f"/sites/{site_id}", "site", "() => document.getElementById('chart-site').data?.length > 1")
     for name in ("overview", "grid", "events", "event", "site"):
         assert (out / f"dashboard-{name}.png").stat().st_size > 10_000
