@@ -287,3 +287,22 @@ def test_run_returns_only_after_everything_queued_is_written(
     finally:
         time.sleep(1.2)  # let the in-flight write finish before the database goes
         real.close()
+
+
+def test_history_by_grid_node_program_and_region(rig: Rig) -> None:
+    rt = rig.runtime
+    rig.cycles(180)  # three minutes: three samples a minute apart
+    now = rig.clock()
+    nodes = rt.group_history(now - 3600, now + 1, "grid_node")
+    assert nodes["ts"].nunique() == 3
+    assert set(nodes["group"]) == set(rt.spec.grid_nodes["id"])
+    last = nodes[nodes["ts"] == nodes["ts"].max()].set_index("group")["p_kw"]
+    st = rt.state
+    p = np.where(st.online, st.p_kw, 0.0)
+    roots = rt.spec.grid_nodes["id"][rt.spec.grid_nodes["parent"] == ""]
+    # the roots carry the whole fleet (to the last sample's readings)
+    assert last[roots].sum() == pytest.approx(p.sum(), rel=0.2, abs=5.0)
+    programs = rt.group_history(now - 3600, now + 1, "program")
+    assert set(programs["group"]) == set(rt.spec.sites["program"])
+    with pytest.raises(ValueError, match="by must be one of"):
+        rt.group_history(0, now, "colour")

@@ -21,14 +21,18 @@ def test_screenshots_of_the_main_views(page: Page, service: Service, tmp_path: P
     out.mkdir(parents=True, exist_ok=True)
     sign_in(page, service, service.operator_key)
     api = page.context.request
-    events = api.get(service.url + "/api/v1/events?limit=100").json()["items"]
-    scripted = next(e for e in events if e["created_by"] != "apikey:demo-operator") if any(
-        e["created_by"] != "apikey:demo-operator" for e in events
-    ) else events[-1]
+    scripted = None
+    for _ in range(60):  # the demo's scripted event starts with the service
+        items = api.get(service.url + "/api/v1/events?limit=100").json()["items"]
+        scripted = next((e for e in items if e["created_by"].endswith("demo-script")), None)
+        if scripted is not None and scripted["commands_sent"] > 0:
+            break
+        page.wait_for_timeout(500)
+    assert scripted is not None, "the demo's scripted event never appeared"
     commands = api.get(f"{service.url}/api/v1/events/{scripted['id']}/commands?limit=1").json()
-    site_id = commands["items"][0]["device_id"].rsplit("-", 1)[0] if commands["items"] else (
-        "home-000001"
-    )
+    site_id = api.get(
+        f"{service.url}/api/v1/devices/{commands['items'][0]['device_id']}"
+    ).json()["site_id"]
 
     def shot(path: str, name: str, ready: str) -> None:
         page.goto(service.url + path)

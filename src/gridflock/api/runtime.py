@@ -103,6 +103,10 @@ class Runtime(Protocol):
         """Fleet power by kind over ``[start, end)``: columns ts, p_kw, and one per kind."""
         ...
 
+    def group_history(self, start: float, end: float, by: str) -> pd.DataFrame:
+        """Power by ``grid_node``, ``program`` or ``region``: columns ts, group, p_kw."""
+        ...
+
     async def create_event(
         self,
         target_kw: float,

@@ -46,6 +46,8 @@ log = logging.getLogger("gridflock.service")
 MAX_EVENT_S = 7 * 86400.0
 MAX_TARGET_KW = 1e7
 HISTORY_S = 24 * 3600.0
+GROUP_HISTORY_STEP_S = 60.0
+GROUP_HISTORY_BY = ("grid_node", "program", "region")
 
 
 class ServiceLink(Protocol):
@@ -83,6 +85,9 @@ class Runtime:
         self._set_fleet(spec)
         self._history: deque[tuple[float, np.ndarray]] = deque(
             maxlen=int(HISTORY_S / settings.control_interval_s) + 1
+        )
+        self._group_history: deque[tuple[float, dict[str, np.ndarray]]] = deque(
+            maxlen=int(HISTORY_S / GROUP_HISTORY_STEP_S) + 1
         )
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._summary: dict[str, Any] = {}
@@ -191,6 +196,36 @@ class Runtime:
         df["p_kw"] = df[kinds].sum(axis=1)
         df["ts"] = pd.to_datetime(df["ts"], unit="s", utc=True)
         return df[["ts", "p_kw", *kinds]]
+
+    def group_history(self, start: float, end: float, by: str) -> pd.DataFrame:
+        """Power by grid node (what each carries, + towards the grid), programme or region.
+
+        One sample a minute over ``[start, end)``: columns ts, group, p_kw.
+        """
+        if by not in GROUP_HISTORY_BY:
+            raise ValueError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {by!r}")
+        labels = (
+            self._state.grid.node_ids
+            if by == "grid_node"
+            else aggregate(self._state, by, {})[by].to_numpy(object)
+        )
+        rows = [(ts, labels, v[by]) for ts, v in self._group_history if start <= ts < end]
+        if not rows:
+            return pd.DataFrame(
+                {
+                    "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+                    "group": pd.Series(dtype=object),
+                    "p_kw": pd.Series(dtype=float),
+                }
+            )
+        ts = np.concatenate([np.full(len(lab), t) for t, lab, _ in rows])
+        return pd.DataFrame(
+            {
+                "ts": pd.to_datetime(ts, unit="s", utc=True),
+                "group": np.concatenate([lab for _, lab, _ in rows]),
+                "p_kw": np.concatenate([v for _, _, v in rows]),
+            }
+        )
 
     async def create_event(
         self,
@@ -392,6 +427,13 @@ class Runtime:
                     ),
                 )
         self._summary = self._compute_summary(now)
+        last = self._group_history[-1][0] if self._group_history else -np.inf
+        if now - last >= GROUP_HISTORY_STEP_S:
+            p = np.where(st.online, st.p_kw, 0.0)
+            sample = {"grid_node": st.grid.node_flow_kw(st.site_power_kw(p))}
+            for by in ("program", "region"):
+                sample[by] = aggregate(st, by, {"p_kw": p})["p_kw"].to_numpy()
+            self._group_history.append((now, sample))
         self._history.append(
             (
                 now,

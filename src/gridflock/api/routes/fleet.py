@@ -89,6 +89,31 @@ def fleet_history(
 
 
 @router.get(
+    "/fleet/history/groups",
+    summary="Power by grid node, programme or region over time",
+    description=(
+        "One sample a minute over `[start, end)` (default: the last 6 hours): for "
+        "`by=grid_node` the power each node carries from its sites [kW, + towards the "
+        "upstream grid], for `program` and `region` the sum over their sites. Rows: "
+        "ts, group, p_kw. Role: viewer."
+    ),
+)
+def group_history(
+    runtime: RuntimeDep,
+    _: Viewer,
+    by: Annotated[
+        str,
+        Query(pattern="^(grid_node|program|region)$", description="grid_node, program or region."),
+    ] = "grid_node",
+    start: Annotated[datetime | None, Query(description=_ISO + " Default: end - 6 h.")] = None,
+    end: Annotated[datetime | None, Query(description=_ISO + " Default: now.")] = None,
+) -> Any:
+    """Report ``runtime.group_history``."""
+    s, e = window(start, end, runtime.now(), timedelta(hours=6))
+    return frame_rows(runtime.group_history(epoch(s), epoch(e), by))
+
+
+@router.get(
     "/flexibility",
     summary="Flexibility by group",
     description=(
