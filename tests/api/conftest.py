@@ -5,8 +5,8 @@ or a fresh schema in the PostgreSQL at ``GRIDFLOCK_TEST_POSTGRES_URL``) holding 
 generated fleet, an hour of readings for two devices and three API keys. The devices
 are the twin in process (:class:`gridflock.sim.realtime.RealtimeTwin`), on a fake clock
 the tests move: :meth:`ServiceUnderTest.step` runs the control loop for some seconds of
-service time, then writes what the runtime queued for the database. Every 10th device
-never reports (the twin does not simulate it), so the fleet has devices offline.
+service time, then writes what the runtime queued for the database. Every 10th
+reading is lost, so after the first cycle some devices are still offline.
 
 PostgreSQL unreachable fails the PostgreSQL tests, naming the URL and how to start it.
 """
@@ -42,6 +42,10 @@ from gridflock.store._engine import normalise_url
 
 T0 = 1_780_315_200.0  # 2026-06-01T12:00:00Z
 STEP_S = 2.0  # control interval, and the twin's step
+
+# perfect devices, but a tenth of the readings are lost: after the first cycle some
+# devices have not reported yet, so the fleet has devices offline
+LOSSY = Imperfections(0.0, 0.0, 0.1, 0.0, 0.0, 0.0)
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 PG_URL = normalise_url(os.environ.get("GRIDFLOCK_TEST_POSTGRES_URL", DEFAULT_PG_URL))
@@ -138,17 +142,6 @@ class Keys:
 @pytest.fixture(scope="session")
 def fleet() -> FleetSpec:
     return generate_fleet(50, 1)
-
-
-@pytest.fixture(scope="session")
-def reporting(fleet: FleetSpec) -> FleetSpec:
-    """The devices the twin simulates: all but every 10th (those never report)."""
-    ids = fleet.all_devices()["id"].astype(str).to_numpy(dtype=object)
-    silent = set(ids[5::10])
-    devices = {
-        k: df[~df["id"].isin(silent)].reset_index(drop=True) for k, df in fleet.devices.items()
-    }
-    return FleetSpec(grid_nodes=fleet.grid_nodes, sites=fleet.sites, devices=devices)
 
 
 def _fill(store: Store, spec: FleetSpec) -> Keys:
@@ -249,7 +242,6 @@ class Service:
 def service(
     db: tuple[str, Store],
     fleet: FleetSpec,
-    reporting: FleetSpec,
     service_start: float,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Service:
@@ -262,11 +254,11 @@ def service(
     keys = _fill(store, fleet)
     clock = FakeClock(service_start - STEP_S)
     twin = RealtimeTwin(
-        reporting,
+        fleet,
         seed=7,
         step_s=STEP_S,
         hours=12.0,
-        imperfections=Imperfections.ideal(),
+        imperfections=LOSSY,
         clock=clock,
     )
     runtime = ServiceUnderTest(settings_for(url), store, fleet, twin, clock=clock)

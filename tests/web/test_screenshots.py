@@ -21,18 +21,25 @@ def test_screenshots_of_the_main_views(page: Page, service: Service, tmp_path: P
     out.mkdir(parents=True, exist_ok=True)
     sign_in(page, service, service.operator_key)
     api = page.context.request
-    scripted = None
-    for _ in range(60):  # the demo's scripted event starts with the service
-        items = api.get(service.url + "/api/v1/events?limit=100").json()["items"]
-        scripted = next((e for e in items if e["created_by"].endswith("demo-script")), None)
-        if scripted is not None and scripted["commands_sent"] > 0:
+    flex_up = api.get(service.url + "/api/v1/fleet").json()["flex_up_kw"]
+    created = api.post(
+        service.url + "/api/v1/events",
+        data={"target_kw": round(0.5 * flex_up), "duration_s": 900, "scope": "fleet"},
+        headers={"X-Requested-With": "gridflock"},
+    )
+    assert created.status == 201, created.text()
+    event = created.json()
+    commands: list[dict[str, str]] = []
+    for _ in range(60):
+        url = f"{service.url}/api/v1/events/{event['id']}/commands?limit=50"
+        commands = api.get(url).json()["items"]
+        if commands:
             break
         page.wait_for_timeout(500)
-    assert scripted is not None, "the demo's scripted event never appeared"
-    commands = api.get(f"{service.url}/api/v1/events/{scripted['id']}/commands?limit=1").json()
-    site_id = api.get(
-        f"{service.url}/api/v1/devices/{commands['items'][0]['device_id']}"
-    ).json()["site_id"]
+    assert commands, "the event sent no commands"
+    device = next((c for c in commands if c["device_id"].endswith("-bat")), commands[0])
+    site_id = api.get(f"{service.url}/api/v1/devices/{device['device_id']}").json()["site_id"]
+    page.wait_for_timeout(12_000)  # let the fleet respond so the charts show the ramp
 
     def shot(path: str, name: str, ready: str) -> None:
         page.goto(service.url + path)
@@ -44,7 +51,7 @@ def test_screenshots_of_the_main_views(page: Page, service: Service, tmp_path: P
     expect(page.locator("#conn")).to_contain_text("live")
     shot("/grid", "grid", "() => document.getElementById('chart-map').data?.length === 1")
     shot("/events", "events", "() => document.querySelector('#events-table tbody a') !== null")
-    shot(f"/events/{scripted['id']}", "event",
+    shot(f"/events/{event['id']}", "event",
          "() => document.getElementById('chart-perf').data?.[1]?.y?.length > 3")
     shot(f"/sites/{site_id}", "site", "() => document.getElementById('chart-site').data?.length > 1")
     for name in ("overview", "grid", "events", "event", "site"):
