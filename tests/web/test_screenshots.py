@@ -21,7 +21,12 @@ def test_screenshots_of_the_main_views(page: Page, service: Service, tmp_path: P
     out.mkdir(parents=True, exist_ok=True)
     sign_in(page, service, service.operator_key)
     api = page.context.request
-    flex_up = api.get(service.url + "/api/v1/fleet").json()["flex_up_kw"]
+    flex_up = 0.0
+    for _ in range(60):  # the fleet reports within a few control cycles of the start
+        flex_up = api.get(service.url + "/api/v1/fleet").json()["flex_up_kw"]
+        if flex_up > 1:
+            break
+        page.wait_for_timeout(500)
     created = api.post(
         service.url + "/api/v1/events",
         data={"target_kw": round(0.5 * flex_up), "duration_s": 900, "scope": "fleet"},
