@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -206,9 +206,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def db(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[tuple[str, Store]]:
+def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Store]]:
     """An empty store on ``backend`` and its URL (SQLite file or fresh PostgreSQL schema)."""
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'api.db'}"
@@ -232,6 +230,12 @@ def service_start() -> float:
     return T0
 
 
+@pytest.fixture
+def twin_step_s() -> float:
+    """The twin's step (tests that run hours of service time make it longer)."""
+    return STEP_S
+
+
 @dataclass
 class Service:
     runtime: ServiceUnderTest
@@ -243,6 +247,7 @@ def service(
     db: tuple[str, Store],
     fleet: FleetSpec,
     service_start: float,
+    twin_step_s: float,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Service:
     """The runtime after its first control cycle at ``service_start``."""
@@ -256,7 +261,7 @@ def service(
     twin = RealtimeTwin(
         fleet,
         seed=7,
-        step_s=STEP_S,
+        step_s=twin_step_s,
         hours=12.0,
         imperfections=LOSSY,
         clock=clock,
@@ -330,15 +335,3 @@ def client_for() -> type[Client]:
 def client(app: FastAPI) -> Iterator[Client]:
     with Client(app) as c:
         yield c
-
-
-def failing_once(error: str) -> Callable[[], None]:
-    """A database write that fails the first time (a blip), then succeeds."""
-    calls = []
-
-    def op() -> None:
-        calls.append(1)
-        if len(calls) == 1:
-            raise OperationalError("INSERT", {}, Exception(error))
-
-    return op

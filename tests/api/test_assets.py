@@ -131,3 +131,18 @@ def test_admin_deletes_a_device(client, runtime, keys):
     assert runtime.state.n == n - 1
     assert client.get(f"/api/v1/devices/{dev}", headers=keys.h("viewer")).status_code == 404
     assert client.delete(f"/api/v1/devices/{dev}", headers=keys.h("admin")).status_code == 404
+
+
+def test_readings_reach_the_right_devices_after_a_device_is_deleted(client, runtime, keys):
+    """The in-process twin keeps its fleet layout; the runtime must match readings by id."""
+    bat = [str(i) for i in runtime.state.device_ids if str(i).endswith("-bat")]
+    assert client.delete(f"/api/v1/devices/{bat[1]}", headers=keys.h("admin")).status_code == 204
+    runtime.step(10.0)
+    r = client.get("/api/v1/devices", params={"limit": 1000}, headers=keys.h("viewer"))
+    now = "2026-06-01T12:00:10Z"
+    fresh = {d["id"]: d["p_kw"] for d in r.json()["items"] if d["ts"] == now}
+    assert fresh
+    twin = runtime.link.twin
+    truth = twin.p_kw[twin.cap.indices(list(fresh))]
+    wrong = {i: (p, t) for (i, p), t in zip(fresh.items(), truth, strict=True) if p != t}
+    assert not wrong, f"readings applied to other devices (device: (held, reported)): {wrong}"

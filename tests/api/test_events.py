@@ -58,6 +58,7 @@ def test_operator_creates_gets_and_cancels_an_event(client, runtime, keys):
     assert r.headers["content-type"] == PROBLEM
     assert "already cancelled" in r.json()["detail"]
 
+    runtime.writer.flush()  # the runtime writes commands and audit off the request
     r = client.get(f"/api/v1/events/{event_id}/commands?limit=5", headers=h)
     assert r.status_code == 200
     page = r.json()
@@ -71,10 +72,10 @@ def test_operator_creates_gets_and_cancels_an_event(client, runtime, keys):
 
 def test_list_events_filters_by_status(client, runtime, keys):
     h = keys.h("operator")
-    ids = [
-        client.post("/api/v1/events", json={"target_kw": k}, headers=h).json()["id"]
-        for k in (5.0, -5.0, 7.0)
-    ]
+    ids = []
+    for k in (5.0, -5.0, 7.0):
+        ids.append(client.post("/api/v1/events", json={"target_kw": k}, headers=h).json()["id"])
+        runtime.step(2.0)  # the real clock moves between requests
     client.post(f"/api/v1/events/{ids[1]}/cancel", headers=h)
     r = client.get("/api/v1/events", headers=h)
     assert [e["id"] for e in r.json()["items"]] == ids[::-1]

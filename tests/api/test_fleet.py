@@ -7,6 +7,7 @@ import pytest
 from gridflock.fleet.files import write_fleet
 
 PROBLEM = "application/problem+json"
+T0 = 1_780_315_200.0  # 2026-06-01T12:00:00Z, when the tests' service clock stands
 
 
 def test_fleet_summary_keeps_the_contract_names(client, runtime, keys):
@@ -22,7 +23,17 @@ def test_fleet_summary_keeps_the_contract_names(client, runtime, keys):
     assert {row["kind"] for row in body["by_kind"]} >= {"battery", "pv", "load"}
 
 
-def test_history_defaults_to_the_last_six_hours(client, keys):
+SIX_HOURS = 6 * 3600.0
+
+
+def _quarter_hourly_history(runtime) -> None:
+    """The service has run since 06:00; one control cycle each quarter hour, to 12:00."""
+    runtime.step(SIX_HOURS, every_s=900.0)
+
+
+@pytest.mark.parametrize(("service_start", "twin_step_s"), [(T0 - SIX_HOURS, 60.0)], ids=["6h"])
+def test_history_defaults_to_the_last_six_hours(client, runtime, keys):
+    _quarter_hourly_history(runtime)
     r = client.get("/api/v1/fleet/history", headers=keys.h("viewer"))
     assert r.status_code == 200
     rows = r.json()
@@ -31,7 +42,9 @@ def test_history_defaults_to_the_last_six_hours(client, keys):
     assert {"ts", "p_kw", "battery"} <= rows[0].keys()
 
 
-def test_history_window_and_bad_dates(client, keys):
+@pytest.mark.parametrize(("service_start", "twin_step_s"), [(T0 - SIX_HOURS, 60.0)], ids=["6h"])
+def test_history_window_and_bad_dates(client, runtime, keys):
+    _quarter_hourly_history(runtime)
     h = keys.h("viewer")
     r = client.get(
         "/api/v1/fleet/history",

@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from sqlalchemy.exc import OperationalError
+
 PROBLEM = "application/problem+json"
+
+
+def failing_once(error: str) -> Callable[[], None]:
+    """A database write that fails the first time (a blip), then succeeds."""
+    calls = []
+
+    def op() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("INSERT", {}, Exception(error))
+
+    return op
 
 
 def test_health_ok_degraded_and_down(client, runtime):
     r = client.get("/api/v1/health")
     assert r.status_code == 200
-    assert r.json() == {"status": "ok", "database": "ok"}
-    runtime.health_status = "degraded"
+    # the real runtime reports more than the status, and its database as "up"
+    assert r.json() == runtime.health()
+    assert (r.json()["status"], r.json()["database"]) == ("ok", "up")
+    runtime.writer.op("blip", failing_once("database restarting"))
+    assert not runtime.writer.flush()  # a write failed: degraded until one succeeds
+    assert runtime.health()["status"] == "degraded"
     assert client.get("/api/v1/health").status_code == 200
-    runtime.health_status = "down"
+    real = runtime.health
+    runtime.health = lambda: {**real(), "status": "down"}  # the runtime never says so itself
     r = client.get("/api/v1/health")
     assert r.status_code == 503
     assert r.json()["status"] == "down"
@@ -92,9 +113,10 @@ def test_admin_lists_api_keys_without_secrets(client, keys):
     assert keys.admin not in r.text
 
 
-def test_audit_filters(client, keys):
+def test_audit_filters(client, runtime, keys):
     h = keys.h("operator")
     client.post("/api/v1/events", json={"target_kw": 3.0}, headers=h)
+    runtime.writer.flush()  # the runtime writes the audit off the request
     r = client.get("/api/v1/audit", params={"actor": "apikey:ops-desk"}, headers=h)
     assert r.status_code == 200
     rows = r.json()
@@ -107,7 +129,7 @@ def test_audit_filters(client, keys):
 
 
 def test_stream_sends_updates_as_sse(client, runtime, keys):
-    runtime.update_items = [{"ts": 1.0, "p_kw": 12.5}, {"ts": 2.0, "p_kw": float("nan")}]
+    runtime.serve_updates([{"ts": 1.0, "p_kw": 12.5}, {"ts": 2.0, "p_kw": float("nan")}])
     r = client.get("/api/v1/stream", headers=keys.h("viewer"))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
@@ -119,7 +141,7 @@ def test_stream_sends_updates_as_sse(client, runtime, keys):
 
 
 def test_stream_accepts_a_query_key_and_refuses_none(client, runtime, keys):
-    runtime.update_items = [{"n": 1}]
+    runtime.take_updates(1)  # the update of one real control cycle
     r = client.get("/api/v1/stream", params={"api_key": keys.viewer})
     assert r.status_code == 200
     assert "event: update" in r.text

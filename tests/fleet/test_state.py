@@ -58,6 +58,42 @@ def test_wrong_row_hint_is_not_trusted(small_spec):
     assert st.p_kw[st.indices(["s2-bat", "s3-bat"])].tolist() == [4.0, 5.0]
 
 
+def test_row_hints_from_another_layout_are_ignored(small_spec):
+    st = FleetState.from_spec(small_spec)
+    s = st.kind_slices[DeviceKind.BATTERY]
+    ids = st.device_ids[s]
+    rows = np.arange(s.start, s.stop)
+    same = TelemetryBatch(
+        ids,
+        np.full(len(ids), 5.0),
+        np.arange(len(ids), dtype=float),
+        np.full(len(ids), np.nan),
+        np.full(len(ids), np.nan),
+        {},
+        rows,
+        st.layout,
+    )
+    assert st._contiguous(same) == s  # the fast path, for the layout it was made for
+    # the same rows stamped by a fleet without s1's battery: a different layout
+    spec2 = small_spec
+    spec2.devices[DeviceKind.BATTERY] = spec2.devices[DeviceKind.BATTERY].iloc[1:]
+    other = FleetState.from_spec(spec2)
+    assert other.layout != st.layout
+    shifted = TelemetryBatch(
+        ids[1:],
+        np.full(len(ids) - 1, 6.0),
+        np.full(len(ids) - 1, 9.0),
+        np.full(len(ids) - 1, np.nan),
+        np.full(len(ids) - 1, np.nan),
+        {},
+        rows[:-1],
+        other.layout,
+    )
+    assert st._contiguous(shifted) is None
+    st.apply(shifted)
+    assert st.p_kw[st.indices(ids[1:])].tolist() == [9.0] * (len(ids) - 1)  # by id, right rows
+
+
 def test_unknown_device_lookup_names_it(small_spec):
     st = FleetState.from_spec(small_spec)
     with pytest.raises(UnknownDeviceError, match="nope"):

@@ -50,8 +50,18 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     port = _free_port()
     log = tmp / "demo.log"
     gridflock = Path(sys.executable).with_name("gridflock")
-    cmd = [str(gridflock), "demo", "--homes", "200", "--port", str(port), "--event-after", "0",
-           "--db", f"sqlite:///{tmp}/demo.db"]
+    cmd = [
+        str(gridflock),
+        "demo",
+        "--homes",
+        "200",
+        "--port",
+        str(port),
+        "--event-after",
+        "0",
+        "--db",
+        f"sqlite:///{tmp}/demo.db",
+    ]
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -107,9 +117,11 @@ def page(context: BrowserContext) -> Iterator[Page]:
     pg.on("pageerror", lambda e: errors.append(str(e)))
     pg.on(
         "console",
-        lambda m: errors.append(m.text)
-        if m.type == "error" and not m.text.startswith("Failed to load resource")
-        else None,
+        lambda m: (
+            errors.append(m.text)
+            if m.type == "error" and not m.text.startswith("Failed to load resource")
+            else None
+        ),
     )
     yield pg
     assert not errors, f"errors in the page: {errors}"

@@ -34,11 +34,15 @@ def test_the_session_cookie_is_http_only_and_the_key_stays_out_of_urls(
 ) -> None:
     sign_in(page, service, service.operator_key)
     (cookie,) = [c for c in page.context.cookies() if c["name"] == "gf_session"]
-    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict"
+    assert cookie["httpOnly"]
+    assert cookie["secure"]
+    assert cookie["sameSite"] == "Strict"
     assert service.operator_key not in cookie["value"]
     assert service.operator_key not in page.url
     assert "gf_session" not in page.evaluate("document.cookie")
-    stored = page.evaluate("JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})")
+    stored = page.evaluate(
+        "JSON.stringify({...localStorage}) + JSON.stringify({...sessionStorage})"
+    )
     assert service.operator_key not in stored
     # a state-changing API call by cookie needs the CSRF header
     api = page.context.request
@@ -151,4 +155,6 @@ def test_grid_view_places_sites_and_loads_nodes(page: Page, service: Service) ->
     page.get_by_role("link", name="Grid", exact=True).click()
     expect(page.locator("#node-table tbody tr").first).to_contain_text("%")
     expect(page.locator("#map-note")).to_contain_text("200 sites")
-    page.wait_for_function("() => document.getElementById('chart-map').data?.[0]?.x?.length === 200")
+    page.wait_for_function(
+        "() => document.getElementById('chart-map').data?.[0]?.x?.length === 200"
+    )

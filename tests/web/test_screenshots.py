@@ -56,8 +56,13 @@ def test_screenshots_of_the_main_views(page: Page, service: Service, tmp_path: P
     expect(page.locator("#conn")).to_contain_text("live")
     shot("/grid", "grid", "() => document.getElementById('chart-map').data?.length === 1")
     shot("/events", "events", "() => document.querySelector('#events-table tbody a') !== null")
-    shot(f"/events/{event['id']}", "event",
-         "() => document.getElementById('chart-perf').data?.[1]?.y?.length > 3")
-    shot(f"/sites/{site_id}", "site", "() => document.getElementById('chart-site').data?.length > 1")
+    shot(
+        f"/events/{event['id']}",
+        "event",
+        "() => document.getElementById('chart-perf').data?.[1]?.y?.length > 3",
+    )
+    shot(
+        f"/sites/{site_id}", "site", "() => document.getElementById('chart-site').data?.length > 1"
+    )
     for name in ("overview", "grid", "events", "event", "site"):
         assert (out / f"dashboard-{name}.png").stat().st_size > 10_000

@@ -38,7 +38,10 @@ class TelemetryBatch:
     extras: dict[str, FloatArray] = field(default_factory=dict)
     rows: IntArray | None = None
     """Row of each reading's device in the receiving fleet state, when the sender shares
-    the fleet's layout (the in-process twin); saves the id lookup. Checked, not trusted."""
+    the fleet's layout (the in-process twin); saves the id lookup. Used only when
+    ``layout`` matches the receiver's layout fingerprint."""
+    layout: str | None = None
+    """Fingerprint of the fleet layout ``rows`` refer to (``FleetState.layout``)."""
 
     def __len__(self) -> int:
         return len(self.device_ids)

@@ -7,6 +7,7 @@ telemetry batch of any size is applied with a single vectorised lookup.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -375,10 +376,23 @@ class FleetState:
             unknown_ids,
         )
 
+    @cached_property
+    def layout(self) -> str:
+        """Fingerprint of the device layout (every id, in row order).
+
+        A sender that lays out its batches like this fleet stamps them with it; any change
+        of the fleet changes it, and stamped rows from an older layout are then ignored.
+        """
+        digest = hashlib.blake2b(digest_size=12)
+        for chunk in range(0, self.n, 65_536):
+            digest.update("\x1f".join(map(str, self.device_ids[chunk : chunk + 65_536])).encode())
+            digest.update(b"\x1e")
+        return digest.hexdigest()
+
     def _contiguous(self, batch: TelemetryBatch) -> slice | None:
         """The fleet rows a batch covers, if the sender laid it out as a contiguous slice."""
         rows = batch.rows
-        if rows is None or len(rows) != len(batch):
+        if rows is None or len(rows) != len(batch) or batch.layout != self.layout:
             return None
         a, b = int(rows[0]), int(rows[-1]) + 1
         if a < 0 or b > self.n or b - a != len(rows):

@@ -25,10 +25,17 @@ __all__ = ["RealtimeTwin"]
 class RealtimeTwin:
     """A :class:`Twin` stepped by the wall clock; implements the device link."""
 
-    def __init__(self, spec: FleetSpec, *, seed: int = 7, step_s: float = 5.0,
-                 hours: float = 24.0, sim_date: dt.date = dt.date(2026, 7, 15),
-                 imperfections: Imperfections | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        spec: FleetSpec,
+        *,
+        seed: int = 7,
+        step_s: float = 5.0,
+        hours: float = 24.0,
+        sim_date: dt.date = dt.date(2026, 7, 15),
+        imperfections: Imperfections | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.spec = spec
         self.seed = seed
         self.step_s = step_s
@@ -44,11 +51,17 @@ class RealtimeTwin:
         local = now.tz_convert(self.tz)
         day = pd.Timestamp(self.sim_date).tz_localize(self.tz)
         seconds = (local - local.normalize()).total_seconds()
-        start = (day + pd.Timedelta(seconds=seconds // self.step_s * self.step_s))
+        start = day + pd.Timedelta(seconds=seconds // self.step_s * self.step_s)
         start = start.tz_convert("UTC")
         steps = int(self.hours * 3600 / self.step_s)
         self.twin = Twin(self.spec, start, steps, self.step_s, self.seed, self.imperfections)
         self.offset_s = float(now.timestamp() - start.timestamp())
+
+    def update_fleet(self, spec: FleetSpec) -> None:
+        """Simulate a new fleet (after an import): the day goes on with the new devices."""
+        if spec is not self.spec:
+            self.spec = spec
+            self._start()
 
     @property
     def connected(self) -> bool:
@@ -58,9 +71,17 @@ class RealtimeTwin:
     def send(self, commands: CommandBatch) -> None:
         """Deliver commands to the twin, on its clock."""
         off = self.offset_s
-        self.twin.send(CommandBatch(commands.command_ids, commands.device_ids,
-                                    commands.p_setpoint_kw, commands.valid_until - off,
-                                    commands.seq, commands.issued_at - off, commands.event_id))
+        self.twin.send(
+            CommandBatch(
+                commands.command_ids,
+                commands.device_ids,
+                commands.p_setpoint_kw,
+                commands.valid_until - off,
+                commands.seq,
+                commands.issued_at - off,
+                commands.event_id,
+            )
+        )
 
     def receive(self) -> list[TelemetryBatch]:
         """Step the twin up to the wall clock; its readings, stamped in wall-clock time."""
@@ -73,8 +94,18 @@ class RealtimeTwin:
                 extras = dict(b.extras)
                 if "departure_ts" in extras:  # a time too: onto the wall clock with the rest
                     extras["departure_ts"] = extras["departure_ts"] + self.offset_s
-                out.append(TelemetryBatch(b.device_ids, b.ts + self.offset_s, b.p_kw, b.soc,
-                                          b.p_baseline_kw, extras, b.rows))
+                out.append(
+                    TelemetryBatch(
+                        b.device_ids,
+                        b.ts + self.offset_s,
+                        b.p_kw,
+                        b.soc,
+                        b.p_baseline_kw,
+                        extras,
+                        b.rows,
+                        b.layout,
+                    )
+                )
             if len(out) > 200:  # far behind (a paused process): drop what is stale
                 out = out[-50:]
         return out

@@ -468,5 +468,6 @@ class Twin:
                         base[sl],
                         extras.get(kind, {}),
                         rows[sl],
+                        self.cap.layout,
                     )
                 )

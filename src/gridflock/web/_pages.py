@@ -304,9 +304,9 @@ SITE = """
 </section>
 <section class="row row-wide">
  <article class="card"><header class="card-head"><h2>History</h2>
-  <span class="muted">last 6 h · 1-min means · kW</span></header>
+  <span class="muted">last 3 h · 10-s means · kW</span></header>
   <div id="chart-site" class="chart" role="img"
-   aria-label="Power of the site and of each device over the last six hours"></div></article>
+   aria-label="Power of the site and of each device over the last three hours"></div></article>
  <article class="card"><header class="card-head"><h2>Devices</h2>
   <span class="muted">live</span></header>
   <table class="table" id="devices-table"><thead><tr><th scope="col">Device</th>

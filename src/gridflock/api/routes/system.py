@@ -32,7 +32,7 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
     responses={
         200: {
             "content": {
-                "application/json": {"example": {"status": "ok", "database": "ok", "mqtt": "ok"}}
+                "application/json": {"example": {"status": "ok", "database": "up", "mqtt": "connected"}}
             }
         },
         503: {"description": "The service is down.", "model": HealthOut},

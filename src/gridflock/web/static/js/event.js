@@ -2,6 +2,7 @@
 import {
   $, ApiError, COLOURS, IDENT, api, canOperate, el, fmtDateTime, fmtDuration, fmtInt, fmtPct, fmtPower,
   layout, noData, plot, poll, setText, statusBadge,
+  localTs,
 } from "./lib.js";
 
 const base = `/api/v1/events/${encodeURIComponent(IDENT)}`;
@@ -37,7 +38,7 @@ async function figures() {
 
 async function chart() {
   const rows = await api(`${base}/performance`);
-  const ts = rows.map((r) => r.ts);
+  const ts = rows.map((r) => localTs(r.ts));
   plot("chart-perf", [
     { x: ts, y: rows.map((r) => r.target_kw), name: "Target", type: "scatter", mode: "lines",
       line: { color: COLOURS.target, dash: "dash", width: 2, shape: "hv" }, hovertemplate: "%{y:,.1f} kW" },

@@ -298,5 +298,11 @@ export function stream(onUpdate) {
   window.addEventListener("pagehide", () => source && source.close());
 }
 
+/** An ISO UTC time as local wall-clock text, the way Plotly shows dates (it does not convert). */
+export function localTs(ts) {
+  const d = new Date(ts);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 23).replace("T", " ");
+}
+
 /** ISO time of ``ms`` milliseconds before now. */
 export const ago = (ms) => new Date(Date.now() - ms).toISOString();

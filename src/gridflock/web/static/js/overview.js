@@ -3,6 +3,7 @@ import {
   $, COLOURS, KIND_ORDER, api, direction, el, fillRows, fmtHours, fmtInt, fmtPct, fmtPower,
   fmtTime, kindColour, kindLabel, kindSwatch, layout, noData, plot, poll, setText, stream, ago,
   fmtEnergy,
+  localTs,
 } from "./lib.js";
 
 let activeEventId = null;
@@ -44,7 +45,7 @@ function showEvents(events) {
 
 async function history() {
   const rows = await api(`/api/v1/fleet/history?start=${encodeURIComponent(ago(3 * 3600e3))}&every_s=10`);
-  const ts = rows.map((r) => r.ts);
+  const ts = rows.map((r) => localTs(r.ts));
   const traces = [];
   for (const k of KIND_ORDER) {
     const vals = rows.map((r) => r[k] ?? 0);
@@ -102,7 +103,7 @@ async function eventChart() {
     return;
   }
   const rows = await api(`/api/v1/events/${encodeURIComponent(activeEventId)}/performance`);
-  const ts = rows.map((r) => r.ts);
+  const ts = rows.map((r) => localTs(r.ts));
   plot("chart-event", [
     { x: ts, y: rows.map((r) => r.target_kw), name: "Target", type: "scatter", mode: "lines", line: { color: COLOURS.target, dash: "dash", width: 2, shape: "hv" } },
     { x: ts, y: rows.map((r) => r.delivered_kw), name: "Delivered", type: "scatter", mode: "lines", line: { color: COLOURS.delivered, width: 2 } },

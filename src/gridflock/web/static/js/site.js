@@ -2,6 +2,7 @@
 import {
   $, ApiError, COLOURS, IDENT, api, direction, el, fillRows, fmtDateTime, fmtInt, fmtPct, fmtPower, fmtTime,
   kindColour, kindLabel, kindSwatch, layout, noData, plot, poll, setText, statusBadge, ago,
+  localTs,
 } from "./lib.js";
 
 const base = `/api/v1/sites/${encodeURIComponent(IDENT)}`;
@@ -32,16 +33,16 @@ async function site() {
 
 async function history() {
   if (!devices.length) return;
-  const start = encodeURIComponent(ago(6 * 3600e3));
+  const start = encodeURIComponent(ago(3 * 3600e3));
   const [net, ...per] = await Promise.all([
-    api(`${base}/telemetry?start=${start}&every_s=60`),
-    ...devices.map((d) => api(`/api/v1/devices/${encodeURIComponent(d.id)}/telemetry?start=${start}&every_s=60`)),
+    api(`${base}/telemetry?start=${start}&every_s=10`),
+    ...devices.map((d) => api(`/api/v1/devices/${encodeURIComponent(d.id)}/telemetry?start=${start}&every_s=10`)),
   ]);
   const traces = devices.map((d, i) => ({
-    x: per[i].items.map((r) => r.ts), y: per[i].items.map((r) => r.p_kw), name: kindLabel(d.kind),
+    x: per[i].items.map((r) => localTs(r.ts)), y: per[i].items.map((r) => r.p_kw), name: kindLabel(d.kind),
     type: "scatter", mode: "lines", line: { color: kindColour(d.kind), width: 1.5 }, hovertemplate: "%{y:,.2f} kW",
   }));
-  traces.push({ x: net.items.map((r) => r.ts), y: net.items.map((r) => r.p_kw), name: "Site net", type: "scatter",
+  traces.push({ x: net.items.map((r) => localTs(r.ts)), y: net.items.map((r) => r.p_kw), name: "Site net", type: "scatter",
     mode: "lines", line: { color: COLOURS.net, width: 2.5 }, hovertemplate: "%{y:,.2f} kW" });
   plot("chart-site", traces, layout({ yaxis: { title: { text: "kW" } },
     ...(net.items.length ? {} : noData("no stored readings yet")) }));
