@@ -32,7 +32,9 @@ PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
     responses={
         200: {
             "content": {
-                "application/json": {"example": {"status": "ok", "database": "up", "mqtt": "connected"}}
+                "application/json": {
+                    "example": {"status": "ok", "database": "up", "mqtt": "connected"}
+                }
             }
         },
         503: {"description": "The service is down.", "model": HealthOut},
