@@ -178,3 +178,16 @@ def test_import_needs_yaml_or_csv(client, keys):
     )
     assert r.status_code == 415
     assert r.headers["content-type"] == PROBLEM
+
+
+def test_grid_nodes_report_where_the_fleet_pushed_against_a_limit(client, runtime, keys):
+    runtime.step(180)  # three minute samples of every node's flow
+    hist = runtime.group_history(runtime.now() - 86_400, runtime.now() + 1, "grid_node")
+    nodes = {n["id"]: n for n in client.get("/api/v1/grid-nodes", headers=keys.h("viewer")).json()}
+    grid = runtime.state.grid
+    for j, nid in enumerate(grid.node_ids):
+        p = hist.loc[hist["group"] == nid, "p_kw"].to_numpy()
+        limit = [grid.limit_export_kw[j] if x >= 0 else grid.limit_import_kw[j] for x in p]
+        expected = max(abs(x) / lim * 100 for x, lim in zip(p, limit, strict=True))
+        assert nodes[nid]["peak_utilisation_pct_24h"] == pytest.approx(expected)
+        assert nodes[nid]["peak_at"] is not None

@@ -187,6 +187,12 @@ class GridNodeOut(BaseModel):
     utilisation_pct: float | None = Field(
         description="load_kw as % of the limit in its direction (None when the limit is 0)."
     )
+    peak_utilisation_pct_24h: float | None = Field(
+        None,
+        description="Highest utilisation over the last 24 h (minute samples): where the "
+        "fleet pushed against this node's limit. None before the first sample.",
+    )
+    peak_at: str | None = Field(None, description="When that peak was seen (ISO 8601, UTC).")
     sites: int = Field(description="Sites connected directly to this node.")
 
 

@@ -176,9 +176,10 @@ GRID = """
   <span class="muted">load against limit · ≥ 90 % highlighted</span></header>
   <table class="table" id="node-table"><thead><tr><th scope="col">Node</th>
   <th scope="col" class="num">Load</th><th scope="col" class="num">Limit</th>
-  <th scope="col">Utilisation</th><th scope="col" class="num">Peak seen</th>
+  <th scope="col">Utilisation</th><th scope="col" class="num">Peak 24 h</th>
   <th scope="col" class="num">Sites</th></tr></thead><tbody></tbody></table>
-  <p class="hint">Peak seen: highest utilisation while this page is open.
+  <p class="hint">Peak 24 h: highest utilisation over the last day (minute samples), where the
+  fleet pushed against the limit; rows at 90 % or more are highlighted.
   Load &gt; 0 is export upstream; the limit shown is the one in that direction.</p>
  </article>
 </section>

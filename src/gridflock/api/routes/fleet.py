@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
+import pandas as pd
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -28,6 +29,7 @@ from gridflock.api.schemas import (
 from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.files import read_fleet
+from gridflock.fleet.state import GridTopology
 
 __all__ = ["router"]
 
@@ -158,6 +160,8 @@ async def grid_nodes(runtime: RuntimeDep, _: Viewer) -> Any:
     nodes = runtime.spec.grid_nodes
     parent = dict(zip(nodes["id"], nodes["parent"], strict=True))
     direct = np.bincount(grid.site_node[grid.site_node >= 0], minlength=grid.n_nodes)
+    now = runtime.now()
+    peaks = _peaks(runtime.group_history(now - 86_400, now + 1, "grid_node"), grid)
     out = []
     for j, nid in enumerate(grid.node_ids):
         load = float(flow[j])
@@ -172,6 +176,7 @@ async def grid_nodes(runtime: RuntimeDep, _: Viewer) -> Any:
                 "load_kw": load,
                 "utilisation_pct": abs(load) / limit * 100.0 if limit > 0 else None,
                 "sites": int(direct[j]),
+                **peaks.get(str(nid), {"peak_utilisation_pct_24h": None, "peak_at": None}),
             }
         )
     return out
@@ -263,4 +268,26 @@ async def import_fleet(request: Request, runtime: RuntimeDep, principal: Admin) 
         "sites": len(spec.sites),
         "devices": spec.n_devices,
         "by_kind": spec.counts(),
+    }
+
+
+def _peaks(history: pd.DataFrame, grid: GridTopology) -> dict[str, dict[str, Any]]:
+    """Each node's highest utilisation over the history, and when.
+
+    That is where the fleet pushed against a limit (a minute sample per node, in the
+    direction the power flowed).
+    """
+    if not len(history):
+        return {}
+    pos = pd.Index(grid.node_ids).get_indexer(history["group"].to_numpy(object))  # type: ignore[arg-type]
+    p = history["p_kw"].to_numpy(float)
+    limit = np.where(p >= 0, grid.limit_export_kw[pos], grid.limit_import_kw[pos])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        util = np.where(limit > 0, np.abs(p) / limit * 100.0, np.nan)
+    frame = pd.DataFrame({"group": history["group"], "util": util, "ts": history["ts"]})
+    frame = frame.dropna(subset=["util"])
+    top = frame.loc[frame.groupby("group")["util"].idxmax()]
+    return {
+        str(g): {"peak_utilisation_pct_24h": float(u), "peak_at": ts.isoformat()}
+        for g, u, ts in zip(top["group"], top["util"], top["ts"], strict=True)
     }

@@ -44,7 +44,8 @@ async function nodes() {
   rows.forEach((n) => depth.set(n.id, level(n.id)));
   fillRows($("#node-table tbody"), rows.map((n) => {
     const u = n.utilisation_pct;
-    if (u !== null) peak.set(n.id, Math.max(peak.get(n.id) ?? 0, u));
+    const served = n.peak_utilisation_pct_24h ?? 0;  // the server's minute samples, 24 h
+    if (u !== null || served) peak.set(n.id, Math.max(peak.get(n.id) ?? 0, u ?? 0, served));
     const pk = peak.get(n.id);
     const limit = n.load_kw >= 0 ? n.limit_export_kw : n.limit_import_kw;
     const cls = u === null ? "" : u >= 90 ? "hot" : u >= 70 ? "warn" : "";
