@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 from gridflock.domain import FleetSpec, build_spec
+from gridflock.store._engine import normalise_url
 
 
 def small_fleet_records() -> tuple[list[dict], list[dict], list[dict]]:
@@ -73,3 +80,53 @@ def small_fleet_records() -> tuple[list[dict], list[dict], list[dict]]:
 def small_spec() -> FleetSpec:
     nodes, sites, devices = small_fleet_records()
     return build_spec(nodes, sites, devices, "small-fleet")
+
+
+# ----------------------------------------------------------------- PostgreSQL, for every test
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+PG_URL = normalise_url(os.environ.get("GRIDFLOCK_TEST_POSTGRES_URL", DEFAULT_PG_URL))
+START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """The PostgreSQL URL, checked once per run: unreachable fails, naming the URL and fix."""
+    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {PG_URL} (set GRIDFLOCK_TEST_POSTGRES_URL to "
+            f"change it). Start it with: {START_HINT}\n{exc}",
+            pytrace=False,
+        )
+    finally:
+        engine.dispose()
+    return PG_URL
+
+
+@pytest.fixture
+def fresh_schema(postgres_url: str) -> Iterator[Callable[[str], str]]:
+    """Make throw-away PostgreSQL schemas (``make("gf_api")``), dropped after the test."""
+    made: list[str] = []
+
+    def make(prefix: str = "gf_test") -> str:
+        made.append(f"{prefix}_{uuid.uuid4().hex[:12]}")
+        return made[-1]
+
+    yield make
+    engine = create_engine(postgres_url)
+    try:
+        with engine.begin() as conn:
+            for schema in made:
+                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Name of the database backend a test runs on: each such test runs on both."""
+    name: str = request.param
+    return name

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +25,6 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from gridflock.api import create_app
 from gridflock.config import Settings
@@ -38,7 +35,6 @@ from gridflock.service import Runtime
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.realtime import RealtimeTwin
 from gridflock.store import Store
-from gridflock.store._engine import normalise_url
 
 T0 = 1_780_315_200.0  # 2026-06-01T12:00:00Z
 STEP_S = 2.0  # control interval, and the twin's step
@@ -46,10 +42,6 @@ STEP_S = 2.0  # control interval, and the twin's step
 # perfect devices, but a tenth of the readings are lost: after the first cycle some
 # devices have not reported yet, so the fleet has devices offline
 LOSSY = Imperfections(0.0, 0.0, 0.1, 0.0, 0.0, 0.0)
-
-DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_URL = normalise_url(os.environ.get("GRIDFLOCK_TEST_POSTGRES_URL", DEFAULT_PG_URL))
-START_HINT = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
 
 
 # ----------------------------------------------------------------------------- runtime
@@ -167,44 +159,6 @@ def _fill(store: Store, spec: FleetSpec) -> Keys:
 
 
 # ----------------------------------------------------------------------------- backends
-def _check_postgres() -> None:
-    engine = create_engine(PG_URL, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable at {PG_URL} (set GRIDFLOCK_TEST_POSTGRES_URL to "
-            f"change it). Start it with: {START_HINT}\n{exc}",
-            pytrace=False,
-        )
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
-    """The PostgreSQL URL, checked once per run to be reachable."""
-    _check_postgres()
-    return PG_URL
-
-
-def _drop_schema(schema: str) -> None:
-    engine = create_engine(PG_URL)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> str:
-    """Name of the backend a test runs on."""
-    name: str = request.param
-    return name
-
-
 @pytest.fixture
 def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[str, Store]]:
     """An empty store on ``backend`` and its URL (SQLite file or fresh PostgreSQL schema)."""
@@ -215,13 +169,11 @@ def db(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator
         store.close()
         return
     url = request.getfixturevalue("postgres_url")
-    schema = f"gf_api_{uuid.uuid4().hex[:12]}"
-    store = Store(url, schema=schema)
+    store = Store(url, schema=request.getfixturevalue("fresh_schema")("gf_api"))
     try:
         yield url, store
     finally:
         store.close()
-        _drop_schema(schema)
 
 
 @pytest.fixture
