@@ -39,7 +39,7 @@ class TrackerConfig:
     gain: float = 0.3
     max_correction: float = 0.5
     merit_order: bool = False
-    release_spread_s: float = 900.0
+    release_spread_s: float = 1800.0
 
 
 class EventTracker:
