@@ -241,7 +241,8 @@ async def run_phase(
         "publisher(s)",
         highlight=False,
     )
-    gw_of = dict.fromkeys(state.device_ids.tolist(), "unused")
+    # each device belongs to the gateway that publishes it (see payloads): one per 100 devices
+    gw_of = {d: f"bench-gw-{i // 100:05d}" for i, d in enumerate(state.device_ids.tolist())}
     link = MqttLink(BrokerAddress(*addr, False, None, None), gw_of)
     runner = asyncio.create_task(link.run())
     while not link.connected:

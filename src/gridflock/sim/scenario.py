@@ -38,6 +38,8 @@ Progress = Callable[[str, int, int], None]
 EVENT_HOURS = (1.0, 2.0, 3.0, 4.0)
 #: Resolution [s] of the forecast pass that places the default event.
 FORECAST_STEP_S = 900.0
+#: The default event covers the evening's import above this share of its peak.
+PLATEAU_SHARE = 0.75
 
 
 @dataclass(frozen=True)
@@ -331,7 +333,7 @@ def _default_event(
     imports = smooth.to_numpy()
     evening = (local.hour >= 16) & (local.hour < 23)
     peak = int(np.argmax(np.where(evening if evening.any() else True, imports, -np.inf)))
-    high = imports >= 0.85 * imports[peak]
+    high = imports >= PLATEAU_SHARE * imports[peak]
     a = peak
     while a > 0 and high[a - 1]:
         a -= 1

@@ -25,7 +25,9 @@ from gridflock.gateways.mqtt._errors import ProtocolError, Rejection
 from gridflock.gateways.mqtt._telemetry import (
     REJECT_REASONS,
     DecodedTelemetry,
+    DecodedTelemetryMany,
     decode_telemetry,
+    decode_telemetry_many,
     encode_telemetry,
 )
 from gridflock.gateways.mqtt.protocol import Command, CommandAck, CommandAcks, TelemetryAck
@@ -36,6 +38,7 @@ __all__ = [
     "CommandAck",
     "CommandAcks",
     "DecodedTelemetry",
+    "DecodedTelemetryMany",
     "ProtocolError",
     "Rejection",
     "TelemetryAck",
@@ -44,6 +47,7 @@ __all__ = [
     "decode_commands",
     "decode_status",
     "decode_telemetry",
+    "decode_telemetry_many",
     "encode_activate",
     "encode_command_ack",
     "encode_commands",

@@ -5,9 +5,10 @@ MQTT 5 Mosquitto grants a client only 20 QoS 1 messages in flight (``receive_max
 too few for a burst of commands to thousands of gateways; 3.1.1 has no such window, and
 Mosquitto serves ``$share`` subscriptions to 3.1.1 clients all the same. Telemetry comes through a
 shared subscription, so several service processes can split the load; each message is
-decoded and screened at once (bad readings are answered on the gateway's ack topic with
-the reason, the valid rest kept) and queued; the control loop drains the queue as one
-batch per cycle. Commands are grouped by gateway into one message each (QoS 1).
+only queued as it arrives (with its arrival time), and once per control cycle
+:meth:`MqttLink.receive` decodes and screens everything queued in one vectorised pass
+(bad readings are answered on the gateway's ack topic with the reason, the valid rest
+kept) into one batch. Commands are grouped by gateway into one message each (QoS 1).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from gridflock.gateways.mqtt.codec import (
     Rejection,
     decode_ack,
     decode_status,
-    decode_telemetry,
+    decode_telemetry_many,
     encode_commands,
     encode_telemetry_ack,
 )
@@ -105,7 +106,7 @@ class MqttLink:
         if broker.username:
             self.client.set_auth_credentials(broker.username, broker.password)
         self.client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
-        self._batches: deque[TelemetryBatch] = deque()
+        self._inbox: deque[tuple[str, bytes, float]] = deque()
         self._acks: deque[CommandAcks] = deque()
         self._statuses: deque[GatewayStatus] = deque()
         self.counts: Counter[str] = Counter()
@@ -175,10 +176,14 @@ class MqttLink:
     def _on_message(
         self, client: Client, topic: str, payload: bytes, qos: int, properties: object
     ) -> int:
+        if topic.endswith("/telemetry"):
+            # decoded in receive(); counted now so arrivals show (a message refused whole
+            # is taken back out of "messages" when decoded, as it never counted before)
+            self._inbox.append((topic, payload, self.clock()))
+            self.counts["messages"] += 1
+            return 0
         try:
-            if topic.endswith("/telemetry"):
-                self._telemetry(topic, payload)
-            elif topic.endswith("/ack"):
+            if topic.endswith("/ack"):
                 msg = decode_ack(payload)
                 if isinstance(msg, CommandAcks):
                     self._acks.append(msg)
@@ -187,38 +192,51 @@ class MqttLink:
                 gw = gateway_of(topic)
                 if gw is not None:
                     self._statuses.append(GatewayStatus(gw, status.status, self.clock()))
-        except ProtocolError as e:
+        except ProtocolError:
             self.counts["protocol_errors"] += 1
-            gw = gateway_of(topic)
-            if gw is not None and topic.endswith("/telemetry"):
-                client.publish(ack_topic(gw), encode_telemetry_ack(0, [], error=str(e)), qos=0)
         return 0
 
-    def _telemetry(self, topic: str, payload: bytes) -> None:
-        decoded = decode_telemetry(topic, payload, self.clock())
-        self.counts["messages"] += 1
-        rejected = list(decoded.rejected)
+    def receive(self) -> list[TelemetryBatch]:
+        """Everything that arrived since the last call, decoded and screened, as one batch.
+
+        Messages with refused readings, or refused whole, are answered on their gateway's
+        ack topic (``encode_telemetry_ack``).
+        """
+        if not self._inbox:
+            return []
+        items = list(self._inbox)
+        self._inbox.clear()
+        decoded = decode_telemetry_many(
+            [(topic, payload) for topic, payload, _ in items],
+            np.fromiter((at for _, _, at in items), np.float64, len(items)),
+        )
         batch = decoded.batch
+        rejected = decoded.rejected
         # a gateway may only speak for the devices the fleet places behind it
-        owners = self.gateway_of_device
+        owners, gateways = self.gateway_of_device, decoded.gateways
+        row_gw = [gateways[j] for j in decoded.row_message.tolist()]
         foreign = np.fromiter(
-            (owners.get(d) != decoded.gateway for d in batch.device_ids), bool, len(batch)
+            (owners.get(d) != g for d, g in zip(batch.device_ids.tolist(), row_gw, strict=True)),
+            bool,
+            len(batch),
         )
         if foreign.any():
-            kept_index = np.setdiff1d(
-                np.arange(decoded.received), np.array([r.index for r in rejected], dtype=np.int64)
-            )
-            for i in np.flatnonzero(foreign):
-                d = str(batch.device_ids[i])
+            touched = set()
+            for i in np.flatnonzero(foreign).tolist():
+                d, j, g = str(batch.device_ids[i]), int(decoded.row_message[i]), row_gw[i]
                 where = (
                     "is not provisioned in the fleet"
                     if d not in self.known
-                    else (f"is behind gateway {owners[d]!r}, not {decoded.gateway!r}")
+                    else f"is behind gateway {owners[d]!r}, not {g!r}"
                 )
-                rejected.append(
-                    Rejection(int(kept_index[i]), d, "unknown_device", f"device {d!r} {where}")
+                rejected[j].append(
+                    Rejection(
+                        int(decoded.row_index[i]), d, "unknown_device", f"device {d!r} {where}"
+                    )
                 )
-            rejected.sort(key=lambda r: r.index)
+                touched.add(j)
+            for j in touched:
+                rejected[j].sort(key=lambda r: r.index)
             keep = ~foreign
             batch = TelemetryBatch(
                 batch.device_ids[keep],
@@ -228,38 +246,29 @@ class MqttLink:
                 batch.p_baseline_kw[keep],
                 {k: v[keep] for k, v in batch.extras.items()},
             )
-        for r in rejected:
-            self.counts[f"rejected:{r.reason}"] += 1
-        self.counts["readings"] += decoded.received
-        if len(batch):
-            self._batches.append(batch)
-        if rejected:
-            self.client.publish(
-                ack_topic(decoded.gateway), encode_telemetry_ack(decoded.received, rejected), qos=0
-            )
+        self.counts["readings"] += sum(decoded.received)
+        for (topic, _, _), err, gw, received, refused in zip(
+            items, decoded.errors, gateways, decoded.received, rejected, strict=True
+        ):
+            if err is not None:
+                self.counts["messages"] -= 1
+                self.counts["protocol_errors"] += 1
+                gw = gateway_of(topic)
+                if gw is not None:
+                    self._ack(gw, encode_telemetry_ack(0, [], error=str(err)))
+            elif refused:
+                for r in refused:
+                    self.counts[f"rejected:{r.reason}"] += 1
+                assert gw is not None
+                self._ack(gw, encode_telemetry_ack(received, refused))
+        return [batch] if len(batch) else []
 
-    def receive(self) -> list[TelemetryBatch]:
-        """Everything that arrived since the last call, as one batch."""
-        batches = []
-        while self._batches:
-            batches.append(self._batches.popleft())
-        if len(batches) <= 1:
-            return batches
-        keys = set.intersection(*(set(b.extras) for b in batches))
-        return [
-            TelemetryBatch(
-                np.concatenate([b.device_ids for b in batches]),
-                np.concatenate([b.ts for b in batches]),
-                np.concatenate([b.p_kw for b in batches]),
-                np.concatenate([b.soc for b in batches]),
-                np.concatenate([b.p_baseline_kw for b in batches]),
-                {k: np.concatenate([b.extras[k] for b in batches]) for k in keys}
-                | {
-                    k: np.concatenate([b.extras.get(k, np.full(len(b), np.nan)) for b in batches])
-                    for k in set().union(*(b.extras for b in batches)) - keys
-                },
-            )
-        ]
+    def _ack(self, gateway: str, payload: bytes) -> None:
+        """Answer a gateway's telemetry on its ack topic (QoS 0: dropped while offline)."""
+        if not self._connected:
+            self.counts["telemetry_acks_unsent"] += 1
+            return
+        self.client.publish(ack_topic(gateway), payload, qos=0)
 
     def take_acks(self) -> list[CommandAcks]:
         """Command acknowledgements received since the last call."""
