@@ -320,7 +320,7 @@ def _default_event(
 ) -> list[EventRequest]:
     """An up event over the evening peak, sized so the fleet can hold it.
 
-    The window covers the plateau where the fleet's import stays within 15 % of its
+    The window covers the plateau where the fleet's import stays above PLATEAU_SHARE of its
     evening peak (whole hours, 1 to 4); the target is the smaller of a share of the up
     flexibility the fleet holds for that long and a share of the peak itself, so the
     event shaves the peak rather than moving it.
