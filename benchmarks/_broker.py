@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -67,3 +68,27 @@ def private_broker(existing: str | None = None, extra: str = "") -> Iterator[tup
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+# ---------------------------------------------------------------- raw MQTT 3.1.1 packets
+# The load generators speak MQTT over plain sockets so they stay light on the shared cores.
+def varint(n: int) -> bytes:
+    """MQTT remaining-length encoding."""
+    out = bytearray()
+    while True:
+        b, n = n % 128, n // 128
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def utf8(s: str) -> bytes:
+    """MQTT length-prefixed UTF-8 string."""
+    b = s.encode()
+    return struct.pack("!H", len(b)) + b
+
+
+def connect_packet(client_id: str) -> bytes:
+    """CONNECT, MQTT 3.1.1, clean session, no keep-alive."""
+    body = utf8("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 0) + utf8(client_id)
+    return b"\x10" + varint(len(body)) + body

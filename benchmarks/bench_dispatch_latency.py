@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _broker import private_broker
+from _broker import connect_packet, private_broker, utf8, varint
 from _common import console, homes_for, live_start, parser, print_header, print_table
 from gridflock.config import Settings
 from gridflock.domain.auth import Principal, Role
@@ -61,28 +61,13 @@ MAX_S = 60.0
 
 
 # ---------------------------------------------------------------- subscriber (child process)
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
 def subscriber(addr: tuple[str, int], topic: str, ready: mp.Event, out: mp.Queue) -> None:
     """Collect every message on ``topic`` with its arrival time; report per command."""
     sock = socket.create_connection(addr)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    body = _utf8("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 0) + _utf8("bench-cmd-sub")
-    sock.sendall(b"\x10" + _varint(len(body)) + body)
-    body = struct.pack("!H", 1) + _utf8(topic) + b"\x00"
-    sock.sendall(b"\x82" + _varint(len(body)) + body)
+    sock.sendall(connect_packet("bench-cmd-sub"))
+    body = struct.pack("!H", 1) + utf8(topic) + b"\x00"
+    sock.sendall(b"\x82" + varint(len(body)) + body)
     buf = bytearray()
     msgs: list[tuple[float, bytes]] = []
     subscribed = False

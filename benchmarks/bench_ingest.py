@@ -35,13 +35,12 @@ import cProfile
 import multiprocessing as mp
 import pstats
 import socket
-import struct
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from _broker import private_broker
+from _broker import connect_packet, private_broker, utf8, varint
 from _common import Stopwatch, console, homes_for, parser, print_header, print_table
 from gridflock.fleet.generate import generate_fleet
 from gridflock.fleet.state import FleetState
@@ -55,29 +54,10 @@ MAX_SECONDS = 90.0  # hard bound on one phase
 
 
 # ---------------------------------------------------------------- raw MQTT 3.1.1 publisher
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _utf8(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack("!H", len(b)) + b
-
-
-def connect_packet(client_id: str) -> bytes:
-    body = _utf8("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 0) + _utf8(client_id)
-    return b"\x10" + _varint(len(body)) + body
-
-
 def publish_packet(topic: str, payload: bytes) -> bytes:
     """A QoS 0 PUBLISH packet."""
-    body = _utf8(topic) + payload
-    return b"\x30" + _varint(len(body)) + body
+    body = utf8(topic) + payload
+    return b"\x30" + varint(len(body)) + body
 
 
 def raw_client(addr: tuple[str, int], client_id: str) -> socket.socket:
