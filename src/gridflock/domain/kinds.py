@@ -245,9 +245,7 @@ BUILT_IN: tuple[KindDecl, ...] = (
         ),
         columns={"p_load_max_kw": "p_max_kw"},
         extras=(
-            Attr(
-                "e_need_kwh", "float", "kWh", "energy the plugged-in car still needs"
-            ),
+            Attr("e_need_kwh", "float", "kWh", "energy the plugged-in car still needs"),
             Attr("departure_ts", "float", "UTC epoch s", "time the car leaves"),
         ),
         rules=(("p_min_kw", "p_max_kw", "p_min_kw must not exceed p_max_kw"),),
