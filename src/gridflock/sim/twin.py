@@ -377,15 +377,7 @@ class Twin:
         limit = np.where(plugged, np.minimum(c["p_max_kw"], need / eta / self.dt_h), 0.0)
         charge = limit
         if window is not None:
-            asked = np.clip(-self._blend(s, -limit, *window), 0.0, limit)
-            # below the minimum current a charger pauses or charges at the minimum
-            curtailed = asked < limit - 1e-9
-            quantised = np.where(
-                asked < 0.5 * self.ev_p_min,
-                0.0,
-                np.minimum(np.maximum(asked, self.ev_p_min), limit),
-            )
-            charge = np.where(curtailed, quantised, limit)
+            charge = physics.ev_charge_kw(-self._blend(s, -limit, *window), limit, self.ev_p_min)
         st.ev_need = np.maximum(st.ev_need - np.where(active, charge * eta * self.dt_h, 0.0), 0.0)
         return -charge
 
