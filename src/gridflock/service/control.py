@@ -132,6 +132,7 @@ class ControlLoop:
                 and (tracker.samples_ts[-1] == now)
             ):
                 ev = tracker.event
+                delivered = tracker.samples_delivered[-1]
                 self.writer.op(
                     "samples",
                     partial(
@@ -139,8 +140,9 @@ class ControlLoop:
                         ev.id,
                         np.array([now]),
                         np.array([ev.target_kw]),
-                        np.array(tracker.samples_delivered[-1:]),
+                        np.array([delivered]),
                     ),
+                    {"event": ev.id, "ts": now, "delivered_kw": delivered},
                 )
         for observe in self.observers:
             observe(now)
@@ -150,7 +152,11 @@ class ControlLoop:
         """Send commands through the link and queue their record."""
         self.link.send(batch)
         self.metrics.commands.inc(len(batch))
-        self.writer.op("commands", lambda: self.store.save_commands(batch))
+        self.writer.op(
+            "commands",
+            lambda: self.store.save_commands(batch),
+            {"event": batch.event_id, "issued_at": batch.issued_at, "commands": len(batch)},
+        )
 
     def record_status(self, tracker: EventTracker) -> None:
         """Queue the event's new status (and its performance once final), if it changed."""
@@ -159,16 +165,28 @@ class ControlLoop:
             return
         self._status[ev.id] = ev.status
         status = ev.status
-        self.writer.op("event status", lambda: self.store.set_event_status(ev.id, status))
+        self.writer.op(
+            "event status",
+            lambda: self.store.set_event_status(ev.id, status),
+            {"event": ev.id, "status": status.value},
+        )
         if status.final:
             perf = tracker.performance().as_dict()
-            self.writer.op("performance", lambda: self.store.save_event_performance(ev.id, perf))
+            self.writer.op(
+                "performance",
+                lambda: self.store.save_event_performance(ev.id, perf),
+                {"event": ev.id, **perf},
+            )
         log.info("event %s is %s", ev.id, status.value)
 
     def audit(self, actor: str, action: str, subject: str, detail: dict[str, Any] | None) -> None:
         """Queue an audit record, stamped now."""
         ts = self.clock()
-        self.writer.op("audit", lambda: self.store.audit(actor, action, subject, detail, ts=ts))
+        self.writer.op(
+            "audit",
+            lambda: self.store.audit(actor, action, subject, detail, ts=ts),
+            {"ts": ts, "actor": actor, "action": action, "subject": subject, "detail": detail},
+        )
 
     def _take_report(self, report: LinkReport, now: float) -> None:
         """Counters, command acks and gateway statuses the link gathered since last cycle."""
@@ -183,7 +201,9 @@ class ControlLoop:
             m.acks.labels(a.status).inc()
         for (verdict, why), command_ids in by_status.items():
             self.writer.op(
-                "acks", partial(self.store.set_command_status, command_ids, verdict, why)
+                "acks",
+                partial(self.store.set_command_status, command_ids, verdict, why),
+                {"status": verdict, "reason": why, "commands": command_ids[:100]},
             )
         if report.statuses:
             gateways = self.spec.all_devices()[["id", "gateway_id"]]
@@ -194,7 +214,11 @@ class ControlLoop:
                         idx = self.state.indices(behind)
                         self.state.online[idx] = False
             seen = sorted({s.gateway for s in report.statuses})
-            self.writer.op("gateways seen", partial(self.store.set_gateway_seen, seen, now))
+            self.writer.op(
+                "gateways seen",
+                partial(self.store.set_gateway_seen, seen, now),
+                {"ts": now, "gateways": seen[:100]},
+            )
 
     # ------------------------------------------------------------------ running
     async def run(self) -> None:

@@ -7,8 +7,10 @@ then goes to the control loop, which dispatches it from its start.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import uuid
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,10 +21,42 @@ from gridflock.domain.auth import Principal
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.service.control import ControlLoop
 
-__all__ = ["MAX_EVENT_S", "MAX_TARGET_KW", "EventService"]
+__all__ = [
+    "EARLIEST_EVENT_TS",
+    "MAX_EVENT_S",
+    "MAX_LEAD_S",
+    "MAX_TARGET_KW",
+    "EventService",
+    "check_event_time",
+]
 
 MAX_EVENT_S = 7 * 86400.0
 MAX_TARGET_KW = 1e7
+#: No event starts before this (2000-01-01T00:00:00Z) ...
+EARLIEST_EVENT_TS = 946_684_800.0
+#: ... or more than a year ahead of the service clock: times every database can hold.
+MAX_LEAD_S = 366 * 86400.0
+
+
+def check_event_time(start: float, now: float) -> None:
+    """Refuse a start the store could not hold or no one means (ValueError naming the bounds).
+
+    Checked before anything is tracked or written, so a refused event leaves no trace.
+    """
+    latest = now + MAX_LEAD_S
+    if not (math.isfinite(start) and EARLIEST_EVENT_TS <= start <= latest):
+        raise ValueError(
+            f"start must be between {_iso(EARLIEST_EVENT_TS)} and one year from now "
+            f"({_iso(latest)}), got {_iso(start)}"
+        )
+
+
+def _iso(ts: float) -> str:
+    """``ts`` as ISO 8601 UTC, or the raw number if no calendar date can show it."""
+    try:
+        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return repr(ts)
 
 
 class EventService:
@@ -51,6 +85,7 @@ class EventService:
         if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_EVENT_S:
             raise ValueError("duration_s must be more than 0 and at most 7 days (604800 s)")
         start = now if start is None else start
+        check_event_time(start, now)
         if start + duration_s <= now:
             raise ValueError(
                 "the event would already be over: give a start in the future "
@@ -67,7 +102,7 @@ class EventService:
             created_by=principal.label,
         )
         self.loop.track(event)
-        self.loop.writer.op("event", lambda: self.loop.store.save_event(event))
+        self.loop.writer.op("event", lambda: self.loop.store.save_event(event), event_detail(event))
         self.loop.audit(
             principal.label,
             "event.create",
@@ -128,3 +163,17 @@ def view(t: EventTracker) -> EventView:
         shortfall_kw=t.shortfall_kw,
         commands_sent=t.commands_sent,
     )
+
+
+def event_detail(event: Event) -> dict[str, Any]:
+    """The event as JSON-able fields (what its dead letter would show)."""
+    return {
+        "id": event.id,
+        "target_kw": event.target_kw,
+        "start": event.start,
+        "end": event.end,
+        "scope": str(event.scope),
+        "source": event.source.value,
+        "status": event.status.value,
+        "created_by": event.created_by,
+    }

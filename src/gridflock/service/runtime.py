@@ -122,6 +122,8 @@ class Runtime:
             "devices_total": st.n,
             "buffered_readings": self.writer.buffered_rows,
             "dropped_readings": self.writer.stats.rows_dropped,
+            "quarantined_writes": self.writer.stats.quarantined_ops,
+            "quarantined_readings": self.writer.stats.quarantined_rows,
         }
 
     def metrics(self) -> bytes:
@@ -129,6 +131,8 @@ class Runtime:
         m = self.metrics_
         m.buffered_rows.set(self.writer.buffered_rows)
         m.dropped_rows.set(self.writer.stats.rows_dropped)
+        m.quarantined.labels("ops").set(self.writer.stats.quarantined_ops)
+        m.quarantined.labels("readings").set(self.writer.stats.quarantined_rows)
         m.database_up.set(1 if self.writer.stats.database_up else 0)
         m.mqtt_connected.set(1 if self.mqtt_enabled and self.link.connected else 0)
         return m.exposition()
