@@ -27,6 +27,7 @@ from gridflock.api.schemas import (
     ProblemOut,
 )
 from gridflock.domain.errors import Problem, ValidationError
+from gridflock.domain.events import Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.files import read_fleet
 from gridflock.fleet.state import GridTopology
@@ -120,7 +121,10 @@ def group_history(
     summary="Flexibility by group",
     description=(
         "How many kW each group can move up (more export / less import) and down, and "
-        "hold for `duration_h` hours. Role: viewer."
+        "hold for `duration_h` hours, within every site and grid-node limit: the same "
+        "figure as `/fleet` (whose flex_duration_h rows sum to its totals), with what active "
+        "events hold (`committed_*`) and what is left for a new event (`remaining_*`). "
+        "With `scope`, only that scope's devices count. Role: viewer."
     ),
     response_model=list[FlexibilityRow],
 )
@@ -131,9 +135,20 @@ async def flexibility(
         float, Query(gt=0, le=48, description="How long the flexibility must be held [h].")
     ] = 1.0,
     by: Annotated[GroupBy, Query(description="Grouping.")] = GroupBy.KIND,
+    scope: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="fleet, grid_node:ID, program:TAG or region:TAG.",
+        ),
+    ] = "fleet",
 ) -> Any:
-    """Report ``runtime.flexibility``."""
-    df = runtime.flexibility(duration_h, by.value)
+    """Report ``runtime.flexibility``; a scope that is malformed or names nothing is a 422."""
+    try:
+        runtime.state.scope_mask(Scope.parse(scope))
+    except ValueError as exc:
+        raise ProblemError(422, f"{exc}: list the tags and grid nodes at /api/v1/sites") from None
+    df = runtime.flexibility(duration_h, by.value, scope)
     rows = frame_rows(df)
     for row in rows:
         row["group"] = str(row.get(by.value, row.get("group", "")))
