@@ -50,10 +50,14 @@ def _about(decl: KindDecl) -> str:
 
 def _table(title: str, attrs: Iterable[Attr], about: str = "") -> str:
     """One Markdown table of ``attrs`` under a level-3 heading (and a line ``about`` it)."""
-    lines = [f"### {title}", ""] + ([about, ""] if about else []) + [
-        "| Name | Type | Unit | Default | Bounds | Description |",
-        "|---|---|---|---|---|---|",
-    ]
+    lines = (
+        [f"### {title}", ""]
+        + ([about, ""] if about else [])
+        + [
+            "| Name | Type | Unit | Default | Bounds | Description |",
+            "|---|---|---|---|---|---|",
+        ]
+    )
     for a in attrs:
         if a.default is None:
             default = "required"
