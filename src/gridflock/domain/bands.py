@@ -42,6 +42,12 @@ T_TANK_AMBIENT_C = 20.0
 _EPS = 1e-9
 
 
+def _clip(x: FloatArray, lo: float | FloatArray, hi: float | FloatArray) -> FloatArray:
+    """``np.clip`` without its overhead (several times faster on large arrays)."""
+    out: FloatArray = np.minimum(np.maximum(x, lo), hi)
+    return out
+
+
 def rc_step(ua: FloatArray, c: FloatArray, dt_h: float) -> tuple[FloatArray, FloatArray]:
     """Exact step ``T1 = a T0 + (1 - a) T_env + b q`` of ``C dT/dt = UA (T_env - T) + q``.
 
@@ -89,7 +95,7 @@ def ev_charger_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArr
     t = float(duration_h)
     t_eff = np.maximum(np.minimum(t, t_left), _EPS)
     after = np.maximum(t_left - t, 0.0)
-    p_required = np.clip((need / eta - p_max * after) / t_eff, 0.0, p_max)
+    p_required = _clip((need / eta - p_max * after) / t_eff, 0.0, p_max)
     p_required = np.where(p_required > _EPS, np.maximum(p_required, np.minimum(p_min, p_max)), 0.0)
     p_possible = np.where(t_left >= t, np.minimum(p_max, need / eta / t), 0.0)
     p_possible = np.where(p_possible >= p_min, p_possible, 0.0)
@@ -123,8 +129,8 @@ def heat_pump_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArra
     p_max = c["p_load_max_kw"]
     inside = (t_in >= c["t_min_c"]) & (t_in <= c["t_max_c"])
     feasible = inside & (p_hi >= 0.0) & (p_lo <= p_max)
-    ceiling = np.where(feasible, -np.clip(p_lo, 0.0, p_max), np.nan)
-    floor = np.where(feasible, -np.clip(p_hi, 0.0, p_max), np.nan)
+    ceiling = np.where(feasible, -_clip(p_lo, 0.0, p_max), np.nan)
+    floor = np.where(feasible, -_clip(p_hi, 0.0, p_max), np.nan)
     return _keep_base_where_infeasible(c, floor, ceiling)
 
 
@@ -143,8 +149,8 @@ def water_heater_band(c: Columns, duration_h: float, now: float) -> tuple[FloatA
     p_max = c["p_load_max_kw"]
     inside = (t_tank >= c["t_min_c"]) & (t_tank <= c["t_max_c"])
     feasible = inside & (p_hi >= 0.0) & (p_lo <= p_max)
-    ceiling = np.where(feasible, -np.clip(p_lo, 0.0, p_max), np.nan)
-    floor = np.where(feasible, -np.clip(p_hi, 0.0, p_max), np.nan)
+    ceiling = np.where(feasible, -_clip(p_lo, 0.0, p_max), np.nan)
+    floor = np.where(feasible, -_clip(p_hi, 0.0, p_max), np.nan)
     return _keep_base_where_infeasible(c, floor, ceiling)
 
 
