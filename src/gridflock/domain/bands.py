@@ -23,6 +23,8 @@ import numpy as np
 from gridflock.domain.messages import FloatArray
 
 __all__ = [
+    "COMFORT_MARGIN_K_PER_H",
+    "COMFORT_MARGIN_MAX_K",
     "T_TANK_AMBIENT_C",
     "WATER_KWH_PER_L_K",
     "battery_band",
@@ -35,6 +37,11 @@ __all__ = [
 
 Columns = Mapping[str, FloatArray]
 
+#: Margin a heat pump's promise keeps from the comfort band's edges per hour of hold [K/h],
+#: and at most [K]: the band takes the outdoor temperature and gains as reported, and the
+#: weather moves during a long hold (a warming morning, the sun coming out).
+COMFORT_MARGIN_K_PER_H = 0.15
+COMFORT_MARGIN_MAX_K = 0.6
 #: Volumetric heat capacity of water [kWh/(l K)].
 WATER_KWH_PER_L_K = 4.186 / 3600.0
 #: Temperature around a water heater's tank [degC] (its standing losses go there).
@@ -109,9 +116,10 @@ def heat_pump_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArra
 
     The house is the twin's one-node model ``C dT/dt = UA (T_out - T) + s COP P + gains``
     (s = +1 heating, -1 cooling, as reported in ``cooling``). Its exact solution over the
-    hold at constant power bounds P so the end temperature lies in ``[t_min_c, t_max_c]``;
-    the temperature moves monotonically, so the whole hold does. A house already outside
-    its band, or one the pump cannot keep inside at any power, offers nothing.
+    hold at constant power bounds P so the end temperature lies in ``[t_min_c, t_max_c]``,
+    less a margin for the weather moving during the hold (``COMFORT_MARGIN_K_PER_H``); the
+    temperature moves monotonically, so the whole hold does. A house already outside its
+    band, or one the pump cannot keep inside at any power, offers nothing.
     """
     t_in, t_out = c["t_in_c"], c["t_out_c"]
     gain = np.nan_to_num(c["gain_kw"], nan=0.0)
@@ -122,8 +130,12 @@ def heat_pump_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArra
     )
     a, b = rc_step(c["ua_kw_per_k"], c["c_kwh_per_k"], float(duration_h))
     free = a * t_in + (1.0 - a) * t_out + b * gain  # end temperature with the pump off
-    q_lo = (c["t_min_c"] - free) / b  # pump heat [kW thermal] reaching the band's edges
-    q_hi = (c["t_max_c"] - free) / b
+    width = c["t_max_c"] - c["t_min_c"]
+    margin = np.minimum(
+        min(COMFORT_MARGIN_K_PER_H * float(duration_h), COMFORT_MARGIN_MAX_K), 0.25 * width
+    )
+    q_lo = (c["t_min_c"] + margin - free) / b  # pump heat [kW thermal] to the band's edges
+    q_hi = (c["t_max_c"] - margin - free) / b
     p_lo = np.where(cooling, -q_hi, q_lo) / cop
     p_hi = np.where(cooling, -q_lo, q_hi) / cop
     p_max = c["p_load_max_kw"]
