@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ __all__ = ["StoreWriter", "WriterStats"]
 log = logging.getLogger("gridflock.store")
 
 CHUNK_ROWS = 50_000
+#: Seconds between pings of the database while there is nothing to write.
+PING_EVERY_S = 5.0
 #: Readings of one refused chunk shown in its dead letter (the count is always kept).
 DEAD_LETTER_READINGS = 1_000
 
@@ -73,6 +76,7 @@ class StoreWriter:
         self._ops: deque[_Op] = deque()
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
+        self._last_contact = time.monotonic()
 
     @property
     def buffered_rows(self) -> int:
@@ -109,13 +113,31 @@ class StoreWriter:
             self._ops.append(_Op(name, fn, detail))
 
     def flush(self) -> bool:
-        """Write what is queued (blocking; run it in a thread). False if the database is away."""
+        """Write what is queued (blocking; run it in a thread). False if the database is away.
+
+        With nothing to write, the database is pinged every ``PING_EVERY_S`` instead, so an
+        outage (and the return) shows in health even while nothing is written.
+        """
         if not self._flushing.acquire(blocking=False):
             return True  # another flush is under way
         try:
-            return self._flush_ops() and self._flush_telemetry()
+            if not self._ops and not self._telemetry:
+                return self._ping()
+            ok = self._flush_ops() and self._flush_telemetry()
+            if ok:
+                self._last_contact = time.monotonic()
+            return ok
         finally:
             self._flushing.release()
+
+    def _ping(self) -> bool:
+        if time.monotonic() - self._last_contact < PING_EVERY_S:
+            return self.stats.database_up
+        self._last_contact = time.monotonic()
+        if self.store.ping():
+            self._recovered()
+            return True
+        return self._failed("ping", ConnectionError("the database does not answer SELECT 1"))
 
     # ------------------------------------------------------------------ outcomes
     def _failed(self, what: str, error: Exception) -> bool:
