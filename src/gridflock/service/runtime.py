@@ -147,7 +147,13 @@ class Runtime:
             "dispatch": "ok",  # fleet state, dispatcher and events live in memory
             "fleet": "ok",
             "events": "ok",
-            "devices": {"disabled": "none", "connected": "ok"}.get(mqtt, "unreachable"),
+            "devices": (
+                "ok"
+                if self.link.connected
+                else "unreachable"
+                if self.mqtt_enabled
+                else "none"  # no device link configured
+            ),
             "writes": "ok" if db_up else "buffering",
             "stored_data": "ok" if db_up else "unavailable",
             "api_keys": "ok" if db_up else "known keys only",

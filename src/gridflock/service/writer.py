@@ -194,7 +194,9 @@ class StoreWriter:
                 with self._lock:
                     self._ops.popleft()
                 self.stats.quarantined_ops += 1
-                if op.name != "dead letter":
+                if op.name == "dead letter":  # kept back during an outage, refused now
+                    log.error("the dead letter itself was refused: %s", e)
+                else:
                     self._quarantine(op.name, e, 1, _jsonable(op.detail))
                 self._recovered()  # the database answered
                 continue
