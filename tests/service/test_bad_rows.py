@@ -112,9 +112,29 @@ def test_refused_readings_are_found_and_set_aside_and_the_good_ones_land(store: 
     [letter] = store.dead_letters()
     assert letter.what == "telemetry"
     assert letter.rows == 2
+    assert "outside [2000-01-01, one year ahead]" in letter.reason
     refused = json.loads(letter.payload)
     assert [r["ts"] for r in refused] == [1e13, 1e13]
     assert [r["p_kw"] for r in refused] == [17.0, 600.0]
+
+
+def test_readings_the_database_refuses_are_found_by_halving(store: Store) -> None:
+    """Text no database encoding holds (a lone surrogate): only the database can say."""
+    writer = StoreWriter(store, max_rows=100_000)
+    device = str(store.load_fleet().all_devices()["id"].iloc[0])
+    batch = _readings(device, T0 + np.arange(2000.0))
+    batch.device_ids[[3, 1500, 1501]] = device + "\ud800"
+    writer.telemetry(batch)
+
+    assert writer.flush() is True
+    assert writer.stats.quarantined_rows == 3
+    assert _count(store, "telemetry") == 1997
+    [letter] = store.dead_letters()
+    assert letter.rows == 3
+    assert "surrogates not allowed" in letter.reason
+    refused = json.loads(letter.payload)
+    assert [r["p_kw"] for r in refused] == [3.0, 1500.0, 1501.0]
+    assert refused[0]["device_id"] == device + "\ud800"
 
 
 def test_an_outage_is_retried_not_quarantined(store: Store) -> None:

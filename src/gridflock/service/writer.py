@@ -36,6 +36,9 @@ __all__ = ["StoreWriter", "WriterStats"]
 log = logging.getLogger("gridflock.store")
 
 CHUNK_ROWS = 50_000
+#: Readings stamped outside [EARLIEST_TS, now + MAX_AHEAD_S] are set aside without a try.
+EARLIEST_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
+MAX_AHEAD_S = 366 * 86_400.0
 #: Seconds between pings of the database while there is nothing to write.
 PING_EVERY_S = 5.0
 #: Readings of one refused chunk shown in its dead letter (the count is always kept).
@@ -164,7 +167,8 @@ class StoreWriter:
             reason,
         )
         try:
-            payload = json.dumps(detail, default=str, allow_nan=False, ensure_ascii=False)
+            # ASCII: text a database refuses (lone surrogates) stays escaped and storable
+            payload = json.dumps(detail, default=str, allow_nan=False)
         except ValueError:  # a value JSON cannot carry: keep it as text
             payload = json.dumps(repr(detail))
         try:
@@ -235,9 +239,23 @@ class StoreWriter:
         Raises only on an outage. Readings already stored are skipped by the store, so a
         batch written again after an outage part-way through lands once.
         """
+        ts = np.asarray(batch.ts, dtype=np.float64)
+        odd = ~((ts >= EARLIEST_TS) & (ts <= time.time() + MAX_AHEAD_S))
+        if odd.any():  # set aside at once: no need to ask the database, nor to search
+            self.stats.quarantined_rows += int(odd.sum())
+            self._quarantine(
+                "telemetry",
+                ValueError(
+                    "reading time outside [2000-01-01, one year ahead]: not a time a "
+                    "device can have measured"
+                ),
+                int(odd.sum()),
+                _readings_json(_take(batch, odd)),
+            )
+            batch = _take(batch, ~odd)
         refused: list[int] = []
         error: Exception | None = None
-        pending = [np.arange(len(batch))]
+        pending = [np.arange(len(batch))] if len(batch) else []
         while pending:
             idx = pending.pop()
             part = batch if len(idx) == len(batch) else _take(batch, idx)
