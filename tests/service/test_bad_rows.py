@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from gridflock.api import create_app
@@ -212,3 +214,38 @@ def test_an_event_with_times_no_database_holds_is_refused_before_it_is_tracked(
     assert rt.health()["database"] == "up"
     ok = asyncio.run(post("2026-06-01T12:05:00Z"))
     assert ok.status_code == 201, ok.text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 400),
+    bad=st.sets(st.integers(0, 399), max_size=12),
+    chunks=st.integers(1, 4),
+)
+def test_every_good_reading_lands_and_only_the_bad_ones_are_set_aside(
+    tmp_path_factory: pytest.TempPathFactory, n: int, bad: set[int], chunks: int
+) -> None:
+    """Whatever the bad readings' places and however the readings were queued."""
+    bad = {i for i in bad if i < n}
+    with Store(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'p.db'}") as store:
+        store.upgrade()
+        writer = StoreWriter(store, max_rows=10_000)
+        batch = _readings("dev-1", T0 + np.arange(float(n)))
+        batch.device_ids[sorted(bad)] = "dev-\ud800"
+        for part in np.array_split(np.arange(n), chunks):
+            if len(part):
+                writer.telemetry(
+                    TelemetryBatch(
+                        batch.device_ids[part],
+                        batch.ts[part],
+                        batch.p_kw[part],
+                        batch.soc[part],
+                        batch.p_baseline_kw[part],
+                    )
+                )
+        assert writer.flush() is True
+        assert writer.stats.quarantined_rows == len(bad)
+        assert _count(store, "telemetry") == n - len(bad)
+        letters = store.dead_letters()
+        refused = sorted(r["p_kw"] for d in letters for r in json.loads(d.payload))
+        assert refused == sorted(float(i) for i in bad)
