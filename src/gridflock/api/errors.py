@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridflock.domain.errors import Problem, ValidationError
+from gridflock.store.errors import DatabaseUnavailableError
 
 __all__ = [
     "PROBLEM_JSON",
@@ -185,6 +186,11 @@ async def _on_key_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 404, _key_text(exc))
 
 
+async def _on_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The database is away: 503 with a retry hint (what lives in memory still answers)."""
+    return problem_response(request, 503, str(exc), headers={"Retry-After": "5"})
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     _log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
@@ -204,6 +210,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_request_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(ValidationError, _on_domain_validation)
+    app.add_exception_handler(DatabaseUnavailableError, _on_database_unavailable)
     app.add_exception_handler(ValueError, _on_value_error)
     app.add_exception_handler(KeyError, _on_key_error)
     app.add_exception_handler(Exception, _on_unexpected)
