@@ -162,17 +162,33 @@ def _mqtt_link(settings: Settings, spec: object) -> object:
 
         return NoDevices()
     from gridflock.domain.spec import FleetSpec
-    from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
+    from gridflock.gateways.mqtt.link import BrokerAddress, GatewayLimits, MqttLink
 
     assert isinstance(spec, FleetSpec)
     assert settings.mqtt_url is not None
     secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     try:
-        broker = BrokerAddress.parse(settings.mqtt_url, settings.mqtt_username, secret)
+        broker = BrokerAddress.parse(
+            settings.mqtt_url,
+            settings.mqtt_username,
+            secret,
+            ca_file=settings.mqtt_tls_ca_file,
+            cert_file=settings.mqtt_tls_cert_file,
+            key_file=settings.mqtt_tls_key_file,
+        )
     except ValueError as e:
         fail(f"GRIDFLOCK_MQTT_URL: {e}")
     devices = spec.all_devices()
-    return MqttLink(broker, dict(zip(devices["id"], devices["gateway_id"], strict=True)))
+    return MqttLink(
+        broker,
+        dict(zip(devices["id"], devices["gateway_id"], strict=True)),
+        client_id=settings.mqtt_client_id,
+        limits=GatewayLimits(
+            settings.gateway_max_messages_per_s,
+            settings.gateway_max_readings_per_s,
+            settings.gateway_burst_s,
+        ),
+    )
 
 
 async def _serve(
