@@ -237,6 +237,7 @@ class MqttLink:
         self.share = share
         self.limits = limits
         self.command_grace_s = command_grace_s
+        self.connect_timeout_s = 10.0
         self.client_id = client_id or f"gridflock-service-{uuid.uuid4().hex[:8]}"
         self.client = Client(self.client_id)
         self.client.on_connect = self._on_connect
@@ -280,14 +281,23 @@ class MqttLink:
                 f"(CA {b.ca_file!r}, certificate {b.cert_file!r}): {e}"
             ) from e
         try:
-            await self.client.connect(
-                b.host,
-                b.port,
-                ssl=ctx if ctx is not None else False,
-                keepalive=30,
-                version=MQTTv311,
-            )
-        except (TimeoutError, OSError) as e:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await self.client.connect(
+                    b.host,
+                    b.port,
+                    ssl=ctx if ctx is not None else False,
+                    keepalive=30,
+                    version=MQTTv311,
+                )
+        except TimeoutError as e:
+            with contextlib.suppress(Exception):
+                await self.client.disconnect()
+            raise ConnectionError(
+                f"the MQTT broker at {b.host}:{b.port} did not answer within "
+                f"{self.connect_timeout_s:g} s: check mqtt:// against mqtts:// (TLS) and "
+                "whether it requires a client certificate"
+            ) from e
+        except OSError as e:
             raise ConnectionError(
                 f"cannot reach the MQTT broker at {b.host}:{b.port}: {e}; is it running?"
             ) from e
