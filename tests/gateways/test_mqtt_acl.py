@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import queue
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -367,3 +369,62 @@ def test_wrong_password_and_unknown_user_are_refused(broker):
 def test_broker_files_are_where_the_conf_says(tmp_path):
     paths = write_broker_config(tmp_path, [], "svc", hash_password("s"))
     assert Path(paths.conf).parent == tmp_path.resolve()
+
+
+def test_the_broker_reads_its_files_after_dropping_privileges():
+    """Started as root, Mosquitto drops to ``mosquitto`` and must still read its accounts."""
+    if os.geteuid() != 0:
+        pytest.skip("only a broker started as root drops privileges")
+    import pwd
+    import tempfile
+
+    try:
+        broker_user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.fail("the mosquitto package's user 'mosquitto' does not exist")
+    exe = shutil.which("/usr/sbin/mosquitto") or pytest.fail("mosquitto is not installed")
+    work = Path(tempfile.mkdtemp(prefix="gf-broker-", dir="/tmp"))  # traversable by mosquitto
+    work.chmod(0o755)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = None
+    try:
+        paths = write_broker_config(
+            work / "broker",
+            [GatewayCredential("A", hash_password(SECRETS["A"]))],
+            "svc",
+            hash_password(SECRETS["svc"]),
+            port=port,
+            persistence=True,
+        )
+        assert "\nuser " not in paths.conf.read_text()  # Mosquitto's default: mosquitto
+        st_ = paths.security.stat()
+        assert (st_.st_uid, st_.st_gid, st_.st_mode & 0o777) == (0, broker_user.pw_gid, 0o640)
+        log = work / "log"
+        with log.open("wb") as f:
+            proc = subprocess.Popen([exe, "-c", str(paths.conf)], stdout=f, stderr=f)
+        deadline = time.monotonic() + 10
+        while True:
+            assert proc.poll() is None, f"mosquitto exited: {log.read_text()[-1500:]}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mosquitto did not listen within 10 s"
+                time.sleep(0.05)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        uid = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("Uid:"))
+        assert uid == broker_user.pw_uid  # it did drop privileges
+        for user in ("svc", "A"):
+            p = Peer(port, user, SECRETS[user])
+            try:
+                assert p.ok, f"{user} could not log in: {p.connack}"
+            finally:
+                p.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
