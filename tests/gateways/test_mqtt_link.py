@@ -373,8 +373,8 @@ def test_rate_limit_refuses_a_flood_and_spares_the_others(broker: int) -> None:
     run(scenario())
 
 
-def test_future_readings_are_refused_with_a_reason(broker: int) -> None:
-    """8.11: a reading beyond the clock-skew bound is refused and the gateway told why."""
+def test_future_and_stale_readings_are_refused_with_a_reason(broker: int) -> None:
+    """8.11: readings beyond the clock-skew bound, or older than one taken, are reported."""
 
     async def scenario() -> None:
         async with service(broker) as link:
@@ -395,6 +395,15 @@ def test_future_readings_are_refused_with_a_reason(broker: int) -> None:
                 assert ack["reasons"] == {"ts_in_future": 1}
                 assert ack["rejected"][0]["index"] == 0
                 assert "ahead of the service clock" in ack["rejected"][0]["message"]
+                # A-d1 holds a reading 15 s ahead: an older one is stale, and said so
+                late = encode_telemetry("A", ["A-d1", "A-d2"], [now + 1, now + 2], [2.0, 2.0])
+                await asyncio.to_thread(a.publish, telemetry_topic("A"), late)
+                await until(lambda: got.poll() >= 3 and len(a.telemetry_acks()) >= 2, "stale")
+                assert got.devices[2:] == ["A-d2"]
+                stale = a.telemetry_acks()[1]
+                assert (stale["accepted"], stale["reasons"]) == (1, {"stale": 1})
+                assert stale["rejected"][0]["device"] == "A-d1"
+                assert "time order" in stale["rejected"][0]["message"]
             finally:
                 a.close()
 

@@ -59,6 +59,7 @@ REJECT_REASONS: dict[str, str] = {
     "bad_extra": "an extras value is not a finite number",
     "duplicate": "same device and ts as an earlier reading of the message",
     "unknown_device": "the fleet has no such device behind this gateway (service check)",
+    "stale": "ts is older than a reading already taken for the device (service check)",
 }
 _CODES = list(REJECT_REASONS)
 _CODE = {name: i + 1 for i, name in enumerate(_CODES)}  # 0 = valid

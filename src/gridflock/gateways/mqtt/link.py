@@ -232,7 +232,7 @@ class MqttLink:
     ) -> None:
         self.broker = broker
         self.gateway_of_device = dict(gateway_of_device)
-        self.known = set(self.gateway_of_device)
+        self._index_devices()
         self.clock = clock
         self.share = share
         self.limits = limits
@@ -262,7 +262,13 @@ class MqttLink:
         """Take up a new fleet: which devices exist and which gateway carries each."""
         devices = spec.all_devices()
         self.gateway_of_device = dict(zip(devices["id"], devices["gateway_id"], strict=True))
+        self._index_devices()
+
+    def _index_devices(self) -> None:
+        """Row of each device, and the newest reading time passed on for it (none yet)."""
         self.known = set(self.gateway_of_device)
+        self._row = {d: i for i, d in enumerate(self.gateway_of_device)}
+        self._last_ts = np.full(len(self._row), -np.inf)
 
     # ------------------------------------------------------------------ connection
     @property
@@ -452,34 +458,44 @@ class MqttLink:
         received = list(decoded.received)
         if self.limits is not None:
             self._limit_readings(items, decoded.gateways, received, errors)
-        # a gateway may only speak for the devices the fleet places behind it
-        owners, gateways = self.gateway_of_device, decoded.gateways
+        # a gateway may only speak for the devices the fleet places behind it, and a
+        # reading older than one already passed on for its device is stale (the fleet
+        # state would drop it): both are refused and reported, not silently lost
+        owners, gateways, rows_of = self.gateway_of_device, decoded.gateways, self._row
+        n = len(batch)
         row_msg = decoded.row_message.tolist()
         row_gw = [gateways[j] for j in row_msg]
-        drop = np.fromiter(
-            (
-                owners.get(d) != g or errors[j] is not None
-                for d, g, j in zip(batch.device_ids.tolist(), row_gw, row_msg, strict=True)
-            ),
-            bool,
-            len(batch),
+        devs = batch.device_ids.tolist()
+        foreign = np.fromiter(
+            (owners.get(d) != g for d, g in zip(devs, row_gw, strict=True)), bool, n
         )
+        row = np.fromiter((rows_of.get(d, -1) for d in devs), np.int64, n)
+        stale = ~foreign & (batch.ts < self._last_ts[np.maximum(row, 0)])
+        refused_msg = np.fromiter((e is not None for e in errors), bool, len(errors))
+        drop = foreign | stale | refused_msg[decoded.row_message]
         if drop.any():
             touched = set()
-            for i in np.flatnonzero(drop).tolist():
-                d, j, g = str(batch.device_ids[i]), row_msg[i], row_gw[i]
-                if errors[j] is not None:
-                    continue  # the whole message is refused (rate limit)
-                where = (
-                    "is not provisioned in the fleet"
-                    if d not in self.known
-                    else f"is behind gateway {owners[d]!r}, not {g!r}"
-                )
-                rejected[j].append(
-                    Rejection(
+            for i in np.flatnonzero(drop & ~refused_msg[decoded.row_message]).tolist():
+                d, j, g = devs[i], row_msg[i], row_gw[i]
+                if stale[i]:
+                    r = Rejection(
+                        int(decoded.row_index[i]),
+                        d,
+                        "stale",
+                        f"ts {batch.ts[i]!r} is older than the reading at "
+                        f"{self._last_ts[row[i]]!r} already taken for device {d!r}: "
+                        "send each device's readings in time order",
+                    )
+                else:
+                    where = (
+                        "is not provisioned in the fleet"
+                        if d not in self.known
+                        else f"is behind gateway {owners[d]!r}, not {g!r}"
+                    )
+                    r = Rejection(
                         int(decoded.row_index[i]), d, "unknown_device", f"device {d!r} {where}"
                     )
-                )
+                rejected[j].append(r)
                 touched.add(j)
             for j in touched:
                 rejected[j].sort(key=lambda r: r.index)
@@ -492,6 +508,8 @@ class MqttLink:
                 batch.p_baseline_kw[keep],
                 {k: v[keep] for k, v in batch.extras.items()},
             )
+            row = row[keep]
+        np.maximum.at(self._last_ts, row, batch.ts)
         self.counts["readings"] += sum(received)
         for (topic, _, _), err, gw, n, refused in zip(
             items, errors, gateways, received, rejected, strict=True
