@@ -748,3 +748,19 @@ def test_examples_in_protocol_md_are_valid():
     assert d.rejected == []
     for link in re.findall(r"\]\((schemas/[^)#]*)\)", text):
         assert (SCHEMAS.parent / link).exists(), link
+
+
+def test_protocol_doc_states_every_limit():
+    """docs/protocol.md states the limits the code enforces (a changed constant fails here)."""
+    doc = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text()
+    assert protocol.ID_PATTERN.replace("\\", "") in doc
+    assert f"**{protocol.MAX_CLOCK_SKEW_S:g} s** ahead" in doc
+    assert f"{protocol.MAX_GATEWAY_MESSAGE_BYTES // 2**20} MiB" in doc
+    assert f"{protocol.MAX_GATEWAY_MESSAGE_BYTES:,} bytes" in doc
+    assert f"{protocol.MAX_PAYLOAD_BYTES // 2**20} MiB + 64 KiB" in doc
+    assert f"first **{protocol.MAX_ACK_REJECTIONS}** refused" in doc
+    assert f"**{protocol.MAX_ACK_BYTES // 1024} KiB**" in doc
+    assert f"{protocol.MAX_READINGS:,}" in doc
+    assert f"{protocol.MAX_READING_AGE_S / 86400:g} days" in doc
+    for reason in codec.REJECT_REASONS:
+        assert f"`{reason}`" in doc, reason
