@@ -764,3 +764,53 @@ def test_protocol_doc_states_every_limit():
     assert f"{protocol.MAX_READING_AGE_S / 86400:g} days" in doc
     for reason in codec.REJECT_REASONS:
         assert f"`{reason}`" in doc, reason
+
+
+# --- bounded answers and rate limits (invariants) -------------------------------------------
+
+_rejections = st.lists(
+    st.builds(
+        Rejection,
+        index=st.integers(0, 10_000),
+        device=st.one_of(st.none(), st.text(min_size=1, max_size=300)),
+        reason=st.from_regex(r"[a-z][a-z0-9_]{0,63}", fullmatch=True),
+        message=st.text(max_size=2_000),
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_rejections, st.one_of(st.none(), st.text(max_size=5_000)))
+def test_a_telemetry_ack_is_bounded_whatever_it_answers(rejected, error):
+    raw = encode_telemetry_ack(len(rejected) + 5, rejected, error=error)
+    assert len(raw) <= protocol.MAX_ACK_BYTES
+    ack = protocol.TelemetryAck.model_validate_json(raw)
+    assert ack.rejected_total == len(rejected)
+    assert sum(ack.reasons.values()) == len(rejected)
+    assert [r.index for r in ack.rejected] == [r.index for r in rejected[: len(ack.rejected)]]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    rate=st.floats(0.5, 50),
+    burst_s=st.floats(1, 30),
+    gaps=st.lists(st.floats(0, 5), min_size=1, max_size=200),
+)
+def test_rate_limit_spares_the_well_behaved_and_caps_the_rest(rate, burst_s, gaps):
+    from gridflock.gateways.mqtt.link import BrokerAddress, GatewayLimits, MqttLink
+
+    limits = GatewayLimits(messages_per_s=rate, readings_per_s=1e9, burst_s=burst_s)
+    link = MqttLink(BrokerAddress("h", 1, False, None), {}, limits=limits)
+    topic = "gf/v1/gw-1/telemetry"
+    t, taken = 1e9, 0
+    for gap in gaps:  # well-behaved: never faster than the rate
+        t += max(gap, 1.0 / rate)
+        assert link._take_message(topic, t)
+    t0, taken = t + 1_000, 0  # a full bucket, then a flood at arbitrary gaps
+    t = t0
+    for gap in gaps:
+        t += gap / 100
+        taken += link._take_message(topic, t)
+    assert taken <= max(rate * burst_s, 1) + rate * (t - t0) + 1e-6
+    assert link.counts["rejected:rate_limited"] == len(gaps) - taken

@@ -55,6 +55,7 @@ from gridflock.gateways.mqtt.codec import (
 )
 from gridflock.gateways.mqtt.protocol import (
     MAX_GATEWAY_MESSAGE_BYTES,
+    MAX_READINGS,
     ack_topic,
     gateway_of,
     shared_telemetry_subscription,
@@ -158,21 +159,36 @@ class GatewayLimits:
 
 
 class _Bucket:
-    """A gateway's two token buckets (messages, readings), refilled lazily."""
+    """A gateway's two token buckets (messages, readings), refilled lazily.
+
+    Each holds at least one whole message (1 message, ``MAX_READINGS`` readings), so a
+    low rate slows a gateway down but never locks it out.
+    """
 
     __slots__ = ("messages", "readings", "t")
 
     def __init__(self, limits: GatewayLimits, now: float) -> None:
-        self.messages = limits.messages_per_s * limits.burst_s
-        self.readings = limits.readings_per_s * limits.burst_s
+        self.messages, self.readings = _capacity(limits)
         self.t = now
 
     def refill(self, limits: GatewayLimits, now: float) -> None:
         dt = max(now - self.t, 0.0)
         self.t = now
-        cap = limits.burst_s
-        self.messages = min(self.messages + dt * limits.messages_per_s, limits.messages_per_s * cap)
-        self.readings = min(self.readings + dt * limits.readings_per_s, limits.readings_per_s * cap)
+        cap_m, cap_r = _capacity(limits)
+        self.messages = min(self.messages + dt * limits.messages_per_s, cap_m)
+        self.readings = min(self.readings + dt * limits.readings_per_s, cap_r)
+
+
+def _capacity(limits: GatewayLimits) -> tuple[float, float]:
+    """Bucket sizes: ``burst_s`` seconds' worth, and at least one whole message."""
+    return (
+        max(limits.messages_per_s * limits.burst_s, 1.0),
+        max(limits.readings_per_s * limits.burst_s, float(MAX_READINGS)),
+    )
+
+
+#: Tokens short of a whole one still count as whole (float rounding of the refill).
+_EPS = 1e-9
 
 
 @dataclass
@@ -402,8 +418,8 @@ class MqttLink:
             b = self._buckets[gw] = _Bucket(limits, now)
         else:
             b.refill(limits, now)
-        if b.messages >= 1.0:
-            b.messages -= 1.0
+        if b.messages >= 1.0 - _EPS:
+            b.messages = max(b.messages - 1.0, 0.0)
             return True
         self._limited[gw] += 1
         self.counts["rejected:rate_limited"] += 1
@@ -546,8 +562,8 @@ class MqttLink:
                 b = self._buckets[gw] = _Bucket(limits, at)
             else:
                 b.refill(limits, at)
-            if b.readings >= received[j]:
-                b.readings -= received[j]
+            if b.readings >= received[j] - _EPS:
+                b.readings = max(b.readings - received[j], 0.0)
                 continue
             errors[j] = (
                 f"rate limit: {received[j]} readings refused; a gateway may send at most "
