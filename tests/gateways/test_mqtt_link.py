@@ -468,3 +468,27 @@ def test_a_deleted_gateway_can_no_longer_connect(
     kept = Gateway(b.port, "A")
     kept.close()
     assert not kept.connack.is_failure
+
+
+def test_the_service_takes_its_client_id_tls_and_limits_from_the_settings(tmp_path: Any) -> None:
+    from gridflock.cli.service import _mqtt_link
+    from gridflock.config import Settings
+    from gridflock.fleet.generate import generate_fleet
+
+    ca = tmp_path / "ca.crt"
+    settings = Settings(
+        mqtt_url="mqtts://broker.example:8883",
+        mqtt_client_id="gridflock-ingest-2",
+        mqtt_tls_ca_file=str(ca),
+        gateway_max_messages_per_s=3,
+    )
+    link = _mqtt_link(settings, generate_fleet(2, 1))
+    assert isinstance(link, MqttLink)
+    assert link.client_id == "gridflock-ingest-2"
+    assert link.broker.ca_file == str(ca)
+    assert link.broker.tls
+    assert link.limits is not None
+    assert link.limits.messages_per_s == 3
+    assert Settings().mqtt_client_id == "gridflock-service-1"  # stable by default
+    with pytest.raises(ValueError, match="mqtt_client_id"):
+        Settings(mqtt_client_id="has/slash")
