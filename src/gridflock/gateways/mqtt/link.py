@@ -41,9 +41,9 @@ from gmqtt import Client, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
-    CommandAck,
     CommandAcks,
     ProtocolError,
     Rejection,
@@ -60,6 +60,7 @@ from gridflock.gateways.mqtt.protocol import (
     gateway_of,
     shared_telemetry_subscription,
 )
+from gridflock.gateways.mqtt.protocol import CommandAck as WireAck
 
 __all__ = ["BrokerAddress", "GatewayLimits", "GatewayStatus", "MqttLink"]
 
@@ -201,17 +202,8 @@ class _Sent:
     acked: bool = False
 
 
-@dataclass(frozen=True)
-class GatewayStatus:
-    """A gateway's announced state (``online``/``offline``) and when it was received."""
-
-    gateway: str
-    status: str
-    ts: float
-
-
 class MqttLink:
-    """Implements the service's device link over MQTT protocol v1.
+    """Implements :class:`gridflock.domain.ports.DeviceLink` over MQTT protocol v1.
 
     Parameters
     ----------
@@ -263,7 +255,7 @@ class MqttLink:
             self.client.set_auth_credentials(broker.username, broker.password)
         self.client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
         self._inbox: deque[tuple[str, bytes, float]] = deque()
-        self._acks: deque[CommandAcks] = deque()
+        self._acks: deque[tuple[str, CommandAcks]] = deque()  # with the answering gateway
         self._statuses: deque[GatewayStatus] = deque()
         self._buckets: dict[str, _Bucket] = {}
         self._limited: Counter[str] = Counter()  # gateway -> messages refused this cycle
@@ -271,6 +263,7 @@ class MqttLink:
         self._sent_order: deque[tuple[float, str]] = deque()  # (valid_until, id) to prune
         self._expired: list[str] = []
         self.counts: Counter[str] = Counter()
+        self._reported: Counter[str] = Counter()  # counts at the last take_report()
         self._connected = False
         self._stop = asyncio.Event()
 
@@ -450,7 +443,8 @@ class MqttLink:
                 len(msg.acks) - len(mine),
             )
         if mine:
-            self._acks.append(msg if len(mine) == len(msg.acks) else _replace_acks(msg, mine))
+            kept = msg if len(mine) == len(msg.acks) else _replace_acks(msg, mine)
+            self._acks.append((gw or "", kept))
 
     def receive(self) -> list[TelemetryBatch]:
         """Everything that arrived since the last call, decoded and screened, as one batch.
@@ -601,7 +595,7 @@ class MqttLink:
 
     def take_acks(self) -> list[CommandAcks]:
         """Command acknowledgements received since the last call (only the gateways' own)."""
-        out = list(self._acks)
+        out = [msg for _, msg in self._acks]
         self._acks.clear()
         return out
 
@@ -635,6 +629,30 @@ class MqttLink:
             if not entry.acked:
                 self._expired.append(cid)
                 self.counts["commands_expired"] += 1
+
+    def take_report(self) -> LinkReport:
+        """Acks, statuses and counters (increments) since the last call."""
+        counts, last = self.counts, self._reported
+        rejected = {
+            key.split(":", 1)[1]: n - last[key]
+            for key, n in counts.items()
+            if key.startswith("rejected:") and n > last[key]
+        }
+        for key, n in counts.items():  # acks for commands not sent to their gateway
+            if key.startswith("acks_refused:") and n > last[key]:
+                rejected["ack_" + key.split(":", 1)[1]] = n - last[key]
+        if counts["protocol_errors"] > last["protocol_errors"]:  # messages refused whole
+            rejected["protocol_error"] = counts["protocol_errors"] - last["protocol_errors"]
+        messages = max(counts["messages"] - last["messages"], 0)  # a counter never goes back
+        self._reported = Counter(counts)
+        self._reported["messages"] = last["messages"] + messages
+        acks = [
+            CommandAck(gw, a.id, a.device, a.status, a.reason)
+            for gw, msg in self._acks
+            for a in msg.acks
+        ]
+        self._acks.clear()
+        return LinkReport(messages, rejected, acks, self.take_statuses(), self.take_expired())
 
     # ------------------------------------------------------------------ outbound
     def send(self, commands: CommandBatch) -> None:
@@ -671,6 +689,6 @@ class MqttLink:
         self._stop.set()
 
 
-def _replace_acks(msg: CommandAcks, acks: list[CommandAck]) -> CommandAcks:
+def _replace_acks(msg: CommandAcks, acks: list[WireAck]) -> CommandAcks:
     """``msg`` with only ``acks`` (already validated: no second validation)."""
     return msg.model_copy(update={"acks": acks})
