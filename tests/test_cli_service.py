@@ -94,3 +94,26 @@ def test_broker_acl_writes_accounts_for_provisioned_gateways(tmp_path):
     r = run("broker", "acl", "--out", str(tmp_path / "b2"), env={"GRIDFLOCK_DATABASE_URL": url})
     assert r.returncode == 2
     assert "GRIDFLOCK_MQTT_PASSWORD" in r.stderr
+
+
+def test_broker_acl_refuses_a_bad_record_and_keeps_the_previous_files(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gf.db'}"
+    store = Store(url)
+    store.upgrade()
+    store.create_gateway(
+        "gw-a", kind="home", site_id=None, groups=[], password_hash=hash_password("a")
+    )
+    env = {"GRIDFLOCK_DATABASE_URL": url, "GRIDFLOCK_MQTT_PASSWORD": "svc-secret"}
+    out = tmp_path / "broker"
+    assert run("broker", "acl", "--out", str(out), env=env).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # a record from before ids had a grammar (the API refuses such an id now)
+    store.create_gateway(
+        "gw:colon", kind="home", site_id=None, groups=[], password_hash=hash_password("b")
+    )
+    store.close()
+    r = run("broker", "acl", "--out", str(out), env=env)
+    assert r.returncode == 2
+    assert "invalid gateway id 'gw:colon'" in r.stderr
+    assert "previous ones are unchanged" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
