@@ -385,7 +385,6 @@ class MqttLink:
 
     def _refuse_oversize(self, topic: str, size: int) -> None:
         """Count a message above the size limit and tell its gateway, in one short line."""
-        self.counts["protocol_errors"] += 1
         self.counts["rejected:too_large"] += 1
         gw = gateway_of(topic)
         if gw is not None and topic.endswith("/telemetry"):
