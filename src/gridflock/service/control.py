@@ -222,6 +222,12 @@ class ControlLoop:
                 partial(self.store.set_command_status, command_ids, verdict, why),
                 {"status": verdict, "reason": why, "commands": command_ids[:100]},
             )
+        if report.expired:  # nobody acknowledged them before valid_until: not "sent" forever
+            self.writer.op(
+                "expired commands",
+                partial(self.store.set_command_status, report.expired, "expired", None),
+                {"status": "expired", "commands": report.expired[:100]},
+            )
         if report.statuses:
             gateways = self.spec.all_devices()[["id", "gateway_id"]]
             for s in report.statuses:
