@@ -90,7 +90,7 @@ def test_gateways_provision_list_delete(client, runtime, keys):
     assert "password_hash" not in items[0]
     assert items[0]["groups"] == ["g1"]
     again = client.post("/api/v1/gateways", json={"id": "gw-1", "kind": "hems"}, headers=admin)
-    assert again.status_code == 422
+    assert again.status_code == 409
     assert "already exists" in again.json()["detail"]
     bad = client.post("/api/v1/gateways", json={"id": "bad id!", "kind": "hems"}, headers=admin)
     assert bad.status_code == 422

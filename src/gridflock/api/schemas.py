@@ -53,9 +53,31 @@ class _Out(BaseModel):
 
 
 class _In(BaseModel):
-    """A request body: unknown fields are an error, not silently dropped."""
+    """A request body: unknown fields are an error, not silently dropped.
+
+    No text in it may hold a NUL character: no id, name or scope needs one, and
+    PostgreSQL cannot store one.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        if _holds_nul(v):
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        return v
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether ``value`` (a string, or a list or dict of them) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
 
 
 # ---------------------------------------------------------------------- errors
@@ -84,6 +106,9 @@ class ProblemOut(BaseModel):
     )
     instance: str = Field(description="The request path.", examples=["/api/v1/events"])
     errors: list[FieldErrorOut] | None = Field(None, description="Each invalid input.")
+    error_id: str | None = Field(
+        None, description="500 only: the id under which the service logged the error."
+    )
 
 
 # ---------------------------------------------------------------------- pages
@@ -354,15 +379,20 @@ class EventCreate(_In):
 
     target_kw: float = Field(
         description="Change asked relative to baseline [kW]: > 0 for more export / less "
-        "import ('up'), < 0 to absorb ('down'). Non-zero.",
+        "import ('up'), < 0 to absorb ('down'). Non-zero. A JSON number: `true` or "
+        '`"5"` are refused.',
         allow_inf_nan=False,
+        strict=True,
     )
     start: datetime | None = Field(
         None, description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z); now if absent."
     )
-    duration_s: float = Field(3600.0, gt=0, allow_inf_nan=False, description="Length [s].")
+    duration_s: float = Field(
+        3600.0, gt=0, allow_inf_nan=False, strict=True, description="Length [s], a JSON number."
+    )
     scope: str = Field(
         "fleet",
+        max_length=200,
         description="'fleet', 'grid_node:ID', 'program:TAG' or 'region:TAG'.",
         examples=["fleet", "grid_node:feeder-001", "program:summer"],
     )

@@ -80,6 +80,27 @@ def version() -> None:
     out.print(f"gridflock {__version__}")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"gridflock {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Gridflock: thousands of small energy resources dispatched as one power plant."""
+
+
 # The twin's imperfections, shared by every command that runs it.
 Latency = Annotated[float, typer.Option(min=0, help="Median command latency [s].")]
 Dropout = Annotated[float, typer.Option(min=0, max=1, help="Share of readings lost.")]

@@ -5,9 +5,13 @@ Pure: imports nothing else of Gridflock.
 
 from gridflock.domain.attributes import Attr
 from gridflock.domain.errors import (
+    ConflictError,
     GridflockError,
     InfeasibleError,
+    InvalidError,
+    NotFoundError,
     Problem,
+    UnavailableError,
     UnknownDeviceError,
     ValidationError,
 )
@@ -34,6 +38,7 @@ __all__ = [
     "SITE_ATTRS",
     "Attr",
     "CommandBatch",
+    "ConflictError",
     "DeviceKind",
     "DeviceLink",
     "Event",
@@ -44,9 +49,12 @@ __all__ = [
     "GridflockError",
     "IllegalTransitionError",
     "InfeasibleError",
+    "InvalidError",
+    "NotFoundError",
     "Problem",
     "Scope",
     "TelemetryBatch",
+    "UnavailableError",
     "UnknownDeviceError",
     "ValidationError",
     "build_spec",
