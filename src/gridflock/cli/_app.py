@@ -36,7 +36,7 @@ DEFAULT_DATE = dt.date(2026, 7, 15)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error that says what was wrong and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
