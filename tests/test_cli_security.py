@@ -92,9 +92,8 @@ def _time_wait_port() -> int:
 
 def test_the_port_probe_ignores_time_wait_sockets():
     port = _time_wait_port()
-    with pytest.raises(OSError):  # what a plain bind, the old probe, met
-        with socket.socket() as plain:
-            plain.bind(("127.0.0.1", port))
+    with socket.socket() as plain, pytest.raises(OSError, match="in use"):
+        plain.bind(("127.0.0.1", port))  # what a plain bind, the old probe, met
     _check_port("127.0.0.1", port)  # does not exit
 
 
