@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from gridflock.api._catalog import CatalogCache
 from gridflock.api._docs import install_docs
 from gridflock.api._guard import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMPORT_BYTES, Guard
+from gridflock.api._openapi import install_openapi
 from gridflock.api.auth import AuthCache, Revocations, SessionStore
 from gridflock.api.errors import install_problem_handlers
 from gridflock.api.routes import admin, aggregates, assets, events, fleet, stream, system
@@ -110,4 +111,5 @@ def create_app(
     for module in (fleet, aggregates, assets, events, admin, stream):
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
+    install_openapi(app)
     return app

@@ -6,7 +6,7 @@ generator sign convention (> 0 towards the grid); times are ISO 8601 UTC.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -44,6 +44,15 @@ __all__ = [
 T = TypeVar("T")
 
 _TS = "Time (ISO 8601, UTC)."
+
+#: Largest |target_kw| an event may ask for [kW].
+MAX_TARGET_KW = 10_000_000.0
+#: Longest event [s]: 7 days.
+MAX_EVENT_S = 7 * 86_400.0
+#: An event's start must fall in ``[EARLIEST_START, LATEST_START)``: a start in year
+#: 9999 is a typo, and its end would not fit a date.
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _Out(BaseModel):
@@ -380,15 +389,24 @@ class EventCreate(_In):
     target_kw: float = Field(
         description="Change asked relative to baseline [kW]: > 0 for more export / less "
         "import ('up'), < 0 to absorb ('down'). Non-zero. A JSON number: `true` or "
-        '`"5"` are refused.',
+        '`"5"` are refused. At most 10,000,000 kW either way.',
+        ge=-MAX_TARGET_KW,
+        le=MAX_TARGET_KW,
         allow_inf_nan=False,
         strict=True,
     )
     start: datetime | None = Field(
-        None, description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z); now if absent."
+        None,
+        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), in the years "
+        "2000 to 2099; now if absent.",
     )
     duration_s: float = Field(
-        3600.0, gt=0, allow_inf_nan=False, strict=True, description="Length [s], a JSON number."
+        3600.0,
+        gt=0,
+        le=MAX_EVENT_S,
+        allow_inf_nan=False,
+        strict=True,
+        description="Length [s], a JSON number; at most 7 days (604800 s).",
     )
     scope: str = Field(
         "fleet",
@@ -420,6 +438,11 @@ class EventCreate(_In):
         if v is not None and v.tzinfo is None:
             raise ValueError(
                 "start needs a UTC offset, e.g. 2026-06-01T17:00:00Z or 2026-06-01T19:00:00+02:00"
+            )
+        if v is not None and not EARLIEST_START <= v < LATEST_START:
+            raise ValueError(
+                f"start must be within {EARLIEST_START:%Y} to {LATEST_START:%Y} (UTC), got "
+                f"{v.isoformat()}"
             )
         return v
 

@@ -128,7 +128,12 @@ async def flexibility(
     runtime: RuntimeDep,
     _: Viewer,
     duration_h: Annotated[
-        float, Query(gt=0, le=48, description="How long the flexibility must be held [h].")
+        float,
+        Query(
+            ge=0.01,
+            le=48,
+            description="How long the flexibility must be held [h], 0.01 (36 s) to 48.",
+        ),
     ] = 1.0,
     by: Annotated[GroupBy, Query(description="Grouping.")] = GroupBy.KIND,
 ) -> Any:
