@@ -128,9 +128,8 @@ def test_serve_over_https_verified_against_a_local_ca(tmp_path: Path) -> None:
                 r = httpx.get(url, verify=trusted, timeout=5)
                 break
             except httpx.ConnectError as e:
-                if "CERTIFICATE" in str(e).upper():
+                if "CERTIFICATE" in str(e).upper() or time.monotonic() > deadline:
                     raise
-                assert time.monotonic() < deadline, f"no HTTPS answer: {e}"
                 time.sleep(0.2)
         assert r.status_code == 200
         assert r.headers["strict-transport-security"].startswith("max-age=")
