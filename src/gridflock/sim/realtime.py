@@ -12,14 +12,25 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
+from gridflock.gateways.mqtt.protocol import CommandAck, CommandAcks
 from gridflock.sim.imperfections import Imperfections
-from gridflock.sim.twin import Twin
+from gridflock.sim.twin import (
+    VERDICT_ACCEPTED,
+    VERDICT_EXPIRED,
+    VERDICT_REPLAYED,
+    VERDICT_UNREACHABLE,
+    Twin,
+)
 
 __all__ = ["RealtimeTwin"]
+
+#: The reason a rejected command carries, by the twin's verdict (as the MQTT gateways say).
+_REASONS = {VERDICT_EXPIRED: "expired", VERDICT_REPLAYED: "replayed"}
 
 
 class RealtimeTwin:
@@ -44,6 +55,7 @@ class RealtimeTwin:
         self.imperfections = imperfections or Imperfections()
         self.clock = clock
         self.tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
+        self._acks: list[CommandAcks] = []
         self._start()
 
     def _start(self) -> None:
@@ -69,9 +81,14 @@ class RealtimeTwin:
         return True
 
     def send(self, commands: CommandBatch) -> None:
-        """Deliver commands to the twin, on its clock."""
+        """Deliver commands to the twin, on its clock; queue the acks its gateways send.
+
+        Accepted commands are acknowledged ``accepted``, expired and replayed ones
+        ``rejected`` with that reason, as the MQTT gateways do; a command to a device that
+        is offline gets no answer (its gateway is silent).
+        """
         off = self.offset_s
-        self.twin.send(
+        verdicts = self.twin.send(
             CommandBatch(
                 commands.command_ids,
                 commands.device_ids,
@@ -82,6 +99,25 @@ class RealtimeTwin:
                 commands.event_id,
             )
         )
+        answered = np.flatnonzero(verdicts != VERDICT_UNREACHABLE)
+        if not len(answered):
+            return
+        acks = [
+            CommandAck.model_construct(
+                id=str(commands.command_ids[i]),
+                device=str(commands.device_ids[i]),
+                seq=int(commands.seq[i]),
+                status="accepted" if verdicts[i] == VERDICT_ACCEPTED else "rejected",
+                reason=_REASONS.get(int(verdicts[i])),
+            )
+            for i in answered.tolist()
+        ]
+        self._acks.append(CommandAcks.model_construct(v=1, type="command_ack", acks=acks))
+
+    def take_acks(self) -> list[CommandAcks]:
+        """The acknowledgements of commands sent since the last call."""
+        out, self._acks = self._acks, []
+        return out
 
     def receive(self) -> list[TelemetryBatch]:
         """Step the twin up to the wall clock; its readings, stamped in wall-clock time."""
