@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
-from gridflock.domain.ports import LinkReport
+from gridflock.domain.ports import CommandAck, LinkReport
 from gridflock.domain.spec import FleetSpec
-from gridflock.gateways.mqtt.protocol import CommandAck, CommandAcks
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.twin import (
     VERDICT_ACCEPTED,
@@ -56,7 +55,8 @@ class RealtimeTwin:
         self.imperfections = imperfections or Imperfections()
         self.clock = clock
         self.tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
-        self._acks: list[CommandAcks] = []
+        self._acks: list[CommandAck] = []
+        self._gateway_of = _gateways(spec)
         self._start()
 
     def _start(self) -> None:
@@ -74,6 +74,7 @@ class RealtimeTwin:
         """Simulate a new fleet (after an import): the day goes on with the new devices."""
         if spec is not self.spec:
             self.spec = spec
+            self._gateway_of = _gateways(spec)
             self._start()
 
     @property
@@ -82,8 +83,9 @@ class RealtimeTwin:
         return True
 
     def take_report(self) -> LinkReport:
-        """Nothing besides readings: the twin's devices neither ack nor announce."""
-        return LinkReport()
+        """The acks of the commands sent since the last call (the twin's gateways answer)."""
+        acks, self._acks = self._acks, []
+        return LinkReport(acks=acks)
 
     async def run(self) -> None:
         """No connection to keep: the twin steps in :meth:`receive`."""
@@ -111,24 +113,17 @@ class RealtimeTwin:
             )
         )
         answered = np.flatnonzero(verdicts != VERDICT_UNREACHABLE)
-        if not len(answered):
-            return
-        acks = [
-            CommandAck.model_construct(
-                id=str(commands.command_ids[i]),
-                device=str(commands.device_ids[i]),
-                seq=int(commands.seq[i]),
-                status="accepted" if verdicts[i] == VERDICT_ACCEPTED else "rejected",
-                reason=_REASONS.get(int(verdicts[i])),
+        for i in answered.tolist():
+            device = str(commands.device_ids[i])
+            self._acks.append(
+                CommandAck(
+                    gateway=self._gateway_of.get(device, ""),
+                    command_id=str(commands.command_ids[i]),
+                    device_id=device,
+                    status="accepted" if verdicts[i] == VERDICT_ACCEPTED else "rejected",
+                    reason=_REASONS.get(int(verdicts[i])),
+                )
             )
-            for i in answered.tolist()
-        ]
-        self._acks.append(CommandAcks.model_construct(v=1, type="command_ack", acks=acks))
-
-    def take_acks(self) -> list[CommandAcks]:
-        """The acknowledgements of commands sent since the last call."""
-        out, self._acks = self._acks, []
-        return out
 
     def receive(self) -> list[TelemetryBatch]:
         """Step the twin up to the wall clock; its readings, stamped in wall-clock time."""
@@ -156,3 +151,9 @@ class RealtimeTwin:
             if len(out) > 200:  # far behind (a paused process): drop what is stale
                 out = out[-50:]
         return out
+
+
+def _gateways(spec: FleetSpec) -> dict[str, str]:
+    """Device id → the id of the gateway that carries it."""
+    devices = spec.all_devices()
+    return dict(zip(devices["id"].astype(str), devices["gateway_id"].astype(str), strict=True))
