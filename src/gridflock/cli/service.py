@@ -290,18 +290,24 @@ def demo(
     ] = 180.0,
 ) -> None:
     """The whole VPP in one process: a twin fleet, the service and its API, no setup."""
+    step = partial(err.print, highlight=False, soft_wrap=True)  # progress: at once, on stderr
+    step(
+        f"[bold]Gridflock demo[/]: {homes:,} simulated homes, the VPP service and its "
+        "dashboard in this process (about 10 s to start)"
+    )
     from gridflock.domain.auth import Role
-    from gridflock.fleet.generate import generate_fleet
     from gridflock.service.logs import setup_logging
-    from gridflock.sim.realtime import RealtimeTwin
 
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
     setup_logging(settings.log_level, settings.log_format)
     _check_port(settings.host, settings.port)  # before touching the database of a running demo
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).unlink(missing_ok=True)  # a fresh demo each time
+    step(f"  preparing the database ({settings.public()['database_url']})...")
     store = _open_store(settings.database_url, upgrade=True)
-    err.print(f"generating a fleet of {homes:,} homes...", highlight=False)
+    step(f"  generating a fleet of {homes:,} homes...")
+    from gridflock.fleet.generate import generate_fleet
+
     spec = generate_fleet(homes, seed)
     store.save_fleet(spec)
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
@@ -314,7 +320,11 @@ def demo(
         gateways = SimulatedGateways(spec, mqtt, seed=seed)
         extra.append(gateways.run)
     else:
+        step("  starting the digital twin (weather, homes and their devices)...")
+        from gridflock.sim.realtime import RealtimeTwin
+
         link = RealtimeTwin(spec, seed=seed, step_s=5.0)
+    step("  starting the service (control loop, API and dashboard)...")
     runtime = _runtime(settings, store, spec, link)
     if event_after > 0:
         extra.append(lambda: _scripted_event(runtime, event_after))
@@ -336,7 +346,7 @@ def demo(
 async def _scripted_event(runtime: Runtime, after_s: float) -> None:
     """The demo's peak event: half the fleet's up flexibility, for 15 minutes."""
     from gridflock.domain.auth import Principal, Role
-    from gridflock.domain.events import Scope
+    from gridflock.domain.events import EventSource, Scope
 
     await asyncio.sleep(after_s)
     for _ in range(60):  # the fleet must have reported before its flexibility is known
@@ -349,7 +359,12 @@ async def _scripted_event(runtime: Runtime, after_s: float) -> None:
         return
     kw = float(f"{0.5 * flex:.2g}")
     event = await runtime.create_event(
-        kw, None, 900, Scope(), Principal("demo", "demo-script", Role.OPERATOR)
+        kw,
+        None,
+        900,
+        Scope(),
+        Principal("demo", "demo-script", Role.OPERATOR),
+        EventSource.SCHEDULE,  # fired by the demo's script, not by an operator
     )
     log.info("scripted peak event %s: %.0f kW for 15 min", event.id, kw)
 

@@ -18,6 +18,7 @@ import pandas as pd
 from gridflock.api.runtime import EventView
 from gridflock.dispatch import EventTracker
 from gridflock.domain.auth import Principal
+from gridflock.domain.errors import ConflictError, InvalidError
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.service.control import ControlLoop
 
@@ -39,13 +40,13 @@ MAX_LEAD_S = 366 * 86400.0
 
 
 def check_event_time(start: float, now: float) -> None:
-    """Refuse a start the store could not hold or no one means (ValueError naming the bounds).
+    """Refuse a start the store could not hold or no one means (InvalidError naming the bounds).
 
     Checked before anything is tracked or written, so a refused event leaves no trace.
     """
     latest = now + MAX_LEAD_S
     if not (math.isfinite(start) and EARLIEST_EVENT_TS <= start <= latest):
-        raise ValueError(
+        raise InvalidError(
             f"start must be between {_iso(EARLIEST_EVENT_TS)} and one year from now "
             f"({_iso(latest)}), got {_iso(start)}"
         )
@@ -72,33 +73,37 @@ class EventService:
         duration_s: float,
         scope: Scope,
         principal: Principal,
+        source: EventSource = EventSource.OPERATOR,
     ) -> Event:
-        """Validate and schedule an event; it is tracked from its start."""
+        """Validate and schedule an event; it is tracked from its start.
+
+        ``source`` says where the request came from (an operator, a schedule, ...).
+        """
         now = self.loop.clock()
         if not math.isfinite(target_kw) or target_kw == 0:
-            raise ValueError(
+            raise InvalidError(
                 "target_kw must be a non-zero number of kW: positive asks the "
                 "fleet for more export (up), negative to absorb (down)"
             )
         if abs(target_kw) > MAX_TARGET_KW:
-            raise ValueError(f"target_kw must be within ±{MAX_TARGET_KW:,.0f} kW")
+            raise InvalidError(f"target_kw must be within ±{MAX_TARGET_KW:,.0f} kW")
         if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_EVENT_S:
-            raise ValueError("duration_s must be more than 0 and at most 7 days (604800 s)")
+            raise InvalidError("duration_s must be more than 0 and at most 7 days (604800 s)")
         start = now if start is None else start
         check_event_time(start, now)
         if start + duration_s <= now:
-            raise ValueError(
+            raise InvalidError(
                 "the event would already be over: give a start in the future "
                 "or leave it out to start now"
             )
-        self.loop.state.scope_mask(scope)  # ValueError names an unknown node or tag
+        self.loop.state.scope_mask(scope)  # InvalidError names an unknown node or tag
         event = Event(
             f"ev-{uuid.uuid4().hex[:12]}",
             float(target_kw),
             max(start, now - 60),
             start + duration_s,
             scope,
-            EventSource.OPERATOR,
+            source,
             created_by=principal.label,
         )
         self.loop.track(event)
@@ -112,6 +117,7 @@ class EventService:
                 "start": event.start,
                 "end": event.end,
                 "scope": str(scope),
+                "source": source.value,
             },
         )
         return event
@@ -120,7 +126,7 @@ class EventService:
         """Cancel and release the event's devices."""
         tracker = self.loop.tracker(event_id)
         if tracker.event.status.final:
-            raise ValueError(f"event {event_id} is already {tracker.event.status.value}")
+            raise ConflictError(f"event {event_id} is already {tracker.event.status.value}")
         batch = tracker.cancel(self.loop.clock())
         if batch is not None:
             self.loop.send(batch)
