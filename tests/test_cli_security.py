@@ -73,6 +73,13 @@ def test_the_database_password_is_never_printed():
     assert "gf:********@127.0.0.1:1/gf" in r.stderr
 
 
+def test_the_simulator_never_prints_the_broker_password():
+    r = run("sim", "gateways", "--mqtt", "mqtt://gw:s3cret-pw@127.0.0.1:1", "--homes", "2")
+    assert r.returncode == 2  # nothing listens on port 1
+    assert "s3cret-pw" not in r.stdout + r.stderr
+    assert "mqtt://gw:********@127.0.0.1:1" in r.stdout
+
+
 # ----------------------------------------------------------------------------- the port
 def _time_wait_port() -> int:
     """A port whose server side holds a connection in TIME-WAIT and no listener (kill -9)."""
