@@ -203,3 +203,18 @@ def test_hsts_when_served_over_tls(app, client_for):
     with TlsClient(app) as c:
         r = c.get("/api/v1/health")
     assert r.headers["strict-transport-security"].startswith("max-age=")
+
+
+def test_a_database_outage_is_a_503_to_retry_not_a_500(client, keys, runtime):
+    from sqlalchemy.exc import OperationalError
+
+    def down() -> list:
+        raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+    runtime.store.list_gateways = down
+    r = client.get("/api/v1/gateways", headers=keys.h("viewer"))
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert r.headers["content-type"] == PROBLEM
+    assert "retry" in r.json()["detail"]
+    assert "connection refused" not in r.text

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gridflock.domain.errors import (
@@ -34,6 +36,7 @@ __all__ = [
     "FieldError",
     "ProblemError",
     "install_problem_handlers",
+    "database_unavailable",
     "internal_error_response",
     "problem_response",
 ]
@@ -220,13 +223,49 @@ async def _on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     return internal_error_response(request, exc)
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached or used now (not a bug).
+
+    Lost or refused connections, an exhausted pool, the driver's operational errors: a
+    request that needs the database then gets a 503 to retry, not a 500.
+    """
+    if isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(
+        exc,
+        sa_exc.OperationalError
+        | sa_exc.InterfaceError
+        | sa_exc.DisconnectionError
+        | sa_exc.TimeoutError
+        | psycopg.OperationalError,
+    )
+
+
 def internal_error_response(request: Request, exc: BaseException) -> JSONResponse:
     """A 500 problem carrying a fresh error id; the traceback is logged under that id.
 
     The answer says nothing of the error itself (it may hold internals); the operator
-    finds it in the log by the id the client reports.
+    finds it in the log by the id the client reports. A database outage is no bug: it
+    answers 503 with ``Retry-After`` (logged as a warning, also under an error id).
     """
     error_id = secrets.token_hex(8)
+    if database_unavailable(exc):
+        _log.warning(
+            "database unavailable (error id %s) on %s %s: %s",
+            error_id,
+            request.method,
+            request.url.path,
+            clip(repr(exc), 300),
+        )
+        return problem_response(
+            request,
+            503,
+            "the database is unavailable for now, and this request needs it; the service "
+            "keeps dispatching from memory: retry in a few seconds",
+            type_=_TYPE_BASE + "unavailable",
+            headers={"Retry-After": "5", "X-Error-Id": error_id},
+            extra={"error_id": error_id},
+        )
     _log.error(
         "internal error %s on %s %s: %s",
         error_id,
