@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from gridflock.domain.auth import Principal
-from gridflock.domain.events import Event, Scope
+from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.store import Store
@@ -67,7 +67,8 @@ class Runtime(Protocol):
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
         """Replace the provisioned fleet (sites, devices, grid nodes).
 
-        Live values of the devices that stay are kept.
+        Live values of the devices that stay are kept; ``ConflictError`` while events are
+        in progress.
         """
         ...
 
@@ -121,12 +122,13 @@ class Runtime(Protocol):
         duration_s: float,
         scope: Scope,
         principal: Principal,
+        source: EventSource = EventSource.OPERATOR,
     ) -> Event:
-        """Schedule an event (raises ValueError with a message a person can act on)."""
+        """Schedule an event (``InvalidError`` with a message a person can act on)."""
         ...
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:
-        """Cancel an event (KeyError if unknown, ValueError if already over)."""
+        """Cancel an event (``NotFoundError`` if unknown, ``ConflictError`` if already over)."""
         ...
 
     def events(self) -> list[EventView]:
@@ -134,7 +136,7 @@ class Runtime(Protocol):
         ...
 
     def event(self, event_id: str) -> EventView:
-        """One event, finished ones from before a restart included (KeyError if unknown)."""
+        """One event, finished ones from before a restart included (else ``NotFoundError``)."""
         ...
 
     def event_series(self, event_id: str) -> pd.DataFrame:

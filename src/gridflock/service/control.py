@@ -24,6 +24,7 @@ import pandas as pd
 
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher, EventTracker, TrackerConfig
+from gridflock.domain.errors import NotFoundError, clip
 from gridflock.domain.events import Event, EventStatus
 from gridflock.domain.messages import CommandBatch
 from gridflock.domain.ports import DeviceLink, LinkReport
@@ -92,11 +93,13 @@ class ControlLoop:
         self.metrics.devices_total.set(state.n)
 
     def tracker(self, event_id: str) -> EventTracker:
-        """The tracker of ``event_id`` (KeyError naming where to look if unknown)."""
+        """The tracker of ``event_id`` (NotFoundError naming where to look if unknown)."""
         try:
             return self.dispatcher.trackers[event_id]
         except KeyError:
-            raise KeyError(f"no event {event_id!r}: list events at /api/v1/events") from None
+            raise NotFoundError(
+                f"no event {clip(event_id)!r}: list events at /api/v1/events"
+            ) from None
 
     def track(self, event: Event) -> None:
         """Start tracking ``event``; the next cycle runs at once."""

@@ -20,6 +20,7 @@ import pandas as pd
 from gridflock.api.runtime import EventView
 from gridflock.dispatch import EventTracker
 from gridflock.domain.auth import Principal
+from gridflock.domain.errors import ConflictError, InvalidError
 from gridflock.domain.events import Event, EventSource, EventStatus, Scope
 from gridflock.mv.performance import event_performance
 from gridflock.service.control import ControlLoop, epoch_seconds
@@ -45,13 +46,13 @@ _FINAL = [s for s in EventStatus if s.final]
 
 
 def check_event_time(start: float, now: float) -> None:
-    """Refuse a start the store could not hold or no one means (ValueError naming the bounds).
+    """Refuse a start the store could not hold or no one means (InvalidError naming the bounds).
 
     Checked before anything is tracked or written, so a refused event leaves no trace.
     """
     latest = now + MAX_LEAD_S
     if not (math.isfinite(start) and EARLIEST_EVENT_TS <= start <= latest):
-        raise ValueError(
+        raise InvalidError(
             f"start must be between {_iso(EARLIEST_EVENT_TS)} and one year from now "
             f"({_iso(latest)}), got {_iso(start)}"
         )
@@ -88,33 +89,37 @@ class EventService:
         duration_s: float,
         scope: Scope,
         principal: Principal,
+        source: EventSource = EventSource.OPERATOR,
     ) -> Event:
-        """Validate and schedule an event; it is tracked from its start."""
+        """Validate and schedule an event; it is tracked from its start.
+
+        ``source`` says where the request came from (an operator, a schedule, ...).
+        """
         now = self.loop.clock()
         if not math.isfinite(target_kw) or target_kw == 0:
-            raise ValueError(
+            raise InvalidError(
                 "target_kw must be a non-zero number of kW: positive asks the "
                 "fleet for more export (up), negative to absorb (down)"
             )
         if abs(target_kw) > MAX_TARGET_KW:
-            raise ValueError(f"target_kw must be within ±{MAX_TARGET_KW:,.0f} kW")
+            raise InvalidError(f"target_kw must be within ±{MAX_TARGET_KW:,.0f} kW")
         if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_EVENT_S:
-            raise ValueError("duration_s must be more than 0 and at most 7 days (604800 s)")
+            raise InvalidError("duration_s must be more than 0 and at most 7 days (604800 s)")
         start = now if start is None else start
         check_event_time(start, now)
         if start + duration_s <= now:
-            raise ValueError(
+            raise InvalidError(
                 "the event would already be over: give a start in the future "
                 "or leave it out to start now"
             )
-        self.loop.state.scope_mask(scope)  # ValueError names an unknown node or tag
+        self.loop.state.scope_mask(scope)  # InvalidError names an unknown node or tag
         event = Event(
             f"ev-{uuid.uuid4().hex[:12]}",
             float(target_kw),
             max(start, now - 60),
             start + duration_s,
             scope,
-            EventSource.OPERATOR,
+            source,
             created_by=principal.label,
         )
         self.loop.track(event)
@@ -128,6 +133,7 @@ class EventService:
                 "start": event.start,
                 "end": event.end,
                 "scope": str(scope),
+                "source": source.value,
             },
         )
         return event
@@ -135,16 +141,16 @@ class EventService:
     def cancel(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""
         if event_id not in self.loop.dispatcher.trackers:  # finished before a restart?
-            past = self._stored(event_id).view.event  # KeyError if unknown anywhere
+            past = self._stored(event_id).view.event  # NotFoundError if unknown anywhere
             if past.status.final:
-                raise ValueError(f"event {event_id} is already {past.status.value}")
-            raise ValueError(
+                raise ConflictError(f"event {event_id} is already {past.status.value}")
+            raise ConflictError(
                 f"event {event_id} ({past.status.value}) ended while the service was "
                 "stopped: there is nothing left to cancel"
             )
         tracker = self.loop.tracker(event_id)
         if tracker.event.status.final:
-            raise ValueError(f"event {event_id} is already {tracker.event.status.value}")
+            raise ConflictError(f"event {event_id} is already {tracker.event.status.value}")
         batch = tracker.cancel(self.loop.clock())
         if batch is not None:
             self.loop.send(batch)
@@ -200,11 +206,11 @@ class EventService:
         return len(events)
 
     def _stored(self, event_id: str) -> _Past:
-        """A past event: taken up at start, or read from the store now (KeyError if unknown)."""
+        """A past event, taken up at start or read from the store now (else NotFoundError)."""
         past = self._past.get(event_id)
         if past is None:
             store = self.loop.store
-            event = store.get_event(event_id)  # UnknownEventError (a KeyError): 404
+            event = store.get_event(event_id)  # UnknownEventError (NotFoundError): 404
             past = self._read(event, store.command_counts([event_id]).get(event_id, 0))
             if event.status.final:
                 self._past[event_id] = past

@@ -18,6 +18,7 @@ import pandas as pd
 
 from gridflock.api.runtime import EventView
 from gridflock.dispatch import limit_headroom
+from gridflock.domain.errors import InvalidError, clip
 from gridflock.domain.events import EventStatus
 from gridflock.domain.kinds import DeviceKind
 from gridflock.fleet import GROUP_BY, aggregate, flexibility
@@ -102,9 +103,9 @@ class ReadModel:
     def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
         """Up and down kW held for ``duration_h``, by group."""
         if by not in GROUP_BY:
-            raise ValueError(f"by must be one of {', '.join(GROUP_BY)}, got {by!r}")
+            raise InvalidError(f"by must be one of {', '.join(GROUP_BY)}, got {clip(by)!r}")
         if not 0 < duration_h <= 24 * 7:
-            raise ValueError(f"duration_h must be within (0, 168] hours, got {duration_h}")
+            raise InvalidError(f"duration_h must be within (0, 168] hours, got {duration_h}")
         st = self.loop.state
         flex = flexibility(st, duration_h, self.loop.clock())
         ctl = st.controllable()
@@ -133,7 +134,7 @@ class ReadModel:
         One sample a minute over ``[start, end)``: columns ts, group, p_kw.
         """
         if by not in GROUP_HISTORY_BY:
-            raise ValueError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {by!r}")
+            raise InvalidError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {clip(by)!r}")
         rows = [(ts, *v[by]) for ts, v in self._group_history if start <= ts < end]
         if not rows:
             return pd.DataFrame(

@@ -30,7 +30,8 @@ from gridflock.api.runtime import EventView
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher
 from gridflock.domain.auth import Principal
-from gridflock.domain.events import Event, Scope
+from gridflock.domain.errors import ConflictError
+from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
@@ -191,7 +192,7 @@ class Runtime:
         loop = self.loop
         busy = [t.event.id for t in loop.dispatcher.trackers.values() if not t.event.status.final]
         if busy:
-            raise ValueError(
+            raise ConflictError(
                 f"events {', '.join(busy)} are in progress: cancel them or wait "
                 "for them to end before replacing the fleet"
             )
@@ -244,9 +245,10 @@ class Runtime:
         duration_s: float,
         scope: Scope,
         principal: Principal,
+        source: EventSource = EventSource.OPERATOR,
     ) -> Event:
         """Validate and schedule an event; it is tracked from its start."""
-        return self.event_service.create(target_kw, start, duration_s, scope, principal)
+        return self.event_service.create(target_kw, start, duration_s, scope, principal, source)
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""

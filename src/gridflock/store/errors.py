@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy import exc as sa_exc
 
-from gridflock.domain import GridflockError
+from gridflock.domain import ConflictError, NotFoundError, UnavailableError
 
 __all__ = [
     "AlreadyExistsError",
@@ -16,7 +16,7 @@ __all__ = [
 ]
 
 
-class StoreError(GridflockError):
+class StoreError(UnavailableError):
     """The database cannot be used as asked (unsupported URL, unreachable server, ...)."""
 
 
@@ -33,18 +33,15 @@ class DatabaseUnavailableError(StoreError):
         self.invalidated = invalidated
 
 
-class UnknownEventError(GridflockError, KeyError):
+class UnknownEventError(NotFoundError):
     """An event id that the store does not hold."""
 
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id
         super().__init__(f"unknown event {event_id!r}: no event with this id is stored")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
 
-
-class AlreadyExistsError(GridflockError, ValueError):
+class AlreadyExistsError(ConflictError, ValueError):
     """An id that is already stored was given to a method that creates a new record."""
 
     def __init__(self, what: str, record_id: str) -> None:
