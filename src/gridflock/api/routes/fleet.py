@@ -27,7 +27,6 @@ from gridflock.api.schemas import (
     ProblemOut,
 )
 from gridflock.domain.errors import Problem, ValidationError
-from gridflock.domain.events import Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.files import read_fleet
 from gridflock.fleet.state import GridTopology
@@ -132,7 +131,12 @@ async def flexibility(
     runtime: RuntimeDep,
     _: Viewer,
     duration_h: Annotated[
-        float, Query(gt=0, le=48, description="How long the flexibility must be held [h].")
+        float,
+        Query(
+            ge=0.01,
+            le=48,
+            description="How long the flexibility must be held [h], 0.01 (36 s) to 48.",
+        ),
     ] = 1.0,
     by: Annotated[GroupBy, Query(description="Grouping.")] = GroupBy.KIND,
     scope: Annotated[
@@ -143,11 +147,7 @@ async def flexibility(
         ),
     ] = "fleet",
 ) -> Any:
-    """Report ``runtime.flexibility``; a scope that is malformed or names nothing is a 422."""
-    try:
-        runtime.state.scope_mask(Scope.parse(scope))
-    except ValueError as exc:
-        raise ProblemError(422, f"{exc}: list the tags and grid nodes at /api/v1/sites") from None
+    """Report ``runtime.flexibility`` (a malformed scope, or one naming nothing, is a 422)."""
     df = runtime.flexibility(duration_h, by.value, scope)
     rows = frame_rows(df)
     for row in rows:
@@ -240,10 +240,11 @@ def _parse(body: bytes, suffix: str, grid_nodes: FleetSpec | None) -> FleetSpec:
         "application/yaml`) or CSV (`text/csv`, one row per device). A CSV carries no grid "
         "nodes, so the fleet's current grid nodes are kept. Live values of devices that "
         "stay are kept. Every problem in the file is reported at once (422, each with "
-        "entry, field and message). Role: admin."
+        "entry, field and message). Refused (409) while events are in progress. Role: admin."
     ),
     response_model=FleetImportOut,
     responses={
+        409: {"model": ProblemOut, "description": "Events are in progress."},
         415: {"model": ProblemOut, "description": "Not YAML or CSV."},
         422: {"model": ProblemOut, "description": "The file has problems; each is listed."},
     },
