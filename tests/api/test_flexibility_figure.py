@@ -84,8 +84,15 @@ def test_an_event_commits_flexibility_and_leaves_the_rest_remaining(client, runt
     assert after[other]["remaining_up_kw"] - 1e-6 <= in_scope <= fleet["remaining_up_kw"] + 1e-6
 
 
-@pytest.mark.parametrize("scope", ["program:nobody", "county:x", "grid_node:nowhere"])
-def test_an_unknown_scope_is_a_problem(client, keys, scope):
+@pytest.mark.parametrize(
+    ("scope", "words"),
+    [
+        ("program:nobody", "no site has program 'nobody'"),
+        ("county:x", "invalid scope 'county:x'"),
+        ("grid_node:nowhere", "unknown grid node 'nowhere'"),
+    ],
+)
+def test_an_unknown_scope_is_a_problem(client, keys, scope, words):
     r = client.get("/api/v1/flexibility", params={"scope": scope}, headers=keys.h("viewer"))
     assert r.status_code == 422
-    assert "scope" in r.json()["detail"] or "grid node" in r.json()["detail"]
+    assert words in r.json()["detail"]
