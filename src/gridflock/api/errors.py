@@ -35,8 +35,8 @@ __all__ = [
     "PROBLEM_JSON",
     "FieldError",
     "ProblemError",
-    "install_problem_handlers",
     "database_unavailable",
+    "install_problem_handlers",
     "internal_error_response",
     "problem_response",
 ]
