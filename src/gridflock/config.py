@@ -42,6 +42,28 @@ class Settings(BaseSettings):
     )
     mqtt_username: str = Field("gridflock-service", description="Service account on the broker")
     mqtt_password: SecretStr | None = Field(None, description="Service account password")
+    mqtt_client_id: str = Field(
+        "gridflock-service-1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        description="MQTT client id of this service process: stable across restarts (a "
+        "restart takes over its session), unique per process (gridflock-<role>-<n>)",
+    )
+    mqtt_tls_ca_file: str | None = Field(
+        None, description="CA (PEM) of the broker's certificate for mqtts:// (default: system's)"
+    )
+    mqtt_tls_cert_file: str | None = Field(
+        None, description="Client certificate (PEM) for brokers that require one"
+    )
+    mqtt_tls_key_file: str | None = Field(None, description="Key of the client certificate")
+    gateway_max_messages_per_s: float = Field(
+        10.0, gt=0, description="Telemetry messages a gateway may send per second (average)"
+    )
+    gateway_max_readings_per_s: float = Field(
+        2000.0, gt=0, description="Readings a gateway may send per second (average)"
+    )
+    gateway_burst_s: float = Field(
+        10.0, gt=0, description="Seconds' worth of the rates above a gateway may send at once"
+    )
     host: str = Field("127.0.0.1", description="HTTP listen address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP listen port")
     control_interval_s: float = Field(2.0, gt=0, le=60, description="Tracking loop period [s]")

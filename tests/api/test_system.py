@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
 PROBLEM = "application/problem+json"
@@ -100,6 +101,32 @@ def test_gateways_provision_list_delete(client, runtime, keys):
     r = client.delete("/api/v1/gateways/gw-1", headers=admin)
     assert r.status_code == 404
     assert r.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "gw:colon"},
+        {"id": "g" * 65},
+        {"id": "-lead"},
+        {"id": "ok", "groups": ["north\nuser svc"]},
+        {"id": "ok", "groups": ["g" * 65]},
+        {"id": "ok", "groups": [f"g{i}" for i in range(65)]},
+    ],
+)
+def test_gateway_ids_and_groups_follow_the_protocol_grammar(client, keys, body):
+    r = client.post("/api/v1/gateways", json={"kind": "hems", **body}, headers=keys.h("admin"))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"].startswith(("id", "groups"))
+
+
+def test_gateway_deletion_is_audited(client, runtime, keys):
+    admin = keys.h("admin")
+    ok = client.post("/api/v1/gateways", json={"id": "gw-2", "kind": "hems"}, headers=admin)
+    assert ok.status_code == 201, ok.text
+    assert client.delete("/api/v1/gateways/gw-2", headers=admin).status_code == 204
+    records = runtime.store.audit_log(action="gateway.delete")
+    assert [(a.subject, a.actor) for a in records] == [("gw-2", "apikey:root")]
 
 
 def test_admin_lists_api_keys_without_secrets(client, keys):

@@ -57,7 +57,11 @@ class Runtime(Protocol):
         ...
 
     def authenticate(self, api_key: str) -> Principal | None:
-        """The caller behind an API key, or None (unknown, malformed or revoked)."""
+        """The caller behind an API key, or None (unknown, malformed or revoked).
+
+        Raises :class:`gridflock.store.errors.DatabaseUnavailableError` (503) when the key
+        cannot be checked because the database is away.
+        """
         ...
 
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
@@ -85,7 +89,10 @@ class Runtime(Protocol):
         ...
 
     def health(self) -> dict[str, Any]:
-        """``status`` ("ok" or "degraded") and the state of each dependency."""
+        """``status`` ("ok" or "degraded") and the state of each part and dependency.
+
+        ``degraded`` names the parts not fully served, ``parts`` gives each part's state.
+        """
         ...
 
     def fleet_summary(self) -> dict[str, Any]:
@@ -125,11 +132,11 @@ class Runtime(Protocol):
         ...
 
     def events(self) -> list[EventView]:
-        """Every event, newest first."""
+        """Every event tracked, and the latest finished ones from before a restart; newest first."""
         ...
 
     def event(self, event_id: str) -> EventView:
-        """One event (``NotFoundError`` if unknown)."""
+        """One event, finished ones from before a restart included (else ``NotFoundError``)."""
         ...
 
     def event_series(self, event_id: str) -> pd.DataFrame:

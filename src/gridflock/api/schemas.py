@@ -7,9 +7,9 @@ generator sign convention (> 0 towards the grid); times are ISO 8601 UTC.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from gridflock.domain.events import EventStatus, Scope
 
@@ -306,19 +306,25 @@ class TelemetryOut(BaseModel):
 class GatewayCreate(_In):
     """A gateway to provision."""
 
+    # the id grammar of the device protocol (gateways.mqtt.protocol.ID_PATTERN): an id is
+    # a topic level, a broker user name and a line of the broker's configuration
     id: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
-        description="Gateway id; also its MQTT user name and topic prefix.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        description="Gateway id; also its MQTT user name and topic prefix: 1-64 of "
+        "A-Z a-z 0-9 _ . -, starting with a letter or digit.",
         examples=["gw-home-00001"],
     )
     kind: str = Field(
         min_length=1, description="hems, charger, inverter or oem_cloud.", examples=["hems"]
     )
     site_id: str | None = Field(None, description="The site it serves (None for a cloud).")
-    groups: list[str] = Field(
-        default_factory=list, description="Broadcast groups it listens to.", examples=[["g1"]]
+    groups: list[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+    ] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Broadcast groups it listens to (at most 64, each an id as above).",
+        examples=[["g1"]],
     )
 
 

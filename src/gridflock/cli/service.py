@@ -245,17 +245,33 @@ def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
 
         return NoDevices()
     from gridflock.domain.spec import FleetSpec
-    from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
+    from gridflock.gateways.mqtt.link import BrokerAddress, GatewayLimits, MqttLink
 
     assert isinstance(spec, FleetSpec)
     assert settings.mqtt_url is not None
     secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     try:
-        broker = BrokerAddress.parse(settings.mqtt_url, settings.mqtt_username, secret)
+        broker = BrokerAddress.parse(
+            settings.mqtt_url,
+            settings.mqtt_username,
+            secret,
+            ca_file=settings.mqtt_tls_ca_file,
+            cert_file=settings.mqtt_tls_cert_file,
+            key_file=settings.mqtt_tls_key_file,
+        )
     except ValueError as e:
         fail(f"GRIDFLOCK_MQTT_URL: {e}")
     devices = spec.all_devices()
-    return MqttLink(broker, dict(zip(devices["id"], devices["gateway_id"], strict=True)))
+    return MqttLink(
+        broker,
+        dict(zip(devices["id"], devices["gateway_id"], strict=True)),
+        client_id=settings.mqtt_client_id,
+        limits=GatewayLimits(
+            settings.gateway_max_messages_per_s,
+            settings.gateway_max_readings_per_s,
+            settings.gateway_burst_s,
+        ),
+    )
 
 
 async def _serve(
@@ -384,19 +400,33 @@ app.add_typer(broker_app, name="broker")
 @broker_app.command("acl")
 def broker_acl(
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder for mosquitto.conf, passwd and acl.")
+        Path, typer.Option("--out", help="Folder for mosquitto.conf and dynamic-security.json.")
     ] = Path("broker"),
     port: Annotated[int, typer.Option(min=1, max=65535, help="Broker listen port.")] = 1883,
     listen: Annotated[str, typer.Option(help="Broker listen address.")] = "127.0.0.1",
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(help="CA of client certificates: clients must present one (mutual TLS)."),
+    ] = None,
+    run_as: Annotated[
+        str | None,
+        typer.Option(help="OS user the broker drops to when started as root (default mosquitto)."),
+    ] = None,
+    dynsec_plugin: Annotated[
+        Path | None,
+        typer.Option(help="Path of mosquitto_dynamic_security.so (found if not given)."),
+    ] = None,
     db: Db = None,
 ) -> None:
     """Write the Mosquitto configuration: one account per gateway, confined by ACLs.
 
-    Each gateway may publish only under gf/v1/<its id>/ and read only its own commands,
-    its ack topic and its groups' broadcasts; the service account (GRIDFLOCK_MQTT_USERNAME,
-    GRIDFLOCK_MQTT_PASSWORD) may use all of gf/v1/#. Passwords stay hashed.
+    Each gateway may publish only under gf/v1/<its id>/ and subscribe to and read only
+    its own commands, its ack topic and its groups' broadcasts (Mosquitto's dynamic
+    security plugin checks every SUBSCRIBE); the service account (GRIDFLOCK_MQTT_USERNAME,
+    GRIDFLOCK_MQTT_PASSWORD) may use all of gf/v1/#. Passwords stay hashed; files are
+    replaced atomically, so a failure leaves the previous ones intact.
     """
     from gridflock.gateways.mqtt.acl import GatewayCredential, hash_password, write_broker_config
 
@@ -413,18 +443,24 @@ def broker_acl(
         GatewayCredential(g.id, g.password_hash, list(g.groups)) for g in store.list_gateways()
     ]
     store.close()
-    paths = write_broker_config(
-        out_dir,
-        gateways,
-        settings.mqtt_username,
-        hash_password(settings.mqtt_password.get_secret_value()),
-        port=port,
-        listener_address=listen,
-        tls_certfile=tls_cert,
-        tls_keyfile=tls_key,
-    )
+    try:
+        paths = write_broker_config(
+            out_dir,
+            gateways,
+            settings.mqtt_username,
+            hash_password(settings.mqtt_password.get_secret_value()),
+            port=port,
+            listener_address=listen,
+            tls_certfile=tls_cert,
+            tls_keyfile=tls_key,
+            tls_client_cafile=tls_client_ca,
+            run_as_user=run_as,
+            plugin_path=dynsec_plugin,
+        )
+    except (ValueError, OSError) as e:
+        fail(f"broker files not written (the previous ones are unchanged): {e}")
     out.print(
-        f"wrote {paths.conf}, {paths.passwd} and {paths.acl} for {len(gateways)} "
+        f"wrote {paths.conf} and {paths.security} for {len(gateways)} "
         f"gateway(s) and the service account {settings.mqtt_username!r}",
         highlight=False,
     )

@@ -74,6 +74,16 @@ def gateways(
             help="Broker password (with --connections 0: every gateway's).",
         ),
     ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA (PEM) of the broker's certificate, for mqtts:// (default: system's)."
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Client certificate (PEM), if the broker requires one.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Key of --tls-cert (PEM).")] = None,
     latency: Latency = 3.0,
     dropout: Dropout = 0.02,
     offline: Offline = 0.01,
@@ -106,11 +116,15 @@ def gateways(
         connections=connections,
         imperfections=imperfect,
         password=password,
+        tls_ca_file=str(tls_ca) if tls_ca else None,
+        tls_cert_file=str(tls_cert) if tls_cert else None,
+        tls_key_file=str(tls_key) if tls_key else None,
     )
     mode = "one connection per gateway" if sim.per_gateway else f"{sim.n_connections} connection(s)"
     out.print(
         f"simulating {len(spec.sites):,} homes, {spec.n_devices:,} devices behind "
-        f"{len(sim.gateways):,} gateways, every {step_s:g} s; broker {mask_url(url)} ({mode}); "
+        f"{len(sim.gateways):,} gateways, every {step_s:g} s; "
+        f"broker {mask_url(sim.broker_url)} ({mode}); "
         f"twin on {sim.rt.sim_date} ({sim.rt.tz}). Ctrl-C stops.",
         highlight=False,
         soft_wrap=True,

@@ -7,11 +7,30 @@ from sqlalchemy import exc as sa_exc
 
 from gridflock.domain import ConflictError, NotFoundError, UnavailableError
 
-__all__ = ["AlreadyExistsError", "StoreError", "UnknownEventError", "is_outage"]
+__all__ = [
+    "AlreadyExistsError",
+    "DatabaseUnavailableError",
+    "StoreError",
+    "UnknownEventError",
+    "is_outage",
+]
 
 
 class StoreError(UnavailableError):
     """The database cannot be used as asked (unsupported URL, unreachable server, ...)."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached or used now (an outage): try again later.
+
+    The store raises it in place of the driver's connection errors, so callers (the API:
+    503) can tell an outage from a bug without knowing the driver. ``invalidated`` says
+    the connection was found dead and dropped from the pool, so a retry opens a new one.
+    """
+
+    def __init__(self, message: str, *, invalidated: bool = False) -> None:
+        super().__init__(message)
+        self.invalidated = invalidated
 
 
 class UnknownEventError(NotFoundError):

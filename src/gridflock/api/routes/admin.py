@@ -92,19 +92,24 @@ async def create_gateway(
     "/gateways/{gateway_id}",
     tags=["gateways"],
     summary="Remove a gateway",
-    description="Delete a gateway: it can no longer connect to the broker. Role: admin.",
+    description=(
+        "Delete a gateway and audit it. Its account leaves the broker's files at the next "
+        "`gridflock broker acl` (then restart the broker): from then on it cannot connect. "
+        "Role: admin."
+    ),
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses={404: {"model": ProblemOut}},
 )
 def delete_gateway(
     runtime: RuntimeDep,
-    _: Admin,
-    gateway_id: Annotated[str, Path(description="Gateway id.")],
+    principal: Admin,
+    gateway_id: Annotated[str, Path(description="Gateway id.", max_length=64)],
 ) -> Response:
-    """Delete through ``store.delete_gateway``."""
+    """Delete through ``store.delete_gateway`` and audit it (``gateway.delete``)."""
     if not runtime.store.delete_gateway(gateway_id):
         raise ProblemError(404, f"unknown gateway {gateway_id!r}: list them at /api/v1/gateways")
+    runtime.store.audit(principal.label, "gateway.delete", gateway_id, None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
