@@ -6,7 +6,7 @@ generator sign convention (> 0 towards the grid); times are ISO 8601 UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -49,10 +49,6 @@ _TS = "Time (ISO 8601, UTC)."
 MAX_TARGET_KW = 10_000_000.0
 #: Longest event [s]: 7 days.
 MAX_EVENT_S = 7 * 86_400.0
-#: An event's start must fall in ``[EARLIEST_START, LATEST_START)``: a start in year
-#: 9999 is a typo, and its end would not fit a date.
-EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_START = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _Out(BaseModel):
@@ -403,8 +399,8 @@ class EventCreate(_In):
     )
     start: datetime | None = Field(
         None,
-        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), in the years "
-        "2000 to 2099; now if absent.",
+        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), from "
+        "2000-01-01 to one year ahead; now if absent.",
     )
     duration_s: float = Field(
         3600.0,
@@ -444,11 +440,6 @@ class EventCreate(_In):
         if v is not None and v.tzinfo is None:
             raise ValueError(
                 "start needs a UTC offset, e.g. 2026-06-01T17:00:00Z or 2026-06-01T19:00:00+02:00"
-            )
-        if v is not None and not EARLIEST_START <= v < LATEST_START:
-            raise ValueError(
-                f"start must be within {EARLIEST_START:%Y} to {LATEST_START:%Y} (UTC), got "
-                f"{v.isoformat()}"
             )
         return v
 
