@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -492,3 +493,80 @@ def test_the_service_takes_its_client_id_tls_and_limits_from_the_settings(tmp_pa
     assert Settings().mqtt_client_id == "gridflock-service-1"  # stable by default
     with pytest.raises(ValueError, match="mqtt_client_id"):
         Settings(mqtt_client_id="has/slash")
+
+
+def test_simulated_gateways_work_within_the_generated_acls(tmp_path: Any) -> None:
+    """Each simulated gateway on its own account: reports, gets its commands, acks them."""
+    import os
+    import subprocess
+
+    from gridflock.fleet.generate import generate_fleet
+    from gridflock.gateways.mqtt import GatewayCredential, hash_password, write_broker_config
+    from gridflock.sim.gateways import SimulatedGateways
+    from gridflock.sim.imperfections import Imperfections
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+    spec = generate_fleet(4, 2)
+    dev = spec.all_devices()
+    gw_of = dict(zip(dev["id"].astype(str), dev["gateway_id"].astype(str), strict=True))
+    shared = hash_password("gw-secret")  # one password for every simulated gateway
+    paths = write_broker_config(
+        tmp_path / "broker",
+        [GatewayCredential(g, shared) for g in sorted(set(gw_of.values()))],
+        "svc",
+        hash_password(SECRETS["svc"]),
+        port=port,
+        persistence=False,
+        run_as_user="root" if os.geteuid() == 0 else None,
+    )
+    log = (tmp_path / "mosquitto.log").open("wb")
+    proc = subprocess.Popen(["mosquitto", "-c", str(paths.conf)], stdout=log, stderr=log)
+
+    async def scenario() -> None:
+        await until(lambda: _listening(port), "the broker")
+        link = MqttLink(BrokerAddress.parse(f"mqtt://{HOST}:{port}", "svc", SECRETS["svc"]), gw_of)
+        task = asyncio.create_task(link.run())
+        sim = SimulatedGateways(
+            spec,
+            f"mqtt://{HOST}:{port}",
+            step_s=1.0,
+            connections=0,
+            password="gw-secret",
+            imperfections=Imperfections.ideal(),
+        )
+        sim_task = asyncio.create_task(sim.run())
+        try:
+            got = Collector(link)
+            await until(lambda: got.poll() and set(got.devices) >= set(gw_of), "every device")
+            assert not link.counts["protocol_errors"]
+            battery = next(d for d in gw_of if d.endswith("-bat"))
+            link.send(_commands([battery], time.time() + 30))
+            acks: list[Any] = []
+            await until(lambda: acks.extend(link.take_acks()) or acks, "the battery's ack")
+            assert [(a.id, a.status) for m in acks for a in m.acks] == [
+                (f"c-{battery}", "accepted")
+            ]
+            assert not any(k.startswith("acks_refused") for k in link.counts)
+        finally:
+            sim.stop()
+            link.stop()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await asyncio.gather(sim_task, task)
+
+    try:
+        run(scenario())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True
