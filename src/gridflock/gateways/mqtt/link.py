@@ -193,7 +193,7 @@ def _capacity(limits: GatewayLimits) -> tuple[float, float]:
 _EPS = 1e-4
 
 
-@dataclass
+@dataclass(slots=True)
 class _Sent:
     """A command sent and not yet settled: where it went and until when it holds."""
 
