@@ -431,8 +431,8 @@ def test_commands_nobody_acknowledged_are_reported_expired(broker: int) -> None:
                 clock[0] += 34
                 assert link.take_expired() == []  # within the grace
                 clock[0] += 2
-                assert link.take_expired() == ["c-B-d0"]  # B never answered
-                assert link.take_expired() == []  # reported once
+                assert link.take_report().expired == ["c-B-d0"]  # B never answered
+                assert link.take_report().expired == []  # reported once
             finally:
                 a.close()
 
