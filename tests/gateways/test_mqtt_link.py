@@ -374,6 +374,39 @@ def test_rate_limit_refuses_a_flood_and_spares_the_others(broker: int) -> None:
     run(scenario())
 
 
+def test_a_flood_of_acks_counts_against_the_rate_limit(broker: int) -> None:
+    """Command acks and statuses are messages too: a flood of them is cut at the limit."""
+    limits = GatewayLimits(messages_per_s=1.0, readings_per_s=100.0, burst_s=5.0)
+    clock = [time.time()]
+
+    async def scenario() -> None:
+        async with service(broker, limits=limits, clock=lambda: clock[0]) as link:
+            h = await asyncio.to_thread(Gateway, broker, "H")
+            try:
+                forged = encode_command_ack(
+                    [CommandAck(id="c-x", device="H-d0", seq=1, status="accepted")]
+                )
+                for _ in range(30):
+                    await asyncio.to_thread(h.publish, ack_topic("H"), forged)
+                await until(
+                    lambda: (
+                        link.counts["acks_refused:unknown_command"]
+                        + link.counts["rejected:rate_limited"]
+                        >= 30
+                    ),
+                    "every ack decoded or cut",
+                )
+                assert link.counts["acks_refused:unknown_command"] == 5  # the burst only
+                assert link.counts["rejected:rate_limited"] == 25
+                link.receive()  # the cycle answers the gateway once
+                await until(lambda: h.telemetry_acks(), "the rate-limit answer")
+                assert "25 message(s) refused" in h.telemetry_acks()[0]["error"]
+            finally:
+                h.close()
+
+    run(scenario())
+
+
 def test_future_and_stale_readings_are_refused_with_a_reason(broker: int) -> None:
     """8.11: readings beyond the clock-skew bound, or older than one taken, are reported."""
 

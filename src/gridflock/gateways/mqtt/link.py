@@ -64,6 +64,8 @@ from gridflock.gateways.mqtt.protocol import CommandAck as WireAck
 __all__ = ["BrokerAddress", "GatewayLimits", "GatewayStatus", "MqttLink"]
 
 log = logging.getLogger("gridflock.mqtt")
+#: How every telemetry ack the service sends begins (compact JSON, keys in this order).
+_OWN_ACK = b'{"v":1,"type":"telemetry_ack"'
 
 
 class MqttLink:
@@ -233,6 +235,10 @@ class MqttLink:
             self._inbox.append((topic, payload, now))
             self.counts["messages"] += 1
             return 0
+        if payload.startswith(_OWN_ACK):
+            return 0  # a telemetry ack: the service's own answer, echoed back by the broker
+        if self.limits is not None and not self._take_message(topic, self.clock()):
+            return 0  # acks and status count against the gateway's message rate too
         try:
             if topic.endswith("/ack"):
                 msg = decode_ack(payload)
