@@ -74,8 +74,8 @@ class BrokerAddress:
 
 
 def masked_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    """``url`` with any password replaced by ``********`` (for messages and logs)."""
     u = urlparse(url)
     if u.password is None:
         return url
-    return url.replace(f":{u.password}@", ":***@", 1)
+    return url.replace(f":{u.password}@", ":********@", 1)
