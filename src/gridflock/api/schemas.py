@@ -173,13 +173,30 @@ class FleetSummaryOut(_Out):
     p_kw: float = Field(description="Net fleet power [kW], > 0 towards the grid.")
     flex_up_kw: float = Field(
         description="Up flexibility [kW, >= 0]: more export / less import the fleet can "
-        "hold for flex_duration_h."
+        "hold for flex_duration_h within every site and grid limit (with what events "
+        "hold)."
     )
     flex_down_kw: float = Field(
         description="Down flexibility [kW, >= 0]: more import / less export the fleet can "
-        "hold for flex_duration_h."
+        "hold for flex_duration_h within every site and grid limit (with what events hold)."
     )
     flex_duration_h: float | None = Field(None, description="Hold duration of the flex [h].")
+    committed_up_kw: float | None = Field(
+        None, description="Up flexibility held now by active events [kW, >= 0]."
+    )
+    committed_down_kw: float | None = Field(
+        None, description="Down flexibility held now by active events [kW, >= 0]."
+    )
+    remaining_up_kw: float | None = Field(
+        None,
+        description="Up flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
+    remaining_down_kw: float | None = Field(
+        None,
+        description="Down flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
     devices_online: int = Field(description="Devices reporting recently.")
     devices_total: int = Field(description="Devices provisioned.")
     by_kind: list[KindSummaryOut] = Field(default_factory=list, description="Per device kind.")
@@ -198,8 +215,32 @@ class FlexibilityRow(_Out):
     group: str = Field(description="The group's label (kind, node id or tag).")
     devices: int | None = Field(None, description="Devices in the group.")
     online: int | None = Field(None, description="Devices online in the group.")
-    flex_up_kw: float | None = Field(None, description="Up flexibility held [kW, >= 0].")
-    flex_down_kw: float | None = Field(None, description="Down flexibility held [kW, >= 0].")
+    flex_up_kw: float | None = Field(
+        None,
+        description="Up flexibility held for duration_h within every site and grid limit, "
+        "the group's share of the scope moving together [kW, >= 0].",
+    )
+    flex_down_kw: float | None = Field(
+        None,
+        description="Down flexibility held for duration_h within every site and grid limit, "
+        "the group's share of the scope moving together [kW, >= 0].",
+    )
+    committed_up_kw: float | None = Field(
+        None, description="Up flexibility held now by active events [kW, >= 0]."
+    )
+    committed_down_kw: float | None = Field(
+        None, description="Down flexibility held now by active events [kW, >= 0]."
+    )
+    remaining_up_kw: float | None = Field(
+        None,
+        description="Up flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
+    remaining_down_kw: float | None = Field(
+        None,
+        description="Down flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
 
 
 class GridNodeOut(BaseModel):
