@@ -201,10 +201,9 @@ def run_scenario(
             telemetry.extend(_subset(b, sample) for b in batches)
         if progress:
             progress("with VPP", t + 1, steps)
-    for tracker in trackers:  # close events still open at the end of the window
-        last = tracker.step(max(twin.now, tracker.event.end))
-        if last is not None:
-            commands.append(last)
+    if dispatcher.trackers:  # close events still open at the end of the window
+        closing = max(twin.now, *(t.event.end for t in dispatcher.trackers.values()))
+        commands.extend(dispatcher.step(closing))
 
     ts = np.array([x.timestamp() for x in twin.times])
     outcomes = []
