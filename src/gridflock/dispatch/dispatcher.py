@@ -150,9 +150,7 @@ class Dispatcher:
             return 0.0
         return float((self.state.p_kw[mine] - self.baseline()[mine]).sum())
 
-    def available_kw(
-        self, scope: Scope, start: float, end: float, up: bool, now: float
-    ) -> float:
+    def available_kw(self, scope: Scope, start: float, end: float, up: bool, now: float) -> float:
         """What a new event could still get over ``[start, end)`` [kW, signed].
 
         The kW the devices of ``scope`` can hold for the window's length, from the fleet
@@ -217,7 +215,7 @@ class Dispatcher:
         return out
 
     def _serve(self, active: list[EventTracker], now: float) -> list[CommandBatch]:
-        st, cfg = self.state, self.config
+        st = self.state
         base = self.baseline()
         response = st.p_kw - base
         for t in active:  # measure each event on its own devices, judge, correct
@@ -394,7 +392,9 @@ class Dispatcher:
             if not mine.any():
                 del self._releasing[code]
                 continue
-            due = mine & (self.valid_until - now < cfg.renew_s) & (self.valid_until < self.release_at)
+            due = (
+                mine & (self.valid_until - now < cfg.renew_s) & (self.valid_until < self.release_at)
+            )
             idx = np.flatnonzero(due)
             if len(idx):
                 until = np.minimum(self.release_at[idx], now + cfg.command_ttl_s)
