@@ -94,12 +94,16 @@ class Dispatcher:
         if event.id in self.trackers:
             raise ValueError(f"event {event.id} is already tracked")
         tracker = EventTracker(event, self.state, self.config, self._next_code, self)
-        other = self.conflicting(event, tracker.scope)
-        if other is not None:
-            raise EventConflictError(_conflict_message(event, other), other.id)
+        self.check(event, tracker.scope)
         self._next_code += 1
         self.trackers[event.id] = tracker
         return tracker
+
+    def check(self, event: Event, scope: BoolArray | None = None) -> None:
+        """Raise :class:`EventConflictError` if ``event`` clashes with a live one."""
+        other = self.conflicting(event, scope)
+        if other is not None:
+            raise EventConflictError(_conflict_message(event, other), other.id)
 
     def conflicting(self, event: Event, scope: BoolArray | None = None) -> Event | None:
         """A live event in the opposite direction sharing devices and time, if any."""
@@ -540,7 +544,7 @@ def _conflict_message(event: Event, other: Event) -> str:
 
     way = "up (more export)" if other.up else "down (more import)"
     return (
-        f"event {other.id} already asks {way} of devices in this scope from "
+        f"event {other.id} already asks {way} of devices in {event.scope} from "
         f"{when(other.start)} to {when(other.end)}; a device cannot move both ways at once. "
         f"Cancel {other.id}, choose a scope without its devices, or a window outside it"
     )

@@ -18,7 +18,14 @@ import pandas as pd
 from gridflock.api.runtime import EventView
 from gridflock.dispatch import EventTracker
 from gridflock.domain.auth import Principal
-from gridflock.domain.events import Event, EventSource, Scope
+from gridflock.domain.events import (
+    DEFAULT_PRIORITY,
+    MAX_TARGET_KW,
+    AdmissionError,
+    Event,
+    EventSource,
+    Scope,
+)
 from gridflock.service.control import ControlLoop
 
 __all__ = [
@@ -31,7 +38,6 @@ __all__ = [
 ]
 
 MAX_EVENT_S = 7 * 86400.0
-MAX_TARGET_KW = 1e7
 #: No event starts before this (2000-01-01T00:00:00Z) ...
 EARLIEST_EVENT_TS = 946_684_800.0
 #: ... or more than a year ahead of the service clock: times every database can hold.
@@ -72,8 +78,17 @@ class EventService:
         duration_s: float,
         scope: Scope,
         principal: Principal,
+        *,
+        priority: int = DEFAULT_PRIORITY,
+        allow_partial: bool = False,
     ) -> Event:
-        """Validate and schedule an event; it is tracked from its start."""
+        """Validate, admit and schedule an event; it is tracked from its start.
+
+        A target above what the scope can still deliver over the window (net of the
+        other events) is refused with :class:`AdmissionError` stating the kW available,
+        unless ``allow_partial``; an event in the opposite direction of one sharing its
+        devices and time is refused with :class:`~gridflock.domain.events.EventConflictError`.
+        """
         now = self.loop.clock()
         if not math.isfinite(target_kw) or target_kw == 0:
             raise ValueError(
@@ -100,7 +115,13 @@ class EventService:
             scope,
             EventSource.OPERATOR,
             created_by=principal.label,
+            priority=priority,
         )
+        dispatcher = self.loop.dispatcher
+        dispatcher.check(event)  # EventConflictError: opposite ways over shared devices
+        available = dispatcher.available_kw(scope, event.start, event.end, event.up, now)
+        if abs(target_kw) > abs(available) + 1e-6 and not allow_partial:
+            raise AdmissionError(_short(event, available), available)
         self.loop.track(event)
         self.loop.writer.op("event", lambda: self.loop.store.save_event(event), event_detail(event))
         self.loop.audit(
@@ -112,25 +133,39 @@ class EventService:
                 "start": event.start,
                 "end": event.end,
                 "scope": str(scope),
+                "priority": event.priority,
+                "allow_partial": allow_partial,
             },
         )
         return event
+
+    def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
+        """What an event over ``scope`` and the window could still get [kW, signed]."""
+        now = self.loop.clock()
+        if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_EVENT_S:
+            raise ValueError("duration_s must be more than 0 and at most 7 days (604800 s)")
+        start = now if start is None else start
+        check_event_time(start, now)
+        return self.loop.dispatcher.available_kw(
+            scope, max(start, now - 60), start + duration_s, up, now
+        )
 
     def cancel(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""
         tracker = self.loop.tracker(event_id)
         if tracker.event.status.final:
             raise ValueError(f"event {event_id} is already {tracker.event.status.value}")
-        batch = tracker.cancel(self.loop.clock())
+        batch = self.loop.dispatcher.cancel(event_id, self.loop.clock())
         if batch is not None:
             self.loop.send(batch)
         self.loop.audit(principal.label, "event.cancel", event_id, None)
-        self.loop.record_status(tracker)
+        self.loop.retire(tracker)
         return tracker.event
 
     def views(self) -> list[EventView]:
-        """Every event this service tracks, newest first."""
-        trackers = sorted(self.loop.dispatcher.trackers.values(), key=lambda t: -t.event.start)
+        """The live events and the latest finished ones, newest first."""
+        every = [*self.loop.dispatcher.trackers.values(), *self.loop.finished.values()]
+        trackers = sorted(every, key=lambda t: -t.event.start)
         return [view(t) for t in trackers]
 
     def view(self, event_id: str) -> EventView:
@@ -176,4 +211,14 @@ def event_detail(event: Event) -> dict[str, Any]:
         "source": event.source.value,
         "status": event.status.value,
         "created_by": event.created_by,
+        "priority": event.priority,
     }
+
+
+def _short(event: Event, available: float) -> str:
+    way = "up" if event.up else "down"
+    return (
+        f"{event.scope} can deliver {abs(available):,.1f} kW {way} over this window "
+        f"(within every limit, net of the events it overlaps), not {abs(event.target_kw):,.1f} "
+        'kW: ask for at most that, or send "allow_partial": true to accept what it can give'
+    )
