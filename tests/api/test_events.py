@@ -222,9 +222,9 @@ def test_priority_is_kept_and_shown(client, runtime, keys):
     event_id = r.json()["id"]
     assert r.json()["priority"] == 90
     assert client.get(f"/api/v1/events/{event_id}", headers=h).json()["priority"] == 90
-    assert client.post("/api/v1/events", json={"target_kw": 2.0}, headers=h).json()[
-        "priority"
-    ] == 50
+    assert (
+        client.post("/api/v1/events", json={"target_kw": 2.0}, headers=h).json()["priority"] == 50
+    )
     runtime.writer.flush()
     assert runtime.store.get_event(event_id).priority == 90
 
@@ -255,6 +255,4 @@ def test_finished_events_stay_listed_with_their_figures(client, runtime, keys):
     ev = client.get(f"/api/v1/events/{event_id}", headers=h).json()
     assert ev["status"] == "completed"  # ...and is still shown
     assert ev["delivered_pct"] is not None
-    assert [e["id"] for e in client.get("/api/v1/events", headers=h).json()["items"]] == [
-        event_id
-    ]
+    assert [e["id"] for e in client.get("/api/v1/events", headers=h).json()["items"]] == [event_id]
