@@ -73,7 +73,8 @@ def test_a_fleet_of_another_size_imported_while_an_event_runs(tmp_path: Path, ho
     _cycles(rt, clock, 60)  # no shape error: the loop goes on
     view = rt.event(event.id)
     assert view.event.status is EventStatus.ACTIVE
-    assert view.delivered_kw is not None and view.delivered_kw > 0
+    assert view.delivered_kw is not None
+    assert view.delivered_kw > 0
     kept = set(new.all_devices()["id"])
     assert set(rt.state.device_ids[rt.dispatcher.held_by >= 0]) <= kept
 
