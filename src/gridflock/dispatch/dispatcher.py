@@ -127,7 +127,7 @@ class Dispatcher:
         idx = np.flatnonzero(self.held_by == tracker.code)
         # NaN means "back to your own control"; it must stay valid long enough to arrive
         batch = self._emit(
-            tracker, now, idx, np.full(len(idx), np.nan), now + self.config.command_ttl_s
+            tracker, now, idx, np.full(len(idx), np.nan), now + self.config.ttl_s
         )
         self._leave(tracker)
         return batch
@@ -352,11 +352,11 @@ class Dispatcher:
         for t in active:
             hold = np.flatnonzero(send & (holder == t.code))
             free = np.flatnonzero(released & (old == t.code))
-            until = min(t.event.end, now + cfg.command_ttl_s)
+            until = min(t.event.end, now + cfg.ttl_s)
             idx = np.concatenate([hold, free])
             points = np.concatenate([setpoint[hold], np.full(len(free), np.nan)])
             validity = np.concatenate(
-                [np.full(len(hold), until), np.full(len(free), now + cfg.command_ttl_s)]
+                [np.full(len(hold), until), np.full(len(free), now + cfg.ttl_s)]
             )
             _add(out, self._emit(t, now, idx, points, validity))
         return out
@@ -373,14 +373,14 @@ class Dispatcher:
         cfg = self.config
         idx = np.flatnonzero(self.held_by == t.code)
         if cfg.release_spread_s <= 0 or not len(idx):
-            return self._emit(t, now, idx, np.full(len(idx), np.nan), now + cfg.command_ttl_s)
+            return self._emit(t, now, idx, np.full(len(idx), np.nan), now + cfg.ttl_s)
         rng = np.random.default_rng(zlib.crc32(t.event.id.encode()))
         at = t.event.end + rng.uniform(0.0, cfg.release_spread_s, len(idx))
         self.release_at[idx] = at
         self.releaser[idx] = t.code
         self._releasing[t.code] = t.event.id
         points = self.sent[idx].copy()
-        return self._emit(t, now, idx, points, np.minimum(at, now + cfg.command_ttl_s))
+        return self._emit(t, now, idx, points, np.minimum(at, now + cfg.ttl_s))
 
     def _renew_releasing(self, now: float) -> list[CommandBatch]:
         """Renew the setpoints of devices still being handed back; forget the released."""
@@ -401,7 +401,7 @@ class Dispatcher:
             )
             idx = np.flatnonzero(due)
             if len(idx):
-                until = np.minimum(self.release_at[idx], now + cfg.command_ttl_s)
+                until = np.minimum(self.release_at[idx], now + cfg.ttl_s)
                 _add(out, self._emit_for(event_id, None, now, idx, self.sent[idx].copy(), until))
         idle = (self.held_by < 0) & (self.owner < 0) & ~np.isfinite(self.release_at)
         self.frozen_base[idle] = np.nan
