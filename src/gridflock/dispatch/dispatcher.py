@@ -126,9 +126,7 @@ class Dispatcher:
         tracker.event.transition(EventStatus.CANCELLED)
         idx = np.flatnonzero(self.held_by == tracker.code)
         # NaN means "back to your own control"; it must stay valid long enough to arrive
-        batch = self._emit(
-            tracker, now, idx, np.full(len(idx), np.nan), now + self.config.ttl_s
-        )
+        batch = self._emit(tracker, now, idx, np.full(len(idx), np.nan), now + self.config.ttl_s)
         self._leave(tracker)
         return batch
 
