@@ -354,3 +354,15 @@ def test_sequence_numbers_rise_per_device_across_events():
     assert per_device
     for seqs in per_device.values():
         assert len(set(seqs)) == len(seqs)
+
+
+def test_devices_still_being_released_count_against_the_limits():
+    state = FleetState.from_spec(grid_fleet())
+    # both under the transformer (42 kW of export room), on different feeders
+    first = Event("first", 38.0, T0, T0 + 100, Scope("region", "north"))
+    second = Event("second", 25.0, T0 + 100, T0 + 800, Scope("region", "south"))
+    cfg = TrackerConfig(interval_s=STEP, grace_s=20, release_spread_s=300)
+    _, _, seen = run(state, [first, second], 700, cfg)  # run() checks every limit each cycle
+    t = seen["trackers"]
+    assert t["first"].event.status is EventStatus.COMPLETED
+    assert t["second"].delivered_kw() == pytest.approx(25.0, rel=0.02)  # once the rest left

@@ -169,7 +169,7 @@ class Dispatcher:
         h = flex.headroom(up)
         base = self.baseline()
         holder = np.full(st.n, -1, np.int64)
-        changes = np.zeros(st.n)
+        changes = self._releasing_changes(base)[up]
         for t in self._ordered():
             if not t.event.overlaps(start, end):
                 continue
@@ -194,7 +194,8 @@ class Dispatcher:
     def step(self, now: float) -> list[CommandBatch]:
         """Advance every event to ``now``; the commands to send, one batch per event."""
         self.finished = []
-        out: list[CommandBatch] = []
+        out = self._renew_releasing(now)
+        ending: list[EventTracker] = []
         for t in self._ordered():
             ev = t.event
             if now >= ev.end:
@@ -202,7 +203,8 @@ class Dispatcher:
                     ev.transition(EventStatus.FAILED)
                 else:
                     ev.transition(EventStatus.COMPLETED)
-                    _add(out, self._finish(t, now))
+                    self._finish(t, now)
+                    ending.append(t)
                 self._leave(t)
             elif now >= ev.start and ev.status is EventStatus.SCHEDULED:
                 if not t.scope.any():
@@ -210,10 +212,11 @@ class Dispatcher:
                     self._leave(t)
                 else:
                     ev.transition(EventStatus.ACTIVE)
-        out.extend(self._renew_releasing(now))
         active = [t for t in self._ordered() if t.event.status is EventStatus.ACTIVE]
         if active:
             out.extend(self._serve(active, now))
+        for t in ending:  # what no running event took over is handed back
+            _add(out, self._hand_back(t, now))
         return out
 
     def _serve(self, active: list[EventTracker], now: float) -> list[CommandBatch]:
@@ -231,7 +234,7 @@ class Dispatcher:
 
         holder = np.full(st.n, -1, np.int64)
         delta = np.zeros(st.n)
-        changes = {True: np.zeros(st.n), False: np.zeros(st.n)}
+        changes = self._releasing_changes(base)
         flex: dict[float, Flexibility] = {}
         for t in active:  # in serving order: each takes from what is left
             end = t.event.end
@@ -288,6 +291,16 @@ class Dispatcher:
         alloc = allocate(headroom, target, mask=claim, groups=st.node_groups, caps=caps)
         available = float(a.sum()) if up else -float(a.sum())
         return Allocation(alloc.delta_kw, target, available, alloc.allocated_kw)
+
+    def _releasing_changes(self, base: FloatArray) -> dict[bool, FloatArray]:
+        """Changes still held by devices being handed back, up and down [kW].
+
+        Until its release time such a device stays at its last setpoint, so the flows
+        the caps start from include it (conservatively, also if an event takes it).
+        """
+        rel = np.isfinite(self.release_at) & np.isfinite(self.sent)
+        dev = np.where(rel, self.sent - base, 0.0)
+        return {True: np.maximum(dev, 0.0), False: np.minimum(dev, 0.0)}
 
     @property
     def plan(self) -> MeritPlan:
@@ -360,25 +373,36 @@ class Dispatcher:
         return out
 
     # ------------------------------------------------------------------ endings
-    def _finish(self, t: EventTracker, now: float) -> CommandBatch | None:
-        """Hand devices back at randomised times over ``release_spread_s`` after the end.
+    def _finish(self, t: EventTracker, now: float) -> None:
+        """Plan the hand-back: randomised times over ``release_spread_s`` after the end.
 
         Releasing every device at once would make deferred loads (EVs, heat pumps) all
         resume together: a rebound peak. Each device keeps its setpoint until its own
         release time; its command is renewed until then like a held one (so the
-        fail-safe lifetime still applies), then it falls back to its own control.
+        fail-safe lifetime still applies), then it falls back to its own control. A
+        running event may take a device over in the same cycle (its baseline is kept).
         """
         cfg = self.config
         idx = np.flatnonzero(self.held_by == t.code)
-        if cfg.release_spread_s <= 0 or not len(idx):
-            return self._emit(t, now, idx, np.full(len(idx), np.nan), now + cfg.ttl_s)
-        rng = np.random.default_rng(zlib.crc32(t.event.id.encode()))
-        at = t.event.end + rng.uniform(0.0, cfg.release_spread_s, len(idx))
+        if not len(idx):
+            return
+        if cfg.release_spread_s <= 0:
+            at = np.full(len(idx), now)
+        else:
+            rng = np.random.default_rng(zlib.crc32(t.event.id.encode()))
+            at = t.event.end + rng.uniform(0.0, cfg.release_spread_s, len(idx))
         self.release_at[idx] = at
         self.releaser[idx] = t.code
         self._releasing[t.code] = t.event.id
-        points = self.sent[idx].copy()
-        return self._emit(t, now, idx, points, np.minimum(at, now + cfg.ttl_s))
+
+    def _hand_back(self, t: EventTracker, now: float) -> CommandBatch | None:
+        """The first hand-back commands of an event that ended in this cycle."""
+        cfg = self.config
+        idx = np.flatnonzero(self.releaser == t.code)
+        if cfg.release_spread_s <= 0:
+            return self._emit(t, now, idx, np.full(len(idx), np.nan), now + cfg.ttl_s)
+        until = np.minimum(self.release_at[idx], now + cfg.ttl_s)
+        return self._emit(t, now, idx, self.sent[idx].copy(), until)
 
     def _renew_releasing(self, now: float) -> list[CommandBatch]:
         """Renew the setpoints of devices still being handed back; forget the released."""
