@@ -243,6 +243,7 @@ def test_finished_events_leave_the_dispatcher():
     assert disp.trackers == {}
     assert len(finished) == 200
     assert all(t.event.status is EventStatus.COMPLETED for t in finished)
+    assert all(len(t.scope) == len(t.excluded) == 0 for t in finished)  # no per-device arrays
     assert disp._releasing == {}
     assert np.all(disp.held_by == -1)
     assert np.all(disp.owner == -1)

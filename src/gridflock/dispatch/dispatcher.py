@@ -437,6 +437,7 @@ class Dispatcher:
         self.since[mine] = np.nan
         self.owner[self.owner == t.code] = -1
         self.trackers.pop(t.event.id, None)
+        t.retire()
         self.finished.append(t)
 
     # ------------------------------------------------------------------ a new fleet

@@ -100,6 +100,7 @@ class EventTracker:
         self.samples_ts: list[float] = []
         self.samples_delivered: list[float] = []
         self.commands_sent = 0
+        self._dropped: int | None = None  # non-responders, counted when the event leaves
 
     # ------------------------------------------------------------------ state
     @property
@@ -127,7 +128,15 @@ class EventTracker:
     @property
     def non_responders(self) -> int:
         """Devices dropped for not following their command."""
+        if self._dropped is not None:
+            return self._dropped
         return int(self.excluded.sum())
+
+    def retire(self) -> None:
+        """The event left the dispatcher: keep its figures, free its per-device arrays."""
+        self._dropped = int(self.excluded.sum())
+        self.scope = np.zeros(0, bool)
+        self.excluded = np.zeros(0, bool)
 
     def delivered_kw(self) -> float:
         """Measured response of this event's own devices against their baselines [kW]."""
