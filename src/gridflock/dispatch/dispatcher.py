@@ -47,7 +47,6 @@ import pandas as pd
 from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
-from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
 from gridflock.fleet.flexibility import Flexibility, flexibility
 from gridflock.fleet.groups import MeritPlan
@@ -310,15 +309,14 @@ class Dispatcher:
         return self._plan
 
     def _pin_followers(self, active: list[EventTracker], holder: IntArray) -> None:
-        """Hold free home batteries at their baseline where their site is dispatched.
+        """Hold free self-balancing devices at their baseline where their site is dispatched.
 
-        A battery left on self-consumption would undo the rest of its home's dispatch.
-        The first event (in serving order) with a device at the site holds it.
+        A device that balances its home on its own (a self-consumption battery; declared
+        per kind: ``follows_site``) would undo the rest of its home's dispatch. The first
+        event (in serving order) with a device at the site holds it.
         """
         st = self.state
-        follows = np.zeros(st.n, bool)
-        follows[st.kind_slices[DeviceKind.BATTERY]] = True
-        free = follows & (holder < 0) & st.online
+        free = st.follows_site & (holder < 0) & st.online
         if not free.any():
             return
         for t in active:

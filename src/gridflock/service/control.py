@@ -25,6 +25,7 @@ import pandas as pd
 
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher, EventTracker, TrackerConfig
+from gridflock.domain.errors import NotFoundError, clip
 from gridflock.domain.events import Event, EventStatus
 from gridflock.domain.messages import CommandBatch
 from gridflock.domain.ports import DeviceLink, LinkReport
@@ -34,12 +35,20 @@ from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
 
-__all__ = ["ControlLoop"]
+__all__ = ["ControlLoop", "epoch_seconds"]
 
 log = logging.getLogger("gridflock.service")
 
 #: Finished events kept in memory for the API; their figures and samples are in the store.
 FINISHED_KEPT = 100
+
+
+def epoch_seconds(ts: pd.Series) -> np.ndarray:
+    """Aware UTC datetimes (as the store returns them) as UTC epoch seconds."""
+    return np.asarray(
+        (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds(),
+        dtype=np.float64,
+    )
 
 
 class ControlLoop:
@@ -108,10 +117,10 @@ class ControlLoop:
         return self._dispatcher
 
     def tracker(self, event_id: str) -> EventTracker:
-        """The tracker of a live or recently finished event (KeyError if neither)."""
+        """The tracker of a live or recently finished event (NotFoundError if neither)."""
         tracker = self.dispatcher.trackers.get(event_id) or self.finished.get(event_id)
         if tracker is None:
-            raise KeyError(f"no event {event_id!r}: list events at /api/v1/events")
+            raise NotFoundError(f"no event {clip(event_id)!r}: list events at /api/v1/events")
         return tracker
 
     def retire(self, tracker: EventTracker) -> None:
@@ -135,15 +144,24 @@ class ControlLoop:
         for event in self.store.active_events(self.clock()):
             if event.id not in self.dispatcher.trackers:
                 try:
-                    self.dispatcher.add(event)
+                    tracker = self.dispatcher.add(event)
                 except ValueError as e:  # e.g. it now clashes with an event resumed first
                     log.error("cannot resume event %s: %s", event.id, e)
                     continue
                 self._status[event.id] = event.status
+                self._restore(tracker)
                 resumed.append(event.id)
         if resumed:
             log.warning("resumed %d event(s) from the store: %s", len(resumed), ", ".join(resumed))
         return resumed
+
+    def _restore(self, tracker: EventTracker) -> None:
+        """Give a resumed event back its samples and command count from before the restart."""
+        ev_id = tracker.event.id
+        samples = self.store.event_samples(ev_id)
+        tracker.samples_ts[:0] = epoch_seconds(samples["ts"]).tolist()
+        tracker.samples_delivered[:0] = samples["delivered_kw"].astype(float).tolist()
+        tracker.commands_sent += self.store.command_counts([ev_id]).get(ev_id, 0)
 
     def cycle(self) -> None:
         """One turn of the loop (synchronous; fast: arrays only, I/O is queued)."""
@@ -243,6 +261,12 @@ class ControlLoop:
                 partial(self.store.set_command_status, command_ids, verdict, why),
                 {"status": verdict, "reason": why, "commands": command_ids[:100]},
             )
+        if report.expired:  # nobody acknowledged them before valid_until: not "sent" forever
+            self.writer.op(
+                "expired commands",
+                partial(self.store.set_command_status, report.expired, "expired", None),
+                {"status": "expired", "commands": report.expired[:100]},
+            )
         if report.statuses:
             gateways = self.spec.all_devices()[["id", "gateway_id"]]
             for s in report.statuses:
@@ -259,9 +283,13 @@ class ControlLoop:
             )
 
     # ------------------------------------------------------------------ running
-    async def run(self) -> None:
-        """Run the cycles and the store writer until :meth:`stop`."""
-        await asyncio.to_thread(self.resume)
+    async def run(self, start: Callable[[], object] | None = None) -> None:
+        """Run the cycles and the store writer until :meth:`stop`.
+
+        ``start`` (default :meth:`resume`) runs first, in a thread: what to take up from
+        the store.
+        """
+        await asyncio.to_thread(start or self.resume)
         writer = asyncio.create_task(self._write_loop())
         interval = self.settings.control_interval_s
         try:

@@ -22,6 +22,7 @@ from gridflock.api.schemas import (
     ProblemOut,
     SeriesPointOut,
 )
+from gridflock.domain.errors import NotFoundError, clip
 from gridflock.domain.events import (
     AdmissionError,
     Event,
@@ -84,9 +85,9 @@ def _problem(request: Request, detail: str, *, title: str, slug: str, **extra: A
 def _view(runtime: Runtime, event_id: str) -> EventView:
     try:
         return runtime.event(event_id)
-    except KeyError:
+    except NotFoundError:
         raise ProblemError(
-            404, f"unknown event {event_id!r}: list events at /api/v1/events"
+            404, f"unknown event {clip(event_id)!r}: list events at /api/v1/events"
         ) from None
 
 
@@ -150,7 +151,7 @@ async def create_event(
     response.headers["Location"] = f"/api/v1/events/{event.id}"
     try:
         view = runtime.event(event.id)
-    except KeyError:
+    except NotFoundError:
         return _out(event, None)
     return _out(view.event, view)
 
@@ -256,10 +257,10 @@ async def get_event(event_id: EventId, runtime: RuntimeDep, _: Viewer) -> Any:
     summary="Cancel an event",
     description=(
         "Cancel a scheduled or active event; its devices are released. An event already "
-        "over cannot be cancelled (422). Role: operator."
+        "over cannot be cancelled (409). Role: operator."
     ),
     response_model=EventOut,
-    responses={**_NOT_FOUND, 422: {"model": ProblemOut, "description": "Already over."}},
+    responses={**_NOT_FOUND, 409: {"model": ProblemOut, "description": "Already over."}},
 )
 async def cancel_event(event_id: EventId, runtime: RuntimeDep, principal: Operator) -> Any:
     """Cancel through ``runtime.cancel_event``."""
@@ -267,7 +268,7 @@ async def cancel_event(event_id: EventId, runtime: RuntimeDep, principal: Operat
     event = await runtime.cancel_event(event_id, principal)
     try:
         view = runtime.event(event.id)
-    except KeyError:
+    except NotFoundError:
         return _out(event, None)
     return _out(view.event, view)
 

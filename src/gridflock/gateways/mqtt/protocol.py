@@ -14,18 +14,26 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+
+from gridflock.domain.kinds import telemetry_extras_text
 
 __all__ = [
     "COMMAND_REJECT_REASONS",
     "EXTRAS_KEYS",
     "ID_PATTERN",
+    "MAX_ACK_BYTES",
+    "MAX_ACK_REJECTIONS",
+    "MAX_CLOCK_SKEW_S",
     "MAX_COMMANDS",
+    "MAX_GATEWAY_MESSAGE_BYTES",
+    "MAX_ID_LEN",
     "MAX_PAYLOAD_BYTES",
     "MAX_P_KW",
     "MAX_READINGS",
+    "MAX_READING_AGE_S",
     "SCHEMA_MODELS",
     "SUPPORTED_VERSIONS",
     "VERSION",
@@ -56,26 +64,33 @@ __all__ = [
 VERSION: Final = 1
 #: Versions the decoders accept.
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
-#: Gateway and group ids: safe in a topic level, a broker user name and an ACL line.
-ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+#: Gateway and group ids: safe in a topic level, a broker user name, a client id and a
+#: configuration line (a letter or digit first, then up to 63 of letters, digits ``_ . -``).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+#: Longest gateway or group id [characters].
+MAX_ID_LEN = 64
 #: Most readings one telemetry message may carry.
 MAX_READINGS = 10_000
 #: Most commands one command message carries (the encoder splits nothing: one per gateway).
 MAX_COMMANDS = 10_000
-#: Largest payload the decoders look at [bytes].
+#: Largest payload the broker carries [bytes]: the service's own command messages (up to
+#: ``MAX_COMMANDS`` commands) stay under it; larger packets make the broker drop the sender.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+#: Largest message a gateway may send (telemetry, acks, status) [bytes]; a larger one is
+#: refused whole, with one short reason, before it is parsed.
+MAX_GATEWAY_MESSAGE_BYTES = 2 * 1024 * 1024
+#: Largest answer the service sends a gateway (a ``telemetry_ack``) [bytes].
+MAX_ACK_BYTES = 16 * 1024
+#: Refused readings a ``telemetry_ack`` lists one by one; the rest are only counted.
+MAX_ACK_REJECTIONS = 20
+#: How far ahead of the service clock a reading's ``ts`` may be [s] (clock skew).
+MAX_CLOCK_SKEW_S = 30.0
+#: How far behind the service clock a reading's ``ts`` may be [s] (a gateway's backlog).
+MAX_READING_AGE_S = 7 * 86400.0
 #: Largest magnitude of a power value [kW]: beyond it a reading is a unit or wiring error.
 MAX_P_KW = 100_000.0
-#: Telemetry ``extras`` a reading may carry, with their units.
-EXTRAS_KEYS: dict[str, str] = {
-    "t_in_c": "indoor temperature [degC] (heat pump)",
-    "t_out_c": "outdoor temperature [degC] (heat pump)",
-    "cop": "current coefficient of performance [1] (heat pump)",
-    "t_tank_c": "tank temperature [degC] (water heater)",
-    "draw_kw": "hot water drawn, as heat [kW thermal] (water heater)",
-    "e_need_kwh": "energy the plugged-in car still needs [kWh] (EV charger)",
-    "departure_ts": "time the car leaves [UTC epoch s] (EV charger)",
-}
+#: Telemetry ``extras`` a reading may carry, with their units: those the device kinds declare.
+EXTRAS_KEYS: dict[str, str] = telemetry_extras_text()
 #: Well-known reasons a gateway gives for rejecting a command (others are allowed).
 COMMAND_REJECT_REASONS: dict[str, str] = {
     "expired": "valid_until had passed when the command arrived",
@@ -106,8 +121,12 @@ Version = Annotated[Literal[1], Field(description="Protocol version.")]
 
 def check_id(value: str, what: str) -> str:
     """``value`` if it is a valid gateway or group id, else ``ValueError`` naming ``what``."""
-    if not _ID_RE.match(value):
-        raise ValueError(f"invalid {what} id {value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
+        raise ValueError(
+            f"invalid {what} id {shown!r}: use 1-64 characters of A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit"
+        )
     return value
 
 
@@ -141,10 +160,9 @@ def shared_telemetry_subscription(share: str = "gridflock") -> str:
     return f"$share/{check_id(share, 'share')}/{_PREFIX}+/telemetry"
 
 
-_GATEWAY_TOPIC_RE = re.compile(
-    r"gf/v1/(?!groups/)([A-Za-z0-9_.\-]{1,64})/(?:telemetry|cmd|ack|status)\Z"
-)
-_GROUP_TOPIC_RE = re.compile(r"gf/v1/groups/([A-Za-z0-9_.\-]{1,64})/activate\Z")
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}"
+_GATEWAY_TOPIC_RE = re.compile(rf"gf/v1/(?!groups/)({_ID})/(?:telemetry|cmd|ack|status)\Z")
+_GROUP_TOPIC_RE = re.compile(rf"gf/v1/groups/({_ID})/activate\Z")
 
 
 def gateway_of(topic: str) -> str | None:
@@ -169,16 +187,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class Extras(_Strict):
-    """Optional kind-specific values of a reading; ``null`` or absent means not measured."""
+if TYPE_CHECKING:
 
-    t_in_c: float | None = Field(None, description=EXTRAS_KEYS["t_in_c"])
-    t_out_c: float | None = Field(None, description=EXTRAS_KEYS["t_out_c"])
-    cop: float | None = Field(None, description=EXTRAS_KEYS["cop"])
-    t_tank_c: float | None = Field(None, description=EXTRAS_KEYS["t_tank_c"])
-    draw_kw: float | None = Field(None, description=EXTRAS_KEYS["draw_kw"])
-    e_need_kwh: float | None = Field(None, description=EXTRAS_KEYS["e_need_kwh"])
-    departure_ts: float | None = Field(None, description=EXTRAS_KEYS["departure_ts"])
+    class Extras(_Strict):
+        """Optional kind-specific values of a reading; ``null`` or absent means not measured."""
+
+else:  # one optional float field per declared extra (``domain.kinds``)
+    Extras = create_model(
+        "Extras",
+        __base__=_Strict,
+        __doc__="Optional kind-specific values of a reading; ``null`` or absent means "
+        "not measured.",
+        **{k: (float | None, Field(None, description=v)) for k, v in EXTRAS_KEYS.items()},
+    )
 
 
 class Reading(_Strict):
@@ -256,20 +277,39 @@ class TelemetryRejection(_Strict):
     """One reading the service refused, by its index in the message."""
 
     index: int = Field(ge=0)
-    device: str | None = Field(description="Device id, null if the reading had none.")
+    device: str | None = Field(
+        max_length=MAX_ID_LEN + 3,
+        description=f"Device id (cut to {MAX_ID_LEN} characters and '...'), null if none.",
+    )
     reason: Reason
-    message: str | None = Field(None, description="What was wrong, for people.")
+    message: str | None = Field(
+        None, max_length=256, description="What was wrong, for people (cut to 256 characters)."
+    )
 
 
 class TelemetryAck(_Strict):
-    """Service → gateway on ``gf/v1/{gateway}/ack``: what became of a telemetry message."""
+    """Service → gateway on ``gf/v1/{gateway}/ack``: what became of a telemetry message.
+
+    Bounded: at most ``MAX_ACK_REJECTIONS`` refused readings are listed one by one (the
+    first ones, by index), all of them are counted by reason, and the whole payload stays
+    under ``MAX_ACK_BYTES``.
+    """
 
     v: Version
     type: Literal["telemetry_ack"]
     received: int = Field(ge=0, description="Readings in the message.")
     accepted: int = Field(ge=0, description="Readings taken into the fleet state.")
-    rejected: list[TelemetryRejection]
-    error: str | None = Field(None, description="Why the whole message was refused, if it was.")
+    rejected: list[TelemetryRejection] = Field(
+        max_length=MAX_ACK_REJECTIONS,
+        description=f"The first {MAX_ACK_REJECTIONS} refused readings, by index.",
+    )
+    rejected_total: int = Field(0, ge=0, description="Refused readings, listed or not.")
+    reasons: dict[str, int] = Field(
+        default_factory=dict, description="Refused readings by reason code (all of them)."
+    )
+    error: str | None = Field(
+        None, max_length=512, description="Why the whole message was refused, if it was."
+    )
 
 
 class Status(_Strict):
