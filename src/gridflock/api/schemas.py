@@ -11,11 +11,18 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from gridflock.domain.events import EventStatus, Scope
+from gridflock.domain.events import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    EventStatus,
+    Scope,
+)
 
 __all__ = [
     "ApiKeyOut",
     "AuditEntryOut",
+    "AvailableOut",
     "CommandOut",
     "DeviceDetailOut",
     "DeviceOut",
@@ -457,6 +464,22 @@ class EventCreate(_In):
         description="'fleet', 'grid_node:ID', 'program:TAG' or 'region:TAG'.",
         examples=["fleet", "grid_node:feeder-001", "program:summer"],
     )
+    priority: int = Field(
+        DEFAULT_PRIORITY,
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="Which event is served first when events compete for devices: "
+        f"{MIN_PRIORITY}..{MAX_PRIORITY}, higher first (it may take devices from a lower "
+        "one); equal priorities by start time, the earlier keeping its devices.",
+    )
+    allow_partial: bool = Field(
+        False,
+        strict=True,
+        description="Accept a target above what the scope can still deliver over the "
+        "window: the event then gets what there is. Without it such a request is a 422 "
+        "stating `available_kw`.",
+    )
 
     @field_validator("target_kw")
     @classmethod
@@ -506,6 +529,7 @@ class EventOut(BaseModel):
     end: datetime
     duration_s: float
     scope: str
+    priority: int = Field(description="0..100; higher is served first.")
     source: str
     created_by: str
     tracking_rmse_pct: float | None = Field(description="RMS tracking error [% of target].")
@@ -513,6 +537,20 @@ class EventOut(BaseModel):
     non_responders: int = Field(description="Devices dropped for not following commands.")
     shortfall_kw: float = Field(description="Target the fleet could not allocate [kW].")
     commands_sent: int
+
+
+class AvailableOut(BaseModel):
+    """What a new event could still get over a scope and window."""
+
+    available_kw: float = Field(
+        description="kW the scope can hold over the window, within every site and grid-node "
+        "limit, net of the events it would overlap [kW, signed like the direction]."
+    )
+    direction: Literal["up", "down"]
+    scope: str
+    start: datetime
+    end: datetime
+    duration_s: float
 
 
 class SeriesPointOut(BaseModel):
