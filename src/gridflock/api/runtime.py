@@ -129,8 +129,23 @@ class Runtime(Protocol):
         scope: Scope,
         principal: Principal,
         source: EventSource = EventSource.OPERATOR,
+        *,
+        priority: int = 50,
+        allow_partial: bool = False,
     ) -> Event:
-        """Schedule an event (``InvalidError`` with a message a person can act on)."""
+        """Admit and schedule an event (``InvalidError`` with a message a person can act on).
+
+        A target above what the scope can still deliver raises ``AdmissionError`` (with
+        ``available_kw``) unless ``allow_partial``.
+        """
+        ...
+
+    def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
+        """What a new event over ``scope`` and ``[start, start + duration_s)`` could get [kW].
+
+        Signed like the direction (> 0 up); within every limit, net of the live events
+        it would overlap; ``start`` None means now.
+        """
         ...
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:

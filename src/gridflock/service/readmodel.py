@@ -125,12 +125,11 @@ class ReadModel:
 
     def _held_kw(self) -> FloatArray | None:
         """Each device's delta from its baseline held by the active events (None: none)."""
-        held = [
-            t.delta
-            for t in self.loop.dispatcher.trackers.values()
-            if t.event.status is EventStatus.ACTIVE and len(t.delta) == self.loop.state.n
-        ]
-        return np.sum(held, axis=0) if held else None
+        d = self.loop.dispatcher
+        if len(d.delta_kw) != self.loop.state.n or not (d.held_by >= 0).any():
+            return None
+        held: FloatArray = d.delta_kw
+        return held
 
     def fleet_history(self, start: float, end: float) -> pd.DataFrame:
         """Fleet power by kind over ``[start, end)``, one row per control cycle."""

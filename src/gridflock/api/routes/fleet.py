@@ -240,11 +240,11 @@ def _parse(body: bytes, suffix: str, grid_nodes: FleetSpec | None) -> FleetSpec:
         "application/yaml`) or CSV (`text/csv`, one row per device). A CSV carries no grid "
         "nodes, so the fleet's current grid nodes are kept. Live values of devices that "
         "stay are kept. Every problem in the file is reported at once (422, each with "
-        "entry, field and message). Refused (409) while events are in progress. Role: admin."
+        "entry, field and message). Running events go on over the devices that stay "
+        "(matched by id); an event whose scope left the fleet fails. Role: admin."
     ),
     response_model=FleetImportOut,
     responses={
-        409: {"model": ProblemOut, "description": "Events are in progress."},
         415: {"model": ProblemOut, "description": "Not YAML or CSV."},
         422: {"model": ProblemOut, "description": "The file has problems; each is listed."},
     },
