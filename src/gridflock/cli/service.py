@@ -368,18 +368,19 @@ def demo(
 
 
 async def _scripted_event(runtime: Runtime, after_s: float) -> None:
-    """The demo's peak event: half the fleet's up flexibility, for 15 minutes."""
+    """The demo's peak event: half the up flexibility left for 15 minutes, for 15 minutes."""
     from gridflock.domain.auth import Principal, Role
     from gridflock.domain.events import EventSource, Scope
 
     await asyncio.sleep(after_s)
     for _ in range(60):  # the fleet must have reported before its flexibility is known
-        flex = float(runtime.fleet_summary()["flex_up_kw"])
+        # what is left for a 15-min event, net of any event an operator already runs
+        flex = runtime.available_kw(Scope(), None, 900, True)
         if flex > 1:
             break
         await asyncio.sleep(1)
     else:
-        log.warning("no up flexibility for the scripted event; skipped")
+        log.warning("no up flexibility left for the scripted event; skipped")
         return
     kw = float(f"{0.5 * flex:.2g}")
     event = await runtime.create_event(
