@@ -218,3 +218,20 @@ def test_a_database_outage_is_a_503_to_retry_not_a_500(client, keys, runtime):
     assert r.headers["content-type"] == PROBLEM
     assert "retry" in r.json()["detail"]
     assert "connection refused" not in r.text
+
+
+@pytest.mark.parametrize("url", ["/api/v1/audit", "/api/v1/gateways", "/api/v1/events"])
+def test_a_huge_offset_is_a_422_not_a_500(client, keys, url):
+    r = client.get(f"{url}?offset=279471244687165515762610733056", headers=keys.h("admin"))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "offset"
+
+
+def test_a_vanishing_duration_is_a_422_not_a_500(client, keys):
+    """5e-324 s is > 0, yet start + 5e-324 == start: an event with no window (was a 500)."""
+    r = client.post(
+        "/api/v1/events", json={"target_kw": 5, "duration_s": 5e-324}, headers=keys.h("operator")
+    )
+    assert r.status_code == 422, r.text
+    r = client.get("/api/v1/events/available?duration_s=5e-324", headers=keys.h("operator"))
+    assert r.status_code == 422, r.text

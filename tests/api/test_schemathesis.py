@@ -2,9 +2,9 @@
 
 Every operation gets generated requests (valid and invalid ones), made in process
 against the real runtime as an admin, and each answer must not be a 5xx, must have a
-declared content type, and must conform to the schema of its status. Because only
-declared errors become 4xx (anything else is a 500), this finds internal errors that a
-catch-all would have hidden as client errors.
+declared status and content type, and must conform to the schema of its status. Because
+only declared errors become 4xx (anything else is a 500), this finds internal errors that
+a catch-all would have hidden as client errors.
 
 The run is bounded (``MAX_EXAMPLES`` per operation, a few hundred requests in all) and
 deterministic (``derandomize``: the same cases every run, no example database).
@@ -18,6 +18,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from gridflock.api import create_app
@@ -48,7 +49,12 @@ def _run_operation(operation, headers: dict[str, str]) -> int:
         made += 1
         case.call_and_validate(
             headers=headers,
-            checks=[not_a_server_error, content_type_conformance, response_schema_conformance],
+            checks=[
+                not_a_server_error,
+                status_code_conformance,
+                content_type_conformance,
+                response_schema_conformance,
+            ],
         )
 
     run()

@@ -33,9 +33,16 @@ class Page:
         return slice(self.offset, self.offset + self.limit)
 
 
+#: Largest ``offset`` [items]: past any list the service holds, and within a 64-bit integer
+#: for the database (a 30-digit offset overflowed SQLite's and gave a 500).
+MAX_OFFSET = 1_000_000_000
+
+
 async def get_page(
     limit: Annotated[int, Query(ge=1, le=1000, description="Items per page (1 to 1000).")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Items to skip before this page.")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Items to skip before this page.")
+    ] = 0,
 ) -> Page:
     """Pagination parameters ``limit`` and ``offset``."""
     return Page(limit, offset)

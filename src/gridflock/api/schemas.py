@@ -452,11 +452,11 @@ class EventCreate(_In):
     )
     duration_s: float = Field(
         3600.0,
-        gt=0,
+        ge=1.0,
         le=MAX_EVENT_S,
         allow_inf_nan=False,
         strict=True,
-        description="Length [s], a JSON number; at most 7 days (604800 s).",
+        description="Length [s], a JSON number: from 1 s to 7 days (604800 s).",
     )
     scope: str = Field(
         "fleet",
@@ -494,8 +494,8 @@ class EventCreate(_In):
     @field_validator("duration_s", mode="before")
     @classmethod
     def _positive(cls, v: Any) -> Any:
-        if isinstance(v, int | float) and not isinstance(v, bool) and v <= 0:
-            raise ValueError(f"duration_s must be > 0 seconds (the event's length), got {v}")
+        if isinstance(v, int | float) and not isinstance(v, bool) and v < 1:
+            raise ValueError(f"duration_s must be at least 1 second (the event's length), got {v}")
         return v
 
     @field_validator("start")

@@ -315,19 +315,19 @@ def demo(
         f"[bold]Gridflock demo[/]: {homes:,} simulated homes, the VPP service and its "
         "dashboard in this process (about 10 s to start)"
     )
-    from gridflock.domain.auth import Role
-    from gridflock.service.logs import setup_logging
-
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
+    _check_port(settings.host, settings.port)  # before touching the database of a running demo
+    step(f"  preparing the database ({settings.public()['database_url']})...")
+    from gridflock.domain.auth import Role
+    from gridflock.service.logs import setup_logging  # loads the whole service: a few seconds
+
     setup_logging(
         settings.log_level,
         settings.log_format,
         secret_urls=[settings.database_url, settings.mqtt_url],
     )
-    _check_port(settings.host, settings.port)  # before touching the database of a running demo
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).unlink(missing_ok=True)  # a fresh demo each time
-    step(f"  preparing the database ({settings.public()['database_url']})...")
     store = _open_store(settings.database_url, upgrade=True)
     step(f"  generating a fleet of {homes:,} homes...")
     from gridflock.fleet.generate import generate_fleet

@@ -64,5 +64,5 @@ def setup_logging(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("uvicorn.access", "gmqtt"):
+    for noisy in ("uvicorn.access", "gmqtt", "alembic.runtime.migration"):
         logging.getLogger(noisy).setLevel("WARNING")

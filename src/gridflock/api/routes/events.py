@@ -213,7 +213,8 @@ async def available(
         datetime | None, Query(description="Start (ISO 8601 with offset); now if absent.")
     ] = None,
     duration_s: Annotated[
-        float, Query(ge=1, le=MAX_EVENT_S, allow_inf_nan=False, description="Length [s].")
+        float,
+        Query(ge=1, le=MAX_EVENT_S, allow_inf_nan=False, description="Length [s], 1 s to 7 days."),
     ] = 3600.0,
 ) -> Any:
     """Report ``runtime.available_kw``."""
