@@ -63,7 +63,9 @@ def _post_event(serve: Serve, share: float, duration_s: int = 1800) -> tuple[str
 def _on_target(serve: Serve, event_id: str, target: float) -> bool:
     ev = serve.json(f"/events/{event_id}")
     d = ev.get("delivered_kw")
-    return bool(ev["status"] == "active" and d is not None and abs(d - target) <= ON_TARGET * target)
+    return bool(
+        ev["status"] == "active" and d is not None and abs(d - target) <= ON_TARGET * target
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -115,8 +117,9 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         serve.start()
         serve.wait_answering()
         wait_until(lambda: serve.health()["mqtt"] == "connected", 15, "the service on MQTT")
-        sim = Sim(workdir, broker.url, "--homes", str(homes), "--seed", str(seed),
-                  "--connections", "2")  # fmt: skip
+        sim = Sim(
+            workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
+        )
         stack.callback(sim.kill)
         _all_online(serve, n, 30)
         event_id, target = _post_event(serve, 0.3)
@@ -131,10 +134,15 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         killed_at = time.time()
         keep_alive.close()
 
-        samples = {r[0] for r in schema.rows(
-            "SELECT ts FROM {s}.event_samples WHERE event_id = :e", e=event_id)}  # fmt: skip
-        commands = dict(schema.rows(
-            "SELECT command_id, status FROM {s}.commands WHERE event_id = :e", e=event_id))  # fmt: skip
+        samples = {
+            r[0]
+            for r in schema.rows("SELECT ts FROM {s}.event_samples WHERE event_id = :e", e=event_id)
+        }
+        commands = dict(
+            schema.rows(
+                "SELECT command_id, status FROM {s}.commands WHERE event_id = :e", e=event_id
+            )
+        )
         rows_before, last_ts = schema.rows("SELECT count(*), max(ts) FROM {s}.telemetry")[0]
         if schema.scalar("SELECT count(*) FROM {s}.events WHERE id = :e", e=event_id) != 1:
             raise ScenarioError(f"event {event_id} was acknowledged (201) but is not stored")
@@ -157,8 +165,11 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         after_dt = datetime.fromtimestamp(killed_at, UTC)
         wait_until(lambda: schema.scalar(new_cmds, e=event_id, t=after_dt) > 0, 15, "commands")
         serve.terminate()
-        commands_after = dict(schema.rows(
-            "SELECT command_id, status FROM {s}.commands WHERE event_id = :e", e=event_id))  # fmt: skip
+        commands_after = dict(
+            schema.rows(
+                "SELECT command_id, status FROM {s}.commands WHERE event_id = :e", e=event_id
+            )
+        )
         rows_kept = schema.scalar("SELECT count(*) FROM {s}.telemetry WHERE ts <= :t", t=last_ts)
         sim.kill()
         return KillFigures(
@@ -268,8 +279,9 @@ def broker_then_service_restart(
         serve.start()
         serve.wait_answering()
         wait_until(lambda: serve.health()["mqtt"] == "connected", 15, "the service on MQTT")
-        sim = Sim(workdir, broker.url, "--homes", str(homes), "--seed", str(seed),
-                  "--connections", "2")  # fmt: skip
+        sim = Sim(
+            workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
+        )
         stack.callback(sim.kill)
         _all_online(serve, n, 30)
         before = rate(serve, window_s)
