@@ -18,6 +18,7 @@ from gridflock.domain import GridflockError
 
 if TYPE_CHECKING:
     from gridflock.config import Settings
+    from gridflock.domain.ports import DeviceLink
     from gridflock.service import Runtime
     from gridflock.store import Store
 
@@ -150,13 +151,13 @@ def serve(
     asyncio.run(_serve(settings, runtime, link))
 
 
-def _runtime(settings: Settings, store: Store, spec: object, link: object) -> Runtime:
+def _runtime(settings: Settings, store: Store, spec: object, link: DeviceLink) -> Runtime:
     from gridflock.service import Runtime
 
     return Runtime(settings, store, spec, link)  # type: ignore[arg-type]
 
 
-def _mqtt_link(settings: Settings, spec: object) -> object:
+def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
     if settings.mqtt_url is None:
         from gridflock.service.links import NoDevices
 
@@ -178,16 +179,14 @@ def _mqtt_link(settings: Settings, spec: object) -> object:
 async def _serve(
     settings: Settings,
     runtime: Runtime,
-    link: object,
+    link: DeviceLink,
     extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     from gridflock.service.server import run_service
 
     tasks = list(extra or [])
-    start = getattr(link, "run", None)  # a link with a connection to keep (MQTT)
-    if start is not None:
-        tasks.insert(0, start)
+    tasks.insert(0, link.run)  # a link with a connection keeps it (MQTT); others return
     await run_service(settings, runtime, tasks, on_ready)
 
 

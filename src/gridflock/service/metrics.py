@@ -41,6 +41,13 @@ class ServiceMetrics:
             "Readings dropped because the buffer was full",
             registry=r,
         )
+        self.quarantined = Gauge(
+            "gridflock_store_quarantined",
+            "Writes the database refused for their content, set aside as dead letters, "
+            "by kind (ops: events, commands, audit...; readings: telemetry rows)",
+            ["kind"],
+            registry=r,
+        )
         self.database_up = Gauge(
             "gridflock_database_up", "1 if the last write succeeded", registry=r
         )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.ports import LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.twin import Twin
@@ -23,7 +24,7 @@ __all__ = ["RealtimeTwin"]
 
 
 class RealtimeTwin:
-    """A :class:`Twin` stepped by the wall clock; implements the device link."""
+    """A :class:`Twin` stepped by the wall clock; a :class:`~gridflock.domain.ports.DeviceLink`."""
 
     def __init__(
         self,
@@ -67,6 +68,16 @@ class RealtimeTwin:
     def connected(self) -> bool:
         """Always: the devices live in this process."""
         return True
+
+    def take_report(self) -> LinkReport:
+        """Nothing besides readings: the twin's devices neither ack nor announce."""
+        return LinkReport()
+
+    async def run(self) -> None:
+        """No connection to keep: the twin steps in :meth:`receive`."""
+
+    def stop(self) -> None:
+        """Nothing runs."""
 
     def send(self, commands: CommandBatch) -> None:
         """Deliver commands to the twin, on its clock."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import psycopg
+from sqlalchemy import exc as sa_exc
+
 from gridflock.domain import GridflockError
 
-__all__ = ["AlreadyExistsError", "StoreError", "UnknownEventError"]
+__all__ = ["AlreadyExistsError", "StoreError", "UnknownEventError", "is_outage"]
 
 
 class StoreError(GridflockError):
@@ -29,3 +32,28 @@ class AlreadyExistsError(GridflockError, ValueError):
         self.what = what
         self.record_id = record_id
         super().__init__(f"{what} {record_id!r} already exists")
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says the database cannot be reached or used now (worth retrying).
+
+    True for lost or refused connections, timeouts, a locked or busy database and the
+    driver's operational errors; False when the database (or the conversion on the way
+    to it) refused the records themselves: out-of-range values, constraint violations,
+    text it cannot hold. A write that fails for the second reason fails again on every
+    retry, so the store writer sets it aside instead of retrying it.
+    """
+    if isinstance(error, sa_exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        return isinstance(error, sa_exc.OperationalError | sa_exc.InterfaceError)
+    return isinstance(
+        error,
+        sa_exc.DisconnectionError
+        | sa_exc.TimeoutError  # the pool had no connection to give
+        | psycopg.OperationalError  # from the COPY path, which uses psycopg directly
+        | psycopg.InterfaceError
+        | StoreError
+        | OSError
+        | TimeoutError,
+    )

@@ -25,10 +25,10 @@ from gridflock.domain import (
     TelemetryBatch,
 )
 from gridflock.domain.auth import Principal, Role
-from gridflock.store import _audit, _events, _fleet, _gateways, _keys, _telemetry
+from gridflock.store import _audit, _dead_letters, _events, _fleet, _gateways, _keys, _telemetry
 from gridflock.store._engine import make_engine
 from gridflock.store._time import utc, when
-from gridflock.store.records import ApiKey, AuditRecord, GatewayRecord
+from gridflock.store.records import ApiKey, AuditRecord, DeadLetter, GatewayRecord
 
 __all__ = ["MIGRATIONS_DIR", "Store"]
 
@@ -417,3 +417,20 @@ class Store:
                 limit=limit,
                 offset=offset,
             )
+
+    # -- dead letters ----------------------------------------------------------------
+
+    def quarantine(self, what: str, reason: str, rows: int, payload: str, ts: When = None) -> int:
+        """Keep a write the database refused for its content (``payload`` as JSON text).
+
+        ``what`` names the kind of write (``event``, ``telemetry``...), ``reason`` the
+        error; ``rows`` how many records it held. Text is cut to a bounded size.
+        Returns the dead letter's id.
+        """
+        with self.engine.begin() as conn:
+            return _dead_letters.quarantine(conn, what, reason, rows, payload, when(ts))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters, newest first."""
+        with self.engine.connect() as conn:
+            return _dead_letters.dead_letters(conn, limit)

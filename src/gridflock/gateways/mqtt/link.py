@@ -29,6 +29,7 @@ from gmqtt import Client, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
     CommandAcks,
@@ -75,17 +76,8 @@ class BrokerAddress:
         )
 
 
-@dataclass(frozen=True)
-class GatewayStatus:
-    """A gateway's announced state (``online``/``offline``) and when it was received."""
-
-    gateway: str
-    status: str
-    ts: float
-
-
 class MqttLink:
-    """Implements the service's device link over MQTT protocol v1."""
+    """Implements :class:`gridflock.domain.ports.DeviceLink` over MQTT protocol v1."""
 
     def __init__(
         self,
@@ -107,9 +99,10 @@ class MqttLink:
             self.client.set_auth_credentials(broker.username, broker.password)
         self.client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
         self._inbox: deque[tuple[str, bytes, float]] = deque()
-        self._acks: deque[CommandAcks] = deque()
+        self._acks: deque[tuple[str, CommandAcks]] = deque()  # with the answering gateway
         self._statuses: deque[GatewayStatus] = deque()
         self.counts: Counter[str] = Counter()
+        self._reported: Counter[str] = Counter()  # counts at the last take_report()
         self._connected = False
         self._stop = asyncio.Event()
 
@@ -186,7 +179,7 @@ class MqttLink:
             if topic.endswith("/ack"):
                 msg = decode_ack(payload)
                 if isinstance(msg, CommandAcks):
-                    self._acks.append(msg)
+                    self._acks.append((gateway_of(topic) or "", msg))
             elif topic.endswith("/status"):
                 status = decode_status(payload)
                 gw = gateway_of(topic)
@@ -272,7 +265,7 @@ class MqttLink:
 
     def take_acks(self) -> list[CommandAcks]:
         """Command acknowledgements received since the last call."""
-        out = list(self._acks)
+        out = [msg for _, msg in self._acks]
         self._acks.clear()
         return out
 
@@ -281,6 +274,27 @@ class MqttLink:
         out = list(self._statuses)
         self._statuses.clear()
         return out
+
+    def take_report(self) -> LinkReport:
+        """Acks, statuses and counters (increments) since the last call."""
+        counts, last = self.counts, self._reported
+        rejected = {
+            key.split(":", 1)[1]: n - last[key]
+            for key, n in counts.items()
+            if key.startswith("rejected:") and n > last[key]
+        }
+        if counts["protocol_errors"] > last["protocol_errors"]:  # messages refused whole
+            rejected["protocol_error"] = counts["protocol_errors"] - last["protocol_errors"]
+        messages = max(counts["messages"] - last["messages"], 0)  # a counter never goes back
+        self._reported = Counter(counts)
+        self._reported["messages"] = last["messages"] + messages
+        acks = [
+            CommandAck(gw, a.id, a.device, a.status, a.reason)
+            for gw, msg in self._acks
+            for a in msg.acks
+        ]
+        self._acks.clear()
+        return LinkReport(messages, rejected, acks, self.take_statuses())
 
     # ------------------------------------------------------------------ outbound
     def send(self, commands: CommandBatch) -> None:
