@@ -311,15 +311,14 @@ class Serve:
     def __init__(self, workdir: Path, api_key: str, **settings: str) -> None:
         self.workdir = workdir
         self.port = free_port()
-        self.env = clean_env(
-            workdir,
-            host=HOST,
-            port=str(self.port),
-            control_interval_s="1",
-            telemetry_flush_s="0.5",
-            log_level="warning",
-            **settings,
-        )
+        defaults = {
+            "host": HOST,
+            "port": str(self.port),
+            "control_interval_s": "1",
+            "telemetry_flush_s": "0.5",
+            "log_level": os.environ.get("FAULTS_LOG_LEVEL", "warning"),
+        }
+        self.env = clean_env(workdir, **{**defaults, **settings})
         self.base = f"http://{HOST}:{self.port}"
         self.auth = {"Authorization": f"Bearer {api_key}"}
         self.log = workdir / "serve.log"

@@ -191,7 +191,7 @@ def hostile_gateway(workdir: Path, homes: int = 20, seed: int = 13) -> HostileFi
         stack.callback(sim.kill)
         wait_until(
             lambda: serve.json("/fleet")["devices_online"] == n_good,
-            30,
+            30 + n_good / 50,
             f"the {n_good} well-behaved devices online",
             every=0.25,
         )

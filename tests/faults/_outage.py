@@ -101,7 +101,7 @@ def database_outage(
             workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
         )
         stack.callback(sim.kill)
-        _all_online(serve, n, 30)
+        _all_online(serve, n, 30 + n / 100)
         event_id, _ = _post_event(serve, 0.3)
         count = "SELECT count(*) FROM {s}.telemetry"
         wait_until(lambda: schema.scalar(count) > n, 15, "telemetry in the store")

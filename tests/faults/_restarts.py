@@ -77,6 +77,8 @@ class KillFigures:
     """What a SIGKILL of ``gridflock serve`` mid-event cost, and how fast it came back."""
 
     devices: int
+    cold_start_s: float
+    """From starting the first process to its API answering [s] (the machine's pace)."""
     restart_s: float
     """From starting the new process to its API answering [s]."""
     back_on_target_s: float
@@ -115,13 +117,13 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         serve = Serve(workdir, key, database_url=schema.url, mqtt_url=broker.url)
         stack.callback(serve.cleanup)
         serve.start()
-        serve.wait_answering()
+        cold_start_s = serve.wait_answering()
         wait_until(lambda: serve.health()["mqtt"] == "connected", 15, "the service on MQTT")
         sim = Sim(
             workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
         )
         stack.callback(sim.kill)
-        _all_online(serve, n, 30)
+        _all_online(serve, n, 30 + n / 100)
         event_id, target = _post_event(serve, 0.3)
         wait_until(lambda: _on_target(serve, event_id, target), 30, "the event on target", 0.5)
         stored = "SELECT count(*) FROM {s}.event_samples WHERE event_id = :e"
@@ -174,6 +176,7 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         sim.kill()
         return KillFigures(
             devices=n,
+            cold_start_s=cold_start_s,
             restart_s=restart_s,
             back_on_target_s=back_s,
             event_status_after=status,
@@ -283,7 +286,7 @@ def broker_then_service_restart(
             workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
         )
         stack.callback(sim.kill)
-        _all_online(serve, n, 30)
+        _all_online(serve, n, 30 + n / 100)
         before = rate(serve, window_s)
 
         broker.stop()
