@@ -125,7 +125,6 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         stack.callback(sim.kill)
         _all_online(serve, n, 30 + n / 100)
         event_id, target = _post_event(serve, 0.3)
-        wait_until(lambda: _on_target(serve, event_id, target), 30, "the event on target", 0.5)
         stored = "SELECT count(*) FROM {s}.event_samples WHERE event_id = :e"
         wait_until(lambda: schema.scalar(stored, e=event_id) >= 3, 15, "samples stored")
 
@@ -260,11 +259,11 @@ class BrokerRestartFigures:
     """From the broker listening again to the service's link connected [s]."""
     service_recover_s: float
     """From the new service process started to telemetry at full rate [s]."""
-    window_s: float = field(default=6.0)
+    window_s: float = field(default=5.0)
 
 
 def broker_then_service_restart(
-    workdir: Path, homes: int = 20, seed: int = 5, window_s: float = 6.0
+    workdir: Path, homes: int = 20, seed: int = 5, window_s: float = 5.0
 ) -> BrokerRestartFigures:
     """Restart the broker (gracefully, with persistence) under a running service; then
     restart the service; compare the telemetry rate before and after both."""

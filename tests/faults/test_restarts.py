@@ -63,7 +63,7 @@ def test_full_telemetry_rate_after_a_broker_restart_and_then_a_service_restart(
     """The broker restarted under the service, then the service restarted.
 
     Lost: no telemetry rate. Readings arriving per second after both restarts are the
-    rate before (within the ±1 step a 6 s window can miss); a dead session of the old
+    rate before (within the ±1 step a 5 s window can miss); a dead session of the old
     process must not keep a share of the telemetry. Recovery: the link reconnects within
     seconds of the broker listening again; the new process gets the full rate at once.
     """
