@@ -68,6 +68,11 @@ def _on_target(serve: Serve, event_id: str, target: float) -> bool:
     )
 
 
+def _missing(want: list[float], have: list[float], tol_s: float = 0.002) -> list[float]:
+    """Times in ``want`` with none in ``have`` within ``tol_s`` (the API rounds times)."""
+    return [t for t in want if not any(abs(t - h) <= tol_s for h in have)]
+
+
 # ---------------------------------------------------------------------------------------
 # 1. kill -9 of the service mid-event
 
@@ -147,7 +152,7 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         rows_before, last_ts = schema.rows("SELECT count(*), max(ts) FROM {s}.telemetry")[0]
         if schema.scalar("SELECT count(*) FROM {s}.events WHERE id = :e", e=event_id) != 1:
             raise ScenarioError(f"event {event_id} was acknowledged (201) but is not stored")
-        in_memory = {ts_of(p["ts"]) for p in shown} - {t.timestamp() for t in samples}
+        in_memory = _missing([ts_of(p["ts"]) for p in shown], [t.timestamp() for t in samples])
 
         serve.start()  # same port, same database
         t0 = time.monotonic()
@@ -161,7 +166,7 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
             return [ts_of(p["ts"]) for p in pts]
 
         wait_until(lambda: sum(t > killed_at for t in series_after()) >= 2, 15, "new samples")
-        series = set(series_after())
+        series = series_after()
         new_cmds = "SELECT count(*) FROM {s}.commands WHERE event_id = :e AND issued_at > :t"
         after_dt = datetime.fromtimestamp(killed_at, UTC)
         wait_until(lambda: schema.scalar(new_cmds, e=event_id, t=after_dt) > 0, 15, "commands")
@@ -180,7 +185,7 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
             back_on_target_s=back_s,
             event_status_after=status,
             samples_stored_before=len(samples),
-            samples_lost=len({t.timestamp() for t in samples} - series),
+            samples_lost=len(_missing([t.timestamp() for t in samples], series)),
             samples_only_in_memory=len(in_memory),
             samples_after_restart=sum(t > killed_at for t in series),
             commands_before=len(commands),
