@@ -62,7 +62,8 @@ def summary(name: str, f: Any) -> tuple[str, ...]:
             name,
             f"{f.devices:,}",
             "-",
-            f"link {f.broker_reconnect_s:.2f} s, full rate {f.service_recover_s:.1f} s",
+            f"link {f.broker_reconnect_s:.2f} s; new service answers {f.service_answer_s:.1f} s, "
+            f"full rate {f.service_recover_s:.1f} s",
             f"{f.rate_before:,.0f} -> {f.rate_after_broker:,.0f} -> "
             f"{f.rate_after_service:,.0f} readings/s",
         )

@@ -262,6 +262,8 @@ class BrokerRestartFigures:
     """... after the service was restarted as well: the figure that must not drop."""
     broker_reconnect_s: float
     """From the broker listening again to the service's link connected [s]."""
+    service_answer_s: float
+    """From the new service process started to its API answering [s]."""
     service_recover_s: float
     """From the new service process started to telemetry at full rate [s]."""
     window_s: float = field(default=5.0)
@@ -306,7 +308,7 @@ def broker_then_service_restart(
             raise ScenarioError(f"gridflock serve did not stop cleanly: {serve.log}")
         serve.start()
         t0 = time.monotonic()
-        serve.wait_answering()
+        answer_s = serve.wait_answering()
         wait_until(lambda: serve.health()["mqtt"] == "connected", 15, "the new service on MQTT")
         deadline = t0 + 20
         while rate(serve, 1.0) < 0.75 * before and time.monotonic() < deadline:
@@ -322,6 +324,7 @@ def broker_then_service_restart(
             rate_after_broker=after_broker,
             rate_after_service=after_service,
             broker_reconnect_s=reconnect_s,
+            service_answer_s=answer_s,
             service_recover_s=recover_s,
             window_s=window_s,
         )
