@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 
 from gridflock.api import create_app
@@ -112,9 +114,29 @@ def test_refused_readings_are_found_and_set_aside_and_the_good_ones_land(store: 
     [letter] = store.dead_letters()
     assert letter.what == "telemetry"
     assert letter.rows == 2
+    assert "outside [2000-01-01, one year ahead]" in letter.reason
     refused = json.loads(letter.payload)
     assert [r["ts"] for r in refused] == [1e13, 1e13]
     assert [r["p_kw"] for r in refused] == [17.0, 600.0]
+
+
+def test_readings_the_database_refuses_are_found_by_halving(store: Store) -> None:
+    """Text no database encoding holds (a lone surrogate): only the database can say."""
+    writer = StoreWriter(store, max_rows=100_000)
+    device = str(store.load_fleet().all_devices()["id"].iloc[0])
+    batch = _readings(device, T0 + np.arange(2000.0))
+    batch.device_ids[[3, 1500, 1501]] = device + "\ud800"
+    writer.telemetry(batch)
+
+    assert writer.flush() is True
+    assert writer.stats.quarantined_rows == 3
+    assert _count(store, "telemetry") == 1997
+    [letter] = store.dead_letters()
+    assert letter.rows == 3
+    assert "surrogates not allowed" in letter.reason
+    refused = json.loads(letter.payload)
+    assert [r["p_kw"] for r in refused] == [3.0, 1500.0, 1501.0]
+    assert refused[0]["device_id"] == device + "\ud800"
 
 
 def test_an_outage_is_retried_not_quarantined(store: Store) -> None:
@@ -192,3 +214,38 @@ def test_an_event_with_times_no_database_holds_is_refused_before_it_is_tracked(
     assert rt.health()["database"] == "up"
     ok = asyncio.run(post("2026-06-01T12:05:00Z"))
     assert ok.status_code == 201, ok.text
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(1, 400),
+    bad=st.sets(st.integers(0, 399), max_size=12),
+    chunks=st.integers(1, 4),
+)
+def test_every_good_reading_lands_and_only_the_bad_ones_are_set_aside(
+    tmp_path_factory: pytest.TempPathFactory, n: int, bad: set[int], chunks: int
+) -> None:
+    """Whatever the bad readings' places and however the readings were queued."""
+    bad = {i for i in bad if i < n}
+    with Store(f"sqlite:///{tmp_path_factory.mktemp('prop') / 'p.db'}") as store:
+        store.upgrade()
+        writer = StoreWriter(store, max_rows=10_000)
+        batch = _readings("dev-1", T0 + np.arange(float(n)))
+        batch.device_ids[sorted(bad)] = "dev-\ud800"
+        for part in np.array_split(np.arange(n), chunks):
+            if len(part):
+                writer.telemetry(
+                    TelemetryBatch(
+                        batch.device_ids[part],
+                        batch.ts[part],
+                        batch.p_kw[part],
+                        batch.soc[part],
+                        batch.p_baseline_kw[part],
+                    )
+                )
+        assert writer.flush() is True
+        assert writer.stats.quarantined_rows == len(bad)
+        assert _count(store, "telemetry") == n - len(bad)
+        letters = store.dead_letters()
+        refused = sorted(r["p_kw"] for d in letters for r in json.loads(d.payload))
+        assert refused == sorted(float(i) for i in bad)

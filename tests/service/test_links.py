@@ -117,6 +117,27 @@ def test_the_runtime_takes_readings_rejections_acks_and_statuses_from_the_link(
     assert link.spec is smaller
 
 
+def test_commands_nobody_acknowledged_are_stored_as_expired(store: Store, fleet: FleetSpec) -> None:
+    clock = [T0]
+    link = MemoryLink()
+    rt = Runtime(Settings(database_url="sqlite://"), store, fleet, link, clock=lambda: clock[0])
+    device = str(fleet.all_devices()["id"].iloc[0])
+    batch = CommandBatch(
+        np.array(["c-silent"], dtype=object),
+        np.array([device], dtype=object),
+        np.array([1.0]),
+        np.array([T0 + 30]),
+        np.array([1]),
+        T0,
+        None,
+    )
+    store.save_commands(batch)
+    link.expire("c-silent")
+    rt.control_cycle()
+    assert rt.writer.flush()
+    assert store.commands_for_device(device)["status"].tolist() == ["expired"]
+
+
 def test_commands_go_through_the_link(store: Store, fleet: FleetSpec) -> None:
     from gridflock.domain.events import Scope
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gridflock.domain.errors import GridflockError
+from gridflock.domain.errors import ConflictError, InvalidError, clip
 
 __all__ = ["Event", "EventSource", "EventStatus", "IllegalTransitionError", "Scope"]
 
@@ -31,7 +31,7 @@ _ALLOWED: dict[EventStatus, set[EventStatus]] = {
 }
 
 
-class IllegalTransitionError(GridflockError):
+class IllegalTransitionError(ConflictError):
     """An event was asked to move to a status its lifecycle does not allow."""
 
 
@@ -67,8 +67,8 @@ class Scope:
             return Scope()
         kind, sep, value = text.partition(":")
         if not sep or kind not in Scope.KINDS or not value:
-            raise ValueError(
-                f"invalid scope {text!r}: use 'fleet', 'grid_node:ID', 'program:TAG' or "
+            raise InvalidError(
+                f"invalid scope {clip(text)!r}: use 'fleet', 'grid_node:ID', 'program:TAG' or "
                 "'region:TAG'"
             )
         return Scope(kind, value)

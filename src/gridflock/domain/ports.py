@@ -54,6 +54,8 @@ class LinkReport:
     """Readings (or whole messages, as ``protocol_error``) refused, by reason."""
     acks: list[CommandAck] = field(default_factory=list)
     statuses: list[GatewayStatus] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+    """Ids of commands whose ``valid_until`` passed with no acknowledgement (silent gateway)."""
 
 
 @runtime_checkable

@@ -24,6 +24,7 @@ import pandas as pd
 
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher, EventTracker, TrackerConfig
+from gridflock.domain.errors import NotFoundError, clip
 from gridflock.domain.events import Event, EventStatus
 from gridflock.domain.messages import CommandBatch
 from gridflock.domain.ports import DeviceLink, LinkReport
@@ -33,9 +34,17 @@ from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
 
-__all__ = ["ControlLoop"]
+__all__ = ["ControlLoop", "epoch_seconds"]
 
 log = logging.getLogger("gridflock.service")
+
+
+def epoch_seconds(ts: pd.Series) -> np.ndarray:
+    """Aware UTC datetimes (as the store returns them) as UTC epoch seconds."""
+    return np.asarray(
+        (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds(),
+        dtype=np.float64,
+    )
 
 
 class ControlLoop:
@@ -84,11 +93,13 @@ class ControlLoop:
         self.metrics.devices_total.set(state.n)
 
     def tracker(self, event_id: str) -> EventTracker:
-        """The tracker of ``event_id`` (KeyError naming where to look if unknown)."""
+        """The tracker of ``event_id`` (NotFoundError naming where to look if unknown)."""
         try:
             return self.dispatcher.trackers[event_id]
         except KeyError:
-            raise KeyError(f"no event {event_id!r}: list events at /api/v1/events") from None
+            raise NotFoundError(
+                f"no event {clip(event_id)!r}: list events at /api/v1/events"
+            ) from None
 
     def track(self, event: Event) -> None:
         """Start tracking ``event``; the next cycle runs at once."""
@@ -102,12 +113,21 @@ class ControlLoop:
         resumed = []
         for event in self.store.active_events(self.clock()):
             if event.id not in self.dispatcher.trackers:
-                self.dispatcher.add(event)
+                tracker = self.dispatcher.add(event)
                 self._status[event.id] = event.status
+                self._restore(tracker)
                 resumed.append(event.id)
         if resumed:
             log.warning("resumed %d event(s) from the store: %s", len(resumed), ", ".join(resumed))
         return resumed
+
+    def _restore(self, tracker: EventTracker) -> None:
+        """Give a resumed event back its samples and command count from before the restart."""
+        ev_id = tracker.event.id
+        samples = self.store.event_samples(ev_id)
+        tracker.samples_ts[:0] = epoch_seconds(samples["ts"]).tolist()
+        tracker.samples_delivered[:0] = samples["delivered_kw"].astype(float).tolist()
+        tracker.commands_sent += self.store.command_counts([ev_id]).get(ev_id, 0)
 
     def cycle(self) -> None:
         """One turn of the loop (synchronous; fast: arrays only, I/O is queued)."""
@@ -205,6 +225,12 @@ class ControlLoop:
                 partial(self.store.set_command_status, command_ids, verdict, why),
                 {"status": verdict, "reason": why, "commands": command_ids[:100]},
             )
+        if report.expired:  # nobody acknowledged them before valid_until: not "sent" forever
+            self.writer.op(
+                "expired commands",
+                partial(self.store.set_command_status, report.expired, "expired", None),
+                {"status": "expired", "commands": report.expired[:100]},
+            )
         if report.statuses:
             gateways = self.spec.all_devices()[["id", "gateway_id"]]
             for s in report.statuses:
@@ -221,9 +247,13 @@ class ControlLoop:
             )
 
     # ------------------------------------------------------------------ running
-    async def run(self) -> None:
-        """Run the cycles and the store writer until :meth:`stop`."""
-        await asyncio.to_thread(self.resume)
+    async def run(self, start: Callable[[], object] | None = None) -> None:
+        """Run the cycles and the store writer until :meth:`stop`.
+
+        ``start`` (default :meth:`resume`) runs first, in a thread: what to take up from
+        the store.
+        """
+        await asyncio.to_thread(start or self.resume)
         writer = asyncio.create_task(self._write_loop())
         interval = self.settings.control_interval_s
         try:

@@ -57,6 +57,7 @@ class MemoryLink:
         self._inbox: list[TelemetryBatch] = []
         self._acks: list[CommandAck] = []
         self._statuses: list[GatewayStatus] = []
+        self._expired: list[str] = []
         self._rejected: Counter[str] = Counter()
         self._messages = 0
         self._stop = asyncio.Event()
@@ -79,6 +80,10 @@ class MemoryLink:
         """Queue a gateway status announcement."""
         self._statuses.append(status)
 
+    def expire(self, command_id: str) -> None:
+        """Report a command nobody acknowledged before its ``valid_until``."""
+        self._expired.append(command_id)
+
     # the service's side
     def send(self, commands: CommandBatch) -> None:
         """Keep the commands (only when connected, as a real link would drop them)."""
@@ -92,8 +97,11 @@ class MemoryLink:
 
     def take_report(self) -> LinkReport:
         """Acks, statuses and counters queued since the last call."""
-        report = LinkReport(self._messages, dict(self._rejected), self._acks, self._statuses)
+        report = LinkReport(
+            self._messages, dict(self._rejected), self._acks, self._statuses, self._expired
+        )
         self._messages, self._rejected, self._acks, self._statuses = 0, Counter(), [], []
+        self._expired = []
         return report
 
     def update_fleet(self, spec: FleetSpec) -> None:

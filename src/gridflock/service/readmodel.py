@@ -18,6 +18,7 @@ import pandas as pd
 
 from gridflock.api.runtime import EventView
 from gridflock.dispatch import limit_headroom
+from gridflock.domain.errors import InvalidError, clip
 from gridflock.domain.events import EventStatus
 from gridflock.domain.kinds import DeviceKind
 from gridflock.fleet import GROUP_BY, aggregate, flexibility
@@ -39,9 +40,12 @@ class ReadModel:
         self.events = events
         interval = loop.settings.control_interval_s
         self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=int(HISTORY_S / interval) + 1)
-        self._group_history: deque[tuple[float, dict[str, np.ndarray]]] = deque(
+        # each sample: by → (group names, kW per group), the names as the fleet was then
+        self._group_history: deque[tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]] = deque(
             maxlen=int(HISTORY_S / GROUP_HISTORY_STEP_S) + 1
         )
+        self._labels_of: object = None
+        self._label_cache: dict[str, np.ndarray] = {}
         self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
         self._summary: dict[str, Any] = {}
 
@@ -53,9 +57,11 @@ class ReadModel:
         last = self._group_history[-1][0] if self._group_history else -np.inf
         if now - last >= GROUP_HISTORY_STEP_S:
             p = np.where(st.online, st.p_kw, 0.0)
-            sample = {"grid_node": st.grid.node_flow_kw(st.site_power_kw(p))}
+            labels = self._labels()
+            sample = {"grid_node": (labels["grid_node"], st.grid.node_flow_kw(st.site_power_kw(p)))}
             for by in ("program", "region"):
-                sample[by] = aggregate(st, by, {"p_kw": p})["p_kw"].to_numpy()
+                sums = aggregate(st, by, {"p_kw": p})
+                sample[by] = (labels[by], sums["p_kw"].to_numpy())
             self._group_history.append((now, sample))
         self._history.append(
             (
@@ -70,8 +76,24 @@ class ReadModel:
         self._publish(now)
 
     def fleet_changed(self) -> None:
-        """Forget the summary of the old fleet (after an import)."""
+        """Forget the summary of the old fleet (after an import); the histories stay."""
         self._summary = {}
+
+    def _labels(self) -> dict[str, np.ndarray]:
+        """The group names of the current fleet, made once per fleet.
+
+        Each history sample keeps the names it was taken with (the same array for every
+        sample of one fleet), so a fleet of another shape never mixes with the samples
+        taken before it came.
+        """
+        st = self.loop.state
+        if self._labels_of is not st:
+            self._labels_of = st
+            self._label_cache = {
+                "grid_node": np.asarray(st.grid.node_ids, dtype=object),
+                **{by: aggregate(st, by, {})[by].to_numpy(object) for by in ("program", "region")},
+            }
+        return self._label_cache
 
     # ------------------------------------------------------------------ reads
     def fleet_summary(self) -> dict[str, Any]:
@@ -81,9 +103,9 @@ class ReadModel:
     def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
         """Up and down kW held for ``duration_h``, by group."""
         if by not in GROUP_BY:
-            raise ValueError(f"by must be one of {', '.join(GROUP_BY)}, got {by!r}")
+            raise InvalidError(f"by must be one of {', '.join(GROUP_BY)}, got {clip(by)!r}")
         if not 0 < duration_h <= 24 * 7:
-            raise ValueError(f"duration_h must be within (0, 168] hours, got {duration_h}")
+            raise InvalidError(f"duration_h must be within (0, 168] hours, got {duration_h}")
         st = self.loop.state
         flex = flexibility(st, duration_h, self.loop.clock())
         ctl = st.controllable()
@@ -112,12 +134,8 @@ class ReadModel:
         One sample a minute over ``[start, end)``: columns ts, group, p_kw.
         """
         if by not in GROUP_HISTORY_BY:
-            raise ValueError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {by!r}")
-        st = self.loop.state
-        labels = (
-            st.grid.node_ids if by == "grid_node" else aggregate(st, by, {})[by].to_numpy(object)
-        )
-        rows = [(ts, labels, v[by]) for ts, v in self._group_history if start <= ts < end]
+            raise InvalidError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {clip(by)!r}")
+        rows = [(ts, *v[by]) for ts, v in self._group_history if start <= ts < end]
         if not rows:
             return pd.DataFrame(
                 {

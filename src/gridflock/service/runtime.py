@@ -15,9 +15,11 @@ is left here (health, metrics, keys, fleet import, gateways) is the glue between
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -28,7 +30,8 @@ from gridflock.api.runtime import EventView
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher
 from gridflock.domain.auth import Principal
-from gridflock.domain.events import Event, Scope
+from gridflock.domain.errors import ConflictError
+from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
@@ -38,10 +41,14 @@ from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.readmodel import ReadModel
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
+from gridflock.store.errors import DatabaseUnavailableError, is_outage
 
 __all__ = ["Runtime"]
 
 log = logging.getLogger("gridflock.service")
+
+#: API keys remembered for authentication during a database outage.
+MAX_VERIFIED_KEYS = 10_000
 
 
 class Runtime:
@@ -66,6 +73,8 @@ class Runtime:
         self.read_model = ReadModel(self.loop, self.event_service)
         self.loop.observers.append(self.read_model.record)
         self.mqtt_enabled = settings.mqtt_url is not None
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
+        """SHA-256 of API keys the database confirmed → their principal (newest last)."""
 
     # ------------------------------------------------------------------ the parts' state
     @property
@@ -94,12 +103,36 @@ class Runtime:
 
     # ------------------------------------------------------------------ the service
     def authenticate(self, api_key: str) -> Principal | None:
-        """The caller behind ``api_key``, or None."""
+        """The caller behind ``api_key``, or None.
+
+        During a database outage the keys the database confirmed since the service started
+        still authenticate (from memory), so operators keep the API; a key never seen
+        raises :class:`DatabaseUnavailableError` (503), never "wrong key".
+        """
+        digest = hashlib.sha256(api_key.encode()).hexdigest()
+        known = self._verified.get(digest)
+        if known is not None and not self.writer.stats.database_up:
+            return known  # do not wait on a database known to be away
         try:
-            return self._store.authenticate(api_key)
-        except Exception as e:  # a database outage must not read as "wrong key"
-            log.warning("cannot check an API key: %s", e)
-            raise
+            principal = self._store.authenticate(api_key)
+        except Exception as e:
+            if not is_outage(e):
+                raise
+            log.warning("cannot check an API key, the database is away: %s", e)
+            if known is not None:
+                return known
+            raise DatabaseUnavailableError(
+                "the database is unavailable, so this API key cannot be checked (keys used "
+                "since the service started still work); try again shortly"
+            ) from e
+        if principal is None:
+            self._verified.pop(digest, None)
+        else:
+            self._verified[digest] = principal
+            self._verified.move_to_end(digest)
+            while len(self._verified) > MAX_VERIFIED_KEYS:
+                self._verified.popitem(last=False)
+        return principal
 
     def health(self) -> dict[str, Any]:
         """Dependencies' state; degraded while the database or the broker is away."""
@@ -111,10 +144,27 @@ class Runtime:
             if self.link.connected
             else "disconnected"
         )
-        ok = db_up and mqtt != "disconnected"
+        parts = {
+            "dispatch": "ok",  # fleet state, dispatcher and events live in memory
+            "fleet": "ok",
+            "events": "ok",
+            "devices": (
+                "ok"
+                if self.link.connected
+                else "unreachable"
+                if self.mqtt_enabled
+                else "none"  # no device link configured
+            ),
+            "writes": "ok" if db_up else "buffering",
+            "stored_data": "ok" if db_up else "unavailable",
+            "api_keys": "ok" if db_up else "known keys only",
+        }
+        degraded = [name for name, v in parts.items() if v not in ("ok", "none")]
         st = self.loop.state
         return {
-            "status": "ok" if ok else "degraded",
+            "status": "degraded" if degraded else "ok",
+            "degraded": degraded,
+            "parts": parts,
             "version": __version__,
             "database": "up" if db_up else "down",
             "mqtt": mqtt,
@@ -142,7 +192,7 @@ class Runtime:
         loop = self.loop
         busy = [t.event.id for t in loop.dispatcher.trackers.values() if not t.event.status.final]
         if busy:
-            raise ValueError(
+            raise ConflictError(
                 f"events {', '.join(busy)} are in progress: cancel them or wait "
                 "for them to end before replacing the fleet"
             )
@@ -195,9 +245,10 @@ class Runtime:
         duration_s: float,
         scope: Scope,
         principal: Principal,
+        source: EventSource = EventSource.OPERATOR,
     ) -> Event:
         """Validate and schedule an event; it is tracked from its start."""
-        return self.event_service.create(target_kw, start, duration_s, scope, principal)
+        return self.event_service.create(target_kw, start, duration_s, scope, principal, source)
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""
@@ -238,8 +289,13 @@ class Runtime:
 
     # ------------------------------------------------------------------ the loop
     def resume(self) -> list[str]:
-        """Take up the events the store holds as scheduled or active (after a restart)."""
-        return self.loop.resume()
+        """Take up the events the store holds: open ones to dispatch, finished ones to show.
+
+        Returns the ids of the open events resumed.
+        """
+        resumed = self.loop.resume()
+        self.event_service.load_past()
+        return resumed
 
     def control_cycle(self) -> None:
         """One turn of the control loop (then the read model describes the fleet)."""
@@ -247,7 +303,7 @@ class Runtime:
 
     async def run(self) -> None:
         """Run the control loop and the store writer until :meth:`stop`."""
-        await self.loop.run()
+        await self.loop.run(self.resume)
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish its cycle and return."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,11 @@ __all__ = ["StoreWriter", "WriterStats"]
 log = logging.getLogger("gridflock.store")
 
 CHUNK_ROWS = 50_000
+#: Readings stamped outside [EARLIEST_TS, now + MAX_AHEAD_S] are set aside without a try.
+EARLIEST_TS = 946_684_800.0  # 2000-01-01T00:00:00Z
+MAX_AHEAD_S = 366 * 86_400.0
+#: Seconds between pings of the database while there is nothing to write.
+PING_EVERY_S = 5.0
 #: Readings of one refused chunk shown in its dead letter (the count is always kept).
 DEAD_LETTER_READINGS = 1_000
 
@@ -73,6 +79,7 @@ class StoreWriter:
         self._ops: deque[_Op] = deque()
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
+        self._last_contact = time.monotonic()
 
     @property
     def buffered_rows(self) -> int:
@@ -109,13 +116,31 @@ class StoreWriter:
             self._ops.append(_Op(name, fn, detail))
 
     def flush(self) -> bool:
-        """Write what is queued (blocking; run it in a thread). False if the database is away."""
+        """Write what is queued (blocking; run it in a thread). False if the database is away.
+
+        With nothing to write, the database is pinged every ``PING_EVERY_S`` instead, so an
+        outage (and the return) shows in health even while nothing is written.
+        """
         if not self._flushing.acquire(blocking=False):
             return True  # another flush is under way
         try:
-            return self._flush_ops() and self._flush_telemetry()
+            if not self._ops and not self._telemetry:
+                return self._ping()
+            ok = self._flush_ops() and self._flush_telemetry()
+            if ok:
+                self._last_contact = time.monotonic()
+            return ok
         finally:
             self._flushing.release()
+
+    def _ping(self) -> bool:
+        if time.monotonic() - self._last_contact < PING_EVERY_S:
+            return self.stats.database_up
+        self._last_contact = time.monotonic()
+        if self.store.ping():
+            self._recovered()
+            return True
+        return self._failed("ping", ConnectionError("the database does not answer SELECT 1"))
 
     # ------------------------------------------------------------------ outcomes
     def _failed(self, what: str, error: Exception) -> bool:
@@ -142,7 +167,8 @@ class StoreWriter:
             reason,
         )
         try:
-            payload = json.dumps(detail, default=str, allow_nan=False, ensure_ascii=False)
+            # ASCII: text a database refuses (lone surrogates) stays escaped and storable
+            payload = json.dumps(detail, default=str, allow_nan=False)
         except ValueError:  # a value JSON cannot carry: keep it as text
             payload = json.dumps(repr(detail))
         try:
@@ -172,7 +198,9 @@ class StoreWriter:
                 with self._lock:
                     self._ops.popleft()
                 self.stats.quarantined_ops += 1
-                if op.name != "dead letter":
+                if op.name == "dead letter":  # kept back during an outage, refused now
+                    log.error("the dead letter itself was refused: %s", e)
+                else:
                     self._quarantine(op.name, e, 1, _jsonable(op.detail))
                 self._recovered()  # the database answered
                 continue
@@ -211,9 +239,23 @@ class StoreWriter:
         Raises only on an outage. Readings already stored are skipped by the store, so a
         batch written again after an outage part-way through lands once.
         """
+        ts = np.asarray(batch.ts, dtype=np.float64)
+        odd = ~((ts >= EARLIEST_TS) & (ts <= time.time() + MAX_AHEAD_S))
+        if odd.any():  # set aside at once: no need to ask the database, nor to search
+            self.stats.quarantined_rows += int(odd.sum())
+            self._quarantine(
+                "telemetry",
+                ValueError(
+                    "reading time outside [2000-01-01, one year ahead]: not a time a "
+                    "device can have measured"
+                ),
+                int(odd.sum()),
+                _readings_json(_take(batch, odd)),
+            )
+            batch = _take(batch, ~odd)
         refused: list[int] = []
         error: Exception | None = None
-        pending = [np.arange(len(batch))]
+        pending = [np.arange(len(batch))] if len(batch) else []
         while pending:
             idx = pending.pop()
             part = batch if len(idx) == len(batch) else _take(batch, idx)

@@ -5,27 +5,43 @@ from __future__ import annotations
 import psycopg
 from sqlalchemy import exc as sa_exc
 
-from gridflock.domain import GridflockError
+from gridflock.domain import ConflictError, NotFoundError, UnavailableError
 
-__all__ = ["AlreadyExistsError", "StoreError", "UnknownEventError", "is_outage"]
+__all__ = [
+    "AlreadyExistsError",
+    "DatabaseUnavailableError",
+    "StoreError",
+    "UnknownEventError",
+    "is_outage",
+]
 
 
-class StoreError(GridflockError):
+class StoreError(UnavailableError):
     """The database cannot be used as asked (unsupported URL, unreachable server, ...)."""
 
 
-class UnknownEventError(GridflockError, KeyError):
+class DatabaseUnavailableError(StoreError):
+    """The database cannot be reached or used now (an outage): try again later.
+
+    The store raises it in place of the driver's connection errors, so callers (the API:
+    503) can tell an outage from a bug without knowing the driver. ``invalidated`` says
+    the connection was found dead and dropped from the pool, so a retry opens a new one.
+    """
+
+    def __init__(self, message: str, *, invalidated: bool = False) -> None:
+        super().__init__(message)
+        self.invalidated = invalidated
+
+
+class UnknownEventError(NotFoundError):
     """An event id that the store does not hold."""
 
     def __init__(self, event_id: str) -> None:
         self.event_id = event_id
         super().__init__(f"unknown event {event_id!r}: no event with this id is stored")
 
-    def __str__(self) -> str:
-        return str(self.args[0])
 
-
-class AlreadyExistsError(GridflockError, ValueError):
+class AlreadyExistsError(ConflictError, ValueError):
     """An id that is already stored was given to a method that creates a new record."""
 
     def __init__(self, what: str, record_id: str) -> None:

@@ -242,9 +242,10 @@ EVENT = """
 <p class="muted" id="ev-meta"></p>{actions}</div>
 <section class="kpis kpis-6" aria-label="Event figures">
  <article class="kpi"><h2>Target</h2><p class="big" id="ev-target">–</p></article>
- <article class="kpi"><h2>Delivered now</h2><p class="big" id="ev-delivered">–</p></article>
+ <article class="kpi"><h2 id="ev-delivered-label">Delivered now</h2>
+  <p class="big" id="ev-delivered">–</p></article>
  <article class="kpi"><h2>Delivered</h2><p class="big" id="ev-pct">–</p>
-  <p class="hint">mean over the window so far</p></article>
+  <p class="hint" id="ev-pct-hint">mean over the window so far</p></article>
  <article class="kpi"><h2>Tracking error</h2><p class="big" id="ev-rmse">–</p>
   <p class="hint">RMS, % of target</p></article>
  <article class="kpi"><h2>Time to 90 %</h2><p class="big" id="ev-t90">–</p></article>

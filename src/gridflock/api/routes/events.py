@@ -20,6 +20,7 @@ from gridflock.api.schemas import (
     ProblemOut,
     SeriesPointOut,
 )
+from gridflock.domain.errors import NotFoundError, clip
 from gridflock.domain.events import Event, EventSource, EventStatus, Scope
 
 __all__ = ["router"]
@@ -57,9 +58,9 @@ def _out(event: Event, view: EventView | None) -> dict[str, Any]:
 def _view(runtime: Runtime, event_id: str) -> EventView:
     try:
         return runtime.event(event_id)
-    except KeyError:
+    except NotFoundError:
         raise ProblemError(
-            404, f"unknown event {event_id!r}: list events at /api/v1/events"
+            404, f"unknown event {clip(event_id)!r}: list events at /api/v1/events"
         ) from None
 
 
@@ -90,7 +91,7 @@ async def create_event(
     response.headers["Location"] = f"/api/v1/events/{event.id}"
     try:
         view = runtime.event(event.id)
-    except KeyError:
+    except NotFoundError:
         return _out(event, None)
     return _out(view.event, view)
 
@@ -147,10 +148,10 @@ async def get_event(event_id: EventId, runtime: RuntimeDep, _: Viewer) -> Any:
     summary="Cancel an event",
     description=(
         "Cancel a scheduled or active event; its devices are released. An event already "
-        "over cannot be cancelled (422). Role: operator."
+        "over cannot be cancelled (409). Role: operator."
     ),
     response_model=EventOut,
-    responses={**_NOT_FOUND, 422: {"model": ProblemOut, "description": "Already over."}},
+    responses={**_NOT_FOUND, 409: {"model": ProblemOut, "description": "Already over."}},
 )
 async def cancel_event(event_id: EventId, runtime: RuntimeDep, principal: Operator) -> Any:
     """Cancel through ``runtime.cancel_event``."""
@@ -158,7 +159,7 @@ async def cancel_event(event_id: EventId, runtime: RuntimeDep, principal: Operat
     event = await runtime.cancel_event(event_id, principal)
     try:
         view = runtime.event(event.id)
-    except KeyError:
+    except NotFoundError:
         return _out(event, None)
     return _out(view.event, view)
 
