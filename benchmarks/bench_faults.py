@@ -52,7 +52,8 @@ def summary(name: str, f: Any) -> tuple[str, ...]:
             name,
             f"{f.devices:,}",
             lost,
-            f"answers {f.restart_s:.2f} s, on target {f.back_on_target_s:.1f} s",
+            f"answers {f.restart_s:.2f} s ({f.restart_cpu_s:.1f} s CPU), "
+            f"on target {f.back_on_target_s:.1f} s",
             "",
         )
     if name == "ack":

@@ -84,8 +84,12 @@ class KillFigures:
     devices: int
     cold_start_s: float
     """From starting the first process to its API answering [s] (the machine's pace)."""
+    cold_start_cpu_s: float
+    """CPU time the first process used until it answered [s] (independent of the load)."""
     restart_s: float
     """From starting the new process to its API answering [s]."""
+    restart_cpu_s: float
+    """CPU time the new process used until it answered [s]."""
     back_on_target_s: float
     """From starting the new process to delivering the event's target again [s]."""
     event_status_after: str
@@ -123,6 +127,7 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         stack.callback(serve.cleanup)
         serve.start()
         cold_start_s = serve.wait_answering()
+        cold_cpu_s = serve.answer_cpu_s
         wait_until(lambda: serve.health()["mqtt"] == "connected", 15, "the service on MQTT")
         sim = Sim(
             workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
@@ -157,6 +162,7 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         serve.start()  # same port, same database
         t0 = time.monotonic()
         restart_s = serve.wait_answering(30)
+        restart_cpu_s = serve.answer_cpu_s
         wait_until(lambda: _on_target(serve, event_id, target), 30, "on target again", 0.25)
         back_s = time.monotonic() - t0
         status = serve.json(f"/events/{event_id}")["status"]
@@ -181,7 +187,9 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         return KillFigures(
             devices=n,
             cold_start_s=cold_start_s,
+            cold_start_cpu_s=cold_cpu_s,
             restart_s=restart_s,
+            restart_cpu_s=restart_cpu_s,
             back_on_target_s=back_s,
             event_status_after=status,
             samples_stored_before=len(samples),
