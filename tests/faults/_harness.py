@@ -454,9 +454,11 @@ class Sim:
                 [*cmd, *args], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT
             )
 
-    def alive(self) -> bool:
-        """Whether it still runs."""
-        return self.proc.poll() is None
+    def publishing(self) -> bool:
+        """Whether it has started (its banner is out; it connects and publishes next)."""
+        if self.proc.poll() is not None:
+            raise ScenarioError(f"the simulated gateways exited: {tail(self.log)}")
+        return "simulating" in tail(self.log)
 
     def stop(self) -> int:
         """SIGINT, wait, and return the readings it published in all."""

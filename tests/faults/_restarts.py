@@ -123,16 +123,18 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
         broker = Broker(workdir / "broker")
         broker.start()
         stack.callback(broker.stop)
+        # the gateways run first, so the cold start competes with them as the restart will
+        sim = Sim(
+            workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
+        )
+        stack.callback(sim.kill)
+        wait_until(sim.publishing, 30 + n / 100, "the simulated gateways to publish")
         serve = Serve(workdir, key, database_url=schema.url, mqtt_url=broker.url)
         stack.callback(serve.cleanup)
         serve.start()
         cold_start_s = serve.wait_answering()
         cold_cpu_s = serve.answer_cpu_s
         wait_until(lambda: serve.health()["mqtt"] == "connected", 15, "the service on MQTT")
-        sim = Sim(
-            workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
-        )
-        stack.callback(sim.kill)
         _all_online(serve, n, 30 + n / 100)
         event_id, target = _post_event(serve, 0.3)
         stored = "SELECT count(*) FROM {s}.event_samples WHERE event_id = :e"

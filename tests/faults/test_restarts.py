@@ -27,13 +27,14 @@ def test_serve_killed_mid_event_loses_nothing_acknowledged_and_answers_within_5_
     samples the service held in memory for its next write (at most one write period,
     0.5 s here) can be lost with the process. Recovery: the new process answers within
     5 s of its start although the old port is in TIME-WAIT: it needs less than 5 s of
-    CPU to answer, and on a machine so loaded that even a cold start takes longer than
-    5 s, it is no slower than the cold start (the crash adds no wait). The event is back
+    CPU to answer, and on a machine so loaded that even a cold start (with the same
+    gateways running) takes longer than 5 s, it takes at most twice as long as the cold
+    start (a wait for the port would take up to a minute). The event is back
     on target within a few control cycles, with new samples and commands.
     """
     f = kill_mid_event(tmp_path)
     assert f.restart_cpu_s < 5, f
-    assert f.restart_s < max(5.0, 1.5 * f.cold_start_s), f
+    assert f.restart_s < max(5.0, 2 * f.cold_start_s), f
     assert f.event_status_after == "active", f
     assert f.samples_stored_before >= 3, f
     assert f.samples_lost == 0, f
