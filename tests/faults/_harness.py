@@ -210,6 +210,11 @@ class PgSchema:
         with self.engine.connect() as conn:
             return list(conn.execute(text(sql.format(s=f'"{self.name}"')), params).all())
 
+    def execute(self, sql: str, **params: Any) -> None:
+        """Run a statement (committed), with ``{s}`` standing for the quoted schema."""
+        with self.engine.begin() as conn:
+            conn.execute(text(sql.format(s=f'"{self.name}"')), params)
+
     def drop(self) -> None:
         """Drop the schema with everything in it."""
         try:

@@ -106,6 +106,7 @@ class KillFigures:
     commands_after_restart: int
     telemetry_rows_before: int
     telemetry_rows_lost: int
+    """Rows stored at the kill that are gone after the restart (matched by device and ts)."""
 
 
 def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures:
@@ -156,7 +157,8 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
                 "SELECT command_id, status FROM {s}.commands WHERE event_id = :e", e=event_id
             )
         )
-        rows_before, last_ts = schema.rows("SELECT count(*), max(ts) FROM {s}.telemetry")[0]
+        rows_before = schema.scalar("SELECT count(*) FROM {s}.telemetry")
+        schema.execute("CREATE TABLE {s}.fault_snapshot AS SELECT device_id, ts FROM {s}.telemetry")
         if schema.scalar("SELECT count(*) FROM {s}.events WHERE id = :e", e=event_id) != 1:
             raise ScenarioError(f"event {event_id} was acknowledged (201) but is not stored")
         in_memory = _missing([ts_of(p["ts"]) for p in shown], [t.timestamp() for t in samples])
@@ -184,7 +186,10 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
                 "SELECT command_id, status FROM {s}.commands WHERE event_id = :e", e=event_id
             )
         )
-        rows_kept = schema.scalar("SELECT count(*) FROM {s}.telemetry WHERE ts <= :t", t=last_ts)
+        rows_lost = schema.scalar(
+            "SELECT count(*) FROM {s}.fault_snapshot b LEFT JOIN {s}.telemetry t "
+            "ON t.device_id = b.device_id AND t.ts = b.ts WHERE t.device_id IS NULL"
+        )
         sim.kill()
         return KillFigures(
             devices=n,
@@ -207,7 +212,7 @@ def kill_mid_event(workdir: Path, homes: int = 20, seed: int = 3) -> KillFigures
             ),
             commands_after_restart=schema.scalar(new_cmds, e=event_id, t=after_dt),
             telemetry_rows_before=rows_before,
-            telemetry_rows_lost=rows_before - rows_kept,
+            telemetry_rows_lost=rows_lost,
         )
     raise AssertionError("unreachable")
 
