@@ -12,11 +12,16 @@ links). Each scenario prints its figures; a summary table follows.
 - ``broker``: broker restart, then a service restart; telemetry rates before and after;
 - ``outage``: PostgreSQL cut for ``--outage`` seconds under load; readings published
   against rows stored;
+- ``overflow``: the same with the buffer bound at its minimum (1,000 readings), far below
+  what the outage brings: the readings lost must be those the service counts as dropped
+  (``--overflow-homes``, default 200: the buffer drops whole control cycles, so a cycle
+  with more readings than the bound is dropped even while the database is up);
 - ``hostile``: a hostile gateway next to well-behaved ones (one broker connection per
   gateway, so keep ``--hostile-homes`` to a few hundred).
 
-    python benchmarks/bench_faults.py [--homes 1000] [--hostile-homes 200] [--outage 10]
-        [--only kill,ack,broker,outage,hostile]
+    python benchmarks/bench_faults.py [--homes 1000] [--hostile-homes 200] [--overflow-homes 200]
+        [--outage 10]
+        [--only kill,ack,broker,outage,overflow,hostile]
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from faults._restarts import (
     kill_right_after_201,
 )
 
-SCENARIOS = ("kill", "ack", "broker", "outage", "hostile")
+SCENARIOS = ("kill", "ack", "broker", "outage", "overflow", "hostile")
 
 
 def summary(name: str, f: Any) -> tuple[str, ...]:
@@ -68,11 +73,12 @@ def summary(name: str, f: Any) -> tuple[str, ...]:
             f"{f.rate_before:,.0f} -> {f.rate_after_broker:,.0f} -> "
             f"{f.rate_after_service:,.0f} readings/s",
         )
-    if name == "outage":
+    if name in ("outage", "overflow"):
         return (
             name,
             f"{f.devices:,}",
-            f"{f.lost:,} of {f.published:,}",
+            f"{f.lost:,} of {f.published:,} ({f.dropped_by_service:,} counted as dropped, "
+            f"bound {f.buffer_bound:,})",
             f"backlog {f.buffered_peak:,} written in {f.flush_s:.2f} s",
             "",
         )
@@ -95,6 +101,13 @@ def main() -> None:
         help="homes in the hostile scenario (one connection per gateway)",
     )
     p.add_argument("--outage", type=float, default=10.0, help="database outage [s]")
+    p.add_argument(
+        "--overflow-homes",
+        type=int,
+        default=200,
+        help="homes in the overflow scenario (default 200: one cycle's readings stay under "
+        "the 1,000-reading bound, which drops whole cycles)",
+    )
     p.add_argument("--only", default=",".join(SCENARIOS), help="scenarios to run, comma-separated")
     args = p.parse_args()
     print_header("Faults: what is lost, how fast it recovers")
@@ -103,6 +116,9 @@ def main() -> None:
         "ack": lambda d: kill_right_after_201(d),
         "broker": lambda d: broker_then_service_restart(d, homes=args.homes),
         "outage": lambda d: database_outage(d, homes=args.homes, outage_s=args.outage),
+        "overflow": lambda d: database_outage(
+            d, homes=args.overflow_homes, outage_s=args.outage, buffer_rows=1000
+        ),
         "hostile": lambda d: hostile_gateway(d, homes=args.hostile_homes),
     }
     rows = []

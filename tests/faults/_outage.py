@@ -64,9 +64,18 @@ class OutageFigures:
 
 
 def database_outage(
-    workdir: Path, homes: int = 20, seed: int = 11, outage_s: float = 10.0
+    workdir: Path,
+    homes: int = 20,
+    seed: int = 11,
+    outage_s: float = 10.0,
+    buffer_rows: int = 100_000,
 ) -> OutageFigures:
-    """Cut PostgreSQL for ``outage_s`` while telemetry flows and an event runs."""
+    """Cut PostgreSQL for ``outage_s`` while telemetry flows and an event runs.
+
+    ``buffer_rows`` is the service's ``telemetry_buffer_rows``: with a bound below what
+    the outage brings, the readings lost must be exactly those the service counts as
+    dropped.
+    """
     spec = _fleet(homes, seed)
     n = spec.n_devices  # type: ignore[attr-defined]
     with contextlib.ExitStack() as stack:
@@ -85,7 +94,7 @@ def database_outage(
         broker = Broker(workdir / "broker")
         broker.start()
         stack.callback(broker.stop)
-        bound = 100_000
+        bound = buffer_rows
         serve = Serve(
             workdir,
             key,
