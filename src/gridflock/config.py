@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -67,6 +67,14 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="HTTP listen address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP listen port")
     control_interval_s: float = Field(2.0, gt=0, le=60, description="Tracking loop period [s]")
+    command_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        le=300,
+        description="Command lifetime [s]: a device falls back to its own control this long "
+        "after its last command, so a silent service loses its hold on the fleet within it; "
+        "renewed while an event holds the device. More than two control intervals.",
+    )
     stale_after_s: float = Field(60.0, gt=0, description="A device silent this long is offline")
     flex_duration_h: float = Field(
         1.0, gt=0, le=24, description="Duration the fleet summary's flexibility holds"
@@ -93,6 +101,17 @@ class Settings(BaseSettings):
     def _known_database(cls, v: str) -> str:
         if not v.startswith(("sqlite", "postgresql")):
             raise ValueError("use sqlite:///path.db or postgresql://user@host:5432/db")
+        return v
+
+    @field_validator("command_ttl_s")
+    @classmethod
+    def _outlives_renewal(cls, v: float, info: ValidationInfo) -> float:
+        interval = info.data.get("control_interval_s")
+        if interval is not None and not v > 2 * interval:
+            raise ValueError(
+                f"command_ttl_s ({v:g} s) must exceed two control intervals ({2 * interval:g} s) "
+                "or commands lapse between renewals: raise it or lower control_interval_s"
+            )
         return v
 
     @field_validator("mqtt_url")

@@ -199,7 +199,7 @@ def test_an_event_with_times_no_database_holds_is_refused_before_it_is_tracked(
         ) as client:
             return await client.post(
                 "/api/v1/events",
-                json={"target_kw": 5.0, "start": start, "duration_s": 900},
+                json={"target_kw": 5.0, "start": start, "duration_s": 900, "allow_partial": True},
                 headers={"Authorization": f"Bearer {key}"},
             )
 

@@ -29,7 +29,8 @@ def test_default_event_is_met_and_shaves_the_peak(spec):
     assert r.peak_reduction_pct > 0
     # the tracker's own estimate agrees with the M&V against the shadow
     assert o.estimate.delivered_pct == pytest.approx(o.performance.delivered_pct, abs=3)
-    assert o.performance.non_responders > 0  # the default imperfections include deaf devices
+    # (an event claims only the devices it needs, so whether a deaf one is among them
+    # depends on the draw; dropping them is tested in tests/dispatch/test_tracker.py)
 
 
 def test_absorb_event_scoped_to_a_feeder(spec):

@@ -23,7 +23,7 @@ TABLES = {
     "audit_log",
     "dead_letters",
 }
-HEAD = "0003"
+HEAD = "0004"
 
 
 def _version(store: Store) -> list[str]:

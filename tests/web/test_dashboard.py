@@ -93,6 +93,13 @@ def test_the_operator_creates_an_event_sees_it_deliver_and_cancels_it(
     expect(page).to_have_url(service.url + "/events")
 
     form.get_by_label("Up").check()
+    # the form shows what the scope can still deliver, and a larger target is refused
+    expect(page.locator("#ev-available")).to_contain_text("Available for this scope and window")
+    form.get_by_label("Power [kW]").fill("900000")
+    page.get_by_role("button", name="Create event").click()
+    expect(page.locator("#ev-problem")).to_contain_text("Available:")
+    expect(page).to_have_url(service.url + "/events")
+
     form.get_by_label("Power [kW]").fill("25")
     form.get_by_label("Duration [min]").fill("10")
     page.get_by_role("button", name="Create event").click()

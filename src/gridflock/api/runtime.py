@@ -98,13 +98,19 @@ class Runtime(Protocol):
     def fleet_summary(self) -> dict[str, Any]:
         """The fleet now.
 
-        Keys: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``, ``flex_duration_h``,
-        ``devices_online``, ``devices_total``, ``by_kind`` (list).
+        Keys: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``, ``committed_up_kw``,
+        ``committed_down_kw``, ``remaining_up_kw``, ``remaining_down_kw``,
+        ``flex_duration_h``, ``devices_online``, ``devices_total``, ``by_kind`` (list).
         """
         ...
 
-    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
-        """Up/down kW held for ``duration_h`` by group (``by`` in fleet.GROUP_BY)."""
+    def flexibility(self, duration_h: float, by: str, scope: str = "fleet") -> pd.DataFrame:
+        """Flexibility held for ``duration_h`` within ``scope``, by group (``fleet.GROUP_BY``).
+
+        Columns: the group, ``devices``, ``online``, ``flex_up_kw``, ``flex_down_kw``,
+        ``committed_up_kw``, ``committed_down_kw``, ``remaining_up_kw``,
+        ``remaining_down_kw`` and ``p_kw``; ``ValueError`` for an unknown scope.
+        """
         ...
 
     def fleet_history(self, start: float, end: float) -> pd.DataFrame:
@@ -123,8 +129,23 @@ class Runtime(Protocol):
         scope: Scope,
         principal: Principal,
         source: EventSource = EventSource.OPERATOR,
+        *,
+        priority: int = 50,
+        allow_partial: bool = False,
     ) -> Event:
-        """Schedule an event (``InvalidError`` with a message a person can act on)."""
+        """Admit and schedule an event (``InvalidError`` with a message a person can act on).
+
+        A target above what the scope can still deliver raises ``AdmissionError`` (with
+        ``available_kw``) unless ``allow_partial``.
+        """
+        ...
+
+    def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
+        """What a new event over ``scope`` and ``[start, start + duration_s)`` could get [kW].
+
+        Signed like the direction (> 0 up); within every limit, net of the live events
+        it would overlap; ``start`` None means now.
+        """
         ...
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:

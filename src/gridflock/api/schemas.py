@@ -6,16 +6,23 @@ generator sign convention (> 0 towards the grid); times are ISO 8601 UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from gridflock.domain.events import EventStatus, Scope
+from gridflock.domain.events import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    EventStatus,
+    Scope,
+)
 
 __all__ = [
     "ApiKeyOut",
     "AuditEntryOut",
+    "AvailableOut",
     "CommandOut",
     "DeviceDetailOut",
     "DeviceOut",
@@ -49,10 +56,6 @@ _TS = "Time (ISO 8601, UTC)."
 MAX_TARGET_KW = 10_000_000.0
 #: Longest event [s]: 7 days.
 MAX_EVENT_S = 7 * 86_400.0
-#: An event's start must fall in ``[EARLIEST_START, LATEST_START)``: a start in year
-#: 9999 is a typo, and its end would not fit a date.
-EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_START = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _Out(BaseModel):
@@ -177,13 +180,30 @@ class FleetSummaryOut(_Out):
     p_kw: float = Field(description="Net fleet power [kW], > 0 towards the grid.")
     flex_up_kw: float = Field(
         description="Up flexibility [kW, >= 0]: more export / less import the fleet can "
-        "hold for flex_duration_h."
+        "hold for flex_duration_h within every site and grid limit (with what events "
+        "hold)."
     )
     flex_down_kw: float = Field(
         description="Down flexibility [kW, >= 0]: more import / less export the fleet can "
-        "hold for flex_duration_h."
+        "hold for flex_duration_h within every site and grid limit (with what events hold)."
     )
     flex_duration_h: float | None = Field(None, description="Hold duration of the flex [h].")
+    committed_up_kw: float | None = Field(
+        None, description="Up flexibility held now by active events [kW, >= 0]."
+    )
+    committed_down_kw: float | None = Field(
+        None, description="Down flexibility held now by active events [kW, >= 0]."
+    )
+    remaining_up_kw: float | None = Field(
+        None,
+        description="Up flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
+    remaining_down_kw: float | None = Field(
+        None,
+        description="Down flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
     devices_online: int = Field(description="Devices reporting recently.")
     devices_total: int = Field(description="Devices provisioned.")
     by_kind: list[KindSummaryOut] = Field(default_factory=list, description="Per device kind.")
@@ -202,8 +222,32 @@ class FlexibilityRow(_Out):
     group: str = Field(description="The group's label (kind, node id or tag).")
     devices: int | None = Field(None, description="Devices in the group.")
     online: int | None = Field(None, description="Devices online in the group.")
-    flex_up_kw: float | None = Field(None, description="Up flexibility held [kW, >= 0].")
-    flex_down_kw: float | None = Field(None, description="Down flexibility held [kW, >= 0].")
+    flex_up_kw: float | None = Field(
+        None,
+        description="Up flexibility held for duration_h within every site and grid limit, "
+        "the group's share of the scope moving together [kW, >= 0].",
+    )
+    flex_down_kw: float | None = Field(
+        None,
+        description="Down flexibility held for duration_h within every site and grid limit, "
+        "the group's share of the scope moving together [kW, >= 0].",
+    )
+    committed_up_kw: float | None = Field(
+        None, description="Up flexibility held now by active events [kW, >= 0]."
+    )
+    committed_down_kw: float | None = Field(
+        None, description="Down flexibility held now by active events [kW, >= 0]."
+    )
+    remaining_up_kw: float | None = Field(
+        None,
+        description="Up flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
+    remaining_down_kw: float | None = Field(
+        None,
+        description="Down flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
 
 
 class GridNodeOut(BaseModel):
@@ -403,8 +447,8 @@ class EventCreate(_In):
     )
     start: datetime | None = Field(
         None,
-        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), in the years "
-        "2000 to 2099; now if absent.",
+        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), from "
+        "2000-01-01 to one year ahead; now if absent.",
     )
     duration_s: float = Field(
         3600.0,
@@ -419,6 +463,22 @@ class EventCreate(_In):
         max_length=200,
         description="'fleet', 'grid_node:ID', 'program:TAG' or 'region:TAG'.",
         examples=["fleet", "grid_node:feeder-001", "program:summer"],
+    )
+    priority: int = Field(
+        DEFAULT_PRIORITY,
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="Which event is served first when events compete for devices: "
+        f"{MIN_PRIORITY}..{MAX_PRIORITY}, higher first (it may take devices from a lower "
+        "one); equal priorities by start time, the earlier keeping its devices.",
+    )
+    allow_partial: bool = Field(
+        False,
+        strict=True,
+        description="Accept a target above what the scope can still deliver over the "
+        "window: the event then gets what there is. Without it such a request is a 422 "
+        "stating `available_kw`.",
     )
 
     @field_validator("target_kw")
@@ -445,11 +505,6 @@ class EventCreate(_In):
             raise ValueError(
                 "start needs a UTC offset, e.g. 2026-06-01T17:00:00Z or 2026-06-01T19:00:00+02:00"
             )
-        if v is not None and not EARLIEST_START <= v < LATEST_START:
-            raise ValueError(
-                f"start must be within {EARLIEST_START:%Y} to {LATEST_START:%Y} (UTC), got "
-                f"{v.isoformat()}"
-            )
         return v
 
     @field_validator("scope")
@@ -474,6 +529,7 @@ class EventOut(BaseModel):
     end: datetime
     duration_s: float
     scope: str
+    priority: int = Field(description="0..100; higher is served first.")
     source: str
     created_by: str
     tracking_rmse_pct: float | None = Field(description="RMS tracking error [% of target].")
@@ -481,6 +537,20 @@ class EventOut(BaseModel):
     non_responders: int = Field(description="Devices dropped for not following commands.")
     shortfall_kw: float = Field(description="Target the fleet could not allocate [kW].")
     commands_sent: int
+
+
+class AvailableOut(BaseModel):
+    """What a new event could still get over a scope and window."""
+
+    available_kw: float = Field(
+        description="kW the scope can hold over the window, within every site and grid-node "
+        "limit, net of the events it would overlap [kW, signed like the direction]."
+    )
+    direction: Literal["up", "down"]
+    scope: str
+    start: datetime
+    end: datetime
+    duration_s: float
 
 
 class SeriesPointOut(BaseModel):

@@ -213,7 +213,11 @@ def serve(
     from gridflock.service.logs import setup_logging
 
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(
+        settings.log_level,
+        settings.log_format,
+        secret_urls=[settings.database_url, settings.mqtt_url],
+    )
     store = _open_store(settings.database_url, upgrade=False)
     try:
         spec = store.load_fleet()
@@ -315,7 +319,11 @@ def demo(
     from gridflock.service.logs import setup_logging
 
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(
+        settings.log_level,
+        settings.log_format,
+        secret_urls=[settings.database_url, settings.mqtt_url],
+    )
     _check_port(settings.host, settings.port)  # before touching the database of a running demo
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).unlink(missing_ok=True)  # a fresh demo each time
@@ -360,18 +368,19 @@ def demo(
 
 
 async def _scripted_event(runtime: Runtime, after_s: float) -> None:
-    """The demo's peak event: half the fleet's up flexibility, for 15 minutes."""
+    """The demo's peak event: half the up flexibility left for 15 minutes, for 15 minutes."""
     from gridflock.domain.auth import Principal, Role
     from gridflock.domain.events import EventSource, Scope
 
     await asyncio.sleep(after_s)
     for _ in range(60):  # the fleet must have reported before its flexibility is known
-        flex = float(runtime.fleet_summary()["flex_up_kw"])
+        # what is left for a 15-min event, net of any event an operator already runs
+        flex = runtime.available_kw(Scope(), None, 900, True)
         if flex > 1:
             break
         await asyncio.sleep(1)
     else:
-        log.warning("no up flexibility for the scripted event; skipped")
+        log.warning("no up flexibility left for the scripted event; skipped")
         return
     kw = float(f"{0.5 * flex:.2g}")
     event = await runtime.create_event(

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -37,6 +38,9 @@ from gridflock.store import Store
 __all__ = ["ControlLoop", "epoch_seconds"]
 
 log = logging.getLogger("gridflock.service")
+
+#: Finished events kept in memory for the API; their figures and samples are in the store.
+FINISHED_KEPT = 100
 
 
 def epoch_seconds(ts: pd.Series) -> np.ndarray:
@@ -68,8 +72,13 @@ class ControlLoop:
         self.writer = writer
         self.observers: list[Callable[[float], None]] = []
         """Called with the cycle's time at the end of every cycle (the read model)."""
-        self._tracker_config = TrackerConfig(interval_s=settings.control_interval_s)
+        self._tracker_config = TrackerConfig(
+            interval_s=settings.control_interval_s, command_ttl_s=settings.command_ttl_s
+        )
         self._status: dict[str, EventStatus] = {}
+        self.finished: OrderedDict[str, EventTracker] = OrderedDict()
+        """The latest finished events (at most ``FINISHED_KEPT``); older ones are in the store."""
+        self._dispatcher: Dispatcher | None = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._writing = False
@@ -88,18 +97,39 @@ class ControlLoop:
             for name, arr in state.extras.items():
                 arr[has] = keep.extras[name][old[has]]
         self.state = state
-        self.dispatcher = Dispatcher(state, self._tracker_config)
+        if self._dispatcher is None:
+            self._dispatcher = Dispatcher(state, self._tracker_config)
+        else:  # running events go on over the devices that stay (matched by id)
+            for tracker in self._dispatcher.replace_fleet(state):
+                log.warning(
+                    "event %s failed: its scope %s is not in the new fleet",
+                    tracker.event.id,
+                    tracker.event.scope,
+                )
+                self.retire(tracker)
         self.link.update_fleet(spec)  # the link screens devices against the fleet
         self.metrics.devices_total.set(state.n)
 
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher: every live event over the current fleet."""
+        assert self._dispatcher is not None, "set_fleet runs in __init__"
+        return self._dispatcher
+
     def tracker(self, event_id: str) -> EventTracker:
-        """The tracker of ``event_id`` (NotFoundError naming where to look if unknown)."""
-        try:
-            return self.dispatcher.trackers[event_id]
-        except KeyError:
-            raise NotFoundError(
-                f"no event {clip(event_id)!r}: list events at /api/v1/events"
-            ) from None
+        """The tracker of a live or recently finished event (NotFoundError if neither)."""
+        tracker = self.dispatcher.trackers.get(event_id) or self.finished.get(event_id)
+        if tracker is None:
+            raise NotFoundError(f"no event {clip(event_id)!r}: list events at /api/v1/events")
+        return tracker
+
+    def retire(self, tracker: EventTracker) -> None:
+        """Record a finished event's status and figures; keep only the latest few in memory."""
+        self.record_status(tracker)
+        self._status.pop(tracker.event.id, None)
+        self.finished[tracker.event.id] = tracker
+        while len(self.finished) > FINISHED_KEPT:
+            self.finished.popitem(last=False)
 
     def track(self, event: Event) -> None:
         """Start tracking ``event``; the next cycle runs at once."""
@@ -113,7 +143,11 @@ class ControlLoop:
         resumed = []
         for event in self.store.active_events(self.clock()):
             if event.id not in self.dispatcher.trackers:
-                tracker = self.dispatcher.add(event)
+                try:
+                    tracker = self.dispatcher.add(event)
+                except ValueError as e:  # e.g. it now clashes with an event resumed first
+                    log.error("cannot resume event %s: %s", event.id, e)
+                    continue
                 self._status[event.id] = event.status
                 self._restore(tracker)
                 resumed.append(event.id)
@@ -144,6 +178,8 @@ class ControlLoop:
         st.mark_stale(now, self.settings.stale_after_s)
         for batch in self.dispatcher.step(now):
             self.send(batch)
+        for tracker in self.dispatcher.finished:
+            self.retire(tracker)
         for tracker in self.dispatcher.trackers.values():
             self.record_status(tracker)
             if (
@@ -259,7 +295,11 @@ class ControlLoop:
         try:
             while not self._stopping.is_set():
                 self._wake.clear()
-                self.cycle()
+                try:
+                    self.cycle()
+                except Exception:  # one bad cycle must not stop the service: skip it
+                    self.metrics.cycle_failures.inc()
+                    log.exception("control cycle failed; skipped, the next one runs as usual")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._woken(), interval - (self.clock() % interval))
         finally:

@@ -21,7 +21,15 @@ from gridflock.api.runtime import EventView
 from gridflock.dispatch import EventTracker
 from gridflock.domain.auth import Principal
 from gridflock.domain.errors import ConflictError, InvalidError
-from gridflock.domain.events import Event, EventSource, EventStatus, Scope
+from gridflock.domain.events import (
+    DEFAULT_PRIORITY,
+    MAX_TARGET_KW,
+    AdmissionError,
+    Event,
+    EventSource,
+    EventStatus,
+    Scope,
+)
 from gridflock.mv.performance import event_performance
 from gridflock.service.control import ControlLoop, epoch_seconds
 
@@ -35,7 +43,6 @@ __all__ = [
 ]
 
 MAX_EVENT_S = 7 * 86400.0
-MAX_TARGET_KW = 1e7
 #: No event starts before this (2000-01-01T00:00:00Z) ...
 EARLIEST_EVENT_TS = 946_684_800.0
 #: ... or more than a year ahead of the service clock: times every database can hold.
@@ -90,10 +97,17 @@ class EventService:
         scope: Scope,
         principal: Principal,
         source: EventSource = EventSource.OPERATOR,
+        *,
+        priority: int = DEFAULT_PRIORITY,
+        allow_partial: bool = False,
     ) -> Event:
-        """Validate and schedule an event; it is tracked from its start.
+        """Validate, admit and schedule an event; it is tracked from its start.
 
-        ``source`` says where the request came from (an operator, a schedule, ...).
+        ``source`` says where the request came from (an operator, a schedule, ...). A
+        target above what the scope can still deliver over the window (net of the other
+        events) is refused with :class:`AdmissionError` stating the kW available, unless
+        ``allow_partial``; an event in the opposite direction of one sharing its devices
+        and time is refused with :class:`~gridflock.domain.events.EventConflictError`.
         """
         now = self.loop.clock()
         if not math.isfinite(target_kw) or target_kw == 0:
@@ -121,7 +135,13 @@ class EventService:
             scope,
             source,
             created_by=principal.label,
+            priority=priority,
         )
+        dispatcher = self.loop.dispatcher
+        dispatcher.check(event)  # EventConflictError: opposite ways over shared devices
+        available = dispatcher.available_kw(scope, event.start, event.end, event.up, now)
+        if abs(target_kw) > abs(available) + 1e-6 and not allow_partial:
+            raise AdmissionError(_short(event, available), available)
         self.loop.track(event)
         self.loop.writer.op("event", lambda: self.loop.store.save_event(event), event_detail(event))
         self.loop.audit(
@@ -134,13 +154,27 @@ class EventService:
                 "end": event.end,
                 "scope": str(scope),
                 "source": source.value,
+                "priority": event.priority,
+                "allow_partial": allow_partial,
             },
         )
         return event
 
+    def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
+        """What an event over ``scope`` and the window could still get [kW, signed]."""
+        now = self.loop.clock()
+        if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_EVENT_S:
+            raise InvalidError("duration_s must be more than 0 and at most 7 days (604800 s)")
+        start = now if start is None else start
+        check_event_time(start, now)
+        return self.loop.dispatcher.available_kw(
+            scope, max(start, now - 60), start + duration_s, up, now
+        )
+
     def cancel(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""
-        if event_id not in self.loop.dispatcher.trackers:  # finished before a restart?
+        known = self.loop.dispatcher.trackers.keys() | self.loop.finished.keys()
+        if event_id not in known:  # finished before a restart?
             past = self._stored(event_id).view.event  # NotFoundError if unknown anywhere
             if past.status.final:
                 raise ConflictError(f"event {event_id} is already {past.status.value}")
@@ -151,30 +185,34 @@ class EventService:
         tracker = self.loop.tracker(event_id)
         if tracker.event.status.final:
             raise ConflictError(f"event {event_id} is already {tracker.event.status.value}")
-        batch = tracker.cancel(self.loop.clock())
+        batch = self.loop.dispatcher.cancel(event_id, self.loop.clock())
         if batch is not None:
             self.loop.send(batch)
         self.loop.audit(principal.label, "event.cancel", event_id, None)
-        self.loop.record_status(tracker)
+        self.loop.retire(tracker)
         return tracker.event
 
     def views(self) -> list[EventView]:
-        """Every event tracked, and the finished ones taken up at start; newest first."""
-        trackers = self.loop.dispatcher.trackers
+        """The live events, the latest finished ones and those taken up at start; newest first."""
+        trackers = {**self.loop.finished, **self.loop.dispatcher.trackers}
         out = [view(t) for t in trackers.values()]
         out += [p.view for i, p in self._past.items() if i not in trackers]
         return sorted(out, key=lambda v: -v.event.start)
 
     def view(self, event_id: str) -> EventView:
         """One event with its figures (a finished one from before a restart, from the store)."""
-        tracker = self.loop.dispatcher.trackers.get(event_id)
+        tracker = self._tracked(event_id)
         if tracker is not None:
             return view(tracker)
         return self._stored(event_id).view
 
+    def _tracked(self, event_id: str) -> EventTracker | None:
+        """The tracker of a live or recently finished event, if the service holds it."""
+        return self.loop.dispatcher.trackers.get(event_id) or self.loop.finished.get(event_id)
+
     def series(self, event_id: str) -> pd.DataFrame:
         """Target against delivered, one row per control cycle."""
-        t = self.loop.dispatcher.trackers.get(event_id)
+        t = self._tracked(event_id)
         if t is not None:
             ts = np.asarray(t.samples_ts, dtype=float)
             delivered = np.asarray(t.samples_delivered, dtype=float)
@@ -199,7 +237,8 @@ class EventService:
         """
         store = self.loop.store
         events = store.list_events(limit=MAX_PAST_EVENTS, status=_FINAL, newest_first=True)
-        events = [e for e in events if e.id not in self.loop.dispatcher.trackers]
+        held = self.loop.dispatcher.trackers.keys() | self.loop.finished.keys()
+        events = [e for e in events if e.id not in held]
         counts = store.command_counts([e.id for e in events])
         for event in events:
             self._past[event.id] = self._read(event, counts.get(event.id, 0))
@@ -275,8 +314,18 @@ def event_detail(event: Event) -> dict[str, Any]:
         "source": event.source.value,
         "status": event.status.value,
         "created_by": event.created_by,
+        "priority": event.priority,
     }
 
 
 def _float(x: float | int | None) -> float | None:
     return None if x is None else float(x)
+
+
+def _short(event: Event, available: float) -> str:
+    way = "up" if event.up else "down"
+    return (
+        f"{event.scope} can deliver {abs(available):,.1f} kW {way} over this window "
+        f"(within every limit, net of the events it overlaps), not {abs(event.target_kw):,.1f} "
+        'kW: ask for at most that, or send "allow_partial": true to accept what it can give'
+    )

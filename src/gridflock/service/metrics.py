@@ -33,6 +33,11 @@ class ServiceMetrics:
         self.flex_up_kw = Gauge("gridflock_flex_up_kw", "Up flexibility [kW]", registry=r)
         self.flex_down_kw = Gauge("gridflock_flex_down_kw", "Down flexibility [kW]", registry=r)
         self.events_active = Gauge("gridflock_events_active", "Events in progress", registry=r)
+        self.cycle_failures = Counter(
+            "gridflock_control_cycle_failures",
+            "Control cycles that raised and were skipped",
+            registry=r,
+        )
         self.buffered_rows = Gauge(
             "gridflock_store_buffered_rows", "Readings waiting for the database", registry=r
         )

@@ -30,8 +30,7 @@ from gridflock.api.runtime import EventView
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher
 from gridflock.domain.auth import Principal
-from gridflock.domain.errors import ConflictError
-from gridflock.domain.events import Event, EventSource, Scope
+from gridflock.domain.events import DEFAULT_PRIORITY, Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
@@ -188,18 +187,10 @@ class Runtime:
         return m.exposition()
 
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
-        """Replace the fleet; refused while events are in progress."""
+        """Replace the fleet; running events go on over the devices that stay (by id)."""
         loop = self.loop
-        busy = [t.event.id for t in loop.dispatcher.trackers.values() if not t.event.status.final]
-        if busy:
-            raise ConflictError(
-                f"events {', '.join(busy)} are in progress: cancel them or wait "
-                "for them to end before replacing the fleet"
-            )
         await asyncio.to_thread(self._store.save_fleet, spec)
-        old_trackers = loop.dispatcher.trackers
         loop.set_fleet(spec, keep=loop.state)
-        loop.dispatcher.trackers.update(old_trackers)  # keep finished events listed
         self.read_model.fleet_changed()  # describe the new fleet from the next read on
         loop.audit(
             principal.label,
@@ -246,9 +237,25 @@ class Runtime:
         scope: Scope,
         principal: Principal,
         source: EventSource = EventSource.OPERATOR,
+        *,
+        priority: int = DEFAULT_PRIORITY,
+        allow_partial: bool = False,
     ) -> Event:
-        """Validate and schedule an event; it is tracked from its start."""
-        return self.event_service.create(target_kw, start, duration_s, scope, principal, source)
+        """Validate, admit and schedule an event; it is tracked from its start."""
+        return self.event_service.create(
+            target_kw,
+            start,
+            duration_s,
+            scope,
+            principal,
+            source,
+            priority=priority,
+            allow_partial=allow_partial,
+        )
+
+    def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
+        """What a new event over ``scope`` and the window could still get [kW, signed]."""
+        return self.event_service.available_kw(scope, start, duration_s, up)
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""
@@ -271,9 +278,9 @@ class Runtime:
         """The fleet now (computed once per control cycle)."""
         return self.read_model.fleet_summary()
 
-    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
-        """Up and down kW held for ``duration_h``, by group."""
-        return self.read_model.flexibility(duration_h, by)
+    def flexibility(self, duration_h: float, by: str, scope: str = "fleet") -> pd.DataFrame:
+        """Flexibility held for ``duration_h`` (total, committed, remaining), by group."""
+        return self.read_model.flexibility(duration_h, by, scope)
 
     def fleet_history(self, start: float, end: float) -> pd.DataFrame:
         """Fleet power by kind over ``[start, end)``, one row per control cycle."""

@@ -21,7 +21,7 @@ from gridflock.dispatch.dispatcher import Dispatcher
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.kinds import DeviceKind
-from gridflock.domain.messages import CommandBatch, FloatArray, TelemetryBatch
+from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.flexibility import flexibility
 from gridflock.fleet.state import FleetState
@@ -169,6 +169,11 @@ def run_scenario(
     net_with, net_without = np.zeros(steps), np.zeros(steps)
     scope_with = np.zeros((steps, len(requests)))
     scope_without = np.zeros((steps, len(requests)))
+    # events sharing devices and time are measured on their own devices (a device counts
+    # for one event), else a scope's response would be reported by every event over it
+    shared = _sharing(trackers, masks)
+    own_with = np.zeros((steps, len(requests)))
+    own_without = np.zeros((steps, len(requests)))
     estimated = np.full((steps, len(requests)), np.nan)
     n_kinds = len(DeviceKind)
     by_kind = np.zeros((steps, n_kinds))
@@ -187,10 +192,14 @@ def run_scenario(
         for j, tracker in enumerate(trackers):
             if tracker.touched.any():
                 estimated[t, j] = tracker.delivered_kw()
+        owner = dispatcher.owner.copy()  # who answered for each device in this step
         for cmd in dispatcher.step(now):
             twin.send(cmd)
             commands.append(cmd)
         p, shadow = twin.p_kw, twin.natural_kw
+        for k in np.flatnonzero(shared).tolist():
+            mine = owner == trackers[k].code
+            own_with[t, k], own_without[t, k] = p[mine].sum(), shadow[mine].sum()
         net_with[t], net_without[t] = p.sum(), shadow.sum()
         if len(requests):
             scope_with[t] = masks @ p
@@ -201,16 +210,19 @@ def run_scenario(
             telemetry.extend(_subset(b, sample) for b in batches)
         if progress:
             progress("with VPP", t + 1, steps)
-    for tracker in trackers:  # close events still open at the end of the window
-        last = tracker.step(max(twin.now, tracker.event.end))
-        if last is not None:
-            commands.append(last)
+    if dispatcher.trackers:  # close events still open at the end of the window
+        closing = max(twin.now, *(t.event.end for t in dispatcher.trackers.values()))
+        commands.extend(dispatcher.step(closing))
 
     ts = np.array([x.timestamp() for x in twin.times])
     outcomes = []
     for j, tracker in enumerate(trackers):
         ev = tracker.event
-        delivered = scope_with[:, j] - scope_without[:, j]
+        delivered = (
+            own_with[:, j] - own_without[:, j]
+            if shared[j]
+            else scope_with[:, j] - scope_without[:, j]
+        )
         est = estimated[:, j]  # the reading at the end of step t describes step t
         outcomes.append(
             EventOutcome(
@@ -243,6 +255,16 @@ def run_scenario(
         telemetry,
         time.perf_counter() - began,
     )
+
+
+def _sharing(trackers: list[EventTracker], masks: FloatArray) -> BoolArray:
+    """Which events share devices and time with another event."""
+    out = np.zeros(len(trackers), bool)
+    for a, ta in enumerate(trackers):
+        for b, tb in enumerate(trackers):
+            if a != b and ta.event.overlaps(tb.event.start, tb.event.end):
+                out[a] |= bool((masks[a] * masks[b]).any())
+    return out
 
 
 def undispatched_net_kw(

@@ -37,7 +37,17 @@ __all__ = [
 ]
 
 CHUNK = 20_000
-_EVENT_COLS = ("id", "target_kw", "start", "end", "scope", "source", "status", "created_by")
+_EVENT_COLS = (
+    "id",
+    "target_kw",
+    "start",
+    "end",
+    "scope",
+    "source",
+    "status",
+    "created_by",
+    "priority",
+)
 _COMMAND_COLS = (
     "command_id",
     "device_id",
@@ -72,6 +82,7 @@ def save_event(conn: Connection, event: Event) -> None:
         "source": event.source.value,
         "status": event.status.value,
         "created_by": event.created_by,
+        "priority": int(event.priority),
     }
     # performance is not in ``row``: a stored value is left alone on update
     conn.execute(upsert(conn, _events(), ["id"], list(row)), [row])
@@ -103,6 +114,7 @@ def _event(row: Row[Any]) -> Event:
         source=EventSource(row.source),
         status=EventStatus(row.status),
         created_by=row.created_by,
+        priority=int(row.priority),
     )
 
 

@@ -126,6 +126,9 @@ class EventRow(Base):
     status: Mapped[str] = mapped_column(String)
     created_by: Mapped[str] = mapped_column(String)
     performance: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    priority: Mapped[int] = mapped_column(
+        Integer, server_default="50", comment="0..100; a higher number is served first."
+    )
 
 
 class EventSampleRow(Base):

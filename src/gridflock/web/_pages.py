@@ -122,11 +122,12 @@ OVERVIEW = """
   <p class="hint" id="total-sign">&nbsp;</p></article>
  <article class="kpi"><h2 id="lbl-up">Flexibility up</h2>
   <p class="big up" aria-labelledby="lbl-up"><span id="flex-up">–</span></p>
-  <p class="hint">more export or less import, held <span id="flex-hold-up">–</span></p></article>
+  <p class="hint">more export or less import, held <span id="flex-hold-up">–</span></p>
+  <p class="hint" id="flex-rest-up">&nbsp;</p></article>
  <article class="kpi"><h2 id="lbl-down">Flexibility down</h2>
   <p class="big down" aria-labelledby="lbl-down"><span id="flex-down">–</span></p>
   <p class="hint">less export or more import, held <span id="flex-hold-down">–</span></p>
- </article>
+  <p class="hint" id="flex-rest-down">&nbsp;</p></article>
  <article class="kpi"><h2 id="lbl-online">Devices online</h2>
   <p class="big" aria-labelledby="lbl-online"><span id="devices-online">–</span></p>
   <p class="hint" id="devices-offline">&nbsp;</p></article>
@@ -145,9 +146,11 @@ OVERVIEW = """
 </section>
 <section class="row row-3">
  <article class="card"><header class="card-head"><h2>Flexibility by hold time</h2>
-  <span class="muted">kW the fleet can hold</span></header>
+  <span class="muted">kW the fleet can hold within limits · left: not held by events</span>
+  </header>
   <table class="table" id="flex-table"><thead><tr><th scope="col">Hold for</th>
-  <th scope="col" class="num">Up</th><th scope="col" class="num">Down</th></tr></thead>
+  <th scope="col" class="num">Up</th><th scope="col" class="num">Up left</th>
+  <th scope="col" class="num">Down</th><th scope="col" class="num">Down left</th></tr></thead>
   <tbody></tbody></table></article>
  <article class="card"><header class="card-head"><h2>Now by device kind</h2></header>
   <table class="table" id="kind-table"><thead><tr><th scope="col">Kind</th>
@@ -217,6 +220,14 @@ EVENT_FORM = """
    <input id="ev-duration" name="duration" type="number" min="1" max="10080" step="1"
     value="30" required aria-describedby="ev-duration-err">
    <p class="field-error" id="ev-duration-err" aria-live="polite"></p></div>
+  <div class="field"><label for="ev-priority">Priority <span class="muted">(0-100; higher
+   is served first)</span></label>
+   <input id="ev-priority" name="priority" type="number" min="0" max="100" step="1"
+    value="50" required aria-describedby="ev-priority-err">
+   <p class="field-error" id="ev-priority-err" aria-live="polite"></p></div>
+  <p class="hint" id="ev-available" aria-live="polite"></p>
+  <div class="field"><label class="radio"><input type="checkbox" id="ev-partial"
+   name="allow_partial"> Accept less than asked if the scope cannot deliver it all</label></div>
   <p class="hint" id="ev-flex-hint"></p>
   <div id="ev-problem" class="alert alert-error" role="alert" hidden></div>
   <button type="submit" class="btn btn-primary" id="ev-create">Create event</button>
@@ -229,7 +240,8 @@ EVENTS_LIST = """
   <option>scheduled</option><option>active</option><option>completed</option>
   <option>cancelled</option><option>failed</option></select></label></header>
   <table class="table" id="events-table"><thead><tr><th scope="col">Event</th>
-  <th scope="col">Status</th><th scope="col">Scope</th><th scope="col" class="num">Target</th>
+  <th scope="col">Status</th><th scope="col">Scope</th>
+  <th scope="col" class="num">Priority</th><th scope="col" class="num">Target</th>
   <th scope="col" class="num">Delivered</th><th scope="col">Window</th>
   <th scope="col">By</th></tr></thead><tbody></tbody></table>
   <div class="pager" id="events-pager"></div></article>

@@ -24,7 +24,7 @@ async function figures() {
   const badge = $("#ev-status");
   badge.className = `status status-${e.status}`;
   setText(badge, e.status);
-  setText("#ev-meta", `${e.scope} · ${fmtDateTime(e.start)} → ${fmtDateTime(e.end)} (${fmtDuration(e.duration_s)}) · ${e.source} · by ${e.created_by.replace(/^apikey:/, "")}`);
+  setText("#ev-meta", `${e.scope} · priority ${e.priority} · ${fmtDateTime(e.start)} → ${fmtDateTime(e.end)} (${fmtDuration(e.duration_s)}) · ${e.source} · by ${e.created_by.replace(/^apikey:/, "")}`);
   setText("#ev-target", fmtPower(e.target_kw, { plus: true }));
   // a finished event has no "now": show its mean delivery over the window instead
   const over = !(e.status === "scheduled" || e.status === "active");
