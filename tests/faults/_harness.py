@@ -5,7 +5,6 @@
   which a scenario can kill, stop and start again on the same port;
 - :class:`PgSchema`: a throw-away schema in the PostgreSQL test database, reached
   through ``search_path`` in the URL, so ``gridflock serve`` needs no extra setting;
-- :class:`CuttableProxy`: a TCP proxy in front of PostgreSQL that can be cut and restored;
 - :class:`Serve` and :class:`Sim`: ``gridflock serve`` and ``gridflock sim gateways`` as
   subprocesses, with their logs in the scenario's folder.
 
@@ -25,7 +24,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -222,80 +220,6 @@ class PgSchema:
                 conn.execute(text(f'DROP SCHEMA IF EXISTS "{self.name}" CASCADE'))
         finally:
             self.engine.dispose()
-
-
-class CuttableProxy:
-    """TCP proxy 127.0.0.1:<port> → a target, which a scenario can cut and restore.
-
-    Cut: every open connection is closed and new ones are refused (nothing listens), as
-    when the database host goes away.
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self._accepting: threading.Thread | None = None
-
-    def restore(self) -> None:
-        """Listen (again) and pass connections through."""
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((HOST, self.port))
-        ls.listen(64)
-        self._listener = ls
-        self._accepting = threading.Thread(target=self._accept, args=(ls,), daemon=True)
-        self._accepting.start()
-
-    def cut(self) -> None:
-        """Close every connection and stop listening."""
-        ls, self._listener = self._listener, None
-        if ls is not None:
-            with contextlib.suppress(OSError):
-                ls.shutdown(socket.SHUT_RDWR)
-            ls.close()
-        if self._accepting is not None:
-            self._accepting.join(5)
-        with self._lock:
-            conns, self._conns = self._conns, set()
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def _accept(self, ls: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = ls.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._conns |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-            with self._lock:
-                self._conns.discard(src)
-                self._conns.discard(dst)
-            src.close()
 
 
 # ---------------------------------------------------------------------------------------
@@ -537,3 +461,48 @@ def table(figures: object) -> list[tuple[str, str]]:
         return f"{v:,.2f}" if isinstance(v, float) else f"{v:,}"
 
     return [(k, show(v)) for k, v in asdict(figures).items()]  # type: ignore[call-overload]
+
+
+# ---------------------------------------------------------------------------------------
+# The service's fleet and events
+
+#: Share of the event target within which delivery counts as "on target" again.
+ON_TARGET = 0.2
+
+
+def fleet(homes: int, seed: int) -> object:
+    """The generated fleet of ``homes`` homes (what ``sim gateways --homes --seed`` runs)."""
+    from gridflock.fleet.generate import generate_fleet
+
+    return generate_fleet(homes, seed)
+
+
+def all_online(serve: Serve, n: int, timeout: float) -> None:
+    """Wait until the service sees all ``n`` devices online."""
+    wait_until(
+        lambda: serve.json("/fleet")["devices_online"] == n,
+        timeout,
+        f"all {n} devices online",
+        every=0.25,
+    )
+
+
+def post_event(serve: Serve, share: float, duration_s: int = 1800) -> tuple[str, float]:
+    """Start an event asking ``share`` of the fleet's up flexibility now; (id, target)."""
+    flex = float(serve.json("/fleet")["flex_up_kw"])
+    if flex <= 0:
+        raise ScenarioError("the fleet has no up flexibility for an event")
+    target = round(share * flex, 1)
+    r = serve.post("/events", {"target_kw": target, "duration_s": duration_s, "scope": "fleet"})
+    if r.status_code != 201:
+        raise ScenarioError(f"POST /events: {r.status_code} {r.text[:500]}")
+    return str(r.json()["id"]), target
+
+
+def on_target(serve: Serve, event_id: str, target: float) -> bool:
+    """Whether the event is active and delivers within ``ON_TARGET`` of its target."""
+    ev = serve.json(f"/events/{event_id}")
+    d = ev.get("delivered_kw")
+    return bool(
+        ev["status"] == "active" and d is not None and abs(d - target) <= ON_TARGET * target
+    )

@@ -36,11 +36,12 @@ from ._harness import (
     ScenarioError,
     Serve,
     Sim,
+    fleet,
     metric,
+    post_event,
     provision,
     wait_until,
 )
-from ._restarts import _fleet, _post_event
 
 PASSWORD = "fault-suite-secret"
 FLOOD_MESSAGES = 1_000
@@ -154,7 +155,7 @@ def hostile_gateway(workdir: Path, homes: int = 20, seed: int = 13) -> HostileFi
     """Run the attacks above against a service and well-behaved simulated gateways."""
     from gridflock.fleet.files import write_fleet
 
-    spec: Any = _fleet(homes, seed)
+    spec: Any = fleet(homes, seed)
     dev = spec.all_devices()
     hostile = next(g for g in dev["gateway_id"] if g in set(spec.sites["id"]))
     h_devices = dev["id"][dev["gateway_id"] == hostile].astype(str).tolist()
@@ -207,7 +208,7 @@ def hostile_gateway(workdir: Path, homes: int = 20, seed: int = 13) -> HostileFi
         )
 
         # the well-behaved gateways' commands, once they have acknowledged them
-        event_id, _ = _post_event(serve, 0.3)
+        event_id, _ = post_event(serve, 0.3)
         acked = (
             "SELECT c.command_id, c.device_id, c.seq, c.status, c.reason, c.acked_at "
             "FROM {s}.commands c JOIN {s}.devices d ON d.id = c.device_id "

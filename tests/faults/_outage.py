@@ -10,6 +10,8 @@ gateways published.
 from __future__ import annotations
 
 import contextlib
+import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,16 +23,92 @@ from ._harness import (
     HOST,
     PG_URL,
     Broker,
-    CuttableProxy,
     PgSchema,
     ScenarioError,
     Serve,
     Sim,
+    all_online,
+    fleet,
+    free_port,
     metric,
+    post_event,
     provision,
     wait_until,
 )
-from ._restarts import _all_online, _fleet, _post_event
+
+
+class CuttableProxy:
+    """TCP proxy 127.0.0.1:<port> → a target, which a scenario can cut and restore.
+
+    Cut: every open connection is closed and new ones are refused (nothing listens), as
+    when the database host goes away.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self._conns: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._accepting: threading.Thread | None = None
+
+    def restore(self) -> None:
+        """Listen (again) and pass connections through."""
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((HOST, self.port))
+        ls.listen(64)
+        self._listener = ls
+        self._accepting = threading.Thread(target=self._accept, args=(ls,), daemon=True)
+        self._accepting.start()
+
+    def cut(self) -> None:
+        """Close every connection and stop listening."""
+        ls, self._listener = self._listener, None
+        if ls is not None:
+            with contextlib.suppress(OSError):
+                ls.shutdown(socket.SHUT_RDWR)
+            ls.close()
+        if self._accepting is not None:
+            self._accepting.join(5)
+        with self._lock:
+            conns, self._conns = self._conns, set()
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
+
+    def _accept(self, ls: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = ls.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._conns |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                self._conns.discard(src)
+                self._conns.discard(dst)
+            src.close()
 
 
 @dataclass
@@ -76,7 +154,7 @@ def database_outage(
     the outage brings, the readings lost must be exactly those the service counts as
     dropped.
     """
-    spec = _fleet(homes, seed)
+    spec = fleet(homes, seed)
     n = spec.n_devices  # type: ignore[attr-defined]
     with contextlib.ExitStack() as stack:
         schema = PgSchema()
@@ -110,8 +188,8 @@ def database_outage(
             workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
         )
         stack.callback(sim.kill)
-        _all_online(serve, n, 30 + n / 100)
-        event_id, _ = _post_event(serve, 0.3)
+        all_online(serve, n, 30 + n / 100)
+        event_id, _ = post_event(serve, 0.3)
         count = "SELECT count(*) FROM {s}.telemetry"
         wait_until(lambda: schema.scalar(count) > n, 15, "telemetry in the store")
 
@@ -125,7 +203,9 @@ def database_outage(
             answers.setdefault(name, set()).add(status)
 
         later = datetime.fromtimestamp(time.time() + 3600, UTC).isoformat()
-        r = serve.post("/events", {"target_kw": 5.0, "start": later, "duration_s": 900})
+        r = serve.post(
+            "/events", {"target_kw": 5.0, "start": later, "duration_s": 900, "allow_partial": True}
+        )
         note("POST /events", r.status_code)
         created = r.json().get("id") if r.status_code == 201 else None
         while time.monotonic() - cut_at < outage_s:
