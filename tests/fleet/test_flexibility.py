@@ -71,15 +71,25 @@ def test_heat_pump_respects_the_comfort_band(small_spec):
     st.p_baseline_kw[i] = -1.0
     st.extras["t_out_c"][i] = 32.0
     st.extras["cop"][i] = 3.0
+    st.extras["cooling"][i] = 1.0
+    st.extras["gain_kw"][i] = 0.0
     st.extras["t_in_c"][i] = 24.0
     f = flexibility(st, 1.0, NOW)
-    # off for an hour: +0.15*(32-24)/6 = 0.2 K, well inside the band up to 26 degC
+    # off for an hour: about +0.15*(32-24)/6 = 0.2 K, well inside the band up to 26 degC
     assert f.up_kw[i] == pytest.approx(1.0)
     st.extras["t_in_c"][i] = 25.99  # at the edge: must keep enough cooling to stay below 26
     f = flexibility(st, 1.0, NOW)
-    drift_k = 25.99 + 0.15 * (32 - 25.99) * 1.0 / 6.0 - 26.0
-    assert f.up_kw[i] == pytest.approx(1.0 - drift_k * 6.0 / 3.0)
+
+    def end_temperature(p_el: float, gain: float) -> float:  # the 1R1C house, exactly
+        a = np.exp(-0.15 / 6.0)
+        return a * 25.99 + (1 - a) * 32.0 + (1 - a) / 0.15 * (gain - 3.0 * p_el)
+
+    assert end_temperature(1.0 - f.up_kw[i], 0.0) == pytest.approx(26.0)
     assert f.down_kw[i] > 0.5  # but may pre-cool
+    st.extras["gain_kw"][i] = 1.5  # a sunny afternoon: the sun heats the house too
+    f_sun = flexibility(st, 1.0, NOW)
+    assert f_sun.up_kw[i] < f.up_kw[i]
+    assert end_temperature(1.0 - f_sun.up_kw[i], 1.5) == pytest.approx(26.0)
 
 
 def test_offline_and_opted_out_devices_offer_nothing(small_spec):

@@ -17,7 +17,6 @@ import pandas as pd
 
 from gridflock.dispatch.allocate import allocate, limit_headroom
 from gridflock.domain.events import Event, EventStatus
-from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray
 from gridflock.fleet.flexibility import flexibility
 from gridflock.fleet.state import FleetState
@@ -187,13 +186,13 @@ class EventTracker:
     def _command(self, now: float, delta: FloatArray, base: FloatArray) -> CommandBatch | None:
         cfg = self.config
         active = np.abs(delta) > 1e-3
-        # a home battery left on self-consumption would undo the rest of its home's dispatch:
-        # pin it to its baseline wherever another device of the site is dispatched
+        # a device that balances its home on its own (a self-consumption battery) would undo
+        # the rest of its home's dispatch: pin it to its baseline wherever another device of
+        # the site is dispatched (declared per kind: ``follows_site``)
         st = self.state
         busy_sites = np.bincount(st.site_idx, weights=active, minlength=st.grid.n_sites) > 0
-        bat = np.zeros(st.n, bool)
-        bat[st.kind_slices[DeviceKind.BATTERY]] = True
-        active |= bat & busy_sites[st.site_idx] & self.scope & ~self.excluded & st.online
+        follows = st.follows_site
+        active |= follows & busy_sites[st.site_idx] & self.scope & ~self.excluded & st.online
         new = np.where(active, base + delta, np.nan)
         self.touched |= active
         first = active & ~self.dispatched

@@ -13,21 +13,22 @@ from gridflock.domain.errors import (
 )
 from gridflock.domain.events import Event, EventSource, EventStatus, IllegalTransitionError, Scope
 from gridflock.domain.kinds import (
-    CONTROLLABLE,
     DEVICE_COMMON,
     GRID_NODE_ATTRS,
     KIND_ATTRS,
     SITE_ATTRS,
     DeviceKind,
     GridNodeKind,
+    KindDecl,
+    declare_kind,
     device_attrs,
+    kind_decl,
 )
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec, build_spec
 
 __all__ = [
-    "CONTROLLABLE",
     "DEVICE_COMMON",
     "GRID_NODE_ATTRS",
     "KIND_ATTRS",
@@ -44,11 +45,14 @@ __all__ = [
     "GridflockError",
     "IllegalTransitionError",
     "InfeasibleError",
+    "KindDecl",
     "Problem",
     "Scope",
     "TelemetryBatch",
     "UnknownDeviceError",
     "ValidationError",
     "build_spec",
+    "declare_kind",
     "device_attrs",
+    "kind_decl",
 ]

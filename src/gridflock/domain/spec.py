@@ -23,6 +23,7 @@ from gridflock.domain.kinds import (
     DeviceKind,
     GridNodeKind,
     device_attrs,
+    kind_decl,
 )
 
 __all__ = ["FleetSpec", "build_spec"]
@@ -262,27 +263,8 @@ def build_spec(
 def _check_consistency(
     kind: DeviceKind, df: pd.DataFrame, source: str, problems: list[Problem]
 ) -> None:
-    """Rules that relate two attributes of one device (declared bounds are checked already)."""
-    rules: list[tuple[str, str, str]] = {
-        DeviceKind.BATTERY: [
-            ("soc_min", "soc_max", "soc_min must not exceed soc_max"),
-            ("soc_min", "soc_reserve", "soc_reserve must be at least soc_min"),
-            ("soc_reserve", "soc_max", "soc_reserve must not exceed soc_max"),
-            ("soc_min", "soc_initial", "soc_initial must be at least soc_min"),
-            ("soc_initial", "soc_max", "soc_initial must not exceed soc_max"),
-        ],
-        DeviceKind.EV_CHARGER: [("p_min_kw", "p_max_kw", "p_min_kw must not exceed p_max_kw")],
-        DeviceKind.HEAT_PUMP: [
-            ("t_min_c", "t_max_c", "t_min_c must be below t_max_c"),
-            ("t_min_c", "t_heat_c", "t_heat_c must lie in the comfort band"),
-            ("t_cool_c", "t_max_c", "t_cool_c must lie in the comfort band"),
-        ],
-        DeviceKind.WATER_HEATER: [
-            ("t_min_c", "t_max_c", "t_min_c must be below t_max_c"),
-            ("t_min_c", "t_set_c", "t_set_c must lie in [t_min_c, t_max_c]"),
-            ("t_set_c", "t_max_c", "t_set_c must lie in [t_min_c, t_max_c]"),
-        ],
-    }.get(kind, [])
+    """The kind's declared rules between two attributes (bounds are checked already)."""
+    rules = kind_decl(kind).rules
     for lo, hi, msg in rules:
         bad = (df[lo] > df[hi]).to_numpy()
         for i in np.flatnonzero(bad)[:50]:

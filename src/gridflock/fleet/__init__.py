@@ -2,16 +2,17 @@
 
 from gridflock.fleet.aggregate import GROUP_BY, aggregate, group_codes
 from gridflock.fleet.flexibility import Flexibility, flexibility
-from gridflock.fleet.state import EXTRA_FIELDS, ApplyResult, FleetState, GridTopology
+from gridflock.fleet.state import ApplyResult, FleetState, GridTopology, KindView, extra_fields
 
 __all__ = [
-    "EXTRA_FIELDS",
     "GROUP_BY",
     "ApplyResult",
     "FleetState",
     "Flexibility",
     "GridTopology",
+    "KindView",
     "aggregate",
+    "extra_fields",
     "flexibility",
     "group_codes",
 ]

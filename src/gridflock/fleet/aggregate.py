@@ -10,7 +10,6 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
 from gridflock.fleet.groups import GroupIndex
 from gridflock.fleet.state import FleetState
@@ -27,7 +26,7 @@ def group_codes(state: FleetState, by: str) -> tuple[IntArray, StrArray]:
     tree come from :meth:`GridTopology.node_flow_kw`.
     """
     if by == "kind":
-        return state.kind_codes(), np.array([k.value for k in DeviceKind], dtype=object)
+        return state.kind_codes(), np.array([k.value for k in state.kinds], dtype=object)
     if by == "site":
         return state.site_idx, state.grid.site_ids
     if by == "grid_node":

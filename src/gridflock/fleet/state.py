@@ -2,12 +2,16 @@
 
 Devices are stored grouped by kind (``kind_slices``) so per-kind formulas run on
 contiguous slices. One row per device; a ``pandas.Index`` maps ids to rows so a
-telemetry batch of any size is applied with a single vectorised lookup.
+telemetry batch of any size is applied with a single vectorised lookup. The columns come
+from the kinds' declarations (``domain.kinds``): each kind's capability columns are kept
+for its own slice only (``kind_columns``), the telemetry extras of every declared kind
+fleet-wide (``extras``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -16,17 +20,17 @@ import pandas as pd
 
 from gridflock.domain.errors import UnknownDeviceError
 from gridflock.domain.events import Scope
-from gridflock.domain.kinds import CONTROLLABLE, DeviceKind
+from gridflock.domain.kinds import DeviceKind, device_attrs, kind_decl, telemetry_extras
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.groups import GroupIndex, NodeGroups
 
-__all__ = ["EXTRA_FIELDS", "ApplyResult", "FleetState", "GridTopology"]
+__all__ = ["ApplyResult", "FleetState", "GridTopology", "KindView", "extra_fields"]
 
-#: Telemetry ``extras`` the state keeps, each into the array of the same name.
-EXTRA_FIELDS = ("t_in_c", "t_out_c", "cop", "t_tank_c", "draw_kw", "e_need_kwh", "departure_ts")
 
-KIND_ORDER = tuple(DeviceKind)
+def extra_fields() -> tuple[str, ...]:
+    """Telemetry ``extras`` the state keeps (every declared kind's), each in its own array."""
+    return tuple(telemetry_extras())
 
 
 @dataclass(frozen=True)
@@ -125,23 +129,6 @@ class ApplyResult:
     unknown_ids: tuple[str, ...] = ()
 
 
-def _col(
-    frames: dict[DeviceKind, pd.DataFrame],
-    n: int,
-    spec_cols: dict[DeviceKind, str],
-    default: float = np.nan,
-) -> FloatArray:
-    """Concatenate one attribute over kinds, ``default`` where a kind lacks it."""
-    parts = []
-    for kind in KIND_ORDER:
-        df = frames[kind]
-        name = spec_cols.get(kind)
-        parts.append(df[name].to_numpy(dtype=float) if name else np.full(len(df), default))
-    out = np.concatenate(parts) if parts else np.zeros(0)
-    assert len(out) == n
-    return out
-
-
 @dataclass
 class FleetState:
     """Capabilities (fixed) and live values (updated by telemetry) of every device.
@@ -155,26 +142,10 @@ class FleetState:
     kind_slices: dict[DeviceKind, slice]
     site_idx: IntArray
     grid: GridTopology
-    # capability (n,)
+    # capability: fleet-wide (n,) and each kind's own columns (its slice's length)
+    kind_columns: dict[DeviceKind, dict[str, FloatArray]]
     p_gen_max_kw: FloatArray
     p_load_max_kw: FloatArray
-    e_kwh: FloatArray
-    eta_charge: FloatArray
-    eta_discharge: FloatArray
-    soc_min: FloatArray
-    soc_max: FloatArray
-    soc_reserve: FloatArray
-    curtailable: BoolArray
-    cop_nominal: FloatArray
-    ua_kw_per_k: FloatArray
-    c_kwh_per_k: FloatArray
-    t_min_c: FloatArray
-    t_max_c: FloatArray
-    t_heat_c: FloatArray
-    t_cool_c: FloatArray
-    can_cool: BoolArray
-    tank_kwh_per_k: FloatArray
-    loss_kw_per_k: FloatArray
     cost_per_kwh: FloatArray
     # live (n,)
     p_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
@@ -193,83 +164,53 @@ class FleetState:
         if len(self.p_kw) != n:
             self.p_kw = np.zeros(n)
             self.p_baseline_kw = np.full(n, np.nan)
-            self.soc = np.where(np.isfinite(self.e_kwh), 0.5, np.nan)
+            self.soc = np.where(np.isfinite(self.column("e_kwh")), 0.5, np.nan)
             self.ts = np.full(n, np.nan)
             self.online = np.zeros(n, bool)
-        for name in EXTRA_FIELDS:
+        for name in extra_fields():
             self.extras.setdefault(name, np.full(n, np.nan))
 
     # ---------------------------------------------------------------- building
     @staticmethod
     def from_spec(spec: FleetSpec) -> FleetState:
-        """Lay out ``spec``'s devices kind by kind into arrays."""
-        frames = {k: spec.devices.get(k, pd.DataFrame({"id": []})) for k in KIND_ORDER}
+        """Lay out ``spec``'s devices kind by kind (declaration order) into arrays."""
+        kinds = tuple(DeviceKind)
+        frames = {k: spec.devices.get(k, pd.DataFrame({"id": []})) for k in kinds}
         frames = {k: (df if len(df) else _empty_kind(k)) for k, df in frames.items()}
         n = sum(len(df) for df in frames.values())
         slices, start = {}, 0
-        for kind in KIND_ORDER:
+        for kind in kinds:
             slices[kind] = slice(start, start + len(frames[kind]))
             start += len(frames[kind])
-        ids = np.concatenate([frames[k]["id"].to_numpy(dtype=object) for k in KIND_ORDER])
-        site_ids = np.concatenate([frames[k]["site_id"].to_numpy(dtype=object) for k in KIND_ORDER])
+        ids = np.concatenate([frames[k]["id"].to_numpy(dtype=object) for k in kinds])
+        site_ids = np.concatenate([frames[k]["site_id"].to_numpy(dtype=object) for k in kinds])
         grid = GridTopology.from_spec(spec)
         site_idx = _lookup(pd.Index(grid.site_ids), site_ids)
         if (site_idx < 0).any():
             raise UnknownDeviceError("device refers to a site the fleet does not hold")
-        b, pv, w = DeviceKind.BATTERY, DeviceKind.PV, DeviceKind.WIND
-        ev, hp, wh = DeviceKind.EV_CHARGER, DeviceKind.HEAT_PUMP, DeviceKind.WATER_HEATER
-
-        pv_df = frames[pv]
-        pv_max = (pv_df["kwp"] * (1 - pv_df["loss_fraction"])).to_numpy(dtype=float)
-        gen_max = np.zeros(n)
-        gen_max[slices[b]] = frames[b]["p_discharge_max_kw"].to_numpy(dtype=float)
-        gen_max[slices[pv]] = pv_max
-        gen_max[slices[w]] = frames[w]["rated_kw"].to_numpy(dtype=float)
-        load_max = np.zeros(n)
-        load_max[slices[b]] = frames[b]["p_charge_max_kw"].to_numpy(dtype=float)
-        load_max[slices[ev]] = frames[ev]["p_max_kw"].to_numpy(dtype=float)
-        load_max[slices[hp]] = frames[hp]["p_elec_max_kw"].to_numpy(dtype=float)
-        load_max[slices[wh]] = frames[wh]["p_element_kw"].to_numpy(dtype=float)
-        curtail = np.zeros(n, bool)
-        curtail[slices[pv]] = frames[pv]["curtailable"].to_numpy(dtype=bool)
-        curtail[slices[w]] = frames[w]["curtailable"].to_numpy(dtype=bool)
-        can_cool = np.zeros(n, bool)
-        can_cool[slices[hp]] = frames[hp]["can_cool"].to_numpy(dtype=bool)
-        tank = np.full(n, np.nan)
-        tank[slices[wh]] = frames[wh]["volume_l"].to_numpy(dtype=float) * 4.186 / 3600.0
-
-        def col(mapping: dict[DeviceKind, str]) -> FloatArray:
-            return _col(frames, n, mapping)
-
+        columns = {k: kind_decl(k).state_columns(frames[k]) for k in kinds}
+        fleet_wide = {}
+        for name in ("p_gen_max_kw", "p_load_max_kw"):
+            arr = np.zeros(n)
+            for k in kinds:
+                if name in columns[k]:
+                    arr[slices[k]] = columns[k][name]
+            fleet_wide[name] = arr
         state = FleetState(
             device_ids=ids,
             kind_slices=slices,
             site_idx=site_idx,
             grid=grid,
-            p_gen_max_kw=gen_max,
-            p_load_max_kw=load_max,
-            e_kwh=col({b: "e_kwh"}),
-            eta_charge=col({b: "eta_charge", ev: "eta"}),
-            eta_discharge=col({b: "eta_discharge"}),
-            soc_min=col({b: "soc_min"}),
-            soc_max=col({b: "soc_max"}),
-            soc_reserve=col({b: "soc_reserve"}),
-            curtailable=curtail,
-            cop_nominal=col({hp: "cop_nominal"}),
-            ua_kw_per_k=col({hp: "ua_kw_per_k"}),
-            c_kwh_per_k=col({hp: "c_kwh_per_k"}),
-            t_min_c=col({hp: "t_min_c", wh: "t_min_c"}),
-            t_max_c=col({hp: "t_max_c", wh: "t_max_c"}),
-            t_heat_c=col({hp: "t_heat_c", wh: "t_set_c"}),
-            t_cool_c=col({hp: "t_cool_c"}),
-            can_cool=can_cool,
-            tank_kwh_per_k=tank,
-            loss_kw_per_k=col({wh: "loss_kw_per_k"}),
+            kind_columns=columns,
+            p_gen_max_kw=fleet_wide["p_gen_max_kw"],
+            p_load_max_kw=fleet_wide["p_load_max_kw"],
             cost_per_kwh=np.concatenate(
-                [frames[k]["cost_per_kwh"].to_numpy(dtype=float) for k in KIND_ORDER]
+                [frames[k]["cost_per_kwh"].to_numpy(dtype=float) for k in kinds]
             ),
         )
-        state.soc[slices[b]] = frames[b]["soc_initial"].to_numpy(dtype=float)
+        for k in kinds:
+            if "soc_initial" in columns[k]:
+                state.soc[slices[k]] = columns[k]["soc_initial"]
         return state
 
     # ---------------------------------------------------------------- queries
@@ -286,19 +227,53 @@ class FleetState:
             raise UnknownDeviceError(f"unknown device id(s): {', '.join(map(str, missing))}")
         return idx.astype(np.int64)
 
+    @property
+    def kinds(self) -> tuple[DeviceKind, ...]:
+        """The kinds laid out in this state, in row order (declaration order when built)."""
+        return tuple(self.kind_slices)
+
     def kind_codes(self) -> IntArray:
-        """Kind of each device as its position in ``DeviceKind``."""
+        """Kind of each device as its position in :attr:`kinds`."""
         codes = np.empty(self.n, np.int64)
-        for i, kind in enumerate(KIND_ORDER):
+        for i, kind in enumerate(self.kind_slices):
             codes[self.kind_slices[kind]] = i
         return codes
 
-    def controllable(self) -> BoolArray:
-        """Devices the dispatcher may command (not plain loads, not opted-out sites)."""
+    def column(self, name: str, default: float = np.nan) -> FloatArray:
+        """A capability column over the whole fleet, ``default`` for kinds without it."""
+        out = np.full(self.n, default)
+        for kind, cols in self.kind_columns.items():
+            if name in cols:
+                out[self.kind_slices[kind]] = cols[name]
+        return out
+
+    @property
+    def e_kwh(self) -> FloatArray:
+        """Usable energy capacity [kWh] of every device (NaN for kinds without storage)."""
+        return self.column("e_kwh")
+
+    def kind_view(self, kind: DeviceKind, baseline_kw: FloatArray | None = None) -> KindView:
+        """The columns a kind's power band reads, for that kind's rows only (views, no copies)."""
+        base = self.baseline_kw() if baseline_kw is None else baseline_kw
+        return KindView(self, kind, base)
+
+    def _kind_mask(self, flag: str) -> BoolArray:
         mask = np.zeros(self.n, bool)
-        for kind in CONTROLLABLE:
-            mask[self.kind_slices[kind]] = True
-        return mask & ~self.grid.site_opt_out[self.site_idx]
+        for kind, sl in self.kind_slices.items():
+            mask[sl] = bool(getattr(kind_decl(kind), flag))
+        return mask
+
+    @cached_property
+    def follows_site(self) -> BoolArray:
+        """Devices that offset the rest of their home on their own (declared per kind).
+
+        While another device of the site is dispatched, these are held at their baseline.
+        """
+        return self._kind_mask("follows_site")
+
+    def controllable(self) -> BoolArray:
+        """Devices the dispatcher may command (declared per kind, not at opted-out sites)."""
+        return self._kind_mask("controllable") & ~self.grid.site_opt_out[self.site_idx]
 
     def baseline_kw(self) -> FloatArray:
         """Reported baseline where known, else the measured power [kW]."""
@@ -316,9 +291,9 @@ class FleetState:
         return NodeGroups.build(self.site_idx, g.site_node, g.ancestors, g.n_sites, g.n_nodes)
 
     def kind_sums(self, values: FloatArray) -> FloatArray:
-        """Per-kind sums of a per-device array, in ``DeviceKind`` order."""
-        bounds = np.array([self.kind_slices[k].start for k in KIND_ORDER] + [self.n])
-        sums = np.zeros(len(KIND_ORDER))
+        """Per-kind sums of a per-device array, in :attr:`kinds` order."""
+        bounds = np.array([sl.start for sl in self.kind_slices.values()] + [self.n])
+        sums = np.zeros(len(self.kind_slices))
         nonempty = bounds[:-1] < bounds[1:]
         if nonempty.any():
             sums[nonempty] = np.add.reduceat(values, bounds[:-1][nonempty])
@@ -431,6 +406,7 @@ class FleetState:
             if isinstance(value, np.ndarray):
                 total += value.nbytes
         total += sum(a.nbytes for a in self.extras.values())
+        total += sum(a.nbytes for cols in self.kind_columns.values() for a in cols.values())
         total += int(self._index.memory_usage(deep=True))
         total += int(sum(len(s) + 49 for s in self.device_ids))  # the id strings themselves
         return total
@@ -447,8 +423,37 @@ def _put_finite(target: FloatArray, rows: IntArray, values: FloatArray) -> None:
 
 
 def _empty_kind(kind: DeviceKind) -> pd.DataFrame:
-    from gridflock.domain.kinds import device_attrs
-
     return pd.DataFrame(
         {a.name: pd.Series(dtype=object if a.type == "str" else float) for a in device_attrs(kind)}
     )
+
+
+class KindView(Mapping[str, FloatArray]):
+    """One kind's rows of the fleet state as named columns, for its power band.
+
+    Holds the kind's capability columns, the live ``soc``, ``p_kw`` and ``baseline_kw``,
+    and every telemetry extra; each value is a view of the kind's slice (no copy).
+    """
+
+    def __init__(self, state: FleetState, kind: DeviceKind, baseline_kw: FloatArray) -> None:
+        self._sl = state.kind_slices[kind]
+        self._own = state.kind_columns[kind]
+        self._live = {
+            "soc": state.soc,
+            "p_kw": state.p_kw,
+            "baseline_kw": baseline_kw,
+            "p_gen_max_kw": state.p_gen_max_kw,
+            "p_load_max_kw": state.p_load_max_kw,
+            **state.extras,
+        }
+
+    def __getitem__(self, name: str) -> FloatArray:
+        if name in self._own:
+            return self._own[name]
+        return self._live[name][self._sl]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter({**dict.fromkeys(self._own), **dict.fromkeys(self._live)})
+
+    def __len__(self) -> int:
+        return len(set(self._own) | set(self._live))

@@ -43,7 +43,6 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import CommandBatch, FloatArray, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
@@ -219,10 +218,10 @@ class SimulatedGateways:
         self._gw_sorted = [self.gateways[c] for c in sorted_codes[self._starts].tolist()]
         self._topics = [telemetry_topic(g) for g in self._gw_sorted]
         soc_rows = np.zeros(cap.n, bool)
-        soc_rows[cap.kind_slices[DeviceKind.BATTERY]] = True
         extra_rows = np.zeros(cap.n, bool)
-        for kind in (DeviceKind.HEAT_PUMP, DeviceKind.WATER_HEATER, DeviceKind.EV_CHARGER):
-            extra_rows[cap.kind_slices[kind]] = True
+        for kind, sl in cap.kind_slices.items():  # as the kinds declare
+            soc_rows[sl] = kind.decl.reports_soc
+            extra_rows[sl] = bool(kind.decl.extras)
         self._has_soc = self._any_per_gateway(soc_rows[order])
         self._has_extras = self._any_per_gateway(extra_rows[order])
         # connections: contiguous slices of the gateways (in sorted order)

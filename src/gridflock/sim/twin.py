@@ -14,22 +14,29 @@ advances the whole fleet by one time step without a Python loop over homes.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
 
+from gridflock.domain.bands import T_TANK_AMBIENT_C
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.sim import physics
 from gridflock.sim.imperfections import Imperfections
+from gridflock.sim.models import DeviceModel, ModelContext, model_factory
 from gridflock.sim.profiles import LoadSampler, household_load_shape
 from gridflock.sim.weather import Weather, make_weather
 
 __all__ = ["AckCounts", "Twin"]
 
 K = DeviceKind
+#: Kinds whose physics the twin steps itself; others bring a model (``sim.models``).
+BUILT_IN_PHYSICS = frozenset(
+    {K.BATTERY, K.PV, K.WIND, K.EV_CHARGER, K.HEAT_PUMP, K.WATER_HEATER, K.LOAD}
+)
 
 
 @dataclass
@@ -94,12 +101,18 @@ class Twin:
         self.lat = float(sites["lat"].mean()) if len(sites) else 0.0
         self.lon = float(sites["lon"].mean()) if len(sites) else 0.0
         self.tz = str(sites["tz"].iloc[0]) if len(sites) else "UTC"
-        seeds = np.random.SeedSequence(seed).spawn(5)
-        static, self._rng_load, self._rng_tel, self._rng_cmd, rng_ev = (
+        seeds = np.random.SeedSequence(seed).spawn(6)
+        static, self._rng_load, self._rng_tel, self._rng_cmd, rng_ev, rng_models = (
             np.random.default_rng(s) for s in seeds
         )
         self.weather = weather or make_weather(self.times, self.lat, self.lon, seed)
         d = spec.devices
+        ctx = ModelContext(self.times, self.step_s, self.weather, self.tz, rng_models)
+        self.models: dict[DeviceKind, DeviceModel] = {
+            kind: model_factory(kind)(d[kind], ctx)
+            for kind, sl in ks.items()
+            if kind not in BUILT_IN_PHYSICS and sl.stop > sl.start
+        }
 
         # exogenous profiles, precomputed per step or per orientation bin
         shape = household_load_shape(self.times, tz=self.tz)
@@ -170,12 +183,15 @@ class Twin:
             self.cap.soc[ks[K.BATTERY]].copy(), ev_need, t_in, t_tank, np.zeros(len(wh), bool)
         )
         self.shadow = self.real.copy()
-        self.bat_floor = np.maximum(self.cap.soc_min, self.cap.soc_reserve)[ks[K.BATTERY]]
+        self.col = self.cap.kind_columns
+        bat = self.col[K.BATTERY]
+        self.bat_floor = np.maximum(bat["soc_min"], bat["soc_reserve"])
         bat_sites = self.cap.site_idx[ks[K.BATTERY]]
         self.bat_share = 1.0 / np.bincount(bat_sites, minlength=self.cap.grid.n_sites)[bat_sites]
         self._not_battery = np.ones(self.cap.n, bool)
         self._not_battery[ks[K.BATTERY]] = False
         self._hp_cop = np.full(len(hp), np.nan)
+        self._hp_cooling = np.zeros(len(hp), bool)  # direction in force (kept under command)
         self._wh_draw = np.zeros(len(wh))
 
         # imperfections (static draws)
@@ -291,7 +307,7 @@ class Twin:
             s = ks[kind]
             base[s] = avail
             req = self._blend(s, avail, t0, t1)
-            p[s] = np.where(self.cap.curtailable[s], np.clip(req, 0.0, avail), avail)
+            p[s] = np.where(self.col[kind]["curtailable"] > 0.5, np.clip(req, 0.0, avail), avail)
         for kind, advance in (
             (K.EV_CHARGER, self._ev),
             (K.HEAT_PUMP, self._heat_pump),
@@ -300,7 +316,10 @@ class Twin:
             s = ks[kind]
             base[s] = advance(self.shadow, t, None)
             p[s] = advance(self.real, t, (t0, t1))
-        s = ks[K.BATTERY]
+        for kind, model in self.models.items():
+            s = ks[kind]
+            base[s], p[s] = model.step(t, t0, partial(self._blend, s, t0=t0, t1=t1))
+        s = ks[K.BATTERY]  # last: on its own it balances the rest of its home
         base[s] = self._battery(self.shadow, base, None)
         p[s] = self._battery(self.real, p, (t0, t1))
 
@@ -312,20 +331,20 @@ class Twin:
         self, st: _States, p: FloatArray, window: tuple[float, float] | None
     ) -> FloatArray:
         """Self-consumption against the rest of the home, unless commanded."""
-        s, cap = self.ks[K.BATTERY], self.cap
+        s, cap, c = self.ks[K.BATTERY], self.cap, self.col[K.BATTERY]
         others = self._not_battery
         site_other = np.bincount(
             cap.site_idx[others], weights=p[others], minlength=cap.grid.n_sites
         )
         args = (
             self.dt_h,
-            cap.e_kwh[s],
-            cap.p_load_max_kw[s],
-            cap.p_gen_max_kw[s],
-            cap.eta_charge[s],
-            cap.eta_discharge[s],
+            c["e_kwh"],
+            c["p_charge_max_kw"],
+            c["p_discharge_max_kw"],
+            c["eta_charge"],
+            c["eta_discharge"],
             self.bat_floor,
-            cap.soc_max[s],
+            c["soc_max"],
         )
         wish = -site_other[cap.site_idx[s]] * self.bat_share
         if window is not None:
@@ -349,13 +368,13 @@ class Twin:
 
     def _ev(self, st: _States, t: int, window: tuple[float, float] | None) -> FloatArray:
         """Plug in and charge at full power until the session's energy is in the car."""
-        s, cap = self.ks[K.EV_CHARGER], self.cap
+        s, c = self.ks[K.EV_CHARGER], self.col[K.EV_CHARGER]
         now = self.t0 + t * self.step_s
         active = (self.ev_arrival <= now) & (self.ev_departure > now)
         need = np.where(active, st.ev_need, 0.0).sum(axis=0)
         plugged = active.any(axis=0) & (need > 1e-6)
-        eta = cap.eta_charge[s]
-        limit = np.where(plugged, np.minimum(cap.p_load_max_kw[s], need / eta / self.dt_h), 0.0)
+        eta = c["eta"]
+        limit = np.where(plugged, np.minimum(c["p_max_kw"], need / eta / self.dt_h), 0.0)
         charge = limit
         if window is not None:
             asked = np.clip(-self._blend(s, -limit, *window), 0.0, limit)
@@ -371,55 +390,73 @@ class Twin:
         return -charge
 
     def _heat_pump(self, st: _States, t: int, window: tuple[float, float] | None) -> FloatArray:
-        """Modulating thermostat; a command holds only while the comfort band does."""
-        s, cap = self.ks[K.HEAT_PUMP], self.cap
+        """Modulating thermostat; a command holds only while the comfort band does.
+
+        A pump that runs on a command keeps the direction (heating or cooling) it had when
+        the command arrived, as reported in its readings.
+        """
+        s, c = self.ks[K.HEAT_PUMP], self.col[K.HEAT_PUMP]
+        can_cool = c["can_cool"] > 0.5
         t_out = np.full(len(st.t_in), float(self.weather.temp_air_c[t]))
-        gain = 0.3 + 1.2 * float(self.weather.ghi[t]) / 1000.0
-        mode = physics.heat_pump_mode(
-            st.t_in, t_out, cap.t_heat_c[s], cap.t_cool_c[s], cap.can_cool[s]
-        )
+        gain = self._hp_gain(t)
+        mode = physics.heat_pump_mode(st.t_in, t_out, c["t_heat_c"], c["t_cool_c"], can_cool)
         cooling = (mode < 0) | (
-            (mode == 0) & cap.can_cool[s] & (st.t_in > 0.5 * (cap.t_heat_c[s] + cap.t_cool_c[s]))
+            (mode == 0) & can_cool & (st.t_in > 0.5 * (c["t_heat_c"] + c["t_cool_c"]))
         )
-        cop = physics.cop(t_out, cap.cop_nominal[s], ~cooling)
         p_el = physics.thermostat_heat_pump(
             st.t_in,
             t_out,
-            cap.p_load_max_kw[s],
-            cap.cop_nominal[s],
-            cap.ua_kw_per_k[s],
-            cap.c_kwh_per_k[s],
-            cap.t_heat_c[s],
-            cap.t_cool_c[s],
-            cap.can_cool[s],
+            c["p_elec_max_kw"],
+            c["cop_nominal"],
+            c["ua_kw_per_k"],
+            c["c_kwh_per_k"],
+            c["t_heat_c"],
+            c["t_cool_c"],
+            can_cool,
             self.dt_h,
             q_gain_kw=gain,
         )
         if window is not None:
-            asked = np.clip(-self._blend(s, -p_el, *window), 0.0, cap.p_load_max_kw[s])
-            outside = (st.t_in < cap.t_min_c[s]) | (st.t_in > cap.t_max_c[s])
+            asked = np.clip(-self._blend(s, -p_el, *window), 0.0, c["p_elec_max_kw"])
+            outside = (st.t_in < c["t_min_c"]) | (st.t_in > c["t_max_c"])
             p_el = np.where(outside, p_el, asked)  # comfort beats the command
+            arriving = (self.pend_apply[s] < window[1]) & np.isfinite(self.pend_sp[s])
+            commanded = (np.isfinite(self.cur_sp[s]) | arriving) & ~outside
+            cooling = np.where(commanded, self._hp_cooling, cooling)
+            self._hp_cooling = cooling
+        cop = physics.cop(t_out, c["cop_nominal"], ~cooling)
+        if window is not None:
             self._hp_cop = cop
         q = np.where(cooling, -1.0, 1.0) * cop * p_el
         st.t_in = physics.house_step(
-            st.t_in, t_out, q, cap.ua_kw_per_k[s], cap.c_kwh_per_k[s], self.dt_h, q_gain_kw=gain
+            st.t_in, t_out, q, c["ua_kw_per_k"], c["c_kwh_per_k"], self.dt_h, q_gain_kw=gain
         )
         return -p_el
 
+    def _hp_gain(self, t: int) -> float:
+        """Heat gains of every house from sun, people and appliances at step ``t`` [kW]."""
+        return 0.3 + 1.2 * float(self.weather.ghi[t]) / 1000.0
+
     def _water_heater(self, st: _States, t: int, window: tuple[float, float] | None) -> FloatArray:
         """Bang-bang thermostat; a command holds only within the tank's temperature band."""
-        s, cap = self.ks[K.WATER_HEATER], self.cap
+        s, c = self.ks[K.WATER_HEATER], self.col[K.WATER_HEATER]
         draw = self.draw_shape[t] * self.wh_draw_scale
         p_el, st.wh_on = physics.thermostat_water_heater(
-            st.t_tank, cap.t_heat_c[s], cap.p_load_max_kw[s], 4.0, st.wh_on
+            st.t_tank, c["t_set_c"], c["p_element_kw"], 4.0, st.wh_on
         )
         if window is not None:
-            asked = np.clip(-self._blend(s, -p_el, *window), 0.0, cap.p_load_max_kw[s])
-            outside = (st.t_tank < cap.t_min_c[s]) | (st.t_tank > cap.t_max_c[s])
+            asked = np.clip(-self._blend(s, -p_el, *window), 0.0, c["p_element_kw"])
+            outside = (st.t_tank < c["t_min_c"]) | (st.t_tank > c["t_max_c"])
             p_el = np.where(outside, p_el, asked)
             self._wh_draw = draw
         st.t_tank = physics.water_heater_step(
-            st.t_tank, p_el, draw, self.wh_volume, cap.loss_kw_per_k[s], 20.0, self.dt_h
+            st.t_tank,
+            p_el,
+            draw,
+            self.wh_volume,
+            c["loss_kw_per_k"],
+            T_TANK_AMBIENT_C,
+            self.dt_h,
         )
         return -p_el
 
@@ -442,12 +479,16 @@ class Twin:
         base = self.natural_kw.copy()
         ids, rows, nan = self.cap.device_ids, self._rows, self._nan
         when = np.full(n, ts)
-        t_out = float(self.weather.temp_air_c[min(self.t + 1, len(self.times) - 1)])
+        t_next = min(self.t + 1, len(self.times) - 1)  # the conditions about to hold
+        t_out = float(self.weather.temp_air_c[t_next])
+        n_hp = len(self.real.t_in)
         extras: dict[DeviceKind, dict[str, FloatArray]] = {
             K.HEAT_PUMP: {
                 "t_in_c": self.real.t_in.copy(),
-                "t_out_c": np.full(len(self.real.t_in), t_out),
+                "t_out_c": np.full(n_hp, t_out),
                 "cop": self._hp_cop.copy(),
+                "gain_kw": np.full(n_hp, self._hp_gain(t_next)),
+                "cooling": self._hp_cooling.astype(np.float64),
             },
             K.WATER_HEATER: {"t_tank_c": self.real.t_tank.copy(), "draw_kw": self._wh_draw},
         }
@@ -457,6 +498,11 @@ class Twin:
             "departure_ts": np.where(active, self.ev_departure, -np.inf).max(axis=0),
         }
         soc = {K.BATTERY: self.real.soc.copy()}
+        for kind, model in self.models.items():
+            extras[kind] = model.extras(ts)
+            model_soc = model.soc()
+            if model_soc is not None:
+                soc[kind] = model_soc
         for kind, sl in ks.items():
             if sl.stop > sl.start:
                 self._outbox.append(

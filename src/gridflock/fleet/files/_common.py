@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -13,7 +13,27 @@ from gridflock.domain.errors import Problem
 from gridflock.domain.kinds import GRID_NODE_ATTRS, DeviceKind, device_attrs
 
 _NODE_KEYS = tuple(a.name for a in GRID_NODE_ATTRS)
-_KIND_KEYS = {k.value: tuple(a.name for a in device_attrs(k)) for k in DeviceKind}
+
+
+class _KindKeys(Mapping[str, tuple[str, ...]]):
+    """Field names of each declared kind, read from the declarations on every use.
+
+    Live rather than computed at import, so a kind declared later is read and written too.
+    """
+
+    def __getitem__(self, kind: str) -> tuple[str, ...]:
+        if kind not in DeviceKind:
+            raise KeyError(kind)
+        return tuple(a.name for a in device_attrs(kind))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([k.value for k in DeviceKind])
+
+    def __len__(self) -> int:
+        return len(DeviceKind)
+
+
+_KIND_KEYS = _KindKeys()
 #: Words YAML 1.1 reads as booleans or null (quoted when written, so they stay strings).
 _YAML_WORDS = frozenset({"yes", "no", "true", "false", "on", "off", "null", "y", "n"})
 #: Strings written unquoted: no YAML indicator, no number or timestamp look-alike.

@@ -18,12 +18,16 @@ from gridflock.fleet.files._common import (
     _unknown_message,
 )
 
-#: CSV device columns: the common ones then every kind attribute, in declared order.
-_CSV_DEVICE_COLS = tuple(
-    dict.fromkeys(
-        a.name for a in DEVICE_COMMON + tuple(a for k in DeviceKind for a in KIND_ATTRS[k])
+
+def _device_cols() -> tuple[str, ...]:
+    """CSV device columns: the common ones then every declared kind's, in declared order."""
+    return tuple(
+        dict.fromkeys(
+            a.name for a in DEVICE_COMMON + tuple(a for k in DeviceKind for a in KIND_ATTRS[k])
+        )
     )
-)
+
+
 _CSV_SITE_COLS = tuple("site_" + a.name for a in SITE_ATTRS)  # site_id doubles as the device's
 _MAX_REPORTED = 50
 
@@ -78,7 +82,7 @@ def _read_csv(p: Path, source: str) -> _Tables:
     if raw is None or nodes is None:
         t.ok = False
         return t
-    _check_columns(raw, _CSV_SITE_COLS + _CSV_DEVICE_COLS, "a fleet CSV", source, problems)
+    _check_columns(raw, _CSV_SITE_COLS + _device_cols(), "a fleet CSV", source, problems)
     _check_columns(nodes, _NODE_KEYS, "a grid node CSV", t.node_source, problems)
     if "site_id" not in raw.columns:
         raw["site_id"] = np.nan
@@ -89,7 +93,7 @@ def _read_csv(p: Path, source: str) -> _Tables:
     _check_site_agreement(with_site, site_cols, source, problems)
     sites = with_site.drop_duplicates("site_id")[site_cols]
     t.sites = sites.rename(columns=lambda c: c.removeprefix("site_"))
-    t.devices = raw[[c for c in raw.columns if c in _CSV_DEVICE_COLS]]
+    t.devices = raw[[c for c in raw.columns if c in _device_cols()]]
     t.nodes = nodes
     return t
 
@@ -110,7 +114,7 @@ def _check_applicable(raw: pd.DataFrame, source: str, problems: list[Problem]) -
             continue
         known = set(_KIND_KEYS[kind.value])
         for col in raw.columns:
-            if col in known or col not in _CSV_DEVICE_COLS:
+            if col in known or col not in _device_cols():
                 continue
             bad = np.flatnonzero(rows & raw[col].notna().to_numpy())
             for i in bad[:_MAX_REPORTED]:
@@ -167,7 +171,7 @@ def _write_csv(spec: FleetSpec, p: Path, source: str) -> None:
     devices = (
         pd.concat(frames, ignore_index=True)
         if frames
-        else pd.DataFrame({c: pd.Series(dtype=object) for c in _CSV_DEVICE_COLS})
+        else pd.DataFrame({c: pd.Series(dtype=object) for c in _device_cols()})
     )
     lonely = ~spec.sites["id"].isin(devices["site_id"])
     if lonely.any():
@@ -191,8 +195,6 @@ def _write_csv(spec: FleetSpec, p: Path, source: str) -> None:
     devices = devices.iloc[np.argsort(position, kind="stable")]
     sites = spec.sites.add_prefix("site_")
     table = devices.merge(sites, on="site_id", how="left", sort=False)
-    table = table.reindex(
-        columns=[*_CSV_SITE_COLS, *(c for c in _CSV_DEVICE_COLS if c != "site_id")]
-    )
+    table = table.reindex(columns=[*_CSV_SITE_COLS, *(c for c in _device_cols() if c != "site_id")])
     table.to_csv(p, index=False)
     spec.grid_nodes[list(_NODE_KEYS)].to_csv(p.with_name(p.stem + ".grid_nodes.csv"), index=False)

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+
+from gridflock.domain.kinds import telemetry_extras_text
 
 __all__ = [
     "COMMAND_REJECT_REASONS",
@@ -66,16 +68,8 @@ MAX_COMMANDS = 10_000
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 #: Largest magnitude of a power value [kW]: beyond it a reading is a unit or wiring error.
 MAX_P_KW = 100_000.0
-#: Telemetry ``extras`` a reading may carry, with their units.
-EXTRAS_KEYS: dict[str, str] = {
-    "t_in_c": "indoor temperature [degC] (heat pump)",
-    "t_out_c": "outdoor temperature [degC] (heat pump)",
-    "cop": "current coefficient of performance [1] (heat pump)",
-    "t_tank_c": "tank temperature [degC] (water heater)",
-    "draw_kw": "hot water drawn, as heat [kW thermal] (water heater)",
-    "e_need_kwh": "energy the plugged-in car still needs [kWh] (EV charger)",
-    "departure_ts": "time the car leaves [UTC epoch s] (EV charger)",
-}
+#: Telemetry ``extras`` a reading may carry, with their units: those the device kinds declare.
+EXTRAS_KEYS: dict[str, str] = telemetry_extras_text()
 #: Well-known reasons a gateway gives for rejecting a command (others are allowed).
 COMMAND_REJECT_REASONS: dict[str, str] = {
     "expired": "valid_until had passed when the command arrived",
@@ -169,16 +163,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class Extras(_Strict):
-    """Optional kind-specific values of a reading; ``null`` or absent means not measured."""
+if TYPE_CHECKING:
 
-    t_in_c: float | None = Field(None, description=EXTRAS_KEYS["t_in_c"])
-    t_out_c: float | None = Field(None, description=EXTRAS_KEYS["t_out_c"])
-    cop: float | None = Field(None, description=EXTRAS_KEYS["cop"])
-    t_tank_c: float | None = Field(None, description=EXTRAS_KEYS["t_tank_c"])
-    draw_kw: float | None = Field(None, description=EXTRAS_KEYS["draw_kw"])
-    e_need_kwh: float | None = Field(None, description=EXTRAS_KEYS["e_need_kwh"])
-    departure_ts: float | None = Field(None, description=EXTRAS_KEYS["departure_ts"])
+    class Extras(_Strict):
+        """Optional kind-specific values of a reading; ``null`` or absent means not measured."""
+
+else:  # one optional float field per declared extra (``domain.kinds``)
+    Extras = create_model(
+        "Extras",
+        __base__=_Strict,
+        __doc__="Optional kind-specific values of a reading; ``null`` or absent means "
+        "not measured.",
+        **{k: (float | None, Field(None, description=v)) for k, v in EXTRAS_KEYS.items()},
+    )
 
 
 class Reading(_Strict):
