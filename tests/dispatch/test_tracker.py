@@ -123,8 +123,9 @@ def test_commands_expire_and_carry_sequence(small_spec):
     cmd = tracker.step(T0)
     assert np.all(cmd.valid_until == T0 + 120)
     assert len(set(cmd.command_ids)) == len(cmd)
+    fleet.send(cmd)
     fleet.report(T0 + 10)
-    assert tracker.step(T0 + 10) is None  # nothing moved, nothing expiring
+    assert tracker.step(T0 + 10) is None  # all followed, nothing moved, nothing expiring
     fleet.report(T0 + 110)
     again = tracker.step(T0 + 110)
     assert again is not None
