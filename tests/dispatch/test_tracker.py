@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gridflock.dispatch import Dispatcher, EventTracker, TrackerConfig
+from gridflock.dispatch import Dispatcher, TrackerConfig
 from gridflock.domain import DeviceKind, Event, EventStatus, Scope, TelemetryBatch
 from gridflock.domain.events import IllegalTransitionError
 from gridflock.fleet.state import FleetState
@@ -103,30 +103,35 @@ def test_cancel_releases_devices(small_spec):
     st = FleetState.from_spec(small_spec)
     fleet = Batteries(st, deaf=set())
     ev = Event("e5", 6.0, T0, T0 + 3000)
-    tracker = EventTracker(ev, st, TrackerConfig())
+    disp = Dispatcher(st, TrackerConfig())
+    tracker = disp.add(ev)
     fleet.report(T0)
-    fleet.send(tracker.step(T0))
+    for cmd in disp.step(T0):
+        fleet.send(cmd)
     assert fleet.p.sum() == pytest.approx(6.0)
     fleet.send(tracker.cancel(T0 + 10))
     assert ev.status is EventStatus.CANCELLED
     assert fleet.p.sum() == 0
+    assert disp.trackers == {}  # a finished event leaves the dispatcher
     with pytest.raises(IllegalTransitionError):
         ev.transition(EventStatus.ACTIVE)
 
 
-def test_commands_expire_and_carry_sequence(small_spec):
+def test_commands_expire_and_are_renewed_while_held(small_spec):
     st = FleetState.from_spec(small_spec)
     fleet = Batteries(st, deaf=set())
     ev = Event("e6", 6.0, T0, T0 + 3000)
-    tracker = EventTracker(ev, st, TrackerConfig(command_ttl_s=120))
+    disp = Dispatcher(st, TrackerConfig(interval_s=10, command_ttl_s=120))
+    disp.add(ev)
     fleet.report(T0)
-    cmd = tracker.step(T0)
+    (cmd,) = disp.step(T0)
+    fleet.send(cmd)
     assert np.all(cmd.valid_until == T0 + 120)
     assert len(set(cmd.command_ids)) == len(cmd)
-    fleet.send(cmd)
     fleet.report(T0 + 10)
-    assert tracker.step(T0 + 10) is None  # all followed, nothing moved, nothing expiring
-    fleet.report(T0 + 110)
-    again = tracker.step(T0 + 110)
-    assert again is not None
+    assert disp.step(T0 + 10) == []  # nothing moved, nothing expiring
+    fleet.report(T0 + 90)
+    (again,) = disp.step(T0 + 90)  # less than a third of the lifetime left: renewed
+    assert set(again.device_ids) == set(cmd.device_ids)
+    assert np.all(again.valid_until == T0 + 90 + 120)
     assert np.all(again.seq > cmd.seq[0])

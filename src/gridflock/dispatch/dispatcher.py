@@ -1,48 +1,566 @@
-"""Runs every event's tracker over one fleet and merges their commands."""
+"""All events over one fleet, served together: one allocation pass per control cycle.
+
+The dispatcher owns everything that is per device, so that events cannot step on each
+other:
+
+* ``held_by``: which event holds each device (its code, -1 for none). A device serves at
+  most one event. Each cycle the active events are served in order (higher ``priority``
+  first, then earlier start, then id); each allocates over the devices in its scope that
+  no event before it took in this cycle. So an event of higher priority may take devices
+  from a lower one; among equal priorities the earlier event keeps its devices.
+* ``delta_kw``: each held device's allocated change from its baseline [kW].
+* Grid limits are shared: each event's site and node capacities are computed from the
+  flows at baseline plus the changes already allocated to earlier events *in the same
+  direction*. An opposite change is never credited, so any event may end without an
+  other one crossing a limit.
+* ``owner``: the event a device's response is counted for (the event that holds it, or
+  released it while still running). Each event measures only its own devices against
+  their baselines, so two events never report the same kW.
+* Commands: one sequence number counter per device (unique and increasing across all
+  events and restarts: never below the issue time in ms); a held device's command is
+  renewed before it lapses, so a device never falls back, nor counts as a non-responder,
+  because its own command timed out.
+
+With the fair rule an event *claims* only the devices it needs: those it already holds
+first, then others in fleet order, until their deliverable kW cover what it asks plus a
+margin (``claim_margin``); every claimed device then gives the same fraction of its
+headroom. The rest stays free for the next event. With the merit order the cheapest
+devices are the claim.
+
+Opposite-direction events over shared devices and time are refused at :meth:`add`
+(:class:`~gridflock.domain.events.EventConflictError`): one device cannot export more and
+absorb more at once, and netting two requests would hide from both operators that
+neither is served.
+
+Finished events leave the dispatcher (the caller keeps their figures); memory does not
+grow with the number of past events.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+import zlib
+from datetime import UTC, datetime
 
+import numpy as np
+import pandas as pd
+
+from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
-from gridflock.domain.events import Event
-from gridflock.domain.messages import CommandBatch
+from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
+from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
+from gridflock.fleet.flexibility import Flexibility, flexibility
+from gridflock.fleet.groups import MeritPlan
 from gridflock.fleet.state import FleetState
 
 __all__ = ["Dispatcher"]
 
+_HELD_KW = 1e-3  # an allocation below this (1 W) holds no device
+
 
 class Dispatcher:
-    """Holds the trackers of all events; a device serves one event at a time.
-
-    Events are served in the order they were added: an earlier event keeps the devices
-    it holds, a later overlapping one allocates over the rest.
-    """
+    """Serves every live event over one fleet state; call :meth:`step` every interval."""
 
     def __init__(self, state: FleetState, config: TrackerConfig | None = None) -> None:
-        self.state = state
         self.config = config or TrackerConfig()
         self.trackers: dict[str, EventTracker] = {}
+        """The live (scheduled or active) events, by id."""
+        self.finished: list[EventTracker] = []
+        """The events that left in the last :meth:`step` (or :meth:`cancel` since)."""
+        self._next_code = 0
+        self._releasing: dict[int, str] = {}  # code -> id of events still releasing devices
+        self._plan: MeritPlan | None = None
+        self._bind(state)
 
+    def _bind(self, state: FleetState) -> None:
+        n = state.n
+        self.state = state
+        self.held_by: IntArray = np.full(n, -1, np.int64)
+        """Code of the event holding each device (``tracker.code``), -1 when free."""
+        self.owner: IntArray = np.full(n, -1, np.int64)
+        self.delta_kw: FloatArray = np.zeros(n)
+        """Each held device's allocated change from its baseline [kW]; 0 when free."""
+        self.sent: FloatArray = np.full(n, np.nan)
+        self.valid_until: FloatArray = np.full(n, -np.inf)
+        self.since: FloatArray = np.full(n, np.nan)
+        self.frozen_base: FloatArray = np.full(n, np.nan)
+        self.seq: IntArray = np.zeros(n, np.int64)
+        self.release_at: FloatArray = np.full(n, np.nan)
+        self.releaser: IntArray = np.full(n, -1, np.int64)
+
+    # ------------------------------------------------------------------ events
     def add(self, event: Event) -> EventTracker:
-        """Start tracking ``event`` (validates its scope against the fleet)."""
+        """Start serving ``event``; refuses an opposite-direction clash (see module doc)."""
         if event.id in self.trackers:
             raise ValueError(f"event {event.id} is already tracked")
-        tracker = EventTracker(event, self.state, self.config)
+        tracker = EventTracker(event, self.state, self.config, self._next_code, self)
+        other = self.conflicting(event, tracker.scope)
+        if other is not None:
+            raise EventConflictError(_conflict_message(event, other), other.id)
+        self._next_code += 1
         self.trackers[event.id] = tracker
         return tracker
 
-    def cancel(self, event_id: str, now: float) -> CommandBatch | None:
-        """Cancel one event; returns the release commands."""
-        return self.trackers[event_id].cancel(now)
+    def conflicting(self, event: Event, scope: BoolArray | None = None) -> Event | None:
+        """A live event in the opposite direction sharing devices and time, if any."""
+        mask = scope if scope is not None else self._scope(event.scope)
+        for t in self._ordered():
+            if (
+                t.up != event.up
+                and t.event.overlaps(event.start, event.end)
+                and bool((t.scope & mask).any())
+            ):
+                return t.event
+        return None
 
-    def step(self, now: float) -> list[CommandBatch]:
-        """Advance every tracker to ``now``; the commands to send, one batch per event."""
-        busy = np.zeros(self.state.n, bool)
-        out = []
-        for tracker in self.trackers.values():
-            batch = tracker.step(now, busy)
-            if batch is not None:
-                out.append(batch)
-            busy |= tracker.dispatched
+    def cancel(self, event_id: str, now: float) -> CommandBatch | None:
+        """Cancel one event; returns the commands handing its devices back at once."""
+        try:
+            tracker = self.trackers[event_id]
+        except KeyError:
+            raise KeyError(f"no live event {event_id!r}") from None
+        tracker.event.transition(EventStatus.CANCELLED)
+        idx = np.flatnonzero(self.held_by == tracker.code)
+        # NaN means "back to your own control"; it must stay valid long enough to arrive
+        batch = self._emit(
+            tracker, now, idx, np.full(len(idx), np.nan), now + self.config.command_ttl_s
+        )
+        self._leave(tracker)
+        return batch
+
+    def ordered(self) -> list[EventTracker]:
+        """Live events in serving order (priority, then start, then id)."""
+        return self._ordered()
+
+    # ------------------------------------------------------------------ measurement
+    def baseline(self) -> FloatArray:
+        """Each device's baseline [kW]: reported, else frozen when first held, else measured."""
+        st = self.state
+        out: FloatArray = np.where(
+            np.isfinite(st.p_baseline_kw),
+            st.p_baseline_kw,
+            np.where(np.isfinite(self.frozen_base), self.frozen_base, st.p_kw),
+        )
         return out
+
+    def delivered_kw(self, tracker: EventTracker) -> float:
+        """Response of the devices counted for ``tracker`` against their baselines [kW]."""
+        mine = self.owner == tracker.code
+        if not mine.any():
+            return 0.0
+        return float((self.state.p_kw[mine] - self.baseline()[mine]).sum())
+
+    def available_kw(self, scope: Scope, start: float, end: float, up: bool, now: float) -> float:
+        """What a new event could still get over ``[start, end)`` [kW, signed].
+
+        The kW the devices of ``scope`` can hold for the window's length, from the fleet
+        as it is now, within every site and node limit, after the live events of the
+        same direction whose windows overlap have taken what they ask (in their serving
+        order, with the same claims and caps as :meth:`step`). Devices held by any
+        other live event are left out. Raises ``ValueError`` for an unknown scope.
+        """
+        st = self.state
+        mask_new = self._scope(scope)
+        if not end > start:
+            raise ValueError("end must be after start")
+        flex = flexibility(st, (end - start) / 3600.0, now)
+        h = flex.headroom(up)
+        base = self.baseline()
+        holder = np.full(st.n, -1, np.int64)
+        changes = np.zeros(st.n)
+        for t in self._ordered():
+            if not t.event.overlaps(start, end):
+                continue
+            if t.up != up:
+                holder[self.held_by == t.code] = t.code
+                continue
+            mask = t.scope & ~t.excluded & st.online & (holder < 0)
+            alloc = self._allocate(
+                up, abs(t.event.target_kw), h, base, changes, mask, self.held_by == t.code
+            )
+            take = np.abs(alloc.delta_kw) > _HELD_KW
+            holder[take] = t.code
+            changes += np.where(take, alloc.delta_kw, 0.0)
+        site_p = st.site_power_kw(base + changes)
+        node_p = st.grid.node_flow_kw(site_p)
+        a = limit_headroom(
+            h, st.node_groups, st.grid, site_p, node_p, up, mask=mask_new & (holder < 0)
+        )
+        return float(a.sum()) * (1.0 if up else -1.0)
+
+    # ------------------------------------------------------------------ the loop
+    def step(self, now: float) -> list[CommandBatch]:
+        """Advance every event to ``now``; the commands to send, one batch per event."""
+        self.finished = []
+        out: list[CommandBatch] = []
+        for t in self._ordered():
+            ev = t.event
+            if now >= ev.end:
+                if ev.status is EventStatus.SCHEDULED:  # its whole window passed unserved
+                    ev.transition(EventStatus.FAILED)
+                else:
+                    ev.transition(EventStatus.COMPLETED)
+                    _add(out, self._finish(t, now))
+                self._leave(t)
+            elif now >= ev.start and ev.status is EventStatus.SCHEDULED:
+                if not t.scope.any():
+                    ev.transition(EventStatus.FAILED)
+                    self._leave(t)
+                else:
+                    ev.transition(EventStatus.ACTIVE)
+        out.extend(self._renew_releasing(now))
+        active = [t for t in self._ordered() if t.event.status is EventStatus.ACTIVE]
+        if active:
+            out.extend(self._serve(active, now))
+        return out
+
+    def _serve(self, active: list[EventTracker], now: float) -> list[CommandBatch]:
+        st, cfg = self.state, self.config
+        base = self.baseline()
+        # a silent device's last reading goes stale: once its command has lapsed it is
+        # back on its own control, so it is counted at its baseline, not at its old reading
+        lapsed = ~st.online & (self.valid_until <= now)
+        response = np.where(lapsed, 0.0, st.p_kw - base)
+        for t in active:  # measure each event on its own devices, judge, correct
+            mine = self.owner == t.code
+            if mine.any():
+                delivered = float(response[mine].sum())
+                t.samples_ts.append(now)
+                t.samples_delivered.append(delivered)
+                t.judge(now, st.p_kw, st.online, self.held_by == t.code)
+                keep = (self.held_by == t.code) & ~t.excluded & st.online
+                other = mine & ~keep
+                slip = float((self.delta_kw[keep] - response[keep]).sum())
+                t.control(now, delivered, slip, float(response[other].sum()))
+
+        holder = np.full(st.n, -1, np.int64)
+        delta = np.zeros(st.n)
+        changes = {True: np.zeros(st.n), False: np.zeros(st.n)}
+        flex: dict[float, Flexibility] = {}
+        edges: dict[int, FloatArray] = {}
+        for t in active:  # in serving order: each takes from what is left
+            end = t.event.end
+            if end not in flex:
+                flex[end] = flexibility(st, (end - now) / 3600.0, now)
+            fx = flex[end]
+            mask = t.scope & ~t.excluded & st.online & (holder < 0)
+            # devices that balance their home are held at their baseline, which follows
+            # their own energy limits; every other held device is kept within its band
+            edges[t.code] = np.where(
+                st.follows_site, np.nan, t.band_edge(fx.floor_kw, fx.ceiling_kw)
+            )
+            kept = (self.owner == t.code) & mask if cfg.hold else self.held_by == t.code
+            want = t.want_kw(t.forced_kw(edges[t.code], base, kept))
+            alloc = self._allocate(
+                t.up,
+                want,
+                fx.headroom(t.up),
+                base,
+                changes[t.up],
+                mask,
+                self.held_by == t.code,
+            )
+            take = np.abs(alloc.delta_kw) > _HELD_KW
+            if cfg.hold:  # a device the event moved stays held until the end
+                take |= kept
+            holder[take] = t.code
+            delta[take] = alloc.delta_kw[take]
+            changes[t.up] += np.where(take, alloc.delta_kw, 0.0)
+            t.last_allocation_kw = alloc.allocated_kw
+            t.available_kw = alloc.available_kw
+            t.saturated = abs(alloc.allocated_kw) < want - 1e-6
+            t.shortfall_kw = max(abs(t.event.target_kw) - abs(alloc.available_kw), 0.0)
+        self._pin_followers(active, holder)
+        for t in active:  # hold only what each device can keep for the rest of the window
+            h = holder == t.code
+            delta[h] = t.within_band(base[h] + delta[h], edges[t.code][h]) - base[h]
+        return self._command(active, now, holder, delta, base)
+
+    def _allocate(
+        self,
+        up: bool,
+        want: float,
+        headroom: FloatArray,
+        base: FloatArray,
+        changes: FloatArray,
+        mask: BoolArray,
+        mine: BoolArray,
+    ) -> Allocation:
+        """One event's allocation over ``mask``, after the earlier events' ``changes``."""
+        st, cfg = self.state, self.config
+        site_p = st.site_power_kw(base + changes)
+        node_p = st.grid.node_flow_kw(site_p)
+        caps = grid_caps(st.grid, site_p, node_p, up)
+        target = want if up else -want
+        if cfg.merit_order:
+            return allocate(
+                headroom,
+                target,
+                mask=mask,
+                cost=st.cost_per_kwh,
+                groups=st.node_groups,
+                caps=caps,
+                plan=self.plan,
+            )
+        a = limit_headroom(headroom, st.node_groups, st.grid, site_p, node_p, up, mask=mask)
+        claim = _claim(a, want * (1.0 + cfg.claim_margin), mine)
+        alloc = allocate(headroom, target, mask=claim, groups=st.node_groups, caps=caps)
+        available = float(a.sum()) if up else -float(a.sum())
+        return Allocation(alloc.delta_kw, target, available, alloc.allocated_kw)
+
+    @property
+    def plan(self) -> MeritPlan:
+        """The fleet's cost order for the merit order (built once per fleet)."""
+        if self._plan is None:
+            self._plan = MeritPlan.build(self.state.node_groups, self.state.cost_per_kwh)
+        return self._plan
+
+    def _pin_followers(self, active: list[EventTracker], holder: IntArray) -> None:
+        """Hold free home batteries at their baseline where their site is dispatched.
+
+        A battery left on self-consumption would undo the rest of its home's dispatch.
+        The first event (in serving order) with a device at the site holds it.
+        """
+        st = self.state
+        free = st.follows_site & (holder < 0) & st.online
+        if not free.any():
+            return
+        for t in active:
+            site_busy = (
+                np.bincount(st.site_idx, weights=holder == t.code, minlength=st.grid.n_sites) > 0
+            )
+            pin = free & site_busy[st.site_idx] & t.scope & ~t.excluded
+            holder[pin] = t.code
+            free &= ~pin
+
+    def _command(
+        self,
+        active: list[EventTracker],
+        now: float,
+        holder: IntArray,
+        delta: FloatArray,
+        base: FloatArray,
+    ) -> list[CommandBatch]:
+        st, cfg = self.state, self.config
+        held = holder >= 0
+        old = self.held_by
+        setpoint = np.where(held, base + delta, np.nan)
+        newly = held & (holder != old)
+        moved = held & ~(np.abs(setpoint - self.sent) <= cfg.deadband_kw)  # NaN sent: moved
+        renew = held & (self.valid_until - now < cfg.renew_s)
+        send = newly | moved | renew
+        released = (old >= 0) & ~held
+        # a device taken from free keeps the power it had as its baseline (unless it
+        # reports one); one passed between events, or still being released, keeps its own
+        fresh = held & (old < 0) & ~np.isfinite(self.release_at)
+        self.frozen_base[fresh] = np.where(
+            np.isfinite(st.p_baseline_kw[fresh]), np.nan, st.p_kw[fresh]
+        )
+        # the grace period runs from the last move a lag could be mistaken for
+        jump = held & (np.abs(setpoint - self.sent) > cfg.response_ratio * np.abs(delta))
+        self.since[newly | jump] = now
+        self.since[~held] = np.nan
+        self.owner[held] = holder[held]
+        self.release_at[held] = np.nan
+        self.releaser[held] = -1
+        self.delta_kw = np.where(held, delta, 0.0)
+        self.held_by = holder
+        out: list[CommandBatch] = []
+        for t in active:
+            hold = np.flatnonzero(send & (holder == t.code))
+            free = np.flatnonzero(released & (old == t.code))
+            until = min(t.event.end, now + cfg.command_ttl_s)
+            idx = np.concatenate([hold, free])
+            points = np.concatenate([setpoint[hold], np.full(len(free), np.nan)])
+            validity = np.concatenate(
+                [np.full(len(hold), until), np.full(len(free), now + cfg.command_ttl_s)]
+            )
+            _add(out, self._emit(t, now, idx, points, validity))
+        return out
+
+    # ------------------------------------------------------------------ endings
+    def _finish(self, t: EventTracker, now: float) -> CommandBatch | None:
+        """Hand devices back at randomised times over ``release_spread_s`` after the end.
+
+        Releasing every device at once would make deferred loads (EVs, heat pumps) all
+        resume together: a rebound peak. Each device keeps its setpoint until its own
+        release time; its command is renewed until then like a held one (so the
+        fail-safe lifetime still applies), then it falls back to its own control.
+        """
+        cfg = self.config
+        idx = np.flatnonzero(self.held_by == t.code)
+        if cfg.release_spread_s <= 0 or not len(idx):
+            return self._emit(t, now, idx, np.full(len(idx), np.nan), now + cfg.command_ttl_s)
+        rng = np.random.default_rng(zlib.crc32(t.event.id.encode()))
+        at = t.event.end + rng.uniform(0.0, cfg.release_spread_s, len(idx))
+        self.release_at[idx] = at
+        self.releaser[idx] = t.code
+        self._releasing[t.code] = t.event.id
+        points = self.sent[idx].copy()
+        return self._emit(t, now, idx, points, np.minimum(at, now + cfg.command_ttl_s))
+
+    def _renew_releasing(self, now: float) -> list[CommandBatch]:
+        """Renew the setpoints of devices still being handed back; forget the released."""
+        cfg = self.config
+        done = np.isfinite(self.release_at) & (now >= self.release_at)
+        if done.any():
+            self.release_at[done] = np.nan
+            self.releaser[done] = -1
+            self.sent[done] = np.nan
+        out: list[CommandBatch] = []
+        for code, event_id in list(self._releasing.items()):
+            mine = self.releaser == code
+            if not mine.any():
+                del self._releasing[code]
+                continue
+            due = (
+                mine & (self.valid_until - now < cfg.renew_s) & (self.valid_until < self.release_at)
+            )
+            idx = np.flatnonzero(due)
+            if len(idx):
+                until = np.minimum(self.release_at[idx], now + cfg.command_ttl_s)
+                _add(out, self._emit_for(event_id, None, now, idx, self.sent[idx].copy(), until))
+        idle = (self.held_by < 0) & (self.owner < 0) & ~np.isfinite(self.release_at)
+        self.frozen_base[idle] = np.nan
+        return out
+
+    def _leave(self, t: EventTracker) -> None:
+        """The event is over: forget it (its figures stay with the tracker object)."""
+        mine = self.held_by == t.code
+        self.held_by[mine] = -1
+        self.delta_kw[mine] = 0.0
+        self.since[mine] = np.nan
+        self.owner[self.owner == t.code] = -1
+        self.trackers.pop(t.event.id, None)
+        self.finished.append(t)
+
+    # ------------------------------------------------------------------ a new fleet
+    def replace_fleet(self, state: FleetState) -> list[EventTracker]:
+        """Carry on over a new fleet; devices are matched by id.
+
+        Running events continue on the devices that still exist (their holds,
+        setpoints, baselines and sequence numbers carried over); devices that left
+        simply drop out. An event whose scope names a grid node or tag the new fleet no
+        longer has fails. Returns the events that failed.
+        """
+        old_state = self.state
+        pos = pd.Index(old_state.device_ids).get_indexer(state.device_ids)  # type: ignore[arg-type]
+        has = pos >= 0
+        src = pos[has]
+
+        def carry(arr: np.ndarray, fill: float | int | bool) -> np.ndarray:
+            new = np.full(state.n, fill, dtype=arr.dtype)
+            new[has] = arr[src]
+            return new
+
+        carried = {
+            "held_by": carry(self.held_by, -1),
+            "owner": carry(self.owner, -1),
+            "delta_kw": carry(self.delta_kw, 0.0),
+            "sent": carry(self.sent, np.nan),
+            "valid_until": carry(self.valid_until, -np.inf),
+            "since": carry(self.since, np.nan),
+            "frozen_base": carry(self.frozen_base, np.nan),
+            "seq": carry(self.seq, 0),
+            "release_at": carry(self.release_at, np.nan),
+            "releaser": carry(self.releaser, -1),
+        }
+        self._bind(state)
+        for name, arr in carried.items():
+            setattr(self, name, arr)
+        self._plan = None
+        self.finished = []
+        failed = []
+        for t in self._ordered():
+            try:
+                scope = self._scope(t.event.scope)
+            except ValueError:
+                t.event.transition(EventStatus.FAILED)
+                self._leave(t)
+                failed.append(t)
+                continue
+            t.scope = scope
+            t.excluded = carry(t.excluded, False)
+        return failed
+
+    # ------------------------------------------------------------------ helpers
+    def _ordered(self) -> list[EventTracker]:
+        return sorted(self.trackers.values(), key=lambda t: t.event.order_key())
+
+    def _scope(self, scope: Scope) -> BoolArray:
+        out: BoolArray = self.state.scope_mask(scope) & self.state.controllable()
+        return out
+
+    def _emit(
+        self,
+        t: EventTracker,
+        now: float,
+        idx: IntArray,
+        setpoints: FloatArray,
+        until: float | FloatArray,
+    ) -> CommandBatch | None:
+        return self._emit_for(t.event.id, t, now, idx, setpoints, until)
+
+    def _emit_for(
+        self,
+        event_id: str,
+        t: EventTracker | None,
+        now: float,
+        idx: IntArray,
+        setpoints: FloatArray,
+        until: float | FloatArray,
+    ) -> CommandBatch | None:
+        """Commands for devices ``idx``; each device's sequence number moves on."""
+        if not len(idx):
+            return None
+        until_arr = np.broadcast_to(np.asarray(until, float), len(idx)).copy()
+        self.sent[idx] = setpoints
+        self.valid_until[idx] = until_arr
+        seq = np.maximum(self.seq[idx] + 1, int(now * 1000))
+        self.seq[idx] = seq
+        ids = self.state.device_ids[idx]
+        cmd_ids = (
+            f"{event_id}:" + pd.Series(seq).astype(str) + ":" + pd.Series(ids, dtype=object)
+        ).to_numpy(dtype=object)
+        if t is not None:
+            t.commands_sent += len(idx)
+        return CommandBatch(cmd_ids, ids, setpoints.copy(), until_arr, seq, now, event_id)
+
+
+def _claim(a: FloatArray, need: float, mine: BoolArray) -> BoolArray:
+    """The devices an event claims: its own first, then others in fleet order, to ``need``.
+
+    ``a`` is the effective headroom over the devices the event may use (any subset of it
+    can deliver at least its sum within every limit), so the claim covers ``need`` when
+    the devices can. One cumulative sum, no sort.
+    """
+    pos = a > 0
+    if float(a.sum()) <= need:
+        out: BoolArray = pos
+        return out
+    own = pos & mine
+    got = float(a[own].sum())
+    if got >= need:
+        run = np.cumsum(np.where(own, a, 0.0))
+        kept: BoolArray = own & (run - a < need)
+        return kept
+    rest = pos & ~mine
+    run = np.cumsum(np.where(rest, a, 0.0))
+    claim: BoolArray = own | (rest & (run - a < need - got))
+    return claim
+
+
+def _add(out: list[CommandBatch], batch: CommandBatch | None) -> None:
+    if batch is not None:
+        out.append(batch)
+
+
+def _conflict_message(event: Event, other: Event) -> str:
+    def when(ts: float) -> str:
+        return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    way = "up (more export)" if other.up else "down (more import)"
+    return (
+        f"event {other.id} already asks {way} of devices in this scope from "
+        f"{when(other.start)} to {when(other.end)}; a device cannot move both ways at once. "
+        f"Cancel {other.id}, choose a scope without its devices, or a window outside it"
+    )

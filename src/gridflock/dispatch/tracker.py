@@ -1,40 +1,45 @@
-"""The closed loop of one event: allocate, command, measure, judge, re-allocate.
+"""One event's closed loop: its figures, its non-responders and its control law.
 
-Every ``interval_s`` the tracker measures the response of the devices it commanded
-against their baselines and re-allocates. The control law (see docs/concepts.md,
-"Tracking"):
+The :class:`~gridflock.dispatch.dispatcher.Dispatcher` owns what is per device (who holds
+each device, its setpoint, baseline, sequence number) and allocates for every event in
+one pass; an :class:`EventTracker` keeps what is per event: which devices its scope
+allows, which it dropped as non-responders, its correction and its measured samples.
+Every ``interval_s`` the dispatcher hands each active tracker what its own devices
+delivered; :meth:`EventTracker.judge` drops devices whose response lags their command
+past a grace period, and :meth:`EventTracker.control` turns the measurements into the
+kW the event asks of the allocator next (the control law, kept in one place):
 
-* **Feed-forward.** The allocation asks for the target plus what the measurements say
-  will be missing: the *slip* of the devices it holds (commanded change minus measured
-  response, smoothed) and the response of devices it no longer commands (released,
-  dropped), taken as persisting. Both are measured, not accumulated, so they cannot
-  wind up; a small integral removes what remains, frozen while the fleet is saturated.
-* **Hold, don't release.** A device the event has moved stays under command until the
-  event ends, at least at its baseline, so a deferred load cannot catch up (rebound)
-  inside the window; every setpoint is clipped to the device's power band for the rest
-  of the window, so it holds what the device can keep (comfort, departure, reserve).
-* **Non-responders.** A device that lags its setpoint past a grace period after the
-  setpoint last moved (or went silent) is dropped; its share is re-allocated at once,
-  because the slip is measured over the devices still held.
-
-Only setpoints that moved by more than a deadband (or whose validity is about to lapse)
-are sent again.
+* **Feed-forward of what is measured to be missing.** The event asks for its target
+  plus the *slip* of the devices it holds (their commanded change minus their measured
+  response, smoothed over intervals), minus what the devices it no longer holds
+  (released or dropped) still deliver, plus the forced moves of held devices whose
+  power band no longer reaches their baseline (a car that must charge, a tank that must
+  heat: known before allocating, so asked of the others at once). Each term is
+  measured anew every interval, so none of them can wind up.
+* **A small integral** removes the bias the feed-forward leaves; it waits out the first
+  responses (``grace_s``) and is frozen while the allocation is saturated (anti-windup).
+* **Hold, don't release.** A device the event has moved stays under its command until
+  the event ends, at least at its baseline (``hold``): released mid-event, a deferred
+  load would catch up inside the window and undo what the others deliver. Every
+  setpoint is clipped to the device's power band for the rest of the window on the
+  side the event pushes towards (:meth:`EventTracker.within_band`), so what a device
+  is asked to hold is what it can keep.
 """
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
-from gridflock.dispatch.allocate import allocate, limit_headroom
 from gridflock.domain.events import Event, EventStatus
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray
-from gridflock.fleet.flexibility import flexibility
 from gridflock.fleet.state import FleetState
 from gridflock.mv.performance import EventPerformance, event_performance
+
+if TYPE_CHECKING:
+    from gridflock.dispatch.dispatcher import Dispatcher
 
 __all__ = ["EventTracker", "TrackerConfig"]
 
@@ -43,15 +48,22 @@ __all__ = ["EventTracker", "TrackerConfig"]
 class TrackerConfig:
     """Tuning of the loop; times in seconds, powers in kW.
 
+    ``command_ttl_s`` is how long a command holds a device before it falls back to its
+    own control (the fail-safe when the service falls silent); while an event holds a
+    device its command is renewed once less than ``renew_before_s`` of it is left
+    (default: a third of the lifetime, at least two control intervals).
+    ``claim_margin`` is the spare an event claims above what it asks, as a fraction, so
+    a device that falls short is covered without waiting for a new claim.
     ``gain`` is the integral gain on the remaining error (per interval), bounded to
-    ``max_correction`` of the target; ``slip_smoothing`` is the weight of the newest
-    slip measurement in its running estimate (1 trusts the last interval alone, which
-    passes measurement noise on in full); ``hold`` keeps devices the event has moved
-    under command until the end instead of releasing them mid-event.
+    ``max_correction`` of the target; ``slip_smoothing`` is the weight of the newest slip
+    measurement in its running estimate (1 trusts the last interval alone and passes its
+    measurement noise on in full); ``hold`` keeps devices an event has moved under its
+    command until the event ends instead of releasing them mid-event.
     """
 
     interval_s: float = 10.0
-    command_ttl_s: float = 300.0
+    command_ttl_s: float = 30.0
+    renew_before_s: float | None = None
     grace_s: float = 90.0
     response_ratio: float = 0.5
     min_judged_kw: float = 0.2
@@ -62,32 +74,47 @@ class TrackerConfig:
     hold: bool = True
     merit_order: bool = False
     release_spread_s: float = 1800.0
+    claim_margin: float = 0.25
+
+    def __post_init__(self) -> None:
+        if not self.command_ttl_s > 2 * self.interval_s:
+            raise ValueError(
+                f"command_ttl_s ({self.command_ttl_s:g} s) must exceed two control intervals "
+                f"({2 * self.interval_s:g} s), or commands lapse between renewals: raise the "
+                "command lifetime or shorten the control interval"
+            )
+
+    @property
+    def renew_s(self) -> float:
+        """Renew a held device's command once less than this is left of it [s]."""
+        if self.renew_before_s is not None:
+            return self.renew_before_s
+        return min(max(self.command_ttl_s / 3, 2 * self.interval_s), self.command_ttl_s)
 
 
 class EventTracker:
-    """Drives one event over the fleet state; call :meth:`step` every interval."""
+    """The per-event part of the loop; created by :meth:`Dispatcher.add`."""
 
     def __init__(
-        self, event: Event, state: FleetState, config: TrackerConfig | None = None
+        self, event: Event, state: FleetState, config: TrackerConfig, code: int, owner: Dispatcher
     ) -> None:
         self.event = event
-        self.state = state
-        self.config = config or TrackerConfig()
-        n = state.n
-        self.scope = state.scope_mask(event.scope) & state.controllable()
-        self.excluded = np.zeros(n, bool)
-        self.delta = np.zeros(n)
-        self.sent = np.full(n, np.nan)
-        self.valid_until = np.full(n, -np.inf)
-        self.sent_at = np.full(n, np.nan)
-        self.frozen_base = np.full(n, np.nan)
-        self.touched = np.zeros(n, bool)
+        self.config = config
+        self.code = code
+        """The event's number in the dispatcher's per-device ``held_by`` array."""
+        self._dispatcher = owner
+        self.scope: BoolArray = state.scope_mask(event.scope) & state.controllable()
+        self.excluded: BoolArray = np.zeros(state.n, bool)
         self.correction_kw = 0.0
         self.slip_kw = 0.0
+        """Held devices' commanded change minus their response, smoothed [kW, event sign]."""
         self.released_kw = 0.0
+        """What the event's devices it no longer holds deliver [kW, event sign]."""
+        self.saturated = False
+        """Whether the last allocation gave less than the event asked (all it could)."""
         self._slip_known = False
-        self._saturated = False
         self.last_allocation_kw = 0.0
+        self.available_kw = 0.0
         self.shortfall_kw = 0.0
         self.samples_ts: list[float] = []
         self.samples_delivered: list[float] = []
@@ -97,12 +124,23 @@ class EventTracker:
     @property
     def up(self) -> bool:
         """Whether the event asks for up (more export / less import)."""
-        return self.event.target_kw > 0
+        return self.event.up
+
+    @property
+    def sign(self) -> float:
+        """+1 for an up event, -1 for down."""
+        return 1.0 if self.up else -1.0
 
     @property
     def dispatched(self) -> BoolArray:
-        """Devices currently holding a setpoint for this event."""
-        out: BoolArray = np.isfinite(self.sent)
+        """Devices this event holds now."""
+        out: BoolArray = self._dispatcher.held_by == self.code
+        return out
+
+    @property
+    def touched(self) -> BoolArray:
+        """Devices whose response counts for this event (held now, or released by it)."""
+        out: BoolArray = self._dispatcher.owner == self.code
         return out
 
     @property
@@ -110,135 +148,12 @@ class EventTracker:
         """Devices dropped for not following their command."""
         return int(self.excluded.sum())
 
-    def baseline(self) -> FloatArray:
-        """Reported baselines, or the power a device had when first commanded."""
-        st = self.state
-        return np.where(
-            np.isfinite(st.p_baseline_kw),
-            st.p_baseline_kw,
-            np.where(np.isfinite(self.frozen_base), self.frozen_base, st.p_kw),
-        )
-
     def delivered_kw(self) -> float:
-        """Measured response against baselines of every device the event commanded [kW].
-
-        Devices released or dropped mid-event count too: a deferred load catching up
-        after its release is part of what the event caused.
-        """
-        d = self.touched
-        return float((self.state.p_kw[d] - self.baseline()[d]).sum())
-
-    # ------------------------------------------------------------------ loop
-    def step(self, now: float, busy: BoolArray | None = None) -> CommandBatch | None:
-        """Advance the loop to ``now``; return the commands to send, if any.
-
-        ``busy`` marks devices another event holds; they are left alone.
-        """
-        ev = self.event
-        if ev.status.final or now < ev.start:
-            return None
-        if now >= ev.end:
-            if ev.status is EventStatus.SCHEDULED:  # its whole window passed unserved
-                ev.transition(EventStatus.FAILED)
-                return None
-            ev.transition(EventStatus.COMPLETED)
-            return self._finish()
-        if ev.status is EventStatus.SCHEDULED:
-            if not self.scope.any():
-                ev.transition(EventStatus.FAILED)
-                return None
-            ev.transition(EventStatus.ACTIVE)
-        cfg = self.config
-        sign = 1.0 if self.up else -1.0
-        base = self.baseline()
-        response = self.state.p_kw - base
-        target = abs(ev.target_kw)
-        if self.touched.any():
-            delivered = float(response[self.touched].sum())
-            self.samples_ts.append(now)
-            self.samples_delivered.append(delivered)
-            self._judge(now, sign)
-            self._update_law(now, sign, response, target - sign * delivered)
-
-        flex = flexibility(self.state, (ev.end - now) / 3600.0, now)
-        mask = self.scope & ~self.excluded & self.state.online
-        if busy is not None:
-            mask &= ~busy
-        # held devices whose band no longer reaches their baseline must move against the
-        # event (a car that must charge, a tank that must heat): known now, so asked for
-        # from the others now rather than found missing an interval later
-        edge = flex.ceiling_kw if self.up else flex.floor_kw
-        head_dir = flex.headroom(self.up)
-        st = self.state
-        lively = np.bincount(
-            st.site_idx, weights=(head_dir > 0) & mask & ~st.follows_site, minlength=st.grid.n_sites
-        )
-        held = (self.touched | (st.follows_site & (lively[st.site_idx] > 0))) & mask
-        forced = np.where(held & np.isfinite(edge), sign * (edge - base), 0.0)
-        forced_kw = float(np.minimum(forced, 0.0).sum())
-        want = float(
-            np.clip(
-                target - forced_kw + self.slip_kw - self.released_kw + self.correction_kw,
-                0.0,
-                (2.0 + cfg.max_correction) * target,
-            )
-        )
-        site_p = self.state.site_power_kw(base)
-        node_p = self.state.grid.node_flow_kw(site_p)
-        head = limit_headroom(
-            flex.headroom(self.up), self.state.node_groups, self.state.grid, site_p, node_p, self.up
-        )
-        alloc = allocate(
-            head, sign * want, mask=mask, cost=self.state.cost_per_kwh if cfg.merit_order else None
-        )
-        self.last_allocation_kw = alloc.allocated_kw
-        self._saturated = abs(alloc.allocated_kw) < want - 1e-6
-        self.shortfall_kw = max(target - abs(alloc.available_kw), 0.0)
-        return self._command(now, alloc.delta_kw, base, mask, flex.floor_kw, flex.ceiling_kw)
-
-    def _judge(self, now: float, sign: float) -> None:
-        """Drop devices that lag their setpoint past the grace period, or went silent."""
-        cfg = self.config
-        judged = (
-            self.dispatched
-            & (now - self.sent_at >= cfg.grace_s)
-            & (np.abs(self.delta) >= cfg.min_judged_kw)
-        )
-        missing = sign * (self.sent - self.state.p_kw)  # > 0: short of the setpoint
-        lagging = judged & (
-            (missing > cfg.response_ratio * np.abs(self.delta)) | ~self.state.online
-        )
-        self.excluded |= lagging
-
-    def _update_law(self, now: float, sign: float, response: FloatArray, error: float) -> None:
-        """Measure the slip of the devices still held and integrate what it leaves.
-
-        ``error`` is the target minus the delivered power, in the event's direction [kW].
-        """
-        cfg = self.config
-        keep = self.dispatched & ~self.excluded & self.state.online
-        other = self.touched & ~keep
-        slip = sign * float((self.delta[keep] - response[keep]).sum())
-        a = cfg.slip_smoothing if self._slip_known else 1.0
-        self.slip_kw += a * (slip - self.slip_kw)
-        self._slip_known = True
-        self.released_kw = sign * float(response[other].sum())
-        if now - self.event.start < cfg.grace_s:
-            return  # the first responses are still landing: nothing to integrate yet
-        bound = cfg.max_correction * abs(self.event.target_kw)
-        if self._saturated and error > 0:
-            return  # anti-windup: the fleet gives all it can, more asking would only wind up
-        self.correction_kw = float(np.clip(self.correction_kw + cfg.gain * error, -bound, bound))
-
-    def cancel(self, now: float) -> CommandBatch | None:
-        """Cancel the event and release its devices."""
-        if self.event.status.final:
-            return None
-        self.event.transition(EventStatus.CANCELLED)
-        return self._release(now)
+        """Measured response of this event's own devices against their baselines [kW]."""
+        return self._dispatcher.delivered_kw(self)
 
     def performance(self) -> EventPerformance:
-        """The event's figures from the tracker's own measurements."""
+        """The event's figures from its own measurements."""
         return event_performance(
             np.array(self.samples_ts),
             np.array(self.samples_delivered),
@@ -248,98 +163,83 @@ class EventTracker:
             self.non_responders,
         )
 
-    # ------------------------------------------------------------------ commands
-    def _command(
-        self,
-        now: float,
-        delta: FloatArray,
-        base: FloatArray,
-        mask: BoolArray,
-        floor: FloatArray,
-        ceiling: FloatArray,
-    ) -> CommandBatch | None:
-        cfg = self.config
-        st = self.state
-        active = np.abs(delta) > 1e-3
-        # a device that balances its home on its own (a self-consumption battery) would undo
-        # the rest of its home's dispatch: pin it to its baseline wherever another device of
-        # the site is dispatched (declared per kind: ``follows_site``)
-        busy_sites = np.bincount(st.site_idx, weights=active, minlength=st.grid.n_sites) > 0
-        active |= st.follows_site & busy_sites[st.site_idx] & mask
-        if cfg.hold:
-            # a device already moved keeps a command until the end: released, a deferred
-            # load would catch up inside the window and undo what others deliver
-            active |= self.touched & mask
-        # hold only what the device can keep for the rest of the window: never past the
-        # edge of its band the event pushes towards (a car that must still charge, a tank
-        # that must still heat); the other edge is its own business
-        new = base + delta
-        if self.up:
-            new = np.where(np.isfinite(ceiling), np.minimum(new, ceiling), new)
-        else:
-            new = np.where(np.isfinite(floor), np.maximum(new, floor), new)
-        new = np.where(active, new, np.nan)
-        self.touched |= active
-        first = active & ~self.dispatched
-        self.frozen_base[first] = np.where(
-            np.isfinite(self.state.p_baseline_kw[first]), np.nan, self.state.p_kw[first]
-        )
-        changed = (np.abs(new - self.sent) > cfg.deadband_kw) | (
-            np.isnan(new) != np.isnan(self.sent)
-        )
-        # the grace period runs from the last material move of the setpoint
-        moved = active & ~(np.abs(new - self.sent) < cfg.min_judged_kw)
-        self.sent_at[moved] = now
-        expiring = active & (self.valid_until - now < 2 * cfg.interval_s)
-        idx = np.flatnonzero(changed | expiring)
-        self.delta = np.where(active, new - base, 0.0)
-        self.sent_at[~active] = np.nan
-        until = min(self.event.end, now + cfg.command_ttl_s)
-        return self._emit(now, idx, new[idx], until)
+    def cancel(self, now: float) -> CommandBatch | None:
+        """Cancel the event and release its devices (through the dispatcher)."""
+        return self._dispatcher.cancel(self.event.id, now)
 
-    def _finish(self) -> CommandBatch | None:
-        """Hand devices back at randomised times over ``release_spread_s`` after the end.
+    @property
+    def live(self) -> bool:
+        """Whether the event is still scheduled or active."""
+        return self.event.status in (EventStatus.SCHEDULED, EventStatus.ACTIVE)
 
-        Releasing every device at once would make deferred loads (EVs, heat pumps) all
-        resume together: a rebound peak. Each device keeps its setpoint until its own
-        ``valid_until``, then falls back to its own control.
+    # ------------------------------------------------------------------ the control law
+    def judge(self, now: float, p_kw: FloatArray, online: BoolArray, held: BoolArray) -> None:
+        """Drop held devices that lag their command past the grace period.
+
+        Judged are devices held for at least ``grace_s`` under a command still valid,
+        with a change large enough to tell from noise; a device short of its setpoint by
+        more than ``response_ratio`` of its change, or offline, is excluded from now on.
         """
-        spread = self.config.release_spread_s
-        end = self.event.end
-        if spread <= 0:
-            return self._release(end)
-        idx = np.flatnonzero(self.dispatched)
-        rng = np.random.default_rng(zlib.crc32(self.event.id.encode()))
-        until = end + rng.uniform(0.0, spread, len(idx))
-        batch = self._emit(end, idx, self.sent[idx], until)
-        self.sent[idx] = np.nan
-        self.delta[:] = 0.0
-        return batch
-
-    def _release(self, now: float) -> CommandBatch | None:
-        idx = np.flatnonzero(self.dispatched)
-        self.delta[:] = 0.0
-        # NaN means "back to your own control"; it must stay valid long enough to arrive
-        return self._emit(now, idx, np.full(len(idx), np.nan), now + self.config.command_ttl_s)
-
-    def _emit(
-        self, now: float, idx: np.ndarray, setpoints: FloatArray, until: float | FloatArray
-    ) -> CommandBatch | None:
-        if not len(idx):
-            return None
-        self.sent[idx] = setpoints
-        self.valid_until[idx] = until
-        seq = np.full(len(idx), int(now * 1000), dtype=np.int64)
-        ids = self.state.device_ids[idx]
-        prefix = f"{self.event.id}:{int(now * 1000)}:"
-        cmd_ids = (prefix + pd.Series(ids, dtype=object)).to_numpy(dtype=object)
-        self.commands_sent += len(idx)
-        return CommandBatch(
-            cmd_ids,
-            ids,
-            setpoints.copy(),
-            np.broadcast_to(np.asarray(until, float), len(idx)).copy(),
-            seq,
-            now,
-            self.event.id,
+        cfg, d = self.config, self._dispatcher
+        judged = (
+            held
+            & (now - d.since >= cfg.grace_s)
+            & (d.valid_until > now)
+            & (np.abs(d.delta_kw) >= cfg.min_judged_kw)
         )
+        missing = self.sign * (d.sent - p_kw)  # > 0: short of the setpoint
+        lagging = judged & ((missing > cfg.response_ratio * np.abs(d.delta_kw)) | ~online)
+        self.excluded |= lagging
+
+    def control(self, now: float, delivered_kw: float, slip_kw: float, released_kw: float) -> None:
+        """Update the law from one interval's measurements [kW, generator sign].
+
+        ``slip_kw`` is the commanded change minus the response over the devices the event
+        still holds, ``released_kw`` the response of its devices it no longer holds.
+        """
+        cfg, ev = self.config, self.event
+        a = cfg.slip_smoothing if self._slip_known else 1.0
+        self.slip_kw += a * (self.sign * slip_kw - self.slip_kw)
+        self._slip_known = True
+        self.released_kw = self.sign * released_kw
+        if now - ev.start < cfg.grace_s:
+            return  # the first responses are still landing: nothing to integrate yet
+        error = abs(ev.target_kw) - self.sign * delivered_kw
+        if self.saturated and error > 0:
+            return  # anti-windup: the fleet gives all it can; asking more only winds up
+        bound = cfg.max_correction * abs(ev.target_kw)
+        self.correction_kw = float(np.clip(self.correction_kw + cfg.gain * error, -bound, bound))
+
+    def want_kw(self, forced_kw: float = 0.0) -> float:
+        """What the event asks of the allocator this cycle [kW, magnitude].
+
+        ``forced_kw`` (event sign, <= 0) is what held devices must move against the event
+        this interval (:meth:`forced_kw`); the rest of the fleet is asked to cover it.
+        """
+        target = abs(self.event.target_kw)
+        want = target - forced_kw + self.slip_kw - self.released_kw + self.correction_kw
+        return float(np.clip(want, 0.0, (2.0 + self.config.max_correction) * target))
+
+    def band_edge(self, floor_kw: FloatArray, ceiling_kw: FloatArray) -> FloatArray:
+        """The edge of the power bands the event pushes towards: ceiling up, floor down."""
+        return ceiling_kw if self.up else floor_kw
+
+    def forced_kw(self, edge_kw: FloatArray, base_kw: FloatArray, held: BoolArray) -> float:
+        """What ``held`` devices must move against the event to stay in band [kW, <= 0]."""
+        gap = np.where(held & np.isfinite(edge_kw), self.sign * (edge_kw - base_kw), 0.0)
+        return float(np.minimum(gap, 0.0).sum())
+
+    def within_band(self, setpoint_kw: FloatArray, edge_kw: FloatArray) -> FloatArray:
+        """Setpoints clipped to the band edge the event pushes towards (NaN: no band).
+
+        Never past what the device can keep for the rest of the window; the other edge
+        is the device's own business (its baseline may sit outside a band that only
+        bounds what can be *held* that long).
+        """
+        if self.up:
+            out: FloatArray = np.where(
+                np.isfinite(edge_kw), np.minimum(setpoint_kw, edge_kw), setpoint_kw
+            )
+        else:
+            out = np.where(np.isfinite(edge_kw), np.maximum(setpoint_kw, edge_kw), setpoint_kw)
+        return out

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from gridflock.domain.errors import GridflockError
 
-__all__ = ["Event", "EventSource", "EventStatus", "IllegalTransitionError", "Scope"]
+__all__ = [
+    "DEFAULT_PRIORITY",
+    "MAX_PRIORITY",
+    "MAX_TARGET_KW",
+    "MIN_PRIORITY",
+    "AdmissionError",
+    "Event",
+    "EventConflictError",
+    "EventSource",
+    "EventStatus",
+    "IllegalTransitionError",
+    "Scope",
+]
+
+#: Priority range: a higher number is served first (see :class:`Event`).
+MIN_PRIORITY = 0
+MAX_PRIORITY = 100
+DEFAULT_PRIORITY = 50
+#: Largest target an event may ask for [kW, either sign]: 10 GW, beyond any fleet.
+MAX_TARGET_KW = 1e7
 
 
 class EventStatus(StrEnum):
@@ -33,6 +53,26 @@ _ALLOWED: dict[EventStatus, set[EventStatus]] = {
 
 class IllegalTransitionError(GridflockError):
     """An event was asked to move to a status its lifecycle does not allow."""
+
+
+class EventConflictError(GridflockError, ValueError):
+    """An event that clashes with another: opposite directions over the same devices and time."""
+
+    def __init__(self, message: str, other: str) -> None:
+        super().__init__(message)
+        self.other = other
+
+
+class AdmissionError(GridflockError, ValueError):
+    """A target above what the scope can still deliver over the window.
+
+    ``available_kw`` is what it can deliver (with the target's sign), so the caller can
+    ask for that much, or for the target with ``allow_partial``.
+    """
+
+    def __init__(self, message: str, available_kw: float) -> None:
+        super().__init__(message)
+        self.available_kw = available_kw
 
 
 class EventSource(StrEnum):
@@ -82,6 +122,9 @@ class Event:
     """A request for ``target_kw`` relative to baseline over ``[start, end)`` (UTC epoch s).
 
     ``target_kw > 0`` asks for "up" (more export / less import), ``< 0`` for "down".
+    ``priority`` (0..100, default 50) orders events that compete for devices: a higher
+    number is served first and may take devices from a lower one; equal priorities are
+    served by start time, then id, and the earlier keeps its devices.
     """
 
     id: str
@@ -92,12 +135,31 @@ class Event:
     source: EventSource = EventSource.OPERATOR
     status: EventStatus = EventStatus.SCHEDULED
     created_by: str = "system"
+    priority: int = DEFAULT_PRIORITY
 
     def __post_init__(self) -> None:
         if not self.end > self.start:
             raise ValueError(f"event {self.id}: end must be after start")
-        if self.target_kw == 0:
+        if not math.isfinite(self.target_kw) or self.target_kw == 0:
             raise ValueError(f"event {self.id}: target_kw must be non-zero (kW, + up, - down)")
+        if not MIN_PRIORITY <= self.priority <= MAX_PRIORITY:
+            raise ValueError(
+                f"event {self.id}: priority must be within {MIN_PRIORITY}..{MAX_PRIORITY} "
+                f"(higher is served first), got {self.priority}"
+            )
+
+    @property
+    def up(self) -> bool:
+        """Whether the event asks for up (more export / less import)."""
+        return self.target_kw > 0
+
+    def order_key(self) -> tuple[int, float, str]:
+        """Serving order: higher priority first, then earlier start, then id."""
+        return (-self.priority, self.start, self.id)
+
+    def overlaps(self, start: float, end: float) -> bool:
+        """Whether the window ``[start, end)`` meets this event's window."""
+        return self.start < end and start < self.end
 
     @property
     def duration_s(self) -> float:

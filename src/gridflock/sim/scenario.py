@@ -30,7 +30,13 @@ from gridflock.sim.events import EventRequest
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.twin import AckCounts, Twin
 
-__all__ = ["EventOutcome", "ScenarioConfig", "ScenarioResult", "run_scenario"]
+__all__ = [
+    "EventOutcome",
+    "ScenarioConfig",
+    "ScenarioResult",
+    "run_scenario",
+    "scenario_tracker_config",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -116,6 +122,16 @@ class ScenarioResult:
         return 100.0 * (without - self.peak_import_with_kw) / without if without > 0 else 0.0
 
 
+def scenario_tracker_config(step_s: float, merit_order: bool = False) -> TrackerConfig:
+    """The loop a scenario runs: one control interval per step.
+
+    Commands must outlive two intervals (or they lapse between renewals), so with steps
+    longer than 10 s their lifetime grows to three steps.
+    """
+    ttl = max(TrackerConfig.command_ttl_s, 3.0 * step_s)
+    return TrackerConfig(interval_s=step_s, command_ttl_s=ttl, merit_order=merit_order)
+
+
 def _window(spec: FleetSpec, cfg: ScenarioConfig) -> tuple[str, pd.Timestamp, int]:
     tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
     local = pd.Timestamp(dt.datetime.combine(cfg.date, dt.time())) + pd.Timedelta(
@@ -150,7 +166,7 @@ def run_scenario(
         requests = _forecast_default_event(spec, cfg, tz, start, steps, progress)
 
     twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
-    dispatcher = Dispatcher(state, cfg.tracker or TrackerConfig(interval_s=cfg.step_s))
+    dispatcher = Dispatcher(state, cfg.tracker or scenario_tracker_config(cfg.step_s))
     trackers: list[EventTracker] = []
     for i, r in enumerate(requests):
         event = Event(
@@ -201,10 +217,9 @@ def run_scenario(
             telemetry.extend(_subset(b, sample) for b in batches)
         if progress:
             progress("with VPP", t + 1, steps)
-    for tracker in trackers:  # close events still open at the end of the window
-        last = tracker.step(max(twin.now, tracker.event.end))
-        if last is not None:
-            commands.append(last)
+    if dispatcher.trackers:  # close events still open at the end of the window
+        closing = max(twin.now, *(t.event.end for t in dispatcher.trackers.values()))
+        commands.extend(dispatcher.step(closing))
 
     ts = np.array([x.timestamp() for x in twin.times])
     outcomes = []
