@@ -142,12 +142,27 @@ class Dispatcher:
         )
         return out
 
-    def delivered_kw(self, tracker: EventTracker) -> float:
-        """Response of the devices counted for ``tracker`` against their baselines [kW]."""
+    def delivered_kw(self, tracker: EventTracker, now: float | None = None) -> float:
+        """Response of the devices counted for ``tracker`` against their baselines [kW].
+
+        With ``now``, silent devices whose command has lapsed count at their baseline.
+        """
         mine = self.owner == tracker.code
         if not mine.any():
             return 0.0
-        return float((self.state.p_kw[mine] - self.baseline()[mine]).sum())
+        return float(self.response_kw(now)[mine].sum())
+
+    def response_kw(self, now: float | None = None) -> FloatArray:
+        """Every device's measured response ``p_kw - baseline`` [kW].
+
+        A silent device's last reading goes stale: once its command has lapsed (at
+        ``now``) it is back on its own control, so it counts at its baseline (0).
+        """
+        st = self.state
+        response: FloatArray = st.p_kw - self.baseline()
+        if now is not None:
+            response[~st.online & (self.valid_until <= now)] = 0.0
+        return response
 
     def available_kw(self, scope: Scope, start: float, end: float, up: bool, now: float) -> float:
         """What a new event could still get over ``[start, end)`` [kW, signed].
@@ -216,10 +231,7 @@ class Dispatcher:
     def _serve(self, active: list[EventTracker], now: float) -> list[CommandBatch]:
         st, cfg = self.state, self.config
         base = self.baseline()
-        # a silent device's last reading goes stale: once its command has lapsed it is
-        # back on its own control, so it is counted at its baseline, not at its old reading
-        lapsed = ~st.online & (self.valid_until <= now)
-        response = np.where(lapsed, 0.0, st.p_kw - base)
+        response = self.response_kw(now)
         for t in active:  # measure each event on its own devices, judge, correct
             mine = self.owner == t.code
             if mine.any():

@@ -148,9 +148,12 @@ class EventTracker:
         """Devices dropped for not following their command."""
         return int(self.excluded.sum())
 
-    def delivered_kw(self) -> float:
-        """Measured response of this event's own devices against their baselines [kW]."""
-        return self._dispatcher.delivered_kw(self)
+    def delivered_kw(self, now: float | None = None) -> float:
+        """Measured response of this event's own devices against their baselines [kW].
+
+        With ``now``, silent devices whose command has lapsed count at their baseline.
+        """
+        return self._dispatcher.delivered_kw(self, now)
 
     def performance(self) -> EventPerformance:
         """The event's figures from its own measurements."""

@@ -202,7 +202,7 @@ def run_scenario(
         state.mark_stale(now, 3 * cfg.step_s + 60)
         for j, tracker in enumerate(trackers):
             if tracker.touched.any():
-                estimated[t, j] = tracker.delivered_kw()
+                estimated[t, j] = tracker.delivered_kw(now)
         for cmd in dispatcher.step(now):
             twin.send(cmd)
             commands.append(cmd)
