@@ -1,6 +1,6 @@
 """Fleet summary API throughput: ``gridflock serve`` under ``wrk`` on GET /api/v1/fleet.
 
-Target (DESIGN.md): ≥ 2,000 req/s, p99 < 50 ms.
+Target (docs/architecture.md): ≥ 2,000 req/s, p99 < 50 ms.
 
 Setup: a SQLite database in a temporary directory, ``gridflock db upgrade``, the fleet
 (``generate_fleet``, ≥ ``--devices`` devices) saved with ``Store.save_fleet``, a viewer key

@@ -1,6 +1,6 @@
 """Event created → commands delivered over MQTT, per device: p50 / p99 / max and commands/s.
 
-Target (DESIGN.md): p99 < 1 s for 100,000 simulated devices behind 25,000 gateways.
+Target (docs/architecture.md): p99 < 1 s for 100,000 simulated devices behind 25,000 gateways.
 
 Setup (127.0.0.1 only, bounded):
 

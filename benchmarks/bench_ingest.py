@@ -1,6 +1,6 @@
 """Telemetry through MQTT into the fleet state: publisher(s) → Mosquitto → MqttLink → apply.
 
-Target (DESIGN.md): ≥ 100,000 readings/s with batched gateways, ≥ 20,000 single-reading
+Target (docs/architecture.md): ≥ 100,000 readings/s with batched gateways, ≥ 20,000 single-reading
 messages/s per service process.
 
 Setup (everything on 127.0.0.1, bounded in count and time):

@@ -1,6 +1,6 @@
 """Telemetry into the database: ``Store.write_telemetry`` in batches of 10k and 50k rows.
 
-Target (DESIGN.md): ≥ 50,000 rows/s into PostgreSQL. The store writes PostgreSQL batches
+Target (docs/architecture.md): ≥ 50,000 rows/s into PostgreSQL. The store writes PostgreSQL batches
 with COPY into a temporary staging table and an ``INSERT ... SELECT ... ON CONFLICT DO
 NOTHING`` merge; SQLite (for comparison) goes through an executemany ``INSERT OR IGNORE``.
 

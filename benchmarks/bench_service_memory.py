@@ -1,6 +1,6 @@
 """Live service memory: RSS of Runtime + API app holding a fleet, per device.
 
-Target (DESIGN.md): ≤ 2 KB per device.
+Target (docs/architecture.md): ≤ 2 KB per device.
 
 Each measurement runs in a fresh child process that does what ``gridflock serve`` does
 without MQTT (a ``NoDevices`` link, a SQLite store): ``Runtime(settings, store, spec,

@@ -12,7 +12,8 @@ Two paths are timed over the same readings (one twin step of every device, 18:05
 
 Each repeat applies readings newer than the last (``ts`` advanced by one step), so no
 reading is dropped as stale. This measures the in-memory apply only, not MQTT decoding
-(the DESIGN.md target ">= 100,000 readings/s through MQTT" also covers transport/parsing).
+(the docs/architecture.md target ">= 100,000 readings/s through MQTT" also covers
+transport and parsing).
 """
 
 from __future__ import annotations
@@ -134,7 +135,10 @@ def main() -> None:
         rows,
     )
     print(f"(batch ts shift included above: {ms(t_shift.median)} ms median)")
-    print("* DESIGN.md target is for telemetry *through MQTT*; this is the in-memory apply only")
+    print(
+        "* the docs/architecture.md target is for telemetry *through MQTT*; "
+        "this is the in-memory apply only"
+    )
     print(f"peak RSS {peak_rss_mb():,.0f} MiB")
 
     if args.profile:

@@ -1,4 +1,4 @@
-"""The dependency rules of DESIGN.md, checked on the imports of every module."""
+"""The dependency rules of docs/architecture.md, checked on the imports of every module."""
 
 from __future__ import annotations
 

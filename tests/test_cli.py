@@ -19,8 +19,10 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "120"}
+def run(
+    *args: str, cwd: Path | None = None, columns: int = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": str(columns)}
     return subprocess.run(
         [*GRIDFLOCK, *args],
         capture_output=True,
@@ -34,7 +36,8 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 def test_simulate_1000_homes_meets_the_default_event(tmp_path):
     out = tmp_path / "run"
-    r = run("simulate", "--homes", "1000", "--seed", "7", "--out", str(out))
+    # a narrow terminal: lines may wrap there, but not be broken mid-phrase by the program
+    r = run("simulate", "--homes", "1000", "--seed", "7", "--out", str(out), columns=60)
     assert r.returncode == 0, r.stderr
     s = json.loads((out / "summary.json").read_text())
     assert s["homes"] == 1000
@@ -56,8 +59,11 @@ def test_simulate_1000_homes_meets_the_default_event(tmp_path):
     series = pd.read_parquet(out / "timeseries.parquet")
     assert len(series) == 1440
     assert {"net_kw_with_vpp", "net_kw_without_vpp", "ev-001_delivered_kw"} <= set(series)
-    assert "peak net import" in r.stdout
+    (peak,) = [line for line in r.stdout.splitlines() if "peak net import" in line]
+    assert peak.endswith("% lower with the VPP)"), peak
     assert "ev-001" in r.stdout
+    assert "reached after 0 s" not in r.stdout
+    assert "90 % reached within the first step (1 min)" in r.stdout
 
 
 def test_explicit_events_and_sqlite_store(tmp_path):

@@ -83,15 +83,37 @@ def test_broker_acl_writes_accounts_for_provisioned_gateways(tmp_path):
     env = {"GRIDFLOCK_DATABASE_URL": url, "GRIDFLOCK_MQTT_PASSWORD": "svc-secret"}
     r = run("broker", "acl", "--out", str(tmp_path / "broker"), "--port", "18830", env=env)
     assert r.returncode == 0, r.stderr
-    acl = (tmp_path / "broker" / "acl").read_text()
-    assert "user gw-a" in acl
-    assert "gf/v1/gw-a/telemetry" in acl
-    assert "gf/v1/groups/north/activate" in acl
-    passwd = (tmp_path / "broker" / "passwd").read_text()
-    assert "gw-a:$7$" in passwd
-    assert "gridflock-service:$7$" in passwd
-    assert "a-secret" not in passwd
+    security = (tmp_path / "broker" / "dynamic-security.json").read_text()
+    cfg = json.loads(security)
+    assert [c["username"] for c in cfg["clients"]] == ["gridflock-service", "gw-a"]
+    assert "gf/v1/gw-a/telemetry" in security
+    assert "gf/v1/groups/north/activate" in security
+    assert "a-secret" not in security
+    assert "svc-secret" not in security
     assert "18830" in (tmp_path / "broker" / "mosquitto.conf").read_text()
     r = run("broker", "acl", "--out", str(tmp_path / "b2"), env={"GRIDFLOCK_DATABASE_URL": url})
     assert r.returncode == 2
     assert "GRIDFLOCK_MQTT_PASSWORD" in r.stderr
+
+
+def test_broker_acl_refuses_a_bad_record_and_keeps_the_previous_files(tmp_path):
+    url = f"sqlite:///{tmp_path / 'gf.db'}"
+    store = Store(url)
+    store.upgrade()
+    store.create_gateway(
+        "gw-a", kind="home", site_id=None, groups=[], password_hash=hash_password("a")
+    )
+    env = {"GRIDFLOCK_DATABASE_URL": url, "GRIDFLOCK_MQTT_PASSWORD": "svc-secret"}
+    out = tmp_path / "broker"
+    assert run("broker", "acl", "--out", str(out), env=env).returncode == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    # a record from before ids had a grammar (the API refuses such an id now)
+    store.create_gateway(
+        "gw:colon", kind="home", site_id=None, groups=[], password_hash=hash_password("b")
+    )
+    store.close()
+    r = run("broker", "acl", "--out", str(out), env=env)
+    assert r.returncode == 2
+    assert "invalid gateway id 'gw:colon'" in r.stderr
+    assert "previous ones are unchanged" in r.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before

@@ -8,10 +8,12 @@ then the defaults below.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import unquote
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["Settings", "load_settings", "mask_url", "redact"]
 
 
 class Settings(BaseSettings):
@@ -40,9 +42,39 @@ class Settings(BaseSettings):
     )
     mqtt_username: str = Field("gridflock-service", description="Service account on the broker")
     mqtt_password: SecretStr | None = Field(None, description="Service account password")
+    mqtt_client_id: str = Field(
+        "gridflock-service-1",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        description="MQTT client id of this service process: stable across restarts (a "
+        "restart takes over its session), unique per process (gridflock-<role>-<n>)",
+    )
+    mqtt_tls_ca_file: str | None = Field(
+        None, description="CA (PEM) of the broker's certificate for mqtts:// (default: system's)"
+    )
+    mqtt_tls_cert_file: str | None = Field(
+        None, description="Client certificate (PEM) for brokers that require one"
+    )
+    mqtt_tls_key_file: str | None = Field(None, description="Key of the client certificate")
+    gateway_max_messages_per_s: float = Field(
+        10.0, gt=0, description="Telemetry messages a gateway may send per second (average)"
+    )
+    gateway_max_readings_per_s: float = Field(
+        2000.0, gt=0, description="Readings a gateway may send per second (average)"
+    )
+    gateway_burst_s: float = Field(
+        10.0, gt=0, description="Seconds' worth of the rates above a gateway may send at once"
+    )
     host: str = Field("127.0.0.1", description="HTTP listen address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP listen port")
     control_interval_s: float = Field(2.0, gt=0, le=60, description="Tracking loop period [s]")
+    command_ttl_s: float = Field(
+        30.0,
+        gt=0,
+        le=300,
+        description="Command lifetime [s]: a device falls back to its own control this long "
+        "after its last command, so a silent service loses its hold on the fleet within it; "
+        "renewed while an event holds the device. More than two control intervals.",
+    )
     stale_after_s: float = Field(60.0, gt=0, description="A device silent this long is offline")
     flex_duration_h: float = Field(
         1.0, gt=0, le=24, description="Duration the fleet summary's flexibility holds"
@@ -51,6 +83,16 @@ class Settings(BaseSettings):
         2_000_000, ge=1000, description="Readings kept while the database is away"
     )
     telemetry_flush_s: float = Field(1.0, gt=0, description="Telemetry write period [s]")
+    tls_certfile: Path | None = Field(
+        None, description="HTTPS: the server's certificate chain (PEM); empty: plain HTTP"
+    )
+    tls_keyfile: Path | None = Field(None, description="HTTPS: the certificate's private key")
+    max_body_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Largest API request body [bytes]"
+    )
+    max_import_bytes: int = Field(
+        200 * 1024 * 1024, ge=1024, description="Largest fleet file for the API import [bytes]"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "console"
 
@@ -61,6 +103,17 @@ class Settings(BaseSettings):
             raise ValueError("use sqlite:///path.db or postgresql://user@host:5432/db")
         return v
 
+    @field_validator("command_ttl_s")
+    @classmethod
+    def _outlives_renewal(cls, v: float, info: ValidationInfo) -> float:
+        interval = info.data.get("control_interval_s")
+        if interval is not None and not v > 2 * interval:
+            raise ValueError(
+                f"command_ttl_s ({v:g} s) must exceed two control intervals ({2 * interval:g} s) "
+                "or commands lapse between renewals: raise it or lower control_interval_s"
+            )
+        return v
+
     @field_validator("mqtt_url")
     @classmethod
     def _known_broker(cls, v: str | None) -> str | None:
@@ -69,6 +122,16 @@ class Settings(BaseSettings):
         if not v.startswith(("mqtt://", "mqtts://")):
             raise ValueError("use mqtt://host:1883 or mqtts://host:8883")
         return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("GRIDFLOCK_TLS_CERTFILE and GRIDFLOCK_TLS_KEYFILE go together")
+        for name in ("tls_certfile", "tls_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no file at {path}")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -88,21 +151,46 @@ class Settings(BaseSettings):
 
     def public(self) -> dict[str, Any]:
         """The effective configuration with secrets masked (for ``config show``)."""
-        data = self.model_dump()
+        data = self.model_dump(mode="json")
         data["mqtt_password"] = "********" if self.mqtt_password else None
         for key in ("database_url", "mqtt_url"):
-            data[key] = _mask_url(data[key])
+            data[key] = mask_url(data[key])
         return data
 
 
-def _mask_url(url: str | None) -> str | None:
-    """Hide a password embedded in a URL (``scheme://user:secret@host``)."""
-    if not url or "@" not in url or "://" not in url:
+def mask_url(url: str | None) -> str | None:
+    """Hide a password embedded in a URL (``scheme://user:secret@host``, ``?password=``)."""
+    if not url:
         return url
-    scheme, rest = url.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}:********@{host}" if ":" in creds else url
+    masked = _USERINFO.sub(r"\g<1>\g<2>:********@", url)
+    return _PASSWORD_PARAM.sub(r"\g<1>********", masked)
+
+
+def redact(text: str, *urls: str | None) -> str:
+    """``text`` with each URL in it masked and each URL's password replaced by ``********``.
+
+    For error messages that may quote a connection URL, or a driver's message that
+    may quote a password; nothing printed or logged should carry one.
+    """
+    for url in urls:
+        if not url:
+            continue
+        text = text.replace(url, mask_url(url) or "")
+        for secret in _passwords(url):
+            text = text.replace(secret, "********")
+    return _USERINFO.sub(r"\g<1>\g<2>:********@", text)
+
+
+def _passwords(url: str) -> list[str]:
+    """The password(s) a URL carries, raw and percent-decoded."""
+    found = [m.group(3) for m in _USERINFO.finditer(url)]
+    found += [m.group(2) for m in _PASSWORD_PARAM_VALUE.finditer(url)]
+    return [p for secret in found for p in {secret, unquote(secret)} if len(p) >= 3]
+
+
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^:/?#@\s]*):([^@/\s]*)@")
+_PASSWORD_PARAM = re.compile(r"([?&]password=)[^&#\s]*", re.IGNORECASE)
+_PASSWORD_PARAM_VALUE = re.compile(r"([?&]password=)([^&#\s]*)", re.IGNORECASE)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
+import pytest
 from sqlalchemy.exc import OperationalError
 
 PROBLEM = "application/problem+json"
@@ -90,7 +92,7 @@ def test_gateways_provision_list_delete(client, runtime, keys):
     assert "password_hash" not in items[0]
     assert items[0]["groups"] == ["g1"]
     again = client.post("/api/v1/gateways", json={"id": "gw-1", "kind": "hems"}, headers=admin)
-    assert again.status_code == 422
+    assert again.status_code == 409
     assert "already exists" in again.json()["detail"]
     bad = client.post("/api/v1/gateways", json={"id": "bad id!", "kind": "hems"}, headers=admin)
     assert bad.status_code == 422
@@ -99,6 +101,32 @@ def test_gateways_provision_list_delete(client, runtime, keys):
     r = client.delete("/api/v1/gateways/gw-1", headers=admin)
     assert r.status_code == 404
     assert r.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "gw:colon"},
+        {"id": "g" * 65},
+        {"id": "-lead"},
+        {"id": "ok", "groups": ["north\nuser svc"]},
+        {"id": "ok", "groups": ["g" * 65]},
+        {"id": "ok", "groups": [f"g{i}" for i in range(65)]},
+    ],
+)
+def test_gateway_ids_and_groups_follow_the_protocol_grammar(client, keys, body):
+    r = client.post("/api/v1/gateways", json={"kind": "hems", **body}, headers=keys.h("admin"))
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"].startswith(("id", "groups"))
+
+
+def test_gateway_deletion_is_audited(client, runtime, keys):
+    admin = keys.h("admin")
+    ok = client.post("/api/v1/gateways", json={"id": "gw-2", "kind": "hems"}, headers=admin)
+    assert ok.status_code == 201, ok.text
+    assert client.delete("/api/v1/gateways/gw-2", headers=admin).status_code == 204
+    records = runtime.store.audit_log(action="gateway.delete")
+    assert [(a.subject, a.actor) for a in records] == [("gw-2", "apikey:root")]
 
 
 def test_admin_lists_api_keys_without_secrets(client, keys):
@@ -150,3 +178,20 @@ def test_stream_accepts_a_query_key_and_refuses_none(client, runtime, keys):
     assert r.headers["content-type"] == PROBLEM
     # the query key works only on the stream
     assert client.get("/api/v1/fleet", params={"api_key": keys.viewer}).status_code == 401
+
+
+def test_the_api_docs_need_no_internet(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    html = page.text
+    assert "cdn" not in html.lower()
+    srcs = re.findall(r'(?:src|href)="([^"]+)"', html)
+    assert srcs
+    assert all(s.startswith("/") for s in srcs), srcs  # every asset from this service
+    for src in srcs:
+        asset = client.get(src)
+        assert asset.status_code == 200, src
+        assert len(asset.content) > 1000
+    assert "'/openapi.json'" in html
+    assert client.get("/docs/assets/swagger-editor.js").status_code == 404  # only the 3 files
+    assert client.get("/redoc").status_code == 404

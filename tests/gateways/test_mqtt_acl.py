@@ -1,8 +1,8 @@
 """Broker configuration: hash format, generated files, and the ACL enforced by a real Mosquitto.
 
-The integration tests start a private ``mosquitto`` on a free loopback port and prove, with
-paho-mqtt over MQTT v5, that each gateway stays inside its own prefix. Mosquitto must be
-installed: these tests fail rather than skip without it.
+The integration tests start a private ``mosquitto`` on a free loopback port (conftest.py)
+and prove, with paho-mqtt over MQTT v5, that each gateway stays inside its own prefix.
+Mosquitto must be installed: these tests fail rather than skip without it.
 """
 
 from __future__ import annotations
@@ -22,16 +22,20 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gridflock.gateways.mqtt import (
     GatewayCredential,
     ack_topic,
+    acl,
     activate_topic,
     cmd_topic,
     decode_status,
     decode_telemetry,
+    dynsec_config,
     encode_activate,
     encode_status,
     encode_telemetry,
@@ -41,11 +45,10 @@ from gridflock.gateways.mqtt import (
     telemetry_topic,
     write_broker_config,
 )
-from gridflock.gateways.mqtt.acl import acl_text, passwd_text
+from gridflock.gateways.mqtt.protocol import ID_PATTERN, check_id, gateway_of
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = "/usr/bin/mosquitto_passwd"
-SECRETS = {"A": "secret-of-A", "B": "secret-of-B", "svc": "service-secret"}
+SECRETS = {"A": "secret-of-A", "B": "secret-of-B", "H": "secret-of-H", "svc": "service-secret"}
 TIMEOUT = 3.0
 NOW = time.time()
 
@@ -75,32 +78,78 @@ def test_hash_matches_mosquitto_passwd(tmp_path):
     assert hash_password("wonder", iterations=int(it), salt=base64.b64decode(salt)) == h
 
 
-def test_generated_acl_and_passwd():
+def _acls(cfg: dict, role: str) -> set[tuple[str, str]]:
+    (r,) = [r for r in cfg["roles"] if r["rolename"] == role]
+    assert all(a["allow"] for a in r["acls"])
+    return {(a["acltype"], a["topic"]) for a in r["acls"]}
+
+
+def test_generated_accounts_and_acls():
     gws = [
         GatewayCredential("A", hash_password("a"), ["north", "g2"]),
         GatewayCredential("B", hash_password("b")),
     ]
-    acl = acl_text(gws, "svc")
-    assert "user svc\ntopic readwrite gf/v1/#\n" in acl
-    assert (
-        "user A\ntopic write gf/v1/A/telemetry\ntopic write gf/v1/A/status\n"
-        "topic readwrite gf/v1/A/ack\ntopic read gf/v1/A/cmd\n"
-        "topic read gf/v1/groups/north/activate\ntopic read gf/v1/groups/g2/activate\n"
-    ) in acl
-    assert "gf/v1/B/" not in acl.split("user B")[0].split("user A")[1]
-    assert [line.split(":")[0] for line in passwd_text(gws, "svc", hash_password("s")).split()] == [
-        "svc",
-        "A",
-        "B",
-    ]
+    cfg = dynsec_config(gws, "svc", hash_password("s"))
+    assert cfg["defaultACLAccess"] == {
+        "publishClientSend": False,
+        "publishClientReceive": False,
+        "subscribe": False,
+        "unsubscribe": True,
+    }
+    assert [c["username"] for c in cfg["clients"]] == ["svc", "A", "B"]
+    assert ("subscribePattern", "$share/+/gf/v1/#") in _acls(cfg, "gridflock-service")
+    a = _acls(cfg, "gateway-A")
+    assert a == {
+        ("publishClientSend", "gf/v1/A/telemetry"),
+        ("publishClientSend", "gf/v1/A/status"),
+        ("publishClientSend", "gf/v1/A/ack"),
+        ("subscribeLiteral", "gf/v1/A/cmd"),
+        ("subscribeLiteral", "gf/v1/A/ack"),
+        ("subscribeLiteral", "gf/v1/groups/north/activate"),
+        ("subscribeLiteral", "gf/v1/groups/g2/activate"),
+        ("subscribeLiteral", "gf/v1/groups/+/activate"),
+        ("publishClientReceive", "gf/v1/A/cmd"),
+        ("publishClientReceive", "gf/v1/A/ack"),
+        ("publishClientReceive", "gf/v1/groups/north/activate"),
+        ("publishClientReceive", "gf/v1/groups/g2/activate"),
+    }
+    assert not any("$share" in t or "#" in t for _, t in a)  # no pattern, no share group
+    # the stored hash carries over unchanged (same PBKDF2-SHA512 as mosquitto_passwd)
+    h = hash_password("b", salt=b"0123456789ab")
+    (_, b) = dynsec_config([GatewayCredential("B", h)], "svc", h)["clients"]
+    assert f"$7${b['iterations']}${b['salt']}${b['password']}" == h
     with pytest.raises(ValueError, match="twice"):
-        passwd_text([*gws, GatewayCredential("svc", hash_password("x"))], "svc", hash_password("s"))
+        dynsec_config([*gws, GatewayCredential("svc", hash_password("x"))], "svc", h)
     with pytest.raises(ValueError, match="invalid gateway id"):
-        acl_text([GatewayCredential("A/#", hash_password("x"))], "svc")
+        dynsec_config([GatewayCredential("A/#", hash_password("x"))], "svc", h)
     with pytest.raises(ValueError, match="invalid group id"):
-        acl_text([GatewayCredential("A", hash_password("x"), ["#"])], "svc")
-    with pytest.raises(ValueError, match="not a Mosquitto hash"):
-        passwd_text([GatewayCredential("A", "plain-text")], "svc", hash_password("s"))
+        dynsec_config([GatewayCredential("A", hash_password("x"), ["#"])], "svc", h)
+    with pytest.raises(ValueError, match="not a Mosquitto"):
+        dynsec_config([GatewayCredential("A", "plain-text")], "svc", h)
+
+
+@pytest.mark.parametrize(
+    "bad", ["gw:colon", "a" * 65, "-lead", ".hidden", "new\nline", "sp ace", "", "ü"]
+)
+def test_ids_outside_the_grammar_are_refused(bad):
+    with pytest.raises(ValueError, match="1-64 characters"):
+        check_id(bad, "gateway")
+
+
+@given(st.from_regex(ID_PATTERN, fullmatch=True))
+def test_every_id_of_the_grammar_is_a_topic_level_and_a_user_name(gw):
+    assert check_id(gw, "gateway") == gw
+    assert gateway_of(telemetry_topic(gw)) == gw
+    assert not set(gw) & set("/+#$: \n\r\t\0")
+
+
+def test_the_api_accepts_exactly_the_protocol_id_grammar():
+    from gridflock.api.schemas import GatewayCreate
+
+    schema = GatewayCreate.model_json_schema()["properties"]
+    assert schema["id"]["pattern"] == ID_PATTERN
+    assert schema["groups"]["items"]["pattern"] == ID_PATTERN
+    assert schema["groups"]["maxItems"] == 64
 
 
 def test_conf_file_contents(tmp_path):
@@ -113,72 +162,63 @@ def test_conf_file_contents(tmp_path):
         listener_address="0.0.0.0",
         tls_certfile="server.crt",
         tls_keyfile="server.key",
+        tls_client_cafile="ca.crt",
     )
     conf = paths.conf.read_text()
     for line in (
         "allow_anonymous false",
-        f"password_file {paths.passwd}",
-        f"acl_file {paths.acl}",
+        f"plugin_opt_config_file {paths.security}",
         "listener 8883 0.0.0.0",
         "persistence true",
+        "require_certificate true",
     ):
         assert line in conf.splitlines()
     assert "certfile " in conf
     assert "keyfile " in conf
-    assert paths.passwd.stat().st_mode & 0o777 == 0o600
+    assert "password_file" not in conf  # accounts live in the plugin's file
+    assert "acl_file" not in conf
+    assert paths.security.stat().st_mode & 0o077 in (0, 0o040)  # nobody else reads hashes
     with pytest.raises(ValueError, match="both"):
         write_broker_config(tmp_path / "c", [], "svc", hash_password("s"), tls_certfile="x")
 
 
-# --- a real broker ---------------------------------------------------------------------------
+def test_a_bad_record_leaves_the_previous_files_intact(tmp_path):
+    good = [GatewayCredential("A", hash_password("a"))]
+    paths = write_broker_config(tmp_path, good, "svc", hash_password("s"))
+    before = {p: p.read_bytes() for p in (paths.conf, paths.security)}
+    for bad in (
+        [*good, GatewayCredential("gw:colon", hash_password("x"))],
+        [*good, GatewayCredential("B", hash_password("b"), ["north\nuser svc"])],
+        [*good, GatewayCredential("B", "not-a-hash")],
+    ):
+        with pytest.raises(ValueError, match=r"gateway id|group id|Mosquitto"):
+            write_broker_config(tmp_path, bad, "svc", hash_password("s"))
+        assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "data",
+        "dynamic-security.json",
+        "mosquitto.conf",
+    ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    paths = write_broker_config(tmp_path, [], "svc", hash_password("s"))
+    before = paths.security.read_bytes()
+
+    def disk_full(fd, *_a):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(acl.os, "fsync", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        write_broker_config(
+            tmp_path, [GatewayCredential("A", hash_password("a"))], "svc", hash_password("s")
+        )
+    monkeypatch.undo()
+    assert paths.security.read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
-@pytest.fixture
-def broker(tmp_path) -> Iterator[int]:
-    """A private Mosquitto with gateways A (group north) and B (group south) and svc."""
-    exe = shutil.which(MOSQUITTO) or pytest.fail(f"{MOSQUITTO} is not installed: it is required")
-    port = _free_port()
-    paths = write_broker_config(
-        tmp_path / "broker",
-        [
-            GatewayCredential("A", hash_password(SECRETS["A"]), ["north"]),
-            GatewayCredential("B", hash_password(SECRETS["B"]), ["south"]),
-        ],
-        "svc",
-        hash_password(SECRETS["svc"]),
-        port=port,
-        persistence=False,
-        run_as_user="root" if os.geteuid() == 0 else None,
-    )
-    log = (tmp_path / "mosquitto.log").open("w")
-    proc = subprocess.Popen([exe, "-c", str(paths.conf)], stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 5
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mosquitto exited: {(tmp_path / 'mosquitto.log').read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail("mosquitto did not start listening within 5 s")
-                time.sleep(0.02)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+# --- a real broker (the ``broker`` fixture of conftest.py) -----------------------------------
 
 
 class Peer:
@@ -280,12 +320,12 @@ def test_gateway_telemetry_reaches_the_service_only_under_its_own_prefix(peers):
 
 def test_gateway_reads_only_its_own_commands_and_groups(peers):
     svc, a, b = peers["svc"], peers["A"], peers["B"]
-    # Mosquitto 2.0 may grant a SUBSCRIBE and filter each message by the ACL on delivery:
-    # what counts is that nothing of B's arrives at A.
-    a.subscribe(cmd_topic("B"))
-    assert not a.subscribe("gf/v1/#").is_failure  # allowed, but filtered per message
+    # every SUBSCRIBE outside the gateway's own topics is refused outright
+    for t in (cmd_topic("B"), "gf/v1/#", "#", "gf/v1/+/cmd", "$share/x/gf/v1/B/cmd"):
+        assert a.subscribe(t).is_failure, t
     assert not b.subscribe(cmd_topic("B")).is_failure
-    b.subscribe(activate_topic("north"))  # not B's group: refused or filtered
+    assert b.subscribe(activate_topic("north")).is_failure  # not B's group
+    assert not b.subscribe("gf/v1/groups/+/activate").is_failure  # filtered per message
     for t in (cmd_topic("A"), ack_topic("A"), activate_topic("north")):
         assert not a.subscribe(t).is_failure
     svc.publish(cmd_topic("B"), b'{"for":"B"}')
@@ -297,9 +337,10 @@ def test_gateway_reads_only_its_own_commands_and_groups(peers):
     topics_a = {m.topic for m in got_a}
     assert topics_a == {activate_topic("north"), cmd_topic("A")}
     assert b.until(cmd_topic("B"))[-1].payload == b'{"for":"B"}'
-    # B is not in north: its subscription to it, if granted, delivers nothing
+    # B is not in north: its wildcard on every group's broadcasts delivers only south's
     svc.publish(cmd_topic("B"), b'{"marker":1}')
-    assert {m.topic for m in b.until(cmd_topic("B"))} == {cmd_topic("B")}
+    topics_b = {m.topic for m in b.until(cmd_topic("B"))}
+    assert topics_b <= {cmd_topic("B"), activate_topic("south")}
 
 
 def test_last_will_sets_retained_offline_status(broker, peers):
@@ -328,3 +369,62 @@ def test_wrong_password_and_unknown_user_are_refused(broker):
 def test_broker_files_are_where_the_conf_says(tmp_path):
     paths = write_broker_config(tmp_path, [], "svc", hash_password("s"))
     assert Path(paths.conf).parent == tmp_path.resolve()
+
+
+def test_the_broker_reads_its_files_after_dropping_privileges():
+    """Started as root, Mosquitto drops to ``mosquitto`` and must still read its accounts."""
+    if os.geteuid() != 0:
+        pytest.skip("only a broker started as root drops privileges")
+    import pwd
+    import tempfile
+
+    try:
+        broker_user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.fail("the mosquitto package's user 'mosquitto' does not exist")
+    exe = shutil.which("/usr/sbin/mosquitto") or pytest.fail("mosquitto is not installed")
+    work = Path(tempfile.mkdtemp(prefix="gf-broker-", dir="/tmp"))  # traversable by mosquitto
+    work.chmod(0o755)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    proc = None
+    try:
+        paths = write_broker_config(
+            work / "broker",
+            [GatewayCredential("A", hash_password(SECRETS["A"]))],
+            "svc",
+            hash_password(SECRETS["svc"]),
+            port=port,
+            persistence=True,
+        )
+        assert "\nuser " not in paths.conf.read_text()  # Mosquitto's default: mosquitto
+        st_ = paths.security.stat()
+        assert (st_.st_uid, st_.st_gid, st_.st_mode & 0o777) == (0, broker_user.pw_gid, 0o640)
+        log = work / "log"
+        with log.open("wb") as f:
+            proc = subprocess.Popen([exe, "-c", str(paths.conf)], stdout=f, stderr=f)
+        deadline = time.monotonic() + 10
+        while True:
+            assert proc.poll() is None, f"mosquitto exited: {log.read_text()[-1500:]}"
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "mosquitto did not listen within 10 s"
+                time.sleep(0.05)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        uid = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("Uid:"))
+        assert uid == broker_user.pw_uid  # it did drop privileges
+        for user in ("svc", "A"):
+            p = Peer(port, user, SECRETS[user])
+            try:
+                assert p.ok, f"{user} could not log in: {p.connack}"
+            finally:
+                p.close()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -32,7 +35,12 @@ from gridflock.gateways.mqtt import (
     encode_telemetry,
 )
 from gridflock.gateways.mqtt.protocol import CommandAcks, cmd_topic, gateway_of, status_topic
-from gridflock.sim.gateways import BrokerUnreachableError, SimulatedGateways, parse_broker_url
+from gridflock.sim.gateways import (
+    BrokerUnreachableError,
+    SimulatedGateways,
+    mask_url,
+    parse_broker_url,
+)
 from gridflock.sim.imperfections import Imperfections
 
 HOST, PORT = "127.0.0.1", 1883
@@ -123,6 +131,35 @@ def test_unreachable_broker_is_a_clear_error() -> None:
     sim = SimulatedGateways(generate_fleet(3, 1), f"mqtt://{HOST}:{port}", step_s=1.0)
     with pytest.raises(BrokerUnreachableError, match="cannot reach the MQTT broker"):
         asyncio.run(sim.run())
+
+
+def test_the_broker_password_is_never_printed() -> None:
+    """8.11: neither the simulator's messages nor ``gridflock sim gateways`` show it."""
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+    url = f"mqtt://gw-user:top-secret-pw@{HOST}:{port}"
+    assert mask_url(url) == f"mqtt://gw-user:***@{HOST}:{port}"
+    assert mask_url(f"{HOST}:{port}") == f"{HOST}:{port}"
+    sim = SimulatedGateways(generate_fleet(2, 1), url, step_s=1.0)
+    with pytest.raises(BrokerUnreachableError) as e:
+        asyncio.run(sim.run())
+    assert "top-secret-pw" not in str(e.value)
+    with pytest.raises(ValueError, match="mqtt://") as e2:
+        parse_broker_url("http://u:top-secret-pw@x")
+    assert "top-secret-pw" not in str(e2.value)
+    r = subprocess.run(
+        [sys.executable, "-m", "gridflock", "sim", "gateways", "--homes", "2", "--mqtt", url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+        check=False,
+    )
+    assert r.returncode != 0
+    assert "cannot reach" in r.stdout + r.stderr
+    assert "top-secret-pw" not in r.stdout + r.stderr
+    assert "gw-user:***@" in r.stdout + r.stderr
 
 
 def test_gateways_report_and_obey_commands() -> None:

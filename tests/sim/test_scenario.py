@@ -29,6 +29,8 @@ def test_default_event_is_met_and_shaves_the_peak(spec):
     assert r.peak_reduction_pct > 0
     # the tracker's own estimate agrees with the M&V against the shadow
     assert o.estimate.delivered_pct == pytest.approx(o.performance.delivered_pct, abs=3)
+    # (an event claims only the devices it needs, so whether a deaf one is among them
+    # depends on the draw; dropping them is tested in tests/dispatch/test_tracker.py)
     assert o.performance.tracking_rmse_pct < 5
 
 

@@ -21,8 +21,9 @@ TABLES = {
     "api_keys",
     "gateways",
     "audit_log",
+    "dead_letters",
 }
-HEAD = "0002"
+HEAD = "0004"
 
 
 def _version(store: Store) -> list[str]:

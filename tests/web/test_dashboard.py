@@ -93,6 +93,13 @@ def test_the_operator_creates_an_event_sees_it_deliver_and_cancels_it(
     expect(page).to_have_url(service.url + "/events")
 
     form.get_by_label("Up").check()
+    # the form shows what the scope can still deliver, and a larger target is refused
+    expect(page.locator("#ev-available")).to_contain_text("Available for this scope and window")
+    form.get_by_label("Power [kW]").fill("900000")
+    page.get_by_role("button", name="Create event").click()
+    expect(page.locator("#ev-problem")).to_contain_text("Available:")
+    expect(page).to_have_url(service.url + "/events")
+
     form.get_by_label("Power [kW]").fill("25")
     form.get_by_label("Duration [min]").fill("10")
     page.get_by_role("button", name="Create event").click()
@@ -114,10 +121,65 @@ def test_the_operator_creates_an_event_sees_it_deliver_and_cancels_it(
         "href", re.compile(r"/performance\?format=csv$")
     )
 
+    expect(page.locator("#ev-delivered-label")).to_have_text("Delivered now")
+
     page.get_by_role("button", name="Cancel event").click()
     page.get_by_role("button", name="Yes, cancel it").click()
     expect(page.locator("#ev-status")).to_have_text("cancelled")
     expect(page.get_by_role("button", name="Cancel event")).to_be_hidden()
+    # a finished event has no "now": its mean delivery over the window
+    expect(page.locator("#ev-delivered-label")).to_have_text("Delivered (mean)")
+    expect(page.locator("#ev-pct-hint")).to_have_text("mean over the window")
+
+
+def test_the_event_list_shows_the_year(page: Page, service: Service) -> None:
+    sign_in(page, service, service.viewer_key)
+    page.goto(service.url + "/events")
+    window = page.locator("#events-table tbody tr").first.locator("td").nth(4)
+    expect(window).to_have_text(re.compile(r"20\d\d.*→.*20\d\d"))
+
+
+def test_the_demo_talks_at_once_and_its_devices_ack(page: Page, service: Service) -> None:
+    lines = [ln for ln in service.log.read_text().splitlines() if ln.strip()]
+    assert lines[0].startswith("Gridflock demo:"), lines[:3]  # before the slow steps
+    said = [ln.strip() for ln in lines if ln.startswith("  ")]
+    assert said[0].startswith("preparing the database")
+    assert said[1] == "generating a fleet of 200 homes..."
+    # the in-process devices acknowledge their commands: not all "sent" forever
+    api = page.context.request
+    h = {"Authorization": f"Bearer {service.operator_key}"}
+    r = api.post(
+        service.url + "/api/v1/events", data={"target_kw": 5, "duration_s": 120}, headers=h
+    )
+    assert r.status == 201, r.text()
+    url = f"{service.url}/api/v1/events/{r.json()['id']}"
+    deadline = time.monotonic() + 60
+    while True:
+        commands = api.get(url + "/commands?limit=1000", headers=h).json()["items"]
+        if any(c["status"] == "accepted" for c in commands):
+            break
+        assert time.monotonic() < deadline, f"no command acknowledged: {commands[:3]}"
+        page.wait_for_timeout(500)
+    api.post(url + "/cancel", headers=h)
+    assert "Discarding nonzero nanoseconds" not in service.log.read_text()
+
+
+def test_the_api_docs_work_offline(page: Page, service: Service) -> None:
+    outside: list[str] = []
+
+    def only_local(route) -> None:  # no internet: anything not from the service fails
+        if route.request.url.startswith(service.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(service.url + "/docs")
+    expect(page.locator(".swagger-ui .title").first).to_contain_text("Gridflock")
+    expect(page.locator(".opblock-summary-path").first).to_be_visible()
+    assert outside == []
+    assert page.request.get(service.url + "/redoc").status == 404  # not offered, not linked
 
 
 def test_a_viewer_sees_everything_but_no_controls(page: Page, service: Service) -> None:

@@ -22,7 +22,9 @@ def utc(value: Any) -> datetime | None:
     if isinstance(value, pd.Timestamp):
         if pd.isna(value):
             return None
-        value = value.to_pydatetime()
+        # a datetime holds microseconds: drop the nanoseconds first, or pandas warns
+        # ("Discarding nonzero nanoseconds") on every time computed from float seconds
+        value = value.floor("us").to_pydatetime()
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, np.datetime64):

@@ -8,7 +8,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from gridflock.api._catalog import CatalogCache
-from gridflock.api.auth import AuthCache, SessionStore
+from gridflock.api._docs import install_docs
+from gridflock.api._guard import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMPORT_BYTES, Guard
+from gridflock.api._openapi import install_openapi
+from gridflock.api.auth import AuthCache, Revocations, SessionStore
 from gridflock.api.errors import install_problem_handlers
 from gridflock.api.routes import admin, aggregates, assets, events, fleet, stream, system
 from gridflock.api.runtime import Runtime
@@ -57,6 +60,8 @@ def create_app(
     title: str = "Gridflock",
     auth_cache_ttl_s: float = 5.0,
     stream_heartbeat_s: float = 15.0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_import_bytes: int = DEFAULT_MAX_IMPORT_BYTES,
 ) -> FastAPI:
     """Build the API over ``runtime``.
 
@@ -67,10 +72,17 @@ def create_app(
     title
         Title shown in the OpenAPI docs.
     auth_cache_ttl_s
-        How long a successful authentication is remembered [s]; a revoked key keeps
-        working this long. 0 disables the cache.
+        How long a successful authentication is remembered [s], and how often the
+        revoked keys are read from the database: a key revoked by another process
+        (``gridflock apikey revoke``) keeps working at most this long. 0 disables the
+        cache.
     stream_heartbeat_s
         Quiet time after which the live stream sends a heartbeat comment [s].
+    max_body_bytes
+        Largest request body [bytes]; a larger one is refused with 413 before it is read
+        in full or the caller authenticated.
+    max_import_bytes
+        Largest fleet file ``POST /api/v1/fleet/import`` takes [bytes].
 
     """
     app = FastAPI(
@@ -78,7 +90,7 @@ def create_app(
         version=version("gridflock"),
         description=_DESCRIPTION,
         openapi_tags=_TAGS,
-        docs_url="/docs",
+        docs_url=None,  # served offline by install_docs, not from a CDN
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -86,10 +98,18 @@ def create_app(
     app.state.auth_cache = AuthCache(ttl_s=auth_cache_ttl_s)
     app.state.catalog = CatalogCache()
     app.state.sessions = SessionStore()
+    app.state.revocations = Revocations(ttl_s=auth_cache_ttl_s)
     app.state.stream_heartbeat_s = stream_heartbeat_s
     install_problem_handlers(app)
+    app.add_middleware(
+        Guard,
+        max_body_bytes=max_body_bytes,
+        path_limits={f"{API_PREFIX}/fleet/import": max_import_bytes},
+    )
+    install_docs(app)
     app.include_router(system.router, prefix=API_PREFIX)
     for module in (fleet, aggregates, assets, events, admin, stream):
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
+    install_openapi(app)
     return app

@@ -3,7 +3,13 @@
 A key comes in ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; the runtime
 says who is behind it. Successful look-ups are cached for a few seconds (by the key's
 SHA-256, never the key itself), so hot read endpoints do not hit the database on each
-request; a revoked key therefore keeps working for at most ``ttl_s``.
+request.
+
+Revocation: :class:`Revocations` holds the ids of revoked keys, read from the database
+at most every ``ttl_s`` seconds; a cached authentication or a dashboard session whose
+key is in it is refused. A key revoked through the API (``POST
+/api/v1/apikeys/{id}/revoke``) is refused at once by the process that revoked it; one
+revoked with ``gridflock apikey revoke`` (another process) within ``ttl_s`` seconds.
 
 The dashboard signs in once with a key and then holds an opaque session id in an
 HttpOnly cookie (:class:`SessionStore` maps it to the principal, server side). The API
@@ -15,6 +21,7 @@ cannot send), so the cookie cannot be used for cross-site request forgery.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine
@@ -35,12 +42,15 @@ __all__ = [
     "Admin",
     "AuthCache",
     "Operator",
+    "Revocations",
     "SessionStore",
     "Viewer",
     "authenticate_request",
+    "forget_key",
     "key_from_headers",
     "principal_from_request",
     "require",
+    "session_principal",
 ]
 
 SESSION_COOKIE = "gf_session"
@@ -55,6 +65,49 @@ _header_key = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key in the `X-API-Key` header."
 )
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="gridflock"'}
+_log = logging.getLogger(__name__)
+
+
+class Revocations:
+    """Ids of revoked API keys, refreshed from the database at most every ``ttl_s``.
+
+    When the database cannot be read the last known set stays in force (a database
+    outage neither locks everyone out nor forgets a revocation).
+    """
+
+    def __init__(self, ttl_s: float = 5.0) -> None:
+        self.ttl_s = ttl_s
+        self._revoked: set[str] = set()
+        self._next_refresh = 0.0
+
+    def due(self) -> bool:
+        """Whether the set should be read again from the database."""
+        return time.monotonic() >= self._next_refresh
+
+    def refresh(self, runtime: Runtime) -> None:
+        """Read the revoked keys' ids from ``runtime.store`` (blocking: run it in a thread)."""
+        self._next_refresh = time.monotonic() + self.ttl_s
+        try:
+            keys = runtime.store.list_api_keys()
+        except Exception as exc:  # an outage keeps the last set; the log says so
+            _log.warning("cannot read revoked API keys (keeping the last set): %r", exc)
+            return
+        self._revoked |= {k.id for k in keys if k.revoked_at is not None}
+
+    def add(self, key_id: str) -> None:
+        """Record a revocation made by this process (in force at once)."""
+        self._revoked.add(key_id)
+
+    def __contains__(self, key_id: object) -> bool:
+        return key_id in self._revoked
+
+
+async def _check_revocations(request: Request) -> Revocations | None:
+    """The app's revocation set, refreshed first when due."""
+    revocations: Revocations | None = getattr(request.app.state, "revocations", None)
+    if revocations is not None and revocations.due():
+        await run_in_threadpool(revocations.refresh, request.app.state.runtime)
+    return revocations
 
 
 class AuthCache:
@@ -91,6 +144,10 @@ class AuthCache:
     def clear(self) -> None:
         """Forget every cached authentication."""
         self._entries.clear()
+
+    def forget_key(self, key_id: str) -> None:
+        """Forget the cached authentications of one key (it was just revoked)."""
+        self._entries = {k: v for k, v in self._entries.items() if v[1].key_id != key_id}
 
 
 class SessionStore:
@@ -133,14 +190,28 @@ class SessionStore:
         if session_id:
             self._entries.pop(session_id, None)
 
+    def end_for_key(self, key_id: str) -> int:
+        """End every session signed in with the key ``key_id``; returns how many."""
+        ended = [k for k, v in self._entries.items() if v[1].key_id == key_id]
+        for k in ended:
+            del self._entries[k]
+        return len(ended)
 
-def _session_principal(request: Request) -> Principal | None:
-    """The principal of the request's session cookie; 403 when a CSRF header is missing."""
+
+def _session_principal(request: Request, revoked: Revocations | None) -> Principal | None:
+    """The principal of the request's session cookie; 403 when a CSRF header is missing.
+
+    A session made from a key revoked since is ended here.
+    """
     sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
     if sessions is None:
         return None
-    principal = sessions.get(request.cookies.get(SESSION_COOKIE))
+    session_id = request.cookies.get(SESSION_COOKIE)
+    principal = sessions.get(session_id)
     if principal is None:
+        return None
+    if revoked is not None and principal.key_id in revoked:
+        sessions.end(session_id)
         return None
     if request.method not in _SAFE_METHODS and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
         raise ProblemError(
@@ -151,13 +222,45 @@ def _session_principal(request: Request) -> Principal | None:
     return principal
 
 
+def forget_key(request: Request, key_id: str) -> None:
+    """Refuse ``key_id`` from now on in this process: cache, sessions, revocation set."""
+    state = request.app.state
+    revocations: Revocations | None = getattr(state, "revocations", None)
+    if revocations is not None:
+        revocations.add(key_id)
+    cache: AuthCache | None = getattr(state, "auth_cache", None)
+    if cache is not None:
+        cache.forget_key(key_id)
+    sessions: SessionStore | None = getattr(state, "sessions", None)
+    if sessions is not None:
+        sessions.end_for_key(key_id)
+
+
+async def session_principal(request: Request) -> Principal | None:
+    """The principal of the request's dashboard session, or None.
+
+    None also when the session's key was revoked since (the session is ended then).
+    """
+    revoked = await _check_revocations(request)
+    sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
+    if sessions is None:
+        return None
+    session_id = request.cookies.get(SESSION_COOKIE)
+    principal = sessions.get(session_id)
+    if principal is not None and revoked is not None and principal.key_id in revoked:
+        sessions.end(session_id)
+        return None
+    return principal
+
+
 async def principal_from_request(request: Request, key: str | None) -> Principal:
     """The caller: by ``key`` when given, else by session cookie; 401 when neither."""
+    revoked = await _check_revocations(request)
     if key is None:
-        principal = _session_principal(request)
+        principal = _session_principal(request, revoked)
         if principal is not None:
             return principal
-    return await authenticate_request(request, key)
+    return await authenticate_request(request, key, revoked)
 
 
 def key_from_headers(request: Request) -> str | None:
@@ -171,7 +274,9 @@ def key_from_headers(request: Request) -> str | None:
     return key.strip() if key and key.strip() else None
 
 
-async def authenticate_request(request: Request, key: str | None) -> Principal:
+async def authenticate_request(
+    request: Request, key: str | None, revoked: Revocations | None = None
+) -> Principal:
     """The principal behind ``key``; 401 problem when it is missing or not valid."""
     if key is None:
         raise ProblemError(
@@ -182,6 +287,8 @@ async def authenticate_request(request: Request, key: str | None) -> Principal:
         )
     cache: AuthCache = request.app.state.auth_cache
     principal = cache.get(key)
+    if principal is not None and revoked is not None and principal.key_id in revoked:
+        principal = None  # revoked since it was cached: ask the database again
     if principal is None:
         runtime: Runtime = request.app.state.runtime
         principal = await run_in_threadpool(runtime.authenticate, key)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from gridflock.domain.auth import Principal
-from gridflock.domain.events import Event, Scope
+from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.store import Store
@@ -57,13 +57,18 @@ class Runtime(Protocol):
         ...
 
     def authenticate(self, api_key: str) -> Principal | None:
-        """The caller behind an API key, or None (unknown, malformed or revoked)."""
+        """The caller behind an API key, or None (unknown, malformed or revoked).
+
+        Raises :class:`gridflock.store.errors.DatabaseUnavailableError` (503) when the key
+        cannot be checked because the database is away.
+        """
         ...
 
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
         """Replace the provisioned fleet (sites, devices, grid nodes).
 
-        Live values of the devices that stay are kept.
+        Live values of the devices that stay are kept; ``ConflictError`` while events are
+        in progress.
         """
         ...
 
@@ -84,7 +89,10 @@ class Runtime(Protocol):
         ...
 
     def health(self) -> dict[str, Any]:
-        """``status`` ("ok" or "degraded") and the state of each dependency."""
+        """``status`` ("ok" or "degraded") and the state of each part and dependency.
+
+        ``degraded`` names the parts not fully served, ``parts`` gives each part's state.
+        """
         ...
 
     def fleet_summary(self) -> dict[str, Any]:
@@ -114,20 +122,36 @@ class Runtime(Protocol):
         duration_s: float,
         scope: Scope,
         principal: Principal,
+        source: EventSource = EventSource.OPERATOR,
+        *,
+        priority: int = 50,
+        allow_partial: bool = False,
     ) -> Event:
-        """Schedule an event (raises ValueError with a message a person can act on)."""
+        """Admit and schedule an event (``InvalidError`` with a message a person can act on).
+
+        A target above what the scope can still deliver raises ``AdmissionError`` (with
+        ``available_kw``) unless ``allow_partial``.
+        """
+        ...
+
+    def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
+        """What a new event over ``scope`` and ``[start, start + duration_s)`` could get [kW].
+
+        Signed like the direction (> 0 up); within every limit, net of the live events
+        it would overlap; ``start`` None means now.
+        """
         ...
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:
-        """Cancel an event (KeyError if unknown, ValueError if already over)."""
+        """Cancel an event (``NotFoundError`` if unknown, ``ConflictError`` if already over)."""
         ...
 
     def events(self) -> list[EventView]:
-        """Every event, newest first."""
+        """Every event tracked, and the latest finished ones from before a restart; newest first."""
         ...
 
     def event(self, event_id: str) -> EventView:
-        """One event (KeyError if unknown)."""
+        """One event, finished ones from before a restart included (else ``NotFoundError``)."""
         ...
 
     def event_series(self, event_id: str) -> pd.DataFrame:

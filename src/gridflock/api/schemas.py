@@ -6,16 +6,23 @@ generator sign convention (> 0 towards the grid); times are ISO 8601 UTC.
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from gridflock.domain.events import EventStatus, Scope
+from gridflock.domain.events import (
+    DEFAULT_PRIORITY,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+    EventStatus,
+    Scope,
+)
 
 __all__ = [
     "ApiKeyOut",
     "AuditEntryOut",
+    "AvailableOut",
     "CommandOut",
     "DeviceDetailOut",
     "DeviceOut",
@@ -45,6 +52,15 @@ T = TypeVar("T")
 
 _TS = "Time (ISO 8601, UTC)."
 
+#: Largest |target_kw| an event may ask for [kW].
+MAX_TARGET_KW = 10_000_000.0
+#: Longest event [s]: 7 days.
+MAX_EVENT_S = 7 * 86_400.0
+#: An event's start must fall in ``[EARLIEST_START, LATEST_START)``: a start in year
+#: 9999 is a typo, and its end would not fit a date.
+EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_START = datetime(2100, 1, 1, tzinfo=UTC)
+
 
 class _Out(BaseModel):
     """A response: fields beyond the declared ones are passed through."""
@@ -53,9 +69,31 @@ class _Out(BaseModel):
 
 
 class _In(BaseModel):
-    """A request body: unknown fields are an error, not silently dropped."""
+    """A request body: unknown fields are an error, not silently dropped.
+
+    No text in it may hold a NUL character: no id, name or scope needs one, and
+    PostgreSQL cannot store one.
+    """
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_nul(cls, v: Any) -> Any:
+        if _holds_nul(v):
+            raise ValueError("must not contain a NUL character (\\u0000)")
+        return v
+
+
+def _holds_nul(value: Any) -> bool:
+    """Whether ``value`` (a string, or a list or dict of them) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    return False
 
 
 # ---------------------------------------------------------------------- errors
@@ -84,6 +122,9 @@ class ProblemOut(BaseModel):
     )
     instance: str = Field(description="The request path.", examples=["/api/v1/events"])
     errors: list[FieldErrorOut] | None = Field(None, description="Each invalid input.")
+    error_id: str | None = Field(
+        None, description="500 only: the id under which the service logged the error."
+    )
 
 
 # ---------------------------------------------------------------------- pages
@@ -276,19 +317,25 @@ class TelemetryOut(BaseModel):
 class GatewayCreate(_In):
     """A gateway to provision."""
 
+    # the id grammar of the device protocol (gateways.mqtt.protocol.ID_PATTERN): an id is
+    # a topic level, a broker user name and a line of the broker's configuration
     id: str = Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
-        description="Gateway id; also its MQTT user name and topic prefix.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$",
+        description="Gateway id; also its MQTT user name and topic prefix: 1-64 of "
+        "A-Z a-z 0-9 _ . -, starting with a letter or digit.",
         examples=["gw-home-00001"],
     )
     kind: str = Field(
         min_length=1, description="hems, charger, inverter or oem_cloud.", examples=["hems"]
     )
     site_id: str | None = Field(None, description="The site it serves (None for a cloud).")
-    groups: list[str] = Field(
-        default_factory=list, description="Broadcast groups it listens to.", examples=[["g1"]]
+    groups: list[
+        Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+    ] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Broadcast groups it listens to (at most 64, each an id as above).",
+        examples=[["g1"]],
     )
 
 
@@ -354,17 +401,47 @@ class EventCreate(_In):
 
     target_kw: float = Field(
         description="Change asked relative to baseline [kW]: > 0 for more export / less "
-        "import ('up'), < 0 to absorb ('down'). Non-zero.",
+        "import ('up'), < 0 to absorb ('down'). Non-zero. A JSON number: `true` or "
+        '`"5"` are refused. At most 10,000,000 kW either way.',
+        ge=-MAX_TARGET_KW,
+        le=MAX_TARGET_KW,
         allow_inf_nan=False,
+        strict=True,
     )
     start: datetime | None = Field(
-        None, description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z); now if absent."
+        None,
+        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), in the years "
+        "2000 to 2099; now if absent.",
     )
-    duration_s: float = Field(3600.0, gt=0, allow_inf_nan=False, description="Length [s].")
+    duration_s: float = Field(
+        3600.0,
+        gt=0,
+        le=MAX_EVENT_S,
+        allow_inf_nan=False,
+        strict=True,
+        description="Length [s], a JSON number; at most 7 days (604800 s).",
+    )
     scope: str = Field(
         "fleet",
+        max_length=200,
         description="'fleet', 'grid_node:ID', 'program:TAG' or 'region:TAG'.",
         examples=["fleet", "grid_node:feeder-001", "program:summer"],
+    )
+    priority: int = Field(
+        DEFAULT_PRIORITY,
+        ge=MIN_PRIORITY,
+        le=MAX_PRIORITY,
+        strict=True,
+        description="Which event is served first when events compete for devices: "
+        f"{MIN_PRIORITY}..{MAX_PRIORITY}, higher first (it may take devices from a lower "
+        "one); equal priorities by start time, the earlier keeping its devices.",
+    )
+    allow_partial: bool = Field(
+        False,
+        strict=True,
+        description="Accept a target above what the scope can still deliver over the "
+        "window: the event then gets what there is. Without it such a request is a 422 "
+        "stating `available_kw`.",
     )
 
     @field_validator("target_kw")
@@ -391,6 +468,11 @@ class EventCreate(_In):
             raise ValueError(
                 "start needs a UTC offset, e.g. 2026-06-01T17:00:00Z or 2026-06-01T19:00:00+02:00"
             )
+        if v is not None and not EARLIEST_START <= v < LATEST_START:
+            raise ValueError(
+                f"start must be within {EARLIEST_START:%Y} to {LATEST_START:%Y} (UTC), got "
+                f"{v.isoformat()}"
+            )
         return v
 
     @field_validator("scope")
@@ -415,6 +497,7 @@ class EventOut(BaseModel):
     end: datetime
     duration_s: float
     scope: str
+    priority: int = Field(description="0..100; higher is served first.")
     source: str
     created_by: str
     tracking_rmse_pct: float | None = Field(description="RMS tracking error [% of target].")
@@ -422,6 +505,20 @@ class EventOut(BaseModel):
     non_responders: int = Field(description="Devices dropped for not following commands.")
     shortfall_kw: float = Field(description="Target the fleet could not allocate [kW].")
     commands_sent: int
+
+
+class AvailableOut(BaseModel):
+    """What a new event could still get over a scope and window."""
+
+    available_kw: float = Field(
+        description="kW the scope can hold over the window, within every site and grid-node "
+        "limit, net of the events it would overlap [kW, signed like the direction]."
+    )
+    direction: Literal["up", "down"]
+    scope: str
+    start: datetime
+    end: datetime
+    duration_s: float
 
 
 class SeriesPointOut(BaseModel):

@@ -36,7 +36,7 @@ DEFAULT_DATE = dt.date(2026, 7, 15)
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error that says what was wrong and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -78,6 +78,27 @@ def _counts_table(spec: FleetSpec, title: str) -> Table:
 def version() -> None:
     """Print the version."""
     out.print(f"gridflock {__version__}")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"gridflock {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Gridflock: thousands of small energy resources dispatched as one power plant."""
 
 
 # The twin's imperfections, shared by every command that runs it.

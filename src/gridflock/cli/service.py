@@ -18,6 +18,7 @@ from gridflock.domain import GridflockError
 
 if TYPE_CHECKING:
     from gridflock.config import Settings
+    from gridflock.domain.ports import DeviceLink
     from gridflock.service import Runtime
     from gridflock.store import Store
 
@@ -55,8 +56,11 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _open_store(url: str, *, upgrade: bool) -> Store:
+    """Open the store at ``url``, or exit saying why (never showing the URL's password)."""
+    from gridflock.config import mask_url, redact
     from gridflock.store import Store
 
+    shown = mask_url(url)
     try:
         store = Store(url)
         if upgrade:
@@ -66,11 +70,14 @@ def _open_store(url: str, *, upgrade: bool) -> Store:
         elif not store.schema_is_current():
             raise GridflockError("its schema is missing or old: run `gridflock db upgrade`")
     except GridflockError as e:
-        fail(f"database {url!r}: {e}")
+        fail(redact(f"database {shown!r}: {e}", url))
     except Exception as e:  # driver errors: say what failed and how to fix it
         fail(
-            f"database {url!r}: {e.__class__.__name__}: {e}. Check the URL and that the "
-            "server is running, then run `gridflock db upgrade`."
+            redact(
+                f"database {shown!r}: {e.__class__.__name__}: {e}. Check the URL and that "
+                "the server is running, then run `gridflock db upgrade`.",
+                url,
+            )
         )
     return store
 
@@ -113,12 +120,81 @@ def apikey_create(
     err.print(f"created {record.role} key {record.id} ({record.name})", highlight=False)
 
 
+@key_app.command("revoke")
+def apikey_revoke(
+    key_id: Annotated[
+        str, typer.Argument(help="The key's id: the 12 hex digits after gf_ (apikey list).")
+    ],
+    db: Db = None,
+) -> None:
+    """Revoke an API key: it and the dashboard sessions signed in with it are refused.
+
+    A running service refuses the key within 5 s (its authentication cache); recorded
+    in the audit log as apikey.revoke.
+    """
+    import getpass
+
+    settings = _settings(database_url=db)
+    store = _open_store(settings.database_url, upgrade=False)
+    try:
+        records = {k.id: k for k in store.list_api_keys()}
+        wanted = key_id.split("_")[1] if key_id.startswith("gf_") else key_id  # a whole key
+        record = records.get(wanted)
+        if record is None:
+            fail(f"no API key has the id {key_id[:40]!r}; see `gridflock apikey list`")
+        if record.revoked_at is not None or not store.revoke_api_key(record.id):
+            fail(f"the API key {record.id} ({record.name}) is already revoked", code=1)
+        store.audit(
+            f"cli:{getpass.getuser()}",
+            "apikey.revoke",
+            record.id,
+            {"name": record.name, "role": str(record.role)},
+        )
+    finally:
+        store.close()
+    err.print(f"revoked {record.role} key {record.id} ({record.name})", highlight=False)
+
+
+@key_app.command("list")
+def apikey_list(db: Db = None) -> None:
+    """List API keys: id, name, role, created, revoked, last used (never the key)."""
+    from rich.table import Table
+
+    settings = _settings(database_url=db)
+    store = _open_store(settings.database_url, upgrade=False)
+    try:
+        keys = store.list_api_keys()
+    finally:
+        store.close()
+    table = Table(show_edge=False)
+    for col in ("id", "name", "role", "created", "revoked", "last used"):
+        table.add_column(col)
+
+    def day(ts: object) -> str:
+        return "" if ts is None else f"{ts:%Y-%m-%d %H:%M}"
+
+    for k in keys:
+        table.add_row(
+            k.id, k.name, str(k.role), day(k.created_at), day(k.revoked_at), day(k.last_used_at)
+        )
+    out.print(table)
+
+
 def _check_port(host: str, port: int) -> None:
+    """Exit with a clear message when ``host:port`` cannot be listened on.
+
+    The probe binds with ``SO_REUSEADDR`` as uvicorn does: after a crash (kill -9) the
+    old connections linger in TIME-WAIT for up to a minute, which would fail a plain
+    bind although uvicorn can listen. Only a live listener makes the probe fail.
+    """
     import socket
 
-    with socket.socket() as sock:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
+            sock.listen(1)  # Linux refuses a second listener on the port only here
         except OSError as e:
             fail(
                 f"cannot listen on {host}:{port} ({e.strerror}): is another Gridflock "
@@ -146,48 +222,65 @@ def serve(
     link = _mqtt_link(settings, spec)
     _check_port(settings.host, settings.port)
     runtime = _runtime(settings, store, spec, link)
-    log.info("serving %d devices on http://%s:%d", spec.n_devices, settings.host, settings.port)
+    scheme = "https" if settings.tls_certfile else "http"
+    log.info(
+        "serving %d devices on %s://%s:%d", spec.n_devices, scheme, settings.host, settings.port
+    )
     asyncio.run(_serve(settings, runtime, link))
 
 
-def _runtime(settings: Settings, store: Store, spec: object, link: object) -> Runtime:
+def _runtime(settings: Settings, store: Store, spec: object, link: DeviceLink) -> Runtime:
     from gridflock.service import Runtime
 
     return Runtime(settings, store, spec, link)  # type: ignore[arg-type]
 
 
-def _mqtt_link(settings: Settings, spec: object) -> object:
+def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
     if settings.mqtt_url is None:
         from gridflock.service.links import NoDevices
 
         return NoDevices()
     from gridflock.domain.spec import FleetSpec
-    from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
+    from gridflock.gateways.mqtt.link import BrokerAddress, GatewayLimits, MqttLink
 
     assert isinstance(spec, FleetSpec)
     assert settings.mqtt_url is not None
     secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     try:
-        broker = BrokerAddress.parse(settings.mqtt_url, settings.mqtt_username, secret)
+        broker = BrokerAddress.parse(
+            settings.mqtt_url,
+            settings.mqtt_username,
+            secret,
+            ca_file=settings.mqtt_tls_ca_file,
+            cert_file=settings.mqtt_tls_cert_file,
+            key_file=settings.mqtt_tls_key_file,
+        )
     except ValueError as e:
         fail(f"GRIDFLOCK_MQTT_URL: {e}")
     devices = spec.all_devices()
-    return MqttLink(broker, dict(zip(devices["id"], devices["gateway_id"], strict=True)))
+    return MqttLink(
+        broker,
+        dict(zip(devices["id"], devices["gateway_id"], strict=True)),
+        client_id=settings.mqtt_client_id,
+        limits=GatewayLimits(
+            settings.gateway_max_messages_per_s,
+            settings.gateway_max_readings_per_s,
+            settings.gateway_burst_s,
+        ),
+    )
 
 
 async def _serve(
     settings: Settings,
     runtime: Runtime,
-    link: object,
+    link: DeviceLink,
     extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     from gridflock.service.server import run_service
 
     tasks = list(extra or [])
-    start = getattr(link, "run", None)  # a link with a connection to keep (MQTT)
-    if start is not None:
-        tasks.insert(0, start)
+    tasks.insert(0, link.run)  # a link with a connection keeps it (MQTT); others return
     await run_service(settings, runtime, tasks, on_ready)
 
 
@@ -213,18 +306,24 @@ def demo(
     ] = 180.0,
 ) -> None:
     """The whole VPP in one process: a twin fleet, the service and its API, no setup."""
+    step = partial(err.print, highlight=False, soft_wrap=True)  # progress: at once, on stderr
+    step(
+        f"[bold]Gridflock demo[/]: {homes:,} simulated homes, the VPP service and its "
+        "dashboard in this process (about 10 s to start)"
+    )
     from gridflock.domain.auth import Role
-    from gridflock.fleet.generate import generate_fleet
     from gridflock.service.logs import setup_logging
-    from gridflock.sim.realtime import RealtimeTwin
 
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
     setup_logging(settings.log_level, settings.log_format)
     _check_port(settings.host, settings.port)  # before touching the database of a running demo
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).unlink(missing_ok=True)  # a fresh demo each time
+    step(f"  preparing the database ({settings.public()['database_url']})...")
     store = _open_store(settings.database_url, upgrade=True)
-    err.print(f"generating a fleet of {homes:,} homes...", highlight=False)
+    step(f"  generating a fleet of {homes:,} homes...")
+    from gridflock.fleet.generate import generate_fleet
+
     spec = generate_fleet(homes, seed)
     store.save_fleet(spec)
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
@@ -237,11 +336,15 @@ def demo(
         gateways = SimulatedGateways(spec, mqtt, seed=seed)
         extra.append(gateways.run)
     else:
+        step("  starting the digital twin (weather, homes and their devices)...")
+        from gridflock.sim.realtime import RealtimeTwin
+
         link = RealtimeTwin(spec, seed=seed, step_s=5.0)
+    step("  starting the service (control loop, API and dashboard)...")
     runtime = _runtime(settings, store, spec, link)
     if event_after > 0:
         extra.append(lambda: _scripted_event(runtime, event_after))
-    url = f"http://{settings.host}:{settings.port}"
+    url = f"{'https' if settings.tls_certfile else 'http'}://{settings.host}:{settings.port}"
 
     def ready() -> None:
         say = partial(out.print, soft_wrap=True, highlight=False)  # keys and URLs unbroken
@@ -257,22 +360,28 @@ def demo(
 
 
 async def _scripted_event(runtime: Runtime, after_s: float) -> None:
-    """The demo's peak event: half the fleet's up flexibility, for 15 minutes."""
+    """The demo's peak event: half the up flexibility left for 15 minutes, for 15 minutes."""
     from gridflock.domain.auth import Principal, Role
-    from gridflock.domain.events import Scope
+    from gridflock.domain.events import EventSource, Scope
 
     await asyncio.sleep(after_s)
     for _ in range(60):  # the fleet must have reported before its flexibility is known
-        flex = float(runtime.fleet_summary()["flex_up_kw"])
+        # what is left for a 15-min event, net of any event an operator already runs
+        flex = runtime.available_kw(Scope(), None, 900, True)
         if flex > 1:
             break
         await asyncio.sleep(1)
     else:
-        log.warning("no up flexibility for the scripted event; skipped")
+        log.warning("no up flexibility left for the scripted event; skipped")
         return
     kw = float(f"{0.5 * flex:.2g}")
     event = await runtime.create_event(
-        kw, None, 900, Scope(), Principal("demo", "demo-script", Role.OPERATOR)
+        kw,
+        None,
+        900,
+        Scope(),
+        Principal("demo", "demo-script", Role.OPERATOR),
+        EventSource.SCHEDULE,  # fired by the demo's script, not by an operator
     )
     log.info("scripted peak event %s: %.0f kW for 15 min", event.id, kw)
 
@@ -284,19 +393,33 @@ app.add_typer(broker_app, name="broker")
 @broker_app.command("acl")
 def broker_acl(
     out_dir: Annotated[
-        Path, typer.Option("--out", help="Folder for mosquitto.conf, passwd and acl.")
+        Path, typer.Option("--out", help="Folder for mosquitto.conf and dynamic-security.json.")
     ] = Path("broker"),
     port: Annotated[int, typer.Option(min=1, max=65535, help="Broker listen port.")] = 1883,
     listen: Annotated[str, typer.Option(help="Broker listen address.")] = "127.0.0.1",
     tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM).")] = None,
     tls_key: Annotated[Path | None, typer.Option(help="TLS private key (PEM).")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(help="CA of client certificates: clients must present one (mutual TLS)."),
+    ] = None,
+    run_as: Annotated[
+        str | None,
+        typer.Option(help="OS user the broker drops to when started as root (default mosquitto)."),
+    ] = None,
+    dynsec_plugin: Annotated[
+        Path | None,
+        typer.Option(help="Path of mosquitto_dynamic_security.so (found if not given)."),
+    ] = None,
     db: Db = None,
 ) -> None:
     """Write the Mosquitto configuration: one account per gateway, confined by ACLs.
 
-    Each gateway may publish only under gf/v1/<its id>/ and read only its own commands,
-    its ack topic and its groups' broadcasts; the service account (GRIDFLOCK_MQTT_USERNAME,
-    GRIDFLOCK_MQTT_PASSWORD) may use all of gf/v1/#. Passwords stay hashed.
+    Each gateway may publish only under gf/v1/<its id>/ and subscribe to and read only
+    its own commands, its ack topic and its groups' broadcasts (Mosquitto's dynamic
+    security plugin checks every SUBSCRIBE); the service account (GRIDFLOCK_MQTT_USERNAME,
+    GRIDFLOCK_MQTT_PASSWORD) may use all of gf/v1/#. Passwords stay hashed; files are
+    replaced atomically, so a failure leaves the previous ones intact.
     """
     from gridflock.gateways.mqtt.acl import GatewayCredential, hash_password, write_broker_config
 
@@ -313,18 +436,24 @@ def broker_acl(
         GatewayCredential(g.id, g.password_hash, list(g.groups)) for g in store.list_gateways()
     ]
     store.close()
-    paths = write_broker_config(
-        out_dir,
-        gateways,
-        settings.mqtt_username,
-        hash_password(settings.mqtt_password.get_secret_value()),
-        port=port,
-        listener_address=listen,
-        tls_certfile=tls_cert,
-        tls_keyfile=tls_key,
-    )
+    try:
+        paths = write_broker_config(
+            out_dir,
+            gateways,
+            settings.mqtt_username,
+            hash_password(settings.mqtt_password.get_secret_value()),
+            port=port,
+            listener_address=listen,
+            tls_certfile=tls_cert,
+            tls_keyfile=tls_key,
+            tls_client_cafile=tls_client_ca,
+            run_as_user=run_as,
+            plugin_path=dynsec_plugin,
+        )
+    except (ValueError, OSError) as e:
+        fail(f"broker files not written (the previous ones are unchanged): {e}")
     out.print(
-        f"wrote {paths.conf}, {paths.passwd} and {paths.acl} for {len(gateways)} "
+        f"wrote {paths.conf} and {paths.security} for {len(gateways)} "
         f"gateway(s) and the service account {settings.mqtt_username!r}",
         highlight=False,
     )

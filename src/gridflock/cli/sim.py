@@ -74,6 +74,16 @@ def gateways(
             help="Broker password (with --connections 0: every gateway's).",
         ),
     ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(
+            help="CA (PEM) of the broker's certificate, for mqtts:// (default: system's)."
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None, typer.Option(help="Client certificate (PEM), if the broker requires one.")
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="Key of --tls-cert (PEM).")] = None,
     latency: Latency = 3.0,
     dropout: Dropout = 0.02,
     offline: Offline = 0.01,
@@ -83,6 +93,7 @@ def gateways(
 ) -> None:
     """Publish the twin's telemetry per gateway over MQTT and obey commands, until Ctrl-C."""
     from gridflock.cli.simulate import _parse_step
+    from gridflock.config import mask_url
     from gridflock.sim.gateways import SimulatedGateways, parse_broker_url
 
     url = mqtt or os.environ.get("GRIDFLOCK_MQTT_URL") or DEFAULT_MQTT_URL
@@ -105,13 +116,18 @@ def gateways(
         connections=connections,
         imperfections=imperfect,
         password=password,
+        tls_ca_file=str(tls_ca) if tls_ca else None,
+        tls_cert_file=str(tls_cert) if tls_cert else None,
+        tls_key_file=str(tls_key) if tls_key else None,
     )
     mode = "one connection per gateway" if sim.per_gateway else f"{sim.n_connections} connection(s)"
     out.print(
         f"simulating {len(spec.sites):,} homes, {spec.n_devices:,} devices behind "
-        f"{len(sim.gateways):,} gateways, every {step_s:g} s; broker {url} ({mode}); "
+        f"{len(sim.gateways):,} gateways, every {step_s:g} s; "
+        f"broker {mask_url(sim.broker_url)} ({mode}); "
         f"twin on {sim.rt.sim_date} ({sim.rt.tz}). Ctrl-C stops.",
         highlight=False,
+        soft_wrap=True,
     )
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run(sim, url))
@@ -121,10 +137,12 @@ def gateways(
         f"{s.commands_received:,} commands ({s.commands_accepted:,} accepted, "
         f"{s.commands_rejected:,} rejected); gateways reported offline.",
         highlight=False,
+        soft_wrap=True,
     )
 
 
 async def _run(sim: SimulatedGateways, url: str) -> None:
+    from gridflock.config import redact
     from gridflock.sim.gateways import BrokerUnreachableError
 
     task = asyncio.create_task(sim.run())
@@ -132,7 +150,7 @@ async def _run(sim: SimulatedGateways, url: str) -> None:
     try:
         await task
     except BrokerUnreachableError as e:
-        msg = str(e)
+        msg = redact(str(e), url)  # the URL may carry a password
         if "cannot reach" in msg:
             msg += "; is it running? (mosquitto -d -c /etc/mosquitto/mosquitto.conf)"
         fail(msg)

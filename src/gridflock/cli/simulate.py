@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -169,17 +170,21 @@ def simulate(
 
 
 def _open_store(url: str) -> Store:
+    from gridflock.config import mask_url, redact
     from gridflock.store import Store, StoreError
 
     try:
         store = Store(url)
         store.upgrade()
     except (StoreError, GridflockError) as e:
-        fail(f"--db: {e}")
+        fail(redact(f"--db: {e}", url))
     except Exception as e:  # driver errors: say what failed and how to fix it
         fail(
-            f"--db: cannot open {url!r}: {e.__class__.__name__}: {e}. Check the URL and "
-            "that the server is running."
+            redact(
+                f"--db: cannot open {mask_url(url)!r}: {e.__class__.__name__}: {e}. Check the "
+                "URL and that the server is running.",
+                url,
+            )
         )
     return store
 
@@ -207,37 +212,68 @@ def _store_result(store: object, result: object) -> None:
         store.write_telemetry(readings)
 
 
+def peak_text(without_kw: float, with_kw: float, reduction_pct: float) -> str:
+    """The peak-import line: both peaks, and whether the VPP made the peak lower or higher."""
+    if abs(reduction_pct) < 0.05:
+        change = "unchanged"
+    elif reduction_pct > 0:
+        change = f"{reduction_pct:.1f} % lower with the VPP"
+    else:
+        change = f"{-reduction_pct:.1f} % higher with the VPP"
+    return (
+        f"peak net import: {without_kw:,.0f} kW without the VPP, {with_kw:,.0f} kW with it "
+        f"({change})"
+    )
+
+
+def duration_text(seconds: float) -> str:
+    """``45 s``, ``3 min``, ``1 h 30 min``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    h, m = divmod(minutes, 60)
+    return f"{h} h {m} min" if m else f"{h} h"
+
+
+def t90_text(time_to_90pct_s: float | None, step_s: float) -> str:
+    """When 90 % of the target was reached, in words the step resolution can support.
+
+    The twin moves in steps of ``step_s``: a response measured at the first step after
+    the start reads "within the first step", not "after 0 s".
+    """
+    if time_to_90pct_s is None:
+        return "90 % never reached"
+    if time_to_90pct_s < step_s:
+        return f"90 % reached within the first step ({duration_text(step_s)})"
+    return f"90 % reached after {duration_text(time_to_90pct_s)}"
+
+
 def _print_summary(result: ScenarioResult, paths: dict[str, Path]) -> None:
     r = result
-    out.print(
+    say = partial(out.print, highlight=False, soft_wrap=True)  # lines wrap, never mid-phrase
+    say(
         f"[bold]{len(r.spec.sites):,} homes[/], {r.spec.n_devices:,} devices "
-        f"({', '.join(f'{n:,} {k}' for k, n in r.spec.counts().items() if n)})",
-        highlight=False,
+        f"({', '.join(f'{n:,} {k}' for k, n in r.spec.counts().items() if n)})"
     )
-    out.print(
-        f"peak net import: {r.peak_import_without_kw:,.0f} kW without the VPP, "
-        f"{r.peak_import_with_kw:,.0f} kW with it "
-        f"([bold]{r.peak_reduction_pct:+.1f} %[/] reduction)",
-        highlight=False,
-    )
+    say(peak_text(r.peak_import_without_kw, r.peak_import_with_kw, r.peak_reduction_pct))
     import pandas as pd
 
     for o in r.events:
         p = o.performance
         a = pd.Timestamp(o.event.start, unit="s", tz="UTC").tz_convert(r.tz)
         b = pd.Timestamp(o.event.end, unit="s", tz="UTC").tz_convert(r.tz)
-        t90 = "never" if p.time_to_90pct_s is None else f"{p.time_to_90pct_s:.0f} s"
-        out.print(
+        say(
             f"[bold]{o.event.id}[/] {a:%H:%M}-{b:%H:%M} {r.tz}, {o.event.scope}: target "
             f"{o.event.target_kw:,.0f} kW, delivered {p.delivered_kw_mean:,.0f} kW "
-            f"([bold]{p.delivered_pct:.1f} %[/]), {p.energy_delivered_kwh:,.0f} kWh",
-            highlight=False,
+            f"([bold]{p.delivered_pct:.1f} %[/]), {p.energy_delivered_kwh:,.0f} kWh"
         )
-        out.print(
-            f"    tracking error {p.tracking_rmse_pct:.1f} % rms, 90 % reached after {t90},"
-            f" {p.non_responders:,} non-responders, {o.commands_sent:,} commands",
-            highlight=False,
+        say(
+            f"    tracking error {p.tracking_rmse_pct:.1f} % rms, "
+            f"{t90_text(p.time_to_90pct_s, r.config.step_s)}, "
+            f"{p.non_responders:,} non-responders, {o.commands_sent:,} commands"
         )
     for name, path in paths.items():
-        out.print(f"{name:>8}: {path}", highlight=False)
-    out.print(f"ran in {r.runtime_s:.1f} s", highlight=False)
+        say(f"{name:>8}: {path}")
+    say(f"ran in {r.runtime_s:.1f} s")

@@ -93,12 +93,16 @@ class Dispatcher:
         if event.id in self.trackers:
             raise ValueError(f"event {event.id} is already tracked")
         tracker = EventTracker(event, self.state, self.config, self._next_code, self)
-        other = self.conflicting(event, tracker.scope)
-        if other is not None:
-            raise EventConflictError(_conflict_message(event, other), other.id)
+        self.check(event, tracker.scope)
         self._next_code += 1
         self.trackers[event.id] = tracker
         return tracker
+
+    def check(self, event: Event, scope: BoolArray | None = None) -> None:
+        """Raise :class:`EventConflictError` if ``event`` clashes with a live one."""
+        other = self.conflicting(event, scope)
+        if other is not None:
+            raise EventConflictError(_conflict_message(event, other), other.id)
 
     def conflicting(self, event: Event, scope: BoolArray | None = None) -> Event | None:
         """A live event in the opposite direction sharing devices and time, if any."""
@@ -121,9 +125,7 @@ class Dispatcher:
         tracker.event.transition(EventStatus.CANCELLED)
         idx = np.flatnonzero(self.held_by == tracker.code)
         # NaN means "back to your own control"; it must stay valid long enough to arrive
-        batch = self._emit(
-            tracker, now, idx, np.full(len(idx), np.nan), now + self.config.command_ttl_s
-        )
+        batch = self._emit(tracker, now, idx, np.full(len(idx), np.nan), now + self.config.ttl_s)
         self._leave(tracker)
         return batch
 
@@ -181,7 +183,7 @@ class Dispatcher:
         h = flex.headroom(up)
         base = self.baseline()
         holder = np.full(st.n, -1, np.int64)
-        changes = np.zeros(st.n)
+        changes = self._releasing_changes(base)[up]
         for t in self._ordered():
             if not t.event.overlaps(start, end):
                 continue
@@ -206,7 +208,8 @@ class Dispatcher:
     def step(self, now: float) -> list[CommandBatch]:
         """Advance every event to ``now``; the commands to send, one batch per event."""
         self.finished = []
-        out: list[CommandBatch] = []
+        out = self._renew_releasing(now)
+        ending: list[EventTracker] = []
         for t in self._ordered():
             ev = t.event
             if now >= ev.end:
@@ -214,7 +217,8 @@ class Dispatcher:
                     ev.transition(EventStatus.FAILED)
                 else:
                     ev.transition(EventStatus.COMPLETED)
-                    _add(out, self._finish(t, now))
+                    self._finish(t, now)
+                    ending.append(t)
                 self._leave(t)
             elif now >= ev.start and ev.status is EventStatus.SCHEDULED:
                 if not t.scope.any():
@@ -222,10 +226,11 @@ class Dispatcher:
                     self._leave(t)
                 else:
                     ev.transition(EventStatus.ACTIVE)
-        out.extend(self._renew_releasing(now))
         active = [t for t in self._ordered() if t.event.status is EventStatus.ACTIVE]
         if active:
             out.extend(self._serve(active, now))
+        for t in ending:  # what no running event took over is handed back
+            _add(out, self._hand_back(t, now))
         return out
 
     def _serve(self, active: list[EventTracker], now: float) -> list[CommandBatch]:
@@ -246,7 +251,7 @@ class Dispatcher:
 
         holder = np.full(st.n, -1, np.int64)
         delta = np.zeros(st.n)
-        changes = {True: np.zeros(st.n), False: np.zeros(st.n)}
+        changes = self._releasing_changes(base)
         flex: dict[float, Flexibility] = {}
         edges: dict[int, FloatArray] = {}
         for t in active:  # in serving order: each takes from what is left
@@ -319,6 +324,16 @@ class Dispatcher:
         available = float(a.sum()) if up else -float(a.sum())
         return Allocation(alloc.delta_kw, target, available, alloc.allocated_kw)
 
+    def _releasing_changes(self, base: FloatArray) -> dict[bool, FloatArray]:
+        """Changes still held by devices being handed back, up and down [kW].
+
+        Until its release time such a device stays at its last setpoint, so the flows
+        the caps start from include it (conservatively, also if an event takes it).
+        """
+        rel = np.isfinite(self.release_at) & np.isfinite(self.sent)
+        dev = np.where(rel, self.sent - base, 0.0)
+        return {True: np.maximum(dev, 0.0), False: np.minimum(dev, 0.0)}
+
     @property
     def plan(self) -> MeritPlan:
         """The fleet's cost order for the merit order (built once per fleet)."""
@@ -327,10 +342,11 @@ class Dispatcher:
         return self._plan
 
     def _pin_followers(self, active: list[EventTracker], holder: IntArray) -> None:
-        """Hold free home batteries at their baseline where their site is dispatched.
+        """Hold free self-balancing devices at their baseline where their site is dispatched.
 
-        A battery left on self-consumption would undo the rest of its home's dispatch.
-        The first event (in serving order) with a device at the site holds it.
+        A device that balances its home on its own (a self-consumption battery; declared
+        per kind: ``follows_site``) would undo the rest of its home's dispatch. The first
+        event (in serving order) with a device at the site holds it.
         """
         st = self.state
         free = st.follows_site & (holder < 0) & st.online
@@ -380,35 +396,46 @@ class Dispatcher:
         for t in active:
             hold = np.flatnonzero(send & (holder == t.code))
             free = np.flatnonzero(released & (old == t.code))
-            until = min(t.event.end, now + cfg.command_ttl_s)
+            until = min(t.event.end, now + cfg.ttl_s)
             idx = np.concatenate([hold, free])
             points = np.concatenate([setpoint[hold], np.full(len(free), np.nan)])
             validity = np.concatenate(
-                [np.full(len(hold), until), np.full(len(free), now + cfg.command_ttl_s)]
+                [np.full(len(hold), until), np.full(len(free), now + cfg.ttl_s)]
             )
             _add(out, self._emit(t, now, idx, points, validity))
         return out
 
     # ------------------------------------------------------------------ endings
-    def _finish(self, t: EventTracker, now: float) -> CommandBatch | None:
-        """Hand devices back at randomised times over ``release_spread_s`` after the end.
+    def _finish(self, t: EventTracker, now: float) -> None:
+        """Plan the hand-back: randomised times over ``release_spread_s`` after the end.
 
         Releasing every device at once would make deferred loads (EVs, heat pumps) all
         resume together: a rebound peak. Each device keeps its setpoint until its own
         release time; its command is renewed until then like a held one (so the
-        fail-safe lifetime still applies), then it falls back to its own control.
+        fail-safe lifetime still applies), then it falls back to its own control. A
+        running event may take a device over in the same cycle (its baseline is kept).
         """
         cfg = self.config
         idx = np.flatnonzero(self.held_by == t.code)
-        if cfg.release_spread_s <= 0 or not len(idx):
-            return self._emit(t, now, idx, np.full(len(idx), np.nan), now + cfg.command_ttl_s)
-        rng = np.random.default_rng(zlib.crc32(t.event.id.encode()))
-        at = t.event.end + rng.uniform(0.0, cfg.release_spread_s, len(idx))
+        if not len(idx):
+            return
+        if cfg.release_spread_s <= 0:
+            at = np.full(len(idx), now)
+        else:
+            rng = np.random.default_rng(zlib.crc32(t.event.id.encode()))
+            at = t.event.end + rng.uniform(0.0, cfg.release_spread_s, len(idx))
         self.release_at[idx] = at
         self.releaser[idx] = t.code
         self._releasing[t.code] = t.event.id
-        points = self.sent[idx].copy()
-        return self._emit(t, now, idx, points, np.minimum(at, now + cfg.command_ttl_s))
+
+    def _hand_back(self, t: EventTracker, now: float) -> CommandBatch | None:
+        """The first hand-back commands of an event that ended in this cycle."""
+        cfg = self.config
+        idx = np.flatnonzero(self.releaser == t.code)
+        if cfg.release_spread_s <= 0:
+            return self._emit(t, now, idx, np.full(len(idx), np.nan), now + cfg.ttl_s)
+        until = np.minimum(self.release_at[idx], now + cfg.ttl_s)
+        return self._emit(t, now, idx, self.sent[idx].copy(), until)
 
     def _renew_releasing(self, now: float) -> list[CommandBatch]:
         """Renew the setpoints of devices still being handed back; forget the released."""
@@ -429,7 +456,7 @@ class Dispatcher:
             )
             idx = np.flatnonzero(due)
             if len(idx):
-                until = np.minimum(self.release_at[idx], now + cfg.command_ttl_s)
+                until = np.minimum(self.release_at[idx], now + cfg.ttl_s)
                 _add(out, self._emit_for(event_id, None, now, idx, self.sent[idx].copy(), until))
         idle = (self.held_by < 0) & (self.owner < 0) & ~np.isfinite(self.release_at)
         self.frozen_base[idle] = np.nan
@@ -443,6 +470,7 @@ class Dispatcher:
         self.since[mine] = np.nan
         self.owner[self.owner == t.code] = -1
         self.trackers.pop(t.event.id, None)
+        t.retire()
         self.finished.append(t)
 
     # ------------------------------------------------------------------ a new fleet
@@ -572,7 +600,7 @@ def _conflict_message(event: Event, other: Event) -> str:
 
     way = "up (more export)" if other.up else "down (more import)"
     return (
-        f"event {other.id} already asks {way} of devices in this scope from "
+        f"event {other.id} already asks {way} of devices in {event.scope} from "
         f"{when(other.start)} to {when(other.end)}; a device cannot move both ways at once. "
         f"Cancel {other.id}, choose a scope without its devices, or a window outside it"
     )

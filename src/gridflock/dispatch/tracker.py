@@ -41,7 +41,10 @@ from gridflock.mv.performance import EventPerformance, event_performance
 if TYPE_CHECKING:
     from gridflock.dispatch.dispatcher import Dispatcher
 
-__all__ = ["EventTracker", "TrackerConfig"]
+__all__ = ["DEFAULT_TTL_S", "EventTracker", "TrackerConfig"]
+
+#: Default command lifetime [s]: a silent service loses its hold on the fleet within it.
+DEFAULT_TTL_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,10 @@ class TrackerConfig:
     """Tuning of the loop; times in seconds, powers in kW.
 
     ``command_ttl_s`` is how long a command holds a device before it falls back to its
-    own control (the fail-safe when the service falls silent); while an event holds a
-    device its command is renewed once less than ``renew_before_s`` of it is left
-    (default: a third of the lifetime, at least two control intervals).
+    own control (the fail-safe when the service falls silent); by default 30 s, or three
+    control intervals where those are longer (a simulation with 1-minute steps). While
+    an event holds a device its command is renewed once less than ``renew_before_s`` of
+    it is left (default: a third of the lifetime, at least two control intervals).
     ``claim_margin`` is the spare an event claims above what it asks, as a fraction, so
     a device that falls short is covered without waiting for a new claim.
     ``gain`` is the integral gain on the remaining error (per interval), bounded to
@@ -62,7 +66,7 @@ class TrackerConfig:
     """
 
     interval_s: float = 10.0
-    command_ttl_s: float = 30.0
+    command_ttl_s: float | None = None
     renew_before_s: float | None = None
     grace_s: float = 90.0
     response_ratio: float = 0.5
@@ -77,7 +81,7 @@ class TrackerConfig:
     claim_margin: float = 0.25
 
     def __post_init__(self) -> None:
-        if not self.command_ttl_s > 2 * self.interval_s:
+        if self.command_ttl_s is not None and not self.command_ttl_s > 2 * self.interval_s:
             raise ValueError(
                 f"command_ttl_s ({self.command_ttl_s:g} s) must exceed two control intervals "
                 f"({2 * self.interval_s:g} s), or commands lapse between renewals: raise the "
@@ -85,11 +89,18 @@ class TrackerConfig:
             )
 
     @property
+    def ttl_s(self) -> float:
+        """The command lifetime in effect [s]."""
+        if self.command_ttl_s is not None:
+            return self.command_ttl_s
+        return max(DEFAULT_TTL_S, 3 * self.interval_s)
+
+    @property
     def renew_s(self) -> float:
         """Renew a held device's command once less than this is left of it [s]."""
         if self.renew_before_s is not None:
             return self.renew_before_s
-        return min(max(self.command_ttl_s / 3, 2 * self.interval_s), self.command_ttl_s)
+        return min(max(self.ttl_s / 3, 2 * self.interval_s), self.ttl_s)
 
 
 class EventTracker:
@@ -119,6 +130,7 @@ class EventTracker:
         self.samples_ts: list[float] = []
         self.samples_delivered: list[float] = []
         self.commands_sent = 0
+        self._dropped: int | None = None  # non-responders, counted when the event leaves
 
     # ------------------------------------------------------------------ state
     @property
@@ -146,7 +158,15 @@ class EventTracker:
     @property
     def non_responders(self) -> int:
         """Devices dropped for not following their command."""
+        if self._dropped is not None:
+            return self._dropped
         return int(self.excluded.sum())
+
+    def retire(self) -> None:
+        """The event left the dispatcher: keep its figures, free its per-device arrays."""
+        self._dropped = int(self.excluded.sum())
+        self.scope = np.zeros(0, bool)
+        self.excluded = np.zeros(0, bool)
 
     def delivered_kw(self, now: float | None = None) -> float:
         """Measured response of this event's own devices against their baselines [kW].

@@ -5,9 +5,13 @@ Pure: imports nothing else of Gridflock.
 
 from gridflock.domain.attributes import Attr
 from gridflock.domain.errors import (
+    ConflictError,
     GridflockError,
     InfeasibleError,
+    InvalidError,
+    NotFoundError,
     Problem,
+    UnavailableError,
     UnknownDeviceError,
     ValidationError,
 )
@@ -35,6 +39,7 @@ __all__ = [
     "SITE_ATTRS",
     "Attr",
     "CommandBatch",
+    "ConflictError",
     "DeviceKind",
     "DeviceLink",
     "Event",
@@ -45,10 +50,13 @@ __all__ = [
     "GridflockError",
     "IllegalTransitionError",
     "InfeasibleError",
+    "InvalidError",
     "KindDecl",
+    "NotFoundError",
     "Problem",
     "Scope",
     "TelemetryBatch",
+    "UnavailableError",
     "UnknownDeviceError",
     "ValidationError",
     "build_spec",

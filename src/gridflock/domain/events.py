@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gridflock.domain.errors import GridflockError
+from gridflock.domain.errors import ConflictError, InvalidError, clip
 
 __all__ = [
     "DEFAULT_PRIORITY",
@@ -51,11 +51,11 @@ _ALLOWED: dict[EventStatus, set[EventStatus]] = {
 }
 
 
-class IllegalTransitionError(GridflockError):
+class IllegalTransitionError(ConflictError):
     """An event was asked to move to a status its lifecycle does not allow."""
 
 
-class EventConflictError(GridflockError, ValueError):
+class EventConflictError(InvalidError):
     """An event that clashes with another: opposite directions over the same devices and time."""
 
     def __init__(self, message: str, other: str) -> None:
@@ -63,7 +63,7 @@ class EventConflictError(GridflockError, ValueError):
         self.other = other
 
 
-class AdmissionError(GridflockError, ValueError):
+class AdmissionError(InvalidError):
     """A target above what the scope can still deliver over the window.
 
     ``available_kw`` is what it can deliver (with the target's sign), so the caller can
@@ -107,8 +107,8 @@ class Scope:
             return Scope()
         kind, sep, value = text.partition(":")
         if not sep or kind not in Scope.KINDS or not value:
-            raise ValueError(
-                f"invalid scope {text!r}: use 'fleet', 'grid_node:ID', 'program:TAG' or "
+            raise InvalidError(
+                f"invalid scope {clip(text)!r}: use 'fleet', 'grid_node:ID', 'program:TAG' or "
                 "'region:TAG'"
             )
         return Scope(kind, value)

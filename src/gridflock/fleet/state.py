@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from gridflock.domain.errors import UnknownDeviceError
+from gridflock.domain.errors import InvalidError, UnknownDeviceError, clip
 from gridflock.domain.events import Scope
 from gridflock.domain.kinds import DeviceKind, device_attrs, kind_decl, telemetry_extras
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray, TelemetryBatch
@@ -300,20 +300,20 @@ class FleetState:
         return sums
 
     def scope_mask(self, scope: Scope) -> BoolArray:
-        """Devices inside ``scope``; raise ``ValueError`` naming an unknown node or tag."""
+        """Devices inside ``scope``; raise ``InvalidError`` naming an unknown node or tag."""
         if scope.kind == "fleet":
             return np.ones(self.n, bool)
         if scope.kind == "grid_node":
             where = np.flatnonzero(self.grid.node_ids == scope.value)
             if not len(where):
-                raise ValueError(f"unknown grid node {scope.value!r} in scope")
+                raise InvalidError(f"unknown grid node {clip(scope.value)!r} in scope")
             anc = self.grid.ancestors[self.grid.site_node]
             site_in = (anc == where[0]).any(axis=1)
         else:
             tags = self.grid.site_program if scope.kind == "program" else self.grid.site_region
             site_in = tags == scope.value
             if not site_in.any():
-                raise ValueError(f"no site has {scope.kind} {scope.value!r}")
+                raise InvalidError(f"no site has {scope.kind} {clip(scope.value)!r}")
         return np.asarray(site_in[self.site_idx], dtype=bool)
 
     # ---------------------------------------------------------------- updates

@@ -33,12 +33,24 @@ class ServiceMetrics:
         self.flex_up_kw = Gauge("gridflock_flex_up_kw", "Up flexibility [kW]", registry=r)
         self.flex_down_kw = Gauge("gridflock_flex_down_kw", "Down flexibility [kW]", registry=r)
         self.events_active = Gauge("gridflock_events_active", "Events in progress", registry=r)
+        self.cycle_failures = Counter(
+            "gridflock_control_cycle_failures",
+            "Control cycles that raised and were skipped",
+            registry=r,
+        )
         self.buffered_rows = Gauge(
             "gridflock_store_buffered_rows", "Readings waiting for the database", registry=r
         )
         self.dropped_rows = Gauge(
             "gridflock_store_dropped_rows",
             "Readings dropped because the buffer was full",
+            registry=r,
+        )
+        self.quarantined = Gauge(
+            "gridflock_store_quarantined",
+            "Writes the database refused for their content, set aside as dead letters, "
+            "by kind (ops: events, commands, audit...; readings: telemetry rows)",
+            ["kind"],
             registry=r,
         )
         self.database_up = Gauge(

@@ -28,7 +28,11 @@ async def run_service(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``extra`` coroutines (gateways, scripts) run alongside."""
-    app = create_app(runtime)
+    app = create_app(
+        runtime,
+        max_body_bytes=settings.max_body_bytes,
+        max_import_bytes=settings.max_import_bytes,
+    )
     install_dashboard(app)
     config = uvicorn.Config(
         app,
@@ -37,6 +41,9 @@ async def run_service(
         log_config=None,
         access_log=False,
         lifespan="on",
+        # HTTPS when a certificate is configured (the settings check both files exist)
+        ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
+        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
     )
     server = uvicorn.Server(config)
     stop = asyncio.Event()

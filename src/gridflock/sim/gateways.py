@@ -34,6 +34,7 @@ import contextlib
 import datetime as dt
 import logging
 import math
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -67,7 +68,13 @@ from gridflock.gateways.mqtt.protocol import (
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.realtime import RealtimeTwin
 
-__all__ = ["BrokerUnreachableError", "GatewayStats", "SimulatedGateways", "parse_broker_url"]
+__all__ = [
+    "BrokerUnreachableError",
+    "GatewayStats",
+    "SimulatedGateways",
+    "mask_url",
+    "parse_broker_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -114,17 +121,31 @@ def parse_broker_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("mqtt", "tcp", "mqtts", "ssl"):
-        raise ValueError(f"broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
+        raise ValueError(f"broker URL {mask_url(url)!r}: use mqtt://host:port or mqtts://host:port")
     tls = scheme in ("mqtts", "ssl")
     if not parts.hostname:
-        raise ValueError(f"broker URL {url!r} has no host")
+        raise ValueError(f"broker URL {mask_url(url)!r} has no host")
     try:
         port = parts.port or (8883 if tls else 1883)
     except ValueError:
-        raise ValueError(f"broker URL {url!r}: the port is not a number 1-65535") from None
+        raise ValueError(
+            f"broker URL {mask_url(url)!r}: the port is not a number 1-65535"
+        ) from None
     user = unquote(parts.username) if parts.username else None
     pw = unquote(parts.password) if parts.password else None
     return parts.hostname, port, tls, user, pw
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: for output and logs."""
+    if "://" not in url:
+        return mask_url("mqtt://" + url).removeprefix("mqtt://")
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return parts._replace(netloc=f"{user}:***@{host}").geturl()
 
 
 @dataclass
@@ -161,6 +182,10 @@ class SimulatedGateways:
         each gateway's id unless given)
     clock : wall clock [UTC epoch s]
     sim_date : the summer day the twin lives on
+    tls_ca_file : CA bundle (PEM) the broker's certificate must chain to (``mqtts://``);
+        the system's if not given
+    tls_cert_file, tls_key_file : client certificate and key (PEM), for brokers that
+        require one
 
     """
 
@@ -177,13 +202,24 @@ class SimulatedGateways:
         password: str | None = None,
         clock: Callable[[], float] = time.time,
         sim_date: dt.date = dt.date(2026, 7, 15),
+        tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
     ) -> None:
         if not step_s > 0:
             raise ValueError(f"step_s must be > 0, got {step_s}")
         if connections < 0:
             raise ValueError(f"connections must be >= 0 (0 = one per gateway), got {connections}")
-        self.broker_url = broker_url
+        self.broker_url = mask_url(broker_url)  # what messages show: never the password
         self.host, self.port, self.tls, url_user, url_pw = parse_broker_url(broker_url)
+        if not self.tls and (tls_ca_file or tls_cert_file or tls_key_file):
+            raise ValueError("TLS files are given but the broker URL is not mqtts://")
+        self._ssl: ssl.SSLContext | bool = False
+        if self.tls:
+            ctx = ssl.create_default_context(cafile=tls_ca_file)
+            if tls_cert_file:
+                ctx.load_cert_chain(tls_cert_file, tls_key_file)
+            self._ssl = ctx
         self.username = username if username is not None else url_user
         self.password = password if password is not None else url_pw
         self.clock = clock
@@ -317,7 +353,7 @@ class SimulatedGateways:
                 try:
                     await asyncio.wait_for(
                         client.connect(
-                            self.host, self.port, ssl=self.tls, keepalive=_KEEPALIVE_S, version=5
+                            self.host, self.port, ssl=self._ssl, keepalive=_KEEPALIVE_S, version=5
                         ),
                         10.0,
                     )

@@ -12,18 +12,29 @@ import datetime as dt
 import time
 from collections.abc import Callable
 
+import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.ports import CommandAck, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.sim.imperfections import Imperfections
-from gridflock.sim.twin import Twin
+from gridflock.sim.twin import (
+    VERDICT_ACCEPTED,
+    VERDICT_EXPIRED,
+    VERDICT_REPLAYED,
+    VERDICT_UNREACHABLE,
+    Twin,
+)
 
 __all__ = ["RealtimeTwin"]
 
+#: The reason a rejected command carries, by the twin's verdict (as the MQTT gateways say).
+_REASONS = {VERDICT_EXPIRED: "expired", VERDICT_REPLAYED: "replayed"}
+
 
 class RealtimeTwin:
-    """A :class:`Twin` stepped by the wall clock; implements the device link."""
+    """A :class:`Twin` stepped by the wall clock; a :class:`~gridflock.domain.ports.DeviceLink`."""
 
     def __init__(
         self,
@@ -44,6 +55,8 @@ class RealtimeTwin:
         self.imperfections = imperfections or Imperfections()
         self.clock = clock
         self.tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
+        self._acks: list[CommandAck] = []
+        self._gateway_of = _gateways(spec)
         self._start()
 
     def _start(self) -> None:
@@ -61,6 +74,7 @@ class RealtimeTwin:
         """Simulate a new fleet (after an import): the day goes on with the new devices."""
         if spec is not self.spec:
             self.spec = spec
+            self._gateway_of = _gateways(spec)
             self._start()
 
     @property
@@ -68,10 +82,26 @@ class RealtimeTwin:
         """Always: the devices live in this process."""
         return True
 
+    def take_report(self) -> LinkReport:
+        """The acks of the commands sent since the last call (the twin's gateways answer)."""
+        acks, self._acks = self._acks, []
+        return LinkReport(acks=acks)
+
+    async def run(self) -> None:
+        """No connection to keep: the twin steps in :meth:`receive`."""
+
+    def stop(self) -> None:
+        """Nothing runs."""
+
     def send(self, commands: CommandBatch) -> None:
-        """Deliver commands to the twin, on its clock."""
+        """Deliver commands to the twin, on its clock; queue the acks its gateways send.
+
+        Accepted commands are acknowledged ``accepted``, expired and replayed ones
+        ``rejected`` with that reason, as the MQTT gateways do; a command to a device that
+        is offline gets no answer (its gateway is silent).
+        """
         off = self.offset_s
-        self.twin.send(
+        verdicts = self.twin.send(
             CommandBatch(
                 commands.command_ids,
                 commands.device_ids,
@@ -82,6 +112,18 @@ class RealtimeTwin:
                 commands.event_id,
             )
         )
+        answered = np.flatnonzero(verdicts != VERDICT_UNREACHABLE)
+        for i in answered.tolist():
+            device = str(commands.device_ids[i])
+            self._acks.append(
+                CommandAck(
+                    gateway=self._gateway_of.get(device, ""),
+                    command_id=str(commands.command_ids[i]),
+                    device_id=device,
+                    status="accepted" if verdicts[i] == VERDICT_ACCEPTED else "rejected",
+                    reason=_REASONS.get(int(verdicts[i])),
+                )
+            )
 
     def receive(self) -> list[TelemetryBatch]:
         """Step the twin up to the wall clock; its readings, stamped in wall-clock time."""
@@ -109,3 +151,9 @@ class RealtimeTwin:
             if len(out) > 200:  # far behind (a paused process): drop what is stale
                 out = out[-50:]
         return out
+
+
+def _gateways(spec: FleetSpec) -> dict[str, str]:
+    """Device id → the id of the gateway that carries it."""
+    devices = spec.all_devices()
+    return dict(zip(devices["id"].astype(str), devices["gateway_id"].astype(str), strict=True))

@@ -21,7 +21,7 @@ from gridflock.dispatch.dispatcher import Dispatcher
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.kinds import DeviceKind
-from gridflock.domain.messages import CommandBatch, FloatArray, TelemetryBatch
+from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.flexibility import flexibility
 from gridflock.fleet.state import FleetState
@@ -125,11 +125,10 @@ class ScenarioResult:
 def scenario_tracker_config(step_s: float, merit_order: bool = False) -> TrackerConfig:
     """The loop a scenario runs: one control interval per step.
 
-    Commands must outlive two intervals (or they lapse between renewals), so with steps
-    longer than 10 s their lifetime grows to three steps.
+    Commands then live for 30 s, or three steps where those are longer, so they never
+    lapse between renewals.
     """
-    ttl = max(TrackerConfig.command_ttl_s, 3.0 * step_s)
-    return TrackerConfig(interval_s=step_s, command_ttl_s=ttl, merit_order=merit_order)
+    return TrackerConfig(interval_s=step_s, merit_order=merit_order)
 
 
 def _window(spec: FleetSpec, cfg: ScenarioConfig) -> tuple[str, pd.Timestamp, int]:
@@ -185,6 +184,11 @@ def run_scenario(
     net_with, net_without = np.zeros(steps), np.zeros(steps)
     scope_with = np.zeros((steps, len(requests)))
     scope_without = np.zeros((steps, len(requests)))
+    # events sharing devices and time are measured on their own devices (a device counts
+    # for one event), else a scope's response would be reported by every event over it
+    shared = _sharing(trackers, masks)
+    own_with = np.zeros((steps, len(requests)))
+    own_without = np.zeros((steps, len(requests)))
     estimated = np.full((steps, len(requests)), np.nan)
     n_kinds = len(DeviceKind)
     by_kind = np.zeros((steps, n_kinds))
@@ -203,10 +207,14 @@ def run_scenario(
         for j, tracker in enumerate(trackers):
             if tracker.touched.any():
                 estimated[t, j] = tracker.delivered_kw(now)
+        owner = dispatcher.owner.copy()  # who answered for each device in this step
         for cmd in dispatcher.step(now):
             twin.send(cmd)
             commands.append(cmd)
         p, shadow = twin.p_kw, twin.natural_kw
+        for k in np.flatnonzero(shared).tolist():
+            mine = owner == trackers[k].code
+            own_with[t, k], own_without[t, k] = p[mine].sum(), shadow[mine].sum()
         net_with[t], net_without[t] = p.sum(), shadow.sum()
         if len(requests):
             scope_with[t] = masks @ p
@@ -225,7 +233,11 @@ def run_scenario(
     outcomes = []
     for j, tracker in enumerate(trackers):
         ev = tracker.event
-        delivered = scope_with[:, j] - scope_without[:, j]
+        delivered = (
+            own_with[:, j] - own_without[:, j]
+            if shared[j]
+            else scope_with[:, j] - scope_without[:, j]
+        )
         est = estimated[:, j]  # the reading at the end of step t describes step t
         outcomes.append(
             EventOutcome(
@@ -258,6 +270,16 @@ def run_scenario(
         telemetry,
         time.perf_counter() - began,
     )
+
+
+def _sharing(trackers: list[EventTracker], masks: FloatArray) -> BoolArray:
+    """Which events share devices and time with another event."""
+    out = np.zeros(len(trackers), bool)
+    for a, ta in enumerate(trackers):
+        for b, tb in enumerate(trackers):
+            if a != b and ta.event.overlaps(tb.event.start, tb.event.end):
+                out[a] |= bool((masks[a] * masks[b]).any())
+    return out
 
 
 def undispatched_net_kw(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from gridflock.domain.bands import T_TANK_AMBIENT_C
@@ -30,7 +31,14 @@ from gridflock.sim.models import DeviceModel, ModelContext, model_factory
 from gridflock.sim.profiles import LoadSampler, household_load_shape
 from gridflock.sim.weather import Weather, make_weather
 
-__all__ = ["AckCounts", "Twin"]
+__all__ = [
+    "VERDICT_ACCEPTED",
+    "VERDICT_EXPIRED",
+    "VERDICT_REPLAYED",
+    "VERDICT_UNREACHABLE",
+    "AckCounts",
+    "Twin",
+]
 
 K = DeviceKind
 #: Kinds whose physics the twin steps itself; others bring a model (``sim.models``).
@@ -57,6 +65,10 @@ class _States:
             self.t_tank.copy(),
             self.wh_on.copy(),
         )
+
+
+#: What became of a command sent to the twin (:meth:`Twin.send`).
+VERDICT_ACCEPTED, VERDICT_REPLAYED, VERDICT_EXPIRED, VERDICT_UNREACHABLE = 0, 1, 2, 3
 
 
 @dataclass
@@ -227,10 +239,14 @@ class Twin:
         """Whether every step has been simulated."""
         return self.t >= len(self.times)
 
-    def send(self, commands: CommandBatch) -> None:
-        """Deliver commands after a latency; drop expired, replayed and unreachable ones."""
+    def send(self, commands: CommandBatch) -> npt.NDArray[np.int8]:
+        """Deliver commands after a latency; drop expired, replayed and unreachable ones.
+
+        Returns each command's fate, one of the ``VERDICT_*`` codes (what a gateway
+        would acknowledge).
+        """
         if not len(commands):
-            return
+            return np.zeros(0, np.int8)
         idx = self.cap.indices(commands.device_ids)
         issued = commands.issued_at
         fresh = commands.seq > self.last_seq[idx]
@@ -241,6 +257,11 @@ class Twin:
         self.acks.expired += int((fresh & ~live).sum())
         self.acks.unreachable += int((fresh & live & ~reach).sum())
         self.acks.accepted += int(ok.sum())
+        verdicts = np.select(
+            [ok, ~fresh, ~live],
+            [VERDICT_ACCEPTED, VERDICT_REPLAYED, VERDICT_EXPIRED],
+            VERDICT_UNREACHABLE,
+        ).astype(np.int8)
         rows = idx[ok]
         self.last_seq[rows] = commands.seq[ok]
         latency = (
@@ -254,6 +275,7 @@ class Twin:
         self.pend_sp[rows] = commands.p_setpoint_kw[ok][obey]
         self.pend_apply[rows] = issued + np.asarray(latency)[obey] if np.ndim(latency) else issued
         self.pend_until[rows] = commands.valid_until[ok][obey]
+        return verdicts
 
     def receive(self) -> list[TelemetryBatch]:
         """Batches of readings produced since the last call."""
@@ -377,15 +399,7 @@ class Twin:
         limit = np.where(plugged, np.minimum(c["p_max_kw"], need / eta / self.dt_h), 0.0)
         charge = limit
         if window is not None:
-            asked = np.clip(-self._blend(s, -limit, *window), 0.0, limit)
-            # below the minimum current a charger pauses or charges at the minimum
-            curtailed = asked < limit - 1e-9
-            quantised = np.where(
-                asked < 0.5 * self.ev_p_min,
-                0.0,
-                np.minimum(np.maximum(asked, self.ev_p_min), limit),
-            )
-            charge = np.where(curtailed, quantised, limit)
+            charge = physics.ev_charge_kw(-self._blend(s, -limit, *window), limit, self.ev_p_min)
         st.ev_need = np.maximum(st.ev_need - np.where(active, charge * eta * self.dt_h, 0.0), 0.0)
         return -charge
 

@@ -7,12 +7,12 @@ import sqlite3
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine, ExceptionContext, make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from gridflock.store.errors import StoreError
+from gridflock.store.errors import DatabaseUnavailableError, StoreError, is_outage
 
 __all__ = ["SUPPORTED_DIALECTS", "make_engine", "normalise_url"]
 
@@ -42,6 +42,23 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) ->
     cur.close()
 
 
+def _outage_error(ctx: ExceptionContext) -> DatabaseUnavailableError | None:
+    """Put :class:`DatabaseUnavailableError` in place of a driver's connection error.
+
+    The connection is still invalidated as SQLAlchemy decided (``ctx.is_disconnect``).
+    """
+    error = ctx.sqlalchemy_exception
+    if error is None or not is_outage(error):
+        return None
+    cause = str(ctx.original_exception).strip().splitlines()
+    return DatabaseUnavailableError(
+        "the database is unavailable"
+        + (f" ({cause[0][:300]})" if cause else "")
+        + "; writes are buffered and retried, try reads again shortly",
+        invalidated=ctx.is_disconnect,
+    )
+
+
 def make_engine(url: str, schema: str | None = None) -> Engine:
     """Create an engine for a SQLite or PostgreSQL URL.
 
@@ -66,13 +83,14 @@ def make_engine(url: str, schema: str | None = None) -> Engine:
             raise StoreError(f"invalid schema name {schema!r}: use letters, digits and _")
         connect_args["options"] = f"-csearch_path={schema}"
     engine = create_engine(parsed, connect_args=connect_args)
+    event.listen(engine, "handle_error", _outage_error)
     if dialect == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     if schema is not None:
         try:
             with engine.begin() as conn:
                 conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        except OperationalError as exc:
+        except (OperationalError, DatabaseUnavailableError) as exc:
             engine.dispose()
             raise StoreError(f"cannot connect to {parsed.render_as_string()}: {exc}") from exc
     return engine

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Row, Table, select, update
+from sqlalchemy import Row, Table, func, select, update
 from sqlalchemy.engine import Connection
 
 from gridflock.domain import CommandBatch, Event, EventSource, EventStatus, Scope
@@ -22,6 +22,7 @@ from gridflock.store.models import CommandRow, EventRow, EventSampleRow, table_o
 __all__ = [
     "COMMAND_STATUSES",
     "active_events",
+    "command_counts",
     "commands_for_event",
     "event_performance",
     "event_samples",
@@ -36,7 +37,17 @@ __all__ = [
 ]
 
 CHUNK = 20_000
-_EVENT_COLS = ("id", "target_kw", "start", "end", "scope", "source", "status", "created_by")
+_EVENT_COLS = (
+    "id",
+    "target_kw",
+    "start",
+    "end",
+    "scope",
+    "source",
+    "status",
+    "created_by",
+    "priority",
+)
 _COMMAND_COLS = (
     "command_id",
     "device_id",
@@ -71,6 +82,7 @@ def save_event(conn: Connection, event: Event) -> None:
         "source": event.source.value,
         "status": event.status.value,
         "created_by": event.created_by,
+        "priority": int(event.priority),
     }
     # performance is not in ``row``: a stored value is left alone on update
     conn.execute(upsert(conn, _events(), ["id"], list(row)), [row])
@@ -102,6 +114,7 @@ def _event(row: Row[Any]) -> Event:
         source=EventSource(row.source),
         status=EventStatus(row.status),
         created_by=row.created_by,
+        priority=int(row.priority),
     )
 
 
@@ -265,6 +278,21 @@ def save_commands(conn: Connection, batch: CommandBatch) -> None:
     table = table_of(CommandRow)
     for i in range(0, n, CHUNK):
         conn.execute(insert_ignore(conn, table), rows[i : i + CHUNK])
+
+
+def command_counts(conn: Connection, event_ids: Sequence[str]) -> dict[str, int]:
+    """How many commands were stored for each of ``event_ids`` (absent ids: none)."""
+    table = table_of(CommandRow)
+    out: dict[str, int] = {}
+    ids = list(event_ids)
+    for i in range(0, len(ids), 1000):
+        stmt = (
+            select(table.c.event_id, func.count())
+            .where(table.c.event_id.in_(ids[i : i + 1000]))
+            .group_by(table.c.event_id)
+        )
+        out.update({str(r[0]): int(r[1]) for r in conn.execute(stmt).all()})
+    return out
 
 
 def commands_for_event(conn: Connection, event_id: str) -> pd.DataFrame:

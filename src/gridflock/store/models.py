@@ -33,6 +33,7 @@ __all__ = [
     "AuditRow",
     "Base",
     "CommandRow",
+    "DeadLetterRow",
     "DeviceRow",
     "EventRow",
     "EventSampleRow",
@@ -125,6 +126,9 @@ class EventRow(Base):
     status: Mapped[str] = mapped_column(String)
     created_by: Mapped[str] = mapped_column(String)
     performance: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+    priority: Mapped[int] = mapped_column(
+        Integer, server_default="50", comment="0..100; a higher number is served first."
+    )
 
 
 class EventSampleRow(Base):
@@ -222,6 +226,26 @@ class AuditRow(Base):
     action: Mapped[str] = mapped_column(String, comment="e.g. 'event.create'.")
     subject: Mapped[str] = mapped_column(String)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+
+
+class DeadLetterRow(Base):
+    """A write the database refused for its content, kept so it can be inspected or replayed.
+
+    The service's store writer puts a row here instead of retrying it forever, so one bad
+    row never blocks the writes behind it.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_ts", "ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime, comment="When it was refused.")
+    what: Mapped[str] = mapped_column(String, comment="e.g. 'event', 'telemetry'.")
+    reason: Mapped[str] = mapped_column(String, comment="The database's or driver's error.")
+    rows: Mapped[int] = mapped_column(Integer, comment="How many records it held.")
+    payload: Mapped[str] = mapped_column(
+        String, comment="The refused records as JSON text (bounded in size)."
+    )
 
 
 def table_of(model: type[Base]) -> Table:

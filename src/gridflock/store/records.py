@@ -1,4 +1,4 @@
-"""What the store's service tables give back: API keys, gateways, audit records.
+"""What the store's service tables give back: API keys, gateways, audit records, dead letters.
 
 Plain frozen dataclasses (never ORM rows), with aware UTC datetimes.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from gridflock.domain.auth import Role
 
-__all__ = ["ApiKey", "AuditRecord", "GatewayRecord"]
+__all__ = ["ApiKey", "AuditRecord", "DeadLetter", "GatewayRecord"]
 
 
 @dataclass(frozen=True)
@@ -58,3 +58,16 @@ class AuditRecord:
     action: str
     subject: str
     detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A write the database refused for its content: what it was, why, and the records."""
+
+    id: int
+    ts: datetime
+    what: str
+    reason: str
+    rows: int
+    payload: str
+    """The refused records as JSON text (cut to a bounded size)."""

@@ -25,10 +25,11 @@ from gridflock.domain import (
     TelemetryBatch,
 )
 from gridflock.domain.auth import Principal, Role
-from gridflock.store import _audit, _events, _fleet, _gateways, _keys, _telemetry
+from gridflock.store import _audit, _dead_letters, _events, _fleet, _gateways, _keys, _telemetry
 from gridflock.store._engine import make_engine
 from gridflock.store._time import utc, when
-from gridflock.store.records import ApiKey, AuditRecord, GatewayRecord
+from gridflock.store.errors import DatabaseUnavailableError
+from gridflock.store.records import ApiKey, AuditRecord, DeadLetter, GatewayRecord
 
 __all__ = ["MIGRATIONS_DIR", "Store"]
 
@@ -92,6 +93,10 @@ class Store:
             try:
                 with self.engine.connect() as conn:
                     conn.execute(text("SELECT 1"))
+            except DatabaseUnavailableError as exc:
+                if exc.invalidated:
+                    continue
+                return False
             except DBAPIError as exc:
                 if exc.connection_invalidated:
                     continue
@@ -198,6 +203,11 @@ class Store:
         """Store a batch of commands (status ``sent``); known command ids are skipped."""
         with self.engine.begin() as conn:
             _events.save_commands(conn, batch)
+
+    def command_counts(self, event_ids: Sequence[str]) -> dict[str, int]:
+        """How many commands were stored for each of ``event_ids`` (ids with none are absent)."""
+        with self.engine.connect() as conn:
+            return _events.command_counts(conn, event_ids)
 
     def commands_for_event(self, event_id: str) -> pd.DataFrame:
         """Commands sent for an event, one row per command (times in UTC).
@@ -417,3 +427,20 @@ class Store:
                 limit=limit,
                 offset=offset,
             )
+
+    # -- dead letters ----------------------------------------------------------------
+
+    def quarantine(self, what: str, reason: str, rows: int, payload: str, ts: When = None) -> int:
+        """Keep a write the database refused for its content (``payload`` as JSON text).
+
+        ``what`` names the kind of write (``event``, ``telemetry``...), ``reason`` the
+        error; ``rows`` how many records it held. Text is cut to a bounded size.
+        Returns the dead letter's id.
+        """
+        with self.engine.begin() as conn:
+            return _dead_letters.quarantine(conn, what, reason, rows, payload, when(ts))
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest ``limit`` dead letters, newest first."""
+        with self.engine.connect() as conn:
+            return _dead_letters.dead_letters(conn, limit)

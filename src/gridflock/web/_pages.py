@@ -217,6 +217,14 @@ EVENT_FORM = """
    <input id="ev-duration" name="duration" type="number" min="1" max="10080" step="1"
     value="30" required aria-describedby="ev-duration-err">
    <p class="field-error" id="ev-duration-err" aria-live="polite"></p></div>
+  <div class="field"><label for="ev-priority">Priority <span class="muted">(0-100; higher
+   is served first)</span></label>
+   <input id="ev-priority" name="priority" type="number" min="0" max="100" step="1"
+    value="50" required aria-describedby="ev-priority-err">
+   <p class="field-error" id="ev-priority-err" aria-live="polite"></p></div>
+  <p class="hint" id="ev-available" aria-live="polite"></p>
+  <div class="field"><label class="radio"><input type="checkbox" id="ev-partial"
+   name="allow_partial"> Accept less than asked if the scope cannot deliver it all</label></div>
   <p class="hint" id="ev-flex-hint"></p>
   <div id="ev-problem" class="alert alert-error" role="alert" hidden></div>
   <button type="submit" class="btn btn-primary" id="ev-create">Create event</button>
@@ -229,7 +237,8 @@ EVENTS_LIST = """
   <option>scheduled</option><option>active</option><option>completed</option>
   <option>cancelled</option><option>failed</option></select></label></header>
   <table class="table" id="events-table"><thead><tr><th scope="col">Event</th>
-  <th scope="col">Status</th><th scope="col">Scope</th><th scope="col" class="num">Target</th>
+  <th scope="col">Status</th><th scope="col">Scope</th>
+  <th scope="col" class="num">Priority</th><th scope="col" class="num">Target</th>
   <th scope="col" class="num">Delivered</th><th scope="col">Window</th>
   <th scope="col">By</th></tr></thead><tbody></tbody></table>
   <div class="pager" id="events-pager"></div></article>
@@ -242,9 +251,10 @@ EVENT = """
 <p class="muted" id="ev-meta"></p>{actions}</div>
 <section class="kpis kpis-6" aria-label="Event figures">
  <article class="kpi"><h2>Target</h2><p class="big" id="ev-target">–</p></article>
- <article class="kpi"><h2>Delivered now</h2><p class="big" id="ev-delivered">–</p></article>
+ <article class="kpi"><h2 id="ev-delivered-label">Delivered now</h2>
+  <p class="big" id="ev-delivered">–</p></article>
  <article class="kpi"><h2>Delivered</h2><p class="big" id="ev-pct">–</p>
-  <p class="hint">mean over the window so far</p></article>
+  <p class="hint" id="ev-pct-hint">mean over the window so far</p></article>
  <article class="kpi"><h2>Tracking error</h2><p class="big" id="ev-rmse">–</p>
   <p class="hint">RMS, % of target</p></article>
  <article class="kpi"><h2>Time to 90 %</h2><p class="big" id="ev-t90">–</p></article>

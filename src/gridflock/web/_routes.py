@@ -16,7 +16,7 @@ from fastapi import APIRouter, FastAPI, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gridflock.api.auth import SESSION_COOKIE, SessionStore
+from gridflock.api.auth import SESSION_COOKIE, SessionStore, session_principal
 from gridflock.api.runtime import Runtime
 from gridflock.domain.auth import Principal
 from gridflock.web import _pages
@@ -51,8 +51,8 @@ def _sessions(request: Request) -> SessionStore:
     return sessions
 
 
-def _principal(request: Request) -> Principal | None:
-    return _sessions(request).get(request.cookies.get(SESSION_COOKIE))
+async def _principal(request: Request) -> Principal | None:
+    return await session_principal(request)
 
 
 def _html(content: str, status_code: int = 200) -> HTMLResponse:
@@ -66,7 +66,7 @@ def _to_signin() -> RedirectResponse:
 @router.get("/signin")
 async def signin_form(request: Request) -> Response:
     """The sign-in page (or the overview when already signed in)."""
-    if _principal(request) is not None:
+    if await _principal(request) is not None:
         return RedirectResponse("/", status_code=303)
     return _html(_pages.signin_page())
 
@@ -112,7 +112,7 @@ async def signout(request: Request) -> Response:
 
 def _view(title: str, section: str, body: Callable[[Principal], str], module: str) -> None:
     async def handler(request: Request) -> Response:
-        principal = _principal(request)
+        principal = await _principal(request)
         if principal is None:
             return _to_signin()
         return _html(_pages.page(title, section, principal, body(principal), module=module))
@@ -132,7 +132,7 @@ IdPath = Annotated[str, Path(max_length=200)]
 @router.get("/events/{event_id}")
 async def event_page(request: Request, event_id: IdPath) -> Response:
     """One event."""
-    principal = _principal(request)
+    principal = await _principal(request)
     if principal is None:
         return _to_signin()
     body = _pages.event_body(principal, event_id)
@@ -142,7 +142,7 @@ async def event_page(request: Request, event_id: IdPath) -> Response:
 @router.get("/sites/{site_id}")
 async def site_page(request: Request, site_id: IdPath) -> Response:
     """One site."""
-    principal = _principal(request)
+    principal = await _principal(request)
     if principal is None:
         return _to_signin()
     body = _pages.site_body(site_id)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from gridflock.api._convert import jsonable
 from gridflock.api._time import aware
-from gridflock.api.auth import Admin, Viewer
+from gridflock.api.auth import Admin, Viewer, forget_key
 from gridflock.api.deps import PageDep, RuntimeDep
 from gridflock.api.errors import ProblemError
 from gridflock.api.schemas import (
@@ -21,6 +22,7 @@ from gridflock.api.schemas import (
     PageOut,
     ProblemOut,
 )
+from gridflock.domain.errors import clip
 
 __all__ = ["router"]
 
@@ -64,7 +66,10 @@ def list_gateways(runtime: RuntimeDep, _: Viewer, page: PageDep) -> Any:
     ),
     status_code=status.HTTP_201_CREATED,
     response_model=GatewayCreatedOut,
-    responses={422: {"model": ProblemOut, "description": "Invalid, or the id is taken."}},
+    responses={
+        409: {"model": ProblemOut, "description": "The id is taken."},
+        422: {"model": ProblemOut, "description": "Invalid."},
+    },
 )
 async def create_gateway(
     body: GatewayCreate, runtime: RuntimeDep, principal: Admin, response: Response
@@ -87,19 +92,24 @@ async def create_gateway(
     "/gateways/{gateway_id}",
     tags=["gateways"],
     summary="Remove a gateway",
-    description="Delete a gateway: it can no longer connect to the broker. Role: admin.",
+    description=(
+        "Delete a gateway and audit it. Its account leaves the broker's files at the next "
+        "`gridflock broker acl` (then restart the broker): from then on it cannot connect. "
+        "Role: admin."
+    ),
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
     responses={404: {"model": ProblemOut}},
 )
 def delete_gateway(
     runtime: RuntimeDep,
-    _: Admin,
-    gateway_id: Annotated[str, Path(description="Gateway id.")],
+    principal: Admin,
+    gateway_id: Annotated[str, Path(description="Gateway id.", max_length=64)],
 ) -> Response:
-    """Delete through ``store.delete_gateway``."""
+    """Delete through ``store.delete_gateway`` and audit it (``gateway.delete``)."""
     if not runtime.store.delete_gateway(gateway_id):
         raise ProblemError(404, f"unknown gateway {gateway_id!r}: list them at /api/v1/gateways")
+    runtime.store.audit(principal.label, "gateway.delete", gateway_id, None)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -108,8 +118,9 @@ def delete_gateway(
     tags=["api keys"],
     summary="List API keys",
     description=(
-        "Every API key's name, role and dates (never the key). Keys are created and "
-        "revoked with the `gridflock apikey` command. Role: admin."
+        "Every API key's name, role and dates (never the key). Keys are created with "
+        "`gridflock apikey create` and revoked with `gridflock apikey revoke` or "
+        "`POST /api/v1/apikeys/{id}/revoke`. Role: admin."
     ),
     response_model=PageOut[ApiKeyOut],
 )
@@ -123,6 +134,51 @@ def list_api_keys(runtime: RuntimeDep, _: Admin, page: PageDep) -> Any:
         "limit": page.limit,
         "offset": page.offset,
     }
+
+
+@router.post(
+    "/apikeys/{key_id}/revoke",
+    tags=["api keys"],
+    summary="Revoke an API key",
+    description=(
+        "Revoke a key: from now on it is refused (401), and so are the dashboard sessions "
+        "signed in with it. Audited as `apikey.revoke`. Revoking a key already revoked is "
+        "a 409. Role: admin."
+    ),
+    response_model=ApiKeyOut,
+    responses={
+        404: {"model": ProblemOut, "description": "No key has this id."},
+        409: {"model": ProblemOut, "description": "The key is already revoked."},
+    },
+)
+async def revoke_api_key(
+    request: Request,
+    runtime: RuntimeDep,
+    principal: Admin,
+    key_id: Annotated[str, Path(description="The key's id (see GET /api/v1/apikeys).")],
+) -> Any:
+    """Revoke through ``store.revoke_api_key``, audit, and refuse the key in this process."""
+    store = runtime.store
+    records = {k.id: k for k in await run_in_threadpool(store.list_api_keys)}
+    record = records.get(key_id)
+    if record is None:
+        raise ProblemError(
+            404, f"no API key has the id {clip(key_id)!r}: list them at /api/v1/apikeys"
+        )
+    if record.revoked_at is None and await run_in_threadpool(store.revoke_api_key, key_id):
+        await run_in_threadpool(
+            store.audit,
+            principal.label,
+            "apikey.revoke",
+            key_id,
+            {"name": record.name, "role": str(record.role)},
+        )
+    else:
+        raise ProblemError(409, f"the API key {key_id} ({record.name}) is already revoked")
+    forget_key(request, key_id)
+    fields = ("id", "name", "role", "created_at", "revoked_at", "last_used_at")
+    updated = {k.id: k for k in await run_in_threadpool(store.list_api_keys)}[key_id]
+    return jsonable({f: getattr(updated, f, None) for f in fields})
 
 
 @router.get(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -10,9 +11,10 @@ from fastapi.responses import JSONResponse
 from gridflock.api._convert import epoch, frame_csv, frame_rows, iso, jsonable
 from gridflock.api.auth import Operator, Viewer
 from gridflock.api.deps import PageDep, RuntimeDep
-from gridflock.api.errors import ProblemError
+from gridflock.api.errors import PROBLEM_JSON, ProblemError
 from gridflock.api.runtime import EventView, Runtime
 from gridflock.api.schemas import (
+    AvailableOut,
     CommandOut,
     EventCreate,
     EventOut,
@@ -20,7 +22,15 @@ from gridflock.api.schemas import (
     ProblemOut,
     SeriesPointOut,
 )
-from gridflock.domain.events import Event, EventSource, EventStatus, Scope
+from gridflock.domain.errors import NotFoundError, clip
+from gridflock.domain.events import (
+    AdmissionError,
+    Event,
+    EventConflictError,
+    EventSource,
+    EventStatus,
+    Scope,
+)
 
 __all__ = ["router"]
 
@@ -42,6 +52,7 @@ def _out(event: Event, view: EventView | None) -> dict[str, Any]:
         "end": iso(event.end),
         "duration_s": event.duration_s,
         "scope": str(event.scope),
+        "priority": event.priority,
         "source": event.source.value,
         "created_by": event.created_by,
         "tracking_rmse_pct": view.tracking_rmse_pct if view else None,
@@ -54,12 +65,29 @@ def _out(event: Event, view: EventView | None) -> dict[str, Any]:
     return result
 
 
+#: Longest event window [s] (7 days), as ``POST /events`` allows.
+MAX_EVENT_S = 7 * 86400.0
+
+
+def _problem(request: Request, detail: str, *, title: str, slug: str, **extra: Any) -> JSONResponse:
+    """A 422 problem document with machine-readable ``extra`` members (RFC 9457)."""
+    body = {
+        "type": f"https://gridflock.dev/problems/{slug}",
+        "title": title,
+        "status": 422,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    return JSONResponse(jsonable(body), status_code=422, media_type=PROBLEM_JSON)
+
+
 def _view(runtime: Runtime, event_id: str) -> EventView:
     try:
         return runtime.event(event_id)
-    except KeyError:
+    except NotFoundError:
         raise ProblemError(
-            404, f"unknown event {event_id!r}: list events at /api/v1/events"
+            404, f"unknown event {clip(event_id)!r}: list events at /api/v1/events"
         ) from None
 
 
@@ -69,28 +97,61 @@ def _view(runtime: Runtime, event_id: str) -> EventView:
     description=(
         "Ask the fleet to move its power by `target_kw` relative to baseline over "
         "`[start, start + duration_s)`, within `scope`. Answers 201 with the event and its "
-        "URL in `Location`. A request the fleet cannot carry out (unknown grid node, no "
-        "site with the tag, ...) is a 422 problem saying why. Role: operator."
+        "URL in `Location`. A target above what the scope can still deliver over the window "
+        "(held for its length, within every limit, net of the events it overlaps; see "
+        "`GET /events/available`) is a 422 problem whose `available_kw` states what it can, "
+        'unless the request says `"allow_partial": true`. An event in the opposite direction '
+        "of one sharing its devices and time is a 422 naming that event. Any other request "
+        "the fleet cannot carry out (unknown grid node, no site with the tag, ...) is a 422 "
+        "problem saying why. Role: operator."
     ),
     status_code=status.HTTP_201_CREATED,
     response_model=EventOut,
-    responses={422: {"model": ProblemOut, "description": "Invalid or impossible request."}},
+    responses={
+        422: {
+            "model": ProblemOut,
+            "description": "Invalid or impossible request; `available_kw` when too large.",
+        }
+    },
 )
 async def create_event(
-    body: EventCreate, runtime: RuntimeDep, principal: Operator, response: Response
+    request: Request,
+    body: EventCreate,
+    runtime: RuntimeDep,
+    principal: Operator,
+    response: Response,
 ) -> Any:
-    """Schedule through ``runtime.create_event``."""
-    event = await runtime.create_event(
-        body.target_kw,
-        epoch(body.start) if body.start is not None else None,
-        body.duration_s,
-        Scope.parse(body.scope),
-        principal,
-    )
+    """Admit and schedule through ``runtime.create_event``."""
+    try:
+        event = await runtime.create_event(
+            body.target_kw,
+            epoch(body.start) if body.start is not None else None,
+            body.duration_s,
+            Scope.parse(body.scope),
+            principal,
+            priority=body.priority,
+            allow_partial=body.allow_partial,
+        )
+    except AdmissionError as e:
+        return _problem(
+            request,
+            str(e),
+            title="Target above what the scope can deliver",
+            slug="not-enough-flexibility",
+            available_kw=e.available_kw,
+        )
+    except EventConflictError as e:
+        return _problem(
+            request,
+            str(e),
+            title="Clashes with another event",
+            slug="event-conflict",
+            event=e.other,
+        )
     response.headers["Location"] = f"/api/v1/events/{event.id}"
     try:
         view = runtime.event(event.id)
-    except KeyError:
+    except NotFoundError:
         return _out(event, None)
     return _out(view.event, view)
 
@@ -126,6 +187,55 @@ async def list_events(
 
 
 @router.get(
+    "/events/available",
+    summary="Flexibility left for a new event",
+    description=(
+        "What an event over `scope` and `[start, start + duration_s)` could still get, in "
+        "`direction`: the kW the scope's devices can hold for the window's length, from the "
+        "fleet as it is now, within every site and grid-node limit, net of the events it "
+        "would overlap. `POST /events` refuses a larger target unless `allow_partial`. "
+        "Role: viewer."
+    ),
+    response_model=AvailableOut,
+    responses={422: {"model": ProblemOut, "description": "Invalid scope or window."}},
+)
+async def available(
+    runtime: RuntimeDep,
+    _: Viewer,
+    scope: Annotated[
+        str,
+        Query(
+            max_length=200, description="'fleet', 'grid_node:ID', 'program:TAG' or 'region:TAG'."
+        ),
+    ] = "fleet",
+    direction: Annotated[Literal["up", "down"], Query(description="up or down.")] = "up",
+    start: Annotated[
+        datetime | None, Query(description="Start (ISO 8601 with offset); now if absent.")
+    ] = None,
+    duration_s: Annotated[
+        float, Query(gt=0, le=MAX_EVENT_S, allow_inf_nan=False, description="Length [s].")
+    ] = 3600.0,
+) -> Any:
+    """Report ``runtime.available_kw``."""
+    if start is not None and start.tzinfo is None:
+        raise ProblemError(422, "start needs a UTC offset, e.g. 2026-06-01T17:00:00Z")
+    parsed = Scope.parse(scope)
+    begin = epoch(start) if start is not None else None
+    kw = runtime.available_kw(parsed, begin, duration_s, direction == "up")
+    first = begin if begin is not None else runtime.now()
+    return jsonable(
+        {
+            "available_kw": kw,
+            "direction": direction,
+            "scope": str(parsed),
+            "start": iso(first),
+            "end": iso(first + duration_s),
+            "duration_s": duration_s,
+        }
+    )
+
+
+@router.get(
     "/events/{event_id}",
     summary="One event",
     description=(
@@ -147,10 +257,10 @@ async def get_event(event_id: EventId, runtime: RuntimeDep, _: Viewer) -> Any:
     summary="Cancel an event",
     description=(
         "Cancel a scheduled or active event; its devices are released. An event already "
-        "over cannot be cancelled (422). Role: operator."
+        "over cannot be cancelled (409). Role: operator."
     ),
     response_model=EventOut,
-    responses={**_NOT_FOUND, 422: {"model": ProblemOut, "description": "Already over."}},
+    responses={**_NOT_FOUND, 409: {"model": ProblemOut, "description": "Already over."}},
 )
 async def cancel_event(event_id: EventId, runtime: RuntimeDep, principal: Operator) -> Any:
     """Cancel through ``runtime.cancel_event``."""
@@ -158,7 +268,7 @@ async def cancel_event(event_id: EventId, runtime: RuntimeDep, principal: Operat
     event = await runtime.cancel_event(event_id, principal)
     try:
         view = runtime.event(event.id)
-    except KeyError:
+    except NotFoundError:
         return _out(event, None)
     return _out(view.event, view)
 

@@ -128,7 +128,12 @@ async def flexibility(
     runtime: RuntimeDep,
     _: Viewer,
     duration_h: Annotated[
-        float, Query(gt=0, le=48, description="How long the flexibility must be held [h].")
+        float,
+        Query(
+            ge=0.01,
+            le=48,
+            description="How long the flexibility must be held [h], 0.01 (36 s) to 48.",
+        ),
     ] = 1.0,
     by: Annotated[GroupBy, Query(description="Grouping.")] = GroupBy.KIND,
 ) -> Any:
@@ -225,7 +230,8 @@ def _parse(body: bytes, suffix: str, grid_nodes: FleetSpec | None) -> FleetSpec:
         "application/yaml`) or CSV (`text/csv`, one row per device). A CSV carries no grid "
         "nodes, so the fleet's current grid nodes are kept. Live values of devices that "
         "stay are kept. Every problem in the file is reported at once (422, each with "
-        "entry, field and message). Role: admin."
+        "entry, field and message). Running events go on over the devices that stay "
+        "(matched by id); an event whose scope left the fleet fails. Role: admin."
     ),
     response_model=FleetImportOut,
     responses={

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -16,6 +18,8 @@ __all__ = ["metrics_router", "router"]
 
 router = APIRouter(tags=["system"])
 metrics_router = APIRouter(tags=["system"])
+
+log = logging.getLogger(__name__)
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -45,7 +49,14 @@ async def health(runtime: RuntimeDep) -> Any:
     try:
         info = jsonable(await run_in_threadpool(runtime.health))
     except Exception as exc:  # a health check that fails says so rather than a bare 500
-        info = {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
+        # open to anyone: the answer names the error id, the log holds the details
+        error_id = secrets.token_hex(8)
+        log.error("health check failed (error id %s)", error_id, exc_info=exc)
+        info = {
+            "status": "down",
+            "error": f"the health check failed ({type(exc).__name__}); the service log has "
+            f"the details under error id {error_id}",
+        }
     status = str(info.get("status", "ok"))
     body = {**info, "status": status if status in ("ok", "degraded", "down") else "degraded"}
     if body["status"] == "down":

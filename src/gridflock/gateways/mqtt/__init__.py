@@ -6,6 +6,7 @@ See ``docs/protocol.md`` for the specification a gateway implements.
 from gridflock.gateways.mqtt.acl import (
     BrokerPaths,
     GatewayCredential,
+    dynsec_config,
     hash_password,
     write_broker_config,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "decode_commands",
     "decode_status",
     "decode_telemetry",
+    "dynsec_config",
     "encode_activate",
     "encode_command_ack",
     "encode_commands",

@@ -21,6 +21,10 @@ from gridflock.domain import UnknownDeviceError
 from gridflock.domain.messages import CommandBatch
 from gridflock.gateways.mqtt._errors import ProtocolError, Rejection, load_json
 from gridflock.gateways.mqtt.protocol import (
+    MAX_ACK_BYTES,
+    MAX_ACK_REJECTIONS,
+    MAX_GATEWAY_MESSAGE_BYTES,
+    MAX_ID_LEN,
     MAX_PAYLOAD_BYTES,
     VERSION,
     Activate,
@@ -51,9 +55,11 @@ _Ack = Annotated[CommandAcks | TelemetryAck, Field(discriminator="type")]
 _ACK = TypeAdapter[CommandAcks | TelemetryAck](_Ack)
 
 
-def _validate(model: type[M], payload: bytes | str, what: str) -> M:
+def _validate(
+    model: type[M], payload: bytes | str, what: str, max_bytes: int = MAX_PAYLOAD_BYTES
+) -> M:
     """``payload`` as ``model``, or :class:`ProtocolError` listing what is wrong."""
-    obj = load_json(payload, MAX_PAYLOAD_BYTES, what)
+    obj = load_json(payload, max_bytes, what)
     try:
         return model.model_validate(obj)
     except PydanticValidationError as e:
@@ -189,34 +195,56 @@ def encode_command_ack(acks: Iterable[CommandAck]) -> bytes:
     return msg.model_dump_json(exclude_none=False).encode()
 
 
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, the cut marked with ``...``."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def encode_telemetry_ack(
     received: int, rejected: Sequence[Rejection], *, error: str | None = None
 ) -> bytes:
-    """A ``telemetry_ack`` payload (service → gateway).
+    """A ``telemetry_ack`` payload (service → gateway), never above ``MAX_ACK_BYTES``.
 
     ``received`` readings were in the message; all but ``rejected`` were accepted.
-    ``error`` says why the whole message was refused (then nothing was accepted).
+    ``error`` says why the whole message was refused (then nothing was accepted). The
+    first ``MAX_ACK_REJECTIONS`` refusals are listed (device ids cut to ``MAX_ID_LEN``
+    characters, messages to 256), all are counted by reason: a hostile message with
+    10,000 bad readings gets a short answer, not one larger than itself.
     """
     accepted = 0 if error is not None else received - len(rejected)
     items = [
-        {"index": r.index, "device": r.device, "reason": r.reason, "message": r.message}
-        for r in rejected
+        {
+            "index": r.index,
+            "device": None if r.device is None else _cut(r.device, MAX_ID_LEN + 3),
+            "reason": r.reason,
+            "message": _cut(r.message, 256),
+        }
+        for r in rejected[:MAX_ACK_REJECTIONS]
     ]
+    reasons: dict[str, int] = {}
+    for r in rejected:
+        reasons[r.reason] = reasons.get(r.reason, 0) + 1
     obj: dict[str, Any] = {
         "v": VERSION,
         "type": "telemetry_ack",
         "received": received,
         "accepted": accepted,
         "rejected": items,
+        "rejected_total": len(rejected),
+        "reasons": reasons,
     }
     if error is not None:
-        obj["error"] = error
-    return _dumps(obj)
+        obj["error"] = _cut(error, 512)
+    out = _dumps(obj)
+    while len(out) > MAX_ACK_BYTES and obj["rejected"]:  # only with absurd reason codes
+        obj["rejected"] = obj["rejected"][: len(obj["rejected"]) // 2]
+        out = _dumps(obj)
+    return out
 
 
 def decode_ack(payload: bytes | str) -> CommandAcks | TelemetryAck:
     """A payload of an ``ack`` topic, whichever direction it travels."""
-    obj = load_json(payload, MAX_PAYLOAD_BYTES, "ack")
+    obj = load_json(payload, MAX_GATEWAY_MESSAGE_BYTES, "ack")
     try:
         return _ACK.validate_python(obj)
     except PydanticValidationError as e:
@@ -234,7 +262,7 @@ def encode_status(status: Literal["online", "offline"], ts: float | None = None)
 
 def decode_status(payload: bytes | str) -> Status:
     """A ``status`` payload."""
-    return _validate(Status, payload, "status")
+    return _validate(Status, payload, "status", MAX_GATEWAY_MESSAGE_BYTES)
 
 
 def encode_activate(plan: str, ts: float) -> bytes:

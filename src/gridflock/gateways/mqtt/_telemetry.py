@@ -21,8 +21,10 @@ from gridflock.domain.messages import BoolArray, FloatArray, IntArray, Telemetry
 from gridflock.gateways.mqtt._errors import ProtocolError, Rejection, load_json, short_repr
 from gridflock.gateways.mqtt.protocol import (
     EXTRAS_KEYS,
+    MAX_CLOCK_SKEW_S,
+    MAX_GATEWAY_MESSAGE_BYTES,
     MAX_P_KW,
-    MAX_PAYLOAD_BYTES,
+    MAX_READING_AGE_S,
     MAX_READINGS,
     VERSION,
     gateway_of,
@@ -57,6 +59,7 @@ REJECT_REASONS: dict[str, str] = {
     "bad_extra": "an extras value is not a finite number",
     "duplicate": "same device and ts as an earlier reading of the message",
     "unknown_device": "the fleet has no such device behind this gateway (service check)",
+    "stale": "ts is older than a reading already taken for the device (service check)",
 }
 _CODES = list(REJECT_REASONS)
 _CODE = {name: i + 1 for i, name in enumerate(_CODES)}  # 0 = valid
@@ -168,7 +171,7 @@ def _top_level(topic: str, payload: bytes | str) -> tuple[str, list[Any]]:
         raise ProtocolError(
             f"{topic!r} is not a telemetry topic: publish readings to gf/v1/<gateway>/telemetry"
         )
-    obj = load_json(payload, MAX_PAYLOAD_BYTES, f"telemetry on {topic}")
+    obj = load_json(payload, MAX_GATEWAY_MESSAGE_BYTES, f"telemetry on {topic}")
     unknown = obj.keys() - _TOP_KEYS
     if unknown:
         raise ProtocolError(
@@ -200,8 +203,8 @@ def decode_telemetry(
     payload: bytes | str,
     now: float,
     *,
-    max_future_s: float = 300.0,
-    max_past_s: float = 7 * 86400.0,
+    max_future_s: float = MAX_CLOCK_SKEW_S,
+    max_past_s: float = MAX_READING_AGE_S,
 ) -> DecodedTelemetry:
     """Decode a telemetry message into a batch of its valid readings.
 
@@ -296,8 +299,8 @@ def decode_telemetry_many(
     items: Sequence[tuple[str, bytes | str]],
     now: float | npt.ArrayLike,
     *,
-    max_future_s: float = 300.0,
-    max_past_s: float = 7 * 86400.0,
+    max_future_s: float = MAX_CLOCK_SKEW_S,
+    max_past_s: float = MAX_READING_AGE_S,
 ) -> DecodedTelemetryMany:
     """Decode many telemetry messages in one pass (one batch of all their valid readings).
 

@@ -9,6 +9,18 @@ only queued as it arrives (with its arrival time), and once per control cycle
 :meth:`MqttLink.receive` decodes and screens everything queued in one vectorised pass
 (bad readings are answered on the gateway's ack topic with the reason, the valid rest
 kept) into one batch. Commands are grouped by gateway into one message each (QoS 1).
+
+What a gateway cannot do through this link: speak for another gateway's devices (refused
+per reading), acknowledge a command that was not sent to it (refused and counted, the
+command record untouched), send more than its rate (token buckets per gateway, messages
+and readings; the excess refused with a reason), or make the service send an answer larger
+than ``MAX_ACK_BYTES`` (answers are summarised). Messages above
+``MAX_GATEWAY_MESSAGE_BYTES`` are refused whole, unparsed, with one short reason.
+
+The client id comes from the configuration (``gridflock-service-1``): a restarted service
+takes over the session of its previous run, so no dead session keeps a share of the
+telemetry (gmqtt resumes sessions after a drop, and Mosquitto keeps a persistent session,
+subscriptions included, across its own restarts).
 """
 
 from __future__ import annotations
@@ -21,7 +33,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -29,6 +41,7 @@ from gmqtt import Client, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
     CommandAcks,
@@ -40,52 +53,179 @@ from gridflock.gateways.mqtt.codec import (
     encode_commands,
     encode_telemetry_ack,
 )
-from gridflock.gateways.mqtt.protocol import ack_topic, gateway_of, shared_telemetry_subscription
+from gridflock.gateways.mqtt.protocol import (
+    MAX_GATEWAY_MESSAGE_BYTES,
+    MAX_READINGS,
+    ack_topic,
+    gateway_of,
+    shared_telemetry_subscription,
+)
+from gridflock.gateways.mqtt.protocol import CommandAck as WireAck
 
-__all__ = ["BrokerAddress", "GatewayStatus", "MqttLink"]
+__all__ = ["BrokerAddress", "GatewayLimits", "GatewayStatus", "MqttLink"]
 
 log = logging.getLogger("gridflock.mqtt")
 
 
 @dataclass(frozen=True)
 class BrokerAddress:
-    """Where the broker is and how to log in."""
+    """Where the broker is, how to log in and, for ``mqtts://``, which TLS files to use."""
 
     host: str
     port: int
     tls: bool
     username: str | None
-    password: str | None
+    password: str | None = field(default=None, repr=False)
+    ca_file: str | None = None
+    """CA bundle (PEM) the broker's certificate must chain to; the system's if ``None``."""
+    cert_file: str | None = None
+    """Client certificate (PEM), for brokers that require one (mutual TLS)."""
+    key_file: str | None = None
+    """Private key of ``cert_file`` (PEM); ``None`` if it is inside ``cert_file``."""
 
     @staticmethod
-    def parse(url: str, username: str | None = None, password: str | None = None) -> BrokerAddress:
-        """``mqtt://[user[:pass]@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883)."""
+    def parse(
+        url: str,
+        username: str | None = None,
+        password: str | None = None,
+        *,
+        ca_file: str | None = None,
+        cert_file: str | None = None,
+        key_file: str | None = None,
+    ) -> BrokerAddress:
+        """``mqtt://[user[:pass]@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883).
+
+        TLS files only make sense with ``mqtts://``: giving them for ``mqtt://`` is an
+        error, not a silent plain-text connection.
+        """
         u = urlparse(url)
         if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
             raise ValueError(
-                f"invalid broker URL {url!r}: use mqtt://host:1883 or mqtts://host:8883"
+                f"invalid broker URL {_masked(url)!r}: use mqtt://host:1883 or mqtts://host:8883"
             )
         tls = u.scheme == "mqtts"
+        if not tls and (ca_file or cert_file or key_file):
+            raise ValueError(
+                "TLS files are given but the broker URL is mqtt://: use mqtts://host:8883"
+            )
+        if key_file and not cert_file:
+            raise ValueError("a TLS key file needs its certificate: give the cert file too")
         return BrokerAddress(
             u.hostname,
             u.port or (8883 if tls else 1883),
             tls,
             unquote(u.username) if u.username else username,
             unquote(u.password) if u.password else password,
+            ca_file,
+            cert_file,
+            key_file,
         )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of ``mqtts://`` (certificate and host name verified), else ``None``."""
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        if self.cert_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+def _masked(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for messages and logs)."""
+    u = urlparse(url)
+    if u.password is None:
+        return url
+    return url.replace(f":{u.password}@", ":***@", 1)
 
 
 @dataclass(frozen=True)
-class GatewayStatus:
-    """A gateway's announced state (``online``/``offline``) and when it was received."""
+class GatewayLimits:
+    """Per-gateway rate limits of telemetry (token buckets).
+
+    A gateway may send ``messages_per_s`` messages and ``readings_per_s`` readings per
+    second on average, and bursts of ``burst_s`` seconds' worth; a message beyond
+    either bucket is refused whole, answered (once per control cycle and gateway) and
+    counted as ``rate_limited``. The defaults leave a gateway reporting every second
+    with up to 2,000 devices (an OEM cloud) untouched.
+    """
+
+    messages_per_s: float = 10.0
+    readings_per_s: float = 2_000.0
+    burst_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if min(self.messages_per_s, self.readings_per_s, self.burst_s) <= 0:
+            raise ValueError("rate limits and burst_s must be positive")
+
+
+class _Bucket:
+    """A gateway's two token buckets (messages, readings), refilled lazily.
+
+    Each holds at least one whole message (1 message, ``MAX_READINGS`` readings), so a
+    low rate slows a gateway down but never locks it out.
+    """
+
+    __slots__ = ("messages", "readings", "t")
+
+    def __init__(self, limits: GatewayLimits, now: float) -> None:
+        self.messages, self.readings = _capacity(limits)
+        self.t = now
+
+    def refill(self, limits: GatewayLimits, now: float) -> None:
+        dt = max(now - self.t, 0.0)
+        self.t = now
+        cap_m, cap_r = _capacity(limits)
+        self.messages = min(self.messages + dt * limits.messages_per_s, cap_m)
+        self.readings = min(self.readings + dt * limits.readings_per_s, cap_r)
+
+
+def _capacity(limits: GatewayLimits) -> tuple[float, float]:
+    """Bucket sizes: ``burst_s`` seconds' worth, and at least one whole message."""
+    return (
+        max(limits.messages_per_s * limits.burst_s, 1.0),
+        max(limits.readings_per_s * limits.burst_s, float(MAX_READINGS)),
+    )
+
+
+#: Tokens short of a whole one still count as whole (float rounding of the refill).
+_EPS = 1e-9
+
+
+@dataclass
+class _Sent:
+    """A command sent and not yet settled: where it went and until when it holds."""
 
     gateway: str
-    status: str
-    ts: float
+    device: str
+    valid_until: float
+    acked: bool = False
 
 
 class MqttLink:
-    """Implements the service's device link over MQTT protocol v1."""
+    """Implements :class:`gridflock.domain.ports.DeviceLink` over MQTT protocol v1.
+
+    Parameters
+    ----------
+    broker
+        Where and how to connect.
+    gateway_of_device
+        Gateway of each device id (a gateway may report only its own devices).
+    clock
+        Service clock [UTC epoch s].
+    share
+        Group of the shared telemetry subscription (ingest workers split the load).
+    client_id
+        MQTT client id; give each service process a stable one of its own (the
+        configuration's ``mqtt_client_id``), so a restart takes over the previous
+        session. ``None`` makes a random one (tests and benchmarks).
+    limits
+        Per-gateway rate limits; ``None`` for none.
+    command_grace_s
+        How long after ``valid_until`` an unacknowledged command is reported expired
+        (:meth:`take_expired`) and a late acknowledgement is still taken [s].
+
+    """
 
     def __init__(
         self,
@@ -93,13 +233,21 @@ class MqttLink:
         gateway_of_device: Mapping[str, str],
         clock: Callable[[], float] = time.time,
         share: str = "gridflock",
+        *,
+        client_id: str | None = None,
+        limits: GatewayLimits | None = None,
+        command_grace_s: float = 10.0,
     ) -> None:
         self.broker = broker
         self.gateway_of_device = dict(gateway_of_device)
-        self.known = set(self.gateway_of_device)
+        self._index_devices()
         self.clock = clock
         self.share = share
-        self.client = Client(f"gridflock-service-{uuid.uuid4().hex[:8]}")
+        self.limits = limits
+        self.command_grace_s = command_grace_s
+        self.connect_timeout_s = 10.0
+        self.client_id = client_id or f"gridflock-service-{uuid.uuid4().hex[:8]}"
+        self.client = Client(self.client_id)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_disconnect = self._on_disconnect
@@ -107,9 +255,15 @@ class MqttLink:
             self.client.set_auth_credentials(broker.username, broker.password)
         self.client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
         self._inbox: deque[tuple[str, bytes, float]] = deque()
-        self._acks: deque[CommandAcks] = deque()
+        self._acks: deque[tuple[str, CommandAcks]] = deque()  # with the answering gateway
         self._statuses: deque[GatewayStatus] = deque()
+        self._buckets: dict[str, _Bucket] = {}
+        self._limited: Counter[str] = Counter()  # gateway -> messages refused this cycle
+        self._sent: dict[str, _Sent] = {}  # command id -> where it went, until when
+        self._sent_order: deque[tuple[float, str]] = deque()  # (valid_until, id) to prune
+        self._expired: list[str] = []
         self.counts: Counter[str] = Counter()
+        self._reported: Counter[str] = Counter()  # counts at the last take_report()
         self._connected = False
         self._stop = asyncio.Event()
 
@@ -117,7 +271,13 @@ class MqttLink:
         """Take up a new fleet: which devices exist and which gateway carries each."""
         devices = spec.all_devices()
         self.gateway_of_device = dict(zip(devices["id"], devices["gateway_id"], strict=True))
+        self._index_devices()
+
+    def _index_devices(self) -> None:
+        """Row of each device, and the newest reading time passed on for it (none yet)."""
         self.known = set(self.gateway_of_device)
+        self._row = {d: i for i, d in enumerate(self.gateway_of_device)}
+        self._last_ts = np.full(len(self._row), -np.inf)
 
     # ------------------------------------------------------------------ connection
     @property
@@ -129,14 +289,30 @@ class MqttLink:
         """Connect (raises ``ConnectionError`` naming the broker if it is unreachable)."""
         b = self.broker
         try:
-            await self.client.connect(
-                b.host,
-                b.port,
-                ssl=ssl.create_default_context() if b.tls else False,
-                keepalive=30,
-                version=MQTTv311,
-            )
-        except (TimeoutError, OSError) as e:
+            ctx = b.ssl_context()
+        except (OSError, ssl.SSLError) as e:
+            raise ConnectionError(
+                f"cannot use the TLS files for the MQTT broker at {b.host}:{b.port} "
+                f"(CA {b.ca_file!r}, certificate {b.cert_file!r}): {e}"
+            ) from e
+        try:
+            async with asyncio.timeout(self.connect_timeout_s):
+                await self.client.connect(
+                    b.host,
+                    b.port,
+                    ssl=ctx if ctx is not None else False,
+                    keepalive=30,
+                    version=MQTTv311,
+                )
+        except TimeoutError as e:
+            with contextlib.suppress(Exception):
+                await self.client.disconnect()
+            raise ConnectionError(
+                f"the MQTT broker at {b.host}:{b.port} did not answer within "
+                f"{self.connect_timeout_s:g} s: check mqtt:// against mqtts:// (TLS) and "
+                "whether it requires a client certificate"
+            ) from e
+        except OSError as e:
             raise ConnectionError(
                 f"cannot reach the MQTT broker at {b.host}:{b.port}: {e}; is it running?"
             ) from e
@@ -158,7 +334,12 @@ class MqttLink:
     def _on_connect(self, client: Client, flags: int, rc: int, properties: object) -> None:
         self._connected = True
         self.counts["connects"] += 1
-        log.info("connected to the MQTT broker at %s:%d", self.broker.host, self.broker.port)
+        log.info(
+            "connected to the MQTT broker at %s:%d as %s",
+            self.broker.host,
+            self.broker.port,
+            self.client_id,
+        )
         client.subscribe(
             [
                 Subscription(shared_telemetry_subscription(self.share), qos=0),
@@ -176,17 +357,23 @@ class MqttLink:
     def _on_message(
         self, client: Client, topic: str, payload: bytes, qos: int, properties: object
     ) -> int:
+        if len(payload) > MAX_GATEWAY_MESSAGE_BYTES:  # refused unparsed, whatever it is
+            self._refuse_oversize(topic, len(payload))
+            return 0
         if topic.endswith("/telemetry"):
             # decoded in receive(); counted now so arrivals show (a message refused whole
             # is taken back out of "messages" when decoded, as it never counted before)
-            self._inbox.append((topic, payload, self.clock()))
+            now = self.clock()
+            if self.limits is not None and not self._take_message(topic, now):
+                return 0
+            self._inbox.append((topic, payload, now))
             self.counts["messages"] += 1
             return 0
         try:
             if topic.endswith("/ack"):
                 msg = decode_ack(payload)
                 if isinstance(msg, CommandAcks):
-                    self._acks.append(msg)
+                    self._take_command_acks(topic, msg)
             elif topic.endswith("/status"):
                 status = decode_status(payload)
                 gw = gateway_of(topic)
@@ -196,12 +383,76 @@ class MqttLink:
             self.counts["protocol_errors"] += 1
         return 0
 
+    def _refuse_oversize(self, topic: str, size: int) -> None:
+        """Count a message above the size limit and tell its gateway, in one short line."""
+        self.counts["rejected:too_large"] += 1
+        gw = gateway_of(topic)
+        if gw is not None and topic.endswith("/telemetry"):
+            self._ack(
+                gw,
+                encode_telemetry_ack(
+                    0,
+                    [],
+                    error=f"message is {size} bytes, more than the {MAX_GATEWAY_MESSAGE_BYTES} "
+                    "allowed: split it into several messages",
+                ),
+            )
+
+    def _take_message(self, topic: str, now: float) -> bool:
+        """Whether the gateway of ``topic`` may send one more message now (token bucket)."""
+        gw = gateway_of(topic)
+        if gw is None:
+            return True  # refused later as a bad topic
+        limits = self.limits
+        assert limits is not None
+        b = self._buckets.get(gw)
+        if b is None:
+            b = self._buckets[gw] = _Bucket(limits, now)
+        else:
+            b.refill(limits, now)
+        if b.messages >= 1.0 - _EPS:
+            b.messages = max(b.messages - 1.0, 0.0)
+            return True
+        self._limited[gw] += 1
+        self.counts["rejected:rate_limited"] += 1
+        return False
+
+    def _take_command_acks(self, topic: str, msg: CommandAcks) -> None:
+        """Keep the verdicts on commands sent to the gateway of ``topic``; refuse the rest.
+
+        An ack for a command id this service never sent to that gateway (another
+        gateway's, an unknown or long-expired one) is dropped and counted: it must not
+        change any command record.
+        """
+        gw = gateway_of(topic)
+        mine = []
+        for a in msg.acks:
+            sent = self._sent.get(a.id)
+            if sent is None:
+                self.counts["acks_refused:unknown_command"] += 1
+            elif sent.gateway != gw or sent.device != a.device:
+                self.counts["acks_refused:not_its_command"] += 1
+            else:
+                sent.acked = True
+                mine.append(a)
+        if len(mine) < len(msg.acks):
+            log.warning(
+                "gateway %s acknowledged %d command(s) not sent to it: ignored",
+                gw,
+                len(msg.acks) - len(mine),
+            )
+        if mine:
+            kept = msg if len(mine) == len(msg.acks) else _replace_acks(msg, mine)
+            self._acks.append((gw or "", kept))
+
     def receive(self) -> list[TelemetryBatch]:
         """Everything that arrived since the last call, decoded and screened, as one batch.
 
         Messages with refused readings, or refused whole, are answered on their gateway's
-        ack topic (``encode_telemetry_ack``).
+        ack topic (``encode_telemetry_ack``, bounded in size).
         """
+        self._answer_rate_limited()
+        self._prune_sent(self.clock())
         if not self._inbox:
             return []
         items = list(self._inbox)
@@ -212,32 +463,52 @@ class MqttLink:
         )
         batch = decoded.batch
         rejected = decoded.rejected
-        # a gateway may only speak for the devices the fleet places behind it
-        owners, gateways = self.gateway_of_device, decoded.gateways
-        row_gw = [gateways[j] for j in decoded.row_message.tolist()]
+        errors: list[str | None] = [None if e is None else str(e) for e in decoded.errors]
+        received = list(decoded.received)
+        if self.limits is not None:
+            self._limit_readings(items, decoded.gateways, received, errors)
+        # a gateway may only speak for the devices the fleet places behind it, and a
+        # reading older than one already passed on for its device is stale (the fleet
+        # state would drop it): both are refused and reported, not silently lost
+        owners, gateways, rows_of = self.gateway_of_device, decoded.gateways, self._row
+        n = len(batch)
+        row_msg = decoded.row_message.tolist()
+        row_gw = [gateways[j] for j in row_msg]
+        devs = batch.device_ids.tolist()
         foreign = np.fromiter(
-            (owners.get(d) != g for d, g in zip(batch.device_ids.tolist(), row_gw, strict=True)),
-            bool,
-            len(batch),
+            (owners.get(d) != g for d, g in zip(devs, row_gw, strict=True)), bool, n
         )
-        if foreign.any():
+        row = np.fromiter((rows_of.get(d, -1) for d in devs), np.int64, n)
+        stale = ~foreign & (batch.ts < self._last_ts[np.maximum(row, 0)])
+        refused_msg = np.fromiter((e is not None for e in errors), bool, len(errors))
+        drop = foreign | stale | refused_msg[decoded.row_message]
+        if drop.any():
             touched = set()
-            for i in np.flatnonzero(foreign).tolist():
-                d, j, g = str(batch.device_ids[i]), int(decoded.row_message[i]), row_gw[i]
-                where = (
-                    "is not provisioned in the fleet"
-                    if d not in self.known
-                    else f"is behind gateway {owners[d]!r}, not {g!r}"
-                )
-                rejected[j].append(
-                    Rejection(
+            for i in np.flatnonzero(drop & ~refused_msg[decoded.row_message]).tolist():
+                d, j, g = devs[i], row_msg[i], row_gw[i]
+                if stale[i]:
+                    r = Rejection(
+                        int(decoded.row_index[i]),
+                        d,
+                        "stale",
+                        f"ts {batch.ts[i]!r} is older than the reading at "
+                        f"{self._last_ts[row[i]]!r} already taken for device {d!r}: "
+                        "send each device's readings in time order",
+                    )
+                else:
+                    where = (
+                        "is not provisioned in the fleet"
+                        if d not in self.known
+                        else f"is behind gateway {owners[d]!r}, not {g!r}"
+                    )
+                    r = Rejection(
                         int(decoded.row_index[i]), d, "unknown_device", f"device {d!r} {where}"
                     )
-                )
+                rejected[j].append(r)
                 touched.add(j)
             for j in touched:
                 rejected[j].sort(key=lambda r: r.index)
-            keep = ~foreign
+            keep = ~drop
             batch = TelemetryBatch(
                 batch.device_ids[keep],
                 batch.ts[keep],
@@ -246,22 +517,73 @@ class MqttLink:
                 batch.p_baseline_kw[keep],
                 {k: v[keep] for k, v in batch.extras.items()},
             )
-        self.counts["readings"] += sum(decoded.received)
-        for (topic, _, _), err, gw, received, refused in zip(
-            items, decoded.errors, gateways, decoded.received, rejected, strict=True
+            row = row[keep]
+        np.maximum.at(self._last_ts, row, batch.ts)
+        self.counts["readings"] += sum(received)
+        for (topic, _, _), err, gw, n, refused in zip(
+            items, errors, gateways, received, rejected, strict=True
         ):
             if err is not None:
                 self.counts["messages"] -= 1
-                self.counts["protocol_errors"] += 1
+                if gw is None:
+                    self.counts["protocol_errors"] += 1
                 gw = gateway_of(topic)
                 if gw is not None:
-                    self._ack(gw, encode_telemetry_ack(0, [], error=str(err)))
+                    self._ack(gw, encode_telemetry_ack(0, [], error=err))
             elif refused:
                 for r in refused:
                     self.counts[f"rejected:{r.reason}"] += 1
                 assert gw is not None
-                self._ack(gw, encode_telemetry_ack(received, refused))
+                self._ack(gw, encode_telemetry_ack(n, refused))
         return [batch] if len(batch) else []
+
+    def _limit_readings(
+        self,
+        items: list[tuple[str, bytes, float]],
+        gateways: list[str | None],
+        received: list[int],
+        errors: list[str | None],
+    ) -> None:
+        """Refuse whole the messages whose readings exceed their gateway's bucket."""
+        limits = self.limits
+        assert limits is not None
+        for j, ((_, _, at), gw) in enumerate(zip(items, gateways, strict=True)):
+            if gw is None or errors[j] is not None:
+                continue
+            b = self._buckets.get(gw)
+            if b is None:
+                b = self._buckets[gw] = _Bucket(limits, at)
+            else:
+                b.refill(limits, at)
+            if b.readings >= received[j] - _EPS:
+                b.readings = max(b.readings - received[j], 0.0)
+                continue
+            errors[j] = (
+                f"rate limit: {received[j]} readings refused; a gateway may send at most "
+                f"{limits.readings_per_s:g} readings/s (bursts of {limits.burst_s:g} s): "
+                "send less often or fewer readings"
+            )
+            self.counts["rejected:rate_limited"] += 1
+            self.counts["readings_rate_limited"] += received[j]
+            received[j] = 0
+
+    def _answer_rate_limited(self) -> None:
+        """One answer per gateway whose messages were refused by the rate limit this cycle."""
+        if not self._limited:
+            return
+        limited, self._limited = self._limited, Counter()
+        assert self.limits is not None
+        for gw, n in limited.items():
+            self._ack(
+                gw,
+                encode_telemetry_ack(
+                    0,
+                    [],
+                    error=f"rate limit: {n} message(s) refused; a gateway may send at most "
+                    f"{self.limits.messages_per_s:g} messages/s (bursts of "
+                    f"{self.limits.burst_s:g} s): batch readings into fewer messages",
+                ),
+            )
 
     def _ack(self, gateway: str, payload: bytes) -> None:
         """Answer a gateway's telemetry on its ack topic (QoS 0: dropped while offline)."""
@@ -271,8 +593,8 @@ class MqttLink:
         self.client.publish(ack_topic(gateway), payload, qos=0)
 
     def take_acks(self) -> list[CommandAcks]:
-        """Command acknowledgements received since the last call."""
-        out = list(self._acks)
+        """Command acknowledgements received since the last call (only the gateways' own)."""
+        out = [msg for _, msg in self._acks]
         self._acks.clear()
         return out
 
@@ -281,6 +603,55 @@ class MqttLink:
         out = list(self._statuses)
         self._statuses.clear()
         return out
+
+    def take_expired(self) -> list[str]:
+        """Ids of commands whose ``valid_until`` passed without an acknowledgement.
+
+        A command is reported once, ``command_grace_s`` after its ``valid_until``; its
+        gateway was silent (offline, or the command was lost), so the device has fallen
+        back to its own control by the protocol's fail-safe rule.
+        """
+        self._prune_sent(self.clock())
+        out, self._expired = self._expired, []
+        return out
+
+    def _prune_sent(self, now: float) -> None:
+        """Forget settled commands; note the unacknowledged ones as expired."""
+        order, sent = self._sent_order, self._sent
+        limit = now - self.command_grace_s
+        while order and order[0][0] < limit:
+            valid_until, cid = order.popleft()
+            entry = sent.get(cid)
+            if entry is None or entry.valid_until != valid_until:
+                continue  # re-sent with a later valid_until: its newer entry stays
+            del sent[cid]
+            if not entry.acked:
+                self._expired.append(cid)
+                self.counts["commands_expired"] += 1
+
+    def take_report(self) -> LinkReport:
+        """Acks, statuses and counters (increments) since the last call."""
+        counts, last = self.counts, self._reported
+        rejected = {
+            key.split(":", 1)[1]: n - last[key]
+            for key, n in counts.items()
+            if key.startswith("rejected:") and n > last[key]
+        }
+        for key, n in counts.items():  # acks for commands not sent to their gateway
+            if key.startswith("acks_refused:") and n > last[key]:
+                rejected["ack_" + key.split(":", 1)[1]] = n - last[key]
+        if counts["protocol_errors"] > last["protocol_errors"]:  # messages refused whole
+            rejected["protocol_error"] = counts["protocol_errors"] - last["protocol_errors"]
+        messages = max(counts["messages"] - last["messages"], 0)  # a counter never goes back
+        self._reported = Counter(counts)
+        self._reported["messages"] = last["messages"] + messages
+        acks = [
+            CommandAck(gw, a.id, a.device, a.status, a.reason)
+            for gw, msg in self._acks
+            for a in msg.acks
+        ]
+        self._acks.clear()
+        return LinkReport(messages, rejected, acks, self.take_statuses(), self.take_expired())
 
     # ------------------------------------------------------------------ outbound
     def send(self, commands: CommandBatch) -> None:
@@ -297,8 +668,26 @@ class MqttLink:
             return
         for gateway, payload in encode_commands(commands, self.gateway_of_device).items():
             self.client.publish(f"gf/v1/{gateway}/cmd", payload, qos=1)
+        self._remember(commands)
         self.counts["commands"] += len(commands)
+
+    def _remember(self, commands: CommandBatch) -> None:
+        """Note where each command went, so only its gateway may acknowledge it."""
+        gw_of, sent, order = self.gateway_of_device, self._sent, self._sent_order
+        for cid, dev, vu in zip(
+            commands.command_ids.tolist(),
+            commands.device_ids.tolist(),
+            np.asarray(commands.valid_until, dtype=np.float64).tolist(),
+            strict=True,
+        ):
+            sent[cid] = _Sent(gw_of[dev], dev, vu)
+            order.append((vu, cid))
 
     def stop(self) -> None:
         """End :meth:`run`."""
         self._stop.set()
+
+
+def _replace_acks(msg: CommandAcks, acks: list[WireAck]) -> CommandAcks:
+    """``msg`` with only ``acks`` (already validated: no second validation)."""
+    return msg.model_copy(update={"acks": acks})

@@ -24,10 +24,16 @@ __all__ = [
     "COMMAND_REJECT_REASONS",
     "EXTRAS_KEYS",
     "ID_PATTERN",
+    "MAX_ACK_BYTES",
+    "MAX_ACK_REJECTIONS",
+    "MAX_CLOCK_SKEW_S",
     "MAX_COMMANDS",
+    "MAX_GATEWAY_MESSAGE_BYTES",
+    "MAX_ID_LEN",
     "MAX_PAYLOAD_BYTES",
     "MAX_P_KW",
     "MAX_READINGS",
+    "MAX_READING_AGE_S",
     "SCHEMA_MODELS",
     "SUPPORTED_VERSIONS",
     "VERSION",
@@ -58,14 +64,29 @@ __all__ = [
 VERSION: Final = 1
 #: Versions the decoders accept.
 SUPPORTED_VERSIONS: tuple[int, ...] = (1,)
-#: Gateway and group ids: safe in a topic level, a broker user name and an ACL line.
-ID_PATTERN = r"^[A-Za-z0-9_.\-]{1,64}$"
+#: Gateway and group ids: safe in a topic level, a broker user name, a client id and a
+#: configuration line (a letter or digit first, then up to 63 of letters, digits ``_ . -``).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+#: Longest gateway or group id [characters].
+MAX_ID_LEN = 64
 #: Most readings one telemetry message may carry.
 MAX_READINGS = 10_000
 #: Most commands one command message carries (the encoder splits nothing: one per gateway).
 MAX_COMMANDS = 10_000
-#: Largest payload the decoders look at [bytes].
+#: Largest payload the broker carries [bytes]: the service's own command messages (up to
+#: ``MAX_COMMANDS`` commands) stay under it; larger packets make the broker drop the sender.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
+#: Largest message a gateway may send (telemetry, acks, status) [bytes]; a larger one is
+#: refused whole, with one short reason, before it is parsed.
+MAX_GATEWAY_MESSAGE_BYTES = 2 * 1024 * 1024
+#: Largest answer the service sends a gateway (a ``telemetry_ack``) [bytes].
+MAX_ACK_BYTES = 16 * 1024
+#: Refused readings a ``telemetry_ack`` lists one by one; the rest are only counted.
+MAX_ACK_REJECTIONS = 20
+#: How far ahead of the service clock a reading's ``ts`` may be [s] (clock skew).
+MAX_CLOCK_SKEW_S = 30.0
+#: How far behind the service clock a reading's ``ts`` may be [s] (a gateway's backlog).
+MAX_READING_AGE_S = 7 * 86400.0
 #: Largest magnitude of a power value [kW]: beyond it a reading is a unit or wiring error.
 MAX_P_KW = 100_000.0
 #: Telemetry ``extras`` a reading may carry, with their units: those the device kinds declare.
@@ -100,8 +121,12 @@ Version = Annotated[Literal[1], Field(description="Protocol version.")]
 
 def check_id(value: str, what: str) -> str:
     """``value`` if it is a valid gateway or group id, else ``ValueError`` naming ``what``."""
-    if not _ID_RE.match(value):
-        raise ValueError(f"invalid {what} id {value!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    if not isinstance(value, str) or not _ID_RE.match(value):
+        shown = str(value) if len(str(value)) <= 80 else str(value)[:77] + "..."
+        raise ValueError(
+            f"invalid {what} id {shown!r}: use 1-64 characters of A-Z a-z 0-9 _ . -, "
+            "starting with a letter or digit"
+        )
     return value
 
 
@@ -135,10 +160,9 @@ def shared_telemetry_subscription(share: str = "gridflock") -> str:
     return f"$share/{check_id(share, 'share')}/{_PREFIX}+/telemetry"
 
 
-_GATEWAY_TOPIC_RE = re.compile(
-    r"gf/v1/(?!groups/)([A-Za-z0-9_.\-]{1,64})/(?:telemetry|cmd|ack|status)\Z"
-)
-_GROUP_TOPIC_RE = re.compile(r"gf/v1/groups/([A-Za-z0-9_.\-]{1,64})/activate\Z")
+_ID = r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}"
+_GATEWAY_TOPIC_RE = re.compile(rf"gf/v1/(?!groups/)({_ID})/(?:telemetry|cmd|ack|status)\Z")
+_GROUP_TOPIC_RE = re.compile(rf"gf/v1/groups/({_ID})/activate\Z")
 
 
 def gateway_of(topic: str) -> str | None:
@@ -253,20 +277,39 @@ class TelemetryRejection(_Strict):
     """One reading the service refused, by its index in the message."""
 
     index: int = Field(ge=0)
-    device: str | None = Field(description="Device id, null if the reading had none.")
+    device: str | None = Field(
+        max_length=MAX_ID_LEN + 3,
+        description=f"Device id (cut to {MAX_ID_LEN} characters and '...'), null if none.",
+    )
     reason: Reason
-    message: str | None = Field(None, description="What was wrong, for people.")
+    message: str | None = Field(
+        None, max_length=256, description="What was wrong, for people (cut to 256 characters)."
+    )
 
 
 class TelemetryAck(_Strict):
-    """Service → gateway on ``gf/v1/{gateway}/ack``: what became of a telemetry message."""
+    """Service → gateway on ``gf/v1/{gateway}/ack``: what became of a telemetry message.
+
+    Bounded: at most ``MAX_ACK_REJECTIONS`` refused readings are listed one by one (the
+    first ones, by index), all of them are counted by reason, and the whole payload stays
+    under ``MAX_ACK_BYTES``.
+    """
 
     v: Version
     type: Literal["telemetry_ack"]
     received: int = Field(ge=0, description="Readings in the message.")
     accepted: int = Field(ge=0, description="Readings taken into the fleet state.")
-    rejected: list[TelemetryRejection]
-    error: str | None = Field(None, description="Why the whole message was refused, if it was.")
+    rejected: list[TelemetryRejection] = Field(
+        max_length=MAX_ACK_REJECTIONS,
+        description=f"The first {MAX_ACK_REJECTIONS} refused readings, by index.",
+    )
+    rejected_total: int = Field(0, ge=0, description="Refused readings, listed or not.")
+    reasons: dict[str, int] = Field(
+        default_factory=dict, description="Refused readings by reason code (all of them)."
+    )
+    error: str | None = Field(
+        None, max_length=512, description="Why the whole message was refused, if it was."
+    )
 
 
 class Status(_Strict):

@@ -38,12 +38,13 @@ from gridflock.sim.physics._usage import EV_MIN_PLUGGED_H as EV_MIN_PLUGGED_H
 from gridflock.sim.physics._usage import EV_NO_SESSION_SHARE as EV_NO_SESSION_SHARE
 from gridflock.sim.physics._usage import EV_SESSION_KWH_BOUNDS as EV_SESSION_KWH_BOUNDS
 from gridflock.sim.physics._usage import EV_SESSION_SIGMA as EV_SESSION_SIGMA
-from gridflock.sim.physics._usage import ev_sessions, water_draw_profile
+from gridflock.sim.physics._usage import ev_charge_kw, ev_sessions, water_draw_profile
 from gridflock.sim.physics._wind import wind_power_curve, wind_power_kw
 
 __all__ = [
     "battery_step",
     "cop",
+    "ev_charge_kw",
     "ev_sessions",
     "heat_pump_mode",
     "house_step",

@@ -124,3 +124,28 @@ def ev_sessions(
         np.asarray(departure, dtype=np.float64),
         np.asarray(energy, dtype=np.float64),
     )
+
+
+def ev_charge_kw(asked_kw: ArrayLike, limit_kw: ArrayLike, p_min_kw: ArrayLike) -> FloatArray:
+    """Charging power of chargers asked for ``asked_kw`` [kW >= 0].
+
+    A charger cannot charge below its minimum current: asked for less it pauses (below
+    half the minimum) or charges at the minimum; it never exceeds ``limit_kw`` (its
+    rating, or what the car still takes).
+
+    Parameters
+    ----------
+    asked_kw : array (n,) [kW]
+        Requested charging power (a magnitude).
+    limit_kw : array (n,) [kW]
+        Most the charger can deliver now.
+    p_min_kw : array (n,) [kW]
+        Minimum charging power while charging.
+
+    """
+    limit = np.asarray(limit_kw, dtype=np.float64)
+    p_min = np.asarray(p_min_kw, dtype=np.float64)
+    asked = np.clip(np.asarray(asked_kw, dtype=np.float64), 0.0, limit)
+    curtailed = asked < limit - 1e-9
+    quantised = np.where(asked < 0.5 * p_min, 0.0, np.minimum(np.maximum(asked, p_min), limit))
+    return np.asarray(np.where(curtailed, quantised, limit), dtype=np.float64)

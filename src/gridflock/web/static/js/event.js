@@ -24,9 +24,14 @@ async function figures() {
   const badge = $("#ev-status");
   badge.className = `status status-${e.status}`;
   setText(badge, e.status);
-  setText("#ev-meta", `${e.scope} · ${fmtDateTime(e.start)} → ${fmtDateTime(e.end)} (${fmtDuration(e.duration_s)}) · ${e.source} · by ${e.created_by.replace(/^apikey:/, "")}`);
+  setText("#ev-meta", `${e.scope} · priority ${e.priority} · ${fmtDateTime(e.start)} → ${fmtDateTime(e.end)} (${fmtDuration(e.duration_s)}) · ${e.source} · by ${e.created_by.replace(/^apikey:/, "")}`);
   setText("#ev-target", fmtPower(e.target_kw, { plus: true }));
-  setText("#ev-delivered", fmtPower(e.delivered_kw, { plus: true }));
+  // a finished event has no "now": show its mean delivery over the window instead
+  const over = !(e.status === "scheduled" || e.status === "active");
+  const meanKw = e.delivered_pct === null ? null : (e.target_kw * e.delivered_pct) / 100;
+  setText("#ev-delivered-label", over ? "Delivered (mean)" : "Delivered now");
+  setText("#ev-delivered", fmtPower(over ? meanKw : e.delivered_kw, { plus: true }));
+  setText("#ev-pct-hint", over ? "mean over the window" : "mean over the window so far");
   setText("#ev-pct", fmtPct(e.delivered_pct));
   setText("#ev-rmse", fmtPct(e.tracking_rmse_pct));
   setText("#ev-t90", e.time_to_90pct_s === null ? (e.status === "active" ? "not yet" : "–") : fmtDuration(e.time_to_90pct_s));

@@ -15,10 +15,11 @@ async function list() {
     el("th", { scope: "row" }, el("a", { href: `/events/${encodeURIComponent(e.id)}` }, e.id)),
     el("td", {}, statusBadge(e.status)),
     el("td", {}, e.scope),
+    el("td", { class: "num" }, String(e.priority)),
     el("td", { class: "num" }, fmtPower(e.target_kw, { plus: true })),
     el("td", { class: "num" }, fmtPct(e.delivered_pct)),
     el("td", {}, `${fmtDateTime(e.start)} → ${fmtDateTime(e.end)}`),
-    el("td", { class: "muted" }, e.created_by.replace(/^apikey:/, "")))), "No events yet.", 7);
+    el("td", { class: "muted" }, e.created_by.replace(/^apikey:/, "")))), "No events yet.", 8);
   const pager = $("#events-pager");
   const last = Math.min(offset + PAGE, page.total);
   pager.replaceChildren(
@@ -65,6 +66,36 @@ if (form && canOperate) {
   };
   flexHint().catch(() => {});
 
+  // what the chosen scope, direction and window can still deliver (net of other events)
+  let availableSeq = 0;
+  const showAvailable = async () => {
+    const seq = ++availableSeq;
+    const dur = Number($("#ev-duration").value);
+    if (!(dur >= 1 && dur <= 10080) || (scopeKind.value !== "fleet" && !scopeValue.value)) {
+      setText("#ev-available", "");
+      return;
+    }
+    const direction = form.querySelector("input[name=direction]:checked").value;
+    const q = new URLSearchParams({
+      scope: scopeKind.value === "fleet" ? "fleet" : `${scopeKind.value}:${scopeValue.value}`,
+      direction, duration_s: String(dur * 60),
+    });
+    const startText = $("#ev-start").value;
+    if (startText && !Number.isNaN(new Date(startText).getTime())) q.set("start", new Date(startText).toISOString());
+    try {
+      const a = await api(`/api/v1/events/available?${q}`);
+      if (seq !== availableSeq) return; // a newer choice answered first
+      setText("#ev-available", `Available for this scope and window: ${fmtPower(Math.abs(a.available_kw))} ${direction}.`);
+      $("#ev-available").dataset.kw = String(Math.abs(a.available_kw));
+    } catch (err) {
+      if (seq === availableSeq) setText("#ev-available", "");
+    }
+  };
+  for (const input of [scopeKind, scopeValue, $("#ev-duration"), $("#ev-start"), ...form.querySelectorAll("input[name=direction]")]) {
+    input.addEventListener("change", showAvailable);
+  }
+  showAvailable();
+
   const fieldError = (input, errId, message) => {
     setText(`#${errId}`, message || "");
     input.setAttribute("aria-invalid", message ? "true" : "false");
@@ -90,6 +121,9 @@ if (form && canOperate) {
         Number.isNaN(start.getTime()) ? "Enter a date and time, or leave it empty to start now." :
         end <= Date.now() ? "This window is already over: pick a later start, or leave it empty for now." : "") && ok;
     } else fieldError($("#ev-start"), "ev-start-err", "");
+    const prio = Number($("#ev-priority").value);
+    ok = fieldError($("#ev-priority"), "ev-priority-err",
+      !(Number.isInteger(prio) && prio >= 0 && prio <= 100) ? "Enter a whole number from 0 to 100." : "") && ok;
     ok = fieldError(scopeValue, "ev-scope-err",
       scopeKind.value !== "fleet" && !scopeValue.value ? "Pick a value for this scope." : "") && ok;
     if (!ok) return null;
@@ -98,6 +132,8 @@ if (form && canOperate) {
       target_kw: direction === "down" ? -kw : kw,
       duration_s: dur * 60,
       scope: scopeKind.value === "fleet" ? "fleet" : `${scopeKind.value}:${scopeValue.value}`,
+      priority: prio,
+      allow_partial: $("#ev-partial").checked,
     };
     if (start) body.start = start.toISOString();
     return body;
@@ -107,7 +143,10 @@ if (form && canOperate) {
     const box = $("#ev-problem");
     const p = err instanceof ApiError ? err.problem : { detail: String(err) };
     const items = (p.errors || []).map((e) => el("li", {}, `${e.field}: ${e.message}`));
-    box.replaceChildren(el("strong", {}, p.title || "The event was not created"), el("div", {}, p.detail || ""),
+    const avail = typeof p.available_kw === "number"
+      ? el("div", {}, `Available: ${fmtPower(Math.abs(p.available_kw))}. Ask for at most that, or tick "Accept less than asked".`)
+      : null;
+    box.replaceChildren(el("strong", {}, p.title || "The event was not created"), el("div", {}, p.detail || ""), avail,
       items.length ? el("ul", {}, items) : null);
     box.hidden = false;
   };

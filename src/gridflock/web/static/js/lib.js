@@ -147,6 +147,7 @@ const TIME = new Intl.DateTimeFormat("en-GB", {
 const DATETIME = new Intl.DateTimeFormat("en-GB", {
   day: "numeric",
   month: "short",
+  year: "numeric",
   hour: "2-digit",
   minute: "2-digit",
 });

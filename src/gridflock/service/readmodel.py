@@ -1,0 +1,226 @@
+"""The read model: what the API shows of the fleet, kept up to date once per control cycle.
+
+After each cycle the control loop hands :meth:`ReadModel.record` the cycle's time; the read
+model computes the fleet summary (power, flexibility within limits, by kind), appends
+the fleet's power by kind and, once a minute, by group to its 24-hour histories, and
+publishes an update to live subscribers. Reads between cycles cost nothing but a lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gridflock.api.runtime import EventView
+from gridflock.dispatch import limit_headroom
+from gridflock.domain.errors import InvalidError, clip
+from gridflock.domain.events import EventStatus
+from gridflock.domain.kinds import DeviceKind
+from gridflock.fleet import GROUP_BY, aggregate, flexibility
+from gridflock.service.control import ControlLoop
+from gridflock.service.events import EventService
+
+__all__ = ["GROUP_HISTORY_BY", "HISTORY_S", "ReadModel"]
+
+HISTORY_S = 24 * 3600.0
+GROUP_HISTORY_STEP_S = 60.0
+GROUP_HISTORY_BY = ("grid_node", "program", "region")
+
+
+class ReadModel:
+    """Fleet summary, histories and live updates, over the control loop's state."""
+
+    def __init__(self, loop: ControlLoop, events: EventService) -> None:
+        self.loop = loop
+        self.events = events
+        interval = loop.settings.control_interval_s
+        self._history: deque[tuple[float, np.ndarray]] = deque(maxlen=int(HISTORY_S / interval) + 1)
+        # each sample: by → (group names, kW per group), the names as the fleet was then
+        self._group_history: deque[tuple[float, dict[str, tuple[np.ndarray, np.ndarray]]]] = deque(
+            maxlen=int(HISTORY_S / GROUP_HISTORY_STEP_S) + 1
+        )
+        self._labels_of: object = None
+        self._label_cache: dict[str, np.ndarray] = {}
+        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._summary: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ each cycle
+    def record(self, now: float) -> None:
+        """Describe the fleet after the cycle at ``now`` and tell the subscribers."""
+        st = self.loop.state
+        self._summary = self._compute_summary(now)
+        last = self._group_history[-1][0] if self._group_history else -np.inf
+        if now - last >= GROUP_HISTORY_STEP_S:
+            p = np.where(st.online, st.p_kw, 0.0)
+            labels = self._labels()
+            sample = {"grid_node": (labels["grid_node"], st.grid.node_flow_kw(st.site_power_kw(p)))}
+            for by in ("program", "region"):
+                sums = aggregate(st, by, {"p_kw": p})
+                sample[by] = (labels[by], sums["p_kw"].to_numpy())
+            self._group_history.append((now, sample))
+        self._history.append(
+            (
+                now,
+                np.bincount(
+                    st.kind_codes(),
+                    weights=np.where(st.online, st.p_kw, 0.0),
+                    minlength=len(DeviceKind),
+                ),
+            )
+        )
+        self._publish(now)
+
+    def fleet_changed(self) -> None:
+        """Forget the summary of the old fleet (after an import); the histories stay."""
+        self._summary = {}
+
+    def _labels(self) -> dict[str, np.ndarray]:
+        """The group names of the current fleet, made once per fleet.
+
+        Each history sample keeps the names it was taken with (the same array for every
+        sample of one fleet), so a fleet of another shape never mixes with the samples
+        taken before it came.
+        """
+        st = self.loop.state
+        if self._labels_of is not st:
+            self._labels_of = st
+            self._label_cache = {
+                "grid_node": np.asarray(st.grid.node_ids, dtype=object),
+                **{by: aggregate(st, by, {})[by].to_numpy(object) for by in ("program", "region")},
+            }
+        return self._label_cache
+
+    # ------------------------------------------------------------------ reads
+    def fleet_summary(self) -> dict[str, Any]:
+        """The fleet now (computed once per control cycle)."""
+        return self._summary or self._compute_summary(self.loop.clock())
+
+    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
+        """Up and down kW held for ``duration_h``, by group."""
+        if by not in GROUP_BY:
+            raise InvalidError(f"by must be one of {', '.join(GROUP_BY)}, got {clip(by)!r}")
+        if not 0 < duration_h <= 24 * 7:
+            raise InvalidError(f"duration_h must be within (0, 168] hours, got {duration_h}")
+        st = self.loop.state
+        flex = flexibility(st, duration_h, self.loop.clock())
+        ctl = st.controllable()
+        return aggregate(
+            st,
+            by,
+            {
+                "up_kw": flex.up_kw * ctl,
+                "down_kw": flex.down_kw * ctl,
+                "p_kw": np.where(st.online, st.p_kw, 0.0),
+            },
+        )
+
+    def fleet_history(self, start: float, end: float) -> pd.DataFrame:
+        """Fleet power by kind over ``[start, end)``, one row per control cycle."""
+        kinds = [k.value for k in DeviceKind]
+        rows = [(ts, *v) for ts, v in self._history if start <= ts < end]
+        df = pd.DataFrame(rows, columns=["ts", *kinds])
+        df["p_kw"] = df[kinds].sum(axis=1)
+        df["ts"] = pd.to_datetime(df["ts"], unit="s", utc=True)
+        return df[["ts", "p_kw", *kinds]]
+
+    def group_history(self, start: float, end: float, by: str) -> pd.DataFrame:
+        """Power by grid node (what each carries, + towards the grid), programme or region.
+
+        One sample a minute over ``[start, end)``: columns ts, group, p_kw.
+        """
+        if by not in GROUP_HISTORY_BY:
+            raise InvalidError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {clip(by)!r}")
+        rows = [(ts, *v[by]) for ts, v in self._group_history if start <= ts < end]
+        if not rows:
+            return pd.DataFrame(
+                {
+                    "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+                    "group": pd.Series(dtype=object),
+                    "p_kw": pd.Series(dtype=float),
+                }
+            )
+        ts = np.concatenate([np.full(len(lab), t) for t, lab, _ in rows])
+        return pd.DataFrame(
+            {
+                "ts": pd.to_datetime(ts, unit="s", utc=True),
+                "group": np.concatenate([lab for _, lab, _ in rows]),
+                "p_kw": np.concatenate([v for _, _, v in rows]),
+            }
+        )
+
+    async def updates(self) -> AsyncIterator[dict[str, Any]]:
+        """Live updates: one dict per control cycle (slow readers skip cycles)."""
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=8)
+        self._subscribers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)
+
+    # ------------------------------------------------------------------ helpers
+    def _compute_summary(self, now: float) -> dict[str, Any]:
+        loop = self.loop
+        st = loop.state
+        hours = loop.settings.flex_duration_h
+        flex = flexibility(st, hours, now)
+        base = st.baseline_kw()
+        site_p = st.site_power_kw(np.where(st.online, base, 0.0))
+        node_p = st.grid.node_flow_kw(site_p)
+        ctl = st.controllable()
+        up = limit_headroom(flex.up_kw * ctl, st.node_groups, st.grid, site_p, node_p, up=True)
+        down = limit_headroom(flex.down_kw * ctl, st.node_groups, st.grid, site_p, node_p, up=False)
+        p = np.where(st.online, st.p_kw, 0.0)
+        by_kind = aggregate(st, "kind", {"p_kw": p, "flex_up_kw": up, "flex_down_kw": down})
+        summary = {
+            "ts": now,
+            "p_kw": float(p.sum()),
+            "flex_up_kw": float(up.sum()),
+            "flex_down_kw": float(down.sum()),
+            "flex_duration_h": hours,
+            "devices_online": int(st.online.sum()),
+            "devices_total": st.n,
+            "events_active": sum(
+                1 for t in loop.dispatcher.trackers.values() if t.event.status is EventStatus.ACTIVE
+            ),
+            "by_kind": by_kind.rename(
+                columns={"online": "devices_online", "devices": "devices_total"}
+            ).to_dict("records"),
+        }
+        m = loop.metrics
+        m.devices_online.set(float(st.online.sum()))
+        m.fleet_p_kw.set(float(p.sum()))
+        m.flex_up_kw.set(float(up.sum()))
+        m.flex_down_kw.set(float(down.sum()))
+        m.events_active.set(float(summary["events_active"]))  # type: ignore[arg-type]
+        return summary
+
+    def _publish(self, now: float) -> None:
+        if not self._subscribers:
+            return
+        update = {
+            "ts": now,
+            "fleet": {k: v for k, v in self._summary.items() if k != "by_kind"},
+            "events": [
+                _event_json(v) for v in self.events.views() if v.event.status is EventStatus.ACTIVE
+            ],
+        }
+        for q in list(self._subscribers):
+            if q.full():
+                q.get_nowait()  # drop the oldest: a slow reader sees the latest state
+            q.put_nowait(update)
+
+
+def _event_json(v: EventView) -> dict[str, Any]:
+    return {
+        "id": v.event.id,
+        "status": v.event.status.value,
+        "target_kw": v.event.target_kw,
+        "delivered_kw": v.delivered_kw,
+        "delivered_pct": v.delivered_pct,
+    }
