@@ -100,6 +100,12 @@ def matrix(args: argparse.Namespace, console: Console) -> None:
                     pct, rms, target, nr, secs = measure(spec, cfg)
                     worst[cond][0] = min(worst[cond][0], pct)
                     worst[cond][1] = max(worst[cond][1], rms)
+                    console.print(
+                        f"{homes} homes {name}/{cond} seed {seed}: target {target:,.0f} kW, "
+                        f"delivered {pct:.1f} %, RMS {rms:.2f} %, {nr} non-responders, "
+                        f"{secs:.0f} s",
+                        highlight=False,
+                    )
                     table.add_row(
                         f"{homes:,}",
                         f"{name} / {cond}",
@@ -175,7 +181,7 @@ def main() -> None:
         help="tracker fields for the matrix, e.g. hold=false,gain=0.3",
     )
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=160)
     if args.ablation:
         ablation(console)
     else:

@@ -246,7 +246,7 @@ class Dispatcher:
                 t.judge(now, st.p_kw, st.online, self.held_by == t.code)
                 keep = (self.held_by == t.code) & ~t.excluded & st.online
                 other = mine & ~keep
-                slip = float((self.delta_kw[keep] - response[keep]).sum())
+                slip = t.measure_slip(self.delta_kw - response, keep)
                 t.control(now, delivered, slip, float(response[other].sum()))
 
         holder = np.full(st.n, -1, np.int64)
@@ -287,9 +287,11 @@ class Dispatcher:
             t.saturated = abs(alloc.allocated_kw) < want - 1e-6
             t.shortfall_kw = max(abs(t.event.target_kw) - abs(alloc.available_kw), 0.0)
         self._pin_followers(active, holder)
-        for t in active:  # hold only what each device can keep for the rest of the window
+        p_min = st.column("p_min_kw", 0.0)
+        for t in active:  # hold only what each device can keep, at a power it can run at
             h = holder == t.code
-            delta[h] = t.within_band(base[h] + delta[h], edges[t.code][h]) - base[h]
+            kept = t.within_band(base[h] + delta[h], edges[t.code][h])
+            delta[h] = t.quantise(kept, p_min[h]) - base[h]
         return self._command(active, now, holder, delta, base)
 
     def _allocate(
@@ -520,6 +522,7 @@ class Dispatcher:
                 continue
             t.scope = scope
             t.excluded = carry(t.excluded, False)
+            t.slip_each_kw = carry(t.slip_each_kw, np.nan)
         return failed
 
     # ------------------------------------------------------------------ helpers

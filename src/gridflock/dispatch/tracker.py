@@ -123,7 +123,7 @@ class EventTracker:
         """What the event's devices it no longer holds deliver [kW, event sign]."""
         self.saturated = False
         """Whether the last allocation gave less than the event asked (all it could)."""
-        self._slip_known = False
+        self.slip_each_kw: FloatArray = np.full(state.n, np.nan)
         self.last_allocation_kw = 0.0
         self.available_kw = 0.0
         self.shortfall_kw = 0.0
@@ -167,6 +167,7 @@ class EventTracker:
         self._dropped = int(self.excluded.sum())
         self.scope = np.zeros(0, bool)
         self.excluded = np.zeros(0, bool)
+        self.slip_each_kw = np.zeros(0)
 
     def delivered_kw(self, now: float | None = None) -> float:
         """Measured response of this event's own devices against their baselines [kW].
@@ -214,16 +215,31 @@ class EventTracker:
         lagging = judged & ((missing > cfg.response_ratio * np.abs(d.delta_kw)) | ~online)
         self.excluded |= lagging
 
+    def measure_slip(self, slip_each_kw: FloatArray, keep: BoolArray) -> float:
+        """Smoothed slip of the devices ``keep`` [kW, generator sign].
+
+        ``slip_each_kw`` is each device's commanded change minus its measured response in
+        the last interval. Each device's slip is smoothed on its own (weight
+        ``slip_smoothing`` for the newest interval; a device's first interval counts in
+        full), so a device dropped or released takes its share out of the estimate at once.
+        """
+        a = self.config.slip_smoothing
+        known = np.isfinite(self.slip_each_kw)
+        upd = keep & known
+        self.slip_each_kw[upd] += a * (slip_each_kw[upd] - self.slip_each_kw[upd])
+        self.slip_each_kw[keep & ~known] = slip_each_kw[keep & ~known]
+        self.slip_each_kw[~keep] = np.nan
+        return float(self.slip_each_kw[keep].sum())
+
     def control(self, now: float, delivered_kw: float, slip_kw: float, released_kw: float) -> None:
         """Update the law from one interval's measurements [kW, generator sign].
 
-        ``slip_kw`` is the commanded change minus the response over the devices the event
-        still holds, ``released_kw`` the response of its devices it no longer holds.
+        ``slip_kw`` is the (smoothed, :meth:`measure_slip`) commanded change minus the
+        response over the devices the event still holds, ``released_kw`` the response of
+        its devices it no longer holds.
         """
         cfg, ev = self.config, self.event
-        a = cfg.slip_smoothing if self._slip_known else 1.0
-        self.slip_kw += a * (self.sign * slip_kw - self.slip_kw)
-        self._slip_known = True
+        self.slip_kw = self.sign * slip_kw
         self.released_kw = self.sign * released_kw
         if now - ev.start < cfg.grace_s:
             return  # the first responses are still landing: nothing to integrate yet
@@ -265,4 +281,27 @@ class EventTracker:
             )
         else:
             out = np.where(np.isfinite(edge_kw), np.maximum(setpoint_kw, edge_kw), setpoint_kw)
+        return out
+
+    @staticmethod
+    def quantise(setpoint_kw: FloatArray, p_min_kw: FloatArray) -> FloatArray:
+        """Setpoints a device cannot run at, made runnable with their total kept [kW].
+
+        A load with a minimum running power (``p_min_kw``, e.g. a charger's 6 A) asked to
+        draw less than that runs at the minimum (or stops): the same fraction asked of
+        many devices would then come out as one bias. Those in the dead zone are set to
+        their minimum or to 0 instead, the ones asked for most (relative to their
+        minimum) running first, so the group draws about what it was asked for; the
+        same devices keep running from one interval to the next.
+        """
+        draw = -setpoint_kw
+        dead = (p_min_kw > 0) & (draw > 1e-9) & (draw < p_min_kw - 1e-9)
+        if not dead.any():
+            return setpoint_kw
+        idx = np.flatnonzero(dead)
+        asked, p_min = draw[idx], p_min_kw[idx]
+        order = np.argsort(-asked / p_min, kind="stable")
+        run = np.cumsum(p_min[order]) - 0.5 * p_min[order] < asked.sum()
+        out = setpoint_kw.copy()
+        out[idx[order]] = np.where(run, -p_min[order], 0.0)
         return out
