@@ -89,3 +89,19 @@ def test_measured_slip_is_asked_of_the_fleet_at_once(small_spec):
     # a released device still delivering 1 kW is credited; a forced 2 kW against is covered
     t.control(T0 + 20, delivered_kw=10.0, slip_kw=3.0, released_kw=1.0)
     assert t.want_kw(forced_kw=-2.0) == pytest.approx(10.0 + 2.0 + 3.0 - 1.0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    setpoint=arrays(float, N, elements=st.floats(-12, 3, allow_nan=False)),
+    p_min=arrays(float, N, elements=st.sampled_from([0.0, 1.4, 4.1])),
+)
+def test_dead_zone_setpoints_become_runnable_with_their_total_kept(setpoint, p_min):
+    out = EventTracker.quantise(setpoint, p_min)
+    draw = -setpoint
+    dead = (p_min > 0) & (draw > 1e-9) & (draw < p_min - 1e-9)
+    assert np.array_equal(out[~dead], setpoint[~dead])  # runnable ones untouched
+    assert np.all((out[dead] == 0.0) | (out[dead] == -p_min[dead]))
+    # the group draws what it was asked for, to within half the largest minimum
+    gap = abs(float(out[dead].sum() - setpoint[dead].sum()))
+    assert gap <= 0.5 * float(p_min[dead].max(initial=0.0)) + 1e-9
