@@ -22,6 +22,7 @@ from _common import (
     verdict,
 )
 from gridflock.fleet.aggregate import aggregate
+from gridflock.fleet.available import available_flexibility
 from gridflock.fleet.flexibility import flexibility
 
 TARGET_S = 0.030
@@ -50,7 +51,11 @@ def main() -> None:
         aggregate(state, "grid_node", values)
         aggregate(state, "kind", values)
 
+    def available() -> None:
+        available_flexibility(state, DURATION_H, now)
+
     f = flexibility(state, DURATION_H, now)
+    available()  # plans the node groups once, as the service does for a fleet
     runs = [
         ("flexibility(state, 2 h, now)", measure(flex_only, args.repeat), None),
         ("aggregate by grid_node + by kind (3 values)", measure(aggregate_only, args.repeat), None),
@@ -58,6 +63,11 @@ def main() -> None:
             "flexibility + aggregate grid_node + kind",
             measure(flex_and_aggregate, args.repeat),
             TARGET_S,
+        ),
+        (
+            "available_flexibility: within every limit (the API's figure)",
+            measure(available, args.repeat),
+            None,
         ),
     ]
     rows = []

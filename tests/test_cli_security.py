@@ -113,3 +113,25 @@ def test_the_port_probe_refuses_a_live_listener(capsys):
         with pytest.raises(typer.Exit):
             _check_port("127.0.0.1", port)
     assert "another Gridflock" in capsys.readouterr().err
+
+
+def test_logs_never_carry_the_database_password(capsys):
+    import logging
+
+    from gridflock.service.logs import setup_logging
+
+    url = "postgresql://gf:pa55-w0rd@db.local:5432/gf"
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("info", "json", secret_urls=[url, None])
+        try:
+            raise RuntimeError(f"could not connect to {url} (password pa55-w0rd refused)")
+        except RuntimeError:
+            logging.getLogger("gridflock.test").exception("database write failed: %s", url)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    text = capsys.readouterr().err
+    assert "pa55-w0rd" not in text
+    assert "gf:********@db.local" in text

@@ -110,6 +110,7 @@ def test_serve_and_gateways_deliver_an_event(tmp_path: Path, pg_schema: str) -> 
     tag = uuid.uuid4().hex[:6]
     for df in spec.devices.values():
         df["gateway_id"] = f"e2e{tag}-" + df["gateway_id"]
+    env["GRIDFLOCK_MQTT_CLIENT_ID"] = f"gridflock-e2e-{tag}"  # not another service's session
     fleet = tmp_path / "fleet.yaml"
     write_fleet(spec, fleet)
 

@@ -171,6 +171,7 @@ def test_conf_file_contents(tmp_path):
         "listener 8883 0.0.0.0",
         "persistence true",
         "require_certificate true",
+        "persistent_client_expiration 1w",
     ):
         assert line in conf.splitlines()
     assert "certfile " in conf

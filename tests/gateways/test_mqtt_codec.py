@@ -785,6 +785,7 @@ _rejections = st.lists(
 def test_a_telemetry_ack_is_bounded_whatever_it_answers(rejected, error):
     raw = encode_telemetry_ack(len(rejected) + 5, rejected, error=error)
     assert len(raw) <= protocol.MAX_ACK_BYTES
+    assert raw.startswith(b'{"v":1,"type":"telemetry_ack"')  # how the link knows its own
     ack = protocol.TelemetryAck.model_validate_json(raw)
     assert ack.rejected_total == len(rejected)
     assert sum(ack.reasons.values()) == len(rejected)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import threading
 import time
 import uuid
@@ -373,6 +374,39 @@ def test_rate_limit_refuses_a_flood_and_spares_the_others(broker: int) -> None:
     run(scenario())
 
 
+def test_a_flood_of_acks_counts_against_the_rate_limit(broker: int) -> None:
+    """Command acks and statuses are messages too: a flood of them is cut at the limit."""
+    limits = GatewayLimits(messages_per_s=1.0, readings_per_s=100.0, burst_s=5.0)
+    clock = [time.time()]
+
+    async def scenario() -> None:
+        async with service(broker, limits=limits, clock=lambda: clock[0]) as link:
+            h = await asyncio.to_thread(Gateway, broker, "H")
+            try:
+                forged = encode_command_ack(
+                    [CommandAck(id="c-x", device="H-d0", seq=1, status="accepted")]
+                )
+                for _ in range(30):
+                    await asyncio.to_thread(h.publish, ack_topic("H"), forged)
+                await until(
+                    lambda: (
+                        link.counts["acks_refused:unknown_command"]
+                        + link.counts["rejected:rate_limited"]
+                        >= 30
+                    ),
+                    "every ack decoded or cut",
+                )
+                assert link.counts["acks_refused:unknown_command"] == 5  # the burst only
+                assert link.counts["rejected:rate_limited"] == 25
+                link.receive()  # the cycle answers the gateway once
+                await until(lambda: h.telemetry_acks(), "the rate-limit answer")
+                assert "25 message(s) refused" in h.telemetry_acks()[0]["error"]
+            finally:
+                h.close()
+
+    run(scenario())
+
+
 def test_future_and_stale_readings_are_refused_with_a_reason(broker: int) -> None:
     """8.11: readings beyond the clock-skew bound, or older than one taken, are reported."""
 
@@ -430,8 +464,8 @@ def test_commands_nobody_acknowledged_are_reported_expired(broker: int) -> None:
                 clock[0] += 34
                 assert link.take_expired() == []  # within the grace
                 clock[0] += 2
-                assert link.take_expired() == ["c-B-d0"]  # B never answered
-                assert link.take_expired() == []  # reported once
+                assert link.take_report().expired == ["c-B-d0"]  # B never answered
+                assert link.take_report().expired == []  # reported once
             finally:
                 a.close()
 
@@ -492,3 +526,80 @@ def test_the_service_takes_its_client_id_tls_and_limits_from_the_settings(tmp_pa
     assert Settings().mqtt_client_id == "gridflock-service-1"  # stable by default
     with pytest.raises(ValueError, match="mqtt_client_id"):
         Settings(mqtt_client_id="has/slash")
+
+
+def test_simulated_gateways_work_within_the_generated_acls(tmp_path: Any) -> None:
+    """Each simulated gateway on its own account: reports, gets its commands, acks them."""
+    import os
+    import subprocess
+
+    from gridflock.fleet.generate import generate_fleet
+    from gridflock.gateways.mqtt import GatewayCredential, hash_password, write_broker_config
+    from gridflock.sim.gateways import SimulatedGateways
+    from gridflock.sim.imperfections import Imperfections
+
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+    spec = generate_fleet(4, 2)
+    dev = spec.all_devices()
+    gw_of = dict(zip(dev["id"].astype(str), dev["gateway_id"].astype(str), strict=True))
+    shared = hash_password("gw-secret")  # one password for every simulated gateway
+    paths = write_broker_config(
+        tmp_path / "broker",
+        [GatewayCredential(g, shared) for g in sorted(set(gw_of.values()))],
+        "svc",
+        hash_password(SECRETS["svc"]),
+        port=port,
+        persistence=False,
+        run_as_user="root" if os.geteuid() == 0 else None,
+    )
+    log = (tmp_path / "mosquitto.log").open("wb")
+    proc = subprocess.Popen(["mosquitto", "-c", str(paths.conf)], stdout=log, stderr=log)
+
+    async def scenario() -> None:
+        await until(lambda: _listening(port), "the broker")
+        link = MqttLink(BrokerAddress.parse(f"mqtt://{HOST}:{port}", "svc", SECRETS["svc"]), gw_of)
+        task = asyncio.create_task(link.run())
+        sim = SimulatedGateways(
+            spec,
+            f"mqtt://{HOST}:{port}",
+            step_s=1.0,
+            connections=0,
+            password="gw-secret",
+            imperfections=Imperfections.ideal(),
+        )
+        sim_task = asyncio.create_task(sim.run())
+        try:
+            got = Collector(link)
+            await until(lambda: got.poll() and set(got.devices) >= set(gw_of), "every device")
+            assert not link.counts["protocol_errors"]
+            battery = next(d for d in gw_of if d.endswith("-bat"))
+            link.send(_commands([battery], time.time() + 30))
+            acks: list[Any] = []
+            await until(lambda: acks.extend(link.take_acks()) or acks, "the battery's ack")
+            assert [(a.id, a.status) for m in acks for a in m.acks] == [
+                (f"c-{battery}", "accepted")
+            ]
+            assert not any(k.startswith("acks_refused") for k in link.counts)
+        finally:
+            sim.stop()
+            link.stop()
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(10):
+                    await asyncio.gather(sim_task, task)
+
+    try:
+        run(scenario())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        log.close()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection((HOST, port), timeout=0.2).close()
+    except OSError:
+        return False
+    return True

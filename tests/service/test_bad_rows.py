@@ -206,8 +206,9 @@ def test_an_event_with_times_no_database_holds_is_refused_before_it_is_tracked(
     for start in ("9999-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "2028-06-02T00:00:00Z"):
         r = asyncio.run(post(start))
         assert r.status_code == 422, r.text
-        assert "start must be between 2000-01-01" in r.text
-        assert "one year from now" in r.text
+        assert "start must be" in r.text  # the schema bounds the calendar, the service the lead
+        if start.startswith("2028"):
+            assert "one year from now" in r.text
     assert rt.events() == []
     assert rt.writer.pending_ops == 0  # nothing was queued for the database either
     assert rt.writer.flush() is True

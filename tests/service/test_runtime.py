@@ -19,6 +19,7 @@ import pytest
 
 from gridflock.config import Settings
 from gridflock.domain.auth import Principal, Role
+from gridflock.domain.errors import ConflictError
 from gridflock.domain.events import EventStatus, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.generate import generate_fleet
@@ -133,7 +134,7 @@ def test_event_is_delivered_then_cancelled_and_recorded(rig: Rig) -> None:
     assert cancelled.status is EventStatus.CANCELLED
     rig.cycles(4)
     assert rt.event(ev_id).event.status is EventStatus.CANCELLED
-    with pytest.raises(ValueError, match="already cancelled"):
+    with pytest.raises(ConflictError, match="already cancelled"):
         asyncio.run(rt.cancel_event(ev_id, OPERATOR))
 
     assert rt.writer.flush() is True

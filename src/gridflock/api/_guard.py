@@ -64,9 +64,7 @@ def _has_nul(scope: Scope) -> bool:
     """Whether the path or the query string holds a NUL byte (raw or percent-encoded)."""
     path: str = scope.get("path", "")
     query: bytes = scope.get("query_string", b"")
-    if "\x00" in path or b"\x00" in query:
-        return True
-    return b"%00" in query.lower()
+    return "\x00" in path or b"\x00" in query or b"%00" in query
 
 
 class Guard:
@@ -98,6 +96,16 @@ class Guard:
         self.max_body_bytes = max_body_bytes
         self.path_limits = dict(path_limits or {})
         self.api_prefixes = api_prefixes
+        # the headers as ASGI wants them, built once: (plain, API, plain over TLS, API over TLS)
+        base = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+        no_store = [(b"cache-control", b"no-store")]
+        hsts = [(b"strict-transport-security", _HSTS.encode())]
+        self._headers = {
+            (False, False): base,
+            (True, False): base + no_store,
+            (False, True): base + hsts,
+            (True, True): base + no_store + hsts,
+        }
 
     def _limit(self, path: str) -> int:
         return self.path_limits.get(path.rstrip("/") or "/", self.max_body_bytes)
@@ -108,8 +116,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         path: str = scope.get("path", "")
-        tls = scope.get("scheme") == "https"
-        api = path.startswith(self.api_prefixes)
+        security = self._headers[path.startswith(self.api_prefixes), scope.get("scheme") == "https"]
         started = False
 
         async def send_secured(message: Message) -> None:
@@ -118,22 +125,14 @@ class Guard:
                 started = True
                 headers = list(message.get("headers", []))
                 present = {k.lower() for k, _ in headers}
-                extra = dict(SECURITY_HEADERS)
-                if api:
-                    extra["Cache-Control"] = "no-store"
-                if tls:
-                    extra["Strict-Transport-Security"] = _HSTS
-                for name, value in extra.items():
-                    if name.lower().encode() not in present:
-                        headers.append((name.lower().encode(), value.encode()))
+                headers += [(k, v) for k, v in security if k not in present]
                 message = {**message, "headers": headers}
             await send(message)
 
-        request = Request(scope)
         if _has_nul(scope):
             await self._answer(
                 problem_response(
-                    request,
+                    Request(scope),
                     422,
                     "the path or query holds a NUL byte (%00); no id, name or filter may "
                     "contain one",
@@ -148,7 +147,7 @@ class Guard:
         limit = self._limit(path)
         declared = _content_length(scope.get("headers", []))
         if declared is not None and declared > limit:
-            await self._answer(_too_large(request, limit), scope, receive, send_secured)
+            await self._answer(_too_large(Request(scope), limit), scope, receive, send_secured)
             return
         received = 0
 
@@ -166,11 +165,12 @@ class Guard:
         except _TooLargeError:
             if started:
                 raise
-            await self._answer(_too_large(request, limit), scope, receive, send_secured)
+            await self._answer(_too_large(Request(scope), limit), scope, receive, send_secured)
         except Exception as exc:
             if started:  # the answer is under way; all that is left is to log it
                 raise
-            await self._answer(internal_error_response(request, exc), scope, receive, send_secured)
+            response = internal_error_response(Request(scope), exc)
+            await self._answer(response, scope, receive, send_secured)
 
     @staticmethod
     async def _answer(response: Response, scope: Scope, receive: Receive, send: Send) -> None:

@@ -198,20 +198,26 @@ class SessionStore:
         return len(ended)
 
 
-def _session_principal(request: Request, revoked: Revocations | None) -> Principal | None:
-    """The principal of the request's session cookie; 403 when a CSRF header is missing.
+def _live_session(request: Request, revoked: Revocations | None) -> Principal | None:
+    """The principal of the request's session cookie, or None.
 
-    A session made from a key revoked since is ended here.
+    A session signed in with a key revoked since is ended here.
     """
     sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
     if sessions is None:
         return None
     session_id = request.cookies.get(SESSION_COOKIE)
     principal = sessions.get(session_id)
-    if principal is None:
-        return None
-    if revoked is not None and principal.key_id in revoked:
+    if principal is not None and revoked is not None and principal.key_id in revoked:
         sessions.end(session_id)
+        return None
+    return principal
+
+
+def _session_principal(request: Request, revoked: Revocations | None) -> Principal | None:
+    """As :func:`_live_session`; 403 when a state-changing request lacks the CSRF header."""
+    principal = _live_session(request, revoked)
+    if principal is None:
         return None
     if request.method not in _SAFE_METHODS and request.headers.get(CSRF_HEADER) != CSRF_VALUE:
         raise ProblemError(
@@ -241,16 +247,7 @@ async def session_principal(request: Request) -> Principal | None:
 
     None also when the session's key was revoked since (the session is ended then).
     """
-    revoked = await _check_revocations(request)
-    sessions: SessionStore | None = getattr(request.app.state, "sessions", None)
-    if sessions is None:
-        return None
-    session_id = request.cookies.get(SESSION_COOKIE)
-    principal = sessions.get(session_id)
-    if principal is not None and revoked is not None and principal.key_id in revoked:
-        sessions.end(session_id)
-        return None
-    return principal
+    return _live_session(request, await _check_revocations(request))
 
 
 async def principal_from_request(request: Request, key: str | None) -> Principal:

@@ -98,13 +98,19 @@ class Runtime(Protocol):
     def fleet_summary(self) -> dict[str, Any]:
         """The fleet now.
 
-        Keys: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``, ``flex_duration_h``,
-        ``devices_online``, ``devices_total``, ``by_kind`` (list).
+        Keys: ``ts``, ``p_kw``, ``flex_up_kw``, ``flex_down_kw``, ``committed_up_kw``,
+        ``committed_down_kw``, ``remaining_up_kw``, ``remaining_down_kw``,
+        ``flex_duration_h``, ``devices_online``, ``devices_total``, ``by_kind`` (list).
         """
         ...
 
-    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
-        """Up/down kW held for ``duration_h`` by group (``by`` in fleet.GROUP_BY)."""
+    def flexibility(self, duration_h: float, by: str, scope: str = "fleet") -> pd.DataFrame:
+        """Flexibility held for ``duration_h`` within ``scope``, by group (``fleet.GROUP_BY``).
+
+        Columns: the group, ``devices``, ``online``, ``flex_up_kw``, ``flex_down_kw``,
+        ``committed_up_kw``, ``committed_down_kw``, ``remaining_up_kw``,
+        ``remaining_down_kw`` and ``p_kw``; ``ValueError`` for an unknown scope.
+        """
         ...
 
     def fleet_history(self, start: float, end: float) -> pd.DataFrame:

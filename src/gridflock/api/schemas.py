@@ -6,7 +6,7 @@ generator sign convention (> 0 towards the grid); times are ISO 8601 UTC.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
@@ -56,10 +56,6 @@ _TS = "Time (ISO 8601, UTC)."
 MAX_TARGET_KW = 10_000_000.0
 #: Longest event [s]: 7 days.
 MAX_EVENT_S = 7 * 86_400.0
-#: An event's start must fall in ``[EARLIEST_START, LATEST_START)``: a start in year
-#: 9999 is a typo, and its end would not fit a date.
-EARLIEST_START = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST_START = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _Out(BaseModel):
@@ -184,13 +180,30 @@ class FleetSummaryOut(_Out):
     p_kw: float = Field(description="Net fleet power [kW], > 0 towards the grid.")
     flex_up_kw: float = Field(
         description="Up flexibility [kW, >= 0]: more export / less import the fleet can "
-        "hold for flex_duration_h."
+        "hold for flex_duration_h within every site and grid limit (with what events "
+        "hold)."
     )
     flex_down_kw: float = Field(
         description="Down flexibility [kW, >= 0]: more import / less export the fleet can "
-        "hold for flex_duration_h."
+        "hold for flex_duration_h within every site and grid limit (with what events hold)."
     )
     flex_duration_h: float | None = Field(None, description="Hold duration of the flex [h].")
+    committed_up_kw: float | None = Field(
+        None, description="Up flexibility held now by active events [kW, >= 0]."
+    )
+    committed_down_kw: float | None = Field(
+        None, description="Down flexibility held now by active events [kW, >= 0]."
+    )
+    remaining_up_kw: float | None = Field(
+        None,
+        description="Up flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
+    remaining_down_kw: float | None = Field(
+        None,
+        description="Down flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
     devices_online: int = Field(description="Devices reporting recently.")
     devices_total: int = Field(description="Devices provisioned.")
     by_kind: list[KindSummaryOut] = Field(default_factory=list, description="Per device kind.")
@@ -209,8 +222,32 @@ class FlexibilityRow(_Out):
     group: str = Field(description="The group's label (kind, node id or tag).")
     devices: int | None = Field(None, description="Devices in the group.")
     online: int | None = Field(None, description="Devices online in the group.")
-    flex_up_kw: float | None = Field(None, description="Up flexibility held [kW, >= 0].")
-    flex_down_kw: float | None = Field(None, description="Down flexibility held [kW, >= 0].")
+    flex_up_kw: float | None = Field(
+        None,
+        description="Up flexibility held for duration_h within every site and grid limit, "
+        "the group's share of the scope moving together [kW, >= 0].",
+    )
+    flex_down_kw: float | None = Field(
+        None,
+        description="Down flexibility held for duration_h within every site and grid limit, "
+        "the group's share of the scope moving together [kW, >= 0].",
+    )
+    committed_up_kw: float | None = Field(
+        None, description="Up flexibility held now by active events [kW, >= 0]."
+    )
+    committed_down_kw: float | None = Field(
+        None, description="Down flexibility held now by active events [kW, >= 0]."
+    )
+    remaining_up_kw: float | None = Field(
+        None,
+        description="Up flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
+    remaining_down_kw: float | None = Field(
+        None,
+        description="Down flexibility the devices no event holds can still add, within the "
+        "limits left [kW, >= 0]: what a new event can be offered.",
+    )
 
 
 class GridNodeOut(BaseModel):
@@ -410,8 +447,8 @@ class EventCreate(_In):
     )
     start: datetime | None = Field(
         None,
-        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), in the years "
-        "2000 to 2099; now if absent.",
+        description="Start (ISO 8601 with offset, e.g. 2026-06-01T17:00:00Z), from "
+        "2000-01-01 to one year ahead; now if absent.",
     )
     duration_s: float = Field(
         3600.0,
@@ -467,11 +504,6 @@ class EventCreate(_In):
         if v is not None and v.tzinfo is None:
             raise ValueError(
                 "start needs a UTC offset, e.g. 2026-06-01T17:00:00Z or 2026-06-01T19:00:00+02:00"
-            )
-        if v is not None and not EARLIEST_START <= v < LATEST_START:
-            raise ValueError(
-                f"start must be within {EARLIEST_START:%Y} to {LATEST_START:%Y} (UTC), got "
-                f"{v.isoformat()}"
             )
         return v
 

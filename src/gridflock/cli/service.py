@@ -213,7 +213,11 @@ def serve(
     from gridflock.service.logs import setup_logging
 
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(
+        settings.log_level,
+        settings.log_format,
+        secret_urls=[settings.database_url, settings.mqtt_url],
+    )
     store = _open_store(settings.database_url, upgrade=False)
     try:
         spec = store.load_fleet()
@@ -315,7 +319,11 @@ def demo(
     from gridflock.service.logs import setup_logging
 
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(
+        settings.log_level,
+        settings.log_format,
+        secret_urls=[settings.database_url, settings.mqtt_url],
+    )
     _check_port(settings.host, settings.port)  # before touching the database of a running demo
     if db.startswith("sqlite:///"):
         Path(db.removeprefix("sqlite:///")).unlink(missing_ok=True)  # a fresh demo each time

@@ -226,7 +226,15 @@ class Dispatcher:
                     self._leave(t)
                 else:
                     ev.transition(EventStatus.ACTIVE)
-        active = [t for t in self._ordered() if t.event.status is EventStatus.ACTIVE]
+        lead = self.config.lead_s
+        active = [
+            t
+            for t in self._ordered()
+            if t.event.status is EventStatus.ACTIVE
+            or (
+                lead > 0 and t.event.status is EventStatus.SCHEDULED and now >= t.event.start - lead
+            )
+        ]
         if active:
             out.extend(self._serve(active, now))
         for t in ending:  # what no running event took over is handed back
@@ -241,12 +249,13 @@ class Dispatcher:
             mine = self.owner == t.code
             if mine.any():
                 delivered = float(response[mine].sum())
-                t.samples_ts.append(now)
-                t.samples_delivered.append(delivered)
+                if now >= t.event.start:  # a ramp ahead of the window is not a sample of it
+                    t.samples_ts.append(now)
+                    t.samples_delivered.append(delivered)
                 t.judge(now, st.p_kw, st.online, self.held_by == t.code)
                 keep = (self.held_by == t.code) & ~t.excluded & st.online
                 other = mine & ~keep
-                slip = t.measure_slip(self.delta_kw - response, keep)
+                slip = t.measure_slip(self.delta_kw - response, keep, self.delta_kw)
                 t.control(now, delivered, slip, float(response[other].sum()))
 
         holder = np.full(st.n, -1, np.int64)

@@ -62,7 +62,9 @@ class TrackerConfig:
     ``max_correction`` of the target; ``slip_smoothing`` is the weight of the newest slip
     measurement in its running estimate (1 trusts the last interval alone and passes its
     measurement noise on in full); ``hold`` keeps devices an event has moved under its
-    command until the event ends instead of releasing them mid-event.
+    command until the event ends instead of releasing them mid-event; ``lead_s`` starts
+    serving an event that long before its window (a ramp ahead, so the window starts
+    with the devices that do not follow already found and covered).
     """
 
     interval_s: float = 10.0
@@ -79,6 +81,7 @@ class TrackerConfig:
     merit_order: bool = False
     release_spread_s: float = 1800.0
     claim_margin: float = 0.25
+    lead_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.command_ttl_s is not None and not self.command_ttl_s > 2 * self.interval_s:
@@ -215,19 +218,26 @@ class EventTracker:
         lagging = judged & ((missing > cfg.response_ratio * np.abs(d.delta_kw)) | ~online)
         self.excluded |= lagging
 
-    def measure_slip(self, slip_each_kw: FloatArray, keep: BoolArray) -> float:
+    def measure_slip(
+        self, slip_each_kw: FloatArray, keep: BoolArray, delta_kw: FloatArray
+    ) -> float:
         """Smoothed slip of the devices ``keep`` [kW, generator sign].
 
         ``slip_each_kw`` is each device's commanded change minus its measured response in
         the last interval. Each device's slip is smoothed on its own (weight
-        ``slip_smoothing`` for the newest interval; a device's first interval counts in
-        full), so a device dropped or released takes its share out of the estimate at once.
+        ``slip_smoothing`` for the newest interval), so a device dropped or released takes
+        its share out of the estimate at once. In a device's first interval under the
+        event its command was still landing (latency): a device that came at least
+        ``response_ratio`` of the way counts as following (slip 0), one that did not
+        counts in full (it is likely not to follow at all).
         """
-        a = self.config.slip_smoothing
+        cfg = self.config
         known = np.isfinite(self.slip_each_kw)
         upd = keep & known
-        self.slip_each_kw[upd] += a * (slip_each_kw[upd] - self.slip_each_kw[upd])
-        self.slip_each_kw[keep & ~known] = slip_each_kw[keep & ~known]
+        self.slip_each_kw[upd] += cfg.slip_smoothing * (slip_each_kw[upd] - self.slip_each_kw[upd])
+        new = keep & ~known
+        landing = np.abs(slip_each_kw[new]) <= cfg.response_ratio * np.abs(delta_kw[new])
+        self.slip_each_kw[new] = np.where(landing, 0.0, slip_each_kw[new])
         self.slip_each_kw[~keep] = np.nan
         return float(self.slip_each_kw[keep].sum())
 

@@ -65,11 +65,11 @@ def flexibility(state: FleetState, duration_h: float, now: float) -> Flexibility
             continue
         floor, ceiling = band(state.kind_view(kind, base), t, now)
         b = base[s]
-        known = np.isfinite(floor) & np.isfinite(ceiling)
-        lo[s] = np.where(known, floor, np.nan)
-        hi[s] = np.where(known, ceiling, np.nan)
-        np.maximum(np.where(known, ceiling - b, 0.0), 0.0, out=up[s])
-        np.maximum(np.where(known, b - floor, 0.0), 0.0, out=down[s])
+        lo[s] = floor  # NaN stays NaN: band unknown
+        hi[s] = ceiling
+        # fmax: NaN (band or baseline unknown) becomes 0, in the same pass as the clip
+        np.fmax(ceiling - b, 0.0, out=up[s])
+        np.fmax(b - floor, 0.0, out=down[s])
     usable = state.online & ~state.grid.site_opt_out[state.site_idx]
     up *= usable
     down *= usable

@@ -6,6 +6,9 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
+
+from gridflock.config import redact
 
 __all__ = ["setup_logging"]
 
@@ -27,14 +30,37 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(data)
 
 
-def setup_logging(level: str = "info", fmt: str = "console") -> None:
-    """Configure the root logger once for the service's process."""
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's lines with the passwords of ``urls`` masked (message and traceback).
+
+    A driver's error may quote a connection URL or its password; no log line may.
+    """
+
+    def __init__(self, inner: logging.Formatter, urls: Sequence[str | None]) -> None:
+        super().__init__()
+        self.inner = inner
+        self.urls = [u for u in urls if u]
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's line, redacted."""
+        return redact(self.inner.format(record), *self.urls)
+
+
+def setup_logging(
+    level: str = "info", fmt: str = "console", secret_urls: Sequence[str | None] = ()
+) -> None:
+    """Configure the root logger once for the service's process.
+
+    ``secret_urls`` (the database and broker URLs) are masked, with their passwords,
+    in every line.
+    """
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
+    inner = (
         JsonFormatter()
         if fmt == "json"
         else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     )
+    handler.setFormatter(RedactingFormatter(inner, secret_urls))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

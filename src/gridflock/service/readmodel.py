@@ -1,7 +1,8 @@
 """The read model: what the API shows of the fleet, kept up to date once per control cycle.
 
 After each cycle the control loop hands :meth:`ReadModel.record` the cycle's time; the read
-model computes the fleet summary (power, flexibility within limits, by kind), appends
+model computes the fleet summary (power, and the one flexibility figure of
+``fleet.available``: total, committed and remaining within limits, by kind), appends
 the fleet's power by kind and, once a minute, by group to its 24-hour histories, and
 publishes an update to live subscribers. Reads between cycles cost nothing but a lookup.
 """
@@ -17,11 +18,11 @@ import numpy as np
 import pandas as pd
 
 from gridflock.api.runtime import EventView
-from gridflock.dispatch import limit_headroom
 from gridflock.domain.errors import InvalidError, clip
-from gridflock.domain.events import EventStatus
-from gridflock.domain.kinds import DeviceKind
-from gridflock.fleet import GROUP_BY, aggregate, flexibility
+from gridflock.domain.events import EventStatus, Scope
+from gridflock.domain.messages import FloatArray
+from gridflock.fleet import GROUP_BY, aggregate
+from gridflock.fleet.available import available_flexibility
 from gridflock.service.control import ControlLoop
 from gridflock.service.events import EventService
 
@@ -69,7 +70,7 @@ class ReadModel:
                 np.bincount(
                     st.kind_codes(),
                     weights=np.where(st.online, st.p_kw, 0.0),
-                    minlength=len(DeviceKind),
+                    minlength=len(st.kinds),
                 ),
             )
         )
@@ -100,28 +101,39 @@ class ReadModel:
         """The fleet now (computed once per control cycle)."""
         return self._summary or self._compute_summary(self.loop.clock())
 
-    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
-        """Up and down kW held for ``duration_h``, by group."""
+    def flexibility(self, duration_h: float, by: str, scope: str = "fleet") -> pd.DataFrame:
+        """The one flexibility figure (total, committed, remaining) for ``scope``, by group.
+
+        The same figure as the fleet summary's (``fleet.available``): its rows sum to the
+        scope's totals. ``InvalidError`` names a bad grouping, duration or scope.
+        """
         if by not in GROUP_BY:
             raise InvalidError(f"by must be one of {', '.join(GROUP_BY)}, got {clip(by)!r}")
         if not 0 < duration_h <= 24 * 7:
             raise InvalidError(f"duration_h must be within (0, 168] hours, got {duration_h}")
         st = self.loop.state
-        flex = flexibility(st, duration_h, self.loop.clock())
-        ctl = st.controllable()
-        return aggregate(
-            st,
-            by,
-            {
-                "up_kw": flex.up_kw * ctl,
-                "down_kw": flex.down_kw * ctl,
-                "p_kw": np.where(st.online, st.p_kw, 0.0),
-            },
+        try:
+            mask = st.scope_mask(Scope.parse(scope))
+        except ValueError as exc:  # a malformed scope, or one that names nothing
+            raise InvalidError(clip(str(exc))) from None
+        avail = available_flexibility(
+            st, duration_h, self.loop.clock(), held_kw=self._held_kw(), scope=mask
         )
+        return aggregate(
+            st, by, {**avail.columns(), "p_kw": np.where(st.online & mask, st.p_kw, 0.0)}
+        )
+
+    def _held_kw(self) -> FloatArray | None:
+        """Each device's delta from its baseline held by the active events (None: none)."""
+        d = self.loop.dispatcher
+        if len(d.delta_kw) != self.loop.state.n or not (d.held_by >= 0).any():
+            return None
+        held: FloatArray = d.delta_kw
+        return held
 
     def fleet_history(self, start: float, end: float) -> pd.DataFrame:
         """Fleet power by kind over ``[start, end)``, one row per control cycle."""
-        kinds = [k.value for k in DeviceKind]
+        kinds = [k.value for k in self.loop.state.kinds]
         rows = [(ts, *v) for ts, v in self._history if start <= ts < end]
         df = pd.DataFrame(rows, columns=["ts", *kinds])
         df["p_kw"] = df[kinds].sum(axis=1)
@@ -168,20 +180,15 @@ class ReadModel:
         loop = self.loop
         st = loop.state
         hours = loop.settings.flex_duration_h
-        flex = flexibility(st, hours, now)
-        base = st.baseline_kw()
-        site_p = st.site_power_kw(np.where(st.online, base, 0.0))
-        node_p = st.grid.node_flow_kw(site_p)
-        ctl = st.controllable()
-        up = limit_headroom(flex.up_kw * ctl, st.node_groups, st.grid, site_p, node_p, up=True)
-        down = limit_headroom(flex.down_kw * ctl, st.node_groups, st.grid, site_p, node_p, up=False)
+        avail = available_flexibility(st, hours, now, held_kw=self._held_kw())
+        totals = avail.totals()
+        up, down = totals["flex_up_kw"], totals["flex_down_kw"]
         p = np.where(st.online, st.p_kw, 0.0)
-        by_kind = aggregate(st, "kind", {"p_kw": p, "flex_up_kw": up, "flex_down_kw": down})
+        by_kind = aggregate(st, "kind", {"p_kw": p, **avail.columns()})
         summary = {
             "ts": now,
             "p_kw": float(p.sum()),
-            "flex_up_kw": float(up.sum()),
-            "flex_down_kw": float(down.sum()),
+            **totals,
             "flex_duration_h": hours,
             "devices_online": int(st.online.sum()),
             "devices_total": st.n,
@@ -195,8 +202,8 @@ class ReadModel:
         m = loop.metrics
         m.devices_online.set(float(st.online.sum()))
         m.fleet_p_kw.set(float(p.sum()))
-        m.flex_up_kw.set(float(up.sum()))
-        m.flex_down_kw.set(float(down.sum()))
+        m.flex_up_kw.set(up)
+        m.flex_down_kw.set(down)
         m.events_active.set(float(summary["events_active"]))  # type: ignore[arg-type]
         return summary
 

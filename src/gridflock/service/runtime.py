@@ -278,9 +278,9 @@ class Runtime:
         """The fleet now (computed once per control cycle)."""
         return self.read_model.fleet_summary()
 
-    def flexibility(self, duration_h: float, by: str) -> pd.DataFrame:
-        """Up and down kW held for ``duration_h``, by group."""
-        return self.read_model.flexibility(duration_h, by)
+    def flexibility(self, duration_h: float, by: str, scope: str = "fleet") -> pd.DataFrame:
+        """Flexibility held for ``duration_h`` (total, committed, remaining), by group."""
+        return self.read_model.flexibility(duration_h, by, scope)
 
     def fleet_history(self, start: float, end: float) -> pd.DataFrame:
         """Fleet power by kind over ``[start, end)``, one row per control cycle."""

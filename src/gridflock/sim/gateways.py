@@ -137,7 +137,7 @@ def parse_broker_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password (if any) replaced by ``***``: for output and logs."""
+    """``url`` with its password (if any) shown as ``********``, as ``config show`` does."""
     if "://" not in url:
         return mask_url("mqtt://" + url).removeprefix("mqtt://")
     parts = urlsplit(url)
@@ -145,7 +145,7 @@ def mask_url(url: str) -> str:
         return url
     user = parts.username or ""
     host = parts.netloc.rsplit("@", 1)[1]
-    return parts._replace(netloc=f"{user}:***@{host}").geturl()
+    return parts._replace(netloc=f"{user}:********@{host}").geturl()
 
 
 @dataclass

@@ -123,12 +123,12 @@ class ScenarioResult:
 
 
 def scenario_tracker_config(step_s: float, merit_order: bool = False) -> TrackerConfig:
-    """The loop a scenario runs: one control interval per step.
+    """The loop a scenario runs: one control interval per step, ramping one step ahead.
 
     Commands then live for 30 s, or three steps where those are longer, so they never
     lapse between renewals.
     """
-    return TrackerConfig(interval_s=step_s, merit_order=merit_order)
+    return TrackerConfig(interval_s=step_s, merit_order=merit_order, lead_s=step_s)
 
 
 def _window(spec: FleetSpec, cfg: ScenarioConfig) -> tuple[str, pd.Timestamp, int]:

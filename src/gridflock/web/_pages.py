@@ -122,11 +122,12 @@ OVERVIEW = """
   <p class="hint" id="total-sign">&nbsp;</p></article>
  <article class="kpi"><h2 id="lbl-up">Flexibility up</h2>
   <p class="big up" aria-labelledby="lbl-up"><span id="flex-up">–</span></p>
-  <p class="hint">more export or less import, held <span id="flex-hold-up">–</span></p></article>
+  <p class="hint">more export or less import, held <span id="flex-hold-up">–</span></p>
+  <p class="hint" id="flex-rest-up">&nbsp;</p></article>
  <article class="kpi"><h2 id="lbl-down">Flexibility down</h2>
   <p class="big down" aria-labelledby="lbl-down"><span id="flex-down">–</span></p>
   <p class="hint">less export or more import, held <span id="flex-hold-down">–</span></p>
- </article>
+  <p class="hint" id="flex-rest-down">&nbsp;</p></article>
  <article class="kpi"><h2 id="lbl-online">Devices online</h2>
   <p class="big" aria-labelledby="lbl-online"><span id="devices-online">–</span></p>
   <p class="hint" id="devices-offline">&nbsp;</p></article>
@@ -145,9 +146,11 @@ OVERVIEW = """
 </section>
 <section class="row row-3">
  <article class="card"><header class="card-head"><h2>Flexibility by hold time</h2>
-  <span class="muted">kW the fleet can hold</span></header>
+  <span class="muted">kW the fleet can hold within limits · left: not held by events</span>
+  </header>
   <table class="table" id="flex-table"><thead><tr><th scope="col">Hold for</th>
-  <th scope="col" class="num">Up</th><th scope="col" class="num">Down</th></tr></thead>
+  <th scope="col" class="num">Up</th><th scope="col" class="num">Up left</th>
+  <th scope="col" class="num">Down</th><th scope="col" class="num">Down left</th></tr></thead>
   <tbody></tbody></table></article>
  <article class="card"><header class="card-head"><h2>Now by device kind</h2></header>
   <table class="table" id="kind-table"><thead><tr><th scope="col">Kind</th>

@@ -120,7 +120,10 @@ def group_history(
     summary="Flexibility by group",
     description=(
         "How many kW each group can move up (more export / less import) and down, and "
-        "hold for `duration_h` hours. Role: viewer."
+        "hold for `duration_h` hours, within every site and grid-node limit: the same "
+        "figure as `/fleet` (whose flex_duration_h rows sum to its totals), with what active "
+        "events hold (`committed_*`) and what is left for a new event (`remaining_*`). "
+        "With `scope`, only that scope's devices count. Role: viewer."
     ),
     response_model=list[FlexibilityRow],
 )
@@ -136,9 +139,16 @@ async def flexibility(
         ),
     ] = 1.0,
     by: Annotated[GroupBy, Query(description="Grouping.")] = GroupBy.KIND,
+    scope: Annotated[
+        str,
+        Query(
+            max_length=200,
+            description="fleet, grid_node:ID, program:TAG or region:TAG.",
+        ),
+    ] = "fleet",
 ) -> Any:
-    """Report ``runtime.flexibility``."""
-    df = runtime.flexibility(duration_h, by.value)
+    """Report ``runtime.flexibility`` (a malformed scope, or one naming nothing, is a 422)."""
+    df = runtime.flexibility(duration_h, by.value, scope)
     rows = frame_rows(df)
     for row in rows:
         row["group"] = str(row.get(by.value, row.get("group", "")))

@@ -8,9 +8,9 @@ from gridflock.domain.attributes import Attr
 from gridflock.domain.kinds import (
     DEVICE_COMMON,
     GRID_NODE_ATTRS,
-    KIND_ATTRS,
     SITE_ATTRS,
     DeviceKind,
+    KindDecl,
 )
 
 
@@ -24,18 +24,40 @@ def attribute_tables_markdown() -> str:
         _table("Sites", SITE_ATTRS),
         _table("Devices: attributes of every kind", DEVICE_COMMON),
     ]
-    parts += [_table(f"Device kind `{k.value}`", KIND_ATTRS[k]) for k in DeviceKind]
+    parts += [_table(f"Device kind `{k.value}`", k.decl.attrs, _about(k.decl)) for k in DeviceKind]
     return "\n".join(parts)
 
 
-def _table(title: str, attrs: Iterable[Attr]) -> str:
-    """One Markdown table of ``attrs`` under a level-3 heading."""
-    lines = [
-        f"### {title}",
-        "",
-        "| Name | Type | Unit | Default | Bounds | Description |",
-        "|---|---|---|---|---|---|",
+def _about(decl: KindDecl) -> str:
+    """The kind's description and what its declaration says beyond its attributes."""
+    facts = [decl.description]
+    reports = (["`soc`"] if decl.reports_soc else []) + [
+        f"`{x.name}` [{x.unit}]" for x in decl.extras
     ]
+    if reports:
+        facts.append("Readings carry " + ", ".join(reports) + ".")
+    if not decl.controllable:
+        facts.append("Never commanded.")
+    elif decl.band is None:
+        facts.append("Offers no flexibility.")
+    if decl.follows_site:
+        facts.append("Held at its baseline while another device of its site is dispatched.")
+    rules = [f"{msg} (`{lo}` <= `{hi}`)" for lo, hi, msg in decl.rules]
+    if rules:
+        facts.append("Rules: " + "; ".join(rules) + ".")
+    return " ".join(facts)
+
+
+def _table(title: str, attrs: Iterable[Attr], about: str = "") -> str:
+    """One Markdown table of ``attrs`` under a level-3 heading (and a line ``about`` it)."""
+    lines = (
+        [f"### {title}", ""]
+        + ([about, ""] if about else [])
+        + [
+            "| Name | Type | Unit | Default | Bounds | Description |",
+            "|---|---|---|---|---|---|",
+        ]
+    )
     for a in attrs:
         if a.default is None:
             default = "required"

@@ -301,6 +301,10 @@ def write_broker_config(
         f"plugin_opt_config_file {paths.security}",
         f"max_packet_size {MAX_PAYLOAD_BYTES + 65536}",
         f"persistence {'true' if persistence else 'false'}",
+        # a persistent session nobody resumes (a decommissioned service process, a gateway
+        # gone for good) is dropped after a week instead of holding queued messages and
+        # its subscriptions, shared ones included, forever
+        "persistent_client_expiration 1w",
     ]
     if run_as_user is not None:
         conf.append(f"user {run_as_user}")

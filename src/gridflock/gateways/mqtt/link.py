@@ -33,8 +33,6 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from urllib.parse import unquote, urlparse
 
 import numpy as np
 from gmqtt import Client, Subscription
@@ -43,6 +41,8 @@ from gmqtt.mqtt.constants import MQTTv311
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
 from gridflock.domain.spec import FleetSpec
+from gridflock.gateways.mqtt._address import BrokerAddress
+from gridflock.gateways.mqtt._limits import TOKEN_SLACK, Bucket, GatewayLimits, SentCommand
 from gridflock.gateways.mqtt.codec import (
     CommandAcks,
     ProtocolError,
@@ -55,7 +55,6 @@ from gridflock.gateways.mqtt.codec import (
 )
 from gridflock.gateways.mqtt.protocol import (
     MAX_GATEWAY_MESSAGE_BYTES,
-    MAX_READINGS,
     ack_topic,
     gateway_of,
     shared_telemetry_subscription,
@@ -65,141 +64,8 @@ from gridflock.gateways.mqtt.protocol import CommandAck as WireAck
 __all__ = ["BrokerAddress", "GatewayLimits", "GatewayStatus", "MqttLink"]
 
 log = logging.getLogger("gridflock.mqtt")
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """Where the broker is, how to log in and, for ``mqtts://``, which TLS files to use."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None = field(default=None, repr=False)
-    ca_file: str | None = None
-    """CA bundle (PEM) the broker's certificate must chain to; the system's if ``None``."""
-    cert_file: str | None = None
-    """Client certificate (PEM), for brokers that require one (mutual TLS)."""
-    key_file: str | None = None
-    """Private key of ``cert_file`` (PEM); ``None`` if it is inside ``cert_file``."""
-
-    @staticmethod
-    def parse(
-        url: str,
-        username: str | None = None,
-        password: str | None = None,
-        *,
-        ca_file: str | None = None,
-        cert_file: str | None = None,
-        key_file: str | None = None,
-    ) -> BrokerAddress:
-        """``mqtt://[user[:pass]@]host[:port]`` or ``mqtts://...`` (TLS, default port 8883).
-
-        TLS files only make sense with ``mqtts://``: giving them for ``mqtt://`` is an
-        error, not a silent plain-text connection.
-        """
-        u = urlparse(url)
-        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-            raise ValueError(
-                f"invalid broker URL {_masked(url)!r}: use mqtt://host:1883 or mqtts://host:8883"
-            )
-        tls = u.scheme == "mqtts"
-        if not tls and (ca_file or cert_file or key_file):
-            raise ValueError(
-                "TLS files are given but the broker URL is mqtt://: use mqtts://host:8883"
-            )
-        if key_file and not cert_file:
-            raise ValueError("a TLS key file needs its certificate: give the cert file too")
-        return BrokerAddress(
-            u.hostname,
-            u.port or (8883 if tls else 1883),
-            tls,
-            unquote(u.username) if u.username else username,
-            unquote(u.password) if u.password else password,
-            ca_file,
-            cert_file,
-            key_file,
-        )
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of ``mqtts://`` (certificate and host name verified), else ``None``."""
-        if not self.tls:
-            return None
-        ctx = ssl.create_default_context(cafile=self.ca_file)
-        if self.cert_file:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-        return ctx
-
-
-def _masked(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for messages and logs)."""
-    u = urlparse(url)
-    if u.password is None:
-        return url
-    return url.replace(f":{u.password}@", ":***@", 1)
-
-
-@dataclass(frozen=True)
-class GatewayLimits:
-    """Per-gateway rate limits of telemetry (token buckets).
-
-    A gateway may send ``messages_per_s`` messages and ``readings_per_s`` readings per
-    second on average, and bursts of ``burst_s`` seconds' worth; a message beyond
-    either bucket is refused whole, answered (once per control cycle and gateway) and
-    counted as ``rate_limited``. The defaults leave a gateway reporting every second
-    with up to 2,000 devices (an OEM cloud) untouched.
-    """
-
-    messages_per_s: float = 10.0
-    readings_per_s: float = 2_000.0
-    burst_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if min(self.messages_per_s, self.readings_per_s, self.burst_s) <= 0:
-            raise ValueError("rate limits and burst_s must be positive")
-
-
-class _Bucket:
-    """A gateway's two token buckets (messages, readings), refilled lazily.
-
-    Each holds at least one whole message (1 message, ``MAX_READINGS`` readings), so a
-    low rate slows a gateway down but never locks it out.
-    """
-
-    __slots__ = ("messages", "readings", "t")
-
-    def __init__(self, limits: GatewayLimits, now: float) -> None:
-        self.messages, self.readings = _capacity(limits)
-        self.t = now
-
-    def refill(self, limits: GatewayLimits, now: float) -> None:
-        dt = max(now - self.t, 0.0)
-        self.t = now
-        cap_m, cap_r = _capacity(limits)
-        self.messages = min(self.messages + dt * limits.messages_per_s, cap_m)
-        self.readings = min(self.readings + dt * limits.readings_per_s, cap_r)
-
-
-def _capacity(limits: GatewayLimits) -> tuple[float, float]:
-    """Bucket sizes: ``burst_s`` seconds' worth, and at least one whole message."""
-    return (
-        max(limits.messages_per_s * limits.burst_s, 1.0),
-        max(limits.readings_per_s * limits.burst_s, float(MAX_READINGS)),
-    )
-
-
-#: Tokens short of a whole one still count as whole (float rounding of the refill).
-_EPS = 1e-9
-
-
-@dataclass
-class _Sent:
-    """A command sent and not yet settled: where it went and until when it holds."""
-
-    gateway: str
-    device: str
-    valid_until: float
-    acked: bool = False
+#: How every telemetry ack the service sends begins (compact JSON, keys in this order).
+_OWN_ACK = b'{"v":1,"type":"telemetry_ack"'
 
 
 class MqttLink:
@@ -257,9 +123,9 @@ class MqttLink:
         self._inbox: deque[tuple[str, bytes, float]] = deque()
         self._acks: deque[tuple[str, CommandAcks]] = deque()  # with the answering gateway
         self._statuses: deque[GatewayStatus] = deque()
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, Bucket] = {}
         self._limited: Counter[str] = Counter()  # gateway -> messages refused this cycle
-        self._sent: dict[str, _Sent] = {}  # command id -> where it went, until when
+        self._sent: dict[str, SentCommand] = {}  # command id -> where it went, until when
         self._sent_order: deque[tuple[float, str]] = deque()  # (valid_until, id) to prune
         self._expired: list[str] = []
         self.counts: Counter[str] = Counter()
@@ -369,6 +235,10 @@ class MqttLink:
             self._inbox.append((topic, payload, now))
             self.counts["messages"] += 1
             return 0
+        if payload.startswith(_OWN_ACK):
+            return 0  # a telemetry ack: the service's own answer, echoed back by the broker
+        if self.limits is not None and not self._take_message(topic, self.clock()):
+            return 0  # acks and status count against the gateway's message rate too
         try:
             if topic.endswith("/ack"):
                 msg = decode_ack(payload)
@@ -407,10 +277,10 @@ class MqttLink:
         assert limits is not None
         b = self._buckets.get(gw)
         if b is None:
-            b = self._buckets[gw] = _Bucket(limits, now)
+            b = self._buckets[gw] = Bucket(limits, now)
         else:
             b.refill(limits, now)
-        if b.messages >= 1.0 - _EPS:
+        if b.messages >= 1.0 - TOKEN_SLACK:
             b.messages = max(b.messages - 1.0, 0.0)
             return True
         self._limited[gw] += 1
@@ -552,10 +422,10 @@ class MqttLink:
                 continue
             b = self._buckets.get(gw)
             if b is None:
-                b = self._buckets[gw] = _Bucket(limits, at)
+                b = self._buckets[gw] = Bucket(limits, at)
             else:
                 b.refill(limits, at)
-            if b.readings >= received[j] - _EPS:
+            if b.readings >= received[j] - TOKEN_SLACK:
                 b.readings = max(b.readings - received[j], 0.0)
                 continue
             errors[j] = (
@@ -680,7 +550,7 @@ class MqttLink:
             np.asarray(commands.valid_until, dtype=np.float64).tolist(),
             strict=True,
         ):
-            sent[cid] = _Sent(gw_of[dev], dev, vu)
+            sent[cid] = SentCommand(gw_of[dev], dev, vu)
             order.append((vu, cid))
 
     def stop(self) -> None:

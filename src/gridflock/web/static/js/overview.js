@@ -16,6 +16,9 @@ function showFleet(f) {
   const hold = f.flex_duration_h ? `for ${fmtHours(f.flex_duration_h)}` : "";
   setText("#flex-hold-up", hold);
   setText("#flex-hold-down", hold);
+  const rest = (c, r) => (c > 0 ? `${fmtPower(c)} held by events · ${fmtPower(r)} left` : "none held by events");
+  setText("#flex-rest-up", rest(f.committed_up_kw || 0, f.remaining_up_kw || 0));
+  setText("#flex-rest-down", rest(f.committed_down_kw || 0, f.remaining_down_kw || 0));
   setText("#devices-online", `${fmtInt(f.devices_online)} / ${fmtInt(f.devices_total)}`);
   const off = f.devices_total - f.devices_online;
   setText("#devices-offline", off > 0 ? `${fmtInt(off)} offline` : "all reporting");
@@ -87,14 +90,15 @@ async function fleetByKind() {
 
 async function flexTable() {
   const holds = [0.25, 1, 4];
+  // the same figure as the cards (GET /fleet): rows by kind sum to the fleet's totals
+  const names = ["flex_up_kw", "remaining_up_kw", "flex_down_kw", "remaining_down_kw"];
   const sums = await Promise.all(holds.map(async (h) => {
     const rows = await api(`/api/v1/flexibility?duration_h=${h}&by=kind`);
-    return rows.reduce((acc, r) => [acc[0] + (r.flex_up_kw || 0), acc[1] + (r.flex_down_kw || 0)], [0, 0]);
+    return names.map((n) => rows.reduce((acc, r) => acc + (r[n] || 0), 0));
   }));
   fillRows($("#flex-table tbody"), holds.map((h, i) => el("tr", {},
     el("th", { scope: "row" }, fmtHours(h)),
-    el("td", { class: "num up" }, fmtPower(sums[i][0])),
-    el("td", { class: "num down" }, fmtPower(sums[i][1])))), "–", 3);
+    ...sums[i].map((v, j) => el("td", { class: `num ${j < 2 ? "up" : "down"}` }, fmtPower(v))))), "–", 5);
 }
 
 async function eventChart() {
