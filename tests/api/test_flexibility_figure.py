@@ -68,10 +68,14 @@ def test_an_event_commits_flexibility_and_leaves_the_rest_remaining(client, runt
     assert fleet["committed_up_kw"] == pytest.approx(target, rel=0.25)
     assert fleet["remaining_up_kw"] < fleet["flex_up_kw"] - 0.5 * target
     after = by_program()
-    # a device serves one event at a time: what the event's devices could give is gone from
-    # the programme's remaining figure, while the devices it did not need to claim stay
+    # a device serves one event at a time: what the event holds is committed in its
+    # programme and not offered again, while the devices it did not need to claim stay
     # available to another event
     assert after[busy]["committed_up_kw"] == pytest.approx(fleet["committed_up_kw"])
+    assert (
+        after[busy]["remaining_up_kw"] + after[busy]["committed_up_kw"]
+        <= after[busy]["flex_up_kw"] + 1e-6
+    )
     assert after[busy]["remaining_up_kw"] <= before[busy]["flex_up_kw"] - 0.5 * target
     assert after[busy]["remaining_up_kw"] > 0.2 * before[busy]["flex_up_kw"]
     assert after[other]["committed_up_kw"] == 0.0

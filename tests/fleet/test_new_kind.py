@@ -191,7 +191,7 @@ def test_a_new_kind_is_dispatched_and_delivers_through_the_twin(pool_pump):
     assert by_kind.loc[KIND, "up_kw"] == pytest.approx(30.0)
 
     event = Event("pool-1", 15.0, now, now + 1800, Scope("program", "pool"), EventSource.OPERATOR)
-    dispatcher = Dispatcher(state, TrackerConfig(interval_s=STEP_S))
+    dispatcher = Dispatcher(state, TrackerConfig(interval_s=STEP_S, command_ttl_s=3 * STEP_S))
     tracker = dispatcher.add(event)
     delivered = []
     while twin.now < now + 1800:

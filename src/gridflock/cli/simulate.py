@@ -97,10 +97,9 @@ def simulate(
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
-    from gridflock.dispatch import TrackerConfig
     from gridflock.sim.events import parse_event
     from gridflock.sim.report import write_report
-    from gridflock.sim.scenario import ScenarioConfig, run_scenario
+    from gridflock.sim.scenario import ScenarioConfig, run_scenario, scenario_tracker_config
 
     try:
         day = dt.date.fromisoformat(date)
@@ -135,7 +134,7 @@ def simulate(
             events=requests,
             imperfections=imperfect,
             telemetry_sample_devices=1000 if store else 0,
-            tracker=TrackerConfig(interval_s=step_s, merit_order=merit_order),
+            tracker=scenario_tracker_config(step_s, merit_order),
         )
     except ValueError as e:
         fail(str(e))

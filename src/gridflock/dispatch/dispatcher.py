@@ -144,12 +144,27 @@ class Dispatcher:
         )
         return out
 
-    def delivered_kw(self, tracker: EventTracker) -> float:
-        """Response of the devices counted for ``tracker`` against their baselines [kW]."""
+    def delivered_kw(self, tracker: EventTracker, now: float | None = None) -> float:
+        """Response of the devices counted for ``tracker`` against their baselines [kW].
+
+        With ``now``, silent devices whose command has lapsed count at their baseline.
+        """
         mine = self.owner == tracker.code
         if not mine.any():
             return 0.0
-        return float((self.state.p_kw[mine] - self.baseline()[mine]).sum())
+        return float(self.response_kw(now)[mine].sum())
+
+    def response_kw(self, now: float | None = None) -> FloatArray:
+        """Every device's measured response ``p_kw - baseline`` [kW].
+
+        A silent device's last reading goes stale: once its command has lapsed (at
+        ``now``) it is back on its own control, so it counts at its baseline (0).
+        """
+        st = self.state
+        response: FloatArray = st.p_kw - self.baseline()
+        if now is not None:
+            response[~st.online & (self.valid_until <= now)] = 0.0
+        return response
 
     def available_kw(self, scope: Scope, start: float, end: float, up: bool, now: float) -> float:
         """What a new event could still get over ``[start, end)`` [kW, signed].
@@ -211,7 +226,15 @@ class Dispatcher:
                     self._leave(t)
                 else:
                     ev.transition(EventStatus.ACTIVE)
-        active = [t for t in self._ordered() if t.event.status is EventStatus.ACTIVE]
+        lead = self.config.lead_s
+        active = [
+            t
+            for t in self._ordered()
+            if t.event.status is EventStatus.ACTIVE
+            or (
+                lead > 0 and t.event.status is EventStatus.SCHEDULED and now >= t.event.start - lead
+            )
+        ]
         if active:
             out.extend(self._serve(active, now))
         for t in ending:  # what no running event took over is handed back
@@ -219,44 +242,65 @@ class Dispatcher:
         return out
 
     def _serve(self, active: list[EventTracker], now: float) -> list[CommandBatch]:
-        st = self.state
+        st, cfg = self.state, self.config
         base = self.baseline()
-        response = st.p_kw - base
+        response = self.response_kw(now)
         for t in active:  # measure each event on its own devices, judge, correct
             mine = self.owner == t.code
             if mine.any():
                 delivered = float(response[mine].sum())
-                t.samples_ts.append(now)
-                t.samples_delivered.append(delivered)
+                if now >= t.event.start:  # a ramp ahead of the window is not a sample of it
+                    t.samples_ts.append(now)
+                    t.samples_delivered.append(delivered)
                 t.judge(now, st.p_kw, st.online, self.held_by == t.code)
-                t.control(now, delivered)
+                keep = (self.held_by == t.code) & ~t.excluded & st.online
+                other = mine & ~keep
+                slip = t.measure_slip(self.delta_kw - response, keep, self.delta_kw)
+                t.control(now, delivered, slip, float(response[other].sum()))
 
         holder = np.full(st.n, -1, np.int64)
         delta = np.zeros(st.n)
         changes = self._releasing_changes(base)
         flex: dict[float, Flexibility] = {}
+        edges: dict[int, FloatArray] = {}
         for t in active:  # in serving order: each takes from what is left
             end = t.event.end
             if end not in flex:
                 flex[end] = flexibility(st, (end - now) / 3600.0, now)
+            fx = flex[end]
             mask = t.scope & ~t.excluded & st.online & (holder < 0)
+            # devices that balance their home are held at their baseline, which follows
+            # their own energy limits; every other held device is kept within its band
+            edges[t.code] = np.where(
+                st.follows_site, np.nan, t.band_edge(fx.floor_kw, fx.ceiling_kw)
+            )
+            kept = (self.owner == t.code) & mask if cfg.hold else self.held_by == t.code
+            want = t.want_kw(t.forced_kw(edges[t.code], base, kept))
             alloc = self._allocate(
                 t.up,
-                t.want_kw(),
-                flex[end].headroom(t.up),
+                want,
+                fx.headroom(t.up),
                 base,
                 changes[t.up],
                 mask,
                 self.held_by == t.code,
             )
             take = np.abs(alloc.delta_kw) > _HELD_KW
+            if cfg.hold:  # a device the event moved stays held until the end
+                take |= kept
             holder[take] = t.code
             delta[take] = alloc.delta_kw[take]
             changes[t.up] += np.where(take, alloc.delta_kw, 0.0)
             t.last_allocation_kw = alloc.allocated_kw
             t.available_kw = alloc.available_kw
-            t.shortfall_kw = max(abs(t.event.target_kw) - abs(alloc.allocated_kw), 0.0)
+            t.saturated = abs(alloc.allocated_kw) < want - 1e-6
+            t.shortfall_kw = max(abs(t.event.target_kw) - abs(alloc.available_kw), 0.0)
         self._pin_followers(active, holder)
+        p_min = st.column("p_min_kw", 0.0)
+        for t in active:  # hold only what each device can keep, at a power it can run at
+            h = holder == t.code
+            kept = t.within_band(base[h] + delta[h], edges[t.code][h])
+            delta[h] = t.quantise(kept, p_min[h]) - base[h]
         return self._command(active, now, holder, delta, base)
 
     def _allocate(
@@ -350,7 +394,9 @@ class Dispatcher:
         self.frozen_base[fresh] = np.where(
             np.isfinite(st.p_baseline_kw[fresh]), np.nan, st.p_kw[fresh]
         )
-        self.since[newly] = now
+        # the grace period runs from the last move a lag could be mistaken for
+        jump = held & (np.abs(setpoint - self.sent) > cfg.response_ratio * np.abs(delta))
+        self.since[newly | jump] = now
         self.since[~held] = np.nan
         self.owner[held] = holder[held]
         self.release_at[held] = np.nan
@@ -485,6 +531,7 @@ class Dispatcher:
                 continue
             t.scope = scope
             t.excluded = carry(t.excluded, False)
+            t.slip_each_kw = carry(t.slip_each_kw, np.nan)
         return failed
 
     # ------------------------------------------------------------------ helpers

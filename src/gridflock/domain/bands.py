@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from gridflock.domain.messages import FloatArray
+from gridflock.domain.messages import BoolArray, FloatArray
 
 __all__ = [
     "COMFORT_MARGIN_K_PER_H",
@@ -63,8 +63,13 @@ def rc_step(ua: FloatArray, c: FloatArray, dt_h: float) -> tuple[FloatArray, Flo
     """
     x = ua * dt_h / c
     a = np.exp(-x)
-    safe_ua = np.where(ua > 0, ua, 1.0)
-    b = np.where(ua > 0, -np.expm1(-x) / safe_ua, dt_h / c)
+    # (1 - a) / UA loses digits only for tiny x, where the series takes over (1e-9 relative);
+    # not expm1: it costs as much again as exp, on the fleet-scale path
+    small = x <= 1e-4
+    if not small.any():
+        b: FloatArray = (1.0 - a) / ua
+        return a, b
+    b = np.where(small, dt_h / c * (1.0 - 0.5 * x), (1.0 - a) / np.where(small, 1.0, ua))
     return a, b
 
 
@@ -94,9 +99,8 @@ def ev_charger_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArr
     the car can take for the whole hold, only if it stays plugged in that long and at
     least the minimum current. Unplugged chargers hold their baseline.
     """
-    need = np.nan_to_num(c["e_need_kwh"], nan=0.0)
-    dep = c["departure_ts"]
-    t_left = np.nan_to_num(np.maximum(dep - now, 0.0) / 3600.0, nan=0.0, posinf=0.0)
+    need = np.fmax(c["e_need_kwh"], 0.0)  # fmax: NaN (not reported) -> 0
+    t_left = np.fmax((c["departure_ts"] - now) / 3600.0, 0.0)  # [h]; an unknown departure: 0
     plugged = (need > 0) & (t_left > 0)
     p_max, p_min, eta = c["p_load_max_kw"], c["p_min_kw"], c["eta"]
     t = float(duration_h)
@@ -122,7 +126,7 @@ def heat_pump_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArra
     band, or one the pump cannot keep inside at any power, offers nothing.
     """
     t_in, t_out = c["t_in_c"], c["t_out_c"]
-    gain = np.nan_to_num(c["gain_kw"], nan=0.0)
+    gain = np.fmax(c["gain_kw"], 0.0)  # NaN (not reported) -> no gains
     cop = np.where(np.isfinite(c["cop"]), c["cop"], c["cop_nominal"])
     cop = np.maximum(cop, 1.0)
     cooling = np.where(
@@ -139,11 +143,8 @@ def heat_pump_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArra
     p_lo = np.where(cooling, -q_hi, q_lo) / cop
     p_hi = np.where(cooling, -q_lo, q_hi) / cop
     p_max = c["p_load_max_kw"]
-    inside = (t_in >= c["t_min_c"]) & (t_in <= c["t_max_c"])
-    feasible = inside & (p_hi >= 0.0) & (p_lo <= p_max)
-    ceiling = np.where(feasible, -_clip(p_lo, 0.0, p_max), np.nan)
-    floor = np.where(feasible, -_clip(p_hi, 0.0, p_max), np.nan)
-    return _keep_base_where_infeasible(c, floor, ceiling)
+    inside = (t_in >= c["t_min_c"]) & (t_in <= c["t_max_c"])  # False where NaN
+    return _band_or_base(c, inside & (p_hi >= 0.0) & (p_lo <= p_max), p_lo, p_hi, p_max)
 
 
 def water_heater_band(c: Columns, duration_h: float, now: float) -> tuple[FloatArray, FloatArray]:
@@ -153,26 +154,25 @@ def water_heater_band(c: Columns, duration_h: float, now: float) -> tuple[FloatA
     with the draw as last reported; bounded by its exact solution as for heat pumps.
     """
     t_tank = c["t_tank_c"]
-    draw = np.nan_to_num(c["draw_kw"], nan=0.0)
+    draw = np.fmax(c["draw_kw"], 0.0)  # NaN (not reported) -> no draw
     a, b = rc_step(c["loss_kw_per_k"], c["tank_kwh_per_k"], float(duration_h))
     free = a * t_tank + (1.0 - a) * T_TANK_AMBIENT_C - b * draw
     p_lo = (c["t_min_c"] - free) / b
     p_hi = (c["t_max_c"] - free) / b
     p_max = c["p_load_max_kw"]
-    inside = (t_tank >= c["t_min_c"]) & (t_tank <= c["t_max_c"])
-    feasible = inside & (p_hi >= 0.0) & (p_lo <= p_max)
-    ceiling = np.where(feasible, -_clip(p_lo, 0.0, p_max), np.nan)
-    floor = np.where(feasible, -_clip(p_hi, 0.0, p_max), np.nan)
-    return _keep_base_where_infeasible(c, floor, ceiling)
+    inside = (t_tank >= c["t_min_c"]) & (t_tank <= c["t_max_c"])  # False where NaN
+    return _band_or_base(c, inside & (p_hi >= 0.0) & (p_lo <= p_max), p_lo, p_hi, p_max)
 
 
-def _keep_base_where_infeasible(
-    c: Columns, floor: FloatArray, ceiling: FloatArray
+def _band_or_base(
+    c: Columns, feasible: BoolArray, p_lo: FloatArray, p_hi: FloatArray, p_max: FloatArray
 ) -> tuple[FloatArray, FloatArray]:
-    """Where no power keeps the band (or no temperature was reported), hold the baseline.
+    """A thermal load's band from its lowest and highest power, in the generator sign.
 
-    The band then collapses to the baseline, so the device offers nothing either way.
+    Where no power keeps its band (or no temperature was reported) the band collapses to
+    the baseline: the device offers nothing either way.
     """
     base = c["baseline_kw"]
-    known = np.isfinite(floor + ceiling)
-    return np.where(known, floor, base), np.where(known, ceiling, base)
+    ceiling = np.where(feasible, -_clip(p_lo, 0.0, p_max), base)
+    floor = np.where(feasible, -_clip(p_hi, 0.0, p_max), base)
+    return floor, ceiling

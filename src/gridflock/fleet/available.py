@@ -13,8 +13,8 @@ they agree. The figure for a hold of ``duration_h`` from ``now`` is:
   device's delta from its baseline.
 * **remaining**: what the devices no event holds can still add (a device serves one
   event at a time), within the limits that remain once the held power flows. It is what
-  a new event over the scope can be offered; it can be less than ``total - committed``
-  (a held device's unused flexibility is not on offer, and held power uses up limits).
+  a new event over the scope can be offered; it is at most ``total - committed``, and less
+  where held devices keep flexibility they do not use or held power uses up a shared limit.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ rule turns bands into flexibility, ``up = ceiling - baseline`` and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,13 +24,20 @@ __all__ = ["Flexibility", "flexibility"]
 
 @dataclass(frozen=True)
 class Flexibility:
-    """Per-device headroom [kW, >= 0] sustainable for ``duration_h`` from ``now``."""
+    """Per-device headroom [kW, >= 0] sustainable for ``duration_h`` from ``now``.
+
+    ``floor_kw`` and ``ceiling_kw`` are the power bands the headroom came from (generator
+    sign; NaN where a device has no band or its band is unknown): a tracker clips its
+    setpoints to them so that what it holds is what the device can keep.
+    """
 
     up_kw: FloatArray
     down_kw: FloatArray
     baseline_kw: FloatArray
     duration_h: float
     now: float
+    floor_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
+    ceiling_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def headroom(self, up: bool) -> FloatArray:
         """Headroom in the requested direction."""
@@ -48,6 +55,8 @@ def flexibility(state: FleetState, duration_h: float, now: float) -> Flexibility
     n = state.n
     up = np.zeros(n)
     down = np.zeros(n)
+    lo = np.full(n, np.nan)
+    hi = np.full(n, np.nan)
     base = state.baseline_kw()
     t = float(duration_h)
     for kind, s in state.kind_slices.items():
@@ -56,10 +65,12 @@ def flexibility(state: FleetState, duration_h: float, now: float) -> Flexibility
             continue
         floor, ceiling = band(state.kind_view(kind, base), t, now)
         b = base[s]
+        lo[s] = floor  # NaN stays NaN: band unknown
+        hi[s] = ceiling
         # fmax: NaN (band or baseline unknown) becomes 0, in the same pass as the clip
         np.fmax(ceiling - b, 0.0, out=up[s])
         np.fmax(b - floor, 0.0, out=down[s])
     usable = state.online & ~state.grid.site_opt_out[state.site_idx]
     up *= usable
     down *= usable
-    return Flexibility(up, down, base, t, now)
+    return Flexibility(up, down, base, t, now, lo, hi)

@@ -30,7 +30,13 @@ from gridflock.sim.events import EventRequest
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.twin import AckCounts, Twin
 
-__all__ = ["EventOutcome", "ScenarioConfig", "ScenarioResult", "run_scenario"]
+__all__ = [
+    "EventOutcome",
+    "ScenarioConfig",
+    "ScenarioResult",
+    "run_scenario",
+    "scenario_tracker_config",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -116,6 +122,15 @@ class ScenarioResult:
         return 100.0 * (without - self.peak_import_with_kw) / without if without > 0 else 0.0
 
 
+def scenario_tracker_config(step_s: float, merit_order: bool = False) -> TrackerConfig:
+    """The loop a scenario runs: one control interval per step, ramping one step ahead.
+
+    Commands then live for 30 s, or three steps where those are longer, so they never
+    lapse between renewals.
+    """
+    return TrackerConfig(interval_s=step_s, merit_order=merit_order, lead_s=step_s)
+
+
 def _window(spec: FleetSpec, cfg: ScenarioConfig) -> tuple[str, pd.Timestamp, int]:
     tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
     local = pd.Timestamp(dt.datetime.combine(cfg.date, dt.time())) + pd.Timedelta(
@@ -150,7 +165,7 @@ def run_scenario(
         requests = _forecast_default_event(spec, cfg, tz, start, steps, progress)
 
     twin = Twin(spec, start, steps, cfg.step_s, cfg.seed, cfg.imperfections)
-    dispatcher = Dispatcher(state, cfg.tracker or TrackerConfig(interval_s=cfg.step_s))
+    dispatcher = Dispatcher(state, cfg.tracker or scenario_tracker_config(cfg.step_s))
     trackers: list[EventTracker] = []
     for i, r in enumerate(requests):
         event = Event(
@@ -191,7 +206,7 @@ def run_scenario(
         state.mark_stale(now, 3 * cfg.step_s + 60)
         for j, tracker in enumerate(trackers):
             if tracker.touched.any():
-                estimated[t, j] = tracker.delivered_kw()
+                estimated[t, j] = tracker.delivered_kw(now)
         owner = dispatcher.owner.copy()  # who answered for each device in this step
         for cmd in dispatcher.step(now):
             twin.send(cmd)
