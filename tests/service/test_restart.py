@@ -18,6 +18,7 @@ import pytest
 
 from gridflock.config import Settings
 from gridflock.domain.auth import Principal, Role
+from gridflock.domain.errors import ConflictError
 from gridflock.domain.events import EventStatus, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.generate import generate_fleet
@@ -106,7 +107,7 @@ def test_a_completed_event_answers_from_the_store_after_a_restart(site: Site) ->
     series_after = again.event_series(done)
     assert series_after["ts"].tolist() == series_before["ts"].tolist()
     assert np.allclose(series_after["delivered_kw"], series_before["delivered_kw"])
-    with pytest.raises(ValueError, match="already completed"):
+    with pytest.raises(ConflictError, match="already completed"):
         asyncio.run(again.cancel_event(done, OPERATOR))
     with pytest.raises(KeyError):
         again.event("ev-never-made")

@@ -67,7 +67,7 @@ class Dispatcher:
         self.finished: list[EventTracker] = []
         """The events that left in the last :meth:`step` (or :meth:`cancel` since)."""
         self._next_code = 0
-        self._releasing: dict[int, str] = {}  # code -> id of events still releasing devices
+        self._releasing: dict[int, EventTracker] = {}  # code -> events still releasing devices
         self._plan: MeritPlan | None = None
         self._bind(state)
 
@@ -437,7 +437,7 @@ class Dispatcher:
             at = t.event.end + rng.uniform(0.0, cfg.release_spread_s, len(idx))
         self.release_at[idx] = at
         self.releaser[idx] = t.code
-        self._releasing[t.code] = t.event.id
+        self._releasing[t.code] = t  # its renewals still count as its commands
 
     def _hand_back(self, t: EventTracker, now: float) -> CommandBatch | None:
         """The first hand-back commands of an event that ended in this cycle."""
@@ -457,7 +457,7 @@ class Dispatcher:
             self.releaser[done] = -1
             self.sent[done] = np.nan
         out: list[CommandBatch] = []
-        for code, event_id in list(self._releasing.items()):
+        for code, rel in list(self._releasing.items()):
             mine = self.releaser == code
             if not mine.any():
                 del self._releasing[code]
@@ -468,7 +468,7 @@ class Dispatcher:
             idx = np.flatnonzero(due)
             if len(idx):
                 until = np.minimum(self.release_at[idx], now + cfg.ttl_s)
-                _add(out, self._emit_for(event_id, None, now, idx, self.sent[idx].copy(), until))
+                _add(out, self._emit(rel, now, idx, self.sent[idx].copy(), until))
         idle = (self.held_by < 0) & (self.owner < 0) & ~np.isfinite(self.release_at)
         self.frozen_base[idle] = np.nan
         return out

@@ -117,8 +117,10 @@ class EventService:
             )
         if abs(target_kw) > MAX_TARGET_KW:
             raise InvalidError(f"target_kw must be within ±{MAX_TARGET_KW:,.0f} kW")
-        if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_EVENT_S:
-            raise InvalidError("duration_s must be more than 0 and at most 7 days (604800 s)")
+        if not math.isfinite(duration_s) or not 1 <= duration_s <= MAX_EVENT_S:
+            raise InvalidError(
+                "duration_s must be more than 0 (at least 1 s) and at most 7 days (604800 s)"
+            )
         start = now if start is None else start
         check_event_time(start, now)
         if start + duration_s <= now:
@@ -163,8 +165,10 @@ class EventService:
     def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
         """What an event over ``scope`` and the window could still get [kW, signed]."""
         now = self.loop.clock()
-        if not math.isfinite(duration_s) or not 0 < duration_s <= MAX_EVENT_S:
-            raise InvalidError("duration_s must be more than 0 and at most 7 days (604800 s)")
+        if not math.isfinite(duration_s) or not 1 <= duration_s <= MAX_EVENT_S:
+            raise InvalidError(
+                "duration_s must be more than 0 (at least 1 s) and at most 7 days (604800 s)"
+            )
         start = now if start is None else start
         check_event_time(start, now)
         return self.loop.dispatcher.available_kw(

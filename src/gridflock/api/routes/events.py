@@ -213,7 +213,7 @@ async def available(
         datetime | None, Query(description="Start (ISO 8601 with offset); now if absent.")
     ] = None,
     duration_s: Annotated[
-        float, Query(gt=0, le=MAX_EVENT_S, allow_inf_nan=False, description="Length [s].")
+        float, Query(ge=1, le=MAX_EVENT_S, allow_inf_nan=False, description="Length [s].")
     ] = 3600.0,
 ) -> Any:
     """Report ``runtime.available_kw``."""
