@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ._restarts import broker_then_service_restart, kill_mid_event
+from ._restarts import broker_then_service_restart, kill_mid_event, kill_right_after_201
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -45,6 +45,18 @@ def test_serve_killed_mid_event_loses_nothing_acknowledged_and_answers_within_5_
     assert f.commands_after_restart > 0, f
     assert f.telemetry_rows_before > 0, f
     assert f.telemetry_rows_lost == 0, f
+
+
+def test_an_event_answered_201_survives_a_kill_right_after_the_answer(tmp_path: Path) -> None:
+    """SIGKILL the moment ``POST /events`` answers 201.
+
+    Lost: nothing; 201 means the event is stored, so a crash right after it cannot lose
+    it, and the restarted service lists it. Recovery: the new process answers at once.
+    """
+    f = kill_right_after_201(tmp_path)
+    assert f.stored_after_kill, f
+    assert f.answered_after_restart == 200, f
+    assert f.status_after_restart == "scheduled", f
 
 
 def test_full_telemetry_rate_after_a_broker_restart_and_then_a_service_restart(

@@ -138,3 +138,12 @@ def test_a_resumed_event_keeps_the_samples_taken_before_the_restart(site: Site) 
     assert series["ts"].is_monotonic_increasing
     assert len(series) == len(tracker.samples_ts)
     assert again.event(ev).commands_sent > sent_before
+
+
+def test_an_event_is_stored_before_its_creation_returns(site: Site) -> None:
+    """The 201 of ``POST /events`` comes after the event's row is written, not before."""
+    rt = site.start()
+    site.run(rt, 20)
+    ev = _event(rt, 5.0, 300.0)  # no flush of the write loop in between
+    assert site.store.get_event(ev).id == ev
+    assert rt.writer.pending_ops == 0

@@ -48,6 +48,8 @@ log = logging.getLogger("gridflock.service")
 
 #: API keys remembered for authentication during a database outage.
 MAX_VERIFIED_KEYS = 10_000
+#: How long an event's 201 may wait for its record to be stored (then it runs from memory).
+EVENT_STORE_WAIT_S = 3.0
 
 
 class Runtime:
@@ -241,8 +243,14 @@ class Runtime:
         priority: int = DEFAULT_PRIORITY,
         allow_partial: bool = False,
     ) -> Event:
-        """Validate, admit and schedule an event; it is tracked from its start."""
-        return self.event_service.create(
+        """Validate, admit and schedule an event; it is tracked from its start.
+
+        Returns once the event is stored, so an acknowledged event survives a crash right
+        after the answer. With the database away it returns after at most
+        ``EVENT_STORE_WAIT_S``: the event runs from memory and is stored when the database
+        is back (health shows the outage).
+        """
+        event = self.event_service.create(
             target_kw,
             start,
             duration_s,
@@ -252,6 +260,14 @@ class Runtime:
             priority=priority,
             allow_partial=allow_partial,
         )
+        ticket = self.writer.last_ticket
+        deadline = time.monotonic() + EVENT_STORE_WAIT_S
+        while not self.writer.done_with(ticket):
+            left = deadline - time.monotonic()
+            if left <= 0 or not await asyncio.to_thread(self.writer.flush_ops, left):
+                log.warning("event %s accepted before it could be stored", event.id)
+                break
+        return event
 
     def available_kw(self, scope: Scope, start: float | None, duration_s: float, up: bool) -> float:
         """What a new event over ``scope`` and the window could still get [kW, signed]."""

@@ -77,6 +77,8 @@ class StoreWriter:
         self._rows = 0
         self._in_flight = 0
         self._ops: deque[_Op] = deque()
+        self._ops_queued = 0  # tickets: how many ops were ever queued / are done with
+        self._ops_done = 0
         self._lock = threading.Lock()
         self._flushing = threading.Lock()
         self._last_contact = time.monotonic()
@@ -106,14 +108,38 @@ class StoreWriter:
                 self._rows -= len(dropped)
                 self.stats.rows_dropped += len(dropped)
 
-    def op(self, name: str, fn: Callable[[], object], detail: Any = None) -> None:
-        """Queue a write.
+    def op(self, name: str, fn: Callable[[], object], detail: Any = None) -> int:
+        """Queue a write; returns its ticket (see :meth:`done_with`).
 
         ``name`` shows in logs if it has to wait for the database; ``detail`` (JSON-able)
         describes what it writes, for its dead letter should the database refuse it.
         """
         with self._lock:
             self._ops.append(_Op(name, fn, detail))
+            self._ops_queued += 1
+            return self._ops_queued
+
+    @property
+    def last_ticket(self) -> int:
+        """The ticket of the write queued last."""
+        return self._ops_queued
+
+    def done_with(self, ticket: int) -> bool:
+        """Whether the write with ``ticket`` and all before it are written (or set aside)."""
+        return self._ops_done >= ticket
+
+    def flush_ops(self, timeout_s: float) -> bool:
+        """Write the queued writes other than telemetry now (blocking: run it in a thread).
+
+        For an answer that must not come before its record is stored (an event's 201).
+        False if the database is away or a flush under way held on past ``timeout_s``.
+        """
+        if not self._flushing.acquire(timeout=max(timeout_s, 0.0)):
+            return False
+        try:
+            return self._flush_ops()
+        finally:
+            self._flushing.release()
 
     def flush(self) -> bool:
         """Write what is queued (blocking; run it in a thread). False if the database is away.
@@ -183,6 +209,7 @@ class StoreWriter:
                             None,
                         )
                     )
+                    self._ops_queued += 1
             else:
                 log.error("the dead letter itself was refused (%s): %s", what, e)
 
@@ -197,6 +224,7 @@ class StoreWriter:
                     return self._failed(op.name, e)
                 with self._lock:
                     self._ops.popleft()
+                    self._ops_done += 1
                 self.stats.quarantined_ops += 1
                 if op.name == "dead letter":  # kept back during an outage, refused now
                     log.error("the dead letter itself was refused: %s", e)
@@ -206,6 +234,7 @@ class StoreWriter:
                 continue
             with self._lock:
                 self._ops.popleft()
+                self._ops_done += 1
             self.stats.ops_written += 1
             self._recovered()
         return True
