@@ -56,8 +56,7 @@ def main() -> None:
 
     def step(merit: bool) -> None:
         f = flexibility(state, 2.0, now)
-        b = state.baseline_kw()
-        sp = state.site_power_kw(b)
+        sp = state.site_power_kw(f.baseline_kw)  # the baseline flexibility was computed from
         c = grid_caps(grid, sp, grid.node_flow_kw(sp), up=True)
         allocate(
             f.up_kw,
