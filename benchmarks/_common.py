@@ -27,7 +27,10 @@ from rich.table import Table
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.generate import generate_fleet
 from gridflock.fleet.state import FleetState
+from gridflock.service._malloc import keep_freed_memory
 from gridflock.sim.twin import Twin
+
+keep_freed_memory()  # as the service does: fleet-scale temporaries stay in the heap
 
 console = Console(width=130)
 

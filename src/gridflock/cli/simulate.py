@@ -26,6 +26,7 @@ from gridflock.cli._app import (
     out,
 )
 from gridflock.domain import GridflockError
+from gridflock.service._malloc import keep_freed_memory
 
 if TYPE_CHECKING:
     from gridflock.sim.scenario import ScenarioResult
@@ -157,6 +158,7 @@ def simulate(
             if done % 20 == 0 or done == total:
                 bar.update(tasks[phase], completed=done)  # type: ignore[arg-type]
 
+        keep_freed_memory()  # each time step reuses its temporaries
         try:
             result = run_scenario(spec, cfg, progress)
         except ValueError as e:

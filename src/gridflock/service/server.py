@@ -13,6 +13,7 @@ import uvicorn
 
 from gridflock.api.app import create_app
 from gridflock.config import Settings
+from gridflock.service._malloc import keep_freed_memory
 from gridflock.service.runtime import Runtime
 from gridflock.web import install_dashboard
 
@@ -28,6 +29,7 @@ async def run_service(
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``extra`` coroutines (gateways, scripts) run alongside."""
+    keep_freed_memory()  # control steps reuse their temporaries instead of faulting them in
     app = create_app(
         runtime,
         max_body_bytes=settings.max_body_bytes,
