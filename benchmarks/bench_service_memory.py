@@ -7,7 +7,8 @@ without MQTT (a ``NoDevices`` link, a SQLite store): ``Runtime(settings, store, 
 link)`` + ``create_app(runtime)``; then the twin (started 18:00 local on 2026-07-15) is
 stepped ``--cycles`` times, every reading applied to ``runtime.state`` and
 ``runtime.control_cycle()`` run after each step (summary, history, metrics). The twin is
-then dropped, ``gc.collect()`` + ``malloc_trim(0)``, and RSS read from /proc/self/statm.
+then dropped, ``gc.collect()``, and RSS read from /proc/self/statm. No ``malloc_trim``: the
+service keeps freed arrays in its heap (``service/_malloc.py``), so their memory counts.
 The spec stays alive (the Runtime keeps it, as in service).
 
 bytes/device = (RSS with the fleet − RSS with a 1-home fleet) / devices.
@@ -17,7 +18,6 @@ bytes/device = (RSS with the fleet − RSS with a 1-home fleet) / devices.
 
 from __future__ import annotations
 
-import ctypes
 import gc
 import json
 import subprocess
@@ -57,7 +57,6 @@ def child(homes: int, cycles: int, seed: int, tmp: str) -> None:
     online = float(runtime.state.online.mean())
     del twin
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
     rss = current_rss_mb()
     print(
         json.dumps(
