@@ -315,8 +315,10 @@ def _acks(lis: Listener, gateway: str) -> list[object]:
     for topic, payload, _, _ in lis.take("/ack"):
         if gateway_of(topic) == gateway:
             msg = decode_ack(payload)
-            assert isinstance(msg, CommandAcks)
-            out.extend(msg.acks)
+            # the ack topic carries both directions: a service on the shared broker may answer
+            # the gateways' telemetry there too; the command acks are the gateway's
+            if isinstance(msg, CommandAcks):
+                out.extend(msg.acks)
     return out
 
 
