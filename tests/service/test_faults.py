@@ -409,8 +409,13 @@ def test_broker_restart_degrades_then_recovers_and_the_event_keeps_being_tracked
                 view = rt.event(event.id)
                 assert view.event.status is EventStatus.ACTIVE
                 assert view.delivered_kw is not None
-                assert abs(view.delivered_kw - target) <= 0.5 * target, (view, target)
                 assert took < 10
+
+                def near_target() -> bool:  # devices that fell back meanwhile are re-commanded
+                    kw = rt.event(event.id).delivered_kw
+                    return kw is not None and abs(kw - target) <= 0.5 * target
+
+                await until(near_target, 30, f"delivery back within 50 % of {target} kW")
         finally:
             gateways.stop()
             with contextlib.suppress(TimeoutError):
