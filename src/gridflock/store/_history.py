@@ -117,8 +117,8 @@ def site_power(
         df = query_telemetry_resampled(conn, dev_ids, times[0].to_pydatetime(), end_utc, step_s)
         if len(df):
             d = pd.Categorical(df["device_id"], categories=dev_ids).codes
-            epoch = (df["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
-            epoch = epoch.to_numpy(dtype=np.int64)
+            since = (df["ts"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+            epoch = since.to_numpy(dtype=np.int64)
             t = (epoch - int(times[0].timestamp())) // step_s
             ok = (d >= 0) & (t >= 0) & (t < n_steps)
             p[d[ok], t[ok]] = df["p_kw"].to_numpy()[ok]
