@@ -1,0 +1,647 @@
+"""Settlement statements: what each site and the fleet delivered in an event, and its value.
+
+A statement settles one event on the sites' metered net power against a baseline (the
+counterfactual a settlement method estimates), per 15- or 30-minute interval:
+``delivered = actual - baseline`` in the generator sign, so an "up" event (less import,
+more export) delivers a positive figure. It says which method was used, why, and how
+accurate that method is; gives every method's total for comparison; pays each site
+(customer) for what it delivered in the event's direction; and counts the fossil peaker
+the delivery spared (:mod:`gridflock.mv.peaker`). Format and fields: docs/settlement.md.
+
+Intervals that only partly overlap the event count for the overlapping share; intervals
+without a reading or a baseline count as nothing delivered (a site's ``coverage`` says how
+much of the window its data covered). All arithmetic is vectorised over sites.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from statistics import NormalDist
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from gridflock.domain.errors import InvalidError
+from gridflock.domain.events import Event
+from gridflock.domain.messages import FloatArray
+from gridflock.mv.peaker import EmissionFactors
+
+__all__ = [
+    "FORMAT",
+    "Accuracy",
+    "MeterData",
+    "MethodBaseline",
+    "PeakerAvoided",
+    "RewardTerms",
+    "SettlementTerms",
+    "Statement",
+    "settle_event",
+]
+
+#: Version tag of the statement format (JSON ``format``, CSV first line).
+FORMAT = "gridflock-settlement/1"
+
+SiteStatus = Literal["responder", "non_responder", "no_data"]
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """How accurate a baseline method is, measured where the truth is known.
+
+    ``bias_pct`` is the mean error of the delivered figure on days without an event
+    (placebo days: the true effect is zero), ``rmse_pct`` its root mean square, both in %
+    of the baseline energy over the window; ``basis`` says where and on what they were
+    measured. ``None`` where not measured.
+    """
+
+    bias_pct: float | None = None
+    rmse_pct: float | None = None
+    basis: str = "not measured"
+
+    def sentence(self) -> str:
+        """The accuracy in plain words."""
+        if self.bias_pct is None and self.rmse_pct is None:
+            return f"Accuracy: {self.basis}."
+        parts = []
+        if self.bias_pct is not None:
+            parts.append(f"bias {self.bias_pct:+.1f} %")
+        if self.rmse_pct is not None:
+            parts.append(f"RMSE {self.rmse_pct:.1f} %")
+        figures = ", ".join(parts)
+        return f"Accuracy on days without an event: {figures} of the baseline ({self.basis})."
+
+
+@dataclass(frozen=True)
+class MeterData:
+    """Metered net power of the sites over (at least) an event window.
+
+    ``actual_kw`` is ``(n_sites, n_steps)``, generator sign (+ export), NaN where no
+    reading; interval ``t`` covers ``[start_ts + t * step_s, start_ts + (t + 1) * step_s)``.
+    """
+
+    site_ids: Sequence[str]
+    grid_nodes: Sequence[str]
+    start_ts: float
+    step_s: float
+    actual_kw: FloatArray
+
+    def __post_init__(self) -> None:
+        a = np.asarray(self.actual_kw, dtype=np.float64)
+        if a.ndim != 2 or a.shape[0] != len(self.site_ids):
+            raise ValueError(
+                f"actual_kw must be (n_sites, n_steps) = ({len(self.site_ids)}, n), got {a.shape}"
+            )
+        if len(self.grid_nodes) != len(self.site_ids):
+            raise ValueError("grid_nodes must name one node per site")
+        if not self.step_s > 0:
+            raise ValueError(f"step_s must be > 0, got {self.step_s}")
+
+    @property
+    def n_steps(self) -> int:
+        """Intervals held."""
+        return int(np.shape(self.actual_kw)[1])
+
+    def interval_starts(self) -> FloatArray:
+        """Start of each interval [UTC epoch s]."""
+        return self.start_ts + self.step_s * np.arange(self.n_steps, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class MethodBaseline:
+    """One method's baseline for the sites of a :class:`MeterData`, interval by interval.
+
+    ``baseline_kw`` has the shape of ``actual_kw`` (NaN where the method has none);
+    ``sigma_kw`` the 1-sigma error of each site's mean baseline over an event window [kW]
+    and ``sigma_total_kw`` that of the fleet's total (sites' errors are correlated, so the
+    method's own figure is better than adding the sites'; ``None``: added in quadrature).
+    """
+
+    method: str
+    label: str
+    baseline_kw: FloatArray
+    accuracy: Accuracy = field(default_factory=Accuracy)
+    sigma_kw: FloatArray | None = None
+    sigma_total_kw: float | None = None
+
+
+@dataclass(frozen=True)
+class RewardTerms:
+    """What a customer is paid: ``rate`` per kWh delivered or per kW delivered per event.
+
+    Only delivery in the event's direction is paid (a site that moved the other way gets
+    nothing, not a charge).
+    """
+
+    basis: Literal["kwh", "kw_event"] = "kwh"
+    rate: float = 0.30
+    currency: str = "EUR"
+
+    def __post_init__(self) -> None:
+        if self.basis not in ("kwh", "kw_event"):
+            raise InvalidError(f"reward basis {self.basis!r}: use 'kwh' or 'kw_event'")
+        if not (math.isfinite(self.rate) and self.rate >= 0):
+            raise InvalidError(f"reward rate {self.rate} must be a finite number >= 0")
+
+    @property
+    def unit(self) -> str:
+        """The rate's unit, e.g. ``EUR/kWh``."""
+        return f"{self.currency}/kWh" if self.basis == "kwh" else f"{self.currency}/kW-event"
+
+
+@dataclass(frozen=True)
+class SettlementTerms:
+    """Rewards, emission factors, the non-responder threshold and the confidence level."""
+
+    rewards: RewardTerms = field(default_factory=RewardTerms)
+    emissions: EmissionFactors = field(default_factory=EmissionFactors)
+    non_responder_kw: float = 0.1
+    confidence: float = 0.90
+
+    def __post_init__(self) -> None:
+        if not 0.5 <= self.confidence < 1:
+            raise InvalidError(f"confidence {self.confidence} must be in [0.5, 1), e.g. 0.9")
+        if not self.non_responder_kw >= 0:
+            raise InvalidError(f"non_responder_kw {self.non_responder_kw} must be >= 0")
+
+    @property
+    def z(self) -> float:
+        """Two-sided normal quantile of the confidence level (1.645 at 90 %)."""
+        return NormalDist().inv_cdf(0.5 + self.confidence / 2)
+
+
+@dataclass(frozen=True)
+class PeakerAvoided:
+    """The fossil peaker an event spared (zero for a "down" event, which displaces none).
+
+    ``avoided_mwh`` generated (delivered energy grossed up by network losses),
+    ``co2_avoided_t`` at the marginal factor of each interval, ``peak_capacity_mw`` the
+    event's mean delivered power grossed up the same way: the peaking capacity it made
+    unnecessary while it ran.
+    """
+
+    avoided_mwh: float
+    co2_avoided_t: float
+    peak_capacity_mw: float
+    kg_co2_per_mwh: float
+    factor_source: str
+    loss_fraction: float
+    hours_from_series: int
+    hours_default: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for JSON."""
+        return {
+            "avoided_mwh": self.avoided_mwh,
+            "co2_avoided_t": self.co2_avoided_t,
+            "peak_capacity_mw": self.peak_capacity_mw,
+            "kg_co2_per_mwh": self.kg_co2_per_mwh,
+            "factor_source": self.factor_source,
+            "loss_fraction": self.loss_fraction,
+            "hours_from_series": self.hours_from_series,
+            "hours_default": self.hours_default,
+        }
+
+
+SITE_COLUMNS = (
+    "rank",
+    "site_id",
+    "grid_node",
+    "status",
+    "coverage",
+    "baseline_kw",
+    "actual_kw",
+    "delivered_kw",
+    "delivered_kwh",
+    "uncertainty_kw",
+    "uncertainty_kwh",
+    "share_pct",
+    "reward",
+)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One event settled: the figures of docs/settlement.md.
+
+    ``sites`` (one row per site, :data:`SITE_COLUMNS`, best delivery first),
+    ``grid_nodes`` (the same summed per node), ``intervals`` (fleet totals per interval:
+    ``ts``, ``baseline_kw``, ``actual_kw``, ``delivered_kw``) and ``methods`` (every
+    method's totals) are DataFrames; ``totals`` a dict.
+    """
+
+    event: Event
+    method: str
+    method_label: str
+    chosen_by: Literal["recommended", "requested"]
+    reason: str
+    accuracy: Accuracy
+    confidence: float
+    interval_s: float
+    totals: dict[str, Any]
+    sites: pd.DataFrame
+    grid_nodes: pd.DataFrame
+    intervals: pd.DataFrame
+    methods: pd.DataFrame
+    peaker: PeakerAvoided
+    rewards: RewardTerms
+    notes: tuple[str, ...] = ()
+
+    @property
+    def direction(self) -> Literal["up", "down"]:
+        """The event's direction."""
+        return "up" if self.event.target_kw >= 0 else "down"
+
+    def plain(self) -> str:
+        """What the statement says, in a few sentences: method, accuracy, delivery, value."""
+        t = self.totals
+        conf = f"{100 * self.confidence:.0f} %"
+        return (
+            f"Baseline: {self.method_label} ({self.chosen_by}: {self.reason}). "
+            f"{self.accuracy.sentence()} "
+            f"Delivered {t['delivered_kw']:.1f} kW ± {t['uncertainty_kw']:.1f} kW ({conf}) on "
+            f"average over the event, {t['delivered_kwh']:.1f} kWh ± {t['uncertainty_kwh']:.1f} "
+            f"kWh, {t['delivered_pct']:.0f} % of the {self.event.target_kw:g} kW asked; "
+            f"{t['responders']} of {t['sites']} sites responded. "
+            f"Peaker avoided: {self.peaker.avoided_mwh:.3f} MWh, "
+            f"{self.peaker.co2_avoided_t:.3f} t CO2, {self.peaker.peak_capacity_mw:.3f} MW."
+        )
+
+    def as_dict(self, *, sites: bool = True, intervals: bool = True) -> dict[str, Any]:
+        """The statement as JSON-ready data (times as ISO 8601 UTC text)."""
+        ev = self.event
+        out: dict[str, Any] = {
+            "format": FORMAT,
+            "event": {
+                "id": ev.id,
+                "start": _iso(ev.start),
+                "end": _iso(ev.end),
+                "target_kw": ev.target_kw,
+                "direction": self.direction,
+                "scope": str(ev.scope),
+                "status": ev.status.value,
+            },
+            "baseline": {
+                "method": self.method,
+                "label": self.method_label,
+                "chosen_by": self.chosen_by,
+                "reason": self.reason,
+                "accuracy": {
+                    "bias_pct": self.accuracy.bias_pct,
+                    "rmse_pct": self.accuracy.rmse_pct,
+                    "basis": self.accuracy.basis,
+                },
+            },
+            "statement": self.plain(),
+            "confidence": self.confidence,
+            "interval_s": self.interval_s,
+            "totals": dict(self.totals),
+            "rewards": {
+                "basis": self.rewards.basis,
+                "rate": self.rewards.rate,
+                "unit": self.rewards.unit,
+                "currency": self.rewards.currency,
+                "total": self.totals["reward"],
+            },
+            "peaker": self.peaker.as_dict(),
+            "methods": _records(self.methods),
+            "grid_nodes": _records(self.grid_nodes),
+            "notes": list(self.notes),
+        }
+        if sites:
+            out["sites"] = _records(self.sites)
+        if intervals:
+            iv = self.intervals.copy()
+            iv["ts"] = [_iso(x) for x in iv["ts"]]
+            out["intervals"] = _records(iv)
+        return out
+
+    def to_csv(self) -> str:
+        """The per-site statement as CSV: ``#`` lines saying what it is, then one row per site.
+
+        The last row, ``TOTAL``, sums the sites; every row names the method.
+        """
+        buf = io.StringIO()
+        ev = self.event
+        head = [
+            FORMAT,
+            f"event: {ev.id}, {_iso(ev.start)} to {_iso(ev.end)}, target {ev.target_kw:g} kW "
+            f"({self.direction}), scope {ev.scope}",
+            f"baseline: {self.method_label} [{self.method}], {self.chosen_by}: {self.reason}",
+            self.accuracy.sentence(),
+            f"sign: delivered = actual - baseline, generator sign (> 0 = less import / more "
+            f"export); uncertainty at {100 * self.confidence:.0f} % confidence",
+            f"rewards: {self.rewards.rate:g} {self.rewards.unit}, delivery in the event's "
+            "direction only",
+            f"peaker avoided: {self.peaker.avoided_mwh:.4f} MWh, {self.peaker.co2_avoided_t:.4f} "
+            f"t CO2, {self.peaker.peak_capacity_mw:.4f} MW ({self.peaker.factor_source})",
+            *self.notes,
+        ]
+        for line in head:
+            buf.write("# " + line.replace("\n", " ") + "\n")
+        table = self.sites.copy()
+        t = self.totals
+        total = {
+            "rank": "",
+            "site_id": "TOTAL",
+            "grid_node": "",
+            "status": f"{t['responders']} responders",
+            "coverage": t["coverage"],
+            "baseline_kw": t["baseline_kw"],
+            "actual_kw": t["actual_kw"],
+            "delivered_kw": t["delivered_kw"],
+            "delivered_kwh": t["delivered_kwh"],
+            "uncertainty_kw": t["uncertainty_kw"],
+            "uncertainty_kwh": t["uncertainty_kwh"],
+            "share_pct": 100.0 if len(table) else 0.0,
+            "reward": t["reward"],
+        }
+        table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
+        table["currency"] = self.rewards.currency
+        table["method"] = self.method
+        table.to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
+        return buf.getvalue()
+
+
+def _iso(ts: float) -> str:
+    return pd.Timestamp(ts, unit="s", tz="UTC").isoformat().replace("+00:00", "Z")
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    raw = df.astype(object).where(df.notna(), None).to_dict("records")
+    rows: list[dict[str, Any]] = [{str(k): v for k, v in r.items()} for r in raw]
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                r[k] = None
+            elif isinstance(v, np.generic):
+                r[k] = v.item()
+    return rows
+
+
+def _weights(meter: MeterData, start: float, end: float) -> FloatArray:
+    """Share of each interval inside ``[start, end)`` (0..1)."""
+    t0 = meter.interval_starts()
+    overlap = np.minimum(t0 + meter.step_s, end) - np.maximum(t0, start)
+    w: FloatArray = np.clip(overlap / meter.step_s, 0.0, 1.0)
+    return w
+
+
+@dataclass(frozen=True)
+class _Sums:
+    """A method's arithmetic over the window, per site."""
+
+    ok: np.ndarray
+    delivered_kw: FloatArray  # (n_sites,) mean over the event window
+    delivered_kwh: FloatArray
+    baseline_kw: FloatArray  # mean over covered intervals, NaN without any
+    actual_kw: FloatArray
+    coverage: FloatArray
+    sigma_kw: FloatArray
+    sigma_total_kw: float
+    per_interval: FloatArray  # (n_sites, n_steps) delivered, 0 where not covered
+
+
+def _sums(meter: MeterData, mb: MethodBaseline, w: FloatArray, hours: float) -> _Sums:
+    actual = np.asarray(meter.actual_kw, dtype=np.float64)
+    base = np.asarray(mb.baseline_kw, dtype=np.float64)
+    if base.shape != actual.shape:
+        raise ValueError(
+            f"baseline of {mb.method} is {base.shape}, meter data {actual.shape}: they must match"
+        )
+    inside = w > 0
+    ok = np.isfinite(actual) & np.isfinite(base) & inside[None, :]
+    d = np.where(ok, actual - base, 0.0)
+    step_h = meter.step_s / 3600.0
+    kwh = (d * w).sum(axis=1) * step_h
+    kw = kwh / hours
+    wsum = float(w.sum())
+    cw = (ok * w).sum(axis=1)
+    coverage = cw / wsum if wsum > 0 else np.zeros(len(kwh))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        b_mean = np.where(cw > 0, (np.where(ok, base, 0.0) * w).sum(axis=1) / cw, np.nan)
+        a_mean = np.where(cw > 0, (np.where(ok, actual, 0.0) * w).sum(axis=1) / cw, np.nan)
+    n = len(kwh)
+    sigma = (
+        np.zeros(n)
+        if mb.sigma_kw is None
+        else np.nan_to_num(np.broadcast_to(np.asarray(mb.sigma_kw, dtype=np.float64), (n,)))
+    )
+    sigma = np.where(coverage > 0, sigma, 0.0)
+    total = (
+        float(mb.sigma_total_kw)
+        if mb.sigma_total_kw is not None and math.isfinite(mb.sigma_total_kw)
+        else float(np.sqrt((sigma**2).sum()))
+    )
+    return _Sums(ok, kw, kwh, b_mean, a_mean, coverage, sigma, total, d)
+
+
+def settle_event(
+    event: Event,
+    meter: MeterData,
+    baselines: Sequence[MethodBaseline],
+    method: str,
+    reason: str,
+    *,
+    chosen_by: Literal["recommended", "requested"] = "recommended",
+    terms: SettlementTerms | None = None,
+    notes: Sequence[str] = (),
+) -> Statement:
+    """Settle ``event`` on ``meter`` with the baseline of ``method`` (one of ``baselines``).
+
+    Every method in ``baselines`` is totalled in ``Statement.methods`` for comparison;
+    sites, grid nodes, rewards and the peaker avoided follow ``method``. ``reason`` says
+    why that method (shown in the statement).
+    """
+    terms = terms or SettlementTerms()
+    by_name = {b.method: b for b in baselines}
+    if method not in by_name:
+        raise InvalidError(
+            f"no baseline {method!r} for event {event.id}: choose one of "
+            f"{', '.join(by_name) or '(none computed)'}"
+        )
+    if not event.end > event.start:
+        raise InvalidError(f"event {event.id} has an empty window")
+    w = _weights(meter, event.start, event.end)
+    hours = (event.end - event.start) / 3600.0
+    z = terms.z
+    sign = 1.0 if event.target_kw >= 0 else -1.0
+    chosen = by_name[method]
+    s = _sums(meter, chosen, w, hours)
+
+    # per site
+    ids = np.asarray(list(meter.site_ids), dtype=object)
+    nodes = np.asarray(list(meter.grid_nodes), dtype=object)
+    along = sign * s.delivered_kw
+    status = np.where(
+        s.coverage <= 0,
+        "no_data",
+        np.where(along < terms.non_responder_kw, "non_responder", "responder"),
+    )
+    credited_kw = np.maximum(along, 0.0)
+    credited_kwh = np.maximum(sign * s.delivered_kwh, 0.0)
+    rw = terms.rewards
+    reward = rw.rate * (credited_kwh if rw.basis == "kwh" else credited_kw)
+    total_kw = float(s.delivered_kw.sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(total_kw != 0, 100.0 * s.delivered_kw / total_kw, 0.0)
+    sites = pd.DataFrame(
+        {
+            "site_id": ids,
+            "grid_node": nodes,
+            "status": status,
+            "coverage": s.coverage,
+            "baseline_kw": s.baseline_kw,
+            "actual_kw": s.actual_kw,
+            "delivered_kw": s.delivered_kw,
+            "delivered_kwh": s.delivered_kwh,
+            "uncertainty_kw": z * s.sigma_kw,
+            "uncertainty_kwh": z * s.sigma_kw * hours,
+            "share_pct": share,
+            "reward": reward,
+        }
+    )
+    order = np.lexsort((ids.astype(str), -along))
+    sites = sites.iloc[order].reset_index(drop=True)
+    sites.insert(0, "rank", np.arange(1, len(sites) + 1))
+
+    # per grid node
+    if len(sites):
+        gn = sites.groupby("grid_node", sort=True).agg(
+            sites=("site_id", "size"),
+            responders=("status", lambda x: int((x == "responder").sum())),
+            delivered_kw=("delivered_kw", "sum"),
+            delivered_kwh=("delivered_kwh", "sum"),
+            reward=("reward", "sum"),
+        )
+        gn = gn.reset_index()
+    else:
+        gn = pd.DataFrame(
+            columns=["grid_node", "sites", "responders", "delivered_kw", "delivered_kwh", "reward"]
+        )
+
+    # per interval (fleet totals over the covered site-intervals)
+    actual = np.asarray(meter.actual_kw, dtype=np.float64)
+    base = np.asarray(chosen.baseline_kw, dtype=np.float64)
+    inside = w > 0
+    intervals = pd.DataFrame(
+        {
+            "ts": meter.interval_starts()[inside],
+            "baseline_kw": np.where(s.ok, base, 0.0).sum(axis=0)[inside],
+            "actual_kw": np.where(s.ok, actual, 0.0).sum(axis=0)[inside],
+            "delivered_kw": s.per_interval.sum(axis=0)[inside],
+            "covered_sites": s.ok.sum(axis=0)[inside],
+        }
+    )
+
+    # every method, totals only
+    rows = []
+    for b in baselines:
+        sb = s if b is chosen else _sums(meter, b, w, hours)
+        kw = float(sb.delivered_kw.sum())
+        rows.append(
+            {
+                "method": b.method,
+                "label": b.label,
+                "chosen": b is chosen,
+                "delivered_kw": kw,
+                "delivered_kwh": float(sb.delivered_kwh.sum()),
+                "uncertainty_kw": z * sb.sigma_total_kw,
+                "uncertainty_kwh": z * sb.sigma_total_kw * hours,
+                "delivered_pct": 100.0 * kw / event.target_kw if event.target_kw else None,
+                "bias_pct": b.accuracy.bias_pct,
+                "rmse_pct": b.accuracy.rmse_pct,
+            }
+        )
+    methods = pd.DataFrame(rows)
+
+    covered = s.coverage > 0
+    totals: dict[str, Any] = {
+        "target_kw": float(event.target_kw),
+        "baseline_kw": float(np.nansum(np.where(covered, s.baseline_kw, 0.0))),
+        "actual_kw": float(np.nansum(np.where(covered, s.actual_kw, 0.0))),
+        "delivered_kw": total_kw,
+        "delivered_kwh": float(s.delivered_kwh.sum()),
+        "uncertainty_kw": z * s.sigma_total_kw,
+        "uncertainty_kwh": z * s.sigma_total_kw * hours,
+        "delivered_pct": 100.0 * total_kw / event.target_kw if event.target_kw else 0.0,
+        "hours": hours,
+        "coverage": float(s.coverage.mean()) if len(s.coverage) else 0.0,
+        "sites": len(ids),
+        "responders": int((status == "responder").sum()),
+        "non_responders": int((status == "non_responder").sum()),
+        "sites_without_data": int((status == "no_data").sum()),
+        "reward": float(reward.sum()),
+    }
+    peaker = _peaker(meter, s.per_interval.sum(axis=0), w, sign, total_kw, terms.emissions)
+    all_notes = list(notes)
+    if totals["sites_without_data"]:
+        all_notes.append(
+            f"{totals['sites_without_data']} site(s) had no meter data in the window and are "
+            "settled at zero"
+        )
+    if peaker.hours_default and terms.emissions.hourly is not None:
+        all_notes.append(
+            f"the marginal-emissions series does not cover {peaker.hours_default} hour(s) of "
+            "the event; the default factor was used there"
+        )
+    return Statement(
+        event=event,
+        method=method,
+        method_label=chosen.label,
+        chosen_by=chosen_by,
+        reason=reason,
+        accuracy=chosen.accuracy,
+        confidence=terms.confidence,
+        interval_s=meter.step_s,
+        totals=totals,
+        sites=sites,
+        grid_nodes=gn,
+        intervals=intervals,
+        methods=methods,
+        peaker=peaker,
+        rewards=rw,
+        notes=tuple(all_notes),
+    )
+
+
+def _peaker(
+    meter: MeterData,
+    delivered_t: FloatArray,
+    w: FloatArray,
+    sign: float,
+    total_kw: float,
+    ef: EmissionFactors,
+) -> PeakerAvoided:
+    inside = w > 0
+    t0 = meter.interval_starts()
+    factors, hit = ef.at(t0)
+    hours_in = np.unique(np.floor(t0[inside] / 3600.0))
+    hours_hit = np.unique(np.floor(t0[inside & hit] / 3600.0))
+    n_series = len(hours_hit)
+    n_default = len(hours_in) - n_series
+    gross = 1.0 / (1.0 - ef.loss_fraction)
+    if sign < 0:
+        return PeakerAvoided(
+            0.0, 0.0, 0.0, 0.0, ef.describe(), ef.loss_fraction, n_series, n_default
+        )
+    kwh_t = delivered_t * w * meter.step_s / 3600.0
+    mwh = max(float(kwh_t.sum()), 0.0) * gross / 1000.0
+    co2_t = max(float((kwh_t * factors).sum()), 0.0) * gross / 1e6
+    if mwh > 0:
+        mean_factor = 1000.0 * co2_t / mwh
+    else:
+        mean_factor = float(np.mean(factors[inside])) if inside.any() else ef.default_kg_per_mwh
+    return PeakerAvoided(
+        avoided_mwh=mwh,
+        co2_avoided_t=co2_t,
+        peak_capacity_mw=max(total_kw, 0.0) * gross / 1000.0,
+        kg_co2_per_mwh=mean_factor,
+        factor_source=ef.describe(),
+        loss_fraction=ef.loss_fraction,
+        hours_from_series=n_series,
+        hours_default=n_default,
+    )
