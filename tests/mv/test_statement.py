@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 
 from gridflock.domain.errors import InvalidError
 from gridflock.domain.events import Event, EventSource, Scope
+from gridflock.mv.baselines import Baseline
+from gridflock.mv.measure import Delivery, EventMV
+from gridflock.mv.meter import EventWindow
 from gridflock.mv.peaker import (
     OCGT_KG_CO2_PER_MWH,
     EmissionFactors,
@@ -24,10 +27,11 @@ from gridflock.mv.peaker import (
 from gridflock.mv.statement import (
     FORMAT,
     Accuracy,
-    MeterData,
     MethodBaseline,
     RewardTerms,
     SettlementTerms,
+    WindowMeter,
+    settle,
     settle_event,
 )
 from gridflock.mv.value import yearly_value
@@ -40,10 +44,10 @@ def _event(target: float = 2.0, start: float = T0 + 450, end: float = T0 + 3150)
     return Event("ev-1", target, start, end, Scope(), EventSource.OPERATOR, created_by="test")
 
 
-def _meter() -> MeterData:
+def _meter() -> WindowMeter:
     # site A answers: import 2 kW -> 1, 0.5, 0.5, 1; site B keeps importing 2 kW, one gap
     actual = np.array([[-1.0, -0.5, -0.5, -1.0], [-2.0, np.nan, -2.0, -2.0]])
-    return MeterData(["A", "B"], ["F1", "F2"], T0, 900.0, actual)
+    return WindowMeter(["A", "B"], ["F1", "F2"], T0, 900.0, actual)
 
 
 def _baseline(**kw: object) -> MethodBaseline:
@@ -136,11 +140,11 @@ def test_down_event_avoids_no_peaker() -> None:
 
 
 def test_site_without_data_and_empty_fleet() -> None:
-    meter = MeterData(["A", "B"], ["F1", "F1"], T0, 900.0, np.full((2, 4), np.nan))
+    meter = WindowMeter(["A", "B"], ["F1", "F1"], T0, 900.0, np.full((2, 4), np.nan))
     st_ = settle_event(_event(), meter, [_baseline()], "flat", "x")
     assert st_.totals["sites_without_data"] == 2
     assert any("no meter data" in n for n in st_.notes)
-    empty = MeterData([], [], T0, 900.0, np.zeros((0, 4)))
+    empty = WindowMeter([], [], T0, 900.0, np.zeros((0, 4)))
     st0 = settle_event(
         _event(), empty, [_baseline(baseline_kw=np.zeros((0, 4)), sigma_kw=None)], "flat", "x"
     )
@@ -192,7 +196,7 @@ def test_hourly_marginal_emissions() -> None:
     assert st_.peaker.hours_default == 0
     # an event an hour later is not covered: the default factor, and a note saying so
     later = _event(start=T0 + 3600 + 450, end=T0 + 3600 + 3150)
-    meter = MeterData(["A"], ["F1"], T0 + 3600, 900.0, np.array([[-1.0, -0.5, -0.5, -1.0]]))
+    meter = WindowMeter(["A"], ["F1"], T0 + 3600, 900.0, np.array([[-1.0, -0.5, -0.5, -1.0]]))
     base = _baseline(baseline_kw=np.full((1, 4), -2.0), sigma_kw=None)
     st2 = settle_event(later, meter, [base], "flat", "x", terms=terms)
     assert st2.peaker.co2_avoided_t == pytest.approx(OCGT_KG_CO2_PER_MWH / 0.95 / 1e6)
@@ -278,7 +282,7 @@ def test_invariants(
     actual = rng.normal(-2, 3, (n_sites, n_steps))
     actual[rng.random(actual.shape) < 0.2] = np.nan
     base = rng.normal(-2, 3, (n_sites, n_steps))
-    meter = MeterData([f"s{i}" for i in range(n_sites)], ["F"] * n_sites, T0, 900.0, actual)
+    meter = WindowMeter([f"s{i}" for i in range(n_sites)], ["F"] * n_sites, T0, 900.0, actual)
     ev = _event(target=target, start=T0 + start_off, end=T0 + start_off + length)
     mb = MethodBaseline("m", "M", base, sigma_kw=np.full(n_sites, 0.3))
     st_ = settle_event(ev, meter, [mb], "m", "x")
@@ -299,3 +303,71 @@ def test_invariants(
     assert st_.peaker.avoided_mwh >= 0
     assert st_.peaker.co2_avoided_t >= 0
     json.dumps(st_.as_dict())
+
+
+def _delivery(method: str, base: float, sites: list[str], valid: list[bool]) -> Delivery:
+    times = pd.date_range(pd.Timestamp(T0, unit="s", tz="UTC"), periods=4, freq="15min")
+    actual = np.tile(np.array([-1.0, -0.5, -0.5, -1.0]), (len(sites), 1))
+    b = Baseline(
+        method=method,
+        event_id="ev-1",
+        site_ids=np.array(sites, dtype=object),
+        times=times,
+        kw=np.full((len(sites), 4), base),
+        actual_kw=actual,
+        valid=np.array(valid),
+        adjustment=np.full(len(sites), np.nan),
+        days_used=np.full(len(sites), 10),
+    )
+    return Delivery(
+        method=method,
+        baseline=b,
+        delivered_kw=0.0,
+        delivered_kwh=0.0,
+        baseline_kw=2 * base,
+        actual_kw=0.0,
+        site_ids=b.site_ids,
+        per_site_kw=np.zeros(len(sites)),
+        per_site_kwh=np.zeros(len(sites)),
+        node_ids=np.array([], dtype=object),
+        per_node_kw=np.zeros(0),
+        placebo_bias_kw=0.08,
+        uncertainty_kw=0.15,
+        placebo_days=10,
+    )
+
+
+def test_settle_from_measured_event() -> None:
+    """A measured event (gridflock.mv.measure_event's result) settles with its accuracy."""
+    window = EventWindow(
+        pd.Timestamp(T0 + 450, unit="s", tz="UTC"),
+        pd.Timestamp(T0 + 3150, unit="s", tz="UTC"),
+        "ev-1",
+    )
+    mv = EventMV(
+        window,
+        {
+            "uk_dfs": _delivery("uk_dfs", -2.0, ["A", "B"], [True, True]),
+            "control_group": _delivery("control_group", -1.5, ["B"], [True]),
+        },
+        recommended="uk_dfs",
+        reason="lowest placebo bias on PV-heavy fleets (+0.4 %)",
+    )
+    st_ = settle(_event(), mv, {"A": "F1", "B": "F2"})
+    assert st_.method == "uk_dfs"
+    assert st_.chosen_by == "recommended"
+    assert "UK Demand Flexibility Service" in st_.method_label
+    assert st_.reason.startswith("lowest placebo bias")
+    # placebo delivers +0.08 kW of a 4 kW import: +2 %; RMSE sqrt(0.08² + 0.15²) / 4
+    assert st_.accuracy.bias_pct == pytest.approx(2.0)  # overstates delivery
+    assert st_.accuracy.rmse_pct == pytest.approx(100 * math.hypot(0.08, 0.15) / 4)
+    assert st_.totals["uncertainty_kw"] == pytest.approx(Z90 * 0.15)
+    assert st_.totals["delivered_kwh"] == pytest.approx(2.0)  # two sites of 1 kWh
+    other = settle(_event(), mv, {"A": "F1", "B": "F2"}, method="control_group")
+    assert other.chosen_by == "requested"
+    assert "recommended method is uk_dfs" in other.reason
+    a = other.sites.set_index("site_id")
+    assert a.loc["A", "status"] == "no_data"  # the control-group method left A out
+    assert a.loc["B", "delivered_kwh"] == pytest.approx(0.625)
+    with pytest.raises(InvalidError, match="could not be measured"):
+        settle(_event(), EventMV(window, {}, "uk_dfs", ""), {})

@@ -110,8 +110,13 @@ class MeterData:
 
         bat = sums(self.battery_kw) if self.battery_kw is not None else None
         return MeterData(
-            names.astype(object), self.times, sums(self.net_kw), self.tz,
-            self.temp_c, self.ghi_w_m2, bat,
+            names.astype(object),
+            self.times,
+            sums(self.net_kw),
+            self.tz,
+            self.temp_c,
+            self.ghi_w_m2,
+            bat,
         )
 
     def take(self, rows: BoolArray | Sequence[int]) -> MeterData:
@@ -119,8 +124,13 @@ class MeterData:
         idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
         bat = self.battery_kw[idx] if self.battery_kw is not None else None
         return MeterData(
-            self.site_ids[idx], self.times, self.net_kw[idx], self.tz,
-            self.temp_c, self.ghi_w_m2, bat,
+            self.site_ids[idx],
+            self.times,
+            self.net_kw[idx],
+            self.tz,
+            self.temp_c,
+            self.ghi_w_m2,
+            bat,
         )
 
 
@@ -176,9 +186,7 @@ class Calendar:
     event_days: frozenset[dt.date] = field(default_factory=frozenset)
 
     @staticmethod
-    def of(
-        holidays: Iterable[dt.date] = (), event_days: Iterable[dt.date] = ()
-    ) -> Calendar:
+    def of(holidays: Iterable[dt.date] = (), event_days: Iterable[dt.date] = ()) -> Calendar:
         """Build from any iterables of dates."""
         return Calendar(frozenset(holidays), frozenset(event_days))
 

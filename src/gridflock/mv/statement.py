@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any, Literal
@@ -28,24 +28,41 @@ import pandas as pd
 from gridflock.domain.errors import InvalidError
 from gridflock.domain.events import Event
 from gridflock.domain.messages import FloatArray
+from gridflock.mv.measure import Delivery, EventMV
 from gridflock.mv.peaker import EmissionFactors
 
 __all__ = [
     "FORMAT",
+    "METHOD_LABELS",
     "Accuracy",
-    "MeterData",
     "MethodBaseline",
     "PeakerAvoided",
     "RewardTerms",
     "SettlementTerms",
     "Statement",
+    "WindowMeter",
+    "settle",
     "settle_event",
+    "statement_inputs",
 ]
 
 #: Version tag of the statement format (JSON ``format``, CSV first line).
 FORMAT = "gridflock-settlement/1"
 
 SiteStatus = Literal["responder", "non_responder", "no_data"]
+
+#: How a statement names each baseline method (``gridflock.mv.Method`` values).
+METHOD_LABELS: dict[str, str] = {
+    "caiso_10in10": "CAISO 10-in-10 with the day-of adjustment (capped at ±20 %)",
+    "caiso_10in10_unadjusted": "CAISO 10-in-10, unadjusted",
+    "caiso_10in10_additive": "CAISO 10-in-10 with an additive day-of adjustment",
+    "pjm_high4of5": "PJM High 4 of 5 with the symmetric additive adjustment",
+    "pjm_high4of5_wsa": "PJM High 4 of 5 with the weather-sensitive adjustment",
+    "uk_dfs": "UK Demand Flexibility Service baseline (10 working days, in-day adjusted)",
+    "regression": "Regression on temperature and time of week (CalTRACK hourly, eemeter)",
+    "control_group": "Randomised control group matched on kind and size",
+    "battery_device": "Device-level battery baseline (power held before the event)",
+}
 
 
 @dataclass(frozen=True)
@@ -76,7 +93,7 @@ class Accuracy:
 
 
 @dataclass(frozen=True)
-class MeterData:
+class WindowMeter:
     """Metered net power of the sites over (at least) an event window.
 
     ``actual_kw`` is ``(n_sites, n_steps)``, generator sign (+ export), NaN where no
@@ -112,7 +129,7 @@ class MeterData:
 
 @dataclass(frozen=True)
 class MethodBaseline:
-    """One method's baseline for the sites of a :class:`MeterData`, interval by interval.
+    """One method's baseline for the sites of a :class:`WindowMeter`, interval by interval.
 
     ``baseline_kw`` has the shape of ``actual_kw`` (NaN where the method has none);
     ``sigma_kw`` the 1-sigma error of each site's mean baseline over an event window [kW]
@@ -382,7 +399,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
-def _weights(meter: MeterData, start: float, end: float) -> FloatArray:
+def _weights(meter: WindowMeter, start: float, end: float) -> FloatArray:
     """Share of each interval inside ``[start, end)`` (0..1)."""
     t0 = meter.interval_starts()
     overlap = np.minimum(t0 + meter.step_s, end) - np.maximum(t0, start)
@@ -405,7 +422,7 @@ class _Sums:
     per_interval: FloatArray  # (n_sites, n_steps) delivered, 0 where not covered
 
 
-def _sums(meter: MeterData, mb: MethodBaseline, w: FloatArray, hours: float) -> _Sums:
+def _sums(meter: WindowMeter, mb: MethodBaseline, w: FloatArray, hours: float) -> _Sums:
     actual = np.asarray(meter.actual_kw, dtype=np.float64)
     base = np.asarray(mb.baseline_kw, dtype=np.float64)
     if base.shape != actual.shape:
@@ -441,7 +458,7 @@ def _sums(meter: MeterData, mb: MethodBaseline, w: FloatArray, hours: float) -> 
 
 def settle_event(
     event: Event,
-    meter: MeterData,
+    meter: WindowMeter,
     baselines: Sequence[MethodBaseline],
     method: str,
     reason: str,
@@ -609,7 +626,7 @@ def settle_event(
 
 
 def _peaker(
-    meter: MeterData,
+    meter: WindowMeter,
     delivered_t: FloatArray,
     w: FloatArray,
     sign: float,
@@ -644,4 +661,91 @@ def _peaker(
         loss_fraction=ef.loss_fraction,
         hours_from_series=n_series,
         hours_default=n_default,
+    )
+
+
+def _accuracy(d: Delivery) -> Accuracy:
+    """A method's accuracy at this fleet, from its placebo days before the event."""
+    base = abs(d.baseline_kw)
+    if d.placebo_days <= 0 or not math.isfinite(d.placebo_bias_kw) or base <= 0:
+        return Accuracy(None, None, "no placebo day could be computed for this fleet")
+    unc = d.uncertainty_kw if math.isfinite(d.uncertainty_kw) else 0.0
+    return Accuracy(
+        bias_pct=100.0 * d.placebo_bias_kw / base,
+        rmse_pct=100.0 * math.hypot(d.placebo_bias_kw, unc) / base,
+        basis=(
+            f"{d.placebo_days} recent days of this fleet without an event, same window; "
+            "the true effect there is zero"
+        ),
+    )
+
+
+def statement_inputs(
+    mv: EventMV, grid_node_of: Mapping[str, str]
+) -> tuple[WindowMeter, list[MethodBaseline]]:
+    """The metered window and every method's baseline of a measured event, for :func:`settle_event`.
+
+    Rows follow the first method's sites; a method that left a site out (or marked it
+    invalid) gives it a NaN baseline there, so it is settled at zero by that method.
+    """
+    if not mv.deliveries:
+        raise InvalidError(
+            f"event {mv.event.event_id} could not be measured by any baseline method: "
+            "the meter history before it is too short or missing"
+        )
+    first = next(iter(mv.deliveries.values())).baseline
+    ids = [str(x) for x in first.site_ids]
+    pos = {s: i for i, s in enumerate(ids)}
+    times = first.times
+    step = float((times[1] - times[0]).total_seconds()) if len(times) > 1 else 900.0
+    actual = np.full((len(ids), len(times)), np.nan)
+    out: list[MethodBaseline] = []
+    for name, d in mv.deliveries.items():
+        b = d.baseline
+        if len(b.times) != len(times) or (len(times) and b.times[0] != times[0]):
+            raise ValueError(f"baseline {name} covers other intervals than {first.method}")
+        rows = np.array([pos.get(str(x), -1) for x in b.site_ids], dtype=np.int64)
+        keep = rows >= 0
+        kw = np.full_like(actual, np.nan)
+        valid = np.asarray(b.valid, dtype=bool)[keep]
+        kw[rows[keep]] = np.where(valid[:, None], np.asarray(b.kw, dtype=np.float64)[keep], np.nan)
+        # the meter is the same whatever the method: take it wherever a method has it
+        got = np.asarray(b.actual_kw, dtype=np.float64)[keep]
+        actual[rows[keep]] = np.where(np.isfinite(got), got, actual[rows[keep]])
+        unc = d.uncertainty_kw if math.isfinite(d.uncertainty_kw) else None
+        out.append(
+            MethodBaseline(
+                method=name,
+                label=METHOD_LABELS.get(name, name),
+                baseline_kw=kw,
+                accuracy=_accuracy(d),
+                sigma_total_kw=unc,
+            )
+        )
+    start = float(times[0].timestamp()) if len(times) else mv.event.start.timestamp()
+    nodes = [grid_node_of.get(s, "") for s in ids]
+    return WindowMeter(ids, nodes, start, step, actual), out
+
+
+def settle(
+    event: Event,
+    mv: EventMV,
+    grid_node_of: Mapping[str, str],
+    method: str | None = None,
+    terms: SettlementTerms | None = None,
+    notes: Sequence[str] = (),
+) -> Statement:
+    """The statement of a measured event: the recommended method unless ``method`` is given."""
+    meter, baselines = statement_inputs(mv, grid_node_of)
+    if method is None:
+        return settle_event(
+            event, meter, baselines, mv.recommended, mv.reason, terms=terms, notes=notes
+        )
+    reason = (
+        "asked for"
+        if method == mv.recommended
+        else f"asked for; the recommended method is {mv.recommended} ({mv.reason})"
+    )
+    return settle_event(
+        event, meter, baselines, method, reason, chosen_by="requested", terms=terms, notes=notes
     )
