@@ -681,12 +681,13 @@ def _accuracy(d: Delivery) -> Accuracy:
 
 
 def statement_inputs(
-    mv: EventMV, grid_node_of: Mapping[str, str]
+    mv: EventMV, grid_node_of: Mapping[str, str], sites: Sequence[str] | None = None
 ) -> tuple[WindowMeter, list[MethodBaseline]]:
     """The metered window and every method's baseline of a measured event, for :func:`settle_event`.
 
-    Rows follow the first method's sites; a method that left a site out (or marked it
-    invalid) gives it a NaN baseline there, so it is settled at zero by that method.
+    Rows are ``sites`` (the event's participants; default: the first method's sites); a
+    method that left a site out (or marked it invalid) gives it a NaN baseline there, so
+    that method settles it at zero.
     """
     if not mv.deliveries:
         raise InvalidError(
@@ -694,7 +695,7 @@ def statement_inputs(
             "the meter history before it is too short or missing"
         )
     first = next(iter(mv.deliveries.values())).baseline
-    ids = [str(x) for x in first.site_ids]
+    ids = [str(x) for x in (first.site_ids if sites is None else sites)]
     pos = {s: i for i, s in enumerate(ids)}
     times = first.times
     step = float((times[1] - times[0]).total_seconds()) if len(times) > 1 else 900.0
@@ -734,9 +735,13 @@ def settle(
     method: str | None = None,
     terms: SettlementTerms | None = None,
     notes: Sequence[str] = (),
+    sites: Sequence[str] | None = None,
 ) -> Statement:
-    """The statement of a measured event: the recommended method unless ``method`` is given."""
-    meter, baselines = statement_inputs(mv, grid_node_of)
+    """The statement of a measured event: the recommended method unless ``method`` is given.
+
+    ``sites`` are the rows to settle (the participants; default: the first method's).
+    """
+    meter, baselines = statement_inputs(mv, grid_node_of, sites)
     if method is None:
         return settle_event(
             event, meter, baselines, mv.recommended, mv.reason, terms=terms, notes=notes
