@@ -52,6 +52,10 @@ class Method(StrEnum):
     """Randomised control group: held-out sites matched on kind and size."""
     BATTERY_DEVICE = "battery_device"
     """Device-level baseline for batteries: the power held before the event."""
+    BATTERY_DEVICE_DAYS = "battery_device_days"
+    """Device-level baseline for batteries: their power at the same hours of recent days."""
+    WEATHER_MATCHED = "weather_matched"
+    """Day matching on weather: the 5 eligible days closest in irradiance and temperature."""
 
 
 @dataclass(frozen=True)
@@ -523,4 +527,91 @@ def battery_device(
     )
 
 
+def battery_device_days(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    days: int = 10,
+) -> Baseline:
+    """Device-level baseline for batteries from history: the battery's own 10-in-10.
+
+    The battery's power at the event's clock hours averaged over the ``days`` most recent
+    eligible days (same rules as CAISO's day selection) replaces its measured power in the
+    site's net. A battery under self-consumption control discharges in the evening every
+    day, which the pre-event power (charging from PV in the afternoon) does not show.
+    """
+    if meter.battery_kw is None:
+        raise ValueError(
+            "the battery baseline needs per-site battery power: give MeterData.battery_kw"
+        )
+    bat = meter.battery_kw
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=bat)
+    sel = _most_recent(h.valid, days)
+    held = _mean_over_days(h.window, sel)
+    cols = _columns(meter, h.steps, "event window")
+    actual = meter.net_kw[:, cols]
+    kw = actual - h.actual + held
+    has = (np.nan_to_num(bat) != 0).any(axis=1)
+    used = sel.sum(axis=1).astype(np.int64)
+    valid = has & (used >= min(5, days)) & np.isfinite(kw).all(axis=1)
+    kw[~valid] = np.nan
+    return Baseline(
+        str(Method.BATTERY_DEVICE_DAYS), event.event_id, meter.site_ids, h.steps, kw, actual,
+        valid, np.full(meter.n_sites, np.nan), used,
+        "batteries only: their power at the same hours of recent days",
+    )
+
+
+#: Weather matching: how many of the closest days are averaged.
+WEATHER_MATCH_DAYS = 5
+
+
+def weather_matched(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    k: int = WEATHER_MATCH_DAYS,
+) -> Baseline:
+    """Day matching on weather: the ``k`` eligible days most like the event day.
+
+    Days are compared on the mean irradiance (GHI) from four hours before the event to
+    its end and on the mean temperature over the window, each scaled by its spread over
+    the candidate days; the ``k`` closest eligible days (45-day lookback, holidays and
+    event days excluded) are averaged, without a day-of adjustment. On PV-heavy fleets
+    the afternoon's sunshine sets what the batteries hold in the evening and how much PV
+    is still exporting, which the adjustment windows of CAISO and PJM only see as noise.
+    """
+    if meter.temp_c is None or meter.ghi_w_m2 is None:
+        raise ValueError(
+            "weather matching needs MeterData.temp_c (°C) and MeterData.ghi_w_m2 (W/m²)"
+        )
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, None)
+    wide = EventWindow(event.start - pd.Timedelta(hours=4), event.end, event.event_id)
+    g = _history(meter, wide, calendar, LOOKBACK_DAYS, None, series=meter.ghi_w_m2[None, :])
+    t = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.temp_c[None, :])
+    ghi_d, ghi_e = _nanmean(g.window[0], axis=1), float(_nanmean(g.actual[0], axis=0))
+    tmp_d, tmp_e = _nanmean(t.window[0], axis=1), float(_nanmean(t.actual[0], axis=0))
+
+    def scaled(x: FloatArray, e: float) -> FloatArray:
+        sd = float(np.nanstd(x)) if np.isfinite(x).sum() > 1 else 1.0
+        return np.asarray((x - e) / (sd if sd > 0 else 1.0), dtype=np.float64)
+
+    dist = np.hypot(scaled(ghi_d, ghi_e), scaled(tmp_d, tmp_e))  # (D,)
+    dist = np.where(np.isfinite(dist), dist, np.inf)
+    score = np.where(h.valid, dist[None, :], np.inf)
+    order = np.argsort(score, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(score.shape[1])[None, :].repeat(len(score), 0), 1)
+    sel = np.asarray(h.valid & (rank < k), dtype=bool)
+    base = _mean_over_days(h.window, sel)
+    return _result(
+        Method.WEATHER_MATCHED, meter, event, h, base, sel, min(3, k),
+        np.full(meter.n_sites, np.nan), f"{k} days closest in irradiance and temperature",
+    )
+
+
 METHODS[Method.BATTERY_DEVICE] = battery_device
+METHODS[Method.BATTERY_DEVICE_DAYS] = battery_device_days
+METHODS[Method.WEATHER_MATCHED] = weather_matched

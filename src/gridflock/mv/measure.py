@@ -215,10 +215,12 @@ def available_methods(meter: MeterData, info: SiteInfo | None) -> list[str]:
     ]
     if meter.temp_c is not None:
         out += [Method.PJM_HIGH4OF5_WSA, Method.REGRESSION]
+    if meter.temp_c is not None and meter.ghi_w_m2 is not None:
+        out.append(Method.WEATHER_MATCHED)
     if info is not None and info.control is not None and np.asarray(info.control).any():
         out.append(Method.CONTROL_GROUP)
     if meter.battery_kw is not None:
-        out.append(Method.BATTERY_DEVICE)
+        out += [Method.BATTERY_DEVICE, Method.BATTERY_DEVICE_DAYS]
     return [str(m) for m in out]
 
 
