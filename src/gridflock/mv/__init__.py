@@ -12,12 +12,22 @@ The public interface (documented in ``docs/mv.md``):
 - :class:`FleetMix`, :func:`recommend_method` -> (method, reason).
 """
 
-from gridflock.mv.baselines import METHODS, Baseline, Method, compute_baseline
-from gridflock.mv.control import assign_control_group
+from gridflock.mv.baselines import (
+    METHODS,
+    Baseline,
+    Method,
+    battery_device,
+    caiso_10in10,
+    compute_baseline,
+    pjm_high4of5,
+    uk_dfs,
+)
+from gridflock.mv.control import assign_control_group, control_group, strata
 from gridflock.mv.measure import Delivery, EventMV, measure_event, placebo_errors
 from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo, local_days
 from gridflock.mv.performance import EventPerformance, event_performance
 from gridflock.mv.recommend import FleetMix, Recommendation, recommend_method
+from gridflock.mv.regression import regression
 
 __all__ = [
     "METHODS",
@@ -33,10 +43,17 @@ __all__ = [
     "Recommendation",
     "SiteInfo",
     "assign_control_group",
+    "battery_device",
+    "caiso_10in10",
     "compute_baseline",
+    "control_group",
     "event_performance",
     "local_days",
     "measure_event",
+    "pjm_high4of5",
     "placebo_errors",
     "recommend_method",
+    "regression",
+    "strata",
+    "uk_dfs",
 ]

@@ -36,4 +36,16 @@ class Recommendation(NamedTuple):
 
 def recommend_method(mix: FleetMix) -> Recommendation:
     """The method with the smallest placebo bias measured for a fleet like ``mix``."""
-    raise NotImplementedError
+    if mix.n_sites < 1:
+        raise ValueError("the fleet has no participating sites to settle")
+    if mix.control_sites >= 50:
+        return Recommendation(
+            "control_group",
+            f"{mix.control_sites} held-out control sites: the control group follows the "
+            "day's weather and PV as the participants do",
+        )
+    if mix.weather:
+        return Recommendation(
+            "regression", "no control group; a temperature series is at hand for the regression"
+        )
+    return Recommendation("uk_dfs", "no control group and no weather: day matching")
