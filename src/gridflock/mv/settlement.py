@@ -17,7 +17,6 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from gridflock.domain.errors import InvalidError
 from gridflock.domain.events import Event
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
@@ -26,7 +25,7 @@ from gridflock.fleet.state import FleetState
 from gridflock.mv.baselines import METHODS
 from gridflock.mv.measure import measure_event
 from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
-from gridflock.mv.statement import SettlementTerms, Statement, settle
+from gridflock.mv.statement import SettlementTerms, Statement, UnknownMethodError, settle
 
 __all__ = [
     "DeviceSites",
@@ -171,7 +170,9 @@ def settle_meter(
     included). ``method`` None settles on the recommended method, with its reason.
     """
     if method is not None and method not in METHODS:
-        raise InvalidError(f"unknown baseline method {method!r}: use one of {', '.join(METHODS)}")
+        raise UnknownMethodError(
+            f"unknown baseline method {method!r}: use one of {', '.join(METHODS)}"
+        )
     fleet = DeviceSites(spec)
     tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
     meter = MeterData(fleet.site_ids, times, net_kw, tz, temp_c=temp_c, battery_kw=battery_kw)

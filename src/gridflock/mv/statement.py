@@ -40,6 +40,7 @@ __all__ = [
     "RewardTerms",
     "SettlementTerms",
     "Statement",
+    "UnknownMethodError",
     "WindowMeter",
     "settle",
     "settle_event",
@@ -62,7 +63,13 @@ METHOD_LABELS: dict[str, str] = {
     "regression": "Regression on temperature and time of week (CalTRACK hourly, eemeter)",
     "control_group": "Randomised control group matched on kind and size",
     "battery_device": "Device-level battery baseline (power held before the event)",
+    "battery_device_days": "Device-level battery baseline (same hours of recent days)",
+    "weather_matched": "Weather-matched days (the 5 days closest in irradiance and temperature)",
 }
+
+
+class UnknownMethodError(InvalidError):
+    """A baseline method that does not exist or was not computed for this event."""
 
 
 @dataclass(frozen=True)
@@ -133,8 +140,9 @@ class MethodBaseline:
 
     ``baseline_kw`` has the shape of ``actual_kw`` (NaN where the method has none);
     ``sigma_kw`` the 1-sigma error of each site's mean baseline over an event window [kW]
-    and ``sigma_total_kw`` that of the fleet's total (sites' errors are correlated, so the
-    method's own figure is better than adding the sites'; ``None``: added in quadrature).
+    (``None``: not known per site, shown as NaN) and ``sigma_total_kw`` that of the fleet's
+    total (sites' errors are correlated, so the method's own figure is better than adding
+    the sites'; ``None``: the sites' added in quadrature).
     """
 
     method: str
@@ -442,16 +450,17 @@ def _sums(meter: WindowMeter, mb: MethodBaseline, w: FloatArray, hours: float) -
         b_mean = np.where(cw > 0, (np.where(ok, base, 0.0) * w).sum(axis=1) / cw, np.nan)
         a_mean = np.where(cw > 0, (np.where(ok, actual, 0.0) * w).sum(axis=1) / cw, np.nan)
     n = len(kwh)
+    # NaN: the method gives no per-site figure (its uncertainty is the fleet's)
     sigma = (
-        np.zeros(n)
+        np.full(n, np.nan)
         if mb.sigma_kw is None
-        else np.nan_to_num(np.broadcast_to(np.asarray(mb.sigma_kw, dtype=np.float64), (n,)))
+        else np.broadcast_to(np.asarray(mb.sigma_kw, dtype=np.float64), (n,)).copy()
     )
     sigma = np.where(coverage > 0, sigma, 0.0)
     total = (
         float(mb.sigma_total_kw)
         if mb.sigma_total_kw is not None and math.isfinite(mb.sigma_total_kw)
-        else float(np.sqrt((sigma**2).sum()))
+        else float(np.sqrt(np.nansum(sigma**2)))
     )
     return _Sums(ok, kw, kwh, b_mean, a_mean, coverage, sigma, total, d)
 
@@ -476,8 +485,9 @@ def settle_event(
     terms = terms or SettlementTerms()
     by_name = {b.method: b for b in baselines}
     if method not in by_name:
-        raise InvalidError(
-            f"no baseline {method!r} for event {event.id}: choose one of "
+        raise UnknownMethodError(
+            f"no baseline {method!r} for event {event.id} (its data does not allow it): "
+            "choose one of "
             f"{', '.join(by_name) or '(none computed)'}"
         )
     if not event.end > event.start:

@@ -19,14 +19,14 @@ import numpy as np
 import pandas as pd
 
 from gridflock.config import Settings
-from gridflock.domain.errors import ConflictError, InvalidError
+from gridflock.domain.errors import ConflictError
 from gridflock.domain.events import Event, EventStatus
 from gridflock.domain.messages import FloatArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.mv.meter import Calendar
 from gridflock.mv.peaker import EmissionFactors, read_marginal_emissions
 from gridflock.mv.settlement import DeviceSites, event_days, settle_meter, site_power
-from gridflock.mv.statement import RewardTerms, SettlementTerms, Statement
+from gridflock.mv.statement import RewardTerms, SettlementTerms, Statement, UnknownMethodError
 from gridflock.mv.value import YearValue, yearly_value
 from gridflock.store import Store
 
@@ -144,9 +144,7 @@ class SettlementService:
         others = self.store.list_events()
         calendar = Calendar.of(
             s.settlement_holidays,
-            event_days(
-                (e for e in others if e.status != EventStatus.SCHEDULED), tz, skip=event.id
-            ),
+            event_days((e for e in others if e.status != EventStatus.SCHEDULED), tz, skip=event.id),
         )
         notes: list[str] = []
         if not event.status.final:
@@ -163,9 +161,9 @@ class SettlementService:
                 terms=self.terms,
                 notes=notes,
             )
-        except InvalidError as e:
-            if method is not None and "unknown baseline method" in str(e):
-                raise
+        except UnknownMethodError:
+            raise
+        except ValueError as e:  # InvalidError included; mv says ValueError for short history
             raise ConflictError(
                 f"event {event.id} cannot be settled yet: {e}. Baselines need up to "
                 f"{s.settlement_history_days} days of meter data before the event"

@@ -96,8 +96,10 @@ class SiteOut(_Out):
     actual_kw: float | None
     delivered_kw: float
     delivered_kwh: float
-    uncertainty_kw: float
-    uncertainty_kwh: float
+    uncertainty_kw: float | None = Field(
+        description="Null where the method has no per-site figure."
+    )
+    uncertainty_kwh: float | None
     share_pct: float
     reward: float
 

@@ -1,6 +1,6 @@
 // One event: live figures, target against delivered, cancel (operators), CSV export.
 import {
-  $, ApiError, COLOURS, IDENT, api, canOperate, el, fmtDateTime, fmtDuration, fmtInt, fmtPct, fmtPower,
+  $, ApiError, COLOURS, IDENT, api, canOperate, el, fillRows, fmtDateTime, fmtDuration, fmtInt, fmtPct, fmtPower,
   layout, noData, plot, poll, setText, statusBadge,
   localTs,
 } from "./lib.js";
@@ -151,7 +151,7 @@ async function settlement() {
     el("td", { class: "num" }, `± ${fmtPower(m.uncertainty_kw)}`),
     el("td", { class: "num" }, `${NF.format(m.delivered_kwh)} kWh`),
     el("td", { class: "num" }, pct1(m.bias_pct)),
-    el("td", { class: "num" }, pct1(m.rmse_pct)),
+    el("td", { class: "num" }, m.rmse_pct === null || !Number.isFinite(m.rmse_pct) ? "–" : `${m.rmse_pct.toFixed(1)} %`),
   )), "No method could be computed.", 6);
 
   const top = st.sites.slice(0, 50);

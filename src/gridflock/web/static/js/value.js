@@ -28,13 +28,16 @@ async function load() {
   setText("#y-mw-max", `mean per up event · largest ${NF.format(v.peak_capacity_mw_max)} MW`);
   setText("#y-rewards", money.format(v.rewards));
   setText("#y-methods", Object.entries(v.methods).map(([m, n]) => `${m} ×${n}`).join(" · ") || "no event settled");
-  const months = v.by_month.map((r) => MONTHS[r.month - 1]);
+  // every month of the year, months without an event at zero
+  const byMonth = new Map(v.by_month.map((r) => [r.month, r]));
+  const all = MONTHS.map((_, i) => byMonth.get(i + 1) || { avoided_mwh: 0, co2_avoided_t: 0 });
   plot("chart-year", [
-    { x: months, y: v.by_month.map((r) => r.avoided_mwh), name: "Peaker generation avoided [MWh]", type: "bar",
+    { x: MONTHS, y: all.map((r) => r.avoided_mwh), name: "Peaker generation avoided [MWh]", type: "bar",
       marker: { color: COLOURS.delivered }, hovertemplate: "%{y:,.3f} MWh" },
-    { x: months, y: v.by_month.map((r) => r.co2_avoided_t), name: "CO₂ avoided [t]", type: "scatter", mode: "lines+markers",
+    { x: MONTHS, y: all.map((r) => r.co2_avoided_t), name: "CO₂ avoided [t]", type: "scatter", mode: "lines+markers",
       yaxis: "y2", line: { color: "#16a34a", width: 2 }, hovertemplate: "%{y:,.3f} t" },
-  ], layout({ yaxis: { title: { text: "MWh" } }, yaxis2: { title: { text: "t CO₂" }, overlaying: "y", side: "right", showgrid: false },
+  ], layout({ margin: { l: 56, r: 64, t: 8, b: 36 }, yaxis: { title: { text: "MWh" }, rangemode: "tozero" },
+    yaxis2: { title: { text: "t CO₂" }, overlaying: "y", side: "right", showgrid: false, rangemode: "tozero" },
     legend: { orientation: "h", y: 1.08, x: 0 }, ...(v.by_month.length ? {} : noData("no completed event in this year")) }));
 }
 
