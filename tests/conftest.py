@@ -149,6 +149,9 @@ class TwinMeter:
 def twin_meter() -> TwinMeter:
     """The twin once per session: 8 homes, 21 days at 15-min steps, a 2 h event at 18:00.
 
+    Devices answer late and some ignore commands, but no reading is lost and none is
+    noisy, so the meter data equals the twin's powers and a statement settled against
+    the shadow (each reading's ``p_baseline_kw``) must equal the twin's true delivery.
     The twin stamps a reading at the end of the step it describes; the readings are moved
     to the middle of their step, where a meter's interval puts them.
     """
@@ -161,6 +164,7 @@ def twin_meter() -> TwinMeter:
     from gridflock.domain.events import Event, EventSource, EventStatus, Scope
     from gridflock.fleet.generate import generate_fleet
     from gridflock.sim.events import EventRequest
+    from gridflock.sim.imperfections import Imperfections
     from gridflock.sim.scenario import ScenarioConfig, run_scenario
 
     tz = "Europe/Berlin"
@@ -173,6 +177,7 @@ def twin_meter() -> TwinMeter:
         events=(EventRequest(start, 7200.0, 4.0, Scope()),),
         telemetry_sample_devices=10**6,
         telemetry_sample_every_s=900.0,
+        imperfections=Imperfections(dropout_rate=0.0, offline_rate=0.0, noise_kw=0.0),
     )
     result = run_scenario(spec, cfg)
     b = result.telemetry
