@@ -19,7 +19,7 @@ def test_simulate_settles_its_events(tmp_path: Path) -> None:
     out = tmp_path / "sim"
     args = ["simulate", "--homes", "8", "--seed", "3", "--date", "2026-06-22", "--step", "15m"]
     args += ["--event", "18:00,2h,3", "--settle-days", "12", "--out", str(out), "--quiet"]
-    r = runner.invoke(app, args, env={"COLUMNS": "200"})
+    r = runner.invoke(app, args, env={"COLUMNS": "200", "GRIDFLOCK_SETTLEMENT_PLACEBO_DAYS": "5"})
     assert r.exit_code == 0, r.output
     assert "ev-001 statement: Baseline: " in r.output
     assert "the twin's true delivery (its shadow run)" in r.output

@@ -139,6 +139,20 @@ class Settings(BaseSettings):
         le=400,
         description="Days of meter data read before an event for its baselines and placebo days",
     )
+    settlement_placebo_days: int = Field(
+        10,
+        ge=3,
+        le=40,
+        description="Recent days without an event on which each method's accuracy and "
+        "uncertainty are measured (more: steadier figures, slower statements)",
+    )
+    settlement_issue_after_s: float = Field(
+        3600.0,
+        ge=0,
+        le=30 * 86400,
+        description="A finished event's statement is issued (kept in the database, no longer "
+        "changing) this long after the event ends, once its meter data is in [s]",
+    )
     settlement_holidays: list[dt.date] = Field(
         default_factory=list,
         description="Public holidays (local dates) baselines skip, e.g. [2026-12-25]",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +77,16 @@ def client(seeded: Seeded, twin: TwinMeter, monkeypatch: pytest.MonkeyPatch) -> 
     for name in list(os.environ):
         if name.startswith("GRIDFLOCK_") and not name.startswith("GRIDFLOCK_TEST_"):
             monkeypatch.delenv(name)
+    with _client(seeded, twin) as c:
+        yield c
+
+
+@contextmanager
+def _client(seeded: Seeded, twin: TwinMeter) -> Iterator[Client]:
+    """A client of a fresh runtime (nothing in memory) over the seeded store, 3 days on."""
     now = twin.event.end + 3 * 86400
-    runtime = Runtime(settings_for(seeded.url), seeded.store, twin.spec, NoDevices(), lambda: now)
+    settings = settings_for(seeded.url).model_copy(update={"settlement_placebo_days": 5})
+    runtime = Runtime(settings, seeded.store, twin.spec, NoDevices(), lambda: now)
     with Client(create_app(runtime)) as c:
         c.headers = {"Authorization": f"Bearer {seeded.viewer}"}  # type: ignore[attr-defined]
         yield c
@@ -177,6 +186,17 @@ def test_statement_end_to_end(client: Client, seeded: Seeded, twin: TwinMeter) -
     assert year["avoided_mwh"] == pytest.approx(st["peaker"]["avoided_mwh"])
     assert year["co2_avoided_t"] == pytest.approx(st["peaker"]["co2_avoided_t"])
     _errors(client)
+
+    # issued: kept as made, so a restarted service serves it even with the meter data gone
+    assert st["issued_at"] is not None
+    with seeded.store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM telemetry")
+    with _client(seeded, twin) as again:
+        kept = _get(again, "/api/v1/events/ev-twin/statement")
+        assert kept.json() == st  # type: ignore[attr-defined]
+        csv2 = _get(again, "/api/v1/events/ev-twin/statement?format=csv")
+        assert csv2.text == csv.text  # type: ignore[attr-defined]
+        assert _get(again, "/api/v1/value/2026").json() == year  # type: ignore[attr-defined]
 
 
 def _errors(client: Client) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -30,6 +31,7 @@ from gridflock.mv.statement import (
     MethodBaseline,
     RewardTerms,
     SettlementTerms,
+    Statement,
     WindowMeter,
     settle,
     settle_event,
@@ -371,3 +373,17 @@ def test_settle_from_measured_event() -> None:
     assert a.loc["B", "delivered_kwh"] == pytest.approx(0.625)
     with pytest.raises(InvalidError, match="could not be measured"):
         settle(_event(), EventMV(window, {}, "uk_dfs", ""), {})
+
+
+def test_a_statement_comes_back_from_its_json_unchanged() -> None:
+    """What the store keeps (the JSON) gives back the same statement, CSV included."""
+    for meter, base in ((_meter(), _baseline()), (_meter(), _baseline(sigma_kw=None))):
+        st_ = settle_event(_event(), meter, [base], "flat", "x", notes=("a note",))
+        st_ = dataclasses.replace(st_, issued_at="2026-07-02T00:00:00Z")
+        data = json.loads(json.dumps(st_.as_dict(), allow_nan=False))
+        back = Statement.from_dict(data)
+        assert back.as_dict() == st_.as_dict()
+        assert back.to_csv() == st_.to_csv()
+        assert back.plain() == st_.plain()
+    with pytest.raises(ValueError, match="not a gridflock-settlement/1 statement"):
+        Statement.from_dict({"format": "other"})

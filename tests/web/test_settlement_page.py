@@ -54,7 +54,7 @@ def served(twin_meter: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     store.save_event(twin_meter.event)
     key = store.create_api_key(Role.VIEWER, "analyst")[0]
     now = twin_meter.event.end + 86400
-    settings = Settings(database_url=url, mqtt_url=None, port=0)
+    settings = Settings(database_url=url, mqtt_url=None, port=0, settlement_placebo_days=5)
     runtime = Runtime(settings, store, twin_meter.spec, NoDevices(), lambda: now)
     app = create_app(runtime)
     install_dashboard(app)
@@ -120,7 +120,7 @@ def test_event_report_and_year_value(page: Page, served: Served) -> None:
     if options.count() > 2:
         value = options.nth(2).get_attribute("value")
         page.select_option("#st-method", value)
-        expect(plain).to_contain_text("requested")
+        expect(plain).to_contain_text("requested", timeout=30_000)
         assert f"method={value}" in (page.locator("#st-csv").get_attribute("href") or "")
 
     # the value of the year

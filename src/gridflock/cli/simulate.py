@@ -244,7 +244,8 @@ def _settle(
     from gridflock.service.settlement import settlement_terms
 
     try:
-        terms = settlement_terms(load_settings())
+        settings = load_settings()
+        terms = settlement_terms(settings)
     except (ValueError, GridflockError) as e:
         fail(f"settlement settings: {e}")
     fleet = DeviceSites(result.spec)
@@ -286,6 +287,7 @@ def _settle(
                 calendar=cal,
                 method=method,
                 terms=terms,
+                placebo_days=settings.settlement_placebo_days,
             )
         except GridflockError as e:
             say(f"[bold]{ev.id}[/] cannot be settled: {e}")

@@ -159,15 +159,20 @@ def settle_meter(
     *,
     battery_kw: FloatArray | None = None,
     temp_c: FloatArray | None = None,
+    ghi_w_m2: FloatArray | None = None,
     calendar: Calendar | None = None,
     method: str | None = None,
     terms: SettlementTerms | None = None,
     notes: Sequence[str] = (),
+    placebo_days: int = 10,
 ) -> Statement:
     """Settle ``event`` on the sites' meter data by every method the data allows.
 
     ``net_kw`` rows follow ``spec.sites``, columns ``times`` (history before the event
-    included). ``method`` None settles on the recommended method, with its reason.
+    included); ``battery_kw`` (same shape), ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one
+    per time) open the methods that need them. ``method`` None settles on the recommended
+    method, with its reason. Each method's accuracy comes from ``placebo_days`` recent
+    days without an event.
     """
     if method is not None and method not in METHODS:
         raise UnknownMethodError(
@@ -175,7 +180,9 @@ def settle_meter(
         )
     fleet = DeviceSites(spec)
     tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
-    meter = MeterData(fleet.site_ids, times, net_kw, tz, temp_c=temp_c, battery_kw=battery_kw)
+    meter = MeterData(
+        fleet.site_ids, times, net_kw, tz, temp_c=temp_c, ghi_w_m2=ghi_w_m2, battery_kw=battery_kw
+    )
     before = np.asarray(times < pd.Timestamp(event.start, unit="s", tz="UTC"))
     info = site_info(fleet, spec, np.asarray(net_kw)[:, before])
     mask = participants(spec, event)
@@ -186,7 +193,7 @@ def settle_meter(
         mask,
         1 if event.target_kw >= 0 else -1,
     )
-    mv = measure_event(meter, window, None, calendar, info)
+    mv = measure_event(meter, window, None, calendar, info, placebo_days)
     nodes = dict(
         zip(
             fleet.site_ids.tolist(),

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from gridflock.domain.errors import InvalidError
-from gridflock.domain.events import Event
+from gridflock.domain.events import Event, EventSource, EventStatus, Scope
 from gridflock.domain.messages import FloatArray
 from gridflock.mv.measure import Delivery, EventMV
 from gridflock.mv.peaker import EmissionFactors
@@ -274,6 +274,8 @@ class Statement:
     peaker: PeakerAvoided
     rewards: RewardTerms
     notes: tuple[str, ...] = ()
+    issued_at: str | None = None
+    """When the statement was issued (kept), ISO 8601 UTC; None while provisional."""
 
     @property
     def direction(self) -> Literal["up", "down"]:
@@ -300,6 +302,7 @@ class Statement:
         ev = self.event
         out: dict[str, Any] = {
             "format": FORMAT,
+            "issued_at": self.issued_at,
             "event": {
                 "id": ev.id,
                 "start": _iso(ev.start),
@@ -308,6 +311,8 @@ class Statement:
                 "direction": self.direction,
                 "scope": str(ev.scope),
                 "status": ev.status.value,
+                "source": ev.source.value,
+                "created_by": ev.created_by,
             },
             "baseline": {
                 "method": self.method,
@@ -342,7 +347,47 @@ class Statement:
             iv = self.intervals.copy()
             iv["ts"] = [_iso(x) for x in iv["ts"]]
             out["intervals"] = _records(iv)
-        return out
+        clean: dict[str, Any] = _clean(out)
+        return clean
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Statement:
+        """A statement back from :meth:`as_dict` (e.g. as kept in the store)."""
+        if d.get("format") != FORMAT:
+            raise ValueError(f"not a {FORMAT} statement: format {d.get('format')!r}")
+        ev = d["event"]
+        event = Event(
+            str(ev["id"]),
+            float(ev["target_kw"]),
+            _epoch(ev["start"]),
+            _epoch(ev["end"]),
+            Scope.parse(str(ev["scope"])),
+            EventSource(ev.get("source", EventSource.OPERATOR.value)),
+            EventStatus(ev["status"]),
+            str(ev.get("created_by", "system")),
+        )
+        b, acc, r, pk = d["baseline"], d["baseline"]["accuracy"], d["rewards"], d["peaker"]
+        iv = _frame(d.get("intervals", []), list(_INTERVAL_COLUMNS))
+        iv["ts"] = [_epoch(x) for x in iv["ts"]]
+        return cls(
+            event=event,
+            method=str(b["method"]),
+            method_label=str(b["label"]),
+            chosen_by=b["chosen_by"],
+            reason=str(b["reason"]),
+            accuracy=Accuracy(acc["bias_pct"], acc["rmse_pct"], str(acc["basis"])),
+            confidence=float(d["confidence"]),
+            interval_s=float(d["interval_s"]),
+            totals=dict(d["totals"]),
+            sites=_frame(d.get("sites", []), list(SITE_COLUMNS)),
+            grid_nodes=_frame(d.get("grid_nodes", []), list(_NODE_COLUMNS)),
+            intervals=iv,
+            methods=_frame(d.get("methods", []), list(_METHOD_COLUMNS)),
+            peaker=PeakerAvoided(**pk),
+            rewards=RewardTerms(r["basis"], float(r["rate"]), str(r["currency"])),
+            notes=tuple(d.get("notes", ())),
+            issued_at=d.get("issued_at"),
+        )
 
     def to_csv(self) -> str:
         """The per-site statement as CSV: ``#`` lines saying what it is, then one row per site.
@@ -389,6 +434,53 @@ class Statement:
         table["method"] = self.method
         table.to_csv(buf, index=False, float_format="%.6g", lineterminator="\n")
         return buf.getvalue()
+
+
+_INTERVAL_COLUMNS = ("ts", "baseline_kw", "actual_kw", "delivered_kw", "covered_sites")
+_NODE_COLUMNS = ("grid_node", "sites", "responders", "delivered_kw", "delivered_kwh", "reward")
+_METHOD_COLUMNS = (
+    "method",
+    "label",
+    "chosen",
+    "delivered_kw",
+    "delivered_kwh",
+    "uncertainty_kw",
+    "uncertainty_kwh",
+    "delivered_pct",
+    "bias_pct",
+    "rmse_pct",
+)
+_TEXT_COLUMNS = {"site_id", "grid_node", "status", "method", "label", "ts"}
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """Records back into a frame: numbers as floats (None as NaN), text as text."""
+    df = pd.DataFrame(rows, columns=columns)
+    for c in columns:
+        if c == "chosen":
+            df[c] = df[c].astype(bool)
+        elif c in ("rank", "sites", "responders", "covered_sites"):
+            df[c] = pd.to_numeric(df[c]).astype(np.int64)
+        elif c not in _TEXT_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype(np.float64)
+    return df
+
+
+def _epoch(text: str) -> float:
+    return float(pd.Timestamp(text).tz_convert("UTC").value / 1e9)
+
+
+def _clean(value: Any) -> Any:
+    """JSON-safe: NaN and infinities as None, NumPy scalars as plain numbers."""
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _iso(ts: float) -> str:

@@ -76,7 +76,7 @@ class Runtime:
         self.loop = ControlLoop(settings, store, spec, link, clock, self.metrics_, self.writer)
         self.event_service = EventService(self.loop)
         self.read_model = ReadModel(self.loop, self.event_service)
-        self.settlement = SettlementService(settings, store)
+        self.settlement = SettlementService(settings, store, clock)
         self.loop.observers.append(self.read_model.record)
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()

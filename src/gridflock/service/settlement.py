@@ -3,8 +3,10 @@
 Each site's net power per interval is read from stored telemetry (device readings
 averaged per interval in SQL, summed per site), with the history the baselines need
 before the event; then :func:`gridflock.mv.settlement.settle_meter` does the rest, the
-same code ``gridflock simulate`` runs on the twin. Statements of finished events are
-kept (a bounded cache): their meter data no longer changes.
+same code ``gridflock simulate`` runs on the twin. A finished event's statement is
+**issued** ``settlement_issue_after_s`` after its end (its meter data in): kept in the
+database as made (``settlements``) and served from there from then on, so what was
+issued does not change; before that a statement is provisional and says so.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -101,11 +105,14 @@ def read_site_power(
 class SettlementService:
     """Statements of events and the value of a year, on the store's meter data."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, clock: Callable[[], float] = time.time
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.clock = clock
         self.terms = settlement_terms(settings)
-        self._cache: OrderedDict[tuple[str, str | None], Statement] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], Statement] = OrderedDict()
         self._lock = threading.Lock()
 
     def statement(self, spec: FleetSpec, event: Event, method: str | None = None) -> Statement:
@@ -118,20 +125,39 @@ class SettlementService:
             raise ConflictError(
                 f"event {event.id} has not started: a statement can be made once it is under way"
             )
-        key = (event.id, method)
+        key = (event.id, method or "")
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
-        st = self._compute(spec, event, method)
-        if event.status.final:
-            with self._lock:
-                self._cache[key] = st
-                while len(self._cache) > CACHE_SIZE:
-                    self._cache.popitem(last=False)
+        kept = self.store.load_statement(*key)
+        if kept is not None:
+            st = Statement.from_dict(kept)
+            self._remember(key, st)
+            return st
+        now = self.clock()
+        st = self._compute(spec, event, method, now)
+        if self._issuable(event, now):
+            issued = dt.datetime.fromtimestamp(now, dt.UTC)
+            st = replace(st, issued_at=issued.isoformat().replace("+00:00", "Z"))
+            try:
+                self.store.save_statement(event.id, key[1], st.as_dict(), now)
+            except Exception as e:  # not kept now: made again (and kept) next time
+                log.warning("statement of event %s not kept: %s", event.id, e)
+            self._remember(key, st)
         return st
 
-    def _compute(self, spec: FleetSpec, event: Event, method: str | None) -> Statement:
+    def _issuable(self, event: Event, now: float) -> bool:
+        """Whether ``event``'s statement is final: over, and its meter data in."""
+        return event.status.final and now >= event.end + self.settings.settlement_issue_after_s
+
+    def _remember(self, key: tuple[str, str], st: Statement) -> None:
+        with self._lock:
+            self._cache[key] = st
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+
+    def _compute(self, spec: FleetSpec, event: Event, method: str | None, now: float) -> Statement:
         s = self.settings
         step = s.settlement_interval_s
         tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
@@ -149,6 +175,11 @@ class SettlementService:
         notes: list[str] = []
         if not event.status.final:
             notes.append(f"provisional: event {event.id} is still {event.status.value}")
+        elif not self._issuable(event, now):
+            notes.append(
+                "provisional: issued once the meter data is in, "
+                f"{s.settlement_issue_after_s / 60:g} min after the event's end"
+            )
         try:
             return settle_meter(
                 event,
@@ -160,6 +191,7 @@ class SettlementService:
                 method=method,
                 terms=self.terms,
                 notes=notes,
+                placebo_days=s.settlement_placebo_days,
             )
         except UnknownMethodError:
             raise
@@ -180,10 +212,13 @@ class SettlementService:
             if e.status == EventStatus.COMPLETED
             and dt.datetime.fromtimestamp(e.start, dt.UTC).year == year
         ]
-        statements = []
-        for e in done:
+        kept = self.store.load_statements([e.id for e in done], "")
+        statements = [Statement.from_dict(kept[e.id]) for e in done if e.id in kept]
+        for event in done:
+            if event.id in kept:
+                continue
             try:
-                statements.append(self.statement(spec, e))
+                statements.append(self.statement(spec, event))
             except ConflictError as err:
-                log.info("event %s left out of the %d value: %s", e.id, year, err)
+                log.info("event %s left out of the %d value: %s", event.id, year, err)
         return yearly_value(statements, year, self.terms.rewards.currency)
