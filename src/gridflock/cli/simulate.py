@@ -254,22 +254,26 @@ def _settle(
     t1 = float(result.times[-1].timestamp()) + result.config.step_s
     n = int(np.ceil((t1 - t0) / step))
     times = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=n, freq=f"{step}s")
-    dev_kw = np.zeros((len(fleet.device_ids), n))
-    counts = np.zeros_like(dev_kw)
     pos = pd.Index(fleet.device_ids)
+    ids, ts, p = [], [], []
     for run in (history, result):
         # the twin stamps a reading at the end of the step it describes: its middle is
         # where a meter's interval puts it
         half = run.config.step_s / 2
         for b in run.telemetry:
-            means = bucket_means(
-                pos.get_indexer(pd.Index(b.device_ids)), b.ts - half, b.p_kw, len(pos), t0, step, n
-            )
-            ok = np.isfinite(means)
-            dev_kw[ok] += means[ok]
-            counts[ok] += 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        dev_kw = np.where(counts > 0, dev_kw / counts, np.nan)
+            ids.append(np.asarray(b.device_ids, dtype=object))
+            ts.append(np.asarray(b.ts, dtype=np.float64) - half)
+            p.append(np.asarray(b.p_kw, dtype=np.float64))
+    rows = pos.get_indexer(pd.Index(np.concatenate(ids))) if ids else np.zeros(0, np.int64)
+    dev_kw = bucket_means(
+        rows,
+        np.concatenate(ts) if ts else np.zeros(0),
+        np.concatenate(p) if p else np.zeros(0),
+        len(pos),
+        t0,
+        step,
+        n,
+    )
     net, bat = site_power(fleet, dev_kw)
     events = [o.event for o in result.events]
     say = partial(out.print, highlight=False, soft_wrap=True)
