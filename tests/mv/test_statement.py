@@ -387,3 +387,31 @@ def test_a_statement_comes_back_from_its_json_unchanged() -> None:
         assert back.plain() == st_.plain()
     with pytest.raises(ValueError, match="not a gridflock-settlement/1 statement"):
         Statement.from_dict({"format": "other"})
+
+
+def test_a_method_fitted_per_grid_node_is_compared_but_settles_no_site() -> None:
+    window = EventWindow(
+        pd.Timestamp(T0 + 450, unit="s", tz="UTC"),
+        pd.Timestamp(T0 + 3150, unit="s", tz="UTC"),
+        "ev-1",
+    )
+    per_node = _delivery("regression", -2.0, ["F1"], [True])
+    per_node = dataclasses.replace(per_node, delivered_kw=1.25, delivered_kwh=0.9)
+    dfs = _delivery("uk_dfs", -2.0, ["A", "B"], [True, True])
+    dfs = dataclasses.replace(dfs, placebo_bias_kw=0.4)  # worse than battery's
+    bat = _delivery("battery_device", -2.1, ["A", "B"], [True, True])
+    mv = EventMV(
+        window,
+        {"regression": per_node, "uk_dfs": dfs, "battery_device": bat},
+        recommended="regression",
+        reason="weather at hand",
+    )
+    st_ = settle(_event(), mv, {"A": "F1", "B": "F1"})
+    assert st_.method == "battery_device"  # the per-site method with the lowest RMSE
+    assert "fitted per grid node" in st_.reason
+    assert "weather at hand" in st_.reason
+    m = st_.methods.set_index("method")
+    assert m.loc["regression", "delivered_kwh"] == pytest.approx(0.9)
+    assert m.loc["regression", "delivered_kw"] == pytest.approx(1.25)
+    with pytest.raises(InvalidError, match="computed per grid node"):
+        settle(_event(), mv, {"A": "F1", "B": "F1"}, method="regression")

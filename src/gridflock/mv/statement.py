@@ -151,6 +151,9 @@ class MethodBaseline:
     accuracy: Accuracy = field(default_factory=Accuracy)
     sigma_kw: FloatArray | None = None
     sigma_total_kw: float | None = None
+    aggregate: tuple[float, float] | None = None
+    """``(delivered_kw, delivered_kwh)`` of a method computed per grid node, not per site
+    (its ``baseline_kw`` is then NaN): it is compared in ``methods`` but settles no site."""
 
 
 @dataclass(frozen=True)
@@ -589,6 +592,12 @@ def settle_event(
     z = terms.z
     sign = 1.0 if event.target_kw >= 0 else -1.0
     chosen = by_name[method]
+    if chosen.aggregate is not None:
+        raise UnknownMethodError(
+            f"baseline {method!r} is computed per grid node for event {event.id} (too many "
+            "sites to fit one by one): it settles no site; its total is listed with the "
+            "other methods' in the statement of the recommended method"
+        )
     s = _sums(meter, chosen, w, hours)
 
     # per site
@@ -660,14 +669,18 @@ def settle_event(
     rows = []
     for b in baselines:
         sb = s if b is chosen else _sums(meter, b, w, hours)
-        kw = float(sb.delivered_kw.sum())
+        kw, kwh = (
+            b.aggregate
+            if b.aggregate is not None
+            else (float(sb.delivered_kw.sum()), float(sb.delivered_kwh.sum()))
+        )
         rows.append(
             {
                 "method": b.method,
                 "label": b.label,
                 "chosen": b is chosen,
                 "delivered_kw": kw,
-                "delivered_kwh": float(sb.delivered_kwh.sum()),
+                "delivered_kwh": kwh,
                 "uncertainty_kw": z * sb.sigma_total_kw,
                 "uncertainty_kwh": z * sb.sigma_total_kw * hours,
                 "delivered_pct": 100.0 * kw / event.target_kw if event.target_kw else None,
@@ -787,7 +800,8 @@ def statement_inputs(
 ) -> tuple[WindowMeter, list[MethodBaseline]]:
     """The metered window and every method's baseline of a measured event, for :func:`settle_event`.
 
-    Rows are ``sites`` (the event's participants; default: the first method's sites); a
+    Rows are ``sites`` (the event's participants; default: the sites of the method with
+    the most rows); a
     method that left a site out (or marked it invalid) gives it a NaN baseline there, so
     that method settles it at zero.
     """
@@ -796,7 +810,8 @@ def statement_inputs(
             f"event {mv.event.event_id} could not be measured by any baseline method: "
             "the meter history before it is too short or missing"
         )
-    first = next(iter(mv.deliveries.values())).baseline
+    # rows: the participants, else the method with the most rows (one per site, not node)
+    first = max((d.baseline for d in mv.deliveries.values()), key=lambda b: len(b.site_ids))
     ids = [str(x) for x in (first.site_ids if sites is None else sites)]
     pos = {s: i for i, s in enumerate(ids)}
     times = first.times
@@ -809,6 +824,9 @@ def statement_inputs(
             raise ValueError(f"baseline {name} covers other intervals than {first.method}")
         rows = np.array([pos.get(str(x), -1) for x in b.site_ids], dtype=np.int64)
         keep = rows >= 0
+        aggregate = None
+        if len(ids) and not keep.any() and len(b.site_ids):  # fitted per grid node
+            aggregate = (float(d.delivered_kw), float(d.delivered_kwh))
         kw = np.full_like(actual, np.nan)
         valid = np.asarray(b.valid, dtype=bool)[keep]
         kw[rows[keep]] = np.where(valid[:, None], np.asarray(b.kw, dtype=np.float64)[keep], np.nan)
@@ -823,6 +841,7 @@ def statement_inputs(
                 baseline_kw=kw,
                 accuracy=_accuracy(d),
                 sigma_total_kw=unc,
+                aggregate=aggregate,
             )
         )
     start = float(times[0].timestamp()) if len(times) else mv.event.start.timestamp()
@@ -841,13 +860,16 @@ def settle(
 ) -> Statement:
     """The statement of a measured event: the recommended method unless ``method`` is given.
 
-    ``sites`` are the rows to settle (the participants; default: the first method's).
+    ``sites`` are the rows to settle (the participants; default: every site measured).
     """
     meter, baselines = statement_inputs(mv, grid_node_of, sites)
     if method is None:
-        return settle_event(
-            event, meter, baselines, mv.recommended, mv.reason, terms=terms, notes=notes
-        )
+        chosen, reason = mv.recommended, mv.reason
+        by_name = {b.method: b for b in baselines}
+        rec = by_name.get(chosen)
+        if rec is not None and rec.aggregate is not None:
+            chosen, reason = _per_site_fallback(baselines, chosen, reason)
+        return settle_event(event, meter, baselines, chosen, reason, terms=terms, notes=notes)
     reason = (
         "asked for"
         if method == mv.recommended
@@ -855,4 +877,22 @@ def settle(
     )
     return settle_event(
         event, meter, baselines, method, reason, chosen_by="requested", terms=terms, notes=notes
+    )
+
+
+def _per_site_fallback(
+    baselines: Sequence[MethodBaseline], recommended: str, why: str
+) -> tuple[str, str]:
+    """The per-site method with the lowest placebo RMSE, when the recommended one has none."""
+    per_site = [b for b in baselines if b.aggregate is None and b.accuracy.rmse_pct is not None]
+    if not per_site:
+        raise InvalidError(
+            f"the recommended method {recommended} is computed per grid node only and no "
+            "other method has a per-site baseline: this event cannot be settled per site"
+        )
+    best = min(per_site, key=lambda b: float(b.accuracy.rmse_pct or 0.0))
+    return best.method, (
+        f"the recommended method {recommended} ({why}) is fitted per grid node at this fleet "
+        f"size and gives no per-site figure; settled on {best.method}, the per-site method "
+        "with the lowest placebo RMSE here"
     )
