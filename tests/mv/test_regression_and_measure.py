@@ -81,6 +81,9 @@ def test_measure_event_reports_every_method_with_its_placebo_uncertainty() -> No
         assert d.node_ids.tolist() == ["f1"]
         assert d.per_node_kw[0] == pytest.approx(d.delivered_kw)
         np.testing.assert_allclose(d.per_site_kw.sum(), d.delivered_kw)
+        row = d.as_dict()
+        assert row["method"] == d.method
+        assert row["sites"] == 2
     errors = placebo_errors(m, ev, Method.CAISO_10IN10_UNADJUSTED, Calendar(), info, days=6)
     assert len(errors) == 6
     assert np.abs(errors).max() < 0.3
