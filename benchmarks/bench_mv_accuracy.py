@@ -10,6 +10,9 @@ the same run, so event and placebo rows read on one scale.
 
     PYTHONPATH=$PWD/src OPENBLAS_NUM_THREADS=1 /work/main/.venv/bin/python \
         benchmarks/bench_mv_accuracy.py [--homes 1000] [--mixes pv_heavy,...] [--big 10000]
+        [--days 49] [--every 2] [--no-regression]
+
+The long placebo study in docs/mv.md is ``--days 140 --every 4 --no-regression``.
 """
 
 from __future__ import annotations
@@ -75,16 +78,16 @@ def mix_fleet(mix: str, homes: int, seed: int):
     return subset_fleet(pool, ids.tolist())
 
 
-def plan(tz: str) -> tuple[list[PlannedEvent], list[dt.date]]:
-    """Events on every other working day after the history weeks; the rest are placebo days."""
+def plan(tz: str, days: int = DAYS, every: int = 2) -> tuple[list[PlannedEvent], list[dt.date]]:
+    """Events on every ``every``-th working day after the history weeks; the rest are placebo."""
     events, placebo = [], []
     working = [
         FIRST_DAY + dt.timedelta(days=d)
-        for d in range(HISTORY_DAYS, DAYS)
+        for d in range(HISTORY_DAYS, days)
         if (FIRST_DAY + dt.timedelta(days=d)).weekday() < 5
     ]
     for i, day in enumerate(working):
-        if i % 2 == 0:
+        if i % every == 0:
             events.append(PlannedEvent(day, EVENT_HOUR, EVENT_HOURS, KW_PER_SITE))
         else:
             placebo.append(day)
@@ -98,14 +101,16 @@ def window(day: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
     return s.tz_convert("UTC"), (s + pd.Timedelta(hours=EVENT_HOURS)).tz_convert("UTC")
 
 
-def study(mix: str, homes: int, seed: int, regression: bool) -> tuple[list[dict], dict]:
+def study(
+    mix: str, homes: int, seed: int, regression: bool, days: int = DAYS, every: int = 2
+) -> tuple[list[dict], dict]:
     spec = mix_fleet(mix, homes, seed)
     info0 = site_info(spec)
     control = assign_control_group(info0.kinds, info0.size, CONTROL_SHARE, seed)
     tz = str(spec.sites["tz"].iloc[0])
-    events, placebo = plan(tz)
+    events, placebo = plan(tz, days, every)
     t0 = time.perf_counter()
-    run = run_meters(spec, FIRST_DAY, DAYS, events, control=control, seed=seed)
+    run = run_meters(spec, FIRST_DAY, days, events, control=control, seed=seed)
     twin_s = time.perf_counter() - t0
     cal = Calendar.of(event_days=run.event_days)
     part = ~control
@@ -173,6 +178,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--no-regression", action="store_true")
     ap.add_argument("--json", default="/tmp/mv_accuracy.json")
+    ap.add_argument("--days", type=int, default=DAYS, help="simulated days (21 of history)")
+    ap.add_argument("--every", type=int, default=2, help="an event every N-th working day")
     args = ap.parse_args()
     runs = [(m, args.homes) for m in args.mixes.split(",")]
     if args.big:
@@ -180,7 +187,9 @@ def main() -> None:
     all_rows, timings = [], {}
     for mix, homes in runs:
         t = time.perf_counter()
-        rows, timing = study(mix, homes, args.seed, not args.no_regression)
+        rows, timing = study(
+            mix, homes, args.seed, not args.no_regression, args.days, args.every
+        )
         all_rows += rows
         timings[f"{mix}/{homes}"] = timing
         print(f"{mix} {homes} homes: {time.perf_counter() - t:.1f} s "

@@ -23,7 +23,14 @@ from gridflock.mv.baselines import (
     uk_dfs,
 )
 from gridflock.mv.control import assign_control_group, control_group, strata
-from gridflock.mv.measure import Delivery, EventMV, measure_event, placebo_errors
+from gridflock.mv.measure import (
+    Delivery,
+    EventMV,
+    available_methods,
+    fleet_mix,
+    measure_event,
+    placebo_errors,
+)
 from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo, local_days
 from gridflock.mv.performance import EventPerformance, event_performance
 from gridflock.mv.recommend import FleetMix, Recommendation, recommend_method
@@ -43,11 +50,13 @@ __all__ = [
     "Recommendation",
     "SiteInfo",
     "assign_control_group",
+    "available_methods",
     "battery_device",
     "caiso_10in10",
     "compute_baseline",
     "control_group",
     "event_performance",
+    "fleet_mix",
     "local_days",
     "measure_event",
     "pjm_high4of5",

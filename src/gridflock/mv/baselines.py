@@ -494,9 +494,10 @@ def battery_device(
 ) -> Baseline:
     """Device-level baseline for batteries: the battery keeps doing what it did before.
 
-    The battery's mean power over ``[start - gap - hold, start - gap)`` is held over the
-    window; the site's baseline is its metered net with the battery's measured power
-    replaced by that held power, so only the battery's response is measured. Rows
+    The battery's mean power over ``[start - gap - hold, start - gap)`` (each rounded up
+    to whole meter intervals) is held over the window; the site's baseline is its
+    metered net with the battery's measured power replaced by that held power, so only
+    the battery's response is measured. Rows
     without battery telemetry (all zero or NaN) get no baseline.
     """
     if meter.battery_kw is None:
@@ -505,13 +506,13 @@ def battery_device(
         )
     steps = _steps(meter, event.start, event.end)
     cols = _columns(meter, steps, "event window")
+    step = meter.step_s
+    n_gap, n_hold = int(np.ceil(gap_s / step - 1e-9)), max(int(np.ceil(hold_s / step - 1e-9)), 1)
     before = _steps(
         meter,
-        event.start - pd.Timedelta(seconds=gap_s + hold_s),
-        event.start - pd.Timedelta(seconds=gap_s),
+        event.start - pd.Timedelta(seconds=(n_gap + n_hold) * step),
+        event.start - pd.Timedelta(seconds=n_gap * step),
     )
-    if not len(before):
-        before = _steps(meter, event.start - pd.Timedelta(seconds=meter.step_s), event.start)
     bcols = _columns(meter, before, "interval before the event")
     bat = meter.battery_kw
     held = _nanmean(bat[:, bcols], axis=1)

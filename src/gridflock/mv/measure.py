@@ -72,6 +72,23 @@ class Delivery:
         h = Z90 * self.uncertainty_kw
         return self.delivered_kw - h, self.delivered_kw + h
 
+    def as_dict(self) -> dict[str, float | int | str | list[float]]:
+        """The figures a statement prints (no arrays but the interval), for JSON."""
+        lo, hi = self.interval_90_kw
+        return {
+            "method": self.method,
+            "delivered_kw": self.delivered_kw,
+            "delivered_kwh": self.delivered_kwh,
+            "baseline_kw": self.baseline_kw,
+            "actual_kw": self.actual_kw,
+            "sites": int(np.isfinite(self.per_site_kw).sum()),
+            "placebo_bias_kw": self.placebo_bias_kw,
+            "uncertainty_kw": self.uncertainty_kw,
+            "interval_90_kw": [lo, hi],
+            "placebo_days": self.placebo_days,
+            "notes": self.baseline.notes,
+        }
+
     @property
     def uncertainty_pct(self) -> float:
         """Uncertainty in % of the baseline's mean import over the window."""
