@@ -17,7 +17,7 @@ from gridflock.domain.errors import InvalidError
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.mv.baselines import Baseline
 from gridflock.mv.measure import Delivery, EventMV
-from gridflock.mv.meter import EventWindow
+from gridflock.mv.meter import Calendar, EventWindow, MeterData
 from gridflock.mv.peaker import (
     OCGT_KG_CO2_PER_MWH,
     EmissionFactors,
@@ -25,6 +25,7 @@ from gridflock.mv.peaker import (
     parse_marginal_emissions,
     read_marginal_emissions,
 )
+from gridflock.mv.settlement import site_placebo_sigma
 from gridflock.mv.statement import (
     FORMAT,
     Accuracy,
@@ -415,3 +416,29 @@ def test_a_method_fitted_per_grid_node_is_compared_but_settles_no_site() -> None
     assert m.loc["regression", "delivered_kw"] == pytest.approx(1.25)
     with pytest.raises(InvalidError, match="computed per grid node"):
         settle(_event(), mv, {"A": "F1", "B": "F1"}, method="regression")
+
+
+def test_per_site_uncertainty_from_placebo_days() -> None:
+    """A site whose days repeat exactly has no placebo error; a site with day-to-day
+    offsets has the spread of those offsets' errors (checked against a direct count)."""
+    tz = "UTC"
+    times = pd.date_range("2026-05-01", "2026-06-16", freq="30min", tz=tz, inclusive="left")
+    hours = (times.hour + times.minute / 60).to_numpy()
+    shape = -1.0 - np.sin(2 * np.pi * hours / 24)
+    rng = np.random.default_rng(3)
+    day_no = (times.normalize() - times[0]).days.to_numpy()
+    offsets = rng.normal(0, 0.5, day_no.max() + 1)
+    net = np.vstack([shape, shape + offsets[day_no]])
+    meter = MeterData(np.array(["steady", "wobbly"], dtype=object), times, net, tz)
+    start = pd.Timestamp("2026-06-15 17:00", tz=tz)  # a Monday
+    window = EventWindow(start, start + pd.Timedelta(hours=2), "ev", None, 1)
+    sigma = site_placebo_sigma(meter, window, "caiso_10in10_unadjusted", Calendar(), None, 5)
+    assert sigma["steady"] == pytest.approx(0.0, abs=1e-9)
+    # directly: on each of the 5 placebo days (the working days before), the error is that
+    # day's offset minus the mean offset of the 10 working days before it
+    work = [d for d in pd.date_range("2026-05-01", "2026-06-14", tz=tz) if d.weekday() < 5]
+    idx = [(d - times[0].normalize()).days for d in work]
+    errs = [
+        offsets[idx[i]] - np.mean(offsets[idx[i - 10 : i]]) for i in range(len(idx) - 5, len(idx))
+    ]
+    assert sigma["wobbly"] == pytest.approx(float(np.std(errs, ddof=1)), rel=1e-6)

@@ -22,7 +22,7 @@ from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
-from gridflock.mv.baselines import METHODS
+from gridflock.mv.baselines import LOOKBACK_DAYS, METHODS, candidate_days, compute_baseline
 from gridflock.mv.measure import measure_event
 from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
 from gridflock.mv.statement import SettlementTerms, Statement, UnknownMethodError, settle
@@ -34,6 +34,7 @@ __all__ = [
     "participants",
     "settle_meter",
     "site_info",
+    "site_placebo_sigma",
     "site_power",
 ]
 
@@ -151,6 +152,67 @@ def event_days(events: Iterable[Event], tz: str, skip: str = "") -> frozenset[dt
     return frozenset(days)
 
 
+def _same_clock(ts: pd.Timestamp, tz: str, days: int) -> pd.Timestamp:
+    """The same local clock time ``days`` days earlier (UTC)."""
+    wall = ts.tz_convert(tz).tz_localize(None) - pd.Timedelta(days=days)
+    return wall.tz_localize(tz, ambiguous=True, nonexistent="shift_forward").tz_convert("UTC")
+
+
+def site_placebo_sigma(
+    meter: MeterData,
+    window: EventWindow,
+    method: str,
+    calendar: Calendar,
+    info: SiteInfo | None,
+    days: int,
+) -> dict[str, float]:
+    """Each site's 1-sigma error [kW] of ``method`` on placebo days, by site id.
+
+    The same placebo days as the method's fleet figure (the event's window on recent days
+    of its type without an event, where the true effect is zero): a site's error on each
+    is its mean "delivered" kW there; sigma is their standard deviation (NaN with fewer
+    than two days).
+    """
+    tz = meter.tz
+    day = pd.Timestamp(window.start).tz_convert(tz).date()
+    offsets, _ = candidate_days(day, calendar, LOOKBACK_DAYS)
+    errs: list[FloatArray] = []
+    ids: StrArray | None = None
+    for k in offsets.tolist():
+        if len(errs) >= days:
+            break
+        ev = EventWindow(
+            _same_clock(window.start, tz, k),
+            _same_clock(window.end, tz, k),
+            f"{window.event_id}-placebo-{k}",
+            window.participants,
+            window.direction,
+        )
+        try:
+            b = compute_baseline(method, meter, ev, calendar, info)
+        except ValueError:
+            continue  # not enough data before this day
+        if ids is not None and len(b.site_ids) != len(ids):
+            continue
+        ids = b.site_ids
+        d = np.asarray(b.delivered_kw, dtype=np.float64)
+        ok = np.isfinite(d)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(ok, d, 0.0).sum(axis=1) / ok.sum(axis=1)
+        e = np.where(np.asarray(b.valid, bool), mean, np.nan)
+        errs.append(np.asarray(e, dtype=np.float64))
+    if ids is None or len(errs) < 2:
+        return {}
+    block = np.vstack(errs)
+    n = np.isfinite(block).sum(axis=0)
+    fin = np.isfinite(block)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu = np.where(fin, block, 0.0).sum(axis=0) / n
+        var = np.where(fin, (block - mu) ** 2, 0.0).sum(axis=0) / (n - 1)
+    sigma = np.where(n >= 2, np.sqrt(np.maximum(var, 0.0)), np.nan)
+    return {str(i): float(v) for i, v in zip(ids.tolist(), sigma.tolist(), strict=True)}
+
+
 def settle_meter(
     event: Event,
     spec: FleetSpec,
@@ -194,6 +256,12 @@ def settle_meter(
         1 if event.target_kw >= 0 else -1,
     )
     mv = measure_event(meter, window, None, calendar, info, placebo_days)
+    wanted = method or mv.recommended
+    sigma = (
+        site_placebo_sigma(meter, window, wanted, calendar or Calendar(), info, placebo_days)
+        if wanted in mv.deliveries
+        else {}
+    )
     nodes = dict(
         zip(
             fleet.site_ids.tolist(),
@@ -201,4 +269,13 @@ def settle_meter(
             strict=False,
         )
     )
-    return settle(event, mv, nodes, method, terms, notes, sites=fleet.site_ids[mask].tolist())
+    return settle(
+        event,
+        mv,
+        nodes,
+        method,
+        terms,
+        notes,
+        sites=fleet.site_ids[mask].tolist(),
+        site_sigma={wanted: sigma} if sigma else None,
+    )

@@ -796,14 +796,18 @@ def _accuracy(d: Delivery) -> Accuracy:
 
 
 def statement_inputs(
-    mv: EventMV, grid_node_of: Mapping[str, str], sites: Sequence[str] | None = None
+    mv: EventMV,
+    grid_node_of: Mapping[str, str],
+    sites: Sequence[str] | None = None,
+    site_sigma: Mapping[str, Mapping[str, float]] | None = None,
 ) -> tuple[WindowMeter, list[MethodBaseline]]:
     """The metered window and every method's baseline of a measured event, for :func:`settle_event`.
 
     Rows are ``sites`` (the event's participants; default: the sites of the method with
     the most rows); a
     method that left a site out (or marked it invalid) gives it a NaN baseline there, so
-    that method settles it at zero.
+    that method settles it at zero. ``site_sigma`` gives methods' per-site 1-sigma
+    placebo errors [kW] by method and site id (others: none per site).
     """
     if not mv.deliveries:
         raise InvalidError(
@@ -834,12 +838,19 @@ def statement_inputs(
         got = np.asarray(b.actual_kw, dtype=np.float64)[keep]
         actual[rows[keep]] = np.where(np.isfinite(got), got, actual[rows[keep]])
         unc = d.uncertainty_kw if math.isfinite(d.uncertainty_kw) else None
+        per_site = (site_sigma or {}).get(name)
+        sig = (
+            None
+            if not per_site
+            else np.array([per_site.get(s, np.nan) for s in ids], dtype=np.float64)
+        )
         out.append(
             MethodBaseline(
                 method=name,
                 label=METHOD_LABELS.get(name, name),
                 baseline_kw=kw,
                 accuracy=_accuracy(d),
+                sigma_kw=sig,
                 sigma_total_kw=unc,
                 aggregate=aggregate,
             )
@@ -857,12 +868,13 @@ def settle(
     terms: SettlementTerms | None = None,
     notes: Sequence[str] = (),
     sites: Sequence[str] | None = None,
+    site_sigma: Mapping[str, Mapping[str, float]] | None = None,
 ) -> Statement:
     """The statement of a measured event: the recommended method unless ``method`` is given.
 
     ``sites`` are the rows to settle (the participants; default: every site measured).
     """
-    meter, baselines = statement_inputs(mv, grid_node_of, sites)
+    meter, baselines = statement_inputs(mv, grid_node_of, sites, site_sigma)
     if method is None:
         chosen, reason = mv.recommended, mv.reason
         by_name = {b.method: b for b in baselines}
