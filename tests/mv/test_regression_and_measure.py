@@ -94,7 +94,13 @@ def test_measure_event_reports_every_method_with_its_placebo_uncertainty() -> No
 def test_recommend_method_says_why() -> None:
     rec = recommend_method(FleetMix(n_sites=1000, pv=0.8, battery=0.6, control_sites=100))
     method, reason = rec
-    assert method == rec.method
-    assert reason
+    assert method == rec.method == "control_group"
+    assert "100 randomised control sites" in reason
+    bat = FleetMix(n_sites=500, battery=0.7, control_sites=20, battery_telemetry=True)
+    assert recommend_method(bat).method == "battery_device_days"
+    assert "only 20 control sites" in recommend_method(bat).reason
+    wx = FleetMix(n_sites=500, pv=0.9, weather=True, irradiance=True)
+    assert recommend_method(wx).method == "weather_matched"
+    assert recommend_method(FleetMix(n_sites=5)).method == "caiso_10in10_unadjusted"
     with pytest.raises(ValueError, match="no participating sites"):
         recommend_method(FleetMix(n_sites=0))
