@@ -102,7 +102,13 @@ def window(day: dt.date, tz: str) -> tuple[pd.Timestamp, pd.Timestamp]:
 
 
 def study(
-    mix: str, homes: int, seed: int, regression: bool, days: int = DAYS, every: int = 2
+    mix: str,
+    homes: int,
+    seed: int,
+    regression: bool,
+    days: int = DAYS,
+    every: int = 2,
+    only: list[str] | None = None,
 ) -> tuple[list[dict], dict]:
     spec = mix_fleet(mix, homes, seed)
     info0 = site_info(spec)
@@ -129,6 +135,8 @@ def study(
         true_kw = float(truth_rows.sum(axis=0).mean())
         load_kw = float(-run.shadow.net_kw[part][:, cols].sum(axis=0).mean())
         methods = list(SITE_METHODS) + ([Method.REGRESSION] if regression else [])
+        if only:
+            methods = [m for m in methods if str(m) in only]
         for m in methods:
             t = time.perf_counter()
             if m == Method.REGRESSION:
@@ -180,15 +188,18 @@ def main() -> None:
     ap.add_argument("--json", default="/tmp/mv_accuracy.json")
     ap.add_argument("--days", type=int, default=DAYS, help="simulated days (21 of history)")
     ap.add_argument("--every", type=int, default=2, help="an event every N-th working day")
+    ap.add_argument("--methods", default="", help="only these methods (comma-separated)")
+    ap.add_argument("--only-big", action="store_true", help="run only the --big fleet")
     args = ap.parse_args()
-    runs = [(m, args.homes) for m in args.mixes.split(",")]
+    runs = [] if args.only_big else [(m, args.homes) for m in args.mixes.split(",")]
     if args.big:
         runs.append(("pv_battery_heavy", args.big))
     all_rows, timings = [], {}
     for mix, homes in runs:
         t = time.perf_counter()
         rows, timing = study(
-            mix, homes, args.seed, not args.no_regression, args.days, args.every
+            mix, homes, args.seed, not args.no_regression, args.days, args.every,
+            [m for m in args.methods.split(",") if m],
         )
         all_rows += rows
         timings[f"{mix}/{homes}"] = timing

@@ -9,7 +9,7 @@ uncertainty printed next to every delivered figure.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -107,6 +107,8 @@ class EventMV:
 
 #: Above this many rows the regression (one model fit per row) runs on grid-node aggregates.
 REGRESSION_MAX_ROWS = 200
+#: ... and on the event's total when there are more grid nodes than this.
+REGRESSION_MAX_NODES = 20
 
 
 def _shift(ts: pd.Timestamp, tz: str, days: int) -> pd.Timestamp:
@@ -256,6 +258,7 @@ def fleet_mix(meter: MeterData, event: EventWindow, info: SiteInfo | None) -> Fl
         n_sites=n, pv=shares["pv"], battery=shares["battery"], ev=shares["ev_charger"],
         heat_pump=shares["heat_pump"], control_sites=control,
         battery_telemetry=meter.battery_kw is not None, weather=meter.temp_c is not None,
+        irradiance=meter.ghi_w_m2 is not None,
     )
 
 
@@ -273,7 +276,8 @@ def measure_event(
     ``info.control``, the battery baseline ``meter.battery_kw``, the regression
     ``meter.temp_c``). The recommended method comes from :func:`recommend_method` on the
     fleet mix in ``info``. Over more than :data:`REGRESSION_MAX_ROWS` participants the
-    regression is fitted per grid node (its per-site figures are then NaN).
+    regression is fitted per grid node (on the event's total above
+    :data:`REGRESSION_MAX_NODES` nodes); its per-site figures are then NaN.
     """
     calendar = calendar or Calendar()
     rows = _participants(meter, event, info)
@@ -283,11 +287,18 @@ def measure_event(
     out: dict[str, Delivery] = {}
     for name in names:
         if name == Method.REGRESSION and int(rows.sum()) > REGRESSION_MAX_ROWS:
-            agg = meter.take(rows).aggregate(nodes[rows])
+            groups = nodes[rows]
+            if len(set(groups.tolist())) > REGRESSION_MAX_NODES:
+                groups = np.full(len(groups), "total", dtype=object)
+            agg = meter.take(rows).aggregate(groups)
             agg_ev = EventWindow(event.start, event.end, event.event_id, None, event.direction)
             b = compute_baseline(name, agg, agg_ev, calendar, None)
             errors = placebo_errors(agg, agg_ev, name, calendar, None, placebo_days)
             d = _delivery(name, b, np.ones(agg.n_sites, bool), agg.site_ids, errors)
+            if (agg.site_ids == "total").any():  # fitted on the total: no node figures
+                d = replace(d, node_ids=np.zeros(0, object), per_node_kw=np.zeros(0))
+            nan = np.full(meter.n_sites, np.nan)
+            d = replace(d, site_ids=meter.site_ids, per_site_kw=nan, per_site_kwh=nan.copy())
         else:
             b = compute_baseline(name, meter, event, calendar, info)
             errors = placebo_errors(meter, event, name, calendar, info, placebo_days)
