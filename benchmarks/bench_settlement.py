@@ -10,7 +10,8 @@
    (``gridflock.service.settlement.read_site_power``: SQL averages per device and interval,
    summed per site).
 
-Run: ``PYTHONPATH=$PWD/src python benchmarks/bench_settlement.py --homes 1000``
+Run: ``PYTHONPATH=$PWD/src python benchmarks/bench_settlement.py --homes 1000`` (``--weather``
+also settles with temperature and irradiance, which opens the regression: slow).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ PG_URL = os.environ.get(
 FIRST_DAY = dt.date(2026, 5, 18)
 
 
-def statement(homes: int, days: int, seed: int) -> None:
+def statement(homes: int, days: int, seed: int, weather: bool) -> None:
     spec = generate_fleet(homes, seed)
     last = FIRST_DAY + dt.timedelta(days=days - 1)
     began = time.perf_counter()
@@ -51,10 +52,10 @@ def statement(homes: int, days: int, seed: int) -> None:
     ev = run.events[0]
     ev.status = EventStatus.COMPLETED
     a = run.actual
-    for label, temp, ghi in (
-        ("meters only (the service)", None, None),
-        ("meters + weather", a.temp_c, a.ghi_w_m2),
-    ):
+    runs = [("meters only (the service)", None, None)]
+    if weather:
+        runs.append(("meters + weather", a.temp_c, a.ghi_w_m2))
+    for label, temp, ghi in runs:
         t = time.perf_counter()
         st = settle_meter(
             ev, vpp, a.times, a.net_kw, battery_kw=a.battery_kw, temp_c=temp, ghi_w_m2=ghi
@@ -134,9 +135,13 @@ def main() -> None:
     p.add_argument("--days", type=int, default=36)
     p.add_argument("--store-homes", type=int, default=100)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--weather", action="store_true", help="also settle with temperature and irradiance"
+    )
     args = p.parse_args()
-    statement(args.homes, args.days, args.seed)
-    meter_read(args.store_homes, args.days, args.seed)
+    statement(args.homes, args.days, args.seed, args.weather)
+    if args.store_homes > 0:
+        meter_read(args.store_homes, args.days, args.seed)
 
 
 if __name__ == "__main__":
