@@ -149,6 +149,8 @@ def test_uk_dfs_in_day_adjustment_is_additive() -> None:
     loc = times.tz_convert(TZ)
     imp = np.full(len(times), 2.0)
     imp[(loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 14) & (loc.hour < 16)] = 2.3
+    # a gap in a history day's adjustment window is skipped, not read as 0 kW
+    imp[(loc.date == dt.date(2026, 3, 24)) & (loc.hour == 14) & (loc.minute == 30)] = np.nan
     m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
     b = compute_baseline(Method.UK_DFS, m, window("2026-03-27"))
     assert b.adjustment[0] == pytest.approx(-0.3)

@@ -221,11 +221,11 @@ def _most_recent(valid: BoolArray, k: int) -> BoolArray:
 
 
 def _mean_over_days(block: FloatArray, sel: BoolArray) -> FloatArray:
-    """Mean over the selected days of a (n, D, K) block: (n, K)."""
-    w = sel[:, :, None]
-    count = sel.sum(axis=1)[:, None].astype(float)
+    """Mean over the selected days of a (n, D, K) block: (n, K); gaps are skipped."""
+    w = sel[:, :, None] & np.isfinite(block)
+    count = w.sum(axis=1).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.where(w, np.nan_to_num(block), 0.0).sum(axis=1) / count, float)
+        return np.asarray(np.where(w, block, 0.0).sum(axis=1) / count, float)
 
 
 @dataclass(frozen=True)
