@@ -149,6 +149,8 @@ def test_uk_dfs_in_day_adjustment_is_additive() -> None:
     loc = times.tz_convert(TZ)
     imp = np.full(len(times), 2.0)
     imp[(loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 14) & (loc.hour < 16)] = 2.3
+    # a gap in a history day's adjustment window is skipped, not read as 0 kW
+    imp[(loc.date == dt.date(2026, 3, 24)) & (loc.hour == 14) & (loc.minute == 30)] = np.nan
     m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
     b = compute_baseline(Method.UK_DFS, m, window("2026-03-27"))
     assert b.adjustment[0] == pytest.approx(-0.3)
@@ -286,3 +288,40 @@ def test_battery_device_baselines_hold_what_the_battery_did() -> None:
     np.testing.assert_allclose(held.delivered_kw[0], 3.0)
     days = compute_baseline(Method.BATTERY_DEVICE_DAYS, m, window("2026-03-27"))
     np.testing.assert_allclose(days.delivered_kw[0], 2.0)  # the truth
+
+
+def test_pjm_weather_sensitive_adjustment_recovers_a_linear_load() -> None:
+    """Window import = 1 + 0.2 kW/K x the day's temperature: the WSA lands on the truth."""
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    day_index = np.array([(d - FIRST_D).days for d in loc.date])
+    t_day = 15.0 + 7.0 * np.sin(day_index * 1.3)  # one temperature per local day
+    imp = 1.0 + 0.2 * t_day
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=t_day)
+    b = compute_baseline(Method.PJM_HIGH4OF5_WSA, m, window("2026-03-27"))
+    truth = 1.0 + 0.2 * t_day[loc.date == dt.date(2026, 3, 27)][0]
+    np.testing.assert_allclose(b.kw[0], -truth, rtol=1e-9)
+    assert abs(b.adjustment[0]) > 0.1  # the four days averaged were not as warm
+    with pytest.raises(ValueError, match="temperature"):
+        compute_baseline(
+            Method.PJM_HIGH4OF5_WSA, MeterData(m.site_ids, times, m.net_kw, TZ),
+            window("2026-03-27"),
+        )
+
+
+def test_weather_matching_averages_the_closest_days() -> None:
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    days = loc.date
+    event_day = dt.date(2026, 3, 27)
+    before = working_days_before(event_day, 19)
+    # five earlier days share the event day's sunshine and temperature; their load is 3 kW
+    twins = set(before[3:18:3])
+    sunny = np.array([d in twins or d == event_day for d in days])
+    ghi = np.where(sunny, 600.0, 150.0) * np.clip(np.sin((loc.hour - 6) / 12 * np.pi), 0, 1)
+    temp = np.where(sunny, 20.0, 12.0)
+    imp = np.where(np.array([d in twins for d in days]), 3.0, 1.0)
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=temp, ghi_w_m2=ghi)
+    b = compute_baseline(Method.WEATHER_MATCHED, m, window("2026-03-27"))
+    assert b.days_used[0] == 5
+    np.testing.assert_allclose(b.kw[0], -3.0)

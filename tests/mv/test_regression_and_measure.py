@@ -89,6 +89,12 @@ def test_measure_event_reports_every_method_with_its_placebo_uncertainty() -> No
     assert np.abs(errors).max() < 0.3
     assert mv.recommended
     assert mv.reason
+    # a method whose inputs are missing is reported, and does not stop the others
+    both = measure_event(
+        m, ev, [Method.CONTROL_GROUP, Method.UK_DFS], Calendar(), info, placebo_days=2
+    )
+    assert list(both.deliveries) == ["uk_dfs"]
+    assert "control mask" in both.errors["control_group"]
 
 
 def test_recommend_method_says_why() -> None:

@@ -221,11 +221,11 @@ def _most_recent(valid: BoolArray, k: int) -> BoolArray:
 
 
 def _mean_over_days(block: FloatArray, sel: BoolArray) -> FloatArray:
-    """Mean over the selected days of a (n, D, K) block: (n, K)."""
-    w = sel[:, :, None]
-    count = sel.sum(axis=1)[:, None].astype(float)
+    """Mean over the selected days of a (n, D, K) block: (n, K); gaps are skipped."""
+    w = sel[:, :, None] & np.isfinite(block)
+    count = w.sum(axis=1).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.asarray(np.where(w, np.nan_to_num(block), 0.0).sum(axis=1) / count, float)
+        return np.asarray(np.where(w, block, 0.0).sum(axis=1) / count, float)
 
 
 @dataclass(frozen=True)
@@ -427,13 +427,13 @@ def pjm_high4of5(
     w = ok.astype(float)
     cnt = w.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        tm = (w * t_day).sum(axis=1) / cnt
-        lm = (w * np.nan_to_num(load)).sum(axis=1) / cnt
+        tm = np.where(ok, t_day[None, :], 0.0).sum(axis=1) / cnt
+        lm = np.where(ok, load, 0.0).sum(axis=1) / cnt
         dt_ = np.where(ok, t_day[None, :] - tm[:, None], 0.0)
         slope = (dt_ * np.where(ok, np.nan_to_num(load) - lm[:, None], 0.0)).sum(axis=1) / (
             dt_**2
         ).sum(axis=1)
-        t_sel = (sel * t_day[None, :]).sum(axis=1) / sel.sum(axis=1)
+        t_sel = np.where(sel, t_day[None, :], 0.0).sum(axis=1) / sel.sum(axis=1)
     slope = np.where(np.isfinite(slope) & (cnt >= 5), slope, 0.0)
     shift = slope * (t_event - t_sel)
     shift = np.where(np.isfinite(shift), shift, 0.0)

@@ -9,7 +9,7 @@ uncertainty printed next to every delivered figure.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -97,12 +97,17 @@ class Delivery:
 
 @dataclass(frozen=True)
 class EventMV:
-    """One event measured by several methods; ``deliveries`` keyed by method name."""
+    """One event measured by several methods; ``deliveries`` keyed by method name.
+
+    ``errors`` holds, per method that could not be computed, the reason (the other
+    methods are still measured).
+    """
 
     event: EventWindow
     deliveries: dict[str, Delivery]
     recommended: str
     reason: str
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 #: Above this many rows the regression (one model fit per row) runs on grid-node aggregates.
@@ -187,9 +192,9 @@ def _delivery(
     rows: BoolArray,
     nodes: StrArray,
     errors: FloatArray,
+    step_h: float,
 ) -> Delivery:
     m = rows & b.valid
-    step_h = b.step_h if len(b.times) > 1 else float("nan")
     per_site = np.where(m[:, None], b.delivered_kw, np.nan)
     with np.errstate(invalid="ignore"):
         per_site_kw = _nanmean_rows(per_site)
@@ -285,24 +290,33 @@ def measure_event(
     names = [str(m) for m in (methods if methods is not None else available_methods(meter, info))]
     nodes = _node_rows(info, meter.n_sites)
     out: dict[str, Delivery] = {}
+    failed: dict[str, str] = {}
+    step_h = meter.step_s / 3600.0
     for name in names:
-        if name == Method.REGRESSION and int(rows.sum()) > REGRESSION_MAX_ROWS:
-            groups = nodes[rows]
-            if len(set(groups.tolist())) > REGRESSION_MAX_NODES:
-                groups = np.full(len(groups), "total", dtype=object)
-            agg = meter.take(rows).aggregate(groups)
-            agg_ev = EventWindow(event.start, event.end, event.event_id, None, event.direction)
-            b = compute_baseline(name, agg, agg_ev, calendar, None)
-            errors = placebo_errors(agg, agg_ev, name, calendar, None, placebo_days)
-            d = _delivery(name, b, np.ones(agg.n_sites, bool), agg.site_ids, errors)
-            if (agg.site_ids == "total").any():  # fitted on the total: no node figures
-                d = replace(d, node_ids=np.zeros(0, object), per_node_kw=np.zeros(0))
-            nan = np.full(meter.n_sites, np.nan)
-            d = replace(d, site_ids=meter.site_ids, per_site_kw=nan, per_site_kwh=nan.copy())
-        else:
-            b = compute_baseline(name, meter, event, calendar, info)
-            errors = placebo_errors(meter, event, name, calendar, info, placebo_days)
-            d = _delivery(name, b, rows, nodes, errors)
-        out[name] = d
+        try:
+            if name == Method.REGRESSION and int(rows.sum()) > REGRESSION_MAX_ROWS:
+                groups = nodes[rows]
+                if len(set(groups.tolist())) > REGRESSION_MAX_NODES:
+                    groups = np.full(len(groups), "total", dtype=object)
+                agg = meter.take(rows).aggregate(groups)
+                agg_ev = EventWindow(event.start, event.end, event.event_id, None, event.direction)
+                b = compute_baseline(name, agg, agg_ev, calendar, None)
+                errors = placebo_errors(agg, agg_ev, name, calendar, None, placebo_days)
+                d = _delivery(
+                    name, b, np.ones(agg.n_sites, bool), agg.site_ids, errors, step_h
+                )
+                if (agg.site_ids == "total").any():  # fitted on the total: no node figures
+                    d = replace(d, node_ids=np.zeros(0, object), per_node_kw=np.zeros(0))
+                nan = np.full(meter.n_sites, np.nan)
+                d = replace(d, site_ids=meter.site_ids, per_site_kw=nan, per_site_kwh=nan.copy())
+            else:
+                b = compute_baseline(name, meter, event, calendar, info)
+                errors = placebo_errors(meter, event, name, calendar, info, placebo_days)
+                d = _delivery(name, b, rows, nodes, errors, step_h)
+            out[name] = d
+        except ValueError as exc:  # this method's inputs are missing: the others go on
+            if methods is not None and len(names) == 1:
+                raise
+            failed[name] = str(exc)
     rec = recommend_method(fleet_mix(meter, event, info))
-    return EventMV(event, out, rec.method, rec.reason)
+    return EventMV(event, out, rec.method, rec.reason, failed)
