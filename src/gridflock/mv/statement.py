@@ -875,6 +875,7 @@ def settle(
     ``sites`` are the rows to settle (the participants; default: every site measured).
     """
     meter, baselines = statement_inputs(mv, grid_node_of, sites, site_sigma)
+    notes = [*notes, *(f"{m} not computed: {why}" for m, why in mv.errors.items())]
     if method is None:
         chosen, reason = mv.recommended, mv.reason
         by_name = {b.method: b for b in baselines}
