@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -130,3 +132,71 @@ def backend(request: pytest.FixtureRequest) -> str:
     """Name of the database backend a test runs on: each such test runs on both."""
     name: str = request.param
     return name
+
+
+# ----------------------------------------------------------------------------- twin meter data
+@dataclass(frozen=True)
+class TwinMeter:
+    """Three weeks of the twin's readings with one completed evening event on the last day."""
+
+    spec: FleetSpec
+    result: Any  # gridflock.sim.scenario.ScenarioResult
+    readings: Any  # gridflock.domain.TelemetryBatch, every reading of every device
+    event: Any  # gridflock.domain.events.Event, status completed
+
+
+@pytest.fixture(scope="session")
+def twin_meter() -> TwinMeter:
+    """The twin once per session: 8 homes, 21 days at 15-min steps, a 2 h event at 18:00.
+
+    Devices answer late and some ignore commands, but no reading is lost and none is
+    noisy, so the meter data equals the twin's powers and a statement settled against
+    the shadow (each reading's ``p_baseline_kw``) must equal the twin's true delivery.
+    The twin stamps a reading at the end of the step it describes; the readings are moved
+    to the middle of their step, where a meter's interval puts them.
+    """
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    from gridflock.domain import TelemetryBatch
+    from gridflock.domain.events import Event, EventSource, EventStatus, Scope
+    from gridflock.fleet.generate import generate_fleet
+    from gridflock.sim.events import EventRequest
+    from gridflock.sim.imperfections import Imperfections
+    from gridflock.sim.scenario import ScenarioConfig, run_scenario
+
+    tz = "Europe/Berlin"
+    spec = generate_fleet(8, 5, tz=tz)
+    start = pd.Timestamp("2026-06-22 18:00", tz=tz).tz_convert("UTC")
+    cfg = ScenarioConfig(
+        dt.date(2026, 6, 1),
+        hours=24.0 * 22,
+        step_s=900.0,
+        events=(EventRequest(start, 7200.0, 4.0, Scope()),),
+        telemetry_sample_devices=10**6,
+        telemetry_sample_every_s=900.0,
+        imperfections=Imperfections(dropout_rate=0.0, offline_rate=0.0, noise_kw=0.0),
+    )
+    result = run_scenario(spec, cfg)
+    b = result.telemetry
+    readings = TelemetryBatch(
+        np.concatenate([x.device_ids for x in b]),
+        np.concatenate([x.ts for x in b]) - cfg.step_s / 2,
+        np.concatenate([x.p_kw for x in b]),
+        np.concatenate([x.soc for x in b]),
+        np.concatenate([x.p_baseline_kw for x in b]),
+    )
+    ev = result.events[0].event
+    event = Event(
+        "ev-twin",
+        ev.target_kw,
+        ev.start,
+        ev.end,
+        Scope(),
+        EventSource.OPERATOR,
+        EventStatus.COMPLETED,
+        "test",
+    )
+    return TwinMeter(spec, result, readings, event)

@@ -7,6 +7,7 @@ then the defaults below.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -93,6 +94,69 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(
         200 * 1024 * 1024, ge=1024, description="Largest fleet file for the API import [bytes]"
     )
+    settlement_reward_basis: Literal["kwh", "kw_event"] = Field(
+        "kwh", description="What customers are paid on: kWh delivered, or kW per event"
+    )
+    settlement_reward_rate: float = Field(
+        0.30, ge=0, le=1e6, description="Reward per kWh or per kW-event, in the currency"
+    )
+    settlement_currency: str = Field(
+        "EUR", pattern=r"^[A-Z]{3}$", description="ISO 4217 code of the reward currency"
+    )
+    settlement_emission_factor_kg_per_mwh: float = Field(
+        577.0,
+        ge=0,
+        le=2000,
+        description="Marginal CO2 of the peaker a delivery replaces [kg/MWh generated]; "
+        "default: an open-cycle gas turbine (56.1 kg CO2/GJ gas at 35 % efficiency)",
+    )
+    settlement_emission_factor_source: str = Field(
+        "open-cycle gas turbine: 56.1 kg CO2/GJ natural gas (IPCC 2006 Guidelines, vol. 2, "
+        "table 1.4, net calorific value) at 35 % net electrical efficiency = 577 kg CO2/MWh",
+        max_length=500,
+        description="Where the emission factor comes from (printed in every statement)",
+    )
+    settlement_emissions_file: Path | None = Field(
+        None,
+        description="CSV of hourly marginal emissions (columns ts,kg_co2_per_mwh; ts the UTC "
+        "hour start); hours it lacks use the factor above. Empty: the factor alone",
+    )
+    settlement_loss_fraction: float = Field(
+        0.05, ge=0, lt=0.5, description="Network losses between plant and meter (0.05 = 5 %)"
+    )
+    settlement_non_responder_kw: float = Field(
+        0.1, ge=0, description="A site delivering less than this [kW] is a non-responder"
+    )
+    settlement_confidence: float = Field(
+        0.9, ge=0.5, lt=1, description="Confidence of the uncertainty intervals (0.9 = 90 %)"
+    )
+    settlement_interval_s: Literal[900, 1800] = Field(
+        900, description="Settlement interval [s]: 900 (15 min) or 1800 (30 min)"
+    )
+    settlement_history_days: int = Field(
+        35,
+        ge=12,
+        le=400,
+        description="Days of meter data read before an event for its baselines and placebo days",
+    )
+    settlement_placebo_days: int = Field(
+        10,
+        ge=3,
+        le=40,
+        description="Recent days without an event on which each method's accuracy and "
+        "uncertainty are measured (more: steadier figures, slower statements)",
+    )
+    settlement_issue_after_s: float = Field(
+        3600.0,
+        ge=0,
+        le=30 * 86400,
+        description="A finished event's statement is issued (kept in the database, no longer "
+        "changing) this long after the event ends, once its meter data is in [s]",
+    )
+    settlement_holidays: list[dt.date] = Field(
+        default_factory=list,
+        description="Public holidays (local dates) baselines skip, e.g. [2026-12-25]",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "console"
 
@@ -101,6 +165,16 @@ class Settings(BaseSettings):
     def _known_database(cls, v: str) -> str:
         if not v.startswith(("sqlite", "postgresql")):
             raise ValueError("use sqlite:///path.db or postgresql://user@host:5432/db")
+        return v
+
+    @field_validator("settlement_emissions_file")
+    @classmethod
+    def _emissions_file(cls, v: Path | None) -> Path | None:
+        if v is None or str(v) == "":
+            return None
+        from gridflock.mv.peaker import read_marginal_emissions
+
+        read_marginal_emissions(v)  # a clear error listing every problem, at start
         return v
 
     @field_validator("command_ttl_s")

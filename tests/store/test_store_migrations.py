@@ -22,8 +22,9 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "settlements",
 }
-HEAD = "0004"
+HEAD = "0008"
 
 
 def _version(store: Store) -> list[str]:

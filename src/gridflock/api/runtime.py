@@ -15,6 +15,8 @@ from gridflock.domain.auth import Principal
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.mv.statement import Statement
+from gridflock.mv.value import YearValue
 from gridflock.store import Store
 
 __all__ = ["EventView", "Runtime"]
@@ -162,6 +164,19 @@ class Runtime(Protocol):
 
     def event_series(self, event_id: str) -> pd.DataFrame:
         """Target against delivered: columns ts (UTC), target_kw, delivered_kw."""
+        ...
+
+    def event_statement(self, event_id: str, method: str | None = None) -> Statement:
+        """The settlement statement of an event on the store's meter data.
+
+        The recommended baseline method unless ``method``; ``NotFoundError`` for an unknown
+        event, ``InvalidError`` for an unknown method, ``ConflictError`` before the event
+        starts or when its meter history cannot carry any baseline.
+        """
+        ...
+
+    def yearly_value(self, year: int) -> YearValue:
+        """Energy delivered, rewards and the peaker avoided by the year's completed events."""
         ...
 
     def updates(self) -> AsyncIterator[dict[str, Any]]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -95,6 +97,21 @@ def simulate(
             "of an equal share of every device's headroom."
         ),
     ] = False,
+    settle_days: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=120,
+            help="Also settle each event as a utility would, from meter data alone: simulate "
+            "this many days before --date without events (15-min steps) as the meter "
+            "history the baselines need (35 gives every method its placebo days; 0: no "
+            "statement). Statements go to --out as statement-<event>.json/.csv.",
+        ),
+    ] = 0,
+    method: Annotated[
+        str | None,
+        typer.Option(help="Baseline method of the statements (default: the recommended one)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
 ) -> None:
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
@@ -122,6 +139,14 @@ def simulate(
         except ValueError as e:
             fail(f"--event: {e}")
     imperfect = imperfections(latency, dropout, offline, ignore, noise, ideal)
+    if method is not None:
+        from gridflock.mv.baselines import METHODS
+
+        if method not in METHODS:
+            fail(f"--method: {method!r} is not a baseline method; use one of {', '.join(METHODS)}")
+        if not settle_days:
+            fail("--method: settling needs meter history; give --settle-days too (e.g. 35)")
+    sample_all = 10**9 if settle_days else 0
     store = None
     if db:
         store = _open_store(db)
@@ -134,7 +159,8 @@ def simulate(
             start_hour=start_hour,
             events=requests,
             imperfections=imperfect,
-            telemetry_sample_devices=1000 if store else 0,
+            telemetry_sample_devices=sample_all or (1000 if store else 0),
+            telemetry_sample_every_s=max(step_s, 300.0) if settle_days else 900.0,
             tracker=scenario_tracker_config(step_s, merit_order),
         )
     except ValueError as e:
@@ -159,7 +185,24 @@ def simulate(
                 bar.update(tasks[phase], completed=done)  # type: ignore[arg-type]
 
         keep_freed_memory()  # each time step reuses its temporaries
+        history = None
         try:
+            if settle_days:
+                history = run_scenario(
+                    spec,
+                    ScenarioConfig(
+                        date=day - dt.timedelta(days=settle_days),
+                        hours=24.0 * settle_days,
+                        step_s=900.0,
+                        seed=seed,
+                        start_hour=start_hour,
+                        events=(),
+                        imperfections=imperfect,
+                        telemetry_sample_devices=sample_all,
+                        telemetry_sample_every_s=900.0,
+                    ),
+                    partial(progress_history, progress),
+                )
             result = run_scenario(spec, cfg, progress)
         except ValueError as e:
             fail(str(e))
@@ -169,6 +212,102 @@ def simulate(
         _store_result(store, result)
         store.close()
     _print_summary(result, paths)
+    if history is not None:
+        _settle(history, result, out_dir, method)
+
+
+def progress_history(
+    progress: Callable[[str, int, int], None], _: str, done: int, total: int
+) -> None:
+    """Report the history pass under its own name."""
+    progress("history", done, total)
+
+
+def _settle(
+    history: ScenarioResult, result: ScenarioResult, out_dir: Path, method: str | None
+) -> None:
+    """Settle each event from the twin's meter readings, as the service does from its store."""
+    import numpy as np
+    import pandas as pd
+
+    from gridflock.api._convert import jsonable
+    from gridflock.config import load_settings
+    from gridflock.domain.events import EventStatus
+    from gridflock.mv.meter import Calendar
+    from gridflock.mv.settlement import (
+        DeviceSites,
+        bucket_means,
+        event_days,
+        settle_meter,
+        site_power,
+    )
+    from gridflock.service.settlement import settlement_terms
+
+    try:
+        settings = load_settings()
+        terms = settlement_terms(settings)
+    except (ValueError, GridflockError) as e:
+        fail(f"settlement settings: {e}")
+    fleet = DeviceSites(result.spec)
+    step = 900
+    t0 = float(np.floor(history.times[0].timestamp() / step) * step)
+    t1 = float(result.times[-1].timestamp()) + result.config.step_s
+    n = int(np.ceil((t1 - t0) / step))
+    times = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=n, freq=f"{step}s")
+    pos = pd.Index(fleet.device_ids)
+    ids, ts, p = [], [], []
+    for run in (history, result):
+        # the twin stamps a reading at the end of the step it describes: its middle is
+        # where a meter's interval puts it
+        half = run.config.step_s / 2
+        for b in run.telemetry:
+            ids.append(np.asarray(b.device_ids, dtype=object))
+            ts.append(np.asarray(b.ts, dtype=np.float64) - half)
+            p.append(np.asarray(b.p_kw, dtype=np.float64))
+    rows = pos.get_indexer(pd.Index(np.concatenate(ids))) if ids else np.zeros(0, np.int64)
+    dev_kw = bucket_means(
+        rows,
+        np.concatenate(ts) if ts else np.zeros(0),
+        np.concatenate(p) if p else np.zeros(0),
+        len(pos),
+        t0,
+        step,
+        n,
+    )
+    net, bat = site_power(fleet, dev_kw)
+    events = [o.event for o in result.events]
+    say = partial(out.print, highlight=False, soft_wrap=True)
+    for o in result.events:
+        ev = o.event
+        ev.status = EventStatus.COMPLETED
+        cal = Calendar.of((), event_days(events, result.tz, skip=ev.id))
+        try:
+            st = settle_meter(
+                ev,
+                result.spec,
+                times,
+                net,
+                battery_kw=bat,
+                calendar=cal,
+                method=method,
+                terms=terms,
+                placebo_days=settings.settlement_placebo_days,
+            )
+        except GridflockError as e:
+            say(f"[bold]{ev.id}[/] cannot be settled: {e}")
+            continue
+        truth = o.performance.energy_delivered_kwh
+        say(f"[bold]{ev.id} statement[/]: {st.plain()}")
+        say(
+            f"    the twin's true delivery (its shadow run): {truth:,.1f} kWh; the statement "
+            f"says {st.totals['delivered_kwh']:,.1f} ± {st.totals['uncertainty_kwh']:,.1f} kWh"
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        jpath = out_dir / f"statement-{ev.id}.json"
+        jpath.write_text(json.dumps(jsonable(st.as_dict()), indent=1))
+        cpath = out_dir / f"statement-{ev.id}.csv"
+        cpath.write_text(st.to_csv())
+        say(f"    statement: {jpath}, {cpath}")
 
 
 def _open_store(url: str) -> Store:

@@ -30,14 +30,18 @@ from gridflock.api.runtime import EventView
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher
 from gridflock.domain.auth import Principal
+from gridflock.domain.errors import NotFoundError
 from gridflock.domain.events import DEFAULT_PRIORITY, Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.mv.statement import Statement
+from gridflock.mv.value import YearValue
 from gridflock.service.control import ControlLoop
 from gridflock.service.events import EventService
 from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.readmodel import ReadModel
+from gridflock.service.settlement import SettlementService
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
 from gridflock.store.errors import DatabaseUnavailableError, is_outage
@@ -72,6 +76,7 @@ class Runtime:
         self.loop = ControlLoop(settings, store, spec, link, clock, self.metrics_, self.writer)
         self.event_service = EventService(self.loop)
         self.read_model = ReadModel(self.loop, self.event_service)
+        self.settlement = SettlementService(settings, store, clock)
         self.loop.observers.append(self.read_model.record)
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
@@ -288,6 +293,21 @@ class Runtime:
     def event_series(self, event_id: str) -> pd.DataFrame:
         """Target against delivered, one row per control cycle."""
         return self.event_service.series(event_id)
+
+    def _any_event(self, event_id: str) -> Event:
+        """An event this service tracks, or any the store holds (``NotFoundError`` if none)."""
+        try:
+            return self.event_service.view(event_id).event
+        except NotFoundError:
+            return self._store.get_event(event_id)
+
+    def event_statement(self, event_id: str, method: str | None = None) -> Statement:
+        """The settlement statement of an event (recommended method unless ``method``)."""
+        return self.settlement.statement(self.spec, self._any_event(event_id), method)
+
+    def yearly_value(self, year: int) -> YearValue:
+        """The value of the completed events that started in ``year`` (UTC)."""
+        return self.settlement.year(self.spec, self._store.list_events(), year)
 
     # ------------------------------------------------------------------ reads
     def fleet_summary(self) -> dict[str, Any]:

@@ -39,6 +39,7 @@ __all__ = [
     "EventSampleRow",
     "GatewayRow",
     "GridNodeRow",
+    "SettlementRow",
     "SiteRow",
     "TelemetryRow",
     "table_of",
@@ -142,6 +143,23 @@ class EventSampleRow(Base):
     ts: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     target_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
     delivered_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class SettlementRow(Base):
+    """An issued settlement statement of a finished event (docs/settlement.md), kept as made."""
+
+    __tablename__ = "settlements"
+
+    event_id: Mapped[str] = mapped_column(
+        String, ForeignKey("events.id", ondelete="CASCADE"), primary_key=True
+    )
+    method: Mapped[str] = mapped_column(
+        String, primary_key=True, comment="Baseline method asked for; '' for the recommended one."
+    )
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    statement: Mapped[dict[str, Any]] = mapped_column(
+        JsonType, comment="The statement's JSON (format gridflock-settlement/1)."
+    )
 
 
 class CommandRow(Base):

@@ -33,6 +33,7 @@ from gridflock.store import (
     _gateways,
     _history,
     _keys,
+    _settlements,
     _telemetry,
 )
 from gridflock.store._engine import make_engine
@@ -206,6 +207,29 @@ class Store:
         """An event's samples: columns ``ts`` (UTC), ``target_kw``, ``delivered_kw``."""
         with self.engine.connect() as conn:
             return _events.event_samples(conn, event_id)
+
+    # -- settlements -----------------------------------------------------------------
+
+    def save_statement(
+        self, event_id: str, method: str, statement: dict[str, Any], issued_at: When = None
+    ) -> bool:
+        """Keep an issued statement (``method`` '' for the recommended one) as made.
+
+        A statement already kept for the same event and method is left as it was (an
+        issued statement does not change); returns whether this one was kept.
+        """
+        with self.engine.begin() as conn:
+            return _settlements.save_statement(conn, event_id, method, when(issued_at), statement)
+
+    def load_statement(self, event_id: str, method: str) -> dict[str, Any] | None:
+        """The statement kept for the event and method ('' recommended), or None."""
+        with self.engine.connect() as conn:
+            return _settlements.load_statement(conn, event_id, method)
+
+    def load_statements(self, event_ids: Sequence[str], method: str) -> dict[str, dict[str, Any]]:
+        """The statements kept for ``event_ids`` by ``method``, by event id."""
+        with self.engine.connect() as conn:
+            return _settlements.load_statements(conn, event_ids, method)
 
     # -- commands --------------------------------------------------------------------
 

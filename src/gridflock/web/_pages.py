@@ -20,6 +20,7 @@ NAV = (
     ("/grid", "Grid", "grid"),
     ("/events", "Events", "events"),
     ("/sites", "Sites", "sites"),
+    ("/value", "Value", "value"),
 )
 
 _LOGO = (
@@ -271,6 +272,64 @@ EVENT = """
   <div id="chart-perf" class="chart chart-tall" role="img"
    aria-label="Target against delivered power over the event"></div></article>
 </section>
+<section class="settle" id="settlement" aria-labelledby="st-title">
+<div class="card"><header class="card-head"><h2 id="st-title">Settlement</h2>
+ <span class="muted">from the sites' meters against a baseline: delivered = actual − baseline
+  (&gt; 0: less import or more export)</span>
+ <label class="inline" for="st-method">Baseline
+  <select id="st-method"><option value="">recommended</option></select></label>
+ <a class="btn btn-quiet" id="st-csv" href="/api/v1/events/{ident_url}/statement?format=csv"
+  download>Statement CSV</a>
+ <a class="btn btn-quiet" id="st-json" href="/api/v1/events/{ident_url}/statement?format=json"
+  download="statement-{ident}.json">JSON</a></header>
+ <p id="st-plain" class="statement" role="status">Loading the statement…</p>
+ <p id="st-problem" class="alert alert-error" role="alert" hidden></p>
+ <ul id="st-notes" class="notes"></ul>
+</div>
+<section class="kpis kpis-6" aria-label="Settled figures">
+ <article class="kpi"><h2>Delivered (settled)</h2><p class="big" id="st-kw">–</p>
+  <p class="hint" id="st-kw-u">&nbsp;</p></article>
+ <article class="kpi"><h2>Energy</h2><p class="big" id="st-kwh">–</p>
+  <p class="hint" id="st-kwh-u">&nbsp;</p></article>
+ <article class="kpi"><h2>Responders</h2><p class="big" id="st-resp">–</p>
+  <p class="hint" id="st-nonresp">&nbsp;</p></article>
+ <article class="kpi"><h2>Rewards</h2><p class="big" id="st-reward">–</p>
+  <p class="hint" id="st-rate">&nbsp;</p></article>
+ <article class="kpi"><h2>Peaker avoided</h2><p class="big" id="st-mwh">–</p>
+  <p class="hint" id="st-mw">&nbsp;</p></article>
+ <article class="kpi"><h2>CO₂ avoided</h2><p class="big" id="st-co2">–</p>
+  <p class="hint" id="st-factor">&nbsp;</p></article>
+</section>
+<section class="row">
+ <article class="card"><header class="card-head"><h2>Baseline vs actual</h2>
+  <span class="muted" id="st-chart-note">fleet total per interval · kW</span></header>
+  <div id="chart-baseline" class="chart chart-tall" role="img"
+   aria-label="Baseline against actual net power of the event's sites"></div></article>
+</section>
+<section class="row">
+ <article class="card"><header class="card-head"><h2>Every method</h2>
+  <span class="muted">accuracy: error on recent days without an event (the truth is zero)</span>
+  </header>
+  <table class="table" id="st-methods"><thead><tr><th scope="col">Method</th>
+  <th scope="col" class="num">Delivered</th><th scope="col" class="num">± (conf.)</th>
+  <th scope="col" class="num">Energy</th><th scope="col" class="num">Bias</th>
+  <th scope="col" class="num">RMSE</th></tr></thead><tbody></tbody></table></article>
+</section>
+<section class="row row-wide">
+ <article class="card"><header class="card-head"><h2>Sites league table</h2>
+  <span class="muted" id="st-league-note">best delivery first</span></header>
+  <table class="table" id="st-league"><thead><tr><th scope="col" class="num">#</th>
+  <th scope="col">Site</th><th scope="col">Grid node</th><th scope="col">Status</th>
+  <th scope="col" class="num">Delivered</th><th scope="col" class="num">Energy</th>
+  <th scope="col" class="num">Share</th><th scope="col" class="num">Reward</th></tr></thead>
+  <tbody></tbody></table></article>
+ <article class="card"><header class="card-head"><h2>Non-responders</h2>
+  <span class="muted" id="st-nr-note"></span></header>
+  <table class="table" id="st-nonresponders"><thead><tr><th scope="col">Site</th>
+  <th scope="col">Grid node</th><th scope="col" class="num">Delivered</th>
+  <th scope="col" class="num">Data</th></tr></thead><tbody></tbody></table></article>
+</section>
+</section>
 """
 
 EVENT_ACTIONS = """
@@ -334,6 +393,41 @@ SITE = """
  <th scope="col">Valid until</th><th scope="col">Ack</th></tr></thead><tbody></tbody></table>
 </article>
 """
+
+
+VALUE = """
+<div class="page-head"><h1>Value of the year</h1>
+<p class="muted">Completed events settled on their recommended baseline: energy delivered,
+rewards paid and the fossil peaker the plant made unnecessary.</p>
+<form class="inline" id="year-form"><label for="year">Year</label>
+ <select id="year" name="year"></select></form></div>
+<p id="year-problem" class="alert alert-error" role="alert" hidden></p>
+<section class="kpis kpis-6" aria-label="The year's value">
+ <article class="kpi"><h2>Events</h2><p class="big" id="y-events">–</p>
+  <p class="hint" id="y-up">&nbsp;</p></article>
+ <article class="kpi"><h2>Delivered</h2><p class="big" id="y-delivered">–</p>
+  <p class="hint">at the meters, up events</p></article>
+ <article class="kpi"><h2>Peaker generation avoided</h2><p class="big" id="y-avoided">–</p>
+  <p class="hint">at the plant, losses included</p></article>
+ <article class="kpi"><h2>CO₂ avoided</h2><p class="big" id="y-co2">–</p>
+  <p class="hint">marginal emission factor</p></article>
+ <article class="kpi"><h2>Peak capacity</h2><p class="big" id="y-mw">–</p>
+  <p class="hint" id="y-mw-max">&nbsp;</p></article>
+ <article class="kpi"><h2>Rewards paid</h2><p class="big" id="y-rewards">–</p>
+  <p class="hint" id="y-methods">&nbsp;</p></article>
+</section>
+<section class="row">
+ <article class="card"><header class="card-head"><h2>By month</h2>
+  <span class="muted">MWh of peaker generation avoided · t CO₂</span></header>
+  <div id="chart-year" class="chart chart-tall" role="img"
+   aria-label="Peaker generation and CO2 avoided per month"></div></article>
+</section>
+"""
+
+
+def value_body() -> str:
+    """The value of a year."""
+    return VALUE
 
 
 def overview_body() -> str:

@@ -1,0 +1,618 @@
+"""Baselines: what each site would have drawn without the event, by the rules markets settle on.
+
+Every method takes the same inputs (:class:`MeterData`, an :class:`EventWindow`, a
+:class:`Calendar` of holidays and previous event days, optional :class:`SiteInfo`) and
+returns a :class:`Baseline`: one baseline series per site over the event window, in kW
+with the generator sign. Day-matching methods are vectorised over sites: the intervals
+they need are gathered into a (sites, days, intervals) block once and averaged there.
+
+Sources and parameters of each method are in ``docs/mv.md``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray
+from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
+
+__all__ = [
+    "METHODS",
+    "Baseline",
+    "Method",
+    "compute_baseline",
+]
+
+
+class Method(StrEnum):
+    """The baseline methods, by the name settlement statements print."""
+
+    CAISO_10IN10 = "caiso_10in10"
+    """CAISO 10-in-10 with the multiplicative day-of adjustment capped at ±20 %."""
+    CAISO_10IN10_UNADJUSTED = "caiso_10in10_unadjusted"
+    """CAISO 10-in-10 without the day-of adjustment."""
+    CAISO_10IN10_ADDITIVE = "caiso_10in10_additive"
+    """CAISO 10-in-10 with an additive day-of adjustment taken after sunset-like hours."""
+    PJM_HIGH4OF5 = "pjm_high4of5"
+    """PJM High 4 of 5 with the symmetric additive adjustment (SAA)."""
+    PJM_HIGH4OF5_WSA = "pjm_high4of5_wsa"
+    """PJM High 4 of 5 with the weather-sensitive adjustment (WSA)."""
+    UK_DFS = "uk_dfs"
+    """UK Demand Flexibility Service: mean of the previous 10 working days, in-day adjusted."""
+    REGRESSION = "regression"
+    """CalTRACK hourly regression on temperature and time of week (eemeter)."""
+    CONTROL_GROUP = "control_group"
+    """Randomised control group: held-out sites matched on kind and size."""
+    BATTERY_DEVICE = "battery_device"
+    """Device-level baseline for batteries: the power held before the event."""
+    BATTERY_DEVICE_DAYS = "battery_device_days"
+    """Device-level baseline for batteries: their power at the same hours of recent days."""
+    WEATHER_MATCHED = "weather_matched"
+    """Day matching on weather: the 5 eligible days closest in irradiance and temperature."""
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """One method's baseline for each row over the event window.
+
+    ``kw`` and ``actual_kw`` are (n_sites, n_steps) [kW, generator sign] over ``times``
+    (the event window's intervals); ``valid`` marks rows for which the method had
+    enough data (a row without is NaN throughout); ``adjustment`` is the day-of
+    adjustment applied per row (a ratio for multiplicative methods, kW for additive
+    ones, NaN where none); ``days_used`` how many history days each row averaged.
+    """
+
+    method: str
+    event_id: str
+    site_ids: StrArray
+    times: pd.DatetimeIndex
+    kw: FloatArray
+    actual_kw: FloatArray
+    valid: BoolArray
+    adjustment: FloatArray
+    days_used: IntArray
+    notes: str = ""
+
+    @property
+    def step_h(self) -> float:
+        """Interval length [h]."""
+        if len(self.times) < 2:
+            return float("nan")
+        return float((self.times[1] - self.times[0]).total_seconds() / 3600.0)
+
+    @property
+    def delivered_kw(self) -> FloatArray:
+        """Actual minus baseline per row and interval [kW, generator sign: > 0 is "up"]."""
+        return self.actual_kw - self.kw
+
+    def total(self) -> tuple[FloatArray, FloatArray]:
+        """Baseline and actual summed over the valid rows, per interval [kW]."""
+        v = self.valid
+        return np.nansum(self.kw[v], axis=0), np.nansum(self.actual_kw[v], axis=0)
+
+    def by_group(self, groups: StrArray) -> tuple[StrArray, FloatArray, FloatArray]:
+        """Baseline and actual summed per group (e.g. grid node) over the valid rows.
+
+        Returns the group names and two (n_groups, n_steps) arrays [kW].
+        """
+        keys = np.asarray(groups, dtype=object).astype(str)
+        names, inv = np.unique(keys, return_inverse=True)
+        base = np.zeros((len(names), len(self.times)))
+        act = np.zeros_like(base)
+        v = self.valid
+        np.add.at(base, inv[v], np.nan_to_num(self.kw[v]))
+        np.add.at(act, inv[v], np.nan_to_num(self.actual_kw[v]))
+        return names.astype(object), base, act
+
+
+MethodFn = Callable[[MeterData, EventWindow, Calendar, SiteInfo | None], Baseline]
+
+#: The methods by name; each is ``fn(meter, event, calendar, info) -> Baseline``.
+METHODS: dict[str, MethodFn] = {}
+
+
+def compute_baseline(
+    method: str | Method,
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar | None = None,
+    info: SiteInfo | None = None,
+) -> Baseline:
+    """Baseline of every row of ``meter`` for ``event`` by ``method``.
+
+    ``calendar`` lists holidays and previous event days (excluded from history);
+    ``info`` is needed by the control group (kinds, sizes, held-out sites).
+    """
+    try:
+        fn = METHODS[str(method)]
+    except KeyError:
+        raise ValueError(
+            f"unknown baseline method {method!r}: use one of {', '.join(METHODS)}"
+        ) from None
+    return fn(meter, event, calendar or Calendar(), info)
+
+
+# ---------------------------------------------------------------------- day matching
+def _steps(meter: MeterData, start: pd.Timestamp, end: pd.Timestamp) -> pd.DatetimeIndex:
+    """Interval starts of the meter grid within ``[start, end)``."""
+    return pd.date_range(start, end, freq=pd.Timedelta(seconds=meter.step_s), inclusive="left")
+
+
+def _columns(meter: MeterData, steps: pd.DatetimeIndex, what: str) -> IntArray:
+    """Meter columns of ``steps``; every one must be there."""
+    idx = np.asarray(meter.times.get_indexer(steps), dtype=np.int64)
+    if len(idx) == 0 or (idx < 0).any():
+        raise ValueError(
+            f"the meter data ({meter.times[0]} to {meter.times[-1]}, step {meter.step_s:.0f} s) "
+            f"does not cover the {what} ({steps[0] if len(steps) else '?'} onwards): give meter "
+            "data over the event and the hours before it, on the same interval grid"
+        )
+    return idx
+
+
+def _event_day(meter: MeterData, event: EventWindow) -> dt.date:
+    day: dt.date = pd.Timestamp(event.start).tz_convert(meter.tz).date()
+    return day
+
+
+def _shifted_columns(meter: MeterData, steps: pd.DatetimeIndex, offsets: IntArray) -> IntArray:
+    """Columns of ``steps`` moved ``offsets`` local days back on the wall clock: (D, K).
+
+    The same local clock time on another day is a different UTC time across a DST change;
+    a wall time that does not exist that day (spring forward) maps to -1 (a gap), an
+    ambiguous one (fall back) to its first occurrence.
+    """
+    wall = steps.tz_convert(meter.tz).tz_localize(None).to_numpy()
+    naive = wall[None, :] - offsets[:, None].astype(np.int64) * np.timedelta64(1, "D")
+    flat = pd.DatetimeIndex(naive.ravel())
+    local = flat.tz_localize(
+        meter.tz, ambiguous=np.ones(len(flat), dtype=bool), nonexistent="NaT"
+    )
+    idx = np.asarray(meter.times.get_indexer(local.tz_convert("UTC")), dtype=np.int64)
+    idx[np.asarray(local.isna())] = -1
+    return idx.reshape(len(offsets), len(steps))
+
+
+def _gather(x: FloatArray, cols: IntArray) -> FloatArray:
+    """``x[:, cols]`` with NaN where a column is missing (-1): (n, *cols.shape)."""
+    out = x[:, np.maximum(cols, 0)]
+    out[:, cols < 0] = np.nan
+    return out
+
+
+def candidate_days(
+    event_day: dt.date, calendar: Calendar, lookback_days: int
+) -> tuple[IntArray, list[dt.date]]:
+    """Days before ``event_day`` of its type, no holiday and no event day, newest first.
+
+    A working-day event learns from working days (Monday to Friday, not a holiday); an
+    event on a weekend or holiday from weekend days and holidays. Returns the day
+    offsets (1 = the day before) and the dates.
+    """
+    working = calendar.is_working(event_day)
+    offsets, days = [], []
+    for k in range(1, lookback_days + 1):
+        d = event_day - dt.timedelta(days=k)
+        if d in calendar.event_days or calendar.is_working(d) != working:
+            continue
+        offsets.append(k)
+        days.append(d)
+    return np.asarray(offsets, dtype=np.int64), days
+
+
+def _nanmean(x: FloatArray, axis: int) -> FloatArray:
+    """Mean over the finite values along ``axis``; NaN (without a warning) where none is."""
+    ok = np.isfinite(x)
+    count = ok.sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(ok, x, 0.0).sum(axis=axis) / count, dtype=np.float64)
+
+
+def _most_recent(valid: BoolArray, k: int) -> BoolArray:
+    """Per row, the first ``k`` valid days (days ordered newest first)."""
+    return valid & (np.cumsum(valid, axis=1) <= k)
+
+
+def _mean_over_days(block: FloatArray, sel: BoolArray) -> FloatArray:
+    """Mean over the selected days of a (n, D, K) block: (n, K); gaps are skipped."""
+    w = sel[:, :, None] & np.isfinite(block)
+    count = w.sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(w, block, 0.0).sum(axis=1) / count, float)
+
+
+@dataclass(frozen=True)
+class _History:
+    """The blocks a day-matching method works on, gathered once."""
+
+    steps: pd.DatetimeIndex
+    window: FloatArray  # (n, D, K) history over the event's clock times
+    adjust: FloatArray  # (n, D, Ka) history over the adjustment window's clock times
+    actual: FloatArray  # (n, K) the event day's window
+    actual_adjust: FloatArray  # (n, Ka) the event day's adjustment window
+    valid: BoolArray  # (n, D): the day has every interval of the window
+    offsets: IntArray
+    days: list[dt.date]
+
+
+def _history(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    lookback_days: int,
+    adjust_hours: tuple[float, float] | None,
+    series: FloatArray | None = None,
+) -> _History:
+    """Gather the event window and the adjustment window on the event day and its history.
+
+    ``adjust_hours = (a, b)`` is the adjustment window ``[start - a h, start - b h)``.
+    """
+    x = meter.net_kw if series is None else series
+    steps = _steps(meter, event.start, event.end)
+    cols = _columns(meter, steps, "event window")
+    offsets, days = candidate_days(_event_day(meter, event), calendar, lookback_days)
+    hist_cols = _shifted_columns(meter, steps, offsets)
+    window = _gather(x, hist_cols)
+    if adjust_hours is not None:
+        a, b = adjust_hours
+        adj_steps = _steps(
+            meter, event.start - pd.Timedelta(hours=a), event.start - pd.Timedelta(hours=b)
+        )
+        adj_cols = _columns(meter, adj_steps, "adjustment window before the event")
+        adjust = _gather(x, _shifted_columns(meter, adj_steps, offsets))
+        actual_adjust = x[:, adj_cols]
+    else:
+        adjust = np.zeros((x.shape[0], len(offsets), 0))
+        actual_adjust = np.zeros((x.shape[0], 0))
+    valid = np.asarray(np.isfinite(window).all(axis=2) & (window.shape[2] > 0), dtype=bool)
+    return _History(steps, window, adjust, x[:, cols], actual_adjust, valid, offsets, days)
+
+
+def _multiplicative(
+    h: _History, sel: BoolArray, base: FloatArray, cap: float
+) -> tuple[FloatArray, FloatArray]:
+    """Scale the baseline by actual/baseline import over the adjustment window, capped.
+
+    The ratio is taken on import (-net kW); where the baseline's import there is not
+    positive the ratio means nothing and no adjustment is made (ratio 1).
+    """
+    act = -_nanmean(h.actual_adjust, axis=1) if h.actual_adjust.shape[1] else np.full(
+        len(base), np.nan
+    )
+    ref = -_mean_over_days(h.adjust, sel).mean(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(ref > 1e-6, act / ref, 1.0)
+    ratio = np.where(np.isfinite(ratio), np.clip(ratio, 1 - cap, 1 + cap), 1.0)
+    return base * ratio[:, None], ratio
+
+
+def _additive(
+    h: _History, sel: BoolArray, base: FloatArray, cap: float | None = None
+) -> tuple[FloatArray, FloatArray]:
+    """Shift the baseline by mean(actual - baseline) over the adjustment window [kW].
+
+    With ``cap`` the shift is limited to that share of the baseline's mean magnitude
+    over the event window.
+    """
+    act = _nanmean(h.actual_adjust, axis=1) if h.actual_adjust.shape[1] else np.full(
+        len(base), np.nan
+    )
+    ref = _mean_over_days(h.adjust, sel).mean(axis=1)
+    shift = act - ref
+    if cap is not None:
+        lim = cap * np.abs(base).mean(axis=1)
+        shift = np.clip(shift, -lim, lim)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    return base + shift[:, None], shift
+
+
+def _result(
+    method: Method,
+    meter: MeterData,
+    event: EventWindow,
+    h: _History,
+    kw: FloatArray,
+    sel: BoolArray,
+    min_days: int,
+    adjustment: FloatArray,
+    notes: str = "",
+) -> Baseline:
+    used = sel.sum(axis=1).astype(np.int64)
+    valid = (used >= min_days) & np.isfinite(kw).all(axis=1)
+    kw = np.where(valid[:, None], kw, np.nan)
+    return Baseline(
+        str(method), event.event_id, meter.site_ids, h.steps, kw, h.actual, valid,
+        np.where(valid, adjustment, np.nan), used, notes,
+    )
+
+
+#: CAISO: the adjustment window is the three hours ending one hour before the event.
+CAISO_ADJUST_HOURS = (4.0, 1.0)
+#: CAISO caps the day-of adjustment at ±20 %.
+CAISO_CAP = 0.20
+#: CAISO and PJM look back at most 45 days for eligible days.
+LOOKBACK_DAYS = 45
+
+
+def caiso_10in10(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    adjust: str = "multiplicative",
+    cap: float = CAISO_CAP,
+) -> Baseline:
+    """CAISO 10-in-10: mean of the 10 most recent eligible weekdays (4 for weekend events).
+
+    ``adjust`` is ``"multiplicative"`` (CAISO's day-of adjustment, the ratio of actual
+    to baseline load over the adjustment window, capped at ±``cap``), ``"additive"``
+    (the difference, capped at ±``cap`` of the baseline) or ``"none"``.
+    """
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, CAISO_ADJUST_HOURS)
+    k = 10 if calendar.is_working(_event_day(meter, event)) else 4
+    sel = _most_recent(h.valid, k)
+    base = _mean_over_days(h.window, sel)
+    if adjust == "multiplicative":
+        kw, adj = _multiplicative(h, sel, base, cap)
+        method = Method.CAISO_10IN10
+    elif adjust == "additive":
+        kw, adj = _additive(h, sel, base, cap)
+        method = Method.CAISO_10IN10_ADDITIVE
+    elif adjust == "none":
+        kw, adj = base, np.full(len(base), np.nan)
+        method = Method.CAISO_10IN10_UNADJUSTED
+    else:
+        raise ValueError(f"adjust must be 'multiplicative', 'additive' or 'none', got {adjust!r}")
+    return _result(method, meter, event, h, kw, sel, min(5, k), adj)
+
+
+#: PJM's symmetric additive adjustment: the three hours ending one hour before the event.
+PJM_ADJUST_HOURS = (4.0, 1.0)
+
+
+def _high_x_of_y(h: _History, x: int, y: int) -> BoolArray:
+    """Of each row's ``y`` most recent valid days, the ``x`` with the highest mean import."""
+    sel = _most_recent(h.valid, y)
+    imp = np.where(sel, -_nanmean(np.nan_to_num(h.window, nan=0.0), axis=2), np.inf)
+    # drop the (count - x) lowest-import days among the selected
+    order = np.argsort(imp, axis=1, kind="stable")  # lowest first; unselected (inf) last
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(imp.shape[1])[None, :].repeat(len(imp), 0), 1)
+    drop = np.maximum(sel.sum(axis=1) - x, 0)
+    return np.asarray(sel & (rank >= drop[:, None]), dtype=bool)
+
+
+def pjm_high4of5(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    weather: bool = False,
+) -> Baseline:
+    """PJM High 4 of 5 (High 2 of 3 on weekends and holidays), adjusted.
+
+    Of the 5 most recent eligible weekdays within 45 days, the 4 with the highest mean
+    import over the event hours are averaged. The symmetric additive adjustment (SAA)
+    shifts it by the actual-minus-baseline difference over the three hours ending one
+    hour before the event. With ``weather`` the weather-sensitive adjustment (WSA)
+    replaces the SAA: each row's event-window load is regressed on the window's mean
+    temperature over the eligible days of the lookback, and the baseline moves by the
+    slope times the event day's temperature minus the mean of the days averaged.
+    """
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, PJM_ADJUST_HOURS)
+    working = calendar.is_working(_event_day(meter, event))
+    x, y = (4, 5) if working else (2, 3)
+    sel = _high_x_of_y(h, x, y)
+    base = _mean_over_days(h.window, sel)
+    if not weather:
+        kw, adj = _additive(h, sel, base)
+        return _result(Method.PJM_HIGH4OF5, meter, event, h, kw, sel, x, adj)
+    if meter.temp_c is None:
+        raise ValueError(
+            "the weather-sensitive adjustment needs a temperature series: give MeterData.temp_c"
+        )
+    temp = meter.temp_c[None, :]
+    th = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=temp)
+    t_day = _nanmean(th.window[0], axis=1)  # (D,) window mean temperature per day
+    t_event = float(_nanmean(th.actual[0], axis=0))
+    load = _nanmean(h.window, axis=2)  # (n, D) window mean net per day
+    ok = h.valid & np.isfinite(t_day)[None, :]
+    w = ok.astype(float)
+    cnt = w.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tm = np.where(ok, t_day[None, :], 0.0).sum(axis=1) / cnt
+        lm = np.where(ok, load, 0.0).sum(axis=1) / cnt
+        dt_ = np.where(ok, t_day[None, :] - tm[:, None], 0.0)
+        slope = (dt_ * np.where(ok, np.nan_to_num(load) - lm[:, None], 0.0)).sum(axis=1) / (
+            dt_**2
+        ).sum(axis=1)
+        t_sel = np.where(sel, t_day[None, :], 0.0).sum(axis=1) / sel.sum(axis=1)
+    slope = np.where(np.isfinite(slope) & (cnt >= 5), slope, 0.0)
+    shift = slope * (t_event - t_sel)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    return _result(Method.PJM_HIGH4OF5_WSA, meter, event, h, base + shift[:, None], sel, x, shift)
+
+
+#: UK DFS: the in-day adjustment window, [start - 3 h, start - 1 h) (four half hours).
+DFS_ADJUST_HOURS = (3.0, 1.0)
+
+
+def uk_dfs(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    adjust_hours: tuple[float, float] = DFS_ADJUST_HOURS,
+) -> Baseline:
+    """UK Demand Flexibility Service: previous 10 working days, same half hour, in-day adjusted.
+
+    The mean of each interval over the 10 most recent working days (no holidays, no
+    event days; the 4 most recent weekend days or holidays for an event on one),
+    shifted by the mean difference between actual and baseline over the in-day
+    adjustment window ``[start - a h, start - b h)``.
+    """
+    h = _history(meter, event, calendar, 60, adjust_hours)
+    k = 10 if calendar.is_working(_event_day(meter, event)) else 4
+    sel = _most_recent(h.valid, k)
+    base = _mean_over_days(h.window, sel)
+    kw, adj = _additive(h, sel, base)
+    return _result(Method.UK_DFS, meter, event, h, kw, sel, min(5, k), adj)
+
+
+def _register() -> None:
+    METHODS[Method.CAISO_10IN10] = caiso_10in10
+    METHODS[Method.CAISO_10IN10_UNADJUSTED] = partial(caiso_10in10, adjust="none")
+    METHODS[Method.CAISO_10IN10_ADDITIVE] = partial(caiso_10in10, adjust="additive")
+    METHODS[Method.PJM_HIGH4OF5] = pjm_high4of5
+    METHODS[Method.PJM_HIGH4OF5_WSA] = partial(pjm_high4of5, weather=True)
+    METHODS[Method.UK_DFS] = uk_dfs
+
+
+_register()
+
+
+#: The battery baseline holds the power measured this long before the event's start.
+BATTERY_HOLD_S = 900.0
+#: ... ending this long before the start, so a ramp commanded ahead of the event is not in it.
+BATTERY_GAP_S = 900.0
+
+
+def battery_device(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    hold_s: float = BATTERY_HOLD_S,
+    gap_s: float = BATTERY_GAP_S,
+) -> Baseline:
+    """Device-level baseline for batteries: the battery keeps doing what it did before.
+
+    The battery's mean power over ``[start - gap - hold, start - gap)`` (each rounded up
+    to whole meter intervals) is held over the window; the site's baseline is its
+    metered net with the battery's measured power replaced by that held power, so only
+    the battery's response is measured. Rows
+    without battery telemetry (all zero or NaN) get no baseline.
+    """
+    if meter.battery_kw is None:
+        raise ValueError(
+            "the battery baseline needs per-site battery power: give MeterData.battery_kw"
+        )
+    steps = _steps(meter, event.start, event.end)
+    cols = _columns(meter, steps, "event window")
+    step = meter.step_s
+    n_gap, n_hold = int(np.ceil(gap_s / step - 1e-9)), max(int(np.ceil(hold_s / step - 1e-9)), 1)
+    before = _steps(
+        meter,
+        event.start - pd.Timedelta(seconds=(n_gap + n_hold) * step),
+        event.start - pd.Timedelta(seconds=n_gap * step),
+    )
+    bcols = _columns(meter, before, "interval before the event")
+    bat = meter.battery_kw
+    held = _nanmean(bat[:, bcols], axis=1)
+    actual = meter.net_kw[:, cols]
+    kw = actual - bat[:, cols] + held[:, None]
+    has = (np.nan_to_num(bat) != 0).any(axis=1)
+    valid = has & np.isfinite(kw).all(axis=1)
+    kw[~valid] = np.nan
+    return Baseline(
+        str(Method.BATTERY_DEVICE), event.event_id, meter.site_ids, steps, kw, actual, valid,
+        np.where(valid, held, np.nan), np.zeros(meter.n_sites, np.int64),
+        "batteries only: the power held before the event",
+    )
+
+
+def battery_device_days(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    days: int = 10,
+) -> Baseline:
+    """Device-level baseline for batteries from history: the battery's own 10-in-10.
+
+    The battery's power at the event's clock hours averaged over the ``days`` most recent
+    eligible days (same rules as CAISO's day selection) replaces its measured power in the
+    site's net. A battery under self-consumption control discharges in the evening every
+    day, which the pre-event power (charging from PV in the afternoon) does not show.
+    """
+    if meter.battery_kw is None:
+        raise ValueError(
+            "the battery baseline needs per-site battery power: give MeterData.battery_kw"
+        )
+    bat = meter.battery_kw
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=bat)
+    sel = _most_recent(h.valid, days)
+    held = _mean_over_days(h.window, sel)
+    cols = _columns(meter, h.steps, "event window")
+    actual = meter.net_kw[:, cols]
+    kw = actual - h.actual + held
+    has = (np.nan_to_num(bat) != 0).any(axis=1)
+    used = sel.sum(axis=1).astype(np.int64)
+    valid = has & (used >= min(5, days)) & np.isfinite(kw).all(axis=1)
+    kw[~valid] = np.nan
+    return Baseline(
+        str(Method.BATTERY_DEVICE_DAYS), event.event_id, meter.site_ids, h.steps, kw, actual,
+        valid, np.full(meter.n_sites, np.nan), used,
+        "batteries only: their power at the same hours of recent days",
+    )
+
+
+#: Weather matching: how many of the closest days are averaged.
+WEATHER_MATCH_DAYS = 5
+
+
+def weather_matched(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    k: int = WEATHER_MATCH_DAYS,
+) -> Baseline:
+    """Day matching on weather: the ``k`` eligible days most like the event day.
+
+    Days are compared on the mean irradiance (GHI) from four hours before the event to
+    its end and on the mean temperature over the window, each scaled by its spread over
+    the candidate days; the ``k`` closest eligible days (45-day lookback, holidays and
+    event days excluded) are averaged, without a day-of adjustment. On PV-heavy fleets
+    the afternoon's sunshine sets what the batteries hold in the evening and how much PV
+    is still exporting, which the adjustment windows of CAISO and PJM only see as noise.
+    """
+    if meter.temp_c is None or meter.ghi_w_m2 is None:
+        raise ValueError(
+            "weather matching needs MeterData.temp_c (°C) and MeterData.ghi_w_m2 (W/m²)"
+        )
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, None)
+    wide = EventWindow(event.start - pd.Timedelta(hours=4), event.end, event.event_id)
+    g = _history(meter, wide, calendar, LOOKBACK_DAYS, None, series=meter.ghi_w_m2[None, :])
+    t = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.temp_c[None, :])
+    ghi_d, ghi_e = _nanmean(g.window[0], axis=1), float(_nanmean(g.actual[0], axis=0))
+    tmp_d, tmp_e = _nanmean(t.window[0], axis=1), float(_nanmean(t.actual[0], axis=0))
+
+    def scaled(x: FloatArray, e: float) -> FloatArray:
+        sd = float(np.nanstd(x)) if np.isfinite(x).sum() > 1 else 1.0
+        return np.asarray((x - e) / (sd if sd > 0 else 1.0), dtype=np.float64)
+
+    dist = np.hypot(scaled(ghi_d, ghi_e), scaled(tmp_d, tmp_e))  # (D,)
+    dist = np.where(np.isfinite(dist), dist, np.inf)
+    score = np.where(h.valid, dist[None, :], np.inf)
+    order = np.argsort(score, axis=1, kind="stable")
+    rank = np.empty_like(order)
+    np.put_along_axis(rank, order, np.arange(score.shape[1])[None, :].repeat(len(score), 0), 1)
+    sel = np.asarray(h.valid & (rank < k), dtype=bool)
+    base = _mean_over_days(h.window, sel)
+    return _result(
+        Method.WEATHER_MATCHED, meter, event, h, base, sel, min(3, k),
+        np.full(meter.n_sites, np.nan), f"{k} days closest in irradiance and temperature",
+    )
+
+
+METHODS[Method.BATTERY_DEVICE] = battery_device
+METHODS[Method.BATTERY_DEVICE_DAYS] = battery_device_days
+METHODS[Method.WEATHER_MATCHED] = weather_matched

@@ -1,0 +1,200 @@
+"""Meter data, event windows and the calendar the baselines select their days from.
+
+Everything here is pure: arrays in, arrays out. Meter data is a matrix of interval
+powers, one row per site (or per grid node, once aggregated), in the generator sign
+convention (``> 0`` export, ``< 0`` import); gaps are NaN. Days are local days of the
+meter's time zone, since utilities and markets define "the same hour of the previous
+ten working days" on the customer's clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from gridflock.domain.messages import BoolArray, FloatArray, StrArray
+
+__all__ = ["Calendar", "EventWindow", "MeterData", "SiteInfo", "local_days"]
+
+
+def _as_utc_index(times: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    if times.tz is None:
+        raise ValueError("meter times must be timezone-aware (UTC); localise them first")
+    return times.tz_convert("UTC")
+
+
+@dataclass(frozen=True)
+class MeterData:
+    """Interval meter data of ``n_sites`` sites over ``n_steps`` regular steps.
+
+    ``net_kw[i, t]`` is site ``i``'s mean net power over ``[times[t], times[t] + step)``
+    [kW, generator sign]; NaN where the reading is missing. ``tz`` is the IANA zone that
+    defines local days (working days, the same half hour). ``temp_c`` (°C) and
+    ``ghi_w_m2`` (W/m², global horizontal irradiance) are optional weather series over
+    ``times``; ``battery_kw`` is the optional per-site battery power (device telemetry,
+    generator sign) that the device-level battery baseline needs.
+    """
+
+    site_ids: StrArray
+    times: pd.DatetimeIndex
+    net_kw: FloatArray
+    tz: str = "UTC"
+    temp_c: FloatArray | None = None
+    ghi_w_m2: FloatArray | None = None
+    battery_kw: FloatArray | None = None
+
+    def __post_init__(self) -> None:
+        times = _as_utc_index(pd.DatetimeIndex(self.times))
+        object.__setattr__(self, "times", times)
+        net = np.asarray(self.net_kw, dtype=np.float64)
+        if net.ndim != 2:
+            raise ValueError(f"net_kw must be (n_sites, n_steps), got shape {net.shape}")
+        object.__setattr__(self, "net_kw", net)
+        object.__setattr__(self, "site_ids", np.asarray(self.site_ids, dtype=object))
+        n, m = net.shape
+        if len(self.site_ids) != n:
+            raise ValueError(f"{len(self.site_ids)} site ids for {n} rows of net_kw")
+        if len(times) != m:
+            raise ValueError(f"{len(times)} timestamps for {m} columns of net_kw")
+        if m >= 2:
+            steps = np.diff(times.asi8)
+            if (steps != steps[0]).any() or steps[0] <= 0:
+                raise ValueError(
+                    "meter times must be regular and increasing (one reading per interval); "
+                    "reindex onto a regular grid and leave gaps as NaN"
+                )
+        for name in ("temp_c", "ghi_w_m2"):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.asarray(v, dtype=np.float64)
+                if v.shape != (m,):
+                    raise ValueError(f"{name} must have one value per step ({m}), got {v.shape}")
+                object.__setattr__(self, name, v)
+        if self.battery_kw is not None:
+            b = np.asarray(self.battery_kw, dtype=np.float64)
+            if b.shape != net.shape:
+                raise ValueError(f"battery_kw must have the shape of net_kw {net.shape}")
+            object.__setattr__(self, "battery_kw", b)
+
+    @property
+    def n_sites(self) -> int:
+        """Number of rows (sites or grid nodes)."""
+        return int(self.net_kw.shape[0])
+
+    @property
+    def step_s(self) -> float:
+        """Interval length [s]."""
+        if len(self.times) < 2:
+            raise ValueError("meter data needs at least two intervals to know its step")
+        return float((self.times[1] - self.times[0]).total_seconds())
+
+    def aggregate(self, groups: Sequence[str] | StrArray) -> MeterData:
+        """Sum the rows per group (for example the grid node of each site).
+
+        A group's interval is NaN if any of its sites is NaN there: a sum over the
+        sites that happened to report would look like a response.
+        """
+        keys = np.asarray(groups, dtype=object)
+        if len(keys) != self.n_sites:
+            raise ValueError(f"{len(keys)} group labels for {self.n_sites} sites")
+        names, inv = np.unique(keys.astype(str), return_inverse=True)
+
+        def sums(x: FloatArray) -> FloatArray:
+            out = np.zeros((len(names), x.shape[1]))
+            np.add.at(out, inv, x)
+            return out
+
+        bat = sums(self.battery_kw) if self.battery_kw is not None else None
+        return MeterData(
+            names.astype(object),
+            self.times,
+            sums(self.net_kw),
+            self.tz,
+            self.temp_c,
+            self.ghi_w_m2,
+            bat,
+        )
+
+    def take(self, rows: BoolArray | Sequence[int]) -> MeterData:
+        """The rows selected by a mask or index list."""
+        idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
+        bat = self.battery_kw[idx] if self.battery_kw is not None else None
+        return MeterData(
+            self.site_ids[idx],
+            self.times,
+            self.net_kw[idx],
+            self.tz,
+            self.temp_c,
+            self.ghi_w_m2,
+            bat,
+        )
+
+
+@dataclass(frozen=True)
+class SiteInfo:
+    """What is known of each site, in the meter's row order.
+
+    ``kinds`` names the site's device mix (for example ``"pv+battery"``: the kinds a site
+    holds, sorted, joined by ``+``); ``size`` is a size measure to match on (annual
+    consumption [kWh] or PV peak [kWp]: any positive number comparable across sites);
+    ``grid_node`` the node each site hangs from; ``control`` marks sites held out of
+    events as a randomised control group.
+    """
+
+    kinds: StrArray
+    size: FloatArray
+    grid_node: StrArray | None = None
+    control: BoolArray | None = None
+
+
+@dataclass(frozen=True)
+class EventWindow:
+    """An event over ``[start, end)`` (UTC) on the sites in ``participants``.
+
+    ``participants`` is a boolean mask over the meter's rows (None: every row that is
+    not in the control group). ``direction`` is +1 for an "up" event (less import /
+    more export), -1 for "down".
+    """
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+    event_id: str = ""
+    participants: BoolArray | None = None
+    direction: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            ts = pd.Timestamp(getattr(self, name))
+            if ts.tzinfo is None:
+                raise ValueError(f"event {name} must be timezone-aware (UTC)")
+            object.__setattr__(self, name, ts.tz_convert("UTC"))
+        if not self.end > self.start:
+            raise ValueError(f"event end {self.end} must be after its start {self.start}")
+        if self.direction not in (1, -1):
+            raise ValueError("direction must be +1 (up) or -1 (down)")
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """Days a baseline must not learn from: holidays and previous event days (local dates)."""
+
+    holidays: frozenset[dt.date] = field(default_factory=frozenset)
+    event_days: frozenset[dt.date] = field(default_factory=frozenset)
+
+    @staticmethod
+    def of(holidays: Iterable[dt.date] = (), event_days: Iterable[dt.date] = ()) -> Calendar:
+        """Build from any iterables of dates."""
+        return Calendar(frozenset(holidays), frozenset(event_days))
+
+    def is_working(self, day: dt.date) -> bool:
+        """Monday to Friday and not a holiday."""
+        return day.weekday() < 5 and day not in self.holidays
+
+
+def local_days(times: pd.DatetimeIndex, tz: str) -> np.ndarray:
+    """Local date of each timestamp (an array of ``datetime.date``)."""
+    return np.asarray(times.tz_convert(tz).date)

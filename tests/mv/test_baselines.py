@@ -1,0 +1,327 @@
+"""Baselines against values computed by hand on small synthetic meter data."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gridflock.mv import (
+    Calendar,
+    EventWindow,
+    MeterData,
+    Method,
+    SiteInfo,
+    assign_control_group,
+    compute_baseline,
+    strata,
+)
+
+TZ = "Europe/London"
+
+
+def grid(first: str, days: int, step: str = "30min") -> pd.DatetimeIndex:
+    start = pd.Timestamp(first, tz=TZ)
+    end = start + pd.Timedelta(days=days)
+    return pd.date_range(start, end, freq=step, inclusive="left").tz_convert("UTC")
+
+
+def daily(times: pd.DatetimeIndex, per_day: dict[dt.date, float], base: float) -> np.ndarray:
+    """Net kW = -(base + per_day[date]) at every interval of that local date."""
+    days = times.tz_convert(TZ).date
+    return -np.array([base + per_day.get(d, 0.0) for d in days])
+
+
+def window(day: str, a: float = 17.0, b: float = 19.0, **kw: object) -> EventWindow:
+    d = pd.Timestamp(day, tz=TZ)
+    return EventWindow(d + pd.Timedelta(hours=a), d + pd.Timedelta(hours=b), "ev", **kw)
+
+
+# March 2026 in London: Monday 2 March; working days are Mon-Fri
+FIRST = "2026-03-02"
+
+
+def working_days_before(day: dt.date, n: int, skip: set[dt.date] = frozenset()) -> list[dt.date]:
+    out, d = [], day
+    while len(out) < n:
+        d -= dt.timedelta(days=1)
+        if d.weekday() < 5 and d not in skip:
+            out.append(d)
+    return out
+
+
+def test_caiso_10in10_averages_the_ten_most_recent_working_days() -> None:
+    times = grid(FIRST, 28)
+    event_day = dt.date(2026, 3, 27)  # a Friday
+    per_day = {FIRST_D + dt.timedelta(days=k): float(k) for k in range(28)}
+    net = daily(times, per_day, 1.0)[None, :]
+    m = MeterData(np.array(["s"], object), times, net, TZ)
+    b = compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, window("2026-03-27"))
+    used = working_days_before(event_day, 10)
+    expected = -(1.0 + np.mean([per_day[d] for d in used]))
+    assert b.days_used[0] == 10
+    np.testing.assert_allclose(b.kw[0], expected)
+    np.testing.assert_allclose(b.actual_kw[0], -(1.0 + per_day[event_day]))
+
+
+FIRST_D = dt.date(2026, 3, 2)
+
+
+def test_holidays_and_event_days_are_left_out() -> None:
+    times = grid(FIRST, 28)
+    event_day = dt.date(2026, 3, 27)
+    holiday, old_event = dt.date(2026, 3, 25), dt.date(2026, 3, 23)
+    per_day = {holiday: 50.0, old_event: 80.0}
+    net = daily(times, per_day, 2.0)[None, :]
+    m = MeterData(np.array(["s"], object), times, net, TZ)
+    cal = Calendar.of(holidays=[holiday], event_days=[old_event])
+    b = compute_baseline(Method.UK_DFS, m, window("2026-03-27"), cal)
+    np.testing.assert_allclose(b.kw[0], -2.0)  # neither 50 nor 80 leaks in
+    assert b.days_used[0] == 10
+    # without the calendar both days count (the unadjusted mean shows them)
+    b2 = compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, window("2026-03-27"))
+    np.testing.assert_allclose(b2.kw[0], -(2.0 + (50 + 80) / 10))
+    b3 = compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, window("2026-03-27"), cal)
+    np.testing.assert_allclose(b3.kw[0], -2.0)
+    assert event_day.weekday() == 4
+
+
+def test_caiso_day_of_adjustment_is_capped_at_20_percent() -> None:
+    times = grid(FIRST, 28)
+    event_day = dt.date(2026, 3, 27)
+    loc = times.tz_convert(TZ)
+    imp = np.full(len(times), 2.0)
+    # on the event day the adjustment window 13:00-16:00 draws 3 kW: ratio 1.5, capped 1.2
+    on_day = (loc.date == event_day) & (loc.hour >= 13) & (loc.hour < 16)
+    imp[on_day] = 3.0
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
+    b = compute_baseline(Method.CAISO_10IN10, m, window("2026-03-27"))
+    assert b.adjustment[0] == pytest.approx(1.2)
+    np.testing.assert_allclose(b.kw[0], -2.4)
+    imp[on_day] = 1.0  # ratio 0.5, capped 0.8
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
+    b = compute_baseline(Method.CAISO_10IN10, m, window("2026-03-27"))
+    assert b.adjustment[0] == pytest.approx(0.8)
+    np.testing.assert_allclose(b.kw[0], -1.6)
+    imp[on_day] = 2.2  # ratio 1.1: inside the cap
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
+    b = compute_baseline(Method.CAISO_10IN10, m, window("2026-03-27"))
+    assert b.adjustment[0] == pytest.approx(1.1)
+    np.testing.assert_allclose(b.kw[0], -2.2)
+
+
+def test_caiso_adjustment_is_not_applied_where_the_site_exports() -> None:
+    """A PV site exporting over the adjustment window has no meaningful load ratio."""
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    net = np.where((loc.hour >= 13) & (loc.hour < 16), 2.0, -1.0)  # export in the window
+    m = MeterData(np.array(["pv"], object), times, net[None, :], TZ)
+    b = compute_baseline(Method.CAISO_10IN10, m, window("2026-03-27"))
+    assert b.adjustment[0] == 1.0
+    np.testing.assert_allclose(b.kw[0], -1.0)
+
+
+def test_pjm_high_4_of_5_drops_the_lowest_day_and_adds_the_saa() -> None:
+    times = grid(FIRST, 28)
+    event_day = dt.date(2026, 3, 27)
+    last5 = working_days_before(event_day, 5)
+    loads = dict(zip(last5, [3.0, 1.0, 4.0, 2.0, 5.0], strict=True))
+    loc = times.tz_convert(TZ)
+    days = loc.date
+    window_hours = (loc.hour >= 17) & (loc.hour < 19)
+    imp = np.full(len(times), 1.0)
+    for d, v in loads.items():
+        imp[(days == d) & window_hours] = v
+    # SAA window 13:00-16:00: the event day draws 0.5 kW more than the history
+    imp[(days == event_day) & (loc.hour >= 13) & (loc.hour < 16)] = 1.5
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
+    b = compute_baseline(Method.PJM_HIGH4OF5, m, window("2026-03-27"))
+    cbl = np.mean([3.0, 4.0, 2.0, 5.0])  # 1.0 dropped
+    assert b.days_used[0] == 4
+    assert b.adjustment[0] == pytest.approx(-0.5)  # actual net -1.5 minus baseline net -1.0
+    np.testing.assert_allclose(b.kw[0], -(cbl + 0.5))
+
+
+def test_uk_dfs_in_day_adjustment_is_additive() -> None:
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    imp = np.full(len(times), 2.0)
+    imp[(loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 14) & (loc.hour < 16)] = 2.3
+    # a gap in a history day's adjustment window is skipped, not read as 0 kW
+    imp[(loc.date == dt.date(2026, 3, 24)) & (loc.hour == 14) & (loc.minute == 30)] = np.nan
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
+    b = compute_baseline(Method.UK_DFS, m, window("2026-03-27"))
+    assert b.adjustment[0] == pytest.approx(-0.3)
+    np.testing.assert_allclose(b.kw[0], -2.3)
+
+
+def test_same_local_half_hour_across_the_dst_change() -> None:
+    """London springs forward on 29 March 2026: history before it is matched on local time."""
+    times = grid("2026-03-09", 28)
+    loc = times.tz_convert(TZ)
+    net = -(1.0 + loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0)  # kW = -(1 + local hour)
+    m = MeterData(np.array(["s"], object), times, net[None, :], TZ)
+    b = compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, window("2026-04-02"))
+    local = b.times.tz_convert(TZ)
+    np.testing.assert_allclose(b.kw[0], -(1.0 + local.hour + local.minute / 60.0))
+    assert b.days_used[0] == 10  # days on both sides of the change
+
+
+def test_dst_day_itself_skips_the_missing_hour() -> None:
+    """An event on the spring-forward day: every history day has the window's local times."""
+    times = grid("2026-03-01", 30)
+    m = MeterData(np.array(["s"], object), times, -np.ones((1, len(times))), TZ)
+    # 00:00-03:00 local, but 01:00-02:00 does not exist: two hours of half hours
+    ev = EventWindow(
+        pd.Timestamp("2026-03-29 00:00", tz=TZ), pd.Timestamp("2026-03-29 03:00", tz=TZ), "ev"
+    )
+    b = compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, ev, Calendar())
+    assert len(b.times) == 4
+    assert b.days_used[0] == 4  # a Sunday: the 4 most recent weekend days
+    np.testing.assert_allclose(b.kw[0], -1.0)
+
+
+def test_nan_gaps_skip_the_day_and_take_an_older_one() -> None:
+    times = grid(FIRST, 28)
+    event_day = dt.date(2026, 3, 27)
+    per_day = {d: float(i) for i, d in enumerate(working_days_before(event_day, 15))}
+    net = daily(times, per_day, 1.0)
+    gap_day = working_days_before(event_day, 1)[0]
+    loc = times.tz_convert(TZ)
+    net[(loc.date == gap_day) & (loc.hour == 18)] = np.nan
+    m = MeterData(np.array(["s"], object), times, net[None, :], TZ)
+    b = compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, window("2026-03-27"))
+    used = working_days_before(event_day, 11)[1:]  # the gap day is replaced by the 11th
+    np.testing.assert_allclose(b.kw[0], -(1.0 + np.mean([per_day[d] for d in used])))
+
+
+def test_too_little_history_gives_no_baseline_and_a_clear_error_without_coverage() -> None:
+    times = grid("2026-03-23", 5)
+    m = MeterData(np.array(["s"], object), times, -np.ones((1, len(times))), TZ)
+    b = compute_baseline(Method.CAISO_10IN10, m, window("2026-03-27"))
+    assert not b.valid[0]
+    assert np.isnan(b.kw[0]).all()
+    with pytest.raises(ValueError, match="does not cover the event window"):
+        compute_baseline(Method.CAISO_10IN10, m, window("2026-04-27"))
+    with pytest.raises(ValueError, match="unknown baseline method"):
+        compute_baseline("ten_in_ten", m, window("2026-03-27"))
+
+
+def test_meter_data_refuses_bad_input_with_the_fix() -> None:
+    naive = pd.date_range("2026-03-01", periods=4, freq="30min")
+    with pytest.raises(ValueError, match="timezone-aware"):
+        MeterData(np.array(["s"], object), naive, np.zeros((1, 4)), TZ)
+    aware = naive.tz_localize("UTC")
+    with pytest.raises(ValueError, match="1 site ids for 2 rows"):
+        MeterData(np.array(["s"], object), aware, np.zeros((2, 4)), TZ)
+    with pytest.raises(ValueError, match="regular"):
+        MeterData(np.array(["s"], object), aware[[0, 1, 3]], np.zeros((1, 3)), TZ)
+
+
+def test_aggregate_sums_per_group_and_keeps_gaps() -> None:
+    times = grid(FIRST, 1)
+    net = np.ones((3, len(times)))
+    net[1, 5] = np.nan
+    m = MeterData(np.array(["a", "b", "c"], object), times, net, TZ)
+    agg = m.aggregate(np.array(["n1", "n1", "n2"], object))
+    assert agg.site_ids.tolist() == ["n1", "n2"]
+    assert agg.net_kw[0, 0] == 2.0
+    assert np.isnan(agg.net_kw[0, 5])
+    assert agg.net_kw[1, 5] == 1.0
+
+
+def test_control_group_assignment_is_stratified() -> None:
+    rng = np.random.default_rng(3)
+    kinds = np.array(["pv"] * 300 + ["battery+pv"] * 100, object)
+    size = rng.lognormal(8, 0.3, 400)
+    ctrl = assign_control_group(kinds, size, 0.1, seed=5)
+    assert ctrl[:300].sum() == 30
+    assert abs(int(ctrl[300:].sum()) - 10) <= 1
+    st = strata(kinds, size)
+    for s in np.unique(st):
+        members = st == s
+        assert abs(ctrl[members].sum() - 0.1 * members.sum()) <= 0.5
+    assert (assign_control_group(kinds, size, 0.1, seed=5) == ctrl).all()
+    with pytest.raises(ValueError, match="control share"):
+        assign_control_group(kinds, size, 1.5, seed=5)
+
+
+def test_control_group_baseline_is_the_matched_mean_plus_the_site_offset() -> None:
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    n = 40
+    weather = 1.0 + 0.5 * np.sin(np.arange(len(times)) / 7.0)  # common to every home
+    level = np.arange(n, dtype=float) * 0.1
+    imp = weather[None, :] + level[:, None]
+    kinds = np.array(["pv"] * 20 + ["heat_pump"] * 20, object)
+    imp[20:] *= 2.0  # heat-pump homes respond twice as strongly: matched on kind
+    control = np.arange(n) % 2 == 0  # 10 per kind: too few per size bin, enough per kind
+    event_day = dt.date(2026, 3, 27)
+    on = (loc.date == event_day) & (loc.hour >= 17) & (loc.hour < 19)
+    imp[np.ix_(~control, on)] -= 0.4  # participants shed 0.4 kW in the event
+    m = MeterData(np.array([f"s{i}" for i in range(n)], object), times, -imp, TZ)
+    info = SiteInfo(kinds, np.ones(n), None, control)
+    b = compute_baseline(Method.CONTROL_GROUP, m, window("2026-03-27"), Calendar(), info)
+    assert not b.valid[control].any()
+    assert b.valid[~control].all()
+    np.testing.assert_allclose(b.delivered_kw[~control], 0.4, atol=1e-9)
+
+
+def test_battery_device_baselines_hold_what_the_battery_did() -> None:
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    evening = (loc.hour >= 17) & (loc.hour < 21)
+    bat = np.where(evening, 1.0, np.where((loc.hour >= 10) & (loc.hour < 16), -1.0, 0.0))
+    bat = bat.astype(float)
+    event = (loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 17) & (loc.hour < 19)
+    bat_real = bat.copy()
+    bat_real[event] = 3.0  # dispatched: 2 kW more than it would have
+    bat_real[(loc.date == dt.date(2026, 3, 27)) & (loc.hour == 16) & (loc.minute == 30)] = 0.5
+    house = -2.0
+    net = (house + bat_real)[None, :]
+    m = MeterData(np.array(["s"], object), times, net, TZ, battery_kw=bat_real[None, :])
+    held = compute_baseline(Method.BATTERY_DEVICE, m, window("2026-03-27"))
+    # the power held is that of 16:00-16:30 (the half hour before the last one): 0 kW
+    assert held.adjustment[0] == pytest.approx(0.0)
+    np.testing.assert_allclose(held.delivered_kw[0], 3.0)
+    days = compute_baseline(Method.BATTERY_DEVICE_DAYS, m, window("2026-03-27"))
+    np.testing.assert_allclose(days.delivered_kw[0], 2.0)  # the truth
+
+
+def test_pjm_weather_sensitive_adjustment_recovers_a_linear_load() -> None:
+    """Window import = 1 + 0.2 kW/K x the day's temperature: the WSA lands on the truth."""
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    day_index = np.array([(d - FIRST_D).days for d in loc.date])
+    t_day = 15.0 + 7.0 * np.sin(day_index * 1.3)  # one temperature per local day
+    imp = 1.0 + 0.2 * t_day
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=t_day)
+    b = compute_baseline(Method.PJM_HIGH4OF5_WSA, m, window("2026-03-27"))
+    truth = 1.0 + 0.2 * t_day[loc.date == dt.date(2026, 3, 27)][0]
+    np.testing.assert_allclose(b.kw[0], -truth, rtol=1e-9)
+    assert abs(b.adjustment[0]) > 0.1  # the four days averaged were not as warm
+    with pytest.raises(ValueError, match="temperature"):
+        compute_baseline(
+            Method.PJM_HIGH4OF5_WSA, MeterData(m.site_ids, times, m.net_kw, TZ),
+            window("2026-03-27"),
+        )
+
+
+def test_weather_matching_averages_the_closest_days() -> None:
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    days = loc.date
+    event_day = dt.date(2026, 3, 27)
+    before = working_days_before(event_day, 19)
+    # five earlier days share the event day's sunshine and temperature; their load is 3 kW
+    twins = set(before[3:18:3])
+    sunny = np.array([d in twins or d == event_day for d in days])
+    ghi = np.where(sunny, 600.0, 150.0) * np.clip(np.sin((loc.hour - 6) / 12 * np.pi), 0, 1)
+    temp = np.where(sunny, 20.0, 12.0)
+    imp = np.where(np.array([d in twins for d in days]), 3.0, 1.0)
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=temp, ghi_w_m2=ghi)
+    b = compute_baseline(Method.WEATHER_MATCHED, m, window("2026-03-27"))
+    assert b.days_used[0] == 5
+    np.testing.assert_allclose(b.kw[0], -3.0)
