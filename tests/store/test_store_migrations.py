@@ -22,8 +22,9 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "schedules",
 }
-HEAD = "0004"
+HEAD = "0006"
 
 
 def _version(store: Store) -> list[str]:

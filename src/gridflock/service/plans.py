@@ -1,0 +1,513 @@
+"""The plan executor: a plan's per-device setpoint series sent to devices as schedules.
+
+:meth:`PlanExecutor.apply` takes a plan (``PlanSeries``: one row of 15-minute setpoints
+per device), drops the slots already over, checks every device's schedule (capability,
+validity, length; ``domain.schedules.check_schedules``) and sends, in one batch through
+the device link, only the schedules that changed: a device whose remaining slots are the
+same as what it already has (within ``deadband_kw``) gets nothing, unless its schedule
+runs out within ``renew_before_s`` and the new plan reaches further. Refused schedules
+are recorded with their reason and never sent.
+
+Each cycle the control loop hands the executor the acknowledgements (a schedule's ack is
+a command ack by schedule id), calls :meth:`tick` (re-sends, with a new ``seq``, what no
+gateway acknowledged within ``resend_after_s``) and gives the dispatcher
+:meth:`planned_kw`: what each device's accepted schedule asks now, its baseline while no
+event holds it. After a restart :meth:`resume` reads the schedules devices still follow
+from the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pandas as pd
+
+from gridflock.domain.messages import FloatArray, IntArray
+from gridflock.domain.ports import CommandAck, DeviceLink
+from gridflock.domain.schedules import PlanSeries, ScheduleBatch, check_schedules, slot_values
+from gridflock.fleet.state import FleetState
+from gridflock.service.writer import StoreWriter
+from gridflock.store import Store
+
+__all__ = ["ApplyResult", "PlanExecutor"]
+
+log = logging.getLogger("gridflock.plans")
+
+#: Longest plan id (schedule ids are ``{plan}:{seq}:{device}``, at most 128 characters).
+MAX_PLAN_ID = 48
+#: Devices listed per refusal reason in an :class:`ApplyResult`.
+LISTED = 20
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What :meth:`PlanExecutor.apply` did with a plan."""
+
+    plan_id: str
+    sent: int
+    """Schedules sent (changed, or renewed before they run out)."""
+    unchanged: int
+    """Devices whose schedule is already the plan's: nothing sent."""
+    refused: dict[str, int] = field(default_factory=dict)
+    """Schedules refused before sending, by reason (``SCHEDULE_REJECT_REASONS``)."""
+    refused_devices: dict[str, list[str]] = field(default_factory=dict)
+    """The first ``LISTED`` devices refused for each reason."""
+    valid_until: float = math.nan
+    """End of the plan: the devices keep to it until then [UTC epoch s]."""
+
+
+@dataclass
+class _Sent:
+    """A schedule sent and not yet acknowledged."""
+
+    row: int
+    device: str
+    seq: int
+    start: float
+    step_s: float
+    until: float
+    p_kw: FloatArray
+    sent_at: float
+    plan_id: str
+
+
+class _Grid:
+    """Schedules over the fleet's rows: a grid and a validity per row, slots as a matrix."""
+
+    def __init__(self, n: int) -> None:
+        self.start = np.full(n, np.inf)
+        self.step = np.ones(n)
+        self.until = np.full(n, -np.inf)
+        self.seq = np.full(n, -1, np.int64)
+        self.p = np.full((n, 0), np.nan, np.float32)
+
+    def put(
+        self, rows: IntArray, start: float, step: float, until: float, p: FloatArray, seq: IntArray
+    ) -> None:
+        width = p.shape[1]
+        if width > self.p.shape[1]:
+            grown = np.full((len(self.start), width), np.nan, np.float32)
+            grown[:, : self.p.shape[1]] = self.p
+            self.p = grown
+        self.p[rows] = np.nan
+        self.p[rows, :width] = p
+        self.start[rows], self.step[rows], self.until[rows] = start, step, until
+        self.seq[rows] = seq
+
+    def at(self, t: float) -> FloatArray:
+        return slot_values(self.start, self.step, self.until, self.p.astype(np.float64), t)
+
+    def over(self, rows: IntArray, times: FloatArray) -> FloatArray:
+        """Slot values of ``rows`` at each of ``times`` (rows x times); NaN outside."""
+        start, step, until = self.start[rows, None], self.step[rows, None], self.until[rows, None]
+        width = self.p.shape[1]
+        with np.errstate(invalid="ignore"):
+            k = np.floor((times[None, :] - start) / step)
+        live = (times[None, :] >= start) & (times[None, :] < until) & (k >= 0) & (k < width)
+        if not width:
+            return np.full((len(rows), len(times)), np.nan)
+        kk = np.where(live, k, 0).astype(np.int64)
+        vals = self.p[rows[:, None], kk].astype(np.float64)
+        out: FloatArray = np.where(live, vals, np.nan)
+        return out
+
+    def carry(self, pos: IntArray) -> _Grid:
+        """A grid over new rows, row ``i`` taken from old row ``pos[i]`` (-1: none)."""
+        new = _Grid(len(pos))
+        has = pos >= 0
+        src = pos[has]
+        new.start[has], new.step[has] = self.start[src], self.step[src]
+        new.until[has], new.seq[has] = self.until[src], self.seq[src]
+        new.p = np.full((len(pos), self.p.shape[1]), np.nan, np.float32)
+        new.p[has] = self.p[src]
+        return new
+
+
+class PlanExecutor:
+    """Sends plans to devices as schedules and knows what each device follows.
+
+    Parameters
+    ----------
+    state
+        The fleet (capabilities: each device's power range, which are controllable).
+    link
+        Where schedules go.
+    clock
+        Service clock [UTC epoch s].
+    store, writer
+        Where schedules and their acks are recorded (off the event loop); ``None`` for
+        no record.
+    resend_after_s
+        A schedule no gateway acknowledged within this is sent again (new ``seq``) [s].
+    renew_before_s
+        A device whose schedule runs out within this gets the new plan even if its
+        slots are unchanged (rolling plans) [s].
+    deadband_kw
+        A slot that moved less than this is unchanged [kW].
+
+    """
+
+    def __init__(
+        self,
+        state: FleetState,
+        link: DeviceLink,
+        clock: Callable[[], float],
+        *,
+        store: Store | None = None,
+        writer: StoreWriter | None = None,
+        resend_after_s: float = 60.0,
+        renew_before_s: float = 7200.0,
+        deadband_kw: float = 0.01,
+    ) -> None:
+        self.state = state
+        self.link = link
+        self.clock = clock
+        self.store = store
+        self.writer = writer
+        self.resend_after_s = resend_after_s
+        self.renew_before_s = renew_before_s
+        self.deadband_kw = deadband_kw
+        self.following = _Grid(state.n)
+        """The schedules the devices accepted (what they follow)."""
+        self.intended = _Grid(state.n)
+        """The newest schedule sent to each device (accepted or not yet)."""
+        self._pending: dict[str, _Sent] = {}
+        self.counts: dict[str, int] = {"sent": 0, "resent": 0, "accepted": 0, "rejected": 0}
+        self.plans: dict[str, float] = {}
+        """Plans applied, with their end [UTC epoch s] (the latest 100)."""
+
+    # ------------------------------------------------------------------ the fleet
+    def replace_fleet(self, state: FleetState) -> None:
+        """Carry on over a new fleet (devices matched by id; those that left are dropped)."""
+        pos = pd.Index(self.state.device_ids).get_indexer(state.device_ids)  # type: ignore[arg-type]
+        pos = np.asarray(pos, dtype=np.int64)
+        self.following = self.following.carry(pos)
+        self.intended = self.intended.carry(pos)
+        new_row = {str(d): i for i, d in enumerate(state.device_ids.tolist())}
+        self._pending = {
+            k: _with_row(s, new_row[s.device])
+            for k, s in self._pending.items()
+            if s.device in new_row
+        }
+        self.state = state
+
+    # ------------------------------------------------------------------ plans
+    def apply(self, plan: PlanSeries, now: float | None = None) -> ApplyResult:
+        """Send ``plan`` to its devices as schedules: only those that changed.
+
+        Slots already over are dropped; each device's schedule is checked against what
+        it can do, and refused ones are recorded with their reason and not sent.
+
+        Raises
+        ------
+        ValueError
+            If the plan id is empty or longer than ``MAX_PLAN_ID`` characters, or the
+            plan has no slots.
+
+        """
+        now = self.clock() if now is None else float(now)
+        pid = plan.plan_id
+        if not (0 < len(pid) <= MAX_PLAN_ID) or not pid.isprintable():
+            raise ValueError(f"plan id {pid[:60]!r} must be 1-{MAX_PLAN_ID} printable characters")
+        if plan.steps == 0:
+            raise ValueError(f"plan {pid!r} has no slots: give at least one column of p_kw")
+        st = self.state
+        refused: dict[str, list[str]] = {}
+        pos = np.asarray(
+            pd.Index(st.device_ids).get_indexer(np.asarray(plan.device_ids, dtype=object)),  # type: ignore[arg-type]
+            dtype=np.int64,
+        )
+        unknown = pos < 0
+        if unknown.any():
+            refused["unknown_device"] = [str(d) for d in plan.device_ids[unknown]]
+        keep = np.flatnonzero(~unknown)
+        rows = pos[keep]
+        k0 = max(0, math.floor((now - plan.start) / plan.step_s)) if now > plan.start else 0
+        k0 = min(k0, plan.steps - 1)
+        start = plan.start + k0 * plan.step_s
+        p = np.asarray(plan.p_kw, dtype=np.float64)[keep, k0:]
+        devices = st.device_ids[rows]
+        batch = ScheduleBatch(
+            np.full(len(rows), "", dtype=object),
+            devices,
+            np.zeros(len(rows), np.int64),
+            p,
+            start,
+            plan.step_s,
+            plan.end,
+            now,
+            pid,
+        )
+        reasons = check_schedules(
+            batch, now, -st.p_load_max_kw[rows], st.p_gen_max_kw[rows], st.controllable()[rows]
+        )
+        bad = np.flatnonzero(reasons != None)  # noqa: E711 (an object array)
+        for i in bad.tolist():
+            refused.setdefault(str(reasons[i]), []).append(str(devices[i]))
+        ok = np.flatnonzero(reasons == None)  # noqa: E711
+        changed = self._changed(rows[ok], batch, now)
+        send = ok[changed]
+        if len(bad):
+            self._record_refused(batch.take(bad), [str(r) for r in reasons[bad]], now)
+        sent = 0
+        if len(send):
+            sent = self._send(rows[send], batch.take(send), now)
+        self.plans[pid] = plan.end
+        while len(self.plans) > 100:
+            self.plans.pop(next(iter(self.plans)))
+        counts = {r: len(d) for r, d in refused.items()}
+        if counts:
+            log.warning("plan %s: schedules refused before sending: %s", pid, counts)
+        return ApplyResult(
+            pid,
+            sent,
+            int(len(ok) - len(send)),
+            counts,
+            {r: d[:LISTED] for r, d in refused.items()},
+            plan.end,
+        )
+
+    def _changed(self, rows: IntArray, batch: ScheduleBatch, now: float) -> np.ndarray:
+        """Which of ``rows`` need ``batch``'s schedule: slots moved, shortened, or renewal due."""
+        if not len(rows):
+            return np.zeros(0, bool)
+        old = self.intended
+        mids: FloatArray = np.asarray(
+            batch.start + (np.arange(batch.steps) + 0.5) * batch.step_s, dtype=np.float64
+        )
+        before = old.over(rows, mids)
+        new = np.asarray(batch.p_kw, dtype=np.float64)
+        both = np.isfinite(before) & np.isfinite(new)
+        moved = np.where(
+            both, np.abs(new - before) > self.deadband_kw, np.isnan(new) != np.isnan(before)
+        )
+        within = mids[None, :] < old.until[rows, None]
+        differs = (moved & within).any(axis=1)
+        grid = (old.step[rows] != batch.step_s) | (
+            np.abs(np.mod(batch.start - old.start[rows], batch.step_s)) > 1e-6
+        )
+        shorter = batch.valid_until < old.until[rows] - 1e-6
+        longer = batch.valid_until > old.until[rows] + 1e-6
+        due = longer & (old.until[rows] - now < self.renew_before_s)
+        out: np.ndarray = differs | (grid & np.isfinite(old.until[rows])) | shorter | due
+        return out
+
+    def _send(self, rows: IntArray, batch: ScheduleBatch, now: float) -> int:
+        """Number, send, remember and record schedules for ``rows``."""
+        seq = np.maximum(self.intended.seq[rows] + 1, int(now * 1000))
+        seq = np.maximum(seq, self.following.seq[rows] + 1)
+        ids = (
+            f"{batch.plan_id}:" + pd.Series(seq).astype(str) + ":" + pd.Series(batch.device_ids)
+        ).to_numpy(dtype=object)
+        out = ScheduleBatch(
+            ids,
+            batch.device_ids,
+            seq,
+            batch.p_kw,
+            batch.start,
+            batch.step_s,
+            batch.valid_until,
+            now,
+            batch.plan_id,
+        )
+        self.link.send_schedules(out)
+        self.intended.put(rows, out.start, out.step_s, out.valid_until, out.p_kw, seq)
+        for i, (sid, r) in enumerate(zip(ids.tolist(), rows.tolist(), strict=True)):
+            self._pending[sid] = _Sent(
+                r,
+                str(out.device_ids[i]),
+                int(seq[i]),
+                out.start,
+                out.step_s,
+                out.valid_until,
+                out.p_kw[i],
+                now,
+                out.plan_id,
+            )
+        self.counts["sent"] += len(out)
+        if self.writer is not None and self.store is not None:
+            self.writer.op(
+                "schedules",
+                partial(self.store.save_schedules, out),
+                {"plan": out.plan_id, "issued_at": now, "schedules": len(out)},
+            )
+        return len(out)
+
+    def _record_refused(self, batch: ScheduleBatch, reasons: list[str], now: float) -> None:
+        if self.writer is None or self.store is None:
+            return
+        ids = np.array(
+            [f"{batch.plan_id}:refused:{int(now * 1000)}:{d}" for d in batch.device_ids.tolist()],
+            dtype=object,
+        )
+        refused = ScheduleBatch(
+            ids,
+            batch.device_ids,
+            np.full(len(batch), -1, np.int64),
+            batch.p_kw,
+            batch.start,
+            batch.step_s,
+            batch.valid_until,
+            now,
+            batch.plan_id,
+        )
+        self.writer.op(
+            "refused schedules",
+            partial(self.store.save_schedules, refused, "refused", reasons),
+            {"plan": batch.plan_id, "refused": len(batch), "reasons": sorted(set(reasons))},
+        )
+
+    # ------------------------------------------------------------------ each cycle
+    def take_acks(self, acks: Iterable[CommandAck], now: float) -> list[CommandAck]:
+        """Take the acks of schedules; return the others (commands' acks) untouched."""
+        rest: list[CommandAck] = []
+        verdicts: dict[tuple[str, str | None], list[str]] = {}
+        for a in acks:
+            s = self._pending.pop(a.command_id, None)
+            if s is None:
+                rest.append(a)
+                continue
+            verdicts.setdefault((a.status, a.reason), []).append(a.command_id)
+            if a.status == "accepted":
+                self.counts["accepted"] += 1
+                if s.seq > self.following.seq[s.row]:
+                    self.following.put(
+                        np.array([s.row]),
+                        s.start,
+                        s.step_s,
+                        s.until,
+                        s.p_kw[None, :],
+                        np.array([s.seq]),
+                    )
+            else:
+                self.counts["rejected"] += 1
+                log.warning("device %s rejected schedule %s: %s", s.device, a.command_id, a.reason)
+                if self.intended.seq[s.row] == s.seq:  # it keeps what it followed
+                    self.intended = _restore_row(self.intended, self.following, s.row)
+        if self.writer is not None and self.store is not None:
+            for (status, why), ids in verdicts.items():
+                self.writer.op(
+                    "schedule acks",
+                    partial(self.store.set_schedule_status, ids, status, why, ts=now),
+                    {"status": status, "reason": why, "schedules": ids[:100]},
+                )
+        return rest
+
+    def take_expired(self, ids: Iterable[str]) -> list[str]:
+        """Take the schedules the link reports unacknowledged at their end; return the rest."""
+        mine: list[str] = []
+        rest: list[str] = []
+        for cid in ids:
+            (mine if self._pending.pop(cid, None) is not None else rest).append(cid)
+        if mine and self.writer is not None and self.store is not None:
+            self.writer.op(
+                "expired schedules",
+                partial(self.store.set_schedule_status, mine, "expired", None),
+                {"status": "expired", "schedules": mine[:100]},
+            )
+        return rest
+
+    def tick(self, now: float) -> int:
+        """Send again the newest schedules no gateway acknowledged in time; forget lapsed ones.
+
+        Returns how many were sent again.
+        """
+        if not self._pending:
+            return 0
+        late: list[_Sent] = []
+        for sid, s in list(self._pending.items()):
+            if s.until <= now:
+                del self._pending[sid]
+            elif s.sent_at + self.resend_after_s <= now and self.intended.seq[s.row] == s.seq:
+                late.append(s)
+        if not late or not self.link.connected:
+            return 0
+        n = 0
+        by_grid: dict[tuple[str, float, float, float, int], list[_Sent]] = {}
+        for s in late:
+            by_grid.setdefault((s.plan_id, s.start, s.step_s, s.until, len(s.p_kw)), []).append(s)
+        for (pid, start, step, until, _), group in by_grid.items():
+            rows = np.array([s.row for s in group], dtype=np.int64)
+            batch = ScheduleBatch(
+                np.full(len(group), "", dtype=object),
+                self.state.device_ids[rows],
+                np.zeros(len(group), np.int64),
+                np.stack([s.p_kw for s in group]),
+                start,
+                step,
+                until,
+                now,
+                pid,
+            )
+            n += self._send(rows, batch, now)
+        self.counts["resent"] += n
+        log.info("re-sent %d unacknowledged schedule(s)", n)
+        return n
+
+    def planned_kw(self, now: float) -> FloatArray:
+        """Each device's accepted schedule's power now [kW]; NaN where it follows none."""
+        return self.following.at(now)
+
+    def pending(self) -> int:
+        """Schedules sent and not yet acknowledged."""
+        return len(self._pending)
+
+    # ------------------------------------------------------------------ restarts
+    def resume(self, now: float) -> int:
+        """Take up, from the store, the schedules devices accepted and still follow."""
+        if self.store is None:
+            return 0
+        live = self.store.live_schedules(now)
+        if live.empty:
+            return 0
+        pos = np.asarray(
+            pd.Index(self.state.device_ids).get_indexer(live["device_id"].to_numpy(object)),  # type: ignore[arg-type]
+            dtype=np.int64,
+        )
+        starts = _epoch(live["start"])
+        untils = _epoch(live["valid_until"])
+        steps = live["step_s"].to_numpy(np.float64)
+        seqs = live["seq"].to_numpy(np.int64)
+        slots = live["p_kw"].tolist()
+        n = 0
+        for i in np.flatnonzero(pos >= 0).tolist():
+            p = np.array([np.nan if x is None else float(x) for x in slots[i]], dtype=np.float64)
+            for grid in (self.following, self.intended):
+                grid.put(
+                    pos[i : i + 1], starts[i], steps[i], untils[i], p[None, :], seqs[i : i + 1]
+                )
+            n += 1
+        if n:
+            log.warning("resumed the schedules of %d device(s) from the store", n)
+        return n
+
+
+def _epoch(ts: pd.Series) -> FloatArray:
+    """Aware datetimes as UTC epoch seconds."""
+    secs = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return np.asarray(secs, dtype=np.float64)
+
+
+def _with_row(s: _Sent, row: int) -> _Sent:
+    s.row = row
+    return s
+
+
+def _restore_row(intended: _Grid, following: _Grid, row: int) -> _Grid:
+    """``intended`` with ``row`` set back to what the device follows."""
+    r = np.array([row])
+    width = following.p.shape[1]
+    intended.put(
+        r,
+        float(following.start[row]),
+        float(following.step[row]),
+        float(following.until[row]),
+        following.p[r, :width].astype(np.float64),
+        following.seq[r],
+    )
+    return intended
