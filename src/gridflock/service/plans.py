@@ -177,6 +177,8 @@ class PlanExecutor:
         self.intended = _Grid(state.n)
         """The newest schedule sent to each device (accepted or not yet)."""
         self._pending: dict[str, _Sent] = {}
+        """Sent, not yet acknowledged: the newest schedule of each device only."""
+        self._pending_of: dict[int, str] = {}  # row -> its pending schedule id
         self.counts: dict[str, int] = {"sent": 0, "resent": 0, "accepted": 0, "rejected": 0}
         self.plans: dict[str, float] = {}
         """Plans applied, with their end [UTC epoch s] (the latest 100)."""
@@ -194,6 +196,7 @@ class PlanExecutor:
             for k, s in self._pending.items()
             if s.device in new_row
         }
+        self._pending_of = {s.row: k for k, s in self._pending.items()}
         self.state = state
 
     # ------------------------------------------------------------------ plans
@@ -250,7 +253,7 @@ class PlanExecutor:
         for i in bad.tolist():
             refused.setdefault(str(reasons[i]), []).append(str(devices[i]))
         ok = np.flatnonzero(reasons == None)  # noqa: E711
-        changed = self._changed(rows[ok], batch, now)
+        changed = self._changed(rows[ok], batch.take(ok), now)
         send = ok[changed]
         if len(bad):
             self._record_refused(batch.take(bad), [str(r) for r in reasons[bad]], now)
@@ -288,9 +291,10 @@ class PlanExecutor:
         )
         within = mids[None, :] < old.until[rows, None]
         differs = (moved & within).any(axis=1)
-        grid = (old.step[rows] != batch.step_s) | (
-            np.abs(np.mod(batch.start - old.start[rows], batch.step_s)) > 1e-6
-        )
+        with np.errstate(invalid="ignore"):  # no schedule yet: an infinite start
+            r = np.mod(batch.start - old.start[rows], batch.step_s)
+        off_grid = np.minimum(r, batch.step_s - r) > 1e-6
+        grid = (old.step[rows] != batch.step_s) | off_grid
         shorter = batch.valid_until < old.until[rows] - 1e-6
         longer = batch.valid_until > old.until[rows] + 1e-6
         due = longer & (old.until[rows] - now < self.renew_before_s)
@@ -318,6 +322,10 @@ class PlanExecutor:
         self.link.send_schedules(out)
         self.intended.put(rows, out.start, out.step_s, out.valid_until, out.p_kw, seq)
         for i, (sid, r) in enumerate(zip(ids.tolist(), rows.tolist(), strict=True)):
+            superseded = self._pending_of.get(r)
+            if superseded is not None:  # a late ack of it says nothing of the newer one
+                self._pending.pop(superseded, None)
+            self._pending_of[r] = sid
             self._pending[sid] = _Sent(
                 r,
                 str(out.device_ids[i]),
@@ -368,7 +376,7 @@ class PlanExecutor:
         rest: list[CommandAck] = []
         verdicts: dict[tuple[str, str | None], list[str]] = {}
         for a in acks:
-            s = self._pending.pop(a.command_id, None)
+            s = self._take(a.command_id)
             if s is None:
                 rest.append(a)
                 continue
@@ -403,7 +411,7 @@ class PlanExecutor:
         mine: list[str] = []
         rest: list[str] = []
         for cid in ids:
-            (mine if self._pending.pop(cid, None) is not None else rest).append(cid)
+            (mine if self._take(cid) is not None else rest).append(cid)
         if mine and self.writer is not None and self.store is not None:
             self.writer.op(
                 "expired schedules",
@@ -422,7 +430,7 @@ class PlanExecutor:
         late: list[_Sent] = []
         for sid, s in list(self._pending.items()):
             if s.until <= now:
-                del self._pending[sid]
+                self._take(sid)
             elif s.sent_at + self.resend_after_s <= now and self.intended.seq[s.row] == s.seq:
                 late.append(s)
         if not late or not self.link.connected:
@@ -448,6 +456,13 @@ class PlanExecutor:
         self.counts["resent"] += n
         log.info("re-sent %d unacknowledged schedule(s)", n)
         return n
+
+    def _take(self, sid: str) -> _Sent | None:
+        """Forget a pending schedule; it, or None if it is not pending."""
+        s = self._pending.pop(sid, None)
+        if s is not None and self._pending_of.get(s.row) == sid:
+            del self._pending_of[s.row]
+        return s
 
     def planned_kw(self, now: float) -> FloatArray:
         """Each device's accepted schedule's power now [kW]; NaN where it follows none."""
