@@ -211,3 +211,41 @@ def test_a_restarted_service_takes_up_the_schedules_devices_follow(tmp_path: Pat
     np.testing.assert_allclose(plans2.planned_kw(t)[s], -0.3)
     res = plans2.apply(_plan(ids, np.tile([0.7, -0.3, 0.2, 0.0], (len(ids), 1)), T0))
     assert (res.sent, res.unchanged) == (0, len(ids))  # nothing sent again after a restart
+
+
+def test_an_optimiser_plan_sends_the_controllable_devices_setpoints_only() -> None:
+    from gridflock.fleet.state import FleetState
+    from gridflock.optimize import Objective, Plan
+    from gridflock.service.plans import PlanExecutor
+
+    spec = generate_fleet(3, 4)
+    state = FleetState.from_spec(spec)
+    link = MemoryLink(spec)
+    executor = PlanExecutor(state, link, lambda: T0)
+    n, steps = state.n, 8
+    frac = np.linspace(0.0, 1.0, steps)  # from taking half its most to giving half its most
+    p = 0.5 * (-state.p_load_max_kw[:, None] * (1 - frac) + state.p_gen_max_kw[:, None] * frac)
+    load = state.kind_slices[DeviceKind.LOAD]
+    bat = state.kind_slices[DeviceKind.BATTERY]
+    p[load] = -0.4  # a forecast, not a setpoint
+    p[bat.start] = np.nan  # a site the optimiser found infeasible
+    kinds = np.empty(n, dtype=object)
+    for k, sl in state.kind_slices.items():
+        kinds[sl] = k.value
+    plan = Plan(
+        T0, 0.25, state.device_ids, kinds,
+        np.zeros(0, dtype=object), np.zeros(0, dtype=object), p, np.zeros_like(p),
+        np.zeros(0, np.int64), np.zeros((0, steps + 1)), np.zeros(0, np.int64),
+        np.zeros((0, steps + 1)), np.zeros(0, np.int64), np.zeros((0, steps + 1)),
+        np.zeros((0, steps)), np.zeros((0, steps)), np.zeros((0, steps)),
+        Objective(0.0, 0.0, 0.0, 0.0, 0.0), "optimal",
+    )  # fmt: skip
+    res = executor.apply(plan)
+    assert res.plan_id == "plan-20260715T0600Z-1"
+    assert res.refused == {}
+    sent = link.schedules[-1]
+    want = state.controllable() & np.isfinite(p).any(axis=1)
+    want[load] = False
+    assert sorted(sent.device_ids.tolist()) == sorted(state.device_ids[want].tolist())
+    assert sent.step_s == 900.0
+    assert sent.valid_until == T0 + steps * 900.0

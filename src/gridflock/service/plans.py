@@ -31,10 +31,11 @@ from gridflock.domain.messages import FloatArray, IntArray
 from gridflock.domain.ports import CommandAck, DeviceLink
 from gridflock.domain.schedules import PlanSeries, ScheduleBatch, check_schedules, slot_values
 from gridflock.fleet.state import FleetState
+from gridflock.optimize import Plan
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
 
-__all__ = ["ApplyResult", "PlanExecutor"]
+__all__ = ["ApplyResult", "PlanExecutor", "series_of"]
 
 log = logging.getLogger("gridflock.plans")
 
@@ -180,6 +181,7 @@ class PlanExecutor:
         """Sent, not yet acknowledged: the newest schedule of each device only."""
         self._pending_of: dict[int, str] = {}  # row -> its pending schedule id
         self.counts: dict[str, int] = {"sent": 0, "resent": 0, "accepted": 0, "rejected": 0}
+        self._applied = 0
         self.plans: dict[str, float] = {}
         """Plans applied, with their end [UTC epoch s] (the latest 100)."""
 
@@ -200,11 +202,16 @@ class PlanExecutor:
         self.state = state
 
     # ------------------------------------------------------------------ plans
-    def apply(self, plan: PlanSeries, now: float | None = None) -> ApplyResult:
+    def apply(
+        self, plan: PlanSeries | Plan, now: float | None = None, *, plan_id: str | None = None
+    ) -> ApplyResult:
         """Send ``plan`` to its devices as schedules: only those that changed.
 
-        Slots already over are dropped; each device's schedule is checked against what
-        it can do, and refused ones are recorded with their reason and not sent.
+        ``plan`` is a :class:`PlanSeries`, or the optimiser's :class:`Plan` (taken through
+        :func:`series_of`: its controllable devices with a setpoint; ``plan_id`` names
+        it, by default ``plan-<start>-<n>``). Slots already over are dropped; each
+        device's schedule is checked against what it can do, and refused ones are
+        recorded with their reason and not sent.
 
         Raises
         ------
@@ -214,6 +221,9 @@ class PlanExecutor:
 
         """
         now = self.clock() if now is None else float(now)
+        if isinstance(plan, Plan):
+            self._applied += 1
+            plan = series_of(plan, self.state, plan_id or _default_id(plan, self._applied))
         pid = plan.plan_id
         if not (0 < len(pid) <= MAX_PLAN_ID) or not pid.isprintable():
             raise ValueError(f"plan id {pid[:60]!r} must be 1-{MAX_PLAN_ID} printable characters")
@@ -500,6 +510,36 @@ class PlanExecutor:
         if n:
             log.warning("resumed the schedules of %d device(s) from the store", n)
         return n
+
+
+def series_of(plan: Plan, state: FleetState, plan_id: str) -> PlanSeries:
+    """The setpoints of an optimiser's plan that go to devices, as a :class:`PlanSeries`.
+
+    Kept: the devices the fleet knows and may command, with at least one finite
+    setpoint (the rows of sites the optimiser found infeasible are NaN: those devices
+    keep what they have). Loads and other devices that take no command are forecasts in
+    the plan, not setpoints, and are left out. PV and wind setpoints act as export caps.
+    """
+    pos = np.asarray(
+        pd.Index(state.device_ids).get_indexer(np.asarray(plan.device_ids, dtype=object)),  # type: ignore[arg-type]
+        dtype=np.int64,
+    )
+    p = np.asarray(plan.p_kw, dtype=np.float64)
+    keep = (pos >= 0) & np.isfinite(p).any(axis=1)
+    keep[keep] &= state.controllable()[pos[keep]]
+    return PlanSeries(
+        plan_id,
+        np.asarray(plan.device_ids, dtype=object)[keep],
+        p[keep],
+        float(plan.start_ts),
+        float(plan.step_h) * 3600.0,
+    )
+
+
+def _default_id(plan: Plan, n: int) -> str:
+    """``plan-YYYYMMDDTHHMMZ-n``: the plan's start and how many plans came before."""
+    start = pd.Timestamp(plan.start_ts, unit="s", tz="UTC").strftime("%Y%m%dT%H%MZ")
+    return f"plan-{start}-{n}"
 
 
 def _epoch(ts: pd.Series) -> FloatArray:
