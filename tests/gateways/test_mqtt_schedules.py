@@ -179,3 +179,13 @@ def test_gateway_rules_refuse_replayed_expired_unknown_and_out_of_range_with_a_r
     )  # fmt: skip
     assert isinstance(cmd, CommandMessage)
     assert screen_commands(cmd.commands, cmd_last, NOW)[0].status == "accepted"
+
+
+def test_the_example_in_the_protocol_page_decodes() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+    block = text.split("### Schedules", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    msg = decode_cmd(block)
+    assert isinstance(msg, ScheduleMessage)
+    assert msg.schedules[0].p_kw[3] is None
