@@ -249,3 +249,23 @@ def test_an_optimiser_plan_sends_the_controllable_devices_setpoints_only() -> No
     assert sorted(sent.device_ids.tolist()) == sorted(state.device_ids[want].tolist())
     assert sent.step_s == 900.0
     assert sent.valid_until == T0 + steps * 900.0
+
+
+def test_the_executors_slot_lookup_agrees_with_the_domains() -> None:
+    from gridflock.domain.schedules import slot_values
+    from gridflock.service.plans import _Grid
+
+    rng = np.random.default_rng(5)
+    g = _Grid(50)
+    for _ in range(6):  # schedules of different grids and lengths over random rows
+        rows = rng.choice(50, 12, replace=False)
+        width = int(rng.integers(1, 10))
+        start = float(rng.uniform(0, 3000))
+        step = float(rng.choice([60.0, 900.0]))
+        p = rng.normal(0, 3, (12, width))
+        p[rng.random(p.shape) < 0.2] = np.nan
+        until = start + float(rng.integers(1, width + 1)) * step
+        g.put(rows, start, step, until, p, np.arange(12))
+    for t in rng.uniform(-100, 12_000, 200):
+        want = slot_values(g.start, g.step, g.until, g.p.astype(np.float64), float(t))
+        np.testing.assert_array_equal(g.at(float(t)), want)

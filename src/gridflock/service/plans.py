@@ -29,7 +29,7 @@ import pandas as pd
 
 from gridflock.domain.messages import FloatArray, IntArray
 from gridflock.domain.ports import CommandAck, DeviceLink
-from gridflock.domain.schedules import PlanSeries, ScheduleBatch, check_schedules, slot_values
+from gridflock.domain.schedules import PlanSeries, ScheduleBatch, check_schedules
 from gridflock.fleet.state import FleetState
 from gridflock.optimize import Plan
 from gridflock.service.writer import StoreWriter
@@ -101,7 +101,17 @@ class _Grid:
         self.seq[rows] = seq
 
     def at(self, t: float) -> FloatArray:
-        return slot_values(self.start, self.step, self.until, self.p.astype(np.float64), t)
+        """Each row's slot value at ``t`` (as ``slot_values``, without copying the slots)."""
+        width = self.p.shape[1]
+        with np.errstate(invalid="ignore"):
+            k = np.floor((t - self.start) / self.step)
+        live = (t >= self.start) & (t < self.until) & (k >= 0) & (k < width)
+        if not width or not live.any():
+            return np.full(len(self.start), np.nan)
+        rows = np.flatnonzero(live)
+        out = np.full(len(self.start), np.nan)
+        out[rows] = self.p[rows, k[rows].astype(np.int64)]
+        return out
 
     def over(self, rows: IntArray, times: FloatArray) -> FloatArray:
         """Slot values of ``rows`` at each of ``times`` (rows x times); NaN outside."""

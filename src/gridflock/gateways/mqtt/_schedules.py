@@ -9,6 +9,7 @@ messages so each stays under the gateway's size limit. Gateways decode with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from json.encoder import encode_basestring_ascii
 from typing import Literal
@@ -35,9 +36,14 @@ from gridflock.gateways.mqtt.protocol import (
 __all__ = ["decode_cmd", "decode_schedules", "encode_schedules", "screen_schedules"]
 
 
-def _slots(row: list[float]) -> str:
-    """One schedule's setpoints as a JSON array, to 1 W; NaN as ``null``."""
-    return "[" + ",".join(repr(round(x, 3)) if x - x == 0.0 else "null" for x in row) + "]"
+def _slots(p_kw: np.ndarray) -> list[str]:
+    """Each schedule's setpoints as a JSON array, to 1 W; NaN as ``null``."""
+    p = np.asarray(p_kw, dtype=np.float64)
+    if np.isinf(p).any():
+        raise ValueError("a schedule setpoint is infinite: give finite kW, or NaN for own control")
+    values = np.round(p, 3).astype(object)
+    values[np.isnan(p)] = None
+    return [json.dumps(row, separators=(",", ":")) for row in values.tolist()]
 
 
 def encode_schedules(
@@ -54,7 +60,7 @@ def encode_schedules(
     UnknownDeviceError
         If a device has no gateway.
     ValueError
-        If a time of the batch is not finite.
+        If a time of the batch is not finite, or a setpoint is infinite.
 
     """
     n = len(batch)
@@ -81,12 +87,12 @@ def encode_schedules(
     )
     parts = [
         f'{{"id":{encode_basestring_ascii(c)},"device":{encode_basestring_ascii(d)},'
-        f'"seq":{s}{tail}{_slots(row)}}}'
+        f'"seq":{s}{tail}{row}}}'
         for c, d, s, row in zip(
             batch.schedule_ids.tolist(),
             devices,
             np.asarray(batch.seq, dtype=np.int64).tolist(),
-            np.asarray(batch.p_kw, dtype=np.float64).tolist(),
+            _slots(batch.p_kw),
             strict=True,
         )
     ]
