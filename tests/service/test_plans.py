@@ -269,3 +269,9 @@ def test_the_executors_slot_lookup_agrees_with_the_domains() -> None:
     for t in rng.uniform(-100, 12_000, 200):
         want = slot_values(g.start, g.step, g.until, g.p.astype(np.float64), float(t))
         np.testing.assert_array_equal(g.at(float(t)), want)
+    for start, step, steps in ((0.0, 900.0, 9), (450.0, 900.0, 4), (1800.0, 60.0, 30)):
+        got = g.over(np.arange(50), start, step, steps)  # same grid, shifted, another grid
+        for k in range(steps):
+            mid = start + (k + 0.5) * step
+            want = slot_values(g.start, g.step, g.until, g.p.astype(np.float64), mid)
+            np.testing.assert_array_equal(got[:, k], want.astype(np.float32))

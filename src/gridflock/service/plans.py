@@ -62,21 +62,6 @@ class ApplyResult:
     """End of the plan: the devices keep to it until then [UTC epoch s]."""
 
 
-@dataclass
-class _Sent:
-    """A schedule sent and not yet acknowledged."""
-
-    row: int
-    device: str
-    seq: int
-    start: float
-    step_s: float
-    until: float
-    p_kw: FloatArray
-    sent_at: float
-    plan_id: str
-
-
 class _Grid:
     """Schedules over the fleet's rows: a grid and a validity per row, slots as a matrix."""
 
@@ -85,20 +70,40 @@ class _Grid:
         self.step = np.ones(n)
         self.until = np.full(n, -np.inf)
         self.seq = np.full(n, -1, np.int64)
+        self.plan = np.full(n, "", dtype=object)
         self.p = np.full((n, 0), np.nan, np.float32)
 
-    def put(
-        self, rows: IntArray, start: float, step: float, until: float, p: FloatArray, seq: IntArray
-    ) -> None:
-        width = p.shape[1]
+    def _widen(self, width: int) -> None:
         if width > self.p.shape[1]:
             grown = np.full((len(self.start), width), np.nan, np.float32)
             grown[:, : self.p.shape[1]] = self.p
             self.p = grown
+
+    def put(
+        self,
+        rows: IntArray,
+        start: float,
+        step: float,
+        until: float,
+        p: FloatArray,
+        seq: IntArray,
+        plan: str = "",
+    ) -> None:
+        width = p.shape[1]
+        self._widen(width)
         self.p[rows] = np.nan
         self.p[rows, :width] = p
         self.start[rows], self.step[rows], self.until[rows] = start, step, until
         self.seq[rows] = seq
+        self.plan[rows] = plan
+
+    def copy_rows(self, other: _Grid, rows: IntArray) -> None:
+        """Rows ``rows`` of ``other`` into the same rows here."""
+        self._widen(other.p.shape[1])
+        self.p[rows] = np.nan
+        self.p[rows, : other.p.shape[1]] = other.p[rows]
+        for name in ("start", "step", "until", "seq", "plan"):
+            getattr(self, name)[rows] = getattr(other, name)[rows]
 
     def at(self, t: float) -> FloatArray:
         """Each row's slot value at ``t`` (as ``slot_values``, without copying the slots)."""
@@ -113,18 +118,37 @@ class _Grid:
         out[rows] = self.p[rows, k[rows].astype(np.int64)]
         return out
 
-    def over(self, rows: IntArray, times: FloatArray) -> FloatArray:
-        """Slot values of ``rows`` at each of ``times`` (rows x times); NaN outside."""
-        start, step, until = self.start[rows, None], self.step[rows, None], self.until[rows, None]
+    def over(self, rows: IntArray, start: float, step: float, steps: int) -> np.ndarray:
+        """Slot values of ``rows`` over a grid of ``steps`` slots from ``start`` (float32).
+
+        NaN where a row has no slot then (before its start, from its ``until``). Rows on
+        the same grid (the usual case: one plan after another) are read as column slices.
+        """
+        out = np.full((len(rows), steps), np.nan, np.float32)
         width = self.p.shape[1]
-        with np.errstate(invalid="ignore"):
-            k = np.floor((times[None, :] - start) / step)
-        live = (times[None, :] >= start) & (times[None, :] < until) & (k >= 0) & (k < width)
-        if not width:
-            return np.full((len(rows), len(times)), np.nan)
-        kk = np.where(live, k, 0).astype(np.int64)
-        vals = self.p[rows[:, None], kk].astype(np.float64)
-        out: FloatArray = np.where(live, vals, np.nan)
+        if not width or not len(rows):
+            return out
+        s0, st = self.start[rows], self.step[rows]
+        with np.errstate(invalid="ignore"):  # rows with no schedule: an infinite start
+            off = (start - s0) / step
+            aligned = np.isfinite(off) & (st == step) & (np.abs(off - np.round(off)) < 1e-9)
+        idx = np.flatnonzero(aligned)
+        shift = np.round(off[idx]).astype(np.int64)
+        for k0 in np.unique(shift).tolist():
+            sel = idx[shift == k0]
+            a, b = max(0, -k0), min(steps, width - k0)
+            if a < b:
+                out[sel, a:b] = self.p[rows[sel], k0 + a : k0 + b]
+        other = np.flatnonzero(~aligned & np.isfinite(s0))
+        if len(other):  # another grid: slot by slot at the new slots' midpoints
+            mids = start + (np.arange(steps) + 0.5) * step
+            r = rows[other]
+            k = np.floor((mids[None, :] - s0[other, None]) / st[other, None])
+            live = (k >= 0) & (k < width)
+            kk = np.where(live, k, 0).astype(np.int64)
+            out[other] = np.where(live, self.p[r[:, None], kk], np.nan)
+        mids = start + (np.arange(steps) + 0.5) * step
+        out[mids[None, :] >= self.until[rows, None]] = np.nan
         return out
 
     def carry(self, pos: IntArray) -> _Grid:
@@ -134,6 +158,7 @@ class _Grid:
         src = pos[has]
         new.start[has], new.step[has] = self.start[src], self.step[src]
         new.until[has], new.seq[has] = self.until[src], self.seq[src]
+        new.plan[has] = self.plan[src]
         new.p = np.full((len(pos), self.p.shape[1]), np.nan, np.float32)
         new.p[has] = self.p[src]
         return new
@@ -187,9 +212,11 @@ class PlanExecutor:
         """The schedules the devices accepted (what they follow)."""
         self.intended = _Grid(state.n)
         """The newest schedule sent to each device (accepted or not yet)."""
-        self._pending: dict[str, _Sent] = {}
-        """Sent, not yet acknowledged: the newest schedule of each device only."""
-        self._pending_of: dict[int, str] = {}  # row -> its pending schedule id
+        # sent, not yet acknowledged: the newest schedule of each device only (its slots
+        # are the intended ones); id -> row, and per row its id and when it was sent
+        self._pending: dict[str, int] = {}
+        self._pending_id = np.full(state.n, None, dtype=object)
+        self._sent_at = np.full(state.n, np.nan)
         self.counts: dict[str, int] = {"sent": 0, "resent": 0, "accepted": 0, "rejected": 0}
         self._applied = 0
         self.plans: dict[str, float] = {}
@@ -202,13 +229,14 @@ class PlanExecutor:
         pos = np.asarray(pos, dtype=np.int64)
         self.following = self.following.carry(pos)
         self.intended = self.intended.carry(pos)
-        new_row = {str(d): i for i, d in enumerate(state.device_ids.tolist())}
-        self._pending = {
-            k: _with_row(s, new_row[s.device])
-            for k, s in self._pending.items()
-            if s.device in new_row
-        }
-        self._pending_of = {s.row: k for k, s in self._pending.items()}
+        has = pos >= 0
+        ids = np.full(state.n, None, dtype=object)
+        ids[has] = self._pending_id[pos[has]]
+        sent_at = np.full(state.n, np.nan)
+        sent_at[has] = self._sent_at[pos[has]]
+        self._pending_id, self._sent_at = ids, sent_at
+        live = np.flatnonzero(ids != None)  # noqa: E711 (an object array)
+        self._pending = dict(zip(ids[live].tolist(), live.tolist(), strict=True))
         self.state = state
 
     # ------------------------------------------------------------------ plans
@@ -300,15 +328,12 @@ class PlanExecutor:
         if not len(rows):
             return np.zeros(0, bool)
         old = self.intended
-        mids: FloatArray = np.asarray(
-            batch.start + (np.arange(batch.steps) + 0.5) * batch.step_s, dtype=np.float64
-        )
-        before = old.over(rows, mids)
-        new = np.asarray(batch.p_kw, dtype=np.float64)
-        both = np.isfinite(before) & np.isfinite(new)
-        moved = np.where(
-            both, np.abs(new - before) > self.deadband_kw, np.isnan(new) != np.isnan(before)
-        )
+        mids = batch.start + (np.arange(batch.steps) + 0.5) * batch.step_s
+        before = old.over(rows, batch.start, batch.step_s, batch.steps)
+        new = np.asarray(batch.p_kw, dtype=np.float32)
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(new - before) > self.deadband_kw
+        moved |= np.isnan(new) != np.isnan(before)
         within = mids[None, :] < old.until[rows, None]
         differs = (moved & within).any(axis=1)
         with np.errstate(invalid="ignore"):  # no schedule yet: an infinite start
@@ -340,23 +365,13 @@ class PlanExecutor:
             batch.plan_id,
         )
         self.link.send_schedules(out)
-        self.intended.put(rows, out.start, out.step_s, out.valid_until, out.p_kw, seq)
-        for i, (sid, r) in enumerate(zip(ids.tolist(), rows.tolist(), strict=True)):
-            superseded = self._pending_of.get(r)
-            if superseded is not None:  # a late ack of it says nothing of the newer one
-                self._pending.pop(superseded, None)
-            self._pending_of[r] = sid
-            self._pending[sid] = _Sent(
-                r,
-                str(out.device_ids[i]),
-                int(seq[i]),
-                out.start,
-                out.step_s,
-                out.valid_until,
-                out.p_kw[i],
-                now,
-                out.plan_id,
-            )
+        self.intended.put(rows, out.start, out.step_s, out.valid_until, out.p_kw, seq, out.plan_id)
+        for old in self._pending_id[rows].tolist():  # superseded: a late ack says nothing
+            if old is not None:
+                self._pending.pop(old, None)
+        self._pending.update(zip(ids.tolist(), rows.tolist(), strict=True))
+        self._pending_id[rows] = ids
+        self._sent_at[rows] = now
         self.counts["sent"] += len(out)
         if self.writer is not None and self.store is not None:
             self.writer.op(
@@ -392,31 +407,32 @@ class PlanExecutor:
 
     # ------------------------------------------------------------------ each cycle
     def take_acks(self, acks: Iterable[CommandAck], now: float) -> list[CommandAck]:
-        """Take the acks of schedules; return the others (commands' acks) untouched."""
+        """Take the acks of schedules; return the others (commands' acks) untouched.
+
+        ``accepted``: the device follows that schedule from now on. ``rejected``: it keeps
+        the one it had (the intended schedule goes back to it).
+        """
         rest: list[CommandAck] = []
         verdicts: dict[tuple[str, str | None], list[str]] = {}
+        accepted: list[int] = []
+        rejected: list[int] = []
         for a in acks:
-            s = self._take(a.command_id)
-            if s is None:
+            row = self._take(a.command_id)
+            if row is None:
                 rest.append(a)
                 continue
             verdicts.setdefault((a.status, a.reason), []).append(a.command_id)
-            if a.status == "accepted":
-                self.counts["accepted"] += 1
-                if s.seq > self.following.seq[s.row]:
-                    self.following.put(
-                        np.array([s.row]),
-                        s.start,
-                        s.step_s,
-                        s.until,
-                        s.p_kw[None, :],
-                        np.array([s.seq]),
-                    )
-            else:
-                self.counts["rejected"] += 1
-                log.warning("device %s rejected schedule %s: %s", s.device, a.command_id, a.reason)
-                if self.intended.seq[s.row] == s.seq:  # it keeps what it followed
-                    self.intended = _restore_row(self.intended, self.following, s.row)
+            (accepted if a.status == "accepted" else rejected).append(row)
+            if a.status != "accepted":
+                log.warning(
+                    "device %s rejected schedule %s: %s", a.device_id, a.command_id, a.reason
+                )
+        if accepted:
+            self.following.copy_rows(self.intended, np.array(accepted, dtype=np.int64))
+        if rejected:
+            self.intended.copy_rows(self.following, np.array(rejected, dtype=np.int64))
+        self.counts["accepted"] += len(accepted)
+        self.counts["rejected"] += len(rejected)
         if self.writer is not None and self.store is not None:
             for (status, why), ids in verdicts.items():
                 self.writer.op(
@@ -447,42 +463,48 @@ class PlanExecutor:
         """
         if not self._pending:
             return 0
-        late: list[_Sent] = []
-        for sid, s in list(self._pending.items()):
-            if s.until <= now:
-                self._take(sid)
-            elif s.sent_at + self.resend_after_s <= now and self.intended.seq[s.row] == s.seq:
-                late.append(s)
-        if not late or not self.link.connected:
+        waiting = self._pending_id != None  # noqa: E711 (an object array)
+        lapsed = np.flatnonzero(waiting & (self.intended.until <= now))
+        for sid in self._pending_id[lapsed].tolist():
+            self._take(sid)
+        late = waiting & (self.intended.until > now) & (self._sent_at + self.resend_after_s <= now)
+        if not late.any() or not self.link.connected:
             return 0
+        g = self.intended
+        rows = np.flatnonzero(late)
+        keys = pd.DataFrame(
+            {"plan": g.plan[rows], "start": g.start[rows], "step": g.step[rows],
+             "until": g.until[rows]}
+        )  # fmt: skip
         n = 0
-        by_grid: dict[tuple[str, float, float, float, int], list[_Sent]] = {}
-        for s in late:
-            by_grid.setdefault((s.plan_id, s.start, s.step_s, s.until, len(s.p_kw)), []).append(s)
-        for (pid, start, step, until, _), group in by_grid.items():
-            rows = np.array([s.row for s in group], dtype=np.int64)
+        groups = keys.groupby(["plan", "start", "step", "until"], sort=False).indices
+        for key, idx in groups.items():
+            assert isinstance(key, tuple)
+            pid, start, step, until = str(key[0]), float(key[1]), float(key[2]), float(key[3])
+            r = rows[idx]
+            steps = max(1, math.ceil((until - start) / step - 1e-9))
             batch = ScheduleBatch(
-                np.full(len(group), "", dtype=object),
-                self.state.device_ids[rows],
-                np.zeros(len(group), np.int64),
-                np.stack([s.p_kw for s in group]),
+                np.full(len(r), "", dtype=object),
+                self.state.device_ids[r],
+                np.zeros(len(r), np.int64),
+                g.p[r, :steps].astype(np.float64),
                 start,
                 step,
                 until,
                 now,
                 pid,
             )
-            n += self._send(rows, batch, now)
+            n += self._send(r, batch, now)
         self.counts["resent"] += n
         log.info("re-sent %d unacknowledged schedule(s)", n)
         return n
 
-    def _take(self, sid: str) -> _Sent | None:
-        """Forget a pending schedule; it, or None if it is not pending."""
-        s = self._pending.pop(sid, None)
-        if s is not None and self._pending_of.get(s.row) == sid:
-            del self._pending_of[s.row]
-        return s
+    def _take(self, sid: str) -> int | None:
+        """Forget a pending schedule; its row, or None if it is not pending."""
+        row = self._pending.pop(sid, None)
+        if row is not None and self._pending_id[row] == sid:
+            self._pending_id[row] = None
+        return row
 
     def planned_kw(self, now: float) -> FloatArray:
         """Each device's accepted schedule's power now [kW]; NaN where it follows none."""
@@ -509,12 +531,19 @@ class PlanExecutor:
         steps = live["step_s"].to_numpy(np.float64)
         seqs = live["seq"].to_numpy(np.int64)
         slots = live["p_kw"].tolist()
+        plan_ids = live["plan_id"].astype(str).tolist()
         n = 0
         for i in np.flatnonzero(pos >= 0).tolist():
             p = np.array([np.nan if x is None else float(x) for x in slots[i]], dtype=np.float64)
             for grid in (self.following, self.intended):
                 grid.put(
-                    pos[i : i + 1], starts[i], steps[i], untils[i], p[None, :], seqs[i : i + 1]
+                    pos[i : i + 1],
+                    starts[i],
+                    steps[i],
+                    untils[i],
+                    p[None, :],
+                    seqs[i : i + 1],
+                    plan_ids[i],
                 )
             n += 1
         if n:
@@ -556,23 +585,3 @@ def _epoch(ts: pd.Series) -> FloatArray:
     """Aware datetimes as UTC epoch seconds."""
     secs = (pd.to_datetime(ts, utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
     return np.asarray(secs, dtype=np.float64)
-
-
-def _with_row(s: _Sent, row: int) -> _Sent:
-    s.row = row
-    return s
-
-
-def _restore_row(intended: _Grid, following: _Grid, row: int) -> _Grid:
-    """``intended`` with ``row`` set back to what the device follows."""
-    r = np.array([row])
-    width = following.p.shape[1]
-    intended.put(
-        r,
-        float(following.start[row]),
-        float(following.step[row]),
-        float(following.until[row]),
-        following.p[r, :width].astype(np.float64),
-        following.seq[r],
-    )
-    return intended
