@@ -140,6 +140,7 @@ def test_devices_keep_their_plan_while_the_service_is_away_then_fall_back(
                 ids = rt.state.device_ids[rows]
                 start = time.time()
                 plan = PlanSeries("p1", ids, np.tile(VALUES, (len(ids), 1)), start, SLOT_S)
+                svc.link.schedule_chunk = 2  # published a few at a time, between cycles
                 res = svc.plans.apply(plan)
                 assert (res.sent, res.refused) == (len(ids), {})
                 await until(lambda: svc.plans.pending() == 0, 5, "every schedule acknowledged")
