@@ -3,11 +3,11 @@
 The devices (simulated gateways, protocol v1) get a plan as schedules from the service
 in process (SQLite store, MQTT link, control loop); a replayed schedule and one whose plan
 is over are refused by every gateway with their reason and change nothing; then the service
-goes away without a word. The devices keep to their schedules slot by slot until the plan's end, then fall
-back to their own control (their safe default: a battery balances its home). The service
-comes back mid-plan, takes the schedules up from the store (the dispatcher's baselines
-again) and sends nothing again for an unchanged plan; a new plan after the end reaches
-every device within seconds.
+goes away without a word. The devices keep to their schedules slot by slot until the plan's
+end, then fall back to their own control (their safe default: a battery balances its home).
+The service comes back mid-plan, takes the schedules up from the store (the dispatcher's
+baselines again) and sends nothing again for an unchanged plan; a new plan after the end
+reaches every device within seconds.
 
 What is lost while the service is away: the telemetry of that time (QoS 0, nobody
 subscribed: the store has no readings of it), and any event that would have been

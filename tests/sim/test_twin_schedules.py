@@ -139,3 +139,26 @@ def test_replayed_and_expired_schedules_are_refused_and_the_plan_kept() -> None:
     assert (acks.accepted, acks.replayed, acks.expired) == (n, 2 * n, n)
     twin.step()
     assert np.allclose(twin.p_kw[s], 0.5)  # still the accepted plan
+
+
+def test_limits_keep_the_own_control_within_them_where_no_setpoint_is_given() -> None:
+    spec = generate_fleet(30, 2)
+    start = pd.Timestamp("2026-07-15 19:00", tz="Europe/Berlin").tz_convert("UTC")
+    free = Twin(spec, start, 4, STEP_S, 3, Imperfections.ideal())
+    capped = Twin(spec, start, 4, STEP_S, 3, Imperfections.ideal())
+    s = capped.cap.kind_slices[K.BATTERY]
+    ids = capped.cap.device_ids[s]
+    n, t0 = len(ids), capped.now
+    hi = np.full((n, 4), 0.2)  # discharge at most 0.2 kW, otherwise their own control
+    b = _schedules(ids, np.full(4, np.nan), t0, t0 + 4 * SLOT_S, 1, t0)
+    capped.send_schedules(
+        ScheduleBatch(
+            b.schedule_ids, b.device_ids, b.seq, b.p_kw, b.start, b.step_s, b.valid_until,
+            b.issued_at, b.plan_id, None, hi,
+        )
+    )  # fmt: skip
+    free.step()
+    capped.step()
+    own, got = free.p_kw[s], capped.p_kw[s]
+    assert (own > 0.2 + 1e-6).sum() >= 3  # in the evening most would give more
+    np.testing.assert_allclose(got, np.minimum(own, 0.2), atol=1e-9)

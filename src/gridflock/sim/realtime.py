@@ -129,6 +129,8 @@ class RealtimeTwin:
                 schedules.valid_until - off,
                 schedules.issued_at - off,
                 schedules.plan_id,
+                schedules.p_min_kw,
+                schedules.p_max_kw,
             )
         )
         self._queue_acks(schedules.schedule_ids, schedules.device_ids, verdicts)
