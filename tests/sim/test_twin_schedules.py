@@ -162,3 +162,23 @@ def test_limits_keep_the_own_control_within_them_where_no_setpoint_is_given() ->
     own, got = free.p_kw[s], capped.p_kw[s]
     assert (own > 0.2 + 1e-6).sum() >= 3  # in the evening most would give more
     np.testing.assert_allclose(got, np.minimum(own, 0.2), atol=1e-9)
+
+
+def test_the_realtime_twin_keeps_its_devices_plans_when_its_day_starts_again() -> None:
+    from gridflock.sim.realtime import RealtimeTwin
+
+    clock = [1_784_116_800.0]
+    spec = generate_fleet(5, 2)
+    rt = RealtimeTwin(
+        spec, step_s=10.0, hours=0.05, imperfections=Imperfections.ideal(), clock=lambda: clock[0]
+    )
+    s = rt.twin.cap.kind_slices[K.BATTERY]
+    ids = rt.twin.cap.device_ids[s]
+    now = clock[0]
+    rt.send_schedules(_schedules(ids, np.array([0.4, -0.4]), now, now + 2 * SLOT_S, 1, now))
+    first = rt.twin
+    clock[0] += 300.0  # past the twin's 3-minute window: it starts its day again
+    rt.receive()
+    assert rt.twin is not first
+    np.testing.assert_allclose(rt.twin.planned[s], 0.4)
+    np.testing.assert_allclose(rt.twin.p_kw[s], 0.4)
