@@ -282,17 +282,15 @@ def build_problem(
         plugged = (step_start[None, :] >= arrival[:, None] - 1e-6) & (
             step_end[None, :] <= departure[:, None] + 1e-6
         )
-        evs = EVChargers(
-            rows,
-            site,
-            df["p_max_kw"].to_numpy(float),
-            df["eta"].to_numpy(float),
-            np.maximum(np.nan_to_num(need), 0.0),
-            plugged,
-        )
+        need = np.maximum(np.nan_to_num(need), 0.0)
+        p_max, eta = df["p_max_kw"].to_numpy(float), df["eta"].to_numpy(float)
+        horizon_end = float(step_end[-1])
+        after_h = np.maximum(departure - np.maximum(arrival, horizon_end), 0.0) / 3600.0
+        e_min = np.clip(need - eta * p_max * after_h, 0.0, need)
+        evs = EVChargers(rows, site, p_max, eta, need, plugged, e_min)
     else:
         z = np.zeros(0)
-        evs = EVChargers(rows, site, z, z, z, np.zeros((0, n_steps), bool))
+        evs = EVChargers(rows, site, z, z, z, np.zeros((0, n_steps), bool), z)
 
     # thermal: heat pumps then water heaters
     hp, hp_rows, hp_site = part(DeviceKind.HEAT_PUMP)
