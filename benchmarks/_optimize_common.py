@@ -108,8 +108,10 @@ def forecasts(spec: FleetSpec, seed: int = 7) -> SiteForecasts:
     kwp = spec.devices["pv"].set_index("site_id")["kwp"].reindex(spec.sites["id"]).fillna(0.0)
     bell = np.maximum(np.sin((local_h - 5.5) / 15.0 * np.pi), 0.0) ** 1.3
     pv = kwp.to_numpy()[:, None] * 0.8 * bell[None, :] * rng.uniform(0.6, 1.0, (n, 1))
-    shape = 0.35 + 0.5 * np.exp(-(((local_h - 19.5) / 2.0) ** 2)) + 0.2 * np.exp(
-        -(((local_h - 7.5) / 1.5) ** 2)
+    shape = (
+        0.35
+        + 0.5 * np.exp(-(((local_h - 19.5) / 2.0) ** 2))
+        + 0.2 * np.exp(-(((local_h - 7.5) / 1.5) ** 2))
     )
     load = shape[None, :] * rng.uniform(0.7, 1.4, (n, 1)) + rng.uniform(0, 0.2, (n, N_STEPS))
     return SiteForecasts(load, pv, np.zeros((n, N_STEPS)), np.full(N_STEPS, 18.0))
