@@ -28,12 +28,15 @@ from gridflock.domain.errors import Problem
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray
 from gridflock.optimize import _highs
 from gridflock.optimize._lp import LP, build_lp, window_sites
+from gridflock.optimize._warm import WarmStart
 from gridflock.optimize.plan import Objective, Plan, PlanInfeasibleError
 from gridflock.optimize.problem import PlanProblem
 
 __all__ = ["precheck", "solve", "solve_monolithic"]
 
 _SRC = "plan"
+#: Scale of the site-specific tie-breaking costs of the first solve [EUR/kWh of net import].
+TIE_EUR_PER_KWH = 1e-6
 
 
 # ---------------------------------------------------------------------------------------
@@ -335,6 +338,8 @@ def solve(
     threads: int = 2,
     skip_infeasible: bool = False,
     tol_kw: float = 1e-6,
+    warm_start: bool = True,
+    spread_ties: bool = True,
 ) -> Plan:
     """The optimal plan of ``problem``.
 
@@ -345,6 +350,10 @@ def solve(
     :class:`~gridflock.optimize.plan.PlanInfeasibleError` naming every site, device or
     node and the rule that cannot be kept, unless ``skip_infeasible`` (those sites then
     get NaN rows and are listed in ``Plan.infeasible``; caps then hold over the rest).
+    ``warm_start`` starts every LP from the optimal basis of a site built the same way
+    (same optimum, several times fewer simplex iterations). ``spread_ties`` breaks ties
+    between equally cheap steps differently at each site before the exact re-solve, so
+    that tied choices do not all land on one step and break grid caps for nothing.
     """
     pb = problem
     t_start = time.perf_counter()
@@ -359,6 +368,24 @@ def solve(
     for wi in range(len(pb.windows)):
         comps.merge(window_sites(pb, wi))
     node_sites = _node_sites(pb)
+    warm = WarmStart(pb) if warm_start else None
+    g = pb.grid
+    any_cap = bool(
+        np.isfinite(g.import_cap_kw).any()
+        or np.isfinite(g.export_cap_kw).any()
+        or np.isfinite(g.fleet_import_cap_kw).any()
+        or np.isfinite(g.fleet_export_cap_kw).any()
+    )
+    # sites solved with tie-breaking costs: all of them from the start under grid caps
+    tie = (
+        np.random.default_rng(20_261_201).random((pb.n_sites, pb.n_steps))
+        * TIE_EUR_PER_KWH
+        * pb.step_h
+        if spread_ties
+        else None
+    )
+    spread = np.full(pb.n_sites, any_cap and tie is not None)
+    timings["templates_s"] = time.perf_counter() - t_start - timings["precheck_s"]
     active = np.zeros(len(pb.grid), bool)
     fleet_active = False
     acc = _Acc(pb)
@@ -371,7 +398,11 @@ def solve(
             stats["rounds"] += 1
             labels = comps.labels()
             jobs = _jobs(labels, dirty & ~excluded, chunk_sites)
-            results = _run_jobs(pb, jobs, labels, active, fleet_active, refs, pool)
+            t_round = time.perf_counter()
+            results = _run_jobs(
+                pb, jobs, labels, active, fleet_active, refs, pool, warm, tie, spread
+            )
+            timings[f"round{stats['rounds']}_s"] = time.perf_counter() - t_round
             for sites, lp, status, x, b_s, s_s in results:
                 build_s += b_s
                 solve_s += s_s
@@ -401,6 +432,18 @@ def solve(
             if not broken.any() and not fleet_broken:
                 break
             dirty = np.zeros(pb.n_sites, bool)
+            below = np.zeros(pb.n_sites, bool)  # sites under a broken cap
+            for j in np.flatnonzero(broken):
+                below[node_sites[j]] = True
+            if fleet_broken:
+                below[:] = True
+            below &= ~excluded
+            if tie is not None and not spread[below].all():
+                # first try tied choices spread across sites: still independent LPs
+                spread[below] = True
+                dirty = below & (np.bincount(labels, minlength=pb.n_sites)[labels] == 1)
+                if dirty.any():
+                    continue
             for j in np.flatnonzero(broken):
                 active[(pb.grid.ancestors == j).any(axis=1)] = True  # j and all below it
                 members = node_sites[j][~excluded[node_sites[j]]]
@@ -489,12 +532,21 @@ def _run_jobs(
     fleet_active: bool,
     refs: dict[int, FloatArray],
     pool: ThreadPoolExecutor | None,
+    warm: WarmStart | None,
+    tie: FloatArray | None,
+    spread: BoolArray,
 ) -> list[tuple[IntArray, LP, str, FloatArray, float, float]]:
     def one(sites: IntArray) -> tuple[IntArray, LP, str, FloatArray, float, float]:
         t0 = time.perf_counter()
         lp = _lp_for(pb, sites, active, fleet_active, refs)
+        basis = warm.basis(lp) if warm is not None else None
+        perturb = None
+        if tie is not None and spread[sites].all() and not len(lp.cap_cols):
+            perturb = np.zeros(len(lp.cost))
+            c0 = lp.col["n"]
+            perturb[c0 : c0 + len(sites) * pb.n_steps] = tie[lp.sites].reshape(-1)
         t1 = time.perf_counter()
-        status, x, _ = _highs.run(lp)
+        status, x, _, _ = _highs.run(lp, basis=basis, perturb=perturb)
         return sites, lp, status, x, t1 - t0, time.perf_counter() - t1
 
     if pool is None or len(jobs) <= 1:
@@ -516,7 +568,7 @@ def _diagnose(
     alone_ok = np.ones(len(sites), bool)
     for k, s in enumerate(sites):
         lp = build_lp(pb, np.array([s]), np.zeros(0, np.int64), False, (), refs)
-        st, _, _ = _highs.run(lp)
+        st, _, _, _ = _highs.run(lp)
         if st != "optimal":
             alone_ok[k] = False
             out.append(
@@ -587,7 +639,7 @@ def solve_monolithic(problem: PlanProblem) -> Plan:
         refs,
     )
     t1 = time.perf_counter()
-    status, x, _ = _highs.run(lp)
+    status, x, _, _ = _highs.run(lp)
     if status != "optimal":
         raise PlanInfeasibleError(
             _diagnose(pb, sites, np.zeros(pb.n_sites, np.int64), active, fleet, refs, status)
