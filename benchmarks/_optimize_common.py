@@ -36,7 +36,7 @@ def homes_fleet(
     per_feeder = np.bincount(feeder, minlength=n_feeders)
     tr_of_feeder = np.arange(n_feeders) // feeders_per_transformer
     tight = np.zeros(n_feeders, bool)
-    tight[rng.permutation(n_feeders)[: int(round(tight_share * n_feeders))]] = True
+    tight[rng.permutation(n_feeders)[: round(tight_share * n_feeders)]] = True
     direct = rng.random(n) < 0.05  # a few homes straight on the transformer
     homes_per_tr = np.bincount(tr_of_feeder[feeder], minlength=n_tr)
     nodes = [

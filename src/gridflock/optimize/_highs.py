@@ -86,7 +86,8 @@ def run(
         h.changeColsBounds(len(cols), cols, lp.lb[lp.cap_cols], lp.ub[lp.cap_cols])
         h.run()
     if perturb is not None and h.getModelStatus() == highspy.HighsModelStatus.kOptimal:
-        h.changeColsCost(n_col, np.arange(n_col, dtype=np.int32), lp.cost)
+        cols = np.flatnonzero(perturb).astype(np.int32)
+        h.changeColsCost(len(cols), cols, lp.cost[cols])
         h.run()
     status = h.getModelStatus()
     if status == highspy.HighsModelStatus.kOptimal:

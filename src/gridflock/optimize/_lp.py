@@ -235,9 +235,10 @@ def build_lp(
     xs.append((usite, ug, 1.0))
 
     # site net import n = base + x, within the connection limits
-    avail = np.zeros((n_all, t_n))
-    np.add.at(avail, rn.site, rn.avail_kw)
-    base = pb.sites.load_kw[sites] - avail[sites]
+    here = pick(rn.site)  # every renewable of these sites, curtailable or not
+    avail = np.zeros((ns, t_n))
+    np.add.at(avail, local[rn.site[here]], rn.avail_kw[here])
+    base = pb.sites.load_kw[sites] - avail
     imp_lim = np.repeat(pb.sites.import_limit_kw[sites][:, None], t_n, 1)
     exp_lim = np.repeat(pb.sites.export_limit_kw[sites][:, None], t_n, 1)
     col["n"] = b.cols(pe * dt, -exp_lim, imp_lim)

@@ -334,7 +334,7 @@ def _node_sites(pb: PlanProblem) -> list[IntArray]:
 def solve(
     problem: PlanProblem,
     *,
-    chunk_sites: int = 64,
+    chunk_sites: int = 16,
     threads: int = 2,
     skip_infeasible: bool = False,
     tol_kw: float = 1e-6,
