@@ -22,7 +22,7 @@ from gridflock.optimize import (
 START = 1_780_000_000.0
 
 
-def spec_of(devices: list[dict], n_sites: int = 1, node_cap: float = 1e6, **site: float):
+def spec_of(devices: list[dict], n_sites: int = 1, node_cap: float = 1e6, **site: float | str):
     nodes = [{"id": "f", "kind": "feeder", "limit_import_kw": node_cap, "limit_export_kw": 1e6}]
     sites = [
         {
@@ -196,3 +196,25 @@ def test_empty_fleet_and_pick_quantile() -> None:
     assert pick_quantile(levels, values, 0.99)[0] == pytest.approx(4.0)
     with pytest.raises(ValueError, match="quantile"):
         pick_quantile(levels, values, 1.5)
+
+
+def test_typical_ev_sessions_follow_the_local_clock_on_a_dst_day() -> None:
+    """Berlin springs forward on 2026-03-29: 18:00 and 07:30 stay on the wall clock."""
+    ev = {
+        "id": "ev",
+        "site_id": "s0",
+        "kind": "ev_charger",
+        "p_max_kw": 11.0,
+        "arrival_hour": 18.0,
+        "departure_hour": 7.5,
+        "session_kwh": 10.0,
+    }
+    spec = spec_of([ev], tz="Europe/Berlin")
+    start = 1_774_735_200.0  # 2026-03-28 22:00 UTC = 23:00 CET, the night of the change
+    pb = build_problem(spec, start, forecasts([0.0] * 160), Tariff.flat(1, 160, 0.3), n_steps=160)
+    steps = np.flatnonzero(pb.evs.plugged[0])
+    # arrival 2026-03-29 18:00 CEST = 16:00 UTC, departure 03-30 07:30 CEST = 05:30 UTC
+    assert start + steps[0] * 900 == 1_774_800_000.0
+    assert start + (steps[-1] + 1) * 900 == 1_774_800_000.0 + 13.5 * 3600
+    assert len(steps) == 54
+    assert pb.evs.e_min_kwh[0] == pytest.approx(10.0)
