@@ -72,7 +72,8 @@ class EVChargers:
     """EV chargers, one row each: charge ``e_need_kwh`` (into the car) while ``plugged``.
 
     ``plugged[i, t]`` is true for the steps the car is connected before its departure;
-    the car gets exactly its need by then (the customer's rule, a hard constraint). The
+    the car gets its need by then (the customer's rule, a hard constraint; at least
+    ``e_min_kwh`` within the horizon, at most ``e_need_kwh``). The
     LP keeps charging power in ``[0, p_max_kw]``; the charger's minimum current is not a
     linear constraint and is left to the device (a setpoint below it pauses or rounds up).
     """
@@ -83,6 +84,9 @@ class EVChargers:
     eta: FloatArray
     e_need_kwh: FloatArray
     plugged: BoolArray  #: (n, n_steps)
+    #: least energy within the horizon [kWh]: ``e_need_kwh`` when the car leaves inside
+    #: it, less what full power after the horizon's end can still give otherwise
+    e_min_kwh: FloatArray
 
     def __len__(self) -> int:
         return len(self.row)
