@@ -22,6 +22,7 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "schedules",
     "settlements",
 }
 HEAD = "0008"

@@ -17,6 +17,7 @@ import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import CommandAck, LinkReport
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.twin import (
@@ -67,8 +68,15 @@ class RealtimeTwin:
         start = day + pd.Timedelta(seconds=seconds // self.step_s * self.step_s)
         start = start.tz_convert("UTC")
         steps = int(self.hours * 3600 / self.step_s)
+        old = getattr(self, "twin", None)
+        old_offset = getattr(self, "offset_s", 0.0)
         self.twin = Twin(self.spec, start, steps, self.step_s, self.seed, self.imperfections)
         self.offset_s = float(now.timestamp() - start.timestamp())
+        if old is not None and old.spec is self.spec:  # the day starts again: plans go on
+            tw, shift = self.twin, old_offset - self.offset_s
+            tw.sch_start, tw.sch_until = old.sch_start + shift, old.sch_until + shift
+            tw.sch_step, tw.sch_seq = old.sch_step, old.sch_seq
+            tw.sch_p, tw.sch_min, tw.sch_max = old.sch_p, old.sch_min, old.sch_max
 
     def update_fleet(self, spec: FleetSpec) -> None:
         """Simulate a new fleet (after an import): the day goes on with the new devices."""
@@ -112,13 +120,36 @@ class RealtimeTwin:
                 commands.event_id,
             )
         )
-        answered = np.flatnonzero(verdicts != VERDICT_UNREACHABLE)
-        for i in answered.tolist():
-            device = str(commands.device_ids[i])
+        self._queue_acks(commands.command_ids, commands.device_ids, verdicts)
+
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """Give the twin's devices their plan, on its clock; queue the acks, as for commands."""
+        off = self.offset_s
+        verdicts = self.twin.send_schedules(
+            ScheduleBatch(
+                schedules.schedule_ids,
+                schedules.device_ids,
+                schedules.seq,
+                schedules.p_kw,
+                schedules.start - off,
+                schedules.step_s,
+                schedules.valid_until - off,
+                schedules.issued_at - off,
+                schedules.plan_id,
+                schedules.p_min_kw,
+                schedules.p_max_kw,
+            )
+        )
+        self._queue_acks(schedules.schedule_ids, schedules.device_ids, verdicts)
+
+    def _queue_acks(self, ids: np.ndarray, devices: np.ndarray, verdicts: np.ndarray) -> None:
+        """The acks the twin's gateways send for ``ids`` (none from offline devices)."""
+        for i in np.flatnonzero(verdicts != VERDICT_UNREACHABLE).tolist():
+            device = str(devices[i])
             self._acks.append(
                 CommandAck(
                     gateway=self._gateway_of.get(device, ""),
-                    command_id=str(commands.command_ids[i]),
+                    command_id=str(ids[i]),
                     device_id=device,
                     status="accepted" if verdicts[i] == VERDICT_ACCEPTED else "rejected",
                     reason=_REASONS.get(int(verdicts[i])),

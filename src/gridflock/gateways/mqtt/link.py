@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import ssl
 import time
@@ -40,6 +41,7 @@ from gmqtt.mqtt.constants import MQTTv311
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt._address import BrokerAddress
 from gridflock.gateways.mqtt._limits import TOKEN_SLACK, Bucket, GatewayLimits, SentCommand
@@ -51,6 +53,7 @@ from gridflock.gateways.mqtt.codec import (
     decode_status,
     decode_telemetry_many,
     encode_commands,
+    encode_schedules,
     encode_telemetry_ack,
 )
 from gridflock.gateways.mqtt.protocol import (
@@ -126,12 +129,17 @@ class MqttLink:
         self._buckets: dict[str, Bucket] = {}
         self._limited: Counter[str] = Counter()  # gateway -> messages refused this cycle
         self._sent: dict[str, SentCommand] = {}  # command id -> where it went, until when
-        self._sent_order: deque[tuple[float, str]] = deque()  # (valid_until, id) to prune
+        # (valid_until, id) to prune: a heap, as schedules hold for hours and commands seconds
+        self._sent_order: list[tuple[float, str]] = []
         self._expired: list[str] = []
         self.counts: Counter[str] = Counter()
         self._reported: Counter[str] = Counter()  # counts at the last take_report()
         self._connected = False
         self._stop = asyncio.Event()
+        self.schedule_chunk = 2_000
+        """Schedules encoded and published between two yields to the event loop."""
+        self._schedules: deque[ScheduleBatch] = deque()
+        self._schedule_task: asyncio.Task[None] | None = None
 
     def update_fleet(self, spec: FleetSpec) -> None:
         """Take up a new fleet: which devices exist and which gateway carries each."""
@@ -490,7 +498,7 @@ class MqttLink:
         order, sent = self._sent_order, self._sent
         limit = now - self.command_grace_s
         while order and order[0][0] < limit:
-            valid_until, cid = order.popleft()
+            valid_until, cid = heapq.heappop(order)
             entry = sent.get(cid)
             if entry is None or entry.valid_until != valid_until:
                 continue  # re-sent with a later valid_until: its newer entry stays
@@ -541,17 +549,76 @@ class MqttLink:
         self._remember(commands)
         self.counts["commands"] += len(commands)
 
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """A plan's schedules, grouped by gateway (one message each, or a few), QoS 1.
+
+        More than ``schedule_chunk`` schedules are encoded and published by a task on the
+        event loop, a chunk at a time and in order. Acknowledged like commands, by schedule
+        id, on the gateways' ack topics. While the broker is unreachable nothing is sent
+        (counted as ``schedules_unsent``); the plan executor sends again what was not
+        acknowledged.
+        """
+        n = len(schedules)
+        if not n:
+            return
+        if not self._connected:
+            self.counts["schedules_unsent"] += n
+            log.warning("broker unreachable: %d schedule(s) not sent", n)
+            return
+        self._remember_ids(
+            schedules.schedule_ids, schedules.device_ids, np.full(n, schedules.valid_until)
+        )
+        self.counts["schedules"] += n
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (scripts, tests): all at once
+            self._publish_schedules(schedules)
+            return
+        busy = self._schedule_task is not None and not self._schedule_task.done()
+        if not busy and n <= self.schedule_chunk:
+            self._publish_schedules(schedules)
+            return
+        # a whole fleet's plan takes seconds to encode: in chunks, in order, so the
+        # control loop keeps running in between
+        self._schedules.append(schedules)
+        if not busy:
+            self._schedule_task = asyncio.ensure_future(self._publish_queued())
+
+    async def _publish_queued(self) -> None:
+        """Encode and publish the queued schedule batches, a chunk at a time."""
+        while self._schedules:
+            batch = self._schedules.popleft()
+            gw_of = self.gateway_of_device
+            order = np.argsort(
+                np.array([gw_of[d] for d in batch.device_ids.tolist()], dtype=object),
+                kind="stable",
+            )  # a gateway's schedules in as few chunks as may be
+            for a in range(0, len(order), self.schedule_chunk):
+                self._publish_schedules(batch.take(order[a : a + self.schedule_chunk]))
+                await asyncio.sleep(0)
+
+    def _publish_schedules(self, schedules: ScheduleBatch) -> None:
+        if not self._connected:
+            self.counts["schedules_unsent"] += len(schedules)
+            return
+        for gateway, payloads in encode_schedules(schedules, self.gateway_of_device).items():
+            for payload in payloads:
+                self.client.publish(f"gf/v1/{gateway}/cmd", payload, qos=1)
+
     def _remember(self, commands: CommandBatch) -> None:
         """Note where each command went, so only its gateway may acknowledge it."""
+        self._remember_ids(commands.command_ids, commands.device_ids, commands.valid_until)
+
+    def _remember_ids(self, ids: np.ndarray, devices: np.ndarray, valid_until: np.ndarray) -> None:
         gw_of, sent, order = self.gateway_of_device, self._sent, self._sent_order
         for cid, dev, vu in zip(
-            commands.command_ids.tolist(),
-            commands.device_ids.tolist(),
-            np.asarray(commands.valid_until, dtype=np.float64).tolist(),
+            ids.tolist(),
+            devices.tolist(),
+            np.asarray(valid_until, dtype=np.float64).tolist(),
             strict=True,
         ):
             sent[cid] = SentCommand(gw_of[dev], dev, vu)
-            order.append((vu, cid))
+            heapq.heappush(order, (vu, cid))
 
     def stop(self) -> None:
         """End :meth:`run`."""
