@@ -162,7 +162,7 @@ def test_seeded_cases_match_the_reference(seed: int) -> None:
     assert_optimal(random_problem(seed, n_sites=1 + seed % 4, n_steps=12 + 2 * seed))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.integers(0, 2**31),
     n_sites=st.integers(1, 5),

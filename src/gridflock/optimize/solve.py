@@ -433,18 +433,6 @@ def solve(
             if not broken.any() and not fleet_broken:
                 break
             dirty = np.zeros(pb.n_sites, bool)
-            below = np.zeros(pb.n_sites, bool)  # sites under a broken cap
-            for j in np.flatnonzero(broken):
-                below[node_sites[j]] = True
-            if fleet_broken:
-                below[:] = True
-            below &= ~excluded
-            if tie is not None and not spread[below].all():
-                # first try tied choices spread across sites: still independent LPs
-                spread[below] = True
-                dirty = below & (np.bincount(labels, minlength=pb.n_sites)[labels] == 1)
-                if dirty.any():
-                    continue
             for j in np.flatnonzero(broken):
                 active[(pb.grid.ancestors == j).any(axis=1)] = True  # j and all below it
                 members = node_sites[j][~excluded[node_sites[j]]]
