@@ -400,9 +400,7 @@ def solve(
             labels = comps.labels()
             jobs = _jobs(labels, dirty & ~excluded, chunk_sites)
             t_round = time.perf_counter()
-            results = _run_jobs(
-                pb, jobs, labels, active, fleet_active, refs, pool, warm, tie, spread
-            )
+            results = _run_jobs(pb, jobs, active, fleet_active, refs, pool, warm, tie, spread)
             timings[f"round{stats['rounds']}_s"] = time.perf_counter() - t_round
             for sites, lp, status, x, b_s, s_s in results:
                 build_s += b_s
@@ -411,7 +409,7 @@ def solve(
                 if status == "optimal":
                     acc.put(lp, x, pb.n_steps)
                     continue
-                found = _diagnose(pb, sites, labels, active, fleet_active, refs, status)
+                found = _diagnose(pb, sites, active, fleet_active, refs, status)
                 problems += found
                 excluded[sites] = True
                 if not skip_infeasible:
@@ -459,9 +457,6 @@ def solve(
     timings["assemble_s"] = time.perf_counter() - t_asm
     timings["total_s"] = time.perf_counter() - t_start
     return plan
-
-
-_Job = tuple[IntArray, IntArray, bool]  # sites, active nodes inside, fleet cap
 
 
 def _jobs(labels: IntArray, todo: BoolArray, chunk_sites: int) -> list[IntArray]:
@@ -516,7 +511,6 @@ def _lp_for(
 def _run_jobs(
     pb: PlanProblem,
     jobs: list[IntArray],
-    labels: IntArray,
     active: BoolArray,
     fleet_active: bool,
     refs: dict[int, FloatArray],
@@ -546,7 +540,6 @@ def _run_jobs(
 def _diagnose(
     pb: PlanProblem,
     sites: IntArray,
-    labels: IntArray,
     active: BoolArray,
     fleet_active: bool,
     refs: dict[int, FloatArray],
@@ -630,9 +623,7 @@ def solve_monolithic(problem: PlanProblem) -> Plan:
     t1 = time.perf_counter()
     status, x, _, _ = _highs.run(lp)
     if status != "optimal":
-        raise PlanInfeasibleError(
-            _diagnose(pb, sites, np.zeros(pb.n_sites, np.int64), active, fleet, refs, status)
-        )
+        raise PlanInfeasibleError(_diagnose(pb, sites, active, fleet, refs, status))
     acc = _Acc(pb)
     acc.put(lp, x, pb.n_steps)
     timings = {"build_s": t1 - t0, "solve_s": time.perf_counter() - t1}
