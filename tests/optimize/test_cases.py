@@ -258,3 +258,16 @@ def test_empty_fleet_far_future_and_huge_values() -> None:
     spec = spec_of([BAT], import_limit_kw=1e5, export_limit_kw=1e5)
     pb = build_problem(spec, far, forecasts([5e4] * 4), Tariff.flat(1, 4, 1e3), n_steps=4)
     assert solve(pb).objective.total == pytest.approx(5e4 * 4 * 0.25 * 1e3, rel=1e-9)
+
+
+def test_plan_command_refuses_an_export_price_above_the_import_price(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from gridflock.cli import app
+
+    r = CliRunner().invoke(
+        app,
+        ["plan", "--homes", "3", "--steps", "4", "--export-price", "0.5", "--out", str(tmp_path)],
+    )
+    assert r.exit_code == 2
+    assert "export_price" in r.output
