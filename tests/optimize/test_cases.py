@@ -271,3 +271,20 @@ def test_plan_command_refuses_an_export_price_above_the_import_price(tmp_path) -
     )
     assert r.exit_code == 2
     assert "export_price" in r.output
+
+
+def test_an_lp_that_runs_out_of_time_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HiGHS stopping at the time limit becomes PlanTimeoutError, never a partial plan."""
+    from gridflock.optimize import PlanTimeoutError, _highs
+
+    spec = spec_of([BAT])
+    pb = build_problem(spec, START, forecasts([1.0] * 4), Tariff.flat(1, 4, 0.3), n_steps=4)
+    real = _highs.run
+
+    def slow(lp, **kw):
+        status, x, obj, basis = real(lp, **kw)
+        return ("time limit reached", x, obj, basis) if len(lp.sites) else (status, x, obj, basis)
+
+    monkeypatch.setattr(_highs, "run", slow)
+    with pytest.raises(PlanTimeoutError, match=r"1 sites did not finish within 5.0 s"):
+        solve(pb, time_limit_s=5.0, warm_start=False)
