@@ -96,6 +96,9 @@ class Plan:
     timings_s: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     infeasible: tuple[Problem, ...] = ()
+    #: what the plan had to give way on (``PlanProblem.notes``), e.g. a house planned at
+    #: its pump's utmost where no power keeps it in its comfort band
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def n_steps(self) -> int:

@@ -28,6 +28,7 @@ from gridflock.domain.errors import Problem
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray
 from gridflock.optimize import _highs
 from gridflock.optimize._lp import LP, build_lp, window_sites
+from gridflock.optimize._reach import thermal_reach
 from gridflock.optimize._warm import WarmStart
 from gridflock.optimize.plan import Objective, Plan, PlanInfeasibleError, PlanTimeoutError
 from gridflock.optimize.problem import PlanProblem
@@ -66,22 +67,7 @@ def precheck(pb: PlanProblem) -> list[Problem]:
             )
     th = pb.thermal
     if len(th):
-        lo = th.t0_c.copy()
-        hi = th.t0_c.copy()
-        dead = np.zeros(len(th), bool)
-        first = np.full(len(th), -1)
-        for t in range(pb.n_steps):
-            k = th.heat_per_kw[:, t]
-            q_lo = np.minimum(k * th.p_max_kw, 0.0) + th.q_free_kw[:, t]
-            q_hi = np.maximum(k * th.p_max_kw, 0.0) + th.q_free_kw[:, t]
-            free = (1.0 - th.a) * th.t_env_c[:, t]
-            new_lo = th.a * lo + free + th.b * q_lo
-            new_hi = th.a * hi + free + th.b * q_hi
-            bad = ((new_lo > th.t_max_c + 1e-9) | (new_hi < th.t_min_c - 1e-9)) & ~dead
-            first[bad] = t
-            dead |= bad
-            lo = np.maximum(new_lo, th.t_min_c)
-            hi = np.minimum(new_hi, th.t_max_c)
+        dead, first = thermal_reach(pb)[:2]
         for i in np.flatnonzero(dead)[:50]:
             what = "house" if th.is_heat_pump[i] else "tank"
             out.append(
@@ -253,6 +239,7 @@ def _assemble(
         timings_s=timings,
         stats=stats,
         infeasible=infeasible,
+        warnings=pb.notes,
     )
 
 
