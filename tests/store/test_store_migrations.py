@@ -22,8 +22,11 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "forecast_models",
+    "forecasts",
+    "support_windows",
 }
-HEAD = "0004"
+HEAD = "0005"
 
 
 def _version(store: Store) -> list[str]:
