@@ -18,7 +18,7 @@ See docs/forecast.md.
 from gridflock.forecast import _metrics as metrics
 from gridflock.forecast._aggregate import aggregate
 from gridflock.forecast._backtest import BacktestConfig, BacktestReport, SeriesResult, backtest
-from gridflock.forecast._files import FileWeatherSource, SeriesFile, read_series_file
+from gridflock.forecast._files import BadFileError, FileWeatherSource, SeriesFile, read_series_file
 from gridflock.forecast._model import ModelBundle, TrainConfig, predict, train
 from gridflock.forecast._support import exceedance_probability, support_windows
 from gridflock.forecast._types import (
@@ -38,6 +38,7 @@ __all__ = [
     "STEP",
     "BacktestConfig",
     "BacktestReport",
+    "BadFileError",
     "FileWeatherSource",
     "Forecast",
     "History",

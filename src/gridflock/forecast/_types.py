@@ -59,7 +59,7 @@ def _utc_index(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex:
         raise TypeError(f"{what} must be a pandas DatetimeIndex")
     if times.tz is None:
         raise ValueError(f"{what} must be timezone-aware (UTC)")
-    return times.tz_convert("UTC")
+    return times.tz_convert("UTC").as_unit("ns")
 
 
 def _regular(times: pd.DatetimeIndex, what: str) -> None:
@@ -233,9 +233,7 @@ def _lookup(
     times: pd.DatetimeIndex, columns: Mapping[str, FloatArray], valid_s: FloatArray
 ) -> dict[str, FloatArray]:
     """Values of ``columns`` at epoch seconds ``valid_s`` (exact or the step containing it)."""
-    t_s = times.asi8 / 1e9 if len(times) else np.zeros(0)
-    if times.unit != "ns":
-        t_s = np.asarray((times - pd.Timestamp(0, tz="UTC")).total_seconds(), dtype=np.float64)
+    t_s = np.asarray(times.as_unit("ns").asi8, dtype=np.float64) / 1e9
     pos = np.searchsorted(t_s, valid_s, side="right") - 1
     step = float(np.median(np.diff(t_s))) if len(t_s) > 1 else STEP.total_seconds()
     ok = (pos >= 0) & (valid_s < (t_s[-1] + step if len(t_s) else -np.inf))
