@@ -130,6 +130,17 @@ class Settings(BaseSettings):
     forecast_boost_rounds: int = Field(
         200, ge=5, le=5000, description="Boosting rounds per quantile model"
     )
+    forecast_max_rows: int = Field(
+        400_000,
+        ge=1000,
+        le=50_000_000,
+        description="Training rows sampled per quantity (bounds training time and memory)",
+    )
+    forecast_quantities: list[str] | None = Field(
+        None,
+        description="Quantities to forecast (empty: all the telemetry has: load, pv, wind, "
+        "heat_pump, water_heater, ev, battery, net)",
+    )
     forecast_weather: Literal["auto", "twin", "file", "none"] = Field(
         "auto",
         description="Weather forecasts: the twin's (demo), a file of recorded forecasts "
