@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from gridflock.sim.history import site_attributes
 
 from gridflock.domain import TelemetryBatch
 from gridflock.service.forecast_schedule import Due
 from gridflock.service.forecasting import ForecastService, read_site_history
+from gridflock.sim.history import site_attributes
 from gridflock.store import Store
 from gridflock.store.records import IssuedForecast
 
