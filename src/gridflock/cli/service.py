@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import time
@@ -351,18 +352,13 @@ def demo(
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
     viewer, _ = store.create_api_key(Role.VIEWER, "demo-viewer")
     extra: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    link: DeviceLink
     if mqtt:
         from gridflock.sim.gateways import SimulatedGateways
 
         link = _mqtt_link(settings, spec)
         gateways = SimulatedGateways(spec, mqtt, seed=seed)
         extra.append(gateways.run)
-    else:
-        step("  starting the digital twin (weather, homes and their devices)...")
-        from gridflock.sim.realtime import RealtimeTwin
-
-        link = RealtimeTwin(spec, seed=seed, step_s=5.0)
-    step("  starting the service (control loop, API and dashboard)...")
     weather = None
     if history_days > 0 and settings.forecast_enabled:
         from gridflock.service.forecast_seed import (
@@ -373,6 +369,24 @@ def demo(
 
         _, first = history_range(time.time(), history_days)
         weather = twin_weather_source(spec, first, history_days + AHEAD_DAYS, seed)
+    if not mqtt:
+        step("  starting the digital twin (weather, homes and their devices)...")
+        from gridflock.sim.realtime import RealtimeTwin
+
+        if weather is None:
+            link = RealtimeTwin(spec, seed=seed, step_s=5.0)
+        else:  # today, under the weather the history was made and forecasts are issued with
+            from gridflock.service.forecast_seed import interpolated_weather
+
+            source = weather
+            link = RealtimeTwin(
+                spec,
+                seed=seed,
+                step_s=5.0,
+                sim_date=_local_today(spec),
+                weather=lambda times: interpolated_weather(source.weather, times),
+            )
+    step("  starting the service (control loop, API and dashboard)...")
     runtime = _runtime(settings, store, spec, link, weather)
     if weather is not None:
         runtime.forecaster.held = "seeding twin history"
@@ -397,6 +411,15 @@ def demo(
 
     asyncio.run(_serve(settings, runtime, link, extra, ready))
     out.print("stopped.")
+
+
+def _local_today(spec: object) -> dt.date:
+    """Today in the fleet's (first site's) time zone."""
+    import pandas as pd
+
+    sites = getattr(spec, "sites", None)
+    tz = str(sites["tz"].iloc[0]) if sites is not None and len(sites) else "UTC"
+    return pd.Timestamp.now(tz=tz).date()
 
 
 #: The demo's forecast model: fewer rounds and rows than a deployment's, trained in ~1 min.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import fields
 
 import numpy as np
 import pandas as pd
@@ -23,14 +24,42 @@ from gridflock.domain.spec import FleetSpec
 from gridflock.sim.forecast_weather import TwinWeatherSource
 from gridflock.sim.history import KIND_QUANTITY, twin_history
 from gridflock.sim.seasonal import seasonal_weather
+from gridflock.sim.weather import Weather
 from gridflock.store import Store
 
-__all__ = ["AHEAD_DAYS", "history_range", "seed_twin_history", "twin_weather_source"]
+__all__ = [
+    "AHEAD_DAYS",
+    "history_range",
+    "interpolated_weather",
+    "seed_twin_history",
+    "twin_weather_source",
+]
 
 #: Readings per write.
 CHUNK = 200_000
 #: The twin's weather reaches this far past the seeded history (forecast horizon) [days].
 AHEAD_DAYS = 4
+
+
+def interpolated_weather(weather: Weather, times: pd.DatetimeIndex) -> Weather:
+    """``weather`` at other ``times`` (e.g. the live twin's 5-s steps), linear in time.
+
+    Angles are unwrapped before interpolating; times outside ``weather`` take its edge
+    values. The live twin then runs under the same weather the history and forecasts use.
+    """
+    src = np.asarray((weather.times - pd.Timestamp(0, tz="UTC")).total_seconds(), dtype=float)
+    dst = np.asarray((times.tz_convert("UTC") - pd.Timestamp(0, tz="UTC")).total_seconds())
+    values: dict[str, np.ndarray] = {}
+    for f in fields(weather):
+        if f.name == "times":
+            continue
+        arr = np.asarray(getattr(weather, f.name), dtype=float)
+        if f.name == "solar_azimuth":
+            arr = np.degrees(np.unwrap(np.radians(arr)))
+            values[f.name] = np.interp(dst, src, arr) % 360.0
+        else:
+            values[f.name] = np.interp(dst, src, arr)
+    return Weather(times=times.tz_convert("UTC"), **values)
 
 
 def history_range(end: float, days: float) -> tuple[float, float]:
