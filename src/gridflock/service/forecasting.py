@@ -447,6 +447,14 @@ class ForecastService:
             )
         history = _trim_empty_start(history)
         read_s = time.perf_counter() - t
+        log.info(
+            "forecast training data: %d sites x %d steps read in %.1f s",
+            history.n_sites,
+            len(history.times),
+            read_s,
+        )
+        # the issues that follow start from it: no second read of the same days
+        self._history = _tail(history, ISSUE_HISTORY_DAYS)
         t = time.perf_counter()
         bundle = train(history, self.weather, self._train_config())
         train_s = time.perf_counter() - t
@@ -508,7 +516,7 @@ class ForecastService:
             raise NotEnoughHistoryError("no model trained yet: nothing to issue")
         t = time.perf_counter()
         history = self._issue_history(now)
-        issued_at = pd.Timestamp(now, unit="s", tz="UTC")
+        issued_at = pd.Timestamp(datetime.fromtimestamp(now, UTC))  # whole microseconds
         per_site = predict(
             bundle,
             history,
@@ -745,6 +753,16 @@ def _node_members(spec: FleetSpec, sites: SiteAttributes) -> dict[str, npt.NDArr
             out[node] = out[node] | below if node in out else below.copy()
             node = parent.get(node, "")
     return out
+
+
+def _tail(history: History, days: float) -> History:
+    """The last ``days`` of ``history``."""
+    keep = round(days * 96)
+    if len(history.times) <= keep:
+        return history
+    return History(
+        history.times[-keep:], {q: v[:, -keep:] for q, v in history.series.items()}, history.sites
+    )
 
 
 def _days_with_data(history: History) -> float:
