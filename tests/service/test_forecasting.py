@@ -183,7 +183,7 @@ def test_support_windows_over_a_low_fleet_threshold(store: Store, seeded: Seeded
     windows = [w for w in svc.support("day_ahead") if w.scope == "fleet"]
     assert windows
     assert all(0 <= w.probability <= 1 for w in windows)
-    assert all(w.kw_needed >= 0 for w in windows)
+    assert all(0 <= w.kw_needed <= w.kw_needed_p90 for w in windows)
     assert all(w.start < w.end for w in windows)
     stored = store.latest_support_windows("day_ahead")
     assert {(w.scope, w.start) for w in stored} >= {(w.scope, w.start) for w in windows}

@@ -116,6 +116,7 @@ def test_support_windows_of_the_latest_issue(store: Store) -> None:
             0.7,
             kw,
             "net import above 80 kW",
+            kw_needed_p90=2 * kw,
         )
 
     store.save_support_windows(T0, "day_ahead", [window(T0, "fleet", 10.0)])
@@ -124,7 +125,10 @@ def test_support_windows_of_the_latest_issue(store: Store) -> None:
         later, "day_ahead", [window(later, "grid_node:F1", 4.0), window(later, "fleet", 12.0)]
     )
     got = store.latest_support_windows()
-    assert {(w.scope, w.kw_needed) for w in got} == {("grid_node:F1", 4.0), ("fleet", 12.0)}
+    assert {(w.scope, w.kw_needed, w.kw_needed_p90) for w in got} == {
+        ("grid_node:F1", 4.0, 8.0),
+        ("fleet", 12.0, 24.0),
+    }
     assert all(w.issued_at == later for w in got)
     # an issue with no windows replaces the windows of that issue with none
     store.save_support_windows(later, "day_ahead", [])

@@ -573,6 +573,7 @@ class ForecastService:
                 float(w.probability),
                 float(w.kw_needed),
                 w.reason,
+                float(w.kw_needed_p90),
             )
             for scope, w in windows
         ]

@@ -216,6 +216,7 @@ def save_support_windows(
                     "end": w.end,
                     "probability": float(w.probability),
                     "kw_needed": float(w.kw_needed),
+                    "kw_needed_p90": float(w.kw_needed_p90),
                     "reason": w.reason,
                 }
                 for w in windows
@@ -238,7 +239,15 @@ def latest_support_windows(conn: Connection, horizon: str | None) -> list[Suppor
     )
     return [
         SupportWindowRecord(
-            r.issued_at, r.horizon, r.scope, r.start, r.end, r.probability, r.kw_needed, r.reason
+            r.issued_at,
+            r.horizon,
+            r.scope,
+            r.start,
+            r.end,
+            r.probability,
+            r.kw_needed,
+            r.reason,
+            r.kw_needed_p90,
         )
         for r in conn.execute(stmt)
     ]

@@ -307,7 +307,8 @@ class SupportWindowRow(Base):
     start: Mapped[datetime] = mapped_column(UTCDateTime)
     end: Mapped[datetime] = mapped_column(UTCDateTime)
     probability: Mapped[float] = mapped_column(Double)
-    kw_needed: Mapped[float] = mapped_column(Double)
+    kw_needed: Mapped[float] = mapped_column(Double, comment="Largest P50 excess [kW].")
+    kw_needed_p90: Mapped[float] = mapped_column(Double, comment="Largest P90 excess [kW].")
     reason: Mapped[str] = mapped_column(String)
 
 

@@ -130,3 +130,5 @@ class SupportWindowRecord:
     probability: float
     kw_needed: float
     reason: str
+    kw_needed_p90: float = 0.0
+    """What the plant should hold in reserve: the largest P90 excess [kW]."""

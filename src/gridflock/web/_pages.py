@@ -387,7 +387,7 @@ the grid. <span id="fc-state" role="status" aria-live="polite"></span></p></div>
   <span class="muted" id="win-note"></span></header>
   <table class="table" id="win-table"><thead><tr><th scope="col">Scope</th>
   <th scope="col">Window</th><th scope="col" class="num">Probability</th>
-  <th scope="col" class="num">kW needed</th><th scope="col">Why</th></tr></thead>
+  <th scope="col" class="num">kW needed (P50 / P90)</th><th scope="col">Why</th></tr></thead>
   <tbody></tbody></table></article>
  <article class="card"><header class="card-head"><h2>Models</h2>{retrain}</header>
   <table class="table" id="model-table"><thead><tr><th scope="col">Version</th>

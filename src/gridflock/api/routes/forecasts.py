@@ -103,7 +103,10 @@ class SupportWindowOut(BaseModel):
     start: str
     end: str = Field(description="End (excluded).")
     probability: float = Field(description="Largest probability in the window (0..1).")
-    kw_needed: float = Field(description="Largest median excess over the limit [kW].")
+    kw_needed: float = Field(description="Largest median (P50) excess over the limit [kW].")
+    kw_needed_p90: float = Field(
+        description="Largest P90 excess over the limit [kW]: what to hold in reserve."
+    )
     reason: str
 
 
@@ -244,6 +247,7 @@ def forecast_support_windows(
             "end": iso(w.end),
             "probability": w.probability,
             "kw_needed": w.kw_needed,
+            "kw_needed_p90": w.kw_needed_p90,
             "reason": w.reason,
         }
         for w in runtime.forecasts.support(horizon)

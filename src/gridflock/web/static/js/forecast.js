@@ -90,7 +90,7 @@ async function loadWindows() {
     el("th", { scope: "row" }, w.scope, el("span", { class: "muted" }, ` ${w.horizon.replace("_", "-")}`)),
     el("td", {}, `${fmtDateTime(w.start)} – ${fmtTime(w.end)}`),
     el("td", { class: "num" }, fmtPct(100 * w.probability)),
-    el("td", { class: "num" }, fmtPower(w.kw_needed)),
+    el("td", { class: "num" }, `${fmtPower(w.kw_needed)} / ${fmtPower(w.kw_needed_p90)}`),
     el("td", {}, w.reason))),
   "No need for support forecast.", 5);
 }
@@ -114,7 +114,7 @@ async function loadModels() {
   const page = await api("/api/v1/forecasts/models?limit=10");
   fillRows($("#model-table tbody"), page.items.map((m) => {
     const skill = figure(m.backtest, ["skill_mae", "skill_seasonal_naive", "skill"]);
-    const cover = figure(m.backtest, ["coverage_p10_p90", "coverage"]);
+    const cover = figure(m.backtest, ["coverage_p10_p90", "group_coverage", "coverage"]);
     return el("tr", {},
       el("th", { scope: "row" }, m.id, m.in_use ? el("span", { class: "status status-active", style: "margin-left:6px" }, "in use") : null),
       el("td", {}, fmtDateTime(m.trained_at)),
