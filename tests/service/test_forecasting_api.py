@@ -185,3 +185,18 @@ def test_before_any_issue_the_answer_says_what_to_wait_for(seeded: Seeded, tmp_p
         body = api.call("GET", "/forecasts").json()
         assert body["model_id"] is None
         assert body["weather"] == "none"
+
+
+def test_a_site_forecast_from_memory_with_its_measurements(api: Api, seeded: Seeded) -> None:
+    site = str(seeded.spec.sites["id"].iloc[0])
+    r = api.call("GET", f"/forecasts/intraday/net/sites/{site}")
+    assert r.status_code == 200, r.text
+    f = r.json()
+    assert (f["group_by"], f["group"]) == ("site", site)
+    assert len(f["ts"]) == 32
+    per_site = api.runtime.forecaster.site_forecasts["intraday"]["net"]
+    row = list(per_site.keys).index(site)
+    np.testing.assert_allclose(f["values"]["p50"], per_site.values[row, :, 1])
+    r = api.call("GET", "/forecasts/intraday/net/sites/nowhere")
+    assert r.status_code == 404
+    assert "site 'nowhere'" in r.json()["detail"]

@@ -59,6 +59,10 @@ class Forecasts(Protocol):
         """The latest issued group forecasts matching the filters."""
         ...
 
+    def site(self, horizon: str, quantity: str, site_id: str) -> IssuedForecast | None:
+        """One site's latest forecast (``None``: not issued yet, or no such site)."""
+        ...
+
     def actuals(self, forecast: IssuedForecast) -> Any:
         """What happened over the forecast's steps so far (array, NaN where unknown)."""
         ...

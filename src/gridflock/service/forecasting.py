@@ -347,6 +347,27 @@ class ForecastService:
             horizon=horizon, quantity=quantity, group_by=group_by, group=group
         )
 
+    def site(self, horizon: str, quantity: str, site_id: str) -> IssuedForecast | None:
+        """One site's latest forecast, from memory (``None``: not issued, or unknown site)."""
+        fc = self.site_forecasts.get(horizon, {}).get(quantity)
+        if fc is None:
+            return None
+        rows = np.flatnonzero(fc.keys == site_id)
+        if not len(rows):
+            return None
+        return IssuedForecast(
+            issued_at=fc.issued_at.to_pydatetime(),
+            horizon=horizon,
+            quantity=quantity,
+            group_by="site",
+            group=site_id,
+            model_id=self.model.id if self.model else None,
+            start=fc.times[0].to_pydatetime(),
+            step_s=STEP_S,
+            quantiles=fc.quantiles,
+            values_kw=fc.values[int(rows[0])],
+        )
+
     def quantities(self) -> tuple[str, ...]:
         """Quantities the current model forecasts (empty before the first model)."""
         if self.bundle is not None:
@@ -386,6 +407,8 @@ class ForecastService:
             return None
         if group_by == "grid_node":
             return _node_members(self._spec(), sites).get(group)
+        if group_by == "site":
+            return np.asarray(sites.ids == group, dtype=bool)
         labels = sites.groups(group_by)
         return np.asarray(labels == group, dtype=bool)
 

@@ -66,8 +66,8 @@ class GroupForecastOut(BaseModel):
 
     horizon: Horizon
     quantity: str
-    group_by: GroupBy
-    group: str
+    group_by: str = Field(description="fleet, grid_node, program, region, or site.")
+    group: str = Field(description="The group, or the site's id.")
     issued_at: str
     model_id: str | None
     step_s: int = Field(description="Step length [s].")
@@ -310,6 +310,40 @@ def forecast_retrain(runtime: RuntimeDep, principal: Operator) -> Any:
         else "a retraining is already asked or running; GET /api/v1/forecasts shows it"
     )
     return {"accepted": accepted, "detail": detail, "state": fc.status()["state"]}
+
+
+@router.get(
+    "/forecasts/{horizon}/{quantity}/sites/{site_id}",
+    summary="Latest forecast of a site",
+    description=(
+        "One site's latest `horizon` forecast of `quantity` (kept in memory for the latest "
+        "issue): quantiles at each 15-min step and what the site measured so far. 404 for "
+        "an unknown site or quantity, or before the first issue. Role: viewer."
+    ),
+    response_model=GroupForecastOut,
+    responses=_NOT_FOUND,
+)
+def forecast_of_site(
+    runtime: RuntimeDep,
+    _: Viewer,
+    horizon: Annotated[Horizon, Path(description="intraday or day_ahead.")],
+    quantity: Annotated[str, Path(max_length=64, description="net, load, pv, ...")],
+    site_id: Annotated[str, Path(max_length=200, description="Site id.")],
+) -> Any:
+    """Report ``forecasts.site``, with the site's actuals."""
+    fc = runtime.forecasts
+    known = fc.quantities()
+    if quantity not in known:
+        hint = ", ".join(known) if known else "none yet: no model is trained"
+        raise ProblemError(404, f"unknown quantity {quantity!r}: forecast quantities are {hint}")
+    found = fc.site(horizon, quantity, site_id)
+    if found is None:
+        raise ProblemError(
+            404,
+            f"no {horizon} forecast of {quantity} for site {site_id!r}: the site is unknown "
+            "(list sites at /api/v1/sites) or no forecast was issued since the service started",
+        )
+    return _group_out(runtime, found)
 
 
 @router.get(
