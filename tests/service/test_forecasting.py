@@ -78,21 +78,34 @@ def test_the_reader_gives_back_the_twin_history_per_site_and_quantity(seeded: Se
         np.testing.assert_allclose(got.series[q], expected.series[q][rows][:, cols], atol=1e-9)
 
 
-def test_a_missing_reading_makes_its_site_unknown_not_zero(seeded: Seeded, tmp_path: Path) -> None:
-    with Store(f"sqlite:///{tmp_path / 'gap.db'}") as store:
+def _backend_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Store:
+    if backend == "sqlite":
+        return Store(f"sqlite:///{tmp_path / 'gap.db'}")
+    schema = request.getfixturevalue("fresh_schema")("gf_fc")
+    return Store(request.getfixturevalue("postgres_url"), schema=schema)
+
+
+def test_a_missing_reading_makes_its_site_unknown_not_zero(
+    seeded: Seeded, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    with _backend_store(backend, tmp_path, request) as store:
         store.upgrade()
         store.save_fleet(seeded.spec)
         devices = seeded.spec.all_devices()
         ids = devices["id"].astype(str).to_numpy(object)
         t0 = NOW - NOW % 900 - 3600
-        # every device reports at the first step, all but the first device at the second
+        # every device reports twice in the first step (1 kW at its start, 3 kW just before
+        # its end: a mean of 2 kW), all but the first device in the second step
+        n = len(ids)
         store.write_telemetry(
             TelemetryBatch(
-                device_ids=np.concatenate([ids, ids[1:]]),
-                ts=np.concatenate([np.full(len(ids), t0), np.full(len(ids) - 1, t0 + 900)]),
-                p_kw=np.ones(2 * len(ids) - 1),
-                soc=np.full(2 * len(ids) - 1, np.nan),
-                p_baseline_kw=np.full(2 * len(ids) - 1, np.nan),
+                device_ids=np.concatenate([ids, ids, ids[1:]]),
+                ts=np.concatenate(
+                    [np.full(n, t0), np.full(n, t0 + 899.5), np.full(n - 1, t0 + 900)]
+                ),
+                p_kw=np.concatenate([np.ones(n), np.full(n, 3.0), np.ones(n - 1)]),
+                soc=np.full(3 * n - 1, np.nan),
+                p_baseline_kw=np.full(3 * n - 1, np.nan),
             )
         )
         sites = site_attributes(seeded.spec)
@@ -100,7 +113,7 @@ def test_a_missing_reading_makes_its_site_unknown_not_zero(seeded: Seeded, tmp_p
     first_site = list(sites.ids).index(str(devices["site_id"].iloc[0]))
     net = got.series["net"]
     counts = devices["site_id"].astype(str).value_counts()
-    np.testing.assert_allclose(net[:, 0], counts.reindex(sites.ids).to_numpy(float))
+    np.testing.assert_allclose(net[:, 0], 2 * counts.reindex(sites.ids).to_numpy(float))
     assert np.isnan(net[first_site, 1])
     assert np.isfinite(np.delete(net[:, 1], first_site)).all()
 
