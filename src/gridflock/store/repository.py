@@ -32,10 +32,12 @@ from gridflock.store import (
     _fleet,
     _forecasts,
     _gateways,
+    _history,
     _keys,
     _telemetry,
 )
 from gridflock.store._engine import make_engine
+from gridflock.store._history import SitePower
 from gridflock.store._time import utc, when
 from gridflock.store.errors import DatabaseUnavailableError
 from gridflock.store.records import (
@@ -285,6 +287,21 @@ class Store:
         """
         with self.engine.connect() as conn:
             return _telemetry.query_telemetry_resampled(conn, device_ids, start, end, every_s)
+
+    def site_power(
+        self,
+        start: datetime,
+        end: datetime,
+        step_s: int = 900,
+        site_ids: Sequence[str] | None = None,
+    ) -> SitePower:
+        """Per-site net and per-kind power over ``[start, end)`` at ``step_s`` [kW, + export].
+
+        The training and meter data of forecasts and M&V; see :class:`SitePower` for how
+        gaps show (NaN unless every device of the site reported in the interval).
+        """
+        with self.engine.connect() as conn:
+            return _history.site_power(conn, start, end, step_s, site_ids)
 
     def latest_telemetry(self, device_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """The newest reading per device (``None``: every device), by device id.
