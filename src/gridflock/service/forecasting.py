@@ -363,8 +363,17 @@ class ForecastService:
         quantity: str | None = None,
         group_by: str | None = None,
         group: str | None = None,
+        before: datetime | None = None,
     ) -> list[IssuedForecast]:
-        """The latest group forecasts matching the filters (memory, else the store)."""
+        """The latest group forecasts matching the filters (memory, else the store).
+
+        ``before``: the latest issued strictly before then (from the store): what was
+        forecast for hours that have happened since.
+        """
+        if before is not None:
+            return self.store.latest_forecasts(
+                horizon=horizon, quantity=quantity, group_by=group_by, group=group, before=before
+            )
         found = [
             f
             for (h, q, by, g), f in self.group_forecasts.items()
