@@ -152,8 +152,8 @@ def test_group_medians_add_up_to_the_fleet(store: Store, seeded: Seeded) -> None
     svc.issue("day_ahead", NOW)
     per_site = svc.site_forecasts["day_ahead"]["net"]
     fleet = svc.latest("day_ahead", "net", "fleet", "fleet")[0]
-    # the fleet's median is the sum of the site medians (aggregate's rule)
-    np.testing.assert_allclose(fleet.values_kw[:, 1], per_site.quantile(0.5).sum(axis=0), rtol=1e-9)
+    # the fleet centres on the sum of the site means (aggregate's rule: quantiles do not add)
+    np.testing.assert_allclose(fleet.values_kw[:, 1], per_site.expected.sum(axis=0), rtol=1e-9)
     programs = svc.latest("day_ahead", "net", "program")
     np.testing.assert_allclose(
         sum(f.values_kw[:, 1] for f in programs), fleet.values_kw[:, 1], rtol=1e-9, atol=1e-9

@@ -1,6 +1,12 @@
 """The ``gridflock`` command (Typer + Rich)."""
 
-from gridflock.cli import fleet, service, sim, simulate  # noqa: F401  (registers the commands)
+from gridflock.cli import (  # noqa: F401  (registers the commands)
+    fleet,
+    forecast,
+    service,
+    sim,
+    simulate,
+)
 from gridflock.cli._app import app
 
 __all__ = ["app", "main"]
