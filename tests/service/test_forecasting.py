@@ -124,7 +124,16 @@ def test_training_stores_a_version_and_issues_every_group(store: Store, seeded: 
     assert model.params["sites"] == 6
     assert model.data_end <= datetime.fromtimestamp(NOW, UTC)
     assert (model.data_end - model.data_start).days >= 14
-    assert model.backtest  # the calibration figures on held-out days
+    # out-of-sample figures: a rolling-origin backtest of the fleet's net on 2 held-out days
+    scores = model.backtest["backtest"]
+    assert scores["test_days"] == 2
+    for horizon in ("day_ahead", "intraday"):
+        fleet = scores[horizon]["net@fleet"]
+        assert fleet["n_points"] > 0
+        assert fleet["mae"] > 0
+        assert 0 <= fleet["coverage"] <= 1
+        assert "skill_seasonal_naive" in fleet
+    assert model.backtest["calibration"]["net"]
     assert store.forecast_model_bundle(model.id)
     issued = store.latest_forecasts()
     groups = {(f.horizon, f.group_by, f.group) for f in issued}

@@ -143,7 +143,7 @@ function figure(obj, names) {
 async function loadModels() {
   const page = await api("/api/v1/forecasts/models?limit=10");
   fillRows($("#model-table tbody"), page.items.map((m) => {
-    const skill = figure(m.backtest, ["skill_mae", "skill_seasonal_naive", "skill"]);
+    const skill = figure(m.backtest, ["skill_seasonal_naive", "skill"]);
     const cover = figure(m.backtest, ["coverage_p10_p90", "group_coverage", "coverage"]);
     return el("tr", {},
       el("th", { scope: "row" }, m.id, m.in_use ? el("span", { class: "status status-active", style: "margin-left:6px" }, "in use") : null),
