@@ -22,8 +22,11 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "forecast_models",
+    "forecasts",
     "schedules",
     "settlements",
+    "support_windows",
 }
 HEAD = "0008"
 

@@ -19,6 +19,7 @@ from gridflock.api.routes import (
     assets,
     events,
     fleet,
+    forecasts,
     settlement,
     stream,
     system,
@@ -56,6 +57,7 @@ _TAGS = [
     {"name": "fleet", "description": "The fleet as a whole."},
     {"name": "sites and devices", "description": "Sites, devices and their telemetry."},
     {"name": "events", "description": "Dispatch events and their performance."},
+    {"name": "forecasts", "description": "Forecasts, need-for-support windows, models."},
     {"name": "gateways", "description": "Gateways on the MQTT broker."},
     {"name": "api keys", "description": "API keys (created with the CLI)."},
     {"name": "audit", "description": "Who did what."},
@@ -117,7 +119,7 @@ def create_app(
     )
     install_docs(app)
     app.include_router(system.router, prefix=API_PREFIX)
-    for module in (fleet, aggregates, assets, events, settlement, admin, stream):
+    for module in (fleet, aggregates, assets, events, forecasts, settlement, admin, stream):
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
     install_openapi(app)

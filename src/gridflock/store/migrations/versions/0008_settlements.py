@@ -1,7 +1,7 @@
 """Settlements: the statements issued for finished events, kept as they were made.
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0006
 Create Date: 2026-12-01 00:00:00
 """
 
