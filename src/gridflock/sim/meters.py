@@ -20,7 +20,7 @@ import pandas as pd
 from gridflock.dispatch.dispatcher import Dispatcher
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.kinds import DeviceKind
-from gridflock.domain.messages import BoolArray, FloatArray
+from gridflock.domain.messages import BoolArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.mv.meter import MeterData, SiteInfo
@@ -214,5 +214,3 @@ def run_meters(
         time.perf_counter() - began,
     )
 
-
-_ = FloatArray
