@@ -11,6 +11,7 @@ cloudiness), which is what makes a baseline's job hard.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -145,8 +146,6 @@ def run_meters(
     the control group's to ``control``); each asks ``kw_per_site`` kW per participant.
     Meter values are each site's mean net power per step [kW, generator sign].
     """
-    import time
-
     began = time.perf_counter()
     n_sites = len(spec.sites)
     control = np.zeros(n_sites, bool) if control is None else np.asarray(control, bool)
