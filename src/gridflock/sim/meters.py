@@ -11,6 +11,7 @@ cloudiness), which is what makes a baseline's job hard.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +21,7 @@ import pandas as pd
 from gridflock.dispatch.dispatcher import Dispatcher
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.kinds import DeviceKind
-from gridflock.domain.messages import BoolArray, FloatArray
+from gridflock.domain.messages import BoolArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.mv.meter import MeterData, SiteInfo
@@ -145,8 +146,6 @@ def run_meters(
     the control group's to ``control``); each asks ``kw_per_site`` kW per participant.
     Meter values are each site's mean net power per step [kW, generator sign].
     """
-    import time
-
     began = time.perf_counter()
     n_sites = len(spec.sites)
     control = np.zeros(n_sites, bool) if control is None else np.asarray(control, bool)
@@ -214,5 +213,3 @@ def run_meters(
         time.perf_counter() - began,
     )
 
-
-_ = FloatArray
