@@ -199,7 +199,7 @@ def predict_speed(args) -> dict:
     issued = issued.tz_convert("UTC")
     rss0 = peak_rss_mb()
     t, c = time.perf_counter(), time.process_time()
-    fc = predict(bundle, big_hist, source, issued, "day_ahead")["net"]
+    fc = predict(bundle, big_hist, source, issued, "day_ahead", num_threads=args.threads)["net"]
     pred_s, pred_cpu = time.perf_counter() - t, time.process_time() - c
     return {
         "sites": args.sites,
@@ -207,6 +207,7 @@ def predict_speed(args) -> dict:
         "quantiles": list(fc.quantiles),
         "predict_s": round(pred_s, 1),
         "predict_cpu_s": round(pred_cpu, 1),
+        "threads": args.threads,
         "history_mb": round(big.nbytes / 2**20),
         "peak_rss_mb_before_predict": round(rss0),
         "peak_rss_mb": round(peak_rss_mb()),
@@ -224,6 +225,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quantities", default=None)
     ap.add_argument("--save", default=None)
+    ap.add_argument("--threads", type=int, default=2, help="LightGBM threads when predicting")
     args = ap.parse_args()
     if args.part == "accuracy":
         args.homes = args.homes or 300
