@@ -552,9 +552,7 @@ def proposals(plan: FleetPlan, tz: str = "UTC", min_kw: float = 1.0) -> list[Pro
     if pol.support_windows.enabled:
         for w in pol.support_windows.windows:
             window[(plan.times >= w.start) & (plan.times < w.end)] += w.kw
-    peak_line = (
-        pol.peak_shaving.limit_kw if pol.peak_shaving.limit_kw is not None else plan.peak_kw
-    )
+    peak_line = pol.peak_shaving.limit_kw if pol.peak_shaving.limit_kw is not None else plan.peak_kw
     at_peak = np.isclose(plan.import_kw, peak_line, rtol=1e-3, atol=0.5)
     surplus = (plan.forecast_import_kw < 0) | (plan.prices < 0)
 
@@ -616,8 +614,10 @@ def _reason(plan: FleetPlan, a: int, b: int, who: str, up: bool, tz: str) -> str
     if up:
         if who == "peak_shaving":
             line = plan.policies.peak_shaving.limit_kw
-            goal = f"under the {line:,.0f} kW limit" if line is not None else (
-                f"at {plan.peak_kw:,.0f} kW, the lowest peak the storage allows"
+            goal = (
+                f"under the {line:,.0f} kW limit"
+                if line is not None
+                else (f"at {plan.peak_kw:,.0f} kW, the lowest peak the storage allows")
             )
             return (
                 f"peak shaving: import forecast up to {f.max():,.0f} kW from "

@@ -618,8 +618,14 @@ def _plot(c: Comparison, path: Path) -> None:
             f"{f['energy_cost_eur']:,.0f} EUR",
         )
         ax2.plot(local, -w.battery_kw / 1000, color=colours[name], lw=1.0, label=name)
-    ax1.plot(local, c.forecast_kw / 1000, color="#8250df", lw=0.8, ls=":",
-             label="forecast without batteries")
+    ax1.plot(
+        local,
+        c.forecast_kw / 1000,
+        color="#8250df",
+        lw=0.8,
+        ls=":",
+        label="forecast without batteries",
+    )
     ax1.axhline(0, color="black", lw=0.6)
     ax1.set_ylabel("fleet net import [MW]")
     ax1.set_title(
