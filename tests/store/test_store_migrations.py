@@ -22,8 +22,10 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "autopilot_proposals",
+    "autopilot_decisions",
 }
-HEAD = "0004"
+HEAD = "0007"
 
 
 def _version(store: Store) -> list[str]:

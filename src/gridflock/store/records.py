@@ -11,7 +11,14 @@ from typing import Any
 
 from gridflock.domain.auth import Role
 
-__all__ = ["ApiKey", "AuditRecord", "DeadLetter", "GatewayRecord"]
+__all__ = [
+    "ApiKey",
+    "AuditRecord",
+    "AutopilotDecision",
+    "AutopilotProposal",
+    "DeadLetter",
+    "GatewayRecord",
+]
 
 
 @dataclass(frozen=True)
@@ -71,3 +78,36 @@ class DeadLetter:
     rows: int
     payload: str
     """The refused records as JSON text (cut to a bounded size)."""
+
+
+@dataclass(frozen=True)
+class AutopilotProposal:
+    """A block of the autopilot's plan, proposed ahead (kW relative to baseline, + up)."""
+
+    id: str
+    created_at: datetime
+    start: datetime
+    end: datetime
+    action: str
+    target_kw: float
+    energy_kwh: float
+    scope: str
+    policy: str
+    reason: str
+    status: str
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AutopilotDecision:
+    """One entry of the autopilot's decision log."""
+
+    id: int
+    ts: datetime
+    kind: str
+    actor: str
+    proposal_id: str | None
+    reason: str
+    detail: dict[str, Any] | None
