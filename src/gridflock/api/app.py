@@ -13,7 +13,16 @@ from gridflock.api._guard import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_IMPORT_BYTE
 from gridflock.api._openapi import install_openapi
 from gridflock.api.auth import AuthCache, Revocations, SessionStore
 from gridflock.api.errors import install_problem_handlers
-from gridflock.api.routes import admin, aggregates, assets, events, fleet, stream, system
+from gridflock.api.routes import (
+    admin,
+    aggregates,
+    assets,
+    autopilot,
+    events,
+    fleet,
+    stream,
+    system,
+)
 from gridflock.api.runtime import Runtime
 from gridflock.api.schemas import ProblemOut
 
@@ -47,6 +56,10 @@ _TAGS = [
     {"name": "fleet", "description": "The fleet as a whole."},
     {"name": "sites and devices", "description": "Sites, devices and their telemetry."},
     {"name": "events", "description": "Dispatch events and their performance."},
+    {
+        "name": "autopilot",
+        "description": "Plans, proposals to approve or veto, policies and the decision log.",
+    },
     {"name": "gateways", "description": "Gateways on the MQTT broker."},
     {"name": "api keys", "description": "API keys (created with the CLI)."},
     {"name": "audit", "description": "Who did what."},
@@ -108,7 +121,7 @@ def create_app(
     )
     install_docs(app)
     app.include_router(system.router, prefix=API_PREFIX)
-    for module in (fleet, aggregates, assets, events, admin, stream):
+    for module in (fleet, aggregates, assets, events, autopilot, admin, stream):
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
     install_openapi(app)

@@ -30,10 +30,12 @@ from gridflock.api.runtime import EventView
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher
 from gridflock.domain.auth import Principal
+from gridflock.domain.errors import ConflictError
 from gridflock.domain.events import DEFAULT_PRIORITY, Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.service.autopilot import AutopilotService, AutopilotSettings
 from gridflock.service.control import ControlLoop
 from gridflock.service.events import EventService
 from gridflock.service.metrics import ServiceMetrics
@@ -41,6 +43,7 @@ from gridflock.service.readmodel import ReadModel
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
 from gridflock.store.errors import DatabaseUnavailableError, is_outage
+from gridflock.store.records import AutopilotDecision, AutopilotProposal
 
 __all__ = ["Runtime"]
 
@@ -73,6 +76,8 @@ class Runtime:
         self.event_service = EventService(self.loop)
         self.read_model = ReadModel(self.loop, self.event_service)
         self.loop.observers.append(self.read_model.record)
+        self.autopilot = AutopilotService(self.loop, self.event_service, self.read_model)
+        self.loop.observers.append(self.autopilot.tick)
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
@@ -289,6 +294,91 @@ class Runtime:
         """Target against delivered, one row per control cycle."""
         return self.event_service.series(event_id)
 
+    # ------------------------------------------------------------------ autopilot
+    async def _stored(self) -> None:
+        """Wait (at most ``EVENT_STORE_WAIT_S``) until what was queued so far is written."""
+        ticket = self.writer.last_ticket
+        deadline = time.monotonic() + EVENT_STORE_WAIT_S
+        while not self.writer.done_with(ticket):
+            left = deadline - time.monotonic()
+            if left <= 0 or not await asyncio.to_thread(self.writer.flush_ops, left):
+                break
+
+    def autopilot_status(self) -> dict[str, Any]:
+        """The autopilot now."""
+        return self.autopilot.status()
+
+    def autopilot_settings(self) -> dict[str, Any]:
+        """The autopilot's settings."""
+        return self.autopilot.settings.as_dict()
+
+    async def set_autopilot_settings(
+        self, settings: dict[str, Any], principal: Principal
+    ) -> dict[str, Any]:
+        """Validate and replace the settings; logged with who changed them."""
+        parsed = AutopilotSettings.from_dict(settings)
+        self.loop.state.scope_mask(Scope.parse(parsed.policies.peak_shaving.scope))
+        self.autopilot.set_settings(parsed, principal)
+        await self._stored()
+        return parsed.as_dict()
+
+    def autopilot_plan(self) -> tuple[float | None, pd.DataFrame]:
+        """The current plan by quarter hour."""
+        plan = self.autopilot.plan
+        cols = [
+            "ts",
+            "forecast_import_kw",
+            "price_eur_per_kwh",
+            "charge_kw",
+            "discharge_kw",
+            "stored_kwh",
+            "import_kw",
+            "support_kw",
+        ]
+        if plan is None:
+            return None, pd.DataFrame(columns=cols)
+        df = plan.frame()
+        support = pd.Series(0.0, index=df.index)
+        sw = plan.policies.support_windows
+        if sw.enabled:
+            for w in sw.windows:
+                support[(df.index >= w.start) & (df.index < w.end)] += w.kw
+        df["support_kw"] = support
+        df = df.rename_axis("ts").reset_index()
+        return self.autopilot.planned_at, df[cols]
+
+    def autopilot_proposals(self, status: str | None) -> list[AutopilotProposal]:
+        """Proposals of the last day and ahead."""
+        return self.autopilot.proposals_list(status)
+
+    async def approve_proposal(self, proposal_id: str, principal: Principal) -> AutopilotProposal:
+        """Approve and run the proposal; returns it once its decisions are stored."""
+        p = self.autopilot.approve(proposal_id, principal)
+        await self._stored()
+        return p
+
+    async def veto_proposal(
+        self, proposal_id: str, principal: Principal, reason: str
+    ) -> AutopilotProposal:
+        """Veto the proposal; returns it once the decision is stored."""
+        p = self.autopilot.veto(proposal_id, principal, reason)
+        await self._stored()
+        return p
+
+    async def autopilot_replan(self, principal: Principal) -> dict[str, Any]:
+        """Re-plan now."""
+        if not self.autopilot.settings.enabled:
+            raise ConflictError("the autopilot is off: turn it on in its settings first")
+        self.autopilot.replan(self.clock())
+        await self._stored()
+        return self.autopilot.status()
+
+    def autopilot_decisions(
+        self, kind: str | None, limit: int, offset: int
+    ) -> tuple[list[AutopilotDecision], int]:
+        """The decision log from the store."""
+        return self.autopilot.decisions(kind, limit, offset)
+
     # ------------------------------------------------------------------ reads
     def fleet_summary(self) -> dict[str, Any]:
         """The fleet now (computed once per control cycle)."""
@@ -318,6 +408,7 @@ class Runtime:
         """
         resumed = self.loop.resume()
         self.event_service.load_past()
+        self.autopilot.load()
         return resumed
 
     def control_cycle(self) -> None:

@@ -1,0 +1,509 @@
+"""The autopilot in the running service: re-plans on a schedule, proposes, acts or asks.
+
+Every ``replan_interval_s`` (15 minutes; also on demand) it forecasts the fleet's import
+without its batteries over the next ``horizon_h`` hours, solves the storage plan
+(:func:`gridflock.optimize.autopilot.plan_fleet`) under the operator's policies, and cuts it
+into **proposals**: pre-charge and discharge blocks, each with the policy that asked for it
+and the reason. Proposals are shown ahead (API and dashboard).
+
+* In ``automatic`` mode a proposal becomes an event (``source: autopilot``) once its start
+  is within ``lead_s``; the ones further ahead stay proposed and are re-planned.
+* In ``approval`` mode nothing happens until an operator approves a proposal (then its event
+  is created at once, scheduled for its start) or vetoes it (the autopilot then proposes
+  nothing of that kind over that window again).
+
+Re-planning replaces the proposals still pending; one whose window and action come back
+keeps its id. Approved and executed proposals stand, and new blocks overlapping them are
+left out. Every decision (plan, propose, approve, veto, execute, supersede, settings,
+error) is appended to the decision log with its reason, through the store writer.
+
+The forecast is pluggable (``forecaster``); the default is the daily seasonal-naive
+forecast from the read model's 24-hour history (the same quarter hour yesterday), falling
+back to the fleet's import now where history is missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from gridflock.domain.auth import Principal, Role
+from gridflock.domain.errors import ConflictError, GridflockError, InvalidError, NotFoundError
+from gridflock.domain.events import EventSource, Scope
+from gridflock.domain.kinds import DeviceKind
+from gridflock.domain.messages import FloatArray
+from gridflock.optimize.autopilot import (
+    QUARTER_S,
+    FleetPlan,
+    PlanError,
+    Policies,
+    StoragePool,
+    Tariff,
+    plan_fleet,
+    proposals,
+)
+from gridflock.service.control import ControlLoop
+from gridflock.service.events import EventService
+from gridflock.service.readmodel import ReadModel
+from gridflock.store.records import AutopilotDecision, AutopilotProposal
+
+__all__ = ["AUTOPILOT", "AutopilotService", "AutopilotSettings", "Forecaster"]
+
+log = logging.getLogger("gridflock.autopilot")
+
+#: The principal the autopilot's own events are created by.
+AUTOPILOT = Principal("autopilot", "autopilot", Role.OPERATOR)
+#: A forecaster: quarter-hour starts (UTC) -> the fleet's import without batteries [kW].
+Forecaster = Callable[[pd.DatetimeIndex], FloatArray]
+Mode = Literal["automatic", "approval"]
+_OPEN = ("pending", "approved")
+_KEEP_S = 86_400.0  # proposals kept in memory this long after they end
+
+
+@dataclass(frozen=True)
+class AutopilotSettings:
+    """What the operator sets: on or off, the mode, the policies and the tariff."""
+
+    enabled: bool = True
+    mode: Mode = "approval"
+    policies: Policies = field(default_factory=Policies)
+    tariff: Tariff = field(default_factory=Tariff)
+    horizon_h: float = 24.0
+    replan_interval_s: float = QUARTER_S
+    lead_s: float = QUARTER_S
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the tariff without dynamic prices)."""
+        t = self.tariff
+        return {
+            "enabled": self.enabled,
+            "mode": self.mode,
+            "policies": self.policies.as_dict(),
+            "tariff": {
+                "kind": t.kind if t.kind != "dynamic" else "tou",
+                "flat_eur_per_kwh": t.flat_eur_per_kwh,
+                "bands": [list(b) for b in t.bands],
+                "feed_in_eur_per_kwh": t.feed_in_eur_per_kwh,
+            },
+            "horizon_h": self.horizon_h,
+            "replan_interval_s": self.replan_interval_s,
+            "lead_s": self.lead_s,
+        }
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> AutopilotSettings:
+        """Inverse of :meth:`as_dict`; :class:`InvalidError` names what is wrong."""
+        try:
+            t = dict(d.get("tariff") or {})
+            if "bands" in t:
+                t["bands"] = tuple(tuple(float(x) for x in b) for b in t["bands"])
+            if t.get("kind") == "dynamic":
+                raise PlanError(
+                    "a dynamic tariff is not set through the settings: give tou or flat"
+                )
+            s = AutopilotSettings(
+                enabled=bool(d.get("enabled", True)),
+                mode=d.get("mode", "approval"),
+                policies=Policies.from_dict(d.get("policies") or {}),
+                tariff=Tariff(**t),
+                horizon_h=float(d.get("horizon_h", 24.0)),
+                replan_interval_s=float(d.get("replan_interval_s", QUARTER_S)),
+                lead_s=float(d.get("lead_s", QUARTER_S)),
+            )
+        except (PlanError, TypeError, ValueError) as e:
+            raise InvalidError(f"invalid autopilot settings: {e}") from None
+        if s.mode not in ("automatic", "approval"):
+            raise InvalidError(f"mode must be 'automatic' or 'approval', got {s.mode!r}")
+        if not (math.isfinite(s.horizon_h) and 1 <= s.horizon_h <= 72):
+            raise InvalidError("horizon_h must be within 1..72 hours")
+        if not (math.isfinite(s.replan_interval_s) and 60 <= s.replan_interval_s <= 86_400):
+            raise InvalidError("replan_interval_s must be within 60..86400 s")
+        if not (math.isfinite(s.lead_s) and 0 <= s.lead_s <= 86_400):
+            raise InvalidError("lead_s must be within 0..86400 s")
+        return s
+
+
+class AutopilotService:
+    """Plans, proposes, executes or waits for the operator; logs every decision."""
+
+    def __init__(
+        self,
+        loop: ControlLoop,
+        events: EventService,
+        read_model: ReadModel,
+        forecaster: Forecaster | None = None,
+    ) -> None:
+        self.loop = loop
+        self.events = events
+        self.read_model = read_model
+        self.forecaster = forecaster or self._seasonal_naive
+        self.settings = AutopilotSettings()
+        self.plan: FleetPlan | None = None
+        self.planned_at: float | None = None
+        self.items: dict[str, AutopilotProposal] = {}
+        self._next_plan = -math.inf
+
+    # ------------------------------------------------------------------ life
+    def load(self) -> None:
+        """Take up the last settings and the open proposals from the store."""
+        store = self.loop.store
+        try:
+            last, _ = store.decisions(kind="settings", limit=1)
+            if last and last[0].detail:
+                self.settings = AutopilotSettings.from_dict(last[0].detail)
+            now = self.loop.clock()
+            for status in (*_OPEN, "executed"):
+                items, _ = store.proposals(status=status, since=now, limit=10_000)
+                self.items.update({p.id: p for p in items})
+        except (GridflockError, OSError) as e:  # a bad stored row must not stop the service
+            log.warning("autopilot: could not take up its state from the store: %s", e)
+
+    def tick(self, now: float) -> None:
+        """Called after each control cycle: re-plan when due, execute what is due.
+
+        A failure is logged and retried at the next re-plan; it never stops the control loop.
+        """
+        if not self.settings.enabled:
+            return
+        try:
+            if now >= self._next_plan:
+                self.replan(now)
+            if self.settings.mode == "automatic":
+                self._execute_due(now)
+            self._expire(now)
+        except Exception as e:  # the control loop goes on without the autopilot's turn
+            self._next_plan = now + self.settings.replan_interval_s
+            log.exception("autopilot turn failed")
+            self._log(
+                "error", "autopilot", f"internal error: {e.__class__.__name__}: {e}", None, None
+            )
+
+    # ------------------------------------------------------------------ planning
+    def _seasonal_naive(self, times: pd.DatetimeIndex) -> FloatArray:
+        """The same quarter hour yesterday, from the read model's 24-hour history."""
+        now = self.loop.clock()
+        hist = self.read_model.fleet_history(now - 86_400.0, now)
+        kinds = [k.value for k in self.loop.state.kinds if k is not DeviceKind.BATTERY]
+        fallback = float(-self.loop.state.p_kw[self._not_battery()].sum())
+        if hist.empty:
+            return np.full(len(times), fallback)
+        imp = -hist[kinds].sum(axis=1)
+        quarter = hist["ts"].dt.floor("15min")
+        means = imp.groupby(quarter).mean()
+        back = times - pd.Timedelta(days=1)
+        out = means.reindex(back).to_numpy(np.float64)
+        out[~np.isfinite(out)] = fallback
+        return out
+
+    def _not_battery(self) -> np.ndarray:
+        st = self.loop.state
+        mask = np.ones(st.n, bool)
+        sl = st.kind_slices.get(DeviceKind.BATTERY)
+        if sl is not None:
+            mask[sl] = False
+        return mask
+
+    def _pool(self) -> StoragePool:
+        st = self.loop.state
+        sl = st.kind_slices.get(DeviceKind.BATTERY)
+        if sl is None or sl.stop == sl.start:
+            return StoragePool(0.0, 0.0, 0.0, 0.0)
+        c = st.kind_columns[DeviceKind.BATTERY]
+        floor = np.maximum(c["soc_min"], c["soc_reserve"])
+        online = st.online[sl]
+        soc = np.where(np.isfinite(st.soc[sl]), st.soc[sl], floor)
+        w = online.astype(np.float64)  # only batteries that report can be planned on
+        return StoragePool.from_arrays(
+            c["e_kwh"] * w,
+            soc,
+            floor,
+            c["soc_max"],
+            c["p_charge_max_kw"] * w,
+            c["p_discharge_max_kw"] * w,
+            c["eta_charge"],
+            c["eta_discharge"],
+        )
+
+    def _tz(self) -> str:
+        spec = self.loop.spec
+        return str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
+
+    def replan(self, now: float) -> FleetPlan | None:
+        """Forecast, solve and propose now; returns the plan (None if it failed)."""
+        s = self.settings
+        self._next_plan = now + s.replan_interval_s
+        start = pd.Timestamp(math.floor(now / QUARTER_S) * QUARTER_S, unit="s", tz="UTC")
+        n = max(round(s.horizon_h * 3600.0 / QUARTER_S), 1)
+        times = pd.date_range(start, periods=n, freq=pd.Timedelta(seconds=QUARTER_S))
+        tz = self._tz()
+        try:
+            fc = np.asarray(self.forecaster(times), dtype=np.float64)
+            pool = self._pool()
+            plan = plan_fleet(times, fc, pool, s.tariff, s.policies, tz)
+        except (PlanError, ValueError) as e:
+            self._log("error", "autopilot", f"no new plan: {e}", None, None)
+            return None
+        self.plan, self.planned_at = plan, now
+        blocks = proposals(plan, tz, min_kw=max(0.01 * pool.p_charge_max_kw, 1.0))
+        self._log(
+            "plan",
+            "autopilot",
+            f"planned {n} quarter hours from {start:%Y-%m-%d %H:%M} UTC: peak "
+            f"{float(fc.max()):,.0f} -> {plan.peak_kw:,.0f} kW, {len(blocks)} blocks",
+            None,
+            {
+                "storage_kwh": round(pool.e_max_kwh, 3),
+                "stored_kwh": round(pool.e_now_kwh, 3),
+                "objective_eur": round(plan.objective_eur, 4),
+                "forecast_peak_kw": round(float(fc.max()), 3),
+                "planned_peak_kw": round(plan.peak_kw, 3),
+            },
+        )
+        self._reconcile(blocks, now)
+        return plan
+
+    def _reconcile(self, blocks: list[Any], now: float) -> None:
+        """Replace pending proposals by the new plan's blocks, keeping committed ones."""
+        committed = [p for p in self.items.values() if p.status in ("approved", "executed")]
+        vetoed = [p for p in self.items.values() if p.status == "vetoed"]
+        pending = {
+            (p.action, p.start, p.end): p for p in self.items.values() if p.status == "pending"
+        }
+        created = _utc(now)
+        scope = self.settings.policies.peak_shaving.scope
+        fresh: list[AutopilotProposal] = []
+        for b in blocks:
+            a, z = b.start.to_pydatetime(), b.end.to_pydatetime()
+            if any(p.start < z and a < p.end for p in committed):
+                continue  # a committed block stands
+            if any(p.action == b.action and p.start < z and a < p.end for p in vetoed):
+                continue  # the operator said no to this over this window
+            old = pending.pop((b.action, a, z), None)
+            fresh.append(
+                AutopilotProposal(
+                    old.id if old else f"ap-{uuid.uuid4().hex[:12]}",
+                    old.created_at if old else created,
+                    a,
+                    z,
+                    b.action,
+                    round(b.target_kw, 3),
+                    round(b.energy_kwh, 3),
+                    scope,
+                    b.policy,
+                    b.reason,
+                    "pending",
+                )
+            )
+        gone = [replace(p, status="superseded", decided_at=created) for p in pending.values()]
+        for p in gone:
+            self.items[p.id] = p
+        for p in fresh:
+            self.items[p.id] = p
+        self._save(gone + fresh)
+        if gone:
+            self._log(
+                "supersede",
+                "autopilot",
+                f"{len(gone)} pending proposals replaced by the new plan",
+                None,
+                {"ids": [p.id for p in gone][:100]},
+            )
+        for p in fresh:
+            self._log("propose", "autopilot", p.reason, p.id, _brief(p))
+
+    # ------------------------------------------------------------------ decisions
+    def approve(self, proposal_id: str, principal: Principal) -> AutopilotProposal:
+        """An operator approves: the proposal's event is created now (scheduled for its start)."""
+        p = self._open(proposal_id)
+        p = replace(p, status="approved", decided_by=principal.label, decided_at=self._now())
+        self.items[p.id] = p
+        self._save([p])
+        self._log("approve", principal.label, f"approved: {p.reason}", p.id, _brief(p))
+        return self._run(p, principal)
+
+    def veto(self, proposal_id: str, principal: Principal, reason: str) -> AutopilotProposal:
+        """An operator vetoes: nothing of that kind over that window is proposed again."""
+        p = self._open(proposal_id)
+        if p.status != "pending":
+            raise ConflictError(
+                f"proposal {proposal_id} is {p.status}: only a pending one can be vetoed; "
+                "cancel its event instead"
+            )
+        p = replace(p, status="vetoed", decided_by=principal.label, decided_at=self._now())
+        self.items[p.id] = p
+        self._save([p])
+        why = reason.strip() or "no reason given"
+        self._log("veto", principal.label, f"vetoed: {why}", p.id, _brief(p))
+        return p
+
+    def _open(self, proposal_id: str) -> AutopilotProposal:
+        p = self.items.get(proposal_id)
+        if p is None:
+            raise NotFoundError(
+                f"unknown proposal {proposal_id!r}: list them at /api/v1/autopilot/proposals"
+            )
+        if p.status != "pending":
+            raise ConflictError(
+                f"proposal {proposal_id} is {p.status}, not pending: "
+                + (
+                    "the plan has changed since; approve one of the pending proposals"
+                    if p.status == "superseded"
+                    else "it was decided already"
+                )
+            )
+        return p
+
+    def _execute_due(self, now: float) -> None:
+        for p in list(self.items.values()):
+            if p.status == "pending" and p.start.timestamp() <= now + self.settings.lead_s:
+                self._run(p, AUTOPILOT)
+
+    def _run(self, p: AutopilotProposal, principal: Principal) -> AutopilotProposal:
+        """Create the proposal's event (``source: autopilot``); a refusal is logged, not raised."""
+        now = self.loop.clock()
+        start = max(p.start.timestamp(), now)
+        end = p.end.timestamp()
+        if end <= now + 1:
+            p = replace(p, status="expired", decided_at=_utc(now))
+            self.items[p.id] = p
+            self._save([p])
+            self._log("expire", "autopilot", "its window passed before it ran", p.id, None)
+            return p
+        try:
+            event = self.events.create(
+                p.target_kw,
+                start,
+                end - start,
+                Scope.parse(p.scope),
+                principal,
+                EventSource.AUTOPILOT,
+                allow_partial=True,
+            )
+        except GridflockError as e:
+            p = replace(p, status="failed", decided_at=_utc(now))
+            self.items[p.id] = p
+            self._save([p])
+            self._log("error", "autopilot", f"its event was refused: {e}", p.id, None)
+            return p
+        p = replace(p, status="executed", event_id=event.id, decided_at=_utc(now))
+        self.items[p.id] = p
+        self._save([p])
+        self._log(
+            "execute",
+            principal.label,
+            f"event {event.id} created ({p.target_kw:+,.0f} kW): {p.reason}",
+            p.id,
+            {**_brief(p), "event_id": event.id},
+        )
+        return p
+
+    def _expire(self, now: float) -> None:
+        for p in list(self.items.values()):
+            if p.end.timestamp() < now - _KEEP_S:
+                del self.items[p.id]
+            elif p.status in _OPEN and p.end.timestamp() <= now:
+                q = replace(p, status="expired", decided_at=_utc(now))
+                self.items[p.id] = q
+                self._save([q])
+                self._log("expire", "autopilot", "its window passed without an event", p.id, None)
+
+    def set_settings(self, settings: AutopilotSettings, principal: Principal) -> None:
+        """Replace the settings; re-plan at the next cycle."""
+        self.settings = settings
+        self._next_plan = -math.inf
+        self._log(
+            "settings",
+            principal.label,
+            f"settings changed: {'on' if settings.enabled else 'off'}, {settings.mode} mode",
+            None,
+            settings.as_dict(),
+        )
+
+    # ------------------------------------------------------------------ reads
+    def proposals_list(self, status: str | None = None) -> list[AutopilotProposal]:
+        """Proposals in memory (the last day and ahead), by start."""
+        items = [p for p in self.items.values() if status is None or p.status == status]
+        return sorted(items, key=lambda p: (p.start, p.id))
+
+    def decisions(
+        self, kind: str | None, limit: int, offset: int
+    ) -> tuple[list[AutopilotDecision], int]:
+        """The decision log from the store, newest first."""
+        return self.loop.store.decisions(kind=kind, limit=limit, offset=offset)
+
+    def status(self) -> dict[str, Any]:
+        """On or off, mode, when it planned and plans next, proposals by status."""
+        counts: dict[str, int] = {}
+        for p in self.items.values():
+            counts[p.status] = counts.get(p.status, 0) + 1
+        plan = self.plan
+        return {
+            "enabled": self.settings.enabled,
+            "mode": self.settings.mode,
+            "planned_at": None if self.planned_at is None else _utc(self.planned_at),
+            "next_plan_at": (
+                _utc(self._next_plan)
+                if self.settings.enabled and math.isfinite(self._next_plan)
+                else None
+            ),
+            "proposals": counts,
+            "planned_peak_kw": None if plan is None else plan.peak_kw,
+            "forecast_peak_kw": None if plan is None else float(plan.forecast_import_kw.max()),
+        }
+
+    def _now(self) -> datetime:
+        return _utc(self.loop.clock())
+
+    # ------------------------------------------------------------------ store
+    def _save(self, items: list[AutopilotProposal]) -> None:
+        if not items:
+            return
+        store = self.loop.store
+        self.loop.writer.op(
+            "autopilot.proposals",
+            lambda: store.save_proposals(items),
+            [_brief(p) for p in items],
+        )
+
+    def _log(
+        self,
+        kind: str,
+        actor: str,
+        reason: str,
+        proposal_id: str | None,
+        detail: dict[str, Any] | None,
+    ) -> None:
+        ts = self.loop.clock()
+        store = self.loop.store
+        log.info("autopilot %s by %s: %s", kind, actor, reason)
+        self.loop.writer.op(
+            "autopilot.decision",
+            lambda: store.record_decision(
+                kind, actor, reason, proposal_id=proposal_id, detail=detail, ts=ts
+            ),
+            {"ts": ts, "kind": kind, "actor": actor, "reason": reason},
+        )
+
+
+def _utc(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _brief(p: AutopilotProposal) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "action": p.action,
+        "start": p.start.isoformat(),
+        "end": p.end.isoformat(),
+        "target_kw": p.target_kw,
+        "policy": p.policy,
+        "status": p.status,
+    }
