@@ -188,7 +188,7 @@ class Runtime(Protocol):
         """When the current plan was made, and the plan by quarter hour.
 
         Columns: ts, forecast_import_kw, price_eur_per_kwh, charge_kw, discharge_kw,
-        stored_kwh, import_kw, support_kw; empty before the first plan.
+        stored_kwh, import_kw, support_kw, soc (0..1); empty before the first plan.
         """
         ...
 

@@ -379,7 +379,6 @@ def plan_fleet(
     lo = np.zeros(nv)
     hi = np.full(nv, np.inf)
     hi[jc : jc + n] = pc
-    hi[jd : jd + n] = np.minimum(pd_, np.maximum(f, 0.0))  # batteries cover import, never export
     hi[js : js + n] = e_max
     hi[ja : ja + n] = np.maximum(-f, 0.0) if su.enabled else 0.0
     neg = price < 0
@@ -394,6 +393,8 @@ def plan_fleet(
             window_kw[inside] += w.kw
     if not window_kw.any():
         hi[ju : ju + n] = 0.0
+    # batteries cover import and never export to sell, except to deliver a committed window
+    hi[jd : jd + n] = np.where(window_kw > 0, pd_, np.minimum(pd_, np.maximum(f, 0.0)))
     if not ps.enabled or ps.limit_kw is not None:
         hi[jpk] = 0.0  # the peak variable is only used to minimise the peak
 

@@ -199,7 +199,7 @@ class AutopilotService:
         quarter = hist["ts"].dt.floor("15min")
         means = imp.groupby(quarter).mean()
         back = times - pd.Timedelta(days=1)
-        out = means.reindex(back).to_numpy(np.float64)
+        out = np.array(means.reindex(back).to_numpy(np.float64), dtype=np.float64)
         out[~np.isfinite(out)] = fallback
         return out
 

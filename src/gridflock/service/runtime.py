@@ -23,6 +23,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gridflock import __version__
@@ -334,6 +335,7 @@ class Runtime:
             "stored_kwh",
             "import_kw",
             "support_kw",
+            "soc",
         ]
         if plan is None:
             return None, pd.DataFrame(columns=cols)
@@ -344,6 +346,8 @@ class Runtime:
             for w in sw.windows:
                 support[(df.index >= w.start) & (df.index < w.end)] += w.kw
         df["support_kw"] = support
+        e_max = plan.pool.e_max_kwh
+        df["soc"] = df["stored_kwh"] / e_max if e_max > 0 else np.nan
         df = df.rename_axis("ts").reset_index()
         return self.autopilot.planned_at, df[cols]
 

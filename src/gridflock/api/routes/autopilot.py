@@ -178,6 +178,9 @@ class PlanPointOut(_Out):
     stored_kwh: float = Field(description="Energy stored above the floors at the end.")
     import_kw: float = Field(description="Net import with the plan.")
     support_kw: float = Field(description="Committed support window [kW, + up].")
+    soc: float | None = Field(
+        None, description="Stored energy as a share of the storage planned on (0..1)."
+    )
 
 
 class PlanOut(_Out):
