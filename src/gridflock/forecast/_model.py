@@ -1,0 +1,640 @@
+"""Global LightGBM quantile models: training, the model bundle, prediction.
+
+One model per quantity and quantile serves every site (site attributes and the site's own
+recent history, divided by its scale, are features), so 100,000 sites cost one model. Training
+rows are sampled (site, target step, issue time) triples of both horizons, each row's features
+as known at its issue time. The final ``calibration_days`` of the training range are first
+held out: models fit on the rest forecast them, and two figures are learned from those honest
+errors: per quantile, how much to stretch the band about the median so that site quantiles are
+calibrated (split-conformal scaling), and how strongly the sites' errors move together (one
+correlation per horizon, so that group totals get bands of the right width in
+:func:`gridflock.forecast.aggregate`). Then the models are refit on everything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import zlib
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from gridflock.forecast._features import DAY, FEATURES, STEP_S, Rows, build_features
+from gridflock.forecast._types import (
+    STEP,
+    FloatArray,
+    Forecast,
+    History,
+    HorizonName,
+    SiteAttributes,
+    WeatherSource,
+)
+
+__all__ = ["ModelBundle", "TrainConfig", "predict", "train"]
+
+FORMAT = "gridflock-forecast-bundle/1"
+_MAX_ROWS_PER_CHUNK = 600_000
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train; the defaults suit a fleet of hundreds to thousands of sites.
+
+    Attributes
+    ----------
+    quantiles : tuple of float
+        Probability levels to forecast; must include 0.5 (at least 0.1, 0.5, 0.9).
+    quantities : tuple of str or None
+        Series to model (None: every series of the history).
+    max_rows : int
+        Training rows sampled per quantity (site x target step x issue time); bounds the
+        training time whatever the fleet size.
+    num_boost_round : int
+        Boosting rounds per quantile model.
+    learning_rate, num_leaves, min_data_in_leaf : LightGBM parameters
+    intraday_hours : float [h]
+        Length of the intraday horizon.
+    issue_hour_local : float [h]
+        Local hour at which day-ahead forecasts are issued (before noon) on D-1.
+    calibration_days : int
+        Final days of the training range held out to learn how the sites' errors correlate
+        (for group quantiles) and how wide the bands must be; then the models are refit on
+        everything. 0 skips calibration (correlation 0, no stretching).
+    calibration_sites : int
+        At most this many sites (a seeded sample) are forecast for calibration.
+    seed : int
+        Row sampling and LightGBM seed.
+    num_threads : int
+        LightGBM threads.
+
+    """
+
+    quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
+    quantities: tuple[str, ...] | None = None
+    max_rows: int = 150_000
+    num_boost_round: int = 120
+    learning_rate: float = 0.08
+    num_leaves: int = 31
+    min_data_in_leaf: int = 50
+    intraday_hours: float = 8.0
+    issue_hour_local: float = 10.0
+    calibration_days: int = 7
+    calibration_sites: int = 2000
+    seed: int = 0
+    num_threads: int = 2
+
+    def __post_init__(self) -> None:
+        qs = tuple(float(q) for q in self.quantiles)
+        if not qs or list(qs) != sorted(set(qs)) or not all(0.0 < q < 1.0 for q in qs):
+            raise ValueError(f"quantiles must be distinct, ascending, in (0, 1): {qs}")
+        if 0.5 not in qs:
+            raise ValueError("quantiles must include 0.5 (the median)")
+        object.__setattr__(self, "quantiles", qs)
+        if self.quantities is not None:
+            object.__setattr__(self, "quantities", tuple(self.quantities))
+        if self.max_rows < 100 or self.num_boost_round < 1:
+            raise ValueError("max_rows must be >= 100 and num_boost_round >= 1")
+        if not 0.0 <= self.issue_hour_local < 24.0 or self.intraday_hours <= 0:
+            raise ValueError("issue_hour_local must be in [0, 24) and intraday_hours > 0")
+
+    def lgb_params(self, alpha: float) -> dict[str, Any]:
+        """LightGBM parameters of the model of quantile ``alpha``."""
+        return {
+            "objective": "quantile",
+            "alpha": alpha,
+            "learning_rate": self.learning_rate,
+            "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_data_in_leaf,
+            "feature_fraction": 0.9,
+            "bagging_fraction": 0.8,
+            "bagging_freq": 1,
+            "seed": self.seed,
+            "num_threads": self.num_threads,
+            "verbose": -1,
+        }
+
+
+@dataclass(eq=False)
+class ModelBundle:
+    """Trained models of every quantity, with what is needed to use and judge them.
+
+    ``models[quantity][i]`` is the LightGBM model text of ``quantiles[i]``. ``meta`` holds
+    the trained range, rows, calibration figures (``stretch``, ``corr``, ``scale``) per
+    quantity, and, once set by the caller, backtest figures (``meta["backtest"]``).
+    :meth:`to_bytes`/:meth:`from_bytes` round-trip it.
+    """
+
+    models: dict[str, list[str]]
+    quantiles: tuple[float, ...]
+    features: tuple[str, ...]
+    config: TrainConfig
+    meta: dict[str, Any] = field(default_factory=dict)
+    _boosters: dict[str, list[lgb.Booster]] = field(default_factory=dict, repr=False)
+
+    @property
+    def version(self) -> str:
+        """Content hash of the models (stable across serialisation)."""
+        h = hashlib.sha256()
+        for q in sorted(self.models):
+            h.update(q.encode())
+            for text in self.models[q]:
+                h.update(text.encode())
+        return h.hexdigest()[:16]
+
+    @property
+    def quantities(self) -> tuple[str, ...]:
+        """Quantities this bundle forecasts."""
+        return tuple(self.models)
+
+    def boosters(self, quantity: str) -> list[lgb.Booster]:
+        """The loaded LightGBM models of ``quantity`` (cached)."""
+        if quantity not in self._boosters:
+            self._boosters[quantity] = [
+                lgb.Booster(model_str=text) for text in self.models[quantity]
+            ]
+        return self._boosters[quantity]
+
+    def to_bytes(self) -> bytes:
+        """Serialise (zlib-compressed JSON of metadata and model texts)."""
+        doc = {
+            "format": FORMAT,
+            "version": self.version,
+            "quantiles": list(self.quantiles),
+            "features": list(self.features),
+            "config": asdict(self.config),
+            "meta": self.meta,
+            "models": self.models,
+        }
+        return zlib.compress(json.dumps(doc, default=_json_default).encode(), 6)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ModelBundle:
+        """Inverse of :meth:`to_bytes`; refuses data of another format."""
+        try:
+            doc = json.loads(zlib.decompress(data))
+        except (zlib.error, ValueError) as e:
+            raise ValueError(f"not a forecast model bundle ({e})") from e
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"not a forecast model bundle of format {FORMAT}")
+        cfg = dict(doc["config"])
+        cfg["quantiles"] = tuple(cfg["quantiles"])
+        if cfg.get("quantities") is not None:
+            cfg["quantities"] = tuple(cfg["quantities"])
+        return cls(
+            models={k: list(v) for k, v in doc["models"].items()},
+            quantiles=tuple(doc["quantiles"]),
+            features=tuple(doc["features"]),
+            config=TrainConfig(**cfg),
+            meta=dict(doc["meta"]),
+        )
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, pd.Timestamp):
+        return o.isoformat()
+    raise TypeError(f"cannot serialise {type(o).__name__}")
+
+
+# ---------------------------------------------------------------------------- time helpers
+def _market_tz(sites: SiteAttributes) -> str:
+    """The most common site time zone (the day-ahead day's calendar)."""
+    if sites.n == 0:
+        return "UTC"
+    tz, _ = Counter(str(z) or "UTC" for z in sites.tz.tolist()).most_common(1)[0]
+    return tz or "UTC"
+
+
+def _index(t0: pd.Timestamp, when: pd.Timestamp) -> int:
+    """Steps from ``t0`` to ``when`` (floor)."""
+    return int(np.floor((when - t0) / STEP))
+
+
+def horizon_window(
+    issued_at: pd.Timestamp,
+    horizon: HorizonName | pd.Timedelta,
+    tz: str,
+    intraday_hours: float,
+) -> tuple[pd.DatetimeIndex, str]:
+    """The target steps of a forecast issued at ``issued_at`` and the horizon's name."""
+    issued_at = _utc(issued_at)
+    nxt = issued_at.ceil("15min")
+    if isinstance(horizon, pd.Timedelta):
+        if not pd.Timedelta(0) < horizon <= pd.Timedelta(hours=48):
+            raise ValueError(f"a custom horizon must be in (0, 48 h], got {horizon}")
+        return pd.date_range(nxt, nxt + horizon, freq="15min", inclusive="left"), "custom"
+    if horizon == "intraday":
+        end = nxt + pd.Timedelta(hours=intraday_hours)
+        return pd.date_range(nxt, end, freq="15min", inclusive="left"), "intraday"
+    if horizon == "day_ahead":
+        local_day = issued_at.tz_convert(tz).normalize().tz_localize(None) + pd.Timedelta(days=1)
+        start = local_day.tz_localize(tz).tz_convert("UTC")
+        end = (local_day + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
+        return pd.date_range(start, end, freq="15min", inclusive="left"), "day_ahead"
+    raise ValueError(f"horizon must be 'intraday', 'day_ahead' or a Timedelta, got {horizon!r}")
+
+
+def _utc(ts: pd.Timestamp) -> pd.Timestamp:
+    ts = pd.Timestamp(ts)
+    if ts.tzinfo is None:
+        raise ValueError(f"timestamps must be timezone-aware, got {ts}")
+    return ts.tz_convert("UTC")
+
+
+def _day_ahead_origins(
+    times: pd.DatetimeIndex, tz: str, issue_hour: float, lo: int, hi: int
+) -> list[tuple[int, int, int]]:
+    """(issue index, first target, end target) of every whole local day in [lo, hi)."""
+    if hi <= lo:
+        return []
+    t0 = times[0]
+    first = times[lo].tz_convert(tz).normalize().tz_localize(None)
+    last = (t0 + hi * STEP).tz_convert(tz).normalize().tz_localize(None)
+    out = []
+    for day in pd.date_range(first, last, freq="D"):
+        start = day.tz_localize(tz).tz_convert("UTC")
+        end = (day + pd.Timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
+        issue = (day - pd.Timedelta(days=1) + pd.Timedelta(hours=issue_hour)).tz_localize(tz)
+        a, j0, j1 = _index(t0, issue), _index(t0, start), _index(t0, end)
+        if j0 >= lo and j1 <= hi and a >= DAY:
+            out.append((a, j0, j1))
+    return out
+
+
+# ---------------------------------------------------------------------------- training
+def _sample_rows(
+    y: Any, times: pd.DatetimeIndex, tz: str, cfg: TrainConfig, hi: int, n_rows: int, seed: int
+) -> Rows:
+    """Training rows of both horizons with a known target, targets before step ``hi``."""
+    rng = np.random.default_rng(seed)
+    n_sites = y.shape[0]
+    origins = _day_ahead_origins(times, tz, cfg.issue_hour_local, DAY, hi)
+    h_steps = max(1, round(cfg.intraday_hours * 4))
+    want = int(n_rows * 1.25) + 10
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_da = want // 2 if origins else 0
+    if n_da:
+        o = np.array(origins)
+        pick = o[rng.integers(0, len(o), n_da)]
+        target = pick[:, 1] + (rng.random(n_da) * (pick[:, 2] - pick[:, 1])).astype(np.int64)
+        parts.append((rng.integers(0, n_sites, n_da), target, pick[:, 0]))
+    n_id = want - n_da
+    if hi > DAY + 1:
+        target = rng.integers(DAY + 1, hi, n_id)
+        lead = rng.integers(0, h_steps, n_id)
+        issue = np.maximum(target - lead, DAY)
+        parts.append((rng.integers(0, n_sites, n_id), target, issue))
+    if not parts:
+        raise ValueError("the history is too short to train: it needs at least 2 days")
+    site = np.concatenate([p[0] for p in parts]).astype(np.int64)
+    target = np.concatenate([p[1] for p in parts]).astype(np.int64)
+    issue = np.concatenate([p[2] for p in parts]).astype(np.int64)
+    ok = ~np.isnan(y[site, target])
+    site, target, issue = site[ok][:n_rows], target[ok][:n_rows], issue[ok][:n_rows]
+    return Rows(site, target, issue)
+
+
+def _fit(
+    history: History, quantity: str, weather: WeatherSource, cfg: TrainConfig, hi: int, seed: int
+) -> tuple[list[str], float, int]:
+    """Fit the quantile models of one quantity on targets before ``hi``."""
+    y = history.series[quantity]
+    tz = _market_tz(history.sites)
+    t0_s = history.times[0].timestamp()
+    fallback = _fallback_scale(y[:, :hi])
+    rows = _sample_rows(y, history.times, tz, cfg, hi, cfg.max_rows, seed)
+    if len(rows) < 50:
+        raise ValueError(
+            f"series {quantity!r} has only {len(rows)} known values to learn from; "
+            "it needs at least 50 (and 2 days of history)"
+        )
+    x, scale = build_features(y, t0_s, history.sites, rows, weather, fallback)
+    z = y[rows.site, rows.target] / scale
+    data = lgb.Dataset(x, label=z, feature_name=list(FEATURES), free_raw_data=True)
+    texts = []
+    for q in cfg.quantiles:
+        booster = lgb.train(cfg.lgb_params(q), data, num_boost_round=cfg.num_boost_round)
+        texts.append(booster.model_to_string())
+    return texts, fallback, len(rows)
+
+
+def _fallback_scale(y: Any) -> float:
+    """Typical site scale, for sites with no history yet [kW]."""
+    with np.errstate(all="ignore"):
+        per_site = np.nanmean(np.abs(y), axis=1) if y.size else np.zeros(0)
+    per_site = per_site[np.isfinite(per_site)]
+    return float(np.median(per_site)) if len(per_site) else 1.0
+
+
+def train(
+    history: History, weather: WeatherSource, config: TrainConfig | None = None
+) -> ModelBundle:
+    """Train one global quantile model per quantity and quantile over all sites.
+
+    Parameters
+    ----------
+    history : History
+        Measured series (at least 2 days; a few weeks for weekly lags; NaN gaps are
+        skipped as targets).
+    weather : WeatherSource
+        Weather forecasts as they were known at each training issue time (the twin's or a
+        file's); a :class:`WeatherSeries` of actuals works too (perfect forecasts).
+    config : TrainConfig
+        Defaults if None.
+
+    """
+    cfg = config or TrainConfig()
+    quantities = cfg.quantities or history.quantities
+    missing = [q for q in quantities if q not in history.series]
+    if missing:
+        raise ValueError(f"the history has no series {missing}; it has {history.quantities}")
+    n_t = len(history.times)
+    if n_t < 2 * DAY + 1:
+        raise ValueError(
+            f"the history covers {n_t} steps of 15 min; training needs at least 2 days"
+        )
+    cal_steps = cfg.calibration_days * DAY
+    calibrate = cfg.calibration_days > 0 and n_t - cal_steps >= 3 * DAY
+    models: dict[str, list[str]] = {}
+    meta: dict[str, Any] = {
+        "trained_from": history.times[0].isoformat(),
+        "trained_to": (history.times[-1] + STEP).isoformat(),
+        "n_sites": history.n_sites,
+        "params": cfg.lgb_params(0.5) | {"num_boost_round": cfg.num_boost_round},
+        "rows": {},
+        "scale": {},
+        "stretch": {},
+        "corr": {},
+        "calibration": {},
+    }
+    for k, quantity in enumerate(quantities):
+        seed = cfg.seed * 1000 + k
+        stretch = {h: [1.0] * len(cfg.quantiles) for h in ("day_ahead", "intraday")}
+        corr = {"day_ahead": 0.0, "intraday": 0.0}
+        if calibrate:
+            hi = n_t - cal_steps
+            texts, fallback, _ = _fit(history, quantity, weather, cfg, hi, seed + 500)
+            probe = ModelBundle(
+                {quantity: texts},
+                cfg.quantiles,
+                FEATURES,
+                cfg,
+                {"scale": {quantity: fallback}},
+            )
+            cal = _calibrate(probe, quantity, history, weather, hi)
+            stretch = {h: cal[h]["stretch"] for h in ("day_ahead", "intraday") if h in cal}
+            corr = {h: cal[h]["corr"] for h in ("day_ahead", "intraday") if h in cal}
+            meta["calibration"][quantity] = cal
+        texts, fallback, n_rows = _fit(history, quantity, weather, cfg, n_t, seed)
+        models[quantity] = texts
+        meta["rows"][quantity] = n_rows
+        meta["scale"][quantity] = fallback
+        meta["stretch"][quantity] = stretch
+        meta["corr"][quantity] = corr
+    return ModelBundle(models, cfg.quantiles, FEATURES, cfg, meta)
+
+
+def _calibrate(
+    probe: ModelBundle, quantity: str, history: History, weather: WeatherSource, hi: int
+) -> dict[str, dict[str, Any]]:
+    """Stretch factors and error correlation from forecasts of steps [hi, end) (held out)."""
+    from gridflock.forecast._aggregate import combine, group_masks
+
+    cfg = probe.config
+    n_t = len(history.times)
+    y = history.series[quantity]
+    sites = history.sites
+    rng = np.random.default_rng(cfg.seed + 7)
+    chosen = np.sort(rng.permutation(sites.n)[: cfg.calibration_sites])
+    sub = sites.take(chosen)
+    y_sub = y[chosen]
+    tz = _market_tz(sites)
+    t0_s = history.times[0].timestamp()
+    out: dict[str, dict[str, Any]] = {}
+    h_steps = max(1, round(cfg.intraday_hours * 4))
+    plans = {
+        "day_ahead": [
+            (a, np.arange(j0, j1))
+            for a, j0, j1 in _day_ahead_origins(history.times, tz, cfg.issue_hour_local, hi, n_t)
+        ],
+        "intraday": [
+            (a, np.arange(a, min(a + h_steps, n_t))) for a in range(hi, n_t - 4, 6 * 4)
+        ],
+    }
+    qs = cfg.quantiles
+    for horizon, origins in plans.items():
+        if not origins:
+            continue
+        preds, actual = [], []
+        for a, targets in origins:
+            p = _predict_block(probe, quantity, y_sub, t0_s, sub, weather, a, targets)
+            preds.append(p)
+            actual.append(y_sub[:, targets])
+        p_all = np.concatenate(preds, axis=1)  # (n, m, nq)
+        y_all = np.concatenate(actual, axis=1)
+        stretch = _stretch_factors(y_all, p_all, qs)
+        p_cal = _apply_stretch(p_all, qs, stretch)
+        masks = group_masks(sub, ("fleet", "grid_node"))
+        corr, cov = _fit_corr(y_all, p_cal, qs, masks, combine)
+        known = ~np.isnan(y_all)
+        lo, hi_q = p_cal[..., 0], p_cal[..., -1]
+        site_cov = float(np.mean((y_all[known] >= lo[known]) & (y_all[known] <= hi_q[known])))
+        out[horizon] = {
+            "stretch": stretch,
+            "corr": corr,
+            "site_coverage": site_cov,
+            "group_coverage": cov,
+            "origins": len(origins),
+        }
+    return out
+
+
+def _stretch_factors(y: Any, p: Any, qs: tuple[float, ...]) -> list[float]:
+    """Per quantile, the factor on (P_q - P50) that makes the share of y below it equal q."""
+    mid = qs.index(0.5)
+    med = p[..., mid]
+    known = ~np.isnan(y)
+    out = []
+    for i, q in enumerate(qs):
+        if i == mid:
+            out.append(1.0)
+            continue
+        dev = (p[..., i] - med)[known]
+        yy, mm = y[known], med[known]
+        lo_k, hi_k = 0.2, 8.0
+        for _ in range(40):
+            k = 0.5 * (lo_k + hi_k)
+            share = float(np.mean(yy <= mm + k * dev))
+            if (share < q) == (q > 0.5):
+                lo_k = k
+            else:
+                hi_k = k
+        out.append(round(0.5 * (lo_k + hi_k), 4))
+    return out
+
+
+def _apply_stretch(p: Any, qs: tuple[float, ...], stretch: list[float]) -> Any:
+    mid = qs.index(0.5)
+    med = p[..., mid : mid + 1]
+    out = med + (p - med) * np.asarray(stretch)
+    return np.sort(out, axis=-1)
+
+
+def _fit_corr(
+    y: Any, p: Any, qs: tuple[float, ...], masks: dict[str, Any], combine: Any
+) -> tuple[float, float]:
+    """The error correlation whose group bands cover as the outer quantiles should."""
+    target = qs[-1] - qs[0]
+    names = [k for k, m in masks.items() if int(m.sum()) >= 2]
+    if not names:
+        return 0.0, float("nan")
+    ys, ps = [], []
+    for name in names:
+        m = masks[name]
+        block = y[m]
+        ok = ~np.isnan(block).any(axis=0)
+        ys.append(np.where(ok, block.sum(axis=0), np.nan))
+        ps.append(p[m])
+
+    def coverage(rho: float) -> float:
+        hits, total = 0, 0
+        for yy, pp in zip(ys, ps, strict=True):
+            g = combine(pp, qs, np.full(pp.shape[1], rho))
+            ok = ~np.isnan(yy)
+            hits += int(np.sum((yy[ok] >= g[ok, 0]) & (yy[ok] <= g[ok, -1])))
+            total += int(ok.sum())
+        return hits / max(total, 1)
+
+    lo, hi = 0.0, 1.0
+    if coverage(0.0) >= target:
+        return 0.0, coverage(0.0)
+    if coverage(1.0) <= target:
+        return 1.0, coverage(1.0)
+    for _ in range(20):
+        mid = 0.5 * (lo + hi)
+        if coverage(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    rho = 0.5 * (lo + hi)
+    return round(rho, 4), coverage(rho)
+
+
+# ---------------------------------------------------------------------------- prediction
+def _predict_block(
+    bundle: ModelBundle,
+    quantity: str,
+    y: Any,
+    t0_s: float,
+    sites: SiteAttributes,
+    weather: WeatherSource,
+    issue: int,
+    targets: Any,
+) -> FloatArray:
+    """Raw (uncalibrated) quantiles (n_sites, len(targets), n_q) of one issue, chunked."""
+    n, m = y.shape[0], len(targets)
+    boosters = bundle.boosters(quantity)
+    out = np.empty((n, m, len(boosters)))
+    fallback = float(bundle.meta.get("scale", {}).get(quantity, 1.0))
+    chunk = max(1, _MAX_ROWS_PER_CHUNK // max(m, 1))
+    for s0 in range(0, n, chunk):
+        s1 = min(n, s0 + chunk)
+        site = np.repeat(np.arange(s0, s1, dtype=np.int64), m)
+        target = np.tile(np.asarray(targets, dtype=np.int64), s1 - s0)
+        rows = Rows(site, target, np.full(len(site), issue, dtype=np.int64))
+        x, scale = build_features(y, t0_s, sites, rows, weather, fallback)
+        for i, b in enumerate(boosters):
+            z = b.predict(x, num_threads=bundle.config.num_threads)
+            out[s0:s1, :, i] = (np.asarray(z) * scale).reshape(s1 - s0, m)
+    return np.sort(out, axis=-1)
+
+
+def predict(
+    bundle: ModelBundle,
+    history: History,
+    weather: WeatherSource,
+    issued_at: pd.Timestamp,
+    horizon: HorizonName | pd.Timedelta = "day_ahead",
+    *,
+    quantities: tuple[str, ...] | None = None,
+    tz: str | None = None,
+) -> dict[str, Forecast]:
+    """Quantile forecasts per site for each quantity, issued at ``issued_at``.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        From :func:`train` (or :meth:`ModelBundle.from_bytes`).
+    history : History
+        What was measured up to ``issued_at``; anything later is ignored (only steps that
+        ended by ``issued_at`` are read, so passing more cannot leak).
+    weather : WeatherSource
+        Forecasts known at ``issued_at``.
+    issued_at : Timestamp, tz-aware
+        Issue time.
+    horizon : "intraday", "day_ahead" or Timedelta
+        ``intraday``: from the next quarter hour for ``config.intraday_hours``;
+        ``day_ahead``: the local day after ``issued_at``'s local date (``tz``, default the
+        sites' most common time zone), 92 to 100 steps on DST days; a Timedelta: that long
+        from the next quarter hour (up to 48 h).
+    quantities : tuple of str or None
+        Subset to forecast (default: all the bundle knows that the history holds).
+    tz : str or None
+        Local time zone of the day-ahead day.
+
+    Returns
+    -------
+    dict quantity -> Forecast with one key per site.
+
+    """
+    issued_at = _utc(issued_at)
+    if len(history.times) == 0:
+        raise ValueError("the history is empty: forecasts need at least the recent days")
+    wanted = quantities or tuple(q for q in bundle.quantities if q in history.series)
+    for q in wanted:
+        if q not in bundle.models:
+            raise ValueError(f"the model bundle has no model of {q!r}: {bundle.quantities}")
+        if q not in history.series:
+            raise ValueError(f"the history has no series {q!r}: {history.quantities}")
+    cfg = bundle.config
+    times, name = horizon_window(
+        issued_at, horizon, tz or _market_tz(history.sites), cfg.intraday_hours
+    )
+    t0 = history.times[0]
+    issue = _index(t0, issued_at)
+    targets = np.array([_index(t0, t) for t in times], dtype=np.int64)
+    if name == "custom":
+        within = (times[-1] - issued_at) <= pd.Timedelta(hours=cfg.intraday_hours)
+        kind = "intraday" if within else "day_ahead"
+    else:
+        kind = name
+    out: dict[str, Forecast] = {}
+    for q in wanted:
+        raw = _predict_block(
+            bundle, q, history.series[q], t0.timestamp(), history.sites, weather, issue, targets
+        )
+        stretch = bundle.meta.get("stretch", {}).get(q, {}).get(kind, [1.0] * len(cfg.quantiles))
+        corr = float(bundle.meta.get("corr", {}).get(q, {}).get(kind, 0.0))
+        out[q] = Forecast(
+            quantity=q,
+            keys=history.sites.ids,
+            times=times,
+            quantiles=bundle.quantiles,
+            values=_apply_stretch(raw, bundle.quantiles, list(stretch)),
+            issued_at=issued_at,
+            horizon=name,
+            corr=np.full(len(times), corr),
+            model_version=bundle.version,
+        )
+    return out
+
+
+_ = STEP_S  # the step length the features assume (15 min)
