@@ -22,6 +22,7 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "schedules",
     "autopilot_proposals",
     "autopilot_decisions",
 }

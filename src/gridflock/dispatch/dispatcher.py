@@ -32,6 +32,12 @@ Opposite-direction events over shared devices and time are refused at :meth:`add
 absorb more at once, and netting two requests would hide from both operators that
 neither is served.
 
+Plans: while a device follows a schedule (``planned_kw``, set each cycle by the plan
+executor), its scheduled power is its baseline: an event moves it from its plan and is
+measured against it, and the device goes back to the plan when released. PV and wind
+schedules are export caps (curtailment), so their baseline is the lower of the plan and
+the power available.
+
 Finished events leave the dispatcher (the caller keeps their figures); memory does not
 grow with the number of past events.
 """
@@ -47,6 +53,7 @@ import pandas as pd
 from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
+from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
 from gridflock.fleet.flexibility import Flexibility, flexibility
 from gridflock.fleet.groups import MeritPlan
@@ -86,6 +93,23 @@ class Dispatcher:
         self.seq: IntArray = np.zeros(n, np.int64)
         self.release_at: FloatArray = np.full(n, np.nan)
         self.releaser: IntArray = np.full(n, -1, np.int64)
+        self.planned_kw: FloatArray = np.full(n, np.nan)
+        """Each device's scheduled power now [kW] (a plan's slot); NaN where none holds."""
+        self._capped = np.zeros(n, bool)  # PV and wind: a planned value caps the available
+        for kind in (DeviceKind.PV, DeviceKind.WIND):
+            sl = state.kind_slices.get(kind)
+            if sl is not None:
+                self._capped[sl] = True
+
+    def set_planned(self, planned_kw: FloatArray) -> None:
+        """Take each device's scheduled power now [kW, generator sign; NaN = no schedule]."""
+        planned = np.asarray(planned_kw, dtype=np.float64)
+        if planned.shape != (self.state.n,):
+            raise ValueError(
+                f"planned_kw must have one value per device ({self.state.n}), "
+                f"got shape {planned.shape}"
+            )
+        self.planned_kw = planned
 
     # ------------------------------------------------------------------ events
     def add(self, event: Event) -> EventTracker:
@@ -135,13 +159,25 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ measurement
     def baseline(self) -> FloatArray:
-        """Each device's baseline [kW]: reported, else frozen when first held, else measured."""
+        """Each device's baseline [kW]: its plan's slot, else reported, else frozen, else measured.
+
+        Frozen: the power it had when first held. A PV or wind plan caps the reported
+        available power.
+        """
         st = self.state
+        reported = st.p_baseline_kw
         out: FloatArray = np.where(
-            np.isfinite(st.p_baseline_kw),
-            st.p_baseline_kw,
+            np.isfinite(reported),
+            reported,
             np.where(np.isfinite(self.frozen_base), self.frozen_base, st.p_kw),
         )
+        planned = self.planned_kw
+        has_plan = np.isfinite(planned)
+        if has_plan.any():
+            capped = np.where(
+                self._capped & np.isfinite(reported), np.minimum(planned, reported), planned
+            )
+            out = np.where(has_plan, capped, out)
         return out
 
     def delivered_kw(self, tracker: EventTracker, now: float | None = None) -> float:
@@ -514,6 +550,7 @@ class Dispatcher:
             "seq": carry(self.seq, 0),
             "release_at": carry(self.release_at, np.nan),
             "releaser": carry(self.releaser, -1),
+            "planned_kw": carry(self.planned_kw, np.nan),
         }
         self._bind(state)
         for name, arr in carried.items():

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 
 __all__ = ["CommandAck", "DeviceLink", "GatewayStatus", "LinkReport"]
@@ -56,6 +57,7 @@ class LinkReport:
     statuses: list[GatewayStatus] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
     """Ids of commands whose ``valid_until`` passed with no acknowledgement (silent gateway)."""
+    # acknowledgements of schedules come in ``acks`` too, by schedule id
 
 
 @runtime_checkable
@@ -69,6 +71,10 @@ class DeviceLink(Protocol):
 
     def send(self, commands: CommandBatch) -> None:
         """Hand ``commands`` to the devices' gateways (delivery may lag)."""
+        ...
+
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """Hand a plan's ``schedules`` to the devices' gateways (acked like commands)."""
         ...
 
     def receive(self) -> list[TelemetryBatch]:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from statistics import NormalDist
 
 import numpy as np
-from scipy.special import ndtr  # type: ignore[import-untyped]
+from scipy.special import ndtr
 
 from gridflock.forecast._types import STEP, FloatArray, Forecast, SupportWindow
 

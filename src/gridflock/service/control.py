@@ -4,7 +4,10 @@ Every ``control_interval_s`` the loop takes the readings that arrived, applies t
 fleet state, takes the link's report (acknowledgements, gateway statuses, counters),
 marks silent devices offline, advances every event's tracker, sends the commands and
 queues what happened for the store. Then it hands the cycle's time to its observers (the
-read model), which describe the fleet for the API. Database writes go through
+read model), which describe the fleet for the API. Plans reach devices as schedules
+through the :class:`PlanExecutor` (``self.plans``): each cycle it takes their acks,
+re-sends what was not acknowledged, and gives the dispatcher each device's planned power
+as its baseline. Database writes go through
 :class:`StoreWriter` off the event loop, so a slow or absent database never stalls
 dispatch.
 """
@@ -32,6 +35,7 @@ from gridflock.domain.ports import DeviceLink, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.service.metrics import ServiceMetrics
+from gridflock.service.plans import PlanExecutor
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
 
@@ -82,7 +86,10 @@ class ControlLoop:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._writing = False
+        self.plans: PlanExecutor | None = None
         self.set_fleet(spec)
+        self.plans = PlanExecutor(self.state, link, clock, store=store, writer=writer)
+        """Sends plans to devices as schedules: ``control.plans.apply(plan)``."""
 
     # ------------------------------------------------------------------ the fleet
     def set_fleet(self, spec: FleetSpec, keep: FleetState | None = None) -> None:
@@ -107,6 +114,8 @@ class ControlLoop:
                     tracker.event.scope,
                 )
                 self.retire(tracker)
+        if self.plans is not None:
+            self.plans.replace_fleet(state)
         self.link.update_fleet(spec)  # the link screens devices against the fleet
         self.metrics.devices_total.set(state.n)
 
@@ -141,6 +150,8 @@ class ControlLoop:
     def resume(self) -> list[str]:
         """Take up the events the store holds as scheduled or active (after a restart)."""
         resumed = []
+        if self.plans is not None:
+            self.plans.resume(self.clock())
         for event in self.store.active_events(self.clock()):
             if event.id not in self.dispatcher.trackers:
                 try:
@@ -176,6 +187,9 @@ class ControlLoop:
             self.writer.telemetry(readings)
         self._take_report(self.link.take_report(), now)
         st.mark_stale(now, self.settings.stale_after_s)
+        if self.plans is not None:
+            self.plans.tick(now)
+            self.dispatcher.set_planned(self.plans.planned_kw(now))
         for batch in self.dispatcher.step(now):
             self.send(batch)
         for tracker in self.dispatcher.finished:
@@ -251,8 +265,12 @@ class ControlLoop:
             if n:
                 m.rejected.labels(reason).inc(n)
         m.messages.inc(report.messages)
+        acks, expired = report.acks, report.expired
+        if self.plans is not None:  # schedules' acks are the plan executor's
+            acks = self.plans.take_acks(acks, now)
+            expired = self.plans.take_expired(expired)
         by_status: dict[tuple[str, str | None], list[str]] = {}
-        for a in report.acks:
+        for a in acks:
             by_status.setdefault((a.status, a.reason), []).append(a.command_id)
             m.acks.labels(a.status).inc()
         for (verdict, why), command_ids in by_status.items():
@@ -261,11 +279,11 @@ class ControlLoop:
                 partial(self.store.set_command_status, command_ids, verdict, why),
                 {"status": verdict, "reason": why, "commands": command_ids[:100]},
             )
-        if report.expired:  # nobody acknowledged them before valid_until: not "sent" forever
+        if expired:  # nobody acknowledged them before valid_until: not "sent" forever
             self.writer.op(
                 "expired commands",
-                partial(self.store.set_command_status, report.expired, "expired", None),
-                {"status": "expired", "commands": report.expired[:100]},
+                partial(self.store.set_command_status, expired, "expired", None),
+                {"status": "expired", "commands": expired[:100]},
             )
         if report.statuses:
             gateways = self.spec.all_devices()[["id", "gateway_id"]]

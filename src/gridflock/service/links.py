@@ -12,6 +12,7 @@ from collections import Counter
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 
 __all__ = ["MemoryLink", "NoDevices"]
@@ -24,6 +25,9 @@ class NoDevices:
 
     def send(self, commands: CommandBatch) -> None:
         """Drop the commands (there is no way to deliver them)."""
+
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """Drop the schedules (there is no way to deliver them)."""
 
     def receive(self) -> list[TelemetryBatch]:
         """Nothing ever arrives."""
@@ -46,14 +50,16 @@ class NoDevices:
 class MemoryLink:
     """A link in memory: keeps what is sent; the caller plays the gateways.
 
-    ``sent`` holds every command batch in order; :meth:`deliver`, :meth:`ack` and
-    :meth:`announce` queue what the next :meth:`receive` / :meth:`take_report` returns.
+    ``sent`` holds every command batch in order, ``schedules`` every schedule batch;
+    :meth:`deliver`, :meth:`ack` and :meth:`announce` queue what the next :meth:`receive` /
+    :meth:`take_report` returns.
     """
 
     def __init__(self, spec: FleetSpec | None = None, *, connected: bool = True) -> None:
         self.spec = spec
         self.connected = connected
         self.sent: list[CommandBatch] = []
+        self.schedules: list[ScheduleBatch] = []
         self._inbox: list[TelemetryBatch] = []
         self._acks: list[CommandAck] = []
         self._statuses: list[GatewayStatus] = []
@@ -89,6 +95,11 @@ class MemoryLink:
         """Keep the commands (only when connected, as a real link would drop them)."""
         if self.connected and len(commands):
             self.sent.append(commands)
+
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """Keep the schedules (only when connected, as a real link would drop them)."""
+        if self.connected and len(schedules):
+            self.schedules.append(schedules)
 
     def receive(self) -> list[TelemetryBatch]:
         """The readings queued since the last call."""

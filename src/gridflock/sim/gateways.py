@@ -11,6 +11,10 @@ speaks protocol v1 (``docs/protocol.md``) against a broker for every gateway of 
   (``screen_commands``: unknown device, expired, replayed), the accepted ones go to the
   twin (where latency, disobedient and offline devices still apply) and every command is
   answered by a ``command_ack`` on ``gf/v1/{G}/ack`` (QoS 1);
+- schedules (a plan, on the same ``cmd`` topic) are screened by ``screen_schedules``
+  (unknown device, expired, replayed, out of the device's range), the accepted ones go
+  to the twin, which follows them until the plan's end even when the service falls
+  silent, and each is acknowledged like a command;
 - ``online`` is published retained on ``gf/v1/{G}/status`` at start and after each
   reconnect, ``offline`` on a clean stop.
 
@@ -45,18 +49,22 @@ import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, FloatArray, TelemetryBatch
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
     ProtocolError,
     decode_activate,
-    decode_commands,
+    decode_cmd,
     encode_command_ack,
     encode_status,
     encode_telemetry,
     screen_commands,
+    screen_schedules,
 )
 from gridflock.gateways.mqtt.protocol import (
     CommandAck,
+    Schedule,
+    ScheduleMessage,
     ack_topic,
     check_id,
     cmd_topic,
@@ -103,6 +111,9 @@ class GatewayStats:
     commands_received: int = 0
     commands_accepted: int = 0
     commands_rejected: int = 0
+    schedules_received: int = 0
+    schedules_accepted: int = 0
+    schedules_rejected: int = 0
     bad_messages: int = 0
     activations: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
@@ -273,6 +284,10 @@ class SimulatedGateways:
             self._conns.append(_Conn(i, gws_i, frozenset(gws_i)))
             self._conn_of[a:b] = i
         self._last_seq: dict[str, int] = {}
+        self._last_schedule_seq: dict[str, int] = {}
+        self._row = {str(d): i for i, d in enumerate(ids.tolist())}
+        self._p_min = -np.asarray(cap.p_load_max_kw, dtype=np.float64)
+        self._p_max = np.asarray(cap.p_gen_max_kw, dtype=np.float64)
         self._stop: asyncio.Event | None = None
         self._stopping = False
 
@@ -449,7 +464,11 @@ class SimulatedGateways:
         return 0
 
     def _on_commands(self, c: _Conn, gateway: str, payload: bytes) -> None:
-        commands = decode_commands(payload)
+        msg = decode_cmd(payload)
+        if isinstance(msg, ScheduleMessage):
+            self._on_schedules(c, gateway, msg.schedules)
+            return
+        commands = msg.commands
         now = self.clock()
         gw_of = self.gateway_of_device
         acks = screen_commands(commands, self._last_seq, now, lambda d: gw_of.get(d) == gateway)
@@ -482,6 +501,49 @@ class SimulatedGateways:
                     event,
                 )
             )
+        self._spawn(c, self._ack(c, gateway, acks))
+
+    def _on_schedules(self, c: _Conn, gateway: str, schedules: Sequence[Schedule]) -> None:
+        """Screen a plan's schedules, give the accepted ones to the twin, acknowledge all."""
+        now = self.clock()
+        gw_of, row = self.gateway_of_device, self._row
+
+        def limits(device: str) -> tuple[float, float]:
+            i = row[device]
+            return float(self._p_min[i]), float(self._p_max[i])
+
+        acks = screen_schedules(
+            schedules, self._last_schedule_seq, now, lambda d: gw_of.get(d) == gateway, limits
+        )
+        st = self.stats
+        st.schedules_received += len(acks)
+        accepted = [x for x, a in zip(schedules, acks, strict=True) if a.status == "accepted"]
+        st.schedules_accepted += len(accepted)
+        st.schedules_rejected += len(acks) - len(accepted)
+        for a in acks:
+            if a.reason is not None:
+                st.reasons[a.reason] = st.reasons.get(a.reason, 0) + 1
+        groups: dict[tuple[str, float, float, float, int], list[Schedule]] = {}
+        for x in accepted:  # one batch per time grid
+            groups.setdefault((x.plan, x.start, x.step_s, x.valid_until, len(x.p_kw)), []).append(x)
+        for (plan, start, step_s, until, _), sel in groups.items():
+            self.rt.send_schedules(
+                ScheduleBatch(
+                    np.array([x.id for x in sel], dtype=object),
+                    np.array([x.device for x in sel], dtype=object),
+                    np.array([x.seq for x in sel], dtype=np.int64),
+                    np.array(
+                        [[math.nan if v is None else v for v in x.p_kw] for x in sel],
+                        dtype=np.float64,
+                    ),
+                    start,
+                    step_s,
+                    until,
+                    now,
+                    plan,
+                )
+            )
+        self.rt.take_report()  # the twin's own acks: the gateway answers on MQTT instead
         self._spawn(c, self._ack(c, gateway, acks))
 
     async def _ack(self, c: _Conn, gateway: str, acks: Sequence[CommandAck]) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import CommandAck, LinkReport
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.twin import (
@@ -112,13 +113,34 @@ class RealtimeTwin:
                 commands.event_id,
             )
         )
-        answered = np.flatnonzero(verdicts != VERDICT_UNREACHABLE)
-        for i in answered.tolist():
-            device = str(commands.device_ids[i])
+        self._queue_acks(commands.command_ids, commands.device_ids, verdicts)
+
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """Give the twin's devices their plan, on its clock; queue the acks, as for commands."""
+        off = self.offset_s
+        verdicts = self.twin.send_schedules(
+            ScheduleBatch(
+                schedules.schedule_ids,
+                schedules.device_ids,
+                schedules.seq,
+                schedules.p_kw,
+                schedules.start - off,
+                schedules.step_s,
+                schedules.valid_until - off,
+                schedules.issued_at - off,
+                schedules.plan_id,
+            )
+        )
+        self._queue_acks(schedules.schedule_ids, schedules.device_ids, verdicts)
+
+    def _queue_acks(self, ids: np.ndarray, devices: np.ndarray, verdicts: np.ndarray) -> None:
+        """The acks the twin's gateways send for ``ids`` (none from offline devices)."""
+        for i in np.flatnonzero(verdicts != VERDICT_UNREACHABLE).tolist():
+            device = str(devices[i])
             self._acks.append(
                 CommandAck(
                     gateway=self._gateway_of.get(device, ""),
-                    command_id=str(commands.command_ids[i]),
+                    command_id=str(ids[i]),
                     device_id=device,
                     status="accepted" if verdicts[i] == VERDICT_ACCEPTED else "rejected",
                     reason=_REASONS.get(int(verdicts[i])),

@@ -3,7 +3,10 @@
 Every device follows its own local control (self-consumption battery, thermostat,
 plug-and-charge EV, PV at its maximum power point) until a command arrives; commands
 take effect after a network latency, expire at ``valid_until`` and are ignored by a
-few disobedient devices; readings go missing, carry noise, and some devices drop off
+few disobedient devices. A plan reaches a device as a schedule (:meth:`Twin.send_schedules`):
+a setpoint per slot that the device follows on its own until the plan's end, whatever the
+service does; a command overrides it while valid, and after the plan the device returns to
+its own control. Readings go missing, carry noise, and some devices drop off
 the network for good. The twin implements :class:`gridflock.domain.DeviceLink`, the
 same interface the MQTT gateways implement, so the dispatch code cannot tell them apart.
 
@@ -23,6 +26,7 @@ import pandas as pd
 from gridflock.domain.bands import T_TANK_AMBIENT_C
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, TelemetryBatch
+from gridflock.domain.schedules import ScheduleBatch, slot_values
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.sim import physics
@@ -219,6 +223,15 @@ class Twin:
         self.pend_apply = np.full(n, np.inf)
         self.pend_until = np.full(n, -np.inf)
         self.last_seq = np.full(n, -1, dtype=np.int64)
+        # schedules (plans): each device's grid, validity and slots; apart from commands
+        self.sch_start = np.full(n, np.inf)
+        self.sch_step = np.ones(n)
+        self.sch_until = np.full(n, -np.inf)
+        self.sch_p = np.full((n, 0), np.nan)
+        self.sch_seq = np.full(n, -1, dtype=np.int64)
+        self.planned = np.full(n, np.nan)
+        """Each device's scheduled power in the current step [kW]; NaN where none holds."""
+        self.schedule_acks = AckCounts()
         self.acks = AckCounts()
         self._outbox: list[TelemetryBatch] = []
         self.p_kw = np.zeros(n)
@@ -277,6 +290,47 @@ class Twin:
         self.pend_until[rows] = commands.valid_until[ok][obey]
         return verdicts
 
+    def send_schedules(self, schedules: ScheduleBatch) -> npt.NDArray[np.int8]:
+        """Give devices their plan; drop expired, replayed and unreachable schedules.
+
+        A schedule replaces the device's previous one at once (it is only a plan: its
+        slots take effect when their time comes). Disobedient devices keep their own
+        control. Returns each schedule's fate, one of the ``VERDICT_*`` codes.
+        """
+        n = len(schedules)
+        if not n:
+            return np.zeros(0, np.int8)
+        idx = self.cap.indices(schedules.device_ids)
+        issued = schedules.issued_at
+        fresh = schedules.seq > self.sch_seq[idx]
+        live = np.full(n, schedules.valid_until > issued)
+        reach = self.offline_at[idx] > issued
+        ok = fresh & live & reach
+        acks = self.schedule_acks
+        acks.replayed += int((~fresh).sum())
+        acks.expired += int((fresh & ~live).sum())
+        acks.unreachable += int((fresh & live & ~reach).sum())
+        acks.accepted += int(ok.sum())
+        verdicts = np.select(
+            [ok, ~fresh, ~live],
+            [VERDICT_ACCEPTED, VERDICT_REPLAYED, VERDICT_EXPIRED],
+            VERDICT_UNREACHABLE,
+        ).astype(np.int8)
+        self.sch_seq[idx[ok]] = schedules.seq[ok]
+        take = ok & ~self.ignores[idx]
+        rows = idx[take]
+        width = schedules.steps
+        if width > self.sch_p.shape[1]:
+            grown = np.full((self.cap.n, width), np.nan)
+            grown[:, : self.sch_p.shape[1]] = self.sch_p
+            self.sch_p = grown
+        self.sch_p[rows] = np.nan
+        self.sch_p[rows, :width] = schedules.p_kw[take]
+        self.sch_start[rows] = schedules.start
+        self.sch_step[rows] = schedules.step_s
+        self.sch_until[rows] = schedules.valid_until
+        return verdicts
+
     def receive(self) -> list[TelemetryBatch]:
         """Batches of readings produced since the last call."""
         out, self._outbox = self._outbox, []
@@ -284,7 +338,9 @@ class Twin:
 
     # ------------------------------------------------------------------ physics
     def _blend(self, s: slice, natural: FloatArray, t0: float, t1: float) -> FloatArray:
-        """Requested power of devices ``s``: their own control, or the command once it lands."""
+        """Requested power of devices ``s``: the landed command, else schedule, else own control."""
+        planned = self.planned[s]
+        natural = np.where(np.isnan(planned), natural, planned)
         cur = self.cur_sp[s]
         old = np.where(np.isnan(cur), natural, cur)
         arriving = self.pend_apply[s] < t1
@@ -319,6 +375,7 @@ class Twin:
         p, base = self.p_kw, self.natural_kw
         online = self.offline_at > t0
         self.pend_apply[~online] = np.inf  # offline devices receive nothing
+        self.planned = slot_values(self.sch_start, self.sch_step, self.sch_until, self.sch_p, t0)
 
         s = ks[K.LOAD]
         p[s] = base[s] = -self.loads.at(t)

@@ -41,6 +41,7 @@ __all__ = [
     "EventSampleRow",
     "GatewayRow",
     "GridNodeRow",
+    "ScheduleRow",
     "SiteRow",
     "TelemetryRow",
     "table_of",
@@ -166,6 +167,38 @@ class CommandRow(Base):
     status: Mapped[str] = mapped_column(String, server_default="sent")
     reason: Mapped[str | None] = mapped_column(
         String, nullable=True, comment="Why a device rejected the command (from its ack)."
+    )
+    acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ScheduleRow(Base):
+    """One schedule sent to a device: a plan's setpoints per slot, valid until the plan ends.
+
+    Idempotent by ``schedule_id``; ``status`` follows the gateway's ack like a command's
+    (``sent``, ``accepted``, ``rejected``, ``expired``), or ``refused`` when the service did
+    not send it (``reason`` says why).
+    """
+
+    __tablename__ = "schedules"
+    __table_args__ = (
+        Index("ix_schedules_plan_id", "plan_id"),
+        Index("ix_schedules_device_id", "device_id"),
+    )
+
+    schedule_id: Mapped[str] = mapped_column(String, primary_key=True)
+    plan_id: Mapped[str] = mapped_column(String)
+    device_id: Mapped[str] = mapped_column(String)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, comment="Start of the first slot.")
+    step_s: Mapped[float] = mapped_column(Double, comment="Slot length [s].")
+    valid_until: Mapped[datetime] = mapped_column(UTCDateTime)
+    p_kw: Mapped[Any] = mapped_column(
+        JsonType, comment="Setpoint per slot [kW, generator sign]; null = own control."
+    )
+    status: Mapped[str] = mapped_column(String, server_default="sent")
+    reason: Mapped[str | None] = mapped_column(
+        String, nullable=True, comment="Why it was refused or rejected."
     )
     acked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

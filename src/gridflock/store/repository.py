@@ -25,6 +25,7 @@ from gridflock.domain import (
     TelemetryBatch,
 )
 from gridflock.domain.auth import Principal, Role
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.store import (
     _audit,
     _autopilot,
@@ -33,6 +34,7 @@ from gridflock.store import (
     _fleet,
     _gateways,
     _keys,
+    _schedules,
     _telemetry,
 )
 from gridflock.store._engine import make_engine
@@ -257,6 +259,41 @@ class Store:
         """
         with self.engine.begin() as conn:
             return _events.set_command_status(conn, command_ids, status, reason, when(ts))
+
+    # -- schedules -------------------------------------------------------------------
+
+    def save_schedules(
+        self, batch: ScheduleBatch, status: str = "sent", reasons: Sequence[str | None] = ()
+    ) -> None:
+        """Store a batch of schedules (``sent``, or ``refused`` with a reason each)."""
+        with self.engine.begin() as conn:
+            _schedules.save_schedules(conn, batch, status, reasons)
+
+    def set_schedule_status(
+        self,
+        schedule_ids: Sequence[str],
+        status: str,
+        reason: str | None = None,
+        *,
+        ts: When = None,
+    ) -> int:
+        """Set the status of many schedules (as :meth:`set_command_status`); unknown ids skipped."""
+        with self.engine.begin() as conn:
+            return _schedules.set_schedule_status(conn, schedule_ids, status, reason, when(ts))
+
+    def schedules_for_plan(self, plan_id: str) -> pd.DataFrame:
+        """Every schedule stored for a plan, by device then seq (times in UTC; ``p_kw`` lists).
+
+        Columns: schedule_id, plan_id, device_id, seq, issued_at, start, step_s,
+        valid_until, p_kw, status, reason, acked_at.
+        """
+        with self.engine.connect() as conn:
+            return _schedules.schedules_for_plan(conn, plan_id)
+
+    def live_schedules(self, now: float) -> pd.DataFrame:
+        """Each device's newest accepted schedule still valid at ``now`` [UTC epoch s]."""
+        with self.engine.connect() as conn:
+            return _schedules.live_schedules(conn, utc(now))
 
     # -- telemetry -------------------------------------------------------------------
 

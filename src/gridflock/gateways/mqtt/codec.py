@@ -22,6 +22,12 @@ from gridflock.gateways.mqtt._control import (
     screen_commands,
 )
 from gridflock.gateways.mqtt._errors import ProtocolError, Rejection
+from gridflock.gateways.mqtt._schedules import (
+    decode_cmd,
+    decode_schedules,
+    encode_schedules,
+    screen_schedules,
+)
 from gridflock.gateways.mqtt._telemetry import (
     REJECT_REASONS,
     DecodedTelemetry,
@@ -44,15 +50,19 @@ __all__ = [
     "TelemetryAck",
     "decode_ack",
     "decode_activate",
+    "decode_cmd",
     "decode_commands",
+    "decode_schedules",
     "decode_status",
     "decode_telemetry",
     "decode_telemetry_many",
     "encode_activate",
     "encode_command_ack",
     "encode_commands",
+    "encode_schedules",
     "encode_status",
     "encode_telemetry",
     "encode_telemetry_ack",
     "screen_commands",
+    "screen_schedules",
 ]

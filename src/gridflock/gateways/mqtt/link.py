@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import ssl
 import time
@@ -40,6 +41,7 @@ from gmqtt.mqtt.constants import MQTTv311
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
+from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt._address import BrokerAddress
 from gridflock.gateways.mqtt._limits import TOKEN_SLACK, Bucket, GatewayLimits, SentCommand
@@ -51,6 +53,7 @@ from gridflock.gateways.mqtt.codec import (
     decode_status,
     decode_telemetry_many,
     encode_commands,
+    encode_schedules,
     encode_telemetry_ack,
 )
 from gridflock.gateways.mqtt.protocol import (
@@ -126,7 +129,8 @@ class MqttLink:
         self._buckets: dict[str, Bucket] = {}
         self._limited: Counter[str] = Counter()  # gateway -> messages refused this cycle
         self._sent: dict[str, SentCommand] = {}  # command id -> where it went, until when
-        self._sent_order: deque[tuple[float, str]] = deque()  # (valid_until, id) to prune
+        # (valid_until, id) to prune: a heap, as schedules hold for hours and commands seconds
+        self._sent_order: list[tuple[float, str]] = []
         self._expired: list[str] = []
         self.counts: Counter[str] = Counter()
         self._reported: Counter[str] = Counter()  # counts at the last take_report()
@@ -490,7 +494,7 @@ class MqttLink:
         order, sent = self._sent_order, self._sent
         limit = now - self.command_grace_s
         while order and order[0][0] < limit:
-            valid_until, cid = order.popleft()
+            valid_until, cid = heapq.heappop(order)
             entry = sent.get(cid)
             if entry is None or entry.valid_until != valid_until:
                 continue  # re-sent with a later valid_until: its newer entry stays
@@ -541,17 +545,42 @@ class MqttLink:
         self._remember(commands)
         self.counts["commands"] += len(commands)
 
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """A plan's schedules, grouped by gateway (one message each, or a few), QoS 1.
+
+        Acknowledged like commands, by schedule id, on the gateways' ack topics. While the
+        broker is unreachable nothing is sent (counted as ``schedules_unsent``); the plan
+        executor sends again what was not acknowledged.
+        """
+        n = len(schedules)
+        if not n:
+            return
+        if not self._connected:
+            self.counts["schedules_unsent"] += n
+            log.warning("broker unreachable: %d schedule(s) not sent", n)
+            return
+        for gateway, payloads in encode_schedules(schedules, self.gateway_of_device).items():
+            for payload in payloads:
+                self.client.publish(f"gf/v1/{gateway}/cmd", payload, qos=1)
+        self._remember_ids(
+            schedules.schedule_ids, schedules.device_ids, np.full(n, schedules.valid_until)
+        )
+        self.counts["schedules"] += n
+
     def _remember(self, commands: CommandBatch) -> None:
         """Note where each command went, so only its gateway may acknowledge it."""
+        self._remember_ids(commands.command_ids, commands.device_ids, commands.valid_until)
+
+    def _remember_ids(self, ids: np.ndarray, devices: np.ndarray, valid_until: np.ndarray) -> None:
         gw_of, sent, order = self.gateway_of_device, self._sent, self._sent_order
         for cid, dev, vu in zip(
-            commands.command_ids.tolist(),
-            commands.device_ids.tolist(),
-            np.asarray(commands.valid_until, dtype=np.float64).tolist(),
+            ids.tolist(),
+            devices.tolist(),
+            np.asarray(valid_until, dtype=np.float64).tolist(),
             strict=True,
         ):
             sent[cid] = SentCommand(gw_of[dev], dev, vu)
-            order.append((vu, cid))
+            heapq.heappush(order, (vu, cid))
 
     def stop(self) -> None:
         """End :meth:`run`."""

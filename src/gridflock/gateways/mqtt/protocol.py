@@ -16,9 +16,15 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, create_model, model_validator
 
 from gridflock.domain.kinds import telemetry_extras_text
+from gridflock.domain.schedules import (
+    MAX_SCHEDULE_STEPS,
+    MAX_STEP_S,
+    MIN_STEP_S,
+    SCHEDULE_REJECT_REASONS,
+)
 
 __all__ = [
     "COMMAND_REJECT_REASONS",
@@ -34,6 +40,10 @@ __all__ = [
     "MAX_P_KW",
     "MAX_READINGS",
     "MAX_READING_AGE_S",
+    "MAX_SCHEDULES",
+    "MAX_SCHEDULE_SLOTS_PER_MESSAGE",
+    "MAX_SCHEDULE_STEPS",
+    "SCHEDULE_REJECT_REASONS",
     "SCHEMA_MODELS",
     "SUPPORTED_VERSIONS",
     "VERSION",
@@ -44,6 +54,8 @@ __all__ = [
     "CommandMessage",
     "Extras",
     "Reading",
+    "Schedule",
+    "ScheduleMessage",
     "Status",
     "Telemetry",
     "TelemetryAck",
@@ -73,6 +85,11 @@ MAX_ID_LEN = 64
 MAX_READINGS = 10_000
 #: Most commands one command message carries (the encoder splits nothing: one per gateway).
 MAX_COMMANDS = 10_000
+#: Most schedules one schedule message carries.
+MAX_SCHEDULES = 1_000
+#: Most slots (schedules x steps) the encoder puts in one schedule message: with setpoints
+#: written to 1 W, a message stays under ``MAX_GATEWAY_MESSAGE_BYTES`` (2 MiB) even so.
+MAX_SCHEDULE_SLOTS_PER_MESSAGE = 100_000
 #: Largest payload the broker carries [bytes]: the service's own command messages (up to
 #: ``MAX_COMMANDS`` commands) stay under it; larger packets make the broker drop the sender.
 MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
@@ -328,10 +345,53 @@ class Activate(_Strict):
     ts: EpochS = Field(description="When the plan starts.")
 
 
+class Schedule(_Strict):
+    """One device's plan: a setpoint per slot from ``start``, followed until ``valid_until``."""
+
+    id: str = Field(min_length=1, max_length=128, description="Unique schedule id.")
+    device: DeviceId
+    seq: int = Field(
+        ge=0,
+        description="Increases per device (apart from commands' seq); drop seq <= last seen.",
+    )
+    plan: str = Field(min_length=1, max_length=128, description="Id of the plan it comes from.")
+    start: EpochS = Field(description="Start of the first slot [UTC epoch s].")
+    step_s: float = Field(ge=MIN_STEP_S, le=MAX_STEP_S, description="Slot length [s].")
+    p_kw: list[Annotated[float, Field(ge=-MAX_P_KW, le=MAX_P_KW)] | None] = Field(
+        min_length=1,
+        max_length=MAX_SCHEDULE_STEPS,
+        description="Setpoint of each slot [kW], generator sign; null = own control then.",
+    )
+    valid_until: EpochS = Field(
+        description="End of the plan: after it the device returns to its own control "
+        "(at most start + len(p_kw) * step_s)."
+    )
+
+    @model_validator(mode="after")
+    def _within_slots(self) -> Schedule:
+        end = self.start + len(self.p_kw) * self.step_s
+        if not self.start < self.valid_until <= end + 1e-6:
+            raise ValueError(
+                f"valid_until {self.valid_until!r} must be after start {self.start!r} and at "
+                f"most the end of the last slot ({end!r})"
+            )
+        return self
+
+
+class ScheduleMessage(_Strict):
+    """Service → gateway on ``gf/v1/{gateway}/cmd``: schedules from a plan (``type`` tells)."""
+
+    v: Version
+    type: Literal["schedule"]
+    issued_at: EpochS
+    schedules: list[Schedule] = Field(max_length=MAX_SCHEDULES)
+
+
 #: Schema file name (under ``docs/schemas/``) of each model.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "telemetry.json": Telemetry,
     "commands.json": CommandMessage,
+    "schedule.json": ScheduleMessage,
     "command_ack.json": CommandAcks,
     "telemetry_ack.json": TelemetryAck,
     "status.json": Status,
