@@ -160,3 +160,31 @@ def pytest_approx(x: float):
     import pytest
 
     return pytest.approx(x, rel=1e-6, abs=1e-6)
+
+
+def test_the_plan_goes_to_the_batteries_as_schedules(client, runtime, keys):
+    op = keys.h("operator")
+    body = client.get("/api/v1/autopilot/policies", headers=op).json()
+    body["mode"] = "automatic"
+    body["execute_as"] = "schedules"
+    r = client.request("PUT", "/api/v1/autopilot/policies", json=body, headers=op)
+    assert r.status_code == 200, r.text
+    runtime.step(30.0, every_s=30.0)
+    log = client.get("/api/v1/autopilot/decisions?kind=schedule", headers=op).json()
+    assert log["total"] >= 1, "no schedules sent"
+    detail = log["items"][0]["detail"]
+    assert detail["sent"] + detail["unchanged"] > 0
+    assert detail["refused"] == {}
+    # the batteries follow the plan; no event was needed
+    assert client.get("/api/v1/events?source=autopilot", headers=op).json()["total"] == 0
+    executed = client.get("/api/v1/autopilot/proposals?status=executed", headers=op).json()
+    assert executed["total"] > 0
+    assert all(p["event_id"] is None for p in executed["items"])
+    # the batteries accept them: their planned power is now the dispatcher's baseline
+    runtime.step(10.0)
+    now = runtime.fake_clock.t
+    planned = runtime.loop.plans.planned_kw(now)
+    sl = runtime.loop.state.kind_slices[
+        next(k for k in runtime.loop.state.kinds if k.value == "battery")
+    ]
+    assert np.isfinite(planned[sl]).any()

@@ -12,6 +12,12 @@ and the reason. Proposals are shown ahead (API and dashboard).
   is created at once, scheduled for its start) or vetoes it (the autopilot then proposes
   nothing of that kind over that window again).
 
+With ``execute_as="schedules"`` the batteries' part goes to the devices as schedules through
+the plan executor instead of events (the pre-charging plan itself): in automatic mode the
+whole plan at each re-plan, in approval mode each approved block; each battery gets the
+fleet's power in proportion to its power limit, and batteries that do not report are left
+to their own control.
+
 Re-planning replaces the proposals still pending; one whose window and action come back
 keeps its id. Approved and executed proposals stand, and new blocks overlapping them are
 left out. Every decision (plan, propose, approve, veto, execute, supersede, settings,
@@ -40,6 +46,7 @@ from gridflock.domain.errors import ConflictError, GridflockError, InvalidError,
 from gridflock.domain.events import EventSource, Scope
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray
+from gridflock.domain.schedules import PlanSeries
 from gridflock.optimize.autopilot import (
     QUARTER_S,
     FleetPlan,
@@ -64,6 +71,7 @@ AUTOPILOT = Principal("autopilot", "autopilot", Role.OPERATOR)
 #: A forecaster: quarter-hour starts (UTC) -> the fleet's import without batteries [kW].
 Forecaster = Callable[[pd.DatetimeIndex], FloatArray]
 Mode = Literal["automatic", "approval"]
+Execution = Literal["events", "schedules"]
 _OPEN = ("pending", "approved")
 _KEEP_S = 86_400.0  # proposals kept in memory this long after they end
 
@@ -79,6 +87,7 @@ class AutopilotSettings:
     horizon_h: float = 24.0
     replan_interval_s: float = QUARTER_S
     lead_s: float = QUARTER_S
+    execute_as: Execution = "events"
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (the tariff without dynamic prices)."""
@@ -96,6 +105,7 @@ class AutopilotSettings:
             "horizon_h": self.horizon_h,
             "replan_interval_s": self.replan_interval_s,
             "lead_s": self.lead_s,
+            "execute_as": self.execute_as,
         }
 
     @staticmethod
@@ -117,9 +127,12 @@ class AutopilotSettings:
                 horizon_h=float(d.get("horizon_h", 24.0)),
                 replan_interval_s=float(d.get("replan_interval_s", QUARTER_S)),
                 lead_s=float(d.get("lead_s", QUARTER_S)),
+                execute_as=d.get("execute_as", "events"),
             )
         except (PlanError, TypeError, ValueError) as e:
             raise InvalidError(f"invalid autopilot settings: {e}") from None
+        if s.execute_as not in ("events", "schedules"):
+            raise InvalidError(f"execute_as must be 'events' or 'schedules', got {s.execute_as!r}")
         if s.mode not in ("automatic", "approval"):
             raise InvalidError(f"mode must be 'automatic' or 'approval', got {s.mode!r}")
         if not (math.isfinite(s.horizon_h) and 1 <= s.horizon_h <= 72):
@@ -268,6 +281,8 @@ class AutopilotService:
             },
         )
         self._reconcile(blocks, now)
+        if s.mode == "automatic" and s.execute_as == "schedules":
+            self._schedule_plan(plan, now)
         return plan
 
     def _reconcile(self, blocks: list[Any], now: float) -> None:
@@ -361,7 +376,62 @@ class AutopilotService:
             )
         return p
 
+    # ------------------------------------------------------------------ schedules
+    def _series(self, net_kw: FloatArray, start: float, plan_id: str) -> PlanSeries | None:
+        """The fleet's battery power per quarter (+ discharge) split over the batteries."""
+        st = self.loop.state
+        sl = st.kind_slices.get(DeviceKind.BATTERY)
+        if sl is None or sl.stop == sl.start:
+            return None
+        c = st.kind_columns[DeviceKind.BATTERY]
+        w = st.online[sl].astype(np.float64)
+        pd_, pc = c["p_discharge_max_kw"] * w, c["p_charge_max_kw"] * w
+        if pd_.sum() <= 0 or pc.sum() <= 0:
+            return None
+        net = np.asarray(net_kw, dtype=np.float64)[None, :]
+        p = np.where(net > 0, (pd_ / pd_.sum())[:, None] * net, (pc / pc.sum())[:, None] * net)
+        p[w == 0] = np.nan  # not reporting: left to its own control
+        return PlanSeries(plan_id, st.device_ids[sl], p, start, QUARTER_S)
+
+    def _send(self, series: PlanSeries | None, now: float, proposal_id: str | None) -> bool:
+        """Send battery schedules; log what the executor did. Whether anything could go."""
+        plans = self.loop.plans
+        if series is None or plans is None:
+            self._log("error", "autopilot", "no battery to send schedules to", proposal_id, None)
+            return False
+        try:
+            r = plans.apply(series, now)
+        except ValueError as e:
+            self._log("error", "autopilot", f"schedules refused: {e}", proposal_id, None)
+            return False
+        self._log(
+            "schedule",
+            "autopilot",
+            f"plan {r.plan_id} to the batteries as schedules: {r.sent} sent, {r.unchanged} "
+            f"unchanged, {sum(r.refused.values())} refused",
+            proposal_id,
+            {"plan_id": r.plan_id, "sent": r.sent, "unchanged": r.unchanged, "refused": r.refused},
+        )
+        return True
+
+    def _schedule_plan(self, plan: FleetPlan, now: float) -> None:
+        """Automatic mode with schedules: the whole plan goes to the batteries."""
+        start = plan.times[0].timestamp()
+        series = self._series(plan.discharge_kw - plan.charge_kw, start, f"ap-{int(start)}")
+        if not self._send(series, now, None):
+            return
+        done = [
+            replace(p, status="executed", decided_at=_utc(now))
+            for p in self.items.values()
+            if p.status == "pending"
+        ]
+        for p in done:
+            self.items[p.id] = p
+        self._save(done)
+
     def _execute_due(self, now: float) -> None:
+        if self.settings.execute_as == "schedules":
+            return  # the plan went out as schedules at the re-plan
         for p in list(self.items.values()):
             if p.status == "pending" and p.start.timestamp() <= now + self.settings.lead_s:
                 self._run(p, AUTOPILOT)
@@ -376,6 +446,15 @@ class AutopilotService:
             self.items[p.id] = p
             self._save([p])
             self._log("expire", "autopilot", "its window passed before it ran", p.id, None)
+            return p
+        if self.settings.execute_as == "schedules":
+            q0 = p.start.timestamp()
+            steps = max(round((end - q0) / QUARTER_S), 1)
+            series = self._series(np.full(steps, p.target_kw), q0, f"{p.id}"[:48])
+            ok = self._send(series, now, p.id)
+            p = replace(p, status="executed" if ok else "failed", decided_at=_utc(now))
+            self.items[p.id] = p
+            self._save([p])
             return p
         try:
             event = self.events.create(

@@ -23,6 +23,7 @@ _EUR = "EUR/kWh"
 _STATUSES = ("pending", "approved", "vetoed", "executed", "superseded", "expired", "failed")
 _KINDS = (
     "plan",
+    "schedule",
     "propose",
     "approve",
     "veto",
@@ -141,6 +142,12 @@ class AutopilotSettingsIn(_In):
     horizon_h: float = _num(24.0, 1, 72, "How far ahead each plan looks [h].")
     replan_interval_s: float = _num(900.0, 60, 86400, "How often it re-plans [s].")
     lead_s: float = _num(900.0, 0, 86400, "Automatic mode: how long before its start [s].")
+    execute_as: Literal["events", "schedules"] = Field(
+        "events",
+        description="How proposals are carried out: as events through the dispatcher, or as "
+        "schedules to the batteries (the whole plan in automatic mode, each approved block "
+        "in approval mode).",
+    )
 
 
 class AutopilotSettingsOut(_Out):
@@ -153,6 +160,7 @@ class AutopilotSettingsOut(_Out):
     horizon_h: float
     replan_interval_s: float
     lead_s: float
+    execute_as: str = "events"
 
 
 class AutopilotStatusOut(_Out):
@@ -389,6 +397,7 @@ def decisions(
     kind: Annotated[
         Literal[
             "plan",
+            "schedule",
             "propose",
             "approve",
             "veto",
