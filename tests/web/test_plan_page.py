@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
+from pathlib import Path
 
 from playwright.sync_api import Page, expect
 
@@ -55,6 +57,10 @@ def test_the_operator_sees_the_plan_and_approves_a_proposal(page: Page, service:
     assert page.evaluate("document.getElementById('chart-plan').layout.shapes.length >= 1"), (
         "the support window is not shaded"
     )
+    if os.environ.get("GRIDFLOCK_SCREENSHOTS") == "docs":  # as test_screenshots.py does
+        page.wait_for_timeout(1500)
+        img = Path(__file__).resolve().parents[2] / "docs" / "img" / "dashboard-plan.png"
+        page.screenshot(path=str(img), full_page=True)
     row = page.locator("#proposals-table tbody tr", has_text="support windows").first
     expect(row).to_contain_text("support window")
     expect(row).to_contain_text("discharge")

@@ -138,7 +138,7 @@ class PeakShavingPolicy:
     limit_kw: float | None = None
     scope: str = "fleet"
     #: What a kW of peak is worth over the plan's horizon [EUR/kW] when no limit is set.
-    peak_eur_per_kw: float = 2.0
+    peak_eur_per_kw: float = 10.0
 
 
 @dataclass(frozen=True)

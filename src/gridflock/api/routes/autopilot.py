@@ -56,7 +56,7 @@ class PeakShavingIn(_In):
         max_length=200,
         description="Where the events act: fleet, grid_node:ID, program:TAG or region:TAG.",
     )
-    peak_eur_per_kw: float = _num(2.0, 0, 1e4, "What a kW of peak is worth [EUR/kW].")
+    peak_eur_per_kw: float = _num(10.0, 0, 1e4, "What a kW of peak is worth [EUR/kW].")
 
 
 class ArbitrageIn(_In):
