@@ -188,3 +188,19 @@ def test_the_plan_goes_to_the_batteries_as_schedules(client, runtime, keys):
         next(k for k in runtime.loop.state.kinds if k.value == "battery")
     ]
     assert np.isfinite(planned[sl]).any()
+
+
+def test_a_restarted_autopilot_takes_up_its_settings_and_proposals(client, runtime, keys):
+    from gridflock.service.autopilot import AutopilotService
+
+    op = keys.h("operator")
+    body = client.get("/api/v1/autopilot/policies", headers=op).json()
+    body["policies"]["peak_shaving"]["limit_kw"] = 42.0
+    assert client.request("PUT", "/api/v1/autopilot/policies", json=body, headers=op).is_success
+    pending = {p["id"] for p in _pending(client, keys)}
+    assert pending
+    assert runtime.writer.flush()
+    again = AutopilotService(runtime.loop, runtime.event_service, runtime.read_model)
+    again.load()
+    assert again.settings.policies.peak_shaving.limit_kw == 42.0
+    assert {p.id for p in again.proposals_list("pending")} == pending
