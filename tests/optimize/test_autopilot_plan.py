@@ -22,6 +22,7 @@ from gridflock.optimize.autopilot import (
     Tariff,
     plan_fleet,
     proposals,
+    windows_from_forecast,
 )
 
 TZ = "Europe/Berlin"
@@ -250,3 +251,22 @@ def test_policies_round_trip_through_json():
     assert Policies.from_dict(pol.as_dict()) == pol
     with pytest.raises(PlanError, match="invalid policies"):
         Policies.from_dict({"peak_shaving": {"limit": 3}})
+
+
+def test_support_windows_from_the_forecasts_are_planned_for():
+    from gridflock.forecast import SupportWindow as Needed
+
+    times = _times(8)
+    needed = [
+        Needed(times[4], times[6], "fleet", 0.8, 30.0, 45.0, "net import above 120 kW"),
+        Needed(times[1], times[2], "fleet", 0.1, 99.0, 99.0, "unlikely"),
+    ]
+    windows = windows_from_forecast(needed, quantile=0.9, min_probability=0.5)
+    assert len(windows) == 1
+    assert windows[0].kw == 45.0  # planning above the median: the p90 need
+    assert "net import above 120 kW" in windows[0].source
+    pol = Policies(support_windows=SupportWindowPolicy(windows=windows))
+    plan = plan_fleet(
+        times, np.full(8, 100.0), StoragePool(100, 50, 60, 60), Tariff("flat"), pol, TZ
+    )
+    assert (plan.discharge_kw[4:6] - plan.charge_kw[4:6] >= 45 - 1e-6).all()

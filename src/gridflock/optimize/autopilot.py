@@ -22,6 +22,7 @@ over stored energy with charge and discharge split) was the model for this one.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -45,7 +46,10 @@ __all__ = [
     "Tariff",
     "plan_fleet",
     "proposals",
+    "windows_from_forecast",
 ]
+
+from gridflock.forecast import SupportWindow as ForecastWindow
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -166,6 +170,33 @@ class SupportWindow:
     end: pd.Timestamp
     kw: float
     source: str = "operator"
+
+
+def windows_from_forecast(
+    windows: Iterable[ForecastWindow], quantile: float = 0.5, min_probability: float = 0.0
+) -> tuple[SupportWindow, ...]:
+    """Support windows the forecasts found (``gridflock.forecast.support_windows``) as policy.
+
+    Each becomes an up window of ``kw_needed`` (the median excess over the limit), or of
+    ``kw_needed_p90`` when planning on a quantile above the median; windows less likely than
+    ``min_probability`` are left out. The source names the forecast's reason.
+    """
+    out = []
+    for w in windows:
+        if float(w.probability) < min_probability:
+            continue
+        kw = float(w.kw_needed_p90 if quantile > 0.5 else w.kw_needed)
+        if not (math.isfinite(kw) and kw > 0):
+            continue
+        out.append(
+            SupportWindow(
+                pd.Timestamp(w.start).tz_convert("UTC"),
+                pd.Timestamp(w.end).tz_convert("UTC"),
+                kw,
+                f"forecast ({w.scope}, p={float(w.probability):.2f}): {w.reason}"[:100],
+            )
+        )
+    return tuple(out)
 
 
 @dataclass(frozen=True)
