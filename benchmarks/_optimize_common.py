@@ -14,12 +14,19 @@ N_STEPS = 96
 
 
 def homes_fleet(
-    n: int, seed: int = 7, *, homes_per_feeder: int = 100, feeders_per_transformer: int = 4
+    n: int,
+    seed: int = 7,
+    *,
+    homes_per_feeder: int = 100,
+    feeders_per_transformer: int = 4,
+    tight_share: float = 0.0,
 ) -> FleetSpec:
     """``n`` homes, each with a battery, PV, an EV charger and a base load, under a grid.
 
-    Feeders carry ``homes_per_feeder`` homes (import cap 2.5 kW per home), transformers
-    ``feeders_per_transformer`` feeders (2.2 kW per home); some homes hang directly from a
+    Feeders carry ``homes_per_feeder`` homes with an import cap of 7 kW per home, except a
+    ``tight_share`` of them at 4 kW per home (these bind at night, when cars and batteries
+    charge at the cheapest price); transformers carry ``feeders_per_transformer`` feeders
+    (6 kW per home); some homes hang directly from a
     transformer, so caps sit at mixed depths of the tree.
     """
     rng = np.random.default_rng(seed)
@@ -28,6 +35,8 @@ def homes_fleet(
     feeder = np.minimum(np.arange(n) // homes_per_feeder, n_feeders - 1)
     per_feeder = np.bincount(feeder, minlength=n_feeders)
     tr_of_feeder = np.arange(n_feeders) // feeders_per_transformer
+    tight = np.zeros(n_feeders, bool)
+    tight[rng.permutation(n_feeders)[: round(tight_share * n_feeders)]] = True
     direct = rng.random(n) < 0.05  # a few homes straight on the transformer
     homes_per_tr = np.bincount(tr_of_feeder[feeder], minlength=n_tr)
     nodes = [
@@ -35,7 +44,7 @@ def homes_fleet(
             "id": f"tr-{k}",
             "kind": "transformer",
             "parent": "",
-            "limit_import_kw": 2.2 * homes_per_tr[k],
+            "limit_import_kw": 6.0 * homes_per_tr[k],
             "limit_export_kw": 4.0 * homes_per_tr[k],
         }
         for k in range(n_tr)
@@ -44,7 +53,7 @@ def homes_fleet(
             "id": f"fd-{j}",
             "kind": "feeder",
             "parent": f"tr-{tr_of_feeder[j]}",
-            "limit_import_kw": 2.5 * per_feeder[j],
+            "limit_import_kw": (4.0 if tight[j] else 7.0) * per_feeder[j],
             "limit_export_kw": 4.5 * per_feeder[j],
         }
         for j in range(n_feeders)

@@ -22,7 +22,7 @@ from gridflock.optimize import (
 START = 1_780_000_000.0
 
 
-def spec_of(devices: list[dict], n_sites: int = 1, node_cap: float = 1e6, **site: float):
+def spec_of(devices: list[dict], n_sites: int = 1, node_cap: float = 1e6, **site: float | str):
     nodes = [{"id": "f", "kind": "feeder", "limit_import_kw": node_cap, "limit_export_kw": 1e6}]
     sites = [
         {
@@ -196,3 +196,65 @@ def test_empty_fleet_and_pick_quantile() -> None:
     assert pick_quantile(levels, values, 0.99)[0] == pytest.approx(4.0)
     with pytest.raises(ValueError, match="quantile"):
         pick_quantile(levels, values, 1.5)
+
+
+def test_typical_ev_sessions_follow_the_local_clock_on_a_dst_day() -> None:
+    """Berlin springs forward on 2026-03-29: 18:00 and 07:30 stay on the wall clock."""
+    ev = {
+        "id": "ev",
+        "site_id": "s0",
+        "kind": "ev_charger",
+        "p_max_kw": 11.0,
+        "arrival_hour": 18.0,
+        "departure_hour": 7.5,
+        "session_kwh": 10.0,
+    }
+    spec = spec_of([ev], tz="Europe/Berlin")
+    start = 1_774_735_200.0  # 2026-03-28 22:00 UTC = 23:00 CET, the night of the change
+    pb = build_problem(spec, start, forecasts([0.0] * 160), Tariff.flat(1, 160, 0.3), n_steps=160)
+    steps = np.flatnonzero(pb.evs.plugged[0])
+    # arrival 2026-03-29 18:00 CEST = 16:00 UTC, departure 03-30 07:30 CEST = 05:30 UTC
+    assert start + steps[0] * 900 == 1_774_800_000.0
+    assert start + (steps[-1] + 1) * 900 == 1_774_800_000.0 + 13.5 * 3600
+    assert len(steps) == 54
+    assert pb.evs.e_min_kwh[0] == pytest.approx(10.0)
+
+
+def test_initial_state_from_the_live_fleet_state() -> None:
+    from gridflock.fleet.state import FleetState
+
+    ev = {"id": "ev", "site_id": "s0", "kind": "ev_charger", "p_max_kw": 11.0, "eta": 1.0}
+    hp = {"id": "hp", "site_id": "s0", "kind": "heat_pump", "p_elec_max_kw": 3.0}
+    spec = spec_of([BAT, ev, hp])
+    fs = FleetState.from_spec(spec)
+    rows = fs.indices(["b", "ev", "hp"])
+    fs.soc[rows[0]] = 0.7
+    fs.extras["e_need_kwh"][rows[1]] = 4.0
+    fs.extras["departure_ts"][rows[1]] = START + 2 * 3600
+    fs.extras["t_in_c"][rows[2]] = 21.5
+    state = InitialState.from_fleet_state(fs)
+    pb = build_problem(
+        spec, START, forecasts([1.0] * 8), Tariff.flat(1, 8, 0.3), n_steps=8, state=state
+    )
+    assert pb.batteries.soc0[0] == pytest.approx(0.7)
+    assert pb.evs.e_need_kwh[0] == pytest.approx(4.0)
+    assert pb.evs.plugged[0].sum() == 8  # plugged now, leaves at the horizon's end
+    assert pb.thermal.t0_c[0] == pytest.approx(21.5)
+    plan = solve(pb)
+    assert plan.ev_kwh[0, -1] == pytest.approx(4.0)
+
+
+def test_empty_fleet_far_future_and_huge_values() -> None:
+    nodes = [{"id": "f", "kind": "feeder", "limit_import_kw": 1.0, "limit_export_kw": 1.0}]
+    spec = build_spec(nodes, [], [], source="test")
+    z = np.zeros((0, 4))
+    far = 7_000_000_000.0  # the year 2191
+    pb = build_problem(
+        spec, far, SiteForecasts(z, z, z, np.zeros(4)), Tariff.flat(0, 4, 0.3), n_steps=4
+    )
+    plan = solve(pb)
+    assert plan.p_kw.shape == (0, 4)
+    assert plan.objective.total == 0.0
+    spec = spec_of([BAT], import_limit_kw=1e5, export_limit_kw=1e5)
+    pb = build_problem(spec, far, forecasts([5e4] * 4), Tariff.flat(1, 4, 1e3), n_steps=4)
+    assert solve(pb).objective.total == pytest.approx(5e4 * 4 * 0.25 * 1e3, rel=1e-9)

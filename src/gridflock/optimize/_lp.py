@@ -51,6 +51,10 @@ class LP:
     windows: tuple[int, ...]  #: indices of the windows in this LP
     window_cols: tuple[int, ...]  #: first column of each window's w block
     cap_cols: IntArray  #: the flow variables of the caps (bounded by them)
+    imp_sites: IntArray  #: global sites with an import variable, in LP order
+    peak_sites: IntArray  #: global sites with a peak variable, in LP order
+    site_cols_end: int  #: columns before this one belong to single sites
+    site_rows_end: int  #: rows before this one belong to single sites
 
 
 @dataclass
@@ -231,9 +235,10 @@ def build_lp(
     xs.append((usite, ug, 1.0))
 
     # site net import n = base + x, within the connection limits
-    avail = np.zeros((n_all, t_n))
-    np.add.at(avail, rn.site, rn.avail_kw)
-    base = pb.sites.load_kw[sites] - avail[sites]
+    here = pick(rn.site)  # every renewable of these sites, curtailable or not
+    avail = np.zeros((ns, t_n))
+    np.add.at(avail, local[rn.site[here]], rn.avail_kw[here])
+    base = pb.sites.load_kw[sites] - avail
     imp_lim = np.repeat(pb.sites.import_limit_kw[sites][:, None], t_n, 1)
     exp_lim = np.repeat(pb.sites.export_limit_kw[sites][:, None], t_n, 1)
     col["n"] = b.cols(pe * dt, -exp_lim, imp_lim)
@@ -271,6 +276,8 @@ def build_lp(
     pg = _grid(r0, npk, t_n)
     b.add(pg, np.repeat((col["P"] + np.arange(npk))[:, None], t_n, 1), 1.0)
     b.add(pg, mg[loc_imp[pk]], -1.0)
+
+    site_cols_end, site_rows_end = b.n_col, b.n_row
 
     # coupling: a flow variable F (net import below the node) per active node and step,
     # F = sum of n over its sites not under an active descendant + the descendants' F;
@@ -357,6 +364,10 @@ def build_lp(
         windows=windows,
         window_cols=tuple(wcols),
         cap_cols=np.concatenate(cap_cols) if cap_cols else np.zeros(0, np.int64),
+        imp_sites=sites[si],
+        peak_sites=sites[pk],
+        site_cols_end=site_cols_end,
+        site_rows_end=site_rows_end,
     )
 
 

@@ -100,22 +100,32 @@ def _share(site: IntArray, weight: FloatArray, n_sites: int) -> FloatArray:
 def _typical_sessions(
     df: pd.DataFrame, site_tz: np.ndarray, start_ts: float
 ) -> tuple[FloatArray, FloatArray]:
-    """Next arrival and following departure [UTC epoch s] from the spec's typical hours."""
+    """Next arrival and following departure [UTC epoch s] from the spec's typical hours.
+
+    Hours are local wall-clock hours in the site's time zone (DST days included: a
+    departure at 07:30 is 07:30 on the clock, whatever the offset).
+    """
     arrival = np.zeros(len(df))
     departure = np.zeros(len(df))
     start = pd.Timestamp(start_ts, unit="s", tz="UTC")
+
+    def wall(day: pd.Timestamp, hours: FloatArray, tz: str) -> FloatArray:
+        naive = pd.DatetimeIndex(day + pd.to_timedelta(hours, unit="h"))
+        local = naive.tz_localize(tz, nonexistent="shift_forward", ambiguous=False)
+        out: FloatArray = local.as_unit("ns").asi8 / 1e9
+        return out
+
     for tz in np.unique(site_tz):
         m = site_tz == tz
-        local = start.tz_convert(str(tz) or "UTC")
-        hour_now = local.hour + local.minute / 60.0 + local.second / 3600.0
-        midnight = start_ts - hour_now * 3600.0  # local midnight of the start day, UTC
+        zone = str(tz) or "UTC"
+        day = start.tz_convert(zone).tz_localize(None).normalize()
         arr_h = df["arrival_hour"].to_numpy(float)[m]
         dep_h = df["departure_hour"].to_numpy(float)[m]
-        a = midnight + arr_h * 3600.0
-        a = np.where(a < start_ts, a + 86400.0, a)
-        d = midnight + dep_h * 3600.0
-        while (d <= a).any():
-            d = np.where(d <= a, d + 86400.0, d)
+        a = wall(day, arr_h, zone)
+        a = np.where(a < start_ts, wall(day + pd.Timedelta(days=1), arr_h, zone), a)
+        d = wall(day, dep_h, zone)
+        for k in (1, 2):
+            d = np.where(d <= a, wall(day + pd.Timedelta(days=k), dep_h, zone), d)
         arrival[m], departure[m] = a, d
     return arrival, departure
 

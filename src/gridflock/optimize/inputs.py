@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, StrArray
+from gridflock.fleet.state import FleetState
 
 __all__ = ["InitialState", "SiteForecasts", "pick_quantile"]
 
@@ -70,6 +72,41 @@ class InitialState:
     arrival_ts: FloatArray
     departure_ts: FloatArray
     temp_c: FloatArray
+
+    @staticmethod
+    def from_fleet_state(state: FleetState) -> InitialState:
+        """The live state as last reported (telemetry in ``FleetState``), stale or not.
+
+        Batteries' ``soc``; EV chargers' ``e_need_kwh`` and ``departure_ts`` (a car
+        reported with a need is plugged in now); heat pumps' ``t_in_c``; water heaters'
+        ``t_tank_c``. Devices that reported nothing keep NaN (the spec's defaults).
+        """
+        n = len(state.device_ids)
+        temp = np.full(n, np.nan)
+        nan = np.full(n, np.nan)
+        extras = state.extras
+        hp = state.kind_slices.get(DeviceKind.HEAT_PUMP)
+        wh = state.kind_slices.get(DeviceKind.WATER_HEATER)
+        if hp is not None:
+            temp[hp] = extras.get("t_in_c", nan)[hp]
+        if wh is not None:
+            temp[wh] = extras.get("t_tank_c", nan)[wh]
+        need = extras.get("e_need_kwh", nan).copy()
+        departure = extras.get("departure_ts", nan).copy()
+        ev = state.kind_slices.get(DeviceKind.EV_CHARGER)
+        if ev is not None:  # only EV chargers carry sessions
+            keep = np.zeros(n, bool)
+            keep[ev] = True
+            need[~keep] = np.nan
+            departure[~keep] = np.nan
+        return InitialState(
+            device_ids=np.asarray(state.device_ids, dtype=object),
+            soc=np.asarray(state.soc, dtype=np.float64).copy(),
+            e_need_kwh=need,
+            arrival_ts=np.full(n, np.nan),
+            departure_ts=departure,
+            temp_c=temp,
+        )
 
     @staticmethod
     def empty() -> InitialState:
