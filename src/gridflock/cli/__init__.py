@@ -1,6 +1,13 @@
 """The ``gridflock`` command (Typer + Rich)."""
 
-from gridflock.cli import fleet, plan, service, sim, simulate  # noqa: F401  (registers the commands)
+from gridflock.cli import (  # noqa: F401  (registers the commands)
+    fleet,
+    forecast,
+    plan,
+    service,
+    sim,
+    simulate,
+)
 from gridflock.cli._app import app
 
 __all__ = ["app", "main"]

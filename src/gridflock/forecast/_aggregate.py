@@ -4,7 +4,9 @@ Quantiles are not additive: the P90 of a sum is well below the sum of P90s unles
 errors move together. Each side of the median is treated as a normal spread: a site's
 ``sd_q = (P_q - P50) / z_q``; a group's ``sd = sqrt((1 - rho) * sum(sd_i^2) + rho *
 (sum sd_i)^2)`` with ``rho`` the error correlation learned on held-out days in training
-(stored in the forecast's ``corr``), and ``P_q = sum(P50_i) + z_q * sd``. ``rho = 0`` is the
+(stored in the forecast's ``corr``), and ``P_q = sum(mean_i) + z_q * sd``: a sum of many
+sites is close to normal about the sum of their means (not of their medians, which for spiky
+sites such as EV chargers are far below the means). ``rho = 0`` is the
 independent-sites limit, ``rho = 1`` adds the quantiles. The benchmarks check the group bands'
 coverage on held-out weeks (BENCHMARKS.md).
 """
@@ -27,15 +29,25 @@ def _z(qs: tuple[float, ...]) -> FloatArray:
     return np.array([nd.inv_cdf(q) if q != 0.5 else 0.0 for q in qs])
 
 
-def combine(values: FloatArray, quantiles: tuple[float, ...], corr: FloatArray) -> FloatArray:
-    """Quantiles (n_steps, n_q) of the sum of the keys of ``values`` (n_keys, n_steps, n_q)."""
+def combine(
+    values: FloatArray,
+    quantiles: tuple[float, ...],
+    corr: FloatArray,
+    mean: FloatArray | None = None,
+) -> FloatArray:
+    """Quantiles (n_steps, n_q) of the sum of the keys of ``values`` (n_keys, n_steps, n_q).
+
+    The sum centres on the sum of the keys' means (``mean`` (n_keys, n_steps)) if given,
+    else of their medians.
+    """
     if 0.5 not in quantiles:
         raise ValueError("aggregation needs the median (0.5) among the quantiles")
     mid = quantiles.index(0.5)
     z = _z(quantiles)
     med = values[:, :, mid]
     out = np.empty(values.shape[1:])
-    out[:, mid] = med.sum(axis=0)
+    centre = mean if mean is not None and np.size(mean) else med
+    out[:, mid] = centre.sum(axis=0)
     rho = np.clip(np.asarray(corr, dtype=np.float64), 0.0, 1.0)
     for i, zq in enumerate(z):
         if i == mid:
@@ -64,9 +76,9 @@ def aggregate(
 ) -> Forecast:
     """Forecast of group totals (fleet, grid node, programme, region) from site forecasts.
 
-    The group median is the sum of the site medians; the spread on each side combines the
-    sites' spreads with the error correlation learned in training (``forecast.corr``), see
-    the module docstring.
+    The group centres on the sum of the site means (medians if the forecast has no means);
+    the spread on each side combines the sites' spreads with the error correlation learned
+    in training (``forecast.corr``), see the module docstring.
 
     Parameters
     ----------
@@ -91,9 +103,13 @@ def aggregate(
         if m.shape != (n,):
             raise ValueError(f"mask of group {k!r} has shape {m.shape}, need ({n},)")
     values = np.zeros((len(names), len(forecast.times), len(forecast.quantiles)))
+    means = np.zeros((len(names), len(forecast.times)))
+    has_mean = forecast.mean.size > 0
     for g, m in enumerate(masks):
         if m.any():
-            values[g] = combine(forecast.values[m], forecast.quantiles, forecast.corr)
+            site_mean = forecast.mean[m] if has_mean else None
+            values[g] = combine(forecast.values[m], forecast.quantiles, forecast.corr, site_mean)
+            means[g] = forecast.expected[m].sum(axis=0)
     return Forecast(
         quantity=forecast.quantity,
         keys=np.asarray(names, dtype=object),
@@ -104,4 +120,5 @@ def aggregate(
         horizon=forecast.horizon,
         corr=forecast.corr,
         model_version=forecast.model_version,
+        mean=means,
     )

@@ -10,6 +10,7 @@ value at the same time of day; intraday: the last known value).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -206,8 +207,13 @@ def backtest(
     history: History,
     weather: WeatherSource,
     config: BacktestConfig | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> BacktestReport:
-    """Rolling-origin backtest of every series of ``history`` (and the configured groups)."""
+    """Rolling-origin backtest of every series of ``history`` (and the configured groups).
+
+    ``progress(phase, done, total)`` is called as test days are forecast (phase ``train``
+    before each retraining, ``forecast`` after each day).
+    """
     cfg = config or BacktestConfig()
     tcfg = cfg.train
     quantities = tcfg.quantities or history.quantities
@@ -255,6 +261,8 @@ def backtest(
         first_issue = min(block[0][0], block[0][1])
         cut = t0 + first_issue * STEP
         train_hist = history.before(cut)
+        if progress is not None:
+            progress("train", b0, len(origins))
         bundle = train(train_hist, weather, replace(tcfg, quantities=tuple(quantities)))
         bundles.append(bundle)
         for issue, j0, j1 in block:
@@ -291,6 +299,8 @@ def backtest(
                             gps[None],
                             fc.times,
                         )
+            if progress is not None:
+                progress("forecast", origins.index((issue, j0, j1)) + 1, len(origins))
     results = []
     for (series, horizon), s in acc.items():
         if horizon == "day_ahead":

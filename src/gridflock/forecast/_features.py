@@ -140,8 +140,8 @@ def _calendar(
         uniq, inv = np.unique(target_s[rows], return_inverse=True)
         local = pd.to_datetime(uniq, unit="s", utc=True).tz_convert(tz or "UTC")
         tod = (local.hour * 4 + local.minute // 15).to_numpy(np.float64)
-        dow = local.dayofweek.to_numpy(np.float64)
-        doy = local.dayofyear.to_numpy(np.float64)
+        dow = local.day_of_week.to_numpy(np.float64)
+        doy = local.day_of_year.to_numpy(np.float64)
         years = tuple(sorted(set(local.year.tolist())))
         hol_dates = _holiday_dates(country, years)
         hol = (
@@ -200,14 +200,14 @@ def _weather(
     sol = pvlib.solarposition.get_solarposition(mid, lat, lon)
     zen = sol["apparent_zenith"].to_numpy(np.float64)[inv]
     azi = sol["azimuth"].to_numpy(np.float64)[inv]
-    cs = pvlib.location.Location(lat, lon).get_clearsky(mid, model="haurwitz")
-    out["clear_ghi"] = cs["ghi"].to_numpy(np.float64)[inv]
+    cs = pvlib.clearsky.haurwitz(sol["apparent_zenith"])
+    out["clear_ghi"] = np.asarray(cs["ghi"], dtype=np.float64)[inv]
     out["elevation"] = 90.0 - zen
     ghi = out["ghi"]
     if "dni" in fc and "dhi" in fc:
         dni, dhi = fc["dni"], fc["dhi"]
     else:
-        doy = mid.dayofyear.to_numpy()[inv]
+        doy = mid.day_of_year.to_numpy()[inv]
         erbs = pvlib.irradiance.erbs(np.nan_to_num(ghi), zen, doy)
         dni = np.where(np.isnan(ghi), np.nan, np.asarray(erbs["dni"], dtype=np.float64))
         dhi = np.where(np.isnan(ghi), np.nan, np.asarray(erbs["dhi"], dtype=np.float64))

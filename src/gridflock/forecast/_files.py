@@ -75,7 +75,11 @@ def _read_table(path: Path) -> pd.DataFrame:
     try:
         if path.suffix.lower() in (".parquet", ".pq"):
             return pd.read_parquet(path)
-        return pd.read_csv(path, sep=None, engine="python")
+        with path.open(encoding="utf-8-sig", errors="replace") as fh:
+            header = fh.readline()
+        counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+        sep = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
+        return pd.read_csv(path, sep=sep, encoding="utf-8-sig")
     except Exception as e:  # the reader's own message says what it could not parse
         kind = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
         raise BadFileError(
@@ -136,7 +140,7 @@ def _parse_times(
             f"times of {col.name!r} have no UTC offset: read as {zone} "
             + ("(given)" if tz else "(default; pass --tz to change)")
         )
-    return idx.tz_convert("UTC")
+    return idx.tz_convert("UTC").as_unit("ns")
 
 
 def _numeric(frame: pd.DataFrame, cols: list[str], problems: list[str]) -> dict[str, FloatArray]:

@@ -70,7 +70,9 @@ class TrainConfig:
     seed : int
         Row sampling and LightGBM seed.
     num_threads : int
-        LightGBM threads.
+        LightGBM threads. 1 by default: on a machine shared with other work, OpenMP's
+        waiting threads make 2 threads many times slower than 1 (measured: 15x on a busy
+        2-core host); raise it on a dedicated machine.
 
     """
 
@@ -86,7 +88,7 @@ class TrainConfig:
     calibration_days: int = 7
     calibration_sites: int = 2000
     seed: int = 0
-    num_threads: int = 2
+    num_threads: int = 1
 
     def __post_init__(self) -> None:
         qs = tuple(float(q) for q in self.quantiles)
@@ -123,7 +125,8 @@ class TrainConfig:
 class ModelBundle:
     """Trained models of every quantity, with what is needed to use and judge them.
 
-    ``models[quantity][i]`` is the LightGBM model text of ``quantiles[i]``. ``meta`` holds
+    ``models[quantity][i]`` is the LightGBM model text of ``quantiles[i]``; one more, the
+    last, forecasts the mean. ``meta`` holds
     the trained range, rows, calibration figures (``stretch``, ``corr``, ``scale``) per
     quantity, and, once set by the caller, backtest figures (``meta["backtest"]``).
     :meth:`to_bytes`/:meth:`from_bytes` round-trip it.
@@ -310,7 +313,9 @@ def _fit(
     tz = _market_tz(history.sites)
     t0_s = history.times[0].timestamp()
     fallback = _fallback_scale(y[:, :hi])
-    rows = _sample_rows(y, history.times, tz, cfg, hi, cfg.max_rows, seed)
+    # small histories: a few rows per known value are plenty (more only repeats them)
+    n_rows = min(cfg.max_rows, 6 * int(np.sum(~np.isnan(y[:, :hi]))))
+    rows = _sample_rows(y, history.times, tz, cfg, hi, n_rows, seed)
     if len(rows) < 50:
         raise ValueError(
             f"series {quantity!r} has only {len(rows)} known values to learn from; "
@@ -323,6 +328,10 @@ def _fit(
     for q in cfg.quantiles:
         booster = lgb.train(cfg.lgb_params(q), data, num_boost_round=cfg.num_boost_round)
         texts.append(booster.model_to_string())
+    mean_params = cfg.lgb_params(0.5) | {"objective": "regression"}
+    mean_params.pop("alpha")
+    booster = lgb.train(mean_params, data, num_boost_round=cfg.num_boost_round)
+    texts.append(booster.model_to_string())  # the last model forecasts the mean
     return texts, fallback, len(rows)
 
 
@@ -433,17 +442,19 @@ def _calibrate(
     for horizon, origins in plans.items():
         if not origins:
             continue
-        preds, actual = [], []
+        preds, means, actual = [], [], []
         for a, targets in origins:
-            p = _predict_block(probe, quantity, y_sub, t0_s, sub, weather, a, targets)
+            p, mu = _predict_block(probe, quantity, y_sub, t0_s, sub, weather, a, targets)
             preds.append(p)
+            means.append(mu)
             actual.append(y_sub[:, targets])
         p_all = np.concatenate(preds, axis=1)  # (n, m, nq)
+        mu_all = np.concatenate(means, axis=1)
         y_all = np.concatenate(actual, axis=1)
         stretch = _stretch_factors(y_all, p_all, qs)
         p_cal = _apply_stretch(p_all, qs, stretch)
         masks = group_masks(sub, ("fleet", "grid_node"))
-        corr, cov = _fit_corr(y_all, p_cal, qs, masks, combine)
+        corr, cov = _fit_corr(y_all, p_cal, mu_all, qs, masks, combine)
         known = ~np.isnan(y_all)
         lo, hi_q = p_cal[..., 0], p_cal[..., -1]
         site_cov = float(np.mean((y_all[known] >= lo[known]) & (y_all[known] <= hi_q[known])))
@@ -489,25 +500,26 @@ def _apply_stretch(p: Any, qs: tuple[float, ...], stretch: list[float]) -> Any:
 
 
 def _fit_corr(
-    y: Any, p: Any, qs: tuple[float, ...], masks: dict[str, Any], combine: Any
+    y: Any, p: Any, mu: Any, qs: tuple[float, ...], masks: dict[str, Any], combine: Any
 ) -> tuple[float, float]:
     """The error correlation whose group bands cover as the outer quantiles should."""
     target = qs[-1] - qs[0]
     names = [k for k, m in masks.items() if int(m.sum()) >= 2]
     if not names:
         return 0.0, float("nan")
-    ys, ps = [], []
+    ys, ps, mus = [], [], []
     for name in names:
         m = masks[name]
         block = y[m]
         ok = ~np.isnan(block).any(axis=0)
         ys.append(np.where(ok, block.sum(axis=0), np.nan))
         ps.append(p[m])
+        mus.append(mu[m])
 
     def coverage(rho: float) -> float:
         hits, total = 0, 0
-        for yy, pp in zip(ys, ps, strict=True):
-            g = combine(pp, qs, np.full(pp.shape[1], rho))
+        for yy, pp, mm in zip(ys, ps, mus, strict=True):
+            g = combine(pp, qs, np.full(pp.shape[1], rho), mm)
             ok = ~np.isnan(yy)
             hits += int(np.sum((yy[ok] >= g[ok, 0]) & (yy[ok] <= g[ok, -1])))
             total += int(ok.sum())
@@ -538,8 +550,8 @@ def _predict_block(
     weather: WeatherSource,
     issue: int,
     targets: Any,
-) -> FloatArray:
-    """Raw (uncalibrated) quantiles (n_sites, len(targets), n_q) of one issue, chunked."""
+) -> tuple[FloatArray, FloatArray]:
+    """Raw quantiles (n_sites, len(targets), n_q) of one issue, and the mean; chunked."""
     n, m = y.shape[0], len(targets)
     boosters = bundle.boosters(quantity)
     out = np.empty((n, m, len(boosters)))
@@ -554,7 +566,9 @@ def _predict_block(
         for i, b in enumerate(boosters):
             z = b.predict(x, num_threads=bundle.config.num_threads)
             out[s0:s1, :, i] = (np.asarray(z) * scale).reshape(s1 - s0, m)
-    return np.sort(out, axis=-1)
+    n_q = len(bundle.quantiles)
+    mean = out[:, :, n_q] if out.shape[2] > n_q else out[:, :, bundle.quantiles.index(0.5)]
+    return np.sort(out[:, :, :n_q], axis=-1), np.array(mean)
 
 
 def predict(
@@ -618,7 +632,7 @@ def predict(
         kind = name
     out: dict[str, Forecast] = {}
     for q in wanted:
-        raw = _predict_block(
+        raw, mean = _predict_block(
             bundle, q, history.series[q], t0.timestamp(), history.sites, weather, issue, targets
         )
         stretch = bundle.meta.get("stretch", {}).get(q, {}).get(kind, [1.0] * len(cfg.quantiles))
@@ -633,6 +647,7 @@ def predict(
             horizon=name,
             corr=np.full(len(times), corr),
             model_version=bundle.version,
+            mean=mean,
         )
     return out
 

@@ -340,6 +340,9 @@ class Forecast:
         :func:`aggregate` to widen the bands of a sum properly.
     model_version : str
         The bundle that made it.
+    mean : array (n_keys, n_steps) [kW], or empty
+        Expected value per key and step (a site's mean is not its median when its power is
+        spiky: an EV charges or not). Sums of means are what group totals centre on.
 
     """
 
@@ -352,6 +355,7 @@ class Forecast:
     horizon: str
     corr: FloatArray = field(default_factory=lambda: np.zeros(0))
     model_version: str = ""
+    mean: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", np.asarray(self.keys, dtype=object))
@@ -367,6 +371,15 @@ class Forecast:
         if corr.shape != (len(self.times),):
             raise ValueError(f"Forecast.corr has shape {corr.shape}, need ({len(self.times)},)")
         object.__setattr__(self, "corr", corr)
+        mean = np.asarray(self.mean, dtype=np.float64)
+        if mean.size and mean.shape != shape[:2]:
+            raise ValueError(f"Forecast.mean has shape {mean.shape}, need {shape[:2]} or empty")
+        object.__setattr__(self, "mean", mean if mean.size else np.zeros(0))
+
+    @property
+    def expected(self) -> FloatArray:
+        """The mean (n_keys, n_steps) if known, else the median."""
+        return self.mean if self.mean.size else self.quantile(0.5)
 
     def quantile(self, q: float) -> FloatArray:
         """Values (n_keys, n_steps) at probability ``q`` (one of ``quantiles``)."""

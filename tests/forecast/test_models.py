@@ -1,0 +1,110 @@
+"""The trained models on the twin: PV physics vs learned correction, coverage, the bundle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gridflock.forecast import ModelBundle, aggregate, metrics, predict
+from gridflock.forecast._features import FEATURES, Rows, build_features
+
+from .conftest import DAYS, START
+
+
+def day_ahead(history, source, bundle, day):
+    """Day-ahead forecasts issued 10:00 Berlin the day before ``day`` days after START."""
+    local = (START + pd.Timedelta(days=day)).tz_convert("Europe/Berlin").normalize()
+    issued = (local - pd.Timedelta(days=1) + pd.Timedelta(hours=10)).tz_convert("UTC")
+    return predict(bundle, history, source, issued, "day_ahead")
+
+
+def test_pv_physics_is_right_in_shape_and_the_learned_correction_beats_it(twin, bundle):
+    history, _, source = twin
+    y = history.series["pv"]
+    learned, physics, actual = [], [], []
+    for day in (DAYS - 2, DAYS - 1):
+        fc = day_ahead(history, source, bundle, day)["pv"]
+        idx = history.times.get_indexer(fc.times)
+        idx = idx[idx >= 0]
+        n = history.n_sites
+        issue = int((fc.issued_at - START) / pd.Timedelta("15min"))
+        rows = Rows(
+            np.repeat(np.arange(n), len(idx)), np.tile(idx, n), np.full(n * len(idx), issue)
+        )
+        x, scale = build_features(y, START.timestamp(), history.sites, rows, source, 1.0)
+        phys = (x[:, FEATURES.index("pv_site")] * scale).reshape(n, len(idx))
+        learned.append(fc.quantile(0.5)[:, : len(idx)])
+        physics.append(phys)
+        actual.append(y[:, idx])
+    learned, physics, actual = (np.concatenate(a, axis=1) for a in (learned, physics, actual))
+    has_pv = history.sites.kwp > 0
+    a, p = actual[has_pv], physics[has_pv]
+    assert np.corrcoef(a.ravel(), p.ravel())[0, 1] > 0.8  # pvlib gets the shape right
+    per_kwp = p.max(axis=1) / history.sites.kwp[has_pv]
+    assert np.all((per_kwp > 0.3) & (per_kwp < 1.1))  # May noon: a fraction of kWp
+    assert np.all(physics[~has_pv] == 0)
+    mae_phys = metrics.mae(a, p)
+    mae_learned = metrics.mae(a, learned[has_pv])
+    # physics alone misses each roof's orientation, losses and the forecast's cloud errors
+    assert mae_learned < 0.95 * mae_phys, (mae_learned, mae_phys)
+
+
+def test_quantiles_cover_on_held_out_twin_days(twin, bundle):
+    history, _, source = twin
+    y = history.series["net"]
+    inside_site, inside_fleet, n_fleet = [], 0, 0
+    for day in (DAYS - 3, DAYS - 2, DAYS - 1):
+        fc = day_ahead(history, source, bundle, day)["net"]
+        idx = history.times.get_indexer(fc.times)
+        ok = idx >= 0
+        act = y[:, idx[ok]]
+        v = fc.values[:, ok]
+        inside_site.append((act >= v[..., 0]) & (act <= v[..., -1]))
+        g = aggregate(fc, history.sites.groups("fleet")).values[0, ok]
+        tot = act.sum(axis=0)
+        inside_fleet += int(np.sum((tot >= g[:, 0]) & (tot <= g[:, -1])))
+        n_fleet += len(tot)
+        assert np.all(np.diff(fc.values, axis=-1) >= 0)
+    site_cov = float(np.mean(np.concatenate(inside_site, axis=1)))
+    assert 0.65 <= site_cov <= 0.95, site_cov
+    fleet_cov = inside_fleet / n_fleet
+    assert 0.5 <= fleet_cov <= 1.0, fleet_cov
+    cal = bundle.meta["calibration"]["net"]["day_ahead"]
+    assert 0.0 <= cal["corr"] <= 1.0
+    assert len(cal["stretch"]) == 3
+
+
+def test_bundle_round_trips_through_bytes(twin, bundle):
+    history, _, source = twin
+    data = bundle.to_bytes()
+    again = ModelBundle.from_bytes(data)
+    assert again.version == bundle.version
+    assert again.quantities == bundle.quantities
+    assert again.meta["trained_from"] == START.isoformat()
+    issued = START + pd.Timedelta(days=DAYS - 1, hours=6)
+    a = predict(bundle, history, source, issued, "intraday")
+    b = predict(again, history, source, issued, "intraday")
+    for q in a:
+        np.testing.assert_array_equal(a[q].values, b[q].values)
+        assert a[q].values.shape == (history.n_sites, 32, 3)
+    with pytest.raises(ValueError, match="not a forecast model bundle"):
+        ModelBundle.from_bytes(b"not a bundle")
+
+
+def test_horizons_and_refusals(twin, bundle):
+    history, _, source = twin
+    issued = pd.Timestamp("2026-05-20 09:07", tz="Europe/Berlin")
+    da = predict(bundle, history, source, issued, "day_ahead", quantities=("net",))["net"]
+    assert da.times[0] == pd.Timestamp("2026-05-21", tz="Europe/Berlin")
+    assert len(da.times) == 96
+    assert da.horizon == "day_ahead"
+    custom = predict(bundle, history, source, issued, pd.Timedelta(hours=36))["pv"]
+    assert custom.times[0] == pd.Timestamp("2026-05-20 09:15", tz="Europe/Berlin")
+    assert len(custom.times) == 144
+    with pytest.raises(ValueError, match="48 h"):
+        predict(bundle, history, source, issued, pd.Timedelta(hours=60))
+    with pytest.raises(ValueError, match="no model of 'ev'"):
+        predict(bundle, history, source, issued, "intraday", quantities=("ev",))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        predict(bundle, history, source, pd.Timestamp("2026-05-20 09:00"), "intraday")
