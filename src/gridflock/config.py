@@ -93,6 +93,69 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(
         200 * 1024 * 1024, ge=1024, description="Largest fleet file for the API import [bytes]"
     )
+    forecast_enabled: bool = Field(
+        True, description="Train models and issue forecasts on the schedule below"
+    )
+    forecast_quantiles: list[float] = Field(
+        [0.1, 0.5, 0.9],
+        description="Quantile levels forecast (ascending, within 0..1, at least 0.1, 0.5, 0.9)",
+    )
+    forecast_intraday_every_min: int = Field(
+        15, description="Intraday issue period [min]: 5, 10, 15, 20, 30 or 60"
+    )
+    forecast_intraday_hours: float = Field(
+        8.0, gt=0, le=48, description="Intraday horizon [h] from the next quarter hour"
+    )
+    forecast_day_ahead_hour: float = Field(
+        10.0,
+        ge=0,
+        lt=12,
+        description="Local hour on D-1 at which the day-ahead forecast for D is issued "
+        "(before noon)",
+    )
+    forecast_timezone: str | None = Field(
+        None,
+        description="IANA time zone of 'local' for the day-ahead (empty: the sites' most "
+        "common time zone)",
+    )
+    forecast_retrain_every_h: float = Field(
+        24.0, gt=0, le=24 * 90, description="Retrain the models this often [h]"
+    )
+    forecast_history_days: int = Field(
+        56, ge=14, le=730, description="Telemetry history the models train on [days]"
+    )
+    forecast_keep_days: int = Field(
+        14, ge=1, le=3650, description="Issued forecasts kept in the database [days]"
+    )
+    forecast_boost_rounds: int = Field(
+        200, ge=5, le=5000, description="Boosting rounds per quantile model"
+    )
+    forecast_max_rows: int = Field(
+        400_000,
+        ge=1000,
+        le=50_000_000,
+        description="Training rows sampled per quantity (bounds training time and memory)",
+    )
+    forecast_quantities: list[str] | None = Field(
+        None,
+        description="Quantities to forecast (empty: all the telemetry has: load, pv, wind, "
+        "heat_pump, water_heater, ev, battery, net)",
+    )
+    forecast_weather: Literal["auto", "twin", "file", "none"] = Field(
+        "auto",
+        description="Weather forecasts: the twin's (demo), a file of recorded forecasts "
+        "(forecast_weather_file), or none; auto: the twin's in the demo, else none",
+    )
+    forecast_weather_file: Path | None = Field(
+        None, description="CSV or parquet of recorded weather forecasts (docs/forecast.md)"
+    )
+    forecast_support_fleet_kw: float | None = Field(
+        None,
+        gt=0,
+        description="Fleet net import [kW] above which the grid needs the plant (empty: the "
+        "90th percentile of the fleet's net import in the training history); grid nodes "
+        "use their import limits",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "console"
 
@@ -122,6 +185,49 @@ class Settings(BaseSettings):
         if not v.startswith(("mqtt://", "mqtts://")):
             raise ValueError("use mqtt://host:1883 or mqtts://host:8883")
         return v
+
+    @field_validator("forecast_quantiles")
+    @classmethod
+    def _quantile_levels(cls, v: list[float]) -> list[float]:
+        if any(not 0 < q < 1 for q in v) or sorted(set(v)) != v:
+            raise ValueError("give distinct ascending levels strictly between 0 and 1")
+        missing = [q for q in (0.1, 0.5, 0.9) if not any(abs(q - x) < 1e-9 for x in v)]
+        if missing:
+            raise ValueError(f"the levels must include 0.1, 0.5 and 0.9 (missing {missing})")
+        return v
+
+    @field_validator("forecast_intraday_every_min")
+    @classmethod
+    def _divides_the_hour(cls, v: int) -> int:
+        if v not in (5, 10, 15, 20, 30, 60):
+            raise ValueError("use 5, 10, 15, 20, 30 or 60 minutes")
+        return v
+
+    @field_validator("forecast_timezone")
+    @classmethod
+    def _known_zone(cls, v: str | None) -> str | None:
+        if v in (None, ""):
+            return None
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r}: use an IANA name like Europe/Berlin"
+            ) from None
+        return v
+
+    @model_validator(mode="after")
+    def _weather_file(self) -> Settings:
+        if self.forecast_weather == "file":
+            path = self.forecast_weather_file
+            if path is None or not path.is_file():
+                raise ValueError(
+                    "forecast_weather=file needs forecast_weather_file, an existing CSV or "
+                    f"parquet file (got {path})"
+                )
+        return self
 
     @model_validator(mode="after")
     def _tls_pair(self) -> Settings:

@@ -16,6 +16,7 @@ def test_public_names() -> None:
         "ApiKey",
         "AuditRecord",
         "GatewayRecord",
+        "SitePower",
         "Store",
         "StoreError",
         "UnknownEventError",

@@ -25,6 +25,9 @@ TABLES = {
     "schedules",
     "autopilot_proposals",
     "autopilot_decisions",
+    "forecast_models",
+    "forecasts",
+    "support_windows",
 }
 HEAD = "0007"
 

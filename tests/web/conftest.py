@@ -59,6 +59,8 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         str(port),
         "--event-after",
         "0",
+        "--history-days",  # no forecast history: test_forecast_page serves its own
+        "0",
         "--db",
         f"sqlite:///{tmp}/demo.db",
     ]

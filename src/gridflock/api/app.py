@@ -20,6 +20,7 @@ from gridflock.api.routes import (
     autopilot,
     events,
     fleet,
+    forecasts,
     stream,
     system,
 )
@@ -60,6 +61,7 @@ _TAGS = [
         "name": "autopilot",
         "description": "Plans, proposals to approve or veto, policies and the decision log.",
     },
+    {"name": "forecasts", "description": "Forecasts, need-for-support windows, models."},
     {"name": "gateways", "description": "Gateways on the MQTT broker."},
     {"name": "api keys", "description": "API keys (created with the CLI)."},
     {"name": "audit", "description": "Who did what."},
@@ -121,7 +123,7 @@ def create_app(
     )
     install_docs(app)
     app.include_router(system.router, prefix=API_PREFIX)
-    for module in (fleet, aggregates, assets, events, autopilot, admin, stream):
+    for module in (fleet, aggregates, assets, events, forecasts, autopilot, admin, stream):
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
     install_openapi(app)

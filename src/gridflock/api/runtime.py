@@ -16,9 +16,14 @@ from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.store import Store
-from gridflock.store.records import AutopilotDecision, AutopilotProposal
+from gridflock.store.records import (
+    AutopilotDecision,
+    AutopilotProposal,
+    IssuedForecast,
+    SupportWindowRecord,
+)
 
-__all__ = ["EventView", "Runtime"]
+__all__ = ["EventView", "Forecasts", "Runtime"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,47 @@ class EventView:
     non_responders: int
     shortfall_kw: float
     commands_sent: int
+
+
+class Forecasts(Protocol):
+    """The service's forecasts as the API sees them (group totals, kW, generator sign)."""
+
+    groups: dict[str, list[str]]
+    """Grouping (fleet, grid_node, program, region) -> the groups it has."""
+
+    def status(self) -> dict[str, Any]:
+        """State, model in use, last and next issues, last error, timings."""
+        ...
+
+    def quantities(self) -> tuple[str, ...]:
+        """Quantities forecast (empty before the first model)."""
+        ...
+
+    def latest(
+        self,
+        horizon: str | None = None,
+        quantity: str | None = None,
+        group_by: str | None = None,
+        group: str | None = None,
+    ) -> list[IssuedForecast]:
+        """The latest issued group forecasts matching the filters."""
+        ...
+
+    def site(self, horizon: str, quantity: str, site_id: str) -> IssuedForecast | None:
+        """One site's latest forecast (``None``: not issued yet, or no such site)."""
+        ...
+
+    def actuals(self, forecast: IssuedForecast) -> Any:
+        """What happened over the forecast's steps so far (array, NaN where unknown)."""
+        ...
+
+    def support(self, horizon: str | None = None) -> list[SupportWindowRecord]:
+        """Need-for-support windows of the latest issue."""
+        ...
+
+    def request_retrain(self) -> bool:
+        """Retrain as soon as possible; ``False`` if already asked or running."""
+        ...
 
 
 class Runtime(Protocol):
@@ -55,6 +101,11 @@ class Runtime(Protocol):
 
     def now(self) -> float:
         """The service clock."""
+        ...
+
+    @property
+    def forecasts(self) -> Forecasts:
+        """Forecasts: latest issues, support windows, retraining."""
         ...
 
     def authenticate(self, api_key: str) -> Principal | None:

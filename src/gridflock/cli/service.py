@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import logging
 import time
@@ -233,10 +234,12 @@ def serve(
     asyncio.run(_serve(settings, runtime, link))
 
 
-def _runtime(settings: Settings, store: Store, spec: object, link: DeviceLink) -> Runtime:
+def _runtime(
+    settings: Settings, store: Store, spec: object, link: DeviceLink, weather: object = None
+) -> Runtime:
     from gridflock.service import Runtime
 
-    return Runtime(settings, store, spec, link)  # type: ignore[arg-type]
+    return Runtime(settings, store, spec, link, weather=weather)  # type: ignore[arg-type]
 
 
 def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
@@ -308,6 +311,15 @@ def demo(
             min=0, help="Seconds until the scripted peak event fires (0: no scripted event)."
         ),
     ] = 180.0,
+    history_days: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=120,
+            help="Days of twin history written to the empty database in the background, "
+            "so forecasts appear within minutes (0: none; forecasting needs at least 14).",
+        ),
+    ] = 15.0,
 ) -> None:
     """The whole VPP in one process: a twin fleet, the service and its API, no setup."""
     step = partial(err.print, highlight=False, soft_wrap=True)  # progress: at once, on stderr
@@ -316,6 +328,9 @@ def demo(
         "dashboard in this process (about 10 s to start)"
     )
     settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
+    # a lighter first model, so forecasts show within minutes (unless configured otherwise)
+    light = {k: v for k, v in _DEMO_FORECAST.items() if k not in settings.model_fields_set}
+    settings = settings.model_copy(update=light)
     _check_port(settings.host, settings.port)  # before touching the database of a running demo
     step(f"  preparing the database ({settings.public()['database_url']})...")
     from gridflock.domain.auth import Role
@@ -337,19 +352,45 @@ def demo(
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
     viewer, _ = store.create_api_key(Role.VIEWER, "demo-viewer")
     extra: list[Callable[[], Coroutine[Any, Any, None]]] = []
+    link: DeviceLink
     if mqtt:
         from gridflock.sim.gateways import SimulatedGateways
 
         link = _mqtt_link(settings, spec)
         gateways = SimulatedGateways(spec, mqtt, seed=seed)
         extra.append(gateways.run)
-    else:
+    weather = None
+    if history_days > 0 and settings.forecast_enabled:
+        from gridflock.service.forecast_seed import (
+            AHEAD_DAYS,
+            history_range,
+            twin_weather_source,
+        )
+
+        _, first = history_range(time.time(), history_days)
+        weather = twin_weather_source(spec, first, history_days + AHEAD_DAYS, seed)
+    if not mqtt:
         step("  starting the digital twin (weather, homes and their devices)...")
         from gridflock.sim.realtime import RealtimeTwin
 
-        link = RealtimeTwin(spec, seed=seed, step_s=5.0)
+        if weather is None:
+            link = RealtimeTwin(spec, seed=seed, step_s=5.0)
+        else:  # today, under the weather the history was made and forecasts are issued with
+            from gridflock.service.forecast_seed import interpolated_weather
+
+            source = weather
+            link = RealtimeTwin(
+                spec,
+                seed=seed,
+                step_s=5.0,
+                sim_date=_local_today(spec),
+                weather=lambda times: interpolated_weather(source.weather, times),
+            )
     step("  starting the service (control loop, API and dashboard)...")
-    runtime = _runtime(settings, store, spec, link)
+    runtime = _runtime(settings, store, spec, link, weather)
+    if weather is not None:
+        runtime.forecaster.held = "seeding twin history"
+        extra.append(lambda: _seed_history(runtime, store, spec, history_days, seed, weather))
     if event_after > 0:
         extra.append(lambda: _scripted_event(runtime, event_after))
     url = f"{'https' if settings.tls_certfile else 'http'}://{settings.host}:{settings.port}"
@@ -360,11 +401,62 @@ def demo(
         say(f"operator API key: [bold]{operator}[/]")
         say(f"viewer API key:   {viewer}")
         say(f'try: curl -H "Authorization: Bearer {operator}" {url}/api/v1/fleet')
+        if weather is not None:
+            say(
+                f"forecasts: {history_days:g} days of twin history are written in the "
+                f"background, then a model is trained: see {url}/forecast in a few minutes"
+            )
         if event_after > 0:
             out.print(f"a scripted peak event fires in {event_after:.0f} s; Ctrl-C stops.\n")
 
     asyncio.run(_serve(settings, runtime, link, extra, ready))
     out.print("stopped.")
+
+
+def _local_today(spec: object) -> dt.date:
+    """Today in the fleet's (first site's) time zone."""
+    import pandas as pd
+
+    sites = getattr(spec, "sites", None)
+    tz = str(sites["tz"].iloc[0]) if sites is not None and len(sites) else "UTC"
+    return pd.Timestamp.now(tz=tz).date()
+
+
+#: The demo's forecast model: fewer rounds and rows than a deployment's, trained in ~1 min.
+_DEMO_FORECAST: dict[str, object] = {"forecast_boost_rounds": 50, "forecast_max_rows": 30_000}
+
+
+async def _seed_history(
+    runtime: Runtime, store: Store, spec: object, days: float, seed: int, weather: object
+) -> None:
+    """Write ``days`` of twin history (a worker thread), then let the forecaster train."""
+    from gridflock.service.forecast_seed import seed_twin_history
+    from gridflock.service.forecasting import in_daemon_thread
+
+    t = time.perf_counter()
+    try:
+        _, took = await in_daemon_thread(
+            seed_twin_history,
+            store,
+            spec,
+            runtime.now(),
+            days,
+            seed,
+            weather=weather,
+            progress=lambda text: log.info("forecast history: %s", text),
+        )
+    except Exception:
+        log.exception("seeding the twin history failed: forecasts wait for real history")
+    else:
+        log.info(
+            "forecast history: %.0f readings in %.1f s (simulated %.1f s, written %.1f s); "
+            "training the first model",
+            took["readings"],
+            time.perf_counter() - t,
+            took["simulate_s"],
+            took["write_s"],
+        )
+    runtime.forecaster.release()
 
 
 async def _scripted_event(runtime: Runtime, after_s: float) -> None:

@@ -15,6 +15,7 @@ is left here (health, metrics, keys, fleet import, gateways) is the glue between
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import secrets
@@ -36,9 +37,11 @@ from gridflock.domain.events import DEFAULT_PRIORITY, Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.forecast import WeatherSource
 from gridflock.service.autopilot import AutopilotService, AutopilotSettings
 from gridflock.service.control import ControlLoop
 from gridflock.service.events import EventService
+from gridflock.service.forecasting import ForecastService
 from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.readmodel import ReadModel
 from gridflock.service.writer import StoreWriter
@@ -66,6 +69,7 @@ class Runtime:
         spec: FleetSpec,
         link: DeviceLink,
         clock: Callable[[], float] = time.time,
+        weather: WeatherSource | None = None,
     ) -> None:
         self.settings = settings
         self._store = store
@@ -79,6 +83,9 @@ class Runtime:
         self.loop.observers.append(self.read_model.record)
         self.autopilot = AutopilotService(self.loop, self.event_service, self.read_model)
         self.loop.observers.append(self.autopilot.tick)
+        self.forecaster = ForecastService(
+            settings, store, lambda: self.loop.spec, clock, _weather_source(settings, weather)
+        )
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
@@ -107,6 +114,11 @@ class Runtime:
     def now(self) -> float:
         """The service clock [UTC epoch s]."""
         return self.clock()
+
+    @property
+    def forecasts(self) -> ForecastService:
+        """The forecaster: latest issues, support windows, retraining."""
+        return self.forecaster
 
     # ------------------------------------------------------------------ the service
     def authenticate(self, api_key: str) -> Principal | None:
@@ -420,9 +432,40 @@ class Runtime:
         self.loop.cycle()
 
     async def run(self) -> None:
-        """Run the control loop and the store writer until :meth:`stop`."""
-        await self.loop.run(self.resume)
+        """Run the control loop, the store writer and the forecaster until :meth:`stop`."""
+        forecasts = asyncio.create_task(self.forecaster.run(), name="forecasts")
+        try:
+            await self.loop.run(self.resume)
+        finally:
+            self.forecaster.stop()
+            forecasts.cancel()  # a step in flight finishes in its thread; nothing waits on it
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await forecasts
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish its cycle and return."""
         self.loop.stop()
+        self.forecaster.stop()
+
+
+def _weather_source(settings: Settings, given: WeatherSource | None) -> WeatherSource | None:
+    """The weather forecasts the settings ask for: the twin's (``given``), a file's, none."""
+    choice = settings.forecast_weather
+    if choice == "none":
+        return None
+    if choice == "file":
+        from gridflock.forecast import FileWeatherSource
+
+        assert settings.forecast_weather_file is not None  # the settings check it
+        try:
+            return FileWeatherSource(settings.forecast_weather_file)
+        except Exception as e:  # a bad file must not stop the service: forecast without it
+            log.error(
+                "forecast weather file %s cannot be used (%s): forecasting without weather",
+                settings.forecast_weather_file,
+                e,
+            )
+            return None
+    if choice == "twin" and given is None:
+        log.warning("forecast_weather=twin but no twin runs here: forecasting without weather")
+    return given

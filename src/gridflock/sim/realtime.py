@@ -27,6 +27,7 @@ from gridflock.sim.twin import (
     VERDICT_UNREACHABLE,
     Twin,
 )
+from gridflock.sim.weather import Weather
 
 __all__ = ["RealtimeTwin"]
 
@@ -47,8 +48,11 @@ class RealtimeTwin:
         sim_date: dt.date = dt.date(2026, 7, 15),
         imperfections: Imperfections | None = None,
         clock: Callable[[], float] = time.time,
+        weather: Callable[[pd.DatetimeIndex], Weather] | None = None,
     ) -> None:
         self.spec = spec
+        self.weather_for = weather
+        """Weather of the simulated times (default: the twin's own summer day)."""
         self.seed = seed
         self.step_s = step_s
         self.hours = hours
@@ -68,7 +72,13 @@ class RealtimeTwin:
         start = day + pd.Timedelta(seconds=seconds // self.step_s * self.step_s)
         start = start.tz_convert("UTC")
         steps = int(self.hours * 3600 / self.step_s)
-        self.twin = Twin(self.spec, start, steps, self.step_s, self.seed, self.imperfections)
+        weather = None
+        if self.weather_for is not None:
+            times = pd.date_range(start, periods=steps, freq=pd.Timedelta(seconds=self.step_s))
+            weather = self.weather_for(times)
+        self.twin = Twin(
+            self.spec, start, steps, self.step_s, self.seed, self.imperfections, weather=weather
+        )
         self.offset_s = float(now.timestamp() - start.timestamp())
 
     def update_fleet(self, spec: FleetSpec) -> None:

@@ -7,6 +7,7 @@ SQLite (WAL) by default, PostgreSQL in production, the same migrations for both:
         store.save_fleet(spec)
 """
 
+from gridflock.store._history import SitePower
 from gridflock.store.errors import AlreadyExistsError, StoreError, UnknownEventError
 from gridflock.store.records import ApiKey, AuditRecord, GatewayRecord
 from gridflock.store.repository import Store
@@ -16,6 +17,7 @@ __all__ = [
     "ApiKey",
     "AuditRecord",
     "GatewayRecord",
+    "SitePower",
     "Store",
     "StoreError",
     "UnknownEventError",

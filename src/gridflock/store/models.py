@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -39,10 +40,13 @@ __all__ = [
     "DeviceRow",
     "EventRow",
     "EventSampleRow",
+    "ForecastModelRow",
+    "ForecastRow",
     "GatewayRow",
     "GridNodeRow",
     "ScheduleRow",
     "SiteRow",
+    "SupportWindowRow",
     "TelemetryRow",
     "table_of",
 ]
@@ -325,6 +329,64 @@ class AutopilotDecisionRow(Base):
     proposal_id: Mapped[str | None] = mapped_column(String, nullable=True)
     reason: Mapped[str] = mapped_column(String)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
+class ForecastModelRow(Base):
+    """A trained forecast model version: what it forecasts, its data, skill and bundle."""
+
+    __tablename__ = "forecast_models"
+    __table_args__ = (Index("ix_forecast_models_trained_at", "trained_at"),)
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    quantity: Mapped[str] = mapped_column(
+        String, comment="What it forecasts, e.g. 'net_import' or 'all'."
+    )
+    trained_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    data_start: Mapped[datetime] = mapped_column(UTCDateTime, comment="Training data from.")
+    data_end: Mapped[datetime] = mapped_column(UTCDateTime, comment="Training data to (excl.).")
+    params: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    backtest: Mapped[dict[str, Any]] = mapped_column(JsonType, comment="Backtest figures.")
+    bundle: Mapped[bytes] = mapped_column(LargeBinary, comment="The serialised model bundle.")
+
+
+class ForecastRow(Base):
+    """One issued forecast of one quantity for one group: quantiles at every step."""
+
+    __tablename__ = "forecasts"
+    __table_args__ = (Index("ix_forecasts_issued_at", "issued_at"),)
+
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    horizon: Mapped[str] = mapped_column(
+        String, primary_key=True, comment="'intraday' or 'day_ahead'."
+    )
+    quantity: Mapped[str] = mapped_column(String, primary_key=True)
+    group_by: Mapped[str] = mapped_column(
+        String, primary_key=True, comment="fleet, grid_node, program or region."
+    )
+    group: Mapped[str] = mapped_column(String, primary_key=True)
+    model_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    start: Mapped[datetime] = mapped_column(UTCDateTime, comment="Start of the first step.")
+    step_s: Mapped[int] = mapped_column(Integer)
+    quantiles: Mapped[list[float]] = mapped_column(JsonType, comment="Quantile levels 0..1.")
+    values_kw: Mapped[list[list[float | None]]] = mapped_column(
+        JsonType, comment="[step][quantile] kW, generator sign convention."
+    )
+
+
+class SupportWindowRow(Base):
+    """A window in which the grid is forecast to need the plant."""
+
+    __tablename__ = "support_windows"
+    __table_args__ = (Index("ix_support_windows_issued_at", "issued_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    horizon: Mapped[str] = mapped_column(String)
+    scope: Mapped[str] = mapped_column(String, comment="e.g. 'fleet', 'grid_node:F1'.")
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    probability: Mapped[float] = mapped_column(Double)
+    kw_needed: Mapped[float] = mapped_column(Double, comment="Largest P50 excess [kW].")
+    kw_needed_p90: Mapped[float] = mapped_column(Double, comment="Largest P90 excess [kW].")
+    reason: Mapped[str] = mapped_column(String)
 
 
 def table_of(model: type[Base]) -> Table:

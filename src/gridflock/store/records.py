@@ -1,4 +1,4 @@
-"""What the store's service tables give back: API keys, gateways, audit records, dead letters.
+"""What the store's service tables give back: keys, gateways, audit, dead letters, forecasts.
 
 Plain frozen dataclasses (never ORM rows), with aware UTC datetimes.
 """
@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from gridflock.domain.auth import Role
 
 __all__ = [
@@ -17,7 +20,10 @@ __all__ = [
     "AutopilotDecision",
     "AutopilotProposal",
     "DeadLetter",
+    "ForecastModelRecord",
     "GatewayRecord",
+    "IssuedForecast",
+    "SupportWindowRecord",
 ]
 
 
@@ -111,3 +117,53 @@ class AutopilotDecision:
     proposal_id: str | None
     reason: str
     detail: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ForecastModelRecord:
+    """A stored forecast model version (its bundle is read apart: it may be large)."""
+
+    id: str
+    quantity: str
+    trained_at: datetime
+    data_start: datetime
+    data_end: datetime
+    params: dict[str, Any]
+    backtest: dict[str, Any]
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class IssuedForecast:
+    """One issued forecast of one quantity for one group.
+
+    ``values_kw`` has one row per ``step_s`` step from ``start`` and one column per level in
+    ``quantiles`` (kW, generator sign convention; NaN where unknown).
+    """
+
+    issued_at: datetime
+    horizon: str
+    quantity: str
+    group_by: str
+    group: str
+    model_id: str | None
+    start: datetime
+    step_s: int
+    quantiles: tuple[float, ...]
+    values_kw: npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class SupportWindowRecord:
+    """A window ``[start, end)`` in which the grid is forecast to need the plant."""
+
+    issued_at: datetime
+    horizon: str
+    scope: str
+    start: datetime
+    end: datetime
+    probability: float
+    kw_needed: float
+    reason: str
+    kw_needed_p90: float = 0.0
+    """What the plant should hold in reserve: the largest P90 excess [kW]."""

@@ -32,12 +32,15 @@ from gridflock.store import (
     _dead_letters,
     _events,
     _fleet,
+    _forecasts,
     _gateways,
+    _history,
     _keys,
     _schedules,
     _telemetry,
 )
 from gridflock.store._engine import make_engine
+from gridflock.store._history import SitePower
 from gridflock.store._time import utc, when
 from gridflock.store.errors import DatabaseUnavailableError
 from gridflock.store.records import (
@@ -46,7 +49,10 @@ from gridflock.store.records import (
     AutopilotDecision,
     AutopilotProposal,
     DeadLetter,
+    ForecastModelRecord,
     GatewayRecord,
+    IssuedForecast,
+    SupportWindowRecord,
 )
 
 __all__ = ["MIGRATIONS_DIR", "Store"]
@@ -322,6 +328,21 @@ class Store:
         with self.engine.connect() as conn:
             return _telemetry.query_telemetry_resampled(conn, device_ids, start, end, every_s)
 
+    def site_power(
+        self,
+        start: datetime,
+        end: datetime,
+        step_s: int = 900,
+        site_ids: Sequence[str] | None = None,
+    ) -> SitePower:
+        """Per-site net and per-kind power over ``[start, end)`` at ``step_s`` [kW, + export].
+
+        The training and meter data of forecasts and M&V; see :class:`SitePower` for how
+        gaps show (NaN unless every device of the site reported in the interval).
+        """
+        with self.engine.connect() as conn:
+            return _history.site_power(conn, start, end, step_s, site_ids)
+
     def latest_telemetry(self, device_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """The newest reading per device (``None``: every device), by device id.
 
@@ -546,3 +567,86 @@ class Store:
                 _autopilot.decisions(conn, kind, limit, offset),
                 _autopilot.count_decisions(conn, kind),
             )
+
+    # -- forecasts -------------------------------------------------------------------
+
+    def save_forecast_model(
+        self,
+        model_id: str,
+        quantity: str,
+        *,
+        trained_at: When,
+        data_start: When,
+        data_end: When,
+        params: dict[str, Any],
+        backtest: dict[str, Any],
+        bundle: bytes,
+    ) -> ForecastModelRecord:
+        """Store a trained model version with its backtest figures and serialised bundle.
+
+        ``params`` and ``backtest`` must be JSON-serialisable (finite numbers).
+        """
+        with self.engine.begin() as conn:
+            return _forecasts.save_forecast_model(
+                conn,
+                model_id,
+                quantity,
+                when(trained_at),
+                when(data_start),
+                when(data_end),
+                params,
+                backtest,
+                bundle,
+            )
+
+    def forecast_models(
+        self, limit: int = 100, offset: int = 0, quantity: str | None = None
+    ) -> list[ForecastModelRecord]:
+        """Model versions, newest first (without bundles)."""
+        with self.engine.connect() as conn:
+            return _forecasts.forecast_models(conn, limit, offset, quantity)
+
+    def forecast_model_bundle(self, model_id: str) -> bytes | None:
+        """One model version's serialised bundle, ``None`` if unknown."""
+        with self.engine.connect() as conn:
+            return _forecasts.forecast_model_bundle(conn, model_id)
+
+    def save_forecasts(self, forecasts: Sequence[IssuedForecast]) -> int:
+        """Insert or overwrite issued group forecasts; returns how many."""
+        with self.engine.begin() as conn:
+            return _forecasts.save_forecasts(conn, forecasts)
+
+    def latest_forecasts(
+        self,
+        *,
+        horizon: str | None = None,
+        quantity: str | None = None,
+        group_by: str | None = None,
+        group: str | None = None,
+        before: When = None,
+    ) -> list[IssuedForecast]:
+        """The newest issued forecast per (horizon, quantity, group) matching the filters.
+
+        ``before`` (optional) keeps issues made strictly before it.
+        """
+        with self.engine.connect() as conn:
+            return _forecasts.latest_forecasts(
+                conn, horizon, quantity, group_by, group, None if before is None else when(before)
+            )
+
+    def save_support_windows(
+        self, issued_at: When, horizon: str, windows: Sequence[SupportWindowRecord]
+    ) -> int:
+        """Replace the need-for-support windows of one issue; returns how many."""
+        with self.engine.begin() as conn:
+            return _forecasts.save_support_windows(conn, when(issued_at), horizon, windows)
+
+    def latest_support_windows(self, horizon: str | None = None) -> list[SupportWindowRecord]:
+        """The windows of the newest issue of each horizon, by start."""
+        with self.engine.connect() as conn:
+            return _forecasts.latest_support_windows(conn, horizon)
+
+    def prune_forecasts(self, before: When, keep_models: int = 20) -> int:
+        """Delete forecasts issued before ``before`` and all but ``keep_models`` models."""
+        with self.engine.begin() as conn:
+            return _forecasts.prune_forecasts(conn, when(before), keep_models)

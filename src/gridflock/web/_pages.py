@@ -21,6 +21,7 @@ NAV = (
     ("/events", "Events", "events"),
     ("/plan", "Plan", "plan"),
     ("/sites", "Sites", "sites"),
+    ("/forecast", "Forecast", "forecast"),
 )
 
 _LOGO = (
@@ -415,6 +416,54 @@ PLAN_ACTIONS = """
 def plan_body(principal: Principal) -> str:
     """The autopilot's plan, proposals (approve and veto for operators) and decision log."""
     return PLAN.format(actions=PLAN_ACTIONS if can_operate(principal) else "")
+FORECAST = """
+<div class="page-head"><h1>Forecast</h1>
+<p class="muted">What the plant expects: quantile bands (P10&ndash;P90, P50) against what
+happened, and the windows in which the grid will need the plant. Power &gt; 0 is delivered to
+the grid. <span id="fc-state" role="status" aria-live="polite"></span></p></div>
+<section class="row">
+ <article class="card"><header class="card-head"><h2 id="fc-title">Forecast</h2>
+  <span class="muted" id="fc-issued"></span>
+  <label class="inline">Horizon <select id="fc-horizon">
+   <option value="day_ahead">day-ahead</option><option value="intraday">intraday</option>
+   </select></label>
+  <label class="inline">Quantity <select id="fc-quantity"><option value="net">net</option>
+   </select></label>
+  <label class="inline">Group <select id="fc-group"><option value="fleet|fleet">fleet</option>
+   </select></label></header>
+  <div id="chart-forecast" class="chart chart-tall" role="img"
+   aria-label="Forecast quantile band and median against measured power"></div>
+  <p class="hint">Band: P10 to P90 (8 times in 10 the outcome should fall inside); line: P50;
+  dots: measured. Shaded columns: need-for-support windows of this group.</p></article>
+</section>
+<section class="row row-grid">
+ <article class="card"><header class="card-head"><h2>Need for support</h2>
+  <span class="muted" id="win-note"></span></header>
+  <table class="table" id="win-table"><thead><tr><th scope="col">Scope</th>
+  <th scope="col">Window</th><th scope="col" class="num">Probability</th>
+  <th scope="col" class="num">kW needed (P50 / P90)</th><th scope="col">Why</th></tr></thead>
+  <tbody></tbody></table></article>
+ <article class="card"><header class="card-head"><h2>Models</h2>{retrain}</header>
+  <table class="table" id="model-table"><thead><tr><th scope="col">Version</th>
+  <th scope="col">Trained</th><th scope="col">Data</th>
+  <th scope="col" class="num">Skill</th><th scope="col" class="num">P10&ndash;P90 cover</th>
+  </tr></thead><tbody></tbody></table>
+  <p class="hint">Skill: reduction of the mean absolute error against a seasonal naive
+  forecast (same time last week) on held-out days; cover: share of outcomes inside the
+  P10&ndash;P90 band (80 % is right).</p>
+  <p class="alert alert-error" id="fc-error" role="alert" hidden></p></article>
+</section>
+"""
+
+
+def forecast_body(principal: Principal) -> str:
+    """The forecast view; the retrain button only for operators and admins."""
+    retrain = (
+        '<button type="button" class="btn" id="fc-retrain">Retrain now</button>'
+        if can_operate(principal)
+        else ""
+    )
+    return FORECAST.replace("{retrain}", retrain)
 
 
 def sites_body() -> str:

@@ -126,6 +126,7 @@ _view("Grid", "grid", lambda _: _pages.grid_body(), "grid")
 _view("Events", "events", _pages.events_body, "events")
 _view("Sites", "sites", lambda _: _pages.sites_body(), "sites")
 _view("Plan", "plan", _pages.plan_body, "plan")
+_view("Forecast", "forecast", _pages.forecast_body, "forecast")
 
 IdPath = Annotated[str, Path(max_length=200)]
 
