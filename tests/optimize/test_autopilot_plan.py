@@ -36,9 +36,12 @@ def _times(n: int, start: str = "2026-07-15T22:00Z") -> pd.DatetimeIndex:
 def reference(times, f, pool: StoragePool, tariff: Tariff, pol: Policies, keep: float) -> float:
     """The same problem posed plainly: dense matrices, stored energy as cumulative sums.
 
-    Columns per quarter: c, d, i, x, a, o; then the peak. The optimum's value only.
+    Columns per quarter: c, d, i, x, a, o; then one peak per local day. The optimum's
+    value only.
     """
     n = len(f)
+    _, day_of = np.unique(times.tz_convert(TZ).date, return_inverse=True)
+    n_days = int(day_of.max()) + 1
     price = tariff.import_prices(times, TZ)
     feed = tariff.export_prices(times, TZ)
     ps, su = pol.peak_shaving, pol.surplus
@@ -47,7 +50,7 @@ def reference(times, f, pool: StoragePool, tariff: Tariff, pol: Policies, keep: 
         or price.max() - price.min() < pol.arbitrage.min_spread_eur_per_kwh
     ):
         price, feed = 0 * price, 0 * feed  # a spread too thin to trade on
-    nv = 6 * n + 1
+    nv = 6 * n + n_days
     cost = np.zeros(nv)
     cost[2 * n : 3 * n] = price * DT
     cost[3 * n : 4 * n] = -feed * DT
@@ -56,14 +59,14 @@ def reference(times, f, pool: StoragePool, tariff: Tariff, pol: Policies, keep: 
     cost[4 * n : 5 * n] = -su.value_eur_per_kwh * DT if su.enabled else 0.0
     cost[5 * n : 6 * n] = 1000.0 * DT
     if ps.enabled and ps.limit_kw is None:
-        cost[-1] = ps.peak_eur_per_kw
+        cost[6 * n :] = ps.peak_eur_per_kw
     bounds = (
         [(0, pool.p_charge_max_kw)] * n
         + [(0, min(pool.p_discharge_max_kw, max(v, 0.0))) for v in f]
         + [(0, None)] * 2 * n
         + [(0, max(-v, 0.0) if su.enabled else 0.0) for v in f]
         + [(0, None if (ps.enabled and ps.limit_kw is not None) else 0.0)] * n
-        + [(0, None if (ps.enabled and ps.limit_kw is None) else 0.0)]
+        + [(0, None if (ps.enabled and ps.limit_kw is None) else 0.0)] * n_days
     )
     a_eq = np.zeros((n, nv))
     for q in range(n):  # i - x - c + d = f
@@ -91,7 +94,7 @@ def reference(times, f, pool: StoragePool, tariff: Tariff, pol: Policies, keep: 
                 row[5 * n + q] = -1
                 rhs.append(ps.limit_kw - f[q])
             else:
-                row[-1] = -1
+                row[6 * n + day_of[q]] = -1
                 rhs.append(-f[q])
             rows.append(row)
     res = linprog(cost, A_ub=np.array(rows), b_ub=rhs, A_eq=a_eq, b_eq=f, bounds=bounds)
@@ -151,6 +154,23 @@ def test_peak_shaving_lowers_the_peak_to_what_storage_allows():
     # the storage is spent where the import was highest, and the line is flat there
     top = f > plan.peak_kw + 1
     np.testing.assert_allclose(plan.import_kw[top], plan.peak_kw, atol=1e-4)
+
+
+def test_each_day_keeps_its_own_peak_low():
+    # the horizon ends in tomorrow's evening, which the end state leaves unshaved and so
+    # sets the horizon's highest import; today's evening must still be shaved as low as
+    # the storage allows, not spent early on the dearer afternoon quarters
+    times = _times(96, start="2026-07-15T12:00Z")  # 14:00 local to 14:00 tomorrow
+    local_h = np.asarray(times.tz_convert(TZ).hour + times.tz_convert(TZ).minute / 60)
+    today = np.asarray(times.tz_convert(TZ).day == 15)
+    f = np.where(today & (local_h >= 20) & (local_h < 22), 80.0, 40.0)
+    f[~today & (local_h >= 12)] = 120.0  # tomorrow's noon, past the storage's reach
+    pool = StoragePool(40, 40, 100, 100)
+    plan = plan_fleet(times, f, pool, Tariff(), Policies(), TZ)
+    evening = today & (local_h >= 20) & (local_h < 22)
+    # 40 kWh over the 2-h evening bump takes 20 kW off it (minus losses)
+    assert plan.import_kw[evening].max() < 80.0 - 15.0
+    assert plan.import_kw[today].max() == pytest.approx(plan.import_kw[evening].max())
 
 
 def test_peak_limit_is_kept_when_the_storage_can_and_says_so():

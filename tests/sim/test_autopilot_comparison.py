@@ -20,11 +20,13 @@ from gridflock.sim.autopilot import (
 
 @pytest.fixture(scope="module")
 def comparison():
+    # 15-minute steps: the case where one peak over the whole horizon let arbitrage spend
+    # the evening's energy early (per-day peaks and taking in the homes' surplus fixed it)
     spec = generate_fleet(50, 7)
-    return run_comparison(spec, ComparisonConfig(dt.date(2026, 7, 15), days=2, step_s=300))
+    return run_comparison(spec, ComparisonConfig(dt.date(2026, 7, 15), days=2, step_s=900))
 
 
-def test_invariants_hold_and_the_autopilot_beats_manual_on_peak(comparison):
+def test_invariants_hold_and_the_autopilot_beats_manual_on_peak_and_cost(comparison):
     f = {name: comparison.figures(name) for name in comparison.ways}
     for name in ("manual", "autopilot"):
         assert f[name]["comfort_violations"] == 0
@@ -32,6 +34,7 @@ def test_invariants_hold_and_the_autopilot_beats_manual_on_peak(comparison):
         assert f[name]["ev_departures_met_pct"] == 100.0
     assert f["autopilot"]["peak_import_kw"] <= f["manual"]["peak_import_kw"]
     assert f["autopilot"]["peak_import_kw"] < f["no_vpp"]["peak_import_kw"]
+    assert f["autopilot"]["energy_cost_eur"] < f["manual"]["energy_cost_eur"]
     assert f["autopilot"]["energy_cost_eur"] < f["no_vpp"]["energy_cost_eur"]
     assert f["autopilot"]["energy_shifted_kwh"] > 0
 

@@ -374,8 +374,8 @@ def plan_fleet(
     Variables per quarter ``q``: charge ``c``, discharge ``d``, stored energy ``s``, import
     ``i`` and export ``x`` (``i - x = F + c - d``), surplus taken ``a`` (``a <= c``, ``a <=
     F``'s export), the excess over the peak-shaving limit ``o`` and the shortfall of a support
-    window ``u``; one ``peak`` variable. Minimise price * (i - x) (arbitrage on), + the
-    peak's value, - surplus value * a, + wear * (c + d), + penalties on ``o`` and ``u``.
+    window ``u``; one ``peak`` per local day. Minimise price * (i - x) (arbitrage on), + the
+    peaks' value, - surplus value * a, + wear * (c + d), + penalties on ``o`` and ``u``.
     """
     n = len(times)
     f = np.asarray(forecast_import_kw, dtype=np.float64)
@@ -403,10 +403,17 @@ def plan_fleet(
     pc, pd_ = max(pool.p_charge_max_kw, 0.0), max(pool.p_discharge_max_kw, 0.0)
     eta_c, eta_d = pool.eta_charge, pool.eta_discharge
 
-    # column blocks: c, d, s, i, x, a, o, u (n each), then peak
+    # column blocks: c, d, s, i, x, a, o, u (n each), then one peak per local day: a
+    # single peak over the horizon would let tomorrow's truncated evening (held back by
+    # the end state) set it, and arbitrage would then spend today's energy before today's
+    # peak; each day's own peak keeps today's as low as the storage allows
+    local_day = times.tz_convert(tz).normalize()
+    _days, day_of = np.unique(np.asarray(local_day.asi8), return_inverse=True)
+    n_days = len(_days)
     jc, jd, js, ji, jx, ja, jo, ju = (k * n for k in range(8))
-    nv = 8 * n + 1
+    nv = 8 * n + n_days
     jpk = 8 * n
+    jpk_q = jpk + day_of.astype(np.int64)
     lo = np.zeros(nv)
     hi = np.full(nv, np.inf)
     hi[jc : jc + n] = pc
@@ -427,7 +434,7 @@ def plan_fleet(
     # batteries cover import and never export to sell, except to deliver a committed window
     hi[jd : jd + n] = np.where(window_kw > 0, pd_, np.minimum(pd_, np.maximum(f, 0.0)))
     if not ps.enabled or ps.limit_kw is not None:
-        hi[jpk] = 0.0  # the peak variable is only used to minimise the peak
+        hi[jpk:] = 0.0  # the peak variables are only used to minimise the peak
 
     cost = np.zeros(nv)
     # arbitrage off (or a spread too thin to bother): energy prices leave the objective
@@ -442,7 +449,7 @@ def plan_fleet(
     cost[jo : jo + n] = _SOFT_EUR_PER_KWH * dt
     cost[ju : ju + n] = _SOFT_EUR_PER_KWH * dt
     if ps.enabled and ps.limit_kw is None:
-        cost[jpk] = ps.peak_eur_per_kw
+        cost[jpk:] = ps.peak_eur_per_kw
 
     r = np.arange(n)
     tri_r: list[npt.NDArray[np.int64]] = []
@@ -458,7 +465,7 @@ def plan_fleet(
         first = sum(len(x) for x in lower)
         for col, val in entries:
             tri_r.append(first + r)
-            tri_c.append(r + col if col != jpk else np.full(n, jpk))
+            tri_c.append(jpk_q if col == jpk else r + col)
             tri_v.append(np.broadcast_to(np.asarray(val, dtype=np.float64), (n,)))
         lower.append(lb)
         upper.append(ub)
@@ -477,7 +484,7 @@ def plan_fleet(
     if ps.enabled:
         if ps.limit_kw is not None:  # f + c - d - o <= limit
             block([(jc, 1.0), (jd, -1.0), (jo, -1.0)], np.full(n, -np.inf), ps.limit_kw - f)
-        else:  # f + c - d - peak <= 0
+        else:  # f + c - d - peak(day of q) <= 0
             block([(jc, 1.0), (jd, -1.0), (jpk, -1.0)], np.full(n, -np.inf), -f)
     if window_kw.any():  # d - c + u >= window (up), d - c - u <= window (down)
         up = window_kw > 0

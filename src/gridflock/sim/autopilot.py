@@ -311,13 +311,20 @@ class TwinAutopilot:
                 extra = cap - own
                 more = discharge - own.sum()
                 sp = own + (extra * min(more / extra.sum(), 1.0) if extra.sum() > 0 else 0.0)
-        elif charge > 0:
+        else:
             room = np.maximum(c["soc_max"] - soc, 0.0) * c["e_kwh"] / (c["eta_charge"] * dt_h)
-            lim = st.grid.site_import_limit_kw[self.bat_sites]
-            head = np.where(np.isfinite(lim), np.maximum(lim - home_import, 0.0), np.inf)
-            w = np.minimum(np.minimum(c["p_charge_max_kw"], room), head * self.bat_share)
-            total = w.sum()
-            sp = -w * min(charge / total, 1.0) if total > 0 else sp
+            can = np.minimum(c["p_charge_max_kw"], room)
+            # the home's own surplus is always taken in (it would go out at the feed-in
+            # price): the plan sets the least charge, the meter what more there is to take
+            own_surplus = np.minimum(np.maximum(other, 0.0) * self.bat_share, can)
+            sp = -own_surplus
+            if charge > 0:
+                lim = st.grid.site_import_limit_kw[self.bat_sites]
+                head = np.where(np.isfinite(lim), np.maximum(lim - home_import, 0.0), np.inf)
+                w = np.minimum(can, head * self.bat_share)
+                total = w.sum()
+                if total > 0:
+                    sp = -np.maximum(w * min(charge / total, 1.0), own_surplus)
         self._seq += 1
         n = len(rows)
         return CommandBatch(
