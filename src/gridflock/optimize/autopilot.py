@@ -44,12 +44,21 @@ __all__ = [
     "SupportWindowPolicy",
     "SurplusPolicy",
     "Tariff",
+    "plan_devices",
     "plan_fleet",
     "proposals",
     "windows_from_forecast",
 ]
 
+from gridflock.domain.spec import FleetSpec
 from gridflock.forecast import SupportWindow as ForecastWindow
+from gridflock.optimize.build import build_problem
+from gridflock.optimize.inputs import InitialState, SiteForecasts
+from gridflock.optimize.plan import Plan, PlanInfeasibleError
+from gridflock.optimize.problem import Batteries
+from gridflock.optimize.problem import SupportWindow as PlanWindow
+from gridflock.optimize.problem import Tariff as SiteTariff
+from gridflock.optimize.solve import solve
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -340,6 +349,10 @@ class FleetPlan:
     objective_eur: float
     policies: Policies
     pool: StoragePool
+    #: The optimiser's plan per device this fleet plan sums up (None: the sketch alone).
+    devices: Plan | None = None
+    #: The fleet import cap the per-device plan was solved under [kW] (inf: none).
+    cap_kw: float = math.inf
 
     def frame(self) -> pd.DataFrame:
         """The plan as a table (UTC index)."""
@@ -680,4 +693,131 @@ def _reason(plan: FleetPlan, a: int, b: int, who: str, up: bool, tz: str) -> str
     return (
         f"pre-charge: {kw:,.0f} kW from {t0:%a %H:%M} at {price:.3f} EUR/kWh, among the "
         f"cheapest quarters before the storage is needed{use}"
+    )
+
+
+# --------------------------------------------------------------------------- per device
+def plan_devices(
+    spec: FleetSpec,
+    times: pd.DatetimeIndex,
+    forecasts: SiteForecasts,
+    state: InitialState,
+    tariff: Tariff,
+    policies: Policies,
+    sketch: FleetPlan,
+    tz: str = "UTC",
+) -> FleetPlan:
+    """The plan per device (:func:`gridflock.optimize.solve`) under the operator's policies.
+
+    The policies set the optimiser's problem: the tariff's prices per step (flattened to
+    their mean when arbitrage is off), battery wear, up support windows (a kWh short costs
+    as much as breaking a limit), and the fleet's import cap: the peak-shaving limit, or
+    each local day's peak of ``sketch`` (the virtual battery's plan: the lowest fleet peak
+    the storage allows, which the per-site objective of ``solve`` does not seek by itself).
+    A cap that the devices cannot keep (site limits, per-battery power, EV and comfort
+    rules the sketch does not see) is raised a third, then two thirds of the way to the
+    forecast's peak, then dropped; ``cap_kw`` says which held. Batteries end no emptier
+    than they start.
+
+    Returns the fleet view of the per-device plan (batteries' charge and discharge, the
+    fleet's import) with the plan itself in ``devices``, for :func:`proposals`.
+    """
+    n = len(times)
+    if n == 0 or times.tz is None:
+        raise PlanError("the plan needs timezone-aware quarter hours")
+    start_ts = float(times[0].timestamp())
+    n_sites = len(spec.sites)
+    imp = tariff.import_prices(times, tz)
+    exp = tariff.export_prices(times, tz)
+    ar = policies.arbitrage
+    if not (ar.enabled and float(imp.max() - imp.min()) >= ar.min_spread_eur_per_kwh):
+        imp = np.full(n, float(imp.mean()))
+        exp = np.minimum(exp, imp)
+    site_tariff = SiteTariff.dynamic(imp, np.minimum(exp, imp), n_sites)
+    windows: list[PlanWindow] = []
+    if policies.support_windows.enabled:
+        for w in policies.support_windows.windows:
+            a, b = int(times.searchsorted(w.start)), int(times.searchsorted(w.end))
+            if b > a and w.kw > 0:
+                windows.append(PlanWindow(a, b, float(w.kw), 0.0, _SOFT_EUR_PER_KWH))
+    ps = policies.peak_shaving
+    cap = np.full(n, np.inf)
+    if ps.enabled and ps.limit_kw is not None:
+        cap[:] = ps.limit_kw
+    elif ps.enabled:
+        day = np.asarray(times.tz_convert(tz).normalize().asi8)
+        line = pd.Series(sketch.import_kw).groupby(day).transform("max").to_numpy(np.float64)
+        cap = np.maximum(line, 0.0) + 1e-3
+
+    def attempt(c: FloatArray) -> tuple[Batteries, Plan]:
+        problem = build_problem(
+            spec,
+            start_ts,
+            forecasts,
+            site_tariff,
+            n_steps=n,
+            state=state,
+            windows=windows,
+            wear_per_kwh=policies.wear_eur_per_kwh,
+            soc_end="initial",
+            fleet_import_cap_kw=c,
+        )
+        return problem.batteries, solve(problem)
+
+    # the cap, then raised a third and two thirds of the way to the forecast's peak, then none
+    top = float(np.max(sketch.forecast_import_kw))
+    tries = [cap] + [np.maximum(cap, cap + k / 3.0 * (top - cap)) for k in (1, 2)]
+    tries = [c for c in tries if np.isfinite(c).any()] + [np.full(n, np.inf)]
+    for c in tries:
+        try:
+            batteries, plan = attempt(c)
+        except PlanInfeasibleError:
+            if not np.isfinite(c).any():
+                raise
+            continue
+        cap_kw = float(c.max())
+        break
+    return _fleet_view(plan, batteries, times, imp, policies, cap_kw)
+
+
+def _fleet_view(
+    plan: Plan,
+    b: Batteries,
+    times: pd.DatetimeIndex,
+    prices: FloatArray,
+    policies: Policies,
+    cap_kw: float,
+) -> FleetPlan:
+    """The per-device plan summed over the fleet, as the proposals read it."""
+    rows = plan.battery_rows
+    bat = np.nansum(plan.p_kw[rows], axis=0) if len(rows) else np.zeros(plan.n_steps)
+    imp = -np.nansum(plan.site_net_kw, axis=0)
+    # plan.soc rows follow the problem's battery order
+    soc = plan.soc if len(rows) else np.zeros((0, plan.n_steps + 1))
+    pool = StoragePool.from_arrays(
+        b.e_kwh,
+        b.soc0,
+        b.soc_floor,
+        b.soc_max,
+        b.p_charge_max_kw,
+        b.p_discharge_max_kw,
+        b.eta_charge,
+        b.eta_discharge,
+    )
+    above = np.clip(np.nan_to_num(soc[:, 1:] - b.soc_floor[:, None]), 0.0, None)
+    stored = (above * b.e_kwh[:, None]).sum(axis=0)
+    return FleetPlan(
+        times,
+        imp + bat,
+        prices,
+        np.maximum(-bat, 0.0),
+        np.maximum(bat, 0.0),
+        stored,
+        imp,
+        float(imp.max()),
+        float(plan.objective.total),
+        policies,
+        pool,
+        devices=plan,
+        cap_kw=cap_kw,
     )

@@ -36,9 +36,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from gridflock.domain.auth import Principal, Role
@@ -47,6 +48,9 @@ from gridflock.domain.events import EventSource, Scope
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray
 from gridflock.domain.schedules import PlanSeries
+from gridflock.domain.spec import FleetSpec
+from gridflock.forecast import Forecast, WeatherSource
+from gridflock.optimize import InitialState, PlanInfeasibleError, SiteForecasts, pick_quantile
 from gridflock.optimize.autopilot import (
     QUARTER_S,
     FleetPlan,
@@ -54,15 +58,25 @@ from gridflock.optimize.autopilot import (
     Policies,
     StoragePool,
     Tariff,
+    plan_devices,
     plan_fleet,
     proposals,
 )
 from gridflock.service.control import ControlLoop
 from gridflock.service.events import EventService
+from gridflock.service.plans import series_of
 from gridflock.service.readmodel import ReadModel
-from gridflock.store.records import AutopilotDecision, AutopilotProposal
+from gridflock.store.records import AutopilotDecision, AutopilotProposal, IssuedForecast
 
-__all__ = ["AUTOPILOT", "AutopilotService", "AutopilotSettings", "Forecaster"]
+__all__ = [
+    "AUTOPILOT",
+    "AutopilotService",
+    "AutopilotSettings",
+    "EngineInputs",
+    "ForecastSource",
+    "Forecaster",
+    "engine_inputs",
+]
 
 log = logging.getLogger("gridflock.autopilot")
 
@@ -71,6 +85,133 @@ AUTOPILOT = Principal("autopilot", "autopilot", Role.OPERATOR)
 #: A forecaster: quarter-hour starts (UTC) -> the fleet's import without batteries [kW].
 Forecaster = Callable[[pd.DatetimeIndex], FloatArray]
 Mode = Literal["automatic", "approval"]
+#: Outdoor temperature assumed where the weather source has none [°C].
+_T_OUT_FALLBACK_C = 15.0
+#: Fewest quarter hours a forecast must cover from now to be planned on.
+_MIN_STEPS = 4
+
+
+class ForecastSource(Protocol):
+    """What the autopilot reads of the forecast service (``service.forecasting``)."""
+
+    site_forecasts: dict[str, dict[str, Forecast]]
+    weather: WeatherSource
+
+    def latest(
+        self,
+        horizon: str | None = None,
+        quantity: str | None = None,
+        group_by: str | None = None,
+        group: str | None = None,
+    ) -> list[IssuedForecast]:
+        """The latest group forecasts matching the filters."""
+        ...
+
+
+@dataclass(frozen=True)
+class EngineInputs:
+    """The forecast engine's latest issue, at the planning quantile, on the plan's steps."""
+
+    times: pd.DatetimeIndex
+    sites: SiteForecasts
+    fleet_import_kw: FloatArray  #: the fleet's import without its batteries [kW, + import]
+    source: str  #: in words, for the decision log
+
+
+def _on_steps(fc: Forecast, times: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
+    pos = fc.times.get_indexer(times)
+    return np.asarray(pos, dtype=np.int64)
+
+
+def engine_inputs(
+    source: ForecastSource, spec: FleetSpec, times: pd.DatetimeIndex, quantile: float
+) -> EngineInputs | None:
+    """Per-site forecasts for the optimiser from the forecast engine's latest issue.
+
+    Planning on quantile ``q`` is cautious on the side that costs: consumption at its
+    ``q`` quantile (the ``1 - q`` quantile of ``load``, which is negative), PV and wind
+    at their ``1 - q`` quantile, the fleet's import at its ``q`` quantile (``-net`` at
+    ``1 - q``, plus the batteries' median, which the plan replaces). The plan covers the
+    quarter hours from ``times[0]`` the issue covers (None: fewer than an hour, or no
+    ``load`` forecast yet; the caller falls back to the seasonal-naive forecast).
+    """
+    latest: tuple[str, dict[str, Forecast]] | None = None
+    for horizon, per in source.site_forecasts.items():
+        first = per.get("load")
+        if first is None or _on_steps(first, times[:1])[0] < 0:
+            continue
+        if latest is None or first.issued_at > latest[1]["load"].issued_at:
+            latest = (horizon, per)
+    if latest is None:
+        return None
+    horizon, per = latest
+    pos = _on_steps(per["load"], times)
+    n = int(np.argmin(pos >= 0)) if (pos < 0).any() else len(times)
+    if n < _MIN_STEPS:
+        return None
+    times, pos = times[:n], pos[:n]
+    n_sites = len(spec.sites)
+    site_ids = spec.sites["id"].to_numpy(dtype=object)
+
+    def per_site(quantity: str, q: float) -> FloatArray:
+        out = np.zeros((n_sites, n))
+        fc = per.get(quantity)
+        if fc is None:
+            return out
+        at = pd.Index(fc.keys).get_indexer(pd.Index(site_ids))
+        have = at >= 0
+        vals = pick_quantile(
+            np.asarray(fc.quantiles), np.moveaxis(fc.values[at[have]][:, pos, :], -1, 0), q
+        )
+        out[have] = np.nan_to_num(vals)
+        return out
+
+    load_kw = np.maximum(-per_site("load", 1.0 - quantile), 0.0)
+    pv_kw = np.maximum(per_site("pv", 1.0 - quantile), 0.0)
+    wind_kw = np.maximum(per_site("wind", 1.0 - quantile), 0.0)
+    issued = per["load"].issued_at.timestamp()
+    valid = np.asarray(times.asi8 // 10**9, dtype=np.float64)
+    t_out = np.full(n, _T_OUT_FALLBACK_C)
+    try:
+        w = source.weather.forecast(np.full(n, issued), valid)
+        if "temp_air_c" in w:
+            t_out = np.where(np.isfinite(w["temp_air_c"]), w["temp_air_c"], _T_OUT_FALLBACK_C)
+    except (KeyError, ValueError) as e:
+        log.warning("autopilot: no weather forecast (%s): %.0f °C assumed", e, t_out[0])
+    fleet = _fleet_import(source, horizon, times, quantile)
+    if fleet is None:
+        fleet = load_kw.sum(axis=0) - pv_kw.sum(axis=0) - wind_kw.sum(axis=0)
+    return EngineInputs(
+        times,
+        SiteForecasts(load_kw, pv_kw, wind_kw, np.asarray(t_out, dtype=np.float64)),
+        fleet,
+        f"forecast engine, {horizon} issue of {per['load'].issued_at:%Y-%m-%d %H:%M} UTC, "
+        f"planned on its {quantile:.2f} quantile",
+    )
+
+
+def _fleet_import(
+    source: ForecastSource, horizon: str, times: pd.DatetimeIndex, quantile: float
+) -> FloatArray | None:
+    """The fleet's import without batteries at ``quantile`` from the fleet group forecasts."""
+
+    def group(quantity: str, q: float) -> FloatArray | None:
+        found = source.latest(horizon, quantity, "fleet", "fleet")
+        if not found:
+            return None
+        f = found[0]
+        idx = pd.date_range(f.start, periods=f.values_kw.shape[0], freq=f"{f.step_s}s")
+        pos = idx.get_indexer(times)
+        if (pos < 0).any():
+            return None
+        out: FloatArray = pick_quantile(np.asarray(f.quantiles), f.values_kw[pos].T, q)
+        return out
+
+    net = group("net", 1.0 - quantile)
+    if net is None:
+        return None
+    battery = group("battery", 0.5)
+    return -(net - (battery if battery is not None else 0.0))
 Execution = Literal["events", "schedules"]
 _OPEN = ("pending", "approved")
 _KEEP_S = 86_400.0  # proposals kept in memory this long after they end
@@ -153,11 +294,14 @@ class AutopilotService:
         events: EventService,
         read_model: ReadModel,
         forecaster: Forecaster | None = None,
+        forecasts: ForecastSource | None = None,
     ) -> None:
         self.loop = loop
         self.events = events
         self.read_model = read_model
         self.forecaster = forecaster or self._seasonal_naive
+        self.forecasts = forecasts
+        self.forecast_source = "none yet"
         self.settings = AutopilotSettings()
         self.plan: FleetPlan | None = None
         self.planned_at: float | None = None
@@ -257,20 +401,59 @@ class AutopilotService:
         n = max(round(s.horizon_h * 3600.0 / QUARTER_S), 1)
         times = pd.date_range(start, periods=n, freq=pd.Timedelta(seconds=QUARTER_S))
         tz = self._tz()
+        inputs: EngineInputs | None = None
         try:
-            fc = np.asarray(self.forecaster(times), dtype=np.float64)
+            if self.forecasts is not None:
+                inputs = engine_inputs(
+                    self.forecasts, self.loop.spec, times, s.policies.quantile
+                )
+            if inputs is not None:
+                times, fc, source = inputs.times, inputs.fleet_import_kw, inputs.source
+                n = len(times)
+            else:
+                fc = np.asarray(self.forecaster(times), dtype=np.float64)
+                source = (
+                    "seasonal naive (yesterday's same quarter hours): no forecast issued yet"
+                    if self.forecaster == self._seasonal_naive
+                    else "the configured forecaster"
+                )
             pool = self._pool()
-            plan = plan_fleet(times, fc, pool, s.tariff, s.policies, tz)
+            sketch = plan_fleet(times, fc, pool, s.tariff, s.policies, tz)
         except (PlanError, ValueError) as e:
             self._log("error", "autopilot", f"no new plan: {e}", None, None)
             return None
+        plan = sketch
+        if inputs is not None:
+            try:
+                plan = plan_devices(
+                    self.loop.spec,
+                    times,
+                    inputs.sites,
+                    InitialState.from_fleet_state(self.loop.state),
+                    s.tariff,
+                    s.policies,
+                    sketch,
+                    tz,
+                )
+            except (PlanInfeasibleError, GridflockError, PlanError, ValueError) as e:
+                self._log(
+                    "error",
+                    "autopilot",
+                    f"no plan per device ({e}); the fleet's storage plan stands",
+                    None,
+                    None,
+                )
+        self.forecast_source = source
         self.plan, self.planned_at = plan, now
         blocks = proposals(plan, tz, min_kw=max(0.01 * pool.p_charge_max_kw, 1.0))
+        per_device = plan.devices is not None
         self._log(
             "plan",
             "autopilot",
-            f"planned {n} quarter hours from {start:%Y-%m-%d %H:%M} UTC: peak "
-            f"{float(fc.max()):,.0f} -> {plan.peak_kw:,.0f} kW, {len(blocks)} blocks",
+            f"planned {n} quarter hours from {start:%Y-%m-%d %H:%M} UTC "
+            f"{'per device' if per_device else 'for the storage as one'}: peak "
+            f"{float(fc.max()):,.0f} -> {plan.peak_kw:,.0f} kW, {len(blocks)} blocks; "
+            f"forecast: {source}",
             None,
             {
                 "storage_kwh": round(pool.e_max_kwh, 3),
@@ -278,6 +461,9 @@ class AutopilotService:
                 "objective_eur": round(plan.objective_eur, 4),
                 "forecast_peak_kw": round(float(fc.max()), 3),
                 "planned_peak_kw": round(plan.peak_kw, 3),
+                "per_device": per_device,
+                "fleet_cap_kw": None if not math.isfinite(plan.cap_kw) else round(plan.cap_kw, 3),
+                "forecast": source,
             },
         )
         self._reconcile(blocks, now)
@@ -393,6 +579,30 @@ class AutopilotService:
         p[w == 0] = np.nan  # not reporting: left to its own control
         return PlanSeries(plan_id, st.device_ids[sl], p, start, QUARTER_S)
 
+    def _block_series(self, q0: float, steps: int, plan_id: str) -> PlanSeries | None:
+        """The batteries' rows of the per-device plan over one block (None: no such plan)."""
+        plan = self.plan
+        if plan is None or plan.devices is None:
+            return None
+        full = series_of(plan.devices, self.loop.state, plan_id)
+        k = round((q0 - full.start) / full.step_s)
+        if k < 0 or k + steps > full.steps:
+            return None
+        st = self.loop.state
+        sl = st.kind_slices.get(DeviceKind.BATTERY)
+        if sl is None:
+            return None
+        battery = np.isin(full.device_ids, st.device_ids[sl])
+        if not battery.any():
+            return None
+        return PlanSeries(
+            plan_id,
+            full.device_ids[battery],
+            full.p_kw[battery, k : k + steps],
+            q0,
+            full.step_s,
+        )
+
     def _send(self, series: PlanSeries | None, now: float, proposal_id: str | None) -> bool:
         """Send battery schedules; log what the executor did. Whether anything could go."""
         plans = self.loop.plans
@@ -415,9 +625,18 @@ class AutopilotService:
         return True
 
     def _schedule_plan(self, plan: FleetPlan, now: float) -> None:
-        """Automatic mode with schedules: the whole plan goes to the batteries."""
+        """Automatic mode with schedules: the whole plan goes to the devices.
+
+        The per-device plan as it is (every device with a setpoint); the fleet's storage
+        plan alone is split over the batteries by their power limits.
+        """
         start = plan.times[0].timestamp()
-        series = self._series(plan.discharge_kw - plan.charge_kw, start, f"ap-{int(start)}")
+        plan_id = f"ap-{int(start)}"
+        series = (
+            series_of(plan.devices, self.loop.state, plan_id)
+            if plan.devices is not None
+            else self._series(plan.discharge_kw - plan.charge_kw, start, plan_id)
+        )
         if not self._send(series, now, None):
             return
         done = [
@@ -450,7 +669,9 @@ class AutopilotService:
         if self.settings.execute_as == "schedules":
             q0 = p.start.timestamp()
             steps = max(round((end - q0) / QUARTER_S), 1)
-            series = self._series(np.full(steps, p.target_kw), q0, f"{p.id}"[:48])
+            series = self._block_series(q0, steps, f"{p.id}"[:48])
+            if series is None:
+                series = self._series(np.full(steps, p.target_kw), q0, f"{p.id}"[:48])
             ok = self._send(series, now, p.id)
             p = replace(p, status="executed" if ok else "failed", decided_at=_utc(now))
             self.items[p.id] = p
@@ -536,6 +757,8 @@ class AutopilotService:
             "proposals": counts,
             "planned_peak_kw": None if plan is None else plan.peak_kw,
             "forecast_peak_kw": None if plan is None else float(plan.forecast_import_kw.max()),
+            "per_device": plan is not None and plan.devices is not None,
+            "forecast": self.forecast_source,
         }
 
     def _now(self) -> datetime:

@@ -81,11 +81,13 @@ class Runtime:
         self.event_service = EventService(self.loop)
         self.read_model = ReadModel(self.loop, self.event_service)
         self.loop.observers.append(self.read_model.record)
-        self.autopilot = AutopilotService(self.loop, self.event_service, self.read_model)
-        self.loop.observers.append(self.autopilot.tick)
         self.forecaster = ForecastService(
             settings, store, lambda: self.loop.spec, clock, _weather_source(settings, weather)
         )
+        self.autopilot = AutopilotService(
+            self.loop, self.event_service, self.read_model, forecasts=self.forecaster
+        )
+        self.loop.observers.append(self.autopilot.tick)
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
