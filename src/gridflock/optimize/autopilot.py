@@ -766,8 +766,9 @@ def plan_devices(
 
     # the cap, then raised a third and two thirds of the way to the forecast's peak, then none
     top = float(np.max(sketch.forecast_import_kw))
-    tries = [cap] + [np.maximum(cap, cap + k / 3.0 * (top - cap)) for k in (1, 2)]
-    tries = [c for c in tries if np.isfinite(c).any()] + [np.full(n, np.inf)]
+    tries = [np.full(n, np.inf)]
+    if np.isfinite(cap).all():
+        tries = [cap + k / 3.0 * np.maximum(top - cap, 0.0) for k in (0, 1, 2)] + tries
     for c in tries:
         try:
             batteries, plan = attempt(c)

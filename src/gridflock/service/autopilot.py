@@ -85,6 +85,9 @@ AUTOPILOT = Principal("autopilot", "autopilot", Role.OPERATOR)
 #: A forecaster: quarter-hour starts (UTC) -> the fleet's import without batteries [kW].
 Forecaster = Callable[[pd.DatetimeIndex], FloatArray]
 Mode = Literal["automatic", "approval"]
+Execution = Literal["events", "schedules"]
+_OPEN = ("pending", "approved")
+_KEEP_S = 86_400.0  # proposals kept in memory this long after they end
 #: Outdoor temperature assumed where the weather source has none [°C].
 _T_OUT_FALLBACK_C = 15.0
 #: Fewest quarter hours a forecast must cover from now to be planned on.
@@ -118,103 +121,117 @@ class EngineInputs:
     source: str  #: in words, for the decision log
 
 
-def _on_steps(fc: Forecast, times: pd.DatetimeIndex) -> npt.NDArray[np.int64]:
-    pos = fc.times.get_indexer(times)
-    return np.asarray(pos, dtype=np.int64)
-
-
 def engine_inputs(
     source: ForecastSource, spec: FleetSpec, times: pd.DatetimeIndex, quantile: float
 ) -> EngineInputs | None:
-    """Per-site forecasts for the optimiser from the forecast engine's latest issue.
+    """Per-site forecasts for the optimiser from the forecast engine's latest issues.
 
-    Planning on quantile ``q`` is cautious on the side that costs: consumption at its
-    ``q`` quantile (the ``1 - q`` quantile of ``load``, which is negative), PV and wind
-    at their ``1 - q`` quantile, the fleet's import at its ``q`` quantile (``-net`` at
-    ``1 - q``, plus the batteries' median, which the plan replaces). The plan covers the
-    quarter hours from ``times[0]`` the issue covers (None: fewer than an hour, or no
-    ``load`` forecast yet; the caller falls back to the seasonal-naive forecast).
+    Each quarter hour takes the latest issue covering it (intraday, then the day-ahead);
+    the plan runs from the first covered quarter of ``times`` (the one under way is
+    covered only by an issue made before it began) for as long as the issues cover it
+    without a gap. Planning on quantile ``q`` is cautious on the side that costs:
+    consumption at its ``q`` quantile (the ``1 - q`` quantile of ``load``, which is
+    negative), PV and wind at their ``1 - q`` quantile, the fleet's import at its ``q``
+    quantile (``-net`` at ``1 - q``, less the batteries' median, which the plan replaces).
+    None when there is no ``load`` forecast or less than an hour is covered: the caller
+    then falls back to the seasonal-naive forecast.
     """
-    latest: tuple[str, dict[str, Forecast]] | None = None
-    for horizon, per in source.site_forecasts.items():
-        first = per.get("load")
-        if first is None or _on_steps(first, times[:1])[0] < 0:
-            continue
-        if latest is None or first.issued_at > latest[1]["load"].issued_at:
-            latest = (horizon, per)
-    if latest is None:
+    issues = sorted(
+        ((h, per) for h, per in source.site_forecasts.items() if "load" in per),
+        key=lambda hp: hp[1]["load"].issued_at,
+        reverse=True,
+    )
+    if not issues:
         return None
-    horizon, per = latest
-    pos = _on_steps(per["load"], times)
-    n = int(np.argmin(pos >= 0)) if (pos < 0).any() else len(times)
-    if n < _MIN_STEPS:
+    src = np.full(len(times), -1, dtype=np.int64)
+    pos = np.full(len(times), -1, dtype=np.int64)
+    for i, (_h, per) in enumerate(issues):
+        p = np.asarray(per["load"].times.get_indexer(times), dtype=np.int64)
+        take = (src < 0) & (p >= 0)
+        src[take], pos[take] = i, p[take]
+    covered = src >= 0
+    if not covered.any():
         return None
-    times, pos = times[:n], pos[:n]
-    n_sites = len(spec.sites)
-    site_ids = spec.sites["id"].to_numpy(dtype=object)
+    first = int(np.argmax(covered))
+    gap = np.flatnonzero(~covered[first:])
+    last = first + (int(gap[0]) if len(gap) else len(times) - first)
+    if last - first < _MIN_STEPS:
+        return None
+    times, src, pos = times[first:last], src[first:last], pos[first:last]
+    n = len(times)
+    site_ids = pd.Index(spec.sites["id"].to_numpy(dtype=object))
 
     def per_site(quantity: str, q: float) -> FloatArray:
-        out = np.zeros((n_sites, n))
-        fc = per.get(quantity)
-        if fc is None:
-            return out
-        at = pd.Index(fc.keys).get_indexer(pd.Index(site_ids))
-        have = at >= 0
-        vals = pick_quantile(
-            np.asarray(fc.quantiles), np.moveaxis(fc.values[at[have]][:, pos, :], -1, 0), q
-        )
-        out[have] = np.nan_to_num(vals)
+        out = np.zeros((len(site_ids), n))
+        for i, (_h, per) in enumerate(issues):
+            fc, cols = per.get(quantity), np.flatnonzero(src == i)
+            if fc is None or not len(cols):
+                continue
+            at = pd.Index(fc.keys).get_indexer(site_ids)
+            have = at >= 0
+            block = fc.values[at[have]][:, pos[cols], :]
+            vals = pick_quantile(np.asarray(fc.quantiles), np.moveaxis(block, -1, 0), q)
+            out[np.ix_(np.flatnonzero(have), cols)] = np.nan_to_num(vals)
         return out
 
     load_kw = np.maximum(-per_site("load", 1.0 - quantile), 0.0)
     pv_kw = np.maximum(per_site("pv", 1.0 - quantile), 0.0)
     wind_kw = np.maximum(per_site("wind", 1.0 - quantile), 0.0)
-    issued = per["load"].issued_at.timestamp()
+    issued_at = np.array([issues[i][1]["load"].issued_at.timestamp() for i in src])
     valid = np.asarray(times.asi8 // 10**9, dtype=np.float64)
     t_out = np.full(n, _T_OUT_FALLBACK_C)
     try:
-        w = source.weather.forecast(np.full(n, issued), valid)
+        w = source.weather.forecast(issued_at, valid)
         if "temp_air_c" in w:
             t_out = np.where(np.isfinite(w["temp_air_c"]), w["temp_air_c"], _T_OUT_FALLBACK_C)
     except (KeyError, ValueError) as e:
         log.warning("autopilot: no weather forecast (%s): %.0f °C assumed", e, t_out[0])
-    fleet = _fleet_import(source, horizon, times, quantile)
+    fleet = _fleet_import(source, [h for h, _ in issues], src, times, quantile)
     if fleet is None:
         fleet = load_kw.sum(axis=0) - pv_kw.sum(axis=0) - wind_kw.sum(axis=0)
+    used = ", ".join(
+        f"{h} of {per['load'].issued_at:%Y-%m-%d %H:%M} UTC"
+        for i, (h, per) in enumerate(issues)
+        if (src == i).any()
+    )
     return EngineInputs(
         times,
         SiteForecasts(load_kw, pv_kw, wind_kw, np.asarray(t_out, dtype=np.float64)),
         fleet,
-        f"forecast engine, {horizon} issue of {per['load'].issued_at:%Y-%m-%d %H:%M} UTC, "
-        f"planned on its {quantile:.2f} quantile",
+        f"forecast engine ({used}), planned on its {quantile:.2f} quantile",
     )
 
 
 def _fleet_import(
-    source: ForecastSource, horizon: str, times: pd.DatetimeIndex, quantile: float
+    source: ForecastSource,
+    horizons: list[str],
+    src: npt.NDArray[np.int64],
+    times: pd.DatetimeIndex,
+    quantile: float,
 ) -> FloatArray | None:
     """The fleet's import without batteries at ``quantile`` from the fleet group forecasts."""
 
     def group(quantity: str, q: float) -> FloatArray | None:
-        found = source.latest(horizon, quantity, "fleet", "fleet")
-        if not found:
-            return None
-        f = found[0]
-        idx = pd.date_range(f.start, periods=f.values_kw.shape[0], freq=f"{f.step_s}s")
-        pos = idx.get_indexer(times)
-        if (pos < 0).any():
-            return None
-        out: FloatArray = pick_quantile(np.asarray(f.quantiles), f.values_kw[pos].T, q)
-        return out
+        out = np.full(len(times), np.nan)
+        for i, h in enumerate(horizons):
+            cols = np.flatnonzero(src == i)
+            found = source.latest(h, quantity, "fleet", "fleet")
+            if not len(cols) or not found:
+                continue
+            f = found[0]
+            idx = pd.date_range(f.start, periods=f.values_kw.shape[0], freq=f"{f.step_s}s")
+            at = idx.get_indexer(times[cols])
+            ok = at >= 0
+            vals = pick_quantile(np.asarray(f.quantiles), f.values_kw[at[ok]].T, q)
+            out[cols[ok]] = vals
+        return out if np.isfinite(out).all() else None
 
     net = group("net", 1.0 - quantile)
     if net is None:
         return None
     battery = group("battery", 0.5)
-    return -(net - (battery if battery is not None else 0.0))
-Execution = Literal["events", "schedules"]
-_OPEN = ("pending", "approved")
-_KEEP_S = 86_400.0  # proposals kept in memory this long after they end
+    out: FloatArray = -(net - (battery if battery is not None else 0.0))
+    return out
 
 
 @dataclass(frozen=True)
