@@ -54,7 +54,7 @@ from gridflock.domain.spec import FleetSpec
 from gridflock.forecast import SupportWindow as ForecastWindow
 from gridflock.optimize.build import build_problem
 from gridflock.optimize.inputs import InitialState, SiteForecasts
-from gridflock.optimize.plan import Plan, PlanInfeasibleError
+from gridflock.optimize.plan import Plan
 from gridflock.optimize.problem import Batteries
 from gridflock.optimize.problem import SupportWindow as PlanWindow
 from gridflock.optimize.problem import Tariff as SiteTariff
@@ -717,7 +717,8 @@ def plan_devices(
     A cap that the devices cannot keep (site limits, per-battery power, EV and comfort
     rules the sketch does not see) is raised a third, then two thirds of the way to the
     forecast's peak, then dropped; ``cap_kw`` says which held. Batteries end no emptier
-    than they start.
+    than they start. Sites whose own rules cannot be kept are left to their own control
+    (NaN rows, listed in ``devices.infeasible``).
 
     Returns the fleet view of the per-device plan (batteries' charge and discharge, the
     fleet's import) with the plan itself in ``devices``, for :func:`proposals`.
@@ -762,7 +763,10 @@ def plan_devices(
             soc_end="initial",
             fleet_import_cap_kw=c,
         )
-        return problem.batteries, solve(problem)
+        # a site whose own rules cannot be kept (a house leaving its band whatever its heat
+        # pump does) is left out with NaN rows and named in ``Plan.infeasible``; the rest
+        # is planned
+        return problem.batteries, solve(problem, skip_infeasible=True)
 
     # the cap, then raised a third and two thirds of the way to the forecast's peak, then none
     top = float(np.max(sketch.forecast_import_kw))
@@ -770,12 +774,14 @@ def plan_devices(
     if np.isfinite(cap).all():
         tries = [cap + k / 3.0 * np.maximum(top - cap, 0.0) for k in (0, 1, 2)] + tries
     for c in tries:
-        try:
-            batteries, plan = attempt(c)
-        except PlanInfeasibleError:
-            if not np.isfinite(c).any():
-                raise
-            continue
+        batteries, plan = attempt(c)
+        if np.isfinite(c).any():
+            imp = -np.nansum(plan.site_net_kw, axis=0)
+            refused = any("fleet_import_cap_kw" in str(p) for p in plan.infeasible)
+            # checked, not trusted: with a site left out, solve has been seen to return
+            # plans above the fleet cap
+            if refused or (imp > c + 1e-3 * np.maximum(np.abs(c), 1.0)).any():
+                continue  # the devices cannot keep this cap: the next, higher one
         cap_kw = float(c.max())
         break
     return _fleet_view(plan, batteries, times, imp, policies, cap_kw)

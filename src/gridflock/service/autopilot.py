@@ -479,6 +479,9 @@ class AutopilotService:
                 "forecast_peak_kw": round(float(fc.max()), 3),
                 "planned_peak_kw": round(plan.peak_kw, 3),
                 "per_device": per_device,
+                "sites_left_out": (
+                    len(plan.devices.infeasible) if plan.devices is not None else None
+                ),
                 "fleet_cap_kw": None if not math.isfinite(plan.cap_kw) else round(plan.cap_kw, 3),
                 "forecast": source,
             },
