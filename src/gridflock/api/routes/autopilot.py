@@ -173,6 +173,10 @@ class AutopilotStatusOut(_Out):
     proposals: dict[str, int] = Field(description="Proposals held, by status.")
     planned_peak_kw: float | None = None
     forecast_peak_kw: float | None = None
+    per_device: bool = Field(
+        False, description="Whether the plan is the optimiser's per device (else the sketch)."
+    )
+    forecast: str = Field("none yet", description="Where the last plan's forecast came from.")
 
 
 class PlanPointOut(_Out):
