@@ -111,13 +111,14 @@ def reference_optimum(pb: PlanProblem) -> tuple[float, dict[tuple, float]]:
         m.ub_rows.append((energy, float(ev.e_need_kwh[i])))
         m.ub_rows.append(({k: -v for k, v in energy.items()}, -float(ev.e_min_kwh[i])))
     th = pb.thermal
+    t_lo, t_hi = th.bounds()  # the band, or its best-effort widening
     for i in range(len(th)):
         s = int(th.site[i])
         prev = None
         for t in range(tn):
             k = float(th.heat_per_kw[i, t])
             p = m.var(("th", i, t), 0.0, th.p_max_kw[i] if k != 0.0 else 0.0)
-            temp = m.var(("T", i, t), th.t_min_c[i], th.t_max_c[i])
+            temp = m.var(("T", i, t), t_lo[i, t], t_hi[i, t])
             rhs = (1 - th.a[i]) * th.t_env_c[i, t] + th.b[i] * th.q_free_kw[i, t]
             row = {temp: 1.0, p: -th.b[i] * k}
             if prev is None:

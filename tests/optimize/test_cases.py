@@ -258,3 +258,64 @@ def test_empty_fleet_far_future_and_huge_values() -> None:
     spec = spec_of([BAT], import_limit_kw=1e5, export_limit_kw=1e5)
     pb = build_problem(spec, far, forecasts([5e4] * 4), Tariff.flat(1, 4, 1e3), n_steps=4)
     assert solve(pb).objective.total == pytest.approx(5e4 * 4 * 0.25 * 1e3, rel=1e-9)
+
+
+def test_plan_command_refuses_an_export_price_above_the_import_price(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from gridflock.cli import app
+
+    r = CliRunner().invoke(
+        app,
+        ["plan", "--homes", "3", "--steps", "4", "--export-price", "0.5", "--out", str(tmp_path)],
+    )
+    assert r.exit_code == 2
+    assert "export_price" in r.output
+
+
+def test_an_lp_that_runs_out_of_time_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HiGHS stopping at the time limit becomes PlanTimeoutError, never a partial plan."""
+    from gridflock.optimize import PlanTimeoutError, _highs
+
+    spec = spec_of([BAT])
+    pb = build_problem(spec, START, forecasts([1.0] * 4), Tariff.flat(1, 4, 0.3), n_steps=4)
+    real = _highs.run
+
+    def slow(lp, **kw):
+        status, x, obj, basis = real(lp, **kw)
+        return ("time limit reached", x, obj, basis) if len(lp.sites) else (status, x, obj, basis)
+
+    monkeypatch.setattr(_highs, "run", slow)
+    with pytest.raises(PlanTimeoutError, match=r"1 sites did not finish within 5.0 s"):
+        solve(pb, time_limit_s=5.0, warm_start=False)
+
+
+def test_a_house_no_power_can_keep_in_band_is_planned_at_best_effort() -> None:
+    """A pump too small for a cold night: refused by default, at its utmost on request."""
+    hp = {
+        "id": "hp",
+        "site_id": "s0",
+        "kind": "heat_pump",
+        "p_elec_max_kw": 0.5,
+        "ua_kw_per_k": 0.3,
+        "c_kwh_per_k": 2.0,
+    }
+    bat = BAT | {"soc_initial": 0.5}
+    spec = spec_of([hp, bat])
+    fc = dataclasses.replace(forecasts([0.5] * 16), t_out_c=np.full(16, -15.0))
+    tariff = Tariff.flat(1, 16, 0.3)
+    with pytest.raises(PlanInfeasibleError, match=r"heat_pump hp"):
+        solve(build_problem(spec, START, fc, tariff, n_steps=16))
+    pb = build_problem(spec, START, fc, tariff, n_steps=16, thermal_best_effort=True)
+    plan = solve(pb)
+    assert plan.status == "optimal"
+    assert len(plan.warnings) == 1
+    assert "heat_pump hp" in str(plan.warnings[0])
+    row = list(plan.device_ids).index("hp")
+    k = int(np.flatnonzero(plan.thermal_rows == row)[0])
+    cold = plan.temp_c[k, 1:] < 19.0 - 1e-9
+    assert cold.any()
+    # where the house is below its band, the pump runs flat out
+    assert np.allclose(plan.p_kw[row][cold], -0.5)
+    # and the battery is still planned
+    assert np.isfinite(plan.p_kw[list(plan.device_ids).index("b")]).all()

@@ -110,14 +110,15 @@ def check_rules(pb: PlanProblem, plan: Plan) -> None:
     assert (ph >= -TOL_KW).all()
     assert (ph <= th.p_max_kw[:, None] + TOL_KW).all()
     temp = th.t0_c.copy()
+    t_lo, t_hi = th.bounds()
     for t in range(pb.n_steps):  # the twin's exact step, from the setpoints
         temp = (
             th.a * temp
             + (1 - th.a) * th.t_env_c[:, t]
             + th.b * (th.heat_per_kw[:, t] * ph[:, t] + th.q_free_kw[:, t])
         )
-        assert (temp >= th.t_min_c - 1e-6).all()
-        assert (temp <= th.t_max_c + 1e-6).all()
+        assert (temp >= t_lo[:, t] - 1e-6).all()
+        assert (temp <= t_hi[:, t] + 1e-6).all()
         np.testing.assert_allclose(plan.temp_c[:, t + 1], temp, atol=1e-6)
     rn = pb.renewables
     assert (p[rn.row] >= -TOL_KW).all()

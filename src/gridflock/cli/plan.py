@@ -204,11 +204,19 @@ def plan(
         fc = model_forecasts(spec, times, seed)
     tar = _tariff(tariff, len(spec.sites), local_h, price, export_price, peak_price, prices)
     try:
-        pb = build_problem(spec, start.timestamp(), fc, tar, n_steps=steps, wear_per_kwh=wear)
+        pb = build_problem(
+            spec,
+            start.timestamp(),
+            fc,
+            tar,
+            n_steps=steps,
+            wear_per_kwh=wear,
+            thermal_best_effort=True,
+        )
         with out.status(f"planning {len(spec.sites):,} sites with HiGHS..."):
             result = solve(pb)
     except PlanInfeasibleError as e:
-        err.print(f"[bold red]error:[/] {e}", highlight=False, markup=False)
+        err.print("[bold red]error:[/] " + escape(str(e)), highlight=False)
         raise typer.Exit(2) from e
     except ValidationError as e:
         _problems(e, wrote="")
@@ -231,6 +239,10 @@ def plan(
     ):
         table.add_row(escape(label), value)
     out.print(table)
+    for w in result.warnings[:10]:
+        err.print(f"warning: {w}", highlight=False, markup=False)
+    if len(result.warnings) > 10:
+        err.print(f"warning: ... and {len(result.warnings) - 10} more", highlight=False)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.to_frame().to_parquet(out_dir / "plan.parquet", index=False)
     summary = {
@@ -246,6 +258,7 @@ def plan(
         "curtailment_cost_eur": o.curtailment_cost,
         "timings_s": result.timings_s,
         "stats": result.stats,
+        "warnings": [str(w) for w in result.warnings],
     }
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     _plot(

@@ -17,7 +17,7 @@ See ``docs/optimize.md``.
 
 from gridflock.optimize.build import build_problem
 from gridflock.optimize.inputs import InitialState, SiteForecasts, pick_quantile
-from gridflock.optimize.plan import Objective, Plan, PlanInfeasibleError
+from gridflock.optimize.plan import Objective, Plan, PlanInfeasibleError, PlanTimeoutError
 from gridflock.optimize.problem import (
     STEP_H,
     Batteries,
@@ -42,6 +42,7 @@ __all__ = [
     "Plan",
     "PlanInfeasibleError",
     "PlanProblem",
+    "PlanTimeoutError",
     "Renewables",
     "SiteForecasts",
     "Sites",

@@ -205,11 +205,8 @@ def build_lp(
     k = th.heat_per_kw[ti]
     hp_max = np.where(k != 0.0, th.p_max_kw[ti][:, None], 0.0)
     col["h"] = b.cols(np.zeros((nt, t_n)), 0.0, hp_max)
-    col["T"] = b.cols(
-        np.zeros((nt, t_n)),
-        np.repeat(th.t_min_c[ti][:, None], t_n, 1),
-        np.repeat(th.t_max_c[ti][:, None], t_n, 1),
-    )
+    t_lo, t_hi = th.bounds()
+    col["T"] = b.cols(np.zeros((nt, t_n)), t_lo[ti], t_hi[ti])
     hg, tg = _grid(col["h"], nt, t_n), _grid(col["T"], nt, t_n)
     a = th.a[ti][:, None]
     bb = th.b[ti][:, None]

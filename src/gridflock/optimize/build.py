@@ -9,6 +9,7 @@ naming the array, site or device and what to do.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -19,6 +20,7 @@ from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray
 from gridflock.domain.spec import FleetSpec
+from gridflock.optimize._reach import thermal_reach
 from gridflock.optimize.inputs import InitialState, SiteForecasts
 from gridflock.optimize.problem import (
     STEP_H,
@@ -145,6 +147,7 @@ def build_problem(
     fleet_import_cap_kw: float | FloatArray = np.inf,
     fleet_export_cap_kw: float | FloatArray = np.inf,
     step_h: float = STEP_H,
+    thermal_best_effort: bool = False,
 ) -> PlanProblem:
     """Resolve a fleet, its forecasts and its state into a :class:`PlanProblem`.
 
@@ -155,6 +158,10 @@ def build_problem(
     ``typical_ev_sessions``, else no car. Sites that opted out keep their devices idle
     (batteries, EVs and thermal loads at their own defaults are still planned, since the
     customer's rules hold regardless; opt-out is the dispatcher's matter).
+    ``thermal_best_effort``: a house or tank that leaves its band whatever its device does
+    (a hot day for a pump that cannot cool) is planned at the device's utmost where the
+    band cannot be kept, and listed in ``PlanProblem.notes``; otherwise ``solve`` refuses
+    the plan naming it.
     """
     problems: list[Problem] = []
     if n_steps <= 0:
@@ -308,12 +315,13 @@ def build_problem(
     parts_th: list[dict[str, np.ndarray]] = []
     if len(hp_rows):
         to = t_out[hp_site]
+        # the twin's direction under command: heating in the heating season
+        # (t_out < t_heat_c - 3); otherwise a reversible pump cools (its house is above
+        # the setpoints' midpoint when gains warm it, which is when it needs to act) and
+        # a non-reversible one heats
         heat = to < hp["t_heat_c"].to_numpy(float)[:, None] - 3.0
-        cool = (
-            ~heat
-            & (hp["can_cool"].to_numpy(bool)[:, None])
-            & (to > hp["t_cool_c"].to_numpy(float)[:, None])
-        )
+        cool = ~heat & (hp["can_cool"].to_numpy(bool)[:, None])
+        heat = ~cool
         mode = heat.astype(float) - cool.astype(float)
         cop = (
             np.broadcast_to(hp["cop_nominal"].to_numpy(float)[:, None], to.shape)
@@ -480,7 +488,7 @@ def build_problem(
             )
     if problems:
         raise ValidationError(problems)
-    return PlanProblem(
+    pb = PlanProblem(
         start_ts=float(start_ts),
         n_steps=n_steps,
         device_ids=device_ids,
@@ -497,3 +505,21 @@ def build_problem(
         load_share=load_share,
         step_h=step_h,
     )
+    if thermal_best_effort and len(thermal):
+        dead, first, floor, ceil = thermal_reach(pb)
+        if dead.any():
+            notes = tuple(
+                Problem(
+                    _SRC,
+                    f"{'heat_pump' if thermal.is_heat_pump[i] else 'water_heater'} "
+                    f"{device_ids[thermal.row[i]]}",
+                    "t_min_c/t_max_c",
+                    f"leaves its band [{thermal.t_min_c[i]:g}, {thermal.t_max_c[i]:g}] degC "
+                    f"from step {first[i]} whatever the device does; planned at its utmost "
+                    "there",
+                )
+                for i in np.flatnonzero(dead)
+            )
+            thermal = dataclasses.replace(thermal, t_floor_c=floor, t_ceil_c=ceil)
+            pb = dataclasses.replace(pb, thermal=thermal, notes=notes)
+    return pb

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gridflock.domain.errors import InfeasibleError, Problem
+from gridflock.domain.errors import GridflockError, InfeasibleError, Problem
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
 
-__all__ = ["Objective", "Plan", "PlanInfeasibleError"]
+__all__ = ["Objective", "Plan", "PlanInfeasibleError", "PlanTimeoutError"]
 
 
 class PlanInfeasibleError(InfeasibleError):
@@ -21,6 +21,15 @@ class PlanInfeasibleError(InfeasibleError):
         shown = "\n".join(f"  - {p}" for p in problems[:20])
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
         super().__init__(f"no feasible plan: {len(problems)} problem(s):\n{shown}{more}")
+
+
+class PlanTimeoutError(GridflockError):
+    """An LP of the plan did not finish within the time limit given to ``solve``.
+
+    Says how many sites the LP held and which caps coupled them: a hard cap high in the
+    grid tree (or on the whole fleet) makes one large LP; loosen it or plan a shorter
+    horizon.
+    """
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,9 @@ class Plan:
     timings_s: dict[str, float] = field(default_factory=dict)
     stats: dict[str, int] = field(default_factory=dict)
     infeasible: tuple[Problem, ...] = ()
+    #: what the plan had to give way on (``PlanProblem.notes``), e.g. a house planned at
+    #: its pump's utmost where no power keeps it in its comfort band
+    warnings: tuple[Problem, ...] = ()
 
     @property
     def n_steps(self) -> int:

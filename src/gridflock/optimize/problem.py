@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from gridflock.domain.errors import Problem
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray
 
 __all__ = [
@@ -117,6 +118,19 @@ class Thermal:
     heat_per_kw: FloatArray  #: (n, n_steps)
     t_env_c: FloatArray  #: (n, n_steps)
     q_free_kw: FloatArray  #: (n, n_steps)
+    #: per-step bounds (n, n_steps) that replace the band where physics leaves it whatever
+    #: the device does (``build_problem(thermal_best_effort=True)``); None: the band
+    t_floor_c: FloatArray | None = None
+    t_ceil_c: FloatArray | None = None
+
+    def bounds(self) -> tuple[FloatArray, FloatArray]:
+        """Lowest and highest temperature allowed at the end of every step, (n, n_steps)."""
+        t = self.heat_per_kw.shape[1]
+        lo = (
+            self.t_floor_c if self.t_floor_c is not None else np.repeat(self.t_min_c[:, None], t, 1)
+        )
+        hi = self.t_ceil_c if self.t_ceil_c is not None else np.repeat(self.t_max_c[:, None], t, 1)
+        return lo, hi
 
     def __len__(self) -> int:
         return len(self.row)
@@ -306,6 +320,9 @@ class PlanProblem:
     windows: tuple[SupportWindow, ...] = ()
     load_share: FloatArray = field(default_factory=lambda: np.zeros(0))  #: per device
     step_h: float = STEP_H
+    #: what the builder had to give way on (a house or tank that leaves its band whatever
+    #: its device does, planned at best effort); copied to ``Plan.warnings``
+    notes: tuple[Problem, ...] = ()
 
     @property
     def n_sites(self) -> int:

@@ -28,8 +28,9 @@ from gridflock.domain.errors import Problem
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray
 from gridflock.optimize import _highs
 from gridflock.optimize._lp import LP, build_lp, window_sites
+from gridflock.optimize._reach import thermal_reach
 from gridflock.optimize._warm import WarmStart
-from gridflock.optimize.plan import Objective, Plan, PlanInfeasibleError
+from gridflock.optimize.plan import Objective, Plan, PlanInfeasibleError, PlanTimeoutError
 from gridflock.optimize.problem import PlanProblem
 
 __all__ = ["precheck", "solve", "solve_monolithic"]
@@ -66,22 +67,7 @@ def precheck(pb: PlanProblem) -> list[Problem]:
             )
     th = pb.thermal
     if len(th):
-        lo = th.t0_c.copy()
-        hi = th.t0_c.copy()
-        dead = np.zeros(len(th), bool)
-        first = np.full(len(th), -1)
-        for t in range(pb.n_steps):
-            k = th.heat_per_kw[:, t]
-            q_lo = np.minimum(k * th.p_max_kw, 0.0) + th.q_free_kw[:, t]
-            q_hi = np.maximum(k * th.p_max_kw, 0.0) + th.q_free_kw[:, t]
-            free = (1.0 - th.a) * th.t_env_c[:, t]
-            new_lo = th.a * lo + free + th.b * q_lo
-            new_hi = th.a * hi + free + th.b * q_hi
-            bad = ((new_lo > th.t_max_c + 1e-9) | (new_hi < th.t_min_c - 1e-9)) & ~dead
-            first[bad] = t
-            dead |= bad
-            lo = np.maximum(new_lo, th.t_min_c)
-            hi = np.minimum(new_hi, th.t_max_c)
+        dead, first = thermal_reach(pb)[:2]
         for i in np.flatnonzero(dead)[:50]:
             what = "house" if th.is_heat_pump[i] else "tank"
             out.append(
@@ -253,6 +239,7 @@ def _assemble(
         timings_s=timings,
         stats=stats,
         infeasible=infeasible,
+        warnings=pb.notes,
     )
 
 
@@ -343,6 +330,7 @@ def solve(
     tol_kw: float = 1e-6,
     warm_start: bool = True,
     spread_ties: bool = True,
+    time_limit_s: float | None = None,
 ) -> Plan:
     """The optimal plan of ``problem``.
 
@@ -357,6 +345,8 @@ def solve(
     (same optimum, several times fewer simplex iterations). ``spread_ties`` breaks ties
     between equally cheap steps differently at each site before the exact re-solve, so
     that tied choices do not all land on one step and break grid caps for nothing.
+    ``time_limit_s`` bounds each HiGHS run; an LP that hits it raises
+    :class:`~gridflock.optimize.plan.PlanTimeoutError` (a large coupled component).
     """
     pb = problem
     t_start = time.perf_counter()
@@ -400,7 +390,9 @@ def solve(
             labels = comps.labels()
             jobs = _jobs(labels, dirty & ~excluded, chunk_sites)
             t_round = time.perf_counter()
-            results = _run_jobs(pb, jobs, active, fleet_active, refs, pool, warm, tie, spread)
+            results = _run_jobs(
+                pb, jobs, active, fleet_active, refs, pool, warm, tie, spread, time_limit_s
+            )
             timings[f"round{stats['rounds']}_s"] = time.perf_counter() - t_round
             for sites, lp, status, x, b_s, s_s in results:
                 build_s += b_s
@@ -409,6 +401,15 @@ def solve(
                 if status == "optimal":
                     acc.put(lp, x, pb.n_steps)
                     continue
+                if status == "time limit reached":
+                    caps = [str(i) for i in pb.grid.ids[active]] + (
+                        ["fleet"] if fleet_active else []
+                    )
+                    raise PlanTimeoutError(
+                        f"an LP of {len(sites)} sites did not finish within {time_limit_s} s "
+                        f"(caps coupling them: {', '.join(caps[:10]) or 'none'}); loosen "
+                        "the caps, plan fewer steps or give more time"
+                    )
                 found = _diagnose(pb, sites, active, fleet_active, refs, status)
                 problems += found
                 excluded[sites] = True
@@ -518,6 +519,7 @@ def _run_jobs(
     warm: WarmStart | None,
     tie: FloatArray | None,
     spread: BoolArray,
+    time_limit_s: float | None,
 ) -> list[tuple[IntArray, LP, str, FloatArray, float, float]]:
     def one(sites: IntArray) -> tuple[IntArray, LP, str, FloatArray, float, float]:
         t0 = time.perf_counter()
@@ -529,7 +531,7 @@ def _run_jobs(
             c0 = lp.col["n"]
             perturb[c0 : c0 + len(sites) * pb.n_steps] = tie[lp.sites].reshape(-1)
         t1 = time.perf_counter()
-        status, x, _, _ = _highs.run(lp, basis=basis, perturb=perturb)
+        status, x, _, _ = _highs.run(lp, basis=basis, perturb=perturb, time_limit_s=time_limit_s)
         return sites, lp, status, x, t1 - t0, time.perf_counter() - t1
 
     if pool is None or len(jobs) <= 1:
