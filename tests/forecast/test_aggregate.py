@@ -118,3 +118,15 @@ def test_price_spike_window():
     )
     w = support_windows(f, 100.0, prices=price, price_limit=200.0)
     assert [(x.scope, x.start) for x in w] == [("price", TIMES[1])]
+
+
+def test_group_mean_is_the_sum_of_site_means_and_frames_list_every_value():
+    f = normal_forecast(np.array([[1.0, 2.0], [3.0, 4.0]]), np.ones((2, 2)))
+    f = Forecast(f.quantity, f.keys, f.times, QS, f.values, f.issued_at, f.horizon,
+                 f.corr, mean=np.array([[1.5, 2.5], [3.5, 4.5]]))  # fmt: skip
+    g = aggregate(f, np.array(["x", "x"], dtype=object))
+    np.testing.assert_allclose(g.mean[0], [5.0, 7.0])
+    np.testing.assert_allclose(g.values[0, :, 1], [5.0, 7.0])  # centred on the means
+    frame = g.to_frame()
+    assert list(frame.columns) == ["key", "ts", "p10", "p50", "p90", "mean"]
+    assert len(frame) == 2

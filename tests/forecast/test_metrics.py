@@ -67,3 +67,12 @@ def test_score_gathers_every_metric_with_references():
     assert s["skill_persistence"] == pytest.approx(0.5)
     assert s["coverage"] == pytest.approx(1.0)
     assert s["n_points"] == 4
+
+
+def test_group_totals_scale_up_for_missing_sites_and_skip_sparse_steps():
+    from gridflock.forecast._backtest import _group_total
+
+    block = np.ones((40, 3))
+    block[0, 1] = np.nan  # 39 of 40 known (97.5 %): 39 kW scaled to 40
+    block[:3, 2] = np.nan  # 37 of 40 known (92.5 %): not scored
+    np.testing.assert_allclose(_group_total(block), [40.0, 40.0, np.nan])

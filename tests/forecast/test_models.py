@@ -108,3 +108,32 @@ def test_horizons_and_refusals(twin, bundle):
         predict(bundle, history, source, issued, "intraday", quantities=("ev",))
     with pytest.raises(ValueError, match="timezone-aware"):
         predict(bundle, history, source, pd.Timestamp("2026-05-20 09:00"), "intraday")
+
+
+@pytest.mark.parametrize(
+    ("issued", "steps"),
+    [("2026-03-28 09:00", 92), ("2026-10-24 09:00", 100), ("2026-06-01 09:00", 96)],
+)
+def test_day_ahead_covers_the_local_day_on_dst_days(issued, steps):
+    from gridflock.forecast._model import horizon_window
+
+    at = pd.Timestamp(issued, tz="Europe/Berlin")
+    times, name = horizon_window(at, "day_ahead", "Europe/Berlin", 8.0)
+    assert name == "day_ahead"
+    assert len(times) == steps
+    assert times[0].tz_convert("Europe/Berlin").hour == 0
+    assert (times[-1] + pd.Timedelta("15min")).tz_convert("Europe/Berlin").hour == 0
+
+
+def test_a_site_without_history_and_gaps_still_gets_finite_forecasts(twin, bundle):
+    from gridflock.forecast import History
+
+    history, _, source = twin
+    series = {q: v.copy() for q, v in history.series.items()}
+    series["net"][0] = np.nan  # a new site: nothing measured yet
+    series["net"][1, ::3] = np.nan  # a site with gaps
+    gappy = History(history.times, series, history.sites)
+    issued = START + pd.Timedelta(days=DAYS - 2, hours=8)
+    fc = predict(bundle, gappy, source, issued, "intraday", quantities=("net",))["net"]
+    assert np.isfinite(fc.values).all()
+    assert np.isfinite(fc.mean).all()

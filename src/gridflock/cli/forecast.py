@@ -161,7 +161,7 @@ def backtest(
     horizons: Annotated[
         str, typer.Option(help="Comma-separated: day_ahead, intraday.")
     ] = "day_ahead,intraday",
-    rounds: Annotated[int, typer.Option(min=5, help="Boosting rounds per model.")] = 120,
+    rounds: Annotated[int, typer.Option(min=5, help="Boosting rounds per model.")] = 80,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the scores as JSON here.")
     ] = None,

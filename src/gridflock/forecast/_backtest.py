@@ -285,12 +285,9 @@ def backtest(
                     add((name, horizon), y, fc.values, nv, ps, fc.times if not multi else None)
                     for gname, mask in masks.items():
                         g = aggregate(fc, {gname: mask})
-                        block_y = y[mask]
-                        gy = np.where(
-                            np.isnan(block_y).any(axis=0), np.nan, block_y.sum(axis=0)
-                        )
-                        gnv = nv[mask].sum(axis=0)
-                        gps = ps[mask].sum(axis=0)
+                        gy = _group_total(y[mask])
+                        gnv = _group_total(nv[mask])
+                        gps = _group_total(ps[mask])
                         add(
                             (f"{q}@{gname}", horizon),
                             gy[None],
@@ -336,6 +333,22 @@ def backtest(
         )
     results.sort(key=lambda r: (r.series, r.horizon))
     return BacktestReport(results, qs, notes, bundles)
+
+
+#: A group total is scored only at steps where at least this share of its sites is known.
+MIN_KNOWN_SHARE = 0.95
+
+
+def _group_total(block: Any) -> FloatArray:
+    """Total of a group's sites (n_sites, n) per step, scaled up for missing sites.
+
+    The missing ones count as the known sites' mean (telemetry gaps); a step with fewer than
+    ``MIN_KNOWN_SHARE`` of the sites known is NaN.
+    """
+    known = ~np.isnan(block)
+    share = known.mean(axis=0) if len(block) else np.zeros(block.shape[1])
+    total = np.nansum(block, axis=0) / np.maximum(share, 1e-12)
+    return np.asarray(np.where(share >= MIN_KNOWN_SHARE, total, np.nan), dtype=np.float64)
 
 
 def _peak_days(ys: list[Any], ps: list[Any], qs: tuple[float, ...]) -> dict[str, float]:

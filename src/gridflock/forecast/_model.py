@@ -79,8 +79,8 @@ class TrainConfig:
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     quantities: tuple[str, ...] | None = None
     max_rows: int = 150_000
-    num_boost_round: int = 120
-    learning_rate: float = 0.08
+    num_boost_round: int = 80
+    learning_rate: float = 0.12
     num_leaves: int = 31
     min_data_in_leaf: int = 50
     intraday_hours: float = 8.0
@@ -550,6 +550,7 @@ def _predict_block(
     weather: WeatherSource,
     issue: int,
     targets: Any,
+    num_threads: int | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Raw quantiles (n_sites, len(targets), n_q) of one issue, and the mean; chunked."""
     n, m = y.shape[0], len(targets)
@@ -564,7 +565,7 @@ def _predict_block(
         rows = Rows(site, target, np.full(len(site), issue, dtype=np.int64))
         x, scale = build_features(y, t0_s, sites, rows, weather, fallback)
         for i, b in enumerate(boosters):
-            z = b.predict(x, num_threads=bundle.config.num_threads)
+            z = b.predict(x, num_threads=num_threads or bundle.config.num_threads)
             out[s0:s1, :, i] = (np.asarray(z) * scale).reshape(s1 - s0, m)
     n_q = len(bundle.quantiles)
     mean = out[:, :, n_q] if out.shape[2] > n_q else out[:, :, bundle.quantiles.index(0.5)]
@@ -580,6 +581,7 @@ def predict(
     *,
     quantities: tuple[str, ...] | None = None,
     tz: str | None = None,
+    num_threads: int | None = None,
 ) -> dict[str, Forecast]:
     """Quantile forecasts per site for each quantity, issued at ``issued_at``.
 
@@ -603,6 +605,8 @@ def predict(
         Subset to forecast (default: all the bundle knows that the history holds).
     tz : str or None
         Local time zone of the day-ahead day.
+    num_threads : int or None
+        LightGBM threads for this call (default: the bundle's ``config.num_threads``).
 
     Returns
     -------
@@ -633,7 +637,15 @@ def predict(
     out: dict[str, Forecast] = {}
     for q in wanted:
         raw, mean = _predict_block(
-            bundle, q, history.series[q], t0.timestamp(), history.sites, weather, issue, targets
+            bundle,
+            q,
+            history.series[q],
+            t0.timestamp(),
+            history.sites,
+            weather,
+            issue,
+            targets,
+            num_threads or cfg.num_threads,
         )
         stretch = bundle.meta.get("stretch", {}).get(q, {}).get(kind, [1.0] * len(cfg.quantiles))
         corr = float(bundle.meta.get("corr", {}).get(q, {}).get(kind, 0.0))

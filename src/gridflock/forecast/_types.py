@@ -389,7 +389,7 @@ class Forecast:
         raise KeyError(f"quantile {q} not in {self.quantiles}")
 
     def to_frame(self) -> pd.DataFrame:
-        """Long table: key, ts, and one column per quantile (``p10``, ``p50``, ...)."""
+        """Long table: key, ts, one column per quantile (``p10``, ``p50``, ...), and ``mean``."""
         n_k, n_t, _ = self.values.shape
         data: dict[str, object] = {
             "key": np.repeat(self.keys, n_t),
@@ -397,6 +397,8 @@ class Forecast:
         }
         for i, q in enumerate(self.quantiles):
             data[f"p{round(q * 100):02d}"] = self.values[:, :, i].ravel()
+        if self.mean.size:
+            data["mean"] = self.mean.ravel()
         return pd.DataFrame(data)
 
 
