@@ -141,6 +141,13 @@ class Settings(BaseSettings):
         description="Quantities to forecast (empty: all the telemetry has: load, pv, wind, "
         "heat_pump, water_heater, ev, battery, net)",
     )
+    forecast_backtest_days: int = Field(
+        2,
+        ge=0,
+        le=28,
+        description="After each training, final days held out for a rolling-origin backtest "
+        "of the fleet's net (skill against seasonal naive, coverage...); 0: none",
+    )
     forecast_weather: Literal["auto", "twin", "file", "none"] = Field(
         "auto",
         description="Weather forecasts: the twin's (demo), a file of recorded forecasts "

@@ -124,7 +124,16 @@ def test_training_stores_a_version_and_issues_every_group(store: Store, seeded: 
     assert model.params["sites"] == 6
     assert model.data_end <= datetime.fromtimestamp(NOW, UTC)
     assert (model.data_end - model.data_start).days >= 14
-    assert model.backtest  # the calibration figures on held-out days
+    # out-of-sample figures: a rolling-origin backtest of the fleet's net on 2 held-out days
+    scores = model.backtest["backtest"]
+    assert scores["test_days"] == 2
+    for horizon in ("day_ahead", "intraday"):
+        fleet = scores[horizon]["net@fleet"]
+        assert fleet["n_points"] > 0
+        assert fleet["mae"] > 0
+        assert 0 <= fleet["coverage"] <= 1
+        assert "skill_seasonal_naive" in fleet
+    assert model.backtest["calibration"]["net"]
     assert store.forecast_model_bundle(model.id)
     issued = store.latest_forecasts()
     groups = {(f.horizon, f.group_by, f.group) for f in issued}
@@ -152,8 +161,8 @@ def test_group_medians_add_up_to_the_fleet(store: Store, seeded: Seeded) -> None
     svc.issue("day_ahead", NOW)
     per_site = svc.site_forecasts["day_ahead"]["net"]
     fleet = svc.latest("day_ahead", "net", "fleet", "fleet")[0]
-    # the fleet's median is the sum of the site medians (aggregate's rule)
-    np.testing.assert_allclose(fleet.values_kw[:, 1], per_site.quantile(0.5).sum(axis=0), rtol=1e-9)
+    # the fleet centres on the sum of the site means (aggregate's rule: quantiles do not add)
+    np.testing.assert_allclose(fleet.values_kw[:, 1], per_site.expected.sum(axis=0), rtol=1e-9)
     programs = svc.latest("day_ahead", "net", "program")
     np.testing.assert_allclose(
         sum(f.values_kw[:, 1] for f in programs), fleet.values_kw[:, 1], rtol=1e-9, atol=1e-9

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 import pandas as pd
@@ -60,8 +61,9 @@ class Forecasts(Protocol):
         quantity: str | None = None,
         group_by: str | None = None,
         group: str | None = None,
+        before: datetime | None = None,
     ) -> list[IssuedForecast]:
-        """The latest issued group forecasts matching the filters."""
+        """The latest issued group forecasts matching the filters (issued before ``before``)."""
         ...
 
     def site(self, horizon: str, quantity: str, site_id: str) -> IssuedForecast | None:

@@ -27,7 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
@@ -41,6 +41,7 @@ from gridflock.config import Settings
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.spec import FleetSpec
 from gridflock.forecast import (
+    BacktestConfig,
     Forecast,
     History,
     ModelBundle,
@@ -50,6 +51,7 @@ from gridflock.forecast import (
     WeatherSeries,
     WeatherSource,
     aggregate,
+    backtest,
     predict,
     support_windows,
     train,
@@ -363,8 +365,17 @@ class ForecastService:
         quantity: str | None = None,
         group_by: str | None = None,
         group: str | None = None,
+        before: datetime | None = None,
     ) -> list[IssuedForecast]:
-        """The latest group forecasts matching the filters (memory, else the store)."""
+        """The latest group forecasts matching the filters (memory, else the store).
+
+        ``before``: the latest issued strictly before then (from the store): what was
+        forecast for hours that have happened since.
+        """
+        if before is not None:
+            return self.store.latest_forecasts(
+                horizon=horizon, quantity=quantity, group_by=group_by, group=group, before=before
+            )
         found = [
             f
             for (h, q, by, g), f in self.group_forecasts.items()
@@ -514,7 +525,10 @@ class ForecastService:
         bundle = train(history, self.weather, self._train_config())
         train_s = time.perf_counter() - t
         self._fleet_threshold_kw = _fleet_import_p90(history)
-        figures = bundle.meta.get("backtest") or bundle.meta.get("calibration") or {}
+        t = time.perf_counter()
+        figures: dict[str, Any] = {"backtest": self._backtest(history)}
+        figures["calibration"] = bundle.meta.get("calibration") or {}
+        self._timings["backtest_s"] = round(time.perf_counter() - t, 2)
         trained_at = datetime.fromtimestamp(now, UTC)
         model_id = f"fm-{trained_at:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
         params = {
@@ -548,6 +562,33 @@ class ForecastService:
             train_s,
         )
         return record
+
+    def _backtest(self, history: History) -> dict[str, Any]:
+        """Rolling-origin scores of the fleet's net over the final held-out days.
+
+        Models trained only on the days before each origin (``forecast.backtest``), so the
+        figures are out of sample: ``{horizon: {series: metrics}}``, or ``{"error": ...}``.
+        """
+        days = self.settings.forecast_backtest_days
+        if days <= 0 or "net" not in history.series:
+            return {}
+        config = BacktestConfig(
+            test_days=days,
+            retrain_every_days=days,
+            intraday_every_h=3.0,
+            groups=("fleet",),
+            train=replace(self._train_config(), quantities=("net",)),
+        )
+        try:
+            report = backtest(history, self.weather, config)
+        except Exception as e:  # a short or odd history: say so, keep the model
+            log.warning("forecast backtest skipped: %s", e)
+            return {"error": str(e)}
+        out: dict[str, Any] = {"test_days": days}
+        for r in report.to_json()["results"]:
+            if r["series"] == "net@fleet":
+                out[r["horizon"]] = {r["series"]: r["metrics"]}
+        return out
 
     def _issue_history(self, now: float) -> History:
         """The last days of per-site history up to ``now``, read incrementally."""

@@ -9,6 +9,7 @@ a fleet importing 300 kW has ``net`` = -300 kW.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -130,6 +131,20 @@ class RetrainOut(BaseModel):
     accepted: bool = Field(description="False when a retraining is already asked or running.")
     detail: str
     state: str
+
+
+#: Times outside [2000, 2200) are taken as their edge (the database holds none beyond).
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def clip_time(t: datetime) -> datetime:
+    """``t`` in UTC, within the range a database column holds."""
+    try:
+        t = t.astimezone(UTC)
+    except (OverflowError, ValueError):  # year 1 or 9999 shifted out of range by its zone
+        return _EARLIEST if t.year < 2000 else _LATEST
+    return min(max(t, _EARLIEST), _LATEST)
 
 
 def _pct(q: float) -> str:
@@ -368,6 +383,13 @@ def forecast_of_group(
     group: Annotated[
         str | None, Query(max_length=200, description="Group (default: the fleet).")
     ] = None,
+    issued_before: Annotated[
+        datetime | None,
+        Query(
+            description="The latest forecast issued strictly before this time (ISO 8601 with "
+            "a zone) instead of the latest: what was forecast for hours that have happened."
+        ),
+    ] = None,
 ) -> Any:
     """Report ``forecasts.latest`` for one group, with its actuals."""
     fc = runtime.forecasts
@@ -384,11 +406,17 @@ def forecast_of_group(
             404,
             f"unknown {group_by} {name!r}: GET /api/v1/forecasts lists the groups",
         )
-    found = fc.latest(horizon, quantity, group_by, name)
+    before = None
+    if issued_before is not None:
+        if issued_before.tzinfo is None:
+            raise ProblemError(422, "issued_before needs a time zone, e.g. 2026-06-01T12:00:00Z")
+        before = clip_time(issued_before)
+    found = fc.latest(horizon, quantity, group_by, name, before=before)
     if not found:
+        when = "" if before is None else f" before {iso(before)}"
         raise ProblemError(
             404,
-            f"no {horizon} forecast of {quantity} for {group_by} {name!r} issued yet: "
+            f"no {horizon} forecast of {quantity} for {group_by} {name!r} issued{when} yet: "
             "GET /api/v1/forecasts says when the next one is due",
         )
     return _group_out(runtime, found[0])

@@ -70,6 +70,20 @@ async function chart() {
     { x, y: f.actual_kw, type: "scatter", mode: "markers", marker: { color: "#0f172a", size: 4 }, name: "measured",
       hovertemplate: "measured %{y:.1f} kW<extra></extra>" },
   ];
+  // an earlier issue shows what was forecast for the hours that have happened since
+  const earlier = await earlierIssue(horizon, quantity, q, f.issued_at);
+  if (earlier) {
+    const xe = earlier.ts.map(localTs);
+    traces.push(
+      { x: xe, y: earlier.values.p10, type: "scatter", mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
+      { x: xe, y: earlier.values.p90, type: "scatter", mode: "lines", line: { width: 0 }, fill: "tonexty",
+        fillcolor: "rgba(100,116,139,0.16)", name: `P10–P90 issued ${fmtTime(earlier.issued_at)}`, hoverinfo: "skip" },
+      { x: xe, y: earlier.values.p50, type: "scatter", mode: "lines", line: { color: "#64748b", width: 1.5, dash: "dot" },
+        name: `P50 issued ${fmtTime(earlier.issued_at)}`, hovertemplate: "earlier P50 %{y:.1f} kW<extra></extra>" },
+      { x: xe, y: earlier.actual_kw, type: "scatter", mode: "markers", marker: { color: "#0f172a", size: 4 },
+        name: "measured", showlegend: false, hovertemplate: "measured %{y:.1f} kW<extra></extra>" },
+    );
+  }
   const scope = scopeOf(groupBy, group);
   const shapes = windows.filter((w) => w.scope === scope && w.horizon === horizon).map((w) => ({
     type: "rect", xref: "x", yref: "paper", x0: localTs(w.start), x1: localTs(w.end), y0: 0, y1: 1,
@@ -81,6 +95,22 @@ async function chart() {
   node.dataset.windows = String(shapes.length);
   setText("#fc-title", `${LABELS[quantity] || quantity}: ${groupBy === "fleet" ? "fleet" : `${GROUP_LABELS[groupBy]} ${group}`}`);
   setText("#fc-issued", `issued ${fmtDateTime(f.issued_at)} · ${f.ts.length} steps of 15 min`);
+}
+
+/** The issue before ``latest`` that reaches furthest back (up to 2 h), or null. */
+async function earlierIssue(horizon, quantity, query, latest) {
+  const twoHoursAgo = new Date(Date.now() - 7200e3).toISOString();
+  const tries = twoHoursAgo < latest ? [twoHoursAgo, latest] : [latest];
+  for (const before of tries) {
+    const q = new URLSearchParams(query);
+    q.set("issued_before", before);
+    try {
+      return await api(`/api/v1/forecasts/${horizon}/${encodeURIComponent(quantity)}?${q}`);
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 404) throw e;
+    }
+  }
+  return null;
 }
 
 async function loadWindows() {
@@ -113,7 +143,7 @@ function figure(obj, names) {
 async function loadModels() {
   const page = await api("/api/v1/forecasts/models?limit=10");
   fillRows($("#model-table tbody"), page.items.map((m) => {
-    const skill = figure(m.backtest, ["skill_mae", "skill_seasonal_naive", "skill"]);
+    const skill = figure(m.backtest, ["skill_seasonal_naive", "skill"]);
     const cover = figure(m.backtest, ["coverage_p10_p90", "group_coverage", "coverage"]);
     return el("tr", {},
       el("th", { scope: "row" }, m.id, m.in_use ? el("span", { class: "status status-active", style: "margin-left:6px" }, "in use") : null),
