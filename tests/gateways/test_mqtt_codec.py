@@ -737,6 +737,7 @@ def test_examples_in_protocol_md_are_valid():
         protocol.Telemetry,
         protocol.TelemetryAck,
         protocol.CommandMessage,
+        protocol.ScheduleMessage,
         protocol.CommandAcks,
         protocol.Status,
         protocol.Activate,

@@ -181,11 +181,23 @@ def test_gateway_rules_refuse_replayed_expired_unknown_and_out_of_range_with_a_r
     assert screen_commands(cmd.commands, cmd_last, NOW)[0].status == "accepted"
 
 
-def test_the_example_in_the_protocol_page_decodes() -> None:
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
-    block = text.split("### Schedules", 1)[1].split("```json", 1)[1].split("```", 1)[0]
-    msg = decode_cmd(block)
-    assert isinstance(msg, ScheduleMessage)
-    assert msg.schedules[0].p_kw[3] is None
+def test_limits_travel_with_the_schedule_and_crossed_limits_are_refused() -> None:
+    b = _batch(3, steps=4)
+    lo = np.full((3, 4), np.nan)
+    lo[:, 1] = -2.5  # an import cap in slot 1
+    hi = np.full((3, 4), np.nan)
+    hi[:, 2] = 0.75  # an export cap in slot 2
+    limited = ScheduleBatch(
+        b.schedule_ids, b.device_ids, b.seq, b.p_kw, b.start, b.step_s, b.valid_until,
+        b.issued_at, b.plan_id, lo, hi,
+    )  # fmt: skip
+    (payload,) = encode_schedules(limited, lambda d: "A")["A"]
+    for s in decode_schedules(payload):
+        assert s.p_min_kw == [None, -2.5, None, None]
+        assert s.p_max_kw == [None, None, 0.75, None]
+    plain = decode_schedules(encode_schedules(b, lambda d: "A")["A"][0])
+    assert all(s.p_min_kw is None and s.p_max_kw is None for s in plain)
+    with pytest.raises(ProtocolError, match=r"p_min_kw 1\.0 is above p_max_kw 0\.5"):
+        decode_cmd(_one(p_min_kw=[1.0, None], p_max_kw=[0.5, None]))
+    with pytest.raises(ProtocolError, match="p_max_kw has 1 slots, p_kw 2"):
+        decode_cmd(_one(p_max_kw=[0.5]))

@@ -275,3 +275,57 @@ def test_the_executors_slot_lookup_agrees_with_the_domains() -> None:
             mid = start + (k + 0.5) * step
             want = slot_values(g.start, g.step, g.until, g.p.astype(np.float64), mid)
             np.testing.assert_array_equal(got[:, k], want.astype(np.float32))
+
+
+def test_limits_are_sent_compared_on_replan_and_stored(tmp_path: Path) -> None:
+    spec = generate_fleet(4, 4)
+    link = MemoryLink(spec)
+    rt, clock, store = _rig(tmp_path, spec, link)
+    plans = rt.loop.plans
+    assert plans is not None
+    _, ids = _batteries(rt)
+    n = len(ids)
+    p = np.full((n, 4), np.nan)  # own control throughout ...
+    hi = np.full((n, 4), 1.0)  # ... giving at most 1 kW
+    res = plans.apply(PlanSeries("cap", ids, p, clock.t, SLOT_S, None, hi))
+    assert res.sent == n
+    np.testing.assert_array_equal(link.schedules[-1].p_max_kw, hi)
+    assert link.schedules[-1].p_min_kw is None
+    same = plans.apply(PlanSeries("cap", ids, p, clock.t, SLOT_S, None, hi))
+    assert same.sent == 0
+    hi2 = hi.copy()
+    hi2[0, 2] = 0.5
+    assert plans.apply(PlanSeries("cap2", ids, p, clock.t, SLOT_S, None, hi2)).sent == 1
+    crossed = plans.apply(PlanSeries("bad", ids, p, clock.t, SLOT_S, hi + 1.0, hi))
+    assert crossed.refused == {"bad_schedule": n}
+    rt.writer.flush()
+    stored = store.schedules_for_plan("cap2")
+    assert stored["p_max_kw"].iloc[0] == [1.0, 1.0, 0.5, 1.0]
+    assert stored["p_min_kw"].iloc[0] is None
+    assert stored["p_kw"].iloc[0] == [None, None, None, None]
+
+
+def test_a_solved_plan_reaches_the_devices_as_the_optimiser_set_it() -> None:
+    from gridflock.fleet.state import FleetState
+    from gridflock.optimize import SiteForecasts, Tariff, build_problem, solve
+    from gridflock.service.plans import PlanExecutor
+
+    spec = generate_fleet(4, 4)
+    state = FleetState.from_spec(spec)
+    steps, n_sites = 8, len(spec.sites)
+    load = np.ones((n_sites, steps))
+    fc = SiteForecasts(load, np.zeros_like(load), np.zeros_like(load), np.full(steps, 5.0))
+    tariff = Tariff.time_of_use(n_sites, np.arange(steps) * 0.25, [(1.0, 2.0, 0.5)], 0.1, 0.05)
+    plan = solve(build_problem(spec, T0, fc, tariff, n_steps=steps))
+    link = MemoryLink(spec)
+    res = PlanExecutor(state, link, lambda: T0).apply(plan, plan_id="tou-1")
+    assert res.refused == {}
+    sent = link.schedules[-1]
+    assert (sent.start, sent.step_s, sent.valid_until) == (T0, 900.0, T0 + steps * 900.0)
+    row = {str(d): i for i, d in enumerate(plan.device_ids)}
+    for dev, slots in zip(sent.device_ids, sent.p_kw, strict=True):
+        np.testing.assert_array_equal(slots, plan.p_kw[row[str(dev)]])
+    bat = state.device_ids[state.kind_slices[DeviceKind.BATTERY]]
+    assert set(bat[state.controllable()[state.kind_slices[DeviceKind.BATTERY]]]) <= set(
+        sent.device_ids
+    )

@@ -1,12 +1,13 @@
 """A plan survives the service: the service vanishes mid-plan over a real Mosquitto.
 
 The devices (simulated gateways, protocol v1) get a plan as schedules from the service
-in process (SQLite store, MQTT link, control loop); then the service goes away without a
-word. The devices keep to their schedules slot by slot until the plan's end, then fall
-back to their own control (their safe default: a battery balances its home). The service
-comes back mid-plan, takes the schedules up from the store (the dispatcher's baselines
-again) and sends nothing again for an unchanged plan; a new plan after the end reaches
-every device within seconds.
+in process (SQLite store, MQTT link, control loop); a replayed schedule and one whose plan
+is over are refused by every gateway with their reason and change nothing; then the service
+goes away without a word. The devices keep to their schedules slot by slot until the plan's
+end, then fall back to their own control (their safe default: a battery balances its home).
+The service comes back mid-plan, takes the schedules up from the store (the dispatcher's
+baselines again) and sends nothing again for an unchanged plan; a new plan after the end
+reaches every device within seconds.
 
 What is lost while the service is away: the telemetry of that time (QoS 0, nobody
 subscribed: the store has no readings of it), and any event that would have been
@@ -32,7 +33,7 @@ import pytest
 
 from gridflock.config import Settings
 from gridflock.domain import DeviceKind
-from gridflock.domain.schedules import PlanSeries
+from gridflock.domain.schedules import PlanSeries, ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.generate import generate_fleet
 from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
@@ -140,9 +141,31 @@ def test_devices_keep_their_plan_while_the_service_is_away_then_fall_back(
                 ids = rt.state.device_ids[rows]
                 start = time.time()
                 plan = PlanSeries("p1", ids, np.tile(VALUES, (len(ids), 1)), start, SLOT_S)
+                svc.link.schedule_chunk = 2  # published a few at a time, between cycles
                 res = svc.plans.apply(plan)
                 assert (res.sent, res.refused) == (len(ids), {})
                 await until(lambda: svc.plans.pending() == 0, 5, "every schedule acknowledged")
+                n = len(ids)
+                stale = [  # an old seq (a replay), and a plan that ended before it arrived
+                    ScheduleBatch(
+                        np.array([f"old:{i}" for i in range(n)], dtype=object), ids,
+                        np.ones(n, np.int64), np.full((n, 2), -3.0), start, SLOT_S,
+                        start + 2 * SLOT_S, time.time(), "old",
+                    ),
+                    ScheduleBatch(
+                        np.array([f"gone:{i}" for i in range(n)], dtype=object), ids,
+                        np.full(n, 2**62, np.int64), np.full((n, 2), -3.0), start - 60.0,
+                        SLOT_S, start - 60.0 + 2 * SLOT_S, time.time(), "gone",
+                    ),
+                ]  # fmt: skip
+                for batch in stale:
+                    svc.link.send_schedules(batch)
+                reasons = gateways.stats.reasons
+                await until(
+                    lambda: (reasons.get("replayed"), reasons.get("expired")) == (n, n),
+                    5,
+                    "the replayed and expired schedules refused with their reason",
+                )
                 await asyncio.sleep(start + 4.0 - time.time())
             gone = time.time()  # the service vanished in the second slot
             await asyncio.sleep(start + 8.0 - time.time())

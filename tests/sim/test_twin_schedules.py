@@ -139,3 +139,46 @@ def test_replayed_and_expired_schedules_are_refused_and_the_plan_kept() -> None:
     assert (acks.accepted, acks.replayed, acks.expired) == (n, 2 * n, n)
     twin.step()
     assert np.allclose(twin.p_kw[s], 0.5)  # still the accepted plan
+
+
+def test_limits_keep_the_own_control_within_them_where_no_setpoint_is_given() -> None:
+    spec = generate_fleet(30, 2)
+    start = pd.Timestamp("2026-07-15 19:00", tz="Europe/Berlin").tz_convert("UTC")
+    free = Twin(spec, start, 4, STEP_S, 3, Imperfections.ideal())
+    capped = Twin(spec, start, 4, STEP_S, 3, Imperfections.ideal())
+    s = capped.cap.kind_slices[K.BATTERY]
+    ids = capped.cap.device_ids[s]
+    n, t0 = len(ids), capped.now
+    hi = np.full((n, 4), 0.2)  # discharge at most 0.2 kW, otherwise their own control
+    b = _schedules(ids, np.full(4, np.nan), t0, t0 + 4 * SLOT_S, 1, t0)
+    capped.send_schedules(
+        ScheduleBatch(
+            b.schedule_ids, b.device_ids, b.seq, b.p_kw, b.start, b.step_s, b.valid_until,
+            b.issued_at, b.plan_id, None, hi,
+        )
+    )  # fmt: skip
+    free.step()
+    capped.step()
+    own, got = free.p_kw[s], capped.p_kw[s]
+    assert (own > 0.2 + 1e-6).sum() >= 3  # in the evening most would give more
+    np.testing.assert_allclose(got, np.minimum(own, 0.2), atol=1e-9)
+
+
+def test_the_realtime_twin_keeps_its_devices_plans_when_its_day_starts_again() -> None:
+    from gridflock.sim.realtime import RealtimeTwin
+
+    clock = [1_784_116_800.0]
+    spec = generate_fleet(5, 2)
+    rt = RealtimeTwin(
+        spec, step_s=10.0, hours=0.05, imperfections=Imperfections.ideal(), clock=lambda: clock[0]
+    )
+    s = rt.twin.cap.kind_slices[K.BATTERY]
+    ids = rt.twin.cap.device_ids[s]
+    now = clock[0]
+    rt.send_schedules(_schedules(ids, np.array([0.4, -0.4]), now, now + 2 * SLOT_S, 1, now))
+    first = rt.twin
+    clock[0] += 300.0  # past the twin's 3-minute window: it starts its day again
+    rt.receive()
+    assert rt.twin is not first
+    np.testing.assert_allclose(rt.twin.planned[s], 0.4)
+    np.testing.assert_allclose(rt.twin.p_kw[s], 0.4)

@@ -180,6 +180,14 @@ class Dispatcher:
             out = np.where(has_plan, capped, out)
         return out
 
+    def _flex_baseline(self) -> FloatArray | None:
+        """Baselines flexibility is measured from: the plan's where a device has one."""
+        has_plan = np.isfinite(self.planned_kw)
+        if not has_plan.any():
+            return None
+        out: FloatArray = np.where(has_plan, self.baseline(), self.state.baseline_kw())
+        return out
+
     def delivered_kw(self, tracker: EventTracker, now: float | None = None) -> float:
         """Response of the devices counted for ``tracker`` against their baselines [kW].
 
@@ -215,7 +223,7 @@ class Dispatcher:
         mask_new = self._scope(scope)
         if not end > start:
             raise ValueError("end must be after start")
-        flex = flexibility(st, (end - start) / 3600.0, now)
+        flex = flexibility(st, (end - start) / 3600.0, now, self._flex_baseline())
         h = flex.headroom(up)
         base = self.baseline()
         holder = np.full(st.n, -1, np.int64)
@@ -302,7 +310,7 @@ class Dispatcher:
         for t in active:  # in serving order: each takes from what is left
             end = t.event.end
             if end not in flex:
-                flex[end] = flexibility(st, (end - now) / 3600.0, now)
+                flex[end] = flexibility(st, (end - now) / 3600.0, now, self._flex_baseline())
             fx = flex[end]
             mask = t.scope & ~t.excluded & st.online & (holder < 0)
             # devices that balance their home are held at their baseline, which follows

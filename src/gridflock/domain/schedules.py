@@ -5,7 +5,10 @@ seconds from ``start`` (UTC epoch s), until ``valid_until`` (the plan's end). Th
 follows it on its own, so it keeps to the plan through a communication outage; after
 ``valid_until`` it falls back to its own control (its safe default). Power is in kW with
 the generator sign convention (``p_kw > 0`` delivered to the grid, ``< 0`` taken from it);
-a NaN slot leaves the device on its own control for that slot.
+a NaN slot leaves the device on its own control for that slot. A schedule may also carry
+**limits** per slot (``p_min_kw``, ``p_max_kw``; NaN = none): in a slot without a setpoint
+the device runs on its own control kept within them (an import cap is a negative
+``p_min_kw``, an export cap a ``p_max_kw``).
 
 Two layers decide what a device does at any moment:
 
@@ -81,6 +84,10 @@ class ScheduleBatch:
     valid_until: float
     issued_at: float
     plan_id: str
+    p_min_kw: FloatArray | None = None
+    """Lower limit per slot [kW] (an import cap when negative); NaN = none."""
+    p_max_kw: FloatArray | None = None
+    """Upper limit per slot [kW] (an export cap); NaN = none."""
 
     def __post_init__(self) -> None:
         n = len(self.device_ids)
@@ -88,6 +95,10 @@ class ScheduleBatch:
             raise ValueError(
                 f"p_kw must have one row per device ({n}), got shape {self.p_kw.shape}"
             )
+        for name in ("p_min_kw", "p_max_kw"):
+            lim = getattr(self, name)
+            if lim is not None and lim.shape != self.p_kw.shape:
+                raise ValueError(f"{name} must have the shape of p_kw {self.p_kw.shape}")
         if len(self.schedule_ids) != n or len(self.seq) != n:
             raise ValueError("schedule_ids, device_ids and seq must have the same length")
 
@@ -116,6 +127,8 @@ class ScheduleBatch:
             self.valid_until,
             self.issued_at,
             self.plan_id,
+            None if self.p_min_kw is None else self.p_min_kw[rows],
+            None if self.p_max_kw is None else self.p_max_kw[rows],
         )
 
 
@@ -133,8 +146,19 @@ class PlanSeries:
     p_kw: FloatArray
     start: float
     step_s: float = PLAN_STEP_S
+    p_min_kw: FloatArray | None = None
+    """Lower limit per slot [kW] where no setpoint is given (NaN: none)."""
+    p_max_kw: FloatArray | None = None
+    """Upper limit per slot [kW] where no setpoint is given (NaN: none)."""
 
     def __post_init__(self) -> None:
+        for name in ("p_min_kw", "p_max_kw"):
+            lim = getattr(self, name)
+            if lim is not None and np.shape(lim) != np.shape(self.p_kw):
+                raise ValueError(
+                    f"plan {self.plan_id!r}: {name} must have the shape of p_kw "
+                    f"{np.shape(self.p_kw)}"
+                )
         if self.p_kw.ndim != 2 or self.p_kw.shape[0] != len(self.device_ids):
             raise ValueError(
                 f"plan {self.plan_id!r}: p_kw must have one row per device "
@@ -171,7 +195,8 @@ def check_schedules(
     object array with ``None`` for a schedule that may be sent. Checks, in order: the
     grid (step within ``[MIN_STEP_S, MAX_STEP_S]``, at most ``MAX_SCHEDULE_STEPS`` slots,
     ``start < valid_until <= end``, within ``MAX_SCHEDULE_HORIZON_S`` of ``now``), not in
-    the past (``valid_until > now``), controllable, every finite slot within the limits.
+    the past (``valid_until > now``), controllable, every finite slot within the limits,
+    and each slot's own limits in order (``p_min_kw <= p_max_kw``, else ``bad_schedule``).
     """
     n = len(batch)
     out = np.full(n, None, dtype=object)
@@ -199,6 +224,15 @@ def check_schedules(
     bad_value = np.isinf(p).any(axis=1)
     out_range = bad_value | (low < p_min_kw - _RANGE_TOL_KW) | (high > p_max_kw + _RANGE_TOL_KW)
     out[out_range] = "out_of_range"
+    lo, hi = batch.p_min_kw, batch.p_max_kw
+    bad_limit = np.zeros(n, bool)
+    for lim in (lo, hi):
+        if lim is not None:
+            bad_limit |= np.isinf(lim).any(axis=1)
+    if lo is not None and hi is not None:
+        with np.errstate(invalid="ignore"):
+            bad_limit |= (lo > hi).any(axis=1)
+    out[bad_limit] = "bad_schedule"
     if controllable is not None:
         out[~np.asarray(controllable, bool)] = "not_controllable"
     return out

@@ -44,11 +44,15 @@ class Flexibility:
         return self.up_kw if up else self.down_kw
 
 
-def flexibility(state: FleetState, duration_h: float, now: float) -> Flexibility:
+def flexibility(
+    state: FleetState, duration_h: float, now: float, baseline_kw: FloatArray | None = None
+) -> Flexibility:
     """Compute every device's up/down flexibility held over ``[now, now + duration_h)``.
 
     Offline devices, kinds without a band (plain loads) and devices at opted-out sites
     have none; so has a device whose band is unknown (NaN: no state reported yet).
+    ``baseline_kw`` replaces the state's baselines (a plan's setpoints); by default the
+    reported ones (``state.baseline_kw()``).
     """
     if not duration_h > 0:
         raise ValueError(f"duration_h must be > 0 hours, got {duration_h}")
@@ -57,7 +61,7 @@ def flexibility(state: FleetState, duration_h: float, now: float) -> Flexibility
     down = np.zeros(n)
     lo = np.full(n, np.nan)
     hi = np.full(n, np.nan)
-    base = state.baseline_kw()
+    base = state.baseline_kw() if baseline_kw is None else baseline_kw
     t = float(duration_h)
     for kind, s in state.kind_slices.items():
         band = kind_decl(kind).band

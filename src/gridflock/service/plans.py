@@ -63,7 +63,13 @@ class ApplyResult:
 
 
 class _Grid:
-    """Schedules over the fleet's rows: a grid and a validity per row, slots as a matrix."""
+    """Schedules over the fleet's rows: a grid and a validity per row, slots as matrices.
+
+    ``p`` holds the setpoints; ``lo`` and ``hi`` the limits, made only once a schedule
+    with limits comes (float32, NaN = none).
+    """
+
+    LIMITS = ("lo", "hi")
 
     def __init__(self, n: int) -> None:
         self.start = np.full(n, np.inf)
@@ -72,12 +78,29 @@ class _Grid:
         self.seq = np.full(n, -1, np.int64)
         self.plan = np.full(n, "", dtype=object)
         self.p = np.full((n, 0), np.nan, np.float32)
+        self.lo: np.ndarray | None = None
+        self.hi: np.ndarray | None = None
 
     def _widen(self, width: int) -> None:
         if width > self.p.shape[1]:
-            grown = np.full((len(self.start), width), np.nan, np.float32)
-            grown[:, : self.p.shape[1]] = self.p
-            self.p = grown
+            for name in ("p", *self.LIMITS):
+                old = getattr(self, name)
+                if old is not None:
+                    grown = np.full((len(self.start), width), np.nan, np.float32)
+                    grown[:, : old.shape[1]] = old
+                    setattr(self, name, grown)
+
+    def _set(self, name: str, rows: IntArray, values: np.ndarray | None) -> None:
+        """Rows ``rows`` of matrix ``name`` to ``values`` (NaN-padded; None = all NaN)."""
+        mat = getattr(self, name)
+        if mat is None:
+            if values is None:
+                return
+            mat = np.full(self.p.shape, np.nan, np.float32)
+            setattr(self, name, mat)
+        mat[rows] = np.nan
+        if values is not None:
+            mat[rows, : values.shape[1]] = values
 
     def put(
         self,
@@ -88,11 +111,13 @@ class _Grid:
         p: FloatArray,
         seq: IntArray,
         plan: str = "",
+        lo: FloatArray | None = None,
+        hi: FloatArray | None = None,
     ) -> None:
-        width = p.shape[1]
-        self._widen(width)
-        self.p[rows] = np.nan
-        self.p[rows, :width] = p
+        self._widen(p.shape[1])
+        self._set("p", rows, p)
+        self._set("lo", rows, lo)
+        self._set("hi", rows, hi)
         self.start[rows], self.step[rows], self.until[rows] = start, step, until
         self.seq[rows] = seq
         self.plan[rows] = plan
@@ -100,13 +125,14 @@ class _Grid:
     def copy_rows(self, other: _Grid, rows: IntArray) -> None:
         """Rows ``rows`` of ``other`` into the same rows here."""
         self._widen(other.p.shape[1])
-        self.p[rows] = np.nan
-        self.p[rows, : other.p.shape[1]] = other.p[rows]
+        for name in ("p", *self.LIMITS):
+            mat = getattr(other, name)
+            self._set(name, rows, None if mat is None else mat[rows])
         for name in ("start", "step", "until", "seq", "plan"):
             getattr(self, name)[rows] = getattr(other, name)[rows]
 
     def at(self, t: float) -> FloatArray:
-        """Each row's slot value at ``t`` (as ``slot_values``, without copying the slots)."""
+        """Each row's setpoint at ``t`` (as ``slot_values``, without copying the slots)."""
         width = self.p.shape[1]
         with np.errstate(invalid="ignore"):
             k = np.floor((t - self.start) / self.step)
@@ -118,15 +144,19 @@ class _Grid:
         out[rows] = self.p[rows, k[rows].astype(np.int64)]
         return out
 
-    def over(self, rows: IntArray, start: float, step: float, steps: int) -> np.ndarray:
-        """Slot values of ``rows`` over a grid of ``steps`` slots from ``start`` (float32).
+    def over(
+        self, rows: IntArray, start: float, step: float, steps: int, name: str = "p"
+    ) -> np.ndarray:
+        """Slots of ``rows`` over a grid of ``steps`` slots from ``start`` (float32).
 
-        NaN where a row has no slot then (before its start, from its ``until``). Rows on
-        the same grid (the usual case: one plan after another) are read as column slices.
+        ``name`` is ``p`` (setpoints), ``lo`` or ``hi`` (limits). NaN where a row has no
+        slot then (before its start, from its ``until``). Rows on the same grid (the usual
+        case: one plan after another) are read as column slices.
         """
         out = np.full((len(rows), steps), np.nan, np.float32)
+        mat = getattr(self, name)
         width = self.p.shape[1]
-        if not width or not len(rows):
+        if mat is None or not width or not len(rows):
             return out
         s0, st = self.start[rows], self.step[rows]
         with np.errstate(invalid="ignore"):  # rows with no schedule: an infinite start
@@ -138,16 +168,15 @@ class _Grid:
             sel = idx[shift == k0]
             a, b = max(0, -k0), min(steps, width - k0)
             if a < b:
-                out[sel, a:b] = self.p[rows[sel], k0 + a : k0 + b]
+                out[sel, a:b] = mat[rows[sel], k0 + a : k0 + b]
         other = np.flatnonzero(~aligned & np.isfinite(s0))
+        mids = start + (np.arange(steps) + 0.5) * step
         if len(other):  # another grid: slot by slot at the new slots' midpoints
-            mids = start + (np.arange(steps) + 0.5) * step
             r = rows[other]
             k = np.floor((mids[None, :] - s0[other, None]) / st[other, None])
             live = (k >= 0) & (k < width)
             kk = np.where(live, k, 0).astype(np.int64)
-            out[other] = np.where(live, self.p[r[:, None], kk], np.nan)
-        mids = start + (np.arange(steps) + 0.5) * step
+            out[other] = np.where(live, mat[r[:, None], kk], np.nan)
         out[mids[None, :] >= self.until[rows, None]] = np.nan
         return out
 
@@ -159,8 +188,12 @@ class _Grid:
         new.start[has], new.step[has] = self.start[src], self.step[src]
         new.until[has], new.seq[has] = self.until[src], self.seq[src]
         new.plan[has] = self.plan[src]
-        new.p = np.full((len(pos), self.p.shape[1]), np.nan, np.float32)
-        new.p[has] = self.p[src]
+        for name in ("p", *self.LIMITS):
+            mat = getattr(self, name)
+            if mat is not None:
+                carried = np.full((len(pos), mat.shape[1]), np.nan, np.float32)
+                carried[has] = mat[src]
+                setattr(new, name, carried)
         return new
 
 
@@ -282,6 +315,10 @@ class PlanExecutor:
         k0 = min(k0, plan.steps - 1)
         start = plan.start + k0 * plan.step_s
         p = np.asarray(plan.p_kw, dtype=np.float64)[keep, k0:]
+        lo, hi = (
+            None if lim is None else np.asarray(lim, dtype=np.float64)[keep, k0:]
+            for lim in (plan.p_min_kw, plan.p_max_kw)
+        )
         devices = st.device_ids[rows]
         batch = ScheduleBatch(
             np.full(len(rows), "", dtype=object),
@@ -293,6 +330,8 @@ class PlanExecutor:
             plan.end,
             now,
             pid,
+            lo,
+            hi,
         )
         reasons = check_schedules(
             batch, now, -st.p_load_max_kw[rows], st.p_gen_max_kw[rows], st.controllable()[rows]
@@ -329,11 +368,19 @@ class PlanExecutor:
             return np.zeros(0, bool)
         old = self.intended
         mids = batch.start + (np.arange(batch.steps) + 0.5) * batch.step_s
-        before = old.over(rows, batch.start, batch.step_s, batch.steps)
-        new = np.asarray(batch.p_kw, dtype=np.float32)
-        with np.errstate(invalid="ignore"):
-            moved = np.abs(new - before) > self.deadband_kw
-        moved |= np.isnan(new) != np.isnan(before)
+        moved = np.zeros((len(rows), batch.steps), bool)
+        for name, values in (("p", batch.p_kw), ("lo", batch.p_min_kw), ("hi", batch.p_max_kw)):
+            if values is None and getattr(old, name) is None:
+                continue
+            before = old.over(rows, batch.start, batch.step_s, batch.steps, name)
+            new = (
+                np.full(before.shape, np.nan, np.float32)
+                if values is None
+                else np.asarray(values, dtype=np.float32)
+            )
+            with np.errstate(invalid="ignore"):
+                moved |= np.abs(new - before) > self.deadband_kw
+            moved |= np.isnan(new) != np.isnan(before)
         within = mids[None, :] < old.until[rows, None]
         differs = (moved & within).any(axis=1)
         with np.errstate(invalid="ignore"):  # no schedule yet: an infinite start
@@ -363,9 +410,21 @@ class PlanExecutor:
             batch.valid_until,
             now,
             batch.plan_id,
+            batch.p_min_kw,
+            batch.p_max_kw,
         )
         self.link.send_schedules(out)
-        self.intended.put(rows, out.start, out.step_s, out.valid_until, out.p_kw, seq, out.plan_id)
+        self.intended.put(
+            rows,
+            out.start,
+            out.step_s,
+            out.valid_until,
+            out.p_kw,
+            seq,
+            out.plan_id,
+            out.p_min_kw,
+            out.p_max_kw,
+        )
         for old in self._pending_id[rows].tolist():  # superseded: a late ack says nothing
             if old is not None:
                 self._pending.pop(old, None)
@@ -398,6 +457,8 @@ class PlanExecutor:
             batch.valid_until,
             now,
             batch.plan_id,
+            batch.p_min_kw,
+            batch.p_max_kw,
         )
         self.writer.op(
             "refused schedules",
@@ -493,6 +554,8 @@ class PlanExecutor:
                 until,
                 now,
                 pid,
+                None if g.lo is None else g.lo[r, :steps].astype(np.float64),
+                None if g.hi is None else g.hi[r, :steps].astype(np.float64),
             )
             n += self._send(r, batch, now)
         self.counts["resent"] += n
@@ -532,18 +595,23 @@ class PlanExecutor:
         seqs = live["seq"].to_numpy(np.int64)
         slots = live["p_kw"].tolist()
         plan_ids = live["plan_id"].astype(str).tolist()
+        lows, highs = live["p_min_kw"].tolist(), live["p_max_kw"].tolist()
         n = 0
         for i in np.flatnonzero(pos >= 0).tolist():
-            p = np.array([np.nan if x is None else float(x) for x in slots[i]], dtype=np.float64)
+            p = _row(slots[i])
+            lo = None if lows[i] is None else _row(lows[i])
+            hi = None if highs[i] is None else _row(highs[i])
             for grid in (self.following, self.intended):
                 grid.put(
                     pos[i : i + 1],
                     starts[i],
                     steps[i],
                     untils[i],
-                    p[None, :],
+                    p,
                     seqs[i : i + 1],
                     plan_ids[i],
+                    lo,
+                    hi,
                 )
             n += 1
         if n:
@@ -579,6 +647,11 @@ def _default_id(plan: Plan, n: int) -> str:
     """``plan-YYYYMMDDTHHMMZ-n``: the plan's start and how many plans came before."""
     start = pd.Timestamp(plan.start_ts, unit="s", tz="UTC").strftime("%Y%m%dT%H%MZ")
     return f"plan-{start}-{n}"
+
+
+def _row(values: list[float | None]) -> FloatArray:
+    """A stored row of slots (null = NaN) as a (1, slots) matrix."""
+    return np.array([[np.nan if x is None else float(x) for x in values]], dtype=np.float64)
 
 
 def _epoch(ts: pd.Series) -> FloatArray:

@@ -527,6 +527,7 @@ class SimulatedGateways:
         for x in accepted:  # one batch per time grid
             groups.setdefault((x.plan, x.start, x.step_s, x.valid_until, len(x.p_kw)), []).append(x)
         for (plan, start, step_s, until, _), sel in groups.items():
+            lo, hi = _limits(sel, "p_min_kw"), _limits(sel, "p_max_kw")
             self.rt.send_schedules(
                 ScheduleBatch(
                     np.array([x.id for x in sel], dtype=object),
@@ -541,6 +542,8 @@ class SimulatedGateways:
                     until,
                     now,
                     plan,
+                    lo,
+                    hi,
                 )
             )
         self.rt.take_report()  # the twin's own acks: the gateway answers on MQTT instead
@@ -618,6 +621,21 @@ class SimulatedGateways:
                 st.bytes += len(payload)
         st.steps += 1
         st.last_step_s = time.monotonic() - t_begin
+
+
+def _limits(schedules: Sequence[Schedule], name: str) -> FloatArray | None:
+    """One limit of the schedules as a matrix (NaN where none), or None if none has it."""
+    rows = [getattr(x, name) for x in schedules]
+    if all(r is None for r in rows):
+        return None
+    width = len(schedules[0].p_kw)
+    return np.array(
+        [
+            [math.nan] * width if r is None else [math.nan if v is None else v for v in r]
+            for r in rows
+        ],
+        dtype=np.float64,
+    )
 
 
 def _message(topic: str, payload: bytes, *, qos: int, retain: bool) -> Any:

@@ -76,10 +76,17 @@ class RealtimeTwin:
         if self.weather_for is not None:
             times = pd.date_range(start, periods=steps, freq=pd.Timedelta(seconds=self.step_s))
             weather = self.weather_for(times)
+        old = getattr(self, "twin", None)
+        old_offset = getattr(self, "offset_s", 0.0)
         self.twin = Twin(
             self.spec, start, steps, self.step_s, self.seed, self.imperfections, weather=weather
         )
         self.offset_s = float(now.timestamp() - start.timestamp())
+        if old is not None and old.spec is self.spec:  # the day starts again: plans go on
+            tw, shift = self.twin, old_offset - self.offset_s
+            tw.sch_start, tw.sch_until = old.sch_start + shift, old.sch_until + shift
+            tw.sch_step, tw.sch_seq = old.sch_step, old.sch_seq
+            tw.sch_p, tw.sch_min, tw.sch_max = old.sch_p, old.sch_min, old.sch_max
 
     def update_fleet(self, spec: FleetSpec) -> None:
         """Simulate a new fleet (after an import): the day goes on with the new devices."""
@@ -139,6 +146,8 @@ class RealtimeTwin:
                 schedules.valid_until - off,
                 schedules.issued_at - off,
                 schedules.plan_id,
+                schedules.p_min_kw,
+                schedules.p_max_kw,
             )
         )
         self._queue_acks(schedules.schedule_ids, schedules.device_ids, verdicts)

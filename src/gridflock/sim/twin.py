@@ -228,6 +228,10 @@ class Twin:
         self.sch_step = np.ones(n)
         self.sch_until = np.full(n, -np.inf)
         self.sch_p = np.full((n, 0), np.nan)
+        self.sch_min = np.full((n, 0), np.nan)
+        self.sch_max = np.full((n, 0), np.nan)
+        self.planned_min = np.full(n, np.nan)
+        self.planned_max = np.full(n, np.nan)
         self.sch_seq = np.full(n, -1, dtype=np.int64)
         self.planned = np.full(n, np.nan)
         """Each device's scheduled power in the current step [kW]; NaN where none holds."""
@@ -321,11 +325,20 @@ class Twin:
         rows = idx[take]
         width = schedules.steps
         if width > self.sch_p.shape[1]:
-            grown = np.full((self.cap.n, width), np.nan)
-            grown[:, : self.sch_p.shape[1]] = self.sch_p
-            self.sch_p = grown
-        self.sch_p[rows] = np.nan
-        self.sch_p[rows, :width] = schedules.p_kw[take]
+            for name in ("sch_p", "sch_min", "sch_max"):
+                old = getattr(self, name)
+                grown = np.full((self.cap.n, width), np.nan)
+                grown[:, : old.shape[1]] = old
+                setattr(self, name, grown)
+        for name, values in (
+            ("sch_p", schedules.p_kw),
+            ("sch_min", schedules.p_min_kw),
+            ("sch_max", schedules.p_max_kw),
+        ):
+            mat = getattr(self, name)
+            mat[rows] = np.nan
+            if values is not None:
+                mat[rows, :width] = values[take]
         self.sch_start[rows] = schedules.start
         self.sch_step[rows] = schedules.step_s
         self.sch_until[rows] = schedules.valid_until
@@ -340,7 +353,11 @@ class Twin:
     def _blend(self, s: slice, natural: FloatArray, t0: float, t1: float) -> FloatArray:
         """Requested power of devices ``s``: the landed command, else schedule, else own control."""
         planned = self.planned[s]
-        natural = np.where(np.isnan(planned), natural, planned)
+        lo, hi = self.planned_min[s], self.planned_max[s]
+        own = np.clip(
+            natural, np.where(np.isnan(lo), -np.inf, lo), np.where(np.isnan(hi), np.inf, hi)
+        )
+        natural = np.where(np.isnan(planned), own, planned)
         cur = self.cur_sp[s]
         old = np.where(np.isnan(cur), natural, cur)
         arriving = self.pend_apply[s] < t1
@@ -375,7 +392,10 @@ class Twin:
         p, base = self.p_kw, self.natural_kw
         online = self.offline_at > t0
         self.pend_apply[~online] = np.inf  # offline devices receive nothing
-        self.planned = slot_values(self.sch_start, self.sch_step, self.sch_until, self.sch_p, t0)
+        grid = (self.sch_start, self.sch_step, self.sch_until)
+        self.planned = slot_values(*grid, self.sch_p, t0)
+        self.planned_min = slot_values(*grid, self.sch_min, t0)
+        self.planned_max = slot_values(*grid, self.sch_max, t0)
 
         s = ks[K.LOAD]
         p[s] = base[s] = -self.loads.at(t)

@@ -40,6 +40,8 @@ _COLS = (
     "step_s",
     "valid_until",
     "p_kw",
+    "p_min_kw",
+    "p_max_kw",
     "status",
     "reason",
     "acked_at",
@@ -65,20 +67,25 @@ def save_schedules(
         "valid_until": utc(batch.valid_until),
         "status": status,
     }
+    lo, hi = (_lists(lim, n) for lim in (batch.p_min_kw, batch.p_max_kw))
     rows = [
         {
             **common,
             "schedule_id": c,
             "device_id": d,
             "seq": s,
-            "p_kw": [None if not math.isfinite(x) else x for x in p],
+            "p_kw": _json(p),
+            "p_min_kw": a,
+            "p_max_kw": b,
             "reason": r,
         }
-        for c, d, s, p, r in zip(
+        for c, d, s, p, a, b, r in zip(
             np.asarray(batch.schedule_ids).astype(str).tolist(),
             np.asarray(batch.device_ids).astype(str).tolist(),
             np.asarray(batch.seq, dtype=np.int64).tolist(),
             np.asarray(batch.p_kw, dtype=np.float64).tolist(),
+            lo,
+            hi,
             why,
             strict=True,
         )
@@ -86,6 +93,18 @@ def save_schedules(
     table = table_of(ScheduleRow)
     for i in range(0, n, _CHUNK):
         conn.execute(insert_ignore(conn, table), rows[i : i + _CHUNK])
+
+
+def _json(row: list[float]) -> list[float | None]:
+    """A row of slots for JSON: NaN as null."""
+    return [None if not math.isfinite(x) else x for x in row]
+
+
+def _lists(values: np.ndarray | None, n: int) -> list[list[float | None] | None]:
+    """Each row of a limit matrix for JSON, or None for every row if there is none."""
+    if values is None:
+        return [None] * n
+    return [_json(r) for r in np.asarray(values, dtype=np.float64).tolist()]
 
 
 def set_schedule_status(

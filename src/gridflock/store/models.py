@@ -200,6 +200,12 @@ class ScheduleRow(Base):
     p_kw: Mapped[Any] = mapped_column(
         JsonType, comment="Setpoint per slot [kW, generator sign]; null = own control."
     )
+    p_min_kw: Mapped[Any | None] = mapped_column(
+        JsonType, nullable=True, comment="Lower limit per slot [kW]; null = none."
+    )
+    p_max_kw: Mapped[Any | None] = mapped_column(
+        JsonType, nullable=True, comment="Upper limit per slot [kW]; null = none."
+    )
     status: Mapped[str] = mapped_column(String, server_default="sent")
     reason: Mapped[str | None] = mapped_column(
         String, nullable=True, comment="Why it was refused or rejected."

@@ -85,14 +85,21 @@ def encode_schedules(
         f',"plan":{plan},"start":{float(batch.start)!r},"step_s":{float(batch.step_s)!r},'
         f'"valid_until":{float(batch.valid_until)!r},"p_kw":'
     )
+    limits = [
+        [f',"{name}":{x}' for x in _slots(lim)]
+        for name, lim in (("p_min_kw", batch.p_min_kw), ("p_max_kw", batch.p_max_kw))
+        if lim is not None
+    ]
+    extra = ["".join(x) for x in zip(*limits, strict=True)] if limits else [""] * n
     parts = [
         f'{{"id":{encode_basestring_ascii(c)},"device":{encode_basestring_ascii(d)},'
-        f'"seq":{s}{tail}{row}}}'
-        for c, d, s, row in zip(
+        f'"seq":{s}{tail}{row}{more}}}'
+        for c, d, s, row, more in zip(
             batch.schedule_ids.tolist(),
             devices,
             np.asarray(batch.seq, dtype=np.int64).tolist(),
             _slots(batch.p_kw),
+            extra,
             strict=True,
         )
     ]

@@ -136,6 +136,10 @@ class MqttLink:
         self._reported: Counter[str] = Counter()  # counts at the last take_report()
         self._connected = False
         self._stop = asyncio.Event()
+        self.schedule_chunk = 2_000
+        """Schedules encoded and published between two yields to the event loop."""
+        self._schedules: deque[ScheduleBatch] = deque()
+        self._schedule_task: asyncio.Task[None] | None = None
 
     def update_fleet(self, spec: FleetSpec) -> None:
         """Take up a new fleet: which devices exist and which gateway carries each."""
@@ -548,9 +552,11 @@ class MqttLink:
     def send_schedules(self, schedules: ScheduleBatch) -> None:
         """A plan's schedules, grouped by gateway (one message each, or a few), QoS 1.
 
-        Acknowledged like commands, by schedule id, on the gateways' ack topics. While the
-        broker is unreachable nothing is sent (counted as ``schedules_unsent``); the plan
-        executor sends again what was not acknowledged.
+        More than ``schedule_chunk`` schedules are encoded and published by a task on the
+        event loop, a chunk at a time and in order. Acknowledged like commands, by schedule
+        id, on the gateways' ack topics. While the broker is unreachable nothing is sent
+        (counted as ``schedules_unsent``); the plan executor sends again what was not
+        acknowledged.
         """
         n = len(schedules)
         if not n:
@@ -559,13 +565,45 @@ class MqttLink:
             self.counts["schedules_unsent"] += n
             log.warning("broker unreachable: %d schedule(s) not sent", n)
             return
-        for gateway, payloads in encode_schedules(schedules, self.gateway_of_device).items():
-            for payload in payloads:
-                self.client.publish(f"gf/v1/{gateway}/cmd", payload, qos=1)
         self._remember_ids(
             schedules.schedule_ids, schedules.device_ids, np.full(n, schedules.valid_until)
         )
         self.counts["schedules"] += n
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (scripts, tests): all at once
+            self._publish_schedules(schedules)
+            return
+        busy = self._schedule_task is not None and not self._schedule_task.done()
+        if not busy and n <= self.schedule_chunk:
+            self._publish_schedules(schedules)
+            return
+        # a whole fleet's plan takes seconds to encode: in chunks, in order, so the
+        # control loop keeps running in between
+        self._schedules.append(schedules)
+        if not busy:
+            self._schedule_task = asyncio.ensure_future(self._publish_queued())
+
+    async def _publish_queued(self) -> None:
+        """Encode and publish the queued schedule batches, a chunk at a time."""
+        while self._schedules:
+            batch = self._schedules.popleft()
+            gw_of = self.gateway_of_device
+            order = np.argsort(
+                np.array([gw_of[d] for d in batch.device_ids.tolist()], dtype=object),
+                kind="stable",
+            )  # a gateway's schedules in as few chunks as may be
+            for a in range(0, len(order), self.schedule_chunk):
+                self._publish_schedules(batch.take(order[a : a + self.schedule_chunk]))
+                await asyncio.sleep(0)
+
+    def _publish_schedules(self, schedules: ScheduleBatch) -> None:
+        if not self._connected:
+            self.counts["schedules_unsent"] += len(schedules)
+            return
+        for gateway, payloads in encode_schedules(schedules, self.gateway_of_device).items():
+            for payload in payloads:
+                self.client.publish(f"gf/v1/{gateway}/cmd", payload, qos=1)
 
     def _remember(self, commands: CommandBatch) -> None:
         """Note where each command went, so only its gateway may acknowledge it."""

@@ -366,9 +366,28 @@ class Schedule(_Strict):
         description="End of the plan: after it the device returns to its own control "
         "(at most start + len(p_kw) * step_s)."
     )
+    p_min_kw: list[Annotated[float, Field(ge=-MAX_P_KW, le=MAX_P_KW)] | None] | None = Field(
+        None,
+        max_length=MAX_SCHEDULE_STEPS,
+        description="Lower limit of each slot without a setpoint [kW] (negative: an import "
+        "cap); null = none. As long as p_kw.",
+    )
+    p_max_kw: list[Annotated[float, Field(ge=-MAX_P_KW, le=MAX_P_KW)] | None] | None = Field(
+        None,
+        max_length=MAX_SCHEDULE_STEPS,
+        description="Upper limit of each slot without a setpoint [kW] (an export cap); "
+        "null = none. As long as p_kw.",
+    )
 
     @model_validator(mode="after")
     def _within_slots(self) -> Schedule:
+        for name, lim in (("p_min_kw", self.p_min_kw), ("p_max_kw", self.p_max_kw)):
+            if lim is not None and len(lim) != len(self.p_kw):
+                raise ValueError(f"{name} has {len(lim)} slots, p_kw {len(self.p_kw)}")
+        if self.p_min_kw is not None and self.p_max_kw is not None:
+            for k, (lo, hi) in enumerate(zip(self.p_min_kw, self.p_max_kw, strict=True)):
+                if lo is not None and hi is not None and lo > hi:
+                    raise ValueError(f"slot {k}: p_min_kw {lo!r} is above p_max_kw {hi!r}")
         end = self.start + len(self.p_kw) * self.step_s
         if not self.start < self.valid_until <= end + 1e-6:
             raise ValueError(

@@ -39,6 +39,12 @@ def upgrade() -> None:
             nullable=False,
             comment="Setpoint per slot [kW, generator sign]; null = own control.",
         ),
+        sa.Column(
+            "p_min_kw", JSON, nullable=True, comment="Lower limit per slot [kW]; null = none."
+        ),
+        sa.Column(
+            "p_max_kw", JSON, nullable=True, comment="Upper limit per slot [kW]; null = none."
+        ),
         sa.Column("status", sa.String(), server_default="sent", nullable=False),
         sa.Column("reason", sa.String(), nullable=True, comment="Why it was refused or rejected."),
         sa.Column("acked_at", TS, nullable=True),
