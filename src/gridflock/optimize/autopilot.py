@@ -762,10 +762,11 @@ def plan_devices(
             wear_per_kwh=policies.wear_eur_per_kwh,
             soc_end="initial",
             fleet_import_cap_kw=c,
+            thermal_best_effort=True,
         )
-        # a site whose own rules cannot be kept (a house leaving its band whatever its heat
-        # pump does) is left out with NaN rows and named in ``Plan.infeasible``; the rest
-        # is planned
+        # a house or tank that leaves its band whatever its device does is planned at the
+        # device's utmost (``Plan.warnings``); a site whose other rules cannot be kept is
+        # left out with NaN rows and named in ``Plan.infeasible``; the rest is planned
         return problem.batteries, solve(problem, skip_infeasible=True)
 
     # the cap, then raised a third and two thirds of the way to the forecast's peak, then none
