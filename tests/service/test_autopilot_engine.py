@@ -44,7 +44,9 @@ def issued(tmp_path_factory: pytest.TempPathFactory) -> ForecastService:
     shutil.copy(data.db, path)
     store = Store(f"sqlite:///{path}")
     svc = ForecastService(
-        forecast_settings(store.url, forecast_quantities=["net", "load", "pv", "battery"]),
+        forecast_settings(
+            store.url, forecast_quantities=["net", "load", "pv"], forecast_backtest_days=0
+        ),
         store,
         lambda: data.spec,
         lambda: NOW,
