@@ -54,7 +54,7 @@ from gridflock.domain.spec import FleetSpec
 from gridflock.forecast import SupportWindow as ForecastWindow
 from gridflock.optimize.build import build_problem
 from gridflock.optimize.inputs import InitialState, SiteForecasts
-from gridflock.optimize.plan import Plan
+from gridflock.optimize.plan import Plan, PlanTimeoutError
 from gridflock.optimize.problem import Batteries
 from gridflock.optimize.problem import SupportWindow as PlanWindow
 from gridflock.optimize.problem import Tariff as SiteTariff
@@ -706,6 +706,7 @@ def plan_devices(
     policies: Policies,
     sketch: FleetPlan,
     tz: str = "UTC",
+    time_limit_s: float | None = None,
 ) -> FleetPlan:
     """The plan per device (:func:`gridflock.optimize.solve`) under the operator's policies.
 
@@ -716,7 +717,8 @@ def plan_devices(
     the storage allows, which the per-site objective of ``solve`` does not seek by itself).
     A cap that the devices cannot keep (site limits, per-battery power, EV and comfort
     rules the sketch does not see) is raised a third, then two thirds of the way to the
-    forecast's peak, then dropped; ``cap_kw`` says which held. Batteries end no emptier
+    forecast's peak, then dropped; ``cap_kw`` says which held (a cap whose coupled LP runs
+    past ``time_limit_s`` counts as not kept). Batteries end no emptier
     than they start. Sites whose own rules cannot be kept are left to their own control
     (NaN rows, listed in ``devices.infeasible``).
 
@@ -767,7 +769,9 @@ def plan_devices(
         # a house or tank that leaves its band whatever its device does is planned at the
         # device's utmost (``Plan.warnings``); a site whose other rules cannot be kept is
         # left out with NaN rows and named in ``Plan.infeasible``; the rest is planned
-        return problem.batteries, solve(problem, skip_infeasible=True)
+        return problem.batteries, solve(
+            problem, skip_infeasible=True, time_limit_s=time_limit_s
+        )
 
     # the cap, then raised a third and two thirds of the way to the forecast's peak, then none
     top = float(np.max(sketch.forecast_import_kw))
@@ -775,7 +779,12 @@ def plan_devices(
     if np.isfinite(cap).all():
         tries = [cap + k / 3.0 * np.maximum(top - cap, 0.0) for k in (0, 1, 2)] + tries
     for c in tries:
-        batteries, plan = attempt(c)
+        try:
+            batteries, plan = attempt(c)
+        except PlanTimeoutError:
+            if not np.isfinite(c).any():
+                raise
+            continue  # a cap coupling too many sites to solve in time: the next, higher one
         if np.isfinite(c).any():
             imp = -np.nansum(plan.site_net_kw, axis=0)
             refused = any("fleet_import_cap_kw" in str(p) for p in plan.infeasible)

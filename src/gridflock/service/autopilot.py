@@ -319,6 +319,10 @@ class AutopilotService:
         self.forecaster = forecaster or self._seasonal_naive
         self.forecasts = forecasts
         self.forecast_source = "none yet"
+        #: Longest one LP of the per-device plan may take [s]: the re-plan runs between
+        #: control cycles, so a fleet cap coupling thousands of sites gives way to the next
+        #: cap, then to none (decomposed per site), rather than hold the loop.
+        self.plan_time_limit_s: float | None = 5.0
         self.settings = AutopilotSettings()
         self.plan: FleetPlan | None = None
         self.planned_at: float | None = None
@@ -451,6 +455,7 @@ class AutopilotService:
                     s.policies,
                     sketch,
                     tz,
+                    time_limit_s=self.plan_time_limit_s,
                 )
             except (PlanInfeasibleError, GridflockError, PlanError, ValueError) as e:
                 self._log(
