@@ -472,7 +472,7 @@ class AutopilotService:
         self._log(
             "plan",
             "autopilot",
-            f"planned {n} quarter hours from {start:%Y-%m-%d %H:%M} UTC "
+            f"planned {n} quarter hours from {times[0]:%Y-%m-%d %H:%M} UTC "
             f"{'per device' if per_device else 'for the storage as one'}: peak "
             f"{float(fc.max()):,.0f} -> {plan.peak_kw:,.0f} kW, {len(blocks)} blocks; "
             f"forecast: {source}",
