@@ -22,6 +22,8 @@ TABLES = {
     "gateways",
     "audit_log",
     "dead_letters",
+    "autopilot_proposals",
+    "autopilot_decisions",
     "forecast_models",
     "forecasts",
     "schedules",

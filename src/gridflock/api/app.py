@@ -17,6 +17,7 @@ from gridflock.api.routes import (
     admin,
     aggregates,
     assets,
+    autopilot,
     events,
     fleet,
     forecasts,
@@ -57,6 +58,10 @@ _TAGS = [
     {"name": "fleet", "description": "The fleet as a whole."},
     {"name": "sites and devices", "description": "Sites, devices and their telemetry."},
     {"name": "events", "description": "Dispatch events and their performance."},
+    {
+        "name": "autopilot",
+        "description": "Plans, proposals to approve or veto, policies and the decision log.",
+    },
     {"name": "forecasts", "description": "Forecasts, need-for-support windows, models."},
     {"name": "gateways", "description": "Gateways on the MQTT broker."},
     {"name": "api keys", "description": "API keys (created with the CLI)."},
@@ -119,7 +124,8 @@ def create_app(
     )
     install_docs(app)
     app.include_router(system.router, prefix=API_PREFIX)
-    for module in (fleet, aggregates, assets, events, forecasts, settlement, admin, stream):
+    routers = (fleet, aggregates, assets, events, forecasts, settlement, autopilot, admin, stream)
+    for module in routers:
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)
     install_openapi(app)

@@ -19,7 +19,12 @@ from gridflock.fleet.state import FleetState
 from gridflock.mv.statement import Statement
 from gridflock.mv.value import YearValue
 from gridflock.store import Store
-from gridflock.store.records import IssuedForecast, SupportWindowRecord
+from gridflock.store.records import (
+    AutopilotDecision,
+    AutopilotProposal,
+    IssuedForecast,
+    SupportWindowRecord,
+)
 
 __all__ = ["EventView", "Forecasts", "Runtime"]
 
@@ -230,4 +235,51 @@ class Runtime(Protocol):
 
     def updates(self) -> AsyncIterator[dict[str, Any]]:
         """Live fleet and event updates, one dict per control cycle."""
+        ...
+
+    # ------------------------------------------------------------------ autopilot
+    def autopilot_status(self) -> dict[str, Any]:
+        """On or off, mode, when it planned and plans next, proposals counted by status."""
+        ...
+
+    def autopilot_settings(self) -> dict[str, Any]:
+        """The autopilot's settings: ``enabled``, ``mode``, ``policies``, ``tariff``..."""
+        ...
+
+    async def set_autopilot_settings(
+        self, settings: dict[str, Any], principal: Principal
+    ) -> dict[str, Any]:
+        """Replace the settings (``InvalidError`` saying what is wrong); returns them."""
+        ...
+
+    def autopilot_plan(self) -> tuple[float | None, pd.DataFrame]:
+        """When the current plan was made, and the plan by quarter hour.
+
+        Columns: ts, forecast_import_kw, price_eur_per_kwh, charge_kw, discharge_kw,
+        stored_kwh, import_kw, support_kw, soc (0..1); empty before the first plan.
+        """
+        ...
+
+    def autopilot_proposals(self, status: str | None) -> list[AutopilotProposal]:
+        """Proposals of the last day and ahead, by start; optionally of one status."""
+        ...
+
+    async def approve_proposal(self, proposal_id: str, principal: Principal) -> AutopilotProposal:
+        """Approve: its event is created (``NotFoundError``; ``ConflictError`` if not pending)."""
+        ...
+
+    async def veto_proposal(
+        self, proposal_id: str, principal: Principal, reason: str
+    ) -> AutopilotProposal:
+        """Veto a pending proposal (``NotFoundError``; ``ConflictError`` if not pending)."""
+        ...
+
+    async def autopilot_replan(self, principal: Principal) -> dict[str, Any]:
+        """Re-plan now (``ConflictError`` while the autopilot is off); returns the status."""
+        ...
+
+    def autopilot_decisions(
+        self, kind: str | None, limit: int, offset: int
+    ) -> tuple[list[AutopilotDecision], int]:
+        """The decision log, newest first, and its total."""
         ...

@@ -113,8 +113,55 @@ def simulate(
         typer.Option(help="Baseline method of the statements (default: the recommended one)."),
     ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    autopilot: Annotated[
+        bool,
+        typer.Option(
+            help="Compare three ways over --days from --date: no VPP, the default evening "
+            "event each day (manual), and the autopilot (plans from forecasts issued before "
+            "the fact). Writes summary.json, plot.png and timeseries.parquet to --out."
+        ),
+    ] = False,
+    days: Annotated[int, typer.Option(min=1, max=31, help="Days to compare with --autopilot.")] = 7,
+    tariff: Annotated[
+        str,
+        typer.Option(
+            help="Tariff the costs are counted in (--autopilot): tou (0.18/0.28/0.42 EUR/kWh "
+            "at 0-7/7-16 and 21-24/16-21 h local), flat (0.30 EUR/kWh) or dynamic (--prices)."
+        ),
+    ] = "tou",
+    prices: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of dynamic prices for --tariff dynamic: columns ts (ISO 8601 with "
+            "offset) and eur_per_kwh, each held until the next row."
+        ),
+    ] = None,
+    peak_limit: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="Peak-shaving limit on the fleet's net import [kW] for the autopilot; "
+            "default: as low as the storage allows.",
+        ),
+    ] = None,
 ) -> None:
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
+    if autopilot:
+        _compare(
+            homes,
+            fleet,
+            date,
+            days,
+            step,
+            seed,
+            tariff,
+            prices,
+            peak_limit,
+            out_dir,
+            imperfections(latency, dropout, offline, ignore, noise, ideal),
+            quiet,
+        )
+        return
     from gridflock.sim.events import parse_event
     from gridflock.sim.report import write_report
     from gridflock.sim.scenario import ScenarioConfig, run_scenario, scenario_tracker_config
@@ -418,3 +465,123 @@ def _print_summary(result: ScenarioResult, paths: dict[str, Path]) -> None:
     for name, path in paths.items():
         say(f"{name:>8}: {path}")
     say(f"ran in {r.runtime_s:.1f} s")
+
+
+def _read_tariff(kind: str, prices: Path | None) -> object:
+    import pandas as pd
+
+    from gridflock.optimize.autopilot import PlanError, Tariff
+
+    if kind not in ("tou", "flat", "dynamic"):
+        fail(f"--tariff: {kind!r} is not a tariff; use tou, flat or dynamic")
+    if kind != "dynamic":
+        if prices is not None:
+            fail("--prices: only with --tariff dynamic")
+        return Tariff(kind)  # type: ignore[arg-type]
+    if prices is None:
+        fail("--tariff dynamic needs --prices FILE.csv (columns ts, eur_per_kwh)")
+    try:
+        df = pd.read_csv(prices)
+        series = pd.Series(
+            df["eur_per_kwh"].astype(float).to_numpy(),
+            index=pd.DatetimeIndex(pd.to_datetime(df["ts"], utc=True)),
+        )
+        return Tariff("dynamic", dynamic=series)
+    except (OSError, KeyError, ValueError, PlanError) as e:
+        fail(f"--prices: cannot read {prices}: {e}. Give a CSV with columns ts, eur_per_kwh")
+
+
+def _compare(
+    homes: int,
+    fleet: Path | None,
+    date: str,
+    days: int,
+    step: str,
+    seed: int,
+    tariff_kind: str,
+    prices: Path | None,
+    peak_limit: float | None,
+    out_dir: Path,
+    imperfect: object,
+    quiet: bool,
+) -> None:
+    """``simulate --autopilot``: no VPP, manual events and the autopilot over the same days."""
+    from dataclasses import replace
+
+    from gridflock.optimize.autopilot import PeakShavingPolicy, Policies, Tariff
+    from gridflock.sim.autopilot import ComparisonConfig, run_comparison, summary
+    from gridflock.sim.autopilot import write_comparison as write
+    from gridflock.sim.imperfections import Imperfections
+
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError:
+        fail(f"--date: {date!r} is not a date; use YYYY-MM-DD, e.g. 2026-07-15")
+    step_s = _parse_step(step)
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out: {out_dir} exists and is not a folder")
+    tariff = _read_tariff(tariff_kind, prices)
+    assert isinstance(tariff, Tariff)
+    assert isinstance(imperfect, Imperfections)
+    policies = Policies()
+    if peak_limit is not None:
+        policies = replace(policies, peak_shaving=PeakShavingPolicy(limit_kw=peak_limit))
+    try:
+        cfg = ComparisonConfig(day, days, step_s, seed, imperfect, tariff, policies)
+    except ValueError as e:
+        fail(f"--step/--days: {e}")
+    spec = _load_fleet(fleet, homes, seed)
+    with Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+    ) as bar:
+        tasks: dict[str, object] = {}
+
+        def progress(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(phase, total=total)
+            if done % 20 == 0 or done == total:
+                bar.update(tasks[phase], completed=done)  # type: ignore[arg-type]
+
+        keep_freed_memory()
+        try:
+            result = run_comparison(spec, cfg, progress)
+        except ValueError as e:
+            fail(str(e))
+    paths = write(result, out_dir)
+    s = summary(result)
+    from rich.table import Table
+
+    table = Table(title=f"{s['homes']:,} homes, {days} days from {day}", title_justify="left")
+    table.add_column("")
+    for name in ("no VPP", "manual events", "autopilot"):
+        table.add_column(name, justify="right")
+    ways = [s["ways"][k] for k in ("no_vpp", "manual", "autopilot")]
+    rows = (
+        ("peak net import \\[kW]", "peak_import_kw", "{:,.0f}"),
+        ("energy cost \\[EUR]", "energy_cost_eur", "{:,.0f}"),
+        ("energy imported \\[kWh]", "energy_imported_kwh", "{:,.0f}"),
+        ("energy shifted \\[kWh]", "energy_shifted_kwh", "{:,.0f}"),
+        ("comfort violations", "comfort_violations", "{:,.0f}"),
+        ("EV departures met \\[%]", "ev_departures_met_pct", "{:.1f}"),
+        ("battery cycles", "battery_cycles", "{:.2f}"),
+    )
+    for label, key, fmt in rows:
+        table.add_row(label, *(fmt.format(w[key]) for w in ways))
+    out.print(table)
+    say = partial(out.print, highlight=False, soft_wrap=True)
+    pr, cs = s["peak_reduction_pct"], s["cost_saving_pct"]
+    say(
+        f"peak reduction: manual {pr['manual']:.1f} %, autopilot {pr['autopilot']:.1f} %; "
+        f"cost saving: manual {cs['manual']:.1f} %, autopilot {cs['autopilot']:.1f} % "
+        f"({tariff_kind} tariff)"
+    )
+    say(f"forecast: {s['forecast']} (error {s['forecast_mape_pct']} % MAPE)")
+    for name, path in paths.items():
+        say(f"{name:>8}: {path}")
+    say(f"ran in {s['runtime_s']:.1f} s")

@@ -84,6 +84,7 @@ class EventSource(StrEnum):
     FREQUENCY = "frequency"
     SCHEDULE = "schedule"
     SIMULATION = "simulation"
+    AUTOPILOT = "autopilot"
 
 
 @dataclass(frozen=True)

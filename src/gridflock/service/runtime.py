@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from gridflock import __version__
@@ -31,7 +32,7 @@ from gridflock.api.runtime import EventView
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher
 from gridflock.domain.auth import Principal
-from gridflock.domain.errors import NotFoundError
+from gridflock.domain.errors import ConflictError, NotFoundError
 from gridflock.domain.events import DEFAULT_PRIORITY, Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
@@ -39,6 +40,7 @@ from gridflock.fleet.state import FleetState
 from gridflock.forecast import WeatherSource
 from gridflock.mv.statement import Statement
 from gridflock.mv.value import YearValue
+from gridflock.service.autopilot import AutopilotService, AutopilotSettings
 from gridflock.service.control import ControlLoop
 from gridflock.service.events import EventService
 from gridflock.service.forecasting import ForecastService
@@ -48,6 +50,7 @@ from gridflock.service.settlement import SettlementService
 from gridflock.service.writer import StoreWriter
 from gridflock.store import Store
 from gridflock.store.errors import DatabaseUnavailableError, is_outage
+from gridflock.store.records import AutopilotDecision, AutopilotProposal
 
 __all__ = ["Runtime"]
 
@@ -85,6 +88,10 @@ class Runtime:
         self.forecaster = ForecastService(
             settings, store, lambda: self.loop.spec, clock, _weather_source(settings, weather)
         )
+        self.autopilot = AutopilotService(
+            self.loop, self.event_service, self.read_model, forecasts=self.forecaster
+        )
+        self.loop.observers.append(self.autopilot.tick)
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
@@ -320,6 +327,93 @@ class Runtime:
     def yearly_value(self, year: int) -> YearValue:
         """The value of the completed events that started in ``year`` (UTC)."""
         return self.settlement.year(self.spec, self._store.list_events(), year)
+    # ------------------------------------------------------------------ autopilot
+    async def _stored(self) -> None:
+        """Wait (at most ``EVENT_STORE_WAIT_S``) until what was queued so far is written."""
+        ticket = self.writer.last_ticket
+        deadline = time.monotonic() + EVENT_STORE_WAIT_S
+        while not self.writer.done_with(ticket):
+            left = deadline - time.monotonic()
+            if left <= 0 or not await asyncio.to_thread(self.writer.flush_ops, left):
+                break
+
+    def autopilot_status(self) -> dict[str, Any]:
+        """The autopilot now."""
+        return self.autopilot.status()
+
+    def autopilot_settings(self) -> dict[str, Any]:
+        """The autopilot's settings."""
+        return self.autopilot.settings.as_dict()
+
+    async def set_autopilot_settings(
+        self, settings: dict[str, Any], principal: Principal
+    ) -> dict[str, Any]:
+        """Validate and replace the settings; logged with who changed them."""
+        parsed = AutopilotSettings.from_dict(settings)
+        self.loop.state.scope_mask(Scope.parse(parsed.policies.peak_shaving.scope))
+        self.autopilot.set_settings(parsed, principal)
+        await self._stored()
+        return parsed.as_dict()
+
+    def autopilot_plan(self) -> tuple[float | None, pd.DataFrame]:
+        """The current plan by quarter hour."""
+        plan = self.autopilot.plan
+        cols = [
+            "ts",
+            "forecast_import_kw",
+            "price_eur_per_kwh",
+            "charge_kw",
+            "discharge_kw",
+            "stored_kwh",
+            "import_kw",
+            "support_kw",
+            "soc",
+        ]
+        if plan is None:
+            return None, pd.DataFrame(columns=cols)
+        df = plan.frame()
+        support = pd.Series(0.0, index=df.index)
+        sw = plan.policies.support_windows
+        if sw.enabled:
+            for w in sw.windows:
+                support[(df.index >= w.start) & (df.index < w.end)] += w.kw
+        df["support_kw"] = support
+        e_max = plan.pool.e_max_kwh
+        df["soc"] = df["stored_kwh"] / e_max if e_max > 0 else np.nan
+        df = df.rename_axis("ts").reset_index()
+        return self.autopilot.planned_at, df[cols]
+
+    def autopilot_proposals(self, status: str | None) -> list[AutopilotProposal]:
+        """Proposals of the last day and ahead."""
+        return self.autopilot.proposals_list(status)
+
+    async def approve_proposal(self, proposal_id: str, principal: Principal) -> AutopilotProposal:
+        """Approve and run the proposal; returns it once its decisions are stored."""
+        p = self.autopilot.approve(proposal_id, principal)
+        await self._stored()
+        return p
+
+    async def veto_proposal(
+        self, proposal_id: str, principal: Principal, reason: str
+    ) -> AutopilotProposal:
+        """Veto the proposal; returns it once the decision is stored."""
+        p = self.autopilot.veto(proposal_id, principal, reason)
+        await self._stored()
+        return p
+
+    async def autopilot_replan(self, principal: Principal) -> dict[str, Any]:
+        """Re-plan now."""
+        if not self.autopilot.settings.enabled:
+            raise ConflictError("the autopilot is off: turn it on in its settings first")
+        self.autopilot.replan(self.clock())
+        await self._stored()
+        return self.autopilot.status()
+
+    def autopilot_decisions(
+        self, kind: str | None, limit: int, offset: int
+    ) -> tuple[list[AutopilotDecision], int]:
+        """The decision log from the store."""
+        return self.autopilot.decisions(kind, limit, offset)
 
     # ------------------------------------------------------------------ reads
     def fleet_summary(self) -> dict[str, Any]:
@@ -350,6 +444,7 @@ class Runtime:
         """
         resumed = self.loop.resume()
         self.event_service.load_past()
+        self.autopilot.load()
         return resumed
 
     def control_cycle(self) -> None:

@@ -78,6 +78,8 @@ class RealtimeTwin:
         if self.weather_for is not None:
             times = pd.date_range(start, periods=steps, freq=pd.Timedelta(seconds=self.step_s))
             weather = self.weather_for(times)
+        old = getattr(self, "twin", None)
+        old_offset = getattr(self, "offset_s", 0.0)
         self.twin = Twin(
             self.spec, start, steps, self.step_s, self.seed, self.imperfections, weather=weather
         )

@@ -32,6 +32,8 @@ from gridflock.store._types import UTCDateTime
 __all__ = [
     "ApiKeyRow",
     "AuditRow",
+    "AutopilotDecisionRow",
+    "AutopilotProposalRow",
     "Base",
     "CommandRow",
     "DeadLetterRow",
@@ -309,6 +311,48 @@ class DeadLetterRow(Base):
     )
 
 
+class AutopilotProposalRow(Base):
+    """A block of the autopilot's plan proposed ahead: what, when, how much, why, and its fate."""
+
+    __tablename__ = "autopilot_proposals"
+    __table_args__ = (
+        Index("ix_autopilot_proposals_start", "start"),
+        Index("ix_autopilot_proposals_status", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str] = mapped_column(String, comment="'precharge' or 'discharge'.")
+    target_kw: Mapped[float] = mapped_column(Double, comment="kW relative to baseline, + up.")
+    energy_kwh: Mapped[float] = mapped_column(Double)
+    scope: Mapped[str] = mapped_column(String)
+    policy: Mapped[str] = mapped_column(String, comment="The policy that asked for it.")
+    reason: Mapped[str] = mapped_column(String)
+    status: Mapped[str] = mapped_column(
+        String, comment="pending, approved, vetoed, executed, superseded, expired, failed."
+    )
+    decided_by: Mapped[str | None] = mapped_column(String, nullable=True)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    event_id: Mapped[str | None] = mapped_column(String, nullable=True)
+
+
+class AutopilotDecisionRow(Base):
+    """One entry of the autopilot's decision log: what was decided, by whom, and why."""
+
+    __tablename__ = "autopilot_decisions"
+    __table_args__ = (Index("ix_autopilot_decisions_ts", "ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(
+        String, comment="plan, propose, approve, veto, execute, supersede, settings, error."
+    )
+    actor: Mapped[str] = mapped_column(String, comment="'autopilot' or the operator.")
+    proposal_id: Mapped[str | None] = mapped_column(String, nullable=True)
+    reason: Mapped[str] = mapped_column(String)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
 class ForecastModelRow(Base):
     """A trained forecast model version: what it forecasts, its data, skill and bundle."""
 

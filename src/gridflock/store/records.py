@@ -17,6 +17,8 @@ from gridflock.domain.auth import Role
 __all__ = [
     "ApiKey",
     "AuditRecord",
+    "AutopilotDecision",
+    "AutopilotProposal",
     "DeadLetter",
     "ForecastModelRecord",
     "GatewayRecord",
@@ -82,6 +84,39 @@ class DeadLetter:
     rows: int
     payload: str
     """The refused records as JSON text (cut to a bounded size)."""
+
+
+@dataclass(frozen=True)
+class AutopilotProposal:
+    """A block of the autopilot's plan, proposed ahead (kW relative to baseline, + up)."""
+
+    id: str
+    created_at: datetime
+    start: datetime
+    end: datetime
+    action: str
+    target_kw: float
+    energy_kwh: float
+    scope: str
+    policy: str
+    reason: str
+    status: str
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    event_id: str | None = None
+
+
+@dataclass(frozen=True)
+class AutopilotDecision:
+    """One entry of the autopilot's decision log."""
+
+    id: int
+    ts: datetime
+    kind: str
+    actor: str
+    proposal_id: str | None
+    reason: str
+    detail: dict[str, Any] | None
 
 
 @dataclass(frozen=True)

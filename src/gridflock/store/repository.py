@@ -28,6 +28,7 @@ from gridflock.domain.auth import Principal, Role
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.store import (
     _audit,
+    _autopilot,
     _dead_letters,
     _events,
     _fleet,
@@ -46,6 +47,8 @@ from gridflock.store.errors import DatabaseUnavailableError
 from gridflock.store.records import (
     ApiKey,
     AuditRecord,
+    AutopilotDecision,
+    AutopilotProposal,
     DeadLetter,
     ForecastModelRecord,
     GatewayRecord,
@@ -539,6 +542,55 @@ class Store:
         """The newest ``limit`` dead letters, newest first."""
         with self.engine.connect() as conn:
             return _dead_letters.dead_letters(conn, limit)
+
+    # -- autopilot -------------------------------------------------------------------
+
+    def save_proposals(self, items: list[AutopilotProposal]) -> None:
+        """Insert or replace the autopilot's proposals by id."""
+        with self.engine.begin() as conn:
+            _autopilot.save_proposals(conn, items)
+
+    def proposals(
+        self,
+        *,
+        status: str | None = None,
+        since: When = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[list[AutopilotProposal], int]:
+        """Proposals by start (one status, ending after ``since``, if given) and their total."""
+        with self.engine.connect() as conn:
+            s = None if since is None else when(since)
+            return (
+                _autopilot.proposals(conn, status, s, limit, offset),
+                _autopilot.count_proposals(conn, status, s),
+            )
+
+    def record_decision(
+        self,
+        kind: str,
+        actor: str,
+        reason: str,
+        *,
+        proposal_id: str | None = None,
+        detail: dict[str, Any] | None = None,
+        ts: When = None,
+    ) -> int:
+        """Append to the autopilot's decision log (``ts`` default now); returns the id."""
+        with self.engine.begin() as conn:
+            return _autopilot.record_decision(
+                conn, when(ts), kind, actor, proposal_id, reason, detail
+            )
+
+    def decisions(
+        self, *, kind: str | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[AutopilotDecision], int]:
+        """The decision log, newest first (optionally one kind); and the total."""
+        with self.engine.connect() as conn:
+            return (
+                _autopilot.decisions(conn, kind, limit, offset),
+                _autopilot.count_decisions(conn, kind),
+            )
 
     # -- forecasts -------------------------------------------------------------------
 

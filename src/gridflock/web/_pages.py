@@ -19,6 +19,7 @@ NAV = (
     ("/", "Overview", "overview"),
     ("/grid", "Grid", "grid"),
     ("/events", "Events", "events"),
+    ("/plan", "Plan", "plan"),
     ("/sites", "Sites", "sites"),
     ("/forecast", "Forecast", "forecast"),
     ("/value", "Value", "value"),
@@ -456,6 +457,59 @@ def event_body(principal: Principal, event_id: str) -> str:
     )
 
 
+PLAN = """
+<div class="page-head"><h1>Plan</h1>
+<p class="muted" id="ap-meta">The autopilot's plan for the fleet's storage, what it proposes
+ahead, and every decision with its reason.</p>{actions}</div>
+<section class="kpis kpis-4" aria-label="Autopilot figures">
+ <article class="kpi"><h2>Autopilot</h2><p class="big" id="ap-mode">–</p>
+  <p class="hint" id="ap-next"></p></article>
+ <article class="kpi"><h2>Peak import</h2><p class="big" id="ap-peak">–</p>
+  <p class="hint" id="ap-peak-hint">forecast → planned, next 24 h</p></article>
+ <article class="kpi"><h2>Pending proposals</h2><p class="big" id="ap-pending">–</p></article>
+ <article class="kpi"><h2>Planned</h2><p class="big" id="ap-planned">–</p></article>
+</section>
+<section class="row">
+ <article class="card"><header class="card-head"><h2>Power by kind</h2>
+  <span class="muted">kW, + import · price on the right · support windows shaded</span></header>
+  <div id="chart-plan" class="chart chart-tall" role="img"
+   aria-label="Forecast import, battery charge and discharge, import with the plan, prices"></div>
+ </article>
+</section>
+<section class="row">
+ <article class="card"><header class="card-head"><h2>State of charge</h2>
+  <span class="muted">share of the storage planned on</span></header>
+  <div id="chart-soc" class="chart" role="img"
+   aria-label="Planned state of charge of the fleet's batteries"></div></article>
+</section>
+<article class="card"><header class="card-head"><h2>Proposed events</h2>
+ <label class="inline">Status <select id="ap-filter"><option value="">any</option>
+ <option selected>pending</option><option>executed</option><option>vetoed</option>
+ <option>superseded</option><option>expired</option><option>failed</option></select></label>
+ </header>
+ <div id="ap-problem" class="alert alert-error" role="alert" hidden></div>
+ <table class="table" id="proposals-table"><thead><tr><th scope="col">Window</th>
+ <th scope="col">Action</th><th scope="col" class="num">Target</th>
+ <th scope="col" class="num">Energy</th><th scope="col">Policy</th><th scope="col">Reason</th>
+ <th scope="col">Status</th><th scope="col">Decide</th></tr></thead><tbody></tbody></table>
+</article>
+<article class="card"><header class="card-head"><h2>Decision log</h2>
+ <span class="muted">newest first</span></header>
+ <table class="table" id="decisions-table"><thead><tr><th scope="col">When</th>
+ <th scope="col">What</th><th scope="col">By</th><th scope="col">Proposal</th>
+ <th scope="col">Why</th></tr></thead><tbody></tbody></table>
+ <div class="pager" id="decisions-pager"></div></article>
+"""
+
+PLAN_ACTIONS = """
+<div class="actions"><button type="button" class="btn btn-quiet" id="ap-replan">Re-plan now
+</button></div>
+"""
+
+
+def plan_body(principal: Principal) -> str:
+    """The autopilot's plan, proposals (approve and veto for operators) and decision log."""
+    return PLAN.format(actions=PLAN_ACTIONS if can_operate(principal) else "")
 FORECAST = """
 <div class="page-head"><h1>Forecast</h1>
 <p class="muted">What the plant expects: quantile bands (P10&ndash;P90, P50) against what

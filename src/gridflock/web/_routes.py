@@ -125,6 +125,7 @@ _view("Overview", "overview", lambda _: _pages.overview_body(), "overview")
 _view("Grid", "grid", lambda _: _pages.grid_body(), "grid")
 _view("Events", "events", _pages.events_body, "events")
 _view("Sites", "sites", lambda _: _pages.sites_body(), "sites")
+_view("Plan", "plan", _pages.plan_body, "plan")
 _view("Forecast", "forecast", _pages.forecast_body, "forecast")
 _view("Value", "value", lambda _: _pages.value_body(), "value")
 
