@@ -70,6 +70,8 @@ class ServiceUnderTest(Runtime):
         for _ in range(round(seconds / every_s)):
             self.fake_clock.t += every_s
             self.control_cycle()
+            # the autopilot solves in a worker thread: take its plan up within the step
+            assert self.autopilot.finish(self.fake_clock.t, timeout_s=60), "no plan in 60 s"
         assert self.writer.flush(), "the store writer could not write"
 
     def serve_updates(self, items: list[dict[str, Any]]) -> None:

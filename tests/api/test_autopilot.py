@@ -204,3 +204,39 @@ def test_a_restarted_autopilot_takes_up_its_settings_and_proposals(client, runti
     again.load()
     assert again.settings.policies.peak_shaving.limit_kw == 42.0
     assert {p.id for p in again.proposals_list("pending")} == pending
+
+
+def test_a_slow_solve_never_holds_the_control_loop(client, runtime, keys, monkeypatch):
+    """The re-plan's solve runs on a worker: the cycle that starts it returns at once."""
+    import threading
+    import time
+
+    ap = runtime.autopilot
+    op = keys.h("operator")
+    body = client.get("/api/v1/autopilot/policies", headers=op).json()
+    body["enabled"] = True
+    assert (
+        client.request("PUT", "/api/v1/autopilot/policies", json=body, headers=op).status_code
+        == 200
+    )
+    release = threading.Event()
+    solve = ap._compute
+
+    def slow(job):
+        release.wait(30)
+        return solve(job)
+
+    monkeypatch.setattr(ap, "_compute", slow)
+    ap._next_plan = -float("inf")
+    planned_before = ap.planned_at
+    t0 = time.perf_counter()
+    for _ in range(3):  # three control cycles while the solve is held back
+        runtime.fake_clock.t += 30.0
+        runtime.control_cycle()
+    assert time.perf_counter() - t0 < 5.0
+    assert ap._running is not None
+    assert ap.planned_at == planned_before, "a plan was taken up before it was solved"
+    release.set()
+    assert ap.finish(runtime.fake_clock.t, timeout_s=60)
+    assert ap.planned_at == runtime.fake_clock.t
+    assert ap.plan is not None

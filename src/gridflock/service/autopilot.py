@@ -30,10 +30,12 @@ back to the fleet's import now where history is missing.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import uuid
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
@@ -302,6 +304,20 @@ class AutopilotSettings:
         return s
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One re-plan's inputs, read on the loop's thread and solved on a worker."""
+
+    settings: AutopilotSettings
+    times: pd.DatetimeIndex
+    fc: FloatArray
+    source: str
+    pool: StoragePool
+    tz: str
+    inputs: EngineInputs | None
+    state: InitialState | None
+
+
 class AutopilotService:
     """Plans, proposes, executes or waits for the operator; logs every decision."""
 
@@ -328,6 +344,8 @@ class AutopilotService:
         self.planned_at: float | None = None
         self.items: dict[str, AutopilotProposal] = {}
         self._next_plan = -math.inf
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="autopilot")
+        self._running: tuple[_Job, Future[tuple[FleetPlan | None, str | None]]] | None = None
 
     # ------------------------------------------------------------------ life
     def load(self) -> None:
@@ -347,13 +365,21 @@ class AutopilotService:
     def tick(self, now: float) -> None:
         """Called after each control cycle: re-plan when due, execute what is due.
 
-        A failure is logged and retried at the next re-plan; it never stops the control loop.
+        The re-plan's solve runs in a worker thread (one at a time); its result is taken
+        up at the first cycle after it is done. A failure is logged and retried at the next
+        re-plan; it never stops the control loop.
         """
         if not self.settings.enabled:
             return
         try:
-            if now >= self._next_plan:
-                self.replan(now)
+            running = self._running
+            if running is not None and running[1].done():
+                self._running = None
+                self._apply(running[0], running[1].result(), now)
+            elif running is None and now >= self._next_plan:
+                job = self._prepare(now)
+                if job is not None:
+                    self._running = (job, self._worker.submit(self._compute, job))
             if self.settings.mode == "automatic":
                 self._execute_due(now)
             self._expire(now)
@@ -415,22 +441,50 @@ class AutopilotService:
         return str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
 
     def replan(self, now: float) -> FleetPlan | None:
-        """Forecast, solve and propose now; returns the plan (None if it failed)."""
+        """Forecast, solve and propose now, on this thread; returns the plan (None if it failed).
+
+        The control loop does not call this: :meth:`tick` solves in a worker thread
+        (:meth:`_prepare` / :meth:`_compute` / :meth:`_apply`) so control cycles go on.
+        """
+        job = self._prepare(now)
+        if job is None:
+            return None
+        return self._apply(job, self._compute(job), now)
+
+    def finish(self, now: float, timeout_s: float | None = None) -> bool:
+        """Wait for the re-plan being solved (if any) and take it up; False on timeout."""
+        running = self._running
+        if running is None:
+            return True
+        try:
+            result = running[1].result(timeout=timeout_s)
+        except TimeoutError:
+            return False
+        self._running = None
+        self._apply(running[0], result, now)
+        return True
+
+    async def replan_async(self, now: float) -> FleetPlan | None:
+        """:meth:`replan` for the event loop: the solve runs in a worker thread."""
+        job = self._prepare(now)
+        if job is None:
+            return None
+        result = await asyncio.to_thread(self._compute, job)
+        return self._apply(job, result, now)
+
+    def _prepare(self, now: float) -> _Job | None:
+        """What a re-plan needs, read on the loop's thread (state and forecasts move)."""
         s = self.settings
         self._next_plan = now + s.replan_interval_s
         start = pd.Timestamp(math.floor(now / QUARTER_S) * QUARTER_S, unit="s", tz="UTC")
         n = max(round(s.horizon_h * 3600.0 / QUARTER_S), 1)
         times = pd.date_range(start, periods=n, freq=pd.Timedelta(seconds=QUARTER_S))
-        tz = self._tz()
-        inputs: EngineInputs | None = None
         try:
+            inputs: EngineInputs | None = None
             if self.forecasts is not None:
-                inputs = engine_inputs(
-                    self.forecasts, self.loop.spec, times, s.policies.quantile
-                )
+                inputs = engine_inputs(self.forecasts, self.loop.spec, times, s.policies.quantile)
             if inputs is not None:
                 times, fc, source = inputs.times, inputs.fleet_import_kw, inputs.source
-                n = len(times)
             else:
                 fc = np.asarray(self.forecaster(times), dtype=np.float64)
                 source = (
@@ -438,41 +492,61 @@ class AutopilotService:
                     if self.forecaster == self._seasonal_naive
                     else "the configured forecaster"
                 )
-            pool = self._pool()
-            sketch = plan_fleet(times, fc, pool, s.tariff, s.policies, tz)
+            state = (
+                InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
+            )
+            return _Job(s, times, fc, source, self._pool(), self._tz(), inputs, state)
         except (PlanError, ValueError) as e:
             self._log("error", "autopilot", f"no new plan: {e}", None, None)
             return None
-        plan = sketch
-        if inputs is not None:
-            try:
-                plan = plan_devices(
-                    self.loop.spec,
-                    times,
-                    inputs.sites,
-                    InitialState.from_fleet_state(self.loop.state),
-                    s.tariff,
-                    s.policies,
-                    sketch,
-                    tz,
-                    time_limit_s=self.plan_time_limit_s,
-                )
-            except (PlanInfeasibleError, GridflockError, PlanError, ValueError) as e:
-                self._log(
-                    "error",
-                    "autopilot",
-                    f"no plan per device ({e}); the fleet's storage plan stands",
-                    None,
-                    None,
-                )
+
+    def _compute(self, job: _Job) -> tuple[FleetPlan | None, str | None]:
+        """Solve the sketch and the per-device plan (pure: safe on a worker thread).
+
+        Returns the plan (None if even the sketch failed) and the error that stopped a
+        step, in words for the decision log.
+        """
+        s = job.settings
+        try:
+            sketch = plan_fleet(job.times, job.fc, job.pool, s.tariff, s.policies, job.tz)
+        except (PlanError, ValueError) as e:
+            return None, f"no new plan: {e}"
+        if job.inputs is None or job.state is None:
+            return sketch, None
+        try:
+            plan = plan_devices(
+                self.loop.spec,
+                job.times,
+                job.inputs.sites,
+                job.state,
+                s.tariff,
+                s.policies,
+                sketch,
+                job.tz,
+                time_limit_s=self.plan_time_limit_s,
+            )
+        except (PlanInfeasibleError, GridflockError, PlanError, ValueError) as e:
+            return sketch, f"no plan per device ({e}); the fleet's storage plan stands"
+        return plan, None
+
+    def _apply(
+        self, job: _Job, result: tuple[FleetPlan | None, str | None], now: float
+    ) -> FleetPlan | None:
+        """Take a computed plan up on the loop's thread: log it, propose, maybe schedule."""
+        plan, error = result
+        if error is not None:
+            self._log("error", "autopilot", error, None, None)
+        if plan is None:
+            return None
+        s, times, fc, pool, source = job.settings, job.times, job.fc, job.pool, job.source
         self.forecast_source = source
         self.plan, self.planned_at = plan, now
-        blocks = proposals(plan, tz, min_kw=max(0.01 * pool.p_charge_max_kw, 1.0))
+        blocks = proposals(plan, job.tz, min_kw=max(0.01 * pool.p_charge_max_kw, 1.0))
         per_device = plan.devices is not None
         self._log(
             "plan",
             "autopilot",
-            f"planned {n} quarter hours from {times[0]:%Y-%m-%d %H:%M} UTC "
+            f"planned {len(times)} quarter hours from {times[0]:%Y-%m-%d %H:%M} UTC "
             f"{'per device' if per_device else 'for the storage as one'}: peak "
             f"{float(fc.max()):,.0f} -> {plan.peak_kw:,.0f} kW, {len(blocks)} blocks; "
             f"forecast: {source}",

@@ -405,7 +405,7 @@ class Runtime:
         """Re-plan now."""
         if not self.autopilot.settings.enabled:
             raise ConflictError("the autopilot is off: turn it on in its settings first")
-        self.autopilot.replan(self.clock())
+        await self.autopilot.replan_async(self.clock())
         await self._stored()
         return self.autopilot.status()
 
