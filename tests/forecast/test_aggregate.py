@@ -90,6 +90,8 @@ def test_exceedance_probability_of_a_normal_forecast():
     f = normal_forecast(np.array([[-10.0]]), np.array([[2.0]]))
     p = exceedance_probability(f, 10.0)
     assert p[0, 0] == pytest.approx(0.5)
+    # between P50 and P90 the normal, not a straight line through the quantiles (0.188)
+    assert exceedance_probability(f, 12.0)[0, 0] == pytest.approx(1 - NormalDist().cdf(1.0))
     p_tail = exceedance_probability(f, 10.0 + 2.0 * 3)  # beyond P90: normal tail
     assert p_tail[0, 0] == pytest.approx(1 - NormalDist().cdf(3.0), abs=1e-6)
     assert exceedance_probability(f, -100.0)[0, 0] == pytest.approx(1.0)
