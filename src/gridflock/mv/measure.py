@@ -267,7 +267,7 @@ def fleet_mix(meter: MeterData, event: EventWindow, info: SiteInfo | None) -> Fl
         n_sites=n, pv=shares["pv"], battery=shares["battery"], ev=shares["ev_charger"],
         heat_pump=shares["heat_pump"], control_sites=control,
         battery_telemetry=meter.battery_kw is not None, weather=meter.temp_c is not None,
-        irradiance=meter.ghi_w_m2 is not None,
+        irradiance=meter.ghi_w_m2 is not None, generation_telemetry=meter.gen_kw is not None,
     )
 
 
