@@ -56,6 +56,9 @@ SITE_METHODS = [
     Method.CONTROL_GROUP,
     Method.BATTERY_DEVICE,
     Method.BATTERY_DEVICE_DAYS,
+    Method.CAISO_10IN10_MGO,
+    Method.PJM_HIGH4OF5_MGO,
+    Method.UK_DFS_MGO,
 ]
 
 
@@ -134,12 +137,14 @@ def study(
         truth_rows = run.actual.net_kw[part][:, cols] - run.shadow.net_kw[part][:, cols]
         true_kw = float(truth_rows.sum(axis=0).mean())
         load_kw = float(-run.shadow.net_kw[part][:, cols].sum(axis=0).mean())
-        methods = list(SITE_METHODS) + ([Method.REGRESSION] if regression else [])
+        methods = list(SITE_METHODS) + (
+            [Method.REGRESSION, Method.REGRESSION_MGO] if regression else []
+        )
         if only:
             methods = [m for m in methods if str(m) in only]
         for m in methods:
             t = time.perf_counter()
-            if m == Method.REGRESSION:
+            if m in (Method.REGRESSION, Method.REGRESSION_MGO):
                 b = compute_baseline(m, agg, EventWindow(start, end, ev.event_id), cal)
                 mask = b.valid
             else:
@@ -166,15 +171,21 @@ def table(frame: pd.DataFrame) -> str:
             f"\n**{mix}, {homes} homes** (mean true delivery on event days {scale:.0f} kW; "
             f"mean counterfactual import over the window {load:.0f} kW)\n"
         )
-        out.append("| method | event bias % | event RMSE % | placebo bias % | placebo RMSE % |")
+        out.append(
+            "| method | event bias % (± s.e.) | event RMSE % | placebo bias % (± s.e.) "
+            "| placebo RMSE % |"
+        )
         out.append("|---|---:|---:|---:|---:|")
         for m, gm in g.groupby("method", sort=False):
             cells = []
             for kind in ("event", "placebo"):
                 e = (gm[gm.kind == kind].est_kw - gm[gm.kind == kind].true_kw).dropna()
-                cells += [100 * e.mean() / scale, 100 * np.sqrt((e**2).mean()) / scale]
-            out.append(f"| {m} | " + " | ".join(f"{c:+.1f}" if i % 2 == 0 else f"{c:.1f}"
-                                                 for i, c in enumerate(cells)) + " |")
+                se = e.std(ddof=1) / np.sqrt(len(e)) if len(e) > 1 else np.nan
+                cells += [
+                    f"{100 * e.mean() / scale:+.1f} ± {100 * se / scale:.1f}",
+                    f"{100 * np.sqrt((e**2).mean()) / scale:.1f}",
+                ]
+            out.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(out)
 
 

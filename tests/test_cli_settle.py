@@ -27,7 +27,7 @@ def test_simulate_settles_its_events(tmp_path: Path) -> None:
     assert st["format"] == "gridflock-settlement/1"
     assert st["event"]["id"] == "ev-001"
     assert st["baseline"]["chosen_by"] == "recommended"
-    assert st["baseline"]["reason"]
+    assert st["baseline"]["method"] == "uk_dfs_mgo"  # the twin's PV and battery telemetry
     assert st["statement"].startswith("Baseline: ")
     table = pd.read_csv(io.StringIO((out / "statement-ev-001.csv").read_text()), comment="#")
     assert table["site_id"].iloc[-1] == "TOTAL"

@@ -146,7 +146,9 @@ def test_statement_end_to_end(client: Client, seeded: Seeded, twin: TwinMeter) -
     st = r.json()  # type: ignore[attr-defined]
     assert st["format"] == "gridflock-settlement/1"
     assert st["baseline"]["chosen_by"] == "recommended"
-    assert st["baseline"]["reason"]
+    # the store's per-kind power (PV, battery) reaches the MGO baseline it recommends
+    assert st["baseline"]["method"] == "uk_dfs_mgo"
+    assert "metered per device" in st["baseline"]["reason"]
     assert st["baseline"]["label"] in st["statement"]
     assert st["totals"]["sites"] == len(st["sites"]) > 0
     # the twin's shadow run knows what the event truly delivered

@@ -286,6 +286,7 @@ def _settle(
         bucket_means,
         event_days,
         settle_meter,
+        site_generation,
         site_power,
     )
     from gridflock.service.settlement import settlement_terms
@@ -322,6 +323,7 @@ def _settle(
         n,
     )
     net, bat = site_power(fleet, dev_kw)
+    gen = site_generation(fleet, dev_kw)
     events = [o.event for o in result.events]
     say = partial(out.print, highlight=False, soft_wrap=True)
     for o in result.events:
@@ -335,6 +337,7 @@ def _settle(
                 times,
                 net,
                 battery_kw=bat,
+                gen_kw=gen,
                 calendar=cal,
                 method=method,
                 terms=terms,

@@ -19,6 +19,7 @@ from gridflock.mv.baselines import (
     battery_device,
     caiso_10in10,
     compute_baseline,
+    metered_generation,
     pjm_high4of5,
     uk_dfs,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "fleet_mix",
     "local_days",
     "measure_event",
+    "metered_generation",
     "pjm_high4of5",
     "placebo_errors",
     "recommend_method",

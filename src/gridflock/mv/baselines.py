@@ -56,6 +56,14 @@ class Method(StrEnum):
     """Device-level baseline for batteries: their power at the same hours of recent days."""
     WEATHER_MATCHED = "weather_matched"
     """Day matching on weather: the 5 eligible days closest in irradiance and temperature."""
+    CAISO_10IN10_MGO = "caiso_10in10_mgo"
+    """CAISO 10-in-10 (±20 % day-of adjustment) on gross load, generation metered (MGO)."""
+    PJM_HIGH4OF5_MGO = "pjm_high4of5_mgo"
+    """PJM High 4 of 5 (SAA) on gross load, generation metered (MGO)."""
+    UK_DFS_MGO = "uk_dfs_mgo"
+    """UK DFS (in-day adjusted) on gross load, generation metered (MGO)."""
+    REGRESSION_MGO = "regression_mgo"
+    """CalTRACK hourly regression (eemeter) on gross load, generation metered (MGO)."""
 
 
 @dataclass(frozen=True)
@@ -616,3 +624,60 @@ def weather_matched(
 METHODS[Method.BATTERY_DEVICE] = battery_device
 METHODS[Method.BATTERY_DEVICE_DAYS] = battery_device_days
 METHODS[Method.WEATHER_MATCHED] = weather_matched
+
+
+#: Which day-matching method each MGO variant applies to the gross load.
+MGO_INNER: dict[Method, Method] = {
+    Method.CAISO_10IN10_MGO: Method.CAISO_10IN10,
+    Method.PJM_HIGH4OF5_MGO: Method.PJM_HIGH4OF5,
+    Method.UK_DFS_MGO: Method.UK_DFS,
+    Method.REGRESSION_MGO: Method.REGRESSION,  # registered by gridflock.mv.regression
+}
+
+
+def metered_generation(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    method: Method = Method.CAISO_10IN10_MGO,
+    battery_days: int = 10,
+) -> Baseline:
+    """A day-matching baseline on gross load, with the metered generation added back.
+
+    After CAISO's "Metering Generator Output" (MGO) baseline for sites with
+    behind-the-meter generation: the baseline is built on the site's consumption
+    (``net - gen - battery``, :meth:`MeterData.gross`), day-of adjustment included, so
+    the adjustment window sees the load rather than the sunshine; the generation
+    measured during the event (PV and wind are not what the event dispatches) is added
+    back, and the battery's part is its own device baseline (its power at the event's
+    clock hours over the ``battery_days`` most recent eligible days). Delivered is then
+    the load's response plus the battery's.
+    """
+    if meter.gen_kw is None:
+        raise ValueError(
+            "the MGO baselines need each site's metered generation (PV, wind): give "
+            "MeterData.gen_kw (zeros for sites without generation)"
+        )
+    inner = METHODS[str(MGO_INNER[method])]
+    gross = inner(meter.gross(), event, calendar, info)
+    cols = _columns(meter, gross.times, "event window")
+    kw = gross.kw + meter.gen_kw[:, cols]
+    if meter.battery_kw is not None:
+        bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
+        held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
+        no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
+        held[no_bat] = 0.0  # no battery: nothing to hold
+        kw = kw + held
+    valid = gross.valid & np.isfinite(kw).all(axis=1)
+    return Baseline(
+        str(method), event.event_id, meter.site_ids, gross.times,
+        np.where(valid[:, None], kw, np.nan), meter.net_kw[:, cols], valid,
+        np.where(valid, gross.adjustment, np.nan), gross.days_used,
+        f"{MGO_INNER[method]} on gross load; metered generation added back"
+        + ("; batteries at their recent days' power" if meter.battery_kw is not None else ""),
+    )
+
+
+for _m in (Method.CAISO_10IN10_MGO, Method.PJM_HIGH4OF5_MGO, Method.UK_DFS_MGO):
+    METHODS[_m] = partial(metered_generation, method=_m)

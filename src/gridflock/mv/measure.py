@@ -239,12 +239,16 @@ def available_methods(meter: MeterData, info: SiteInfo | None) -> list[str]:
     ]
     if meter.temp_c is not None:
         out += [Method.PJM_HIGH4OF5_WSA, Method.REGRESSION]
+        if meter.gen_kw is not None:
+            out.append(Method.REGRESSION_MGO)
     if meter.temp_c is not None and meter.ghi_w_m2 is not None:
         out.append(Method.WEATHER_MATCHED)
     if info is not None and info.control is not None and np.asarray(info.control).any():
         out.append(Method.CONTROL_GROUP)
     if meter.battery_kw is not None:
         out += [Method.BATTERY_DEVICE, Method.BATTERY_DEVICE_DAYS]
+    if meter.gen_kw is not None:
+        out += [Method.CAISO_10IN10_MGO, Method.PJM_HIGH4OF5_MGO, Method.UK_DFS_MGO]
     return [str(m) for m in out]
 
 
@@ -263,7 +267,7 @@ def fleet_mix(meter: MeterData, event: EventWindow, info: SiteInfo | None) -> Fl
         n_sites=n, pv=shares["pv"], battery=shares["battery"], ev=shares["ev_charger"],
         heat_pump=shares["heat_pump"], control_sites=control,
         battery_telemetry=meter.battery_kw is not None, weather=meter.temp_c is not None,
-        irradiance=meter.ghi_w_m2 is not None,
+        irradiance=meter.ghi_w_m2 is not None, generation_telemetry=meter.gen_kw is not None,
     )
 
 
@@ -294,7 +298,8 @@ def measure_event(
     step_h = meter.step_s / 3600.0
     for name in names:
         try:
-            if name == Method.REGRESSION and int(rows.sum()) > REGRESSION_MAX_ROWS:
+            regression = name in (Method.REGRESSION, Method.REGRESSION_MGO)
+            if regression and int(rows.sum()) > REGRESSION_MAX_ROWS:
                 groups = nodes[rows]
                 if len(set(groups.tolist())) > REGRESSION_MAX_NODES:
                     groups = np.full(len(groups), "total", dtype=object)

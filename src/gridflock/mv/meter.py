@@ -36,7 +36,9 @@ class MeterData:
     defines local days (working days, the same half hour). ``temp_c`` (°C) and
     ``ghi_w_m2`` (W/m², global horizontal irradiance) are optional weather series over
     ``times``; ``battery_kw`` is the optional per-site battery power (device telemetry,
-    generator sign) that the device-level battery baseline needs.
+    generator sign) that the device-level battery baseline needs; ``gen_kw`` the optional
+    per-site behind-the-meter generation (PV and wind, metered per device, generator sign:
+    ``>= 0``) that the metering-generator-output (MGO) baselines need.
     """
 
     site_ids: StrArray
@@ -46,6 +48,7 @@ class MeterData:
     temp_c: FloatArray | None = None
     ghi_w_m2: FloatArray | None = None
     battery_kw: FloatArray | None = None
+    gen_kw: FloatArray | None = None
 
     def __post_init__(self) -> None:
         times = _as_utc_index(pd.DatetimeIndex(self.times))
@@ -74,11 +77,13 @@ class MeterData:
                 if v.shape != (m,):
                     raise ValueError(f"{name} must have one value per step ({m}), got {v.shape}")
                 object.__setattr__(self, name, v)
-        if self.battery_kw is not None:
-            b = np.asarray(self.battery_kw, dtype=np.float64)
-            if b.shape != net.shape:
-                raise ValueError(f"battery_kw must have the shape of net_kw {net.shape}")
-            object.__setattr__(self, "battery_kw", b)
+        for name in ("battery_kw", "gen_kw"):
+            v = getattr(self, name)
+            if v is not None:
+                v = np.asarray(v, dtype=np.float64)
+                if v.shape != net.shape:
+                    raise ValueError(f"{name} must have the shape of net_kw {net.shape}")
+                object.__setattr__(self, name, v)
 
     @property
     def n_sites(self) -> int:
@@ -109,6 +114,7 @@ class MeterData:
             return out
 
         bat = sums(self.battery_kw) if self.battery_kw is not None else None
+        gen = sums(self.gen_kw) if self.gen_kw is not None else None
         return MeterData(
             names.astype(object),
             self.times,
@@ -117,12 +123,14 @@ class MeterData:
             self.temp_c,
             self.ghi_w_m2,
             bat,
+            gen,
         )
 
     def take(self, rows: BoolArray | Sequence[int]) -> MeterData:
         """The rows selected by a mask or index list."""
         idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
         bat = self.battery_kw[idx] if self.battery_kw is not None else None
+        gen = self.gen_kw[idx] if self.gen_kw is not None else None
         return MeterData(
             self.site_ids[idx],
             self.times,
@@ -131,7 +139,22 @@ class MeterData:
             self.temp_c,
             self.ghi_w_m2,
             bat,
+            gen,
         )
+
+    def gross(self) -> MeterData:
+        """The sites' own consumption, net of the measured generation and battery [kW].
+
+        ``net - gen - battery`` (generator sign, so ``<= 0``): what the MGO baselines
+        match days on, since neither the sunshine on the panels nor the battery's
+        schedule is the load's. Without ``gen_kw`` or ``battery_kw`` that part stays in.
+        """
+        x = self.net_kw
+        if self.gen_kw is not None:
+            x = x - self.gen_kw
+        if self.battery_kw is not None:
+            x = x - self.battery_kw
+        return MeterData(self.site_ids, self.times, x, self.tz, self.temp_c, self.ghi_w_m2)
 
 
 @dataclass(frozen=True)

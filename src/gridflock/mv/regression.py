@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from gridflock.mv.baselines import (
     _columns,
     _event_day,
     _steps,
+    metered_generation,
 )
 from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo, local_days
 
@@ -110,3 +112,4 @@ def regression(
 
 
 METHODS[Method.REGRESSION] = regression
+METHODS[Method.REGRESSION_MGO] = partial(metered_generation, method=Method.REGRESSION_MGO)

@@ -28,19 +28,25 @@ from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
 from gridflock.mv.statement import SettlementTerms, Statement, UnknownMethodError, settle
 
 __all__ = [
+    "GENERATION_KINDS",
     "DeviceSites",
     "bucket_means",
     "event_days",
     "participants",
     "settle_meter",
+    "site_generation",
     "site_info",
     "site_placebo_sigma",
     "site_power",
 ]
 
 
+#: Device kinds whose metered output is behind-the-meter generation (not dispatched).
+GENERATION_KINDS = (DeviceKind.PV.value, DeviceKind.WIND.value)
+
+
 class DeviceSites:
-    """Which site each device of a fleet sits at, and which devices are batteries."""
+    """Which site each device of a fleet sits at, which are batteries, which generate."""
 
     def __init__(self, spec: FleetSpec) -> None:
         devices = spec.all_devices()
@@ -52,6 +58,8 @@ class DeviceSites:
             devices["kind"].astype(str) == DeviceKind.BATTERY.value
         ).to_numpy()
         self.kinds: StrArray = devices["kind"].astype(str).to_numpy(dtype=object)
+        #: PV and wind: behind-the-meter generation the MGO baselines add back
+        self.generation: np.ndarray = np.isin(self.kinds.astype(str), GENERATION_KINDS)
 
     @property
     def n_sites(self) -> int:
@@ -102,6 +110,18 @@ def site_power(fleet: DeviceSites, device_kw: FloatArray) -> tuple[FloatArray, F
     b = ok & fleet.battery
     np.add.at(bat, fleet.site_idx[b], dk[b])
     return net, bat
+
+
+def site_generation(fleet: DeviceSites, device_kw: FloatArray) -> FloatArray:
+    """Sites' PV and wind output per interval [kW, generator sign] (0 without generation).
+
+    NaN where a generating device has no reading, like :func:`site_power`'s net.
+    """
+    dk = np.asarray(device_kw, dtype=np.float64)
+    gen = np.zeros((fleet.n_sites, dk.shape[1]))
+    g = (fleet.site_idx >= 0) & fleet.generation
+    np.add.at(gen, fleet.site_idx[g], dk[g])
+    return gen
 
 
 def site_info(fleet: DeviceSites, spec: FleetSpec, history_kw: FloatArray) -> SiteInfo:
@@ -220,6 +240,7 @@ def settle_meter(
     net_kw: FloatArray,
     *,
     battery_kw: FloatArray | None = None,
+    gen_kw: FloatArray | None = None,
     temp_c: FloatArray | None = None,
     ghi_w_m2: FloatArray | None = None,
     calendar: Calendar | None = None,
@@ -231,8 +252,9 @@ def settle_meter(
     """Settle ``event`` on the sites' meter data by every method the data allows.
 
     ``net_kw`` rows follow ``spec.sites``, columns ``times`` (history before the event
-    included); ``battery_kw`` (same shape), ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one
-    per time) open the methods that need them. ``method`` None settles on the recommended
+    included); ``battery_kw`` and ``gen_kw`` (the sites' metered PV and wind; same
+    shape), ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one per time) open the methods that
+    need them. ``method`` None settles on the recommended
     method, with its reason. Each method's accuracy comes from ``placebo_days`` recent
     days without an event.
     """
@@ -243,7 +265,8 @@ def settle_meter(
     fleet = DeviceSites(spec)
     tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
     meter = MeterData(
-        fleet.site_ids, times, net_kw, tz, temp_c=temp_c, ghi_w_m2=ghi_w_m2, battery_kw=battery_kw
+        fleet.site_ids, times, net_kw, tz, temp_c=temp_c, ghi_w_m2=ghi_w_m2,
+        battery_kw=battery_kw, gen_kw=gen_kw,
     )
     before = np.asarray(times < pd.Timestamp(event.start, unit="s", tz="UTC"))
     info = site_info(fleet, spec, np.asarray(net_kw)[:, before])

@@ -65,6 +65,10 @@ METHOD_LABELS: dict[str, str] = {
     "battery_device": "Device-level battery baseline (power held before the event)",
     "battery_device_days": "Device-level battery baseline (same hours of recent days)",
     "weather_matched": "Weather-matched days (the 5 days closest in irradiance and temperature)",
+    "caiso_10in10_mgo": "CAISO 10-in-10 (±20 % adjusted) on gross load, metered PV, battery (MGO)",
+    "pjm_high4of5_mgo": "PJM High 4 of 5 (SAA) on gross load, metered PV and battery (MGO)",
+    "uk_dfs_mgo": "UK DFS baseline (in-day adjusted) on gross load, metered PV and battery (MGO)",
+    "regression_mgo": "CalTRACK regression on gross load, metered PV and battery (MGO)",
 }
 
 

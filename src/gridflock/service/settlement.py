@@ -30,7 +30,7 @@ from gridflock.domain.messages import FloatArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.mv.meter import Calendar
 from gridflock.mv.peaker import EmissionFactors, read_marginal_emissions
-from gridflock.mv.settlement import DeviceSites, event_days, settle_meter
+from gridflock.mv.settlement import GENERATION_KINDS, DeviceSites, event_days, settle_meter
 from gridflock.mv.statement import RewardTerms, SettlementTerms, Statement, UnknownMethodError
 from gridflock.mv.value import YearValue, yearly_value
 from gridflock.store import Store
@@ -67,17 +67,20 @@ def settlement_terms(settings: Settings) -> SettlementTerms:
 
 @dataclass(frozen=True)
 class MeterPower:
-    """Sites' net and battery power per interval (rows: the fleet's sites)."""
+    """Sites' net, battery and generation (PV + wind) power per interval (rows: sites)."""
 
     times: pd.DatetimeIndex
     net_kw: FloatArray
     battery_kw: FloatArray
+    gen_kw: FloatArray
 
 
 def read_site_power(
     store: Store, fleet: DeviceSites, start: float, end: float, step_s: int
 ) -> MeterPower:
-    """Each site's mean net and battery power per ``step_s`` interval over ``[start, end)``.
+    """Each site's mean net, battery and PV + wind power per ``step_s`` interval.
+
+    Over ``[start, end)``; the generation is what the MGO baselines add back.
 
     From :meth:`Store.site_power` (``start`` floored to the step; NaN where a device of
     the site has no reading in the interval), in the fleet's site order.
@@ -87,7 +90,7 @@ def read_site_power(
     times = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=n, freq=f"{step_s}s")
     shape = (fleet.n_sites, n)
     if not n or not fleet.n_sites:
-        return MeterPower(times, np.full(shape, np.nan), np.zeros(shape))
+        return MeterPower(times, np.full(shape, np.nan), np.zeros(shape), np.zeros(shape))
     stored = store.site_power(
         times[0].to_pydatetime(),
         (times[-1] + pd.Timedelta(seconds=step_s)).to_pydatetime(),
@@ -95,7 +98,10 @@ def read_site_power(
         site_ids=fleet.site_ids.tolist(),
     )
     battery = stored.by_kind_kw.get(DeviceKind.BATTERY.value, np.zeros(shape))
-    return MeterPower(times, stored.net_kw, battery)
+    gen = np.zeros(shape)
+    for kind in GENERATION_KINDS:
+        gen = gen + stored.by_kind_kw.get(kind, np.zeros(shape))
+    return MeterPower(times, stored.net_kw, battery, gen)
 
 
 class SettlementService:
@@ -183,6 +189,7 @@ class SettlementService:
                 power.times,
                 power.net_kw,
                 battery_kw=power.battery_kw,
+                gen_kw=power.gen_kw,
                 calendar=calendar,
                 method=method,
                 terms=self.terms,

@@ -50,8 +50,10 @@ class MeterRun:
     """The twin's meters over the run: ``actual`` with the VPP, ``shadow`` without.
 
     Both share sites, times and weather; ``actual.battery_kw`` holds each site's battery
-    power. ``events`` are the dispatched events (UTC windows), ``event_days`` their local
-    dates, ``control`` the held-out sites.
+    power, ``actual.gen_kw`` its PV and wind output (as the devices meter them); the
+    shadow's hold the same per kind without the VPP. ``events`` are the dispatched
+    events (UTC windows), ``event_days`` their local dates, ``control`` the held-out
+    sites.
     """
 
     actual: MeterData
@@ -185,6 +187,14 @@ def run_meters(
     actual = np.zeros((n_sites, steps), np.float32)
     shadow = np.zeros((n_sites, steps), np.float32)
     battery = np.zeros((n_sites, steps), np.float32)
+    gen = np.zeros((n_sites, steps), np.float32)
+    gen_dev = np.zeros(len(site_idx), bool)
+    for kind in (DeviceKind.PV, DeviceKind.WIND):
+        if kind in state.kind_slices:
+            gen_dev[state.kind_slices[kind]] = True
+    gen_sites = site_idx[gen_dev]
+    shadow_battery = np.zeros((n_sites, steps), np.float32)
+    shadow_gen = np.zeros((n_sites, steps), np.float32)
     for t in range(steps):
         twin.step()
         for batch in twin.receive():
@@ -196,6 +206,10 @@ def run_meters(
         actual[:, t] = np.bincount(site_idx, weights=twin.p_kw, minlength=n_sites)
         shadow[:, t] = np.bincount(site_idx, weights=twin.natural_kw, minlength=n_sites)
         battery[:, t] = np.bincount(bat_sites, weights=twin.p_kw[bat], minlength=n_sites)
+        gen[:, t] = np.bincount(gen_sites, weights=twin.p_kw[gen_dev], minlength=n_sites)
+        nat = twin.natural_kw
+        shadow_battery[:, t] = np.bincount(bat_sites, weights=nat[bat], minlength=n_sites)
+        shadow_gen[:, t] = np.bincount(gen_sites, weights=nat[gen_dev], minlength=n_sites)
         if progress:
             progress(t + 1, steps)
     ids = sites["id"].to_numpy(object)
@@ -204,8 +218,14 @@ def run_meters(
     info = site_info(spec)
     info = SiteInfo(info.kinds, info.size, info.grid_node, control)
     return MeterRun(
-        MeterData(ids, twin.times, actual.astype(float), tz, temp, ghi, battery.astype(float)),
-        MeterData(ids, twin.times, shadow.astype(float), tz, temp, ghi, None),
+        MeterData(
+            ids, twin.times, actual.astype(float), tz, temp, ghi, battery.astype(float),
+            gen.astype(float),
+        ),
+        MeterData(
+            ids, twin.times, shadow.astype(float), tz, temp, ghi,
+            shadow_battery.astype(float), shadow_gen.astype(float),
+        ),
         info,
         evs,
         sorted({pe.day for pe in events}),
