@@ -43,7 +43,7 @@ def run(
     n_col, n_row = len(lp.cost), len(lp.row_lo)
     if n_col == 0:
         return "optimal", np.zeros(0), float(lp.offset), None
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call,unused-ignore]
     h.setOptionValue("output_flag", False)
     h.setOptionValue("threads", 1)
     h.setOptionValue("presolve", "off")

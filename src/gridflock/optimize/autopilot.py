@@ -518,7 +518,7 @@ def plan_fleet(
     # the end state: s_{n-1} >= keep
     lo[js + n - 1] = min(keep, hi[js + n - 1])
 
-    h = highspy.Highs()
+    h = highspy.Highs()  # type: ignore[no-untyped-call,unused-ignore]
     h.setOptionValue("output_flag", False)
     lp = highspy.HighsLp()
     lp.num_col_ = nv
