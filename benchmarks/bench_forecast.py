@@ -154,7 +154,7 @@ def train_speed(args) -> dict:
     rss_after_sim = peak_rss_mb()
     source = TwinWeatherSource(weather, args.seed, lat=LAT, lon=LON)
     t, c = time.perf_counter(), time.process_time()
-    bundle = train(history, source, TrainConfig(quantities=quantities))
+    bundle = train(history, source, TrainConfig(quantities=quantities, num_threads=args.threads))
     train_s, train_cpu = time.perf_counter() - t, time.process_time() - c
     data = bundle.to_bytes()
     if args.save:
@@ -225,7 +225,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quantities", default=None)
     ap.add_argument("--save", default=None)
-    ap.add_argument("--threads", type=int, default=2, help="LightGBM threads when predicting")
+    ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (training and predicting)")
     args = ap.parse_args()
     if args.part == "accuracy":
         args.homes = args.homes or 300
