@@ -225,7 +225,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quantities", default=None)
     ap.add_argument("--save", default=None)
-    ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (training and predicting)")
+    ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (train, predict)")
     args = ap.parse_args()
     if args.part == "accuracy":
         args.homes = args.homes or 300
