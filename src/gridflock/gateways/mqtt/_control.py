@@ -63,10 +63,22 @@ def _validate(
     try:
         return model.model_validate(obj)
     except PydanticValidationError as e:
-        raise ProtocolError(f"{what} does not match protocol v1: {_problems(e)}") from None
+        raise ProtocolError(f"{what} does not match protocol v1: {problems(e)}") from None
 
 
-def _problems(e: PydanticValidationError) -> str:
+def gateways_of(
+    devices: list[str], gateway_of_device: Mapping[str, str] | Callable[[str], str]
+) -> list[str]:
+    """Each device's gateway; ``UnknownDeviceError`` names the devices that have none."""
+    if isinstance(gateway_of_device, Mapping):
+        missing = [d for d in devices if d not in gateway_of_device]
+        if missing:
+            raise UnknownDeviceError(f"no gateway for {len(missing)} device(s): {missing[:5]}")
+        return [gateway_of_device[d] for d in devices]
+    return [gateway_of_device(d) for d in devices]
+
+
+def problems(e: PydanticValidationError) -> str:
     """The first few errors of a pydantic validation, one line each."""
     errs = e.errors(include_url=False)
     shown = "; ".join(
@@ -110,13 +122,7 @@ def encode_commands(
     if n == 0:
         return {}
     devices = batch.device_ids.tolist()
-    if isinstance(gateway_of_device, Mapping):
-        missing = [d for d in devices if d not in gateway_of_device]
-        if missing:
-            raise UnknownDeviceError(f"no gateway for {len(missing)} device(s): {missing[:5]}")
-        gateways = [gateway_of_device[d] for d in devices]
-    else:
-        gateways = [gateway_of_device(d) for d in devices]
+    gateways = gateways_of(devices, gateway_of_device)
     valid_until = np.asarray(batch.valid_until, dtype=np.float64)
     if not (np.isfinite(valid_until).all() and np.isfinite(batch.issued_at)):
         raise ValueError("valid_until and issued_at must be finite epoch seconds")
@@ -248,7 +254,7 @@ def decode_ack(payload: bytes | str) -> CommandAcks | TelemetryAck:
     try:
         return _ACK.validate_python(obj)
     except PydanticValidationError as e:
-        raise ProtocolError(f"ack does not match protocol v1: {_problems(e)}") from None
+        raise ProtocolError(f"ack does not match protocol v1: {problems(e)}") from None
 
 
 # ---------------------------------------------------------------------------------------

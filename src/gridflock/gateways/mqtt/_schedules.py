@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError as PydanticValidationError
 
-from gridflock.domain import UnknownDeviceError
 from gridflock.domain.schedules import ScheduleBatch
+from gridflock.gateways.mqtt._control import gateways_of, problems
 from gridflock.gateways.mqtt._errors import ProtocolError, load_json
 from gridflock.gateways.mqtt.protocol import (
     MAX_PAYLOAD_BYTES,
@@ -67,13 +67,7 @@ def encode_schedules(
     if n == 0:
         return {}
     devices = batch.device_ids.tolist()
-    if isinstance(gateway_of_device, Mapping):
-        missing = [d for d in devices if d not in gateway_of_device]
-        if missing:
-            raise UnknownDeviceError(f"no gateway for {len(missing)} device(s): {missing[:5]}")
-        gateways = [gateway_of_device[d] for d in devices]
-    else:
-        gateways = [gateway_of_device(d) for d in devices]
+    gateways = gateways_of(devices, gateway_of_device)
     times = (batch.start, batch.step_s, batch.valid_until, batch.issued_at)
     if not all(np.isfinite(t) for t in times):
         raise ValueError("start, step_s, valid_until and issued_at must be finite")
@@ -120,14 +114,6 @@ def encode_schedules(
     }
 
 
-def _problems(e: PydanticValidationError) -> str:
-    errs = e.errors(include_url=False)
-    shown = "; ".join(
-        f"{'.'.join(str(p) for p in x['loc']) or '(root)'}: {x['msg']}" for x in errs[:5]
-    )
-    return shown + (f"; and {len(errs) - 5} more" if len(errs) > 5 else "")
-
-
 def decode_cmd(payload: bytes | str) -> CommandMessage | ScheduleMessage:
     """A ``cmd`` payload (for gateways): commands, or schedules when ``"type"`` says so."""
     obj = load_json(payload, MAX_PAYLOAD_BYTES, "cmd")
@@ -138,7 +124,7 @@ def decode_cmd(payload: bytes | str) -> CommandMessage | ScheduleMessage:
     try:
         return model.model_validate(obj)
     except PydanticValidationError as e:
-        raise ProtocolError(f"{what} does not match protocol v1: {_problems(e)}") from None
+        raise ProtocolError(f"{what} does not match protocol v1: {problems(e)}") from None
 
 
 def decode_schedules(payload: bytes | str) -> list[Schedule]:
