@@ -14,7 +14,8 @@ ALLOWED = {
     **dict.fromkeys(CORE - {"domain"}, CORE),
     "gateways": {"domain"},
     "store": {"domain"},
-    "sim": CORE | {"gateways"},
+    "edge": {"domain", "gateways"},
+    "sim": CORE | {"gateways", "edge"},
     "api": CORE | {"store"},
 }
 
