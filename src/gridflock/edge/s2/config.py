@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Literal
 
@@ -28,8 +29,8 @@ class S2DeviceConfig(BaseModel):
     """The Gridflock device id the RM's readings and setpoints belong to."""
     kind: str = "battery"
     """The Gridflock device kind (battery, heat_pump, water_heater, ev_charger, load)."""
-    resource_id: str = Field(min_length=2, max_length=64, pattern=r"^[a-zA-Z0-9\-_:]{2,64}$")
-    """The ``resource_id`` the RM announces in its ResourceManagerDetails."""
+    resource_id: uuid.UUID
+    """The ``resource_id`` (a UUID) the RM announces in its ResourceManagerDetails."""
     listen_host: str = "127.0.0.1"
     listen_port: int = Field(default=8765, ge=0, le=65535)
     """TCP port of the websocket endpoint (0: any free port, see ``S2Driver.endpoints``)."""
@@ -64,7 +65,7 @@ def config_problems(configs: Sequence[S2DeviceConfig]) -> list[str]:
     """Every problem across the devices at once (duplicate ids, clashing endpoints)."""
     problems: list[str] = []
     seen_dev: dict[str, int] = {}
-    seen_rm: dict[tuple[str, int, str, str], int] = {}
+    seen_rm: dict[tuple[str, int, str, uuid.UUID], int] = {}
     ports: dict[tuple[str, int], str] = {}
     for i, c in enumerate(configs):
         if c.device_id in seen_dev:
@@ -76,7 +77,7 @@ def config_problems(configs: Sequence[S2DeviceConfig]) -> list[str]:
         key = (*c.endpoint, c.resource_id)
         if key in seen_rm:
             problems.append(
-                f"s2 device {i} ({c.device_id}): resource_id {c.resource_id!r} already used on "
+                f"s2 device {i} ({c.device_id}): resource_id {c.resource_id} already used on "
                 f"ws://{c.listen_host}:{c.listen_port}{c.path} by s2 device {seen_rm[key]}"
             )
         seen_rm.setdefault(key, i)

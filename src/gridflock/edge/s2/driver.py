@@ -107,7 +107,7 @@ class S2Driver:
         for c in self._configs.values():
             groups.setdefault(c.endpoint, []).append(c)
         for (host, port, path), members in groups.items():
-            by_rm = {c.resource_id: c for c in members}
+            by_rm = {str(c.resource_id): c for c in members}
             try:
                 server = await serve(
                     functools.partial(self._serve, by_rm=by_rm),
@@ -261,7 +261,10 @@ class S2Driver:
 
     def _plan(self, s: CemSession, p_kw: float, valid_until: float) -> FrbcPlan:
         assert s.config is not None
-        horizon = max(valid_until - self._clock(), s.config.min_horizon_s)
+        # The RM may take its processing delay to act, and the instruction stands until the
+        # next one arrives: a second of slack on top.
+        delay_s = s.details.instruction_processing_delay.root / 1000.0 if s.details else 0.0
+        horizon = max(valid_until - self._clock(), s.config.min_horizon_s) + delay_s + 1.0
         return plan_frbc(s.frbc, p_kw, horizon, self._now())
 
     async def _apply_frbc(

@@ -159,6 +159,8 @@ class CemSession:
         self._work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self.handshaken = False
+        self._close_after: tuple[int, str] | None = None
+        """Close with (code, reason) once the current message is answered."""
         self.closed = False
         self.config: S2DeviceConfig | None = None
         self.details: ResourceManagerDetails | None = None
@@ -302,6 +304,8 @@ class CemSession:
                 f"the CEM failed to process {mtype}; see the gateway log",
             )
         await self._status(msg.message_id, verdict)
+        if self._close_after is not None:
+            await self.close(*self._close_after)
 
     def _handle(self, msg: S2MessageWithID) -> Verdict:
         if isinstance(msg, Handshake):
@@ -312,7 +316,7 @@ class CemSession:
             label = f"{msg.message_type} is sent by a CEM, not by a resource manager"
             return ReceptionStatusValues.INVALID_CONTENT, label
         if isinstance(msg, SessionRequest):
-            self._work.put_nowait(lambda: self.close(1000, f"RM asked {msg.request.value}"))
+            self._close_after = (1000, f"RM asked {msg.request.value}")
             return _OK
         if isinstance(msg, ResourceManagerDetails):
             return self._details(msg)
@@ -327,12 +331,12 @@ class CemSession:
         if self.handshaken:
             return ReceptionStatusValues.INVALID_CONTENT, "the handshake is already done"
         if msg.role is not EnergyManagementRole.RM:
-            self._work.put_nowait(lambda: self.close(1008, "only resource managers connect here"))
+            self._close_after = (1008, "only resource managers connect here")
             return ReceptionStatusValues.INVALID_CONTENT, "this endpoint is a CEM; role must be RM"
         versions = msg.supported_protocol_versions or []
         if S2_VERSION not in versions:
             label = f"no common S2 version: the RM supports {versions}, this CEM {S2_VERSION!r}"
-            self._work.put_nowait(lambda: self.close(1008, "no common S2 version"))
+            self._close_after = (1008, "no common S2 version")
             return ReceptionStatusValues.INVALID_CONTENT, label
         self.handshaken = True
 
@@ -353,13 +357,13 @@ class CemSession:
 
     def _details(self, msg: ResourceManagerDetails) -> Verdict:
         if self.config is not None:
-            if str(msg.resource_id) != self.config.resource_id:
+            if msg.resource_id != self.config.resource_id:
                 return ReceptionStatusValues.INVALID_CONTENT, "resource_id cannot change"
             self.details = msg
             return _OK
         config = self._lookup(str(msg.resource_id))
         if config is None:
-            self._work.put_nowait(lambda: self.close(1008, "unknown resource_id"))
+            self._close_after = (1008, "unknown resource_id")
             label = (
                 f"resource_id {msg.resource_id} is not configured at this gateway; add it to "
                 "the gateway's S2 devices"

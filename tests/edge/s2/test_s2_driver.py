@@ -1,0 +1,467 @@
+"""The S2 driver (the gateway as CEM) against s2-python's resource-manager side over a real
+websocket: handshake, control type, setpoints to instructions, fill-level limits, PPBC
+shifting, hostile RMs, disconnects and release."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+import pytest
+from s2python.common import ControlType
+from s2python.version import S2_VERSION
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from gridflock.edge.driver import DriverError, LocalDriver
+from gridflock.edge.s2 import S2DeviceConfig, S2Driver, build_s2_driver
+
+from ._rms import (
+    P_MAX_W,
+    RM,
+    AppliancePPBC,
+    BatteryFRBC,
+    BatteryPhysics,
+    washing_machine,
+)
+
+BAT_RM = str(uuid.uuid4())
+WM_RM = str(uuid.uuid4())
+
+
+def run(coro: Awaitable[None], timeout: float = 20.0) -> None:
+    asyncio.run(asyncio.wait_for(coro, timeout))  # type: ignore[arg-type]
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def configs(**kw: object) -> list[S2DeviceConfig]:
+    return [
+        S2DeviceConfig(device_id="bat-1", kind="battery", resource_id=BAT_RM, listen_port=0, **kw),
+        S2DeviceConfig(device_id="wm-1", kind="load", resource_id=WM_RM, listen_port=0, **kw),
+    ]
+
+
+class Site:
+    """A driver with a battery RM and a washing-machine RM connected to it."""
+
+    def __init__(self, **kw: object) -> None:
+        self.driver = build_s2_driver(configs(**kw))
+        self.bat = BatteryPhysics()
+        self.wm = washing_machine()
+        self.bat_rm: RM | None = None
+        self.wm_rm: RM | None = None
+
+    async def __aenter__(self) -> Site:
+        await self.driver.start()
+        url = self.driver.endpoints["bat-1"]
+        assert url == self.driver.endpoints["wm-1"]
+        self.bat_rm = RM(url, BAT_RM, BatteryFRBC(self.bat))
+        self.wm_rm = RM(url, WM_RM, AppliancePPBC(self.wm))
+        await self.bat_rm.start()
+        await self.wm_rm.start()
+        for dev in ("bat-1", "wm-1"):
+            await until(lambda dev=dev: self._ready(dev), what=f"{dev} ready")
+        return self
+
+    def _ready(self, dev: str) -> bool:
+        s = self.driver.session(dev)
+        return s is not None and s.ready.is_set()
+
+    async def __aexit__(self, *exc: object) -> None:
+        for rm in (self.bat_rm, self.wm_rm):
+            if rm is not None:
+                await rm.stop()
+        await self.driver.close()
+
+
+def test_driver_is_a_local_driver() -> None:
+    driver = build_s2_driver(configs())
+    assert isinstance(driver, LocalDriver)
+    assert driver.name == "s2"
+    assert list(driver.device_ids) == ["bat-1", "wm-1"]
+
+
+def test_handshake_details_and_control_type_selection() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            bat = site.driver.session("bat-1")
+            wm = site.driver.session("wm-1")
+            assert bat is not None
+            assert wm is not None
+            assert bat.handshaken
+            assert str(bat.details.resource_id) == BAT_RM
+            assert bat.control_type is ControlType.FILL_RATE_BASED_CONTROL
+            assert wm.control_type is ControlType.POWER_PROFILE_BASED_CONTROL
+            assert site.bat.controlled
+            assert site.wm.controlled
+            assert bat.frbc.fill_level == pytest.approx(50.0)
+            assert wm.ppbc_definition is not None
+            assert wm.ppbc_definition.id == site.wm.profile_id
+            assert bat.errors_sent == []
+            assert wm.errors_sent == []
+
+    run(scenario())
+
+
+def test_setpoints_become_instructions_and_the_rm_power_follows() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, bat, rm = site.driver, site.bat, site.bat_rm
+            assert rm is not None
+            until_t = time.time() + 600
+            res = await d.apply("bat-1", -3.0, until_t)  # charge 3 kW
+            assert res.accepted
+            assert res.reason is None
+            assert res.applied_kw == pytest.approx(-3.0)
+            assert bat.mode is not None
+            assert bat.mode.diagnostic_label == "charge"
+            assert bat.power_w() == pytest.approx(3000.0)
+            await rm.measure(bat.power_w())
+            await until(lambda: d.session("bat-1").measurement is not None)  # type: ignore[union-attr]
+            [reading] = [r for r in await d.read() if r.device_id == "bat-1"]
+            assert reading.p_kw == pytest.approx(-3.0)
+            assert reading.soc == pytest.approx(0.5)
+            assert all(r.device_id != "bat-1" for r in await d.read())  # nothing new since
+
+            res = await d.apply("bat-1", 2.5, until_t)  # discharge 2.5 kW
+            assert res.accepted
+            assert res.applied_kw == pytest.approx(2.5)
+            assert bat.mode.diagnostic_label == "discharge"  # type: ignore[union-attr]
+            assert bat.power_w() == pytest.approx(-2500.0)
+
+            res = await d.apply("bat-1", 9.0, until_t)  # beyond the 5 kW the modes allow
+            assert res.accepted
+            assert res.applied_kw == pytest.approx(P_MAX_W / 1000)
+            assert res.reason is not None
+            assert "limited to 5.000 kW" in res.reason
+            assert bat.power_w() == pytest.approx(-P_MAX_W)
+            assert len(bat.instructions) == 3
+
+    run(scenario())
+
+
+def test_fill_level_limits_hold_near_full_and_as_the_level_moves() -> None:
+    async def scenario() -> None:
+        async with Site(min_horizon_s=60.0) as site:
+            d, bat, rm = site.driver, site.bat, site.bat_rm
+            assert rm is not None
+            bat.fill = 99.0
+            await rm.send(_storage(bat.fill))
+            await until(lambda: d.session("bat-1").frbc.fill_level == 99.0)  # type: ignore[union-attr]
+            horizon = 1200.0
+            res = await d.apply("bat-1", -5.0, time.time() + horizon)
+            assert res.accepted
+            assert res.reason is not None
+            assert "fill level" in res.reason
+            assert res.applied_kw is not None
+            assert -5.0 < res.applied_kw < 0.0
+            bat.step(horizon)
+            assert max(bat.trace) <= 100.0 + 1e-9
+            # Discharging from near empty, with the level reported as it moves.
+            bat.fill = 2.0
+            bat.trace.clear()
+            await rm.send(_storage(bat.fill))
+            res = await d.apply("bat-1", 5.0, time.time() + 3600)
+            assert res.accepted
+            assert res.applied_kw is not None
+            assert res.applied_kw < 5.0
+            for _ in range(5):
+                bat.step(60.0)
+                n = len(bat.instructions)
+                await rm.send(_storage(bat.fill))
+                await asyncio.sleep(0.02)
+                assert len(bat.instructions) >= n
+            assert min(bat.trace) >= -1e-9
+
+    run(scenario())
+
+
+def _storage(fill: float):
+    from s2python.frbc import FRBCStorageStatus
+
+    return FRBCStorageStatus(message_id=uuid.uuid4(), present_fill_level=fill)
+
+
+def test_release_hands_control_back_and_apply_takes_it_again() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, bat = site.driver, site.bat
+            await d.apply("bat-1", -4.0, time.time() + 600)
+            assert bat.power_w() == pytest.approx(4000.0)
+            await d.release("bat-1")
+            s = d.session("bat-1")
+            assert s is not None
+            assert s.control_type is ControlType.NO_SELECTION
+            assert not bat.controlled
+            assert bat.power_w() == 0.0
+            res = await d.apply("bat-1", -1.0, time.time() + 600)
+            assert res.accepted
+            assert bat.controlled
+            assert bat.power_w() == pytest.approx(1000.0)
+
+    run(scenario())
+
+
+def test_idle_safe_mode_keeps_control_at_zero_kw() -> None:
+    async def scenario() -> None:
+        async with Site(safe_mode="idle") as site:
+            d, bat = site.driver, site.bat
+            await d.apply("bat-1", 3.0, time.time() + 600)
+            await d.release("bat-1")
+            assert bat.controlled
+            assert bat.power_w() == pytest.approx(0.0)
+            s = d.session("bat-1")
+            assert s is not None
+            assert s.control_type is ControlType.FILL_RATE_BASED_CONTROL
+
+    run(scenario())
+
+
+def test_an_expired_setpoint_is_released_on_read() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, bat = site.driver, site.bat
+            await d.apply("bat-1", 3.0, time.time() + 0.05)
+            assert bat.power_w() == pytest.approx(-3000.0)
+            await asyncio.sleep(0.1)
+            await d.read()
+            assert not bat.controlled
+            assert bat.power_w() == 0.0
+
+    run(scenario())
+
+
+def test_ppbc_moves_the_profile_out_of_the_window_and_release_reverts() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, wm, rm = site.driver, site.wm, site.wm_rm
+            assert rm is not None
+            now = datetime.now(UTC)
+            assert wm.power_w(now) == 2000.0  # its own plan: running now
+            await rm.measure(wm.power_w(now))
+            await until(lambda: d.session("wm-1").measurement is not None)  # type: ignore[union-attr]
+            [r] = [r for r in await d.read() if r.device_id == "wm-1"]
+            assert r.p_kw == pytest.approx(-2.0)
+            assert r.p_baseline_kw == pytest.approx(-2.0)
+
+            window_end = time.time() + 1800
+            res = await d.apply("wm-1", 0.0, window_end)  # nothing from the grid for 30 min
+            assert res.accepted
+            assert res.reason is None
+            assert res.applied_kw == pytest.approx(0.0)
+            [instr] = wm.schedule.values()
+            assert instr.execution_time.timestamp() == pytest.approx(window_end, abs=1.0)
+            assert wm.power_w(datetime.now(UTC)) == 0.0
+            await rm.measure(wm.power_w(datetime.now(UTC)))
+            await until(lambda: d.session("wm-1").measurement[1] == 0.0)  # type: ignore[index,union-attr]
+            [r] = [r for r in await d.read() if r.device_id == "wm-1"]
+            assert r.p_kw == 0.0
+            assert r.p_baseline_kw == pytest.approx(-2.0)
+
+            await d.release("wm-1")
+            assert wm.revoked == [instr.id]
+            assert not wm.controlled
+            assert wm.power_w(datetime.now(UTC)) == 2000.0
+
+    run(scenario())
+
+
+def test_ppbc_says_what_stays_in_the_window_when_the_end_time_is_near() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, wm = site.driver, site.wm
+            # The cycle must end within 80 min: a 60-min window cannot be cleared.
+            wm.end = datetime.fromtimestamp(time.time() + 4800, UTC)
+            s = d.session("wm-1")
+            assert s is not None
+            await s.select(ControlType.POWER_PROFILE_BASED_CONTROL)  # re-sends the definition
+            await until(s.ready.is_set)
+            res = await d.apply("wm-1", -0.5, time.time() + 3600)
+            assert res.accepted
+            assert res.reason is not None
+            assert "kWh" in res.reason
+            [instr] = wm.schedule.values()
+            # Latest start that still ends in time: 4800 s - 3600 s of the normal cycle.
+            assert instr.execution_time.timestamp() <= time.time() + 1200 + 1
+            assert instr.power_sequence_id == wm.sequences["normal"][0]
+
+    run(scenario())
+
+
+async def _raw(url: str):
+    return await connect(url)
+
+
+async def _recv_status(ws) -> dict:
+    while True:
+        msg = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        if msg["message_type"] == "ReceptionStatus":
+            return msg
+
+
+async def _drain(ws) -> None:
+    """Read until the CEM closes the connection (raises ConnectionClosed)."""
+    while True:
+        await asyncio.wait_for(ws.recv(), 5)
+
+
+def _handshake(versions: list[str]) -> str:
+    return json.dumps(
+        {
+            "message_type": "Handshake",
+            "message_id": str(uuid.uuid4()),
+            "role": "RM",
+            "supported_protocol_versions": versions,
+        }
+    )
+
+
+def test_hostile_rm_gets_errors_and_does_not_block_others() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, url = site.driver, site.driver.endpoints["bat-1"]
+            ws = await _raw(url)
+            await ws.send("{not json")
+            st = await _recv_status(ws)
+            assert st["status"] == "INVALID_DATA"
+            assert "JSON" in st["diagnostic_label"]
+            await ws.send("[1, 2]")
+            assert (await _recv_status(ws))["status"] == "INVALID_DATA"
+            mid = str(uuid.uuid4())
+            await ws.send(json.dumps({"message_type": "FRBC.Bogus", "message_id": mid}))
+            st = await _recv_status(ws)
+            assert st["status"] == "INVALID_MESSAGE"
+            assert st["subject_message_id"] == mid
+            assert "FRBC.Bogus" in st["diagnostic_label"]
+            await ws.send(
+                f'{{"message_type": "FRBC.StorageStatus", "message_id": "{uuid.uuid4()}",'
+                ' "present_fill_level": NaN}'
+            )
+            assert (await _recv_status(ws))["status"] == "INVALID_DATA"
+            mid = str(uuid.uuid4())
+            await ws.send(json.dumps({"message_type": "FRBC.StorageStatus", "message_id": mid}))
+            st = await _recv_status(ws)
+            assert st["status"] == "INVALID_MESSAGE"
+            assert "present_fill_level" in st["diagnostic_label"]
+            await ws.send(
+                json.dumps(
+                    {
+                        "message_type": "FRBC.StorageStatus",
+                        "message_id": mid,
+                        "present_fill_level": 3.0,
+                    }
+                )
+            )
+            st = await _recv_status(ws)
+            assert st["status"] == "INVALID_CONTENT"
+            assert "Handshake first" in st["diagnostic_label"]
+            # Meanwhile the honest battery is served as before.
+            res = await d.apply("bat-1", -2.0, time.time() + 600)
+            assert res.accepted
+            assert site.bat.power_w() == pytest.approx(2000.0)
+            await ws.send(_handshake(["9.9.9"]))
+            st = await _recv_status(ws)
+            assert st["status"] == "INVALID_CONTENT"
+            assert S2_VERSION in st["diagnostic_label"]
+            with pytest.raises(ConnectionClosed):
+                await asyncio.wait_for(ws.recv(), 5)
+            # A right version but a resource id nobody configured.
+            ws = await _raw(url)
+            await ws.send(_handshake([S2_VERSION]))
+            assert (await _recv_status(ws))["status"] == "OK"
+            await ws.send(
+                json.dumps(
+                    {
+                        "message_type": "ResourceManagerDetails",
+                        "message_id": str(uuid.uuid4()),
+                        "resource_id": str(uuid.uuid4()),
+                        "roles": [{"role": "ENERGY_STORAGE", "commodity": "ELECTRICITY"}],
+                        "instruction_processing_delay": 0,
+                        "available_control_types": ["FILL_RATE_BASED_CONTROL"],
+                        "provides_forecast": False,
+                        "provides_power_measurement_types": ["ELECTRIC.POWER.L1"],
+                    }
+                )
+            )
+            st = await _recv_status(ws)
+            assert st["status"] == "INVALID_CONTENT", st
+            assert "not configured" in st["diagnostic_label"]
+            with pytest.raises(ConnectionClosed):
+                await _drain(ws)
+            assert d.connected("bat-1")
+            assert d.connected("wm-1")
+
+    run(scenario())
+
+
+def test_an_rm_that_disconnects_is_unreachable() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, rm = site.driver, site.bat_rm
+            assert rm is not None
+            await rm.measure(0.0)
+            await until(lambda: d.session("bat-1").measurement is not None)  # type: ignore[union-attr]
+            await rm.stop()
+            site.bat_rm = None
+            await until(lambda: not d.connected("bat-1"), what="disconnect seen")
+            assert all(r.device_id != "bat-1" for r in await d.read())
+            res = await d.apply("bat-1", 1.0, time.time() + 60)
+            assert not res.accepted
+            assert "not connected" in (res.reason or "")
+            await d.release("bat-1")  # a no-op, not an error
+            # The RM comes back: served again.
+            site.bat_rm = RM(d.endpoints["bat-1"], BAT_RM, BatteryFRBC(site.bat))
+            await site.bat_rm.start()
+            await until(lambda: site._ready("bat-1"), what="reconnect")
+            assert (await d.apply("bat-1", 1.0, time.time() + 60)).accepted
+
+    run(scenario())
+
+
+def test_bad_setpoints_are_refused_with_a_reason() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d = site.driver
+            assert not (await d.apply("bat-1", math.nan, time.time() + 60)).accepted
+            assert not (await d.apply("bat-1", 1.0, math.inf)).accepted
+            assert "passed" in ((await d.apply("bat-1", 1.0, time.time() - 1)).reason or "")
+            assert "not an S2 device" in (
+                (await d.apply("nope", 1.0, time.time() + 9)).reason or ""
+            )
+            # A far-future expiry only makes the fill-level guard stricter.
+            res = await d.apply("bat-1", -5.0, time.time() + 1e9)
+            assert res.accepted
+            assert res.applied_kw is not None
+            assert abs(res.applied_kw) < 1e-3
+
+    run(scenario())
+
+
+def test_wrong_path_is_refused_and_a_busy_port_is_a_driver_error() -> None:
+    async def scenario() -> None:
+        driver = build_s2_driver(configs())
+        await driver.start()
+        try:
+            url = driver.endpoints["bat-1"]
+            with pytest.raises(InvalidStatus):
+                await connect(url.replace("/s2", "/other"))
+            port = int(url.split(":")[2].split("/")[0])
+            clash = S2Driver([S2DeviceConfig(device_id="x", resource_id=BAT_RM, listen_port=port)])
+            with pytest.raises(DriverError, match="cannot listen"):
+                await clash.start()
+        finally:
+            await driver.close()
+
+    run(scenario())
