@@ -60,3 +60,20 @@ def test_core_imports_no_io_library():
                     )
                     for m in mods:
                         assert (m or "").split(".")[0] not in io, f"{path} imports {m}"
+
+
+def test_edge_s2_uses_only_the_domain_and_the_edge_interface():
+    """The S2 driver knows S2 and the LocalDriver interface, not MQTT or the service."""
+    for path in (SRC / "edge" / "s2").rglob("*.py"):
+        bad = imports_of(path) - {"domain", "edge"}
+        assert not bad, f"{path.relative_to(SRC)} imports {sorted(bad)}"
+    for part in CORE | {"gateways", "store", "api"}:
+        for path in (SRC / part).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            mods = {
+                (n.module or "") if isinstance(n, ast.ImportFrom) else a.name
+                for n in ast.walk(tree)
+                if isinstance(n, ast.Import | ast.ImportFrom)
+                for a in (n.names if isinstance(n, ast.Import) else [None])
+            }
+            assert not any(m.split(".")[0] == "s2python" for m in mods), f"{path} imports s2python"
