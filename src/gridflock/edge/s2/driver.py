@@ -79,6 +79,9 @@ class S2Driver:
         self._last_read: dict[str, float] = {}
         self._schedules: dict[str, dict[uuid.UUID, PPBCScheduleInstruction]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        """One per device: setpoints, re-checks and releases go out one at a time."""
+        self._recheck_due: set[str] = set()
 
     # -- LocalDriver ----------------------------------------------------------------------
 
@@ -157,11 +160,12 @@ class S2Driver:
         if s is None or s.closed:
             return ApplyResult(device_id, False, f"S2 RM of {device_id} is not connected")
         try:
-            await self._ensure_selected(s)
-            if s.control_type is _FRBC:
-                return await self._apply_frbc(device_id, s, p_setpoint_kw, valid_until)
-            if s.control_type is _PPBC:
-                return await self._apply_ppbc(device_id, s, p_setpoint_kw, valid_until)
+            async with self._lock(device_id):
+                await self._ensure_selected(s)
+                if s.control_type is _FRBC:
+                    return await self._apply_frbc(device_id, s, p_setpoint_kw, valid_until)
+                if s.control_type is _PPBC:
+                    return await self._apply_ppbc(device_id, s, p_setpoint_kw, valid_until)
         except (SessionClosed, TimeoutError) as e:
             return ApplyResult(device_id, False, f"S2 RM of {device_id} did not answer: {e}")
         return ApplyResult(
@@ -175,6 +179,10 @@ class S2Driver:
         config = self._configs.get(device_id)
         if s is None or s.closed or config is None:
             return
+        async with self._lock(device_id):
+            await self._release(device_id, s, config)
+
+    async def _release(self, device_id: str, s: CemSession, config: S2DeviceConfig) -> None:
         try:
             if s.control_type is _PPBC:
                 await self._revoke_schedules(device_id, s)
@@ -226,9 +234,17 @@ class S2Driver:
             del self._sessions[s.config.device_id]
             log.warning("S2 RM %s of %s disconnected", s.resource_id, s.config.device_id)
 
+    def _lock(self, device_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(device_id, asyncio.Lock())
+
     def _update(self, s: CemSession, msg: S2Message) -> None:
+        # Re-check a standing setpoint on a new fill level; a burst of statuses while one
+        # re-check waits coalesces into it.
         if isinstance(msg, FRBCStorageStatus) and s.config is not None:
-            self._spawn(self._recheck(s.config.device_id, s))
+            device_id = s.config.device_id
+            if device_id in self._standing and device_id not in self._recheck_due:
+                self._recheck_due.add(device_id)
+                self._spawn(self._recheck(device_id, s))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -238,14 +254,18 @@ class S2Driver:
     async def _recheck(self, device_id: str, s: CemSession) -> None:
         """Re-plan a standing FRBC setpoint as the fill level moves; send only changes."""
         standing = self._standing.get(device_id)
-        if standing is None or s.control_type is not _FRBC or not s.ready.is_set():
-            return
-        if standing.valid_until <= self._clock():
+        if standing is not None and standing.valid_until <= self._clock():
+            self._recheck_due.discard(device_id)
             await self.release(device_id)
             return
-        plan = self._plan(s, standing.p_kw, standing.valid_until)
-        with contextlib.suppress(SessionClosed, TimeoutError):
-            await self._send_frbc(s, plan, standing.frbc_sent)
+        async with self._lock(device_id):
+            self._recheck_due.discard(device_id)
+            standing = self._standing.get(device_id)
+            if standing is None or s.control_type is not _FRBC or not s.ready.is_set():
+                return
+            plan = self._plan(s, standing.p_kw, standing.valid_until)
+            with contextlib.suppress(SessionClosed, TimeoutError):
+                await self._send_frbc(s, plan, standing.frbc_sent)
 
     async def _ensure_selected(self, s: CemSession) -> None:
         wanted = s.wanted_control_type()
