@@ -13,6 +13,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from s2python.common import ControlType
 from s2python.version import S2_VERSION
 from websockets.asyncio.client import connect
@@ -463,5 +465,37 @@ def test_wrong_path_is_refused_and_a_busy_port_is_a_driver_error() -> None:
                 await clash.start()
         finally:
             await driver.close()
+
+    run(scenario())
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    fill=st.floats(0.0, 100.0),
+    leak=st.sampled_from([0.0, 2e-4]),
+    steps=st.lists(st.tuples(st.floats(-9.0, 9.0), st.floats(1.0, 4000.0)), min_size=1, max_size=5),
+)
+def test_fill_level_holds_over_any_setpoints_through_the_websocket(fill, leak, steps) -> None:
+    """Setpoints through the real session; the battery RM's own model is the oracle."""
+
+    async def scenario() -> None:
+        async with Site() as site:
+            d, bat, rm = site.driver, site.bat, site.bat_rm
+            assert rm is not None
+            bat.leakage = leak
+            bat.fill = fill
+            s = d.session("bat-1")
+            assert s is not None
+            await s.select(ControlType.FILL_RATE_BASED_CONTROL)  # re-described with leakage
+            await until(lambda: s.ready.is_set() and s.frbc.fill_level == fill)
+            for p_kw, dt in steps:
+                res = await d.apply("bat-1", p_kw, time.time() + dt)
+                assert res.accepted, res.reason
+                for _ in range(4):  # the level reported as it moves: re-checked by the CEM
+                    bat.step(dt / 4, substeps=50)
+                    await rm.send(_storage(bat.fill))
+                await until(lambda: "bat-1" not in d._recheck_due)
+            assert max(bat.trace) <= 100.0 + 1e-6
+            assert min(bat.trace) >= -1e-6
 
     run(scenario())
