@@ -65,16 +65,58 @@ def leakage(rate: float, lo: float = 0.0, hi: float = 100.0) -> FRBCLeakageBehav
     )
 
 
-def simulate(state: FrbcState, plan, horizon: float, leak: float, steps: int = 400) -> np.ndarray:
-    """The RM's model: every actuator in its instructed mode and factor, the fill level
-    integrated through whatever elements it crosses."""
+def simulate(state: FrbcState, plan, horizon: float, leak: float) -> np.ndarray:
+    """The RM's model, integrated exactly: every actuator in its instructed mode and factor,
+    the rate constant between element boundaries, the fill level followed from boundary to
+    boundary (and held where the rates on both sides push towards it)."""
     assert state.system is not None
     assert state.fill_level is not None
     modes = {m.id: m for a in state.system.actuators for m in a.operation_modes}
-    f, h, trace = state.fill_level, horizon / steps, []
-    for _ in range(steps):
-        rate = sum(fill_rate(modes[c.mode_id], c.factor, f)[0] for c in plan.choices)
-        f += (rate - leak) * h
+    chosen = [(modes[c.mode_id], c.factor) for c in plan.choices]
+    cuts = sorted(
+        {
+            v
+            for m, _ in chosen
+            for e in m.elements
+            for v in (e.fill_level_range.start_of_range, e.fill_level_range.end_of_range)
+        }
+    )
+
+    def rate(f: float) -> float:
+        return sum(fill_rate(m, x, f)[0] for m, x in chosen) - leak
+
+    def cell_rate(lo: float, hi: float) -> float:
+        if np.isinf(lo):
+            return rate(hi - 1.0)
+        if np.isinf(hi):
+            return rate(lo + 1.0)
+        return rate((lo + hi) / 2)
+
+    edges = [-np.inf, *cuts, np.inf]
+    f, t, trace = state.fill_level, 0.0, [state.fill_level]
+    for _ in range(10_000):
+        if t >= horizon or not -1e-3 <= f <= 100 + 1e-3:
+            break
+        k = int(np.searchsorted(edges, f, side="right")) - 1  # edges[k] <= f < edges[k+1]
+        if f == edges[k]:  # on a boundary: which side does it move into?
+            up, down = cell_rate(edges[k], edges[k + 1]), cell_rate(edges[k - 1], edges[k])
+            if up > 0:
+                r, target = up, edges[k + 1]
+            elif down < 0:
+                r, target = down, edges[k - 1]
+            else:
+                break  # held at the boundary
+        else:
+            r = cell_rate(edges[k], edges[k + 1])
+            target = edges[k + 1] if r > 0 else edges[k]
+        if r == 0:
+            break
+        dt = (target - f) / r
+        if t + dt >= horizon:
+            f += r * (horizon - t)
+            t = horizon
+        else:
+            f, t = target, t + dt
         trace.append(f)
     return np.array(trace)
 

@@ -258,6 +258,13 @@ def _violation(
     return max(0.0, over) + max(0.0, under)
 
 
+def _span(
+    ups: Sequence[FRBCOperationModeElement], downs: Sequence[FRBCOperationModeElement], x: float
+) -> tuple[float, float]:
+    """Lowest rate towards the bottom and highest towards the top of the range at ``x``."""
+    return min(_rate(e, x) for e in downs), max(_rate(e, x) for e in ups)
+
+
 def _rate_envelope(modes: Sequence[FRBCOperationMode]) -> tuple[float, float]:
     rates = [
         float(v)
@@ -307,7 +314,9 @@ def plan_frbc(state: FrbcState, p_kw: float, horizon_s: float, now: datetime) ->
     target_w = -p_kw * 1000.0
     actuators = list(system.actuators)
     modes_of = [reachable_modes(a, state, now) for a in actuators]
-    acc_rate = acc_power = 0.0
+    # Earlier actuators' worst-case rates over the elements the level may cross: the
+    # highest towards the top of the range, the lowest towards the bottom.
+    acc_up = acc_down = acc_power = 0.0
     choices: list[ModeChoice] = []
     held_by_fill = False
     no_safe_mode = False
@@ -315,11 +324,11 @@ def plan_frbc(state: FrbcState, p_kw: float, horizon_s: float, now: datetime) ->
         rest = [_rate_envelope(m) for m in modes_of[k + 1 :]]
         rest_min = sum(r[0] for r in rest)
         rest_max = sum(r[1] for r in rest)
-        hi = (f_max - fill) / h + leak_up + use_lo - acc_rate - rest_min
-        lo = (f_min - fill) / h + leak_down + use_hi - acc_rate - rest_max
+        hi = (f_max - fill) / h + leak_up + use_lo - acc_up - rest_min
+        lo = (f_min - fill) / h + leak_down + use_hi - acc_down - rest_max
         want = target_w - acc_power
-        best: tuple[float, int, ModeChoice, bool] | None = None
-        fallback: tuple[float, float, ModeChoice] | None = None
+        best: tuple[float, int, ModeChoice, bool, tuple[float, float]] | None = None
+        fallback: tuple[float, float, ModeChoice, tuple[float, float]] | None = None
         status = state.actuator_status.get(actuator.id)
         for mode in modes:
             here = element_at(mode, fill)
@@ -335,23 +344,25 @@ def plan_frbc(state: FrbcState, p_kw: float, horizon_s: float, now: datetime) ->
                 choice = ModeChoice(actuator.id, mode.id, x, pa + x * (pb - pa), _rate(here, x))
                 cost = abs(choice.power_w - want)
                 if best is None or _better(cost, current, best[0], best[1]):
-                    best = (cost, current, choice, abs(x - x_free) > 1e-9)
+                    span = _span(ups, downs, x)
+                    best = (cost, current, choice, abs(x - x_free) > 1e-9, span)
             else:
                 for x in (0.0, 1.0):
                     v = _violation(ups, downs, lo, hi, x)
                     choice = ModeChoice(actuator.id, mode.id, x, pa + x * (pb - pa), _rate(here, x))
                     cost = abs(choice.power_w - want)
                     if fallback is None or (v, cost) < (fallback[0], fallback[1]):
-                        fallback = (v, cost, choice)
+                        fallback = (v, cost, choice, _span(ups, downs, x))
         if best is not None:
-            picked = best[2]
+            picked, span = best[2], best[4]
             held_by_fill = held_by_fill or best[3]
         elif fallback is not None:
-            picked, no_safe_mode = fallback[2], True
+            picked, span, no_safe_mode = fallback[2], fallback[3], True
         else:
             continue  # an actuator with no usable mode gets no instruction
         choices.append(picked)
-        acc_rate += picked.fill_rate
+        acc_down += span[0]
+        acc_up += span[1]
         acc_power += picked.power_w
     got_kw = -acc_power / 1000.0
     reason: str | None = None
