@@ -499,3 +499,47 @@ def test_fill_level_holds_over_any_setpoints_through_the_websocket(fill, leak, s
             assert min(bat.trace) >= -1e-6
 
     run(scenario())
+
+
+def test_a_flood_of_garbage_does_not_hold_up_the_honest_rms() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d = site.driver
+            ws = await connect(d.endpoints["bat-1"])
+
+            async def flood() -> None:
+                for i in range(300):
+                    await ws.send("{bad" if i % 2 else json.dumps({"message_type": "X"}))
+
+            flooding = asyncio.create_task(flood())
+            for p in (-1.0, 2.0, -3.0):
+                res = await d.apply("bat-1", p, time.time() + 600)
+                assert res.accepted
+                assert site.bat.power_w() == pytest.approx(-p * 1000)
+            await flooding
+            statuses = [json.loads(await asyncio.wait_for(ws.recv(), 5)) for _ in range(300)]
+            assert {s["status"] for s in statuses} == {"INVALID_DATA", "INVALID_MESSAGE"}
+            await ws.close()
+
+    run(scenario())
+
+
+def test_an_rm_that_stops_answering_during_the_handshake_is_dropped() -> None:
+    async def scenario() -> None:
+        driver = build_s2_driver(configs(reception_timeout_s=0.2))
+        await driver.start()
+        try:
+            ws = await connect(driver.endpoints["bat-1"])
+            await ws.send(_handshake([S2_VERSION]))
+            assert (await _recv_status(ws))["status"] == "OK"
+            # The CEM's own Handshake comes; this peer never acknowledges it.
+            first = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert first["message_type"] == "Handshake"
+            assert first["role"] == "CEM"
+            with pytest.raises(ConnectionClosed):
+                await _drain(ws)
+            assert ws.close_code == 1011
+        finally:
+            await driver.close()
+
+    run(scenario())
