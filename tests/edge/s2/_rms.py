@@ -137,6 +137,8 @@ class BatteryPhysics:
     mode: FRBCOperationMode | None = None
     factor: float = 0.0
     controlled: bool = False
+    reject: bool = False
+    """Reject every instruction (InstructionStatusUpdate REJECTED)."""
     instructions: list[FRBCInstruction] = field(default_factory=list)
     trace: list[float] = field(default_factory=list)
     """Every fill level the battery went through."""
@@ -167,6 +169,7 @@ class BatteryFRBC(FRBCControlType):
         assert isinstance(msg, FRBCInstruction)
         modes = {m.id: m for m in self.phys.modes}
         ok = msg.operation_mode in modes and 0.0 <= msg.operation_mode_factor <= 1.0
+        ok = ok and not self.phys.reject
         await connection.send_and_forget(
             InstructionStatusUpdate(
                 message_id=uuid.uuid4(),

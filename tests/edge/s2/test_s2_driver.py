@@ -10,12 +10,18 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from s2python.common import ControlType
+from s2python.common import (
+    ControlType,
+    Duration,
+    PowerForecast,
+    PowerForecastElement,
+    PowerForecastValue,
+)
 from s2python.version import S2_VERSION
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -24,6 +30,7 @@ from gridflock.edge.driver import DriverError, LocalDriver
 from gridflock.edge.s2 import S2DeviceConfig, S2Driver, build_s2_driver
 
 from ._rms import (
+    L1,
     P_MAX_W,
     RM,
     AppliancePPBC,
@@ -541,5 +548,44 @@ def test_an_rm_that_stops_answering_during_the_handshake_is_dropped() -> None:
             assert ws.close_code == 1011
         finally:
             await driver.close()
+
+    run(scenario())
+
+
+def test_a_rejected_instruction_refuses_the_setpoint_and_forecasts_give_the_baseline() -> None:
+    async def scenario() -> None:
+        async with Site() as site:
+            d, bat, rm = site.driver, site.bat, site.bat_rm
+            assert rm is not None
+            bat.reject = True
+            res = await d.apply("bat-1", 2.0, time.time() + 600)
+            assert not res.accepted
+            assert "rejected FRBC.Instruction" in (res.reason or "")
+            assert bat.power_w() == 0.0
+            now = datetime.now(UTC)
+            await rm.send(
+                PowerForecast(
+                    message_id=uuid.uuid4(),
+                    start_time=now - timedelta(minutes=1),
+                    elements=[
+                        PowerForecastElement(
+                            duration=Duration.from_milliseconds(3_600_000),
+                            power_values=[
+                                PowerForecastValue(value_expected=1500.0, commodity_quantity=L1)
+                            ],
+                        )
+                    ],
+                )
+            )
+            await rm.measure(1200.0)
+            await until(lambda: d.session("bat-1").measurement is not None)  # type: ignore[union-attr]
+            [r] = [r for r in await d.read() if r.device_id == "bat-1"]
+            assert r.p_kw == pytest.approx(-1.2)
+            assert r.p_baseline_kw == pytest.approx(-1.5)
+            # An appliance asked to deliver power says it cannot.
+            res = await d.apply("wm-1", 1.0, time.time() + 600)
+            assert res.accepted
+            assert res.applied_kw == 0.0
+            assert "cannot deliver" in (res.reason or "")
 
     run(scenario())

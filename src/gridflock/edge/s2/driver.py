@@ -361,6 +361,8 @@ class S2Driver:
             )
         elif p_kw < 0 and got_kw > p_kw + 1e-6:
             reason = f"the appliance's profile takes only {-got_kw:.3f} kW now"
+        elif p_kw > got_kw + 1e-6:
+            reason = f"an appliance cannot deliver to the grid; it takes {-got_kw:.3f} kW now"
         return ApplyResult(device_id, True, reason, got_kw)
 
     async def _schedule(
