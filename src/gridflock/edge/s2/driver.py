@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 
 _FRBC = ControlType.FILL_RATE_BASED_CONTROL
 _PPBC = ControlType.POWER_PROFILE_BASED_CONTROL
-_FACTOR_TOL = 1e-3
+_FACTOR_TOL = 1e-6
+"""A re-plan that moves a factor less than this sends nothing (the same instruction)."""
 _MAX_MESSAGE_BYTES = 1 << 20
 
 
