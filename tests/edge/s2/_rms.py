@@ -137,6 +137,8 @@ class BatteryPhysics:
     mode: FRBCOperationMode | None = None
     factor: float = 0.0
     controlled: bool = False
+    label: str = "%"
+    """The storage's fill_level_label ("°C" for a water heater's tank)."""
     reject: bool = False
     """Reject every instruction (InstructionStatusUpdate REJECTED)."""
     instructions: list[FRBCInstruction] = field(default_factory=list)
@@ -202,7 +204,7 @@ class BatteryFRBC(FRBCControlType):
                 ],
                 storage=FRBCStorageDescription(
                     fill_level_range=NumberRange(start_of_range=0.0, end_of_range=100.0),
-                    fill_level_label="%",
+                    fill_level_label=p.label,
                     provides_leakage_behaviour=p.leakage > 0,
                     provides_fill_level_target_profile=False,
                     provides_usage_forecast=False,

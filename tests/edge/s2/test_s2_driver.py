@@ -593,3 +593,30 @@ def test_a_rejected_instruction_refuses_the_setpoint_and_forecasts_give_the_base
             assert "cannot deliver" in (res.reason or "")
 
     run(scenario())
+
+
+def test_a_water_heater_reports_its_tank_temperature_not_a_soc() -> None:
+    async def scenario() -> None:
+        rid = uuid.uuid4()
+        driver = build_s2_driver(
+            [S2DeviceConfig(device_id="wh-1", kind="water_heater", resource_id=rid, listen_port=0)]
+        )
+        await driver.start()
+        tank = BatteryPhysics(fill=55.0, label="°C")
+        rm = RM(driver.endpoints["wh-1"], str(rid), BatteryFRBC(tank))
+        try:
+            await rm.start()
+            await until(
+                lambda: driver.session("wh-1") is not None and driver.session("wh-1").ready.is_set()
+            )  # type: ignore[union-attr]
+            await rm.measure(2000.0)
+            await until(lambda: driver.session("wh-1").measurement is not None)  # type: ignore[union-attr]
+            [r] = await driver.read()
+            assert r.p_kw == pytest.approx(-2.0)
+            assert math.isnan(r.soc)
+            assert r.extras == {"t_tank_c": 55.0}
+        finally:
+            await rm.stop()
+            await driver.close()
+
+    run(scenario())
