@@ -60,7 +60,8 @@ class Mosquitto:
             )
 
         def up() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            assert self.proc is not None
+            assert self.proc.poll() is None, self.log.read_text()
             try:
                 socket.create_connection((HOST, self.port), timeout=0.2).close()
             except OSError:
@@ -100,7 +101,9 @@ class ServiceSide:
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
         g = self.gateway
-        client.subscribe([(f"gf/v1/{g}/telemetry", 1), (f"gf/v1/{g}/ack", 1), (f"gf/v1/{g}/status", 1)])
+        client.subscribe(
+            [(f"gf/v1/{g}/telemetry", 1), (f"gf/v1/{g}/ack", 1), (f"gf/v1/{g}/status", 1)]
+        )
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         obj = json.loads(msg.payload)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gridflock.edge.gateway import CONTROL_TICK_S, EdgeGateway
 
-from ._site import Mosquitto, ServiceSide, Site, wait_for
+from ._site import Mosquitto, ServiceSide, Site
 
 
 def test_broker_killed_mid_event_devices_revert_and_buffered_readings_all_arrive(
@@ -55,7 +55,8 @@ async def _scenario(broker: Mosquitto, site: Site, svc: ServiceSide, cfg) -> Non
     run = asyncio.create_task(gw.run())
     try:
         await _wait(lambda: len(svc.keys()) >= 3, 10, "first telemetry")
-        assert svc.status and svc.status[-1]["status"] == "online"
+        assert svc.status
+        assert svc.status[-1]["status"] == "online"
         # an event: charge the battery at 3 kW, cap PV at 1 kW, for 3 s
         now = time.time()
         until = now + 3.0
@@ -64,10 +65,22 @@ async def _scenario(broker: Mosquitto, site: Site, svc: ServiceSide, cfg) -> Non
                 "v": 1,
                 "issued_at": now,
                 "commands": [
-                    {"id": "ev/bat/1", "device": "site-bat", "seq": 1, "p_setpoint_kw": -3.0,
-                     "valid_until": until, "event": "ev"},
-                    {"id": "ev/pv/1", "device": "site-pv", "seq": 1, "p_setpoint_kw": 1.0,
-                     "valid_until": until, "event": "ev"},
+                    {
+                        "id": "ev/bat/1",
+                        "device": "site-bat",
+                        "seq": 1,
+                        "p_setpoint_kw": -3.0,
+                        "valid_until": until,
+                        "event": "ev",
+                    },
+                    {
+                        "id": "ev/pv/1",
+                        "device": "site-pv",
+                        "seq": 1,
+                        "p_setpoint_kw": 1.0,
+                        "valid_until": until,
+                        "event": "ev",
+                    },
                 ],
             }
         )
@@ -86,8 +99,11 @@ async def _scenario(broker: Mosquitto, site: Site, svc: ServiceSide, cfg) -> Non
         broker.kill()
         killed_at = time.time()
         assert killed_at < until
-        await _wait(lambda: site.bat.requested_kw == site.bat.own_p_kw, until - time.time() + 2,
-                    "the battery to revert")
+        await _wait(
+            lambda: site.bat.requested_kw == site.bat.own_p_kw,
+            until - time.time() + 2,
+            "the battery to revert",
+        )
         reverted_at = time.time()
         await _wait(lambda: site.pv.limit_pct == 100.0, 1, "PV to revert")
         # within the command lifetime (one control tick of slack)

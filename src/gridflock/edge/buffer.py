@@ -47,7 +47,7 @@ class ReadingBuffer:
     def peek(self, n: int) -> list[DeviceReading]:
         """The ``n`` oldest readings over all devices, by ``ts`` (not removed)."""
         merged = heapq.merge(*self._rings.values(), key=lambda r: r.ts)
-        out = []
+        out: list[DeviceReading] = []
         for r in merged:
             if len(out) >= n:
                 break

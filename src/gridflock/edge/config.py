@@ -214,7 +214,8 @@ def _entry_adapter() -> TypeAdapter[Any]:
     entries = tuple(p.entry for p in _PROTOCOLS.values())
     if len(entries) == 1:
         return TypeAdapter(entries[0])
-    return TypeAdapter(Annotated[Union[entries], Field(discriminator="protocol")])  # noqa: UP007
+    union: Any = Annotated[Union[entries], Field(discriminator="protocol")]  # noqa: UP007
+    return TypeAdapter(union)
 
 
 def _where(loc: Sequence[int | str], raw: dict[str, Any]) -> tuple[str, str]:
@@ -307,9 +308,7 @@ def _cross_checks(devices: Sequence[Any], source: str) -> list[Problem]:
             addr[key] = d.id
             if d.kind == "meter" and d.safe_mode != "own_control":
                 out.append(
-                    Problem(
-                        source, f"device {d.id}", "safe_mode", "a meter takes no setpoints"
-                    )
+                    Problem(source, f"device {d.id}", "safe_mode", "a meter takes no setpoints")
                 )
     return out
 
@@ -333,4 +332,3 @@ def load_config(path: str | Path) -> EdgeConfig:
             [Problem(source, line, "", f"YAML syntax error: {getattr(e, 'problem', e)}")]
         ) from None
     return parse_config(raw, source)
-

@@ -44,16 +44,14 @@ class ControlTable:
 
     def screen_schedules(self, schedules: Sequence[Schedule], now: float) -> list[CommandAck]:
         """Verdicts on schedules (unknown device, expired, replayed; own seq)."""
-        return screen_schedules(
-            schedules, self.last_schedule_seq, now, self.devices.__contains__
-        )
+        return screen_schedules(schedules, self.last_schedule_seq, now, self.devices.__contains__)
 
     def hold(self, device: str, command_id: str, p_kw: float, valid_until: float) -> None:
         """Keep an accepted setpoint until ``valid_until``."""
         self.commands[device] = HeldCommand(command_id, p_kw, valid_until)
 
     def release(self, device: str) -> None:
-        """Drop the device's command (``p_setpoint_kw: null``): back to its schedule or safe mode."""
+        """Drop the device's command (``p_setpoint_kw: null``): its schedule or safe mode next."""
         self.commands.pop(device, None)
 
     def drop_commands(self) -> list[str]:

@@ -217,9 +217,7 @@ class EdgeGateway:
         from gmqtt import Client, Message
 
         g = self.config.gateway
-        will = Message(
-            status_topic(self.gateway_id), encode_status("offline"), qos=1, retain=True
-        )
+        will = Message(status_topic(self.gateway_id), encode_status("offline"), qos=1, retain=True)
         client = Client(
             self.gateway_id, will_message=will, session_expiry_interval=_SESSION_EXPIRY_S
         )
@@ -228,9 +226,7 @@ class EdgeGateway:
         if secret is not None:
             client.set_auth_credentials(self.gateway_id, secret)
         client.on_connect = lambda cl, flags, rc, props: self._on_connect()
-        client.on_message = lambda cl, topic, payload, qos, props: self._on_message(
-            topic, payload
-        )
+        client.on_message = lambda cl, topic, payload, qos, props: self._on_message(topic, payload)
         delay = 1.0
         while not self._stop.is_set():
             try:
@@ -261,8 +257,10 @@ class EdgeGateway:
 
     def _subscribe_and_announce(self, client: Any, subscription: Any) -> None:
         client.subscribe(
-            [subscription(cmd_topic(self.gateway_id), qos=1, no_local=True)]
-            + [subscription(ack_topic(self.gateway_id), qos=1, no_local=True)]
+            [
+                subscription(cmd_topic(self.gateway_id), qos=1, no_local=True),
+                subscription(ack_topic(self.gateway_id), qos=1, no_local=True),
+            ]
         )
         client.publish(
             status_topic(self.gateway_id),

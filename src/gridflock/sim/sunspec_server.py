@@ -145,8 +145,8 @@ class SunSpecUnit:
             data[(reg - start) * 2 : (reg - start) * 2 + 2] = (int(v) & 0xFFFF).to_bytes(2, "big")
         touched = [(self._layout[k][1], bytes(d)) for k, d in patched.items()]
         saved = [(m, m.get_mb()) for m, _ in touched]
-        for m, data in touched:
-            m.set_mb(data)
+        for m, new in touched:
+            m.set_mb(new)
             if self.check_write(m) is not None:
                 for m0, old in saved:
                     m0.set_mb(old)
@@ -269,6 +269,7 @@ class PvInverterUnit(SunSpecUnit):
         return 100.0 if not on or pct is None else pct
 
     def refresh(self) -> None:
+        """Physics state → point values."""
         self.p_kw = min(self.available_kw, self.rating_kw * self.limit_pct / 100.0)
         if self.flavour == "1xx":
             self.model(103).W.cvalue = round(self.p_kw * 1000.0)
@@ -276,6 +277,7 @@ class PvInverterUnit(SunSpecUnit):
             self.model(701).W.cvalue = round(self.p_kw * 1000.0)
 
     def check_write(self, model: Any) -> str | None:
+        """Refuse control values outside the points' ranges."""
         if model.model_id in (123, 704):
             pct = _val(model.WMaxLimPct)
             if pct is not None and not 0.0 <= pct <= 100.0:
@@ -385,6 +387,7 @@ class BatteryUnit(SunSpecUnit):
         return (_val(self.model(124).MinRsvPct) or 0.0) / 100.0
 
     def advance(self, dt_s: float) -> None:
+        """Move the state of charge on by ``dt_s`` at the requested power."""
         soc, p = battery_step(
             np.array([self.soc]),
             np.array([self.requested_kw]),
@@ -401,6 +404,7 @@ class BatteryUnit(SunSpecUnit):
         self.p_kw = float(p[0])
 
     def refresh(self) -> None:
+        """Physics state → point values."""
         # the power a step from now would have, so a write shows at once on the next read
         _, p = battery_step(
             np.array([self.soc]),
@@ -423,6 +427,7 @@ class BatteryUnit(SunSpecUnit):
         self.model(124).ChaSt.value = 4 if w > 0 else (6 if w < 0 else 3)
 
     def check_write(self, model: Any) -> str | None:
+        """Refuse control values outside the points' ranges."""
         if model.model_id == 124:
             for name in ("OutWRte", "InWRte"):
                 v = _val(getattr(model, name))
@@ -458,6 +463,7 @@ class MeterUnit(SunSpecUnit):
         self.refresh()
 
     def refresh(self) -> None:
+        """Physics state → point values."""
         for u in self.units:
             u.step()
         net_export = sum(u.p_kw for u in self.units) - float(self.load_kw(self.clock()))
@@ -468,7 +474,9 @@ class MeterUnit(SunSpecUnit):
 class SunSpecServer:
     """A Modbus TCP server on ``host:port`` carrying ``units`` (unit id → unit)."""
 
-    def __init__(self, units: dict[int, SunSpecUnit], host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self, units: dict[int, SunSpecUnit], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         if not units:
             raise ValueError("a SunSpec server needs at least one unit")
         for uid in units:
@@ -477,7 +485,7 @@ class SunSpecServer:
         self.units = dict(units)
         self.host = host
         self.port = port
-        self._server: ModbusTcpServer | None = None
+        self._server: Any = None  # pymodbus ModbusTcpServer (untyped)
 
     async def start(self) -> None:
         """Listen (``port`` 0 is not allowed by pymodbus: give a free port)."""

@@ -31,7 +31,7 @@ class PymodbusSunSpecDevice(SunSpecModbusClientDevice):  # type: ignore[misc]
     def __init__(self, host: str, port: int, unit: int, timeout_s: float = 2.0) -> None:
         super().__init__(model_class=SunSpecModbusClientModel)
         self.host, self.port, self.unit = host, port, unit
-        self.client = ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
+        self.client: Any = ModbusTcpClient(host, port=port, timeout=timeout_s, retries=0)
 
     def where(self) -> str:
         """``host:port unit N`` for messages."""

@@ -1,4 +1,4 @@
-"""``gridflock edge discover``: which SunSpec devices answer on a host's unit ids, with what models."""
+"""``gridflock edge discover``: which SunSpec devices answer on a range of unit ids, with what."""
 
 from __future__ import annotations
 

@@ -99,6 +99,7 @@ class SunSpecDriver:
 
     @property
     def device_ids(self) -> Sequence[str]:
+        """The Gridflock ids of the configured devices."""
         return list(self._devs)
 
     def rating_kw(self, device_id: str) -> float:
@@ -107,6 +108,7 @@ class SunSpecDriver:
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
+        """Scan every device and check it can do what its entry says; DriverError lists all."""
         problems = await asyncio.gather(
             *(asyncio.to_thread(self._start_one, d) for d in self._devs.values())
         )
@@ -129,13 +131,10 @@ class SunSpecDriver:
         if missing:
             return f"{where}: lacks SunSpec model(s) {missing} of the configuration (has {found})"
         read_ids = METER_READ if c.kind == "meter" else INVERTER_READ
-        if _first(d.models, read_ids) is None and not (
-            c.kind == "battery" and 802 in d.models
-        ):
+        if _first(d.models, read_ids) is None and not (c.kind == "battery" and 802 in d.models):
             return f"{where}: no model to read its power from ({list(read_ids)}); has {found}"
-        if c.kind == "pv":
-            if _first(d.models, PV_CONTROL) is None:
-                return f"{where}: no power-limit control (model 123 or 704); has {found}"
+        if c.kind == "pv" and _first(d.models, PV_CONTROL) is None:
+            return f"{where}: no power-limit control (model 123 or 704); has {found}"
         if c.kind == "battery":
             if _first(d.models, BATTERY_CONTROL) is None:
                 return f"{where}: no storage control (model 124); has {found}"
@@ -167,6 +166,7 @@ class SunSpecDriver:
 
     # ------------------------------------------------------------------ read
     async def read(self) -> list[DeviceReading]:
+        """Read the devices whose poll interval is due, in parallel threads."""
         now = self.monotonic()
         due = [d for d in self._devs.values() if d.next_due <= now]
         for d in due:
@@ -224,6 +224,7 @@ class SunSpecDriver:
 
     # ------------------------------------------------------------------ control
     async def apply(self, device_id: str, p_setpoint_kw: float, valid_until: float) -> ApplyResult:
+        """Write a setpoint (clipped to the device's ranges; the result says so)."""
         d = self._devs.get(device_id)
         if d is None:
             return ApplyResult(device_id, False, "unknown_device")
@@ -292,6 +293,7 @@ class SunSpecDriver:
         m.write()
 
     async def release(self, device_id: str) -> None:
+        """Put the device in its safe mode (own control, or 0 kW)."""
         d = self._devs.get(device_id)
         if d is None or d.cfg.kind == "meter":
             return
@@ -320,6 +322,7 @@ class SunSpecDriver:
             raise DriverError(f"device {d.cfg.id}: not released: {_short(e)}") from None
 
     async def close(self) -> None:
+        """Release every device and close the Modbus links."""
         for dev_id in self._devs:
             try:
                 await self.release(dev_id)
