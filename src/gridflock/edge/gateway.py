@@ -416,20 +416,24 @@ class EdgeGateway:
         except DriverError as e:
             log.warning("%s", e)
 
+    async def control_step(self) -> None:
+        """One control tick: the silence watchdog, then every device to its target."""
+        now = self.clock()
+        if self.table.commands and now - self.last_heard > self.config.failsafe.silence_s:
+            gone = self.table.drop_commands()
+            self.stats.silences += 1
+            log.warning(
+                "service silent for %.0f s: %d device(s) back to schedule or safe mode",
+                now - self.last_heard,
+                len(gone),
+            )
+        async with self._cmd_lock:
+            for device in self.driver_of:
+                await self._settle(device, now)
+
     async def _control_loop(self) -> None:
         while not self._stop.is_set():
-            now = self.clock()
-            if self.table.commands and now - self.last_heard > self.config.failsafe.silence_s:
-                gone = self.table.drop_commands()
-                self.stats.silences += 1
-                log.warning(
-                    "service silent for %.0f s: %d device(s) back to schedule or safe mode",
-                    now - self.last_heard,
-                    len(gone),
-                )
-            async with self._cmd_lock:
-                for device in self.driver_of:
-                    await self._settle(device, now)
+            await self.control_step()
             await asyncio.sleep(CONTROL_TICK_S)
 
     # ------------------------------------------------------------------ telemetry

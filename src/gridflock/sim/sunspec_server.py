@@ -96,6 +96,9 @@ class SunSpecUnit:
         """Why the model's new control values are refused (None: accepted)."""
         return None
 
+    def written(self, model: Any) -> None:
+        """A write to ``model`` was accepted (start revert timers here)."""
+
     # -- registers
     def step(self) -> None:
         """Advance the physics to ``clock()`` and refresh the points."""
@@ -152,6 +155,8 @@ class SunSpecUnit:
                     m0.set_mb(old)
                 return ExcCodes.ILLEGAL_VALUE
         self.writes += 1
+        for m, _ in touched:
+            self.written(m)
         self.refresh()
         return None
 
@@ -237,7 +242,13 @@ class PvInverterUnit(SunSpecUnit):
                 _model(103, {"W_SF": 0, "WH_SF": 0, "Hz_SF": -2, "St": 4, "W": 0, "WH": 0}),
                 _model(
                     123,
-                    {"WMaxLimPct_SF": -1, "WMaxLimPct": 100.0, "WMaxLim_Ena": 0, "Conn": 1},
+                    {
+                        "WMaxLimPct_SF": -1,
+                        "WMaxLimPct": 100.0,
+                        "WMaxLim_Ena": 0,
+                        "WMaxLimPct_RvrtTms": 0,
+                        "Conn": 1,
+                    },
                 ),
             ]
         else:
@@ -245,10 +256,32 @@ class PvInverterUnit(SunSpecUnit):
                 common,
                 _model(701, {"W_SF": 0, "W": 0, "ACType": 1, "InvSt": 2}),
                 _model(702, {"W_SF": 1, "WMaxRtg": w_rtg, "WMax": w_rtg}),
-                _model(704, {"WMaxLimPct_SF": -1, "WMaxLimPctEna": 0, "WMaxLimPct": 100.0}),
+                _model(
+                    704,
+                    {
+                        "WMaxLimPct_SF": -1,
+                        "WMaxLimPctEna": 0,
+                        "WMaxLimPct": 100.0,
+                        "WMaxLimPctRvrtTms": 0,
+                    },
+                ),
             ]
+        self.revert_at = math.inf
+        """When the device drops its power limit by itself (its revert timer) [UTC epoch s]."""
         super().__init__(models, clock)
         self.refresh()
+
+    def _limit_model(self) -> tuple[Any, str, str]:
+        if self.flavour == "1xx":
+            return self.model(123), "WMaxLim_Ena", "WMaxLimPct_RvrtTms"
+        return self.model(704), "WMaxLimPctEna", "WMaxLimPctRvrtTms"
+
+    def written(self, model: Any) -> None:
+        """A limit written with a revert time lapses by itself after it (0: never)."""
+        m, ena, rvrt = self._limit_model()
+        if model is m:
+            t = m.points[rvrt].value or 0
+            self.revert_at = self.clock() + t if t and m.points[ena].value == 1 else math.inf
 
     @property
     def available_kw(self) -> float:
@@ -259,12 +292,11 @@ class PvInverterUnit(SunSpecUnit):
     @property
     def limit_pct(self) -> float:
         """The active power limit in force [% of the rating] (100 when none)."""
-        if self.flavour == "1xx":
-            m = self.model(123)
-            on = m.WMaxLim_Ena.value == 1
-        else:
-            m = self.model(704)
-            on = m.WMaxLimPctEna.value == 1
+        m, ena, _ = self._limit_model()
+        if self.clock() >= self.revert_at:  # the device's own fail-safe
+            m.points[ena].value = 0
+            self.revert_at = math.inf
+        on = m.points[ena].value == 1
         pct = _val(m.WMaxLimPct)
         return 100.0 if not on or pct is None else pct
 
@@ -342,6 +374,7 @@ class BatteryUnit(SunSpecUnit):
                     "ChaState": self.soc * 100.0,
                     "OutWRte": 0.0,
                     "InWRte": 0.0,
+                    "InOutWRte_RvrtTms": 0,
                     "ChaSt": 3,
                 },
             ),
@@ -366,13 +399,25 @@ class BatteryUnit(SunSpecUnit):
                 },
             ),
         ]
+        self.revert_at = math.inf
+        """When the device drops its storage control by itself (its revert timer)."""
         super().__init__(models, clock)
         self.refresh()
+
+    def written(self, model: Any) -> None:
+        """Rates written with a revert time lapse by themselves after it (0: never)."""
+        if model.model_id == 124:
+            t = model.InOutWRte_RvrtTms.value or 0
+            active = int(model.StorCtl_Mod.value or 0) != 0
+            self.revert_at = self.clock() + t if t and active else math.inf
 
     @property
     def requested_kw(self) -> float:
         """The power model 124 asks for now [kW], generator sign (own control without)."""
         m = self.model(124)
+        if self.clock() >= self.revert_at:  # the device's own fail-safe
+            m.StorCtl_Mod.value = 0
+            self.revert_at = math.inf
         mode = int(m.StorCtl_Mod.value or 0)
         base = _val(m.WChaMax) or 0.0
         if mode & _STORCTL_DISCHARGE:

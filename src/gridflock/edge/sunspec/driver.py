@@ -114,6 +114,8 @@ class SunSpecDriver:
         )
         bad = [p for p in problems if p]
         if bad:
+            for d in self._devs.values():
+                d.link.close()
             raise DriverError("; ".join(bad))
 
     def _start_one(self, d: _Dev) -> str | None:
