@@ -74,7 +74,7 @@ class GatewayConfig(_Closed):
     def _scheme(cls, v: str) -> str:
         head = v.split("://", 1)[0].lower() if "://" in v else "mqtt"
         if head not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"use mqtt://host:port or mqtts://host:port, got {v!r}")
+            raise ValueError("use mqtt://host:port or mqtts://host:port")
         return v
 
     def secret(self) -> str | None:
@@ -258,6 +258,17 @@ def parse_config(raw: Any, source: str = "<config>") -> EdgeConfig:
     raw_devices = raw.get("devices")
     if isinstance(raw_devices, list):
         for i, d in enumerate(raw_devices):
+            if isinstance(d, dict) and d.get("protocol") not in _PROTOCOLS:
+                entry, _ = _where(("devices", i), raw)
+                problems.append(
+                    Problem(
+                        source,
+                        entry,
+                        "protocol",
+                        f"unknown protocol {d.get('protocol')!r}; use one of {sorted(_PROTOCOLS)}",
+                    )
+                )
+                continue
             try:
                 devices.append(adapter.validate_python(d))
             except PydanticValidationError as e:
@@ -279,6 +290,10 @@ def parse_config(raw: Any, source: str = "<config>") -> EdgeConfig:
             problems.append(Problem(source, entry, fld, _msg(err)))
     if isinstance(raw_devices, list) and not raw_devices:
         problems.append(Problem(source, "devices", "", "give at least one device"))
+    if isinstance(raw_devices, list):
+        ids = [d.get("id") for d in raw_devices if isinstance(d, dict)]
+        for dup in sorted({i for i in ids if isinstance(i, str) and ids.count(i) > 1}):
+            problems.append(Problem(source, f"device {dup}", "id", "device id used twice"))
     problems.extend(_cross_checks(devices, source))
     if problems or cfg is None:
         raise ValidationError(problems)
@@ -286,14 +301,10 @@ def parse_config(raw: Any, source: str = "<config>") -> EdgeConfig:
 
 
 def _cross_checks(devices: Sequence[Any], source: str) -> list[Problem]:
-    """Problems between entries: duplicate ids and addresses, kinds a protocol lacks."""
+    """Problems between valid entries: two entries on one address, meters with a safe mode."""
     out: list[Problem] = []
-    seen: dict[str, int] = {}
     addr: dict[tuple[str, int, int], str] = {}
     for d in devices:
-        if d.id in seen:
-            out.append(Problem(source, f"device {d.id}", "id", "device id used twice"))
-        seen[d.id] = 1
         if isinstance(d, SunSpecDevice):
             key = (d.host, d.port, d.unit)
             if key in addr:
