@@ -40,14 +40,16 @@ def check(
     config: Annotated[Path, typer.Argument(help="Edge configuration file (YAML).")],
 ) -> None:
     """Validate a configuration file; lists every problem with its place, exits 2 if any."""
+    from gridflock.edge.config import SunSpecDevice
+
     cfg = _config(config)
     table = Table(title=f"{config}: gateway {cfg.gateway.id} -> {cfg.gateway.broker}")
     for col in ("device", "kind", "protocol", "address", "poll [s]", "safe mode"):
         table.add_column(col)
     for d in cfg.devices:
-        addr = getattr(d, "host", "")
-        if hasattr(d, "port"):
-            addr = f"{addr}:{d.port} unit {d.unit}"
+        addr = ""
+        if isinstance(d, SunSpecDevice):
+            addr = f"{d.host}:{d.port} unit {d.unit}"
         table.add_row(
             d.id, d.kind, getattr(d, "protocol", "?"), addr, f"{d.poll_interval_s:g}", d.safe_mode
         )
