@@ -14,6 +14,7 @@ import typer
 from rich.table import Table
 
 from gridflock.cli._app import _problems, app, err, fail, out
+from gridflock.cli.sim import sim_app
 from gridflock.domain import ValidationError
 
 if TYPE_CHECKING:
@@ -159,3 +160,56 @@ def run(
         f"{s.commands} commands, {s.schedules} schedules",
         highlight=False,
     )
+
+
+@sim_app.command("edge")
+def sim_edge(
+    sites: Annotated[int, typer.Option(min=1, max=500, help="Simulated sites.")] = 3,
+    mqtt: Annotated[
+        str, typer.Option(help="The service's broker, mqtt://host:port (mqtts:// for TLS).")
+    ] = "mqtt://127.0.0.1:1883",
+    password: Annotated[
+        str | None,
+        typer.Option(envvar="GRIDFLOCK_MQTT_PASSWORD", help="Every gateway's broker secret."),
+    ] = None,
+    tls_ca: Annotated[
+        Path | None, typer.Option(help="CA (PEM) of the broker's certificate.")
+    ] = None,
+    prefix: Annotated[str, typer.Option(help="Gateway ids are PREFIX-0001 ...")] = "edge",
+    poll: Annotated[float, typer.Option(min=1, max=3600, help="Poll interval [s].")] = 5.0,
+    fleet_out: Annotated[
+        Path | None,
+        typer.Option(help="Write the sites' fleet file (YAML) here, for the service, and go on."),
+    ] = None,
+) -> None:
+    """SunSpec Modbus devices behind edge gateways: one Modbus server and gateway per site."""
+    from gridflock.sim.edge_sites import SimulatedEdgeSites, edge_fleet_yaml
+
+    if fleet_out is not None:
+        fleet_out.write_text(edge_fleet_yaml(sites, prefix))
+        out.print(f"fleet of {sites} edge site(s) written to {fleet_out}", highlight=False)
+    sim = SimulatedEdgeSites(
+        sites,
+        mqtt,
+        password=password,
+        prefix=prefix,
+        poll_s=poll,
+        tls_ca=str(tls_ca) if tls_ca else None,
+    )
+    ports = ", ".join(str(s.server.port) for s in sim.sites[:5])
+    out.print(
+        f"simulating {sites} edge site(s) (PV, battery, meter on SunSpec Modbus TCP, ports "
+        f"{ports}{' ...' if sites > 5 else ''}) -> {mqtt}. Ctrl-C stops.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, sim.stop)
+        await sim.run()
+
+    asyncio.run(main())
+    out.print(f"stopped: {sim.readings_sent} readings sent", highlight=False)
