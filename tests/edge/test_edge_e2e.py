@@ -15,9 +15,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
-from gridflock.fleet.files import read_fleet
-from gridflock.sim.edge_sites import SimulatedEdgeSites, edge_fleet_yaml
 from tests.faults._harness import (
     Broker,
     PgSchema,
@@ -27,6 +24,9 @@ from tests.faults._harness import (
     provision,
     wait_until,
 )
+
+from gridflock.fleet.files import read_fleet
+from gridflock.sim.edge_sites import SimulatedEdgeSites, edge_fleet_yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
