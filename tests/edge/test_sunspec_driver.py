@@ -291,3 +291,48 @@ def test_unreachable_start_is_a_driver_error() -> None:
     drv = SunSpecDriver([dev(free_port(), 1, "meter", "m", timeout_s=0.3)])
     with pytest.raises(DriverError, match="no SunSpec device found"):
         asyncio.run(drv.start())
+
+
+class _HostilePv(PvInverterUnit):
+    """An inverter whose registers lie: a power scale factor of 10^4, a rating of 3.2 GW."""
+
+    lie = True
+
+    def refresh(self) -> None:
+        super().refresh()
+        if self.lie:
+            m = self.model(103)
+            m.W_SF.value = 4
+            m.W.value = 30_000  # 300 MW
+
+
+def test_hostile_register_values_are_refused_not_forwarded() -> None:
+    clock = Clock()
+    pv = _HostilePv(5.0, clock=clock)
+    bat = BatteryUnit(10.0, 5.0, clock=clock)
+    big = PvInverterUnit(5.0, clock=clock)
+    big.model(120).WRtg_SF.value = 5
+    big.model(120).WRtg.value = 32_000  # 3.2 GW
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver(
+            [dev(port, 1, "pv", "liar"), dev(port, 2, "battery", "bat"), dev(port, 3, "pv", "big")]
+        )
+        with pytest.raises(DriverError, match=r"big .*beyond 100000 kW; give p_max_kw"):
+            await drv.start()
+        drv = SunSpecDriver([dev(port, 1, "pv", "liar"), dev(port, 2, "battery", "bat")])
+        await drv.start()
+        bat.soc = 65.535  # a register of 0xFFFF-ish garbage
+        got = {r.device_id: r for r in await drv.read()}
+        assert "liar" not in got  # 300 MW is not forwarded
+        assert math.isnan(got["bat"].soc)
+        pv.lie = False
+        pv.model(103).W_SF.value = 0
+        bat.soc = 0.4
+        due_now(drv)
+        got = {r.device_id: r for r in await drv.read()}
+        assert got["liar"].p_kw == pytest.approx(pv.p_kw, abs=1e-3)
+        assert got["bat"].soc == pytest.approx(0.4)
+        await drv.close()
+
+    run_with({1: pv, 2: bat, 3: big}, body)

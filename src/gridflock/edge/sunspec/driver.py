@@ -42,6 +42,7 @@ from gridflock.edge.sunspec.models import (
     RATING_READ,
     SOC_READ,
 )
+from gridflock.gateways.mqtt.protocol import MAX_P_KW
 
 __all__ = ["SunSpecDriver"]
 
@@ -144,6 +145,11 @@ class SunSpecDriver:
                 return f"{where}: no state of charge (model 124 or 802); has {found}"
         if c.kind != "meter":
             d.rating_kw = self._rating(d)
+            if d.rating_kw > MAX_P_KW:
+                return (
+                    f"{where}: declares a rating of {d.rating_kw:.6g} kW, beyond "
+                    f"{MAX_P_KW:g} kW; give p_max_kw in the configuration"
+                )
             if not d.rating_kw > 0:
                 return (
                     f"{where}: declares no power rating (model 120 WRtg, 702 WMaxRtg or 124 "
@@ -219,9 +225,17 @@ class SunSpecDriver:
                 if sm is not m:
                     sm.read()
                 soc = _num(sm.SoC if mid == 802 else sm.ChaState) / 100.0
+                if not -0.005 <= soc <= 1.005:  # rounding kept, garbage dropped
+                    if d.reachable and math.isfinite(soc):
+                        log.warning("device %s: state of charge %.6g %% ignored", c.id, soc * 100)
+                    soc = math.nan
                 soc = min(max(soc, 0.0), 1.0) if math.isfinite(soc) else math.nan
         if not math.isfinite(p_kw):
             raise SunSpecModbusClientError("power register not implemented (0x8000)")
+        if abs(p_kw) > MAX_P_KW:
+            raise SunSpecModbusClientError(
+                f"power {p_kw:.6g} kW is beyond {MAX_P_KW:g} kW: a scale factor or wiring error"
+            )
         return DeviceReading(c.id, ts, p_kw, soc)
 
     # ------------------------------------------------------------------ control
