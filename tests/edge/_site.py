@@ -80,7 +80,9 @@ class Mosquitto:
 class ServiceSide:
     """The service's end of protocol v1 (paho, own thread): records telemetry and acks."""
 
-    def __init__(self, port: int, gateway: str) -> None:
+    def __init__(
+        self, port: int, gateway: str, user: str | None = None, password: str | None = None
+    ) -> None:
         import paho.mqtt.client as paho
 
         self.gateway = gateway
@@ -96,6 +98,8 @@ class ServiceSide:
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)
+        if user is not None:
+            self.client.username_pw_set(user, password)
         self.client.connect(HOST, port, keepalive=30)
         self.client.loop_start()
 
@@ -152,11 +156,6 @@ class Site:
             {**base, "id": "site-meter", "kind": "meter", "unit": 3},
         ]
 
-    def config(self, broker_port: int, gateway: str = "gw-edge-1", **extra: Any) -> EdgeConfig:
-        return parse_config(
-            {
-                "gateway": {"id": gateway, "broker": f"mqtt://{HOST}:{broker_port}"},
-                "devices": self.devices(),
-                **extra,
-            }
-        )
+    def config(self, broker_port: int, **extra: Any) -> EdgeConfig:
+        gateway = {"id": "gw-edge-1", "broker": f"mqtt://{HOST}:{broker_port}"}
+        return parse_config({"gateway": gateway, "devices": self.devices(), **extra})
