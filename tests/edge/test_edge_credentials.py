@@ -11,8 +11,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from gridflock.edge.gateway import EdgeGateway
 from tests.faults._harness import SERVICE_USER, Broker
+
+from gridflock.edge.gateway import EdgeGateway
 
 from ._site import ServiceSide, Site
 
