@@ -111,9 +111,13 @@ class FailsafeConfig(_Closed):
     )
 
 
-class _DeviceBase(_Closed):
+class DeviceEntry(_Closed):
+    """What every device entry has; a protocol's entry model subclasses it with its address."""
+
     id: str = Field(min_length=1, max_length=256, description="Gridflock device id.")
-    kind: Literal["pv", "battery", "meter"] = Field(description="What the device is.")
+    kind: str = Field(
+        min_length=1, description="What the device is (``meter``: takes no setpoints)."
+    )
     poll_interval_s: float = Field(
         5.0, ge=MIN_POLL_S, le=3600.0, description="How often it is read [s]."
     )
@@ -124,10 +128,11 @@ class _DeviceBase(_Closed):
     )
 
 
-class SunSpecDevice(_DeviceBase):
+class SunSpecDevice(DeviceEntry):
     """A SunSpec Modbus TCP device (an inverter, a battery inverter, a meter)."""
 
     protocol: Literal["sunspec"]
+    kind: Literal["pv", "battery", "meter"] = Field(description="What the device is.")
     host: str = Field(min_length=1, description="IP address or host name of the device.")
     port: int = Field(502, ge=1, le=65535, description="Modbus TCP port.")
     unit: int = Field(1, ge=1, le=247, description="Modbus unit id.")
@@ -167,14 +172,14 @@ DriverFactory = Callable[[Sequence[Any]], "LocalDriver"]
 class ProtocolSpec:
     """A local protocol: its device entry model and the factory of its driver."""
 
-    entry: type[_DeviceBase]
+    entry: type[DeviceEntry]
     factory: DriverFactory
 
 
 _PROTOCOLS: dict[str, ProtocolSpec] = {}
 
 
-def register_protocol(name: str, entry: type[_DeviceBase], factory: DriverFactory) -> None:
+def register_protocol(name: str, entry: type[DeviceEntry], factory: DriverFactory) -> None:
     """Make ``protocol: name`` device entries valid; ``factory`` builds their driver."""
     _PROTOCOLS[name] = ProtocolSpec(entry, factory)
 
@@ -191,9 +196,6 @@ def _sunspec_factory(devices: Sequence[Any]) -> LocalDriver:
 
 
 register_protocol("sunspec", SunSpecDevice, _sunspec_factory)
-
-#: A device entry (a union over the registered protocols; validated by :func:`parse_config`).
-DeviceEntry = _DeviceBase
 
 
 class EdgeConfig(_Closed):

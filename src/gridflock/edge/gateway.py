@@ -39,7 +39,7 @@ from urllib.parse import urlsplit
 from gridflock.edge.buffer import ReadingBuffer
 from gridflock.edge.config import EdgeConfig, protocols
 from gridflock.edge.control import ControlTable
-from gridflock.edge.driver import DeviceReading, DriverError, LocalDriver
+from gridflock.edge.driver import ApplyResult, DeviceReading, LocalDriver
 from gridflock.gateways.mqtt.codec import (
     ProtocolError,
     decode_cmd,
@@ -369,9 +369,7 @@ class EdgeGateway:
                 await self._settle(cmd.device, now)
                 out.append(ack)
                 continue
-            res = await self.driver_of[cmd.device].apply(
-                cmd.device, cmd.p_setpoint_kw, cmd.valid_until
-            )
+            res = await self._apply(cmd.device, cmd.p_setpoint_kw, cmd.valid_until)
             if res.accepted:
                 p = res.applied_kw if res.applied_kw is not None else cmd.p_setpoint_kw
                 self.table.hold(cmd.device, cmd.id, p, cmd.valid_until)
@@ -402,19 +400,27 @@ class EdgeGateway:
         if target is None:
             await self._release(device)
             return
-        res = await self.driver_of[device].apply(device, target, until)
+        res = await self._apply(device, target, until)
         if res.accepted:
             self.applied[device] = res.applied_kw if res.applied_kw is not None else target
         else:
             log.warning("device %s: schedule slot %.3f kW refused: %s", device, target, res.reason)
+
+    async def _apply(self, device: str, p_kw: float, until: float) -> ApplyResult:
+        """The owning driver's verdict; a driver that fails is a ``device_error``, never a crash."""
+        try:
+            return await self.driver_of[device].apply(device, p_kw, until)
+        except Exception as e:  # one device's failure never stops the others or the loop
+            log.warning("device %s: setpoint %.3f kW failed: %s", device, p_kw, e)
+            return ApplyResult(device, False, "device_error")
 
     async def _release(self, device: str) -> None:
         try:
             await self.driver_of[device].release(device)
             self.applied[device] = None
             self.stats.releases += 1
-        except DriverError as e:
-            log.warning("%s", e)
+        except Exception as e:  # retried on the next control tick
+            log.warning("device %s: release failed: %s", device, e)
 
     async def control_step(self) -> None:
         """One control tick: the silence watchdog, then every device to its target."""
@@ -433,7 +439,10 @@ class EdgeGateway:
 
     async def _control_loop(self) -> None:
         while not self._stop.is_set():
-            await self.control_step()
+            try:
+                await self.control_step()
+            except Exception:  # the fail-safe must keep ticking whatever one tick hit
+                log.exception("control step failed")
             await asyncio.sleep(CONTROL_TICK_S)
 
     # ------------------------------------------------------------------ telemetry
