@@ -8,7 +8,7 @@ import time
 from gridflock.edge.gateway import EdgeGateway
 from gridflock.gateways.mqtt.protocol import Command, CommandMessage, Schedule, ScheduleMessage
 
-from ._site import Site
+from ._site import Site, free_port
 
 
 class Clock:
@@ -175,6 +175,47 @@ def test_schedule_slots_start_on_time_commands_win_and_silence_drops_commands_on
         finally:
             for d in gw.drivers:
                 await d.close()
+            await site.server.stop()
+
+    asyncio.run(main())
+
+
+def test_hostile_messages_far_future_commands_and_a_restart() -> None:
+    site = Site()
+    clock = Clock()
+
+    async def main() -> None:
+        await site.server.start()
+        # a restart mid-event: the battery still holds a setpoint from before
+        site.bat.model(124).StorCtl_Mod.value = 2  # discharge
+        site.bat.model(124).OutWRte.cvalue = 50.0
+        assert site.bat.requested_kw > 0
+        gw = EdgeGateway(site.config(free_port(), failsafe={"silence_s": 30}), clock=clock)
+        run = asyncio.create_task(gw.run())  # no broker at all: it keeps trying
+        try:
+            for _ in range(100):
+                if site.bat.requested_kw == 0.0:
+                    break
+                await asyncio.sleep(0.05)
+            assert site.bat.requested_kw == 0.0  # started from the safe mode
+            assert not gw.connected
+            # garbage on the cmd topic is counted and dropped
+            for junk in (b"not json", b'{"v": 2, "commands": []}', b"[]", b'{"v":1}' * 1000):
+                await gw._handle_cmd(junk)
+            assert gw.stats.bad_messages == 4
+            # a command valid for 30,000 years: the device's revert timer is capped, and
+            # the silence watchdog still ends it
+            now = clock.t
+            gw.last_heard = now
+            acks = await gw.handle_commands(_cmds(now, ("far", "site-bat", 1, 1.0, now + 1e12)))
+            assert acks[0].status == "accepted"
+            assert site.bat.model(124).InOutWRte_RvrtTms.value == 65_534
+            clock.t = now + 31
+            await gw.control_step()
+            assert site.bat.requested_kw == 0.0
+        finally:
+            gw.stop()
+            await asyncio.wait_for(run, 10)
             await site.server.stop()
 
     asyncio.run(main())

@@ -51,8 +51,8 @@ log = logging.getLogger(__name__)
 _CHARGE, _DISCHARGE = 1, 2
 #: Tolerance before a setpoint counts as clipped [kW].
 _CLIP_TOL_KW = 1e-3
-#: Longest revert timer written to a device [s] (a uint16 register).
-_MAX_RVRT_S = 65_535
+#: Longest revert timer written to a device [s] (a uint16 register; 0xFFFF means "none").
+_MAX_RVRT_S = 65_534
 
 
 def _first(models: dict[int, Any], ids: Sequence[int]) -> tuple[int, Any] | None:
