@@ -98,6 +98,11 @@ def test_file_errors_say_where(tmp_path: Path) -> None:
     p.write_text("- just\n- a list\n")
     with pytest.raises(ValidationError, match="must be a mapping"):
         load_config(p)
+    p.write_text("gateway: {id: g, broker: 'mqtt://g:pw@h'}\ndevices: [{}]\n")
+    with pytest.raises(ValidationError) as e:
+        load_config(p)
+    assert "no credentials in the URL" in str(e.value)
+    assert "pw" not in str(e.value).replace("password", "")
     p.write_text("gateway: {id: g, broker: 'mqtt://h'}\ndevices: []\n")
     with pytest.raises(ValidationError, match="at least one device"):
         load_config(p)

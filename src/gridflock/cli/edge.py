@@ -15,6 +15,7 @@ from rich.table import Table
 
 from gridflock.cli._app import _problems, app, err, fail, out
 from gridflock.cli.sim import sim_app
+from gridflock.config import mask_url
 from gridflock.domain import ValidationError
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def check(
     from gridflock.edge.config import SunSpecDevice
 
     cfg = _config(config)
-    table = Table(title=f"{config}: gateway {cfg.gateway.id} -> {cfg.gateway.broker}")
+    table = Table(title=f"{config}: gateway {cfg.gateway.id} -> {mask_url(cfg.gateway.broker)}")
     for col in ("device", "kind", "protocol", "address", "poll [s]", "safe mode"):
         table.add_column(col)
     for d in cfg.devices:
@@ -147,7 +148,8 @@ def run(
         await gw.run()
 
     out.print(
-        f"edge gateway {cfg.gateway.id}: {len(cfg.devices)} device(s) -> {cfg.gateway.broker}",
+        f"edge gateway {cfg.gateway.id}: {len(cfg.devices)} device(s) -> "
+        f"{mask_url(cfg.gateway.broker)}",
         highlight=False,
     )
     try:
@@ -199,7 +201,7 @@ def sim_edge(
     ports = ", ".join(str(s.server.port) for s in sim.sites[:5])
     out.print(
         f"simulating {sites} edge site(s) (PV, battery, meter on SunSpec Modbus TCP, ports "
-        f"{ports}{' ...' if sites > 5 else ''}) -> {mqtt}. Ctrl-C stops.",
+        f"{ports}{' ...' if sites > 5 else ''}) -> {mask_url(mqtt)}. Ctrl-C stops.",
         highlight=False,
         soft_wrap=True,
     )

@@ -75,6 +75,11 @@ class GatewayConfig(_Closed):
         head = v.split("://", 1)[0].lower() if "://" in v else "mqtt"
         if head not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError("use mqtt://host:port or mqtts://host:port")
+        if "@" in v.split("://", 1)[-1].split("/", 1)[0]:
+            raise ValueError(
+                "no credentials in the URL: the user name is the gateway id, the secret goes "
+                "in password or password_file"
+            )
         return v
 
     def secret(self) -> str | None:
@@ -236,9 +241,14 @@ def _where(loc: Sequence[int | str], raw: dict[str, Any]) -> tuple[str, str]:
     return "", ""
 
 
+#: Fields whose value is never echoed in a problem (it may hold a secret).
+_SECRET_FIELDS = frozenset({"password", "password_file", "broker"})
+
+
 def _msg(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] not in ("missing", "extra_forbidden") and "input" in err:
+    secret = bool(_SECRET_FIELDS & {str(x) for x in err["loc"]})
+    if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not secret:
         shown = repr(err["input"])
         msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     if err["type"] == "union_tag_invalid":
