@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 from gridflock.edge.gateway import EdgeGateway
 from gridflock.gateways.mqtt.protocol import Command, CommandMessage, Schedule, ScheduleMessage
@@ -219,3 +220,66 @@ def test_hostile_messages_far_future_commands_and_a_restart() -> None:
             await site.server.stop()
 
     asyncio.run(main())
+
+
+def test_a_restarted_gateway_keeps_sequence_numbers_and_schedules_not_commands(
+    tmp_path: Path,
+) -> None:
+    site = Site()
+    clock = Clock()
+    state = tmp_path / "edge-state.json"
+
+    cfg = site.config(free_port())
+    cfg = cfg.model_copy(update={"gateway": cfg.gateway.model_copy(update={"state_file": state})})
+
+    async def main() -> None:
+        await site.server.start()
+        t0 = clock.t
+        first = EdgeGateway(cfg, clock=clock)
+        for d in first.drivers:
+            await d.start()
+        sched = ScheduleMessage(
+            v=1,
+            type="schedule",
+            issued_at=t0,
+            schedules=[
+                Schedule(
+                    id="s",
+                    device="site-bat",
+                    seq=7,
+                    plan="p",
+                    start=t0,
+                    step_s=60.0,
+                    p_kw=[-1.0, -2.0],
+                    valid_until=t0 + 120,
+                )
+            ],
+        )
+        await first._handle_cmd(sched.model_dump_json().encode())
+        cmd = _cmds(t0, ("c", "site-bat", 5, 3.0, t0 + 100))
+        await first._handle_cmd(cmd.model_dump_json().encode())
+        assert abs(site.bat.requested_kw - 3.0) < 0.01
+        for d in first.drivers:
+            await d.close()  # the gateway goes away; the battery is released
+        assert state.exists()
+
+        clock.t = t0 + 70  # restarted in the schedule's second slot
+        second = EdgeGateway(cfg, clock=clock)
+        for d in second.drivers:
+            await d.start()
+        try:
+            again = await second.handle_commands(cmd)  # a redelivered command
+            assert again[0].reason == "replayed"
+            second.last_heard = clock.t
+            await second.control_step()  # the schedule goes on; the command does not
+            assert abs(site.bat.requested_kw + 2.0) < 0.01
+            acks = await second.handle_schedules(sched)
+            assert acks[0].reason == "replayed"
+        finally:
+            for d in second.drivers:
+                await d.close()
+            await site.server.stop()
+
+    asyncio.run(main())
+    state.write_text("{not json")  # a damaged file: a fresh start, which is safe
+    assert EdgeGateway(cfg, clock=clock).table.last_seq == {}

@@ -68,6 +68,11 @@ class GatewayConfig(_Closed):
     tls_cert: Path | None = Field(None, description="Client certificate (PEM), if required.")
     tls_key: Path | None = Field(None, description="Client key (PEM), with tls_cert.")
     keepalive_s: int = Field(30, ge=5, le=60, description="MQTT keep-alive [s].")
+    state_file: Path | None = Field(
+        None,
+        description="File keeping sequence numbers and schedules across restarts "
+        "(written on every change); none: a restart starts afresh.",
+    )
 
     @field_validator("broker")
     @classmethod

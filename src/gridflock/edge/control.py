@@ -9,9 +9,12 @@ Pure bookkeeping: the gateway applies what :meth:`ControlTable.target` says.
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from gridflock.gateways.mqtt.codec import screen_commands, screen_schedules
 from gridflock.gateways.mqtt.protocol import Command, CommandAck, Schedule
@@ -83,3 +86,41 @@ class ControlTable:
                     if p is not None and math.isfinite(p):
                         return p, slot_end
         return None, math.inf
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Path) -> None:
+        """Write sequence numbers and schedules to ``path`` (atomically: temp file, rename).
+
+        Commands are not kept: a restarted gateway never re-applies one (protocol v1).
+        """
+        state = {
+            "v": 1,
+            "last_seq": self.last_seq,
+            "last_schedule_seq": self.last_schedule_seq,
+            "schedules": [s.model_dump() for s in self.schedules.values()],
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(state, separators=(",", ":")))
+        os.replace(tmp, path)
+
+    def load(self, path: Path, now: float) -> int:
+        """Take sequence numbers and still-valid schedules from ``path``; schedules taken.
+
+        A missing file is a first start; an unreadable one is ignored (the devices start
+        from their safe mode, which is safe) and ``ValueError`` says why.
+        """
+        if not path.exists():
+            return 0
+        try:
+            state = json.loads(path.read_text())
+            last = {str(k): int(v) for k, v in state["last_seq"].items()}
+            last_s = {str(k): int(v) for k, v in state["last_schedule_seq"].items()}
+            schedules = [Schedule.model_validate(x) for x in state["schedules"]]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(f"state file {path} is unreadable ({e}); starting afresh") from e
+        self.last_seq.update({k: v for k, v in last.items() if k in self.devices})
+        self.last_schedule_seq.update({k: v for k, v in last_s.items() if k in self.devices})
+        kept = [s for s in schedules if s.device in self.devices and s.valid_until > now]
+        for s in kept:
+            self.schedules[s.device] = s
+        return len(kept)

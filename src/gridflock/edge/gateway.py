@@ -135,6 +135,13 @@ class EdgeGateway:
                 self.driver_of[dev] = drv
         self.kind = {d.id: d.kind for d in config.devices}
         self.table = ControlTable(self.driver_of)
+        self.state_file = config.gateway.state_file
+        if self.state_file is not None:
+            try:
+                kept = self.table.load(self.state_file, clock())
+                log.info("state file %s: %d schedule(s) go on", self.state_file, kept)
+            except ValueError as e:
+                log.warning("%s", e)
         self.buffer = ReadingBuffer(config.buffer.max_readings_per_device)
         self.stats = EdgeStats()
         self.applied: dict[str, float | None] = dict.fromkeys(self.driver_of)
@@ -348,6 +355,7 @@ class EdgeGateway:
                 acks = await self.handle_schedules(msg)
             else:
                 acks = await self.handle_commands(msg)
+            self._save_state()
         for a in acks:
             if a.status == "rejected" and a.reason:
                 self.stats.rejected[a.reason] = self.stats.rejected.get(a.reason, 0) + 1
@@ -405,6 +413,14 @@ class EdgeGateway:
             self.applied[device] = res.applied_kw if res.applied_kw is not None else target
         else:
             log.warning("device %s: schedule slot %.3f kW refused: %s", device, target, res.reason)
+
+    def _save_state(self) -> None:
+        if self.state_file is None:
+            return
+        try:
+            self.table.save(self.state_file)
+        except OSError as e:
+            log.warning("state file %s not written: %s", self.state_file, e)
 
     async def _apply(self, device: str, p_kw: float, until: float) -> ApplyResult:
         """The owning driver's verdict; a driver that fails is a ``device_error``, never a crash."""
