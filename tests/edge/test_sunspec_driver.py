@@ -336,3 +336,47 @@ def test_hostile_register_values_are_refused_not_forwarded() -> None:
         await drv.close()
 
     run_with({1: pv, 2: bat, 3: big}, body)
+
+
+class _SlowPv(PvInverterUnit):
+    """An inverter that takes ``delay_s`` to answer every request."""
+
+    delay_s = 0.0
+
+    def device(self, unit_id: int) -> Any:
+        dev = super().device(unit_id)
+        fast = dev.action
+
+        async def slow(*args: Any) -> Any:
+            await asyncio.sleep(self.delay_s)
+            return await fast(*args)
+
+        dev.action = slow
+        return dev
+
+
+def test_a_slow_device_does_not_hold_back_the_others() -> None:
+    clock = Clock()
+    fast = PvInverterUnit(5.0, clock=clock)
+    slow = _SlowPv(5.0, clock=clock)
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver(
+            [dev(port, 1, "pv", "fast"), dev(port, 2, "pv", "slow", timeout_s=10)],
+            read_wait_s=0.5,
+        )
+        await drv.start()
+        slow.delay_s = 1.5
+        due_now(drv)
+        t0 = time.monotonic()
+        first = await drv.read()
+        assert time.monotonic() - t0 < 1.2
+        assert [r.device_id for r in first] == ["fast"]
+        await asyncio.sleep(1.5)
+        due_now(drv)
+        later = {r.device_id for r in await drv.read()}
+        assert "slow" in later  # its reading arrives with a later call
+        slow.delay_s = 0.0
+        await drv.close()
+
+    run_with({1: fast, 2: slow}, body)

@@ -90,9 +90,13 @@ class SunSpecDriver:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        read_wait_s: float = 1.0,
     ) -> None:
         self.clock = clock
         self.monotonic = monotonic
+        self.read_wait_s = read_wait_s
+        """How long :meth:`read` waits for slow devices [s]; they report on a later call."""
+        self._inflight: dict[str, asyncio.Future[DeviceReading | None]] = {}
         self._devs: dict[str, _Dev] = {
             d.id: _Dev(d, PymodbusSunSpecDevice(d.host, d.port, d.unit, d.timeout_s))
             for d in devices
@@ -174,13 +178,28 @@ class SunSpecDriver:
 
     # ------------------------------------------------------------------ read
     async def read(self) -> list[DeviceReading]:
-        """Read the devices whose poll interval is due, in parallel threads."""
+        """Read the devices whose poll interval is due, each in its own worker thread.
+
+        Waits at most ``read_wait_s`` for them: a slow or dead device (up to its
+        ``timeout_s``) does not hold back the others; its reading comes with a later call.
+        """
         now = self.monotonic()
-        due = [d for d in self._devs.values() if d.next_due <= now]
-        for d in due:
-            d.next_due = now + d.cfg.poll_interval_s
-        got = await asyncio.gather(*(asyncio.to_thread(self._read_one, d) for d in due))
-        return [r for r in got if r is not None]
+        for d in self._devs.values():
+            if d.next_due <= now and d.cfg.id not in self._inflight:
+                d.next_due = now + d.cfg.poll_interval_s
+                self._inflight[d.cfg.id] = asyncio.ensure_future(
+                    asyncio.to_thread(self._read_one, d)
+                )
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=self.read_wait_s)
+        out = []
+        for dev_id, fut in list(self._inflight.items()):
+            if fut.done():
+                del self._inflight[dev_id]
+                r = fut.result()
+                if r is not None:
+                    out.append(r)
+        return out
 
     def _read_one(self, d: _Dev) -> DeviceReading | None:
         c = d.cfg
@@ -339,6 +358,9 @@ class SunSpecDriver:
 
     async def close(self) -> None:
         """Release every device and close the Modbus links."""
+        if self._inflight:
+            await asyncio.wait(list(self._inflight.values()), timeout=5.0)
+            self._inflight.clear()
         for dev_id in self._devs:
             try:
                 await self.release(dev_id)
