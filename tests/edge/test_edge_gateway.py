@@ -283,3 +283,48 @@ def test_a_restarted_gateway_keeps_sequence_numbers_and_schedules_not_commands(
     asyncio.run(main())
     state.write_text("{not json")  # a damaged file: a fresh start, which is safe
     assert EdgeGateway(cfg, clock=clock).table.last_seq == {}
+
+
+def test_a_pv_slot_with_an_export_cap_limits_the_inverter() -> None:
+    site = Site()
+    clock = Clock()
+
+    async def main() -> None:
+        await site.server.start()
+        gw = EdgeGateway(site.config(free_port()), clock=clock)
+        for d in gw.drivers:
+            await d.start()
+        try:
+            t0 = clock.t
+            gw.last_heard = t0
+            acks = await gw.handle_schedules(
+                ScheduleMessage(
+                    v=1,
+                    type="schedule",
+                    issued_at=t0,
+                    schedules=[
+                        Schedule(
+                            id="pv",
+                            device="site-pv",
+                            seq=1,
+                            plan="p",
+                            start=t0,
+                            step_s=60.0,
+                            p_kw=[None, None],
+                            p_max_kw=[1.5, None],
+                            valid_until=t0 + 120,
+                        )
+                    ],
+                )
+            )
+            assert acks[0].status == "accepted"
+            assert abs(site.pv.p_kw - 1.5) < 0.01  # capped at 1.5 kW in the first slot
+            clock.t = t0 + 61
+            await gw.control_step()
+            assert site.pv.limit_pct == 100.0  # no cap in the second: its own control
+        finally:
+            for d in gw.drivers:
+                await d.close()
+            await site.server.stop()
+
+    asyncio.run(main())

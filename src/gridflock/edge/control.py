@@ -67,8 +67,14 @@ class ControlTable:
         """An accepted schedule replaces the device's previous one whole."""
         self.schedules[schedule.device] = schedule
 
-    def target(self, device: str, now: float) -> tuple[float | None, float]:
-        """``(setpoint [kW] or None for safe mode, until when [UTC epoch s])`` at ``now``."""
+    def target(
+        self, device: str, now: float, cap_is_setpoint: bool = False
+    ) -> tuple[float | None, float]:
+        """``(setpoint [kW] or None for safe mode, until when [UTC epoch s])`` at ``now``.
+
+        ``cap_is_setpoint``: for devices whose setpoint is an export cap (PV), a slot
+        without a setpoint but with ``p_max_kw`` is followed as that cap.
+        """
         cmd = self.commands.get(device)
         if cmd is not None:
             if now < cmd.valid_until:
@@ -83,6 +89,8 @@ class ControlTable:
                 if k < len(s.p_kw):
                     slot_end = min(s.start + (k + 1) * s.step_s, s.valid_until)
                     p = s.p_kw[k]
+                    if p is None and cap_is_setpoint and s.p_max_kw is not None:
+                        p = s.p_max_kw[k]
                     if p is not None and math.isfinite(p):
                         return p, slot_end
         return None, math.inf

@@ -402,7 +402,7 @@ class EdgeGateway:
     # ------------------------------------------------------------------ control
     async def _settle(self, device: str, now: float) -> None:
         """Give ``device`` its target now if it differs from what it has."""
-        target, until = self.table.target(device, now)
+        target, until = self.table.target(device, now, self.kind.get(device) == "pv")
         if target == self.applied.get(device):
             return
         if target is None:
