@@ -48,7 +48,7 @@ def test_edge_gateway_speaks_mqtts_with_its_ca_and_account(
                 assert time.monotonic() < end, "no telemetry acknowledged over TLS"
                 await asyncio.sleep(0.05)
             assert gw.connected
-            assert gw.tls
+            assert gw.uplink.tls
         finally:
             gw.stop()
             await asyncio.wait_for(run, 10)

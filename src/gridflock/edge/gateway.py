@@ -1,8 +1,8 @@
 """The edge gateway's loop: poll local drivers, speak protocol v1 over MQTT, keep the site safe.
 
-:class:`EdgeGateway` connects to the service's broker with the gateway's own account
-(user name = gateway id, its secret, TLS with a CA of choice), a Last Will ``offline``
-status and a persistent session, and then runs four small loops:
+:class:`EdgeGateway` connects to the service's broker through its
+:class:`~gridflock.edge.uplink.Uplink` (the gateway's own account, TLS, Last Will) and
+runs four small loops:
 
 - **poll**: every driver is asked for the readings that are due (each device has its own
   interval, down to 1 s); they go into the :class:`~gridflock.edge.buffer.ReadingBuffer`;
@@ -29,22 +29,20 @@ import asyncio
 import contextlib
 import logging
 import math
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from gridflock.edge.buffer import ReadingBuffer
 from gridflock.edge.config import EdgeConfig, protocols
 from gridflock.edge.control import ControlTable
 from gridflock.edge.driver import ApplyResult, DeviceReading, LocalDriver
+from gridflock.edge.uplink import Uplink
 from gridflock.gateways.mqtt.codec import (
     ProtocolError,
     decode_cmd,
     encode_command_ack,
-    encode_status,
     encode_telemetry,
 )
 from gridflock.gateways.mqtt.protocol import (
@@ -52,10 +50,7 @@ from gridflock.gateways.mqtt.protocol import (
     CommandAck,
     CommandMessage,
     ScheduleMessage,
-    ack_topic,
     cmd_topic,
-    status_topic,
-    telemetry_topic,
 )
 
 __all__ = ["EdgeGateway", "EdgeStats", "build_drivers"]
@@ -71,9 +66,6 @@ BACKLOG_PAUSE_S = 0.6
 CONTROL_TICK_S = 0.25
 #: How often the drivers are asked for due readings [s] (devices poll at 1 s at the fastest).
 POLL_TICK_S = 0.25
-#: How long a telemetry message may wait for the broker's acknowledgement [s].
-PUBACK_TIMEOUT_S = 10.0
-_SESSION_EXPIRY_S = 600
 
 assert MAX_BATCH <= MAX_READINGS
 
@@ -86,7 +78,6 @@ class EdgeStats:
     readings_sent: int = 0
     telemetry_messages: int = 0
     unconfirmed_batches: int = 0
-    connects: int = 0
     commands: int = 0
     schedules: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
@@ -103,16 +94,6 @@ def build_drivers(config: EdgeConfig) -> list[LocalDriver]:
         if devices:
             out.append(spec.factory(devices))
     return out
-
-
-def _broker(url: str) -> tuple[str, int, bool]:
-    if "://" not in url:
-        url = "mqtt://" + url
-    parts = urlsplit(url)
-    tls = parts.scheme.lower() in ("mqtts", "ssl")
-    if not parts.hostname:
-        raise ValueError(f"broker URL {url!r} has no host")
-    return parts.hostname, parts.port or (8883 if tls else 1883), tls
 
 
 class EdgeGateway:
@@ -147,8 +128,7 @@ class EdgeGateway:
         self.applied: dict[str, float | None] = dict.fromkeys(self.driver_of)
         """What each device was last given [kW]; None = its safe mode."""
         self.last_heard = clock()
-        self.host, self.port, self.tls = _broker(config.gateway.broker)
-        self._client: Any = None
+        self.uplink = Uplink(config.gateway, self._on_message, clock)
         self._stop = asyncio.Event()
         self._new_readings = asyncio.Event()
         self._cmd_lock = asyncio.Lock()
@@ -158,7 +138,7 @@ class EdgeGateway:
     @property
     def connected(self) -> bool:
         """Whether the uplink is up now."""
-        return bool(self._client is not None and self._client.is_connected)
+        return self.uplink.connected
 
     def stop(self) -> None:
         """Ask :meth:`run` to release the devices, say offline and return."""
@@ -196,93 +176,12 @@ class EdgeGateway:
         for drv in self.drivers:
             with contextlib.suppress(Exception):
                 await drv.close()
-        client = self._client
-        if client is not None and client.is_connected:
-            with contextlib.suppress(Exception):
-                client.publish(
-                    status_topic(self.gateway_id),
-                    encode_status("offline", self.clock()),
-                    qos=1,
-                    retain=True,
-                )
-                await asyncio.wait_for(client._persistent_storage.wait_empty(), 3.0)
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.disconnect(), 3.0)
+        await self.uplink.close()
 
     # ------------------------------------------------------------------ uplink
-    def _ssl(self) -> ssl.SSLContext | bool:
-        g = self.config.gateway
-        if not self.tls:
-            return False
-        ctx = ssl.create_default_context(cafile=str(g.tls_ca) if g.tls_ca else None)
-        if g.tls_cert:
-            ctx.load_cert_chain(str(g.tls_cert), str(g.tls_key) if g.tls_key else None)
-        return ctx
-
-    async def _connect(self) -> None:
-        """Connect once (gmqtt reconnects by itself afterwards); retry with backoff."""
-        from gmqtt import Client, Message
-
-        g = self.config.gateway
-        will = Message(status_topic(self.gateway_id), encode_status("offline"), qos=1, retain=True)
-        client = Client(
-            self.gateway_id, will_message=will, session_expiry_interval=_SESSION_EXPIRY_S
-        )
-        client.set_config({"reconnect_delay": 1})
-        secret = g.secret()
-        if secret is not None:
-            client.set_auth_credentials(self.gateway_id, secret)
-        client.on_connect = lambda cl, flags, rc, props: self._on_connect()
-        client.on_message = lambda cl, topic, payload, qos, props: self._on_message(topic, payload)
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                await asyncio.wait_for(
-                    client.connect(
-                        self.host, self.port, ssl=self._ssl(), keepalive=g.keepalive_s, version=5
-                    ),
-                    10.0,
-                )
-                self._client = client
-                return
-            except (OSError, TimeoutError) as e:
-                log.warning("broker %s:%d not reachable (%s); retrying", self.host, self.port, e)
-            except Exception as e:  # gmqtt's MQTTConnectError: refused (credentials)
-                log.error("broker %s:%d refused the gateway: %s", self.host, self.port, e)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), delay)
-            delay = min(delay * 2, 60.0)
-
-    def _on_connect(self) -> None:
-        from gmqtt import Subscription
-
-        self.stats.connects += 1
-        client = self._client
-        if client is None:  # first connect: self._client is set after connect() returns
-            return
-        self._subscribe_and_announce(client, Subscription)
-
-    def _subscribe_and_announce(self, client: Any, subscription: Any) -> None:
-        client.subscribe(
-            [
-                subscription(cmd_topic(self.gateway_id), qos=1, no_local=True),
-                subscription(ack_topic(self.gateway_id), qos=1, no_local=True),
-            ]
-        )
-        client.publish(
-            status_topic(self.gateway_id),
-            encode_status("online", self.clock()),
-            qos=1,
-            retain=True,
-        )
-
     async def _uplink_loop(self) -> None:
-        from gmqtt import Subscription
-
-        await self._connect()
-        if self._client is None:
+        if not await self.uplink.connect(self._stop):
             return
-        self._subscribe_and_announce(self._client, Subscription)
         while not self._stop.is_set():
             if not self.connected or not len(self.buffer):
                 self._new_readings.clear()
@@ -297,7 +196,6 @@ class EdgeGateway:
 
     async def _send_batch(self) -> bool:
         """Publish the oldest readings; drop them from the buffer once the broker has them."""
-        client = self._client
         batch = self.buffer.peek(MAX_BATCH)
         payload = encode_telemetry(
             self.gateway_id,
@@ -308,21 +206,7 @@ class EdgeGateway:
             [r.p_baseline_kw for r in batch],
             None,
         )
-        storage = client._persistent_storage
-        before = {mid for mid, _ in storage.get_all()}
-        generation = self.stats.connects
-        client.publish(telemetry_topic(self.gateway_id), payload, qos=1)
-        mids = {mid for mid, _ in storage.get_all()} - before
-        deadline = time.monotonic() + PUBACK_TIMEOUT_S
-        while time.monotonic() < deadline and self.stats.connects == generation:
-            if not mids & {mid for mid, _ in storage.get_all()}:
-                break
-            await asyncio.sleep(0.01)
-        confirmed = (
-            self.stats.connects == generation
-            and bool(mids)
-            and not mids & {mid for mid, _ in storage.get_all()}
-        )
+        confirmed = await self.uplink.send(payload)
         if not confirmed:
             self.stats.unconfirmed_batches += 1
             return False
@@ -332,11 +216,10 @@ class EdgeGateway:
         return True
 
     # ------------------------------------------------------------------ messages
-    def _on_message(self, topic: str, payload: bytes) -> int:
-        self.last_heard = self.clock()
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        self.last_heard = self.clock()  # any message from the service: it is not silent
         if topic == cmd_topic(self.gateway_id):
             self._spawn(self._handle_cmd(payload))
-        return 0
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -359,8 +242,7 @@ class EdgeGateway:
         for a in acks:
             if a.status == "rejected" and a.reason:
                 self.stats.rejected[a.reason] = self.stats.rejected.get(a.reason, 0) + 1
-        if self.connected:
-            self._client.publish(ack_topic(self.gateway_id), encode_command_ack(acks), qos=1)
+        self.uplink.publish_ack(encode_command_ack(acks))
 
     async def handle_commands(self, msg: CommandMessage) -> list[CommandAck]:
         """Screen, apply and acknowledge the commands of one message."""
