@@ -114,6 +114,10 @@ async def _scenario(broker: Mosquitto, site: Site, svc: ServiceSide, cfg) -> Non
         # broker back: every buffered reading arrives, oldest first, batched
         broker.start()
         await _wait(lambda: offline <= svc.keys(), 15, "the buffered readings")
+        await _wait(
+            lambda: [x["status"] for x in svc.status].count("online") >= 2, 5, "online again"
+        )
+        assert gw.uplink.connects >= 2
         assert gw.buffer.dropped == 0
         # nothing lost: every reading polled until a second ago reached the service
         cutoff = time.time() - 1.0
