@@ -214,14 +214,15 @@ def test_start_reports_every_device_problem_at_once() -> None:
             await drv.start()
         msg = str(e.value)
         assert "pv-as-battery" in msg
-        assert "no storage control (model 124)" in msg
+        assert "no storage control (model 124 or 704)" in msg
         assert "meter-as-pv" in msg
         assert "no model to read its power from" in msg
         assert "wants-704" in msg
         assert "lacks SunSpec model(s) [704]" in msg
         assert "wrong-unit" in msg
         assert "nothing-there" in msg
-        assert "check host, port and unit" in msg
+        assert "cannot connect; check the host, the port" in msg
+        assert "no SunSpec map at 40000, 0 or 50000; check the unit id" in msg
         assert "device ok " not in msg
 
     run_with({1: pv, 2: meter}, body)
@@ -380,3 +381,30 @@ def test_a_slow_device_does_not_hold_back_the_others() -> None:
         await drv.close()
 
     run_with({1: fast, 2: slow}, body)
+
+
+def test_der_battery_through_704_wset() -> None:
+    clock = Clock()
+    bat = BatteryUnit(8.0, 4.0, soc=0.5, reserve=0.2, eta=1.0, flavour="7xx", clock=clock)
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver([dev(port, 1, "battery", "bat", models=[701, 704, 802])], clock=clock)
+        await drv.start()
+        assert drv.rating_kw("bat") == pytest.approx(4.0)  # 702 WMaxRtg
+        res = await drv.apply("bat", -6.0, clock.t + 600)
+        assert (res.accepted, res.reason, res.applied_kw) == (True, "clipped_to_range", -4.0)
+        c = bat.model(704)
+        assert (c.WSetEna.value, c.WSetMod.value, c.WSetRvrtTms.value) == (1, 1, 600)
+        assert bat.requested_kw == pytest.approx(-4.0)
+        clock.t += 360.0  # 0.1 h at 4 kW into 8 kWh, lossless
+        due_now(drv)
+        r = (await drv.read())[0]
+        assert r.p_kw == pytest.approx(-4.0)
+        assert r.soc == pytest.approx(0.55, abs=1e-3)
+        assert (await drv.apply("bat", 2.5, clock.t + 600)).applied_kw == 2.5
+        assert bat.requested_kw == pytest.approx(2.5)
+        await drv.release("bat")
+        assert bat.requested_kw == 0.0
+        await drv.close()
+
+    run_with({1: bat}, body)

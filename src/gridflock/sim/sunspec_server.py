@@ -318,9 +318,12 @@ class PvInverterUnit(SunSpecUnit):
 
 
 class BatteryUnit(SunSpecUnit):
-    """A battery inverter following model 124's storage controls, SoC by :func:`battery_step`.
+    """A battery inverter following its storage controls, SoC by :func:`battery_step`.
 
-    Without a control (``StorCtl_Mod`` = 0) it runs its own control: ``own_p_kw`` (0 = idle).
+    ``flavour="1xx"``: models 1, 120, 103, 124, 802, controlled through model 124
+    (``StorCtl_Mod``, ``InWRte``/``OutWRte``); ``"7xx"``: the DER models 1, 701, 702, 704,
+    802, controlled through model 704's ``WSetEna``/``WSetMod``/``WSet`` (W, > 0 discharge).
+    Without a control it runs its own control: ``own_p_kw`` (0 = idle).
     """
 
     def __init__(
@@ -332,9 +335,14 @@ class BatteryUnit(SunSpecUnit):
         reserve: float = 0.1,
         eta: float = 0.95,
         own_p_kw: float = 0.0,
+        flavour: str = "1xx",
         clock: Callable[[], float] = time.time,
         serial: str = "BAT-0001",
     ) -> None:
+        if flavour not in ("1xx", "7xx"):
+            raise ValueError(f"flavour must be '1xx' or '7xx', got {flavour!r}")
+        self.flavour = flavour
+        self._reserve = float(reserve)
         self.e_kwh = float(e_kwh)
         self.p_max_kw = float(p_max_kw)
         self.soc = float(soc)
@@ -399,6 +407,24 @@ class BatteryUnit(SunSpecUnit):
                 },
             ),
         ]
+        if flavour == "7xx":
+            models = [
+                models[0],
+                _model(701, {"W_SF": 0, "W": 0, "ACType": 1, "InvSt": 2}),
+                _model(702, {"W_SF": 1, "WMaxRtg": w, "WMax": w}),
+                _model(
+                    704,
+                    {
+                        "WSet_SF": 0,
+                        "WSetPct_SF": -1,
+                        "WSetEna": 0,
+                        "WSetMod": 1,
+                        "WSet": 0,
+                        "WSetRvrtTms": 0,
+                    },
+                ),
+                models[-1],
+            ]
         self.revert_at = math.inf
         """When the device drops its storage control by itself (its revert timer)."""
         super().__init__(models, clock)
@@ -410,10 +436,24 @@ class BatteryUnit(SunSpecUnit):
             t = model.InOutWRte_RvrtTms.value or 0
             active = int(model.StorCtl_Mod.value or 0) != 0
             self.revert_at = self.clock() + t if t and active else math.inf
+        elif model.model_id == 704:
+            t = model.WSetRvrtTms.value or 0
+            active = model.WSetEna.value == 1
+            self.revert_at = self.clock() + t if t and active else math.inf
 
     @property
     def requested_kw(self) -> float:
-        """The power model 124 asks for now [kW], generator sign (own control without)."""
+        """The power the controls ask for now [kW], generator sign (own control without)."""
+        if self.flavour == "7xx":
+            c = self.model(704)
+            if self.clock() >= self.revert_at:  # the device's own fail-safe
+                c.WSetEna.value = 0
+                self.revert_at = math.inf
+            if c.WSetEna.value != 1:
+                return self.own_p_kw
+            if c.WSetMod.value == 1:
+                return (_val(c.WSet) or 0.0) / 1000.0
+            return self.p_max_kw * (_val(c.WSetPct) or 0.0) / 100.0
         m = self.model(124)
         if self.clock() >= self.revert_at:  # the device's own fail-safe
             m.StorCtl_Mod.value = 0
@@ -429,6 +469,8 @@ class BatteryUnit(SunSpecUnit):
     @property
     def reserve(self) -> float:
         """The backup reserve the SoC is kept above [0..1]."""
+        if self.flavour == "7xx":
+            return self._reserve
         return (_val(self.model(124).MinRsvPct) or 0.0) / 100.0
 
     def advance(self, dt_s: float) -> None:
@@ -465,10 +507,13 @@ class BatteryUnit(SunSpecUnit):
         )
         self.p_kw = float(p[0])
         w = round(self.p_kw * 1000.0)
-        self.model(103).W.cvalue = w
         self.model(802).W.cvalue = w
-        self.model(124).ChaState.cvalue = round(self.soc * 1000.0) / 10.0
         self.model(802).SoC.cvalue = round(self.soc * 1000.0) / 10.0
+        if self.flavour == "7xx":
+            self.model(701).W.cvalue = w
+            return
+        self.model(103).W.cvalue = w
+        self.model(124).ChaState.cvalue = round(self.soc * 1000.0) / 10.0
         self.model(124).ChaSt.value = 4 if w > 0 else (6 if w < 0 else 3)
 
     def check_write(self, model: Any) -> str | None:
@@ -481,6 +526,13 @@ class BatteryUnit(SunSpecUnit):
             w = _val(model.WChaMax)
             if w is not None and not 0.0 <= w <= self.p_max_kw * 1000.0:
                 return f"WChaMax {w} W above the rating"
+        if model.model_id == 704:
+            w = _val(model.WSet)
+            if w is not None and abs(w) > self.p_max_kw * 1000.0:
+                return f"WSet {w} W beyond the rating"
+            pct = _val(model.WSetPct)
+            if pct is not None and not -100.0 <= pct <= 100.0:
+                return f"WSetPct {pct} outside -100..100 %"
         return None
 
 

@@ -13,7 +13,8 @@ Controls (kW, generator sign, clipped to the device's ranges; the result says so
   revert timer (``WMaxLimPct_RvrtTms``) of the command's remaining lifetime where the
   device offers one, so the device reverts by itself even if the gateway dies;
 - **battery** (``kind: battery``): model 124, ``StorCtl_Mod`` = discharge with
-  ``OutWRte`` (p > 0) or charge with ``InWRte`` (p < 0), both in % of ``WChaMax``;
+  ``OutWRte`` (p > 0) or charge with ``InWRte`` (p < 0), both in % of ``WChaMax``; or,
+  without model 124, model 704's ``WSet`` in W (``WSetMod`` = watts, ``WSetEna``);
 - **meter**: takes no setpoints (``not_controllable``).
 
 Release (safe mode ``own_control``) clears the enable bits (``WMaxLim_Ena`` /
@@ -131,7 +132,15 @@ class SunSpecDriver:
             with d.lock:
                 d.link.scan(connect=False)
         except SunSpecModbusClientError as e:
-            return f"{where}: no SunSpec device found: {_short(e)}; check host, port and unit"
+            if "cannot connect" in str(e):
+                return (
+                    f"{where}: no SunSpec device found: cannot connect; check the host, the "
+                    "port and that Modbus TCP is enabled on the device"
+                )
+            return (
+                f"{where}: no SunSpec device found: no SunSpec map at 40000, 0 or 50000; "
+                f"check the unit id ({_short(e)})"
+            )
         d.models = {int(k): v[0] for k, v in d.link.models.items() if isinstance(k, int)}
         found = sorted(d.models)
         missing = [m for m in c.models if m not in d.models]
@@ -144,7 +153,7 @@ class SunSpecDriver:
             return f"{where}: no power-limit control (model 123 or 704); has {found}"
         if c.kind == "battery":
             if _first(d.models, BATTERY_CONTROL) is None:
-                return f"{where}: no storage control (model 124); has {found}"
+                return f"{where}: no storage control (model 124 or 704); has {found}"
             if _first(d.models, SOC_READ) is None:
                 return f"{where}: no state of charge (model 124 or 802); has {found}"
         if c.kind != "meter":
@@ -164,7 +173,7 @@ class SunSpecDriver:
     def _rating(self, d: _Dev) -> float:
         if d.cfg.p_max_kw is not None:
             return d.cfg.p_max_kw
-        if d.cfg.kind == "battery":
+        if d.cfg.kind == "battery" and 124 in d.models:
             w = _num(d.models[124].WChaMax)
             if w > 0:
                 return w / 1000.0
@@ -309,6 +318,16 @@ class SunSpecDriver:
         m.write()
 
     def _write_storage(self, d: _Dev, q_kw: float, lifetime_s: float) -> None:
+        rvrt = min(_MAX_RVRT_S, math.ceil(lifetime_s)) if lifetime_s > 0 else 0
+        if 124 not in d.models:  # the DER model: a signed setpoint in W
+            c = d.models[704]
+            c.WSetMod.value = 1  # WATTS
+            c.WSet.cvalue = round(q_kw * 1000.0)
+            if rvrt and c.WSetRvrtTms.value is not None:
+                c.WSetRvrtTms.value = rvrt
+            c.WSetEna.value = 1
+            c.write()
+            return
         m = d.models[124]
         base_w = _num(m.WChaMax)
         if not base_w > 0:
@@ -322,7 +341,6 @@ class SunSpecDriver:
             m.InWRte.cvalue = pct
             m.OutWRte.cvalue = 0.0
             m.StorCtl_Mod.value = _CHARGE
-        rvrt = min(_MAX_RVRT_S, math.ceil(lifetime_s)) if lifetime_s > 0 else 0
         if rvrt and m.InOutWRte_RvrtTms.value is not None:
             m.InOutWRte_RvrtTms.value = rvrt
         m.write()
@@ -349,9 +367,12 @@ class SunSpecDriver:
                     else:
                         m = d.models[704]
                         m.WMaxLimPctEna.value = 0
-                else:
+                elif 124 in d.models:
                     m = d.models[124]
                     m.StorCtl_Mod.value = 0
+                else:
+                    m = d.models[704]
+                    m.WSetEna.value = 0
                 m.write()
         except (SunSpecModbusClientError, OSError) as e:
             raise DriverError(f"device {d.cfg.id}: not released: {_short(e)}") from None

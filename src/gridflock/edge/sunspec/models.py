@@ -12,8 +12,9 @@ METER_READ = (203, 204, 201, 202)
 SOC_READ = (802, 124)
 #: Active power limit of PV inverters: model 123 ``WMaxLimPct`` or model 704 ``WMaxLimPct``.
 PV_CONTROL = (123, 704)
-#: Storage charge/discharge: model 124 ``StorCtl_Mod`` with ``InWRte`` / ``OutWRte``.
-BATTERY_CONTROL = (124,)
+#: Storage charge/discharge: model 124 ``StorCtl_Mod`` with ``InWRte`` / ``OutWRte``, else
+#: model 704 ``WSetEna`` / ``WSetMod`` / ``WSet`` (W, > 0 discharge).
+BATTERY_CONTROL = (124, 704)
 #: Ratings: model 120 ``WRtg``, model 702 ``WMaxRtg``.
 RATING_READ = (120, 702)
 
@@ -33,6 +34,7 @@ SUPPORTED_MODELS: dict[int, str] = {
     204: "three-phase delta meter: W (read)",
     701: "DER AC measurement: W (read)",
     702: "DER capacity: WMaxRtg (read)",
-    704: "DER AC controls: WMaxLimPctEna, WMaxLimPct, WMaxLimPctRvrtTms (write)",
+    704: "DER AC controls: WMaxLimPctEna, WMaxLimPct, WMaxLimPctRvrtTms (PV); WSetEna, "
+    "WSetMod, WSet, WSetRvrtTms (batteries) (write)",
     802: "battery base model: SoC (read)",
 }
