@@ -114,9 +114,13 @@ def test_support_windows_by_hand():
 def test_price_spike_window():
     f = normal_forecast(np.array([[-5.0, -5.0, -5.0, -5.0]]), np.ones((1, 4)))
     price = Forecast(
-        "price", ["market"], TIMES, QS, np.array([[[40, 50, 60], [290, 300, 310], [40, 50, 60],
-                                                    [40, 50, 60]]], float),
-        TIMES[0], "day_ahead",
+        "price",
+        ["market"],
+        TIMES,
+        QS,
+        np.array([[[40, 50, 60], [290, 300, 310], [40, 50, 60], [40, 50, 60]]], float),
+        TIMES[0],
+        "day_ahead",
     )
     w = support_windows(f, 100.0, prices=price, price_limit=200.0)
     assert [(x.scope, x.start) for x in w] == [("price", TIMES[1])]

@@ -10,8 +10,9 @@ from gridflock.forecast import BadFileError, FileWeatherSource, read_series_file
 
 
 def meter_frame(days=6, freq="15min", tz=None):
-    t = pd.date_range("2026-03-02", periods=int(days * pd.Timedelta("1D") / pd.Timedelta(freq)),
-                      freq=freq, tz=tz)
+    t = pd.date_range(
+        "2026-03-02", periods=int(days * pd.Timedelta("1D") / pd.Timedelta(freq)), freq=freq, tz=tz
+    )
     hours = t.hour + t.minute / 60
     return pd.DataFrame(
         {

@@ -304,7 +304,8 @@ def test_pjm_weather_sensitive_adjustment_recovers_a_linear_load() -> None:
     assert abs(b.adjustment[0]) > 0.1  # the four days averaged were not as warm
     with pytest.raises(ValueError, match="temperature"):
         compute_baseline(
-            Method.PJM_HIGH4OF5_WSA, MeterData(m.site_ids, times, m.net_kw, TZ),
+            Method.PJM_HIGH4OF5_WSA,
+            MeterData(m.site_ids, times, m.net_kw, TZ),
             window("2026-03-27"),
         )
 

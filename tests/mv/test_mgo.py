@@ -54,8 +54,12 @@ def _meter(battery: bool = True) -> tuple[MeterData, dict[dt.date, float], dt.da
     bat = np.where((days == event_day) & (hour >= 17) & (hour < 19), 2.0, bat)
     net = gross + pv + (bat if battery else 0.0)
     m = MeterData(
-        np.array(["s"], object), times, net[None, :], TZ,
-        battery_kw=bat[None, :] if battery else None, gen_kw=pv[None, :],
+        np.array(["s"], object),
+        times,
+        net[None, :],
+        TZ,
+        battery_kw=bat[None, :] if battery else None,
+        gen_kw=pv[None, :],
     )
     return m, load, event_day
 
@@ -120,7 +124,10 @@ def test_mgo_needs_metered_generation_and_says_so() -> None:
 def test_gen_kw_follows_take_and_aggregate_and_gaps_stay_gaps() -> None:
     m, _, day = _meter()
     two = MeterData(
-        np.array(["a", "b"], object), m.times, np.vstack([m.net_kw, m.net_kw]), TZ,
+        np.array(["a", "b"], object),
+        m.times,
+        np.vstack([m.net_kw, m.net_kw]),
+        TZ,
         battery_kw=np.vstack([m.battery_kw, m.battery_kw]),
         gen_kw=np.vstack([m.gen_kw, m.gen_kw]),
     )
@@ -132,9 +139,7 @@ def test_gen_kw_follows_take_and_aggregate_and_gaps_stay_gaps() -> None:
     ev = _event(day)
     cols = m.times.get_indexer(pd.date_range(ev.start, ev.end, freq="30min", inclusive="left"))
     gen[0, cols[0]] = np.nan  # a PV reading missing in the window
-    gappy = MeterData(
-        two.site_ids, m.times, two.net_kw, TZ, battery_kw=two.battery_kw, gen_kw=gen
-    )
+    gappy = MeterData(two.site_ids, m.times, two.net_kw, TZ, battery_kw=two.battery_kw, gen_kw=gen)
     b = compute_baseline(Method.CAISO_10IN10_MGO, gappy, ev)
     assert list(b.valid) == [False, True]
     with pytest.raises(ValueError, match="gen_kw must have the shape"):

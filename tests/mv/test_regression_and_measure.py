@@ -57,9 +57,7 @@ def test_regression_baseline_tracks_temperature_and_time_of_week() -> None:
 def test_measure_event_reports_every_method_with_its_placebo_uncertainty() -> None:
     m = synthetic(per_k=0.0)  # no weather effect: day matching is unbiased here
     times = m.times.tz_convert(TZ)
-    on = (times.date == pd.Timestamp("2026-07-03").date()) & (times.hour >= 18) & (
-        times.hour < 20
-    )
+    on = (times.date == pd.Timestamp("2026-07-03").date()) & (times.hour >= 18) & (times.hour < 20)
     net = m.net_kw.copy()
     net[:, on] += 0.5  # each home sheds 0.5 kW
     m = MeterData(m.site_ids, m.times, net, TZ, temp_c=m.temp_c)
@@ -68,9 +66,12 @@ def test_measure_event_reports_every_method_with_its_placebo_uncertainty() -> No
     )
     info = SiteInfo(np.array(["load", "load"], object), np.ones(2), np.array(["f1", "f1"], object))
     mv = measure_event(
-        m, ev,
+        m,
+        ev,
         [Method.CAISO_10IN10, Method.UK_DFS, Method.CAISO_10IN10_UNADJUSTED],
-        Calendar.of(), info, placebo_days=6,
+        Calendar.of(),
+        info,
+        placebo_days=6,
     )
     for d in mv.deliveries.values():
         assert d.placebo_days == 6
@@ -105,8 +106,9 @@ def test_recommend_method_says_why() -> None:
     bat = FleetMix(n_sites=500, battery=0.7, control_sites=20, battery_telemetry=True)
     assert recommend_method(bat).method == "battery_device_days"
     assert "only 20 control sites" in recommend_method(bat).reason
-    mgo = FleetMix(n_sites=500, pv=0.8, battery=0.7, battery_telemetry=True,
-                   generation_telemetry=True)
+    mgo = FleetMix(
+        n_sites=500, pv=0.8, battery=0.7, battery_telemetry=True, generation_telemetry=True
+    )
     assert recommend_method(mgo).method == "uk_dfs_mgo"
     assert "placebo bias -2.4 to +1.7 %" in recommend_method(mgo).reason
     wx = FleetMix(n_sites=500, pv=0.9, weather=True, irradiance=True)
@@ -120,8 +122,9 @@ def test_regression_over_many_sites_is_fitted_per_grid_node() -> None:
     one = synthetic(days=30, homes=1)
     n = 201
     net = np.repeat(one.net_kw, n, axis=0)
-    m = MeterData(np.array([f"s{i}" for i in range(n)], object), one.times, net, TZ,
-                  temp_c=one.temp_c)
+    m = MeterData(
+        np.array([f"s{i}" for i in range(n)], object), one.times, net, TZ, temp_c=one.temp_c
+    )
     nodes = np.array(["f1"] * 100 + ["f2"] * 101, object)
     info = SiteInfo(np.full(n, "load", object), np.ones(n), nodes)
     ev = EventWindow(

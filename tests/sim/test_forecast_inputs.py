@@ -68,9 +68,7 @@ def test_a_run_does_not_depend_on_later_runs(year):
     valid = t_s[5000:5048]
     issue = np.full(len(valid), t_s[4990] + 100.0)
     alone = src.forecast(issue, valid)
-    mixed = src.forecast(
-        np.concatenate([issue, issue + 86_400.0]), np.concatenate([valid, valid])
-    )
+    mixed = src.forecast(np.concatenate([issue, issue + 86_400.0]), np.concatenate([valid, valid]))
     for k in alone:
         np.testing.assert_array_equal(alone[k], mixed[k][: len(valid)])
 

@@ -54,7 +54,10 @@ def test_site_power_matches_pandas_and_marks_gaps(store: Store) -> None:
     )
     keep = ~lost
     batch = TelemetryBatch(
-        batch.device_ids[keep], batch.ts[keep], batch.p_kw[keep], batch.soc[keep],
+        batch.device_ids[keep],
+        batch.ts[keep],
+        batch.p_kw[keep],
+        batch.soc[keep],
         batch.p_baseline_kw[keep],
     )
     store.write_telemetry(batch)

@@ -492,9 +492,7 @@ class AutopilotService:
                     if self.forecaster == self._seasonal_naive
                     else "the configured forecaster"
                 )
-            state = (
-                InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
-            )
+            state = InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
             return _Job(s, times, fc, source, self._pool(), self._tz(), inputs, state)
         except (PlanError, ValueError) as e:
             self._log("error", "autopilot", f"no new plan: {e}", None, None)

@@ -327,6 +327,7 @@ class Runtime:
     def yearly_value(self, year: int) -> YearValue:
         """The value of the completed events that started in ``year`` (UTC)."""
         return self.settlement.year(self.spec, self._store.list_events(), year)
+
     # ------------------------------------------------------------------ autopilot
     async def _stored(self) -> None:
         """Wait (at most ``EVENT_STORE_WAIT_S``) until what was queued so far is written."""
