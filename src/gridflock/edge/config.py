@@ -13,6 +13,7 @@ Problems come as one :class:`gridflock.domain.ValidationError` whose
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = [
     "FailsafeConfig",
     "GatewayConfig",
     "ProtocolSpec",
+    "S2Device",
     "SunSpecDevice",
     "load_config",
     "parse_config",
@@ -206,6 +208,61 @@ def _sunspec_factory(devices: Sequence[Any]) -> LocalDriver:
 
 
 register_protocol("sunspec", SunSpecDevice, _sunspec_factory)
+
+
+class S2Device(DeviceEntry):
+    """An S2 resource manager (battery, heat pump, appliance) at the gateway's CEM endpoint.
+
+    The RM connects to the gateway over websocket (docs/s2.md); ``safe_mode`` ``own_control``
+    hands control back to the RM on release, ``zero`` keeps it idle.
+    """
+
+    protocol: Literal["s2"]
+    kind: Literal["battery", "heat_pump", "water_heater", "ev_charger", "load"] = Field(
+        description="What the device is."
+    )
+    resource_id: uuid.UUID = Field(
+        description="The resource_id the RM announces in its ResourceManagerDetails."
+    )
+    listen_host: str = Field("127.0.0.1", description="Address the CEM endpoint binds.")
+    listen_port: int = Field(8765, ge=0, le=65535, description="TCP port (0: any free one).")
+    path: str = Field("/s2", pattern=r"^/[A-Za-z0-9/_\-.]*$", description="URL path.")
+    control_type: Literal["auto", "FRBC", "PPBC"] = Field(
+        "auto", description="auto: FRBC when the RM offers it, else PPBC."
+    )
+    min_horizon_s: float = Field(
+        60.0, gt=0, le=86_400, description="Fill level kept in range this long [s]."
+    )
+    reception_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="Wait for the RM's ReceptionStatus [s]."
+    )
+
+
+def _s2_factory(devices: Sequence[Any]) -> LocalDriver:
+    from gridflock.edge.s2.config import S2DeviceConfig
+    from gridflock.edge.s2.driver import build_s2_driver
+
+    return build_s2_driver(
+        [
+            S2DeviceConfig(
+                device_id=d.id,
+                kind=d.kind,
+                resource_id=d.resource_id,
+                listen_host=d.listen_host,
+                listen_port=d.listen_port,
+                path=d.path,
+                control_type=d.control_type,
+                # own_control: the RM runs on its own; zero: the CEM keeps it idle
+                safe_mode="rm_control" if d.safe_mode == "own_control" else "idle",
+                min_horizon_s=d.min_horizon_s,
+                reception_timeout_s=d.reception_timeout_s,
+            )
+            for d in devices
+        ]
+    )
+
+
+register_protocol("s2", S2Device, _s2_factory)
 
 
 class EdgeConfig(_Closed):
