@@ -4,7 +4,9 @@
 non-negative kW relative to the device's baseline. Every kind declares a *power band*
 (``domain.kinds``, ``domain.bands``): the lowest and highest power, generator sign, it can
 hold over the duration from its capability, live state and the customer's constraints
-(backup reserve, EV departure, comfort band, tank band, curtailability). One generic
+(backup reserve, EV departure, comfort band, tank band, curtailability), narrowed by
+the site's grid code (``gridcode.SiteRules``: a site's generation cap; a controlled
+consumer's floor under grid-operator dimming) so dispatch never asks what the code forbids. One generic
 rule turns bands into flexibility, ``up = ceiling - baseline`` and
 ``down = baseline - floor``, clipped at zero, on each kind's contiguous slice.
 """
@@ -45,14 +47,21 @@ class Flexibility:
 
 
 def flexibility(
-    state: FleetState, duration_h: float, now: float, baseline_kw: FloatArray | None = None
+    state: FleetState,
+    duration_h: float,
+    now: float,
+    baseline_kw: FloatArray | None = None,
+    *,
+    grid_operator: bool = False,
 ) -> Flexibility:
     """Compute every device's up/down flexibility held over ``[now, now + duration_h)``.
 
     Offline devices, kinds without a band (plain loads) and devices at opted-out sites
     have none; so has a device whose band is unknown (NaN: no state reported yet).
     ``baseline_kw`` replaces the state's baselines (a plan's setpoints); by default the
-    reported ones (``state.baseline_kw()``).
+    reported ones (``state.baseline_kw()``). Every site's generators stay within its
+    grid code's generation cap; ``grid_operator=True`` (a reduction the grid operator
+    asks, e.g. §14a EnWG dimming) also keeps each controlled consumer's floor.
     """
     if not duration_h > 0:
         raise ValueError(f"duration_h must be > 0 hours, got {duration_h}")
@@ -63,17 +72,25 @@ def flexibility(
     hi = np.full(n, np.nan)
     base = state.baseline_kw() if baseline_kw is None else baseline_kw
     t = float(duration_h)
+    rules = state.grid.code_rules
+    floors = grid_operator and rules.active
     for kind, s in state.kind_slices.items():
         band = kind_decl(kind).band
         if band is None or s.stop == s.start:
             continue
         floor, ceiling = band(state.kind_view(kind, base), t, now)
         b = base[s]
+        if floors:  # a dimmed consumer keeps its code's floor (§14a EnWG)
+            ceiling = rules.clip_floor(kind.value, floor, ceiling, b, state.site_idx[s])
         lo[s] = floor  # NaN stays NaN: band unknown
         hi[s] = ceiling
         # fmax: NaN (band or baseline unknown) becomes 0, in the same pass as the clip
         np.fmax(ceiling - b, 0.0, out=up[s])
         np.fmax(b - floor, 0.0, out=down[s])
+    if np.isfinite(rules.gen_cap_kw).any():
+        # a site's generators together within its code's cap (EREC G98)
+        hi = rules.cap_generation(hi, state.site_idx)
+        np.fmax(np.fmin(hi - base, up), 0.0, out=up)
     usable = state.online & ~state.grid.site_opt_out[state.site_idx]
     up *= usable
     down *= usable
