@@ -89,7 +89,7 @@ def flexibility(
         np.fmax(b - floor, 0.0, out=down[s])
     if np.isfinite(rules.gen_cap_kw).any():
         # a site's generators together within its code's cap (EREC G98)
-        hi = rules.cap_generation(hi, state.site_idx)
+        hi = rules.cap_generation(hi, base, state.site_idx)
         np.fmax(np.fmin(hi - base, up), 0.0, out=up)
     usable = state.online & ~state.grid.site_opt_out[state.site_idx]
     up *= usable

@@ -10,8 +10,8 @@ never ask for more:
   ``min(ceiling, max(baseline, -floor_kw))``. The plant's own dispatch runs with the
   customer's consent and is not bound by it (``flexibility(grid_operator=True)``).
 * **Generation caps per site** (EREC G98: 16 A per phase): the generating devices of a
-  site are never asked to give more than ``max_site_generation_kw`` together: their
-  positive ceilings are scaled down pro rata where their sum exceeds the cap.
+  site are never asked to give more than ``max_site_generation_kw`` together (or what
+  they give now, if more): what their ceilings would add is scaled down pro rata.
 
 A site's own export limit (``export_limit_kw``, from its connection agreement) is a
 site limit the allocator already honours.
@@ -89,16 +89,28 @@ class SiteRules:
         out: FloatArray = np.maximum(np.minimum(ceiling, cap), band_floor)
         return out
 
-    def cap_generation(self, ceiling: FloatArray, site_idx: IntArray) -> FloatArray:
-        """Scale positive ceilings so each site's generators stay within its cap."""
+    def cap_generation(
+        self, ceiling: FloatArray, baseline: FloatArray, site_idx: IntArray
+    ) -> FloatArray:
+        """Ceilings under each site's generation cap (generator sign, every device).
+
+        What the generators give now (``max(baseline, 0)``, NaN as 0) is left alone; the
+        extra a higher ceiling would add is scaled pro rata so a site's generation never
+        goes past ``max(cap, what it gives now)``.
+        """
         cap = self.gen_cap_kw
         if not np.isfinite(cap).any():
             return ceiling
-        pos = np.fmax(ceiling, 0.0)
-        total = np.bincount(site_idx, weights=pos, minlength=len(cap))
+        now = np.fmax(baseline, 0.0)
+        extra = np.fmax(ceiling - now, 0.0)  # NaN ceiling -> 0
+        given = np.bincount(site_idx, weights=now, minlength=len(cap))
+        wanted = np.bincount(site_idx, weights=extra, minlength=len(cap))
+        room = np.maximum(cap - given, 0.0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            factor = np.where(total > cap, cap / total, 1.0)
-        out: FloatArray = np.where(ceiling > 0, ceiling * factor[site_idx], ceiling)
+            factor = np.where(wanted > room, room / wanted, 1.0)
+        out: FloatArray = np.where(
+            ceiling > 0, np.minimum(ceiling, now + extra * factor[site_idx]), ceiling
+        )
         return out
 
 
