@@ -82,8 +82,13 @@ def test_cli_validate_refuses_a_breach_and_passes_a_clean_fleet(tmp_path: Path):
                 "lon": -0.1,
                 "grid_node": "f",
                 "devices": [
-                    {"id": "b1", "kind": "battery", "e_kwh": 10, "p_charge_max_kw": 5,
-                     "p_discharge_max_kw": 5}
+                    {
+                        "id": "b1",
+                        "kind": "battery",
+                        "e_kwh": 10,
+                        "p_charge_max_kw": 5,
+                        "p_discharge_max_kw": 5,
+                    }
                 ],
             }
         ],

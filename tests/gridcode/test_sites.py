@@ -67,8 +67,16 @@ def test_fleet_state_carries_each_sites_code():
             {"id": "a", "lat": 51.5, "lon": -0.1},
             {"id": "b", "lat": 51.5, "lon": -0.1, "grid_code": "GB-G99"},
         ],
-        [{"id": "a-b", "site_id": "a", "kind": "battery", "e_kwh": 5, "p_charge_max_kw": 3,
-          "p_discharge_max_kw": 3}],
+        [
+            {
+                "id": "a-b",
+                "site_id": "a",
+                "kind": "battery",
+                "e_kwh": 5,
+                "p_charge_max_kw": 3,
+                "p_discharge_max_kw": 3,
+            }
+        ],
     )
     assert list(FleetState.from_spec(spec).grid.site_grid_code) == ["GB-G98", "GB-G99"]
 
