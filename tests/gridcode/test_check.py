@@ -43,8 +43,11 @@ def test_g98_site_beyond_16a_is_an_error_naming_device_clause_and_fix():
     assert {i.entry for i in errors} == {"battery london-bat", "pv london-pv"}
     bat = next(i for i in errors if i.entry == "battery london-bat")
     assert bat.field == "p_discharge_max_kw"
-    assert "G98" in bat.clause and "16 A" in bat.clause
-    assert "3.68 kW" in bat.message and "7.58 kW" in bat.message and "grid_code" in bat.message
+    assert "G98" in bat.clause
+    assert "16 A" in bat.clause
+    assert "3.68 kW" in bat.message
+    assert "7.58 kW" in bat.message
+    assert "grid_code" in bat.message
 
 
 def test_unknown_code_is_an_error_and_a_site_without_code_a_warning():
@@ -55,7 +58,8 @@ def test_unknown_code_is_an_error_and_a_site_without_code_a_warning():
     issues = {(i.severity, i.entry, i.field) for i in check_fleet(spec)}
     assert issues == {("error", "site x", "grid_code"), ("warning", "site tokyo", "grid_code")}
     msg = next(i.message for i in check_fleet(spec) if i.severity == "error")
-    assert "'XX-1'" in msg and "DE-VDE4105" in msg
+    assert "'XX-1'" in msg
+    assert "DE-VDE4105" in msg
 
 
 def test_charger_that_cannot_keep_the_14a_floor_is_a_warning():
@@ -68,7 +72,8 @@ def test_charger_that_cannot_keep_the_14a_floor_is_a_warning():
     assert [(i.severity, i.entry, i.field) for i in issues] == [
         ("warning", "ev_charger high", "p_min_kw")
     ]
-    assert "§14a" in issues[0].clause and "4.2 kW" in issues[0].message
+    assert "§14a" in issues[0].clause
+    assert "4.2 kW" in issues[0].message
 
 
 def test_cli_validate_refuses_a_breach_and_passes_a_clean_fleet(tmp_path: Path):
@@ -97,7 +102,8 @@ def test_cli_validate_refuses_a_breach_and_passes_a_clean_fleet(tmp_path: Path):
     bad.write_text(yaml.safe_dump(doc))
     r = CliRunner().invoke(app, ["fleet", "validate", str(bad)])
     assert r.exit_code == 2, r.output
-    assert "battery b1" in r.output and "G98" in r.output
+    assert "battery b1" in r.output
+    assert "G98" in r.output
     doc["sites"][0]["grid_code"] = "GB-G99"
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(doc))

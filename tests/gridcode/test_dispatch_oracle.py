@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gridflock.dispatch.allocate import allocate, grid_caps
 from gridflock.fleet import FleetState, flexibility
 
-from ._fleets import NOW, randomise, random_coded_fleet
+from ._fleets import NOW, random_coded_fleet, randomise
 
 FLEET = random_coded_fleet(np.random.default_rng(0), 120)
 
@@ -78,7 +78,8 @@ def test_the_rules_bind_where_they_should():
     p, f, _ = setpoints(state, 1e6, False, True)
     codes = state.grid.site_grid_code.copy()
     gb = codes == "GB-G98"
-    assert gb.any() and (codes == "DE-VDE4105").any()
+    assert gb.any()
+    assert (codes == "DE-VDE4105").any()
     state.grid.site_grid_code[:] = ""  # same fleet, no codes
     state.grid.__dict__.pop("code_rules", None)
     p_free, _, _ = setpoints(state, 1e6, False, True)

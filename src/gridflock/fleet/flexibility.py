@@ -6,8 +6,8 @@ non-negative kW relative to the device's baseline. Every kind declares a *power 
 hold over the duration from its capability, live state and the customer's constraints
 (backup reserve, EV departure, comfort band, tank band, curtailability), narrowed by
 the site's grid code (``gridcode.SiteRules``: a site's generation cap; a controlled
-consumer's floor under grid-operator dimming) so dispatch never asks what the code forbids. One generic
-rule turns bands into flexibility, ``up = ceiling - baseline`` and
+consumer's floor under grid-operator dimming) so dispatch never asks what the code
+forbids. One generic rule turns bands into flexibility, ``up = ceiling - baseline`` and
 ``down = baseline - floor``, clipped at zero, on each kind's contiguous slice.
 """
 
