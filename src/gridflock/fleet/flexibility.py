@@ -18,10 +18,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gridflock.domain.kinds import kind_decl
-from gridflock.domain.messages import FloatArray
+from gridflock.domain.messages import BoolArray, FloatArray
 from gridflock.fleet.state import FleetState
+from gridflock.gridcode import kind_responses
 
-__all__ = ["Flexibility", "flexibility"]
+__all__ = [
+    "Flexibility",
+    "FrequencyCapacity",
+    "flexibility",
+    "frequency_response",
+    "slowest_full_s",
+]
 
 
 @dataclass(frozen=True)
@@ -95,3 +102,58 @@ def flexibility(
     up *= usable
     down *= usable
     return Flexibility(up, down, base, t, now, lo, hi)
+
+
+@dataclass(frozen=True)
+class FrequencyCapacity:
+    """Fast frequency response each device can give within ``within_s`` [kW, >= 0].
+
+    ``up_kw`` answers under-frequency (more export or less import), ``down_kw``
+    over-frequency; each held for ``hold_s`` within the device's band and its site's
+    code. ``eligible`` marks the devices whose kind follows a local droop fully within
+    ``within_s`` at its slowest (``gridcode.kind_responses``).
+    """
+
+    up_kw: FloatArray
+    down_kw: FloatArray
+    eligible: BoolArray
+    within_s: float
+    hold_s: float
+
+    @property
+    def total_up_kw(self) -> float:
+        """Fleet total up [kW]."""
+        return float(self.up_kw.sum())
+
+    @property
+    def total_down_kw(self) -> float:
+        """Fleet total down [kW]."""
+        return float(self.down_kw.sum())
+
+
+def slowest_full_s(kind: str) -> float:
+    """Slowest time [s] a device of ``kind`` takes to full droop response (inf: unknown)."""
+    r = kind_responses().get(kind)
+    if r is None:
+        return float("inf")
+    return (r.measure_s + r.latency_s) * (1.0 + r.jitter) + 1.0 / r.ramp_pu_per_s
+
+
+def frequency_response(
+    state: FleetState, now: float, within_s: float = 1.0, hold_s: float = 900.0
+) -> FrequencyCapacity:
+    """Frequency-response capacity: what the fleet gives within ``within_s``, up and down.
+
+    The flexibility held for ``hold_s`` (the product's duration, 15 minutes for Dynamic
+    Containment) of the devices whose kind responds fully within ``within_s``; others
+    (heat pumps, EV chargers: seconds to respond) count for nothing here.
+    """
+    if not within_s > 0 or not hold_s > 0:
+        raise ValueError(f"within_s and hold_s must be > 0 s, got {within_s}, {hold_s}")
+    flex = flexibility(state, hold_s / 3600.0, now)
+    eligible = np.zeros(state.n, dtype=bool)
+    for kind, s in state.kind_slices.items():
+        eligible[s] = slowest_full_s(kind.value) <= within_s
+    return FrequencyCapacity(
+        flex.up_kw * eligible, flex.down_kw * eligible, eligible, within_s, hold_s
+    )
