@@ -18,8 +18,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from _common import build_live_fleet, console, parser, print_header, print_table
 
+from _common import build_live_fleet, console, parser, print_header, print_table
 from gridflock.fleet import flexibility, frequency_response
 from gridflock.gridcode import products
 from gridflock.sim.frequency import frequency_event, response_times, simulate_response
@@ -68,8 +68,10 @@ def main() -> None:
         if ev == "step":
             need = prod.start_s if prod.start_s is not None else float("nan")
             ok = full <= prod.full_s and (np.isnan(need) or start <= need)
-            target = f"<= {need:g} / <= {prod.full_s:g}" if np.isfinite(need) else (
-                f"- / <= {prod.full_s:g}"
+            target = (
+                f"<= {need:g} / <= {prod.full_s:g}"
+                if np.isfinite(need)
+                else (f"- / <= {prod.full_s:g}")
             )
             verdict = "met" if ok else "missed"
         else:  # the frequency itself takes time to get there: report the lag behind it

@@ -49,7 +49,9 @@ def test_import_refuses_a_device_that_breaks_its_grid_code(client, runtime, keys
     assert "G98" in err["message"]
     assert "grid_code" in err["message"]
     assert runtime.state.n == n_before
-    fixed = G98_BREACH.replace("    grid_node: tx-1\n", "    grid_node: tx-1\n    grid_code: GB-G99\n")
+    fixed = G98_BREACH.replace(
+        "    grid_node: tx-1\n", "    grid_node: tx-1\n    grid_code: GB-G99\n"
+    )
     r = client.post(
         "/api/v1/fleet/import",
         content=fixed.encode(),

@@ -239,8 +239,7 @@ class FlexibilityRow(_Out):
     )
     ffr_down_kw: float | None = Field(
         None,
-        description="Frequency-response capacity down (over-frequency), as ffr_up_kw "
-        "[kW, >= 0].",
+        description="Frequency-response capacity down (over-frequency), as ffr_up_kw [kW, >= 0].",
     )
     committed_up_kw: float | None = Field(
         None, description="Up flexibility held now by active events [kW, >= 0]."
