@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gridflock"
-CORE = {"domain", "fleet", "dispatch", "forecast", "optimize", "mv"}
+CORE = {"domain", "fleet", "dispatch", "forecast", "optimize", "mv", "gridcode"}
 ALLOWED = {
     "domain": set(),
     **dict.fromkeys(CORE - {"domain"}, CORE),

@@ -30,7 +30,7 @@ TABLES = {
     "settlements",
     "support_windows",
 }
-HEAD = "0008"
+HEAD = "0010_gridcode"
 
 
 def _version(store: Store) -> list[str]:

@@ -232,6 +232,15 @@ class FlexibilityRow(_Out):
         description="Down flexibility held for duration_h within every site and grid limit, "
         "the group's share of the scope moving together [kW, >= 0].",
     )
+    ffr_up_kw: float | None = Field(
+        None,
+        description="Frequency-response capacity up: kW the group's devices give within "
+        "1 s of an under-frequency, held 15 minutes (docs/frequency-response.md) [kW, >= 0].",
+    )
+    ffr_down_kw: float | None = Field(
+        None,
+        description="Frequency-response capacity down (over-frequency), as ffr_up_kw [kW, >= 0].",
+    )
     committed_up_kw: float | None = Field(
         None, description="Up flexibility held now by active events [kW, >= 0]."
     )

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from gridflock.cli._app import _counts_table, _problems, fail, fleet_app, out
+from gridflock.cli._app import _counts_table, _problems, err, fail, fleet_app, out
 from gridflock.domain import ValidationError
 
 
@@ -41,11 +41,25 @@ def fleet_generate(
 def fleet_validate(
     file: Annotated[Path, typer.Argument(help="Fleet file to check (.yaml, .yml or .csv).")],
 ) -> None:
-    """Check a fleet file; list every problem with its entry and field (exit code 2)."""
+    """Check a fleet file and its sites' grid codes; list every problem (exit code 2)."""
+    from gridflock.domain.errors import Problem
     from gridflock.fleet.files import read_fleet
+    from gridflock.gridcode import check_fleet
 
     try:
         spec = read_fleet(file)
     except ValidationError as e:
         _problems(e, wrote="")
+    issues = check_fleet(spec)
+    for i in issues:
+        if i.severity == "warning":
+            err.print(f"  warning: {i.entry}: {i.field}: {i.message} [{i.clause}]", markup=False)
+    errors = [i for i in issues if i.severity == "error"]
+    if errors:
+        _problems(
+            ValidationError(
+                [Problem(str(file), i.entry, i.field, f"{i.message} [{i.clause}]") for i in errors]
+            ),
+            wrote=" against the sites' grid codes",
+        )
     out.print(_counts_table(spec, f"{file}: valid"))

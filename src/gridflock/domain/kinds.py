@@ -397,6 +397,14 @@ SITE_ATTRS: tuple[Attr, ...] = (
     Attr("program", "str", "", "Programme tag, usable as a dispatch scope.", ""),
     Attr("region", "str", "", "Region tag, usable as a dispatch scope.", ""),
     Attr("opt_out", "bool", "", "Customer opted out: never dispatched.", False),
+    Attr(
+        "grid_code",
+        "str",
+        "",
+        "Grid code the site connects under (e.g. DE-VDE4105, GB-G99; docs/grid-codes.md); "
+        "empty: from its position.",
+        "",
+    ),
 )
 
 GRID_NODE_ATTRS: tuple[Attr, ...] = (

@@ -24,6 +24,7 @@ from gridflock.domain.kinds import DeviceKind, device_attrs, kind_decl, telemetr
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray, TelemetryBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.groups import GroupIndex, NodeGroups
+from gridflock.gridcode import SiteRules, site_codes, site_rules
 
 __all__ = ["ApplyResult", "FleetState", "GridTopology", "KindView", "extra_fields"]
 
@@ -55,6 +56,16 @@ class GridTopology:
     site_lon: FloatArray
     site_program: StrArray
     site_region: StrArray
+    #: Each site's grid code (``gridcode.site_codes``); empty: no code rules apply.
+    site_grid_code: StrArray = field(default_factory=lambda: np.zeros(0, dtype=object))
+
+    @cached_property
+    def code_rules(self) -> SiteRules:
+        """What each site's grid code lets dispatch ask (``gridcode.site_rules``)."""
+        codes = self.site_grid_code
+        if len(codes) != self.n_sites:
+            codes = np.full(self.n_sites, "", dtype=object)
+        return site_rules(codes)
 
     @property
     def n_nodes(self) -> int:
@@ -116,6 +127,7 @@ class GridTopology:
             site_lon=sites["lon"].to_numpy(dtype=float),
             site_program=sites["program"].to_numpy(dtype=object),
             site_region=sites["region"].to_numpy(dtype=object),
+            site_grid_code=site_codes(sites),
         )
 
 

@@ -23,6 +23,7 @@ from gridflock.domain.events import EventStatus, Scope
 from gridflock.domain.messages import FloatArray
 from gridflock.fleet import GROUP_BY, aggregate
 from gridflock.fleet.available import available_flexibility
+from gridflock.fleet.flexibility import frequency_response
 from gridflock.service.control import ControlLoop
 from gridflock.service.events import EventService
 
@@ -119,8 +120,17 @@ class ReadModel:
         avail = available_flexibility(
             st, duration_h, self.loop.clock(), held_kw=self._held_kw(), scope=mask
         )
+        ffr = frequency_response(st, self.loop.clock())  # within 1 s, held 15 minutes
+        live = st.online & mask
         return aggregate(
-            st, by, {**avail.columns(), "p_kw": np.where(st.online & mask, st.p_kw, 0.0)}
+            st,
+            by,
+            {
+                **avail.columns(),
+                "p_kw": np.where(live, st.p_kw, 0.0),
+                "ffr_up_kw": np.where(live, ffr.up_kw, 0.0),
+                "ffr_down_kw": np.where(live, ffr.down_kw, 0.0),
+            },
         )
 
     def _held_kw(self) -> FloatArray | None:

@@ -100,6 +100,11 @@ class SiteRow(Base):
     program: Mapped[str] = mapped_column(String)
     region: Mapped[str] = mapped_column(String)
     opt_out: Mapped[bool] = mapped_column(Boolean)
+    grid_code: Mapped[str] = mapped_column(
+        String,
+        server_default="",
+        comment="Grid code the site connects under; empty: from its position.",
+    )
 
 
 class DeviceRow(Base):

@@ -30,6 +30,7 @@ from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.files import read_fleet
 from gridflock.fleet.state import GridTopology
+from gridflock.gridcode import check_fleet
 
 __all__ = ["router"]
 
@@ -220,7 +221,9 @@ def _parse(body: bytes, suffix: str, grid_nodes: FleetSpec | None) -> FleetSpec:
         if grid_nodes is not None:
             grid_nodes.grid_nodes.to_csv(path.with_name("fleet.grid_nodes.csv"), index=False)
         try:
-            return read_fleet(path)
+            spec = read_fleet(path)
+            _refuse_code_breaches(spec)
+            return spec
         except ValidationError as exc:
             names = {str(path): "body", str(path.with_name("fleet.grid_nodes.csv")): "grid nodes"}
             raise ValidationError(
@@ -229,6 +232,15 @@ def _parse(body: bytes, suffix: str, grid_nodes: FleetSpec | None) -> FleetSpec:
                     for p in exc.problems
                 ]
             ) from None
+
+
+def _refuse_code_breaches(spec: FleetSpec) -> None:
+    """A device that breaks its site's grid code refuses the file (gridcode.check_fleet)."""
+    errors = [i for i in check_fleet(spec) if i.severity == "error"]
+    if errors:
+        raise ValidationError(
+            [Problem("body", i.entry, i.field, f"{i.message} [{i.clause}]") for i in errors]
+        )
 
 
 @router.post(
@@ -240,7 +252,8 @@ def _parse(body: bytes, suffix: str, grid_nodes: FleetSpec | None) -> FleetSpec:
         "application/yaml`) or CSV (`text/csv`, one row per device). A CSV carries no grid "
         "nodes, so the fleet's current grid nodes are kept. Live values of devices that "
         "stay are kept. Every problem in the file is reported at once (422, each with "
-        "entry, field and message). Running events go on over the devices that stay "
+        "entry, field and message), devices that break their site's grid code included "
+        "(docs/grid-codes.md). Running events go on over the devices that stay "
         "(matched by id); an event whose scope left the fleet fails. Role: admin."
     ),
     response_model=FleetImportOut,
