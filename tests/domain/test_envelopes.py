@@ -50,9 +50,12 @@ def test_a_valid_batch_parses() -> None:
         ],
         now=NOW,
     )
-    assert out[0].export_limit_kw == 0.0 and out[0].import_limit_kw is None
-    assert out[0].issued_at == NOW and out[0].source is EnvelopeSource.API
-    assert out[1].target_type is TargetType.NODE and out[1].kind is EnvelopeKind.PARA14A
+    assert out[0].export_limit_kw == 0.0
+    assert out[0].import_limit_kw is None
+    assert out[0].issued_at == NOW
+    assert out[0].source is EnvelopeSource.API
+    assert out[1].target_type is TargetType.NODE
+    assert out[1].kind is EnvelopeKind.PARA14A
     assert len(out[1].id) == 32  # generated
 
 
@@ -93,7 +96,8 @@ def test_csv_and_its_problems() -> None:
     )
     out = parse_csv(text, now=NOW)
     assert [e.id for e in out] == ["e1", "e2"]
-    assert out[0].source is EnvelopeSource.FILE and out[0].export_limit_kw == 2.5
+    assert out[0].source is EnvelopeSource.FILE
+    assert out[0].export_limit_kw == 2.5
     with pytest.raises(ValidationError, match="missing column"):
         parse_csv("id,target_id\nx,y\n", now=NOW)
 

@@ -295,8 +295,11 @@ def parse_envelopes(
 
 
 def parse_csv(text: str, *, now: float, src: str = "envelopes.csv") -> list[Envelope]:
-    """Envelopes from CSV with a header of :data:`CSV_COLUMNS` (``id``, ``kind`` and
-    ``issued_at`` optional); times ISO 8601 with offset, limits in kW, empty = none."""
+    """Envelopes from CSV with a header of :data:`CSV_COLUMNS`.
+
+    ``id``, ``kind`` and ``issued_at`` are optional; times ISO 8601 with an offset,
+    limits in kW, an empty cell is no limit.
+    """
     reader = csv.DictReader(io.StringIO(text))
     fields = set(reader.fieldnames or ())
     missing = {"target_type", "target_id", "start", "end"} - fields
@@ -467,7 +470,8 @@ def _resolve_one(
     has = np.isfinite(limit)
     if not has.any():
         return np.full((n_targets, n_steps), np.inf)
-    tgt, src, start, end, issued, limit = (a[has] for a in (tgt, src, start, end, issued, limit))
+    tgt, src = tgt[has], src[has]
+    start, end, issued, limit = start[has], end[has], issued[has], limit[has]
     cuts = np.concatenate([start, end])
     cuts = cuts[(cuts > edges[0]) & (cuts < edges[-1])]
     fine = np.union1d(edges, cuts)

@@ -92,7 +92,7 @@ def _with_floor(
                 if e.target_type is TargetType.SITE
                 else (node_pos, node_floor)
             )
-            i = pos.get_indexer([e.target_id])[0]
+            i = pos.get_indexer(pd.Index([e.target_id]))[0]
             if i >= 0 and e.import_limit_kw < floor[i]:
                 e = dataclasses.replace(e, import_limit_kw=float(floor[i]))
         out.append(e)
