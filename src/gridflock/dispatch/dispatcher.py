@@ -38,6 +38,11 @@ measured against it, and the device goes back to the plan when released. PV and 
 schedules are export caps (curtailment), so their baseline is the lower of the plan and
 the power available.
 
+Operating envelopes (``set_envelopes``): every site and node limit is ``min(static,
+envelope)`` at the cycle's time, so an envelope that arrives mid-event tightens the
+running events at the next :meth:`step`; :meth:`available_kw` uses the strictest limit
+over the asked window.
+
 Finished events leave the dispatcher (the caller keeps their figures); memory does not
 grow with the number of past events.
 """
@@ -52,12 +57,14 @@ import pandas as pd
 
 from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
+from gridflock.domain.envelopes import Envelope
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
+from gridflock.fleet.envelopes import controllable_per_site, effective_grid
 from gridflock.fleet.flexibility import Flexibility, flexibility
 from gridflock.fleet.groups import MeritPlan
-from gridflock.fleet.state import FleetState
+from gridflock.fleet.state import FleetState, GridTopology
 
 __all__ = ["Dispatcher"]
 
@@ -76,11 +83,15 @@ class Dispatcher:
         self._next_code = 0
         self._releasing: dict[int, EventTracker] = {}  # code -> events still releasing devices
         self._plan: MeritPlan | None = None
+        self.envelopes: tuple[Envelope, ...] = ()
+        """The grid operator's envelopes in force (``set_envelopes``)."""
         self._bind(state)
 
     def _bind(self, state: FleetState) -> None:
         n = state.n
         self.state = state
+        self._ctrl_of: FleetState | None = None
+        self._ctrl: IntArray = np.zeros(0, np.int64)
         self.held_by: IntArray = np.full(n, -1, np.int64)
         """Code of the event holding each device (``tracker.code``), -1 when free."""
         self.owner: IntArray = np.full(n, -1, np.int64)
@@ -100,6 +111,19 @@ class Dispatcher:
             sl = state.kind_slices.get(kind)
             if sl is not None:
                 self._capped[sl] = True
+
+    def set_envelopes(self, envelopes: tuple[Envelope, ...] | list[Envelope]) -> None:
+        """Take the operating envelopes to honour from the next :meth:`step` on."""
+        self.envelopes = tuple(envelopes)
+
+    def grid_at(self, start: float, end: float | None = None) -> GridTopology:
+        """The fleet's grid with the strictest envelope limits over ``[start, end)``."""
+        if not self.envelopes:
+            return self.state.grid
+        if self._ctrl_of is not self.state:
+            self._ctrl = controllable_per_site(self.state)
+            self._ctrl_of = self.state
+        return effective_grid(self.state.grid, self.envelopes, start, end, self._ctrl)
 
     def set_planned(self, planned_kw: FloatArray) -> None:
         """Take each device's scheduled power now [kW, generator sign; NaN = no schedule]."""
@@ -228,6 +252,7 @@ class Dispatcher:
         base = self.baseline()
         holder = np.full(st.n, -1, np.int64)
         changes = self._releasing_changes(base)[up]
+        grid = self.grid_at(start, end)
         for t in self._ordered():
             if not t.event.overlaps(start, end):
                 continue
@@ -236,7 +261,7 @@ class Dispatcher:
                 continue
             mask = t.scope & ~t.excluded & st.online & (holder < 0)
             alloc = self._allocate(
-                up, abs(t.event.target_kw), h, base, changes, mask, self.held_by == t.code
+                up, abs(t.event.target_kw), h, base, changes, mask, self.held_by == t.code, grid
             )
             take = np.abs(alloc.delta_kw) > _HELD_KW
             holder[take] = t.code
@@ -244,7 +269,7 @@ class Dispatcher:
         site_p = st.site_power_kw(base + changes)
         node_p = st.grid.node_flow_kw(site_p)
         a = limit_headroom(
-            h, st.node_groups, st.grid, site_p, node_p, up, mask=mask_new & (holder < 0)
+            h, st.node_groups, grid, site_p, node_p, up, mask=mask_new & (holder < 0)
         )
         return float(a.sum()) * (1.0 if up else -1.0)
 
@@ -305,6 +330,7 @@ class Dispatcher:
         holder = np.full(st.n, -1, np.int64)
         delta = np.zeros(st.n)
         changes = self._releasing_changes(base)
+        grid = self.grid_at(now)
         flex: dict[float, Flexibility] = {}
         edges: dict[int, FloatArray] = {}
         for t in active:  # in serving order: each takes from what is left
@@ -328,6 +354,7 @@ class Dispatcher:
                 changes[t.up],
                 mask,
                 self.held_by == t.code,
+                grid,
             )
             take = np.abs(alloc.delta_kw) > _HELD_KW
             if cfg.hold:  # a device the event moved stays held until the end
@@ -356,12 +383,16 @@ class Dispatcher:
         changes: FloatArray,
         mask: BoolArray,
         mine: BoolArray,
+        grid: GridTopology,
     ) -> Allocation:
-        """One event's allocation over ``mask``, after the earlier events' ``changes``."""
+        """One event's allocation over ``mask``, after the earlier events' ``changes``.
+
+        ``grid`` carries the limits in force (the envelopes applied).
+        """
         st, cfg = self.state, self.config
         site_p = st.site_power_kw(base + changes)
         node_p = st.grid.node_flow_kw(site_p)
-        caps = grid_caps(st.grid, site_p, node_p, up)
+        caps = grid_caps(grid, site_p, node_p, up)
         target = want if up else -want
         if cfg.merit_order:
             return allocate(
@@ -373,7 +404,7 @@ class Dispatcher:
                 caps=caps,
                 plan=self.plan,
             )
-        a = limit_headroom(headroom, st.node_groups, st.grid, site_p, node_p, up, mask=mask)
+        a = limit_headroom(headroom, st.node_groups, grid, site_p, node_p, up, mask=mask)
         claim = _claim(a, want * (1.0 + cfg.claim_margin), mine)
         alloc = allocate(headroom, target, mask=claim, groups=st.node_groups, caps=caps)
         available = float(a.sum()) if up else -float(a.sum())
