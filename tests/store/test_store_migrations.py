@@ -29,8 +29,9 @@ TABLES = {
     "schedules",
     "settlements",
     "support_windows",
+    "envelopes",
 }
-HEAD = "0008"
+HEAD = "0009"
 
 
 def _version(store: Store) -> list[str]:
