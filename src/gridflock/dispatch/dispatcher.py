@@ -85,6 +85,8 @@ class Dispatcher:
         self._plan: MeritPlan | None = None
         self.envelopes: tuple[Envelope, ...] = ()
         """The grid operator's envelopes in force (``set_envelopes``)."""
+        self._env_start: FloatArray = np.zeros(0)
+        self._env_end: FloatArray = np.zeros(0)
         self._bind(state)
 
     def _bind(self, state: FleetState) -> None:
@@ -115,6 +117,8 @@ class Dispatcher:
     def set_envelopes(self, envelopes: tuple[Envelope, ...] | list[Envelope]) -> None:
         """Take the operating envelopes to honour from the next :meth:`step` on."""
         self.envelopes = tuple(envelopes)
+        self._env_start = np.array([e.start for e in self.envelopes], np.float64)
+        self._env_end = np.array([e.end for e in self.envelopes], np.float64)
 
     def grid_at(self, start: float, end: float | None = None) -> GridTopology:
         """The fleet's grid with the strictest envelope limits over ``[start, end)``."""
@@ -123,7 +127,13 @@ class Dispatcher:
         if self._ctrl_of is not self.state:
             self._ctrl = controllable_per_site(self.state)
             self._ctrl_of = self.state
-        return effective_grid(self.state.grid, self.envelopes, start, end, self._ctrl)
+        stop = end if end is not None and end > start else start + 1e-3
+        # only the envelopes overlapping the window are resolved (one array pass)
+        near = np.flatnonzero((self._env_start < stop) & (self._env_end > start))
+        if not len(near):
+            return self.state.grid
+        envs = [self.envelopes[i] for i in near]
+        return effective_grid(self.state.grid, envs, start, stop, self._ctrl)
 
     def set_planned(self, planned_kw: FloatArray) -> None:
         """Take each device's scheduled power now [kW, generator sign; NaN = no schedule]."""

@@ -1,0 +1,96 @@
+"""The grid operator's envelopes in the service: stored, handed to the dispatcher, listed.
+
+A batch is checked against the fleet (every target a known site or grid node: all
+problems at once), stored in one transaction, then taken up by the dispatcher: from the
+next control cycle on every event, plan and flexibility figure keeps the new limits.
+Envelopes that have ended leave the dispatcher (they stay in the store until deleted).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from gridflock.domain.auth import Principal
+from gridflock.domain.envelopes import Envelope
+from gridflock.domain.errors import NotFoundError, Problem, ValidationError
+from gridflock.fleet.envelopes import unknown_targets
+from gridflock.service.control import ControlLoop
+from gridflock.store.errors import DatabaseUnavailableError
+
+__all__ = ["EnvelopeService"]
+
+log = logging.getLogger(__name__)
+
+
+class EnvelopeService:
+    """Keeps the envelopes that have not ended, in step with the store and the dispatcher."""
+
+    def __init__(self, loop: ControlLoop) -> None:
+        self.loop = loop
+        self._live: dict[str, Envelope] = {}
+
+    def load(self) -> None:
+        """Take up the stored envelopes that have not ended (at start and after a restart)."""
+        try:
+            found = self.loop.store.load_envelopes(ending_after=self.loop.clock())
+        except DatabaseUnavailableError:
+            log.warning("envelopes not loaded: the database is away; none are honoured yet")
+            return
+        self._live = {e.id: e for e in found}
+        self._publish()
+
+    def _publish(self) -> None:
+        now = self.loop.clock()
+        self._live = {k: e for k, e in self._live.items() if e.end > now}
+        self.loop.dispatcher.set_envelopes(sorted(self._live.values(), key=_order))
+
+    def find(self, active_at: float | None = None) -> list[Envelope]:
+        """The envelopes not yet ended (those in force at ``active_at``, if given)."""
+        self._publish()
+        out = sorted(self._live.values(), key=_order)
+        if active_at is not None:
+            out = [e for e in out if e.start <= active_at < e.end]
+        return out
+
+    def put(self, envelopes: Sequence[Envelope], principal: Principal) -> int:
+        """Check, store and apply a batch (replacing envelopes of the same ids)."""
+        unknown = unknown_targets(self.loop.state.grid, envelopes)
+        if unknown:
+            raise ValidationError(
+                [
+                    Problem(
+                        "envelopes",
+                        f"envelope {e.id!r}",
+                        "target_id",
+                        f"no {e.target_type.value} {e.target_id!r} in the fleet",
+                    )
+                    for e in unknown
+                ]
+            )
+        n = self.loop.store.save_envelopes(envelopes, principal.label)
+        for e in envelopes:
+            self._live[e.id] = e
+        self._publish()
+        self.loop.audit(
+            principal.label,
+            "envelopes.put",
+            "envelopes",
+            {"count": n, "ids": [e.id for e in envelopes[:20]]},
+        )
+        return n
+
+    def delete(self, ids: Sequence[str], principal: Principal) -> list[str]:
+        """Delete envelopes by id; ``NotFoundError`` when none of them exists."""
+        found = self.loop.store.delete_envelopes(ids)
+        if not found:
+            raise NotFoundError(f"no envelope with id {', '.join(ids[:5])}")
+        for i in found:
+            self._live.pop(i, None)
+        self._publish()
+        self.loop.audit(principal.label, "envelopes.delete", "envelopes", {"ids": found[:20]})
+        return found
+
+
+def _order(e: Envelope) -> tuple[float, str]:
+    return (e.start, e.id)
