@@ -4,6 +4,8 @@ A batch is checked against the fleet (every target a known site or grid node: al
 problems at once), stored in one transaction, then taken up by the dispatcher: from the
 next control cycle on every event, plan and flexibility figure keeps the new limits.
 Envelopes that have ended leave the dispatcher (they stay in the store until deleted).
+Every ``RELOAD_S`` of service time the store is read again, so envelopes imported with
+``gridflock envelopes import`` (straight into the database) are taken up too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ __all__ = ["EnvelopeService"]
 
 log = logging.getLogger(__name__)
 
+#: How often the envelopes are read again from the store [s].
+RELOAD_S = 30.0
+
 
 class EnvelopeService:
     """Keeps the envelopes that have not ended, in step with the store and the dispatcher."""
@@ -29,13 +34,24 @@ class EnvelopeService:
     def __init__(self, loop: ControlLoop) -> None:
         self.loop = loop
         self._live: dict[str, Envelope] = {}
+        self._next_load = -float("inf")
+
+    def tick(self, now: float) -> None:
+        """After each control cycle: read the store again when due (a loop observer)."""
+        if now >= self._next_load:
+            try:
+                self.load()
+            except Exception:  # an observer never stops the control loop; the log says why
+                log.exception("envelopes not read again; the known ones still hold")
 
     def load(self) -> None:
         """Take up the stored envelopes that have not ended (at start and after a restart)."""
+        now = self.loop.clock()
+        self._next_load = now + RELOAD_S
         try:
-            found = self.loop.store.load_envelopes(ending_after=self.loop.clock())
+            found = self.loop.store.load_envelopes(ending_after=now)
         except DatabaseUnavailableError:
-            log.warning("envelopes not loaded: the database is away; none are honoured yet")
+            log.warning("envelopes not read: the database is away; the known ones still hold")
             return
         self._live = {e.id: e for e in found}
         self._publish()

@@ -94,6 +94,7 @@ class Runtime:
         )
         self.loop.observers.append(self.autopilot.tick)
         self.envelope_service = EnvelopeService(self.loop)
+        self.loop.observers.append(self.envelope_service.tick)
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
