@@ -75,7 +75,8 @@ def test_import_csv_and_csip_then_list(tmp_path: Path) -> None:
     assert r.exit_code == 2
     assert "2 problem(s)" in r.output
     bad.write_text(
-        f"target_type,target_id,start,end,export_limit_kw\nsite,nowhere,{_iso(now)},{_iso(now + 60)},1\n"
+        "target_type,target_id,start,end,export_limit_kw\n"
+        f"site,nowhere,{_iso(now)},{_iso(now + 60)},1\n"
     )
     r = runner.invoke(app, ["envelopes", "import", str(bad)], env=env)
     assert r.exit_code == 2
