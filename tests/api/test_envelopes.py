@@ -40,38 +40,51 @@ def test_operator_sets_lists_and_deletes_envelopes(client, runtime, keys):
             "kind": "doe",
         },
     ]
+    batch.append(
+        {
+            "id": "node-now",
+            "target_type": "node",
+            "target_id": node,
+            "start": T0_ISO,
+            "end": T1_ISO,
+            "export_limit_kw": 0.5,
+        }
+    )
     r = client.request("PUT", "/api/v1/envelopes", json=batch, headers=keys.h("viewer"))
     assert r.status_code == 403
     r = client.request("PUT", "/api/v1/envelopes", json=batch, headers=keys.h("operator"))
     assert r.status_code == 200, r.text
-    assert r.json() == {"saved": 2, "ids": ["zero-export", "node-cap"]}
-    assert {e.id for e in runtime.dispatcher.envelopes} == {"zero-export", "node-cap"}
+    assert r.json() == {"saved": 3, "ids": ["zero-export", "node-cap", "node-now"]}
+    assert {e.id for e in runtime.dispatcher.envelopes} == {"zero-export", "node-cap", "node-now"}
     runtime.step(2.0)
     grid = runtime.dispatcher.grid_at(runtime.now())
     assert grid.site_export_limit_kw[0] == 0.0  # honoured by the next cycle
 
     r = client.get("/api/v1/envelopes", headers=keys.h("viewer"))
     items = r.json()["items"]
-    assert [i["id"] for i in items] == ["zero-export", "node-cap"]
-    assert [i["in_force"] for i in items] == [True, False]
-    assert items[0]["export_limit_kw"] == 0.0
-    assert items[0]["import_limit_kw"] is None
-    assert items[0]["source"] == "api"
+    assert [i["id"] for i in items] == ["node-now", "zero-export", "node-cap"]
+    assert [i["in_force"] for i in items] == [True, True, False]
+    assert items[1]["export_limit_kw"] == 0.0
+    assert items[1]["import_limit_kw"] is None
+    assert items[1]["source"] == "api"
+    shown = {n["id"]: n for n in client.get("/api/v1/grid-nodes", headers=keys.h("viewer")).json()}
+    assert shown[node]["envelope"] is True
+    assert shown[node]["limit_export_kw"] == 0.5
     r = client.get(
         "/api/v1/envelopes", params={"active_at": "2026-06-01T12:45:00Z"}, headers=keys.h("viewer")
     )
-    assert r.json()["total"] == 2
+    assert r.json()["total"] == 3
 
     r = client.delete("/api/v1/envelopes", params={"id": ["node-cap"]}, headers=keys.h("operator"))
     assert r.status_code == 200
     assert r.json()["deleted"] == 1
-    assert [e.id for e in runtime.dispatcher.envelopes] == ["zero-export"]
+    assert [e.id for e in runtime.dispatcher.envelopes] == ["node-now", "zero-export"]
     r = client.delete("/api/v1/envelopes", params={"id": ["node-cap"]}, headers=keys.h("operator"))
     assert r.status_code == 404
     # a restart takes up what the store holds
     runtime.envelope_service._live.clear()
     runtime.envelope_service.load()
-    assert [e.id for e in runtime.envelopes.find()] == ["zero-export"]
+    assert [e.id for e in runtime.envelopes.find()] == ["node-now", "zero-export"]
 
 
 def test_bad_batches_are_refused_whole_then_csv_and_csip_import(client, runtime, keys):
