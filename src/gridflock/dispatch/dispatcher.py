@@ -57,7 +57,7 @@ import pandas as pd
 
 from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
-from gridflock.domain.envelopes import Envelope
+from gridflock.domain.envelopes import Envelope, EnvelopeArrays
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
@@ -85,8 +85,7 @@ class Dispatcher:
         self._plan: MeritPlan | None = None
         self.envelopes: tuple[Envelope, ...] = ()
         """The grid operator's envelopes in force (``set_envelopes``)."""
-        self._env_start: FloatArray = np.zeros(0)
-        self._env_end: FloatArray = np.zeros(0)
+        self._env = EnvelopeArrays.of(())
         self._bind(state)
 
     def _bind(self, state: FleetState) -> None:
@@ -117,8 +116,7 @@ class Dispatcher:
     def set_envelopes(self, envelopes: tuple[Envelope, ...] | list[Envelope]) -> None:
         """Take the operating envelopes to honour from the next :meth:`step` on."""
         self.envelopes = tuple(envelopes)
-        self._env_start = np.array([e.start for e in self.envelopes], np.float64)
-        self._env_end = np.array([e.end for e in self.envelopes], np.float64)
+        self._env = EnvelopeArrays.of(self.envelopes)  # columns once; each cycle is array work
 
     def grid_at(self, start: float, end: float | None = None) -> GridTopology:
         """The fleet's grid with the strictest envelope limits over ``[start, end)``."""
@@ -129,11 +127,11 @@ class Dispatcher:
             self._ctrl_of = self.state
         stop = end if end is not None and end > start else start + 1e-3
         # only the envelopes overlapping the window are resolved (one array pass)
-        near = np.flatnonzero((self._env_start < stop) & (self._env_end > start))
+        env = self._env
+        near = np.flatnonzero((env.start < stop) & (env.end > start))
         if not len(near):
             return self.state.grid
-        envs = [self.envelopes[i] for i in near]
-        return effective_grid(self.state.grid, envs, start, stop, self._ctrl)
+        return effective_grid(self.state.grid, env.take(near), start, stop, self._ctrl)
 
     def set_planned(self, planned_kw: FloatArray) -> None:
         """Take each device's scheduled power now [kW, generator sign; NaN = no schedule]."""

@@ -29,6 +29,7 @@ over every envelope at once (fleet-scale: one envelope per site and 15 minutes).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import uuid
@@ -49,6 +50,7 @@ __all__ = [
     "MAX_LIMIT_KW",
     "PARA14A_FLOOR_KW",
     "Envelope",
+    "EnvelopeArrays",
     "EnvelopeKind",
     "EnvelopeSource",
     "Resolved",
@@ -417,36 +419,83 @@ class Resolved:
     export_kw: FloatArray
 
 
-def resolve(envelopes: Iterable[Envelope], edges: FloatArray) -> Resolved:
+@dataclass(frozen=True)
+class EnvelopeArrays:
+    """Envelopes as columns, built once per batch so that resolving them is array work.
+
+    ``target_type``/``target_id`` (n_targets,) name the distinct targets; per envelope:
+    ``tgt`` its target's row, ``src``/``kind`` the positions of its source and kind in
+    their enums, times [UTC epoch s], limits [kW, NaN = none in that direction].
+    """
+
+    target_type: StrArray
+    target_id: StrArray
+    tgt: IntArray
+    src: IntArray
+    kind: IntArray
+    start: FloatArray
+    end: FloatArray
+    issued: FloatArray
+    imp: FloatArray
+    exp: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.tgt)
+
+    @staticmethod
+    def of(envelopes: Iterable[Envelope]) -> EnvelopeArrays:
+        """The columns of ``envelopes`` (one pass over the objects)."""
+        env = list(envelopes)
+        keys = np.array([f"{x.target_type.value}\x00{x.target_id}" for x in env], dtype=object)
+        uniq, tgt = np.unique(keys, return_inverse=True) if len(env) else (np.zeros(0, object), [])
+        split = [str(u).split("\x00", 1) for u in uniq]
+        sources, kinds = list(EnvelopeSource), list(EnvelopeKind)
+        return EnvelopeArrays(
+            np.array([s[0] for s in split], dtype=object),
+            np.array([s[1] for s in split], dtype=object),
+            np.asarray(tgt, np.int64).reshape(-1),
+            np.array([sources.index(x.source) for x in env], np.int64),
+            np.array([kinds.index(x.kind) for x in env], np.int64),
+            np.array([x.start for x in env], np.float64),
+            np.array([x.end for x in env], np.float64),
+            np.array([x.issued_at for x in env], np.float64),
+            np.array([np.nan if x.import_limit_kw is None else x.import_limit_kw for x in env]),
+            np.array([np.nan if x.export_limit_kw is None else x.export_limit_kw for x in env]),
+        )
+
+    def take(self, rows: IntArray) -> EnvelopeArrays:
+        """The envelopes at ``rows`` (the same target table)."""
+        return dataclasses.replace(
+            self,
+            tgt=self.tgt[rows],
+            src=self.src[rows],
+            kind=self.kind[rows],
+            start=self.start[rows],
+            end=self.end[rows],
+            issued=self.issued[rows],
+            imp=self.imp[rows],
+            exp=self.exp[rows],
+        )
+
+
+def resolve(envelopes: Iterable[Envelope] | EnvelopeArrays, edges: FloatArray) -> Resolved:
     """The limit of every target over each step ``[edges[k], edges[k + 1])``.
 
     The strictest limit that holds at any instant of the step (a step is a hard limit
-    throughout): per direction, over the envelopes overlapping the step, the newest of
-    each (target, source) that covers the whole step overshadows its older ones there;
-    what is left, of every source, gives its minimum.
+    throughout): per direction, the newest envelope of each (target, source) holds at
+    each instant, and of those, from every source, the smallest limit.
     """
-    env = list(envelopes)
+    a = envelopes if isinstance(envelopes, EnvelopeArrays) else EnvelopeArrays.of(envelopes)
     e = np.asarray(edges, dtype=np.float64)
     if e.ndim != 1 or len(e) < 2 or not (np.diff(e) > 0).all():
         raise ValueError("edges must be at least two increasing times")
-    keys = np.array([f"{x.target_type.value}\x00{x.target_id}" for x in env], dtype=object)
-    uniq, tgt = (
-        np.unique(keys, return_inverse=True) if len(env) else (np.zeros(0, object), np.zeros(0))
-    )
-    tgt = np.asarray(tgt, np.int64)
-    src = np.array([list(EnvelopeSource).index(x.source) for x in env], np.int64)
-    start = np.array([x.start for x in env], np.float64)
-    end = np.array([x.end for x in env], np.float64)
-    issued = np.array([x.issued_at for x in env], np.float64)
-    imp = np.array([np.nan if x.import_limit_kw is None else x.import_limit_kw for x in env])
-    exp = np.array([np.nan if x.export_limit_kw is None else x.export_limit_kw for x in env])
-    split = [str(u).split("\x00", 1) for u in uniq]
+    k = len(a.target_id)
     return Resolved(
-        np.array([s[0] for s in split], dtype=object),
-        np.array([s[1] for s in split], dtype=object),
+        a.target_type,
+        a.target_id,
         e,
-        _resolve_one(tgt, src, start, end, issued, imp, e, len(uniq)),
-        _resolve_one(tgt, src, start, end, issued, exp, e, len(uniq)),
+        _resolve_one(a.tgt, a.src, a.start, a.end, a.issued, a.imp, e, k),
+        _resolve_one(a.tgt, a.src, a.start, a.end, a.issued, a.exp, e, k),
     )
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 from gridflock.domain.envelopes import (
     PARA14A_FLOOR_KW,
     Envelope,
+    EnvelopeArrays,
     EnvelopeKind,
     TargetType,
     resolve,
@@ -76,32 +77,28 @@ def _floors(grid: GridTopology, ctrl_per_site: IntArray) -> tuple[FloatArray, Fl
 
 
 def _with_floor(
-    envelopes: Sequence[Envelope], grid: GridTopology, ctrl_per_site: IntArray | None
-) -> list[Envelope]:
-    """§14a envelopes with their import limit raised to the floor of their target."""
-    if ctrl_per_site is None or not any(e.kind is EnvelopeKind.PARA14A for e in envelopes):
-        return list(envelopes)
+    arr: EnvelopeArrays, grid: GridTopology, ctrl_per_site: IntArray | None
+) -> EnvelopeArrays:
+    """§14a import limits raised to the floor of their target (array work per envelope)."""
+    para = arr.kind == list(EnvelopeKind).index(EnvelopeKind.PARA14A)
+    if ctrl_per_site is None or not para.any():
+        return arr
     site_floor, node_floor = _floors(grid, ctrl_per_site)
-    site_pos = pd.Index(grid.site_ids)
-    node_pos = pd.Index(grid.node_ids)
-    out = []
-    for e in envelopes:
-        if e.kind is EnvelopeKind.PARA14A and e.import_limit_kw is not None:
-            pos, floor = (
-                (site_pos, site_floor)
-                if e.target_type is TargetType.SITE
-                else (node_pos, node_floor)
-            )
-            i = pos.get_indexer(pd.Index([e.target_id]))[0]
-            if i >= 0 and e.import_limit_kw < floor[i]:
-                e = dataclasses.replace(e, import_limit_kw=float(floor[i]))
-        out.append(e)
-    return out
+    is_site = arr.target_type == TargetType.SITE.value
+    floor = np.zeros(len(arr.target_id))
+    for mask, ids, values in (
+        (is_site, grid.site_ids, site_floor),
+        (~is_site, grid.node_ids, node_floor),
+    ):
+        pos = pd.Index(ids).get_indexer(pd.Index(arr.target_id[mask]))
+        floor[np.flatnonzero(mask)] = np.where(pos >= 0, values[np.maximum(pos, 0)], 0.0)
+    imp = np.where(para & np.isfinite(arr.imp), np.fmax(arr.imp, floor[arr.tgt]), arr.imp)
+    return dataclasses.replace(arr, imp=imp)
 
 
 def grid_limits(
     grid: GridTopology,
-    envelopes: Sequence[Envelope],
+    envelopes: Sequence[Envelope] | EnvelopeArrays,
     edges: FloatArray,
     ctrl_per_site: IntArray | None = None,
 ) -> GridLimits:
@@ -115,14 +112,15 @@ def grid_limits(
     s_exp = np.repeat(grid.site_export_limit_kw[:, None], n_steps, 1).astype(np.float64)
     n_imp = np.repeat(grid.limit_import_kw[:, None], n_steps, 1).astype(np.float64)
     n_exp = np.repeat(grid.limit_export_kw[:, None], n_steps, 1).astype(np.float64)
-    if envelopes:
-        res = resolve(_with_floor(envelopes, grid, ctrl_per_site), edges)
+    arr = envelopes if isinstance(envelopes, EnvelopeArrays) else EnvelopeArrays.of(envelopes)
+    if len(arr):
+        res = resolve(_with_floor(arr, grid, ctrl_per_site), edges)
         is_site = res.target_type == TargetType.SITE.value
         for mask, ids, imp, exp in (
             (is_site, grid.site_ids, s_imp, s_exp),
             (~is_site, grid.node_ids, n_imp, n_exp),
         ):
-            pos = pd.Index(ids).get_indexer(res.target_id[mask])
+            pos = pd.Index(ids).get_indexer(pd.Index(res.target_id[mask]))
             ok = pos >= 0
             rows = pos[ok]
             np.minimum.at(imp, rows, res.import_kw[mask][ok])
@@ -132,7 +130,7 @@ def grid_limits(
 
 def effective_grid(
     grid: GridTopology,
-    envelopes: Sequence[Envelope],
+    envelopes: Sequence[Envelope] | EnvelopeArrays,
     start: float,
     end: float | None = None,
     ctrl_per_site: IntArray | None = None,
@@ -142,7 +140,7 @@ def effective_grid(
     The same topology (ids, tree) with its four limit arrays replaced; ``grid`` itself
     when no envelope is given, so callers without envelopes pay nothing.
     """
-    if not envelopes:
+    if not len(envelopes):
         return grid
     stop = end if end is not None and end > start else start + 1e-3
     lim = grid_limits(grid, envelopes, np.array([start, stop]), ctrl_per_site)
