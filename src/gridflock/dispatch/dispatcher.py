@@ -61,7 +61,12 @@ from gridflock.domain.envelopes import Envelope, EnvelopeArrays
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
-from gridflock.fleet.envelopes import controllable_per_site, effective_grid
+from gridflock.fleet.envelopes import (
+    PreparedEnvelopes,
+    controllable_per_site,
+    effective_grid,
+    prepare,
+)
 from gridflock.fleet.flexibility import Flexibility, flexibility
 from gridflock.fleet.groups import MeritPlan
 from gridflock.fleet.state import FleetState, GridTopology
@@ -85,14 +90,17 @@ class Dispatcher:
         self._plan: MeritPlan | None = None
         self.envelopes: tuple[Envelope, ...] = ()
         """The grid operator's envelopes in force (``set_envelopes``)."""
-        self._env = EnvelopeArrays.of(())
+        self._env_arrays = EnvelopeArrays.of(())
+        self._env = PreparedEnvelopes(
+            self._env_arrays, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        )
+        self._env_of: FleetState | None = None
         self._bind(state)
 
     def _bind(self, state: FleetState) -> None:
         n = state.n
         self.state = state
-        self._ctrl_of: FleetState | None = None
-        self._ctrl: IntArray = np.zeros(0, np.int64)
+        self._env_of = None
         self.held_by: IntArray = np.full(n, -1, np.int64)
         """Code of the event holding each device (``tracker.code``), -1 when free."""
         self.owner: IntArray = np.full(n, -1, np.int64)
@@ -116,22 +124,25 @@ class Dispatcher:
     def set_envelopes(self, envelopes: tuple[Envelope, ...] | list[Envelope]) -> None:
         """Take the operating envelopes to honour from the next :meth:`step` on."""
         self.envelopes = tuple(envelopes)
-        self._env = EnvelopeArrays.of(self.envelopes)  # columns once; each cycle is array work
+        self._env_arrays = EnvelopeArrays.of(self.envelopes)  # columns once per batch
+        self._env_of = None  # prepared for the fleet at the next grid_at
 
     def grid_at(self, start: float, end: float | None = None) -> GridTopology:
         """The fleet's grid with the strictest envelope limits over ``[start, end)``."""
         if not self.envelopes:
             return self.state.grid
-        if self._ctrl_of is not self.state:
-            self._ctrl = controllable_per_site(self.state)
-            self._ctrl_of = self.state
+        if self._env_of is not self.state:  # once per batch and fleet: floors, targets
+            self._env = prepare(
+                self.state.grid, self._env_arrays, controllable_per_site(self.state)
+            )
+            self._env_of = self.state
         stop = end if end is not None and end > start else start + 1e-3
-        # only the envelopes overlapping the window are resolved (one array pass)
-        env = self._env
-        near = np.flatnonzero((env.start < stop) & (env.end > start))
+        # only the envelopes overlapping the window are resolved (array work per cycle)
+        arr = self._env.arrays
+        near = np.flatnonzero((arr.start < stop) & (arr.end > start))
         if not len(near):
             return self.state.grid
-        return effective_grid(self.state.grid, env.take(near), start, stop, self._ctrl)
+        return effective_grid(self.state.grid, self._env.take(near), start, stop)
 
     def set_planned(self, planned_kw: FloatArray) -> None:
         """Take each device's scheduled power now [kW, generator sign; NaN = no schedule]."""

@@ -552,11 +552,20 @@ def _resolve_pieces(
     if not len(row):
         return out
     n_src = len(EnvelopeSource)
-    group = (tgt[row] * n_src + src[row]) * n_steps + step
-    ug, inv = np.unique(group, return_inverse=True)
-    newest = np.full(len(ug), -np.inf)
-    np.maximum.at(newest, inv, issued[row])
-    keep = issued[row] >= newest[inv]
-    flat = out.reshape(-1)
-    np.minimum.at(flat, tgt[row][keep] * n_steps + step[keep], limit[row][keep])
+    cell = tgt[row] * n_steps + step
+    group = (cell * n_src) + src[row]
+    iss, lim = issued[row], limit[row]
+    # sorted by (group, issued): per group the newest issue is its last entry
+    order = np.lexsort((iss, group))
+    g_sorted = group[order]
+    last = np.flatnonzero(np.r_[g_sorted[1:] != g_sorted[:-1], True])
+    newest = np.empty(len(group))
+    newest[order] = np.repeat(iss[order][last], np.diff(np.r_[-1, last]))
+    keep = iss >= newest
+    # per (target, step) the smallest limit kept: sorted segments and one reduceat
+    c, v = cell[keep], lim[keep]
+    o = np.argsort(c, kind="stable")
+    c, v = c[o], v[o]
+    heads = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
+    out.reshape(-1)[c[heads]] = np.minimum.reduceat(v, heads)
     return out

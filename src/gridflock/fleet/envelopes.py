@@ -32,9 +32,11 @@ from gridflock.fleet.state import FleetState, GridTopology
 __all__ = [
     "PARA14A_KINDS",
     "GridLimits",
+    "PreparedEnvelopes",
     "controllable_per_site",
     "effective_grid",
     "grid_limits",
+    "prepare",
     "unknown_targets",
 ]
 
@@ -76,29 +78,54 @@ def _floors(grid: GridTopology, ctrl_per_site: IntArray) -> tuple[FloatArray, Fl
     return site, node[: grid.n_nodes]
 
 
-def _with_floor(
-    arr: EnvelopeArrays, grid: GridTopology, ctrl_per_site: IntArray | None
-) -> EnvelopeArrays:
-    """§14a import limits raised to the floor of their target (array work per envelope)."""
-    para = arr.kind == list(EnvelopeKind).index(EnvelopeKind.PARA14A)
-    if ctrl_per_site is None or not para.any():
-        return arr
-    site_floor, node_floor = _floors(grid, ctrl_per_site)
+@dataclass(frozen=True)
+class PreparedEnvelopes:
+    """Envelopes made ready for one grid: §14a floors applied, targets located.
+
+    ``site_row``/``node_row`` (n_targets,) give each target's row in the grid's sites or
+    nodes (-1: not that kind, or unknown). Prepared once per batch (and per fleet), so
+    each control cycle only selects and resolves.
+    """
+
+    arrays: EnvelopeArrays
+    site_row: IntArray
+    node_row: IntArray
+
+    def take(self, rows: IntArray) -> PreparedEnvelopes:
+        """The envelopes at ``rows`` (same targets)."""
+        return PreparedEnvelopes(self.arrays.take(rows), self.site_row, self.node_row)
+
+
+def prepare(
+    grid: GridTopology,
+    envelopes: Sequence[Envelope] | EnvelopeArrays,
+    ctrl_per_site: IntArray | None = None,
+) -> PreparedEnvelopes:
+    """Locate the envelopes' targets in ``grid`` and raise §14a limits to their floor."""
+    arr = envelopes if isinstance(envelopes, EnvelopeArrays) else EnvelopeArrays.of(envelopes)
     is_site = arr.target_type == TargetType.SITE.value
-    floor = np.zeros(len(arr.target_id))
-    for mask, ids, values in (
-        (is_site, grid.site_ids, site_floor),
-        (~is_site, grid.node_ids, node_floor),
-    ):
-        pos = pd.Index(ids).get_indexer(pd.Index(arr.target_id[mask]))
-        floor[np.flatnonzero(mask)] = np.where(pos >= 0, values[np.maximum(pos, 0)], 0.0)
-    imp = np.where(para & np.isfinite(arr.imp), np.fmax(arr.imp, floor[arr.tgt]), arr.imp)
-    return dataclasses.replace(arr, imp=imp)
+    site_row = np.full(len(arr.target_id), -1, np.int64)
+    node_row = np.full(len(arr.target_id), -1, np.int64)
+    site_row[is_site] = pd.Index(grid.site_ids).get_indexer(pd.Index(arr.target_id[is_site]))
+    node_row[~is_site] = pd.Index(grid.node_ids).get_indexer(pd.Index(arr.target_id[~is_site]))
+    para = arr.kind == list(EnvelopeKind).index(EnvelopeKind.PARA14A)
+    if ctrl_per_site is not None and para.any():
+        site_floor, node_floor = _floors(grid, ctrl_per_site)
+        floor = np.where(
+            site_row >= 0,
+            site_floor[np.maximum(site_row, 0)] if len(site_floor) else 0.0,
+            np.where(
+                node_row >= 0, node_floor[np.maximum(node_row, 0)] if len(node_floor) else 0.0, 0.0
+            ),
+        )
+        imp = np.where(para & np.isfinite(arr.imp), np.fmax(arr.imp, floor[arr.tgt]), arr.imp)
+        arr = dataclasses.replace(arr, imp=imp)
+    return PreparedEnvelopes(arr, site_row, node_row)
 
 
 def grid_limits(
     grid: GridTopology,
-    envelopes: Sequence[Envelope] | EnvelopeArrays,
+    envelopes: Sequence[Envelope] | EnvelopeArrays | PreparedEnvelopes,
     edges: FloatArray,
     ctrl_per_site: IntArray | None = None,
 ) -> GridLimits:
@@ -106,31 +133,32 @@ def grid_limits(
 
     Each is ``min(static, the strictest envelope during the step)``; envelopes on ids
     the grid does not have are left out (:func:`unknown_targets` names them).
+    ``ctrl_per_site`` (for the §14a floors) is used unless ``envelopes`` is prepared.
     """
     n_steps = len(edges) - 1
     s_imp = np.repeat(grid.site_import_limit_kw[:, None], n_steps, 1).astype(np.float64)
     s_exp = np.repeat(grid.site_export_limit_kw[:, None], n_steps, 1).astype(np.float64)
     n_imp = np.repeat(grid.limit_import_kw[:, None], n_steps, 1).astype(np.float64)
     n_exp = np.repeat(grid.limit_export_kw[:, None], n_steps, 1).astype(np.float64)
-    arr = envelopes if isinstance(envelopes, EnvelopeArrays) else EnvelopeArrays.of(envelopes)
-    if len(arr):
-        res = resolve(_with_floor(arr, grid, ctrl_per_site), edges)
-        is_site = res.target_type == TargetType.SITE.value
-        for mask, ids, imp, exp in (
-            (is_site, grid.site_ids, s_imp, s_exp),
-            (~is_site, grid.node_ids, n_imp, n_exp),
-        ):
-            pos = pd.Index(ids).get_indexer(pd.Index(res.target_id[mask]))
-            ok = pos >= 0
-            rows = pos[ok]
-            np.minimum.at(imp, rows, res.import_kw[mask][ok])
-            np.minimum.at(exp, rows, res.export_kw[mask][ok])
+    prep = (
+        envelopes
+        if isinstance(envelopes, PreparedEnvelopes)
+        else prepare(grid, envelopes, ctrl_per_site)
+    )
+    if len(prep.arrays):
+        res = resolve(prep.arrays, edges)
+        for row, imp, exp in ((prep.site_row, s_imp, s_exp), (prep.node_row, n_imp, n_exp)):
+            ok = row >= 0
+            if ok.any():  # targets are distinct, so are their rows: no repeated index
+                r = row[ok]
+                imp[r] = np.minimum(imp[r], res.import_kw[ok])
+                exp[r] = np.minimum(exp[r], res.export_kw[ok])
     return GridLimits(s_imp, s_exp, n_imp, n_exp)
 
 
 def effective_grid(
     grid: GridTopology,
-    envelopes: Sequence[Envelope] | EnvelopeArrays,
+    envelopes: Sequence[Envelope] | EnvelopeArrays | PreparedEnvelopes,
     start: float,
     end: float | None = None,
     ctrl_per_site: IntArray | None = None,
@@ -140,7 +168,8 @@ def effective_grid(
     The same topology (ids, tree) with its four limit arrays replaced; ``grid`` itself
     when no envelope is given, so callers without envelopes pay nothing.
     """
-    if not len(envelopes):
+    n = len(envelopes.arrays) if isinstance(envelopes, PreparedEnvelopes) else len(envelopes)
+    if not n:
         return grid
     stop = end if end is not None and end > start else start + 1e-3
     lim = grid_limits(grid, envelopes, np.array([start, stop]), ctrl_per_site)
