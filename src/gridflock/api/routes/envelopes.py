@@ -88,7 +88,10 @@ def _saved(envs: list[Envelope], n: int) -> dict[str, Any]:
         "once (422, entry, field and message each), nothing is stored then. Dispatch, "
         "plans and flexibility honour them from the next control cycle. Role: operator."
     ),
-    responses={422: {"model": ProblemOut, "description": "Each problem listed."}},
+    responses={
+        415: {"model": ProblemOut, "description": "Neither JSON nor CSV."},
+        422: {"model": ProblemOut, "description": "Each problem listed."},
+    },
     openapi_extra={
         "requestBody": {
             "required": True,
