@@ -241,3 +241,30 @@ def test_two_envelopes_at_once_and_para14a_floor() -> None:
     later = [Envelope("l", TargetType.NODE, "f1", t + 200, t + 900, 0.0, None)]
     disp.set_envelopes(later)
     assert disp.available_kw(Scope.parse("grid_node:f1"), t + 100, t + 300, False, t) == 0.0
+
+
+def test_limits_cached_between_envelope_boundaries_match_fresh_ones() -> None:
+    """The dispatcher reuses limits while no envelope begins or ends; never stale ones."""
+    state = FleetState.from_spec(grid_fleet(sites_per_feeder=2))
+    rng = np.random.default_rng(7)
+    envs = [
+        Envelope(
+            f"e{k}",
+            TargetType.SITE if k % 2 else TargetType.NODE,
+            str(rng.choice(state.grid.site_ids if k % 2 else state.grid.node_ids)),
+            T0 + 60.0 * float(rng.integers(0, 30)),
+            T0 + 60.0 * float(rng.integers(31, 60)),
+            None,
+            float(rng.uniform(0, 5)),
+            issued_at=float(rng.integers(0, 3)),
+        )
+        for k in range(30)
+    ]
+    cached, fresh = Dispatcher(state), Dispatcher(state)
+    cached.set_envelopes(envs)
+    for t in T0 + np.arange(0, 3700, 40.0):  # control cycles and 15-minute holds
+        fresh.set_envelopes(envs)  # a new batch: nothing cached
+        for end in (None, t + 900.0):
+            a, b = cached.grid_at(t, end), fresh.grid_at(t, end)
+            np.testing.assert_array_equal(a.site_export_limit_kw, b.site_export_limit_kw)
+            np.testing.assert_array_equal(a.limit_export_kw, b.limit_export_kw)

@@ -95,6 +95,8 @@ class Dispatcher:
             self._env_arrays, np.zeros(0, np.int64), np.zeros(0, np.int64)
         )
         self._env_of: FleetState | None = None
+        self._bounds: FloatArray = np.zeros(0)
+        self._grid_cache: dict[float, tuple[float, float, GridTopology]] = {}
         self._bind(state)
 
     def _bind(self, state: FleetState) -> None:
@@ -136,13 +138,39 @@ class Dispatcher:
                 self.state.grid, self._env_arrays, controllable_per_site(self.state)
             )
             self._env_of = self.state
+            self._bounds = np.unique(np.r_[self._env.arrays.start, self._env.arrays.end])
+            self._grid_cache = {}
         stop = end if end is not None and end > start else start + 1e-3
-        # only the envelopes overlapping the window are resolved (array work per cycle)
+        # limits only change where an envelope begins or ends: a window that moved forward
+        # past no boundary, at either end, has the limits computed for it before
+        key = round(stop - start, 3)
+        hit = self._grid_cache.get(key)
+        if hit is not None and hit[0] <= start and self._no_bound(hit[0], start, hit[1], stop):
+            return hit[2]
+        # only the envelopes overlapping the window are resolved (array work)
         arr = self._env.arrays
         near = np.flatnonzero((arr.start < stop) & (arr.end > start))
-        if not len(near):
-            return self.state.grid
-        return effective_grid(self.state.grid, self._env.take(near), start, stop)
+        grid = (
+            effective_grid(self.state.grid, self._env.take(near), start, stop)
+            if len(near)
+            else self.state.grid
+        )
+        if len(self._grid_cache) > 16:  # a few window lengths are asked each cycle
+            self._grid_cache.clear()
+        self._grid_cache[key] = (start, stop, grid)
+        return grid
+
+    def _no_bound(self, s0: float, s1: float, e0: float, e1: float) -> bool:
+        """Whether no envelope begins or ends in ``(s0, s1]`` nor in ``[e0, e1)``.
+
+        Then the instants the window dropped, and those it gained, saw the same envelopes
+        as the instants next to them it kept.
+        """
+        b = self._bounds
+        return bool(
+            np.searchsorted(b, s1, "right") == np.searchsorted(b, s0, "right")
+            and np.searchsorted(b, e1, "left") == np.searchsorted(b, e0, "left")
+        )
 
     def set_planned(self, planned_kw: FloatArray) -> None:
         """Take each device's scheduled power now [kW, generator sign; NaN = no schedule]."""
