@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+from gridflock.domain.envelopes import Envelope, EnvelopeSource, TargetType
+
 # the store's envelope table runs on both backends in tests/store; the API on one
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
@@ -81,10 +83,27 @@ def test_operator_sets_lists_and_deletes_envelopes(client, runtime, keys):
     assert [e.id for e in runtime.dispatcher.envelopes] == ["node-now", "zero-export"]
     r = client.delete("/api/v1/envelopes", params={"id": ["node-cap"]}, headers=keys.h("operator"))
     assert r.status_code == 404
+    # envelopes written straight into the store (gridflock envelopes import) are taken up
+    # within RELOAD_S of service time
+    cli = Envelope(
+        "from-cli",
+        TargetType.SITE,
+        site,
+        runtime.now(),
+        runtime.now() + 600,
+        2.0,
+        None,
+        source=EnvelopeSource.FILE,
+        issued_at=runtime.now(),
+    )
+    runtime.store.save_envelopes([cli], "cli")
+    runtime.step(32.0)
+    assert "from-cli" in {e.id for e in runtime.dispatcher.envelopes}
     # a restart takes up what the store holds
     runtime.envelope_service._live.clear()
+    runtime.envelope_service._stamp = None
     runtime.envelope_service.load()
-    assert [e.id for e in runtime.envelopes.find()] == ["node-now", "zero-export"]
+    assert [e.id for e in runtime.envelopes.find()] == ["node-now", "zero-export", "from-cli"]
 
 
 def test_bad_batches_are_refused_whole_then_csv_and_csip_import(client, runtime, keys):

@@ -4,8 +4,9 @@ A batch is checked against the fleet (every target a known site or grid node: al
 problems at once), stored in one transaction, then taken up by the dispatcher: from the
 next control cycle on every event, plan and flexibility figure keeps the new limits.
 Envelopes that have ended leave the dispatcher (they stay in the store until deleted).
-Every ``RELOAD_S`` of service time the store is read again, so envelopes imported with
-``gridflock envelopes import`` (straight into the database) are taken up too.
+Every ``RELOAD_S`` of service time the store is asked whether its envelopes changed (one
+aggregate query) and read again if so, so envelopes imported with ``gridflock envelopes
+import`` (straight into the database) are taken up too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from gridflock.domain.envelopes import Envelope
 from gridflock.domain.errors import NotFoundError, Problem, ValidationError
 from gridflock.fleet.envelopes import unknown_targets
 from gridflock.service.control import ControlLoop
+from gridflock.store import Store
 from gridflock.store.errors import DatabaseUnavailableError
 
 __all__ = ["EnvelopeService"]
@@ -35,6 +37,7 @@ class EnvelopeService:
         self.loop = loop
         self._live: dict[str, Envelope] = {}
         self._next_load = -float("inf")
+        self._stamp: tuple[int, float, float] | None = None
 
     def tick(self, now: float) -> None:
         """After each control cycle: read the store again when due (a loop observer)."""
@@ -48,18 +51,27 @@ class EnvelopeService:
         """Take up the stored envelopes that have not ended (at start and after a restart)."""
         now = self.loop.clock()
         self._next_load = now + RELOAD_S
+        store = self.loop.store
         try:
-            found = self.loop.store.load_envelopes(ending_after=now)
+            stamp = store.envelope_stamp()
+            if stamp == self._stamp:  # nothing written since: only drop the ended ones
+                self._publish(changed=False)
+                return
+            found = store.load_envelopes(ending_after=now)
         except DatabaseUnavailableError:
             log.warning("envelopes not read: the database is away; the known ones still hold")
             return
+        self._stamp = stamp
         self._live = {e.id: e for e in found}
         self._publish()
 
-    def _publish(self) -> None:
+    def _publish(self, changed: bool = True) -> None:
+        """Drop ended envelopes; hand the rest to the dispatcher if anything changed."""
         now = self.loop.clock()
-        self._live = {k: e for k, e in self._live.items() if e.end > now}
-        self.loop.dispatcher.set_envelopes(sorted(self._live.values(), key=_order))
+        live = {k: e for k, e in self._live.items() if e.end > now}
+        if changed or len(live) != len(self._live):
+            self._live = live
+            self.loop.dispatcher.set_envelopes(sorted(live.values(), key=_order))
 
     def find(self, active_at: float | None = None) -> list[Envelope]:
         """The envelopes not yet ended (those in force at ``active_at``, if given)."""
@@ -84,10 +96,12 @@ class EnvelopeService:
                     for e in unknown
                 ]
             )
-        n = self.loop.store.save_envelopes(envelopes, principal.label)
+        store = self.loop.store
+        n = store.save_envelopes(envelopes, principal.label)
         for e in envelopes:
             self._live[e.id] = e
         self._publish()
+        self._stamp = _stamp_or_none(store)
         self.loop.audit(
             principal.label,
             "envelopes.put",
@@ -104,8 +118,17 @@ class EnvelopeService:
         for i in found:
             self._live.pop(i, None)
         self._publish()
+        self._stamp = _stamp_or_none(self.loop.store)
         self.loop.audit(principal.label, "envelopes.delete", "envelopes", {"ids": found[:20]})
         return found
+
+
+def _stamp_or_none(store: Store) -> tuple[int, float, float] | None:
+    """The store's envelope stamp after our own write (None: read everything next time)."""
+    try:
+        return store.envelope_stamp()
+    except DatabaseUnavailableError:
+        return None
 
 
 def _order(e: Envelope) -> tuple[float, str]:

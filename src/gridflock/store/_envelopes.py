@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.engine import Connection
 
 from gridflock.domain.envelopes import Envelope, EnvelopeKind, EnvelopeSource, TargetType
 from gridflock.store._time import epoch, utc
 from gridflock.store.models import EnvelopeRow, table_of
 
-__all__ = ["delete_envelopes", "load_envelopes", "save_envelopes"]
+__all__ = ["delete_envelopes", "envelope_stamp", "load_envelopes", "save_envelopes"]
 
 _CHUNK = 1000
 
@@ -79,3 +79,15 @@ def delete_envelopes(conn: Connection, ids: Sequence[str]) -> list[str]:
         found += [r.id for r in conn.execute(select(t.c.id).where(t.c.id.in_(part)))]
         conn.execute(delete(t).where(t.c.id.in_(part)))
     return found
+
+
+def envelope_stamp(conn: Connection) -> tuple[int, float, float]:
+    """What changes when envelopes are added, replaced or deleted: count, newest issue, end.
+
+    One aggregate query, so a reader can skip reading every row when nothing changed.
+    """
+    t = _table()
+    n, issued, end = conn.execute(
+        select(func.count(), func.max(t.c.issued_at), func.max(t.c.end))
+    ).one()
+    return int(n), epoch(issued) if issued is not None else 0.0, epoch(end) if end else 0.0

@@ -236,6 +236,11 @@ class Store:
         with self.engine.connect() as conn:
             return _envelopes.load_envelopes(conn, ending_after)
 
+    def envelope_stamp(self) -> tuple[int, float, float]:
+        """(count, newest issued_at, latest end) of the envelopes: changes with any write."""
+        with self.engine.connect() as conn:
+            return _envelopes.envelope_stamp(conn)
+
     def delete_envelopes(self, ids: Sequence[str]) -> list[str]:
         """Delete envelopes by id; the ids that existed."""
         with self.engine.begin() as conn:
