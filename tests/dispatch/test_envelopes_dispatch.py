@@ -137,7 +137,7 @@ def _check(fleet: RandomFleet, envs: list[Envelope], share: float, merit: bool) 
 @pytest.mark.parametrize("merit", [False, True], ids=["fair", "merit"])
 def test_allocation_within_envelopes_matches_the_exact_lp(merit: bool) -> None:
     rng = np.random.default_rng(1313 + merit)
-    for _ in range(120):
+    for _ in range(60):
         fleet = random_fleet(rng)
         envs = _random_envelopes(rng, fleet.grid)
         _check(fleet, envs, float(rng.choice([0.3, 1.0, 2.0])), merit)

@@ -59,7 +59,7 @@ def _brute(
     return float(out)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_random_plans_keep_every_envelope_and_match_the_reference(seed: int) -> None:
     rng = np.random.default_rng(seed)
     n_steps = 8
