@@ -93,11 +93,11 @@ class Envelopes(Protocol):
         """Envelopes not yet ended (those in force at ``active_at``, if given)."""
         ...
 
-    def put(self, envelopes: Sequence[Envelope], principal: Principal) -> int:
+    async def put(self, envelopes: Sequence[Envelope], principal: Principal) -> int:
         """Store and apply a validated batch; ``ValidationError`` names unknown targets."""
         ...
 
-    def delete(self, ids: Sequence[str], principal: Principal) -> list[str]:
+    async def delete(self, ids: Sequence[str], principal: Principal) -> list[str]:
         """Delete by id; the ids that existed (``NotFoundError`` if none)."""
         ...
 

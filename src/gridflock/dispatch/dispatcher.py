@@ -123,10 +123,18 @@ class Dispatcher:
             if sl is not None:
                 self._capped[sl] = True
 
-    def set_envelopes(self, envelopes: tuple[Envelope, ...] | list[Envelope]) -> None:
-        """Take the operating envelopes to honour from the next :meth:`step` on."""
+    def set_envelopes(
+        self,
+        envelopes: tuple[Envelope, ...] | list[Envelope],
+        arrays: EnvelopeArrays | None = None,
+    ) -> None:
+        """Take the operating envelopes to honour from the next :meth:`step` on.
+
+        ``arrays``: their columns (``EnvelopeArrays.of(envelopes)``), when already built.
+        """
         self.envelopes = tuple(envelopes)
-        self._env_arrays = EnvelopeArrays.of(self.envelopes)  # columns once per batch
+        # columns once per batch
+        self._env_arrays = EnvelopeArrays.of(self.envelopes) if arrays is None else arrays
         self._env_of = None  # prepared for the fleet at the next grid_at
 
     def grid_at(self, start: float, end: float | None = None) -> GridTopology:

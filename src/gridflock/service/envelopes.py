@@ -11,11 +11,12 @@ import`` (straight into the database) are taken up too.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
 from gridflock.domain.auth import Principal
-from gridflock.domain.envelopes import Envelope
+from gridflock.domain.envelopes import Envelope, EnvelopeArrays
 from gridflock.domain.errors import NotFoundError, Problem, ValidationError
 from gridflock.fleet.envelopes import unknown_targets
 from gridflock.service.control import ControlLoop
@@ -38,6 +39,7 @@ class EnvelopeService:
         self._live: dict[str, Envelope] = {}
         self._next_load = -float("inf")
         self._stamp: tuple[int, float, float] | None = None
+        self._generation = 0  # of the views handed to the dispatcher
 
     def tick(self, now: float) -> None:
         """After each control cycle: read the store again when due (a loop observer)."""
@@ -71,18 +73,34 @@ class EnvelopeService:
         live = {k: e for k, e in self._live.items() if e.end > now}
         if changed or len(live) != len(self._live):
             self._live = live
+            self._generation += 1
             self.loop.dispatcher.set_envelopes(sorted(live.values(), key=_order))
+
+    async def _publish_async(self) -> None:
+        """As :meth:`_publish`, the batch's columns built on a worker thread."""
+        now = self.loop.clock()
+        self._live = {k: e for k, e in self._live.items() if e.end > now}
+        live = sorted(self._live.values(), key=_order)
+        self._generation += 1
+        mine = self._generation
+        arrays = await asyncio.to_thread(EnvelopeArrays.of, live)
+        if mine == self._generation:  # a later write has not published a newer view
+            self.loop.dispatcher.set_envelopes(live, arrays)
 
     def find(self, active_at: float | None = None) -> list[Envelope]:
         """The envelopes not yet ended (those in force at ``active_at``, if given)."""
-        self._publish()
+        self._publish(changed=False)
         out = sorted(self._live.values(), key=_order)
         if active_at is not None:
             out = [e for e in out if e.start <= active_at < e.end]
         return out
 
-    def put(self, envelopes: Sequence[Envelope], principal: Principal) -> int:
-        """Check, store and apply a batch (replacing envelopes of the same ids)."""
+    async def put(self, envelopes: Sequence[Envelope], principal: Principal) -> int:
+        """Check, store and apply a batch (replacing envelopes of the same ids).
+
+        The database write and the batch's columns are made off the event loop; the
+        dispatcher takes the batch up on it, between two control cycles.
+        """
         unknown = unknown_targets(self.loop.state.grid, envelopes)
         if unknown:
             raise ValidationError(
@@ -97,11 +115,11 @@ class EnvelopeService:
                 ]
             )
         store = self.loop.store
-        n = store.save_envelopes(envelopes, principal.label)
+        n = await asyncio.to_thread(store.save_envelopes, envelopes, principal.label)
         for e in envelopes:
             self._live[e.id] = e
-        self._publish()
-        self._stamp = _stamp_or_none(store)
+        await self._publish_async()
+        self._stamp = await asyncio.to_thread(_stamp_or_none, store)
         self.loop.audit(
             principal.label,
             "envelopes.put",
@@ -110,15 +128,16 @@ class EnvelopeService:
         )
         return n
 
-    def delete(self, ids: Sequence[str], principal: Principal) -> list[str]:
+    async def delete(self, ids: Sequence[str], principal: Principal) -> list[str]:
         """Delete envelopes by id; ``NotFoundError`` when none of them exists."""
-        found = self.loop.store.delete_envelopes(ids)
+        store = self.loop.store
+        found = await asyncio.to_thread(store.delete_envelopes, ids)
         if not found:
             raise NotFoundError(f"no envelope with id {', '.join(ids[:5])}")
         for i in found:
             self._live.pop(i, None)
-        self._publish()
-        self._stamp = _stamp_or_none(self.loop.store)
+        await self._publish_async()
+        self._stamp = await asyncio.to_thread(_stamp_or_none, store)
         self.loop.audit(principal.label, "envelopes.delete", "envelopes", {"ids": found[:20]})
         return found
 

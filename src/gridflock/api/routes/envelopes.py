@@ -120,7 +120,7 @@ async def put_envelopes(request: Request, runtime: RuntimeDep, principal: Operat
         envs = await run_in_threadpool(lambda: parse_envelopes(raw, now=now))
     else:
         raise ProblemError(415, f"send application/json or text/csv, not {ctype!r}")
-    n = await run_in_threadpool(runtime.envelopes.put, envs, principal)
+    n = await runtime.envelopes.put(envs, principal)
     return _saved(envs, n)
 
 
@@ -155,7 +155,7 @@ async def put_csip(
     envs = await run_in_threadpool(
         lambda: parse_csip(doc, target_type=target_type, target_id=target_id, now=now)
     )
-    n = await run_in_threadpool(runtime.envelopes.put, envs, principal)
+    n = await runtime.envelopes.put(envs, principal)
     return _saved(envs, n)
 
 
@@ -197,5 +197,5 @@ async def delete_envelopes(
     id: Annotated[list[str], Query(min_length=1, max_length=10_000, description="Ids.")],
 ) -> Any:
     """Hand the ids to ``runtime.envelopes.delete``."""
-    found = await run_in_threadpool(runtime.envelopes.delete, id, principal)
+    found = await runtime.envelopes.delete(id, principal)
     return {"deleted": len(found), "ids": found[:100]}
