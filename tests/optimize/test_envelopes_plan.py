@@ -124,3 +124,21 @@ def test_random_plans_keep_every_envelope_and_match_the_reference(seed: int) -> 
             assert flow <= exp + TOL_KW, (nid, t, flow, exp)
             assert -flow <= imp + TOL_KW, (nid, t, flow, imp)
     assert binding > 0  # the envelopes shaped the plan
+
+
+def test_para14a_dimming_keeps_the_floor_per_controllable_device() -> None:
+    """A "dim to 0 kW" on a home with one battery and 3 kW of load plans to 4.2 kW import."""
+    spec = spec_of([BAT])
+    envs = [
+        Envelope("dim", TargetType.SITE, "s0", START, START + 1800, 0.0, None, EnvelopeKind.PARA14A)
+    ]
+    cheap_then_dear = Tariff.dynamic(np.array([0.05, 0.05, 0.5, 0.5]), np.zeros(4), 1)
+    pb = build_problem(
+        spec, START, forecasts([3.0] * 4), cheap_then_dear, n_steps=4, envelopes=envs
+    )
+    np.testing.assert_allclose(pb.sites.import_limit_kw[0], [4.2, 4.2, 25.0, 25.0])
+    plan = solve(pb)
+    bat = list(plan.device_ids).index("b")
+    # the battery charges in the cheap, dimmed steps only what the floor leaves: 4.2 - 3
+    np.testing.assert_allclose(plan.p_kw[bat, :2], -1.2, atol=1e-9)
+    np.testing.assert_allclose(-plan.site_net_kw[0, :2], 4.2, atol=1e-9)
