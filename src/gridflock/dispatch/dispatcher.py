@@ -96,6 +96,7 @@ class Dispatcher:
         )
         self._env_of: FleetState | None = None
         self._bounds: FloatArray = np.zeros(0)
+        self._max_dur = 0.0
         self._grid_cache: dict[float, tuple[float, float, GridTopology]] = {}
         self._bind(state)
 
@@ -142,10 +143,14 @@ class Dispatcher:
         if not self.envelopes:
             return self.state.grid
         if self._env_of is not self.state:  # once per batch and fleet: floors, targets
+            arrays = self._env_arrays
+            order = np.argsort(arrays.start, kind="stable")  # by start: a window is a slice
             self._env = prepare(
-                self.state.grid, self._env_arrays, controllable_per_site(self.state)
+                self.state.grid, arrays.take(order), controllable_per_site(self.state)
             )
             self._env_of = self.state
+            dur = self._env.arrays.end - self._env.arrays.start
+            self._max_dur = float(dur.max()) if len(dur) else 0.0
             self._bounds = np.unique(np.r_[self._env.arrays.start, self._env.arrays.end])
             self._grid_cache = {}
         stop = end if end is not None and end > start else start + 1e-3
@@ -157,7 +162,10 @@ class Dispatcher:
             return hit[2]
         # only the envelopes overlapping the window are resolved (array work)
         arr = self._env.arrays
-        near = np.flatnonzero((arr.start < stop) & (arr.end > start))
+        # sorted by start, the envelopes that can overlap begin in [start - longest, stop)
+        lo = int(np.searchsorted(arr.start, start - self._max_dur, "left"))
+        hi = int(np.searchsorted(arr.start, stop, "left"))
+        near = lo + np.flatnonzero(arr.end[lo:hi] > start)
         grid = (
             effective_grid(self.state.grid, self._env.take(near), start, stop)
             if len(near)
