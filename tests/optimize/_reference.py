@@ -135,12 +135,10 @@ def reference_optimum(pb: PlanProblem) -> tuple[float, dict[tuple, float]]:
         if tar.peak_price_per_kw[s] > 0:
             peak = m.var(("peak", s), 0.0, np.inf, float(tar.peak_price_per_kw[s]))
         for t in range(tn):
-            imp = m.var(
-                ("imp", s, t), 0.0, pb.sites.import_limit_kw[s], tar.import_price[s, t] * dt
-            )
-            exp = m.var(
-                ("exp", s, t), 0.0, pb.sites.export_limit_kw[s], -tar.export_price[s, t] * dt
-            )
+            imp_lim = np.broadcast_to(pb.sites.import_limit_kw[s], (tn,))[t]  # static or per step
+            exp_lim = np.broadcast_to(pb.sites.export_limit_kw[s], (tn,))[t]
+            imp = m.var(("imp", s, t), 0.0, imp_lim, tar.import_price[s, t] * dt)
+            exp = m.var(("exp", s, t), 0.0, exp_lim, -tar.export_price[s, t] * dt)
             row = {imp: 1.0, exp: -1.0}
             for j, v in site_terms[s, t].items():
                 row[j] = row.get(j, 0.0) - v

@@ -29,8 +29,9 @@ TABLES = {
     "schedules",
     "settlements",
     "support_windows",
+    "envelopes",
 }
-HEAD = "0010_gridcode"
+HEAD = "0010"
 
 
 def _version(store: Store) -> list[str]:

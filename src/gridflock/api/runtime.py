@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -13,6 +13,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from gridflock.domain.auth import Principal
+from gridflock.domain.envelopes import Envelope
 from gridflock.domain.events import Event, EventSource, Scope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
@@ -26,7 +27,7 @@ from gridflock.store.records import (
     SupportWindowRecord,
 )
 
-__all__ = ["EventView", "Forecasts", "Runtime"]
+__all__ = ["Envelopes", "EventView", "Forecasts", "Runtime"]
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,22 @@ class Forecasts(Protocol):
         ...
 
 
+class Envelopes(Protocol):
+    """The grid operator's operating envelopes (docs/envelopes.md)."""
+
+    def find(self, active_at: float | None = None) -> list[Envelope]:
+        """Envelopes not yet ended (those in force at ``active_at``, if given)."""
+        ...
+
+    async def put(self, envelopes: Sequence[Envelope], principal: Principal) -> int:
+        """Store and apply a validated batch; ``ValidationError`` names unknown targets."""
+        ...
+
+    async def delete(self, ids: Sequence[str], principal: Principal) -> list[str]:
+        """Delete by id; the ids that existed (``NotFoundError`` if none)."""
+        ...
+
+
 class Runtime(Protocol):
     """The live VPP as the API sees it. Times are UTC epoch seconds, power kW."""
 
@@ -105,6 +122,11 @@ class Runtime(Protocol):
 
     def now(self) -> float:
         """The service clock."""
+        ...
+
+    @property
+    def envelopes(self) -> Envelopes:
+        """The grid operator's operating envelopes."""
         ...
 
     @property

@@ -274,6 +274,10 @@ class GridNodeOut(BaseModel):
     utilisation_pct: float | None = Field(
         description="load_kw as % of the limit in its direction (None when the limit is 0)."
     )
+    envelope: bool = Field(
+        False,
+        description="Whether a grid operator's envelope sets a limit now (docs/envelopes.md).",
+    )
     peak_utilisation_pct_24h: float | None = Field(
         None,
         description="Highest utilisation over the last 24 h (minute samples): where the "

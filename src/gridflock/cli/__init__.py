@@ -2,6 +2,7 @@
 
 from gridflock.cli import (  # noqa: F401  (registers the commands)
     edge,
+    envelopes,
     fleet,
     forecast,
     plan,

@@ -38,6 +38,11 @@ measured against it, and the device goes back to the plan when released. PV and 
 schedules are export caps (curtailment), so their baseline is the lower of the plan and
 the power available.
 
+Operating envelopes (``set_envelopes``): every site and node limit is ``min(static,
+envelope)`` at the cycle's time, so an envelope that arrives mid-event tightens the
+running events at the next :meth:`step`; :meth:`available_kw` uses the strictest limit
+over the asked window.
+
 Finished events leave the dispatcher (the caller keeps their figures); memory does not
 grow with the number of past events.
 """
@@ -52,12 +57,19 @@ import pandas as pd
 
 from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
+from gridflock.domain.envelopes import Envelope, EnvelopeArrays
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
+from gridflock.fleet.envelopes import (
+    PreparedEnvelopes,
+    controllable_per_site,
+    effective_grid,
+    prepare,
+)
 from gridflock.fleet.flexibility import Flexibility, flexibility
 from gridflock.fleet.groups import MeritPlan
-from gridflock.fleet.state import FleetState
+from gridflock.fleet.state import FleetState, GridTopology
 
 __all__ = ["Dispatcher"]
 
@@ -76,11 +88,22 @@ class Dispatcher:
         self._next_code = 0
         self._releasing: dict[int, EventTracker] = {}  # code -> events still releasing devices
         self._plan: MeritPlan | None = None
+        self.envelopes: tuple[Envelope, ...] = ()
+        """The grid operator's envelopes in force (``set_envelopes``)."""
+        self._env_arrays = EnvelopeArrays.of(())
+        self._env = PreparedEnvelopes(
+            self._env_arrays, np.zeros(0, np.int64), np.zeros(0, np.int64)
+        )
+        self._env_of: FleetState | None = None
+        self._bounds: FloatArray = np.zeros(0)
+        self._max_dur = 0.0
+        self._grid_cache: dict[float, tuple[float, float, GridTopology]] = {}
         self._bind(state)
 
     def _bind(self, state: FleetState) -> None:
         n = state.n
         self.state = state
+        self._env_of = None
         self.held_by: IntArray = np.full(n, -1, np.int64)
         """Code of the event holding each device (``tracker.code``), -1 when free."""
         self.owner: IntArray = np.full(n, -1, np.int64)
@@ -100,6 +123,70 @@ class Dispatcher:
             sl = state.kind_slices.get(kind)
             if sl is not None:
                 self._capped[sl] = True
+
+    def set_envelopes(
+        self,
+        envelopes: tuple[Envelope, ...] | list[Envelope],
+        arrays: EnvelopeArrays | None = None,
+    ) -> None:
+        """Take the operating envelopes to honour from the next :meth:`step` on.
+
+        ``arrays``: their columns (``EnvelopeArrays.of(envelopes)``), when already built.
+        """
+        self.envelopes = tuple(envelopes)
+        # columns once per batch
+        self._env_arrays = EnvelopeArrays.of(self.envelopes) if arrays is None else arrays
+        self._env_of = None  # prepared for the fleet at the next grid_at
+
+    def grid_at(self, start: float, end: float | None = None) -> GridTopology:
+        """The fleet's grid with the strictest envelope limits over ``[start, end)``."""
+        if not self.envelopes:
+            return self.state.grid
+        if self._env_of is not self.state:  # once per batch and fleet: floors, targets
+            arrays = self._env_arrays
+            order = np.argsort(arrays.start, kind="stable")  # by start: a window is a slice
+            self._env = prepare(
+                self.state.grid, arrays.take(order), controllable_per_site(self.state)
+            )
+            self._env_of = self.state
+            dur = self._env.arrays.end - self._env.arrays.start
+            self._max_dur = float(dur.max()) if len(dur) else 0.0
+            self._bounds = np.unique(np.r_[self._env.arrays.start, self._env.arrays.end])
+            self._grid_cache = {}
+        stop = end if end is not None and end > start else start + 1e-3
+        # limits only change where an envelope begins or ends: a window that moved forward
+        # past no boundary, at either end, has the limits computed for it before
+        key = round(stop - start, 3)
+        hit = self._grid_cache.get(key)
+        if hit is not None and hit[0] <= start and self._no_bound(hit[0], start, hit[1], stop):
+            return hit[2]
+        # only the envelopes overlapping the window are resolved (array work)
+        arr = self._env.arrays
+        # sorted by start, the envelopes that can overlap begin in [start - longest, stop)
+        lo = int(np.searchsorted(arr.start, start - self._max_dur, "left"))
+        hi = int(np.searchsorted(arr.start, stop, "left"))
+        near = lo + np.flatnonzero(arr.end[lo:hi] > start)
+        grid = (
+            effective_grid(self.state.grid, self._env.take(near), start, stop)
+            if len(near)
+            else self.state.grid
+        )
+        if len(self._grid_cache) > 16:  # a few window lengths are asked each cycle
+            self._grid_cache.clear()
+        self._grid_cache[key] = (start, stop, grid)
+        return grid
+
+    def _no_bound(self, s0: float, s1: float, e0: float, e1: float) -> bool:
+        """Whether no envelope begins or ends in ``(s0, s1]`` nor in ``[e0, e1)``.
+
+        Then the instants the window dropped, and those it gained, saw the same envelopes
+        as the instants next to them it kept.
+        """
+        b = self._bounds
+        return bool(
+            np.searchsorted(b, s1, "right") == np.searchsorted(b, s0, "right")
+            and np.searchsorted(b, e1, "left") == np.searchsorted(b, e0, "left")
+        )
 
     def set_planned(self, planned_kw: FloatArray) -> None:
         """Take each device's scheduled power now [kW, generator sign; NaN = no schedule]."""
@@ -228,6 +315,7 @@ class Dispatcher:
         base = self.baseline()
         holder = np.full(st.n, -1, np.int64)
         changes = self._releasing_changes(base)[up]
+        grid = self.grid_at(start, end)
         for t in self._ordered():
             if not t.event.overlaps(start, end):
                 continue
@@ -236,7 +324,7 @@ class Dispatcher:
                 continue
             mask = t.scope & ~t.excluded & st.online & (holder < 0)
             alloc = self._allocate(
-                up, abs(t.event.target_kw), h, base, changes, mask, self.held_by == t.code
+                up, abs(t.event.target_kw), h, base, changes, mask, self.held_by == t.code, grid
             )
             take = np.abs(alloc.delta_kw) > _HELD_KW
             holder[take] = t.code
@@ -244,7 +332,7 @@ class Dispatcher:
         site_p = st.site_power_kw(base + changes)
         node_p = st.grid.node_flow_kw(site_p)
         a = limit_headroom(
-            h, st.node_groups, st.grid, site_p, node_p, up, mask=mask_new & (holder < 0)
+            h, st.node_groups, grid, site_p, node_p, up, mask=mask_new & (holder < 0)
         )
         return float(a.sum()) * (1.0 if up else -1.0)
 
@@ -305,6 +393,7 @@ class Dispatcher:
         holder = np.full(st.n, -1, np.int64)
         delta = np.zeros(st.n)
         changes = self._releasing_changes(base)
+        grid = self.grid_at(now)
         flex: dict[float, Flexibility] = {}
         edges: dict[int, FloatArray] = {}
         for t in active:  # in serving order: each takes from what is left
@@ -328,6 +417,7 @@ class Dispatcher:
                 changes[t.up],
                 mask,
                 self.held_by == t.code,
+                grid,
             )
             take = np.abs(alloc.delta_kw) > _HELD_KW
             if cfg.hold:  # a device the event moved stays held until the end
@@ -356,12 +446,16 @@ class Dispatcher:
         changes: FloatArray,
         mask: BoolArray,
         mine: BoolArray,
+        grid: GridTopology,
     ) -> Allocation:
-        """One event's allocation over ``mask``, after the earlier events' ``changes``."""
+        """One event's allocation over ``mask``, after the earlier events' ``changes``.
+
+        ``grid`` carries the limits in force (the envelopes applied).
+        """
         st, cfg = self.state, self.config
         site_p = st.site_power_kw(base + changes)
         node_p = st.grid.node_flow_kw(site_p)
-        caps = grid_caps(st.grid, site_p, node_p, up)
+        caps = grid_caps(grid, site_p, node_p, up)
         target = want if up else -want
         if cfg.merit_order:
             return allocate(
@@ -373,7 +467,7 @@ class Dispatcher:
                 caps=caps,
                 plan=self.plan,
             )
-        a = limit_headroom(headroom, st.node_groups, st.grid, site_p, node_p, up, mask=mask)
+        a = limit_headroom(headroom, st.node_groups, grid, site_p, node_p, up, mask=mask)
         claim = _claim(a, want * (1.0 + cfg.claim_margin), mine)
         alloc = allocate(headroom, target, mask=claim, groups=st.node_groups, caps=caps)
         available = float(a.sum()) if up else -float(a.sum())

@@ -6,7 +6,8 @@ they agree. The figure for a hold of ``duration_h`` from ``now`` is:
 
 * **total**: what the controllable devices of a scope, moving together, can hold in each
   direction (each device's power band, ``fleet.flexibility``) without crossing any site or
-  grid-node limit at any depth of the tree, from the flows at baseline. Where a limit
+  grid-node limit at any depth of the tree (the grid operator's envelopes included, the
+  strictest over the hold), from the flows at baseline. Where a limit
   binds, its devices share it in equal fractions (the allocator's fair rule), so the
   per-device values sum, by any grouping, to the scope's total.
 * **committed**: what active events hold now, by direction: the magnitude of each held
@@ -25,7 +26,7 @@ import numpy as np
 
 from gridflock.domain.messages import BoolArray, FloatArray
 from gridflock.fleet.flexibility import flexibility
-from gridflock.fleet.state import FleetState
+from gridflock.fleet.state import FleetState, GridTopology
 
 __all__ = ["AvailableFlexibility", "available_flexibility"]
 
@@ -72,6 +73,7 @@ def available_flexibility(
     *,
     held_kw: FloatArray | None = None,
     scope: BoolArray | None = None,
+    grid: GridTopology | None = None,
 ) -> AvailableFlexibility:
     """The one flexibility figure of ``scope`` (default: the whole fleet).
 
@@ -88,6 +90,9 @@ def available_flexibility(
         it; > 0 up, < 0 down).
     scope : bool array (n,), optional
         The devices the figure is for.
+    grid : GridTopology, optional
+        The fleet's grid with the limits in force over the hold (the operator's
+        envelopes applied, ``fleet.envelopes.effective_grid``); default its static one.
 
     """
     from gridflock.dispatch.allocate import limit_headroom  # dispatch builds on fleet
@@ -98,7 +103,7 @@ def available_flexibility(
     usable = state.controllable()
     if scope is not None:
         usable &= scope
-    grid, groups = state.grid, state.node_groups
+    grid, groups = (state.grid if grid is None else grid), state.node_groups
     base = np.where(state.online, flex.baseline_kw, 0.0)
     site_p = state.site_power_kw(base)
     node_p = grid.node_flow_kw(site_p)

@@ -236,8 +236,8 @@ def build_lp(
     avail = np.zeros((ns, t_n))
     np.add.at(avail, local[rn.site[here]], rn.avail_kw[here])
     base = pb.sites.load_kw[sites] - avail
-    imp_lim = np.repeat(pb.sites.import_limit_kw[sites][:, None], t_n, 1)
-    exp_lim = np.repeat(pb.sites.export_limit_kw[sites][:, None], t_n, 1)
+    imp_lim = pb.sites.limit_per_step(pb.sites.import_limit_kw, t_n)[sites]
+    exp_lim = pb.sites.limit_per_step(pb.sites.export_limit_kw, t_n)[sites]
     col["n"] = b.cols(pe * dt, -exp_lim, imp_lim)
     ng = _grid(col["n"], ns, t_n)
     r0 = b.rows(base, base)  # n - x = base

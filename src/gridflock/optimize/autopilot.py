@@ -22,7 +22,7 @@ over stored energy with charge and discharge split) was the model for this one.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -50,6 +50,7 @@ __all__ = [
     "windows_from_forecast",
 ]
 
+from gridflock.domain.envelopes import Envelope
 from gridflock.domain.spec import FleetSpec
 from gridflock.forecast import SupportWindow as ForecastWindow
 from gridflock.optimize.build import build_problem
@@ -707,8 +708,12 @@ def plan_devices(
     sketch: FleetPlan,
     tz: str = "UTC",
     time_limit_s: float | None = None,
+    envelopes: Sequence[Envelope] = (),
 ) -> FleetPlan:
     """The plan per device (:func:`gridflock.optimize.solve`) under the operator's policies.
+
+    ``envelopes``: the grid operator's operating envelopes, hard per-step site and node
+    limits of every attempt (docs/envelopes.md).
 
     The policies set the optimiser's problem: the tariff's prices per step (flattened to
     their mean when arbitrage is off), battery wear, up support windows (a kWh short costs
@@ -765,6 +770,7 @@ def plan_devices(
             soc_end="initial",
             fleet_import_cap_kw=c,
             thermal_best_effort=True,
+            envelopes=envelopes,
         )
         # a house or tank that leaves its band whatever its device does is planned at the
         # device's utmost (``Plan.warnings``); a site whose other rules cannot be kept is

@@ -16,10 +16,13 @@ import numpy as np
 import pandas as pd
 
 from gridflock.domain import bands
+from gridflock.domain.envelopes import Envelope
 from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray
 from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.envelopes import PARA14A_KINDS, grid_limits
+from gridflock.fleet.state import GridTopology
 from gridflock.optimize._reach import thermal_reach
 from gridflock.optimize.inputs import InitialState, SiteForecasts
 from gridflock.optimize.problem import (
@@ -148,6 +151,7 @@ def build_problem(
     fleet_export_cap_kw: float | FloatArray = np.inf,
     step_h: float = STEP_H,
     thermal_best_effort: bool = False,
+    envelopes: Sequence[Envelope] = (),
 ) -> PlanProblem:
     """Resolve a fleet, its forecasts and its state into a :class:`PlanProblem`.
 
@@ -162,6 +166,9 @@ def build_problem(
     (a hot day for a pump that cannot cool) is planned at the device's utmost where the
     band cannot be kept, and listed in ``PlanProblem.notes``; otherwise ``solve`` refuses
     the plan naming it.
+    ``envelopes``: the grid operator's operating envelopes over the horizon; each step's
+    site and node limits become ``min(static, the strictest envelope in the step)``
+    (``fleet.envelopes.grid_limits``, §14a floors included), hard limits of the LP.
     """
     problems: list[Problem] = []
     if n_steps <= 0:
@@ -457,19 +464,35 @@ def build_problem(
         if (nxt < 0).all():
             break
         chain.append(nxt)
+    node_imp = np.repeat(nodes["limit_import_kw"].to_numpy(float)[:, None], n_steps, axis=1)
+    node_exp = np.repeat(nodes["limit_export_kw"].to_numpy(float)[:, None], n_steps, axis=1)
+    site_imp: FloatArray = sites_df["import_limit_kw"].to_numpy(float)
+    site_exp: FloatArray = sites_df["export_limit_kw"].to_numpy(float)
+    if envelopes:
+        topo = GridTopology.from_spec(spec)
+        ctrl = np.zeros(n_sites, np.int64)
+        for name in PARA14A_KINDS:
+            df_k = spec.devices.get(DeviceKind(name))
+            if df_k is not None and len(df_k):
+                idx = site_pos.get_indexer(df_k["site_id"].to_numpy(dtype=object))
+                np.add.at(ctrl, idx[idx >= 0], 1)
+        edges: FloatArray = float(start_ts) + step_h * 3600.0 * np.arange(n_steps + 1.0)
+        lim = grid_limits(topo, envelopes, edges, ctrl)
+        node_imp, node_exp = lim.node_import_kw, lim.node_export_kw
+        site_imp, site_exp = lim.site_import_kw, lim.site_export_kw
     grid = Grid(
         nodes["id"].to_numpy(dtype=object),
         np.stack(chain, axis=1).astype(np.int64) if len(nodes) else np.zeros((0, 1), np.int64),
-        np.repeat(nodes["limit_import_kw"].to_numpy(float)[:, None], n_steps, axis=1),
-        np.repeat(nodes["limit_export_kw"].to_numpy(float)[:, None], n_steps, axis=1),
+        node_imp,
+        node_exp,
         np.broadcast_to(np.asarray(fleet_import_cap_kw, float), (n_steps,)).copy(),
         np.broadcast_to(np.asarray(fleet_export_cap_kw, float), (n_steps,)).copy(),
     )
     sites = Sites(
         sites_df["id"].to_numpy(dtype=object),
         node_pos.get_indexer(sites_df["grid_node"].to_numpy(dtype=object)).astype(np.int64),
-        sites_df["import_limit_kw"].to_numpy(float),
-        sites_df["export_limit_kw"].to_numpy(float),
+        site_imp,
+        site_exp,
         load,
     )
     for w in windows:

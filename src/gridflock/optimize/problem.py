@@ -155,7 +155,11 @@ class Renewables:
 
 @dataclass(frozen=True)
 class Sites:
-    """Sites: uncontrollable consumption, connection limits and grid node (-1: none)."""
+    """Sites: uncontrollable consumption, connection limits and grid node (-1: none).
+
+    The limits [kW, magnitudes] are (n_sites,) static ones, or (n_sites, n_steps) where
+    the grid operator's envelopes make them vary (``build_problem(envelopes=...)``).
+    """
 
     ids: StrArray
     node: IntArray
@@ -165,6 +169,15 @@ class Sites:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @staticmethod
+    def limit_per_step(limit: FloatArray, n_steps: int) -> FloatArray:
+        """A limit as (n_sites, n_steps), whether given static or per step."""
+        arr = np.asarray(limit, dtype=np.float64)
+        out: FloatArray = np.broadcast_to(
+            arr if arr.ndim == 2 else arr[:, None], (len(arr), n_steps)
+        )
+        return out
 
 
 @dataclass(frozen=True)

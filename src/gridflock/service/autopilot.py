@@ -45,6 +45,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from gridflock.domain.auth import Principal, Role
+from gridflock.domain.envelopes import Envelope
 from gridflock.domain.errors import ConflictError, GridflockError, InvalidError, NotFoundError
 from gridflock.domain.events import EventSource, Scope
 from gridflock.domain.kinds import DeviceKind
@@ -316,6 +317,7 @@ class _Job:
     tz: str
     inputs: EngineInputs | None
     state: InitialState | None
+    envelopes: tuple[Envelope, ...] = ()
 
 
 class AutopilotService:
@@ -493,7 +495,8 @@ class AutopilotService:
                     else "the configured forecaster"
                 )
             state = InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
-            return _Job(s, times, fc, source, self._pool(), self._tz(), inputs, state)
+            envelopes = self.loop.dispatcher.envelopes
+            return _Job(s, times, fc, source, self._pool(), self._tz(), inputs, state, envelopes)
         except (PlanError, ValueError) as e:
             self._log("error", "autopilot", f"no new plan: {e}", None, None)
             return None
@@ -522,6 +525,7 @@ class AutopilotService:
                 sketch,
                 job.tz,
                 time_limit_s=self.plan_time_limit_s,
+                envelopes=job.envelopes,
             )
         except (PlanInfeasibleError, GridflockError, PlanError, ValueError) as e:
             return sketch, f"no plan per device ({e}); the fleet's storage plan stands"

@@ -117,8 +117,14 @@ class ReadModel:
             mask = st.scope_mask(Scope.parse(scope))
         except ValueError as exc:  # a malformed scope, or one that names nothing
             raise InvalidError(clip(str(exc))) from None
+        now = self.loop.clock()
         avail = available_flexibility(
-            st, duration_h, self.loop.clock(), held_kw=self._held_kw(), scope=mask
+            st,
+            duration_h,
+            now,
+            held_kw=self._held_kw(),
+            scope=mask,
+            grid=self.loop.dispatcher.grid_at(now, now + duration_h * 3600.0),
         )
         ffr = frequency_response(st, self.loop.clock())  # within 1 s, held 15 minutes
         live = st.online & mask
@@ -190,7 +196,13 @@ class ReadModel:
         loop = self.loop
         st = loop.state
         hours = loop.settings.flex_duration_h
-        avail = available_flexibility(st, hours, now, held_kw=self._held_kw())
+        avail = available_flexibility(
+            st,
+            hours,
+            now,
+            held_kw=self._held_kw(),
+            grid=loop.dispatcher.grid_at(now, now + hours * 3600.0),
+        )
         totals = avail.totals()
         up, down = totals["flex_up_kw"], totals["flex_down_kw"]
         p = np.where(st.online, st.p_kw, 0.0)

@@ -42,6 +42,7 @@ from gridflock.mv.statement import Statement
 from gridflock.mv.value import YearValue
 from gridflock.service.autopilot import AutopilotService, AutopilotSettings
 from gridflock.service.control import ControlLoop
+from gridflock.service.envelopes import EnvelopeService
 from gridflock.service.events import EventService
 from gridflock.service.forecasting import ForecastService
 from gridflock.service.metrics import ServiceMetrics
@@ -92,6 +93,8 @@ class Runtime:
             self.loop, self.event_service, self.read_model, forecasts=self.forecaster
         )
         self.loop.observers.append(self.autopilot.tick)
+        self.envelope_service = EnvelopeService(self.loop)
+        self.loop.observers.append(self.envelope_service.tick)
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
@@ -120,6 +123,11 @@ class Runtime:
     def now(self) -> float:
         """The service clock [UTC epoch s]."""
         return self.clock()
+
+    @property
+    def envelopes(self) -> EnvelopeService:
+        """The grid operator's operating envelopes: list, put, delete."""
+        return self.envelope_service
 
     @property
     def forecasts(self) -> ForecastService:
@@ -443,6 +451,7 @@ class Runtime:
 
         Returns the ids of the open events resumed.
         """
+        self.envelope_service.load()
         resumed = self.loop.resume()
         self.event_service.load_past()
         self.autopilot.load()

@@ -38,6 +38,7 @@ __all__ = [
     "CommandRow",
     "DeadLetterRow",
     "DeviceRow",
+    "EnvelopeRow",
     "EventRow",
     "EventSampleRow",
     "ForecastModelRow",
@@ -155,6 +156,32 @@ class EventSampleRow(Base):
     ts: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     target_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
     delivered_kw: Mapped[float | None] = mapped_column(Double, nullable=True)
+
+
+class EnvelopeRow(Base):
+    """An operating envelope the grid operator set on a site or grid node (docs/envelopes.md)."""
+
+    __tablename__ = "envelopes"
+    __table_args__ = (
+        Index("ix_envelopes_end", "end"),
+        Index("ix_envelopes_target", "target_type", "target_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    target_type: Mapped[str] = mapped_column(String, comment="'site' or 'node'.")
+    target_id: Mapped[str] = mapped_column(String)
+    start: Mapped[datetime] = mapped_column(UTCDateTime)
+    end: Mapped[datetime] = mapped_column(UTCDateTime)
+    import_limit_kw: Mapped[float | None] = mapped_column(
+        Double, nullable=True, comment="Import limit [kW, >= 0]; NULL: none."
+    )
+    export_limit_kw: Mapped[float | None] = mapped_column(
+        Double, nullable=True, comment="Export limit [kW, >= 0]; NULL: none."
+    )
+    kind: Mapped[str] = mapped_column(String, comment="doe, flexible_export or para14a.")
+    source: Mapped[str] = mapped_column(String, comment="api, csip or file.")
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String)
 
 
 class SettlementRow(Base):

@@ -25,11 +25,13 @@ from gridflock.domain import (
     TelemetryBatch,
 )
 from gridflock.domain.auth import Principal, Role
+from gridflock.domain.envelopes import Envelope
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.store import (
     _audit,
     _autopilot,
     _dead_letters,
+    _envelopes,
     _events,
     _fleet,
     _forecasts,
@@ -221,6 +223,28 @@ class Store:
         """An event's samples: columns ``ts`` (UTC), ``target_kw``, ``delivered_kw``."""
         with self.engine.connect() as conn:
             return _events.event_samples(conn, event_id)
+
+    # -- operating envelopes ---------------------------------------------------------
+
+    def save_envelopes(self, envelopes: Sequence[Envelope], created_by: str) -> int:
+        """Insert or replace envelopes by id, all or none; returns how many."""
+        with self.engine.begin() as conn:
+            return _envelopes.save_envelopes(conn, envelopes, created_by)
+
+    def load_envelopes(self, ending_after: float | None = None) -> list[Envelope]:
+        """The envelopes kept (those ending after ``ending_after`` [UTC epoch s], if given)."""
+        with self.engine.connect() as conn:
+            return _envelopes.load_envelopes(conn, ending_after)
+
+    def envelope_stamp(self) -> tuple[int, float, float]:
+        """(count, newest issued_at, latest end) of the envelopes: changes with any write."""
+        with self.engine.connect() as conn:
+            return _envelopes.envelope_stamp(conn)
+
+    def delete_envelopes(self, ids: Sequence[str]) -> list[str]:
+        """Delete envelopes by id; the ids that existed."""
+        with self.engine.begin() as conn:
+            return _envelopes.delete_envelopes(conn, ids)
 
     # -- settlements -----------------------------------------------------------------
 

@@ -189,6 +189,18 @@ GRID = """
   Load &gt; 0 is export upstream; the limit shown is the one in that direction.</p>
  </article>
 </section>
+<section class="row">
+ <article class="card"><header class="card-head"><h2>Operating envelopes</h2>
+  <span class="muted">the grid operator's limits in force and upcoming · kW</span></header>
+  <table class="table" id="envelope-table"><thead><tr><th scope="col">Target</th>
+  <th scope="col">From</th><th scope="col">To</th><th scope="col" class="num">Import ≤</th>
+  <th scope="col" class="num">Export ≤</th><th scope="col">Kind</th><th scope="col">Source</th>
+  <th scope="col">Now</th></tr></thead><tbody></tbody></table>
+  <p class="hint">Dispatch, plans and flexibility keep min(static limit, envelope); where
+  envelopes overlap, the newest of one source wins and different sources all hold
+  (docs/envelopes.md). §14a: never below 4.2 kW per controllable device.</p>
+ </article>
+</section>
 """
 
 EVENTS_HEAD = """

@@ -28,6 +28,7 @@ from gridflock.api.schemas import (
 )
 from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.envelopes import effective_grid
 from gridflock.fleet.files import read_fleet
 from gridflock.fleet.state import GridTopology
 from gridflock.gridcode import check_fleet
@@ -164,19 +165,25 @@ async def flexibility(
     summary="Grid nodes and their loading",
     description=(
         "Every grid node (substation, transformer, feeder) with its limits and the power "
-        "it carries now from the sites below it. Role: viewer."
+        "it carries now from the sites below it. The limits are those in force: the "
+        "static ones tightened by the grid operator's envelopes (`envelope` true where one "
+        "holds now). Role: viewer."
     ),
     response_model=list[GridNodeOut],
 )
 async def grid_nodes(runtime: RuntimeDep, _: Viewer) -> Any:
     """Join the provisioned nodes with the live node flow."""
     state = runtime.state
-    grid = state.grid
+    now = runtime.now()
+    static = state.grid
+    grid = effective_grid(static, runtime.envelopes.find(now), now)
+    tightened = (grid.limit_import_kw < static.limit_import_kw) | (
+        grid.limit_export_kw < static.limit_export_kw
+    )
     flow = grid.node_flow_kw(state.site_power_kw())
     nodes = runtime.spec.grid_nodes
     parent = dict(zip(nodes["id"], nodes["parent"], strict=True))
     direct = np.bincount(grid.site_node[grid.site_node >= 0], minlength=grid.n_nodes)
-    now = runtime.now()
     peaks = _peaks(runtime.group_history(now - 86_400, now + 1, "grid_node"), grid)
     out = []
     for j, nid in enumerate(grid.node_ids):
@@ -192,6 +199,7 @@ async def grid_nodes(runtime: RuntimeDep, _: Viewer) -> Any:
                 "load_kw": load,
                 "utilisation_pct": abs(load) / limit * 100.0 if limit > 0 else None,
                 "sites": int(direct[j]),
+                "envelope": bool(tightened[j]),
                 **peaks.get(str(nid), {"peak_utilisation_pct_24h": None, "peak_at": None}),
             }
         )

@@ -1,5 +1,5 @@
 // Grid view: sites by position (server-binned) and grid nodes against their limits.
-import { $, api, el, fillRows, fmtInt, fmtPct, fmtPower, layout, plot, poll, setText } from "./lib.js";
+import { $, api, el, fillRows, fmtDateTime, fmtInt, fmtPct, fmtPower, layout, plot, poll, setText } from "./lib.js";
 
 const peak = new Map();
 let mapData = null;
@@ -51,7 +51,8 @@ async function nodes() {
     const cls = u === null ? "" : u >= 90 ? "hot" : u >= 70 ? "warn" : "";
     return el("tr", { class: (pk ?? 0) >= 90 ? "hot" : null },
       el("th", { scope: "row", style: `padding-left:${8 + 14 * depth.get(n.id)}px` }, n.id,
-        el("span", { class: "muted" }, ` ${n.kind}`)),
+        el("span", { class: "muted" }, ` ${n.kind}`),
+        n.envelope ? el("span", { class: "badge", title: "an operating envelope sets this limit now" }, " envelope") : null),
       el("td", { class: "num" }, fmtPower(n.load_kw)),
       el("td", { class: "num" }, fmtPower(limit)),
       el("td", {}, el("div", { class: "util" },
@@ -64,7 +65,19 @@ async function nodes() {
   }), "No grid nodes.", 6);
 }
 
+async function envelopes() {
+  const body = await api("/api/v1/envelopes?limit=200");
+  const kw = (x) => (x === null || x === undefined ? "–" : fmtPower(x));
+  fillRows($("#envelope-table tbody"), body.items.map((e) => el("tr", { class: e.in_force ? "warn" : null },
+    el("th", { scope: "row" }, `${e.target_type} ${e.target_id}`),
+    el("td", {}, fmtDateTime(e.start)), el("td", {}, fmtDateTime(e.end)),
+    el("td", { class: "num" }, kw(e.import_limit_kw)), el("td", { class: "num" }, kw(e.export_limit_kw)),
+    el("td", {}, e.kind), el("td", {}, e.source), el("td", {}, e.in_force ? "in force" : "upcoming"))),
+  "No envelopes in force or upcoming.", 8);
+}
+
 $("#map-colour").addEventListener("change", drawMap);
+poll(envelopes, 10000);
 poll(map, 5000);
 poll(nodes, 3000);
 const chart = document.getElementById("chart-map");

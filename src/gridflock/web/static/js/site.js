@@ -34,7 +34,8 @@ async function site() {
 async function history() {
   if (!devices.length) return;
   const start = encodeURIComponent(ago(3 * 3600e3));
-  const [net, ...per] = await Promise.all([
+  const [env, net, ...per] = await Promise.all([
+    api(`/api/v1/envelopes?target_id=${encodeURIComponent(IDENT)}`),
     api(`${base}/telemetry?start=${start}&every_s=10`),
     ...devices.map((d) => api(`/api/v1/devices/${encodeURIComponent(d.id)}/telemetry?start=${start}&every_s=10`)),
   ]);
@@ -44,6 +45,19 @@ async function history() {
   }));
   traces.push({ x: net.items.map((r) => localTs(r.ts)), y: net.items.map((r) => r.p_kw), name: "Site net", type: "scatter",
     mode: "lines", line: { color: COLOURS.net, width: 2.5 }, hovertemplate: "%{y:,.2f} kW" });
+  // the grid operator's envelopes on this site: export limit above zero, import below
+  const mine = env.items.filter((e) => e.target_type === "site");
+  for (const [key, sign, name] of [["export_limit_kw", 1, "Export envelope"], ["import_limit_kw", -1, "Import envelope"]]) {
+    const x = []; const y = [];
+    for (const e of mine) {
+      if (e[key] === null) continue;
+      x.push(localTs(e.start), localTs(e.end), null); y.push(sign * e[key], sign * e[key], null);
+    }
+    if (x.length) {
+      traces.push({ x, y, name, type: "scatter", mode: "lines", connectgaps: false,
+        line: { color: "#dc2626", width: 2, dash: "dash" }, hovertemplate: `${name}: %{y:,.2f} kW` });
+    }
+  }
   plot("chart-site", traces, layout({ yaxis: { title: { text: "kW" } },
     ...(net.items.length ? {} : noData("no stored readings yet")) }));
 }
