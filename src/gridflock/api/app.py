@@ -21,6 +21,7 @@ from gridflock.api.routes import (
     events,
     fleet,
     forecasts,
+    openadr,
     settlement,
     stream,
     system,
@@ -124,7 +125,18 @@ def create_app(
     )
     install_docs(app)
     app.include_router(system.router, prefix=API_PREFIX)
-    routers = (fleet, aggregates, assets, events, forecasts, settlement, autopilot, admin, stream)
+    routers = (
+        fleet,
+        aggregates,
+        assets,
+        events,
+        forecasts,
+        settlement,
+        autopilot,
+        openadr,
+        admin,
+        stream,
+    )
     for module in routers:
         app.include_router(module.router, prefix=API_PREFIX, responses=_AUTH_ERRORS)
     app.include_router(system.metrics_router)

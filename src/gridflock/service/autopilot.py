@@ -346,6 +346,8 @@ class AutopilotService:
         self._next_plan = -math.inf
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="autopilot")
         self._running: tuple[_Job, Future[tuple[FleetPlan | None, str | None]]] | None = None
+        #: Prices from outside (the utility's, over OpenADR) laid over the tariff per plan.
+        self.price_overlay: Callable[[Tariff, pd.DatetimeIndex, str], Tariff] | None = None
 
     # ------------------------------------------------------------------ life
     def load(self) -> None:
@@ -495,6 +497,8 @@ class AutopilotService:
             state = (
                 InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
             )
+            if self.price_overlay is not None:
+                s = replace(s, tariff=self.price_overlay(s.tariff, times, self._tz()))
             return _Job(s, times, fc, source, self._pool(), self._tz(), inputs, state)
         except (PlanError, ValueError) as e:
             self._log("error", "autopilot", f"no new plan: {e}", None, None)
