@@ -192,7 +192,8 @@ class OpenADRService:
                 available = self.loop.dispatcher.available_kw(
                     self.scope, max(start, now), end, True, now
                 )
-                target = available * round(iv.value) / 3.0
+                # floored to the watt: rounding up would ask for more than is there
+                target = math.floor(available * round(iv.value) / 3.0 * 1000.0) / 1000.0
                 if target <= 1e-6:
                     if self.policy == "flexibility":
                         return [], "the fleet lacks the flexibility: nothing to shed"
