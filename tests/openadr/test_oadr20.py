@@ -141,7 +141,8 @@ async def test_an_event_is_delivered_and_reported(tmp_path: Path, vtn: Vtn) -> N
         await until(lambda: vtn.opts.get(oid), 15, "the opt answer")
         assert vtn.opts[oid] == "optIn"
         taken = rt.openadr.status()["events"][0]
-        assert taken["utility_event_id"] == oid and taken["opt"] == "optIn"
+        assert taken["utility_event_id"] == oid
+        assert taken["opt"] == "optIn"
         (gid,) = taken["event_ids"]
         ev = rt.event(gid).event
         assert ev.source is EventSource.OPENADR
