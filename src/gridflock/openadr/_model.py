@@ -114,6 +114,10 @@ class UtilitySink(Protocol):
         """Power delivered now against the utility's events (or one of them) [kW, + up]."""
         ...
 
+    def delivered_mean_kw(self, event_id: str, start: float, end: float) -> float:
+        """Mean power delivered against one event over ``[start, end)`` [kW, + up]."""
+        ...
+
     def fleet_import_kw(self) -> float:
         """The fleet's net import now [kW, + import]: what a utility meter would read."""
         ...

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +110,6 @@ class _Held:
     event: UtilityEvent
     opted_in: bool
     reported: set[int] = field(default_factory=set)
-    samples: dict[int, list[float]] = field(default_factory=dict)  # window -> delivered kW
     demand: dict[int, list[float]] = field(default_factory=dict)  # window -> import kW
 
 
@@ -128,7 +128,8 @@ class Ven3:
         client_secret: str | None = None,
         poll_s: float = 10.0,
         retry_s: float = 60.0,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
+        report_delay_s: float = 5.0,
     ) -> None:
         self.sink = sink
         self.base = vtn_url.rstrip("/")
@@ -138,10 +139,13 @@ class Ven3:
         self.poll_s = poll_s
         self.retry_s = retry_s
         self.clock = clock
+        #: An interval is reported this long after its end, once its last measurements are in.
+        self.report_delay_s = report_delay_s
         self._token = token
         self._credentials = (client_id, client_secret) if client_id and client_secret else None
         self._programs: dict[str, str] = {}  # id -> name
         self._held: dict[str, _Held] = {}
+        self._invalid: set[str] = set()  # events already logged as invalid
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
@@ -150,8 +154,8 @@ class Ven3:
         assert self._session is not None
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         async with self._session.request(method, self.base + path, headers=headers, **kw) as r:
-            if r.status == 401 and self._credentials:
-                self._token = None  # fetch a new one at the next poll
+            if r.status in (401, 403) and self._credentials:
+                self._token = None  # expired or revoked: fetch a new one at the next poll
             if r.status >= 400:
                 text = (await r.text())[:300]
                 raise aiohttp.ClientResponseError(
@@ -204,8 +208,10 @@ class Ven3:
                 try:
                     out.append(Event.model_validate(raw))
                 except ValidationError as e:
-                    self.status.last_error = f"invalid event from the VTN: {e.errors()[:1]}"
-                    log.warning("OpenADR 3: %s", self.status.last_error)
+                    key = str(raw.get("id") if isinstance(raw, dict) else raw)[:128]
+                    if key not in self._invalid:  # say so once, not at every poll
+                        self._invalid.add(key)
+                        log.warning("OpenADR 3: event %s is invalid: %s", key, e.errors()[:2])
             if len(page) < _PAGE:
                 return out
             skip += _PAGE
@@ -244,7 +250,9 @@ class Ven3:
         try:
             received = from_oadr3(ev)
         except ValueError as e:
-            log.warning("OpenADR 3 event %s refused: %s", ev.id, e)
+            if str(ev.id) not in self._invalid:
+                self._invalid.add(str(ev.id))
+                log.warning("OpenADR 3 event %s refused: %s", ev.id, e)
             return
         held = self._held.get(received.event_id)
         if held is not None and held.event.modification == received.modification:
@@ -269,9 +277,10 @@ class Ven3:
             windows = sorted({(i.start, i.end) for i in held.event.dispatch})
             for k, (start, end) in enumerate(windows):
                 if start <= now < end:
-                    held.samples.setdefault(k, []).append(self.sink.delivered_kw(event_id))
                     held.demand.setdefault(k, []).append(self.sink.fleet_import_kw())
-                elif now >= end and k not in held.reported and k in held.samples:
+                elif (
+                    now >= end + self.report_delay_s and k not in held.reported and k in held.demand
+                ):
                     await self._post_report(event_id, held, k, start, end)
             if now >= held.event.end + 86_400.0:
                 del self._held[event_id]  # a day after its end, forget it
@@ -279,7 +288,7 @@ class Ven3:
     async def _post_report(
         self, event_id: str, held: _Held, k: int, start: float, end: float
     ) -> None:
-        delivered = sum(held.samples[k]) / len(held.samples[k])
+        delivered = self.sink.delivered_mean_kw(event_id, start, end)
         demand = max(0.0, sum(held.demand[k]) / len(held.demand[k]))
         hours = (end - start) / 3600.0
         body = {

@@ -215,6 +215,26 @@ class OpenADRService:
                     total += float(t.samples_delivered[-1])
         return total
 
+    def delivered_mean_kw(self, event_id: str, start: float, end: float) -> float:
+        """Mean power delivered against one utility event over ``[start, end)`` [kW, + up].
+
+        From the service's own measurement (each control cycle's sample of each of its
+        Gridflock events), so a report carries what the service measured, not a sample.
+        """
+        taken = self._taken.get(event_id)
+        if taken is None:
+            return 0.0
+        total = 0.0
+        for gid in taken.decision.event_ids:
+            t = self.loop.dispatcher.trackers.get(gid) or self.loop.finished.get(gid)
+            if t is None:
+                continue
+            ts = np.asarray(t.samples_ts, dtype=float)
+            inside = (ts >= start) & (ts < end)
+            if inside.any():
+                total += float(np.asarray(t.samples_delivered, dtype=float)[inside].mean())
+        return total
+
     def fleet_import_kw(self) -> float:
         """The fleet's net import now [kW, + import]."""
         return -float(np.nansum(self.loop.state.p_kw))
@@ -334,6 +354,8 @@ def make_ven(settings: Settings, sink: OpenADRService) -> Ven20 | Ven3 | None:
         client_secret=secret.get_secret_value() if secret else None,
         poll_s=settings.openadr_poll_s,
         retry_s=settings.openadr_retry_s,
+        clock=sink.loop.clock,  # report intervals on the service's clock
+        report_delay_s=2 * settings.control_interval_s,
     )
 
 
