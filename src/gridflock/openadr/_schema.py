@@ -56,8 +56,9 @@ def parse_duration(text: str) -> timedelta:
 
 
 def format_duration(seconds: float) -> str:
-    """Seconds as an ISO 8601 duration (``PT900S``)."""
-    return f"PT{seconds:g}S"
+    """Seconds as an ISO 8601 duration (``PT900S``, ``PT0.5S``; never an exponent)."""
+    text = f"{seconds:.6f}".rstrip("0").rstrip(".")
+    return f"PT{text}S"
 
 
 class _Object(BaseModel):

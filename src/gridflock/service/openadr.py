@@ -69,7 +69,7 @@ def overlay_prices(
     """
     if not prices or len(times) == 0:
         return tariff
-    ts = times.asi8 / 1e9
+    ts = times.as_unit("ns").asi8 / 1e9  # UTC epoch seconds, whatever the index's unit
     step = float(ts[1] - ts[0]) if len(ts) > 1 else 900.0
     covered = np.zeros(len(ts), bool)
     price = tariff.import_prices(times, tz).astype(np.float64)
@@ -175,6 +175,8 @@ class OpenADRService:
         out: list[tuple[float, float, float]] = []
         state = self.loop.state
         for iv in _merged(event.dispatch):
+            if not math.isfinite(iv.value):
+                return [], f"a {iv.kind.value} interval has no finite value ({iv.value})"
             start, end = iv.start + offset, iv.end + offset
             if end <= now:
                 continue
