@@ -7,13 +7,16 @@ moves it on by control cycles (faster than the wall clock: the fleet answers in 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from gridflock.config import Settings
+from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.generate import generate_fleet
 from gridflock.service import Runtime
 from gridflock.sim.imperfections import Imperfections
@@ -40,13 +43,37 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def rig(tmp_path: Path, homes: int = 40, **settings: Any) -> tuple[Runtime, Clock]:
-    """A Runtime over a twin of ``homes`` homes, settled for a minute of cycles."""
-    spec = generate_fleet(homes, 1)
-    url = f"sqlite:///{tmp_path / 'service.db'}"
+_TEMPLATES: dict[int, Path] = {}
+_SPECS: dict[int, FleetSpec] = {}
+
+
+def _spec(homes: int) -> FleetSpec:
+    """The generated fleet of ``homes`` homes (made once: it is read, never changed)."""
+    if homes not in _SPECS:
+        _SPECS[homes] = generate_fleet(homes, 1)
+    return _SPECS[homes]
+
+
+def _database(tmp_path: Path, homes: int) -> Path:
+    """A SQLite file with the schema and the fleet, copied from one made once per size."""
+    template = _TEMPLATES.get(homes)
+    if template is None or not template.exists():
+        template = Path(tempfile.mkdtemp(prefix="gf-openadr-")) / "template.db"
+        store = Store(f"sqlite:///{template}")
+        store.upgrade()
+        store.save_fleet(_spec(homes))
+        store.close()
+        _TEMPLATES[homes] = template
+    path = tmp_path / "service.db"
+    shutil.copyfile(template, path)
+    return path
+
+
+def rig(tmp_path: Path, homes: int = 30, **settings: Any) -> tuple[Runtime, Clock]:
+    """A Runtime over a twin of ``homes`` homes, settled for half a minute of cycles."""
+    spec = _spec(homes)
+    url = f"sqlite:///{_database(tmp_path, homes)}"
     store = Store(url)
-    store.upgrade()
-    store.save_fleet(spec)
     clock = Clock()
     twin = RealtimeTwin(
         spec, seed=3, step_s=STEP_S, hours=2.0, imperfections=Imperfections.ideal(), clock=clock
@@ -85,7 +112,7 @@ async def until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
 async def driving(
     rt: Runtime, clock: Clock, cond: Callable[[], Any], timeout: float, what: str
 ) -> Any:
-    """Wait for ``cond`` while running a control cycle every 50 ms of wall time."""
+    """Wait for ``cond`` while running a control cycle every 10 ms of wall time."""
 
     async def step() -> Any:
         clock.t += STEP_S
@@ -99,7 +126,7 @@ async def driving(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.01)
 
 
 Waiter = Callable[[], Awaitable[None]]

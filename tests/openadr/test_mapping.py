@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from gridflock.domain.events import EventSource, EventStatus
 from gridflock.openadr import SignalInterval, SignalKind, UtilityEvent, from_oadr3, from_oadr20
-from gridflock.openadr._schema import Event, format_duration, parse_duration
 from gridflock.openadr._model import random_offset_s
+from gridflock.openadr._schema import Event, format_duration, parse_duration
 from gridflock.optimize.autopilot import Tariff
 from gridflock.service.openadr import overlay_prices
 
@@ -28,10 +28,18 @@ T = datetime(2026, 7, 1, 15, 0, tzinfo=UTC)
 
 def _oadr20(signals: list[dict], **desc: object) -> dict:
     return {
-        "event_descriptor": {"event_id": "ev1", "modification_number": 2,
-                             "event_status": "far", "market_context": "oadr://dr", **desc},
-        "active_period": {"dtstart": T, "duration": timedelta(hours=1),
-                          "tolerance": {"tolerate": {"startafter": timedelta(minutes=5)}}},
+        "event_descriptor": {
+            "event_id": "ev1",
+            "modification_number": 2,
+            "event_status": "far",
+            "market_context": "oadr://dr",
+            **desc,
+        },
+        "active_period": {
+            "dtstart": T,
+            "duration": timedelta(hours=1),
+            "tolerance": {"tolerate": {"startafter": timedelta(minutes=5)}},
+        },
         "event_signals": signals,
         "response_required": "always",
     }
@@ -39,10 +47,16 @@ def _oadr20(signals: list[dict], **desc: object) -> dict:
 
 def _signal(name: str, stype: str, values: list[float], **kw: object) -> dict:
     return {
-        "signal_name": name, "signal_type": stype, "signal_id": "s",
+        "signal_name": name,
+        "signal_type": stype,
+        "signal_id": "s",
         "intervals": [
-            {"dtstart": T + timedelta(minutes=15 * k), "duration": timedelta(minutes=15),
-             "signal_payload": v, "uid": k}
+            {
+                "dtstart": T + timedelta(minutes=15 * k),
+                "duration": timedelta(minutes=15),
+                "signal_payload": v,
+                "uid": k,
+            }
             for k, v in enumerate(values)
         ],
         **kw,
@@ -50,19 +64,32 @@ def _signal(name: str, stype: str, values: list[float], **kw: object) -> dict:
 
 
 def test_a_2_0b_event_reads_into_intervals_with_kinds_and_units() -> None:
-    ev = from_oadr20(_oadr20([
-        _signal("LOAD_DISPATCH", "delta", [-5.0, -3.0],
-                measurement={"unit": "W", "scale": "k"}),
-        _signal("ELECTRICITY_PRICE", "price", [0.4]),
-        _signal("LOAD_DISPATCH", "setpoint", [2000.0], measurement={"unit": "W", "scale": "none"}),
-        _signal("BID_LOAD", "setpoint", [1.0]),
-    ]))
+    ev = from_oadr20(
+        _oadr20(
+            [
+                _signal(
+                    "LOAD_DISPATCH", "delta", [-5.0, -3.0], measurement={"unit": "W", "scale": "k"}
+                ),
+                _signal("ELECTRICITY_PRICE", "price", [0.4]),
+                _signal(
+                    "LOAD_DISPATCH",
+                    "setpoint",
+                    [2000.0],
+                    measurement={"unit": "W", "scale": "none"},
+                ),
+                _signal("BID_LOAD", "setpoint", [1.0]),
+            ]
+        )
+    )
     assert (ev.event_id, ev.modification, ev.program) == ("ev1", "2", "oadr://dr")
     assert ev.randomize_s == 300
     assert ev.unsupported == ("BID_LOAD/setpoint",)
     t0 = T.timestamp()
     delta = [i for i in ev.intervals if i.kind is SignalKind.DELTA_KW]
-    assert [(i.start - t0, i.end - t0, i.value) for i in delta] == [(0, 900, -5.0), (900, 1800, -3.0)]
+    assert [(i.start - t0, i.end - t0, i.value) for i in delta] == [
+        (0, 900, -5.0),
+        (900, 1800, -3.0),
+    ]
     (sp,) = [i for i in ev.intervals if i.kind is SignalKind.SETPOINT_KW]
     assert sp.value == pytest.approx(2.0)  # 2000 W
     assert [p.value for p in ev.prices] == [0.4]
@@ -79,21 +106,33 @@ def test_a_2_0b_event_without_id_or_zone_is_refused_by_name() -> None:
 
 
 def _oadr3(payloads: list[dict], **kw: object) -> Event:
-    return Event.model_validate({
-        "id": "e3", "programID": "p1", "modificationDateTime": "2026-07-01T10:00:00Z",
-        "intervalPeriod": {"start": "2026-07-01T15:00:00Z", "duration": "PT15M",
-                           "randomizeStart": "PT2M"},
-        "intervals": [{"id": 0, "payloads": payloads}],
-        **kw,
-    })
+    return Event.model_validate(
+        {
+            "id": "e3",
+            "programID": "p1",
+            "modificationDateTime": "2026-07-01T10:00:00Z",
+            "intervalPeriod": {
+                "start": "2026-07-01T15:00:00Z",
+                "duration": "PT15M",
+                "randomizeStart": "PT2M",
+            },
+            "intervals": [{"id": 0, "payloads": payloads}],
+            **kw,
+        }
+    )
 
 
 def test_an_openadr_3_event_reads_with_its_units_and_defaults() -> None:
-    ev = from_oadr3(_oadr3(
-        [{"type": "DISPATCH_SETPOINT_RELATIVE", "values": [-500]},
-         {"type": "PRICE", "values": [0.3]}, {"type": "GHG", "values": [120]}],
-        payloadDescriptors=[{"payloadType": "DISPATCH_SETPOINT_RELATIVE", "units": "W"}],
-    ))
+    ev = from_oadr3(
+        _oadr3(
+            [
+                {"type": "DISPATCH_SETPOINT_RELATIVE", "values": [-500]},
+                {"type": "PRICE", "values": [0.3]},
+                {"type": "GHG", "values": [120]},
+            ],
+            payloadDescriptors=[{"payloadType": "DISPATCH_SETPOINT_RELATIVE", "units": "W"}],
+        )
+    )
     assert ev.randomize_s == 120
     assert ev.unsupported == ("GHG",)
     (d,) = ev.dispatch
@@ -102,9 +141,12 @@ def test_an_openadr_3_event_reads_with_its_units_and_defaults() -> None:
     with pytest.raises(ValueError, match="must be a number"):
         from_oadr3(_oadr3([{"type": "SIMPLE", "values": ["high"]}]))
     with pytest.raises(ValueError, match="not power"):
-        from_oadr3(_oadr3([{"type": "DISPATCH_SETPOINT", "values": [1]}],
-                          payloadDescriptors=[{"payloadType": "DISPATCH_SETPOINT",
-                                               "units": "KWH"}]))
+        from_oadr3(
+            _oadr3(
+                [{"type": "DISPATCH_SETPOINT", "values": [1]}],
+                payloadDescriptors=[{"payloadType": "DISPATCH_SETPOINT", "units": "KWH"}],
+            )
+        )
 
 
 @given(st.integers(0, 30), st.integers(0, 23), st.integers(0, 59), st.floats(0, 59.999))
@@ -147,8 +189,9 @@ def test_utility_prices_replace_the_tariff_where_they_apply(
     times = pd.date_range("2026-07-01", periods=96, freq="15min", tz="UTC")
     base = Tariff(kind="flat", flat_eur_per_kwh=0.3)
     t0 = times[0].timestamp()
-    given_ = [SignalInterval(SignalKind.PRICE, t0 + 900 * a, t0 + 900 * (a + n), v)
-              for a, n, v in prices]
+    given_ = [
+        SignalInterval(SignalKind.PRICE, t0 + 900 * a, t0 + 900 * (a + n), v) for a, n, v in prices
+    ]
     out = overlay_prices(base, given_, times, "UTC")
     # the oracle: step by step, the last price (by start) covering the step, else the tariff
     expected = np.full(96, 0.3)
@@ -159,7 +202,7 @@ def test_utility_prices_replace_the_tariff_where_they_apply(
 
 
 def test_the_service_answers_awkward_events(tmp_path: Path) -> None:
-    rt, clock = rig(tmp_path, homes=20)
+    rt, clock = rig(tmp_path)
     svc = rt.openadr
     now = clock.t
 
@@ -175,13 +218,19 @@ def test_the_service_answers_awkward_events(tmp_path: Path) -> None:
     (gid,) = d.event_ids
     ev = rt.event(gid).event
     offset = random_offset_s("two", 600)
-    assert (ev.start, ev.end) == (pytest.approx(now + 60 + offset), pytest.approx(now + 1860 + offset))
+    assert (ev.start, ev.end) == (
+        pytest.approx(now + 60 + offset),
+        pytest.approx(now + 1860 + offset),
+    )
     assert ev.created_by == "apikey:openadr/two/0"
     # received again: the same answer, nothing created
     assert svc.handle(utility("two", delta(60, 960, -1.0), delta(960, 1860, -1.0))) == d
     # an interval already over is skipped; level 0 is normal operation
-    over = svc.handle(utility("over", delta(-600, -60, -1.0),
-                              SignalInterval(SignalKind.LEVEL, now + 60, now + 120, 0)))
+    over = svc.handle(
+        utility(
+            "over", delta(-600, -60, -1.0), SignalInterval(SignalKind.LEVEL, now + 60, now + 120, 0)
+        )
+    )
     assert over.opt_in
     assert over.event_ids == ()
     bad_level = svc.handle(utility("lvl", SignalInterval(SignalKind.LEVEL, now, now + 60, 7)))
@@ -192,8 +241,9 @@ def test_the_service_answers_awkward_events(tmp_path: Path) -> None:
     assert "BID_LOAD" in nothing.reason
     # a setpoint: the fleet's import now minus the setpoint is asked for
     importing = svc.fleet_import_kw()
-    sp = svc.handle(utility("sp", SignalInterval(SignalKind.SETPOINT_KW, now + 60, now + 600,
-                                                 importing - 2.0)))
+    sp = svc.handle(
+        utility("sp", SignalInterval(SignalKind.SETPOINT_KW, now + 60, now + 600, importing - 2.0))
+    )
     assert sp.opt_in, sp.reason
     assert rt.event(sp.event_ids[0]).event.target_kw == pytest.approx(2.0, abs=1e-3)
     # a restart: a new service over the same store and loop finds the event it created

@@ -113,7 +113,7 @@ async def test_a_utility_event_is_delivered_and_the_report_matches(
     start = clock.t + 7.0  # between two control cycles: no sample on the boundary
     vtn.events = [
         {"id": "bad", "programID": "p-summer", "intervals": [{"id": 0}]},  # no payloads
-        event("e1", "p-summer", start, 120, "DISPATCH_SETPOINT_RELATIVE", -shed),
+        event("e1", "p-summer", start, 60, "DISPATCH_SETPOINT_RELATIVE", -shed),
         event("e-other", "p-other", start, 120, "DISPATCH_SETPOINT_RELATIVE", -5.0),
     ]
     task = await _start(rt)
@@ -127,7 +127,7 @@ async def test_a_utility_event_is_delivered_and_the_report_matches(
         ev = rt.event(gid).event
         assert ev.source is EventSource.OPENADR
         assert ev.target_kw == pytest.approx(shed)  # -shed kW of consumption is up
-        assert (ev.start, ev.end) == (pytest.approx(start), pytest.approx(start + 120))
+        assert (ev.start, ev.end) == (pytest.approx(start), pytest.approx(start + 60))
 
         await driving(rt, clock, lambda: vtn.reports, 30, "the report")
         (report,) = vtn.reports
@@ -135,18 +135,18 @@ async def test_a_utility_event_is_delivered_and_the_report_matches(
         assert report["clientName"] == "gridflock"
         (resource,) = report["resources"]
         (interval,) = resource["intervals"]
-        assert interval["intervalPeriod"] == {"start": _iso(start), "duration": "PT120S"}
+        assert interval["intervalPeriod"] == {"start": _iso(start), "duration": "PT60S"}
         values = {p["type"]: p["values"][0] for p in interval["payloads"]}
-        delivered_kw = -values["DELTA_USAGE"] / (120 / 3600)  # kWh less than the baseline
+        delivered_kw = -values["DELTA_USAGE"] / (60 / 3600)  # kWh less than the baseline
         # the oracle: the service's own measurement of the event over the interval
         tracker = rt.loop.tracker(gid)
         ts = np.asarray(tracker.samples_ts)
-        measured = np.asarray(tracker.samples_delivered)[(ts >= start) & (ts < start + 120)]
-        assert len(measured) >= 50  # a sample per 2 s control cycle while it was active
+        measured = np.asarray(tracker.samples_delivered)[(ts >= start) & (ts < start + 60)]
+        assert len(measured) >= 25  # a sample per 2 s control cycle while it was active
         assert delivered_kw == pytest.approx(float(np.mean(measured)), abs=1e-3)
         assert delivered_kw == pytest.approx(shed, rel=0.2)  # and the fleet delivered
         assert values["DEMAND"] >= 0
-        assert rt.openadr.ven.status.reports_sent == 1
+        await until(lambda: rt.openadr.ven.status.reports_sent == 1, 5, "the count")
     finally:
         await _stop(rt, task)
 

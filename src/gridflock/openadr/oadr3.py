@@ -278,9 +278,7 @@ class Ven3:
             for k, (start, end) in enumerate(windows):
                 if start <= now < end:
                     held.demand.setdefault(k, []).append(self.sink.fleet_import_kw())
-                elif (
-                    now >= end + self.report_delay_s and k not in held.reported and k in held.demand
-                ):
+                elif now >= end + self.report_delay_s and k not in held.reported:
                     await self._post_report(event_id, held, k, start, end)
             if now >= held.event.end + 86_400.0:
                 del self._held[event_id]  # a day after its end, forget it
@@ -289,7 +287,8 @@ class Ven3:
         self, event_id: str, held: _Held, k: int, start: float, end: float
     ) -> None:
         delivered = self.sink.delivered_mean_kw(event_id, start, end)
-        demand = max(0.0, sum(held.demand[k]) / len(held.demand[k]))
+        polled = held.demand.get(k)  # none if the interval fell between two polls
+        demand = max(0.0, sum(polled) / len(polled) if polled else self.sink.fleet_import_kw())
         hours = (end - start) / 3600.0
         body = {
             "programID": held.program_id,

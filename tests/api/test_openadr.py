@@ -1,0 +1,45 @@
+"""The OpenADR status through the API, and utility events in the events list by source."""
+
+from __future__ import annotations
+
+import pytest
+
+from gridflock.openadr import SignalInterval, SignalKind, UtilityEvent
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # nothing here reads the database
+def test_status_shows_the_ven_and_what_it_took_up(client, runtime, keys):
+    assert client.get("/api/v1/openadr/status").status_code == 401
+    r = client.get("/api/v1/openadr/status", headers=keys.h("viewer"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["enabled"] is False
+    assert body["ven"] is None
+    assert body["events"] == []
+    assert body["policy"] == "flexibility"
+
+    now = runtime.now()
+    utility = UtilityEvent(
+        "3",
+        "util-1",
+        "v1",
+        (
+            SignalInterval(SignalKind.DELTA_KW, now + 60, now + 960, -1.0),
+            SignalInterval(SignalKind.PRICE, now + 60, now + 3660, 0.5),
+        ),
+        program="p1",
+    )
+    decision = runtime.openadr.handle(utility)
+    assert decision.opt_in, decision.reason
+    body = client.get("/api/v1/openadr/status", headers=keys.h("viewer")).json()
+    (taken,) = body["events"]
+    assert taken["utility_event_id"] == "util-1"
+    assert taken["opt"] == "optIn"
+    assert taken["program"] == "p1"
+    assert taken["received_at"].endswith("Z") or "+00:00" in taken["received_at"]
+    assert [p["price_per_kwh"] for p in body["prices"]] == [0.5]
+    listed = client.get("/api/v1/events?source=openadr", headers=keys.h("viewer")).json()
+    items = listed["items"] if isinstance(listed, dict) else listed
+    assert [e["id"] for e in items] == list(decision.event_ids)
+    assert items[0]["source"] == "openadr"
+    assert items[0]["target_kw"] == 1.0
