@@ -81,6 +81,7 @@ class Vtn3:
         self.reports: list[dict[str, Any]] = []
         self.event_gets = 0
         self.up = True
+        self.refuse_reports = False  # answer 400 to every report
         self.app = self._app()
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
@@ -136,7 +137,7 @@ class Vtn3:
         @app.post(prefix + "/reports", status_code=201)
         async def reports(body: ReportIn, authorization: Auth = None) -> dict[str, Any]:
             self._auth(authorization)
-            if body.eventID not in {e["id"] for e in self.events}:
+            if self.refuse_reports or body.eventID not in {e["id"] for e in self.events}:
                 raise HTTPException(400, f"no event {body.eventID}")
             stored = {
                 "id": f"report-{len(self.reports)}",

@@ -160,13 +160,24 @@ async def test_awkward_events_and_a_vtn_that_goes_away(tmp_path: Path, vtn: Vtn3
         event("huge", "p-summer", now + 60, 600, "DISPATCH_SETPOINT_RELATIVE", -1e12),
         event("far", "p-summer", now + 400 * 86400, 600, "DISPATCH_SETPOINT_RELATIVE", -1.0),
         event("price", "p-summer", now + 600, 3600, "PRICE", 0.61, units="KWH"),
+        event("short", "p-summer", now + 7, 20, "DISPATCH_SETPOINT_RELATIVE", -0.5),
     ]
+    vtn.refuse_reports = True
     task = await _start(rt)
     try:
-        await until(lambda: len(rt.openadr._taken) == 4, 10, "four events")
+        await until(lambda: len(rt.openadr._taken) == 5, 10, "five events")
+        # a report the VTN refuses (400) is dropped, and polling goes on
+        held = rt.openadr.ven._held
+        await driving(rt, clock, lambda: held["short"].reported == {0}, 10, "the report try")
+        gets = vtn.event_gets
+        await until(lambda: vtn.event_gets > gets + 2, 10, "polls after the refusal")
+        assert vtn.reports == []
+        assert rt.openadr.ven.status.reports_sent == 0
+        assert rt.openadr.ven.status.last_error is None
+        vtn.refuse_reports = False
         gets = vtn.event_gets
         await until(lambda: vtn.event_gets >= gets + 5, 10, "more polls")
-        assert rt.openadr.ven.status.events_received == 4  # polled again: nothing new
+        assert rt.openadr.ven.status.events_received == 5  # polled again: nothing new
         decisions = {k: t.decision for k, t in rt.openadr._taken.items()}
         assert decisions["long"].opt_in
         assert not decisions["huge"].opt_in
@@ -176,7 +187,7 @@ async def test_awkward_events_and_a_vtn_that_goes_away(tmp_path: Path, vtn: Vtn3
         assert decisions["price"].opt_in
         assert [p["price_per_kwh"] for p in rt.openadr.status()["prices"]] == [0.61]
         ours = [v for v in rt.events() if v.event.source is EventSource.OPENADR]
-        assert len(ours) == 1  # duplicates polled again and again made nothing
+        assert len(ours) == 2  # long and short: polled again and again, nothing more
 
         # a modification: a new modificationDateTime and target replace the event
         (old,) = decisions["long"].event_ids

@@ -329,7 +329,16 @@ class Ven3:
                 }
             ],
         }
-        await self._request("POST", "/reports", json=body)
+        try:
+            await self._request("POST", "/reports", json=body)
+        except aiohttp.ClientResponseError as e:
+            if not 400 <= e.status < 500 or e.status in (401, 403):
+                raise  # the VTN is away or the token expired: posted at a later poll
+            # refused as it is: sending it again would be refused again, and must not
+            # hold up the polls behind it
+            log.warning("OpenADR 3: the VTN refused the report of %s: %s", event_id, e.message)
+            held.reported.add(k)
+            return
         held.reported.add(k)
         self.status.reports_sent += 1
 
