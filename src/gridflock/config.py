@@ -407,7 +407,7 @@ class Settings(BaseSettings):
         data["mqtt_password"] = "********" if self.mqtt_password else None
         for key in ("openadr_token", "openadr_client_secret"):
             data[key] = "********" if getattr(self, key) else None
-        for key in ("database_url", "mqtt_url"):
+        for key in ("database_url", "mqtt_url", "openadr_vtn_url"):
             data[key] = mask_url(data[key])
         return data
 

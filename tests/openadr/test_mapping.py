@@ -267,3 +267,35 @@ def test_the_service_answers_awkward_events(tmp_path: Path) -> None:
     # cancelled: its Gridflock events are cancelled
     svc.handle(utility("two", mod="1", cancelled=True))
     assert rt.event(gid).event.status is EventStatus.CANCELLED
+
+    # a price reaches the autopilot: the tariff of its next plan carries it over its window
+    svc.handle(utility("price", SignalInterval(SignalKind.PRICE, now + 3600, now + 7200, 0.9)))
+    job = rt.autopilot._prepare(now)
+    assert job is not None
+    assert job.settings.tariff.kind == "dynamic"
+    ts = job.times.as_unit("ns").asi8 / 1e9
+    prices = job.settings.tariff.import_prices(job.times, job.tz)
+    assert np.all(prices[(ts >= now + 3600) & (ts + 900 <= now + 7200)] == 0.9)
+    assert not np.any(prices[ts + 900 <= now + 3600] == 0.9)
+
+
+def test_settings_check_the_ven_and_mask_its_secrets() -> None:
+    from pydantic import ValidationError
+
+    from gridflock.config import Settings
+
+    s = Settings(
+        openadr_ven="3",
+        openadr_vtn_url="https://ven:pw@vtn.example/openadr3/3.0.1",
+        openadr_token="tok",
+        openadr_client_secret="sec",
+    )
+    shown = s.public()
+    assert shown["openadr_token"] == shown["openadr_client_secret"] == "********"
+    assert "pw" not in shown["openadr_vtn_url"]
+    with pytest.raises(ValidationError, match="needs openadr_vtn_url"):
+        Settings(openadr_ven="2.0b")
+    with pytest.raises(ValidationError, match="invalid scope"):
+        Settings(openadr_scope="feeder")
+    with pytest.raises(ValidationError, match="go together"):
+        Settings(openadr_cert_file="ven.crt")

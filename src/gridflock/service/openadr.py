@@ -21,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from gridflock.config import Settings
+from gridflock.config import Settings, mask_url
 from gridflock.domain.auth import Principal, Role
 from gridflock.domain.errors import ConflictError, GridflockError
 from gridflock.domain.events import AdmissionError, EventSource, EventStatus, Scope
@@ -289,6 +289,8 @@ class OpenADRService:
     def status(self) -> dict[str, Any]:
         """What the API shows: the VEN and the utility events taken up, newest first."""
         ven = self.ven.status.as_dict() if self.ven is not None else None
+        if ven is not None:  # a password in the URL is for the VTN, not for viewers
+            ven["vtn_url"] = mask_url(str(ven["vtn_url"]))
         items = sorted(self._taken.values(), key=lambda t: -t.received_at)
         return {
             "enabled": self.ven is not None,
