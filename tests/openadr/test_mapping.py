@@ -19,6 +19,8 @@ from gridflock.openadr import SignalInterval, SignalKind, UtilityEvent, from_oad
 from gridflock.openadr._model import random_offset_s
 from gridflock.openadr._schema import Event, format_duration, parse_duration
 from gridflock.optimize.autopilot import Tariff
+from gridflock.service import Runtime
+from gridflock.service.links import MemoryLink
 from gridflock.service.openadr import overlay_prices
 
 from ._rig import rig
@@ -256,10 +258,20 @@ def test_the_service_answers_awkward_events(tmp_path: Path) -> None:
     )
     assert sp.opt_in, sp.reason
     assert rt.event(sp.event_ids[0]).event.target_kw == pytest.approx(2.0, abs=1e-3)
-    # a restart: a new service over the same store and loop finds the event it created
-    svc._taken.clear()
-    again = svc.handle(utility("two", delta(60, 960, -1.0), delta(960, 1860, -1.0)))
+    # a restart: a new service over the same database resumes the event; the VTN sending
+    # it again finds it there instead of making a second one
+    assert rt.writer.flush_ops(10)
+    rt2 = Runtime(rt.settings, rt.store, rt.spec, MemoryLink(rt.spec), clock=clock)
+    assert gid in rt2.resume()
+    again = rt2.openadr.handle(utility("two", delta(60, 960, -1.0), delta(960, 1860, -1.0)))
     assert again.event_ids == (gid,)
+    assert again.reason == "taken up before a restart"
+    newer = rt2.openadr.handle(utility("two", delta(60, 960, -2.0), mod="5"))
+    assert rt2.event(gid).event.status is EventStatus.CANCELLED  # the older version's
+    # ... and the restarted fleet has reported nothing yet: no flexibility to promise
+    assert not newer.opt_in
+    assert "lacks the flexibility" in newer.reason
+    rt2.writer.flush_ops(10)
     # an internal error in one event does not stop the next
     broken = utility("nan", SignalInterval(SignalKind.SETPOINT_KW, now, now + 60, math.nan))
     assert not svc.handle(broken).opt_in
