@@ -141,10 +141,12 @@ async def _away_then_delivered(tmp_path: Path, vtn: Vtn) -> None:
         # the VTN is away at first: the VEN tries again, the service goes on meanwhile
         await until(lambda: rt.openadr.ven.status.connect_attempts >= 2, 15, "a second try")
         assert rt.openadr.ven.status.registered is False
+        assert rt.health()["parts"]["openadr"] == "unreachable"
         assert rt.openadr.ven.status.last_error
         cycles(rt, clock, 10)
         await vtn.server.run()
         await until(lambda: rt.openadr.ven.status.registered, 15, "registration")
+        assert rt.health()["parts"]["openadr"] == "ok"
         assert rt.openadr.status()["ven"]["ven_id"] == vtn.ven_id
         shed = round(0.3 * flex, 1)
         oid = vtn.add("LOAD_DISPATCH", "delta", -shed, 1, 60)

@@ -204,10 +204,14 @@ async def test_awkward_events_and_a_vtn_that_goes_away(tmp_path: Path, vtn: Vtn3
         await until(lambda: rt.openadr.ven.status.last_error, 10, "the failure")
         assert "503" in rt.openadr.ven.status.last_error
         assert rt.openadr.ven.status.registered is False
+        health = rt.health()
+        assert health["parts"]["openadr"] == "unreachable"
+        assert "openadr" in health["degraded"]
         await driving(rt, clock, lambda: True, 1, "a cycle")
         assert rt.event(new).event.status is EventStatus.SCHEDULED  # nothing cancelled
         vtn.up = True
         await until(lambda: rt.openadr.ven.status.registered, 10, "the VTN back")
+        assert rt.health()["parts"]["openadr"] == "ok"
 
         # deleted from the VTN: OpenADR 3's cancellation
         vtn.events = [e for e in vtn.events if e["id"] != "long"]

@@ -131,6 +131,7 @@ class VenStatus:
     vtn_url: str
     ven_name: str
     registered: bool = False
+    reachable: bool = False  #: the VTN answered the latest request
     ven_id: str | None = None
     last_poll: float | None = None
     last_error: str | None = None

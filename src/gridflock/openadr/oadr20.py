@@ -161,6 +161,7 @@ class Ven20:
         }
         self._factory = client_factory
         self.client: OpenADRClient | None = None
+        self._unanswered = 0
         self._stop = asyncio.Event()
 
     # ------------------------------------------------------------------ client
@@ -183,10 +184,18 @@ class Ven20:
                 scale="k",
                 unit="W",
             )
+        client.add_hook("before_send_xml", self._sending)
         client.add_hook("after_receive_xml", self._polled)
         return client
 
+    def _sending(self, _xml: str) -> None:
+        self._unanswered += 1
+        if self._unanswered > 2:  # three requests in a row without an answer
+            self.status.reachable = False
+
     def _polled(self, _xml: str) -> None:
+        self._unanswered = 0
+        self.status.reachable = True
         self.status.last_poll = time.time()
 
     async def _on_event(self, event: dict[str, Any]) -> str:

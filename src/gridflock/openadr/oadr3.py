@@ -241,7 +241,7 @@ class Ven3:
                 )
                 self.sink.handle(gone)
                 held.event = gone
-        self.status.registered = True
+        self.status.registered = self.status.reachable = True
         self.status.last_poll = self.clock()
         self.status.last_error = None
         await self._report()
@@ -355,7 +355,7 @@ class Ven3:
                     await self.poll()
                     wait = self.poll_s
                 except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as e:
-                    self.status.registered = False
+                    self.status.registered = self.status.reachable = False
                     self.status.last_error = f"{type(e).__name__}: {e}"
                     log.warning("OpenADR 3 poll failed: %s", self.status.last_error)
                     wait = min(max(wait * 2, 1.0), self.retry_s)

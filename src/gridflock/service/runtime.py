@@ -193,6 +193,10 @@ class Runtime:
             "stored_data": "ok" if db_up else "unavailable",
             "api_keys": "ok" if db_up else "known keys only",
         }
+        ven = self.openadr.ven
+        if ven is not None:  # the utility's VTN: degraded while it cannot be reached
+            reached = ven.status.registered and ven.status.reachable
+            parts["openadr"] = "ok" if reached else "unreachable"
         degraded = [name for name, v in parts.items() if v not in ("ok", "none")]
         st = self.loop.state
         return {
@@ -336,6 +340,7 @@ class Runtime:
     def yearly_value(self, year: int) -> YearValue:
         """The value of the completed events that started in ``year`` (UTC)."""
         return self.settlement.year(self.spec, self._store.list_events(), year)
+
     # ------------------------------------------------------------------ autopilot
     async def _stored(self) -> None:
         """Wait (at most ``EVENT_STORE_WAIT_S``) until what was queued so far is written."""

@@ -25,6 +25,7 @@ class VenOut(_Out):
     vtn_url: str
     ven_name: str
     registered: bool = Field(description="2.0b: registered; 3: the last poll succeeded.")
+    reachable: bool = Field(description="The VTN answered the latest requests.")
     ven_id: str | None = None
     last_poll: datetime | None = Field(None, description="Last answer from the VTN (UTC).")
     last_error: str | None = Field(None, description="Why the last try failed, if it did.")
