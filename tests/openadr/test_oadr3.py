@@ -219,3 +219,19 @@ async def test_awkward_events_and_a_vtn_that_goes_away(tmp_path: Path, vtn: Vtn3
         assert rt.openadr.status()["events"][0]["utility_event_id"]
     finally:
         await _stop(rt, task)
+
+
+@run
+async def test_the_service_runs_the_ven_and_stops_it(tmp_path: Path, vtn: Vtn3) -> None:
+    rt, clock = _rig(tmp_path, vtn)
+    vtn.events = [event("e9", "p-summer", clock.t + 600, 600, "PRICE", 0.2, units="KWH")]
+    service = asyncio.create_task(rt.run())  # the control loop, and the VEN beside it
+    try:
+        await until(lambda: "e9" in rt.openadr._taken, 10, "the VEN under the service")
+        assert rt.openadr.status()["ven"]["reachable"] is True
+    finally:
+        rt.stop()
+        await asyncio.wait_for(service, 15)
+    gets = vtn.event_gets
+    await asyncio.sleep(0.3)
+    assert vtn.event_gets == gets  # stopped with the service
