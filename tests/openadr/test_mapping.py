@@ -235,6 +235,10 @@ def test_the_service_answers_awkward_events(tmp_path: Path) -> None:
         pytest.approx(now + 1860 + offset),
     )
     assert ev.created_by == "apikey:openadr/two/0"
+    # an id that holds a slash and starts like another stays its own event
+    slash = svc.handle(utility("two/b", delta(2000, 2100, -0.5)))
+    assert slash.opt_in, slash.reason
+    assert rt.event(slash.event_ids[0]).event.created_by == "apikey:openadr/two%2Fb/0"
     # received again: the same answer, nothing created
     assert svc.handle(utility("two", delta(60, 960, -1.0), delta(960, 1860, -1.0))) == d
     # an interval already over is skipped; level 0 is normal operation
@@ -275,10 +279,11 @@ def test_the_service_answers_awkward_events(tmp_path: Path) -> None:
     # an internal error in one event does not stop the next
     broken = utility("nan", SignalInterval(SignalKind.SETPOINT_KW, now, now + 60, math.nan))
     assert not svc.handle(broken).opt_in
-    assert [v.event.source for v in rt.events()].count(EventSource.OPENADR) == 2
+    assert [v.event.source for v in rt.events()].count(EventSource.OPENADR) == 3
     # cancelled: its Gridflock events are cancelled
     svc.handle(utility("two", mod="1", cancelled=True))
     assert rt.event(gid).event.status is EventStatus.CANCELLED
+    assert rt.event(slash.event_ids[0]).event.status is EventStatus.SCHEDULED  # not "two"'s
 
     # a price reaches the autopilot: the tariff of its next plan carries it over its window
     svc.handle(utility("price", SignalInterval(SignalKind.PRICE, now + 3600, now + 7200, 0.9)))

@@ -17,6 +17,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,13 @@ log = logging.getLogger("gridflock.openadr")
 OptPolicy = Literal["opt_in", "flexibility"]
 #: Principal of the service's own actions on OpenADR events (cancellations).
 OPENADR = Principal("openadr", "openadr", Role.OPERATOR)
-_PREFIX = "apikey:openadr/"
+
+
+def _name(event_id: str, modification: str = "") -> str:
+    """``openadr/<id>/<version>`` with both URL-encoded: an id holding a slash stays one id."""
+    return f"openadr/{quote(event_id, safe='')}/{quote(modification, safe='')}"
+
+
 #: Utility events remembered (the oldest finished ones are forgotten beyond).
 MAX_TAKEN = 1000
 
@@ -133,9 +140,7 @@ class OpenADRService:
         if why_not:
             return Decision(False, why_not)
         created: list[str] = []
-        principal = Principal(
-            "openadr", f"openadr/{event.event_id}/{event.modification}", Role.OPERATOR
-        )
+        principal = Principal("openadr", _name(event.event_id, event.modification), Role.OPERATOR)
         for start, end, target in plans:
             try:
                 ev = self.events.create(
@@ -265,7 +270,8 @@ class OpenADRService:
         They carry the utility's id and version in ``created_by``, so a restart (which
         resumes them from the store) does not make the re-sent event a duplicate.
         """
-        this = f"{_PREFIX}{event.event_id}/{event.modification}"
+        this = "apikey:" + _name(event.event_id, event.modification)
+        mine = "apikey:" + _name(event.event_id)  # every version of this id
         trackers = {**self.loop.finished, **self.loop.dispatcher.trackers}
         same, older = [], []
         for gid, t in trackers.items():
@@ -273,7 +279,7 @@ class OpenADRService:
                 continue
             if t.event.created_by == this:
                 same.append(gid)
-            elif t.event.created_by.startswith(f"{_PREFIX}{event.event_id}/"):
+            elif t.event.created_by.startswith(mine):
                 older.append(gid)
         return tuple(same), tuple(older)
 
