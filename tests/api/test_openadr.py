@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gridflock.openadr import SignalInterval, SignalKind, UtilityEvent
+from gridflock.openadr import SignalInterval, SignalKind, UtilityEvent, Ven3
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])  # nothing here reads the database
@@ -43,3 +43,20 @@ def test_status_shows_the_ven_and_what_it_took_up(client, runtime, keys):
     assert [e["id"] for e in items] == list(decision.event_ids)
     assert items[0]["source"] == "openadr"
     assert items[0]["target_kw"] == 1.0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+def test_status_shows_a_configured_ven_without_its_password(client, runtime, keys):
+    ven = Ven3(runtime.openadr, "https://ven:s3cret@vtn.example/openadr3/3.0.1", "gf-north")
+    ven.status.last_poll = runtime.now()
+    ven.status.last_error = "ClientConnectorError: the VTN refused the connection"
+    runtime.openadr.ven = ven
+    body = client.get("/api/v1/openadr/status", headers=keys.h("viewer")).json()
+    assert body["enabled"] is True
+    shown = body["ven"]
+    assert shown["protocol"] == "3"
+    assert shown["ven_name"] == "gf-north"
+    assert "s3cret" not in shown["vtn_url"]
+    assert shown["registered"] is False
+    assert shown["last_poll"].startswith("20")
+    assert shown["last_error"].startswith("ClientConnectorError")
