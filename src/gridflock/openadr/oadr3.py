@@ -146,6 +146,7 @@ class Ven3:
         self._programs: dict[str, str] = {}  # id -> name
         self._held: dict[str, _Held] = {}
         self._invalid: set[str] = set()  # events already logged as invalid
+        self._missing: list[str] = []  # programs asked for that the VTN lacks
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
@@ -191,9 +192,10 @@ class Ven3:
             if len(page) < _PAGE:
                 break
             skip += _PAGE
-        missing = set(self.program_names) - set(found.values())
-        if missing:
-            log.warning("OpenADR 3: the VTN has no program named %s", sorted(missing))
+        missing = sorted(set(self.program_names) - set(found.values()))
+        if missing and missing != self._missing:  # said once, not at every poll
+            log.warning("OpenADR 3: the VTN has no program named %s", missing)
+        self._missing = missing
         self._programs = found
         self.status.programs = sorted(found.values())
 
