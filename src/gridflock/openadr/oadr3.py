@@ -47,6 +47,8 @@ _KINDS = {
 _UNIT_KW = {"KW": 1.0, "W": 1e-3, "MW": 1e3}
 #: Events fetched per page (the schema's maximum ``limit``).
 _PAGE = 50
+#: The program list is read again every this many polls.
+_PROGRAMS_EVERY = 60
 
 
 def from_oadr3(event: Event) -> UtilityEvent:
@@ -147,6 +149,7 @@ class Ven3:
         self._held: dict[str, _Held] = {}
         self._invalid: set[str] = set()  # events already logged as invalid
         self._missing: list[str] = []  # programs asked for that the VTN lacks
+        self._polls = 0
         self._stop = asyncio.Event()
         self._session: aiohttp.ClientSession | None = None
 
@@ -222,8 +225,9 @@ class Ven3:
     async def poll(self) -> None:
         """Fetch the events of the VEN's programs, answer the new and changed, report."""
         await self._authenticate()
-        if not self._programs:
-            await self._load_programs()
+        self._polls += 1
+        if not self._programs or self._missing or self._polls % _PROGRAMS_EVERY == 0:
+            await self._load_programs()  # programs the VTN adds later are followed too
         seen: set[str] = set()
         for program_id in list(self._programs):
             for ev in await self._events(program_id):
