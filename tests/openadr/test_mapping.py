@@ -316,3 +316,14 @@ def test_settings_check_the_ven_and_mask_its_secrets() -> None:
         Settings(openadr_scope="feeder")
     with pytest.raises(ValidationError, match="go together"):
         Settings(openadr_cert_file="ven.crt")
+
+
+def test_serve_refuses_a_ven_without_its_vtn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from gridflock.cli import app
+
+    monkeypatch.delenv("GRIDFLOCK_OPENADR_VTN_URL", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--openadr", "3", "--db", "sqlite://"])
+    assert result.exit_code == 2
+    assert "needs openadr_vtn_url" in result.output
