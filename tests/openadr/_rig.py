@@ -7,6 +7,7 @@ moves it on by control cycles (faster than the wall clock: the fleet answers in 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import shutil
 import socket
 import tempfile
@@ -58,7 +59,9 @@ def _database(tmp_path: Path, homes: int) -> Path:
     """A SQLite file with the schema and the fleet, copied from one made once per size."""
     template = _TEMPLATES.get(homes)
     if template is None or not template.exists():
-        template = Path(tempfile.mkdtemp(prefix="gf-openadr-")) / "template.db"
+        folder = tempfile.mkdtemp(prefix="gf-openadr-")
+        atexit.register(shutil.rmtree, folder, True)  # removed when the test run ends
+        template = Path(folder) / "template.db"
         store = Store(f"sqlite:///{template}")
         store.upgrade()
         store.save_fleet(_spec(homes))
