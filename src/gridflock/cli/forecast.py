@@ -55,7 +55,9 @@ def simulate(
     ] = 200,
     fleet: Annotated[Path | None, typer.Option(help="Fleet file to simulate instead.")] = None,
     days: Annotated[float, typer.Option(min=1, max=800, help="Length [days].")] = 56,
-    start: Annotated[str, typer.Option(help="First day (UTC date, YYYY-MM-DD).")] = "2026-01-05",
+    start: Annotated[
+        str, typer.Option(help="First day (UTC date, YYYY-MM-DD).")
+    ] = "2026-01-05",
     seed: Annotated[int, typer.Option(help="Random seed of fleet, weather and twin.")] = 1,
     per_site: Annotated[
         bool,

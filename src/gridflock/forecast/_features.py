@@ -121,7 +121,9 @@ def _holiday_dates(country: str, years: tuple[int, ...]) -> frozenset[dt.date]:
         return frozenset()
 
 
-def _calendar(target_s: FloatArray, site: IntArray, sites: SiteAttributes) -> dict[str, FloatArray]:
+def _calendar(
+    target_s: FloatArray, site: IntArray, sites: SiteAttributes
+) -> dict[str, FloatArray]:
     """Local calendar features per row, computed once per distinct (time, tz, country)."""
     n = len(target_s)
     out = {k: np.empty(n) for k in ("tod", "dow", "weekend", "holiday", "doy_sin", "doy_cos")}

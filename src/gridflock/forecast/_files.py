@@ -82,7 +82,9 @@ def _read_table(path: Path) -> pd.DataFrame:
         return pd.read_csv(path, sep=sep, encoding="utf-8-sig")
     except Exception as e:  # the reader's own message says what it could not parse
         kind = "parquet" if path.suffix.lower() in (".parquet", ".pq") else "CSV"
-        raise BadFileError(path, [f"cannot be read as {kind}: {type(e).__name__}: {e}"]) from e
+        raise BadFileError(
+            path, [f"cannot be read as {kind}: {type(e).__name__}: {e}"]
+        ) from e
 
 
 def _find(columns: list[str], wanted: str | None, names: tuple[str, ...]) -> str | None:
@@ -211,7 +213,10 @@ def read_series_file(
         hint = f"no column {timestamp!r}" if timestamp else "no time column"
         raise BadFileError(
             path,
-            [f"{hint} found among {columns[:12]}; name it 'timestamp' (or pass --timestamp NAME)"],
+            [
+                f"{hint} found among {columns[:12]}; name it 'timestamp' (or pass "
+                "--timestamp NAME)"
+            ],
         )
     times = _parse_times(frame[tcol], tz, "time", problems, notes)
     rest = [c for c in columns if c != tcol]
@@ -232,7 +237,9 @@ def read_series_file(
     wx = _numeric(frame, wcols, problems)
     if times is not None and times.has_duplicates:
         dup = times[times.duplicated()]
-        problems.append(f"{len(dup)} duplicated time(s), first {dup[0]}; keep one row per time")
+        problems.append(
+            f"{len(dup)} duplicated time(s), first {dup[0]}; keep one row per time"
+        )
     if problems or times is None:
         raise BadFileError(path, problems or ["the time column could not be read"])
 

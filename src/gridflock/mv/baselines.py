@@ -180,7 +180,9 @@ def _shifted_columns(meter: MeterData, steps: pd.DatetimeIndex, offsets: IntArra
     wall = steps.tz_convert(meter.tz).tz_localize(None).to_numpy()
     naive = wall[None, :] - offsets[:, None].astype(np.int64) * np.timedelta64(1, "D")
     flat = pd.DatetimeIndex(naive.ravel())
-    local = flat.tz_localize(meter.tz, ambiguous=np.ones(len(flat), dtype=bool), nonexistent="NaT")
+    local = flat.tz_localize(
+        meter.tz, ambiguous=np.ones(len(flat), dtype=bool), nonexistent="NaT"
+    )
     idx = np.asarray(meter.times.get_indexer(local.tz_convert("UTC")), dtype=np.int64)
     idx[np.asarray(local.isna())] = -1
     return idx.reshape(len(offsets), len(steps))
@@ -289,10 +291,8 @@ def _multiplicative(
     The ratio is taken on import (-net kW); where the baseline's import there is not
     positive the ratio means nothing and no adjustment is made (ratio 1).
     """
-    act = (
-        -_nanmean(h.actual_adjust, axis=1)
-        if h.actual_adjust.shape[1]
-        else np.full(len(base), np.nan)
+    act = -_nanmean(h.actual_adjust, axis=1) if h.actual_adjust.shape[1] else np.full(
+        len(base), np.nan
     )
     ref = -_mean_over_days(h.adjust, sel).mean(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -309,10 +309,8 @@ def _additive(
     With ``cap`` the shift is limited to that share of the baseline's mean magnitude
     over the event window.
     """
-    act = (
-        _nanmean(h.actual_adjust, axis=1)
-        if h.actual_adjust.shape[1]
-        else np.full(len(base), np.nan)
+    act = _nanmean(h.actual_adjust, axis=1) if h.actual_adjust.shape[1] else np.full(
+        len(base), np.nan
     )
     ref = _mean_over_days(h.adjust, sel).mean(axis=1)
     shift = act - ref
@@ -338,16 +336,8 @@ def _result(
     valid = (used >= min_days) & np.isfinite(kw).all(axis=1)
     kw = np.where(valid[:, None], kw, np.nan)
     return Baseline(
-        str(method),
-        event.event_id,
-        meter.site_ids,
-        h.steps,
-        kw,
-        h.actual,
-        valid,
-        np.where(valid, adjustment, np.nan),
-        used,
-        notes,
+        str(method), event.event_id, meter.site_ids, h.steps, kw, h.actual, valid,
+        np.where(valid, adjustment, np.nan), used, notes,
     )
 
 
@@ -540,15 +530,8 @@ def battery_device(
     valid = has & np.isfinite(kw).all(axis=1)
     kw[~valid] = np.nan
     return Baseline(
-        str(Method.BATTERY_DEVICE),
-        event.event_id,
-        meter.site_ids,
-        steps,
-        kw,
-        actual,
-        valid,
-        np.where(valid, held, np.nan),
-        np.zeros(meter.n_sites, np.int64),
+        str(Method.BATTERY_DEVICE), event.event_id, meter.site_ids, steps, kw, actual, valid,
+        np.where(valid, held, np.nan), np.zeros(meter.n_sites, np.int64),
         "batteries only: the power held before the event",
     )
 
@@ -583,15 +566,8 @@ def battery_device_days(
     valid = has & (used >= min(5, days)) & np.isfinite(kw).all(axis=1)
     kw[~valid] = np.nan
     return Baseline(
-        str(Method.BATTERY_DEVICE_DAYS),
-        event.event_id,
-        meter.site_ids,
-        h.steps,
-        kw,
-        actual,
-        valid,
-        np.full(meter.n_sites, np.nan),
-        used,
+        str(Method.BATTERY_DEVICE_DAYS), event.event_id, meter.site_ids, h.steps, kw, actual,
+        valid, np.full(meter.n_sites, np.nan), used,
         "batteries only: their power at the same hours of recent days",
     )
 
@@ -640,15 +616,8 @@ def weather_matched(
     sel = np.asarray(h.valid & (rank < k), dtype=bool)
     base = _mean_over_days(h.window, sel)
     return _result(
-        Method.WEATHER_MATCHED,
-        meter,
-        event,
-        h,
-        base,
-        sel,
-        min(3, k),
-        np.full(meter.n_sites, np.nan),
-        f"{k} days closest in irradiance and temperature",
+        Method.WEATHER_MATCHED, meter, event, h, base, sel, min(3, k),
+        np.full(meter.n_sites, np.nan), f"{k} days closest in irradiance and temperature",
     )
 
 
@@ -702,15 +671,9 @@ def metered_generation(
         kw = kw + held
     valid = gross.valid & np.isfinite(kw).all(axis=1)
     return Baseline(
-        str(method),
-        event.event_id,
-        meter.site_ids,
-        gross.times,
-        np.where(valid[:, None], kw, np.nan),
-        meter.net_kw[:, cols],
-        valid,
-        np.where(valid, gross.adjustment, np.nan),
-        gross.days_used,
+        str(method), event.event_id, meter.site_ids, gross.times,
+        np.where(valid[:, None], kw, np.nan), meter.net_kw[:, cols], valid,
+        np.where(valid, gross.adjustment, np.nan), gross.days_used,
         f"{MGO_INNER[method]} on gross load; metered generation added back"
         + ("; batteries at their recent days' power" if meter.battery_kw is not None else ""),
     )

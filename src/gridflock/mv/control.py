@@ -140,15 +140,8 @@ def control_group(
     valid = part & chosen & (used >= 1) & np.isfinite(kw).all(axis=1)
     kw[~valid] = np.nan
     return Baseline(
-        str(Method.CONTROL_GROUP),
-        event.event_id,
-        meter.site_ids,
-        h.steps,
-        kw,
-        h.actual,
-        valid,
-        np.where(valid, offset, np.nan),
-        used,
+        str(Method.CONTROL_GROUP), event.event_id, meter.site_ids, h.steps, kw, h.actual,
+        valid, np.where(valid, offset, np.nan), used,
         f"{int(control.sum())} control sites, matched on kind mix and size",
     )
 

@@ -167,11 +167,8 @@ def placebo_errors(
         if len(out) >= days:
             break
         ev = EventWindow(
-            _shift(event.start, meter.tz, k),
-            _shift(event.end, meter.tz, k),
-            f"{event.event_id}-placebo-{k}",
-            rows,
-            event.direction,
+            _shift(event.start, meter.tz, k), _shift(event.end, meter.tz, k),
+            f"{event.event_id}-placebo-{k}", rows, event.direction,
         )
         try:
             b = compute_baseline(method, meter, ev, calendar, info)
@@ -202,10 +199,8 @@ def _delivery(
     with np.errstate(invalid="ignore"):
         per_site_kw = _nanmean_rows(per_site)
     per_site_kwh = np.where(m, np.nansum(per_site, axis=1) * step_h, np.nan)
-    names, base, act = (
-        b.by_group(np.where(m, nodes, ""))
-        if m.any()
-        else (np.zeros(0, object), np.zeros((0, len(b.times))), np.zeros((0, len(b.times))))
+    names, base, act = b.by_group(np.where(m, nodes, "")) if m.any() else (
+        np.zeros(0, object), np.zeros((0, len(b.times))), np.zeros((0, len(b.times)))
     )
     keep = names != ""
     total_b = np.nansum(b.kw[m], axis=0) if m.any() else np.full(len(b.times), np.nan)
@@ -239,11 +234,8 @@ def _nanmean_rows(x: FloatArray) -> FloatArray:
 def available_methods(meter: MeterData, info: SiteInfo | None) -> list[str]:
     """The methods the data allows: day matching always; the others when their inputs exist."""
     out = [
-        Method.CAISO_10IN10,
-        Method.CAISO_10IN10_UNADJUSTED,
-        Method.CAISO_10IN10_ADDITIVE,
-        Method.PJM_HIGH4OF5,
-        Method.UK_DFS,
+        Method.CAISO_10IN10, Method.CAISO_10IN10_UNADJUSTED, Method.CAISO_10IN10_ADDITIVE,
+        Method.PJM_HIGH4OF5, Method.UK_DFS,
     ]
     if meter.temp_c is not None:
         out += [Method.PJM_HIGH4OF5_WSA, Method.REGRESSION]
@@ -272,16 +264,10 @@ def fleet_mix(meter: MeterData, event: EventWindow, info: SiteInfo | None) -> Fl
             shares[k] = float(np.mean([k in s.split("+") for s in kinds])) if n else 0.0
         control = int(np.asarray(info.control).sum()) if info.control is not None else 0
     return FleetMix(
-        n_sites=n,
-        pv=shares["pv"],
-        battery=shares["battery"],
-        ev=shares["ev_charger"],
-        heat_pump=shares["heat_pump"],
-        control_sites=control,
-        battery_telemetry=meter.battery_kw is not None,
-        weather=meter.temp_c is not None,
-        irradiance=meter.ghi_w_m2 is not None,
-        generation_telemetry=meter.gen_kw is not None,
+        n_sites=n, pv=shares["pv"], battery=shares["battery"], ev=shares["ev_charger"],
+        heat_pump=shares["heat_pump"], control_sites=control,
+        battery_telemetry=meter.battery_kw is not None, weather=meter.temp_c is not None,
+        irradiance=meter.ghi_w_m2 is not None, generation_telemetry=meter.gen_kw is not None,
     )
 
 
@@ -321,7 +307,9 @@ def measure_event(
                 agg_ev = EventWindow(event.start, event.end, event.event_id, None, event.direction)
                 b = compute_baseline(name, agg, agg_ev, calendar, None)
                 errors = placebo_errors(agg, agg_ev, name, calendar, None, placebo_days)
-                d = _delivery(name, b, np.ones(agg.n_sites, bool), agg.site_ids, errors, step_h)
+                d = _delivery(
+                    name, b, np.ones(agg.n_sites, bool), agg.site_ids, errors, step_h
+                )
                 if (agg.site_ids == "total").any():  # fitted on the total: no node figures
                     d = replace(d, node_ids=np.zeros(0, object), per_node_kw=np.zeros(0))
                 nan = np.full(meter.n_sites, np.nan)

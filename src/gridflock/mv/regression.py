@@ -53,9 +53,9 @@ def _fit_predict(observed: pd.Series, temp_f: pd.Series, target: pd.DatetimeInde
                 target[0] - pd.Timedelta(hours=12), target[-1] + pd.Timedelta(hours=12), freq="h"
             )
             report = ReportingData.from_series(
-                None,
-                temp_f.reindex(span).interpolate(limit_direction="both").rename("temperature"),
-                False,
+                None, temp_f.reindex(span).interpolate(limit_direction="both").rename(
+                    "temperature"
+                ), False
             )
             pred = model.predict(report)
         finally:
@@ -105,15 +105,8 @@ def regression(
     kw[~valid] = np.nan
     used = np.full(n, int(np.unique(days[train]).size), dtype=np.int64)
     return Baseline(
-        str(Method.REGRESSION),
-        event.event_id,
-        meter.site_ids,
-        steps,
-        kw,
-        meter.net_kw[:, cols],
-        valid,
-        np.full(n, np.nan),
-        used,
+        str(Method.REGRESSION), event.event_id, meter.site_ids, steps, kw,
+        meter.net_kw[:, cols], valid, np.full(n, np.nan), used,
         "CalTRACK hourly (eemeter drmeter), temperature and time of week",
     )
 

@@ -265,14 +265,8 @@ def settle_meter(
     fleet = DeviceSites(spec)
     tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
     meter = MeterData(
-        fleet.site_ids,
-        times,
-        net_kw,
-        tz,
-        temp_c=temp_c,
-        ghi_w_m2=ghi_w_m2,
-        battery_kw=battery_kw,
-        gen_kw=gen_kw,
+        fleet.site_ids, times, net_kw, tz, temp_c=temp_c, ghi_w_m2=ghi_w_m2,
+        battery_kw=battery_kw, gen_kw=gen_kw,
     )
     before = np.asarray(times < pd.Timestamp(event.start, unit="s", tz="UTC"))
     info = site_info(fleet, spec, np.asarray(net_kw)[:, before])

@@ -769,7 +769,9 @@ def plan_devices(
         # a house or tank that leaves its band whatever its device does is planned at the
         # device's utmost (``Plan.warnings``); a site whose other rules cannot be kept is
         # left out with NaN rows and named in ``Plan.infeasible``; the rest is planned
-        return problem.batteries, solve(problem, skip_infeasible=True, time_limit_s=time_limit_s)
+        return problem.batteries, solve(
+            problem, skip_infeasible=True, time_limit_s=time_limit_s
+        )
 
     # the cap, then raised a third and two thirds of the way to the forecast's peak, then none
     top = float(np.max(sketch.forecast_import_kw))

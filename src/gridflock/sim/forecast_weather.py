@@ -30,7 +30,9 @@ _MAX_LEAD_H = 72.0
 
 def weather_series(weather: Weather, lat: float, lon: float) -> WeatherSeries:
     """The twin's weather as a forecasting :class:`WeatherSeries` (actuals)."""
-    return WeatherSeries(weather.times, {n: getattr(weather, n) for n in _NAMES}, lat=lat, lon=lon)
+    return WeatherSeries(
+        weather.times, {n: getattr(weather, n) for n in _NAMES}, lat=lat, lon=lon
+    )
 
 
 class TwinWeatherSource:

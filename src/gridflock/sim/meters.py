@@ -86,26 +86,15 @@ def varied_weather(
             break
         parts.append(
             make_weather(
-                seg,
-                lat,
-                lon,
-                seed + 1000 * d,
-                t_max_c=float(t_max[d]),
-                t_min_c=float(t_max[d] - 11),
-                cloudiness=float(cloud[d]),
+                seg, lat, lon, seed + 1000 * d, t_max_c=float(t_max[d]),
+                t_min_c=float(t_max[d] - 11), cloudiness=float(cloud[d]),
             )
         )
     cat = {
         name: np.concatenate([getattr(p, name) for p in parts])
         for name in (
-            "ghi",
-            "dni",
-            "dhi",
-            "temp_air_c",
-            "wind_speed_m_s",
-            "solar_zenith",
-            "solar_azimuth",
-            "cloud_factor",
+            "ghi", "dni", "dhi", "temp_air_c", "wind_speed_m_s", "solar_zenith",
+            "solar_azimuth", "cloud_factor",
         )
     }
     return Weather(times=times, **cat)
@@ -187,13 +176,8 @@ def run_meters(
         )
         e = s + pd.Timedelta(hours=pe.hours)
         ev = Event(
-            f"mv-{i + 1:03d}",
-            pe.kw_per_site * n_vpp,
-            s.timestamp(),
-            e.timestamp(),
-            Scope("program", "vpp"),
-            EventSource.SIMULATION,
-            created_by="gridflock mv study",
+            f"mv-{i + 1:03d}", pe.kw_per_site * n_vpp, s.timestamp(), e.timestamp(),
+            Scope("program", "vpp"), EventSource.SIMULATION, created_by="gridflock mv study",
         )
         dispatcher.add(ev)
         evs.append(ev)
@@ -235,24 +219,12 @@ def run_meters(
     info = SiteInfo(info.kinds, info.size, info.grid_node, control)
     return MeterRun(
         MeterData(
-            ids,
-            twin.times,
-            actual.astype(float),
-            tz,
-            temp,
-            ghi,
-            battery.astype(float),
+            ids, twin.times, actual.astype(float), tz, temp, ghi, battery.astype(float),
             gen.astype(float),
         ),
         MeterData(
-            ids,
-            twin.times,
-            shadow.astype(float),
-            tz,
-            temp,
-            ghi,
-            shadow_battery.astype(float),
-            shadow_gen.astype(float),
+            ids, twin.times, shadow.astype(float), tz, temp, ghi,
+            shadow_battery.astype(float), shadow_gen.astype(float),
         ),
         info,
         evs,
@@ -260,3 +232,4 @@ def run_meters(
         control,
         time.perf_counter() - began,
     )
+

@@ -353,8 +353,6 @@ class AutopilotDecisionRow(Base):
     proposal_id: Mapped[str | None] = mapped_column(String, nullable=True)
     reason: Mapped[str] = mapped_column(String)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JsonType, nullable=True)
-
-
 class ForecastModelRow(Base):
     """A trained forecast model version: what it forecasts, its data, skill and bundle."""
 

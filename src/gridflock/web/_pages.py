@@ -510,8 +510,6 @@ PLAN_ACTIONS = """
 def plan_body(principal: Principal) -> str:
     """The autopilot's plan, proposals (approve and veto for operators) and decision log."""
     return PLAN.format(actions=PLAN_ACTIONS if can_operate(principal) else "")
-
-
 FORECAST = """
 <div class="page-head"><h1>Forecast</h1>
 <p class="muted">What the plant expects: quantile bands (P10&ndash;P90, P50) against what

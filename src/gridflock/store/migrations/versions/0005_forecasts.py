@@ -77,7 +77,9 @@ def upgrade() -> None:
         sa.Column("end", TS, nullable=False),
         sa.Column("probability", sa.Double(), nullable=False),
         sa.Column("kw_needed", sa.Double(), nullable=False, comment="Largest P50 excess [kW]."),
-        sa.Column("kw_needed_p90", sa.Double(), nullable=False, comment="Largest P90 excess [kW]."),
+        sa.Column(
+            "kw_needed_p90", sa.Double(), nullable=False, comment="Largest P90 excess [kW]."
+        ),
         sa.Column("reason", sa.String(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_support_windows")),
     )
