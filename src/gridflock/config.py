@@ -227,6 +227,56 @@ class Settings(BaseSettings):
         "90th percentile of the fleet's net import in the training history); grid nodes "
         "use their import limits",
     )
+    openadr_ven: Literal["off", "2.0b", "3"] = Field(
+        "off", description="Listen to a utility over OpenADR: off, a 2.0b VEN or a 3 VEN"
+    )
+    openadr_vtn_url: str | None = Field(
+        None,
+        description="The utility's VTN: 2.0b e.g. https://vtn.example/OpenADR2/Simple/2.0b; "
+        "3 the API's base URL, e.g. https://vtn.example/openadr3/3.0.1",
+    )
+    openadr_ven_name: str = Field(
+        "gridflock", min_length=1, max_length=128, description="This VEN's name at the VTN"
+    )
+    openadr_ven_id: str | None = Field(
+        None, description="2.0b: the VEN id the utility assigned (empty: the VTN assigns one)"
+    )
+    openadr_cert_file: Path | None = Field(
+        None, description="2.0b: this VEN's certificate (PEM), for TLS and signed messages"
+    )
+    openadr_key_file: Path | None = Field(None, description="2.0b: the certificate's key")
+    openadr_ca_file: Path | None = Field(None, description="2.0b: CA of the VTN's certificate")
+    openadr_vtn_fingerprint: str | None = Field(
+        None, description="2.0b: the VTN certificate's fingerprint, to check its signatures"
+    )
+    openadr_token: SecretStr | None = Field(None, description="3: bearer token for the VTN")
+    openadr_client_id: str | None = Field(
+        None, description="3: OAuth2 client id, exchanged with the secret at /auth/token"
+    )
+    openadr_client_secret: SecretStr | None = Field(None, description="3: OAuth2 client secret")
+    openadr_programs: list[str] = Field(
+        default_factory=list, description="3: names of the programs to follow (empty: all)"
+    )
+    openadr_poll_s: float = Field(
+        10.0, ge=0.05, le=3600, description="3: how often the VEN polls for events [s]"
+    )
+    openadr_report_s: float = Field(
+        10.0, ge=1, le=3600, description="2.0b: shortest report interval offered to the VTN [s]"
+    )
+    openadr_retry_s: float = Field(
+        60.0, ge=1, le=3600, description="Longest wait between tries while the VTN is away [s]"
+    )
+    openadr_opt: Literal["opt_in", "flexibility"] = Field(
+        "flexibility",
+        description="opt_in: take every event (partial where the fleet falls short); "
+        "flexibility: opt out of an event the fleet cannot deliver in full",
+    )
+    openadr_scope: str = Field(
+        "fleet", description="Devices utility events use: fleet, grid_node:ID, program:TAG..."
+    )
+    openadr_priority: int = Field(
+        60, ge=0, le=100, description="Priority of utility events (operator's default: 50)"
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "console"
 
@@ -311,6 +361,21 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _openadr(self) -> Settings:
+        if self.openadr_ven != "off" and not self.openadr_vtn_url:
+            raise ValueError(
+                f"openadr_ven={self.openadr_ven} needs openadr_vtn_url, the utility's VTN"
+            )
+        if self.openadr_vtn_url and not self.openadr_vtn_url.startswith(("http://", "https://")):
+            raise ValueError("openadr_vtn_url must start with http:// or https://")
+        if (self.openadr_cert_file is None) != (self.openadr_key_file is None):
+            raise ValueError("openadr_cert_file and openadr_key_file go together")
+        from gridflock.domain.events import Scope
+
+        Scope.parse(self.openadr_scope)  # names what is wrong with it
+        return self
+
+    @model_validator(mode="after")
     def _tls_pair(self) -> Settings:
         if (self.tls_certfile is None) != (self.tls_keyfile is None):
             raise ValueError("GRIDFLOCK_TLS_CERTFILE and GRIDFLOCK_TLS_KEYFILE go together")
@@ -340,7 +405,9 @@ class Settings(BaseSettings):
         """The effective configuration with secrets masked (for ``config show``)."""
         data = self.model_dump(mode="json")
         data["mqtt_password"] = "********" if self.mqtt_password else None
-        for key in ("database_url", "mqtt_url"):
+        for key in ("openadr_token", "openadr_client_secret"):
+            data[key] = "********" if getattr(self, key) else None
+        for key in ("database_url", "mqtt_url", "openadr_vtn_url"):
             data[key] = mask_url(data[key])
         return data
 

@@ -22,6 +22,7 @@ from gridflock.api.routes import (
     events,
     fleet,
     forecasts,
+    openadr,
     settlement,
     stream,
     system,
@@ -134,6 +135,7 @@ def create_app(
         forecasts,
         settlement,
         autopilot,
+        openadr,
         admin,
         stream,
     )

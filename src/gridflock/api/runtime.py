@@ -259,6 +259,11 @@ class Runtime(Protocol):
         """Live fleet and event updates, one dict per control cycle."""
         ...
 
+    # ------------------------------------------------------------------ OpenADR
+    def openadr_status(self) -> dict[str, Any]:
+        """The OpenADR VEN (``ven``: None when off), the utility events taken up, prices."""
+        ...
+
     # ------------------------------------------------------------------ autopilot
     def autopilot_status(self) -> dict[str, Any]:
         """On or off, mode, when it planned and plans next, proposals counted by status."""

@@ -209,15 +209,29 @@ def serve(
     port: Port = None,
     db: Db = None,
     mqtt: Annotated[str | None, typer.Option(help="Broker URL (GRIDFLOCK_MQTT_URL).")] = None,
+    openadr: Annotated[
+        str | None,
+        typer.Option(help="OpenADR VEN: off, 2.0b or 3 (GRIDFLOCK_OPENADR_VEN)."),
+    ] = None,
+    vtn: Annotated[
+        str | None, typer.Option(help="The utility's VTN URL (GRIDFLOCK_OPENADR_VTN_URL).")
+    ] = None,
 ) -> None:
     """Run the VPP service: REST API, device gateways, dispatch loop and store."""
     from gridflock.service.logs import setup_logging
 
-    settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
+    settings = _settings(
+        host=host,
+        port=port,
+        database_url=db,
+        mqtt_url=mqtt,
+        openadr_ven=openadr,
+        openadr_vtn_url=vtn,
+    )
     setup_logging(
         settings.log_level,
         settings.log_format,
-        secret_urls=[settings.database_url, settings.mqtt_url],
+        secret_urls=[settings.database_url, settings.mqtt_url, settings.openadr_vtn_url],
     )
     store = _open_store(settings.database_url, upgrade=False)
     try:

@@ -348,6 +348,8 @@ class AutopilotService:
         self._next_plan = -math.inf
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="autopilot")
         self._running: tuple[_Job, Future[tuple[FleetPlan | None, str | None]]] | None = None
+        #: Prices from outside (the utility's, over OpenADR) laid over the tariff per plan.
+        self.price_overlay: Callable[[Tariff, pd.DatetimeIndex, str], Tariff] | None = None
 
     # ------------------------------------------------------------------ life
     def load(self) -> None:
@@ -494,7 +496,11 @@ class AutopilotService:
                     if self.forecaster == self._seasonal_naive
                     else "the configured forecaster"
                 )
-            state = InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
+            state = (
+                InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
+            )
+            if self.price_overlay is not None:
+                s = replace(s, tariff=self.price_overlay(s.tariff, times, self._tz()))
             envelopes = self.loop.dispatcher.envelopes
             return _Job(s, times, fc, source, self._pool(), self._tz(), inputs, state, envelopes)
         except (PlanError, ValueError) as e:

@@ -308,6 +308,7 @@ class ControlLoop:
         the store.
         """
         await asyncio.to_thread(start or self.resume)
+        self._writing = True  # before the task starts: a stop in its first turn must hold
         writer = asyncio.create_task(self._write_loop())
         interval = self.settings.control_interval_s
         try:
@@ -335,7 +336,6 @@ class ControlLoop:
         await self._wake.wait()
 
     async def _write_loop(self) -> None:
-        self._writing = True
         while self._writing:
             await asyncio.to_thread(self.writer.flush)
             for _ in range(max(int(self.settings.telemetry_flush_s / 0.1), 1)):

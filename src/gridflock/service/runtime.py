@@ -46,6 +46,7 @@ from gridflock.service.envelopes import EnvelopeService
 from gridflock.service.events import EventService
 from gridflock.service.forecasting import ForecastService
 from gridflock.service.metrics import ServiceMetrics
+from gridflock.service.openadr import OpenADRService, make_ven
 from gridflock.service.readmodel import ReadModel
 from gridflock.service.settlement import SettlementService
 from gridflock.service.writer import StoreWriter
@@ -95,6 +96,14 @@ class Runtime:
         self.loop.observers.append(self.autopilot.tick)
         self.envelope_service = EnvelopeService(self.loop)
         self.loop.observers.append(self.envelope_service.tick)
+        self.openadr = OpenADRService(
+            self.event_service,
+            policy=settings.openadr_opt,
+            scope=Scope.parse(settings.openadr_scope),
+            priority=settings.openadr_priority,
+        )
+        self.openadr.ven = make_ven(settings, self.openadr)
+        self.autopilot.price_overlay = self.openadr.tariff
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
@@ -192,6 +201,10 @@ class Runtime:
             "stored_data": "ok" if db_up else "unavailable",
             "api_keys": "ok" if db_up else "known keys only",
         }
+        ven = self.openadr.ven
+        if ven is not None:  # the utility's VTN: degraded while it cannot be reached
+            reached = ven.status.registered and ven.status.reachable
+            parts["openadr"] = "ok" if reached else "unreachable"
         degraded = [name for name, v in parts.items() if v not in ("ok", "none")]
         st = self.loop.state
         return {
@@ -424,6 +437,11 @@ class Runtime:
         """The decision log from the store."""
         return self.autopilot.decisions(kind, limit, offset)
 
+    # ------------------------------------------------------------------ OpenADR
+    def openadr_status(self) -> dict[str, Any]:
+        """The OpenADR VEN and the utility events it took up."""
+        return self.openadr.status()
+
     # ------------------------------------------------------------------ reads
     def fleet_summary(self) -> dict[str, Any]:
         """The fleet now (computed once per control cycle)."""
@@ -464,10 +482,16 @@ class Runtime:
     async def run(self) -> None:
         """Run the control loop, the store writer and the forecaster until :meth:`stop`."""
         forecasts = asyncio.create_task(self.forecaster.run(), name="forecasts")
+        ven = self.openadr.ven
+        utility = asyncio.create_task(ven.run(), name="openadr") if ven is not None else None
         try:
             await self.loop.run(self.resume)
         finally:
             self.forecaster.stop()
+            if ven is not None and utility is not None:
+                ven.stop()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await asyncio.wait_for(utility, 5.0)
             forecasts.cancel()  # a step in flight finishes in its thread; nothing waits on it
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await forecasts
@@ -476,6 +500,8 @@ class Runtime:
         """Ask :meth:`run` to finish its cycle and return."""
         self.loop.stop()
         self.forecaster.stop()
+        if self.openadr.ven is not None:
+            self.openadr.ven.stop()
 
 
 def _weather_source(settings: Settings, given: WeatherSource | None) -> WeatherSource | None:

@@ -1,0 +1,31 @@
+"""Utility signals over OpenADR: the 2.0b VEN (openleadr) and an OpenADR 3 VEN.
+
+Both translate the utility's events into :class:`UtilityEvent` and ask a
+:class:`UtilitySink` (the service) what to answer; only here do OpenADR libraries appear.
+"""
+
+from gridflock.openadr._model import (
+    Decision,
+    SignalInterval,
+    SignalKind,
+    UtilityEvent,
+    UtilitySink,
+    VenStatus,
+    random_offset_s,
+)
+from gridflock.openadr.oadr3 import Ven3, from_oadr3
+from gridflock.openadr.oadr20 import Ven20, from_oadr20
+
+__all__ = [
+    "Decision",
+    "SignalInterval",
+    "SignalKind",
+    "UtilityEvent",
+    "UtilitySink",
+    "Ven3",
+    "Ven20",
+    "VenStatus",
+    "from_oadr3",
+    "from_oadr20",
+    "random_offset_s",
+]
