@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,8 +23,12 @@ def secret(cp_id: str) -> str:
     return f"pw-of-{cp_id}-0123456789"
 
 
-def ocpp_fleet(n: int, *, versions: tuple[str, ...] = ("ocpp1.6",)) -> FleetSpec:
-    """``n`` sites, each an 11 kW 3-phase charger behind charge point ``CP{i}``, plus a PV."""
+@functools.cache
+def ocpp_fleet(n: int) -> FleetSpec:
+    """``n`` sites, each an 11 kW 3-phase charger behind charge point ``CP{i}``, plus a PV.
+
+    Cached (building a spec takes a while); callers must not change it.
+    """
     nodes = [{"id": "f-1", "kind": "feeder", "limit_import_kw": 1e6, "limit_export_kw": 1e6}]
     sites, devices = [], []
     for i in range(n):
