@@ -56,6 +56,14 @@ def test_boot_transaction_meter_values_and_an_event_change_the_power(version: st
             p, soc = seen["s0-ev"]
             assert p == pytest.approx(-11.0, abs=0.05)  # charging: negative, full rating
             assert soc == pytest.approx(0.4, abs=0.01)
+            batch = link.receive() or await until(link.receive, "another reading")
+            need, dep = batch[0].extras["e_need_kwh"][0], batch[0].extras["departure_ts"][0]
+            if version == "ocpp2.0.1":  # the car said: (0.9 - 0.4) x 60 kWh, leaving in 8 h
+                assert need == pytest.approx(30.0, abs=0.2)
+                assert dep == pytest.approx(time.time() + 8 * 3600, abs=30)
+            else:  # assumed from the fleet: a 12 kWh session, leaving at 07:30 local
+                assert need == pytest.approx(12.0, abs=0.2)
+                assert time.time() + 3600 < dep <= time.time() + 25 * 3600
             report = link.take_report()
             assert report.messages >= 1
             assert [(s.gateway, s.status) for s in report.statuses] == [("CP0", "online")]

@@ -79,6 +79,10 @@ class ChargerSpec:
     soc: float = 0.3
     eta: float = 0.92
     id_tag: str = "TAG-0001"
+    target_soc: float = 0.9
+    """State of charge the driver wants by departure."""
+    departure_in_s: float = 8 * 3600.0
+    """When the car leaves, after it plugs in [s]."""
 
 
 @dataclass
@@ -379,6 +383,25 @@ class SimulatedChargePoint:
                 )
             )
             self.ev.tx_id = tx
+            # what an ISO 15118 car tells the station: energy it wants, when it leaves
+            need_wh = max(s.target_soc - self.ev.soc, 0.0) * s.battery_kwh * 1000.0
+            await client.call(
+                call201.NotifyEVChargingNeeds(
+                    evse_id=s.connector,
+                    charging_needs={
+                        "requested_energy_transfer": "AC_three_phase"
+                        if s.phases == 3
+                        else "AC_single_phase",
+                        "departure_time": iso(t + s.departure_in_s),
+                        "ac_charging_parameters": {
+                            "energy_amount": round(need_wh),
+                            "ev_min_current": 6,
+                            "ev_max_current": 32,
+                            "ev_max_voltage": 400,
+                        },
+                    },
+                )
+            )
         self._repower(self.clock())
 
     def _next_seq(self) -> int:

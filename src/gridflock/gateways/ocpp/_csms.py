@@ -20,7 +20,7 @@ from ocpp.v201 import ChargePoint as ChargePoint201
 from ocpp.v201 import call_result as result201
 from ocpp.v201.enums import Action as Action201
 
-from gridflock.gateways.ocpp._profiles import iso
+from gridflock.gateways.ocpp._profiles import iso, parse_iso
 
 __all__ = ["Csms16", "Csms201", "Sink"]
 
@@ -63,6 +63,12 @@ class Sink(Protocol):
 
     def new_transaction_id(self, cp_id: str) -> int:
         """A fresh OCPP 1.6 transaction id (the CSMS assigns them in 1.6)."""
+        ...
+
+    def charging_needs(
+        self, cp_id: str, connector: int, e_need_kwh: float | None, departure_ts: float | None
+    ) -> None:
+        """The car's own energy need and departure (OCPP 2.0.1 NotifyEVChargingNeeds)."""
         ...
 
     def meter_values(self, cp_id: str, connector: int, values: Sequence[Mapping[str, Any]]) -> None:
@@ -202,6 +208,21 @@ class Csms201(ChargePoint201):  # type: ignore[misc]
         return result201.TransactionEvent(
             id_token_info=None if verdict is None else {"status": verdict}
         )
+
+    @on(Action201.notify_ev_charging_needs)
+    def on_charging_needs(
+        self, charging_needs: dict[str, Any], evse_id: int, **_: Any
+    ) -> result201.NotifyEVChargingNeeds:
+        """Take the car's energy need [Wh] and departure time."""
+        ac = charging_needs.get("ac_charging_parameters") or {}
+        wh = ac.get("energy_amount")
+        self.sink.charging_needs(
+            self.id,
+            evse_id,
+            None if wh is None else float(wh) / 1000.0,
+            parse_iso(charging_needs.get("departure_time")),
+        )
+        return result201.NotifyEVChargingNeeds(status="Accepted")
 
     @on(Action201.meter_values)
     def on_meter_values(

@@ -56,7 +56,7 @@ from gridflock.gateways.ocpp._profiles import (
     parse_iso,
     profile_to_wire,
 )
-from gridflock.gateways.ocpp._session import Place, Session, places_of
+from gridflock.gateways.ocpp._session import Need, Place, Session, next_departure, places_of
 
 __all__ = ["SUBPROTOCOLS", "OcppLink", "OcppSettings"]
 
@@ -145,7 +145,9 @@ class OcppLink:
         self.port = self.settings.port
         self.counts: Counter[str] = Counter()
         self._reported: Counter[str] = Counter()
-        self._readings: list[tuple[str, float, float, float]] = []
+        self._readings: list[tuple[str, float, float, float, float, float]] = []
+        self.needs: dict[str, Need] = {}
+        """Energy need and departure of each device with a car plugged in."""
         self._acks: list[CommandAck] = []
         self._statuses: list[GatewayStatus] = []
         self._expired: list[str] = []
@@ -344,17 +346,43 @@ class OcppLink:
         return next(self._tx_ids) % 2_147_483_647
 
     def transaction_started(self, cp_id: str, connector: int, tx_id: str) -> None:
-        """Note the running transaction."""
+        """Note the running transaction; assume the fleet's typical session until told."""
         s = self.sessions.get(cp_id)
-        if s is not None and (connector in s.tx or len(s.tx) < 64):
-            s.tx[connector] = tx_id
+        if s is None or (connector not in s.tx and len(s.tx) >= 64):
+            return
+        new = s.tx.get(connector) != tx_id
+        s.tx[connector] = tx_id
+        place = self._device_at.get((cp_id, connector))
+        if place is not None and (new or place.device_id not in self.needs):
+            now = self.clock()
+            self.needs[place.device_id] = Need(place.session_kwh, next_departure(place, now), now)
 
     def transaction_ended(self, cp_id: str, tx_id: str) -> None:
-        """Forget the transaction."""
+        """Forget the transaction: the car has left (or is full)."""
         s = self.sessions.get(cp_id)
         if s is not None:
             for c in [c for c, t in s.tx.items() if t == tx_id]:
                 del s.tx[c]
+                place = self._device_at.get((cp_id, c))
+                if place is not None:
+                    self.needs.pop(place.device_id, None)
+
+    def charging_needs(
+        self, cp_id: str, connector: int, e_need_kwh: float | None, departure_ts: float | None
+    ) -> None:
+        """The car's own figures replace the assumed ones (each where given and sane)."""
+        place = self._device_at.get((cp_id, connector))
+        if place is None:
+            return
+        now = self.clock()
+        need = self.needs.setdefault(
+            place.device_id, Need(place.session_kwh, next_departure(place, now), now)
+        )
+        if e_need_kwh is not None and 0.0 <= e_need_kwh <= 1000.0:
+            need.e_need_kwh = e_need_kwh
+            need.exact = True
+        if departure_ts is not None and now < departure_ts < now + 7 * 86400.0:
+            need.departure_ts = departure_ts
 
     def meter_values(self, cp_id: str, connector: int, values: Sequence[Mapping[str, Any]]) -> None:
         """Meter values into readings; each bad one refused and counted, not the rest."""
@@ -383,7 +411,17 @@ class OcppLink:
             if abs(r.p_kw) > RATING_SLACK * place.p_max_kw + 1.0:
                 self.counts["rejected:out_of_range"] += 1
                 continue
-            self._readings.append((place.device_id, ts, r.p_kw, r.soc))
+            e_need, departure = math.nan, math.nan
+            need = self.needs.get(place.device_id)
+            if need is not None:
+                if ts > need.last_ts:  # energy charged since the last reading [kWh]
+                    charged = max(-need.last_p_kw, 0.0) * (ts - need.last_ts) / 3600.0
+                    need.e_need_kwh = max(need.e_need_kwh - charged, 0.0)
+                    need.last_ts = ts
+                if math.isfinite(r.p_kw):
+                    need.last_p_kw = r.p_kw
+                e_need, departure = need.e_need_kwh, need.departure_ts
+            self._readings.append((place.device_id, ts, r.p_kw, r.soc, e_need, departure))
 
     # ------------------------------------------------------------------ DeviceLink
     def receive(self) -> list[TelemetryBatch]:
@@ -391,7 +429,7 @@ class OcppLink:
         if not self._readings:
             return []
         rows, self._readings = self._readings, []
-        ids, ts, p, soc = zip(*rows, strict=True)
+        ids, ts, p, soc, need, dep = zip(*rows, strict=True)
         nan = np.full(len(rows), np.nan)
         return [
             TelemetryBatch(
@@ -400,6 +438,10 @@ class OcppLink:
                 np.array(p, dtype=np.float64),
                 np.array(soc, dtype=np.float64),
                 nan,
+                {
+                    "e_need_kwh": np.array(need, dtype=np.float64),
+                    "departure_ts": np.array(dep, dtype=np.float64),
+                },
             )
         ]
 
