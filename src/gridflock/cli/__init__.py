@@ -3,6 +3,7 @@
 from gridflock.cli import (  # noqa: F401  (registers the commands)
     fleet,
     forecast,
+    ocpp,
     plan,
     service,
     sim,

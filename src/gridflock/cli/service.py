@@ -209,11 +209,17 @@ def serve(
     port: Port = None,
     db: Db = None,
     mqtt: Annotated[str | None, typer.Option(help="Broker URL (GRIDFLOCK_MQTT_URL).")] = None,
+    ocpp_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Port of the OCPP back end for chargers (GRIDFLOCK_OCPP_PORT)."
+        ),
+    ] = None,
 ) -> None:
     """Run the VPP service: REST API, device gateways, dispatch loop and store."""
     from gridflock.service.logs import setup_logging
 
-    settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt)
+    settings = _settings(host=host, port=port, database_url=db, mqtt_url=mqtt, ocpp_port=ocpp_port)
     setup_logging(
         settings.log_level,
         settings.log_format,
@@ -224,7 +230,7 @@ def serve(
         spec = store.load_fleet()
     except Exception as e:
         fail(f"cannot read the fleet from the database ({e}); run `gridflock db upgrade`")
-    link = _mqtt_link(settings, spec)
+    link = _device_link(settings, spec, store)
     _check_port(settings.host, settings.port)
     runtime = _runtime(settings, store, spec, link)
     scheme = "https" if settings.tls_certfile else "http"
@@ -240,6 +246,22 @@ def _runtime(
     from gridflock.service import Runtime
 
     return Runtime(settings, store, spec, link, weather=weather)  # type: ignore[arg-type]
+
+
+def _device_link(settings: Settings, spec: object, store: Store) -> DeviceLink:
+    """The MQTT link, with the OCPP back end beside it when ``ocpp_port`` is set."""
+    mqtt = _mqtt_link(settings, spec)
+    if settings.ocpp_port is None:
+        return mqtt
+    from gridflock.cli.ocpp import ocpp_link
+    from gridflock.domain.spec import FleetSpec
+    from gridflock.service.links import CompositeLink
+
+    assert isinstance(spec, FleetSpec)
+    links: dict[str, DeviceLink] = {"ocpp": ocpp_link(settings, spec, store)}
+    if settings.mqtt_url is not None:
+        links["mqtt"] = mqtt
+    return CompositeLink(links, spec)
 
 
 def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
