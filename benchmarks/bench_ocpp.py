@@ -6,7 +6,7 @@ the CSMS's own work; TLS adds the handshake and symmetric encryption):
 - this process runs the CSMS: :class:`OcppLink` with its websocket server, and every
   ``--cycle`` seconds what the control loop does with it (``receive()`` and
   ``take_report()``);
-- one child process (multiprocessing, spawn) runs ``--chargers`` simulated charge points
+- ``--procs`` child processes (multiprocessing, spawn) run ``--chargers`` simulated charge points
   (:mod:`gridflock.sim.ocpp`, the ``ocpp`` library's client classes), half OCPP 1.6J and
   half 2.0.1, connecting over ``--stagger`` seconds, each sending a meter value every
   ``--interval`` seconds (1.6: MeterValues; 2.0.1: TransactionEvent Updated);
@@ -69,13 +69,13 @@ def fleet(n: int) -> FleetSpec:
     return build_spec(nodes, sites, devices, "bench")
 
 
-def chargers_main(url: str, n: int, interval: float, stagger: float) -> None:
-    """Child process: ``n`` charge points until killed."""
+def chargers_main(url: str, ids: list[int], interval: float, stagger: float) -> None:
+    """Child process: charge points ``CP{i}`` for ``i`` in ``ids``, until killed."""
     from gridflock.sim.ocpp import ChargerSpec, run_charge_points
 
     specs = [
         ChargerSpec(f"CP{i}", PASSWORD, version=("ocpp1.6", "ocpp2.0.1")[i % 2], soc=0.2)
-        for i in range(n)
+        for i in ids
     ]
 
     async def main() -> None:
@@ -108,10 +108,16 @@ async def run(args: argparse.Namespace) -> None:
     server = asyncio.create_task(link.run())
     while not link.connected:
         await asyncio.sleep(0.01)
-    child = mp.get_context("spawn").Process(
-        target=chargers_main, args=(link.url, n, args.interval, args.stagger), daemon=True
-    )
-    child.start()
+    children = [
+        mp.get_context("spawn").Process(
+            target=chargers_main,
+            args=(link.url, list(range(k, n, args.procs)), args.interval, args.stagger),
+            daemon=True,
+        )
+        for k in range(args.procs)
+    ]
+    for child in children:
+        child.start()
     latest: dict[str, float] = {}
 
     def cycle() -> int:
@@ -186,8 +192,9 @@ async def run(args: argparse.Namespace) -> None:
             f"CSMS CPU for the event {time.process_time() - c1:.2f} s"
         )
     finally:
-        child.kill()
-        child.join(10)
+        for child in children:
+            child.kill()
+            child.join(10)
         link.stop()
         await server
 
@@ -199,8 +206,12 @@ def main() -> None:
     ap.add_argument("--stagger", type=float, default=10.0, help="connect over this long [s]")
     ap.add_argument("--steady", type=float, default=60.0, help="steady-state window [s]")
     ap.add_argument("--cycle", type=float, default=0.5, help="control cycle [s]")
+    ap.add_argument("--procs", type=int, default=2, help="processes the chargers run in")
     args = ap.parse_args()
-    print(f"{os.cpu_count()} CPUs; {args.chargers} chargers, meter values every {args.interval} s")
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.chargers} "
+        f"chargers in {args.procs} process(es), meter values every {args.interval} s"
+    )
     asyncio.run(run(args))
 
 
