@@ -18,9 +18,9 @@ import pandas as pd
 from gridflock.domain.attributes import Attr
 from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.kinds import (
+    DEVICE_PROTOCOLS,
     GRID_NODE_ATTRS,
     SITE_ATTRS,
-    DEVICE_PROTOCOLS,
     DeviceKind,
     GridNodeKind,
     device_attrs,

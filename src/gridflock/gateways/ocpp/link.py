@@ -32,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
+import ocpp.messages
 from ocpp.exceptions import OCPPError
 from ocpp.v16 import call as call16
 from ocpp.v201 import call as call201
@@ -183,6 +184,11 @@ class OcppLink:
         """Start listening (``OSError`` if the port is taken)."""
         if self._server is not None:
             return
+        # The library checks each message against its JSON schema in a thread of the
+        # default executor; for messages of at most MAX_FRAME_BYTES the hop to the thread
+        # and back costs more than the check itself (measured: bench_ocpp.py), so check
+        # in the event loop.
+        ocpp.messages.ASYNC_VALIDATION = False
         self._loop = asyncio.get_running_loop()
         self._server = await serve(
             self._serve_charger,
