@@ -9,9 +9,11 @@ import json
 import secrets
 import ssl
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
+import numpy as np
 import typer
 
 from gridflock.cli._app import app, err, fail, out
@@ -20,6 +22,7 @@ from gridflock.cli.sim import sim_app
 
 if TYPE_CHECKING:
     from gridflock.config import Settings
+    from gridflock.domain.ports import DeviceLink
     from gridflock.domain.spec import FleetSpec
     from gridflock.gateways.ocpp import CredentialSource, OcppLink
     from gridflock.store import Store
@@ -173,8 +176,6 @@ def sim_ocpp(
     seed: Annotated[int, typer.Option(help="Random seed of the cars' states of charge.")] = 7,
 ) -> None:
     """Simulate OCPP charge points with cars plugged in, obeying the profiles they get."""
-    import numpy as np
-
     from gridflock.sim.ocpp import ChargerSpec, run_charge_points
 
     if version not in ("ocpp1.6", "ocpp2.0.1", "mixed"):
@@ -227,3 +228,87 @@ def sim_ocpp(
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- demo --mixed
+#: At most this many of the demo's EV chargers become OCPP charge points.
+MIXED_MAX_CHARGERS = 200
+
+
+def mixed_fleet(spec: FleetSpec, share: float = 0.5) -> FleetSpec:
+    """``spec`` with every other EV charger (up to ``MIXED_MAX_CHARGERS``) reached over OCPP.
+
+    Each such charger gets a charge point of its own, ``CP-<device id>``.
+    """
+    from dataclasses import replace
+
+    from gridflock.domain.kinds import DeviceKind
+
+    df = spec.devices.get(DeviceKind.EV_CHARGER)
+    if df is None or not len(df):
+        return spec
+    df = df.copy()
+    step = max(round(1 / max(share, 1e-6)), 1)
+    rows = np.arange(0, len(df), step)[:MIXED_MAX_CHARGERS]
+    df.loc[rows, "protocol"] = "ocpp"
+    df.loc[rows, "gateway_id"] = ["CP-" + str(d) for d in df["id"].iloc[rows]]
+    df.loc[rows, "ocpp_connector"] = 1
+    return replace(spec, devices={**spec.devices, DeviceKind.EV_CHARGER: df})
+
+
+def demo_chargers(
+    settings: Settings, spec: FleetSpec, store: Store, base: DeviceLink, default: str
+) -> tuple[DeviceLink, Callable[[], Coroutine[Any, Any, None]]]:
+    """The demo's OCPP part: the back end on loopback, its chargers provisioned and simulated.
+
+    Returns the composite link (``base`` for the other devices, under the name
+    ``default``) and the task that runs the simulated charge points.
+    """
+    from gridflock.gateways.mqtt.acl import hash_password
+    from gridflock.gateways.ocpp import OcppLink, OcppSettings, places_of
+    from gridflock.service.links import CompositeLink
+    from gridflock.sim.ocpp import ChargerSpec, run_charge_points
+
+    places = places_of(spec)
+    rng = np.random.default_rng(7)
+    specs = []
+    for i, p in enumerate(places.values()):
+        password = secrets.token_urlsafe(24)
+        store.create_gateway(
+            p.cp_id,
+            kind=CHARGER_KIND,
+            site_id=None,
+            groups=[],
+            password_hash=hash_password(password),
+        )
+        specs.append(
+            ChargerSpec(
+                p.cp_id,
+                password,
+                version=("ocpp1.6", "ocpp2.0.1")[i % 2],
+                p_max_kw=p.p_max_kw,
+                p_min_kw=min(1.4 * p.phases, p.p_max_kw),
+                phases=p.phases,
+                soc=float(rng.uniform(0.1, 0.6)),
+            )
+        )
+    # loopback only, inside one process: plain ws:// (security profile 1) is safe here
+    ocpp = OcppLink(
+        spec,
+        store_credentials(store),
+        OcppSettings(host="127.0.0.1", port=settings.ocpp_port or 0, allow_insecure=True),
+    )
+
+    async def chargers() -> None:
+        while not ocpp.connected:
+            await asyncio.sleep(0.1)
+        points = await run_charge_points(specs, ocpp.url, interval_s=10.0, stagger_s=5.0)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            for p in points:
+                if p.task is not None:
+                    p.task.cancel()
+
+    link = CompositeLink({default: base, "ocpp": ocpp}, spec, default=default)
+    return link, chargers

@@ -342,6 +342,14 @@ def demo(
             "so forecasts appear within minutes (0: none; forecasting needs at least 14).",
         ),
     ] = 15.0,
+    mixed: Annotated[
+        bool,
+        typer.Option(
+            "--mixed",
+            help="Half the EV chargers (up to 200) become simulated OCPP charge points on "
+            "the service's OCPP back end; the rest stay MQTT / twin devices.",
+        ),
+    ] = False,
 ) -> None:
     """The whole VPP in one process: a twin fleet, the service and its API, no setup."""
     step = partial(err.print, highlight=False, soft_wrap=True)  # progress: at once, on stderr
@@ -370,6 +378,10 @@ def demo(
     from gridflock.fleet.generate import generate_fleet
 
     spec = generate_fleet(homes, seed)
+    if mixed:
+        from gridflock.cli.ocpp import mixed_fleet
+
+        spec = mixed_fleet(spec)
     store.save_fleet(spec)
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
     viewer, _ = store.create_api_key(Role.VIEWER, "demo-viewer")
@@ -408,6 +420,12 @@ def demo(
                 sim_date=_local_today(spec),
                 weather=lambda times: interpolated_weather(source.weather, times),
             )
+    if mixed:
+        from gridflock.cli.ocpp import demo_chargers
+
+        step("  starting the OCPP back end and its simulated charge points...")
+        link, chargers = demo_chargers(settings, spec, store, link, "mqtt" if mqtt else "twin")
+        extra.append(chargers)
     step("  starting the service (control loop, API and dashboard)...")
     runtime = _runtime(settings, store, spec, link, weather)
     if weather is not None:

@@ -54,6 +54,10 @@ from gridflock.sim.physics import ev_charge_kw
 __all__ = ["ChargerSpec", "SimulatedChargePoint", "run_charge_points"]
 
 log = logging.getLogger("gridflock.sim.ocpp")
+#: The ``ocpp`` library logs every frame at INFO; the charge points' own logger, quiet.
+wire_log = logging.getLogger("gridflock.sim.ocpp.messages")
+if wire_log.level == logging.NOTSET:
+    wire_log.setLevel(logging.WARNING)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -157,7 +161,7 @@ class _Client16(ChargePoint16):  # type: ignore[misc]
     """The charge point side of OCPP 1.6J, answering the CSMS's smart-charging requests."""
 
     def __init__(self, owner: SimulatedChargePoint, connection: Any) -> None:
-        super().__init__(owner.spec.cp_id, connection, response_timeout=30)
+        super().__init__(owner.spec.cp_id, connection, response_timeout=30, logger=wire_log)
         self.owner = owner
 
     async def call(self, payload: Any, suppress: bool = True, unique_id: Any = None) -> Any:
@@ -196,7 +200,7 @@ class _Client201(ChargePoint201):  # type: ignore[misc]
     """The charging station side of OCPP 2.0.1."""
 
     def __init__(self, owner: SimulatedChargePoint, connection: Any) -> None:
-        super().__init__(owner.spec.cp_id, connection, response_timeout=30)
+        super().__init__(owner.spec.cp_id, connection, response_timeout=30, logger=wire_log)
         self.owner = owner
 
     async def call(self, payload: Any, suppress: bool = True, unique_id: Any = None) -> Any:

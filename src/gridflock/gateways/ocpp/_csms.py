@@ -9,6 +9,7 @@ turns it into telemetry, statuses and transaction state. Requests the CSMS makes
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar, cast
 
@@ -79,8 +80,15 @@ class Sink(Protocol):
 class Csms16(ChargePoint16):  # type: ignore[misc]
     """One OCPP 1.6J charge point, from the CSMS's side."""
 
-    def __init__(self, cp_id: str, connection: Any, sink: Sink, response_timeout: float) -> None:
-        super().__init__(cp_id, connection, response_timeout)
+    def __init__(
+        self,
+        cp_id: str,
+        connection: Any,
+        sink: Sink,
+        response_timeout: float,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(cp_id, connection, response_timeout, logger or logging.getLogger("ocpp"))
         self.sink = sink
 
     @on(Action16.boot_notification)
@@ -142,8 +150,15 @@ class Csms16(ChargePoint16):  # type: ignore[misc]
 class Csms201(ChargePoint201):  # type: ignore[misc]
     """One OCPP 2.0.1 charging station, from the CSMS's side."""
 
-    def __init__(self, cp_id: str, connection: Any, sink: Sink, response_timeout: float) -> None:
-        super().__init__(cp_id, connection, response_timeout)
+    def __init__(
+        self,
+        cp_id: str,
+        connection: Any,
+        sink: Sink,
+        response_timeout: float,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        super().__init__(cp_id, connection, response_timeout, logger or logging.getLogger("ocpp"))
         self.sink = sink
         self._evse_of_tx: dict[str, int] = {}
         """EVSE of each running transaction (later events may leave ``evse`` out)."""

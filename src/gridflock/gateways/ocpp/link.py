@@ -62,6 +62,10 @@ from gridflock.gateways.ocpp._session import Need, Place, Session, next_departur
 __all__ = ["SUBPROTOCOLS", "OcppLink", "OcppSettings"]
 
 log = logging.getLogger("gridflock.ocpp")
+#: The ``ocpp`` library logs every frame at INFO; its own logger here, quiet unless asked.
+wire_log = logging.getLogger("gridflock.ocpp.messages")
+if wire_log.level == logging.NOTSET:
+    wire_log.setLevel(logging.WARNING)
 
 #: Subprotocols offered, in order of preference.
 SUBPROTOCOLS = ("ocpp2.0.1", "ocpp1.6")
@@ -296,7 +300,7 @@ class OcppLink:
             await ws.close(1002, "an OCPP subprotocol is required: ocpp1.6 or ocpp2.0.1")
             return
         cls = Csms16 if version == "ocpp1.6" else Csms201
-        cp = cls(cp_id, ws, self, self.settings.response_timeout_s)
+        cp = cls(cp_id, ws, self, self.settings.response_timeout_s, wire_log)
         old = self.sessions.get(cp_id)
         if old is not None:  # the charge point reconnected: the new connection wins
             log.info("charge point %r reconnected; closing its previous connection", cp_id)
