@@ -109,7 +109,12 @@ async def run(args: argparse.Namespace) -> None:
     link = OcppLink(
         spec,
         creds,
-        OcppSettings(allow_insecure=True, response_timeout_s=30.0, heartbeat_s=3600),
+        OcppSettings(
+            allow_insecure=True,
+            response_timeout_s=30.0,
+            heartbeat_s=3600,
+            verify_composite=not args.no_verify,
+        ),
     )
     server = asyncio.create_task(link.run())
     while not link.connected:
@@ -215,6 +220,9 @@ def main() -> None:
     ap.add_argument("--steady", type=float, default=60.0, help="steady-state window [s]")
     ap.add_argument("--cycle", type=float, default=0.5, help="control cycle [s]")
     ap.add_argument("--procs", type=int, default=2, help="processes the chargers run in")
+    ap.add_argument(
+        "--no-verify", action="store_true", help="no GetCompositeSchedule after a profile"
+    )
     ap.add_argument("--event-wait", type=float, default=45.0, help="event response window [s]")
     args = ap.parse_args()
     print(
