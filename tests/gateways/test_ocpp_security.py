@@ -12,7 +12,7 @@ import time
 
 import pytest
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidHandshake, InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from gridflock.gateways.mqtt import hash_password
 from gridflock.gateways.ocpp import OcppLink, OcppSettings, iso, parse_basic, verify_password
@@ -214,5 +214,44 @@ def test_a_hostile_charger_does_not_disturb_the_others() -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             await runner
+
+    asyncio.run(main())
+
+
+def test_a_flooding_charger_is_throttled_and_a_reconnect_replaces_its_connection() -> None:
+    async def main() -> None:
+        link = link_for(ocpp_fleet(1), max_messages_per_s=1.0, burst_messages=5.0)
+        await link.start()
+        headers = {"Authorization": _basic("CP0", secret("CP0"))}
+        try:
+            async with connect(
+                link.url + "CP0",
+                subprotocols=["ocpp1.6"],  # type: ignore[list-item]
+                additional_headers=headers,
+            ) as first:
+                for i in range(30):
+                    await first.send(_call(str(i), "Heartbeat", {}))
+                answered = 0
+                with contextlib.suppress(TimeoutError):
+                    while True:
+                        await asyncio.wait_for(first.recv(), 0.5)
+                        answered += 1
+                assert 5 <= answered <= 10  # the burst, and what refilled meanwhile
+                assert link.take_report().rejected["rate_limited"] == 30 - answered
+                async with connect(
+                    link.url + "CP0",
+                    subprotocols=["ocpp2.0.1"],  # type: ignore[list-item]
+                    additional_headers=headers,
+                ) as second:
+                    await until(lambda: link.sessions["CP0"].version == "ocpp2.0.1", "the new one")
+                    with pytest.raises(ConnectionClosed):  # the old connection is closed
+                        await asyncio.wait_for(first.recv(), 5)
+                    await second.send(_call("b", "Heartbeat", {}))
+                    reply = json.loads(await asyncio.wait_for(second.recv(), 5))
+                    assert reply[:2] == [3, "b"]
+                    assert link.sessions["CP0"].ws is not None
+        finally:
+            link.stop()
+            await link.run()
 
     asyncio.run(main())

@@ -109,6 +109,11 @@ class OcppSettings:
     """Id tags authorised; ``None``: any tag not blocked."""
     blocked_tags: frozenset[str] = frozenset()
     path_prefix: str = "/ocpp/"
+    max_messages_per_s: float = 5.0
+    """Messages a charge point may send per second on average (a charger sends one every
+    few seconds); frames beyond it are dropped and counted (``rate_limited``)."""
+    burst_messages: float = 50.0
+    """Messages a charge point may send at once (boot, status and a backlog of meter values)."""
 
 
 class OcppLink:
@@ -310,8 +315,16 @@ class OcppLink:
         self.sessions[cp_id] = session
         self._statuses.append(GatewayStatus(cp_id, "online", self.clock()))
         self.counts["connects"] += 1
+        tokens, last = self.settings.burst_messages, time.monotonic()
         try:
             async for raw in ws:
+                now_m = time.monotonic()
+                rate, burst = self.settings.max_messages_per_s, self.settings.burst_messages
+                tokens, last = min(burst, tokens + (now_m - last) * rate), now_m
+                if tokens < 1.0:  # flooding: drop the frame, keep serving the others
+                    self.counts["rejected:rate_limited"] += 1
+                    continue
+                tokens -= 1.0
                 try:
                     await cp.route_message(raw)
                 except ConnectionClosed:
