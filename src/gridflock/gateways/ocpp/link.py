@@ -516,7 +516,7 @@ class OcppLink:
                 stack_level=EVENT_STACK,
                 purpose="TxProfile" if tx is not None else "TxDefaultProfile",
                 unit=self.settings.rate_unit,
-                periods=(Period(0, self._limit(limit_kw, place)),),
+                periods=(Period(0, round(self._limit(limit_kw, place), 1)),),
                 start=now,
                 valid_to=until,
                 transaction_id=tx,
