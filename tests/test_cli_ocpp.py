@@ -28,7 +28,8 @@ def test_charger_create_list_revoke(tmp_path: Path) -> None:
     with Store(db) as s:
         lookup = store_credentials(s)
         stored = asyncio.run(lookup("CP-1"))
-        assert stored is not None and password not in stored  # hashed
+        assert stored is not None
+        assert password not in stored
         assert verify_password(password, stored)
         assert asyncio.run(lookup("gw-1")) is None  # an MQTT gateway is not a charge point
         assert any(a.action == "charger.create" for a in s.audit_log())
@@ -36,7 +37,8 @@ def test_charger_create_list_revoke(tmp_path: Path) -> None:
     assert again.exit_code == 2
     assert "exists" in again.output
     listed = runner.invoke(app, ["charger", "list", "--db", db])
-    assert "CP-1" in listed.stdout and "gw-1" not in listed.stdout
+    assert "CP-1" in listed.stdout
+    assert "gw-1" not in listed.stdout
     assert runner.invoke(app, ["charger", "revoke", "CP-1", "--db", db]).exit_code == 0
     with Store(db) as s:
         assert asyncio.run(store_credentials(s)("CP-1")) is None  # refused from now on
