@@ -1,4 +1,4 @@
-"""Helpers of the OCPP tests: a fleet of OCPP chargers, a CSMS on a free port, waiting."""
+"""Shared pieces of the OCPP tests: a fleet of OCPP chargers, a CSMS on a free port, waiting."""
 
 from __future__ import annotations
 
