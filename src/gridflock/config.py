@@ -65,6 +65,34 @@ class Settings(BaseSettings):
     gateway_burst_s: float = Field(
         10.0, gt=0, description="Seconds' worth of the rates above a gateway may send at once"
     )
+    ocpp_port: int | None = Field(
+        None,
+        ge=0,
+        le=65535,
+        description="Port of the OCPP back end for EV chargers (1.6J and 2.0.1 over "
+        "websockets); empty: no OCPP",
+    )
+    ocpp_host: str = Field("127.0.0.1", description="Listen address of the OCPP back end")
+    ocpp_tls_certfile: Path | None = Field(
+        None,
+        description="TLS certificate (PEM) of the OCPP back end (security profile 2); "
+        "default: the API's tls_certfile",
+    )
+    ocpp_tls_keyfile: Path | None = Field(None, description="Key of ocpp_tls_certfile")
+    ocpp_allow_insecure: bool = Field(
+        False,
+        description="Accept chargers over plain ws:// (security profile 1: their passwords "
+        "travel in clear); only on a private network",
+    )
+    ocpp_rate_unit: Literal["A", "W"] = Field(
+        "A", description="Unit of the charging limits sent: A per phase, or W"
+    )
+    ocpp_voltage_v: float = Field(
+        230.0, gt=0, le=1000, description="Phase voltage for converting kW and A [V]"
+    )
+    ocpp_response_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="A charger that does not answer within this: expired"
+    )
     host: str = Field("127.0.0.1", description="HTTP listen address")
     port: int = Field(8000, ge=0, le=65535, description="HTTP listen port")
     control_interval_s: float = Field(2.0, gt=0, le=60, description="Tracking loop period [s]")
@@ -373,6 +401,16 @@ class Settings(BaseSettings):
         from gridflock.domain.events import Scope
 
         Scope.parse(self.openadr_scope)  # names what is wrong with it
+        return self
+
+    @model_validator(mode="after")
+    def _ocpp_tls(self) -> Settings:
+        if (self.ocpp_tls_certfile is None) != (self.ocpp_tls_keyfile is None):
+            raise ValueError("ocpp_tls_certfile and ocpp_tls_keyfile go together")
+        for name in ("ocpp_tls_certfile", "ocpp_tls_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name}: no file at {path}")
         return self
 
     @model_validator(mode="after")

@@ -146,3 +146,23 @@ def test_readings_reach_the_right_devices_after_a_device_is_deleted(client, runt
     truth = twin.p_kw[twin.cap.indices(list(fresh))]
     wrong = {i: (p, t) for (i, p), t in zip(fresh.items(), truth, strict=True) if p != t}
     assert not wrong, f"readings applied to other devices (device: (held, reported)): {wrong}"
+
+
+def test_devices_by_protocol(client, runtime, keys):
+    """Every device says how it is reached; the fleet counts them by protocol."""
+    h = keys.h("viewer")
+    r = client.get("/api/v1/devices", params={"protocol": "mqtt", "limit": 1}, headers=h)
+    assert r.status_code == 200
+    assert r.json()["total"] == runtime.state.n  # the default protocol
+    assert r.json()["items"][0]["protocol"] == "mqtt"
+    r = client.get("/api/v1/devices", params={"protocol": "ocpp"}, headers=h)
+    assert r.json()["total"] == 0
+    assert client.get("/api/v1/devices", params={"protocol": "x"}, headers=h).status_code == 422
+    fleet = client.get("/api/v1/fleet", headers=h).json()
+    assert fleet["by_protocol"] == [
+        {
+            "protocol": "mqtt",
+            "devices_total": runtime.state.n,
+            "devices_online": int(runtime.state.online.sum()),
+        }
+    ]

@@ -90,6 +90,7 @@ def test_the_operator_sees_live_numbers_change(page: Page, service: Service) -> 
         page.wait_for_timeout(250)
     expect(page.locator("#devices-online")).to_have_text(re.compile(r"\d+ / \d+"))
     expect(page.locator("#kind-table tbody tr").first).to_be_visible()
+    expect(page.locator("#protocol-summary")).to_contain_text(re.compile(r"MQTT .+ online"))
 
 
 def test_the_operator_creates_an_event_sees_it_deliver_and_cancels_it(
@@ -230,6 +231,7 @@ def test_sites_search_and_site_page(page: Page, service: Service) -> None:
     page.get_by_role("link", name="home-000012").click()
     expect(page.locator("#site-id")).to_have_text("home-000012")
     expect(page.locator("#devices-table tbody tr").first).to_contain_text("home-000012-")
+    expect(page.locator("#devices-table tbody tr").first).to_contain_text("MQTT via home-000012")
     expect(page.locator("#site-power")).to_have_text(re.compile(r"kW|MW"))
 
 

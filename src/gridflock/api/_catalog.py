@@ -29,7 +29,7 @@ class Catalog:
 
     spec: FleetSpec
     state: FleetState
-    devices: pd.DataFrame  # id, site_id, kind, gateway_id, cost_per_kwh
+    devices: pd.DataFrame  # id, site_id, kind, gateway_id, cost_per_kwh, protocol
     device_rows: IntArray
     site_rows: IntArray  # row of each spec site in state.grid
 
@@ -47,6 +47,7 @@ class Catalog:
                     "site_id": str(row["site_id"]),
                     "kind": str(row["kind"]),
                     "gateway_id": str(row["gateway_id"]),
+                    "protocol": str(row.get("protocol", "mqtt")),
                     "cost_per_kwh": float(row["cost_per_kwh"]),
                     "p_kw": jsonable(st.p_kw[r]) if live else None,
                     "p_baseline_kw": jsonable(st.p_baseline_kw[r]) if live else None,
@@ -73,7 +74,7 @@ class Catalog:
         if not len(match):
             return {}
         rec = match.iloc[0].to_dict()
-        for common in ("id", "site_id", "kind", "gateway_id", "cost_per_kwh"):
+        for common in ("id", "site_id", "kind", "gateway_id", "cost_per_kwh", "protocol"):
             rec.pop(common, None)
         attrs: dict[str, Any] = jsonable(rec)
         return attrs

@@ -41,6 +41,7 @@ __all__ = [
     "KindSummaryOut",
     "PageOut",
     "ProblemOut",
+    "ProtocolSummaryOut",
     "SeriesPointOut",
     "SiteDetailOut",
     "SiteOut",
@@ -155,6 +156,14 @@ class KindSummaryOut(_Out):
     kind: str = Field(examples=["battery"])
 
 
+class ProtocolSummaryOut(_Out):
+    """How many devices one protocol reaches, and how many of them are online."""
+
+    protocol: str = Field(examples=["ocpp"])
+    devices_total: int
+    devices_online: int
+
+
 class FleetSummaryOut(_Out):
     """The fleet now."""
 
@@ -207,6 +216,9 @@ class FleetSummaryOut(_Out):
     devices_online: int = Field(description="Devices reporting recently.")
     devices_total: int = Field(description="Devices provisioned.")
     by_kind: list[KindSummaryOut] = Field(default_factory=list, description="Per device kind.")
+    by_protocol: list[ProtocolSummaryOut] = Field(
+        default_factory=list, description="Devices per protocol (mqtt, ocpp, twin)."
+    )
 
 
 class FleetHistoryRow(_Out):
@@ -324,6 +336,9 @@ class DeviceOut(BaseModel):
     site_id: str
     kind: str = Field(examples=["battery"])
     gateway_id: str
+    protocol: str = Field(
+        "mqtt", description="How the service reaches it: mqtt, ocpp or twin.", examples=["mqtt"]
+    )
     cost_per_kwh: float = Field(description="Cost of dispatching it [currency/kWh].")
     p_kw: float | None = Field(description="Latest power [kW], > 0 towards the grid.")
     p_baseline_kw: float | None = Field(description="Reported baseline [kW].")

@@ -216,6 +216,12 @@ def serve(
     vtn: Annotated[
         str | None, typer.Option(help="The utility's VTN URL (GRIDFLOCK_OPENADR_VTN_URL).")
     ] = None,
+    ocpp_port: Annotated[
+        int | None,
+        typer.Option(
+            min=0, max=65535, help="Port of the OCPP back end for chargers (GRIDFLOCK_OCPP_PORT)."
+        ),
+    ] = None,
 ) -> None:
     """Run the VPP service: REST API, device gateways, dispatch loop and store."""
     from gridflock.service.logs import setup_logging
@@ -227,6 +233,7 @@ def serve(
         mqtt_url=mqtt,
         openadr_ven=openadr,
         openadr_vtn_url=vtn,
+        ocpp_port=ocpp_port,
     )
     setup_logging(
         settings.log_level,
@@ -238,7 +245,7 @@ def serve(
         spec = store.load_fleet()
     except Exception as e:
         fail(f"cannot read the fleet from the database ({e}); run `gridflock db upgrade`")
-    link = _mqtt_link(settings, spec)
+    link = _device_link(settings, spec, store)
     _check_port(settings.host, settings.port)
     runtime = _runtime(settings, store, spec, link)
     scheme = "https" if settings.tls_certfile else "http"
@@ -254,6 +261,22 @@ def _runtime(
     from gridflock.service import Runtime
 
     return Runtime(settings, store, spec, link, weather=weather)  # type: ignore[arg-type]
+
+
+def _device_link(settings: Settings, spec: object, store: Store) -> DeviceLink:
+    """The MQTT link, with the OCPP back end beside it when ``ocpp_port`` is set."""
+    mqtt = _mqtt_link(settings, spec)
+    if settings.ocpp_port is None:
+        return mqtt
+    from gridflock.cli.ocpp import ocpp_link
+    from gridflock.domain.spec import FleetSpec
+    from gridflock.service.links import CompositeLink
+
+    assert isinstance(spec, FleetSpec)
+    links: dict[str, DeviceLink] = {"ocpp": ocpp_link(settings, spec, store)}
+    if settings.mqtt_url is not None:
+        links["mqtt"] = mqtt
+    return CompositeLink(links, spec)
 
 
 def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
@@ -334,6 +357,14 @@ def demo(
             "so forecasts appear within minutes (0: none; forecasting needs at least 14).",
         ),
     ] = 15.0,
+    mixed: Annotated[
+        bool,
+        typer.Option(
+            "--mixed",
+            help="Half the EV chargers (up to 200) become simulated OCPP charge points on "
+            "the service's OCPP back end; the rest stay MQTT / twin devices.",
+        ),
+    ] = False,
 ) -> None:
     """The whole VPP in one process: a twin fleet, the service and its API, no setup."""
     step = partial(err.print, highlight=False, soft_wrap=True)  # progress: at once, on stderr
@@ -362,6 +393,10 @@ def demo(
     from gridflock.fleet.generate import generate_fleet
 
     spec = generate_fleet(homes, seed)
+    if mixed:
+        from gridflock.cli.ocpp import mixed_fleet
+
+        spec = mixed_fleet(spec)
     store.save_fleet(spec)
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
     viewer, _ = store.create_api_key(Role.VIEWER, "demo-viewer")
@@ -400,6 +435,12 @@ def demo(
                 sim_date=_local_today(spec),
                 weather=lambda times: interpolated_weather(source.weather, times),
             )
+    if mixed:
+        from gridflock.cli.ocpp import demo_chargers
+
+        step("  starting the OCPP back end and its simulated charge points...")
+        link, chargers = demo_chargers(settings, spec, store, link, "mqtt" if mqtt else "twin")
+        extra.append(chargers)
     step("  starting the service (control loop, API and dashboard)...")
     runtime = _runtime(settings, store, spec, link, weather)
     if weather is not None:

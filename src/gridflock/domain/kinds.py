@@ -37,6 +37,7 @@ from gridflock.domain.messages import FloatArray
 __all__ = [
     "BUILT_IN",
     "DEVICE_COMMON",
+    "DEVICE_PROTOCOLS",
     "GRID_NODE_ATTRS",
     "KIND_ATTRS",
     "SITE_ATTRS",
@@ -242,6 +243,16 @@ BUILT_IN: tuple[KindDecl, ...] = (
                 24,
             ),
             Attr("session_kwh", "float", "kWh", "Typical energy a session needs.", 12.0, 0.0, 200),
+            Attr(
+                "ocpp_connector",
+                "int",
+                "",
+                "With protocol ocpp: the connector (OCPP 1.6) or EVSE (2.0.1) id of the "
+                "charge point named by gateway_id.",
+                1,
+                1,
+                64,
+            ),
         ),
         columns={"p_load_max_kw": "p_max_kw"},
         extras=(
@@ -453,7 +464,18 @@ DEVICE_COMMON: tuple[Attr, ...] = (
         0.0,
         0.0,
     ),
+    Attr(
+        "protocol",
+        "str",
+        "",
+        "How the service reaches the device: mqtt (a Gridflock gateway), ocpp (a charger "
+        "speaking OCPP to the service; ev_charger only) or twin (the in-process twin).",
+        "mqtt",
+    ),
 )
+
+#: Values the ``protocol`` attribute may take.
+DEVICE_PROTOCOLS = ("mqtt", "ocpp", "twin")
 
 
 def device_attrs(kind: str) -> tuple[Attr, ...]:

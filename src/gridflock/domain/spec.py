@@ -18,6 +18,7 @@ import pandas as pd
 from gridflock.domain.attributes import Attr
 from gridflock.domain.errors import Problem, ValidationError
 from gridflock.domain.kinds import (
+    DEVICE_PROTOCOLS,
     GRID_NODE_ATTRS,
     SITE_ATTRS,
     DeviceKind,
@@ -51,8 +52,8 @@ class FleetSpec:
         return {k.value: len(self.devices.get(k, ())) for k in DeviceKind}
 
     def all_devices(self) -> pd.DataFrame:
-        """Every device's common columns (id, site_id, kind, gateway_id), kind by kind."""
-        cols = ["id", "site_id", "kind", "gateway_id", "cost_per_kwh"]
+        """Every device's common columns (id, site_id, kind, gateway_id, protocol...), by kind."""
+        cols = ["id", "site_id", "kind", "gateway_id", "cost_per_kwh", "protocol"]
         frames = [df[cols] for df in self.devices.values() if len(df)]
         if not frames:
             return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
@@ -253,11 +254,41 @@ def build_spec(
             problems.append(Problem(source, f"device {did}", "site_id", f"unknown site {sid!r}"))
         empty_gw = df["gateway_id"] == ""
         df.loc[empty_gw, "gateway_id"] = df.loc[empty_gw, "site_id"]
+        _check_protocol(kind, df, source, problems)
         _check_consistency(kind, df, source, problems)
 
     if problems:
         raise ValidationError(problems)
     return FleetSpec(grid_nodes=nodes, sites=site_df, devices=by_kind)
+
+
+def _check_protocol(
+    kind: DeviceKind, df: pd.DataFrame, source: str, problems: list[Problem]
+) -> None:
+    """``protocol`` is one of ``DEVICE_PROTOCOLS``; ``ocpp`` only for EV chargers."""
+    proto = df["protocol"].str.lower()
+    df["protocol"] = proto
+    bad = ~proto.isin(DEVICE_PROTOCOLS).to_numpy()
+    for i in np.flatnonzero(bad)[:50]:
+        problems.append(
+            Problem(
+                source,
+                f"device {df['id'].iloc[i]}",
+                "protocol",
+                f"unknown protocol {df['protocol'].iloc[i]!r}; use one of "
+                f"{', '.join(DEVICE_PROTOCOLS)}",
+            )
+        )
+    if kind != DeviceKind.EV_CHARGER:
+        for i in np.flatnonzero((proto == "ocpp").to_numpy())[:50]:
+            problems.append(
+                Problem(
+                    source,
+                    f"device {df['id'].iloc[i]}",
+                    "protocol",
+                    f"only ev_charger devices speak ocpp, not {kind.value}: use mqtt",
+                )
+            )
 
 
 def _check_consistency(

@@ -1,21 +1,29 @@
-"""Device links the service can run with besides the gateways: none, and an in-memory one.
+"""Device links the service can run with besides the gateways: none, in-memory, composite.
 
-Both implement :class:`gridflock.domain.ports.DeviceLink`. :class:`MemoryLink` is the
+All implement :class:`gridflock.domain.ports.DeviceLink`. :class:`MemoryLink` is the
 fake the tests drive the service with: what the service sends is kept, and readings,
 acknowledgements and statuses are handed in by the test as a gateway would.
+:class:`CompositeLink` runs several links (MQTT gateways, OCPP chargers, the twin) as one,
+routing each device to the link of its ``protocol``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter
+from collections.abc import Mapping
+
+import numpy as np
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
-from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
+from gridflock.domain.ports import CommandAck, DeviceLink, GatewayStatus, LinkReport
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 
-__all__ = ["MemoryLink", "NoDevices"]
+__all__ = ["CompositeLink", "MemoryLink", "NoDevices"]
+
+log = logging.getLogger("gridflock.service")
 
 
 class NoDevices:
@@ -126,3 +134,157 @@ class MemoryLink:
     def stop(self) -> None:
         """End :meth:`run`."""
         self._stop.set()
+
+
+def _take_commands(c: CommandBatch, rows: np.ndarray) -> CommandBatch:
+    return CommandBatch(
+        c.command_ids[rows],
+        c.device_ids[rows],
+        c.p_setpoint_kw[rows],
+        c.valid_until[rows],
+        c.seq[rows],
+        c.issued_at,
+        c.event_id,
+    )
+
+
+def _take_readings(b: TelemetryBatch, keep: np.ndarray) -> TelemetryBatch:
+    return TelemetryBatch(
+        b.device_ids[keep],
+        b.ts[keep],
+        b.p_kw[keep],
+        b.soc[keep],
+        b.p_baseline_kw[keep],
+        {k: v[keep] for k, v in b.extras.items()},
+        None if b.rows is None else b.rows[keep],
+        b.layout,
+    )
+
+
+class CompositeLink:
+    """Several links as one: each device is reached through the link of its ``protocol``.
+
+    ``links`` maps a protocol (``mqtt``, ``ocpp``, ``twin``) to its link; devices whose
+    protocol has no link go to ``default`` (the twin simulates every device, for example).
+    Commands and schedules are split by owner; readings are merged, and a link's reading
+    for a device another link owns is dropped (the twin simulates the OCPP chargers too,
+    but their readings come from the chargers). A failing link leaves the others running.
+    """
+
+    def __init__(
+        self, links: Mapping[str, DeviceLink], spec: FleetSpec, default: str | None = None
+    ) -> None:
+        if not links:
+            raise ValueError("a composite link needs at least one link")
+        if default is not None and default not in links:
+            raise ValueError(f"default link {default!r} is not among {sorted(links)}")
+        self.links = dict(links)
+        self.default = default
+        self.owner: dict[str, str] = {}
+        self._set_owners(spec)
+
+    def _set_owners(self, spec: FleetSpec) -> None:
+        devices = spec.all_devices()
+        owner: dict[str, str] = {}
+        unreachable = 0
+        for d, proto in zip(devices["id"].tolist(), devices["protocol"].tolist(), strict=True):
+            name = proto if proto in self.links else self.default
+            if name is None:
+                unreachable += 1
+            else:
+                owner[d] = name
+        if unreachable:
+            log.warning(
+                "%d device(s) speak a protocol no link is configured for (links: %s): "
+                "they get no commands",
+                unreachable,
+                ", ".join(sorted(self.links)),
+            )
+        self.owner = owner
+
+    @property
+    def connected(self) -> bool:
+        """Whether every link can reach its devices."""
+        return all(link.connected for link in self.links.values())
+
+    def _rows_by_link(self, device_ids: np.ndarray) -> dict[str, np.ndarray]:
+        names = np.array([self.owner.get(d, "") for d in device_ids.tolist()], dtype=object)
+        return {n: np.flatnonzero(names == n) for n in self.links}
+
+    def send(self, commands: CommandBatch) -> None:
+        """Each link gets the commands of its devices."""
+        for name, rows in self._rows_by_link(commands.device_ids).items():
+            if len(rows):
+                try:
+                    self.links[name].send(_take_commands(commands, rows))
+                except Exception:
+                    log.exception("link %s failed to send commands; the others go on", name)
+
+    def send_schedules(self, schedules: ScheduleBatch) -> None:
+        """Each link gets the schedules of its devices."""
+        for name, rows in self._rows_by_link(schedules.device_ids).items():
+            if len(rows):
+                try:
+                    self.links[name].send_schedules(schedules.take(rows))
+                except Exception:
+                    log.exception("link %s failed to send schedules; the others go on", name)
+
+    def receive(self) -> list[TelemetryBatch]:
+        """Every link's readings of the devices it owns (unknown devices pass, to be refused)."""
+        out: list[TelemetryBatch] = []
+        for name, link in self.links.items():
+            try:
+                batches = link.receive()
+            except Exception:
+                log.exception("link %s failed to deliver readings", name)
+                continue
+            for b in batches:
+                keep = np.fromiter(
+                    (self.owner.get(d, name) == name for d in b.device_ids.tolist()), bool, len(b)
+                )
+                out.append(b if keep.all() else _take_readings(b, keep))
+        return out
+
+    def take_report(self) -> LinkReport:
+        """The links' reports added up."""
+        rejected: Counter[str] = Counter()
+        total = LinkReport()
+        for name, link in self.links.items():
+            try:
+                r = link.take_report()
+            except Exception:
+                log.exception("link %s failed to report", name)
+                continue
+            rejected.update(r.rejected)
+            total = LinkReport(
+                total.messages + r.messages,
+                {},
+                total.acks + r.acks,
+                total.statuses + r.statuses,
+                total.expired + r.expired,
+            )
+        return LinkReport(total.messages, dict(rejected), total.acks, total.statuses, total.expired)
+
+    def update_fleet(self, spec: FleetSpec) -> None:
+        """New owners; every link takes up the fleet."""
+        self._set_owners(spec)
+        for link in self.links.values():
+            link.update_fleet(spec)
+
+    async def run(self) -> None:
+        """Run every link; one that ends with an error is logged, the others keep running."""
+
+        async def one(name: str, link: DeviceLink) -> None:
+            try:
+                await link.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("link %s stopped with an error", name)
+
+        await asyncio.gather(*(one(n, lk) for n, lk in self.links.items()))
+
+    def stop(self) -> None:
+        """Stop every link."""
+        for link in self.links.values():
+            link.stop()

@@ -220,6 +220,7 @@ class ReadModel:
             "by_kind": by_kind.rename(
                 columns={"online": "devices_online", "devices": "devices_total"}
             ).to_dict("records"),
+            "by_protocol": self._by_protocol(),
         }
         m = loop.metrics
         m.devices_online.set(float(st.online.sum()))
@@ -229,12 +230,34 @@ class ReadModel:
         m.events_active.set(float(summary["events_active"]))  # type: ignore[arg-type]
         return summary
 
+    def _by_protocol(self) -> list[dict[str, Any]]:
+        """Devices and online devices per protocol (the fleet's ``protocol`` attribute)."""
+        st = self.loop.state
+        devices = self.loop.spec.all_devices()
+        if not len(devices):
+            return []
+        rows = st.indices(devices["id"].to_numpy(object))
+        found = rows >= 0
+        online = np.zeros(len(rows), bool)
+        online[found] = st.online[rows[found]]
+        proto = devices["protocol"].to_numpy(object)
+        return [
+            {
+                "protocol": str(p),
+                "devices_total": int((proto == p).sum()),
+                "devices_online": int(online[proto == p].sum()),
+            }
+            for p in sorted(set(proto.tolist()))
+        ]
+
     def _publish(self, now: float) -> None:
         if not self._subscribers:
             return
         update = {
             "ts": now,
-            "fleet": {k: v for k, v in self._summary.items() if k != "by_kind"},
+            "fleet": {
+                k: v for k, v in self._summary.items() if k not in ("by_kind", "by_protocol")
+            },
             "events": [
                 _event_json(v) for v in self.events.views() if v.event.status is EventStatus.ACTIVE
             ],

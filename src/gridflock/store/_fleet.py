@@ -39,7 +39,10 @@ __all__ = [
 
 _NODE_COLS = [a.name for a in GRID_NODE_ATTRS]
 _SITE_COLS = [a.name for a in SITE_ATTRS]
-_COMMON_COLS = [a.name for a in DEVICE_COMMON]
+#: Common attributes with a column of their own; the later ones (``protocol``) are kept in
+#: ``attrs`` with the kind's, so the table needs no new column for them.
+_COMMON_COLS = ["id", "site_id", "kind", "gateway_id", "cost_per_kwh"]
+_JSON_COMMON = [a.name for a in DEVICE_COMMON if a.name not in _COMMON_COLS]
 _ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 #: Rows per executemany, ids per ``IN (...)`` list.
 CHUNK = 5_000
@@ -59,7 +62,7 @@ def _device_columns(spec: FleetSpec) -> dict[str, list[Any]]:
             continue
         for c in _COMMON_COLS:
             out[c].extend(df[c].to_numpy().tolist())
-        names = [a.name for a in KIND_ATTRS[kind]]
+        names = [*_JSON_COMMON, *(a.name for a in KIND_ATTRS[kind])]
         values = zip(*(df[n].to_numpy().tolist() for n in names), strict=True)
         out["attrs"].extend(_ENCODER.encode(dict(zip(names, v, strict=True))) for v in values)
     out["pos"] = list(range(len(out["id"])))
@@ -169,7 +172,7 @@ def upsert_devices(
     sites = pd.DataFrame([tuple(r) for r in found], columns=_SITE_COLS)
     spec = build_spec(_load_nodes(conn), sites, raw, source=source)
     df = spec.devices[kind]
-    names = [a.name for a in KIND_ATTRS[kind]]
+    names = [*_JSON_COMMON, *(a.name for a in KIND_ATTRS[kind])]
     common = zip(*(df[c].to_numpy().tolist() for c in _COMMON_COLS), strict=True)
     attrs = zip(*(df[n].to_numpy().tolist() for n in names), strict=True)
     rows = [

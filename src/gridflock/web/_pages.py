@@ -159,7 +159,8 @@ OVERVIEW = """
   <table class="table" id="kind-table"><thead><tr><th scope="col">Kind</th>
   <th scope="col" class="num">Online</th><th scope="col" class="num">Power</th>
   <th scope="col" class="num">Up</th><th scope="col" class="num">Down</th></tr></thead>
-  <tbody></tbody></table></article>
+  <tbody></tbody></table>
+  <p class="hint" id="protocol-summary"></p></article>
  <article class="card"><header class="card-head"><h2>Active event: target vs delivered</h2>
   </header><div id="chart-event" class="chart chart-sm" role="img"
    aria-label="Target against delivered power of the active event"></div></article>

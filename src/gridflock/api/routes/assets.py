@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -133,6 +133,10 @@ async def list_devices(
     kind: Annotated[DeviceKind | None, Query(description="Only devices of this kind.")] = None,
     site_id: Annotated[str | None, Query(description="Only devices at this site.")] = None,
     gateway_id: Annotated[str | None, Query(description="Only devices behind it.")] = None,
+    protocol: Annotated[
+        Literal["mqtt", "ocpp", "twin"] | None,
+        Query(description="Only devices reached over this protocol."),
+    ] = None,
     online: Annotated[bool | None, Query(description="Only online (or offline) ones.")] = None,
 ) -> Any:
     """Filter the device table and page."""
@@ -141,7 +145,7 @@ async def list_devices(
     keep = np.ones(len(devs), bool)
     if kind is not None:
         keep &= (devs["kind"] == kind.value).to_numpy()
-    for col, value in (("site_id", site_id), ("gateway_id", gateway_id)):
+    for col, value in (("site_id", site_id), ("gateway_id", gateway_id), ("protocol", protocol)):
         if value is not None:
             keep &= (devs[col] == value).to_numpy()
     if online is not None:

@@ -86,6 +86,9 @@ async function fleetByKind() {
       el("td", { class: "num" }, fmtPower(k.flex_up_kw)),
       el("td", { class: "num" }, fmtPower(k.flex_down_kw))));
   fillRows($("#kind-table tbody"), rows, "No devices.", 5);
+  setText("#protocol-summary", (f.by_protocol || [])
+    .map((p) => `${p.protocol.toUpperCase()} ${fmtInt(p.devices_online)} / ${fmtInt(p.devices_total)} online`)
+    .join(" · "));
 }
 
 async function flexTable() {

@@ -24,7 +24,7 @@ async function site() {
   setText("#site-limits", `${fmtPower(s.import_limit_kw)} / ${fmtPower(s.export_limit_kw)}`);
   setText("#site-optout", s.opt_out ? "opted out" : "available");
   fillRows($("#devices-table tbody"), s.devices.map((d) => el("tr", {},
-    el("th", { scope: "row" }, kindSwatch(d.kind), kindLabel(d.kind), el("div", { class: "hint" }, d.id)),
+    el("th", { scope: "row" }, kindSwatch(d.kind), kindLabel(d.kind), el("div", { class: "hint" }, `${d.id} · ${(d.protocol || "mqtt").toUpperCase()} via ${d.gateway_id}`)),
     el("td", { class: "num" }, fmtPower(d.p_kw)),
     el("td", { class: "num" }, d.soc === null ? "–" : fmtPct(d.soc * 100)),
     el("td", { title: d.ts ? `last reading ${fmtTime(d.ts)}` : "no reading yet" },
