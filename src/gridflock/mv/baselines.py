@@ -397,22 +397,61 @@ def _high_x_of_y(h: _History, x: int, y: int) -> BoolArray:
     return np.asarray(sel & (rank >= drop[:, None]), dtype=bool)
 
 
+#: PJM WSA: history the WSA factor is fitted on (PJM asks for two years; we use what there is).
+WSA_LOOKBACK_DAYS = 730
+#: PJM WSA: a factor needs at least this many days of history.
+WSA_MIN_DAYS = 5
+
+
+def wsa_factor(
+    load: FloatArray, temp: FloatArray, valid: BoolArray, min_days: int = WSA_MIN_DAYS
+) -> FloatArray:
+    """PJM's WSA factor: the OLS slope of each row's load on temperature [kW per degree].
+
+    ``load`` is (n, D, K): each row's import at the event's clock intervals on D history
+    days; ``temp`` (D, K) the temperature at the same intervals; ``valid`` (n, D) the
+    days a row may learn from. Every (day, interval) pair is one observation, as in PJM's
+    regression of hourly load on hourly temperature over the hours and day types where
+    reductions are expected. Rows with fewer than ``min_days`` days or no temperature
+    spread get 0 (no adjustment).
+    """
+    ok = valid[:, :, None] & np.isfinite(load) & np.isfinite(temp)[None, :, :]
+    w = ok.astype(float)
+    cnt = w.sum(axis=(1, 2))
+    t = np.where(ok, temp[None, :, :], 0.0)
+    y = np.where(ok, load, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tm = t.sum(axis=(1, 2)) / cnt
+        ym = y.sum(axis=(1, 2)) / cnt
+        dt_ = np.where(ok, t - tm[:, None, None], 0.0)
+        slope = (dt_ * np.where(ok, y - ym[:, None, None], 0.0)).sum(axis=(1, 2)) / (
+            dt_**2
+        ).sum(axis=(1, 2))
+    days = (ok.any(axis=2)).sum(axis=1)
+    return np.asarray(np.where(np.isfinite(slope) & (days >= min_days), slope, 0.0), float)
+
+
 def pjm_high4of5(
     meter: MeterData,
     event: EventWindow,
     calendar: Calendar,
     info: SiteInfo | None = None,
     weather: bool = False,
+    wsa_lookback_days: int = WSA_LOOKBACK_DAYS,
 ) -> Baseline:
     """PJM High 4 of 5 (High 2 of 3 on weekends and holidays), adjusted.
 
     Of the 5 most recent eligible weekdays within 45 days, the 4 with the highest mean
     import over the event hours are averaged. The symmetric additive adjustment (SAA)
     shifts it by the actual-minus-baseline difference over the three hours ending one
-    hour before the event. With ``weather`` the weather-sensitive adjustment (WSA)
-    replaces the SAA: each row's event-window load is regressed on the window's mean
-    temperature over the eligible days of the lookback, and the baseline moves by the
-    slope times the event day's temperature minus the mean of the days averaged.
+    hour before the event.
+
+    With ``weather`` PJM's Weather Sensitive Adjustment (WSA factor method) replaces the
+    SAA: the WSA factor is the slope of the row's import on temperature, fitted (OLS) on
+    every interval at the event's clock times of every eligible day in up to
+    ``wsa_lookback_days`` of history; each interval's CBL moves by the factor times (the
+    event day's temperature at that interval minus the mean temperature at that interval
+    over the CBL days averaged).
     """
     h = _history(meter, event, calendar, LOOKBACK_DAYS, PJM_ADJUST_HOURS)
     working = calendar.is_working(_event_day(meter, event))
@@ -427,29 +466,23 @@ def pjm_high4of5(
             "the weather-sensitive adjustment needs a temperature series: give MeterData.temp_c"
         )
     temp = meter.temp_c[None, :]
-    th = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=temp)
-    t_day = _nanmean(th.window[0], axis=1)  # (D,) window mean temperature per day
-    t_event = float(_nanmean(th.actual[0], axis=0))
-    load = _nanmean(h.window, axis=2)  # (n, D) window mean net per day
-    ok = h.valid & np.isfinite(t_day)[None, :]
-    w = ok.astype(float)
-    cnt = w.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tm = np.where(ok, t_day[None, :], 0.0).sum(axis=1) / cnt
-        lm = np.where(ok, load, 0.0).sum(axis=1) / cnt
-        dt_ = np.where(ok, t_day[None, :] - tm[:, None], 0.0)
-        slope = (dt_ * np.where(ok, np.nan_to_num(load) - lm[:, None], 0.0)).sum(axis=1) / (
-            dt_**2
-        ).sum(axis=1)
-        t_sel = np.where(sel, t_day[None, :], 0.0).sum(axis=1) / sel.sum(axis=1)
-    slope = np.where(np.isfinite(slope) & (cnt >= 5), slope, 0.0)
-    shift = slope * (t_event - t_sel)
+    long = _history(meter, event, calendar, wsa_lookback_days, None)
+    tl = _history(meter, event, calendar, wsa_lookback_days, None, series=temp)
+    factor = wsa_factor(-long.window, tl.window[0], long.valid)  # kW import per degree
+    # the CBL days' mean temperature at each interval, and the event day's
+    th = tl.window[0][: len(h.offsets)]  # the 45-day lookback's days come first
+    t_cbl = _mean_over_days(np.broadcast_to(th, (len(base), *th.shape)), sel)  # (n, K)
+    shift = -factor[:, None] * (tl.actual[0][None, :] - t_cbl)  # generator sign
     shift = np.where(np.isfinite(shift), shift, 0.0)
-    return _result(Method.PJM_HIGH4OF5_WSA, meter, event, h, base + shift[:, None], sel, x, shift)
+    return _result(
+        Method.PJM_HIGH4OF5_WSA, meter, event, h, base + shift, sel, x,
+        shift.mean(axis=1), "PJM WSA factor method: CBL + factor x (event - CBL days) temperature",
+    )
 
 
-#: UK DFS: the in-day adjustment window, [start - 3 h, start - 1 h) (four half hours).
-DFS_ADJUST_HOURS = (3.0, 1.0)
+#: UK DFS: the in-day adjustment window, [start - 4 h, start - 1 h): the three hours (six
+#: half hours) before the event, ending one hour before it; no cap. See docs/mv.md.
+DFS_ADJUST_HOURS = (4.0, 1.0)
 
 
 def uk_dfs(
@@ -464,7 +497,8 @@ def uk_dfs(
     The mean of each interval over the 10 most recent working days (no holidays, no
     event days; the 4 most recent weekend days or holidays for an event on one),
     shifted by the mean difference between actual and baseline over the in-day
-    adjustment window ``[start - a h, start - b h)``.
+    adjustment window ``[start - a h, start - b h)`` (three hours ending one hour before
+    the event by default), without a cap.
     """
     h = _history(meter, event, calendar, 60, adjust_hours)
     k = 10 if calendar.is_working(_event_day(meter, event)) else 4
