@@ -54,6 +54,8 @@ class Method(StrEnum):
     """Device-level baseline for batteries: the power held before the event."""
     BATTERY_DEVICE_DAYS = "battery_device_days"
     """Device-level baseline for batteries: their power at the same hours of recent days."""
+    BATTERY_DEVICE_TREND = "battery_device_trend"
+    """Device-level baseline for batteries: recent days, adjusted for the season and the sun."""
     WEATHER_MATCHED = "weather_matched"
     """Day matching on weather: the 5 eligible days closest in irradiance and temperature."""
     CAISO_10IN10_MGO = "caiso_10in10_mgo"
@@ -606,6 +608,87 @@ def battery_device_days(
     )
 
 
+#: The sun that fills a battery for the evening: irradiance over the hours before the event.
+BATTERY_SUN_HOURS = 8.0
+#: A battery's trend and sun slopes need at least this many history days.
+BATTERY_TREND_MIN_DAYS = 10
+
+
+def battery_held_trend(
+    meter: MeterData, event: EventWindow, calendar: Calendar, days: int = 10
+) -> tuple[FloatArray, IntArray]:
+    """The battery's power at the event's clock times, from recent days, moved to the event day.
+
+    The mean over the ``days`` most recent eligible days (the 10-in-10 of
+    :func:`battery_device_days`) is shifted by two slopes fitted per row (OLS) on every
+    eligible day of the 45-day lookback: of the battery's mean window power on the day
+    (days before the event: the season's trend) and on the day's mean irradiance over the
+    ``BATTERY_SUN_HOURS`` before the event (the sun that filled the battery), each times
+    the event day's value minus the mean over the days averaged. A self-consumption
+    battery discharges in the evening what the afternoon's sun put in, and more each week
+    as the evenings darken; the plain mean of the past lags both. Rows with fewer than
+    ``BATTERY_TREND_MIN_DAYS`` days keep the plain mean. Returns (held (n, K) kW, days used).
+    """
+    assert meter.battery_kw is not None
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
+    sel = _most_recent(h.valid, days)
+    base = _mean_over_days(h.window, sel)
+    n, n_days = h.valid.shape
+    cols: list[FloatArray] = [np.ones(n_days), -h.offsets.astype(float)]
+    at_event = [1.0, 0.0]
+    if meter.ghi_w_m2 is not None:
+        sun = EventWindow(
+            event.start - pd.Timedelta(hours=BATTERY_SUN_HOURS), event.start, event.event_id
+        )
+        g = _history(meter, sun, calendar, LOOKBACK_DAYS, None, series=meter.ghi_w_m2[None, :])
+        cols.append(_nanmean(g.window[0], axis=1))
+        at_event.append(float(_nanmean(g.actual[0], axis=0)))
+    x = np.stack(cols, axis=1)  # (D, p)
+    y = _nanmean(h.window, axis=2)  # (n, D) the window's mean power per day
+    ok = h.valid & np.isfinite(y) & np.isfinite(x).all(axis=1)[None, :]
+    w = ok.astype(float)
+    xf = np.nan_to_num(x)
+    xtx = np.einsum("nd,di,dj->nij", w, xf, xf)
+    xty = np.einsum("nd,di,nd->ni", w, xf, np.where(ok, y, 0.0))
+    fit = (ok.sum(axis=1) >= BATTERY_TREND_MIN_DAYS) & (np.abs(np.linalg.det(xtx)) > 1e-9)
+    coef = np.zeros((n, x.shape[1]))
+    if fit.any():
+        coef[fit] = np.linalg.solve(xtx[fit], xty[fit][:, :, None])[:, :, 0]
+    cnt = sel.sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x_sel = (sel.astype(float) @ xf) / cnt[:, None]  # (n, p) regressors of the days averaged
+    shift = ((np.asarray(at_event)[None, 1:] - x_sel[:, 1:]) * coef[:, 1:]).sum(axis=1)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    return base + shift[:, None], sel.sum(axis=1).astype(np.int64)
+
+
+def battery_device_trend(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    days: int = 10,
+) -> Baseline:
+    """Device-level battery baseline: :func:`battery_held_trend` replaces the battery's power."""
+    if meter.battery_kw is None:
+        raise ValueError(
+            "the battery baseline needs per-site battery power: give MeterData.battery_kw"
+        )
+    held, used = battery_held_trend(meter, event, calendar, days)
+    steps = _steps(meter, event.start, event.end)
+    cols = _columns(meter, steps, "event window")
+    actual = meter.net_kw[:, cols]
+    kw = actual - meter.battery_kw[:, cols] + held
+    has = (np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
+    valid = has & (used >= min(5, days)) & np.isfinite(kw).all(axis=1)
+    kw[~valid] = np.nan
+    return Baseline(
+        str(Method.BATTERY_DEVICE_TREND), event.event_id, meter.site_ids, steps, kw, actual,
+        valid, np.full(meter.n_sites, np.nan), used,
+        "batteries only: recent days' power, adjusted for the season's trend and the sun",
+    )
+
+
 #: Weather matching: how many of the closest days are averaged.
 WEATHER_MATCH_DAYS = 5
 
@@ -658,6 +741,7 @@ def weather_matched(
 METHODS[Method.BATTERY_DEVICE] = battery_device
 METHODS[Method.BATTERY_DEVICE_DAYS] = battery_device_days
 METHODS[Method.WEATHER_MATCHED] = weather_matched
+METHODS[Method.BATTERY_DEVICE_TREND] = battery_device_trend
 
 
 #: Which day-matching method each MGO variant applies to the gross load.
@@ -676,6 +760,7 @@ def metered_generation(
     info: SiteInfo | None = None,
     method: Method = Method.CAISO_10IN10_MGO,
     battery_days: int = 10,
+    battery: str = "days",
 ) -> Baseline:
     """A day-matching baseline on gross load, with the metered generation added back.
 
@@ -698,8 +783,11 @@ def metered_generation(
     cols = _columns(meter, gross.times, "event window")
     kw = gross.kw + meter.gen_kw[:, cols]
     if meter.battery_kw is not None:
-        bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
-        held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
+        if battery == "trend":
+            held, _ = battery_held_trend(meter, event, calendar, battery_days)
+        else:
+            bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
+            held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
         no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
         held[no_bat] = 0.0  # no battery: nothing to hold
         kw = kw + held
