@@ -370,3 +370,32 @@ def test_weather_matching_averages_the_closest_days() -> None:
     b = compute_baseline(Method.WEATHER_MATCHED, m, window("2026-03-27"))
     assert b.days_used[0] == 5
     np.testing.assert_allclose(b.kw[0], -3.0)
+
+
+def test_battery_trend_follows_the_season_and_the_sun() -> None:
+    """Evening discharge = 0.5 kW + 0.02 kW/day x day + 0.002 kW per W/m² of afternoon sun.
+
+    The plain 10-in-10 of the battery lags the trend and ignores the sun; the trend
+    baseline's two slopes recover the event day's discharge exactly.
+    """
+    times = grid("2026-02-02", 54)
+    loc = times.tz_convert(TZ)
+    first = dt.date(2026, 2, 2)
+    day_i = np.array([(d - first).days for d in loc.date], float)
+    sun_day = 300.0 + 250.0 * np.sin(day_i * 2.1)  # W/m², one level per local day
+    hour = loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
+    ghi = np.where((hour >= 9) & (hour < 17), sun_day, 0.0)
+    evening = 0.5 + 0.02 * day_i + 0.002 * sun_day
+    bat = np.where((hour >= 17) & (hour < 19), evening, -0.1)
+    imp = 1.5 - bat
+    m = MeterData(
+        np.array(["s"], object), times, -imp[None, :], TZ, ghi_w_m2=ghi, battery_kw=bat[None, :]
+    )
+    ev = window("2026-03-27")
+    truth = evening[(loc.date == dt.date(2026, 3, 27)) & (hour >= 17) & (hour < 19)]
+    trend = compute_baseline(Method.BATTERY_DEVICE_TREND, m, ev)
+    days = compute_baseline(Method.BATTERY_DEVICE_DAYS, m, ev)
+    # no event: the battery did what it always does, so the delivered figure is 0
+    np.testing.assert_allclose(trend.delivered_kw[0], 0.0, atol=1e-9)
+    assert trend.kw[0] == pytest.approx(-(1.5 - truth))
+    assert abs(days.delivered_kw[0].mean()) > 0.05  # the plain mean lags and misses the sun
