@@ -760,7 +760,7 @@ def metered_generation(
     info: SiteInfo | None = None,
     method: Method = Method.CAISO_10IN10_MGO,
     battery_days: int = 10,
-    battery: str = "days",
+    battery: str = "trend",
 ) -> Baseline:
     """A day-matching baseline on gross load, with the metered generation added back.
 
@@ -769,10 +769,14 @@ def metered_generation(
     (``net - gen - battery``, :meth:`MeterData.gross`), day-of adjustment included, so
     the adjustment window sees the load rather than the sunshine; the generation
     measured during the event (PV and wind are not what the event dispatches) is added
-    back, and the battery's part is its own device baseline (its power at the event's
-    clock hours over the ``battery_days`` most recent eligible days). Delivered is then
-    the load's response plus the battery's.
+    back, and the battery's part is its own device baseline: with ``battery="trend"``
+    (default) :func:`battery_held_trend`, its power at the event's clock hours over the
+    ``battery_days`` most recent eligible days moved to the event day by its trend and
+    the afternoon's sun; with ``"days"`` that plain mean. Delivered is then the load's
+    response plus the battery's.
     """
+    if battery not in ("trend", "days"):
+        raise ValueError(f"battery must be 'trend' or 'days', got {battery!r}")
     if meter.gen_kw is None:
         raise ValueError(
             "the MGO baselines need each site's metered generation (PV, wind): give "
@@ -797,7 +801,11 @@ def metered_generation(
         np.where(valid[:, None], kw, np.nan), meter.net_kw[:, cols], valid,
         np.where(valid, gross.adjustment, np.nan), gross.days_used,
         f"{MGO_INNER[method]} on gross load; metered generation added back"
-        + ("; batteries at their recent days' power" if meter.battery_kw is not None else ""),
+        + (
+            f"; batteries at their recent days' power ({battery})"
+            if meter.battery_kw is not None
+            else ""
+        ),
     )
 
 
