@@ -155,7 +155,9 @@ def test_statement_end_to_end(client: Client, seeded: Seeded, twin: TwinMeter) -
     reason, acc = st["baseline"]["reason"], st["baseline"]["accuracy"]
     assert "placebo bias" in reason  # the study's measured bias for such a fleet
     assert reason in st["statement"]
-    assert acc["basis"] and acc["bias_pct"] is not None and acc["rmse_pct"] is not None
+    assert acc["basis"]
+    assert acc["bias_pct"] is not None
+    assert acc["rmse_pct"] is not None
     assert f"{acc['bias_pct']:+.1f}" in st["statement"]
     assert st["totals"]["sites"] == len(st["sites"]) > 0
     # the twin's shadow run knows what the event truly delivered
