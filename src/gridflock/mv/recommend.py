@@ -42,10 +42,10 @@ MIN_CONTROL_SITES = 100
 #: Battery-heavy: this share of participants holds a battery.
 BATTERY_HEAVY = 0.5
 #: ``uk_dfs_mgo`` in the season study (docs/mv.md, "After the fixes"): placebo and event bias.
-MGO_PLACEBO = "-3.9 to -1.8 % (battery, EV and heat-pump mixes)"
+MGO_PLACEBO = "-4.0 to -1.5 % on the five fleet mixes"
 MGO_EVENT = "-4.1 to +11.3 %"
 #: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
-BATTERY_PLACEBO = "placebo bias -1.5 to -0.2 %, standard error 2-3 %"
+BATTERY_PLACEBO = "placebo bias -1.5 to -0.2 %, standard errors 2-5 %"
 
 
 def recommend_method(mix: FleetMix) -> Recommendation:
