@@ -485,6 +485,8 @@ def pjm_high4of5(
 #: UK DFS: the in-day adjustment window, [start - 4 h, start - 1 h): the three hours (six
 #: half hours) before the event, ending one hour before it; no cap. See docs/mv.md.
 DFS_ADJUST_HOURS = (4.0, 1.0)
+#: UK DFS: how far back the 10 working days may be found.
+DFS_LOOKBACK_DAYS = 60
 
 
 def uk_dfs(
@@ -493,6 +495,7 @@ def uk_dfs(
     calendar: Calendar,
     info: SiteInfo | None = None,
     adjust_hours: tuple[float, float] = DFS_ADJUST_HOURS,
+    temperature: bool = False,
 ) -> Baseline:
     """UK Demand Flexibility Service: previous 10 working days, same half hour, in-day adjusted.
 
@@ -502,12 +505,47 @@ def uk_dfs(
     adjustment window ``[start - a h, start - b h)`` (three hours ending one hour before
     the event by default), without a cap.
     """
-    h = _history(meter, event, calendar, 60, adjust_hours)
+    h = _history(meter, event, calendar, DFS_LOOKBACK_DAYS, adjust_hours)
     k = 10 if calendar.is_working(_event_day(meter, event)) else 4
     sel = _most_recent(h.valid, k)
     base = _mean_over_days(h.window, sel)
     kw, adj = _additive(h, sel, base)
+    if temperature:
+        kw = kw + _temperature_shift(meter, event, calendar, h, sel, adjust_hours)
     return _result(Method.UK_DFS, meter, event, h, kw, sel, min(5, k), adj)
+
+
+def _temperature_shift(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    h: _History,
+    sel: BoolArray,
+    adjust_hours: tuple[float, float],
+) -> FloatArray:
+    """What the in-day shift misses: the change of the temperature anomaly since its window.
+
+    The additive shift carries the load's anomaly over the adjustment window into the
+    event; a temperature-driven load (cooling, heating) moves on with the temperature.
+    Each interval gets ``factor x ((T_event,k - T_days,k) - (T_event,adj - T_days,adj))``
+    in import, ``factor`` PJM's WSA factor of the row (:func:`wsa_factor`) and ``T_days``
+    the mean over the days averaged. Generator sign: returned as a change of net kW.
+    """
+    if meter.temp_c is None:
+        raise ValueError("the temperature adjustment needs MeterData.temp_c")
+    temp = meter.temp_c[None, :]
+    long = _history(meter, event, calendar, WSA_LOOKBACK_DAYS, None)
+    tl = _history(meter, event, calendar, DFS_LOOKBACK_DAYS, adjust_hours, series=temp)
+    t_long = _history(meter, event, calendar, WSA_LOOKBACK_DAYS, None, series=temp)
+    factor = wsa_factor(-long.window, t_long.window[0], long.valid)
+    n = len(factor)
+    t_win = _mean_over_days(np.broadcast_to(tl.window[0], (n, *tl.window[0].shape)), sel)
+    t_adj = _mean_over_days(np.broadcast_to(tl.adjust[0], (n, *tl.adjust[0].shape)), sel)
+    anomaly = (tl.actual[0][None, :] - t_win) - (
+        np.nanmean(tl.actual_adjust[0]) - t_adj.mean(axis=1)
+    )[:, None]
+    shift = -factor[:, None] * anomaly
+    return np.asarray(np.where(np.isfinite(shift), shift, 0.0), float)
 
 
 def _register() -> None:
@@ -645,7 +683,8 @@ def battery_held_trend(
         at_event.append(float(_nanmean(g.actual[0], axis=0)))
     x = np.stack(cols, axis=1)  # (D, p)
     y = _nanmean(h.window, axis=2)  # (n, D) the window's mean power per day
-    ok = h.valid & np.isfinite(y) & np.isfinite(x).all(axis=1)[None, :]
+    x_ok: BoolArray = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
+    ok = h.valid & np.isfinite(y) & x_ok[None, :]
     w = ok.astype(float)
     xf = np.nan_to_num(x)
     xtx = np.einsum("nd,di,dj->nij", w, xf, xf)
