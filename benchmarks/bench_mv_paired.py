@@ -47,6 +47,16 @@ def _old_window(meter: MeterData, ev: EventWindow, cal: Calendar, info: object) 
         bl.METHODS["uk_dfs"] = orig
 
 
+def _temperature(meter: MeterData, ev: EventWindow, cal: Calendar, info: object) -> bl.Baseline:
+    """``uk_dfs_mgo`` with the DFS option ``temperature=True`` on the gross load."""
+    orig = bl.METHODS["uk_dfs"]
+    bl.METHODS["uk_dfs"] = partial(bl.uk_dfs, temperature=True)
+    try:
+        return bl.metered_generation(meter, ev, cal, None, method=Method.UK_DFS_MGO)
+    finally:
+        bl.METHODS["uk_dfs"] = orig
+
+
 VARIANTS: dict[str, Fn] = {
     "`uk_dfs_mgo` (now: battery trend, DFS window 4-1 h)": partial(
         bl.metered_generation, method=Method.UK_DFS_MGO, battery="trend"
@@ -55,6 +65,7 @@ VARIANTS: dict[str, Fn] = {
         bl.metered_generation, method=Method.UK_DFS_MGO, battery="days"
     ),
     "`uk_dfs_mgo` before (battery 10-in-10, window 3-1 h)": _old_window,
+    "`uk_dfs_mgo` (now) + DFS `temperature=True`": _temperature,
     "`battery_device_trend`": bl.METHODS["battery_device_trend"],
     "`battery_device_days`": bl.METHODS["battery_device_days"],
     "`control_group` (10 % held out)": bl.METHODS["control_group"],

@@ -399,3 +399,20 @@ def test_battery_trend_follows_the_season_and_the_sun() -> None:
     np.testing.assert_allclose(trend.delivered_kw[0], 0.0, atol=1e-9)
     assert trend.kw[0] == pytest.approx(-(1.5 - truth))
     assert abs(days.delivered_kw[0].mean()) > 0.05  # the plain mean lags and misses the sun
+
+
+def test_uk_dfs_temperature_option_carries_a_linear_load_exactly() -> None:
+    """Import = 1 + 0.2 kW/K x T: the in-day shift plus the anomaly's change is exact."""
+    from gridflock.mv.baselines import uk_dfs
+
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    day_index = np.array([(d - FIRST_D).days for d in loc.date])
+    t = 15.0 + 7.0 * np.sin(day_index * 1.3) + 0.5 * (loc.hour.to_numpy() - 17) * np.cos(day_index)
+    imp = 1.0 + 0.2 * t
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=t)
+    ev = (loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 17) & (loc.hour < 19)
+    plain = uk_dfs(m, window("2026-03-27"), Calendar())
+    adjusted = uk_dfs(m, window("2026-03-27"), Calendar(), temperature=True)
+    np.testing.assert_allclose(adjusted.kw[0], -imp[ev], rtol=1e-9)
+    assert np.abs(plain.kw[0] + imp[ev]).max() > 0.01  # the shift alone misses the change
