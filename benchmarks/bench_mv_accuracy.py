@@ -126,12 +126,12 @@ def study(
     cached = Path(cache) / f"{mix}_{homes}_{days}_{every}_{seed}.pkl" if cache else None
     if cached is not None and cached.exists():
         with cached.open("rb") as f:
-            run = pickle.load(f)
+            run = pickle.load(f)[0]  # (run, placebo days, tz), as bench_mv_paired keeps it
     else:
         run = run_meters(spec, FIRST_DAY, days, events, control=control, seed=seed)
         if cached is not None:
             with cached.open("wb") as f:
-                pickle.dump(run, f)
+                pickle.dump((run, placebo, tz), f)
     twin_s = time.perf_counter() - t0
     cal = Calendar.of(event_days=run.event_days)
     part = ~control
