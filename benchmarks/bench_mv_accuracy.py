@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -56,6 +58,7 @@ SITE_METHODS = [
     Method.CONTROL_GROUP,
     Method.BATTERY_DEVICE,
     Method.BATTERY_DEVICE_DAYS,
+    Method.BATTERY_DEVICE_TREND,
     Method.CAISO_10IN10_MGO,
     Method.PJM_HIGH4OF5_MGO,
     Method.UK_DFS_MGO,
@@ -112,6 +115,7 @@ def study(
     days: int = DAYS,
     every: int = 2,
     only: list[str] | None = None,
+    cache: str = "",
 ) -> tuple[list[dict], dict]:
     spec = mix_fleet(mix, homes, seed)
     info0 = site_info(spec)
@@ -119,7 +123,15 @@ def study(
     tz = str(spec.sites["tz"].iloc[0])
     events, placebo = plan(tz, days, every)
     t0 = time.perf_counter()
-    run = run_meters(spec, FIRST_DAY, days, events, control=control, seed=seed)
+    cached = Path(cache) / f"{mix}_{homes}_{days}_{every}_{seed}.pkl" if cache else None
+    if cached is not None and cached.exists():
+        with cached.open("rb") as f:
+            run = pickle.load(f)[0]  # (run, placebo days, tz), as bench_mv_paired keeps it
+    else:
+        run = run_meters(spec, FIRST_DAY, days, events, control=control, seed=seed)
+        if cached is not None:
+            with cached.open("wb") as f:
+                pickle.dump((run, placebo, tz), f)
     twin_s = time.perf_counter() - t0
     cal = Calendar.of(event_days=run.event_days)
     part = ~control
@@ -154,7 +166,8 @@ def study(
             est = float(np.nansum(b.delivered_kw[mask], axis=0).mean()) if mask.any() else np.nan
             rows.append(
                 {
-                    "mix": mix, "homes": homes, "day": str(day), "kind": kind, "method": str(m),
+                    "mix": mix, "homes": homes, "seed": seed, "day": str(day), "kind": kind,
+                    "method": str(m),
                     "est_kw": est, "true_kw": true_kw, "load_kw": load_kw,
                     "valid": int(mask.sum()),
                 }
@@ -165,11 +178,14 @@ def study(
 def table(frame: pd.DataFrame) -> str:
     out = []
     for (mix, homes), g in frame.groupby(["mix", "homes"], sort=False):
-        scale = g[g.kind == "event"].groupby("day").true_kw.first().mean()
-        load = g.groupby("day").load_kw.first().mean()
+        scale = g[g.kind == "event"].groupby(["seed", "day"]).true_kw.first().mean()
+        load = g.groupby(["seed", "day"]).load_kw.first().mean()
+        n_ev = g[g.kind == "event"].groupby(["seed", "day"]).ngroups
+        n_pl = g[g.kind == "placebo"].groupby(["seed", "day"]).ngroups
         out.append(
             f"\n**{mix}, {homes} homes** (mean true delivery on event days {scale:.0f} kW; "
-            f"mean counterfactual import over the window {load:.0f} kW)\n"
+            f"mean counterfactual import over the window {load:.0f} kW; {n_ev} event days and "
+            f"{n_pl} placebo days over {g.seed.nunique()} weather seeds)\n"
         )
         out.append(
             "| method | event bias % (± s.e.) | event RMSE % | placebo bias % (± s.e.) "
@@ -195,6 +211,8 @@ def main() -> None:
     ap.add_argument("--mixes", default=",".join(MIXES))
     ap.add_argument("--big", type=int, default=0, help="also run pv_battery_heavy at this size")
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--seeds", default="", help="pool several runs (weather seeds), e.g. 11,5")
+    ap.add_argument("--cache", default="", help="keep twin runs here and reuse them")
     ap.add_argument("--no-regression", action="store_true")
     ap.add_argument("--json", default="/tmp/mv_accuracy.json")
     ap.add_argument("--days", type=int, default=DAYS, help="simulated days (21 of history)")
@@ -206,16 +224,18 @@ def main() -> None:
     if args.big:
         runs.append(("pv_battery_heavy", args.big))
     all_rows, timings = [], {}
+    seeds = [int(x) for x in args.seeds.split(",") if x] or [args.seed]
     for mix, homes in runs:
-        t = time.perf_counter()
-        rows, timing = study(
-            mix, homes, args.seed, not args.no_regression, args.days, args.every,
-            [m for m in args.methods.split(",") if m],
-        )
-        all_rows += rows
-        timings[f"{mix}/{homes}"] = timing
-        print(f"{mix} {homes} homes: {time.perf_counter() - t:.1f} s "
-              f"(twin {timing['twin_s']:.1f} s)", flush=True)
+        for seed in seeds:
+            t = time.perf_counter()
+            rows, timing = study(
+                mix, homes, seed, not args.no_regression, args.days, args.every,
+                [m for m in args.methods.split(",") if m], args.cache,
+            )
+            all_rows += rows
+            timings[f"{mix}/{homes}/{seed}"] = timing
+            print(f"{mix} {homes} homes seed {seed}: {time.perf_counter() - t:.1f} s "
+                  f"(twin {timing['twin_s']:.1f} s)", flush=True)
     frame = pd.DataFrame(all_rows)
     with open(args.json, "w") as f:
         json.dump({"rows": all_rows, "timings": timings}, f)

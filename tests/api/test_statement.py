@@ -150,6 +150,15 @@ def test_statement_end_to_end(client: Client, seeded: Seeded, twin: TwinMeter) -
     assert st["baseline"]["method"] == "uk_dfs_mgo"
     assert "metered per device" in st["baseline"]["reason"]
     assert st["baseline"]["label"] in st["statement"]
+    # the reason and the measured accuracy are in every form: JSON, its plain text (the
+    # event page's "#st-plain"), and the CSV's header
+    reason, acc = st["baseline"]["reason"], st["baseline"]["accuracy"]
+    assert "placebo bias" in reason  # the study's measured bias for such a fleet
+    assert reason in st["statement"]
+    assert acc["basis"]
+    assert acc["bias_pct"] is not None
+    assert acc["rmse_pct"] is not None
+    assert f"{acc['bias_pct']:+.1f}" in st["statement"]
     assert st["totals"]["sites"] == len(st["sites"]) > 0
     # the twin's shadow run knows what the event truly delivered
     truth_kwh = twin.result.events[0].performance.energy_delivered_kwh
@@ -165,6 +174,9 @@ def test_statement_end_to_end(client: Client, seeded: Seeded, twin: TwinMeter) -
     assert csv.status_code == 200  # type: ignore[attr-defined]
     assert csv.headers["content-type"].startswith("text/csv")  # type: ignore[attr-defined]
     table = pd.read_csv(io.StringIO(csv.text), comment="#")  # type: ignore[attr-defined]
+    header = [ln for ln in csv.text.splitlines() if ln.startswith("#")]  # type: ignore[attr-defined]
+    assert any(reason in ln and st["baseline"]["method"] in ln for ln in header)
+    assert any(f"{acc['bias_pct']:+.1f}" in ln for ln in header)
     assert table["site_id"].iloc[-1] == "TOTAL"
     assert float(table["delivered_kwh"].iloc[-1]) == pytest.approx(t["delivered_kwh"], rel=1e-5)
     same = _get(client, "/api/v1/events/ev-twin/statement?format=csv")

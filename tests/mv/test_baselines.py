@@ -145,16 +145,32 @@ def test_pjm_high_4_of_5_drops_the_lowest_day_and_adds_the_saa() -> None:
 
 
 def test_uk_dfs_in_day_adjustment_is_additive() -> None:
+    """DFS: the in-day window is the three hours ending one hour before the event.
+
+    Event 17:00-19:00: the window is 13:00-16:00 (six half hours). On the event day the
+    household draws 2.3 kW from 14:00 to 16:00 and 2.0 kW otherwise, so the window's mean
+    is (2 x 2.0 + 4 x 2.3) / 6 = 2.2 kW against a 2.0 kW baseline: adjustment 0.2 kW more
+    import, no cap. 16:00-17:00 (the hour before the event) does not count.
+    """
     times = grid(FIRST, 28)
     loc = times.tz_convert(TZ)
     imp = np.full(len(times), 2.0)
     imp[(loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 14) & (loc.hour < 16)] = 2.3
+    imp[(loc.date == dt.date(2026, 3, 27)) & (loc.hour == 16)] = 9.0  # the gap hour
+    imp[(loc.date == dt.date(2026, 3, 27)) & (loc.hour == 12)] = 9.0  # before the window
     # a gap in a history day's adjustment window is skipped, not read as 0 kW
     imp[(loc.date == dt.date(2026, 3, 24)) & (loc.hour == 14) & (loc.minute == 30)] = np.nan
     m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ)
     b = compute_baseline(Method.UK_DFS, m, window("2026-03-27"))
-    assert b.adjustment[0] == pytest.approx(-0.3)
-    np.testing.assert_allclose(b.kw[0], -2.3)
+    assert b.adjustment[0] == pytest.approx(-0.2)
+    np.testing.assert_allclose(b.kw[0], -2.2)
+    # a large in-day difference is not capped (DFS has no cap, unlike CAISO's 20 %)
+    imp2 = np.where(loc.date == dt.date(2026, 3, 27), 5.0, 2.0)
+    b2 = compute_baseline(
+        Method.UK_DFS, MeterData(m.site_ids, times, -imp2[None, :], TZ), window("2026-03-27")
+    )
+    assert b2.adjustment[0] == pytest.approx(-3.0)
+    np.testing.assert_allclose(b2.kw[0], -5.0)
 
 
 def test_same_local_half_hour_across_the_dst_change() -> None:
@@ -290,18 +306,47 @@ def test_battery_device_baselines_hold_what_the_battery_did() -> None:
     np.testing.assert_allclose(days.delivered_kw[0], 2.0)  # the truth
 
 
-def test_pjm_weather_sensitive_adjustment_recovers_a_linear_load() -> None:
-    """Window import = 1 + 0.2 kW/K x the day's temperature: the WSA lands on the truth."""
+def f_to_c(f: float) -> float:
+    return (f - 32.0) / 1.8
+
+
+def test_pjm_wsa_reproduces_pjms_worked_example() -> None:
+    """PJM's WSA factor method, Example 1: factor 688 kW/°F, CBL days 86 °F, event 81 °F.
+
+    CBL adjustment = 688 kW/°F x (81 - 86) °F = -3,440 kW. The site's import is exactly
+    linear in temperature (1,000 kW + 688 kW/°F x T), so the fitted factor is 688 kW/°F
+    (1,238.4 kW/°C) and the adjusted CBL lands on the event day's own load.
+    """
+    times = grid("2026-02-02", 54)  # history from Monday 2 February
+    loc = times.tz_convert(TZ)
+    event_day = dt.date(2026, 3, 27)
+    before = working_days_before(event_day, 30)
+    temp_f: dict[dt.date, float] = {d: 60.0 + 1.3 * (i % 17) for i, d in enumerate(before)}
+    # the 5 most recent working days: the 4 hottest average 86 °F, the fifth is cool
+    temp_f.update(zip(before[:5], [84.0, 86.0, 88.0, 86.0, 70.0], strict=True))
+    temp_f[event_day] = 81.0
+    t_c = np.array([f_to_c(temp_f.get(d, 50.0)) for d in loc.date])
+    imp = 1000.0 + 688.0 * (t_c * 1.8 + 32.0)
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=t_c)
+    b = compute_baseline(Method.PJM_HIGH4OF5_WSA, m, window("2026-03-27", 11.0, 12.0))
+    cbl = 1000.0 + 688.0 * 86.0  # High 4 of 5: the four hottest of the five
+    assert b.days_used[0] == 4
+    assert b.adjustment[0] == pytest.approx(3440.0)  # generator sign: 3,440 kW less import
+    np.testing.assert_allclose(b.kw[0], -(cbl - 3440.0))
+    np.testing.assert_allclose(b.delivered_kw[0], 0.0, atol=1e-6)  # no event response
+
+
+def test_pjm_wsa_is_per_interval_and_needs_temperature() -> None:
+    """Each interval moves by the factor times its own temperature difference."""
     times = grid(FIRST, 28)
     loc = times.tz_convert(TZ)
     day_index = np.array([(d - FIRST_D).days for d in loc.date])
-    t_day = 15.0 + 7.0 * np.sin(day_index * 1.3)  # one temperature per local day
-    imp = 1.0 + 0.2 * t_day
-    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=t_day)
+    t = 15.0 + 7.0 * np.sin(day_index * 1.3) + 0.5 * (loc.hour.to_numpy() - 17)
+    imp = 1.0 + 0.2 * t
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=t)
     b = compute_baseline(Method.PJM_HIGH4OF5_WSA, m, window("2026-03-27"))
-    truth = 1.0 + 0.2 * t_day[loc.date == dt.date(2026, 3, 27)][0]
-    np.testing.assert_allclose(b.kw[0], -truth, rtol=1e-9)
-    assert abs(b.adjustment[0]) > 0.1  # the four days averaged were not as warm
+    ev = (loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 17) & (loc.hour < 19)
+    np.testing.assert_allclose(b.kw[0], -imp[ev], rtol=1e-9)  # per interval, not the mean
     with pytest.raises(ValueError, match="temperature"):
         compute_baseline(
             Method.PJM_HIGH4OF5_WSA,
@@ -326,3 +371,49 @@ def test_weather_matching_averages_the_closest_days() -> None:
     b = compute_baseline(Method.WEATHER_MATCHED, m, window("2026-03-27"))
     assert b.days_used[0] == 5
     np.testing.assert_allclose(b.kw[0], -3.0)
+
+
+def test_battery_trend_follows_the_season_and_the_sun() -> None:
+    """Evening discharge = 0.5 kW + 0.02 kW/day x day + 0.002 kW per W/m² of afternoon sun.
+
+    The plain 10-in-10 of the battery lags the trend and ignores the sun; the trend
+    baseline's two slopes recover the event day's discharge exactly.
+    """
+    times = grid("2026-02-02", 54)
+    loc = times.tz_convert(TZ)
+    first = dt.date(2026, 2, 2)
+    day_i = np.array([(d - first).days for d in loc.date], float)
+    sun_day = 300.0 + 250.0 * np.sin(day_i * 2.1)  # W/m², one level per local day
+    hour = loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
+    ghi = np.where((hour >= 9) & (hour < 17), sun_day, 0.0)
+    evening = 0.5 + 0.02 * day_i + 0.002 * sun_day
+    bat = np.where((hour >= 17) & (hour < 19), evening, -0.1)
+    imp = 1.5 - bat
+    m = MeterData(
+        np.array(["s"], object), times, -imp[None, :], TZ, ghi_w_m2=ghi, battery_kw=bat[None, :]
+    )
+    ev = window("2026-03-27")
+    truth = evening[(loc.date == dt.date(2026, 3, 27)) & (hour >= 17) & (hour < 19)]
+    trend = compute_baseline(Method.BATTERY_DEVICE_TREND, m, ev)
+    days = compute_baseline(Method.BATTERY_DEVICE_DAYS, m, ev)
+    # no event: the battery did what it always does, so the delivered figure is 0
+    np.testing.assert_allclose(trend.delivered_kw[0], 0.0, atol=1e-9)
+    assert trend.kw[0] == pytest.approx(-(1.5 - truth))
+    assert abs(days.delivered_kw[0].mean()) > 0.05  # the plain mean lags and misses the sun
+
+
+def test_uk_dfs_temperature_option_carries_a_linear_load_exactly() -> None:
+    """Import = 1 + 0.2 kW/K x T: the in-day shift plus the anomaly's change is exact."""
+    from gridflock.mv.baselines import uk_dfs
+
+    times = grid(FIRST, 28)
+    loc = times.tz_convert(TZ)
+    day_index = np.array([(d - FIRST_D).days for d in loc.date])
+    t = 15.0 + 7.0 * np.sin(day_index * 1.3) + 0.5 * (loc.hour.to_numpy() - 17) * np.cos(day_index)
+    imp = 1.0 + 0.2 * t
+    m = MeterData(np.array(["s"], object), times, -imp[None, :], TZ, temp_c=t)
+    ev = (loc.date == dt.date(2026, 3, 27)) & (loc.hour >= 17) & (loc.hour < 19)
+    plain = uk_dfs(m, window("2026-03-27"), Calendar())
+    adjusted = uk_dfs(m, window("2026-03-27"), Calendar(), temperature=True)
+    np.testing.assert_allclose(adjusted.kw[0], -imp[ev], rtol=1e-9)
+    assert np.abs(plain.kw[0] + imp[ev]).max() > 0.01  # the shift alone misses the change

@@ -18,6 +18,7 @@ from gridflock.mv import (
     placebo_errors,
     recommend_method,
 )
+from gridflock.mv.recommend import MGO_PLACEBO
 
 TZ = "Europe/Berlin"
 
@@ -104,13 +105,14 @@ def test_recommend_method_says_why() -> None:
     assert method == rec.method == "control_group"
     assert "100 randomised control sites" in reason
     bat = FleetMix(n_sites=500, battery=0.7, control_sites=20, battery_telemetry=True)
-    assert recommend_method(bat).method == "battery_device_days"
+    assert recommend_method(bat).method == "battery_device_trend"
     assert "only 20 control sites" in recommend_method(bat).reason
     mgo = FleetMix(
         n_sites=500, pv=0.8, battery=0.7, battery_telemetry=True, generation_telemetry=True
     )
     assert recommend_method(mgo).method == "uk_dfs_mgo"
-    assert "placebo bias -2.4 to +1.7 %" in recommend_method(mgo).reason
+    assert f"placebo bias {MGO_PLACEBO}" in recommend_method(mgo).reason
+    assert "not proven" in recommend_method(mgo).reason
     wx = FleetMix(n_sites=500, pv=0.9, weather=True, irradiance=True)
     assert recommend_method(wx).method == "weather_matched"
     assert recommend_method(FleetMix(n_sites=5)).method == "caiso_10in10_unadjusted"

@@ -54,6 +54,8 @@ class Method(StrEnum):
     """Device-level baseline for batteries: the power held before the event."""
     BATTERY_DEVICE_DAYS = "battery_device_days"
     """Device-level baseline for batteries: their power at the same hours of recent days."""
+    BATTERY_DEVICE_TREND = "battery_device_trend"
+    """Device-level baseline for batteries: recent days, adjusted for the season and the sun."""
     WEATHER_MATCHED = "weather_matched"
     """Day matching on weather: the 5 eligible days closest in irradiance and temperature."""
     CAISO_10IN10_MGO = "caiso_10in10_mgo"
@@ -407,22 +409,61 @@ def _high_x_of_y(h: _History, x: int, y: int) -> BoolArray:
     return np.asarray(sel & (rank >= drop[:, None]), dtype=bool)
 
 
+#: PJM WSA: history the WSA factor is fitted on (PJM asks for two years; we use what there is).
+WSA_LOOKBACK_DAYS = 730
+#: PJM WSA: a factor needs at least this many days of history.
+WSA_MIN_DAYS = 5
+
+
+def wsa_factor(
+    load: FloatArray, temp: FloatArray, valid: BoolArray, min_days: int = WSA_MIN_DAYS
+) -> FloatArray:
+    """PJM's WSA factor: the OLS slope of each row's load on temperature [kW per degree].
+
+    ``load`` is (n, D, K): each row's import at the event's clock intervals on D history
+    days; ``temp`` (D, K) the temperature at the same intervals; ``valid`` (n, D) the
+    days a row may learn from. Every (day, interval) pair is one observation, as in PJM's
+    regression of hourly load on hourly temperature over the hours and day types where
+    reductions are expected. Rows with fewer than ``min_days`` days or no temperature
+    spread get 0 (no adjustment).
+    """
+    ok = valid[:, :, None] & np.isfinite(load) & np.isfinite(temp)[None, :, :]
+    w = ok.astype(float)
+    cnt = w.sum(axis=(1, 2))
+    t = np.where(ok, temp[None, :, :], 0.0)
+    y = np.where(ok, load, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tm = t.sum(axis=(1, 2)) / cnt
+        ym = y.sum(axis=(1, 2)) / cnt
+        dt_ = np.where(ok, t - tm[:, None, None], 0.0)
+        slope = (dt_ * np.where(ok, y - ym[:, None, None], 0.0)).sum(axis=(1, 2)) / (
+            dt_**2
+        ).sum(axis=(1, 2))
+    days = (ok.any(axis=2)).sum(axis=1)
+    return np.asarray(np.where(np.isfinite(slope) & (days >= min_days), slope, 0.0), float)
+
+
 def pjm_high4of5(
     meter: MeterData,
     event: EventWindow,
     calendar: Calendar,
     info: SiteInfo | None = None,
     weather: bool = False,
+    wsa_lookback_days: int = WSA_LOOKBACK_DAYS,
 ) -> Baseline:
     """PJM High 4 of 5 (High 2 of 3 on weekends and holidays), adjusted.
 
     Of the 5 most recent eligible weekdays within 45 days, the 4 with the highest mean
     import over the event hours are averaged. The symmetric additive adjustment (SAA)
     shifts it by the actual-minus-baseline difference over the three hours ending one
-    hour before the event. With ``weather`` the weather-sensitive adjustment (WSA)
-    replaces the SAA: each row's event-window load is regressed on the window's mean
-    temperature over the eligible days of the lookback, and the baseline moves by the
-    slope times the event day's temperature minus the mean of the days averaged.
+    hour before the event.
+
+    With ``weather`` PJM's Weather Sensitive Adjustment (WSA factor method) replaces the
+    SAA: the WSA factor is the slope of the row's import on temperature, fitted (OLS) on
+    every interval at the event's clock times of every eligible day in up to
+    ``wsa_lookback_days`` of history; each interval's CBL moves by the factor times (the
+    event day's temperature at that interval minus the mean temperature at that interval
+    over the CBL days averaged).
     """
     h = _history(meter, event, calendar, LOOKBACK_DAYS, PJM_ADJUST_HOURS)
     working = calendar.is_working(_event_day(meter, event))
@@ -437,29 +478,25 @@ def pjm_high4of5(
             "the weather-sensitive adjustment needs a temperature series: give MeterData.temp_c"
         )
     temp = meter.temp_c[None, :]
-    th = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=temp)
-    t_day = _nanmean(th.window[0], axis=1)  # (D,) window mean temperature per day
-    t_event = float(_nanmean(th.actual[0], axis=0))
-    load = _nanmean(h.window, axis=2)  # (n, D) window mean net per day
-    ok = h.valid & np.isfinite(t_day)[None, :]
-    w = ok.astype(float)
-    cnt = w.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tm = np.where(ok, t_day[None, :], 0.0).sum(axis=1) / cnt
-        lm = np.where(ok, load, 0.0).sum(axis=1) / cnt
-        dt_ = np.where(ok, t_day[None, :] - tm[:, None], 0.0)
-        slope = (dt_ * np.where(ok, np.nan_to_num(load) - lm[:, None], 0.0)).sum(axis=1) / (
-            dt_**2
-        ).sum(axis=1)
-        t_sel = np.where(sel, t_day[None, :], 0.0).sum(axis=1) / sel.sum(axis=1)
-    slope = np.where(np.isfinite(slope) & (cnt >= 5), slope, 0.0)
-    shift = slope * (t_event - t_sel)
+    long = _history(meter, event, calendar, wsa_lookback_days, None)
+    tl = _history(meter, event, calendar, wsa_lookback_days, None, series=temp)
+    factor = wsa_factor(-long.window, tl.window[0], long.valid)  # kW import per degree
+    # the CBL days' mean temperature at each interval, and the event day's
+    th = tl.window[0][: len(h.offsets)]  # the 45-day lookback's days come first
+    t_cbl = _mean_over_days(np.broadcast_to(th, (len(base), *th.shape)), sel)  # (n, K)
+    shift = -factor[:, None] * (tl.actual[0][None, :] - t_cbl)  # generator sign
     shift = np.where(np.isfinite(shift), shift, 0.0)
-    return _result(Method.PJM_HIGH4OF5_WSA, meter, event, h, base + shift[:, None], sel, x, shift)
+    return _result(
+        Method.PJM_HIGH4OF5_WSA, meter, event, h, base + shift, sel, x,
+        shift.mean(axis=1), "PJM WSA factor method: CBL + factor x (event - CBL days) temperature",
+    )
 
 
-#: UK DFS: the in-day adjustment window, [start - 3 h, start - 1 h) (four half hours).
-DFS_ADJUST_HOURS = (3.0, 1.0)
+#: UK DFS: the in-day adjustment window, [start - 4 h, start - 1 h): the three hours (six
+#: half hours) before the event, ending one hour before it; no cap. See docs/mv.md.
+DFS_ADJUST_HOURS = (4.0, 1.0)
+#: UK DFS: how far back the 10 working days may be found.
+DFS_LOOKBACK_DAYS = 60
 
 
 def uk_dfs(
@@ -468,20 +505,57 @@ def uk_dfs(
     calendar: Calendar,
     info: SiteInfo | None = None,
     adjust_hours: tuple[float, float] = DFS_ADJUST_HOURS,
+    temperature: bool = False,
 ) -> Baseline:
     """UK Demand Flexibility Service: previous 10 working days, same half hour, in-day adjusted.
 
     The mean of each interval over the 10 most recent working days (no holidays, no
     event days; the 4 most recent weekend days or holidays for an event on one),
     shifted by the mean difference between actual and baseline over the in-day
-    adjustment window ``[start - a h, start - b h)``.
+    adjustment window ``[start - a h, start - b h)`` (three hours ending one hour before
+    the event by default), without a cap.
     """
-    h = _history(meter, event, calendar, 60, adjust_hours)
+    h = _history(meter, event, calendar, DFS_LOOKBACK_DAYS, adjust_hours)
     k = 10 if calendar.is_working(_event_day(meter, event)) else 4
     sel = _most_recent(h.valid, k)
     base = _mean_over_days(h.window, sel)
     kw, adj = _additive(h, sel, base)
+    if temperature:
+        kw = kw + _temperature_shift(meter, event, calendar, h, sel, adjust_hours)
     return _result(Method.UK_DFS, meter, event, h, kw, sel, min(5, k), adj)
+
+
+def _temperature_shift(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    h: _History,
+    sel: BoolArray,
+    adjust_hours: tuple[float, float],
+) -> FloatArray:
+    """What the in-day shift misses: the change of the temperature anomaly since its window.
+
+    The additive shift carries the load's anomaly over the adjustment window into the
+    event; a temperature-driven load (cooling, heating) moves on with the temperature.
+    Each interval gets ``factor x ((T_event,k - T_days,k) - (T_event,adj - T_days,adj))``
+    in import, ``factor`` PJM's WSA factor of the row (:func:`wsa_factor`) and ``T_days``
+    the mean over the days averaged. Generator sign: returned as a change of net kW.
+    """
+    if meter.temp_c is None:
+        raise ValueError("the temperature adjustment needs MeterData.temp_c")
+    temp = meter.temp_c[None, :]
+    long = _history(meter, event, calendar, WSA_LOOKBACK_DAYS, None)
+    tl = _history(meter, event, calendar, DFS_LOOKBACK_DAYS, adjust_hours, series=temp)
+    t_long = _history(meter, event, calendar, WSA_LOOKBACK_DAYS, None, series=temp)
+    factor = wsa_factor(-long.window, t_long.window[0], long.valid)
+    n = len(factor)
+    t_win = _mean_over_days(np.broadcast_to(tl.window[0], (n, *tl.window[0].shape)), sel)
+    t_adj = _mean_over_days(np.broadcast_to(tl.adjust[0], (n, *tl.adjust[0].shape)), sel)
+    anomaly = (tl.actual[0][None, :] - t_win) - (
+        np.nanmean(tl.actual_adjust[0]) - t_adj.mean(axis=1)
+    )[:, None]
+    shift = -factor[:, None] * anomaly
+    return np.asarray(np.where(np.isfinite(shift), shift, 0.0), float)
 
 
 def _register() -> None:
@@ -596,6 +670,88 @@ def battery_device_days(
     )
 
 
+#: The sun that fills a battery for the evening: irradiance over the hours before the event.
+BATTERY_SUN_HOURS = 8.0
+#: A battery's trend and sun slopes need at least this many history days.
+BATTERY_TREND_MIN_DAYS = 10
+
+
+def battery_held_trend(
+    meter: MeterData, event: EventWindow, calendar: Calendar, days: int = 10
+) -> tuple[FloatArray, IntArray]:
+    """The battery's power at the event's clock times, from recent days, moved to the event day.
+
+    The mean over the ``days`` most recent eligible days (the 10-in-10 of
+    :func:`battery_device_days`) is shifted by two slopes fitted per row (OLS) on every
+    eligible day of the 45-day lookback: of the battery's mean window power on the day
+    (days before the event: the season's trend) and on the day's mean irradiance over the
+    ``BATTERY_SUN_HOURS`` before the event (the sun that filled the battery), each times
+    the event day's value minus the mean over the days averaged. A self-consumption
+    battery discharges in the evening what the afternoon's sun put in, and more each week
+    as the evenings darken; the plain mean of the past lags both. Rows with fewer than
+    ``BATTERY_TREND_MIN_DAYS`` days keep the plain mean. Returns (held (n, K) kW, days used).
+    """
+    assert meter.battery_kw is not None
+    h = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
+    sel = _most_recent(h.valid, days)
+    base = _mean_over_days(h.window, sel)
+    n, n_days = h.valid.shape
+    cols: list[FloatArray] = [np.ones(n_days), -h.offsets.astype(float)]
+    at_event = [1.0, 0.0]
+    if meter.ghi_w_m2 is not None:
+        sun = EventWindow(
+            event.start - pd.Timedelta(hours=BATTERY_SUN_HOURS), event.start, event.event_id
+        )
+        g = _history(meter, sun, calendar, LOOKBACK_DAYS, None, series=meter.ghi_w_m2[None, :])
+        cols.append(_nanmean(g.window[0], axis=1))
+        at_event.append(float(_nanmean(g.actual[0], axis=0)))
+    x = np.stack(cols, axis=1)  # (D, p)
+    y = _nanmean(h.window, axis=2)  # (n, D) the window's mean power per day
+    x_ok: BoolArray = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
+    ok = h.valid & np.isfinite(y) & x_ok[None, :]
+    w = ok.astype(float)
+    xf = np.nan_to_num(x)
+    xtx = np.einsum("nd,di,dj->nij", w, xf, xf)
+    xty = np.einsum("nd,di,nd->ni", w, xf, np.where(ok, y, 0.0))
+    fit = (ok.sum(axis=1) >= BATTERY_TREND_MIN_DAYS) & (np.abs(np.linalg.det(xtx)) > 1e-9)
+    coef = np.zeros((n, x.shape[1]))
+    if fit.any():
+        coef[fit] = np.linalg.solve(xtx[fit], xty[fit][:, :, None])[:, :, 0]
+    cnt = sel.sum(axis=1).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x_sel = (sel.astype(float) @ xf) / cnt[:, None]  # (n, p) regressors of the days averaged
+    shift = ((np.asarray(at_event)[None, 1:] - x_sel[:, 1:]) * coef[:, 1:]).sum(axis=1)
+    shift = np.where(np.isfinite(shift), shift, 0.0)
+    return base + shift[:, None], sel.sum(axis=1).astype(np.int64)
+
+
+def battery_device_trend(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    days: int = 10,
+) -> Baseline:
+    """Device-level battery baseline: :func:`battery_held_trend` replaces the battery's power."""
+    if meter.battery_kw is None:
+        raise ValueError(
+            "the battery baseline needs per-site battery power: give MeterData.battery_kw"
+        )
+    held, used = battery_held_trend(meter, event, calendar, days)
+    steps = _steps(meter, event.start, event.end)
+    cols = _columns(meter, steps, "event window")
+    actual = meter.net_kw[:, cols]
+    kw = actual - meter.battery_kw[:, cols] + held
+    has = (np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
+    valid = has & (used >= min(5, days)) & np.isfinite(kw).all(axis=1)
+    kw[~valid] = np.nan
+    return Baseline(
+        str(Method.BATTERY_DEVICE_TREND), event.event_id, meter.site_ids, steps, kw, actual,
+        valid, np.full(meter.n_sites, np.nan), used,
+        "batteries only: recent days' power, adjusted for the season's trend and the sun",
+    )
+
+
 #: Weather matching: how many of the closest days are averaged.
 WEATHER_MATCH_DAYS = 5
 
@@ -655,6 +811,7 @@ def weather_matched(
 METHODS[Method.BATTERY_DEVICE] = battery_device
 METHODS[Method.BATTERY_DEVICE_DAYS] = battery_device_days
 METHODS[Method.WEATHER_MATCHED] = weather_matched
+METHODS[Method.BATTERY_DEVICE_TREND] = battery_device_trend
 
 
 #: Which day-matching method each MGO variant applies to the gross load.
@@ -673,6 +830,7 @@ def metered_generation(
     info: SiteInfo | None = None,
     method: Method = Method.CAISO_10IN10_MGO,
     battery_days: int = 10,
+    battery: str = "trend",
 ) -> Baseline:
     """A day-matching baseline on gross load, with the metered generation added back.
 
@@ -681,10 +839,14 @@ def metered_generation(
     (``net - gen - battery``, :meth:`MeterData.gross`), day-of adjustment included, so
     the adjustment window sees the load rather than the sunshine; the generation
     measured during the event (PV and wind are not what the event dispatches) is added
-    back, and the battery's part is its own device baseline (its power at the event's
-    clock hours over the ``battery_days`` most recent eligible days). Delivered is then
-    the load's response plus the battery's.
+    back, and the battery's part is its own device baseline: with ``battery="trend"``
+    (default) :func:`battery_held_trend`, its power at the event's clock hours over the
+    ``battery_days`` most recent eligible days moved to the event day by its trend and
+    the afternoon's sun; with ``"days"`` that plain mean. Delivered is then the load's
+    response plus the battery's.
     """
+    if battery not in ("trend", "days"):
+        raise ValueError(f"battery must be 'trend' or 'days', got {battery!r}")
     if meter.gen_kw is None:
         raise ValueError(
             "the MGO baselines need each site's metered generation (PV, wind): give "
@@ -695,8 +857,11 @@ def metered_generation(
     cols = _columns(meter, gross.times, "event window")
     kw = gross.kw + meter.gen_kw[:, cols]
     if meter.battery_kw is not None:
-        bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
-        held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
+        if battery == "trend":
+            held, _ = battery_held_trend(meter, event, calendar, battery_days)
+        else:
+            bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
+            held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
         no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
         held[no_bat] = 0.0  # no battery: nothing to hold
         kw = kw + held
@@ -712,7 +877,11 @@ def metered_generation(
         np.where(valid, gross.adjustment, np.nan),
         gross.days_used,
         f"{MGO_INNER[method]} on gross load; metered generation added back"
-        + ("; batteries at their recent days' power" if meter.battery_kw is not None else ""),
+        + (
+            f"; batteries at their recent days' power ({battery})"
+            if meter.battery_kw is not None
+            else ""
+        ),
     )
 
 

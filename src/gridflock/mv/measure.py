@@ -254,7 +254,7 @@ def available_methods(meter: MeterData, info: SiteInfo | None) -> list[str]:
     if info is not None and info.control is not None and np.asarray(info.control).any():
         out.append(Method.CONTROL_GROUP)
     if meter.battery_kw is not None:
-        out += [Method.BATTERY_DEVICE, Method.BATTERY_DEVICE_DAYS]
+        out += [Method.BATTERY_DEVICE, Method.BATTERY_DEVICE_DAYS, Method.BATTERY_DEVICE_TREND]
     if meter.gen_kw is not None:
         out += [Method.CAISO_10IN10_MGO, Method.PJM_HIGH4OF5_MGO, Method.UK_DFS_MGO]
     return [str(m) for m in out]

@@ -41,17 +41,23 @@ class Recommendation(NamedTuple):
 MIN_CONTROL_SITES = 100
 #: Battery-heavy: this share of participants holds a battery.
 BATTERY_HEAVY = 0.5
+#: ``uk_dfs_mgo`` in the season study (docs/mv.md, "After the fixes"): placebo and event bias.
+MGO_PLACEBO = "-4.0 to -1.5 % on the five fleet mixes"
+MGO_EVENT = "-4.1 to +11.3 %"
+#: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
+BATTERY_PLACEBO = "placebo bias -1.5 to -0.2 %, standard errors 2-5 %"
 
 
 def recommend_method(mix: FleetMix) -> Recommendation:
     """The method with the smallest placebo bias measured for a fleet like ``mix``.
 
-    From the season-long twin study in docs/mv.md (five mixes, 1,000 homes, 63 placebo
-    days per mix over June to October): the control group is unbiased by construction
-    and was within its standard error of zero on every mix; without one, the UK DFS rule
-    on gross load with the metered PV and battery (``uk_dfs_mgo``) had placebo biases of
-    -2.4 to +1.7 %; without device telemetry the batteries' own 10-in-10, weather
-    matching and the unadjusted 10-in-10 follow, all biased by more over a season.
+    From the season-long twin studies in docs/mv.md (five mixes, 1,000 homes, 63 placebo
+    days per mix and weather seed over June to October): the control group is unbiased by
+    construction and was within its standard error of zero on every mix; without one, the
+    UK DFS rule on gross load with the metered PV and the battery's trend- and
+    sun-adjusted device baseline (``uk_dfs_mgo``); without generation telemetry the
+    batteries' own trend-adjusted baseline, weather matching and the unadjusted 10-in-10
+    follow, all biased by more over a season. |bias| < 2 % is proven for none of them.
     """
     if mix.n_sites < 1:
         raise ValueError("the fleet has no participating sites to settle")
@@ -74,19 +80,20 @@ def recommend_method(mix: FleetMix) -> Recommendation:
             "uk_dfs_mgo",
             f"{short}; PV/wind and battery power are metered per device: the UK DFS rule on "
             "the sites' gross load (net of the metered generation and battery, as in CAISO's "
-            "MGO baseline), with the generation added back and the battery on its own recent "
-            "days, had placebo bias -2.4 to +1.7 % (standard error 4-7 %) on the five fleet "
-            "mixes of the twin study over a season, against -12 to -18 % for whole-site day "
-            "matching; event days read +0 to +17 % high where batteries dominate; hold out "
-            "a control group to settle on",
+            "MGO baseline), with the generation added back and the battery on its recent "
+            "days adjusted for the season's trend and the afternoon's sun, had placebo bias "
+            f"{MGO_PLACEBO} over a season in the twin study, against -12 to -18 % for "
+            f"whole-site day matching; event days {MGO_EVENT}; |bias| < 2 % is not proven "
+            "(standard errors 3-6 %); hold out a control group to settle on",
         )
     if mix.battery_telemetry and mix.battery >= BATTERY_HEAVY:
         return Recommendation(
-            "battery_device_days",
+            "battery_device_trend",
             f"{short}; {mix.battery:.0%} of the sites hold a metered battery: the batteries' "
-            "own 10-in-10 had the smallest placebo bias (within ±3 %) and error in the twin "
-            "study, but it counts the batteries' response only and overstated event days "
-            "by 8-23 % over a season; hold out a control group to settle on",
+            "own recent days, adjusted for the season's trend and the afternoon's sun, had "
+            f"the smallest placebo bias and error in the twin study ({BATTERY_PLACEBO}), "
+            "but it counts the batteries' response only; hold out a control group to "
+            "settle on",
         )
     if mix.weather and mix.irradiance:
         return Recommendation(
