@@ -125,3 +125,26 @@ def test_the_composite_routes_by_protocol_and_survives_a_failing_link() -> None:
     assert [x.command_id for x in report.acks] == ["c2"]
     with pytest.raises(ValueError, match="default"):
         CompositeLink({"mqtt": a}, spec, default="twin")
+
+
+def test_edge_devices_go_through_the_mqtt_link_unless_they_have_their_own() -> None:
+    """``edge`` devices (behind an edge gateway) ride on the MQTT link, or on an ``edge`` one."""
+    from gridflock.domain.spec import merge_fleets
+    from gridflock.sim.edge_sites import edge_fleet
+
+    spec = merge_fleets(ocpp_fleet(1), edge_fleet(2))
+    assert set(spec.all_devices()["protocol"]) == {"mqtt", "ocpp", "edge"}
+    mqtt, ocpp, twin, edge = MemoryLink(), MemoryLink(), MemoryLink(), MemoryLink()
+    batch = CommandBatch(
+        np.array(["c1", "c2", "c3"], dtype=object),
+        np.array(["edge-0001-bat", "s0-ev", "s0-pv"], dtype=object),
+        np.array([1.0, -5.0, 1.0]),
+        np.full(3, 2e9),
+        np.array([1, 1, 1]),
+        1e9,
+    )
+    CompositeLink({"mqtt": mqtt, "ocpp": ocpp}, spec).send(batch)
+    assert [list(x.device_ids) for x in mqtt.sent] == [["edge-0001-bat", "s0-pv"]]
+    CompositeLink({"twin": twin, "ocpp": ocpp, "edge": edge}, spec, default="twin").send(batch)
+    assert [list(x.device_ids) for x in edge.sent] == [["edge-0001-bat"]]
+    assert [list(x.device_ids) for x in twin.sent] == [["s0-pv"]]

@@ -217,7 +217,7 @@ class FleetSummaryOut(_Out):
     devices_total: int = Field(description="Devices provisioned.")
     by_kind: list[KindSummaryOut] = Field(default_factory=list, description="Per device kind.")
     by_protocol: list[ProtocolSummaryOut] = Field(
-        default_factory=list, description="Devices per protocol (mqtt, ocpp, twin)."
+        default_factory=list, description="Devices per protocol (mqtt, edge, ocpp, twin)."
     )
 
 
@@ -337,7 +337,9 @@ class DeviceOut(BaseModel):
     kind: str = Field(examples=["battery"])
     gateway_id: str
     protocol: str = Field(
-        "mqtt", description="How the service reaches it: mqtt, ocpp or twin.", examples=["mqtt"]
+        "mqtt",
+        description="How the service reaches it: mqtt, edge, ocpp or twin.",
+        examples=["mqtt"],
     )
     cost_per_kwh: float = Field(description="Cost of dispatching it [currency/kWh].")
     p_kw: float | None = Field(description="Latest power [kW], > 0 towards the grid.")

@@ -9,7 +9,7 @@ import json
 import secrets
 import ssl
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -257,12 +257,16 @@ def mixed_fleet(spec: FleetSpec, share: float = 0.5) -> FleetSpec:
 
 
 def demo_chargers(
-    settings: Settings, spec: FleetSpec, store: Store, base: DeviceLink, default: str
+    settings: Settings,
+    spec: FleetSpec,
+    store: Store,
+    links: Mapping[str, DeviceLink],
+    default: str,
 ) -> tuple[DeviceLink, Callable[[], Coroutine[Any, Any, None]]]:
     """The demo's OCPP part: the back end on loopback, its chargers provisioned and simulated.
 
-    Returns the composite link (``base`` for the other devices, under the name
-    ``default``) and the task that runs the simulated charge points.
+    Returns the composite link (``links`` for the other devices, ``default`` for those
+    whose protocol has no link) and the task that runs the simulated charge points.
     """
     from gridflock.gateways.mqtt.acl import hash_password
     from gridflock.gateways.ocpp import OcppLink, OcppSettings, places_of
@@ -310,5 +314,5 @@ def demo_chargers(
                 if p.task is not None:
                     p.task.cancel()
 
-    link = CompositeLink({default: base, "ocpp": ocpp}, spec, default=default)
+    link = CompositeLink({**links, "ocpp": ocpp}, spec, default=default)
     return link, chargers

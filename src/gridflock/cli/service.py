@@ -328,6 +328,10 @@ async def _serve(
     await run_service(settings, runtime, tasks, on_ready)
 
 
+#: Sites with SunSpec Modbus devices behind simulated edge gateways in ``demo --mixed``.
+DEMO_EDGE_SITES = 5
+
+
 @app.command()
 def demo(
     homes: Annotated[int, typer.Option(min=1, max=200_000, help="Homes in the twin.")] = 1000,
@@ -361,8 +365,10 @@ def demo(
         bool,
         typer.Option(
             "--mixed",
-            help="Half the EV chargers (up to 200) become simulated OCPP charge points on "
-            "the service's OCPP back end; the rest stay MQTT / twin devices.",
+            help="A fleet of three protocols: half the EV chargers (up to 200) become "
+            "simulated OCPP charge points on the service's OCPP back end, and 5 sites with "
+            "SunSpec Modbus devices behind simulated edge gateways join over MQTT (the "
+            "--mqtt broker, else mqtt://127.0.0.1:1883); the rest stay twin / MQTT devices.",
         ),
     ] = False,
 ) -> None:
@@ -395,8 +401,10 @@ def demo(
     spec = generate_fleet(homes, seed)
     if mixed:
         from gridflock.cli.ocpp import mixed_fleet
+        from gridflock.domain.spec import merge_fleets
+        from gridflock.sim.edge_sites import edge_fleet
 
-        spec = mixed_fleet(spec)
+        spec = merge_fleets(mixed_fleet(spec), edge_fleet(DEMO_EDGE_SITES))
     store.save_fleet(spec)
     operator, _ = store.create_api_key(Role.OPERATOR, "demo-operator")
     viewer, _ = store.create_api_key(Role.VIEWER, "demo-viewer")
@@ -437,9 +445,18 @@ def demo(
             )
     if mixed:
         from gridflock.cli.ocpp import demo_chargers
+        from gridflock.sim.edge_sites import SimulatedEdgeSites
 
+        default = "mqtt" if mqtt else "twin"
+        links: dict[str, DeviceLink] = {default: link}
+        edge_url = mqtt or "mqtt://127.0.0.1:1883"
+        step(f"  starting {DEMO_EDGE_SITES} edge sites (SunSpec Modbus) on {edge_url}...")
+        if not mqtt:  # the twin runs in process: the edge sites need a link of their own
+            links["edge"] = _mqtt_link(settings.model_copy(update={"mqtt_url": edge_url}), spec)
+        edge_sites = SimulatedEdgeSites(DEMO_EDGE_SITES, edge_url)
+        extra.append(edge_sites.run)
         step("  starting the OCPP back end and its simulated charge points...")
-        link, chargers = demo_chargers(settings, spec, store, link, "mqtt" if mqtt else "twin")
+        link, chargers = demo_chargers(settings, spec, store, links, default)
         extra.append(chargers)
     step("  starting the service (control loop, API and dashboard)...")
     runtime = _runtime(settings, store, spec, link, weather)

@@ -40,6 +40,7 @@ __all__ = [
     "DEVICE_PROTOCOLS",
     "GRID_NODE_ATTRS",
     "KIND_ATTRS",
+    "PROTOCOL_CARRIER",
     "SITE_ATTRS",
     "Band",
     "Derive",
@@ -468,14 +469,19 @@ DEVICE_COMMON: tuple[Attr, ...] = (
         "protocol",
         "str",
         "",
-        "How the service reaches the device: mqtt (a Gridflock gateway), ocpp (a charger "
+        "How the service reaches the device: mqtt (a Gridflock gateway), edge (a SunSpec "
+        "Modbus or S2 device behind a Gridflock edge gateway, over MQTT), ocpp (a charger "
         "speaking OCPP to the service; ev_charger only) or twin (the in-process twin).",
         "mqtt",
     ),
 )
 
 #: Values the ``protocol`` attribute may take.
-DEVICE_PROTOCOLS = ("mqtt", "ocpp", "twin")
+DEVICE_PROTOCOLS = ("mqtt", "edge", "ocpp", "twin")
+
+#: The link that carries a protocol's devices when it has no link of its own: an edge
+#: gateway speaks device protocol v1 over MQTT.
+PROTOCOL_CARRIER = {"edge": "mqtt"}
 
 
 def device_attrs(kind: str) -> tuple[Attr, ...]:

@@ -27,7 +27,7 @@ from gridflock.domain.kinds import (
     kind_decl,
 )
 
-__all__ = ["FleetSpec", "build_spec"]
+__all__ = ["FleetSpec", "build_spec", "merge_fleets"]
 
 
 @dataclass(frozen=True)
@@ -260,6 +260,18 @@ def build_spec(
     if problems:
         raise ValidationError(problems)
     return FleetSpec(grid_nodes=nodes, sites=site_df, devices=by_kind)
+
+
+def merge_fleets(*specs: FleetSpec, source: str = "<merged fleets>") -> FleetSpec:
+    """One fleet of several (a generated fleet and simulated edge sites, say), re-validated.
+
+    Ids must be unique across them; :class:`ValidationError` names any clash.
+    """
+    nodes = pd.concat([s.grid_nodes for s in specs], ignore_index=True)
+    sites = pd.concat([s.sites for s in specs], ignore_index=True)
+    frames = [df for s in specs for df in s.devices.values() if len(df)]
+    devices = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({"kind": []})
+    return build_spec(nodes, sites, devices, source=source)
 
 
 def _check_protocol(

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from gridflock.domain.kinds import PROTOCOL_CARRIER
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.ports import CommandAck, DeviceLink, GatewayStatus, LinkReport
 from gridflock.domain.schedules import ScheduleBatch
@@ -164,8 +165,10 @@ def _take_readings(b: TelemetryBatch, keep: np.ndarray) -> TelemetryBatch:
 class CompositeLink:
     """Several links as one: each device is reached through the link of its ``protocol``.
 
-    ``links`` maps a protocol (``mqtt``, ``ocpp``, ``twin``) to its link; devices whose
-    protocol has no link go to ``default`` (the twin simulates every device, for example).
+    ``links`` maps a protocol (``mqtt``, ``edge``, ``ocpp``, ``twin``) to its link; a
+    protocol without a link of its own goes to its carrier's (``edge`` devices to ``mqtt``:
+    ``PROTOCOL_CARRIER``), and devices with neither go to ``default`` (the twin simulates
+    every device, for example).
     Commands and schedules are split by owner; readings are merged, and a link's reading
     for a device another link owns is dropped (the twin simulates the OCPP chargers too,
     but their readings come from the chargers). A failing link leaves the others running.
@@ -188,7 +191,8 @@ class CompositeLink:
         owner: dict[str, str] = {}
         unreachable = 0
         for d, proto in zip(devices["id"].tolist(), devices["protocol"].tolist(), strict=True):
-            name = proto if proto in self.links else self.default
+            carrier = PROTOCOL_CARRIER.get(proto, proto)
+            name = next((n for n in (proto, carrier) if n in self.links), self.default)
             if name is None:
                 unreachable += 1
             else:

@@ -16,13 +16,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from gridflock.domain.spec import FleetSpec
 from gridflock.edge.config import EdgeConfig, parse_config
 from gridflock.edge.gateway import EdgeGateway
+from gridflock.fleet.files import read_fleet
 from gridflock.sim.sunspec_server import (
     BatteryUnit,
     MeterUnit,
@@ -31,7 +35,7 @@ from gridflock.sim.sunspec_server import (
     clear_sky,
 )
 
-__all__ = ["EdgeSite", "SimulatedEdgeSites", "edge_fleet_yaml", "site_ids"]
+__all__ = ["EdgeSite", "SimulatedEdgeSites", "edge_fleet", "edge_fleet_yaml", "site_ids"]
 
 #: Ratings of every simulated site (kW, kWh).
 PV_KW, PV_KWP = 5.0, 6.0
@@ -60,11 +64,21 @@ def edge_fleet_yaml(n: int, prefix: str = "edge") -> str:
             "    tz: Europe/Berlin",
             f"    grid_node: {prefix}-tx",
             "    devices:",
-            f"      - {{id: {sid}-pv, kind: pv, kwp: {PV_KWP:g}, tilt_deg: 30, azimuth_deg: 180}}",
+            f"      - {{id: {sid}-pv, kind: pv, kwp: {PV_KWP:g}, tilt_deg: 30, azimuth_deg: 180, "
+            "protocol: edge}",
             f"      - {{id: {sid}-bat, kind: battery, e_kwh: {BAT_KWH:g}, "
-            f"p_charge_max_kw: {BAT_KW:g}, p_discharge_max_kw: {BAT_KW:g}, soc_initial: 0.6}}",
+            f"p_charge_max_kw: {BAT_KW:g}, p_discharge_max_kw: {BAT_KW:g}, soc_initial: 0.6, "
+            "protocol: edge}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def edge_fleet(n: int, prefix: str = "edge") -> FleetSpec:
+    """The fleet of ``n`` simulated edge sites (the file :func:`edge_fleet_yaml` writes)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "edge-fleet.yaml"
+        path.write_text(edge_fleet_yaml(n, prefix))
+        return read_fleet(path)
 
 
 def _free_port(host: str) -> int:

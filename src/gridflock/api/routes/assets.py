@@ -134,7 +134,7 @@ async def list_devices(
     site_id: Annotated[str | None, Query(description="Only devices at this site.")] = None,
     gateway_id: Annotated[str | None, Query(description="Only devices behind it.")] = None,
     protocol: Annotated[
-        Literal["mqtt", "ocpp", "twin"] | None,
+        Literal["mqtt", "edge", "ocpp", "twin"] | None,
         Query(description="Only devices reached over this protocol."),
     ] = None,
     online: Annotated[bool | None, Query(description="Only online (or offline) ones.")] = None,
