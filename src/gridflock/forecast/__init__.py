@@ -22,6 +22,8 @@ from gridflock.forecast._files import BadFileError, FileWeatherSource, SeriesFil
 from gridflock.forecast._model import ModelBundle, TrainConfig, predict, train
 from gridflock.forecast._support import exceedance_probability, support_windows
 from gridflock.forecast._types import (
+    FLEX_HOLD_H,
+    FLEX_QUANTITIES,
     QUANTITIES,
     STEP,
     Forecast,
@@ -34,6 +36,8 @@ from gridflock.forecast._types import (
 )
 
 __all__ = [
+    "FLEX_HOLD_H",
+    "FLEX_QUANTITIES",
     "QUANTITIES",
     "STEP",
     "BacktestConfig",

@@ -17,6 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 
 __all__ = [
+    "FLEX_HOLD_H",
+    "FLEX_QUANTITIES",
     "QUANTITIES",
     "STEP",
     "FloatArray",
@@ -36,6 +38,12 @@ STEP = pd.Timedelta(minutes=15)
 #: ``net`` is the site's meter (all devices, battery included). A history may hold any
 #: subset, or other names (a file's columns): every series name is a quantity.
 QUANTITIES = ("load", "pv", "wind", "heat_pump", "water_heater", "ev", "battery", "net")
+#: The fleet's flexibility as forecast quantities: each site's up (more export or less
+#: import) and down headroom [kW, >= 0] that its devices can hold for ``FLEX_HOLD_H`` from
+#: the step's start, from the same power bands the dispatcher uses (``fleet.flexibility``).
+FLEX_QUANTITIES = ("flex_up", "flex_down")
+#: Hold of the flexibility quantities [h].
+FLEX_HOLD_H = 1.0
 #: ``intraday``: the next hours from the issue time, refreshed every 15 min;
 #: ``day_ahead``: the whole next local day, issued the day before (before noon local).
 HorizonName = Literal["intraday", "day_ahead"]

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -41,6 +41,7 @@ from gridflock.config import Settings
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.spec import FleetSpec
 from gridflock.forecast import (
+    FLEX_QUANTITIES,
     BacktestConfig,
     Forecast,
     History,
@@ -56,6 +57,7 @@ from gridflock.forecast import (
     support_windows,
     train,
 )
+from gridflock.service.forecast_flex import FlexRecorder
 from gridflock.service.forecast_schedule import Due, ForecastSchedule
 from gridflock.sim.history import KIND_QUANTITY, site_attributes
 from gridflock.store import Store
@@ -77,7 +79,9 @@ T = TypeVar("T")
 STEP_S = 900
 #: Groupings every issue is aggregated by.
 GROUP_BY = ("fleet", "grid_node", "program", "region")
-HORIZONS = ("intraday", "day_ahead")
+HORIZONS = ("intraday", "day_ahead", "next_48h")
+#: The flexibility quantities are also issued for the next 48 h, at the day-ahead slot.
+NEXT_48H = pd.Timedelta(hours=48)
 #: Days of telemetry kept in memory for issuing (lags, seasonal lags) and for actuals.
 ISSUE_HISTORY_DAYS = 15
 #: Training needs at least this much history [days].
@@ -242,6 +246,12 @@ class ForecastService:
         The service clock [UTC epoch s].
     weather
         Weather forecasts (the twin's, a file's); ``None``: calendar and lags only.
+    flexibility
+        ``now -> (site ids, up kW, down kW)``: each site's band flexibility held for
+        ``FLEX_HOLD_H`` (the live fleet state's); recorded every quarter hour
+        (:class:`~gridflock.service.forecast_flex.FlexRecorder`) and forecast as
+        ``flex_up`` / ``flex_down`` once ``MIN_TRAIN_DAYS`` are recorded. ``None``: not
+        forecast.
 
     """
 
@@ -252,8 +262,14 @@ class ForecastService:
         spec: Callable[[], FleetSpec],
         clock: Callable[[], float] = time.time,
         weather: WeatherSource | None = None,
+        flexibility: Callable[
+            [float], tuple[Sequence[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+        ]
+        | None = None,
     ) -> None:
         self.settings = settings
+        self.flex = FlexRecorder(settings.forecast_history_days)
+        self._flexibility = flexibility
         self.store = store
         self._spec = spec
         self.clock = clock
@@ -511,7 +527,7 @@ class ForecastService:
                 f"{self.settings.forecast_history_days} days; training needs at least "
                 f"{MIN_TRAIN_DAYS} (forecasts start once they are there)"
             )
-        history = _trim_empty_start(history)
+        history = self.flex.add_to(_trim_empty_start(history), MIN_TRAIN_DAYS)
         read_s = time.perf_counter() - t
         log.info(
             "forecast training data: %d sites x %d steps read in %.1f s",
@@ -602,8 +618,20 @@ class ForecastService:
             since = max(hist.times[-1].timestamp() + STEP_S - REREAD_S, start)
             new = read_site_history(self.store, self._spec(), sites, since, end)
             hist = _merge(hist, new, start)
+        hist = self.flex.add_to(hist, 0.0)
         self._history = hist
         return hist
+
+    def record_flexibility(self, now: float) -> None:
+        """Record each site's band flexibility once per quarter hour (see ``flexibility``)."""
+        if self._flexibility is None or self.held is not None or not self.flex.due(now):
+            return
+        try:
+            ids, up, down = self._flexibility(now)
+        except Exception:  # the fleet state is being swapped: the next wake-up records it
+            log.debug("flexibility not recorded at %s", now, exc_info=True)
+            return
+        self.flex.record(now, ids, up, down)
 
     def issue(self, horizon: str, now: float) -> list[IssuedForecast]:
         """Issue ``horizon`` forecasts at ``now``: per site in memory, groups and windows stored."""
@@ -613,13 +641,18 @@ class ForecastService:
         t = time.perf_counter()
         history = self._issue_history(now)
         issued_at = pd.Timestamp(datetime.fromtimestamp(now, UTC))  # whole microseconds
+        wanted = tuple(q for q in bundle.quantities if q in history.series)
+        if horizon == "next_48h":  # the fleet's flexibility over the next two days
+            wanted = tuple(q for q in wanted if q in FLEX_QUANTITIES)
+            if not wanted:
+                return []
         per_site = predict(
             bundle,
             history,
             self.weather,
             issued_at,
-            horizon,  # type: ignore[arg-type]
-            quantities=tuple(q for q in bundle.quantities if q in history.series),
+            NEXT_48H if horizon == "next_48h" else horizon,  # type: ignore[arg-type]
+            quantities=wanted,
             tz=str(self.schedule.tz),
         )
         spec = self._spec()
@@ -736,7 +769,11 @@ class ForecastService:
                     self._fail(f"training failed: {e}")
                     self._retry_training(now)
                     due = Due(False, due.intraday, due.day_ahead)
-            for horizon, wanted in (("intraday", due.intraday), ("day_ahead", due.day_ahead)):
+            for horizon, wanted in (
+                ("intraday", due.intraday),
+                ("day_ahead", due.day_ahead),
+                ("next_48h", due.day_ahead),
+            ):
                 if not wanted or self.bundle is None:
                     continue
                 self._state = f"issuing {horizon}"
@@ -774,6 +811,7 @@ class ForecastService:
         while not self._stopping:
             self._wake.clear()
             now = self.clock()
+            self.record_flexibility(now)  # in the loop's thread: the state is not moving
             due = self.schedule.due(now)
             if due and self.held is None:
                 try:
