@@ -58,11 +58,13 @@ def support_scores(result, threshold_kw: float) -> dict[str, float]:
 def accuracy(args) -> dict:
     spec = generate_fleet(args.homes, args.seed)
     start = pd.Timestamp(args.start, tz="UTC")
+    quantities = tuple(args.quantities.split(","))
     t = time.perf_counter()
-    history, weather = twin_history(spec, start, args.days, args.seed, dropout_rate=0.01)
+    history, weather = twin_history(
+        spec, start, args.days, args.seed, dropout_rate=0.01, quantities=(*quantities, "net")
+    )
     sim_s = time.perf_counter() - t
     source = TwinWeatherSource(weather, args.seed, lat=LAT, lon=LON)
-    quantities = tuple(args.quantities.split(","))
     cfg = BacktestConfig(
         test_days=args.test_days,
         retrain_every_days=7,
@@ -105,6 +107,8 @@ def accuracy(args) -> dict:
 
     # need for support: fleet import above its training-period P90, day-ahead
     fleet = next(r for r in report.results if r.series == "net@fleet" and r.horizon == "day_ahead")
+    if args.dump:  # the fleet's day-ahead net: actuals and quantiles, to inspect peak misses
+        np.savez(args.dump, t=fleet.times.asi8, y=fleet.y, p=fleet.p)
     n_train = len(history.times) - args.test_days * 96
     train_import = -np.nansum(history.series["net"][:, :n_train], axis=0)
     threshold = float(np.percentile(train_import, 90))
@@ -225,6 +229,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quantities", default=None)
     ap.add_argument("--save", default=None)
+    ap.add_argument("--dump", default=None, help="accuracy: .npz of the fleet's day-ahead net")
     ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (train, predict)")
     args = ap.parse_args()
     if args.part == "accuracy":

@@ -55,9 +55,7 @@ def simulate(
     ] = 200,
     fleet: Annotated[Path | None, typer.Option(help="Fleet file to simulate instead.")] = None,
     days: Annotated[float, typer.Option(min=1, max=800, help="Length [days].")] = 56,
-    start: Annotated[
-        str, typer.Option(help="First day (UTC date, YYYY-MM-DD).")
-    ] = "2026-01-05",
+    start: Annotated[str, typer.Option(help="First day (UTC date, YYYY-MM-DD).")] = "2026-01-05",
     seed: Annotated[int, typer.Option(help="Random seed of fleet, weather and twin.")] = 1,
     per_site: Annotated[
         bool,
@@ -178,10 +176,10 @@ def backtest(
     from gridflock.forecast import (
         BacktestConfig,
         BadFileError,
-        FileWeatherSource,
         TrainConfig,
         WeatherSource,
         read_series_file,
+        read_weather_forecasts,
     )
     from gridflock.forecast import backtest as run_backtest
 
@@ -201,7 +199,7 @@ def backtest(
         )
         weather: WeatherSource = found.weather
         if weather_forecasts is not None:
-            weather = FileWeatherSource(weather_forecasts, tz=tz)
+            weather = read_weather_forecasts(weather_forecasts, tz=tz)
     except BadFileError as e:
         err.print(f"[bold red]error:[/] {e.path}: {len(e.problems)} problem(s):", highlight=False)
         for p in e.problems:

@@ -434,9 +434,7 @@ def _calibrate(
             (a, np.arange(j0, j1))
             for a, j0, j1 in _day_ahead_origins(history.times, tz, cfg.issue_hour_local, hi, n_t)
         ],
-        "intraday": [
-            (a, np.arange(a, min(a + h_steps, n_t))) for a in range(hi, n_t - 4, 6 * 4)
-        ],
+        "intraday": [(a, np.arange(a, min(a + h_steps, n_t))) for a in range(hi, n_t - 4, 6 * 4)],
     }
     qs = cfg.quantiles
     for horizon, origins in plans.items():

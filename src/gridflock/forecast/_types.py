@@ -59,7 +59,7 @@ _NUMERIC_ATTRS = (
     "water_heater_kw",
     "annual_kwh",
 )
-_TEXT_ATTRS = ("tz", "country", "grid_node", "program", "region")
+_TEXT_ATTRS = ("tz", "country", "grid_node", "program", "region", "weather_location")
 
 
 def _utc_index(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex:
@@ -100,6 +100,9 @@ class SiteAttributes:
         Household annual consumption (NaN if unknown).
     tz, country, grid_node, program, region : array (n,) of str
         Local time zone (IANA) and grouping labels; "" if unknown.
+    weather_location : array (n,) of str, optional
+        The weather location whose forecasts the site takes (a name of a
+        :class:`~gridflock.forecast.WeatherLocations`); "" (default): the nearest by lat/lon.
 
     """
 
@@ -118,9 +121,12 @@ class SiteAttributes:
     grid_node: npt.NDArray[np.object_]
     program: npt.NDArray[np.object_]
     region: npt.NDArray[np.object_]
+    weather_location: npt.NDArray[np.object_] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        if self.weather_location is None:
+            object.__setattr__(self, "weather_location", np.full(n, "", dtype=object))
         ids = np.asarray(self.ids, dtype=object)
         if len(set(ids.tolist())) != n:
             raise ValueError("site ids must be unique")

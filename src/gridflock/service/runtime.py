@@ -490,11 +490,11 @@ def _weather_source(settings: Settings, given: WeatherSource | None) -> WeatherS
     if choice == "none":
         return None
     if choice == "file":
-        from gridflock.forecast import FileWeatherSource
+        from gridflock.forecast import read_weather_forecasts
 
         assert settings.forecast_weather_file is not None  # the settings check it
         try:
-            return FileWeatherSource(settings.forecast_weather_file)
+            return read_weather_forecasts(settings.forecast_weather_file)
         except Exception as e:  # a bad file must not stop the service: forecast without it
             log.error(
                 "forecast weather file %s cannot be used (%s): forecasting without weather",
