@@ -35,7 +35,6 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import BigInteger, ColumnElement, Integer, cast, extract, func, select
 
 from gridflock.config import Settings
 from gridflock.domain.kinds import DeviceKind
@@ -61,7 +60,6 @@ from gridflock.service.forecast_flex import FlexRecorder
 from gridflock.service.forecast_schedule import Due, ForecastSchedule
 from gridflock.sim.history import KIND_QUANTITY, site_attributes
 from gridflock.store import Store
-from gridflock.store.models import TelemetryRow, table_of
 from gridflock.store.records import ForecastModelRecord, IssuedForecast, SupportWindowRecord
 
 __all__ = [
@@ -108,81 +106,38 @@ def read_site_history(
 ) -> History:
     """Per-site 15-min power by quantity over ``[start, end)`` from stored telemetry.
 
-    Each device's readings are averaged per 15-minute bucket (in SQL), then summed per
-    site and quantity (``KIND_QUANTITY``; ``net`` over every device of the site). A bucket
-    in which a device of the site did not report is NaN for that site; a site without a
-    device of a kind is 0 for that kind. ``start`` and ``end`` are floored to 15 minutes.
-
-    This reader (one aggregate query over the telemetry table, streamed) stands in until the
-    store offers per-site power itself.
+    The store's own per-site history (:meth:`Store.site_power`: each device's readings
+    averaged per 15-minute bucket in SQL, summed per site and kind), as quantities
+    (``KIND_QUANTITY``; ``net`` over every device of the site). A bucket in which a device of
+    the site did not report is NaN for that site; a site without a device of a kind is 0 for
+    that kind. ``start`` and ``end`` are floored to 15 minutes. Sites of ``sites`` that the
+    store does not know yet (a fleet edit not saved) are NaN throughout.
     """
     t0, t1 = _floor_step(start), _floor_step(end)
-    times = pd.date_range(
-        pd.Timestamp(t0, unit="s", tz="UTC"), periods=max(int((t1 - t0) // STEP_S), 0), freq="15min"
-    )
-    n, n_t = sites.n, len(times)
-    devices = spec.all_devices()
-    site_pos = pd.Index(sites.ids).get_indexer(pd.Index(devices["site_id"].astype(str)))
-    kinds = devices["kind"].to_numpy(object)
+    n_t = max(int((t1 - t0) // STEP_S), 0)
+    times = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=n_t, freq="15min")
+    n = sites.n
+    kinds = spec.all_devices()["kind"].to_numpy(object)
     quantities = sorted(
         {KIND_QUANTITY[DeviceKind(k)] for k in kinds if DeviceKind(k) in KIND_QUANTITY}
     )
     series = {q: np.zeros((n, n_t)) for q in (*quantities, "net")}
-    if n_t == 0 or len(devices) == 0:
+    if n_t == 0 or len(kinds) == 0:
         return History(times, series, sites)
-    per_device = _device_means(store, devices["id"].astype(str).tolist(), t0, t1)
-    in_fleet = site_pos >= 0
-    for q in series:
-        if q == "net":
-            rows = in_fleet
-        else:
-            rows = in_fleet & np.array(
-                [KIND_QUANTITY.get(DeviceKind(k)) == q for k in kinds], dtype=bool
-            )
-        if rows.any():
-            np.add.at(series[q], site_pos[rows], per_device[rows])  # NaN stays with its site
+    power = store.site_power(
+        datetime.fromtimestamp(t0, UTC), datetime.fromtimestamp(t1, UTC), STEP_S
+    )
+    rows = pd.Index(power.site_ids).get_indexer(pd.Index(sites.ids))
+    have = rows >= 0
+    series["net"][:] = np.nan
+    series["net"][have] = power.net_kw[rows[have]]
+    for kind, values in power.by_kind_kw.items():
+        q = KIND_QUANTITY.get(DeviceKind(kind))
+        if q in series:
+            series[q][have] += values[rows[have]]  # NaN (a device silent) stays with its site
+    for q in quantities:
+        series[q][~have] = np.nan
     return History(times, series, sites)
-
-
-def _epoch_s(dialect: str, col: ColumnElement[Any]) -> ColumnElement[int]:
-    """Whole epoch seconds of a stored timestamp, in the backend's own SQL."""
-    if dialect == "postgresql":
-        return cast(func.floor(extract("epoch", col)), BigInteger)
-    # SQLite keeps UTC text 'YYYY-MM-DD HH:MM:SS.ffffff': cut the fraction, then an exact floor
-    return cast(func.strftime("%s", func.substr(col, 1, 19)), Integer)
-
-
-def _device_means(
-    store: Store, device_ids: list[str], t0: float, t1: float
-) -> npt.NDArray[np.float64]:
-    """Mean power of each device per 15-min bucket over ``[t0, t1)``: (devices, steps), NaN gaps.
-
-    One aggregate query, streamed in batches straight into the array (no per-row objects
-    kept), so weeks of a thousand homes' readings fit in little memory.
-    """
-    n_t = int((t1 - t0) // STEP_S)
-    out = np.full((len(device_ids), n_t), np.nan)
-    row_of = {d: i for i, d in enumerate(device_ids)}
-    table = table_of(TelemetryRow)
-    with store.engine.connect() as conn:
-        bucket = (_epoch_s(conn.dialect.name, table.c.ts) // STEP_S).label("bucket")
-        stmt = (
-            select(table.c.device_id, bucket, func.avg(table.c.p_kw))
-            .where(
-                table.c.ts >= datetime.fromtimestamp(t0, UTC),
-                table.c.ts < datetime.fromtimestamp(t1, UTC),
-            )
-            .group_by(table.c.device_id, bucket)
-        )
-        result = conn.execution_options(stream_results=True, yield_per=100_000).execute(stmt)
-        first = int(t0 // STEP_S)
-        for rows in result.partitions():
-            ids, buckets, means = zip(*rows, strict=True)
-            r = np.fromiter((row_of.get(d, -1) for d in ids), dtype=np.intp, count=len(ids))
-            c = np.asarray(buckets, dtype=np.int64) - first
-            ok = (r >= 0) & (c >= 0) & (c < n_t)
-            out[r[ok], c[ok]] = np.asarray(means, dtype=np.float64)[ok]
-    return out
 
 
 def _merge(old: History, new: History, start: float) -> History:
