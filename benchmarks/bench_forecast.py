@@ -120,9 +120,7 @@ def accuracy(args) -> dict:
     windows = support_windows(s["fc"], threshold, min_probability=0.5)
     actual_runs = _runs(event > 0.5)
     hit = [any(_overlap(a, b, w, fleet.times) for w in windows) for a, b in actual_runs]
-    false = [
-        not any(_overlap(a, b, w, fleet.times) for a, b in actual_runs) for w in windows
-    ]
+    false = [not any(_overlap(a, b, w, fleet.times) for a, b in actual_runs) for w in windows]
     out["support"] = {
         "threshold_kw": round(threshold, 1),
         "event_share": round(float(event.mean()), 4),
