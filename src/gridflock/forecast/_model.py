@@ -69,6 +69,8 @@ class TrainConfig:
         At most this many sites (a seeded sample) are forecast for calibration (500: the
         stretch and correlation figures settle well below that, and forecasting the held-out
         week for every site of a large fleet was half the training time).
+    calibration_intraday_every_h : float [h]
+        Spacing of the intraday origins forecast on the calibration days.
     seed : int
         Row sampling and LightGBM seed.
     num_threads : int
@@ -89,6 +91,7 @@ class TrainConfig:
     issue_hour_local: float = 10.0
     calibration_days: int = 7
     calibration_sites: int = 500
+    calibration_intraday_every_h: float = 6.0
     seed: int = 0
     num_threads: int = 1
 
@@ -462,7 +465,10 @@ def _calibrate(
             (a, np.arange(j0, j1))
             for a, j0, j1 in _day_ahead_origins(history.times, tz, cfg.issue_hour_local, hi, n_t)
         ],
-        "intraday": [(a, np.arange(a, min(a + h_steps, n_t))) for a in range(hi, n_t - 4, 6 * 4)],
+        "intraday": [
+            (a, np.arange(a, min(a + h_steps, n_t)))
+            for a in range(hi, n_t - 4, max(1, round(cfg.calibration_intraday_every_h * 4)))
+        ],
     }
     qs = cfg.quantiles
     for horizon, origins in plans.items():
