@@ -113,7 +113,7 @@ def test_a_heat_driven_series_is_learned_from_each_sites_own_weather(
         t = temp["munich" if i < n_each else "hamburg"]
         y[i] = -0.3 * np.maximum(18.0 - t, 0.0) * (1 + 0.1 * i) + rng.normal(0, 0.05, n_t)
     history = History(TIMES[:n_t], {"heat_pump": y}, sites)
-    cfg = TrainConfig(max_rows=8000, num_boost_round=40, num_leaves=15, calibration_days=0)
+    cfg = TrainConfig(max_rows=5000, num_boost_round=30, num_leaves=15, calibration_days=0)
     cut = TIMES[(DAYS - 2) * 96] + pd.Timedelta(hours=10)  # D-1 10:00 UTC
     one = WeatherLocations({"munich": places.sources["munich"]}, {"munich": PLACES["munich"]})
     errs = {}
