@@ -18,6 +18,7 @@ import argparse
 import json
 import resource
 import time
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -58,11 +59,13 @@ def support_scores(result, threshold_kw: float) -> dict[str, float]:
 def accuracy(args) -> dict:
     spec = generate_fleet(args.homes, args.seed)
     start = pd.Timestamp(args.start, tz="UTC")
+    quantities = tuple(args.quantities.split(","))
     t = time.perf_counter()
-    history, weather = twin_history(spec, start, args.days, args.seed, dropout_rate=0.01)
+    history, weather = twin_history(
+        spec, start, args.days, args.seed, dropout_rate=0.01, quantities=(*quantities, "net")
+    )
     sim_s = time.perf_counter() - t
     source = TwinWeatherSource(weather, args.seed, lat=LAT, lon=LON)
-    quantities = tuple(args.quantities.split(","))
     cfg = BacktestConfig(
         test_days=args.test_days,
         retrain_every_days=7,
@@ -105,6 +108,8 @@ def accuracy(args) -> dict:
 
     # need for support: fleet import above its training-period P90, day-ahead
     fleet = next(r for r in report.results if r.series == "net@fleet" and r.horizon == "day_ahead")
+    if args.dump:  # the fleet's day-ahead net: actuals and quantiles, to inspect peak misses
+        np.savez(args.dump, t=fleet.times.asi8, y=fleet.y, p=fleet.p)
     n_train = len(history.times) - args.test_days * 96
     train_import = -np.nansum(history.series["net"][:, :n_train], axis=0)
     threshold = float(np.percentile(train_import, 90))
@@ -116,9 +121,7 @@ def accuracy(args) -> dict:
     windows = support_windows(s["fc"], threshold, min_probability=0.5)
     actual_runs = _runs(event > 0.5)
     hit = [any(_overlap(a, b, w, fleet.times) for w in windows) for a, b in actual_runs]
-    false = [
-        not any(_overlap(a, b, w, fleet.times) for a, b in actual_runs) for w in windows
-    ]
+    false = [not any(_overlap(a, b, w, fleet.times) for a, b in actual_runs) for w in windows]
     out["support"] = {
         "threshold_kw": round(threshold, 1),
         "event_share": round(float(event.mean()), 4),
@@ -153,8 +156,14 @@ def train_speed(args) -> dict:
     sim_s = time.perf_counter() - t
     rss_after_sim = peak_rss_mb()
     source = TwinWeatherSource(weather, args.seed, lat=LAT, lon=LON)
+    parts = _time_parts() if args.profile else {}
+    cfg = TrainConfig(quantities=quantities, num_threads=args.threads)
+    if args.calibration_sites:
+        cfg = replace(cfg, calibration_sites=args.calibration_sites)
+    if args.calibration_intraday_every_h:
+        cfg = replace(cfg, calibration_intraday_every_h=args.calibration_intraday_every_h)
     t, c = time.perf_counter(), time.process_time()
-    bundle = train(history, source, TrainConfig(quantities=quantities, num_threads=args.threads))
+    bundle = train(history, source, cfg)
     train_s, train_cpu = time.perf_counter() - t, time.process_time() - c
     data = bundle.to_bytes()
     if args.save:
@@ -169,10 +178,35 @@ def train_speed(args) -> dict:
         "train_s": round(train_s, 1),
         "train_cpu_s": round(train_cpu, 1),
         "rows_per_quantity": bundle.meta["rows"],
+        "calibration_sites": cfg.calibration_sites,
+        "parts_s": {k: round(v, 1) for k, v in parts.items()},
+        "corr": bundle.meta["corr"],
         "bundle_kb": round(len(data) / 1024),
         "peak_rss_mb_after_history": round(rss_after_sim),
         "peak_rss_mb": round(peak_rss_mb()),
     }
+
+
+def _time_parts() -> dict[str, float]:
+    """Wall time spent in the training's parts (features, LightGBM fits, calibration)."""
+    import gridflock.forecast._model as model
+
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        def run(*a, **k):
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
+        return run
+
+    model.build_features = timed("features", model.build_features)
+    model._fit = timed("lightgbm_fits", model._fit)
+    model._calibrate = timed("calibration_forecasts", model._calibrate)
+    return spent
 
 
 def predict_speed(args) -> dict:
@@ -225,6 +259,10 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quantities", default=None)
     ap.add_argument("--save", default=None)
+    ap.add_argument("--profile", action="store_true", help="train: time spent per part")
+    ap.add_argument("--calibration-sites", type=int, default=None)
+    ap.add_argument("--calibration-intraday-every-h", type=float, default=None)
+    ap.add_argument("--dump", default=None, help="accuracy: .npz of the fleet's day-ahead net")
     ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (train, predict)")
     args = ap.parse_args()
     if args.part == "accuracy":

@@ -176,10 +176,10 @@ def backtest(
     from gridflock.forecast import (
         BacktestConfig,
         BadFileError,
-        FileWeatherSource,
         TrainConfig,
         WeatherSource,
         read_series_file,
+        read_weather_forecasts,
     )
     from gridflock.forecast import backtest as run_backtest
 
@@ -199,7 +199,7 @@ def backtest(
         )
         weather: WeatherSource = found.weather
         if weather_forecasts is not None:
-            weather = FileWeatherSource(weather_forecasts, tz=tz)
+            weather = read_weather_forecasts(weather_forecasts, tz=tz)
     except BadFileError as e:
         err.print(f"[bold red]error:[/] {e.path}: {len(e.problems)} problem(s):", highlight=False)
         for p in e.problems:

@@ -516,6 +516,7 @@ async def _seed_history(
             seed,
             weather=weather,
             progress=lambda text: log.info("forecast history: %s", text),
+            flex=runtime.forecaster.flex,
         )
     except Exception:
         log.exception("seeding the twin history failed: forecasts wait for real history")

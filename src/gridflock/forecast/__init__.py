@@ -3,6 +3,7 @@
 The public interface (pure: arrays in, arrays out; no database, no clock):
 
 - :class:`History`, :class:`SiteAttributes`, :class:`WeatherSeries`: the inputs.
+- :class:`WeatherLocations`: several places, each site takes its own (nearest or named).
 - :class:`WeatherSource`: where weather forecasts come from (:class:`FileWeatherSource` reads
   recorded forecasts; ``gridflock.sim.forecast_weather.TwinWeatherSource`` is the twin's).
 - :func:`train` -> :class:`ModelBundle` (global LightGBM quantile models per quantity,
@@ -18,10 +19,19 @@ See docs/forecast.md.
 from gridflock.forecast import _metrics as metrics
 from gridflock.forecast._aggregate import aggregate
 from gridflock.forecast._backtest import BacktestConfig, BacktestReport, SeriesResult, backtest
-from gridflock.forecast._files import BadFileError, FileWeatherSource, SeriesFile, read_series_file
+from gridflock.forecast._files import (
+    BadFileError,
+    FileWeatherSource,
+    SeriesFile,
+    read_series_file,
+    read_weather_forecasts,
+)
+from gridflock.forecast._locations import WeatherLocations
 from gridflock.forecast._model import ModelBundle, TrainConfig, predict, train
 from gridflock.forecast._support import exceedance_probability, support_windows
 from gridflock.forecast._types import (
+    FLEX_HOLD_H,
+    FLEX_QUANTITIES,
     QUANTITIES,
     STEP,
     Forecast,
@@ -34,6 +44,8 @@ from gridflock.forecast._types import (
 )
 
 __all__ = [
+    "FLEX_HOLD_H",
+    "FLEX_QUANTITIES",
     "QUANTITIES",
     "STEP",
     "BacktestConfig",
@@ -49,6 +61,7 @@ __all__ = [
     "SiteAttributes",
     "SupportWindow",
     "TrainConfig",
+    "WeatherLocations",
     "WeatherSeries",
     "WeatherSource",
     "aggregate",
@@ -57,6 +70,7 @@ __all__ = [
     "metrics",
     "predict",
     "read_series_file",
+    "read_weather_forecasts",
     "support_windows",
     "train",
 ]

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import pandas as pd
 import pvlib
 
+from gridflock.forecast._locations import WeatherLocations
 from gridflock.forecast._types import STEP, FloatArray, SiteAttributes, WeatherSource
 
 __all__ = ["FEATURES", "Rows", "build_features", "issue_stats"]
@@ -224,6 +225,24 @@ def _weather(
     return out
 
 
+def _weather_rows(
+    weather: WeatherSource, lat: float, lon: float, t0_s: float, issue: IntArray, target: IntArray
+) -> dict[str, FloatArray]:
+    """Weather features of rows at one place, computed once per distinct (issue, target)."""
+    key = issue.astype(np.int64) * (1 << 22) + (target - issue).astype(np.int64)
+    ukey, inv = np.unique(key, return_inverse=True)
+    u_issue = ukey >> 22
+    u_target = u_issue + (ukey & ((1 << 22) - 1))
+    wx = _weather(
+        weather,
+        np.asarray(t0_s + u_issue * STEP_S, dtype=np.float64),
+        np.asarray(t0_s + u_target * STEP_S, dtype=np.float64),
+        lat,
+        lon,
+    )
+    return {name: v[inv] for name, v in wx.items()}
+
+
 def build_features(
     y: FloatArray,
     t0_s: float,
@@ -267,21 +286,20 @@ def build_features(
     for name in ("last_1h", "mean_1d", "mean_7d"):
         cols[name] = st[name] / scale
 
-    # weather: once per distinct (issue, target) pair
-    key = issue.astype(np.int64) * (1 << 22) + (target - issue).astype(np.int64)
-    ukey, inv = np.unique(key, return_inverse=True)
-    u_issue = ukey >> 22
-    u_target = u_issue + (ukey & ((1 << 22) - 1))
-    lat, lon = _location(sites, weather)
-    wx = _weather(
-        weather,
-        np.asarray(t0_s + u_issue * STEP_S, dtype=np.float64),
-        np.asarray(t0_s + u_target * STEP_S, dtype=np.float64),
-        lat,
-        lon,
-    )
-    for name, v in wx.items():
-        cols[name] = v[inv]
+    # weather: per location, once per distinct (issue, target) pair
+    if isinstance(weather, WeatherLocations):
+        loc = weather.assign(sites)[site] if r else np.zeros(0, dtype=np.intp)
+        for i in np.unique(loc).tolist():
+            rows_i = np.flatnonzero(loc == i)
+            src, lat, lon = weather.source(int(i))
+            wx = _weather_rows(src, lat, lon, t0_s, issue[rows_i], target[rows_i])
+            for name, v in wx.items():
+                cols.setdefault(name, np.full(r, np.nan))[rows_i] = v
+        if not r:
+            cols.update(_weather_rows(weather, np.nan, np.nan, t0_s, issue, target))
+    else:
+        lat, lon = _location(sites, weather)
+        cols.update(_weather_rows(weather, lat, lon, t0_s, issue, target))
     cols["pv_site"] = cols["pv_phys"] * np.nan_to_num(cols["kwp"]) / scale
     cols["wind_site"] = (
         np.nan_to_num(cols["wind_kw"]) * np.clip((cols["wind"] / 11.0) ** 3, 0.0, 1.0) / scale

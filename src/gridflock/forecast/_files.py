@@ -13,9 +13,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gridflock.forecast._types import STEP, FloatArray, History, SiteAttributes, WeatherSeries
+from gridflock.forecast._locations import WeatherLocations
+from gridflock.forecast._types import (
+    STEP,
+    FloatArray,
+    History,
+    SiteAttributes,
+    WeatherSeries,
+    WeatherSource,
+)
 
-__all__ = ["WEATHER_ALIASES", "BadFileError", "FileWeatherSource", "SeriesFile", "read_series_file"]
+__all__ = [
+    "WEATHER_ALIASES",
+    "BadFileError",
+    "FileWeatherSource",
+    "SeriesFile",
+    "read_series_file",
+    "read_weather_forecasts",
+]
 
 #: Column names (lower case) recognised as weather, and the name the models use.
 WEATHER_ALIASES = {
@@ -46,6 +61,9 @@ _ISSUE_NAMES = (
 )  # fmt: skip
 _VALID_NAMES = ("valid_at", "valid_time", "valid", "target_time", "timestamp", "ts", "time")
 _MAX_BAD = 5
+_LOCATION_NAMES = ("location", "weather_location", "station", "place")
+_LAT_NAMES = ("lat", "latitude")
+_LON_NAMES = ("lon", "lng", "longitude")
 
 
 class BadFileError(ValueError):
@@ -304,9 +322,13 @@ class FileWeatherSource:
     NaN if none covers it. So a backtest sees only what was known.
     """
 
-    def __init__(self, path: Path, *, tz: str | None = None) -> None:
+    def __init__(
+        self, path: Path, *, tz: str | None = None, frame: pd.DataFrame | None = None
+    ) -> None:
         path = Path(path)
-        frame = _read_table(path)
+        if frame is None:
+            frame = _read_table(path)
+        frame = frame.copy()
         frame.columns = [str(c) for c in frame.columns]
         columns = list(frame.columns)
         problems: list[str] = []
@@ -370,3 +392,56 @@ class FileWeatherSource:
                 todo[hit] = False
             run = run - 1
         return out
+
+
+def read_weather_forecasts(path: Path, *, tz: str | None = None) -> WeatherSource:
+    """Recorded weather forecasts, at one place or several.
+
+    Without a ``location`` column (or ``weather_location``, ``station``, ``place``) the file
+    is one place: a :class:`FileWeatherSource`. With one, each location's rows are a source
+    of their own and the result is a :class:`WeatherLocations`; ``lat`` and ``lon`` columns
+    (constant per location) say where each is, so sites take the nearest; sites may also
+    name theirs (``SiteAttributes.weather_location``). Every problem is reported at once
+    (:class:`BadFileError`).
+    """
+    path = Path(path)
+    frame = _read_table(path)
+    frame.columns = [str(c) for c in frame.columns]
+    lower = {c.lower().strip(): c for c in frame.columns}
+    loc_col = next((lower[n] for n in _LOCATION_NAMES if n in lower), None)
+    if loc_col is None:
+        return FileWeatherSource(path, tz=tz, frame=frame)
+    lat_col = next((lower[n] for n in _LAT_NAMES if n in lower), None)
+    lon_col = next((lower[n] for n in _LON_NAMES if n in lower), None)
+    problems: list[str] = []
+    labels = frame[loc_col]
+    if labels.isna().any():
+        rows = (np.flatnonzero(labels.isna().to_numpy())[:_MAX_BAD] + 2).tolist()
+        problems.append(f"column {loc_col!r} is empty in rows {rows}: name every row's location")
+    sources: dict[str, WeatherSource] = {}
+    positions: dict[str, tuple[float, float]] = {}
+    drop = [c for c in (loc_col, lat_col, lon_col) if c is not None]
+    for name, part in frame[labels.notna()].groupby(labels.astype(str), sort=False):
+        key = str(name)
+        if lat_col is not None and lon_col is not None:
+            la = pd.to_numeric(part[lat_col], errors="coerce")
+            lo = pd.to_numeric(part[lon_col], errors="coerce")
+            if la.isna().any() or lo.isna().any() or la.nunique() > 1 or lo.nunique() > 1:
+                problems.append(
+                    f"location {key!r}: '{lat_col}'/'{lon_col}' must be one number each for "
+                    "all its rows"
+                )
+                continue
+            positions[key] = (float(la.iloc[0]), float(lo.iloc[0]))
+        try:
+            sources[key] = FileWeatherSource(
+                path, tz=tz, frame=part.drop(columns=drop).reset_index(drop=True)
+            )
+        except BadFileError as e:
+            problems += [f"location {key!r}: {p}" for p in e.problems]
+    if problems or not sources:
+        raise BadFileError(path, problems or [f"no rows with a {loc_col!r}"])
+    try:
+        return WeatherLocations(sources, positions or None)
+    except ValueError as e:
+        raise BadFileError(path, [str(e)]) from e

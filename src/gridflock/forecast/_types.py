@@ -17,6 +17,8 @@ import numpy.typing as npt
 import pandas as pd
 
 __all__ = [
+    "FLEX_HOLD_H",
+    "FLEX_QUANTITIES",
     "QUANTITIES",
     "STEP",
     "FloatArray",
@@ -36,6 +38,12 @@ STEP = pd.Timedelta(minutes=15)
 #: ``net`` is the site's meter (all devices, battery included). A history may hold any
 #: subset, or other names (a file's columns): every series name is a quantity.
 QUANTITIES = ("load", "pv", "wind", "heat_pump", "water_heater", "ev", "battery", "net")
+#: The fleet's flexibility as forecast quantities: each site's up (more export or less
+#: import) and down headroom [kW, >= 0] that its devices can hold for ``FLEX_HOLD_H`` from
+#: the step's start, from the same power bands the dispatcher uses (``fleet.flexibility``).
+FLEX_QUANTITIES = ("flex_up", "flex_down")
+#: Hold of the flexibility quantities [h].
+FLEX_HOLD_H = 1.0
 #: ``intraday``: the next hours from the issue time, refreshed every 15 min;
 #: ``day_ahead``: the whole next local day, issued the day before (before noon local).
 HorizonName = Literal["intraday", "day_ahead"]
@@ -51,7 +59,7 @@ _NUMERIC_ATTRS = (
     "water_heater_kw",
     "annual_kwh",
 )
-_TEXT_ATTRS = ("tz", "country", "grid_node", "program", "region")
+_TEXT_ATTRS = ("tz", "country", "grid_node", "program", "region", "weather_location")
 
 
 def _utc_index(times: pd.DatetimeIndex, what: str) -> pd.DatetimeIndex:
@@ -92,6 +100,9 @@ class SiteAttributes:
         Household annual consumption (NaN if unknown).
     tz, country, grid_node, program, region : array (n,) of str
         Local time zone (IANA) and grouping labels; "" if unknown.
+    weather_location : array (n,) of str, optional
+        The weather location whose forecasts the site takes (a name of a
+        :class:`~gridflock.forecast.WeatherLocations`); "" (default): the nearest by lat/lon.
 
     """
 
@@ -110,9 +121,12 @@ class SiteAttributes:
     grid_node: npt.NDArray[np.object_]
     program: npt.NDArray[np.object_]
     region: npt.NDArray[np.object_]
+    weather_location: npt.NDArray[np.object_] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
+        if self.weather_location is None:
+            object.__setattr__(self, "weather_location", np.full(n, "", dtype=object))
         ids = np.asarray(self.ids, dtype=object)
         if len(set(ids.tolist())) != n:
             raise ValueError("site ids must be unique")

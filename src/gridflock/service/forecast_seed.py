@@ -21,6 +21,8 @@ import pandas as pd
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import TelemetryBatch
 from gridflock.domain.spec import FleetSpec
+from gridflock.forecast import FLEX_QUANTITIES
+from gridflock.service.forecast_flex import FlexRecorder
 from gridflock.sim.forecast_weather import TwinWeatherSource
 from gridflock.sim.history import KIND_QUANTITY, twin_history
 from gridflock.sim.seasonal import seasonal_weather
@@ -90,12 +92,15 @@ def seed_twin_history(
     *,
     weather: TwinWeatherSource | None = None,
     progress: Callable[[str], None] | None = None,
+    flex: FlexRecorder | None = None,
 ) -> tuple[TwinWeatherSource, dict[str, float]]:
     """Write ``days`` of twin history ending at ``end`` (floored to 15 min) into ``store``.
 
     ``weather`` (default: made here, see :func:`twin_weather_source`) must cover the days.
-    Returns the weather source (covering the history and ``AHEAD_DAYS`` beyond) and the
-    time taken per part [s] (``simulate_s``, ``write_s``) and ``readings`` written.
+    ``flex`` (the forecaster's recorder) takes the twin's band flexibility per site and
+    step, which telemetry does not carry. Returns the weather source (covering the history
+    and ``AHEAD_DAYS`` beyond) and the time taken per part [s] (``simulate_s``,
+    ``write_s``) and ``readings`` written.
     """
     say = progress or (lambda _: None)
     _, start = history_range(end, days)
@@ -108,8 +113,11 @@ def seed_twin_history(
         days,
         seed,
         weather=source.weather,
-        quantities=tuple(sorted(set(KIND_QUANTITY.values()))),
+        quantities=tuple(sorted(set(KIND_QUANTITY.values())))
+        + (FLEX_QUANTITIES if flex is not None else ()),
     )
+    if flex is not None:
+        flex.seed(history)
     simulate_s = time.perf_counter() - t
     t = time.perf_counter()
     say("writing the history to the database...")

@@ -26,7 +26,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -35,12 +35,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import BigInteger, ColumnElement, Integer, cast, extract, func, select
 
 from gridflock.config import Settings
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.spec import FleetSpec
 from gridflock.forecast import (
+    FLEX_QUANTITIES,
     BacktestConfig,
     Forecast,
     History,
@@ -56,10 +56,10 @@ from gridflock.forecast import (
     support_windows,
     train,
 )
+from gridflock.service.forecast_flex import FlexRecorder
 from gridflock.service.forecast_schedule import Due, ForecastSchedule
 from gridflock.sim.history import KIND_QUANTITY, site_attributes
 from gridflock.store import Store
-from gridflock.store.models import TelemetryRow, table_of
 from gridflock.store.records import ForecastModelRecord, IssuedForecast, SupportWindowRecord
 
 __all__ = [
@@ -77,7 +77,9 @@ T = TypeVar("T")
 STEP_S = 900
 #: Groupings every issue is aggregated by.
 GROUP_BY = ("fleet", "grid_node", "program", "region")
-HORIZONS = ("intraday", "day_ahead")
+HORIZONS = ("intraday", "day_ahead", "next_48h")
+#: The flexibility quantities are also issued for the next 48 h, at the day-ahead slot.
+NEXT_48H = pd.Timedelta(hours=48)
 #: Days of telemetry kept in memory for issuing (lags, seasonal lags) and for actuals.
 ISSUE_HISTORY_DAYS = 15
 #: Training needs at least this much history [days].
@@ -104,81 +106,38 @@ def read_site_history(
 ) -> History:
     """Per-site 15-min power by quantity over ``[start, end)`` from stored telemetry.
 
-    Each device's readings are averaged per 15-minute bucket (in SQL), then summed per
-    site and quantity (``KIND_QUANTITY``; ``net`` over every device of the site). A bucket
-    in which a device of the site did not report is NaN for that site; a site without a
-    device of a kind is 0 for that kind. ``start`` and ``end`` are floored to 15 minutes.
-
-    This reader (one aggregate query over the telemetry table, streamed) stands in until the
-    store offers per-site power itself.
+    The store's own per-site history (:meth:`Store.site_power`: each device's readings
+    averaged per 15-minute bucket in SQL, summed per site and kind), as quantities
+    (``KIND_QUANTITY``; ``net`` over every device of the site). A bucket in which a device of
+    the site did not report is NaN for that site; a site without a device of a kind is 0 for
+    that kind. ``start`` and ``end`` are floored to 15 minutes. Sites of ``sites`` that the
+    store does not know yet (a fleet edit not saved) are NaN throughout.
     """
     t0, t1 = _floor_step(start), _floor_step(end)
-    times = pd.date_range(
-        pd.Timestamp(t0, unit="s", tz="UTC"), periods=max(int((t1 - t0) // STEP_S), 0), freq="15min"
-    )
-    n, n_t = sites.n, len(times)
-    devices = spec.all_devices()
-    site_pos = pd.Index(sites.ids).get_indexer(pd.Index(devices["site_id"].astype(str)))
-    kinds = devices["kind"].to_numpy(object)
+    n_t = max(int((t1 - t0) // STEP_S), 0)
+    times = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=n_t, freq="15min")
+    n = sites.n
+    kinds = spec.all_devices()["kind"].to_numpy(object)
     quantities = sorted(
         {KIND_QUANTITY[DeviceKind(k)] for k in kinds if DeviceKind(k) in KIND_QUANTITY}
     )
     series = {q: np.zeros((n, n_t)) for q in (*quantities, "net")}
-    if n_t == 0 or len(devices) == 0:
+    if n_t == 0 or len(kinds) == 0:
         return History(times, series, sites)
-    per_device = _device_means(store, devices["id"].astype(str).tolist(), t0, t1)
-    in_fleet = site_pos >= 0
-    for q in series:
-        if q == "net":
-            rows = in_fleet
-        else:
-            rows = in_fleet & np.array(
-                [KIND_QUANTITY.get(DeviceKind(k)) == q for k in kinds], dtype=bool
-            )
-        if rows.any():
-            np.add.at(series[q], site_pos[rows], per_device[rows])  # NaN stays with its site
+    power = store.site_power(
+        datetime.fromtimestamp(t0, UTC), datetime.fromtimestamp(t1, UTC), STEP_S
+    )
+    rows = pd.Index(power.site_ids).get_indexer(pd.Index(sites.ids))
+    have = rows >= 0
+    series["net"][:] = np.nan
+    series["net"][have] = power.net_kw[rows[have]]
+    for kind, values in power.by_kind_kw.items():
+        q = KIND_QUANTITY.get(DeviceKind(kind))
+        if q in series:
+            series[q][have] += values[rows[have]]  # NaN (a device silent) stays with its site
+    for q in quantities:
+        series[q][~have] = np.nan
     return History(times, series, sites)
-
-
-def _epoch_s(dialect: str, col: ColumnElement[Any]) -> ColumnElement[int]:
-    """Whole epoch seconds of a stored timestamp, in the backend's own SQL."""
-    if dialect == "postgresql":
-        return cast(func.floor(extract("epoch", col)), BigInteger)
-    # SQLite keeps UTC text 'YYYY-MM-DD HH:MM:SS.ffffff': cut the fraction, then an exact floor
-    return cast(func.strftime("%s", func.substr(col, 1, 19)), Integer)
-
-
-def _device_means(
-    store: Store, device_ids: list[str], t0: float, t1: float
-) -> npt.NDArray[np.float64]:
-    """Mean power of each device per 15-min bucket over ``[t0, t1)``: (devices, steps), NaN gaps.
-
-    One aggregate query, streamed in batches straight into the array (no per-row objects
-    kept), so weeks of a thousand homes' readings fit in little memory.
-    """
-    n_t = int((t1 - t0) // STEP_S)
-    out = np.full((len(device_ids), n_t), np.nan)
-    row_of = {d: i for i, d in enumerate(device_ids)}
-    table = table_of(TelemetryRow)
-    with store.engine.connect() as conn:
-        bucket = (_epoch_s(conn.dialect.name, table.c.ts) // STEP_S).label("bucket")
-        stmt = (
-            select(table.c.device_id, bucket, func.avg(table.c.p_kw))
-            .where(
-                table.c.ts >= datetime.fromtimestamp(t0, UTC),
-                table.c.ts < datetime.fromtimestamp(t1, UTC),
-            )
-            .group_by(table.c.device_id, bucket)
-        )
-        result = conn.execution_options(stream_results=True, yield_per=100_000).execute(stmt)
-        first = int(t0 // STEP_S)
-        for rows in result.partitions():
-            ids, buckets, means = zip(*rows, strict=True)
-            r = np.fromiter((row_of.get(d, -1) for d in ids), dtype=np.intp, count=len(ids))
-            c = np.asarray(buckets, dtype=np.int64) - first
-            ok = (r >= 0) & (c >= 0) & (c < n_t)
-            out[r[ok], c[ok]] = np.asarray(means, dtype=np.float64)[ok]
-    return out
 
 
 def _merge(old: History, new: History, start: float) -> History:
@@ -242,6 +201,12 @@ class ForecastService:
         The service clock [UTC epoch s].
     weather
         Weather forecasts (the twin's, a file's); ``None``: calendar and lags only.
+    flexibility
+        ``now -> (site ids, up kW, down kW)``: each site's band flexibility held for
+        ``FLEX_HOLD_H`` (the live fleet state's); recorded every quarter hour
+        (:class:`~gridflock.service.forecast_flex.FlexRecorder`) and forecast as
+        ``flex_up`` / ``flex_down`` once ``MIN_TRAIN_DAYS`` are recorded. ``None``: not
+        forecast.
 
     """
 
@@ -252,8 +217,14 @@ class ForecastService:
         spec: Callable[[], FleetSpec],
         clock: Callable[[], float] = time.time,
         weather: WeatherSource | None = None,
+        flexibility: Callable[
+            [float], tuple[Sequence[str], npt.NDArray[np.float64], npt.NDArray[np.float64]]
+        ]
+        | None = None,
     ) -> None:
         self.settings = settings
+        self.flex = FlexRecorder(settings.forecast_history_days)
+        self._flexibility = flexibility
         self.store = store
         self._spec = spec
         self.clock = clock
@@ -511,7 +482,7 @@ class ForecastService:
                 f"{self.settings.forecast_history_days} days; training needs at least "
                 f"{MIN_TRAIN_DAYS} (forecasts start once they are there)"
             )
-        history = _trim_empty_start(history)
+        history = self.flex.add_to(_trim_empty_start(history), MIN_TRAIN_DAYS)
         read_s = time.perf_counter() - t
         log.info(
             "forecast training data: %d sites x %d steps read in %.1f s",
@@ -602,8 +573,20 @@ class ForecastService:
             since = max(hist.times[-1].timestamp() + STEP_S - REREAD_S, start)
             new = read_site_history(self.store, self._spec(), sites, since, end)
             hist = _merge(hist, new, start)
+        hist = self.flex.add_to(hist, 0.0)
         self._history = hist
         return hist
+
+    def record_flexibility(self, now: float) -> None:
+        """Record each site's band flexibility once per quarter hour (see ``flexibility``)."""
+        if self._flexibility is None or self.held is not None or not self.flex.due(now):
+            return
+        try:
+            ids, up, down = self._flexibility(now)
+        except Exception:  # the fleet state is being swapped: the next wake-up records it
+            log.debug("flexibility not recorded at %s", now, exc_info=True)
+            return
+        self.flex.record(now, ids, up, down)
 
     def issue(self, horizon: str, now: float) -> list[IssuedForecast]:
         """Issue ``horizon`` forecasts at ``now``: per site in memory, groups and windows stored."""
@@ -613,13 +596,18 @@ class ForecastService:
         t = time.perf_counter()
         history = self._issue_history(now)
         issued_at = pd.Timestamp(datetime.fromtimestamp(now, UTC))  # whole microseconds
+        wanted = tuple(q for q in bundle.quantities if q in history.series)
+        if horizon == "next_48h":  # the fleet's flexibility over the next two days
+            wanted = tuple(q for q in wanted if q in FLEX_QUANTITIES)
+            if not wanted:
+                return []
         per_site = predict(
             bundle,
             history,
             self.weather,
             issued_at,
-            horizon,  # type: ignore[arg-type]
-            quantities=tuple(q for q in bundle.quantities if q in history.series),
+            NEXT_48H if horizon == "next_48h" else horizon,  # type: ignore[arg-type]
+            quantities=wanted,
             tz=str(self.schedule.tz),
         )
         spec = self._spec()
@@ -736,7 +724,11 @@ class ForecastService:
                     self._fail(f"training failed: {e}")
                     self._retry_training(now)
                     due = Due(False, due.intraday, due.day_ahead)
-            for horizon, wanted in (("intraday", due.intraday), ("day_ahead", due.day_ahead)):
+            for horizon, wanted in (
+                ("intraday", due.intraday),
+                ("day_ahead", due.day_ahead),
+                ("next_48h", due.day_ahead),
+            ):
                 if not wanted or self.bundle is None:
                     continue
                 self._state = f"issuing {horizon}"
@@ -774,6 +766,7 @@ class ForecastService:
         while not self._stopping:
             self._wake.clear()
             now = self.clock()
+            self.record_flexibility(now)  # in the loop's thread: the state is not moving
             due = self.schedule.due(now)
             if due and self.held is None:
                 try:

@@ -36,8 +36,9 @@ from gridflock.domain.errors import ConflictError, NotFoundError
 from gridflock.domain.events import DEFAULT_PRIORITY, Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.flexibility import flexibility
 from gridflock.fleet.state import FleetState
-from gridflock.forecast import WeatherSource
+from gridflock.forecast import FLEX_HOLD_H, WeatherSource
 from gridflock.mv.statement import Statement
 from gridflock.mv.value import YearValue
 from gridflock.service.autopilot import AutopilotService, AutopilotSettings
@@ -88,7 +89,12 @@ class Runtime:
         self.settlement = SettlementService(settings, store, clock)
         self.loop.observers.append(self.read_model.record)
         self.forecaster = ForecastService(
-            settings, store, lambda: self.loop.spec, clock, _weather_source(settings, weather)
+            settings,
+            store,
+            lambda: self.loop.spec,
+            clock,
+            _weather_source(settings, weather),
+            flexibility=self._site_flexibility,
         )
         self.autopilot = AutopilotService(
             self.loop, self.event_service, self.read_model, forecasts=self.forecaster
@@ -107,6 +113,15 @@ class Runtime:
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         """SHA-256 of API keys the database confirmed → their principal (newest last)."""
+
+    def _site_flexibility(self, now: float) -> tuple[list[str], np.ndarray, np.ndarray]:
+        """Each site's up and down band flexibility held for ``FLEX_HOLD_H`` [kW] (forecaster)."""
+        st = self.loop.state
+        f = flexibility(st, FLEX_HOLD_H, now)
+        n = st.grid.n_sites
+        up = np.bincount(st.site_idx, weights=f.up_kw, minlength=n)
+        down = np.bincount(st.site_idx, weights=f.down_kw, minlength=n)
+        return [str(s) for s in st.grid.site_ids], up, down
 
     # ------------------------------------------------------------------ the parts' state
     @property
@@ -510,11 +525,11 @@ def _weather_source(settings: Settings, given: WeatherSource | None) -> WeatherS
     if choice == "none":
         return None
     if choice == "file":
-        from gridflock.forecast import FileWeatherSource
+        from gridflock.forecast import read_weather_forecasts
 
         assert settings.forecast_weather_file is not None  # the settings check it
         try:
-            return FileWeatherSource(settings.forecast_weather_file)
+            return read_weather_forecasts(settings.forecast_weather_file)
         except Exception as e:  # a bad file must not stop the service: forecast without it
             log.error(
                 "forecast weather file %s cannot be used (%s): forecasting without weather",

@@ -17,11 +17,13 @@ import numpy as np
 import pandas as pd
 import pvlib
 
-from gridflock.forecast import WeatherSeries
+from gridflock.forecast import WeatherLocations, WeatherSeries
+from gridflock.forecast._locations import haversine_km
 from gridflock.forecast._types import FloatArray
+from gridflock.sim.seasonal import seasonal_weather
 from gridflock.sim.weather import CLOUD_MAX, CLOUD_MIN, Weather
 
-__all__ = ["TwinWeatherSource", "weather_series"]
+__all__ = ["TwinWeatherSource", "twin_weather_locations", "weather_series"]
 
 _K = 6  # Fourier components per error function
 _NAMES = ("ghi", "dni", "dhi", "temp_air_c", "wind_speed_m_s", "cloud_factor")
@@ -147,3 +149,63 @@ class TwinWeatherSource:
             "solar_zenith": wx.solar_zenith,
         }
         return {k: np.where(ok, v[pos], np.nan) for k, v in cols.items()}
+
+
+#: Distance over which two places' weather decorrelates [km] (weight of the shared part
+#: ``exp(-d / CORRELATION_KM)`` from the places' centre).
+CORRELATION_KM = 250.0
+
+
+def twin_weather_locations(
+    times: pd.DatetimeIndex,
+    positions: dict[str, tuple[float, float]],
+    seed: int,
+    *,
+    correlation_km: float = CORRELATION_KM,
+) -> WeatherLocations:
+    """Seasonal weather at several places, correlated by distance, as forecast sources.
+
+    Each place first gets a seasonal weather of its own (seeded per place, under its own
+    sun). Its actual temperature, clear-sky index and wind are then a weighted mean of every
+    place's, with weights ``exp(-d / correlation_km)`` by the distance d between the places
+    (normalised to 1): near places share most of their weather, distant ones little.
+    Irradiance follows from the place's own sun and mixed clear-sky index. Each place's
+    forecasts carry their own seeded errors that grow with lead time
+    (:class:`TwinWeatherSource`).
+    """
+    if not positions:
+        raise ValueError("twin_weather_locations needs at least one place")
+    names = list(positions)
+    lat = np.array([positions[n][0] for n in names], dtype=np.float64)
+    lon = np.array([positions[n][1] for n in names], dtype=np.float64)
+    own = [seasonal_weather(times, lat[k], lon[k], seed * 1009 + k) for k in range(len(names))]
+    dist = np.stack([haversine_km(lat, lon, lat[k], lon[k]) for k in range(len(names))])
+    weights = np.exp(-dist / correlation_km)
+    weights /= weights.sum(axis=1, keepdims=True)
+
+    def mix(k: int, field: str) -> FloatArray:
+        stack = np.stack([getattr(w, field) for w in own])
+        return np.asarray(weights[k] @ stack, dtype=np.float64)
+
+    sources: dict[str, TwinWeatherSource] = {}
+    for k, name in enumerate(names):
+        base = own[k]
+        cloud = np.clip(mix(k, "cloud_factor"), CLOUD_MIN, CLOUD_MAX)
+        ghi = base.ghi / np.maximum(base.cloud_factor, CLOUD_MIN) * cloud
+        zen = base.solar_zenith
+        erbs = pvlib.irradiance.erbs(ghi, zen, times.day_of_year.to_numpy())
+        dni = np.maximum(np.nan_to_num(np.asarray(erbs["dni"], dtype=np.float64), nan=0.0), 0.0)
+        dhi = np.maximum(ghi - dni * np.maximum(np.cos(np.radians(zen)), 0.0), 0.0)
+        weather = Weather(
+            times=base.times,
+            ghi=ghi,
+            dni=dni,
+            dhi=dhi,
+            temp_air_c=mix(k, "temp_air_c"),
+            wind_speed_m_s=mix(k, "wind_speed_m_s"),
+            solar_zenith=zen,
+            solar_azimuth=base.solar_azimuth,
+            cloud_factor=cloud,
+        )
+        sources[name] = TwinWeatherSource(weather, seed * 31 + k, float(lat[k]), float(lon[k]))
+    return WeatherLocations(sources, {n: positions[n] for n in names})

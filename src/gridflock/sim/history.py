@@ -15,7 +15,9 @@ import pandas as pd
 
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.spec import FleetSpec
-from gridflock.forecast import History, SiteAttributes
+from gridflock.fleet.flexibility import flexibility
+from gridflock.fleet.state import FleetState
+from gridflock.forecast import FLEX_HOLD_H, FLEX_QUANTITIES, History, SiteAttributes
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.seasonal import seasonal_weather
 from gridflock.sim.twin import Twin
@@ -110,6 +112,10 @@ def twin_history(
         Weather to run under (default :func:`seasonal_weather` at the fleet's centre).
     quantities : tuple of str or None
         Series to keep (default every kind's quantity and ``net``); fewer saves memory.
+        ``flex_up`` and ``flex_down`` (asked for by name) are each site's up and down
+        flexibility [kW, >= 0] held for ``FLEX_HOLD_H`` from the start of each step: the same
+        power bands the dispatcher uses (``fleet.flexibility``), on the fleet state the
+        twin's telemetry builds, summed over the site's devices.
     dropout_rate : float [0..1]
         Share of readings lost at random (NaN), as telemetry would.
     progress : callable (done, total) or None
@@ -142,9 +148,20 @@ def twin_history(
     for q in keep:
         if q not in slices and q != "net":
             out[q][:] = 0.0
+    flex = [q for q in FLEX_QUANTITIES if q in keep]
+    state = FleetState.from_spec(spec) if flex else None
     for t in range(steps):
+        if state is not None:
+            # the headroom offered at the step's start, from the state reported so far
+            f = flexibility(state, FLEX_HOLD_H, twin.now)
+            for q, kw in (("flex_up", f.up_kw), ("flex_down", f.down_kw)):
+                if q in out:
+                    out[q][:, t] = np.bincount(site_idx, weights=kw, minlength=n_sites)
         twin.step()
-        twin.receive()  # readings are not needed: the arrays are read directly
+        batches = twin.receive()
+        if state is not None:
+            for batch in batches:
+                state.apply(batch)
         p = twin.p_kw
         for q, sl in slices.items():
             if sl.stop > sl.start:
@@ -153,6 +170,8 @@ def twin_history(
             out["net"][:, t] = np.bincount(site_idx, weights=p, minlength=n_sites)
         if progress is not None and (t + 1) % 96 == 0:
             progress(t + 1, steps)
+    for q in flex:  # before the first readings the bands are unknown
+        out[q][:, 0] = np.nan
     if dropout_rate > 0:
         rng = np.random.default_rng([seed, 99])
         for arr in out.values():

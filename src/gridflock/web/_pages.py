@@ -535,6 +535,7 @@ the grid. <span id="fc-state" role="status" aria-live="polite"></span></p></div>
   <span class="muted" id="fc-issued"></span>
   <label class="inline">Horizon <select id="fc-horizon">
    <option value="day_ahead">day-ahead</option><option value="intraday">intraday</option>
+   <option value="next_48h">next 48 h (flexibility)</option>
    </select></label>
   <label class="inline">Quantity <select id="fc-quantity"><option value="net">net</option>
    </select></label>

@@ -28,7 +28,8 @@ __all__ = ["router"]
 
 router = APIRouter(tags=["forecasts"])
 
-Horizon = Literal["intraday", "day_ahead"]
+Horizon = Literal["intraday", "day_ahead", "next_48h"]
+_HORIZON_DOC = "intraday, day_ahead or next_48h (flex_up and flex_down only)."
 GroupBy = Literal["fleet", "grid_node", "program", "region"]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ProblemOut}}
 #: Model versions listed at most (the service keeps the newest 20).
@@ -341,7 +342,7 @@ def forecast_retrain(runtime: RuntimeDep, principal: Operator) -> Any:
 def forecast_of_site(
     runtime: RuntimeDep,
     _: Viewer,
-    horizon: Annotated[Horizon, Path(description="intraday or day_ahead.")],
+    horizon: Annotated[Horizon, Path(description=_HORIZON_DOC)],
     quantity: Annotated[str, Path(max_length=64, description="net, load, pv, ...")],
     site_id: Annotated[str, Path(max_length=200, description="Site id.")],
 ) -> Any:
@@ -375,7 +376,7 @@ def forecast_of_site(
 def forecast_of_group(
     runtime: RuntimeDep,
     _: Viewer,
-    horizon: Annotated[Horizon, Path(description="intraday or day_ahead.")],
+    horizon: Annotated[Horizon, Path(description=_HORIZON_DOC)],
     quantity: Annotated[
         str, Path(max_length=64, description="net, load, pv, wind, heat_pump, ...")
     ],

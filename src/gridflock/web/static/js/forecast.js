@@ -7,6 +7,7 @@ import {
 const LABELS = {
   net: "net (import < 0)", load: "household load", pv: "PV", wind: "wind", heat_pump: "heat pump",
   water_heater: "water heater", ev: "EV charging", battery: "battery",
+  flex_up: "up flexibility (1 h hold)", flex_down: "down flexibility (1 h hold)",
 };
 const GROUP_LABELS = { fleet: "fleet", grid_node: "grid node", program: "programme", region: "region" };
 let status = null;
