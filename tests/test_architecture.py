@@ -14,7 +14,7 @@ ALLOWED = {
     **dict.fromkeys(CORE - {"domain"}, CORE),
     "gateways": {"domain"},
     "store": {"domain"},
-    "edge": {"domain", "gateways"},
+    "edge": {"domain", "gateways", "gridcode"},
     "sim": CORE | {"gateways", "edge"},
     "api": CORE | {"store"},
     "openadr": {"domain"},

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from gridflock.domain import Problem, ValidationError
+from gridflock.edge.der import DerCurvesOverride, DerSettings, derive_der_settings
 from gridflock.gateways.mqtt.protocol import ID_PATTERN
 
 if TYPE_CHECKING:
@@ -163,6 +164,34 @@ class SunSpecDevice(DeviceEntry):
     meter_import_positive: bool = Field(
         True, description="Meters: W > 0 means imported from the grid (the SunSpec rule)."
     )
+    grid_code: str | None = Field(
+        None,
+        description="Grid-code profile (e.g. IEEE1547-B, DE-VDE4105) whose volt-var, volt-watt "
+        "and frequency-droop settings are written to models 705, 706 and 711.",
+    )
+    der_curves: DerCurvesOverride | None = Field(
+        None, description="Volt-var, volt-watt and droop settings laid over the grid code's."
+    )
+
+    @field_validator("grid_code")
+    @classmethod
+    def _known_code(cls, v: str | None) -> str | None:
+        from gridflock.edge.der import known_grid_codes
+
+        if v is not None and v not in known_grid_codes():
+            raise ValueError(f"unknown grid code; known: {', '.join(known_grid_codes())}")
+        return v
+
+    @model_validator(mode="after")
+    def _der(self) -> SunSpecDevice:
+        if self.kind == "meter" and (self.grid_code or self.der_curves):
+            raise ValueError("a meter takes no grid_code or der_curves")
+        self.der_settings()  # raises what is wrong with the curves
+        return self
+
+    def der_settings(self) -> DerSettings | None:
+        """The volt-var, volt-watt and droop settings to write (None: none asked for)."""
+        return derive_der_settings(self.id, self.kind, self.grid_code, self.der_curves)
 
     @field_validator("models")
     @classmethod
@@ -310,7 +339,13 @@ _SECRET_FIELDS = frozenset({"password", "password_file", "broker"})
 def _msg(err: Any) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     secret = bool(_SECRET_FIELDS & {str(x) for x in err["loc"]})
-    if err["type"] not in ("missing", "extra_forbidden") and "input" in err and not secret:
+    whole = isinstance(err.get("input"), dict)  # a whole entry: its fields say enough
+    if (
+        err["type"] not in ("missing", "extra_forbidden")
+        and "input" in err
+        and not secret
+        and not whole
+    ):
         shown = repr(err["input"])
         msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
     if err["type"] == "union_tag_invalid":
