@@ -84,7 +84,7 @@ def discover(
         print(json.dumps([u.as_dict() for u in found], indent=2))
     else:
         table = Table(title=f"SunSpec devices at {host}:{port}")
-        for col in ("unit", "models", "manufacturer", "model", "serial", "note"):
+        for col in ("unit", "models", "DER", "manufacturer", "model", "serial", "note"):
             table.add_column(col)
         for u in found:
             if not u.found:
@@ -93,6 +93,7 @@ def discover(
             table.add_row(
                 str(u.unit),
                 " ".join(str(m) for m in u.models),
+                " ".join(str(m) for m in u.der_models) or "-",
                 u.manufacturer or "",
                 u.model or "",
                 u.serial or "",

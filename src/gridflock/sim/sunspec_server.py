@@ -11,6 +11,8 @@ tables) at the SunSpec base address 40000 (``SunS``, the models, the end model):
 - :class:`BatteryUnit`: a battery inverter (1, 120, 103, 124, 802) following the storage
   controls of model 124 (``StorCtl_Mod``, ``InWRte``/``OutWRte`` in % of ``WChaMax``)
   with its state of charge kept within ``MinRsvPct``..100 % by :func:`battery_step`;
+- either inverter optionally with the DER curve models 705 (volt-var), 706 (volt-watt)
+  and 711 (frequency droop) (``der_models``; :mod:`gridflock.sim.sunspec_der`);
 - :class:`MeterUnit`: a site meter (1, 203) summing the house load and the site's other
   units (``W`` > 0 imported from the grid, the SunSpec meter convention).
 
@@ -36,6 +38,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from gridflock.sim.physics import ETA_INVERTER, battery_step
+from gridflock.sim.sunspec_der import DerModels, der_model
 
 __all__ = [
     "BASE_ADDR",
@@ -84,6 +87,8 @@ class SunSpecUnit:
             self._layout.append((offset, m))
             offset += len(m.get_mb()) // 2
         self.n_registers = offset + 2
+        self.der = DerModels(self.models)
+        """The DER curve models' checks and curve adoption."""
 
     # -- to override
     def advance(self, dt_s: float) -> None:
@@ -150,12 +155,13 @@ class SunSpecUnit:
         saved = [(m, m.get_mb()) for m, _ in touched]
         for m, new in touched:
             m.set_mb(new)
-            if self.check_write(m) is not None:
+            if self.der.check(m) is not None or self.check_write(m) is not None:
                 for m0, old in saved:
                     m0.set_mb(old)
                 return ExcCodes.ILLEGAL_VALUE
         self.writes += 1
         for m, _ in touched:
+            self.der.written(m)
             self.written(m)
         self.refresh()
         return None
@@ -192,10 +198,19 @@ class SunSpecUnit:
         )
 
 
+def _points(group: Any) -> list[Any]:
+    """The group's points in register order, those of its (repeating) groups included."""
+    out = list(group.points.values())
+    for g in group.groups.values():
+        for sub in g if isinstance(g, list) else [g]:
+            out.extend(_points(sub))
+    return out
+
+
 def _writable(model: Any, reg: int) -> bool:
     """Whether register ``reg`` (from the model's ID register) lies in a writable point."""
     pos = 0
-    for p in model.points.values():
+    for p in _points(model):
         size = int(p.pdef.get("size", 1))
         if pos <= reg < pos + size:
             return bool(p.pdef.get("access") == "RW")
@@ -226,6 +241,8 @@ class PvInverterUnit(SunSpecUnit):
         flavour: str = "1xx",
         clock: Callable[[], float] = time.time,
         serial: str = "PV-0001",
+        der_models: Sequence[int] = (),
+        der_points: int = 4,
     ) -> None:
         if flavour not in ("1xx", "7xx"):
             raise ValueError(f"flavour must be '1xx' or '7xx', got {flavour!r}")
@@ -266,6 +283,7 @@ class PvInverterUnit(SunSpecUnit):
                     },
                 ),
             ]
+        models += [der_model(mid, n_points=der_points) for mid in der_models]
         self.revert_at = math.inf
         """When the device drops its power limit by itself (its revert timer) [UTC epoch s]."""
         super().__init__(models, clock)
@@ -338,6 +356,7 @@ class BatteryUnit(SunSpecUnit):
         flavour: str = "1xx",
         clock: Callable[[], float] = time.time,
         serial: str = "BAT-0001",
+        der_models: Sequence[int] = (),
     ) -> None:
         if flavour not in ("1xx", "7xx"):
             raise ValueError(f"flavour must be '1xx' or '7xx', got {flavour!r}")
@@ -425,6 +444,7 @@ class BatteryUnit(SunSpecUnit):
                 ),
                 models[-1],
             ]
+        models += [der_model(mid) for mid in der_models]
         self.revert_at = math.inf
         """When the device drops its storage control by itself (its revert timer)."""
         super().__init__(models, clock)

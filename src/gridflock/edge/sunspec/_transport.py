@@ -51,6 +51,9 @@ class PymodbusSunSpecDevice(SunSpecModbusClientDevice):  # type: ignore[misc]
         return bool(self.client.connected)
 
     def read(self, addr: int, count: int, op: Any = None) -> bytes:
+        # pysunspec2 1.3 asks for the count points of models with repeating groups (705,
+        # 706, 711, ...) with float address and count (len(data) / 2): make them integers
+        addr, count = int(addr), int(count)
         self.connect()
         out = bytearray()
         done = 0

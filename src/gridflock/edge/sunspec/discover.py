@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from gridflock.edge.sunspec._transport import PymodbusSunSpecDevice, SunSpecModbusClientError
-from gridflock.edge.sunspec.models import SUPPORTED_MODELS
+from gridflock.edge.sunspec.models import DER_CONTROL_MODELS, SUPPORTED_MODELS
 
 __all__ = ["DiscoveredUnit", "discover", "parse_units"]
 
@@ -35,6 +35,11 @@ class DiscoveredUnit:
         """Models found that the gateway does not use."""
         return [m for m in self.models if m not in SUPPORTED_MODELS]
 
+    @property
+    def der_models(self) -> list[int]:
+        """The DER control models found (704 limits, 705 volt-var, 706 volt-watt, 711 droop)."""
+        return [m for m in self.models if m in DER_CONTROL_MODELS]
+
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view (``--json``)."""
         return {
@@ -44,6 +49,7 @@ class DiscoveredUnit:
             "found": self.found,
             "models": self.models,
             "unsupported_models": self.unsupported,
+            "der_models": self.der_models,
             "manufacturer": self.manufacturer,
             "model": self.model,
             "serial": self.serial,

@@ -17,6 +17,12 @@ Controls (kW, generator sign, clipped to the device's ranges; the result says so
   without model 124, model 704's ``WSet`` in W (``WSetMod`` = watts, ``WSetEna``);
 - **meter**: takes no setpoints (``not_controllable``).
 
+DER curves (``grid_code`` / ``der_curves`` in the entry): at start and again whenever a
+device answers after a silence, the volt-var, volt-watt and frequency-droop settings are
+written to models 705, 706 and 711 where the device offers them and read back
+(:mod:`gridflock.edge.sunspec.der_write`); :meth:`SunSpecDriver.der_outcomes` says what
+each model got. A missing model or a refused curve is logged; the others still go.
+
 Release (safe mode ``own_control``) clears the enable bits (``WMaxLim_Ena`` /
 ``WMaxLimPctEna`` = 0, ``StorCtl_Mod`` = 0); safe mode ``zero`` holds 0 kW instead.
 """
@@ -35,6 +41,7 @@ from typing import Any
 from gridflock.edge.config import SunSpecDevice
 from gridflock.edge.driver import ApplyResult, DeviceReading, DriverError
 from gridflock.edge.sunspec._transport import PymodbusSunSpecDevice, SunSpecModbusClientError
+from gridflock.edge.sunspec.der_write import DerOutcome, write_der
 from gridflock.edge.sunspec.models import (
     BATTERY_CONTROL,
     INVERTER_READ,
@@ -78,6 +85,7 @@ class _Dev:
     next_due: float = 0.0
     reachable: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
+    der: list[DerOutcome] = field(default_factory=list)
 
 
 class SunSpecDriver:
@@ -111,6 +119,10 @@ class SunSpecDriver:
     def rating_kw(self, device_id: str) -> float:
         """The power rating the driver clips to [kW] (NaN for meters)."""
         return self._devs[device_id].rating_kw
+
+    def der_outcomes(self, device_id: str) -> list[DerOutcome]:
+        """What the last DER write gave per model 705/706/711 (empty: none asked for)."""
+        return list(self._devs[device_id].der)
 
     # ------------------------------------------------------------------ start
     async def start(self) -> None:
@@ -168,7 +180,17 @@ class SunSpecDriver:
                     f"{where}: declares no power rating (model 120 WRtg, 702 WMaxRtg or 124 "
                     "WChaMax); give p_max_kw in the configuration"
                 )
+        self._write_der(d)
         return None
+
+    def _write_der(self, d: _Dev) -> None:
+        """Write the device's grid-code curves (call with its lock held or before polling)."""
+        settings = d.cfg.der_settings()
+        if settings is None:
+            return
+        where = f"device {d.cfg.id} ({d.link.where()})"
+        with d.lock:
+            d.der = write_der(d.models, settings, where)
 
     def _rating(self, d: _Dev) -> float:
         if d.cfg.p_max_kw is not None:
@@ -226,7 +248,9 @@ class SunSpecDriver:
             d.reachable = False
             return None
         if not d.reachable:
-            log.info("device %s: answering again", c.id)
+            log.info("device %s: answering again; its DER settings are written again", c.id)
+            d.reachable = True
+            self._write_der(d)
         d.reachable = True
         return reading
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["BATTERY_CONTROL", "INVERTER_READ", "METER_READ", "PV_CONTROL", "SUPPORTED_MODELS"]
+__all__ = [
+    "BATTERY_CONTROL",
+    "DER_CONTROL_MODELS",
+    "INVERTER_READ",
+    "METER_READ",
+    "PV_CONTROL",
+    "SUPPORTED_MODELS",
+]
 
 #: Inverter power ``W`` (AC, > 0 delivered), preferred first.
 INVERTER_READ = (103, 102, 101, 701)
@@ -15,6 +22,8 @@ PV_CONTROL = (123, 704)
 #: Storage charge/discharge: model 124 ``StorCtl_Mod`` with ``InWRte`` / ``OutWRte``, else
 #: model 704 ``WSetEna`` / ``WSetMod`` / ``WSet`` (W, > 0 discharge).
 BATTERY_CONTROL = (124, 704)
+#: The DER control models: 704 (limits, setpoints), 705 volt-var, 706 volt-watt, 711 droop.
+DER_CONTROL_MODELS = (704, 705, 706, 711)
 #: Ratings: model 120 ``WRtg``, model 702 ``WMaxRtg``.
 RATING_READ = (120, 702)
 
@@ -36,5 +45,8 @@ SUPPORTED_MODELS: dict[int, str] = {
     702: "DER capacity: WMaxRtg (read)",
     704: "DER AC controls: WMaxLimPctEna, WMaxLimPct, WMaxLimPctRvrtTms (PV); WSetEna, "
     "WSetMod, WSet, WSetRvrtTms (batteries) (write)",
+    705: "DER volt-var: a curve from the grid code, % VNom / % VarMax, adopted, Ena (write)",
+    706: "DER volt-watt: a curve from the grid code, % VNom / % WMax, adopted, Ena (write)",
+    711: "DER frequency droop: DbOf, DbUf [Hz], KOf, KUf, RspTms, adopted, Ena (write)",
     802: "battery base model: SoC (read)",
 }

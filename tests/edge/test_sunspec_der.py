@@ -1,0 +1,255 @@
+"""DER curves from grid-code profiles written to models 705/706/711 over real Modbus TCP.
+
+The oracle is :mod:`gridflock.gridcode` evaluated directly: the curve the device holds
+(read from the twin's registers) must give the profile's response at every voltage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import numpy as np
+import pytest
+
+from gridflock.domain import ValidationError
+from gridflock.edge.config import SunSpecDevice, parse_config
+from gridflock.edge.sunspec import SunSpecDriver, discover
+from gridflock.gridcode import curve_value, profile
+from gridflock.sim.sunspec_server import BatteryUnit, PvInverterUnit, SunSpecServer
+
+from ._site import HOST, free_port
+
+V_SWEEP = np.linspace(0.85, 1.15, 301)
+
+
+def dev(port: int, unit: int, kind: str, id_: str, **kw: Any) -> SunSpecDevice:
+    return SunSpecDevice(
+        id=id_, kind=kind, protocol="sunspec", host=HOST, port=port, unit=unit, **kw
+    )  # type: ignore[arg-type]
+
+
+def active(unit: Any, mid: int) -> Any:
+    m = unit.model(mid)
+    return m.groups["Ctl" if mid == 711 else "Crv"][0]
+
+
+def device_curve(unit: Any, mid: int) -> tuple[np.ndarray, np.ndarray]:
+    """The active curve the device holds, in pu (V of nominal, Var/W of rating)."""
+    c = active(unit, mid)
+    y = "Var" if mid == 705 else "W"
+    n = c.ActPt.value
+    v = np.array([c.Pt[k].V.cvalue for k in range(n)]) / 100.0
+    q = np.array([c.Pt[k].points[y].cvalue for k in range(n)]) / 100.0
+    return v, q
+
+
+def outcomes(drv: SunSpecDriver, dev_id: str) -> dict[int, str]:
+    return {o.model: o.status for o in drv.der_outcomes(dev_id)}
+
+
+def run(units: dict[int, Any], body: Any) -> None:
+    async def main() -> None:
+        port = free_port()
+        srv = SunSpecServer(units, port=port)
+        await srv.start()
+        try:
+            await body(port)
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("code", "flavour"), [("US-CA-RULE21", "7xx"), ("DE-VDE4105", "1xx"), ("AU-B", "7xx")]
+)
+def test_written_curves_equal_the_profile(code: str, flavour: str) -> None:
+    pv = PvInverterUnit(5.0, flavour=flavour, der_models=(705, 706, 711))
+    prof = profile(code)
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver([dev(port, 1, "pv", "pv", grid_code=code)])
+        await drv.start()
+        try:
+            assert outcomes(drv, "pv") == {705: "verified", 706: "verified", 711: "verified"}
+        finally:
+            await drv.close()
+
+    run({1: pv}, body)
+    for mid, curve in ((705, prof.volt_var), (706, prof.volt_watt)):
+        v, y = device_curve(pv, mid)
+        np.testing.assert_allclose(v, curve.x, atol=5e-5)
+        np.testing.assert_allclose(y, curve.y, atol=5e-5)
+        got = np.interp(V_SWEEP, v, y)
+        np.testing.assert_allclose(got, curve_value(curve, V_SWEEP), atol=1e-4)
+        assert pv.model(mid).Ena.value == int(curve.enabled)
+        assert active(pv, mid).RspTms.cvalue == pytest.approx(curve.response_s)
+    c = active(pv, 711)
+    fw = prof.freq_watt
+    assert c.DbOf.cvalue == pytest.approx(fw.db_over_hz)
+    assert c.KOf.cvalue == pytest.approx(fw.droop_over)
+    assert c.DbUf.cvalue == pytest.approx(fw.db_under_hz)
+    assert c.KUf.cvalue == pytest.approx(fw.droop_under)
+    assert c.RspTms.cvalue == pytest.approx(fw.response_s)
+    assert pv.model(711).Ena.value == 1
+    assert active(pv, 705).DeptRef.value == 1  # % of VarMax
+    assert active(pv, 706).DeptRef.value == 0  # % of WMax
+
+
+def test_device_without_705_gets_706_and_711(caplog: pytest.LogCaptureFixture) -> None:
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(706, 711))
+    bat = BatteryUnit(10.0, 5.0, flavour="7xx", der_models=(705, 706, 711))
+    prof = profile("IEEE1547-B")
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver(
+            [
+                dev(port, 1, "pv", "pv", grid_code="IEEE1547-B"),
+                dev(port, 2, "battery", "bat", grid_code="IEEE1547-B"),
+            ]
+        )
+        with caplog.at_level(logging.WARNING):
+            await drv.start()
+        try:
+            assert outcomes(drv, "pv") == {705: "absent", 706: "verified", 711: "verified"}
+            assert outcomes(drv, "bat") == {705: "verified", 706: "verified", 711: "verified"}
+            # the device still takes setpoints
+            assert (await drv.apply("pv", 2.0, 1e12)).accepted
+        finally:
+            await drv.close()
+
+    run({1: pv, 2: bat}, body)
+    assert "no SunSpec model 705" in caplog.text
+    v, y = device_curve(pv, 706)
+    np.testing.assert_allclose(np.interp(V_SWEEP, v, y), curve_value(prof.volt_watt, V_SWEEP))
+    assert pv.model(706).Ena.value == 0  # IEEE 1547 leaves volt-watt off by default
+    v, y = device_curve(bat, 705)
+    np.testing.assert_allclose(np.interp(V_SWEEP, v, y), curve_value(prof.volt_var, V_SWEEP))
+
+
+def test_overrides_and_no_under_frequency_response() -> None:
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))
+    over = {
+        "volt_var": {"y_pu": [0.3, 0.0, 0.0, -0.3], "enabled": True},
+        "freq_droop": {"droop_over": 0.04},
+    }
+
+    async def body(port: int) -> None:
+        entry = dev(port, 1, "pv", "pv", grid_code="GB-G99", der_curves=over)
+        drv = SunSpecDriver([entry])
+        await drv.start()
+        await drv.close()
+
+    with pytest.raises(ValueError, match="curve has 2 x and 4 y"):
+        dev(1, 1, "pv", "x", grid_code="GB-G99", der_curves=over)  # G99's curve has 2 points
+    over["volt_var"]["v_pu"] = [0.9, 0.95, 1.05, 1.1]
+    run({1: pv}, body)
+    v, y = device_curve(pv, 705)
+    np.testing.assert_allclose(v, [0.9, 0.95, 1.05, 1.1], atol=5e-5)
+    np.testing.assert_allclose(y, [0.3, 0.0, 0.0, -0.3], atol=5e-5)
+    assert pv.model(705).Ena.value == 1
+    c = active(pv, 711)
+    assert c.KOf.cvalue == pytest.approx(0.04)
+    assert c.DbOf.cvalue == pytest.approx(0.4)
+    # G99 asks no under-frequency response: none within continuous operation (49-51 Hz)
+    assert c.DbUf.cvalue == pytest.approx(1.0)
+
+
+def test_too_many_points_refused_others_written() -> None:
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711), der_points=3)
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver([dev(port, 1, "pv", "pv", grid_code="NZ")])
+        await drv.start()
+        try:
+            got = {o.model: o for o in drv.der_outcomes("pv")}
+            assert got[705].status == "refused"
+            assert "4 points, the device takes at most 3" in got[705].detail
+            assert got[706].status == "verified"  # NZ's volt-watt has 2 points
+            assert got[711].status == "verified"
+        finally:
+            await drv.close()
+
+    run({1: pv}, body)
+    assert pv.model(705).Ena.value == 0  # factory state kept
+
+
+def test_written_again_after_the_device_comes_back() -> None:
+    async def main() -> None:
+        port = free_port()
+        pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))
+        srv = SunSpecServer({1: pv}, port=port)
+        await srv.start()
+        drv = SunSpecDriver([dev(port, 1, "pv", "pv", grid_code="AU-A", timeout_s=0.5)])
+        drv.read_wait_s = 3.0
+        await drv.start()
+        await srv.stop()
+        for d in drv._devs.values():
+            d.next_due = 0.0
+        assert await drv.read() == []  # silent
+        fresh = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))  # factory reset
+        srv = SunSpecServer({1: fresh}, port=port)
+        await srv.start()
+        try:
+            for d in drv._devs.values():
+                d.next_due = 0.0
+            assert len(await drv.read()) == 1
+            assert outcomes(drv, "pv") == {705: "verified", 706: "verified", 711: "verified"}
+            v, y = device_curve(fresh, 705)
+            curve = profile("AU-A").volt_var
+            np.testing.assert_allclose(np.interp(V_SWEEP, v, y), curve_value(curve, V_SWEEP))
+        finally:
+            await drv.close()
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+def test_discover_shows_the_der_models() -> None:
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(706, 711))
+
+    async def body(port: int) -> None:
+        (u,) = await discover(HOST, port, [1], timeout_s=1.0)
+        assert u.der_models == [704, 706, 711]
+        assert u.as_dict()["der_models"] == [704, 706, 711]
+        assert not u.unsupported
+
+    run({1: pv}, body)
+
+
+def test_bad_grid_code_reported_with_every_other_problem() -> None:
+    raw = {
+        "gateway": {"id": "gw-1", "broker": "mqtt://127.0.0.1:1883"},
+        "devices": [
+            {"id": "pv", "protocol": "sunspec", "kind": "pv", "host": HOST, "grid_code": "XX-1"},
+            {"id": "bat", "protocol": "sunspec", "kind": "battery", "host": HOST, "unit": 0},
+            {
+                "id": "pv2",
+                "protocol": "sunspec",
+                "kind": "pv",
+                "host": HOST,
+                "unit": 3,
+                "der_curves": {"volt_var": {"v_pu": [0.9, 1.1]}},
+            },
+            {
+                "id": "m",
+                "protocol": "sunspec",
+                "kind": "meter",
+                "host": HOST,
+                "unit": 4,
+                "grid_code": "NZ",
+            },
+        ],
+    }
+    with pytest.raises(ValidationError) as e:
+        parse_config(raw, "edge.yaml")
+    text = "\n".join(str(p) for p in e.value.problems)
+    assert "device pv: grid_code: unknown grid code; known: AU-A" in text
+    assert "IEEE1547-B" in text
+    assert "DE-VDE4105" in text
+    assert "device bat: unit" in text
+    assert "device pv2: der_curves.volt_var: give y_pu, response_s" in text
+    assert "device m: a meter takes no grid_code" in text
+    assert len(e.value.problems) == 4
