@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from gridflock.domain import ValidationError
 from gridflock.edge.config import SunSpecDevice, parse_config
 from gridflock.edge.sunspec import SunSpecDriver, discover
+from gridflock.edge.sunspec._transport import PymodbusSunSpecDevice
+from gridflock.edge.sunspec.der_write import write_der
 from gridflock.gridcode import curve_value, profile
 from gridflock.sim.sunspec_server import BatteryUnit, PvInverterUnit, SunSpecServer
 
@@ -253,3 +259,136 @@ def test_bad_grid_code_reported_with_every_other_problem() -> None:
     assert "device pv2: der_curves.volt_var: give y_pu, response_s" in text
     assert "device m: a meter takes no grid_code" in text
     assert len(e.value.problems) == 4
+
+
+def test_value_the_register_cannot_hold_is_refused_not_wrapped() -> None:
+    # a device whose voltage scale factor (0.001 %) cannot hold 110 % VNom in a uint16
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))
+    pv.model(705).V_SF.value = -3
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver([dev(port, 1, "pv", "pv", grid_code="US-CA-RULE21")])
+        await drv.start()
+        try:
+            got = {o.model: o for o in drv.der_outcomes("pv")}
+            assert got[705].status == "refused"
+            assert "does not fit the register at scale factor -3" in got[705].detail
+            assert (got[706].status, got[711].status) == ("verified", "verified")
+        finally:
+            await drv.close()
+
+    before = pv.model(705).get_mb()
+    run({1: pv}, body)
+    assert pv.model(705).get_mb() == before  # nothing written
+
+
+def test_a_device_that_does_not_adopt_fails_verification() -> None:
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))
+    real = pv.der.written
+
+    def ignore_705(model: Any) -> None:  # a device that acknowledges but keeps its curve
+        if model.model_id == 705:
+            model.AdptCrvReq.value = 0
+            return
+        real(model)
+
+    pv.der.written = ignore_705  # type: ignore[method-assign]
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver([dev(port, 1, "pv", "pv", grid_code="US-CA-RULE21")])
+        await drv.start()
+        try:
+            got = {o.model: o for o in drv.der_outcomes("pv")}
+            assert got[705].status == "failed"
+            assert "reads back as" in got[705].detail
+            assert (got[706].status, got[711].status) == ("verified", "verified")
+        finally:
+            await drv.close()
+
+    run({1: pv}, body)
+
+
+@st.composite
+def curves(draw: st.DrawFn) -> tuple[list[float], list[float]]:
+    n = draw(st.integers(2, 4))
+    xs = sorted(draw(st.sets(st.integers(5000, 15000), min_size=n, max_size=n)))
+    ys = draw(st.lists(st.integers(-10_000, 10_000), min_size=n, max_size=n))
+    return [x / 10_000 for x in xs], [y / 10_000 for y in ys]
+
+
+@pytest.fixture(scope="module")
+def twin() -> Iterator[tuple[PvInverterUnit, int]]:
+    """One twin PV inverter with models 705/706/711 served from a background thread."""
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    server = SunSpecServer({1: pv}, port=port)
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert ready.wait(10)
+    yield pv, port
+    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+    loop.call_soon_threadsafe(loop.stop)
+    t.join(10)
+    loop.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    vv=curves(),
+    vw=curves(),
+    db=st.floats(0.0, 2.0),
+    k=st.floats(0.001, 0.2),
+    rsp=st.floats(0.1, 90.0),
+)
+def test_any_valid_curve_reads_back_within_one_step(
+    twin: tuple[PvInverterUnit, int],
+    vv: tuple[list[float], list[float]],
+    vw: tuple[list[float], list[float]],
+    db: float,
+    k: float,
+    rsp: float,
+) -> None:
+    over = {
+        "volt_var": {"v_pu": vv[0], "y_pu": vv[1], "response_s": rsp},
+        "volt_watt": {"v_pu": vw[0], "y_pu": vw[1], "response_s": rsp},
+        "freq_droop": {
+            "db_over_hz": db,
+            "droop_over": k,
+            "db_under_hz": db,
+            "droop_under": k,
+            "response_s": min(rsp, 60.0),
+        },
+    }
+    pv, port = twin
+    entry = SunSpecDevice(
+        id="pv", kind="pv", protocol="sunspec", host=HOST, port=port, der_curves=over
+    )  # type: ignore[arg-type]
+    der = entry.der_settings()
+    assert der is not None
+    link = PymodbusSunSpecDevice(HOST, port, 1)
+    try:
+        link.scan(connect=False)
+        models = {int(k): v[0] for k, v in link.models.items() if isinstance(k, int)}
+        out = {o.model: o.status for o in write_der(models, der, "pv")}
+    finally:
+        link.close()
+    assert out == {705: "verified", 706: "verified", 711: "verified"}
+    for mid, (x, y) in ((705, vv), (706, vw)):
+        v, q = device_curve(pv, mid)
+        np.testing.assert_allclose(v, x, atol=5.1e-5)
+        np.testing.assert_allclose(q, y, atol=5.1e-5)
+        np.testing.assert_allclose(np.interp(V_SWEEP, v, q), np.interp(V_SWEEP, x, y), atol=2e-4)
+    c = active(pv, 711)
+    assert abs(c.DbOf.cvalue - db) <= 5.1e-4
+    assert abs(c.DbUf.cvalue - db) <= 5.1e-4
+    assert abs(c.KOf.cvalue - k) <= 5.1e-4
+    assert c.RspTms.cvalue == pytest.approx(min(rsp, 60.0), abs=0.051)

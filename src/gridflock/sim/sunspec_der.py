@@ -3,9 +3,10 @@
 Built from pysunspec2's model definitions like the rest of the map: ``n_curves`` stored
 curves (controls for 711) of ``n_points`` points each; the first is the one in force and
 read-only, as on real inverters. A write of ``AdptCrvReq`` / ``AdptCtlReq`` = k copies
-curve k into the first and sets the result to completed. Writes are checked as a device
-checks them: voltages rising within the active points, percentages within ±100 %,
-``ActPt`` within ``NPt``, the active curve left alone; a refused write changes nothing.
+curve k into the first and sets the result to completed, or to failed when the curve has
+fewer than two active points or voltages that do not rise. Every write is checked as a
+device checks it: voltages within 50..150 % VNom, percentages within ±100 %, ``ActPt``
+within ``NPt``, the active curve left alone; a refused write changes nothing.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sunspec2.device as ssdev
 __all__ = ["DER_MODELS", "DerModels", "der_model"]
 
 DER_MODELS = (705, 706, 711)
-_COMPLETED = 1
+_COMPLETED, _FAILED = 1, 2
 
 
 def der_model(model_id: int, n_curves: int = 3, n_points: int = 4) -> Any:
@@ -108,8 +109,8 @@ class DerModels:
             return f"{req} {k}: no such curve"
         if model.Ena.value not in (0, 1):
             return f"Ena {model.Ena.value} is neither 0 nor 1"
-        for g in groups:
-            why = _check_710(g) if mid == 711 else _check_curve(model, g)
+        for g in groups:  # each value within its range; the shape is checked on adoption
+            why = _check_710(g) if mid == 711 else _check_values(model, g)
             if why:
                 return why
         return None
@@ -121,6 +122,10 @@ class DerModels:
             return
         name, req, rslt = _group(model)
         k = model.points[req].value or 0
+        model.points[req].value = 0
+        if k >= 2 and name == "Crv" and _check_curve(model, model.groups[name][k - 1]):
+            model.points[rslt].value = _FAILED
+            return
         if k >= 2:
             groups = model.groups[name]
             src, dst = groups[k - 1], groups[0]
@@ -132,24 +137,31 @@ class DerModels:
                     for pname, p in a.points.items():
                         b.points[pname].value = p.value
             self._active[mid] = _values(dst)
-        model.points[req].value = 0
         model.points[rslt].value = _COMPLETED
 
 
-def _check_curve(model: Any, g: Any) -> str | None:
-    npt = int(model.NPt.value)
-    n = g.ActPt.value
-    if not 2 <= n <= npt:
-        return f"ActPt {n} outside 2..{npt}"
+def _check_values(model: Any, g: Any) -> str | None:
+    """Each point of a stored curve within its range (% VNom, % of the reference)."""
+    if not 0 <= g.ActPt.value <= int(model.NPt.value):
+        return f"ActPt {g.ActPt.value} outside 0..{model.NPt.value}"
     y = "Var" if model.model_id == 705 else "W"
+    vs = [p.V.cvalue for p in g.Pt]
+    if not all(50.0 <= v <= 150.0 for v in vs):
+        return f"voltages outside 50..150 % VNom: {vs}"
+    ys = [p.points[y].cvalue for p in g.Pt]
+    if not all(-100.0 <= v <= 100.0 for v in ys):
+        return f"{y} outside -100..100 %: {ys}"
+    return None
+
+
+def _check_curve(model: Any, g: Any) -> str | None:
+    """Why a curve cannot be adopted: too few points, voltages not rising."""
+    n = g.ActPt.value
+    if not 2 <= n <= int(model.NPt.value):
+        return f"ActPt {n} outside 2..{model.NPt.value}"
     vs = [g.Pt[k].V.cvalue for k in range(n)]
     if any(b <= a for a, b in itertools.pairwise(vs)):
         return f"voltages must rise: {vs}"
-    if not all(50.0 <= v <= 150.0 for v in vs):
-        return f"voltages outside 50..150 % VNom: {vs}"
-    ys = [g.Pt[k].points[y].cvalue for k in range(n)]
-    if not all(-100.0 <= v <= 100.0 for v in ys):
-        return f"{y} outside -100..100 %: {ys}"
     return None
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from gridflock.edge.der import DerSettings
 from gridflock.gridcode import Curve, FreqWatt
 
-__all__ = ["DER_CURVE_MODELS", "DerOutcome", "DerWriteError", "write_der"]
+__all__ = ["DER_CURVE_MODELS", "DerOutcome", "DerVerifyError", "DerWriteError", "write_der"]
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,11 @@ _ADOPT_WAIT_S = 2.0
 
 
 class DerWriteError(Exception):
-    """A model's settings could not be written or did not read back as written."""
+    """A model's settings are refused before writing: outside what the device can hold."""
+
+
+class DerVerifyError(DerWriteError):
+    """The device did not adopt the settings or they did not read back as written."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,10 @@ class DerOutcome:
     """What happened to one DER model of one device."""
 
     model: int
-    status: str  # "verified", "absent", "refused", "failed", "not_configured"
+    #: verified (written, adopted, read back), absent (the device lacks the model),
+    #: refused (not written: beyond the device's registers), failed (the device refused,
+    #: did not adopt or reads back otherwise), not_configured (no setting for it)
+    status: str
     detail: str = ""
 
     def as_dict(self) -> dict[str, object]:
@@ -106,13 +113,13 @@ def _adopt(model: Any, slot: int, req: str, rslt: str) -> None:
         if r == _COMPLETED:
             return
         if r != _IN_PROGRESS or time.monotonic() > deadline:
-            raise DerWriteError(f"the device did not adopt curve {slot + 1} ({rslt} = {r})")
+            raise DerVerifyError(f"the device did not adopt curve {slot + 1} ({rslt} = {r})")
         time.sleep(0.05)
 
 
 def _check(point: Any, raw: int, what: str) -> None:
     if point.value != raw:
-        raise DerWriteError(f"{what} reads back as {point.value}, written {raw}")
+        raise DerVerifyError(f"{what} reads back as {point.value}, written {raw}")
 
 
 def _write_curve(model: Any, curve: Curve, y_name: str, dept_ref: int, y_lo: float) -> str:
@@ -218,6 +225,10 @@ def write_der(models: dict[int, Any], s: DerSettings, where: str) -> list[DerOut
                 detail = _write_curve(m, setting, "W", _W_MAX_PCT, -100.0)
             else:
                 detail = _write_droop(m, setting, s.freq_enabled, s.uf_off_hz)
+        except DerVerifyError as e:
+            log.error("%s: model %d (%s) not verified: %s", where, mid, s.source, e)
+            out.append(DerOutcome(mid, "failed", str(e)))
+            continue
         except DerWriteError as e:
             log.error("%s: model %d (%s) refused: %s", where, mid, s.source, e)
             out.append(DerOutcome(mid, "refused", str(e)))
