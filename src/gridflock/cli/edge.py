@@ -46,14 +46,22 @@ def check(
 
     cfg = _config(config)
     table = Table(title=f"{config}: gateway {cfg.gateway.id} -> {mask_url(cfg.gateway.broker)}")
-    for col in ("device", "kind", "protocol", "address", "poll [s]", "safe mode"):
+    for col in ("device", "kind", "protocol", "address", "poll [s]", "safe mode", "curves"):
         table.add_column(col)
     for d in cfg.devices:
-        addr = ""
+        addr = curves = ""
         if isinstance(d, SunSpecDevice):
             addr = f"{d.host}:{d.port} unit {d.unit}"
+            der = d.der_settings()
+            curves = der.source if der is not None else ""
         table.add_row(
-            d.id, d.kind, getattr(d, "protocol", "?"), addr, f"{d.poll_interval_s:g}", d.safe_mode
+            d.id,
+            d.kind,
+            getattr(d, "protocol", "?"),
+            addr,
+            f"{d.poll_interval_s:g}",
+            d.safe_mode,
+            curves,
         )
     out.print(table)
     out.print(
