@@ -10,6 +10,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -392,3 +393,33 @@ def test_any_valid_curve_reads_back_within_one_step(
     assert abs(c.DbUf.cvalue - db) <= 5.1e-4
     assert abs(c.KOf.cvalue - k) <= 5.1e-4
     assert c.RspTms.cvalue == pytest.approx(min(rsp, 60.0), abs=0.051)
+
+
+def test_edge_check_shows_the_curve_source_and_lists_a_bad_code(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from gridflock.cli import app
+
+    runner = CliRunner()
+    good = tmp_path / "edge.yaml"
+    good.write_text(
+        "gateway: {id: gw-1, broker: 'mqtt://127.0.0.1:1883'}\n"
+        "devices:\n"
+        "  - {id: pv-1, kind: pv, protocol: sunspec, host: 10.0.0.5, grid_code: NZ}\n"
+    )
+    r = runner.invoke(app, ["edge", "check", str(good)], terminal_width=200)
+    assert r.exit_code == 0, r.output
+    assert "NZ" in r.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "gateway: {id: gw-1, broker: 'mqtt://127.0.0.1:1883'}\n"
+        "devices:\n"
+        "  - {id: pv-1, kind: pv, protocol: sunspec, host: 10.0.0.5, grid_code: DE-VDE}\n"
+        "  - {id: pv-2, kind: pv, protocol: sunspec, host: 10.0.0.5, unit: 300}\n"
+    )
+    r = runner.invoke(app, ["edge", "check", str(bad)])
+    assert r.exit_code == 2
+    text = " ".join(r.stderr.split())
+    assert "2 problem(s) found" in text
+    assert "device pv-1: grid_code: unknown grid code; known:" in text
+    assert "DE-VDE4105" in text
