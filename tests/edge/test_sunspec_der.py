@@ -423,3 +423,38 @@ def test_edge_check_shows_the_curve_source_and_lists_a_bad_code(tmp_path: Path) 
     assert "2 problem(s) found" in text
     assert "device pv-1: grid_code: unknown grid code; known:" in text
     assert "DE-VDE4105" in text
+
+
+def test_curves_changed_on_the_device_are_written_again(caplog: pytest.LogCaptureFixture) -> None:
+    pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))
+    prof = profile("US-CA-RULE21")
+
+    async def body(port: int) -> None:
+        drv = SunSpecDriver([dev(port, 1, "pv", "pv", grid_code="US-CA-RULE21")], der_check_s=0.0)
+        drv.read_wait_s = 3.0
+        await drv.start()
+        try:
+            writes = pv.writes
+            for d in drv._devs.values():
+                d.next_due = 0.0
+            assert len(await drv.read()) == 1
+            assert pv.writes == writes  # unchanged: only read back
+            # another tool switches volt-var off and moves a point of the active curve
+            m = pv.model(705)
+            m.Ena.value = 0
+            m.groups["Crv"][0].Pt[1].Var.cvalue = 10.0
+            pv.der = type(pv.der)(pv.models)  # the twin takes the change as its own
+            for d in drv._devs.values():
+                d.next_due = 0.0
+            with caplog.at_level(logging.WARNING):
+                assert len(await drv.read()) == 1
+            assert pv.writes > writes
+            assert outcomes(drv, "pv") == {705: "verified", 706: "verified", 711: "verified"}
+        finally:
+            await drv.close()
+
+    run({1: pv}, body)
+    assert "changed on the device; writing them again" in caplog.text
+    v, y = device_curve(pv, 705)
+    np.testing.assert_allclose(np.interp(V_SWEEP, v, y), curve_value(prof.volt_var, V_SWEEP))
+    assert pv.model(705).Ena.value == 1

@@ -122,7 +122,10 @@ def _check(point: Any, raw: int, what: str) -> None:
         raise DerVerifyError(f"{what} reads back as {point.value}, written {raw}")
 
 
-def _write_curve(model: Any, curve: Curve, y_name: str, dept_ref: int, y_lo: float) -> str:
+def _write_curve(
+    model: Any, curve: Curve, y_name: str, dept_ref: int, y_lo: float, write: bool = True
+) -> str:
+    """Write (``write``) and verify, or only verify, one volt-var or volt-watt curve."""
     mid = model.model_id
     model.read()
     npt = int(model.NPt.value or 0)
@@ -139,17 +142,20 @@ def _write_curve(model: Any, curve: Curve, y_name: str, dept_ref: int, y_lo: flo
         v_raw = _raw(pt.V, 100.0 * curve.x[k], v_sf, f"model {mid} point {k + 1} V [% VNom]")
         y_pct = _pct(curve.y[k], f"model {mid} point {k + 1} {y_name}", lo=y_lo)
         y_raw = _raw(pt.points[y_name], y_pct, y_sf, f"model {mid} point {k + 1} {y_name} [%]")
-        pt.V.value, pt.points[y_name].value = v_raw, y_raw
+        if write:
+            pt.V.value, pt.points[y_name].value = v_raw, y_raw
         want += [(f"Pt[{k}].V", v_raw), (f"Pt[{k}].{y_name}", y_raw)]
-    c.ActPt.value = n
-    c.DeptRef.value = dept_ref
+    if write:
+        c.ActPt.value = n
+        c.DeptRef.value = dept_ref
     t_raw = _raw(c.RspTms, curve.response_s, t_sf, f"model {mid} RspTms [s]")
-    c.RspTms.value = t_raw
-    model.write()
-    _adopt(model, slot, "AdptCrvReq", "AdptCrvRslt")
-    model.Ena.value = 1 if curve.enabled else 0
-    model.write()
-    model.read()
+    if write:
+        c.RspTms.value = t_raw
+        model.write()
+        _adopt(model, slot, "AdptCrvReq", "AdptCrvRslt")
+        model.Ena.value = 1 if curve.enabled else 0
+        model.write()
+        model.read()
     act = model.groups["Crv"][0]
     _check(act.ActPt, n, f"model {mid} ActPt")
     _check(act.DeptRef, dept_ref, f"model {mid} DeptRef")
@@ -161,7 +167,10 @@ def _write_curve(model: Any, curve: Curve, y_name: str, dept_ref: int, y_lo: flo
     return f"{n} points, {'enabled' if curve.enabled else 'written, disabled by the code'}"
 
 
-def _write_droop(model: Any, fw: FreqWatt, enabled: bool, uf_off_hz: float | None) -> str:
+def _write_droop(
+    model: Any, fw: FreqWatt, enabled: bool, uf_off_hz: float | None, write: bool = True
+) -> str:
+    """Write (``write``) and verify, or only verify, the frequency droop."""
     model.read()
     groups = model.groups["Ctl"]
     slot = _slot(groups)
@@ -185,13 +194,14 @@ def _write_droop(model: Any, fw: FreqWatt, enabled: bool, uf_off_hz: float | Non
     for name in ("KOf", "KUf"):
         if vals[name] == 0:
             raise DerWriteError(f"model 711 {name} rounds to 0 at scale factor {k_sf}")
-    for name, raw in vals.items():
-        c.points[name].value = raw
-    model.write()
-    _adopt(model, slot, "AdptCtlReq", "AdptCtlRslt")
-    model.Ena.value = 1 if enabled else 0
-    model.write()
-    model.read()
+    if write:
+        for name, raw in vals.items():
+            c.points[name].value = raw
+        model.write()
+        _adopt(model, slot, "AdptCtlReq", "AdptCtlRslt")
+        model.Ena.value = 1 if enabled else 0
+        model.write()
+        model.read()
     act = model.groups["Ctl"][0]
     for name, raw in vals.items():
         _check(act.points[name], raw, f"model 711 {name}")
@@ -199,45 +209,64 @@ def _write_droop(model: Any, fw: FreqWatt, enabled: bool, uf_off_hz: float | Non
     return f"{'enabled' if enabled else 'written, disabled'}{note}"
 
 
-def write_der(models: dict[int, Any], s: DerSettings, where: str) -> list[DerOutcome]:
-    """Write and verify every DER function ``s`` gives on the models the device offers."""
+def write_der(
+    models: dict[int, Any], s: DerSettings, where: str, write: bool = True
+) -> list[DerOutcome]:
+    """Write and verify every DER function ``s`` gives on the models the device offers.
+
+    ``write=False`` only reads the models and checks that the active curves are still
+    what ``s`` asks (a device reset, or another tool, may have changed them): a model
+    that differs comes back ``failed``.
+    """
     jobs: list[tuple[int, Any]] = [
         (705, s.volt_var),
         (706, s.volt_watt),
         (711, s.freq_droop),
     ]
     out: list[DerOutcome] = []
+    warn, err = (logging.WARNING, logging.ERROR) if write else (logging.DEBUG, logging.DEBUG)
     for mid, setting in jobs:
         if setting is None:
             out.append(DerOutcome(mid, "not_configured"))
             continue
         if mid not in models:
-            log.warning(
-                "%s: no SunSpec model %d; its %s settings are not written", where, mid, s.source
+            log.log(
+                warn,
+                "%s: no SunSpec model %d; its %s settings are not written",
+                where,
+                mid,
+                s.source,
             )
             out.append(DerOutcome(mid, "absent", f"the device lacks model {mid}"))
             continue
         m = models[mid]
         try:
             if mid == 705:
-                detail = _write_curve(m, setting, "Var", _VAR_MAX_PCT, -100.0)
+                detail = _write_curve(m, setting, "Var", _VAR_MAX_PCT, -100.0, write)
             elif mid == 706:
-                detail = _write_curve(m, setting, "W", _W_MAX_PCT, -100.0)
+                detail = _write_curve(m, setting, "W", _W_MAX_PCT, -100.0, write)
             else:
-                detail = _write_droop(m, setting, s.freq_enabled, s.uf_off_hz)
+                detail = _write_droop(m, setting, s.freq_enabled, s.uf_off_hz, write)
         except DerVerifyError as e:
-            log.error("%s: model %d (%s) not verified: %s", where, mid, s.source, e)
+            log.log(err, "%s: model %d (%s) not verified: %s", where, mid, s.source, e)
             out.append(DerOutcome(mid, "failed", str(e)))
             continue
         except DerWriteError as e:
-            log.error("%s: model %d (%s) refused: %s", where, mid, s.source, e)
+            log.log(err, "%s: model %d (%s) refused: %s", where, mid, s.source, e)
             out.append(DerOutcome(mid, "refused", str(e)))
             continue
         except Exception as e:  # a device error: the other models still go
             text = " ".join(str(e).split())[:300]
-            log.error("%s: model %d (%s) not written: %s", where, mid, s.source, text)
+            log.log(err, "%s: model %d (%s) not written: %s", where, mid, s.source, text)
             out.append(DerOutcome(mid, "failed", text))
             continue
-        log.info("%s: model %d from %s verified: %s", where, mid, s.source, detail)
+        log.log(
+            logging.INFO if write else logging.DEBUG,
+            "%s: model %d from %s verified: %s",
+            where,
+            mid,
+            s.source,
+            detail,
+        )
         out.append(DerOutcome(mid, "verified", detail))
     return out

@@ -20,8 +20,10 @@ Controls (kW, generator sign, clipped to the device's ranges; the result says so
 DER curves (``grid_code`` / ``der_curves`` in the entry): at start and again whenever a
 device answers after a silence, the volt-var, volt-watt and frequency-droop settings are
 written to models 705, 706 and 711 where the device offers them and read back
-(:mod:`gridflock.edge.sunspec.der_write`); :meth:`SunSpecDriver.der_outcomes` says what
-each model got. A missing model or a refused curve is logged; the others still go.
+(:mod:`gridflock.edge.sunspec.der_write`), then read back every ``der_check_s`` and
+written again where the device changed them (a reset, another tool);
+:meth:`SunSpecDriver.der_outcomes` says what each model got. A missing model or a refused
+curve is logged; the others still go.
 
 Release (safe mode ``own_control``) clears the enable bits (``WMaxLim_Ena`` /
 ``WMaxLimPctEna`` = 0, ``StorCtl_Mod`` = 0); safe mode ``zero`` holds 0 kW instead.
@@ -86,6 +88,7 @@ class _Dev:
     reachable: bool = True
     lock: threading.Lock = field(default_factory=threading.Lock)
     der: list[DerOutcome] = field(default_factory=list)
+    der_due: float = math.inf
 
 
 class SunSpecDriver:
@@ -100,11 +103,14 @@ class SunSpecDriver:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         read_wait_s: float = 1.0,
+        der_check_s: float = 300.0,
     ) -> None:
         self.clock = clock
         self.monotonic = monotonic
         self.read_wait_s = read_wait_s
         """How long :meth:`read` waits for slow devices [s]; they report on a later call."""
+        self.der_check_s = der_check_s
+        """How often the DER curves are read back and, where they changed, written again [s]."""
         self._inflight: dict[str, asyncio.Future[DeviceReading | None]] = {}
         self._devs: dict[str, _Dev] = {
             d.id: _Dev(d, PymodbusSunSpecDevice(d.host, d.port, d.unit, d.timeout_s))
@@ -191,6 +197,28 @@ class SunSpecDriver:
         where = f"device {d.cfg.id} ({d.link.where()})"
         with d.lock:
             d.der = write_der(d.models, settings, where)
+        d.der_due = self.monotonic() + self.der_check_s
+
+    def _check_der(self, d: _Dev) -> None:
+        """Read the verified DER curves back; write them again where the device changed them."""
+        settings = d.cfg.der_settings()
+        if settings is None or self.monotonic() < d.der_due:
+            return
+        d.der_due = self.monotonic() + self.der_check_s
+        where = f"device {d.cfg.id} ({d.link.where()})"
+        with d.lock:
+            now = write_der(d.models, settings, where, write=False)
+        was = {o.model: o.status for o in d.der}
+        changed = [
+            o.model for o in now if was.get(o.model) == "verified" and o.status != "verified"
+        ]
+        if changed:
+            log.warning(
+                "%s: DER settings of model(s) %s changed on the device; writing them again",
+                where,
+                changed,
+            )
+            self._write_der(d)
 
     def _rating(self, d: _Dev) -> float:
         if d.cfg.p_max_kw is not None:
@@ -248,10 +276,14 @@ class SunSpecDriver:
             d.reachable = False
             return None
         if not d.reachable:
-            log.info("device %s: answering again; its DER settings are written again", c.id)
+            log.info("device %s: answering again", c.id)
             d.reachable = True
-            self._write_der(d)
+            self._write_der(d)  # a device that restarted may have lost them
         d.reachable = True
+        try:
+            self._check_der(d)
+        except (SunSpecModbusClientError, OSError) as e:
+            log.warning("device %s: DER settings not checked: %s", c.id, _short(e))
         return reading
 
     def _reading(self, d: _Dev) -> DeviceReading:
