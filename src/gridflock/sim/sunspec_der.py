@@ -24,6 +24,10 @@ _COMPLETED, _FAILED = 1, 2
 
 def der_model(model_id: int, n_curves: int = 3, n_points: int = 4) -> Any:
     """A model 705, 706 or 711 with its factory curves (flat, disabled)."""
+    if model_id not in DER_MODELS:
+        raise ValueError(f"model {model_id} is not a DER curve model; use one of {DER_MODELS}")
+    if not 1 <= n_curves <= 10 or not 2 <= n_points <= 10:
+        raise ValueError(f"1-10 curves of 2-10 points, got {n_curves} of {n_points}")
     if model_id == 711:
         ctl = [
             {"DbOf": 36, "DbUf": 36, "KOf": 50, "KUf": 50, "RspTms": 50, "PMin": 0, "ReadOnly": 0}
