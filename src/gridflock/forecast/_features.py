@@ -16,7 +16,6 @@ import holidays
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-import pvlib
 
 from gridflock.forecast._locations import WeatherLocations
 from gridflock.forecast._types import STEP, FloatArray, SiteAttributes, WeatherSource
@@ -193,6 +192,8 @@ def _weather(
     if not (np.isfinite(lat) and np.isfinite(lon)):
         out.update(clear_ghi=nan, elevation=nan, pv_phys=nan)
         return out
+    import pvlib  # on first use: a second of start-up for every process that never forecasts
+
     # solar geometry at the step's middle, once per distinct time
     uniq, inv = np.unique(target_s, return_inverse=True)
     mid = pd.to_datetime(uniq + STEP_S / 2.0, unit="s", utc=True)

@@ -18,9 +18,8 @@ import json
 import zlib
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
@@ -34,6 +33,9 @@ from gridflock.forecast._types import (
     SiteAttributes,
     WeatherSource,
 )
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 __all__ = ["ModelBundle", "TrainConfig", "predict", "train"]
 
@@ -164,7 +166,7 @@ class ModelBundle:
         """The loaded LightGBM models of ``quantity`` (cached)."""
         if quantity not in self._boosters:
             self._boosters[quantity] = [
-                lgb.Booster(model_str=text) for text in self.models[quantity]
+                _lgb().Booster(model_str=text) for text in self.models[quantity]
             ]
         return self._boosters[quantity]
 
@@ -354,6 +356,7 @@ def _fit(d: _Design, cfg: TrainConfig, hi: int | None = None) -> list[str]:
     if hi is not None:
         keep = d.rows.target < hi
         x, z = x[keep], z[keep]
+    lgb = _lgb()
     data = lgb.Dataset(x, label=z, feature_name=list(FEATURES), free_raw_data=True)
     texts = []
     for q in cfg.quantiles:
@@ -698,3 +701,10 @@ def predict(
 
 
 _ = STEP_S  # the step length the features assume (15 min)
+
+
+def _lgb() -> Any:
+    """LightGBM, imported on first use: it costs a second of start-up for every process."""
+    import lightgbm
+
+    return lightgbm

@@ -16,7 +16,7 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 import numpy as np
@@ -31,12 +31,14 @@ from gridflock.openadr import (
     SignalInterval,
     SignalKind,
     UtilityEvent,
-    Ven3,
-    Ven20,
     random_offset_s,
 )
 from gridflock.optimize.autopilot import Tariff
 from gridflock.service.events import EventService
+
+if TYPE_CHECKING:
+    from gridflock.openadr.oadr3 import Ven3
+    from gridflock.openadr.oadr20 import Ven20
 
 __all__ = ["OpenADRService", "OptPolicy", "make_ven", "overlay_prices"]
 
@@ -341,6 +343,8 @@ def make_ven(settings: Settings, sink: OpenADRService) -> Ven20 | Ven3 | None:
     if settings.openadr_ven == "off" or not settings.openadr_vtn_url:
         return None
     if settings.openadr_ven == "2.0b":
+        from gridflock.openadr.oadr20 import Ven20
+
         return Ven20(
             sink,
             settings.openadr_vtn_url,
@@ -353,6 +357,8 @@ def make_ven(settings: Settings, sink: OpenADRService) -> Ven20 | Ven3 | None:
             retry_s=settings.openadr_retry_s,
             report_interval_s=settings.openadr_report_s,
         )
+    from gridflock.openadr.oadr3 import Ven3
+
     token, secret = settings.openadr_token, settings.openadr_client_secret
     return Ven3(
         sink,
