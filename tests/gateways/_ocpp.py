@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -99,3 +100,14 @@ def commands(
         now,
         "ev-1",
     )
+
+
+async def shut_down(link: OcppLink, runner: asyncio.Task[None], *tasks: asyncio.Task[Any]) -> None:
+    """Cancel the charge points' ``tasks``, stop the CSMS and wait for all of them to end."""
+    for t in tasks:
+        t.cancel()
+    link.stop()
+    for t in tasks:
+        with contextlib.suppress(asyncio.CancelledError, TimeoutError, ConnectionError):
+            await t  # a cancelled call may surface as a timeout
+    await runner

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 
@@ -14,7 +13,7 @@ from gridflock.domain.ports import DeviceLink
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.sim.ocpp import SimulatedChargePoint
 
-from ._ocpp import charger, commands, link_for, ocpp_fleet, until
+from ._ocpp import charger, commands, link_for, ocpp_fleet, shut_down, until
 
 VERSIONS = ["ocpp1.6", "ocpp2.0.1"]
 
@@ -82,13 +81,7 @@ def test_boot_transaction_meter_values_and_an_event_change_the_power(version: st
             link.send(commands(["s0-ev"], [math.nan], tag="release"))
             await until(lambda: abs(_p(link, seen) + 11.0) < 0.05, "full power again")
         finally:
-            task.cancel()
-            link.stop()
-            with contextlib.suppress(
-                asyncio.CancelledError, TimeoutError, ConnectionError
-            ):  # a cancelled call may surface as a timeout
-                await task
-            await runner
+            await shut_down(link, runner, task)
 
     asyncio.run(main())
 
@@ -134,13 +127,7 @@ def test_a_plan_becomes_a_default_profile_and_an_event_overrides_it(version: str
             link.send(commands(["s0-ev"], [math.nan], tag="release"))  # back to the plan
             await until(lambda: abs(_p(link, seen) + 6.0) < 0.01, "6 kW")
         finally:
-            task.cancel()
-            link.stop()
-            with contextlib.suppress(
-                asyncio.CancelledError, TimeoutError, ConnectionError
-            ):  # a cancelled call may surface as a timeout
-                await task
-            await runner
+            await shut_down(link, runner, task)
 
     asyncio.run(main())
 
@@ -164,13 +151,7 @@ def test_offline_discharging_and_expired_commands_are_rejected_with_a_reason() -
             assert acks["old-s0-ev"].reason.startswith("expired")
             assert "c-s0-pv" not in acks  # not an OCPP device: another link's
         finally:
-            task.cancel()
-            link.stop()
-            with contextlib.suppress(
-                asyncio.CancelledError, TimeoutError, ConnectionError
-            ):  # a cancelled call may surface as a timeout
-                await task
-            await runner
+            await shut_down(link, runner, task)
 
     asyncio.run(main())
 
@@ -207,14 +188,6 @@ def test_the_composite_schedule_unmasks_a_charger_that_ignores_its_profile(versi
             assert honest.ev.profiles[1001].periods[0].limit == pytest.approx(15.9, abs=0.05)
             assert honest.ev.p_kw == pytest.approx(11.0, abs=0.05)  # never above its rating
         finally:
-            for t in tasks:
-                t.cancel()
-            link.stop()
-            for t in tasks:
-                with contextlib.suppress(
-                    asyncio.CancelledError, TimeoutError, ConnectionError
-                ):  # a cancelled call may surface as a timeout
-                    await t
-            await runner
+            await shut_down(link, runner, *tasks)
 
     asyncio.run(main())

@@ -18,7 +18,7 @@ from gridflock.gateways.mqtt import hash_password
 from gridflock.gateways.ocpp import OcppLink, OcppSettings, iso, parse_basic, verify_password
 from gridflock.sim.ocpp import SimulatedChargePoint
 
-from ._ocpp import charger, commands, link_for, ocpp_fleet, secret, until
+from ._ocpp import charger, commands, link_for, ocpp_fleet, secret, shut_down, until
 from .test_mqtt_tls import pki  # noqa: F401  (the test CA fixture)
 
 
@@ -127,13 +127,7 @@ def test_security_profile_2_over_tls_with_a_test_ca(pki: dict[str, str]) -> None
                 ):
                     pass
         finally:
-            task.cancel()
-            link.stop()
-            with contextlib.suppress(
-                asyncio.CancelledError, TimeoutError, ConnectionError
-            ):  # a cancelled call may surface as a timeout
-                await task
-            await runner
+            await shut_down(link, runner, task)
 
     asyncio.run(main())
 
@@ -212,13 +206,7 @@ def test_a_hostile_charger_does_not_disturb_the_others() -> None:
             assert p_ok
             assert "CP0" in link.sessions
         finally:
-            task.cancel()
-            link.stop()
-            with contextlib.suppress(
-                asyncio.CancelledError, TimeoutError, ConnectionError
-            ):  # a cancelled call may surface as a timeout
-                await task
-            await runner
+            await shut_down(link, runner, task)
 
     asyncio.run(main())
 
