@@ -41,6 +41,17 @@ class Settings(BaseSettings):
         description="Broker URL, e.g. mqtt://127.0.0.1:1883 "
         "(mqtts:// for TLS); empty: no MQTT devices",
     )
+    role: Literal["all", "control", "ingest", "api"] = Field(
+        "all",
+        description="What this process runs: all (one process, the default), control (the "
+        "leader, or a hot standby while another leads), ingest (telemetry into the store), "
+        "api (API and dashboard replica)",
+    )
+    bus_url: str | None = Field(
+        None,
+        description="Internal bus between roles, e.g. nats://127.0.0.1:4222; needed only "
+        "when roles run apart",
+    )
     mqtt_username: str = Field("gridflock-service", description="Service account on the broker")
     mqtt_password: SecretStr | None = Field(None, description="Service account password")
     mqtt_client_id: str = Field(
