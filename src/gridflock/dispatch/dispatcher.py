@@ -43,12 +43,21 @@ envelope)`` at the cycle's time, so an envelope that arrives mid-event tightens 
 running events at the next :meth:`step`; :meth:`available_kw` uses the strictest limit
 over the asked window.
 
+Envelope hold (``dispatch.envelope_hold``): after the events, every site and node that
+breaks an envelope in force (measured, at the devices' baselines plus the events'
+changes) is brought back inside it by the devices no event holds, through the same
+command path (sequence numbers, lifetimes, renewal; commands of event id
+``envelope``), and released when no longer needed. Such a device keeps its frozen
+baseline, so the hold is worked out each cycle from what the site would do without it.
+An event may take a held device; the hold then works with the rest.
+
 Finished events leave the dispatcher (the caller keeps their figures); memory does not
 grow with the number of past events.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from datetime import UTC, datetime
 
@@ -56,12 +65,14 @@ import numpy as np
 import pandas as pd
 
 from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
+from gridflock.dispatch.envelope_hold import HoldResult, hold
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
-from gridflock.domain.envelopes import Envelope, EnvelopeArrays
+from gridflock.domain.envelopes import PARA14A_FLOOR_KW, Envelope, EnvelopeArrays, EnvelopeKind
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
 from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import BoolArray, CommandBatch, FloatArray, IntArray
 from gridflock.fleet.envelopes import (
+    PARA14A_KINDS,
     PreparedEnvelopes,
     controllable_per_site,
     effective_grid,
@@ -74,6 +85,9 @@ from gridflock.fleet.state import FleetState, GridTopology
 __all__ = ["Dispatcher"]
 
 _HELD_KW = 1e-3  # an allocation below this (1 W) holds no device
+#: Event id of the commands that hold sites within their envelopes.
+ENVELOPE_EVENT = "envelope"
+_PARA14A_CODE = list(EnvelopeKind).index(EnvelopeKind.PARA14A)
 
 
 class Dispatcher:
@@ -118,6 +132,12 @@ class Dispatcher:
         self.releaser: IntArray = np.full(n, -1, np.int64)
         self.planned_kw: FloatArray = np.full(n, np.nan)
         """Each device's scheduled power now [kW] (a plan's slot); NaN where none holds."""
+        self.env_held: BoolArray = np.zeros(n, bool)
+        """Devices the envelope hold commands (no event holds them)."""
+        self.hold_result: HoldResult | None = None
+        """The last cycle's envelope hold (None when no envelope was in force)."""
+        self.hold_commands = 0
+        """Commands sent by the envelope hold since start."""
         self._capped = np.zeros(n, bool)  # PV and wind: a planned value caps the available
         for kind in (DeviceKind.PV, DeviceKind.WIND):
             sl = state.kind_slices.get(kind)
@@ -371,6 +391,92 @@ class Dispatcher:
             out.extend(self._serve(active, now))
         for t in ending:  # what no running event took over is handed back
             _add(out, self._hand_back(t, now))
+        if self.config.envelope_hold and (self.envelopes or self.env_held.any()):
+            _add(out, self._hold(now))
+        return out
+
+    # ------------------------------------------------------------------ envelope hold
+    def _in_force(self, now: float) -> tuple[BoolArray, BoolArray, BoolArray]:
+        """Sites and nodes with an envelope in force at ``now``; sites under §14a dimming."""
+        grid = self.state.grid
+        sites = np.zeros(grid.n_sites, bool)
+        nodes = np.zeros(grid.n_nodes, bool)
+        para = np.zeros(grid.n_sites, bool)
+        if not self.envelopes:
+            return sites, nodes, para
+        self.grid_at(now)  # prepares the envelopes for this fleet
+        arr = self._env.arrays
+        on = (arr.start <= now) & (arr.end > now)
+        srow, nrow = self._env.site_row[arr.tgt], self._env.node_row[arr.tgt]
+        sites[srow[on & (srow >= 0)]] = True
+        nodes[nrow[on & (nrow >= 0)]] = True
+        p14 = on & (arr.kind == _PARA14A_CODE) & np.isfinite(arr.imp)
+        para[srow[p14 & (srow >= 0)]] = True
+        dimmed_nodes = np.unique(nrow[p14 & (nrow >= 0)])
+        if len(dimmed_nodes) and grid.n_nodes:
+            chain = grid.ancestors[np.maximum(grid.site_node, 0)]
+            under = np.isin(chain, dimmed_nodes).any(axis=1) & (grid.site_node >= 0)
+            para |= under
+        return sites, nodes, para
+
+    def _hold(self, now: float) -> CommandBatch | None:
+        """Commands that keep every site and node within the envelopes in force."""
+        st, cfg = self.state, self.config
+        self.env_held &= self.held_by < 0  # an event took these over
+        sites, nodes, para = self._in_force(now)
+        free = (self.held_by < 0) & ~np.isfinite(self.release_at) & st.controllable()
+        if not sites.any() and not nodes.any():
+            self.hold_result = None
+            delta = np.zeros(st.n)
+        else:
+            g = self.grid_at(now)
+            inf_s, inf_n = np.full(g.n_sites, np.inf), np.full(g.n_nodes, np.inf)
+            grid = dataclasses.replace(
+                g,
+                site_import_limit_kw=np.where(sites, g.site_import_limit_kw, inf_s),
+                site_export_limit_kw=np.where(sites, g.site_export_limit_kw, inf_s),
+                limit_import_kw=np.where(nodes, g.limit_import_kw, inf_n),
+                limit_export_kw=np.where(nodes, g.limit_export_kw, inf_n),
+            )
+            base = self.baseline()
+            rel = np.isfinite(self.release_at) & np.isfinite(self.sent)
+            other = np.where(self.held_by >= 0, self.delta_kw, 0.0) + np.where(
+                rel, self.sent - base, 0.0
+            )
+            fx = flexibility(st, cfg.ttl_s / 3600.0, now, base, grid_operator=True)
+            up = fx.up_kw
+            if para.any():  # §14a: a dimmed consumer keeps drawing 4.2 kW (or what it draws)
+                dim = para[st.site_idx] & self._para14a_kind()
+                up = np.where(dim, np.minimum(up, np.fmax(-PARA14A_FLOOR_KW - base, 0.0)), up)
+            self.hold_result = hold(st, grid, base, up, fx.down_kw, free, other)
+            delta = self.hold_result.delta_kw
+        keep = free & (np.abs(delta) > _HELD_KW)
+        base = self.baseline()
+        setpoint = base + delta
+        newly = keep & ~self.env_held
+        self.frozen_base[newly] = np.where(
+            np.isfinite(st.p_baseline_kw[newly]), np.nan, st.p_kw[newly]
+        )
+        moved = keep & ~(np.abs(setpoint - self.sent) <= cfg.deadband_kw)
+        renew = keep & (self.valid_until - now < cfg.renew_s)
+        send = np.flatnonzero(newly | moved | renew)
+        released = np.flatnonzero(self.env_held & ~keep & (self.held_by < 0))
+        self.env_held = keep
+        self.frozen_base[released] = np.nan
+        idx = np.concatenate([send, released])
+        if not len(idx):
+            return None
+        points = np.concatenate([setpoint[send], np.full(len(released), np.nan)])
+        self.hold_commands += len(idx)
+        return self._emit_for(ENVELOPE_EVENT, None, now, idx, points, now + cfg.ttl_s)
+
+    def _para14a_kind(self) -> BoolArray:
+        """Devices of the kinds §14a dimming acts on."""
+        out = np.zeros(self.state.n, bool)
+        for kind in PARA14A_KINDS:
+            sl = self.state.kind_slices.get(DeviceKind(kind))
+            if sl is not None:
+                out[sl] = True
         return out
 
     def _serve(self, active: list[EventTracker], now: float) -> list[CommandBatch]:
@@ -528,7 +634,7 @@ class Dispatcher:
         released = (old >= 0) & ~held
         # a device taken from free keeps the power it had as its baseline (unless it
         # reports one); one passed between events, or still being released, keeps its own
-        fresh = held & (old < 0) & ~np.isfinite(self.release_at)
+        fresh = held & (old < 0) & ~np.isfinite(self.release_at) & ~self.env_held
         self.frozen_base[fresh] = np.where(
             np.isfinite(st.p_baseline_kw[fresh]), np.nan, st.p_kw[fresh]
         )
@@ -607,7 +713,9 @@ class Dispatcher:
             if len(idx):
                 until = np.minimum(self.release_at[idx], now + cfg.ttl_s)
                 _add(out, self._emit(rel, now, idx, self.sent[idx].copy(), until))
-        idle = (self.held_by < 0) & (self.owner < 0) & ~np.isfinite(self.release_at)
+        idle = (
+            (self.held_by < 0) & (self.owner < 0) & ~np.isfinite(self.release_at) & ~self.env_held
+        )
         self.frozen_base[idle] = np.nan
         return out
 
@@ -653,6 +761,7 @@ class Dispatcher:
             "release_at": carry(self.release_at, np.nan),
             "releaser": carry(self.releaser, -1),
             "planned_kw": carry(self.planned_kw, np.nan),
+            "env_held": carry(self.env_held, False),
         }
         self._bind(state)
         for name, arr in carried.items():

@@ -64,7 +64,9 @@ class TrackerConfig:
     measurement noise on in full); ``hold`` keeps devices an event has moved under its
     command until the event ends instead of releasing them mid-event; ``lead_s`` starts
     serving an event that long before its window (a ramp ahead, so the window starts
-    with the devices that do not follow already found and covered).
+    with the devices that do not follow already found and covered). ``envelope_hold``
+    brings sites and nodes that break an envelope in force back inside it with the
+    devices no event holds (``dispatch.envelope_hold``).
     """
 
     interval_s: float = 10.0
@@ -82,6 +84,7 @@ class TrackerConfig:
     release_spread_s: float = 1800.0
     claim_margin: float = 0.25
     lead_s: float = 0.0
+    envelope_hold: bool = True
 
     def __post_init__(self) -> None:
         if self.command_ttl_s is not None and not self.command_ttl_s > 2 * self.interval_s:
