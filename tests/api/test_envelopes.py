@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from gridflock.domain.envelopes import Envelope, EnvelopeSource, TargetType
@@ -170,3 +171,44 @@ def _csv_and_csip_imports(client, runtime, keys):
     assert got["fx"].export_limit_kw == 2.5
     assert got["A1B2"].source.value == "csip"
     assert got["A1B2"].export_limit_kw == 15.0  # 15 x 10^3 W
+
+
+def test_a_site_past_its_envelope_is_held_inside_it_and_released(client, runtime, keys):
+    """No event, no plan on it: the twin's most exporting site gets a zero-export envelope."""
+    runtime.step(6.0)
+    st = runtime.state
+    site_p = st.site_power_kw()
+    i = int(np.argmax(site_p))
+    assert site_p[i] > 0.5, "the fleet exports at noon in June"
+    sid = str(st.grid.site_ids[i])
+    batch = [
+        {
+            "id": "hold-me",
+            "target_type": "site",
+            "target_id": sid,
+            "start": T0_ISO,
+            "end": T1_ISO,
+            "export_limit_kw": 0.2,
+        }
+    ]
+    r = client.request("PUT", "/api/v1/envelopes", json=batch, headers=keys.h("operator"))
+    assert r.status_code == 200, r.text
+    runtime.step(20.0)
+    assert runtime.state.site_power_kw()[i] <= 0.2 + 0.05  # the twin's measured net power
+    body = client.get("/api/v1/envelopes/holds", headers=keys.h("viewer")).json()
+    row = next(s for s in body["sites"] if s["site_id"] == sid)
+    assert row["devices_held"] >= 1 and row["moved_kw"] < 0 and row["since"]
+    assert row["breach_kw"] > 0 and abs(row["left_kw"]) < 1e-6
+    assert {"site_id": sid, "action": "held"}.items() <= body["log"][-1].items()
+    metrics = client.get("/metrics").text
+    assert "gridflock_envelope_held_sites 1.0" in metrics
+    # the commands went the dispatcher's way: stored under the event id "envelope"
+    cmds = runtime.store.commands_for_event("envelope")
+    assert len(cmds) >= 1 and cmds["seq"].is_monotonic_increasing
+    r = client.request("DELETE", "/api/v1/envelopes?id=hold-me", headers=keys.h("operator"))
+    assert r.status_code == 200
+    runtime.step(4.0)
+    body = client.get("/api/v1/envelopes/holds", headers=keys.h("viewer")).json()
+    assert body["devices_held"] == 0
+    assert body["log"][0]["action"] == "released" and body["log"][0]["site_id"] == sid
+    assert runtime.state.site_power_kw()[i] > 0.5  # back to exporting on its own

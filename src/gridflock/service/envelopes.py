@@ -7,13 +7,22 @@ Envelopes that have ended leave the dispatcher (they stay in the store until del
 Every ``RELOAD_S`` of service time the store is asked whether its envelopes changed (one
 aggregate query) and read again if so, so envelopes imported with ``gridflock envelopes
 import`` (straight into the database) are taken up too.
+
+After each cycle it also records the dispatcher's envelope hold (``dispatch.envelope_hold``):
+metrics, the sites and nodes held now (:meth:`EnvelopeService.holds`) and a log of when
+each site started and stopped being held (the latest ``HOLD_LOG`` entries).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
 
 from gridflock.domain.auth import Principal
 from gridflock.domain.envelopes import Envelope, EnvelopeArrays
@@ -29,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: How often the envelopes are read again from the store [s].
 RELOAD_S = 30.0
+#: Hold start/stop entries kept in memory.
+HOLD_LOG = 500
 
 
 class EnvelopeService:
@@ -40,14 +51,108 @@ class EnvelopeService:
         self._next_load = -float("inf")
         self._stamp: tuple[int, float, float] | None = None
         self._generation = 0  # of the views handed to the dispatcher
+        self._held_sites: dict[str, float] = {}  # site id -> since [UTC epoch s]
+        self._hold_commands = 0
+        self.hold_log: deque[dict[str, Any]] = deque(maxlen=HOLD_LOG)
+        """When sites started and stopped being held within their envelopes, newest last."""
 
     def tick(self, now: float) -> None:
-        """After each control cycle: read the store again when due (a loop observer)."""
+        """After each control cycle: record the hold; read the store again when due."""
+        try:
+            self._record_hold(now)
+        except Exception:
+            log.exception("envelope hold not recorded this cycle")
         if now >= self._next_load:
             try:
                 self.load()
             except Exception:  # an observer never stops the control loop; the log says why
                 log.exception("envelopes not read again; the known ones still hold")
+
+    def _record_hold(self, now: float) -> None:
+        """Metrics and the start/stop log of the dispatcher's envelope hold."""
+        disp, m = self.loop.dispatcher, self.loop.metrics
+        st = disp.state
+        held = disp.env_held
+        res = disp.hold_result
+        sites = np.unique(st.site_idx[held])
+        m.envelope_held_devices.set(int(held.sum()))
+        m.envelope_held_sites.set(len(sites))
+        m.envelope_moved_kw.set(res.curtailed_kw if res is not None else 0.0)
+        left = (
+            float(np.abs(res.site_left_kw).sum() + np.abs(res.node_left_kw).sum())
+            if res is not None
+            else 0.0
+        )
+        m.envelope_breach_left_kw.set(left)
+        if disp.hold_commands > self._hold_commands:
+            m.envelope_hold_commands.inc(disp.hold_commands - self._hold_commands)
+        self._hold_commands = disp.hold_commands
+        ids = set(st.grid.site_ids[sites].tolist())
+        for sid in sorted(ids - self._held_sites.keys()):
+            self._held_sites[sid] = now
+            self.hold_log.append({"ts": _iso(now), "site_id": sid, "action": "held"})
+            log.info("site %s held within its envelope", sid)
+        for sid in sorted(self._held_sites.keys() - ids):
+            since = self._held_sites.pop(sid)
+            self.hold_log.append(
+                {"ts": _iso(now), "site_id": sid, "action": "released", "held_s": now - since}
+            )
+            log.info("site %s released: within its envelope on its own", sid)
+
+    def holds(self) -> dict[str, Any]:
+        """The envelope hold now: sites and nodes in breach or held, and the recent log.
+
+        Per site: its breach before the hold [kW, + export past the export limit, -
+        import past the import limit], what is left after it, the devices held and the
+        power they move [kW, generator sign summed]. Nodes: those in breach.
+        """
+        disp = self.loop.dispatcher
+        st = disp.state
+        res = disp.hold_result
+        grid = st.grid
+        held = disp.env_held
+        moved = np.bincount(
+            st.site_idx,
+            weights=res.delta_kw if res is not None else np.zeros(st.n),
+            minlength=grid.n_sites,
+        )
+        n_held = np.bincount(st.site_idx, weights=held, minlength=grid.n_sites)
+        sites = []
+        rows = np.flatnonzero(
+            (n_held > 0)
+            | ((res.site_breach_kw != 0) if res is not None else np.zeros(grid.n_sites, bool))
+        )
+        for i in rows:
+            sites.append(
+                {
+                    "site_id": str(grid.site_ids[i]),
+                    "breach_kw": float(res.site_breach_kw[i]) if res is not None else 0.0,
+                    "left_kw": float(res.site_left_kw[i]) if res is not None else 0.0,
+                    "devices_held": int(n_held[i]),
+                    "moved_kw": float(moved[i]),
+                    "since": _iso(self._held_sites[str(grid.site_ids[i])])
+                    if str(grid.site_ids[i]) in self._held_sites
+                    else None,
+                }
+            )
+        nodes = []
+        if res is not None:
+            for j in np.flatnonzero(res.node_breach_kw != 0):
+                nodes.append(
+                    {
+                        "node_id": str(grid.node_ids[j]),
+                        "breach_kw": float(res.node_breach_kw[j]),
+                        "left_kw": float(res.node_left_kw[j]),
+                    }
+                )
+        return {
+            "devices_held": int(held.sum()),
+            "moved_kw": res.curtailed_kw if res is not None else 0.0,
+            "commands_sent": disp.hold_commands,
+            "sites": sites,
+            "nodes": nodes,
+            "log": list(self.hold_log)[-100:][::-1],
+        }
 
     def load(self) -> None:
         """Take up the stored envelopes that have not ended (at start and after a restart)."""
@@ -148,6 +253,10 @@ def _stamp_or_none(store: Store) -> tuple[int, float, float] | None:
         return store.envelope_stamp()
     except DatabaseUnavailableError:
         return None
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def _order(e: Envelope) -> tuple[float, str]:

@@ -59,6 +59,29 @@ class ServiceMetrics:
         self.mqtt_connected = Gauge(
             "gridflock_mqtt_connected", "1 if connected to the broker", registry=r
         )
+        self.envelope_held_devices = Gauge(
+            "gridflock_envelope_held_devices",
+            "Devices the envelope hold commands (no event holds them)",
+            registry=r,
+        )
+        self.envelope_held_sites = Gauge(
+            "gridflock_envelope_held_sites", "Sites held within their envelopes", registry=r
+        )
+        self.envelope_moved_kw = Gauge(
+            "gridflock_envelope_moved_kw",
+            "Power the envelope hold moves: generation curtailed, storage charged or "
+            "discharged, consumption shed or added [kW, magnitudes summed]",
+            registry=r,
+        )
+        self.envelope_breach_left_kw = Gauge(
+            "gridflock_envelope_breach_left_kw",
+            "Breach of envelopes in force the free devices could not remove [kW, summed "
+            "over sites and nodes]",
+            registry=r,
+        )
+        self.envelope_hold_commands = Counter(
+            "gridflock_envelope_hold_commands", "Commands sent by the envelope hold", registry=r
+        )
         self.cycle = Histogram(
             "gridflock_control_cycle_seconds",
             "Duration of a control cycle",

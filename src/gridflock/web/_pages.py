@@ -202,6 +202,18 @@ GRID = """
   (docs/envelopes.md). §14a: never below 4.2 kW per controllable device.</p>
  </article>
 </section>
+<section class="row">
+ <article class="card"><header class="card-head"><h2>Held by their envelope</h2>
+  <span class="muted" id="hold-summary">sites brought back inside an envelope · kW</span></header>
+  <table class="table" id="hold-table"><thead><tr><th scope="col">Site</th>
+  <th scope="col" class="num">Breach</th><th scope="col" class="num">Left</th>
+  <th scope="col" class="num">Devices</th><th scope="col" class="num">Moved</th>
+  <th scope="col">Since</th></tr></thead><tbody></tbody></table>
+  <p class="hint">With no event or plan on them, sites past an envelope in force are held
+  inside it each control cycle: batteries first, then flexible loads, PV curtailed last.
+  Breach &gt; 0 is export past the export limit, &lt; 0 import past the import limit.</p>
+ </article>
+</section>
 """
 
 EVENTS_HEAD = """

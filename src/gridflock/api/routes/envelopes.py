@@ -185,6 +185,24 @@ async def get_envelopes(
     return {"total": len(envs), "items": [_out(e, now) for e in envs[:limit]]}
 
 
+@router.get(
+    "/envelopes/holds",
+    summary="Sites and nodes held within their envelopes",
+    description=(
+        "With no event or plan holding them, sites and grid nodes that break an envelope "
+        "in force are brought back inside it each control cycle (PV curtailed, batteries "
+        "charged or discharged, EV chargers and heat pumps dimmed, §14a never below 4.2 kW "
+        "per device). Per site: `breach_kw` before the hold [kW, + export past the export "
+        "limit, - import past the import limit], `left_kw` what the free devices could not "
+        "remove, `devices_held`, `moved_kw` [kW, generator sign], `since`; nodes in breach; "
+        "`log`: when sites were held and released, newest first. Role: viewer."
+    ),
+)
+async def get_holds(runtime: RuntimeDep, _: Viewer) -> Any:
+    """``runtime.envelopes.holds()``."""
+    return runtime.envelopes.holds()
+
+
 @router.delete(
     "/envelopes",
     summary="Delete operating envelopes",

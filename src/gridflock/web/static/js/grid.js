@@ -76,8 +76,21 @@ async function envelopes() {
   "No envelopes in force or upcoming.", 8);
 }
 
+async function holds() {
+  const body = await api("/api/v1/envelopes/holds");
+  $("#hold-summary").textContent =
+    `${fmtInt(body.devices_held)} devices held · ${fmtPower(body.moved_kw)} moved`;
+  fillRows($("#hold-table tbody"), body.sites.map((s) => el("tr", { class: s.left_kw ? "warn" : null },
+    el("th", { scope: "row" }, s.site_id),
+    el("td", { class: "num" }, fmtPower(s.breach_kw)), el("td", { class: "num" }, fmtPower(s.left_kw)),
+    el("td", { class: "num" }, fmtInt(s.devices_held)), el("td", { class: "num" }, fmtPower(s.moved_kw)),
+    el("td", {}, s.since ? fmtDateTime(s.since) : "–"))),
+  "No site is past its envelope.", 6);
+}
+
 $("#map-colour").addEventListener("change", drawMap);
 poll(envelopes, 10000);
+poll(holds, 5000);
 poll(map, 5000);
 poll(nodes, 3000);
 const chart = document.getElementById("chart-map");
