@@ -12,7 +12,7 @@ reading the package's own data files.
 from gridflock.gridcode._assign import site_codes
 from gridflock.gridcode._check import CodeIssue, check_fleet
 from gridflock.gridcode._curves import curve_value, droop_p_pu, product_response
-from gridflock.gridcode._enforce import SiteRules, site_rules
+from gridflock.gridcode._enforce import PlanRules, SiteRules, plan_rules, site_rules
 from gridflock.gridcode._load import (
     ProfileFileError,
     kind_responses,
@@ -45,6 +45,7 @@ __all__ = [
     "FreqWatt",
     "FrequencyProduct",
     "KindResponse",
+    "PlanRules",
     "Profile",
     "ProfileFileError",
     "RideThrough",
@@ -56,6 +57,7 @@ __all__ = [
     "device_settings",
     "droop_p_pu",
     "kind_responses",
+    "plan_rules",
     "product_response",
     "products",
     "profile",

@@ -19,14 +19,16 @@ site limit the allocator already honours.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
 from gridflock.gridcode._load import profiles
+from gridflock.gridcode._model import Profile
 
-__all__ = ["SiteRules", "site_rules"]
+__all__ = ["PlanRules", "SiteRules", "plan_rules", "site_rules"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +129,35 @@ def site_rules(codes: StrArray) -> SiteRules:
     floor = np.array([p.control.floor_kw or 0.0 for p in known.values()])
     kinds = tuple(frozenset(p.control.floor_kinds) for p in known.values())
     return SiteRules(codes, code_idx, gen[code_idx], floor, kinds)
+
+
+@dataclass(frozen=True)
+class PlanRules:
+    """What each site's code lets a plan schedule (inf where its code sets nothing).
+
+    ``gen_cap_kw`` [kW]: most the site's generators may give together (EREC G98);
+    ``export_cap_kw`` [kW]: most the site may export under the code itself;
+    ``ramp_pu_per_s`` [pu of rated per s]: fastest change of a controlled inverter's
+    power (AS/NZS 4777.2 power rate limit).
+    """
+
+    gen_cap_kw: FloatArray
+    export_cap_kw: FloatArray
+    ramp_pu_per_s: FloatArray
+
+
+def plan_rules(codes: StrArray, known: Mapping[str, Profile] | None = None) -> PlanRules:
+    """The planning rules of every site from its code (``known``: the shipped profiles)."""
+    known = profiles() if known is None else known
+    table = {
+        c: (
+            p.export.max_site_generation_kw or np.inf,
+            np.inf if p.export.max_site_export_kw is None else p.export.max_site_export_kw,
+            p.control.ramp_pu_per_s or np.inf,
+        )
+        for c, p in known.items()
+    }
+    none = (np.inf, np.inf, np.inf)
+    rows = np.array([table.get(str(c), none) for c in np.asarray(codes, dtype=object)], float)
+    rows = rows.reshape(-1, 3)
+    return PlanRules(rows[:, 0].copy(), rows[:, 1].copy(), rows[:, 2].copy())

@@ -112,6 +112,9 @@ class ExportRules(_Strict):
     max_site_generation_kw: float | None = Field(
         None, gt=0, description="Largest total generating capacity at a site under the code."
     )
+    max_site_export_kw: float | None = Field(
+        None, ge=0, description="Largest export at a site's connection the code itself sets."
+    )
     clause: str = Field(min_length=3)
 
 

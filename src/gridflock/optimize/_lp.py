@@ -11,8 +11,11 @@ price is above the export price or a peak charge applies, and its peak ``P`` [kW
 ``dt (pe n + (pi - pe) imp)`` is exact for ``pi >= pe``.
 
 Rows: battery balance, EV energy, thermal step (equalities and ranges per device),
-site limits, import and peak (per site), and the coupling rows that are active: grid-node
-caps, fleet caps, support windows.
+site limits, import and peak (per site), the grid codes' rules (per site: a generation
+cap ``sum d - sum u <= max(cap - available, 0)``, so the generators give at most
+``max(cap, what the renewables give on their own)``; per battery a power rate limit
+``|(d - c)[t] - (d - c)[t-1]| <= ramp * step``), and the coupling rows that are active:
+grid-node caps, fleet caps, support windows.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class LP:
     peak_sites: IntArray  #: global sites with a peak variable, in LP order
     site_cols_end: int  #: columns before this one belong to single sites
     site_rows_end: int  #: rows before this one belong to single sites
+    code_rows: int = 0  #: rows of grid-code rules, just before ``site_rows_end``
 
 
 @dataclass
@@ -274,6 +278,8 @@ def build_lp(
     b.add(pg, np.repeat((col["P"] + np.arange(npk))[:, None], t_n, 1), 1.0)
     b.add(pg, mg[loc_imp[pk]], -1.0)
 
+    code_rows = _code_rows(pb, b, sites, local, bi, cg, dg, ri, ug, avail)
+
     site_cols_end, site_rows_end = b.n_col, b.n_row
 
     # coupling: a flow variable F (net import below the node) per active node and step,
@@ -365,7 +371,54 @@ def build_lp(
         peak_sites=sites[pk],
         site_cols_end=site_cols_end,
         site_rows_end=site_rows_end,
+        code_rows=code_rows,
     )
+
+
+def _code_rows(
+    pb: PlanProblem,
+    b: _Builder,
+    sites: IntArray,
+    local: IntArray,
+    bi: IntArray,
+    cg: IntArray,
+    dg: IntArray,
+    ri: IntArray,
+    ug: IntArray,
+    avail: FloatArray,
+) -> int:
+    """Rows of the sites' grid-code rules (module doc); returns how many."""
+    t_n, step_s = pb.n_steps, pb.step_h * 3600.0
+    before = b.n_row
+    bt = pb.batteries
+    cap = pb.sites.gen_cap_kw
+    if len(cap) and np.isfinite(cap[sites]).any():
+        ls = np.flatnonzero(np.isfinite(cap[sites]))  # local sites with a cap
+        row_of_site = np.full(len(sites), -1, np.int64)
+        row_of_site[ls] = np.arange(len(ls))
+        hi = np.maximum(cap[sites][ls][:, None] - avail[ls], 0.0)
+        r0 = b.rows(np.full(hi.shape, -_INF), hi)
+        rg = _grid(r0, len(ls), t_n)
+        bl = row_of_site[local[bt.site[bi]]]
+        has = bl >= 0
+        if has.any():
+            b.add(rg[bl[has]], dg[has], 1.0)
+        ul = row_of_site[local[pb.renewables.site[ri]]]
+        has = ul >= 0
+        if has.any():
+            b.add(rg[ul[has]], ug[has], -1.0)
+    ramp = bt.ramp_kw_per_s[bi] * step_s if len(bt.ramp_kw_per_s) else np.zeros(0)
+    if t_n > 1 and len(ramp):
+        span = bt.p_charge_max_kw[bi] + bt.p_discharge_max_kw[bi]
+        k = np.flatnonzero(ramp < span)  # a bound that can bind
+        if len(k):
+            lim = np.repeat(ramp[k][:, None], t_n - 1, 1)
+            r0 = b.rows(-lim, lim)
+            rg = _grid(r0, len(k), t_n - 1)
+            for g_, sign in ((dg, 1.0), (cg, -1.0)):
+                b.add(rg, g_[k][:, 1:], sign)
+                b.add(rg, g_[k][:, :-1], -sign)
+    return b.n_row - before
 
 
 def _window_members(pb: PlanProblem, wi: int, sites: IntArray) -> BoolArray:

@@ -156,7 +156,7 @@ class WarmStart:
 
     def basis(self, lp: LP) -> _highs.Basis | None:
         """A starting basis for ``lp`` from the templates (None where one is missing)."""
-        if lp.windows or not self.has[self.sig[lp.sites]].all():
+        if lp.windows or lp.code_rows or not self.has[self.sig[lp.sites]].all():
             return None
         cols = [self.cols[name][self._entities(lp, fam)].reshape(-1) for name, fam, _ in _COLS]
         rows = [self.rows[name][self._entities(lp, fam)].reshape(-1) for name, fam, _ in _ROWS]

@@ -10,7 +10,7 @@ naming the array, site or device and what to do.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -23,6 +23,7 @@ from gridflock.domain.messages import FloatArray, IntArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.envelopes import PARA14A_KINDS, grid_limits
 from gridflock.fleet.state import GridTopology
+from gridflock.gridcode import Profile, plan_rules, site_codes
 from gridflock.optimize._reach import thermal_reach
 from gridflock.optimize.inputs import InitialState, SiteForecasts
 from gridflock.optimize.problem import (
@@ -152,6 +153,7 @@ def build_problem(
     step_h: float = STEP_H,
     thermal_best_effort: bool = False,
     envelopes: Sequence[Envelope] = (),
+    grid_codes: bool | Mapping[str, Profile] = True,
 ) -> PlanProblem:
     """Resolve a fleet, its forecasts and its state into a :class:`PlanProblem`.
 
@@ -169,8 +171,19 @@ def build_problem(
     ``envelopes``: the grid operator's operating envelopes over the horizon; each step's
     site and node limits become ``min(static, the strictest envelope in the step)``
     (``fleet.envelopes.grid_limits``, §14a floors included), hard limits of the LP.
+    ``grid_codes``: each site's grid code (``gridcode.site_codes``) limits its plan: its
+    export cap tightens the site's export limit, its generation cap (EREC G98) bounds
+    what its generators give together (beyond what its renewables give on their own),
+    its power rate limit (AS/NZS 4777.2) bounds each battery's change per step. False
+    leaves codes out; a mapping of code to profile replaces the shipped profiles.
     """
     problems: list[Problem] = []
+    n_sites0 = len(spec.sites)
+    rules = (
+        plan_rules(site_codes(spec.sites), None if grid_codes is True else grid_codes)
+        if grid_codes is not False
+        else plan_rules(np.full(n_sites0, "", dtype=object), {})
+    )
     if n_steps <= 0:
         raise ValidationError([Problem(_SRC, "", "n_steps", f"must be positive, got {n_steps}")])
     if not np.isfinite(start_ts):
@@ -277,6 +290,8 @@ def build_problem(
             soc0,
             end,
             np.full(len(rows), float(wear_per_kwh)),
+            rules.ramp_pu_per_s[site]
+            * np.maximum(df["p_charge_max_kw"].to_numpy(float), df["p_discharge_max_kw"].to_numpy(float)),
         )
     else:
         z = np.zeros(0)
@@ -480,6 +495,9 @@ def build_problem(
         lim = grid_limits(topo, envelopes, edges, ctrl)
         node_imp, node_exp = lim.node_import_kw, lim.node_export_kw
         site_imp, site_exp = lim.site_import_kw, lim.site_export_kw
+    if np.isfinite(rules.export_cap_kw).any():  # the code's own export cap
+        cap = rules.export_cap_kw
+        site_exp = np.minimum(site_exp, cap if site_exp.ndim == 1 else cap[:, None])
     grid = Grid(
         nodes["id"].to_numpy(dtype=object),
         np.stack(chain, axis=1).astype(np.int64) if len(nodes) else np.zeros((0, 1), np.int64),
@@ -494,6 +512,7 @@ def build_problem(
         site_imp,
         site_exp,
         load,
+        rules.gen_cap_kw,
     )
     for w in windows:
         if not 0 <= w.start < w.end <= n_steps:

@@ -63,6 +63,9 @@ class Batteries:
     soc0: FloatArray
     soc_end_min: FloatArray
     wear_per_kwh: FloatArray  #: EUR per kWh charged or discharged (cell throughput, grid side)
+    #: fastest change of power from one step to the next [kW per s], from the site's grid
+    #: code (AS/NZS 4777.2 power rate limit); empty or inf: none
+    ramp_kw_per_s: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.row)
@@ -166,6 +169,9 @@ class Sites:
     import_limit_kw: FloatArray
     export_limit_kw: FloatArray
     load_kw: FloatArray  #: (n_sites, n_steps) >= 0, uncontrollable consumption
+    #: most the site's generators may give together [kW] (its grid code; EREC G98), or
+    #: what its renewables give on their own where more; empty or inf: none
+    gen_cap_kw: FloatArray = field(default_factory=lambda: np.zeros(0))
 
     def __len__(self) -> int:
         return len(self.ids)
