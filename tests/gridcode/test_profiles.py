@@ -86,7 +86,7 @@ def test_german_and_british_specifics():
     de, g98, g99 = profile("DE-VDE4105"), profile("GB-G98"), profile("GB-G99")
     assert de.control.floor_kw == 4.2
     assert "§14a" in de.control.clause
-    assert set(de.control.floor_kinds) == {"heat_pump", "ev_charger"}
+    assert set(de.control.floor_kinds) == {"heat_pump", "ev_charger", "battery"}
     assert de.f_nom_hz + de.freq_watt.db_over_hz == pytest.approx(50.2)
     assert g98.export.max_site_generation_kw == pytest.approx(16 * 230 / 1000)
     assert g99.export.max_site_generation_kw is None
