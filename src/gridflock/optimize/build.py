@@ -291,7 +291,9 @@ def build_problem(
             end,
             np.full(len(rows), float(wear_per_kwh)),
             rules.ramp_pu_per_s[site]
-            * np.maximum(df["p_charge_max_kw"].to_numpy(float), df["p_discharge_max_kw"].to_numpy(float)),
+            * np.maximum(
+                df["p_charge_max_kw"].to_numpy(float), df["p_discharge_max_kw"].to_numpy(float)
+            ),
         )
     else:
         z = np.zeros(0)
