@@ -10,7 +10,7 @@ when an envelope begins or ends, or a batch arrives) and reused (every other con
 cycle), ``available_flexibility`` with and without envelopes, and the envelope hold: a
 dispatcher step with no event running, first (every site in breach held: commands to
 all) and in steady state (the holds worked out again, only renewals and moves sent),
-with the day's envelopes and with a zero-export envelope on every site (worst case).
+with the day's envelopes and with a zero import and export envelope on every site (worst case).
 Target: what a control cycle adds < 25 ms (one control step's budget); the hold's
 steady-state step < 250 ms (a tenth of the 2.5 s control interval at this scale).
 """
@@ -116,10 +116,10 @@ def main() -> None:
     tighter = int((eff.site_export_limit_kw < grid.site_export_limit_kw).sum())
     hold_rows = []
     zero = [
-        Envelope(f"z{i}", TargetType.SITE, str(sid), now - 60.0, now + 3600.0, None, 0.0)
+        Envelope(f"z{i}", TargetType.SITE, str(sid), now - 60.0, now + 3600.0, 0.0, 0.0)
         for i, sid in enumerate(grid.site_ids)
     ]
-    for name, batch in (("the day's envelopes", envs), ("zero export on every site", envs + zero)):
+    for name, batch in (("the day's envelopes", envs), ("zero import and export on every site", envs + zero)):
         hd = Dispatcher(state)
         hd.set_envelopes(batch)
         hd.grid_at(now)

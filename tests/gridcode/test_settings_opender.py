@@ -118,8 +118,10 @@ def test_settings_document_carries_clauses_trips_and_product():
     assert de["ffr"]["down_kw"] == 2.5
     assert de["ffr"]["deadband_hz"] == 0.015
     bat = device_settings(profile("DE-VDE4105"), "b", "battery", 5.0)
-    assert bat["control"]["floor_kw"] is None
+    assert bat["control"]["floor_kw"] == 4.2  # §14a covers batteries charging from the grid
     assert bat["ffr"] is None
+    pv = device_settings(profile("DE-VDE4105"), "p", "pv", 5.0)
+    assert pv["control"]["floor_kw"] is None
     with pytest.raises(ValueError, match="50 Hz grids"):
         device_settings(profile("IEEE1547-B"), "x", "battery", 5.0, products()["GB-DC"])
     with pytest.raises(ValueError, match="p_rated_kw"):

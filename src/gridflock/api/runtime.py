@@ -101,6 +101,10 @@ class Envelopes(Protocol):
         """Delete by id; the ids that existed (``NotFoundError`` if none)."""
         ...
 
+    def holds(self) -> dict[str, Any]:
+        """The envelope hold now: sites and nodes held or in breach, and its log."""
+        ...
+
 
 class Runtime(Protocol):
     """The live VPP as the API sees it. Times are UTC epoch seconds, power kW."""

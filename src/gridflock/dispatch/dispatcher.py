@@ -65,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from gridflock.dispatch.allocate import Allocation, allocate, grid_caps, limit_headroom
-from gridflock.dispatch.envelope_hold import HoldResult, hold
+from gridflock.dispatch.envelope_hold import HoldIndex, HoldResult, hold, hold_index, ranks
 from gridflock.dispatch.tracker import EventTracker, TrackerConfig
 from gridflock.domain.envelopes import PARA14A_FLOOR_KW, Envelope, EnvelopeArrays, EnvelopeKind
 from gridflock.domain.events import Event, EventConflictError, EventStatus, Scope
@@ -138,6 +138,7 @@ class Dispatcher:
         """The last cycle's envelope hold (None when no envelope was in force)."""
         self.hold_commands = 0
         """Commands sent by the envelope hold since start."""
+        self._hold_index: HoldIndex | None = None  # per fleet
         self._capped = np.zeros(n, bool)  # PV and wind: a planned value caps the available
         for kind in (DeviceKind.PV, DeviceKind.WIND):
             sl = state.kind_slices.get(kind)
@@ -438,6 +439,12 @@ class Dispatcher:
                 limit_import_kw=np.where(nodes, g.limit_import_kw, inf_n),
                 limit_export_kw=np.where(nodes, g.limit_export_kw, inf_n),
             )
+            tree = st.grid.__dict__.get("_site_levels")
+            if tree is None:
+                tree = st.grid._site_levels
+            grid.__dict__["_site_levels"] = tree  # same tree: keep its grouping
+            if self._hold_index is None:
+                self._hold_index = hold_index(st.site_idx, *ranks(st))
             base = self.baseline()
             rel = np.isfinite(self.release_at) & np.isfinite(self.sent)
             other = np.where(self.held_by >= 0, self.delta_kw, 0.0) + np.where(
@@ -448,7 +455,7 @@ class Dispatcher:
             if para.any():  # §14a: a dimmed consumer keeps drawing 4.2 kW (or what it draws)
                 dim = para[st.site_idx] & self._para14a_kind()
                 up = np.where(dim, np.minimum(up, np.fmax(-PARA14A_FLOOR_KW - base, 0.0)), up)
-            self.hold_result = hold(st, grid, base, up, fx.down_kw, free, other)
+            self.hold_result = hold(st, grid, base, up, fx.down_kw, free, other, self._hold_index)
             delta = self.hold_result.delta_kw
         keep = free & (np.abs(delta) > _HELD_KW)
         base = self.baseline()

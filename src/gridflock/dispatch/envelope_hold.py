@@ -30,7 +30,7 @@ from gridflock.domain.messages import BoolArray, FloatArray, IntArray
 from gridflock.fleet.groups import NodeGroups
 from gridflock.fleet.state import FleetState, GridTopology
 
-__all__ = ["HoldResult", "breach_kw", "hold", "hold_arrays", "ranks"]
+__all__ = ["HoldIndex", "HoldResult", "breach_kw", "hold", "hold_arrays", "hold_index", "ranks"]
 
 _EPS_KW = 1e-6
 
@@ -55,6 +55,44 @@ class HoldResult:
     def curtailed_kw(self) -> float:
         """Generation given up and consumption shed together [kW, >= 0]."""
         return float(np.abs(self.delta_kw).sum())
+
+
+@dataclass(frozen=True)
+class HoldIndex:
+    """Orders the hold walks devices in, built once per fleet (they depend on it alone).
+
+    Per direction: devices by (site, rank, position), each one's site in that order and
+    the position its site's run starts at; and devices by (rank, position) for nodes.
+    """
+
+    rank_down: IntArray
+    rank_up: IntArray
+    site_order: tuple[IntArray, IntArray]
+    site_of: tuple[IntArray, IntArray]
+    site_start: tuple[IntArray, IntArray]
+    by_rank: tuple[IntArray, IntArray]
+
+
+def hold_index(site_idx: IntArray, rank_down: IntArray, rank_up: IntArray) -> HoldIndex:
+    """The :class:`HoldIndex` of devices at ``site_idx`` with their ranks."""
+    n = len(site_idx)
+    pos = np.arange(n)
+    orders, sites, starts, by_rank = [], [], [], []
+    for rank in (rank_down, rank_up):
+        order = np.lexsort((pos, rank, site_idx))
+        s = site_idx[order]
+        orders.append(order)
+        sites.append(s)
+        starts.append(np.searchsorted(s, s, "left"))
+        by_rank.append(np.lexsort((pos, rank)))
+    return HoldIndex(
+        rank_down,
+        rank_up,
+        (orders[0], orders[1]),
+        (sites[0], sites[1]),
+        (starts[0], starts[1]),
+        (by_rank[0], by_rank[1]),
+    )
 
 
 def ranks(state: FleetState) -> tuple[IntArray, IntArray]:
@@ -107,7 +145,7 @@ def _direction(
     site_idx: IntArray,
     site_node: IntArray,
     headroom: FloatArray,
-    rank: IntArray,
+    index: HoldIndex,
     site_p: FloatArray,
     node_p: FloatArray,
 ) -> FloatArray:
@@ -122,11 +160,10 @@ def _direction(
     a = limit_headroom(headroom, groups, grid, site_p, node_p, up)
     x = np.zeros(n)
     # sites: devices in (site, rank) order; per site the missing kW, cheapest first
-    order = np.lexsort((np.arange(n), rank, site_idx))
+    k = int(up)
+    order, s, start = index.site_order[k], index.site_of[k], index.site_start[k]
     r = a[order]
-    s = site_idx[order]
     cum = np.cumsum(r)
-    start = np.searchsorted(s, s, "left")  # first position of each device's site
     before = cum - r - np.where(start > 0, cum[start - 1], 0.0)
     x[order] = np.clip(site_need[s] - before, 0.0, r)
     if (node_need > 0).any():  # nodes, deepest first, each takes what is still missing
@@ -134,7 +171,7 @@ def _direction(
         depth = (anc >= 0).sum(axis=1)
         dev_chain = anc[site_node[site_idx]] if len(anc) else np.zeros((n, 0), np.int64)
         dev_chain = np.where(site_node[site_idx, None] >= 0, dev_chain, -1)
-        by_rank = np.lexsort((np.arange(n), rank))
+        by_rank = index.by_rank[k]
         for j in sorted(np.flatnonzero(node_need > 0), key=lambda j: -depth[j]):
             below: BoolArray = (dev_chain == j).any(axis=1)
             missing = node_need[j] - float(x[below].sum())
@@ -152,6 +189,7 @@ def hold(
     down_kw: FloatArray,
     free: BoolArray,
     other_kw: FloatArray | None = None,
+    index: HoldIndex | None = None,
 ) -> HoldResult:
     """Changes on ``free`` devices that bring every site and node of ``grid`` within its limits.
 
@@ -159,8 +197,10 @@ def hold(
     devices' baselines [kW, generator sign]; ``other_kw`` changes already decided for
     other devices (events, releases), counted in the flows. Export breaches are removed
     first, then import breaches within the export limits. Offline devices take no part.
+    ``index``: the fleet's :func:`hold_index` with :func:`ranks`, when kept from before.
     """
-    rank_down, rank_up = ranks(state)
+    if index is None:
+        index = hold_index(state.site_idx, *ranks(state))
     return hold_arrays(
         grid,
         state.node_groups,
@@ -169,9 +209,10 @@ def hold(
         up_kw,
         down_kw,
         free & state.online,
-        rank_down,
-        rank_up,
+        index.rank_down,
+        index.rank_up,
         other_kw,
+        index,
     )
 
 
@@ -186,8 +227,11 @@ def hold_arrays(
     rank_down: IntArray,
     rank_up: IntArray,
     other_kw: FloatArray | None = None,
+    index: HoldIndex | None = None,
 ) -> HoldResult:
     """:func:`hold` on plain arrays (``groups`` index ``site_idx`` on ``grid``'s tree)."""
+    if index is None:
+        index = hold_index(site_idx, rank_down, rank_up)
     flow = base + (0.0 if other_kw is None else other_kw)
     site_p = groups.site.sum(flow)
     node_p = grid.node_flow_kw(site_p)
@@ -199,7 +243,7 @@ def hold_arrays(
         site_idx,
         grid.site_node,
         np.where(free, np.nan_to_num(down_kw), 0.0),
-        rank_down,
+        index,
         site_p,
         node_p,
     )
@@ -214,7 +258,7 @@ def hold_arrays(
             site_idx,
             grid.site_node,
             np.where(free & (down <= 0), np.nan_to_num(up_kw), 0.0),
-            rank_up,
+            index,
             site_p2,
             node_p2,
         )
