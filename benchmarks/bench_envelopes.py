@@ -116,10 +116,15 @@ def main() -> None:
     tighter = int((eff.site_export_limit_kw < grid.site_export_limit_kw).sum())
     hold_rows = []
     zero = [
-        Envelope(f"z{i}", TargetType.SITE, str(sid), now - 60.0, now + 3600.0, 0.0, 0.0)
+        Envelope(
+            f"z{i}", TargetType.SITE, str(sid), now - 60.0, now + 3600.0, 0.0, 0.0, issued_at=now
+        )
         for i, sid in enumerate(grid.site_ids)
     ]
-    for name, batch in (("the day's envelopes", envs), ("zero import and export on every site", envs + zero)):
+    for name, batch in (
+        ("the day's envelopes", envs),
+        ("zero import and export on every site", envs + zero),
+    ):
         hd = Dispatcher(state)
         hd.set_envelopes(batch)
         hd.grid_at(now)

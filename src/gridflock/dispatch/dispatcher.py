@@ -139,6 +139,9 @@ class Dispatcher:
         self.hold_commands = 0
         """Commands sent by the envelope hold since start."""
         self._hold_index: HoldIndex | None = None  # per fleet
+        self._in_force_cache: (
+            tuple[PreparedEnvelopes, int, tuple[BoolArray, BoolArray, BoolArray]] | None
+        ) = None
         self._capped = np.zeros(n, bool)  # PV and wind: a planned value caps the available
         for kind in (DeviceKind.PV, DeviceKind.WIND):
             sl = state.kind_slices.get(kind)
@@ -406,6 +409,11 @@ class Dispatcher:
         if not self.envelopes:
             return sites, nodes, para
         self.grid_at(now)  # prepares the envelopes for this fleet
+        b = self._bounds
+        at = int(np.searchsorted(b, now, "right"))
+        hit = self._in_force_cache
+        if hit is not None and hit[0] is self._env and hit[1] == at:
+            return hit[2]  # no envelope began or ended since: the same ones are in force
         arr = self._env.arrays
         on = (arr.start <= now) & (arr.end > now)
         srow, nrow = self._env.site_row[arr.tgt], self._env.node_row[arr.tgt]
@@ -418,6 +426,7 @@ class Dispatcher:
             chain = grid.ancestors[np.maximum(grid.site_node, 0)]
             under = np.isin(chain, dimmed_nodes).any(axis=1) & (grid.site_node >= 0)
             para |= under
+        self._in_force_cache = (self._env, at, (sites, nodes, para))
         return sites, nodes, para
 
     def _hold(self, now: float) -> CommandBatch | None:
