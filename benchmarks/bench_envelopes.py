@@ -12,7 +12,7 @@ dispatcher step with no event running, first (every site in breach held: command
 all) and in steady state (the holds worked out again, only renewals and moves sent),
 with the day's envelopes and with a zero import and export envelope on every site (worst case).
 Target: what a control cycle adds < 25 ms (one control step's budget); the hold's
-steady-state step < 250 ms (a tenth of the 2.5 s control interval at this scale).
+steady-state step < 250 ms (an eighth of the default 2 s control interval).
 """
 
 from __future__ import annotations
