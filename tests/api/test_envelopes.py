@@ -217,3 +217,6 @@ def test_a_site_past_its_envelope_is_held_inside_it_and_released(client, runtime
     assert body["log"][0]["action"] == "released"
     assert body["log"][0]["site_id"] == sid
     assert runtime.state.site_power_kw()[i] > 0.5  # back to exporting on its own
+    audit = runtime.store.audit_log(action="envelopes.hold")
+    assert [a.detail["released"] for a in audit[:1]] == [[sid]]
+    assert sid in audit[-1].detail["held"]

@@ -9,8 +9,9 @@ aggregate query) and read again if so, so envelopes imported with ``gridflock en
 import`` (straight into the database) are taken up too.
 
 After each cycle it also records the dispatcher's envelope hold (``dispatch.envelope_hold``):
-metrics, the sites and nodes held now (:meth:`EnvelopeService.holds`) and a log of when
-each site started and stopped being held (the latest ``HOLD_LOG`` entries).
+metrics, the sites and nodes held now (:meth:`EnvelopeService.holds`), a log of when
+each site started and stopped being held (the latest ``HOLD_LOG`` entries) and, in the
+audit log, one ``envelopes.hold`` record per cycle in which a site was held or released.
 """
 
 from __future__ import annotations
@@ -88,16 +89,31 @@ class EnvelopeService:
             m.envelope_hold_commands.inc(disp.hold_commands - self._hold_commands)
         self._hold_commands = disp.hold_commands
         ids = set(st.grid.site_ids[sites].tolist())
-        for sid in sorted(ids - self._held_sites.keys()):
+        started = sorted(ids - self._held_sites.keys())
+        ended = sorted(self._held_sites.keys() - ids)
+        for sid in started:
             self._held_sites[sid] = now
             self.hold_log.append({"ts": _iso(now), "site_id": sid, "action": "held"})
             log.info("site %s held within its envelope", sid)
-        for sid in sorted(self._held_sites.keys() - ids):
+        for sid in ended:
             since = self._held_sites.pop(sid)
             self.hold_log.append(
                 {"ts": _iso(now), "site_id": sid, "action": "released", "held_s": now - since}
             )
             log.info("site %s released: within its envelope on its own", sid)
+        if started or ended:  # one audit record per cycle that changed anything
+            self.loop.audit(
+                "system",
+                "envelopes.hold",
+                "envelopes",
+                {
+                    "held": started[:100],
+                    "released": ended[:100],
+                    "n_held": len(started),
+                    "n_released": len(ended),
+                    "sites_held_now": len(ids),
+                },
+            )
 
     def holds(self) -> dict[str, Any]:
         """The envelope hold now: sites and nodes in breach or held, and the recent log.
