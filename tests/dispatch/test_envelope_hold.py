@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import highspy
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -246,3 +247,24 @@ def test_the_oracle_cases_move_devices() -> None:
     for seed in range(60):
         _case(seed, bool(seed % 2), other_side=False)
     assert sum(_SEEN) >= 20, sum(_SEEN)
+
+
+def test_para14a_dimming_of_a_node_reaches_every_device_below_it() -> None:
+    """§14a on feeder f1 (six batteries at 5 kW): limit 0 raised to 6 x 4.2 kW, each at 4.2."""
+    state = FleetState.from_spec(grid_fleet())
+    disp = Dispatcher(state)
+    dev = Obedient(state)
+    ids = [str(d) for d in state.device_ids]
+    bats = [k for k, d in enumerate(ids) if d.startswith("f1") and d.endswith("-bat")]
+    pvs = [k for k, d in enumerate(ids) if d.startswith("f1") and d.endswith("-pv")]
+    dev.natural[bats] = -5.0
+    dev.natural[pvs] = 0.0
+    disp.set_envelopes(
+        [Envelope("d", TargetType.NODE, "f1", T0, T0 + 300, 0.0, None, EnvelopeKind.PARA14A)]
+    )
+    node = list(state.grid.node_ids).index("f1")
+    trace = _run(disp, dev, T0, T0 + 40)
+    for _, p in trace[1:]:
+        np.testing.assert_allclose(p[bats], -4.2, atol=1e-6)  # the floor, not below
+        flow = state.grid.node_flow_kw(state.site_power_kw(p))[node]
+        assert flow == pytest.approx(-6 * 4.2, abs=1e-6)
