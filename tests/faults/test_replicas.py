@@ -78,7 +78,8 @@ def test_replicas_read_model_forwarded_writes_no_leader_and_bus_restart(plant: P
     a.wait_answering(90)
     # ---- no leader: a write is refused with 503 and Retry-After, nothing done
     r = create_event(a)
-    assert r.status_code == 503 and int(r.headers["retry-after"]) > 0, r.text
+    assert r.status_code == 503, r.text
+    assert int(r.headers["retry-after"]) > 0
     assert "no leader" in r.json()["detail"]
     assert a.health()["status"] == "degraded"  # no read model yet
     assert fresh_summary(a) is None
@@ -92,8 +93,10 @@ def test_replicas_read_model_forwarded_writes_no_leader_and_bus_restart(plant: P
     first = wait_until(lambda: fresh_summary(a), 20, "a read model on replica A")
     assert first["seq"] >= 1
     health = a.health()
-    assert health["status"] == "ok" and health["role"] == "api"
-    assert health["leader"] and health["read_model_age_s"] < 10
+    assert health["status"] == "ok"
+    assert health["role"] == "api"
+    assert health["leader"]
+    assert health["read_model_age_s"] < 10
 
     def same_cycle() -> bool:
         sa, sb = fresh_summary(a), fresh_summary(b)
@@ -123,7 +126,8 @@ def test_replicas_read_model_forwarded_writes_no_leader_and_bus_restart(plant: P
     # audited on the leader with the caller the replica authenticated
     audit = plant.leader.json("/audit?limit=50")
     assert any(
-        x["action"] == "event.create" and x["actor"] == "apikey:fault-suite"
+        x["action"] == "event.create"
+        and x["actor"] == "apikey:fault-suite"
         and x["subject"] == event_id
         for x in audit
     ), audit
@@ -145,9 +149,11 @@ def test_replicas_read_model_forwarded_writes_no_leader_and_bus_restart(plant: P
     plant.bus.start()
     for replica in (a, b):
         wait_until(
-            lambda replica=replica: (s := fresh_summary(replica)) is not None
-            and s["seq"] > before["seq"] + 1
-            and s["ts"] > before["ts"],
+            lambda replica=replica: (
+                (s := fresh_summary(replica)) is not None
+                and s["seq"] > before["seq"] + 1
+                and s["ts"] > before["ts"]
+            ),
             30,
             "a fresh read model after the bus restart",
         )

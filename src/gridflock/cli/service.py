@@ -288,8 +288,9 @@ def _serve_replica(settings: Settings, store: Store) -> None:
         )
     _check_port(settings.host, settings.port)
     replica = ReplicaRuntime(settings, store, process_name(settings))
-    log.info("API replica on %s:%d, read model from %s", settings.host, settings.port,
-             settings.bus_url)
+    log.info(
+        "API replica on %s:%d, read model from %s", settings.host, settings.port, settings.bus_url
+    )
     asyncio.run(run_service(settings, replica))
 
 

@@ -60,9 +60,7 @@ def _default(value: object) -> object:
 
 def encode(doc: dict[str, Any]) -> bytes:
     """``doc`` as compact JSON, deflated (a read model compresses about tenfold)."""
-    return zlib.compress(
-        json.dumps(doc, separators=(",", ":"), default=_default).encode(), 1
-    )
+    return zlib.compress(json.dumps(doc, separators=(",", ":"), default=_default).encode(), 1)
 
 
 def decode(data: bytes) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 Reads come from the read model the leader publishes on the bus after each cycle
 (:mod:`gridflock.service.replication`), and from the store for what lives there (telemetry,
-audit, API keys); a read the read model does not carry raises :class:`LeaderOnly` and is
+audit, API keys); a read the read model does not carry raises :class:`LeaderOnlyError` and is
 forwarded. Writes are forwarded to whichever process leads, over bus request/reply
 (:class:`ForwardWrites`), with the caller this replica authenticated; the leader's answer
 (status, body) comes back as is. No leader within ``forward_timeout_s``: 503 with
@@ -39,7 +39,8 @@ from gridflock.config import Settings
 from gridflock.domain.auth import Principal
 from gridflock.domain.envelopes import Envelope
 from gridflock.domain.errors import InvalidError, UnavailableError, clip
-from gridflock.domain.events import Event, EventSource, EventStatus, Scope as EventScope
+from gridflock.domain.events import Event, EventSource, EventStatus
+from gridflock.domain.events import Scope as EventScope
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet import GROUP_BY
 from gridflock.fleet.state import FleetState
@@ -65,7 +66,7 @@ from gridflock.store.records import (
     SupportWindowRecord,
 )
 
-__all__ = ["ForwardWrites", "LeaderOnly", "Forwarder", "ReplicaRuntime", "install_replica"]
+__all__ = ["ForwardWrites", "Forwarder", "LeaderOnlyError", "ReplicaRuntime", "install_replica"]
 
 log = logging.getLogger("gridflock.replica")
 
@@ -79,7 +80,7 @@ RETRY_AFTER_S = 2
 STALE_INTERVALS = 5
 
 
-class LeaderOnly(Exception):
+class LeaderOnlyError(Exception):
     """A read the replica's read model does not carry: the request goes to the leader."""
 
 
@@ -168,6 +169,7 @@ class ForwardWrites:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward a write (body read in full, caller authenticated here); pass the rest on."""
         if (
             scope["type"] != "http"
             or scope["method"] in _SAFE
@@ -242,7 +244,7 @@ def install_replica(app: FastAPI, replica: ReplicaRuntime, max_body_bytes: int) 
     """Route writes, and reads the read model lacks, to the leader."""
     forwarder = Forwarder(replica)
     app.state.forwarder = forwarder
-    app.add_exception_handler(LeaderOnly, _forward_read)
+    app.add_exception_handler(LeaderOnlyError, _forward_read)
     app.add_middleware(ForwardWrites, forwarder=forwarder, max_body_bytes=max_body_bytes)
 
 
@@ -259,10 +261,10 @@ class _Envelopes:
         return out
 
     async def put(self, envelopes: Any, principal: Principal) -> int:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def delete(self, ids: Any, principal: Principal) -> list[str]:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
 
 class _Forecasts:
@@ -270,28 +272,28 @@ class _Forecasts:
 
     @property
     def groups(self) -> dict[str, list[str]]:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def status(self) -> dict[str, Any]:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def quantities(self) -> tuple[str, ...]:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def latest(self, *args: Any, **kwargs: Any) -> list[IssuedForecast]:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def site(self, horizon: str, quantity: str, site_id: str) -> IssuedForecast | None:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def actuals(self, forecast: IssuedForecast) -> Any:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def support(self, horizon: str | None = None) -> list[SupportWindowRecord]:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def request_retrain(self) -> bool:
-        raise LeaderOnly
+        raise LeaderOnlyError
 
 
 class ReplicaRuntime:
@@ -319,6 +321,8 @@ class ReplicaRuntime:
         self._since: float | None = None  # first cycle time this replica saw
         self._verified: dict[str, Principal] = {}
         self.gaps = 0
+        self.lag_s: float | None = None  # arrival − the leader's sent_at, last document [s]
+        self.doc_bytes = 0  # size of the last document on the bus (compressed) [bytes]
         r = self.registry = CollectorRegistry()
         self.forwarded = Counter(
             "gridflock_replica_forwarded",
@@ -382,6 +386,8 @@ class ReplicaRuntime:
                 self.gaps += 1
         self._doc = doc
         self._received = time.monotonic()
+        self.lag_s = time.time() - float(doc["sent_at"])
+        self.doc_bytes = len(data)
         self.leader_seen = doc["leader"]
         self.documents.inc()
         if self._since is None:
@@ -402,10 +408,7 @@ class ReplicaRuntime:
             "ts": doc["ts"],
             "fleet": {k: v for k, v in doc["fleet"].items() if k not in ("by_kind", "by_protocol")},
             "events": [
-                {
-                    k: e[k]
-                    for k in ("id", "status", "target_kw", "delivered_kw", "delivered_pct")
-                }
+                {k: e[k] for k in ("id", "status", "target_kw", "delivered_kw", "delivered_pct")}
                 for e in doc["events"]
                 if e["status"] == EventStatus.ACTIVE.value
             ],
@@ -432,12 +435,12 @@ class ReplicaRuntime:
     @property
     def state(self) -> FleetState:
         """The live fleet state lives on the leader."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     @property
     def spec(self) -> FleetSpec:
         """The fleet as provisioned: asked of the leader (it may change by import)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     @property
     def store(self) -> Store:
@@ -473,8 +476,7 @@ class ReplicaRuntime:
             if known is not None:
                 return known
             raise DatabaseUnavailableError(
-                "the database is unavailable, so this API key cannot be checked; try again "
-                "shortly"
+                "the database is unavailable, so this API key cannot be checked; try again shortly"
             ) from e
         if principal is None:
             self._verified.pop(digest, None)
@@ -484,7 +486,7 @@ class ReplicaRuntime:
 
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def provision_gateway(
         self,
@@ -496,10 +498,10 @@ class ReplicaRuntime:
         principal: Principal,
     ) -> str:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def metrics(self) -> bytes:
-        """This replica's own metrics: read-model age and sequence, forwarded requests."""
+        """The replica's own metrics: read-model age and sequence, forwarded requests."""
         age = self.age_s()
         self._age.set(float("nan") if age is None else age)
         self._seq.set(float("nan") if self._doc is None else self._doc["seq"])
@@ -531,6 +533,8 @@ class ReplicaRuntime:
             "read_model_age_s": None if age is None else round(age, 3),
             "read_model_seq": None if doc is None else doc["seq"],
             "read_model_gaps": self.gaps,
+            "read_model_lag_s": None if self.lag_s is None else round(self.lag_s, 4),
+            "read_model_bytes": self.doc_bytes,
             "leader_health": None if doc is None else doc["health"],
         }
 
@@ -543,7 +547,7 @@ class ReplicaRuntime:
         """The whole fleet's flexibility for the leader's ``flex_duration_h``; else forwarded."""
         doc = self.document()
         if scope.strip() not in ("", "fleet") or duration_h != doc["flex_duration_h"]:
-            raise LeaderOnly
+            raise LeaderOnlyError
         if by not in GROUP_BY:
             raise InvalidError(f"by must be one of {', '.join(GROUP_BY)}, got {clip(by)!r}")
         split = doc["flexibility"][by]
@@ -558,7 +562,7 @@ class ReplicaRuntime:
         """Fleet power by kind from the increments received (older ranges: forwarded)."""
         self.document()
         if not self._covered(start):
-            raise LeaderOnly
+            raise LeaderOnlyError
         kinds = self._kinds
         rows = [(ts, *v) for ts, v in self._history if start <= ts < end and len(v) == len(kinds)]
         df = pd.DataFrame(rows, columns=["ts", *kinds])
@@ -572,7 +576,7 @@ class ReplicaRuntime:
             raise InvalidError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {clip(by)!r}")
         self.document()
         if not self._covered(start - 60.0):
-            raise LeaderOnly
+            raise LeaderOnlyError
         rows = [(ts, *v[by]) for ts, v in self._group_history if start <= ts < end]
         if not rows:
             return pd.DataFrame(
@@ -604,17 +608,17 @@ class ReplicaRuntime:
         allow_partial: bool = False,
     ) -> Event:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def available_kw(
         self, scope: EventScope, start: float | None, duration_s: float, up: bool
     ) -> float:
         """Needs the live fleet: forwarded."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def events(self) -> list[EventView]:
         """The events of the read model, newest first."""
@@ -625,19 +629,19 @@ class ReplicaRuntime:
         for d in self.document()["events"]:
             if d["id"] == event_id:
                 return view_from_json(d)
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def event_series(self, event_id: str) -> pd.DataFrame:
         """Forwarded: the leader holds each event's samples."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def event_statement(self, event_id: str, method: str | None = None) -> Statement:
         """Forwarded: settlement runs on the leader."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def yearly_value(self, year: int) -> YearValue:
         """Forwarded: settlement runs on the leader."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def updates(self) -> AsyncIterator[dict[str, Any]]:
         """Live updates, one per read-model document (slow readers skip documents)."""
@@ -651,7 +655,7 @@ class ReplicaRuntime:
 
     def openadr_status(self) -> dict[str, Any]:
         """Forwarded."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def autopilot_status(self) -> dict[str, Any]:
         """The autopilot's status of the read model."""
@@ -660,38 +664,38 @@ class ReplicaRuntime:
 
     def autopilot_settings(self) -> dict[str, Any]:
         """Forwarded."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def set_autopilot_settings(
         self, settings: dict[str, Any], principal: Principal
     ) -> dict[str, Any]:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def autopilot_plan(self) -> tuple[float | None, pd.DataFrame]:
         """Forwarded."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def autopilot_proposals(self, status: str | None) -> list[AutopilotProposal]:
         """Forwarded."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def approve_proposal(self, proposal_id: str, principal: Principal) -> AutopilotProposal:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def veto_proposal(
         self, proposal_id: str, principal: Principal, reason: str
     ) -> AutopilotProposal:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     async def autopilot_replan(self, principal: Principal) -> dict[str, Any]:
         """Forwarded (a write)."""
-        raise LeaderOnly
+        raise LeaderOnlyError
 
     def autopilot_decisions(
         self, kind: str | None, limit: int, offset: int
     ) -> tuple[list[AutopilotDecision], int]:
         """Forwarded."""
-        raise LeaderOnly
+        raise LeaderOnlyError

@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import os
+import signal
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
