@@ -248,16 +248,19 @@ def test_a_replica_serves_the_leaders_figures_and_forwards_writes(tmp_path: Path
                 r = await client.post(
                     f"/api/v1/events/{ev['id']}/cancel", headers={"X-API-Key": viewer}
                 )
-                assert r.status_code == 403 and "operator role" in r.json()["detail"]
+                assert r.status_code == 403
+                assert "operator role" in r.json()["detail"]
                 # the leader steps down: a write gets 503 at once; back: it goes through
                 leader.leading = False
                 await _until(lambda: leader_bus._serving is None, 10, "the leader to step down")
                 r = await client.post(f"/api/v1/events/{ev['id']}/cancel", headers=auth)
-                assert r.status_code == 503 and r.headers["retry-after"] == "2"
+                assert r.status_code == 503
+                assert r.headers["retry-after"] == "2"
                 leader.leading = True
                 await _until(lambda: leader_bus._serving is not None, 10, "the leader back")
                 r = await client.post(f"/api/v1/events/{ev['id']}/cancel", headers=auth)
-                assert r.status_code == 200 and r.json()["status"] == "cancelled"
+                assert r.status_code == 200
+                assert r.json()["status"] == "cancelled"
             finally:
                 leader_bus.stop()
                 replica.stop()
