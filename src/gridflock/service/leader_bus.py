@@ -229,6 +229,24 @@ class LeaderBus:
         except Exception:
             log.exception("forwarded request failed")
             status, out, body = 500, [("content-type", "text/plain")], b"internal error"
+        if self.nc is not None and len(body) > self.nc.max_payload:
+            log.warning(
+                "answer to a forwarded %s %s too large for the bus",
+                h.get("GF-Method"),
+                h.get("GF-Path"),
+            )
+            status, out = 502, [("content-type", "application/problem+json")]
+            body = json.dumps(
+                {
+                    "type": "about:blank",
+                    "title": "Bad Gateway",
+                    "status": 502,
+                    "detail": f"the leader's answer ({len(body):,} bytes) is larger than the "
+                    f"bus carries ({self.nc.max_payload:,} bytes): ask for a smaller page, or "
+                    "the leader's own address",
+                    "instance": h.get("GF-Path", "/"),
+                }
+            ).encode()
         reply = {"GF-Status": str(status), "GF-Leader": self.name}
         for k, v in out:
             reply[f"GF-H-{k}"] = v

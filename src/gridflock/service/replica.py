@@ -19,6 +19,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
+from http import HTTPStatus
 from typing import Any
 
 import numpy as np
@@ -114,6 +115,15 @@ class Forwarder:
                 {"key_id": principal.key_id, "name": principal.name, "role": principal.role.value}
             )
         nc = r.nc
+        if nc is not None and nc.is_connected and len(body) > nc.max_payload:
+            r.forwarded.labels("too_large").inc()
+            return _problem(
+                413,
+                request_path,
+                f"the request body ({len(body):,} bytes) is larger than the bus carries "
+                f"({nc.max_payload:,} bytes): send it to the leader's own address, or raise "
+                "max_payload in the NATS configuration",
+            )
         try:
             if nc is None or not nc.is_connected:
                 raise ConnectionError("the bus is not connected")
@@ -141,18 +151,21 @@ class Forwarder:
 
     @staticmethod
     def _unavailable(path: str, detail: str) -> tuple[int, dict[str, str], bytes]:
-        body = {
-            "type": "https://gridflock.dev/problems/unavailable",
-            "title": "Service Unavailable",
-            "status": 503,
-            "detail": detail,
-            "instance": path,
-        }
-        return (
-            503,
-            {"content-type": "application/problem+json", "retry-after": str(RETRY_AFTER_S)},
-            json.dumps(body).encode(),
-        )
+        status, headers, body = _problem(503, path, detail)
+        return status, {**headers, "retry-after": str(RETRY_AFTER_S)}, body
+
+
+def _problem(status: int, path: str, detail: str) -> tuple[int, dict[str, str], bytes]:
+    """A problem document (RFC 9457) as status, headers and body."""
+    slug = {413: "content-too-large", 503: "unavailable"}.get(status)
+    body = {
+        "type": f"https://gridflock.dev/problems/{slug}" if slug else "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "instance": path,
+    }
+    return status, {"content-type": "application/problem+json"}, json.dumps(body).encode()
 
 
 def _response(status: int, headers: dict[str, str], body: bytes) -> Response:
