@@ -7,7 +7,9 @@ Real parts: PostgreSQL at ``GRIDFLOCK_TEST_POSTGRES_URL`` (a throw-away schema),
 
 - throughput: ``GET /api/v1/fleet`` through the replica and through the leader, from
   ``--connections`` concurrent keep-alive clients (httpx, in this process) for
-  ``--duration`` seconds each: requests per second, p50 and p99;
+  ``--duration`` seconds each: requests per second, p50 and p99, and the server's CPU time
+  per request (user + system of its process over the run: the figure that does not depend
+  on what else the machine runs);
 - lag: arrival at the replica minus the leader's ``sent_at``, one sample per cycle;
 - memory: the replica's resident set (VmRSS) after the load;
 - bus restart: the bus killed (SIGKILL) while a client writes an event through the
@@ -124,12 +126,15 @@ def main() -> None:
         rows.append(("read-model document on the bus", f"{h['read_model_bytes']:,} B (deflated)"))
         for name, target in (("replica", replica), ("leader", leader)):
             asyncio.run(load(target.base, key, args.connections, 2.0))  # warm-up
+            cpu0 = target.cpu_s()
             res = asyncio.run(load(target.base, key, args.connections, args.duration))
+            cpu_ms = 1000 * (target.cpu_s() - cpu0) / max(res["rps"] * args.duration, 1)
             rows.append(
                 (
                     f"GET /fleet via {name} ({args.connections} clients)",
                     f"{res['rps']:,.0f} req/s, p50 {res['p50_ms']:.1f} ms, "
-                    f"p99 {res['p99_ms']:.1f} ms, {res['errors']:.0f} errors",
+                    f"p99 {res['p99_ms']:.1f} ms, {res['errors']:.0f} errors; "
+                    f"{cpu_ms:.2f} CPU ms/req (≈ {1000 / cpu_ms:,.0f} req/s per free core)",
                 )
             )
         lags: list[float] = []
