@@ -179,7 +179,7 @@ def test_a_replica_serves_the_leaders_figures_and_forwards_writes(tmp_path: Path
     leader_bus = LeaderBus(bus, leader, create_app(leader), "leader-1")
     replica = ReplicaRuntime(settings.model_copy(update={"role": "api"}), store, "api-1")
     app = create_app(replica)
-    install_replica(app, replica, 1 << 20)
+    install_replica(app, replica, 1 << 20, 4 << 20)
     auth = {"X-API-Key": key}
 
     def cycle() -> None:
@@ -250,6 +250,18 @@ def test_a_replica_serves_the_leaders_figures_and_forwards_writes(tmp_path: Path
                 )
                 assert r.status_code == 403
                 assert "operator role" in r.json()["detail"]
+                # a fleet file larger than the bus carries: a clear 413, nothing sent
+                r = await client.post(
+                    "/api/v1/fleet/import",
+                    content=b"#" * (2 << 20),
+                    headers={**auth, "content-type": "application/x-yaml"},
+                )
+                assert r.status_code == 413 and "max_payload" in r.json()["detail"]
+                # ... and one over the import limit, before reading it all
+                r = await client.post(
+                    "/api/v1/fleet/import", content=b"#" * (5 << 20), headers=auth
+                )
+                assert r.status_code == 413 and "larger than" in r.json()["detail"]
                 # the leader steps down: a write gets 503 at once; back: it goes through
                 leader.leading = False
                 await _until(lambda: leader_bus._serving is None, 10, "the leader to step down")

@@ -176,10 +176,13 @@ def _response(status: int, headers: dict[str, str], body: bytes) -> Response:
 class ForwardWrites:
     """ASGI middleware: every state-changing request under ``/api/v1`` goes to the leader."""
 
-    def __init__(self, app: ASGIApp, forwarder: Forwarder, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, forwarder: Forwarder, max_body_bytes: int, max_import_bytes: int
+    ) -> None:
         self.app = app
         self.forwarder = forwarder
         self.max_body_bytes = max_body_bytes
+        self.max_import_bytes = max_import_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Forward a write (body read in full, caller authenticated here); pass the rest on."""
@@ -191,6 +194,11 @@ class ForwardWrites:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        limit = (
+            self.max_import_bytes
+            if scope["path"] == API_PREFIX + "fleet/import"
+            else self.max_body_bytes
+        )
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -199,11 +207,9 @@ class ForwardWrites:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > limit:
                 await problem_response(
-                    request,
-                    413,
-                    f"the request body is larger than {self.max_body_bytes} bytes",
+                    request, 413, f"the request body is larger than {limit:,} bytes"
                 )(scope, receive, send)
                 return
             chunks.append(chunk)
@@ -253,12 +259,23 @@ async def _forward_read(request: Request, exc: Exception) -> Response:
     return _response(status, headers, body)
 
 
-def install_replica(app: FastAPI, replica: ReplicaRuntime, max_body_bytes: int) -> None:
-    """Route writes, and reads the read model lacks, to the leader."""
+def install_replica(
+    app: FastAPI, replica: ReplicaRuntime, max_body_bytes: int, max_import_bytes: int
+) -> None:
+    """Route writes, and reads the read model lacks, to the leader.
+
+    Bodies are bounded as the API bounds them (``max_import_bytes`` for a fleet import,
+    ``max_body_bytes`` for the rest): larger ones get 413 before anything is forwarded.
+    """
     forwarder = Forwarder(replica)
     app.state.forwarder = forwarder
     app.add_exception_handler(LeaderOnlyError, _forward_read)
-    app.add_middleware(ForwardWrites, forwarder=forwarder, max_body_bytes=max_body_bytes)
+    app.add_middleware(
+        ForwardWrites,
+        forwarder=forwarder,
+        max_body_bytes=max_body_bytes,
+        max_import_bytes=max_import_bytes,
+    )
 
 
 class _Envelopes:

@@ -66,7 +66,7 @@ async def run_service(
     stoppers: list[Callable[[], None]] = []
     extra = list(extra or [])
     if isinstance(runtime, ReplicaRuntime):
-        install_replica(app, runtime, max(settings.max_body_bytes, settings.max_import_bytes))
+        install_replica(app, runtime, settings.max_body_bytes, settings.max_import_bytes)
     elif settings.bus_url and isinstance(runtime, Runtime):
         from gridflock.service.leader_bus import LeaderBus
 
