@@ -27,13 +27,13 @@ from gridflock.config import Settings
 from gridflock.domain.auth import Role
 from gridflock.domain.envelopes import Envelope, EnvelopeKind, EnvelopeSource, TargetType
 from gridflock.domain.events import Event, EventSource, EventStatus, Scope
-from gridflock.fleet import GROUP_BY
 from gridflock.fleet.generate import generate_fleet
 from gridflock.service import Runtime
 from gridflock.service.bus import SCHEMA_VERSION, BusFormatError, decode, encode
 from gridflock.service.leader_bus import LeaderBus
 from gridflock.service.replica import ReplicaRuntime, install_replica
 from gridflock.service.replication import (
+    FLEX_BY,
     envelope_from_json,
     envelope_to_json,
     view_from_json,
@@ -218,7 +218,7 @@ def test_a_replica_serves_the_leaders_figures_and_forwards_writes(tmp_path: Path
                 assert mine == lead
                 assert lead["devices_online"] == spec.n_devices
                 h = settings.flex_duration_h
-                for by in GROUP_BY:
+                for by in FLEX_BY:
                     pd.testing.assert_frame_equal(
                         replica.flexibility(h, by), leader.flexibility(h, by), check_dtype=False
                     )
@@ -256,12 +256,14 @@ def test_a_replica_serves_the_leaders_figures_and_forwards_writes(tmp_path: Path
                     content=b"#" * (2 << 20),
                     headers={**auth, "content-type": "application/x-yaml"},
                 )
-                assert r.status_code == 413 and "max_payload" in r.json()["detail"]
+                assert r.status_code == 413
+                assert "max_payload" in r.json()["detail"]
                 # ... and one over the import limit, before reading it all
                 r = await client.post(
                     "/api/v1/fleet/import", content=b"#" * (5 << 20), headers=auth
                 )
-                assert r.status_code == 413 and "larger than" in r.json()["detail"]
+                assert r.status_code == 413
+                assert "larger than" in r.json()["detail"]
                 # the leader steps down: a write gets 503 at once; back: it goes through
                 leader.leading = False
                 await _until(lambda: leader_bus._serving is None, 10, "the leader to step down")

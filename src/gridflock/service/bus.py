@@ -108,7 +108,7 @@ async def connect(
                 name=name,
                 allow_reconnect=True,
                 max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,  # type: ignore[arg-type]
+                reconnect_time_wait=0.5,
                 connect_timeout=2,
                 ping_interval=2,
                 max_outstanding_pings=2,

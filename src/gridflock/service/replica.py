@@ -574,14 +574,19 @@ class ReplicaRuntime:
         return {**doc["fleet"], "seq": doc["seq"]}
 
     def flexibility(self, duration_h: float, by: str, scope: str = "fleet") -> pd.DataFrame:
-        """The whole fleet's flexibility for the leader's ``flex_duration_h``; else forwarded."""
+        """The whole fleet's flexibility, from the read model; anything else is forwarded.
+
+        For the leader's ``flex_duration_h`` and the groupings the document carries
+        (``replication.FLEX_BY``).
+        """
         doc = self.document()
         if scope.strip() not in ("", "fleet") or duration_h != doc["flex_duration_h"]:
             raise LeaderOnlyError
         if by not in GROUP_BY:
             raise InvalidError(f"by must be one of {', '.join(GROUP_BY)}, got {clip(by)!r}")
-        split = doc["flexibility"][by]
-        return pd.DataFrame(split["data"], columns=split["columns"])
+        if by not in doc["flexibility"]:  # by site: not carried, the leader answers
+            raise LeaderOnlyError
+        return pd.DataFrame(doc["flexibility"][by])
 
     def _covered(self, start: float) -> bool:
         """Whether this replica's histories go back to ``start`` (else the leader answers)."""
