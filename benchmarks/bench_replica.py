@@ -12,6 +12,8 @@ Real parts: PostgreSQL at ``GRIDFLOCK_TEST_POSTGRES_URL`` (a throw-away schema),
   on what else the machine runs);
 - lag: arrival at the replica minus the leader's ``sent_at``, one sample per cycle;
 - memory: the replica's resident set (VmRSS) after the load;
+- the leader's cost: building and encoding one document for ``--doc-homes`` fleets, in
+  this process (best of 5), and its size;
 - bus restart: the bus killed (SIGKILL) while a client writes an event through the
   replica every 0.2 s; restarted after ``--outage`` seconds. Figures: seconds from the
   restart to a fresh read model at the replica, writes answered 201 / 503, and writes
@@ -77,6 +79,36 @@ async def load(base: str, key: str, connections: int, duration: float) -> dict[s
     }
 
 
+def document_cost(homes: int) -> tuple[int, float, int]:
+    """Devices, the leader's time to build and encode one document [ms, best of 5], bytes.
+
+    In this process: a ``Runtime`` over ``homes`` generated homes (no devices online, so
+    the figure is the document's own cost: summary, flexibility, events, health).
+    """
+    from gridflock.config import Settings
+    from gridflock.service import Runtime
+    from gridflock.service.bus import encode
+    from gridflock.service.links import NoDevices
+    from gridflock.service.replication import leader_document
+    from gridflock.store import Store
+
+    spec: Any = fleet(homes, seed=7)
+    with tempfile.TemporaryDirectory() as d:
+        url = f"sqlite:///{d}/doc.db"
+        store = Store(url)
+        store.upgrade()
+        store.save_fleet(spec)
+        rt = Runtime(Settings(database_url=url), store, spec, NoDevices())
+        rt.control_cycle()
+        best, size = float("inf"), 0
+        for i in range(5):
+            t0 = time.perf_counter()
+            size = len(encode(leader_document(rt, i, "bench", rt.clock())))
+            best = min(best, time.perf_counter() - t0)
+        store.close()
+    return spec.n_devices, 1000 * best, size
+
+
 def rss_mb(serve: Serve) -> float:
     """Resident memory of the process [MB]."""
     assert serve.proc is not None
@@ -105,6 +137,9 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=16)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--outage", type=float, default=3.0)
+    p.add_argument(
+        "--doc-homes", default="2000,30000", help="fleets for the document's cost (comma-separated)"
+    )
     args = p.parse_args()
     print_header("API replicas over the bus (bench_replica.py)")
     root = Path(tempfile.mkdtemp(prefix="bench_replica_"))
@@ -195,6 +230,11 @@ def main() -> None:
         rows.append(
             ("restart → fresh read model at the replica", f"{fresh_at - restarted_at:.2f} s")
         )
+        for homes in (int(h) for h in args.doc_homes.split(",") if h):
+            n, ms, size = document_cost(homes)
+            rows.append(
+                (f"leader: build + encode one document, {n:,} devices", f"{ms:.1f} ms, {size:,} B")
+            )
         print_table("replica figures", ["figure", "value"], rows)
     finally:
         for s in (leader, replica):
