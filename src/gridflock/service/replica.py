@@ -302,6 +302,11 @@ class _Forecasts:
 
     @property
     def groups(self) -> dict[str, list[str]]:
+        """Held by the leader."""
+        raise LeaderOnlyError
+
+    @groups.setter
+    def groups(self, value: dict[str, list[str]]) -> None:
         raise LeaderOnlyError
 
     def status(self) -> dict[str, Any]:
@@ -612,7 +617,9 @@ class ReplicaRuntime:
         self.document()
         if not self._covered(start - 60.0):
             raise LeaderOnlyError
-        rows = [(ts, *v[by]) for ts, v in self._group_history if start <= ts < end]
+        rows: list[tuple[float, list[Any], list[Any]]] = [
+            (ts, v[by][0], v[by][1]) for ts, v in self._group_history if start <= ts < end
+        ]
         if not rows:
             return pd.DataFrame(
                 {
