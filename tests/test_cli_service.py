@@ -117,3 +117,19 @@ def test_broker_acl_refuses_a_bad_record_and_keeps_the_previous_files(tmp_path):
     assert "invalid gateway id 'gw:colon'" in r.stderr
     assert "previous ones are unchanged" in r.stderr
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_an_api_replica_without_a_bus_says_what_to_set(tmp_path):
+    env = {
+        "GRIDFLOCK_DATABASE_URL": f"sqlite:///{tmp_path / 'gf.db'}",
+        "GRIDFLOCK_CONFIG": str(tmp_path / "none.toml"),
+        "GRIDFLOCK_BUS_URL": "",
+    }
+    assert run("db", "upgrade", env=env).returncode == 0
+    r = run("serve", "--role", "api", env=env)
+    assert r.returncode == 2, r.stderr
+    assert "--role api needs the bus" in r.stderr
+    assert "GRIDFLOCK_BUS_URL" in r.stderr
+    bad = run("serve", "--role", "replica", env=env)
+    assert bad.returncode == 2
+    assert "ROLE" in bad.stderr

@@ -38,6 +38,7 @@ from gridflock.domain.auth import Principal, Role
 __all__ = [
     "CSRF_HEADER",
     "CSRF_VALUE",
+    "FORWARDED_PRINCIPAL",
     "SESSION_COOKIE",
     "Admin",
     "AuthCache",
@@ -54,6 +55,10 @@ __all__ = [
 ]
 
 SESSION_COOKIE = "gf_session"
+#: ASGI scope key of a principal an API replica authenticated and forwarded with the request
+#: over the internal bus. Only the leader's in-process call sets it (no HTTP client can), so
+#: it is trusted as is; docs/replicas.md.
+FORWARDED_PRINCIPAL = "gridflock.principal"
 CSRF_HEADER = "X-Requested-With"
 CSRF_VALUE = "gridflock"
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -251,7 +256,13 @@ async def session_principal(request: Request) -> Principal | None:
 
 
 async def principal_from_request(request: Request, key: str | None) -> Principal:
-    """The caller: by ``key`` when given, else by session cookie; 401 when neither."""
+    """The caller: by ``key`` when given, else by session cookie; 401 when neither.
+
+    A request a replica forwarded over the bus carries its caller in the scope instead.
+    """
+    forwarded = request.scope.get(FORWARDED_PRINCIPAL)
+    if isinstance(forwarded, Principal):
+        return forwarded
     revoked = await _check_revocations(request)
     if key is None:
         principal = _session_principal(request, revoked)

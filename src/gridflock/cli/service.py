@@ -222,6 +222,17 @@ def serve(
             min=0, max=65535, help="Port of the OCPP back end for chargers (GRIDFLOCK_OCPP_PORT)."
         ),
     ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="What this process runs: all (default), control, ingest, or api (an API and "
+            "dashboard replica; needs --bus) (GRIDFLOCK_ROLE)."
+        ),
+    ] = None,
+    bus: Annotated[
+        str | None,
+        typer.Option(help="Internal bus URL, e.g. nats://127.0.0.1:4222 (GRIDFLOCK_BUS_URL)."),
+    ] = None,
 ) -> None:
     """Run the VPP service: REST API, device gateways, dispatch loop and store."""
     from gridflock.service.logs import setup_logging
@@ -234,13 +245,23 @@ def serve(
         openadr_ven=openadr,
         openadr_vtn_url=vtn,
         ocpp_port=ocpp_port,
+        role=role,
+        bus_url=bus,
     )
     setup_logging(
         settings.log_level,
         settings.log_format,
-        secret_urls=[settings.database_url, settings.mqtt_url, settings.openadr_vtn_url],
+        secret_urls=[
+            settings.database_url,
+            settings.mqtt_url,
+            settings.openadr_vtn_url,
+            settings.bus_url,
+        ],
     )
     store = _open_store(settings.database_url, upgrade=False)
+    if settings.role == "api":
+        _serve_replica(settings, store)
+        return
     try:
         spec = store.load_fleet()
     except Exception as e:
@@ -253,6 +274,24 @@ def serve(
         "serving %d devices on %s://%s:%d", spec.n_devices, scheme, settings.host, settings.port
     )
     asyncio.run(_serve(settings, runtime, link))
+
+
+def _serve_replica(settings: Settings, store: Store) -> None:
+    """Run an API/dashboard replica: the read model from the bus, writes to the leader."""
+    from gridflock.service.replica import ReplicaRuntime
+    from gridflock.service.server import process_name, run_service
+
+    if not settings.bus_url:
+        fail(
+            "--role api needs the bus the leader publishes on: set --bus or GRIDFLOCK_BUS_URL "
+            "(e.g. nats://127.0.0.1:4222)"
+        )
+    _check_port(settings.host, settings.port)
+    replica = ReplicaRuntime(settings, store, process_name(settings))
+    log.info(
+        "API replica on %s:%d, read model from %s", settings.host, settings.port, settings.bus_url
+    )
+    asyncio.run(run_service(settings, replica))
 
 
 def _runtime(

@@ -117,6 +117,17 @@ class ReadModel:
             mask = st.scope_mask(Scope.parse(scope))
         except ValueError as exc:  # a malformed scope, or one that names nothing
             raise InvalidError(clip(str(exc))) from None
+        return aggregate(st, by, self._flex_columns(duration_h, mask))
+
+    def flexibility_by(self, duration_h: float, bys: tuple[str, ...]) -> dict[str, pd.DataFrame]:
+        """The fleet's flexibility by each grouping of ``bys``, computed once for all."""
+        st = self.loop.state
+        columns = self._flex_columns(duration_h, np.ones(st.n, bool))
+        return {by: aggregate(st, by, columns) for by in bys}
+
+    def _flex_columns(self, duration_h: float, mask: np.ndarray) -> dict[str, np.ndarray]:
+        """Per-device flexibility, power and fast frequency response within ``mask``."""
+        st = self.loop.state
         now = self.loop.clock()
         avail = available_flexibility(
             st,
@@ -126,17 +137,22 @@ class ReadModel:
             scope=mask,
             grid=self.loop.dispatcher.grid_at(now, now + duration_h * 3600.0),
         )
-        ffr = frequency_response(st, self.loop.clock())  # within 1 s, held 15 minutes
+        ffr = frequency_response(st, now)  # within 1 s, held 15 minutes
         live = st.online & mask
-        return aggregate(
-            st,
-            by,
-            {
-                **avail.columns(),
-                "p_kw": np.where(live, st.p_kw, 0.0),
-                "ffr_up_kw": np.where(live, ffr.up_kw, 0.0),
-                "ffr_down_kw": np.where(live, ffr.down_kw, 0.0),
-            },
+        return {
+            **avail.columns(),
+            "p_kw": np.where(live, st.p_kw, 0.0),
+            "ffr_up_kw": np.where(live, ffr.up_kw, 0.0),
+            "ffr_down_kw": np.where(live, ffr.down_kw, 0.0),
+        }
+
+    def last_samples(
+        self,
+    ) -> tuple[tuple[float, np.ndarray] | None, tuple[float, dict[str, Any]] | None]:
+        """The newest fleet-history sample and the newest group-history sample (or None)."""
+        return (
+            self._history[-1] if self._history else None,
+            self._group_history[-1] if self._group_history else None,
         )
 
     def _held_kw(self) -> FloatArray | None:

@@ -1,34 +1,61 @@
-"""Run the service: the API on uvicorn and the control loop in one asyncio process."""
+"""Run the service: the API on uvicorn and the control loop in one asyncio process.
+
+With a bus (``bus_url``) the leader also publishes its read model and serves the requests
+API replicas forward (:class:`~gridflock.service.leader_bus.LeaderBus`); a replica (role
+``api``) runs the same server over a :class:`~gridflock.service.replica.ReplicaRuntime`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
 from gridflock.api.app import create_app
+from gridflock.api.runtime import Runtime as ApiRuntime
 from gridflock.config import Settings
 from gridflock.service._malloc import keep_freed_memory
 from gridflock.service.runtime import Runtime
 from gridflock.web import install_dashboard
 
-__all__ = ["run_service"]
+__all__ = ["Served", "process_name", "run_service"]
 
 log = logging.getLogger("gridflock.service")
 
 
+class Served(ApiRuntime, Protocol):
+    """A runtime the server runs: the API's protocol, and a task to run beside the API."""
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`."""
+        ...
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return."""
+        ...
+
+
+def process_name(settings: Settings) -> str:
+    """How this process names itself on the bus: role, host, port, pid."""
+    return f"{settings.role}@{socket.gethostname()}:{settings.port}/{os.getpid()}"
+
+
 async def run_service(
     settings: Settings,
-    runtime: Runtime,
+    runtime: Served,
     extra: list[Callable[[], Coroutine[Any, Any, None]]] | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM; ``extra`` coroutines (gateways, scripts) run alongside."""
+    from gridflock.service.replica import ReplicaRuntime, install_replica
+
     keep_freed_memory()  # control steps reuse their temporaries instead of faulting them in
     app = create_app(
         runtime,
@@ -36,6 +63,16 @@ async def run_service(
         max_import_bytes=settings.max_import_bytes,
     )
     install_dashboard(app)
+    stoppers: list[Callable[[], None]] = []
+    extra = list(extra or [])
+    if isinstance(runtime, ReplicaRuntime):
+        install_replica(app, runtime, settings.max_body_bytes, settings.max_import_bytes)
+    elif settings.bus_url and isinstance(runtime, Runtime):
+        from gridflock.service.leader_bus import LeaderBus
+
+        leader_bus = LeaderBus(settings.bus_url, runtime, app, process_name(settings))
+        extra.append(leader_bus.run)
+        stoppers.append(leader_bus.stop)
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -74,6 +111,8 @@ async def run_service(
     done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
     log.info("stopping")
     runtime.stop()
+    for stop_part in stoppers:
+        stop_part()
     server.should_exit = True
     for t in extras:
         t.cancel()
