@@ -293,7 +293,7 @@ class KillFigures:
 
 
 def kill_one(
-    workdir: Path, rate: float = 100.0, before_s: float = 3.0, after_s: float = 4.0, **settings: str
+    workdir: Path, rate: float = 100.0, before_s: float = 2.0, after_s: float = 3.0, **settings: str
 ) -> KillFigures:
     """Two workers under a steady stream; SIGKILL one; what is lost, and when it was sent."""
     with rig(workdir, rate=rate, **settings) as r:
@@ -342,7 +342,7 @@ def broker_restart(workdir: Path, rate: float = 100.0, down_s: float = 2.0) -> R
     """Workers under a steady stream; Mosquitto stopped and started again on its port."""
     with rig(workdir, rate=rate) as r:
         r.publisher.start()
-        time.sleep(2.0)
+        time.sleep(1.0)
         r.broker.stop()
         stopped = time.time()
         time.sleep(down_s)
@@ -355,7 +355,7 @@ def broker_restart(workdir: Path, rate: float = 100.0, down_s: float = 2.0) -> R
 
         wait_until(flowing, 30, "readings to reach the store again", every=0.05)
         recovery = time.time() - back
-        time.sleep(2.0)
+        time.sleep(1.0)
         r.publisher.stop()
         settle(r)
         missing = r.missing()
@@ -376,7 +376,7 @@ def database_outage(workdir: Path, rate: float = 100.0, down_s: float = 10.0) ->
     with rig(workdir, rate=rate, via_proxy=True) as r:
         assert r.proxy is not None
         r.publisher.start()
-        time.sleep(2.0)
+        time.sleep(1.0)
         r.proxy.cut()
         cut = time.time()
         peak = 0
