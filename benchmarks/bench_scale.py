@@ -41,6 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from _common import print_header, print_table
@@ -195,8 +196,8 @@ def main() -> None:
     gws = sorted(by_gw.items())
     took = time.monotonic() - t_build
     print(f"fleet: {n_dev:,} devices behind {len(gws):,} gateways ({took:.0f} s)")
-    figures: dict[str, Any] = {"devices": n_dev, "gateways": len(gws), **vars(args)}
-    figures.pop("out", None)
+    figures: dict[str, Any] = {f"arg_{k}": v for k, v in vars(args).items() if k != "out"}
+    figures.update(devices=n_dev, gateways=len(gws))
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp, contextlib.ExitStack() as stack:
         work = Path(tmp)
         schema = PgSchema("gf_scale")
@@ -264,13 +265,16 @@ def main() -> None:
             g.start()
         time.sleep(args.warmup)
 
+        def scrape(s: Serve) -> str:
+            """``/metrics``, waiting as long as a saturated process needs to answer."""
+            with httpx.Client(timeout=60) as c:
+                return c.get(s.base + "/metrics").text
+
         def accepted(s: Serve) -> float:
-            return metric(s.metrics(), "gridflock_telemetry_readings_total", outcome="accepted")
+            return metric(scrape(s), "gridflock_telemetry_readings_total", outcome="accepted")
 
         def applied() -> float:
-            return metric(
-                control.metrics(), "gridflock_telemetry_readings_total", outcome="applied"
-            )
+            return metric(scrape(control), "gridflock_telemetry_readings_total", outcome="applied")
 
         count = "SELECT count(*) FROM {s}.telemetry"
         t0 = time.monotonic()
@@ -284,7 +288,7 @@ def main() -> None:
         pids["mosquitto"] = broker.proc.pid if broker.proc else 0
         # the event: 30 % of the fleet's up flexibility, half-way through the window
         time.sleep(args.seconds / 2)
-        fleet = control.json("/fleet")
+        fleet = control.get("/fleet", timeout=60).json()
         figures["devices_online_at_event"] = fleet["devices_online"]
         target = round(0.3 * float(fleet["flex_up_kw"]), 1)
         watch.arm()
@@ -325,7 +329,9 @@ def main() -> None:
                 "event_latency_max_s": float(lat.max()) if len(lat) else None,
                 "rss_mb": {k: round(v, 1) for k, v in rss_peak.items()},
                 "rss_kb_per_device": {k: round(v * 1024 / n_dev, 2) for k, v in rss_peak.items()},
-                "worker_health": [w.health() for w in workers],
+                "worker_health": [
+                    httpx.get(w.base + "/health", timeout=60).json() for w in workers
+                ],
             }
         )
     os.system("uptime")
