@@ -95,3 +95,20 @@ def test_valid_readings_are_written_and_bad_ones_refused(store: Store) -> None:
     assert health["readings_written"] == 1
     assert health["status"] == "degraded"  # no broker connection in this test
     assert health["degraded"] == ["broker"]
+
+
+def test_serve_role_ingest_without_a_broker_says_what_to_set(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from gridflock.cli import app
+
+    for name in ("GRIDFLOCK_MQTT_URL", "GRIDFLOCK_ROLE", "GRIDFLOCK_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GRIDFLOCK_CONFIG", str(tmp_path / "none.toml"))
+    url = str(store.engine.url)
+    result = CliRunner().invoke(app, ["serve", "--role", "ingest", "--db", url])
+    assert result.exit_code == 2, result.output
+    assert "role ingest needs the broker" in result.output
+    assert "GRIDFLOCK_MQTT_URL" in result.output
