@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gridflock.config import Settings
@@ -112,3 +113,37 @@ def test_serve_role_ingest_without_a_broker_says_what_to_set(
     assert result.exit_code == 2, result.output
     assert "role ingest needs the broker" in result.output
     assert "GRIDFLOCK_MQTT_URL" in result.output
+
+
+def test_prune_telemetry_keeps_the_recent_days(store: Store, tmp_path: Path) -> None:
+    """`gridflock db prune-telemetry --keep-days 30` deletes older readings, keeps the rest."""
+    from typer.testing import CliRunner
+
+    from gridflock.cli import app
+    from gridflock.domain.messages import TelemetryBatch
+
+    device = next(iter(store.device_gateways()))
+    now = time.time()
+    ts = np.array([now - 40 * 86_400, now - 31 * 86_400, now - 29 * 86_400, now - 60])
+    n = len(ts)
+    store.write_telemetry(
+        TelemetryBatch(
+            np.full(n, device, dtype=object), ts, np.ones(n), np.full(n, np.nan), np.full(n, np.nan)
+        )
+    )
+    url = str(store.engine.url)
+    env = {"GRIDFLOCK_CONFIG": str(tmp_path / "none.toml")}
+    refused = CliRunner().invoke(
+        app, ["db", "prune-telemetry", "--keep-days", "30", "--db", url], input="n\n", env=env
+    )
+    assert refused.exit_code == 1
+    result = CliRunner().invoke(
+        app, ["db", "prune-telemetry", "--keep-days", "30", "--yes", "--db", url], env=env
+    )
+    assert result.exit_code == 0, result.output
+    assert "deleted 2 readings" in result.output
+    left = store.query_telemetry(
+        device, *[dt.datetime.fromtimestamp(t, dt.UTC) for t in (now - 100 * 86_400, now)]
+    )
+    assert len(left) == 2
+    assert left["ts"].min().timestamp() > now - 30 * 86_400

@@ -97,6 +97,34 @@ def db_upgrade(db: Db = None) -> None:
     out.print(f"database at the latest schema: {settings.public()['database_url']}")
 
 
+@db_app.command("prune-telemetry")
+def db_prune_telemetry(
+    keep_days: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Days of readings to keep before now; older ones are deleted (settlement "
+            "baselines read up to 45 days back).",
+        ),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+    db: Db = None,
+) -> None:
+    """Delete telemetry readings older than --keep-days (retention)."""
+    settings = _settings(database_url=db)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
+    if not yes and not typer.confirm(
+        f"delete every reading stamped before {before:%Y-%m-%d %H:%M} UTC?", err=True
+    ):
+        fail("nothing deleted", code=1)
+    store = _open_store(settings.database_url, upgrade=False)
+    try:
+        n = store.delete_telemetry_before(before)
+    finally:
+        store.close()
+    out.print(f"deleted {n:,} readings stamped before {before:%Y-%m-%d %H:%M} UTC")
+
+
 @key_app.command("create")
 def apikey_create(
     role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "operator",

@@ -361,6 +361,11 @@ class Store:
         with self.engine.begin() as conn:
             return _telemetry.write_telemetry(conn, batch)
 
+    def delete_telemetry_before(self, before: datetime) -> int:
+        """Delete the readings stamped before ``before`` (retention); returns how many."""
+        with self.engine.begin() as conn:
+            return _telemetry.delete_telemetry_before(conn, before)
+
     def query_telemetry(self, device_id: str, start: datetime, end: datetime) -> pd.DataFrame:
         """One device's readings in ``[start, end)``.
 
