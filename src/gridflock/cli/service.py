@@ -97,6 +97,34 @@ def db_upgrade(db: Db = None) -> None:
     out.print(f"database at the latest schema: {settings.public()['database_url']}")
 
 
+@db_app.command("prune-telemetry")
+def db_prune_telemetry(
+    keep_days: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Days of readings to keep before now; older ones are deleted (settlement "
+            "baselines read up to 45 days back).",
+        ),
+    ],
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking.")] = False,
+    db: Db = None,
+) -> None:
+    """Delete telemetry readings older than --keep-days (retention)."""
+    settings = _settings(database_url=db)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
+    if not yes and not typer.confirm(
+        f"delete every reading stamped before {before:%Y-%m-%d %H:%M} UTC?", err=True
+    ):
+        fail("nothing deleted", code=1)
+    store = _open_store(settings.database_url, upgrade=False)
+    try:
+        n = store.delete_telemetry_before(before)
+    finally:
+        store.close()
+    out.print(f"deleted {n:,} readings stamped before {before:%Y-%m-%d %H:%M} UTC")
+
+
 @key_app.command("create")
 def apikey_create(
     role: Annotated[str, typer.Option(help="admin, operator or viewer.")] = "operator",
@@ -262,6 +290,9 @@ def serve(
     if settings.role == "api":
         _serve_replica(settings, store)
         return
+    if settings.role == "ingest":
+        _serve_ingest(settings, store)
+        return
     try:
         spec = store.load_fleet()
     except Exception as e:
@@ -292,6 +323,26 @@ def _serve_replica(settings: Settings, store: Store) -> None:
         "API replica on %s:%d, read model from %s", settings.host, settings.port, settings.bus_url
     )
     asyncio.run(run_service(settings, replica))
+def _serve_ingest(settings: Settings, store: Store) -> None:
+    """``serve --role ingest``: telemetry from the broker into the store, health and metrics."""
+    from gridflock.service.ingest import INGEST_SHARE, IngestWorker, run_ingest
+
+    if settings.mqtt_url is None:
+        fail(
+            "role ingest needs the broker: set GRIDFLOCK_MQTT_URL (e.g. mqtt://127.0.0.1:1883) "
+            "or pass --mqtt"
+        )
+    link = _mqtt_link(settings, None, share=INGEST_SHARE, telemetry_only=True)
+    _check_port(settings.host, settings.port)
+    worker = IngestWorker(settings, store, link)  # type: ignore[arg-type]
+    log.info(
+        "ingest worker %s: telemetry of share group %s into the store; health on %s:%d",
+        settings.mqtt_client_id,
+        INGEST_SHARE,
+        settings.host,
+        settings.port,
+    )
+    asyncio.run(run_ingest(settings, worker))
 
 
 def _runtime(
@@ -318,7 +369,10 @@ def _device_link(settings: Settings, spec: object, store: Store) -> DeviceLink:
     return CompositeLink(links, spec)
 
 
-def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
+def _mqtt_link(
+    settings: Settings, spec: object, *, share: str = "gridflock", telemetry_only: bool = False
+) -> DeviceLink:
+    """The MQTT link of the settings (``spec`` None: its fleet is given later)."""
     if settings.mqtt_url is None:
         from gridflock.service.links import NoDevices
 
@@ -326,7 +380,7 @@ def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
     from gridflock.domain.spec import FleetSpec
     from gridflock.gateways.mqtt.link import BrokerAddress, GatewayLimits, MqttLink
 
-    assert isinstance(spec, FleetSpec)
+    assert spec is None or isinstance(spec, FleetSpec)
     assert settings.mqtt_url is not None
     secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     try:
@@ -340,10 +394,15 @@ def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
         )
     except ValueError as e:
         fail(f"GRIDFLOCK_MQTT_URL: {e}")
-    devices = spec.all_devices()
+    gateways: dict[str, str] = {}
+    if spec is not None:
+        devices = spec.all_devices()
+        gateways = dict(zip(devices["id"], devices["gateway_id"], strict=True))
     return MqttLink(
         broker,
-        dict(zip(devices["id"], devices["gateway_id"], strict=True)),
+        gateways,
+        share=share,
+        telemetry_only=telemetry_only,
         client_id=settings.mqtt_client_id,
         limits=GatewayLimits(
             settings.gateway_max_messages_per_s,

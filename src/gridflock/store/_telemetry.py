@@ -10,7 +10,17 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import psycopg
-from sqlalchemy import BigInteger, ColumnElement, Integer, and_, cast, extract, func, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    and_,
+    cast,
+    delete,
+    extract,
+    func,
+    select,
+)
 from sqlalchemy.engine import Connection
 
 from gridflock.domain import TelemetryBatch
@@ -113,6 +123,13 @@ def write_telemetry(conn: Connection, batch: TelemetryBatch) -> int:
     if isinstance(raw, psycopg.Connection):
         return _write_copy(raw, cols)
     return _write_generic(conn, cols)
+
+
+def delete_telemetry_before(conn: Connection, before: datetime) -> int:
+    """Delete the readings stamped before ``before``; returns how many."""
+    table = table_of(TelemetryRow)
+    result = conn.execute(delete(table).where(table.c.ts < to_utc(before)))
+    return max(int(result.rowcount or 0), 0)
 
 
 def query_telemetry(

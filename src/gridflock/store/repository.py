@@ -160,6 +160,11 @@ class Store:
         with self.engine.connect() as conn:
             return _fleet.load_fleet(conn)
 
+    def device_gateways(self) -> dict[str, str]:
+        """The gateway of each stored device, by id: the fleet as telemetry ingest sees it."""
+        with self.engine.connect() as conn:
+            return _fleet.device_gateways(conn)
+
     # -- events ----------------------------------------------------------------------
 
     def save_event(self, event: Event) -> None:
@@ -355,6 +360,11 @@ class Store:
         """Store a batch of readings; returns rows written (stored duplicates skipped)."""
         with self.engine.begin() as conn:
             return _telemetry.write_telemetry(conn, batch)
+
+    def delete_telemetry_before(self, before: datetime) -> int:
+        """Delete the readings stamped before ``before`` (retention); returns how many."""
+        with self.engine.begin() as conn:
+            return _telemetry.delete_telemetry_before(conn, before)
 
     def query_telemetry(self, device_id: str, start: datetime, end: datetime) -> pd.DataFrame:
         """One device's readings in ``[start, end)``.

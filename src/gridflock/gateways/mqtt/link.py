@@ -93,6 +93,9 @@ class MqttLink:
     command_grace_s
         How long after ``valid_until`` an unacknowledged command is reported expired
         (:meth:`take_expired`) and a late acknowledgement is still taken [s].
+    telemetry_only
+        Subscribe to telemetry alone (an ingest worker): command acknowledgements and
+        gateway statuses belong to the control process, which sends the commands.
 
     """
 
@@ -106,8 +109,10 @@ class MqttLink:
         client_id: str | None = None,
         limits: GatewayLimits | None = None,
         command_grace_s: float = 10.0,
+        telemetry_only: bool = False,
     ) -> None:
         self.broker = broker
+        self.telemetry_only = telemetry_only
         self.gateway_of_device = dict(gateway_of_device)
         self._index_devices()
         self.clock = clock
@@ -145,6 +150,11 @@ class MqttLink:
         """Take up a new fleet: which devices exist and which gateway carries each."""
         devices = spec.all_devices()
         self.gateway_of_device = dict(zip(devices["id"], devices["gateway_id"], strict=True))
+        self._index_devices()
+
+    def update_gateways(self, gateway_of_device: Mapping[str, str]) -> None:
+        """Take up a new fleet given as the gateway of each device (an ingest worker's view)."""
+        self.gateway_of_device = dict(gateway_of_device)
         self._index_devices()
 
     def _index_devices(self) -> None:
@@ -214,9 +224,13 @@ class MqttLink:
             self.broker.port,
             self.client_id,
         )
+        telemetry = Subscription(shared_telemetry_subscription(self.share), qos=0)
+        if self.telemetry_only:
+            client.subscribe([telemetry])
+            return
         client.subscribe(
             [
-                Subscription(shared_telemetry_subscription(self.share), qos=0),
+                telemetry,
                 Subscription("gf/v1/+/ack", qos=1),
                 Subscription("gf/v1/+/status", qos=1),
             ]
