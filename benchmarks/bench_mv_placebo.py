@@ -1,0 +1,208 @@
+"""Placebo bias of the linear baselines over many twin seasons, from the participants' total.
+
+A season without events is all placebo days: nothing is dispatched, the true effect of
+every day is zero, and the twin needs no dispatcher nor shadow (``run_meters`` with no
+events). The linear methods (UK DFS with its uncapped in-day shift, its MGO variant with
+the battery's trend- and sun-adjusted device baseline, the unadjusted CAISO 10-in-10,
+weather matching) give, summed over sites that all have complete data, exactly what
+they give on the sites' summed meter (``tests/mv/test_placebo_aggregate.py`` checks it
+against the per-site computation): so each season is kept as one aggregate row and every
+method runs on it in milliseconds a day. Many seasons (weather seeds, each with its own
+fleet draw) give thousands of placebo days per mix.
+
+    # make (or reuse) the seasons' aggregates, in the background, resumable
+    PYTHONPATH=$PWD/src OPENBLAS_NUM_THREADS=1 /work/main/.venv/bin/python \\
+        benchmarks/bench_mv_placebo.py run --mixes ev_heavy --seeds 100-123 --dir /tmp/mvp
+    # the table, pooled over every season in --dir
+    PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/bench_mv_placebo.py table \\
+        --dir /tmp/mvp
+
+Errors are in % of the nominal delivery (0.3 kW x participants, the event study's ask,
+about 270 kW per 1,000 homes). Standard errors are given two ways: over days (treats days
+as independent) and over seasons (the spread of the season means / sqrt(seasons)), the
+honest one, since neighbouring days share baseline days and weather.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import pickle
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_mv_accuracy as acc
+from gridflock.mv import Calendar, EventWindow, MeterData, Method, assign_control_group
+from gridflock.mv import baselines as bl
+from gridflock.sim.meters import run_meters, site_info
+
+Fn = Callable[[MeterData, EventWindow, Calendar], float]
+
+
+def _parse_seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out += list(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def make_season(mix: str, homes: int, days: int, seed: int, folder: Path) -> Path:
+    """Run one event-free season and keep the participants' aggregate meter."""
+    path = folder / f"{mix}_{homes}_{days}_{seed}.pkl"
+    if path.exists():
+        return path
+    spec = acc.mix_fleet(mix, homes, seed)
+    info = site_info(spec)
+    control = assign_control_group(info.kinds, info.size, acc.CONTROL_SHARE, seed)
+    tz = str(spec.sites["tz"].iloc[0])
+    t0 = time.perf_counter()
+    run = run_meters(spec, acc.FIRST_DAY, days, [], control=control, seed=seed)
+    part = ~control
+    gap = float(np.abs(run.actual.net_kw - run.shadow.net_kw).max())
+    assert gap < 1e-6, f"no events, yet the meters differ from the shadow by {gap} kW"
+    agg = run.actual.take(part).aggregate(np.full(int(part.sum()), "participants"))
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump({"agg": agg, "n": int(part.sum()), "tz": tz, "twin_s": time.perf_counter() - t0}, f)
+    tmp.rename(path)
+    return path
+
+
+def _window(day: dt.date, tz: str) -> EventWindow:
+    s, e = acc.window(day, tz)
+    return EventWindow(s, e, f"placebo-{day}")
+
+
+def _mean_delivered(b: bl.Baseline) -> float:
+    return float(np.nanmean(b.delivered_kw[0])) if b.valid[0] else float("nan")
+
+
+def dfs_mgo_parts(meter: MeterData, ev: EventWindow, cal: Calendar, **kw: object) -> tuple[float, float]:
+    """``uk_dfs_mgo``'s error split: (gross-load part, battery part) [kW]; generation adds 0."""
+    gross = bl.uk_dfs(meter.gross(), ev, cal, None, **kw)  # type: ignore[arg-type]
+    held, _ = bl.battery_held_trend(meter, ev, cal)
+    cols = meter.times.get_indexer(gross.times)
+    assert meter.battery_kw is not None
+    bat = float(np.mean(meter.battery_kw[0, cols] - held[0]))
+    return _mean_delivered(gross), bat
+
+
+METHODS: dict[str, Fn] = {
+    "uk_dfs_mgo": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS_MGO, m, e, c)),
+    "uk_dfs_mgo battery=days": lambda m, e, c: _mean_delivered(
+        bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="days")
+    ),
+    "uk_dfs": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS, m, e, c)),
+    "caiso_10in10_unadjusted": lambda m, e, c: _mean_delivered(
+        bl.compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, e, c)
+    ),
+    "weather_matched": lambda m, e, c: _mean_delivered(
+        bl.compute_baseline(Method.WEATHER_MATCHED, m, e, c)
+    ),
+}
+
+
+def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
+    """Every working day after the history weeks of one season: each method's error [kW]."""
+    with path.open("rb") as f:
+        d = pickle.load(f)
+    agg: MeterData = d["agg"]
+    mix, homes, days, seed = path.stem.rsplit("_", 3)
+    cal = Calendar()
+    local = agg.times.tz_convert(d["tz"])
+    rows: list[dict[str, object]] = []
+    n_days = int(days)
+    for k in range(acc.HISTORY_DAYS, n_days):
+        day = acc.FIRST_DAY + dt.timedelta(days=k)
+        if day.weekday() >= 5:
+            continue
+        ev = _window(day, d["tz"])
+        gross_err, bat_err = dfs_mgo_parts(agg, ev, cal)
+        on = (local.date == day)
+        hour = local.hour + local.minute / 60
+        win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
+        adj = on & (hour >= acc.EVENT_HOUR - 4) & (hour < acc.EVENT_HOUR - 1)
+        assert agg.temp_c is not None and agg.ghi_w_m2 is not None
+        row: dict[str, object] = {
+            "mix": mix, "homes": int(homes), "seed": int(seed),
+            "day": str(day), "k": k, "scale_kw": acc.KW_PER_SITE * d["n"],
+            "temp_win": float(agg.temp_c[win].mean()), "temp_adj": float(agg.temp_c[adj].mean()),
+            "ghi_day": float(agg.ghi_w_m2[on & (hour >= 10) & (hour < 19)].mean()),
+            "gross_err": gross_err, "bat_err": bat_err,
+        }
+        for name, fn in methods.items():
+            row[name] = fn(agg, ev, cal)
+        rows.append(row)
+    return rows
+
+
+def table(frame: pd.DataFrame, methods: list[str]) -> str:
+    out = [
+        "| mix | method | seasons | placebo days | bias % | s.e. over days | s.e. over seasons "
+        "| 95 % interval (seasons) | RMSE % |",
+        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for mix, g in frame.groupby("mix", sort=False):
+        for m in methods:
+            e = 100 * g[m] / g["scale_kw"]
+            e = e[np.isfinite(e)]
+            by = e.groupby(g.loc[e.index, "seed"]).mean()
+            se_d = e.std(ddof=1) / np.sqrt(len(e))
+            se_s = by.std(ddof=1) / np.sqrt(len(by)) if len(by) > 1 else float("nan")
+            t = 1.96 if len(by) >= 30 else float(_t975(len(by) - 1))
+            lo, hi = e.mean() - t * se_s, e.mean() + t * se_s
+            out.append(
+                f"| {mix} | {m} | {len(by)} | {len(e)} | {e.mean():+.2f} | {se_d:.2f} | {se_s:.2f} "
+                f"| {lo:+.2f} to {hi:+.2f} | {np.sqrt((e ** 2).mean()):.1f} |"
+            )
+    return "\n".join(out)
+
+
+def _t975(df: int) -> float:
+    """Student's t 97.5 % quantile (scipy)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, max(df, 1)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["run", "table"])
+    ap.add_argument("--mixes", default=",".join(acc.MIXES))
+    ap.add_argument("--seeds", default="100-101")
+    ap.add_argument("--homes", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=140)
+    ap.add_argument("--dir", default="/tmp/mvp")
+    ap.add_argument("--csv", default="", help="write the per-day errors here")
+    args = ap.parse_args()
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.what == "run":
+        for seed in _parse_seeds(args.seeds):
+            for mix in args.mixes.split(","):
+                t = time.perf_counter()
+                make_season(mix, args.homes, args.days, seed, folder)
+                print(f"{mix} seed {seed}: {time.perf_counter() - t:.1f} s", flush=True)
+        return
+    rows: list[dict[str, object]] = []
+    for p in sorted(folder.glob("*.pkl")):
+        rows += evaluate(p, METHODS)
+    frame = pd.DataFrame(rows)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    print(table(frame, [*METHODS, "gross_err", "bat_err"]))
+
+
+if __name__ == "__main__":
+    main()
