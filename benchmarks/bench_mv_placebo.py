@@ -57,24 +57,38 @@ def _parse_seeds(text: str) -> list[int]:
     return out
 
 
-def make_season(mix: str, homes: int, days: int, seed: int, folder: Path) -> Path:
-    """Run one event-free season and keep the participants' aggregate meter."""
-    path = folder / f"{mix}_{homes}_{days}_{seed}.pkl"
+def make_season(mix: str, homes: int, days: int, seed: int, folder: Path, every: int = 0) -> Path:
+    """Run one season and keep the participants' aggregate meters (with and without the VPP).
+
+    ``every = 0``: no events (every working day after the history is a placebo day);
+    otherwise an event every ``every``-th working day, as in the season study.
+    """
+    path = folder / f"{mix}_{homes}_{days}_{every}_{seed}.pkl"
     if path.exists():
         return path
     spec = acc.mix_fleet(mix, homes, seed)
     info = site_info(spec)
     control = assign_control_group(info.kinds, info.size, acc.CONTROL_SHARE, seed)
     tz = str(spec.sites["tz"].iloc[0])
+    events = acc.plan(tz, days, every)[0] if every else []
     t0 = time.perf_counter()
-    run = run_meters(spec, acc.FIRST_DAY, days, [], control=control, seed=seed)
+    run = run_meters(spec, acc.FIRST_DAY, days, events, control=control, seed=seed)
     part = ~control
-    gap = float(np.abs(run.actual.net_kw - run.shadow.net_kw).max())
-    assert gap < 1e-6, f"no events, yet the meters differ from the shadow by {gap} kW"
-    agg = run.actual.take(part).aggregate(np.full(int(part.sum()), "participants"))
+    if not events:
+        gap = float(np.abs(run.actual.net_kw - run.shadow.net_kw).max())
+        assert gap < 1e-6, f"no events, yet the meters differ from the shadow by {gap} kW"
+    label = np.full(int(part.sum()), "participants")
+    kept = {
+        "agg": run.actual.take(part).aggregate(label),
+        "shadow": run.shadow.take(part).aggregate(label),
+        "event_days": list(run.event_days),
+        "n": int(part.sum()),
+        "tz": tz,
+        "twin_s": time.perf_counter() - t0,
+    }
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
-        pickle.dump({"agg": agg, "n": int(part.sum()), "tz": tz, "twin_s": time.perf_counter() - t0}, f)
+        pickle.dump(kept, f)
     tmp.rename(path)
     return path
 
@@ -98,11 +112,35 @@ def dfs_mgo_parts(meter: MeterData, ev: EventWindow, cal: Calendar, **kw: object
     return _mean_delivered(gross), bat
 
 
+def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> float:
+    """Variant: ``uk_dfs_mgo`` whose gross part also follows the trend of the evening's shape.
+
+    The in-day shift carries the load's level from the adjustment window to the event; what
+    it cannot carry is a change, over the season, of the difference between the two windows
+    (the evening growing faster than the afternoon). That difference per eligible day of the
+    45-day lookback is regressed on the day number (OLS), and the baseline moves by the
+    slope x (event day - mean day of the 10 days averaged).
+    """
+    gross = meter.gross()
+    b = bl.metered_generation(meter, ev, cal, None, method=Method.UK_DFS_MGO)
+    h = bl._history(gross, ev, cal, bl.LOOKBACK_DAYS, bl.DFS_ADJUST_HOURS)
+    y = bl._nanmean(h.window[0], axis=1) - bl._nanmean(h.adjust[0], axis=1)  # (D,)
+    x = -h.offsets.astype(float)
+    ok = h.valid[0] & np.isfinite(y)
+    if ok.sum() < bl.BATTERY_TREND_MIN_DAYS or not b.valid[0]:
+        return float("nan")
+    slope = float(np.polyfit(x[ok], y[ok], 1)[0])
+    sel = bl._most_recent(h.valid, 10)[0]
+    shift = slope * (0.0 - float(x[sel].mean()))
+    return float(np.mean(b.actual_kw[0] - (b.kw[0] + shift)))
+
+
 METHODS: dict[str, Fn] = {
     "uk_dfs_mgo": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS_MGO, m, e, c)),
     "uk_dfs_mgo battery=days": lambda m, e, c: _mean_delivered(
         bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="days")
     ),
+    "uk_dfs_mgo shape trend": dfs_mgo_shape_trend,
     "uk_dfs": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS, m, e, c)),
     "caiso_10in10_unadjusted": lambda m, e, c: _mean_delivered(
         bl.compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, e, c)
@@ -118,8 +156,10 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
     with path.open("rb") as f:
         d = pickle.load(f)
     agg: MeterData = d["agg"]
-    mix, homes, days, seed = path.stem.rsplit("_", 3)
-    cal = Calendar()
+    mix, homes, days, every, seed = path.stem.rsplit("_", 4)
+    event_days = set(d.get("event_days", []))
+    cal = Calendar.of(event_days=event_days)
+    shadow: MeterData = d.get("shadow", agg)
     local = agg.times.tz_convert(d["tz"])
     rows: list[dict[str, object]] = []
     n_days = int(days)
@@ -128,43 +168,49 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         if day.weekday() >= 5:
             continue
         ev = _window(day, d["tz"])
-        gross_err, bat_err = dfs_mgo_parts(agg, ev, cal)
+        cols = agg.times.get_indexer(bl._steps(agg, ev.start, ev.end))
+        true_kw = float(np.mean(agg.net_kw[0, cols] - shadow.net_kw[0, cols]))
+        assert agg.battery_kw is not None and shadow.battery_kw is not None
+        true_bat = float(np.mean(agg.battery_kw[0, cols] - shadow.battery_kw[0, cols]))
+        gross_est, bat_est = dfs_mgo_parts(agg, ev, cal)
         on = (local.date == day)
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
         adj = on & (hour >= acc.EVENT_HOUR - 4) & (hour < acc.EVENT_HOUR - 1)
         assert agg.temp_c is not None and agg.ghi_w_m2 is not None
         row: dict[str, object] = {
-            "mix": mix, "homes": int(homes), "seed": int(seed),
+            "mix": mix, "homes": int(homes), "seed": int(seed), "every": int(every),
+            "kind": "event" if day in event_days else "placebo", "true_kw": true_kw,
             "day": str(day), "k": k, "scale_kw": acc.KW_PER_SITE * d["n"],
             "temp_win": float(agg.temp_c[win].mean()), "temp_adj": float(agg.temp_c[adj].mean()),
             "ghi_day": float(agg.ghi_w_m2[on & (hour >= 10) & (hour < 19)].mean()),
-            "gross_err": gross_err, "bat_err": bat_err,
+            "gross_err": gross_est - (true_kw - true_bat), "bat_err": bat_est - true_bat,
         }
         for name, fn in methods.items():
-            row[name] = fn(agg, ev, cal)
+            row[name] = fn(agg, ev, cal) - true_kw  # the error [kW]
         rows.append(row)
     return rows
 
 
 def table(frame: pd.DataFrame, methods: list[str]) -> str:
+    """Bias, its two standard errors, the 95 % interval (over seasons) and RMSE, in %."""
     out = [
-        "| mix | method | seasons | placebo days | bias % | s.e. over days | s.e. over seasons "
+        "| mix | days | method | seasons | days | bias % | s.e. over days | s.e. over seasons "
         "| 95 % interval (seasons) | RMSE % |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for mix, g in frame.groupby("mix", sort=False):
+    for (mix, kind), g in frame.groupby(["mix", "kind"], sort=False):
         for m in methods:
             e = 100 * g[m] / g["scale_kw"]
             e = e[np.isfinite(e)]
             by = e.groupby(g.loc[e.index, "seed"]).mean()
             se_d = e.std(ddof=1) / np.sqrt(len(e))
             se_s = by.std(ddof=1) / np.sqrt(len(by)) if len(by) > 1 else float("nan")
-            t = 1.96 if len(by) >= 30 else float(_t975(len(by) - 1))
+            t = _t975(len(by) - 1)
             lo, hi = e.mean() - t * se_s, e.mean() + t * se_s
             out.append(
-                f"| {mix} | {m} | {len(by)} | {len(e)} | {e.mean():+.2f} | {se_d:.2f} | {se_s:.2f} "
-                f"| {lo:+.2f} to {hi:+.2f} | {np.sqrt((e ** 2).mean()):.1f} |"
+                f"| {mix} | {kind} | {m} | {len(by)} | {len(e)} | {e.mean():+.2f} | {se_d:.2f} "
+                f"| {se_s:.2f} | {lo:+.2f} to {hi:+.2f} | {np.sqrt((e ** 2).mean()):.1f} |"
             )
     return "\n".join(out)
 
@@ -184,6 +230,7 @@ def main() -> None:
     ap.add_argument("--homes", type=int, default=1000)
     ap.add_argument("--days", type=int, default=140)
     ap.add_argument("--dir", default="/tmp/mvp")
+    ap.add_argument("--every", type=int, default=0, help="an event every N-th working day (0: none)")
     ap.add_argument("--csv", default="", help="write the per-day errors here")
     args = ap.parse_args()
     folder = Path(args.dir)
@@ -192,7 +239,7 @@ def main() -> None:
         for seed in _parse_seeds(args.seeds):
             for mix in args.mixes.split(","):
                 t = time.perf_counter()
-                make_season(mix, args.homes, args.days, seed, folder)
+                make_season(mix, args.homes, args.days, seed, folder, args.every)
                 print(f"{mix} seed {seed}: {time.perf_counter() - t:.1f} s", flush=True)
         return
     rows: list[dict[str, object]] = []
