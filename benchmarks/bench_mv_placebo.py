@@ -102,14 +102,16 @@ def _mean_delivered(b: bl.Baseline) -> float:
     return float(np.nanmean(b.delivered_kw[0])) if b.valid[0] else float("nan")
 
 
-def dfs_mgo_parts(meter: MeterData, ev: EventWindow, cal: Calendar, **kw: object) -> tuple[float, float]:
-    """``uk_dfs_mgo``'s error split: (gross-load part, battery part) [kW]; generation adds 0."""
-    gross = bl.uk_dfs(meter.gross(), ev, cal, None, **kw)  # type: ignore[arg-type]
-    held, _ = bl.battery_held_trend(meter, ev, cal)
+def dfs_mgo_parts(meter: MeterData, ev: EventWindow, cal: Calendar) -> tuple[float, float, float]:
+    """``uk_dfs_mgo``'s delivered split: gross-load part, battery part (trend, and with
+    ``charge``) [kW]; the generation adds 0."""
+    gross = bl.uk_dfs(meter.gross(), ev, cal, None)
     cols = meter.times.get_indexer(gross.times)
     assert meter.battery_kw is not None
-    bat = float(np.mean(meter.battery_kw[0, cols] - held[0]))
-    return _mean_delivered(gross), bat
+    actual = meter.battery_kw[0, cols]
+    held, _ = bl.battery_held_trend(meter, ev, cal)
+    held_c, _ = bl.battery_held_trend(meter, ev, cal, charge=True)
+    return _mean_delivered(gross), float(np.mean(actual - held[0])), float(np.mean(actual - held_c[0]))
 
 
 def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> float:
@@ -141,6 +143,9 @@ METHODS: dict[str, Fn] = {
         bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="days")
     ),
     "uk_dfs_mgo shape trend": dfs_mgo_shape_trend,
+    "uk_dfs_mgo battery=charge": lambda m, e, c: _mean_delivered(
+        bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="charge")
+    ),
     "uk_dfs": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS, m, e, c)),
     "caiso_10in10_unadjusted": lambda m, e, c: _mean_delivered(
         bl.compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, e, c)
@@ -172,7 +177,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         true_kw = float(np.mean(agg.net_kw[0, cols] - shadow.net_kw[0, cols]))
         assert agg.battery_kw is not None and shadow.battery_kw is not None
         true_bat = float(np.mean(agg.battery_kw[0, cols] - shadow.battery_kw[0, cols]))
-        gross_est, bat_est = dfs_mgo_parts(agg, ev, cal)
+        gross_est, bat_est, bat_c_est = dfs_mgo_parts(agg, ev, cal)
         on = (local.date == day)
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -185,6 +190,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "temp_win": float(agg.temp_c[win].mean()), "temp_adj": float(agg.temp_c[adj].mean()),
             "ghi_day": float(agg.ghi_w_m2[on & (hour >= 10) & (hour < 19)].mean()),
             "gross_err": gross_est - (true_kw - true_bat), "bat_err": bat_est - true_bat,
+            "bat_charge_err": bat_c_est - true_bat,
         }
         for name, fn in methods.items():
             row[name] = fn(agg, ev, cal) - true_kw  # the error [kW]
@@ -212,6 +218,38 @@ def table(frame: pd.DataFrame, methods: list[str]) -> str:
                 f"| {mix} | {kind} | {m} | {len(by)} | {len(e)} | {e.mean():+.2f} | {se_d:.2f} "
                 f"| {se_s:.2f} | {lo:+.2f} to {hi:+.2f} | {np.sqrt((e ** 2).mean()):.1f} |"
             )
+    return "\n".join(out)
+
+
+def explain(frame: pd.DataFrame, column: str = "gross_err") -> str:
+    """OLS of a daily error [% of the delivery] on the day's weather and the season, per mix.
+
+    Regressors: the temperature change from the adjustment window to the event window
+    [K], the day's mean irradiance 10:00-19:00 [per 100 W/m2] and the day of the season
+    [per 30 days], centred, so the intercept is the bias at the mean day. A slope that is
+    several standard errors from zero names what the method misses.
+    """
+    out = [
+        f"| mix | days | {column}: bias at the mean day % | per K warmer evening | "
+        "per 100 W/m2 | per 30 days |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (mix, kind), g in frame.groupby(["mix", "kind"], sort=False):
+        y = (100 * g[column] / g["scale_kw"]).to_numpy(float)
+        x = np.column_stack([
+            np.ones(len(g)),
+            (g.temp_win - g.temp_adj) - (g.temp_win - g.temp_adj).mean(),
+            (g.ghi_day - g.ghi_day.mean()) / 100,
+            (g.k - g.k.mean()) / 30,
+        ])
+        ok = np.isfinite(y)
+        coef, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
+        resid = y[ok] - x[ok] @ coef
+        cov = np.linalg.inv(x[ok].T @ x[ok]) * resid.var(ddof=x.shape[1])
+        se = np.sqrt(np.diag(cov))
+        out.append(
+            f"| {mix} | {kind} | " + " | ".join(f"{c:+.2f} ± {e:.2f}" for c, e in zip(coef, se)) + " |"
+        )
     return "\n".join(out)
 
 
@@ -248,7 +286,13 @@ def main() -> None:
     frame = pd.DataFrame(rows)
     if args.csv:
         frame.to_csv(args.csv, index=False)
-    print(table(frame, [*METHODS, "gross_err", "bat_err"]))
+    print(table(frame, [*METHODS, "gross_err", "bat_err", "bat_charge_err"]))
+    print()
+    print(explain(frame, "gross_err"))
+    print()
+    print(explain(frame, "bat_err"))
+    print()
+    print(explain(frame, "bat_charge_err"))
 
 
 if __name__ == "__main__":
