@@ -31,7 +31,6 @@ import pickle
 import sys
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +110,8 @@ def dfs_mgo_parts(meter: MeterData, ev: EventWindow, cal: Calendar) -> tuple[flo
     actual = meter.battery_kw[0, cols]
     held, _ = bl.battery_held_trend(meter, ev, cal)
     held_c, _ = bl.battery_held_trend(meter, ev, cal, charge=True)
-    return _mean_delivered(gross), float(np.mean(actual - held[0])), float(np.mean(actual - held_c[0]))
+    bat, bat_c = float(np.mean(actual - held[0])), float(np.mean(actual - held_c[0]))
+    return _mean_delivered(gross), bat, bat_c
 
 
 def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> float:
@@ -175,14 +175,16 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         ev = _window(day, d["tz"])
         cols = agg.times.get_indexer(bl._steps(agg, ev.start, ev.end))
         true_kw = float(np.mean(agg.net_kw[0, cols] - shadow.net_kw[0, cols]))
-        assert agg.battery_kw is not None and shadow.battery_kw is not None
+        assert agg.battery_kw is not None
+        assert shadow.battery_kw is not None
         true_bat = float(np.mean(agg.battery_kw[0, cols] - shadow.battery_kw[0, cols]))
         gross_est, bat_est, bat_c_est = dfs_mgo_parts(agg, ev, cal)
         on = (local.date == day)
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
         adj = on & (hour >= acc.EVENT_HOUR - 4) & (hour < acc.EVENT_HOUR - 1)
-        assert agg.temp_c is not None and agg.ghi_w_m2 is not None
+        assert agg.temp_c is not None
+        assert agg.ghi_w_m2 is not None
         row: dict[str, object] = {
             "mix": mix, "homes": int(homes), "seed": int(seed), "every": int(every),
             "kind": "event" if day in event_days else "placebo", "true_kw": true_kw,
@@ -248,7 +250,9 @@ def explain(frame: pd.DataFrame, column: str = "gross_err") -> str:
         cov = np.linalg.inv(x[ok].T @ x[ok]) * resid.var(ddof=x.shape[1])
         se = np.sqrt(np.diag(cov))
         out.append(
-            f"| {mix} | {kind} | " + " | ".join(f"{c:+.2f} ± {e:.2f}" for c, e in zip(coef, se)) + " |"
+            f"| {mix} | {kind} | "
+            + " | ".join(f"{c:+.2f} ± {e:.2f}" for c, e in zip(coef, se, strict=True))
+            + " |"
         )
     return "\n".join(out)
 
@@ -268,7 +272,7 @@ def main() -> None:
     ap.add_argument("--homes", type=int, default=1000)
     ap.add_argument("--days", type=int, default=140)
     ap.add_argument("--dir", default="/tmp/mvp")
-    ap.add_argument("--every", type=int, default=0, help="an event every N-th working day (0: none)")
+    ap.add_argument("--every", type=int, default=0, help="event every N-th working day, 0: none")
     ap.add_argument("--csv", default="", help="write the per-day errors here")
     args = ap.parse_args()
     folder = Path(args.dir)

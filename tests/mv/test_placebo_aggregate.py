@@ -35,9 +35,8 @@ def _meter(n: int, seed: int) -> MeterData:
     k = len(TIMES)
     hours = np.asarray(TIMES.tz_convert(TZ).hour, float)
     day = np.arange(k) / 48.0
-    ghi = np.clip(800 * np.sin((hours - 6) / 14 * np.pi), 0, None) * rng.uniform(0.2, 1, k // 48 + 1)[
-        (np.arange(k) // 48)
-    ]
+    cloud = rng.uniform(0.2, 1, k // 48 + 1)[np.arange(k) // 48]  # one level per day
+    ghi = np.clip(800 * np.sin((hours - 6) / 14 * np.pi), 0, None) * cloud
     temp = 20 + 8 * np.sin((hours - 9) / 24 * 2 * np.pi) + rng.normal(0, 2, k)
     gross = -(0.5 + 0.05 * np.maximum(temp - 22, 0) + rng.gamma(2, 0.3, (n, k)))
     has_pv, has_bat = rng.random(n) < 0.7, rng.random(n) < 0.6
@@ -66,7 +65,8 @@ def test_linear_methods_on_the_total_equal_the_sum_over_sites(n: int, seed: int)
         assert on_total.valid.all()
         v = per_site.valid
         if method == Method.BATTERY_DEVICE_TREND:  # sites without a battery have none
-            assert v[0] and not v[1]
+            assert v[0]
+            assert not v[1]
         else:
             assert v.all()
         np.testing.assert_allclose(
@@ -84,9 +84,11 @@ def test_a_season_without_events_is_its_own_shadow() -> None:
     spec = generate_fleet(30, 3)
     first = dt.date(2026, 6, 1)
     run = run_meters(spec, first, 3, [], seed=3)
-    assert run.events == [] and run.event_days == []
+    assert run.events == []
+    assert run.event_days == []
     np.testing.assert_array_equal(run.actual.net_kw, run.shadow.net_kw)
-    assert run.actual.battery_kw is not None and run.shadow.battery_kw is not None
+    assert run.actual.battery_kw is not None
+    assert run.shadow.battery_kw is not None
     np.testing.assert_array_equal(run.actual.battery_kw, run.shadow.battery_kw)
     assert np.abs(run.actual.net_kw).sum() > 0  # the homes did run
     # with an event the dispatcher runs and the meters leave the shadow in its window

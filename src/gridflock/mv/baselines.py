@@ -873,8 +873,8 @@ def metered_generation(
     (default) :func:`battery_held_trend`, its power at the event's clock hours over the
     ``battery_days`` most recent eligible days moved to the event day by its trend and
     the afternoon's sun; with ``"charge"`` also by what it charged earlier that day
-    (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean. Delivered is then the load's
-    response plus the battery's.
+    (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean. Delivered is
+    then the load's response plus the battery's.
     """
     if battery not in ("trend", "charge", "days"):
         raise ValueError(f"battery must be 'trend', 'charge' or 'days', got {battery!r}")
