@@ -402,6 +402,43 @@ def test_battery_trend_follows_the_season_and_the_sun() -> None:
     assert abs(days.delivered_kw[0].mean()) > 0.05  # the plain mean lags and misses the sun
 
 
+def test_battery_charge_option_follows_what_the_battery_took_in_that_day() -> None:
+    """Evening discharge = 0.3 kW + 0.01 kW/day x day + 0.8 x the day's mean charge 07-13.
+
+    The charge (what a self-consumption battery took in from the morning's PV) varies by
+    day with no irradiance to tell it; the trend baseline misses it, the ``charge`` option's
+    slope on the battery's own pre-event power recovers the event day's discharge exactly,
+    in the baseline and through the MGO method, whose delivered is then 0 on a placebo day.
+    """
+    times = grid("2026-02-02", 54)
+    loc = times.tz_convert(TZ)
+    first = dt.date(2026, 2, 2)
+    day_i = np.array([(d - first).days for d in loc.date], float)
+    charge = 0.4 + 0.3 * np.sin(day_i * 1.7)  # kW taken in over 07:00-13:00, one level a day
+    hour = loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
+    evening = 0.3 + 0.01 * day_i + 0.8 * charge
+    bat = np.where((hour >= 17) & (hour < 19), evening, 0.0)
+    bat = np.where((hour >= 7) & (hour < 13), -charge, bat)
+    gen = np.where((hour >= 7) & (hour < 13), 2.0, 0.0)
+    net = -1.5 + gen + bat
+    m = MeterData(
+        np.array(["s"], object), times, net[None, :], TZ,
+        battery_kw=bat[None, :], gen_kw=gen[None, :],
+    )
+    ev = window("2026-03-27")
+    truth = evening[(loc.date == dt.date(2026, 3, 27)) & (hour >= 17) & (hour < 19)]
+    from gridflock.mv.baselines import battery_held_trend, metered_generation
+
+    held, _ = battery_held_trend(m, ev, Calendar(), charge=True)
+    np.testing.assert_allclose(held[0], truth, atol=1e-9)
+    plain, _ = battery_held_trend(m, ev, Calendar())
+    assert np.abs(plain[0] - truth).max() > 0.02  # the trend alone misses the day's charge
+    b = metered_generation(m, ev, Calendar(), method=Method.UK_DFS_MGO, battery="charge")
+    np.testing.assert_allclose(b.delivered_kw[0], 0.0, atol=1e-9)
+    with pytest.raises(ValueError, match="battery must be"):
+        metered_generation(m, ev, Calendar(), method=Method.UK_DFS_MGO, battery="sun")
+
+
 def test_uk_dfs_temperature_option_carries_a_linear_load_exactly() -> None:
     """Import = 1 + 0.2 kW/K x T: the in-day shift plus the anomaly's change is exact."""
     from gridflock.mv.baselines import uk_dfs

@@ -676,8 +676,17 @@ BATTERY_SUN_HOURS = 8.0
 BATTERY_TREND_MIN_DAYS = 10
 
 
+#: The battery's own charging before the event, ``[start - 10 h, start - 4 h)`` (09:00-15:00
+#: for a 19:00 event): ends before any pre-event move of a dispatcher. See docs/mv.md.
+BATTERY_CHARGE_HOURS = (10.0, 4.0)
+
+
 def battery_held_trend(
-    meter: MeterData, event: EventWindow, calendar: Calendar, days: int = 10
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    days: int = 10,
+    charge: bool = False,
 ) -> tuple[FloatArray, IntArray]:
     """The battery's power at the event's clock times, from recent days, moved to the event day.
 
@@ -690,6 +699,12 @@ def battery_held_trend(
     battery discharges in the evening what the afternoon's sun put in, and more each week
     as the evenings darken; the plain mean of the past lags both. Rows with fewer than
     ``BATTERY_TREND_MIN_DAYS`` days keep the plain mean. Returns (held (n, K) kW, days used).
+
+    With ``charge`` a third slope is fitted, on the battery's own mean power over
+    ``BATTERY_CHARGE_HOURS`` before the event (what it charged that morning and early
+    afternoon, metered on the event day before anything was dispatched): the energy a
+    self-consumption battery discharges in the evening is what it took in during the day,
+    which the irradiance only approximates.
     """
     assert meter.battery_kw is not None
     h = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
@@ -705,22 +720,37 @@ def battery_held_trend(
         g = _history(meter, sun, calendar, LOOKBACK_DAYS, None, series=meter.ghi_w_m2[None, :])
         cols.append(_nanmean(g.window[0], axis=1))
         at_event.append(float(_nanmean(g.actual[0], axis=0)))
+    own: list[FloatArray] = []
+    if charge:
+        a, b = BATTERY_CHARGE_HOURS
+        pre = EventWindow(
+            event.start - pd.Timedelta(hours=a), event.start - pd.Timedelta(hours=b), event.event_id
+        )
+        c = _history(meter, pre, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
+        own = [_nanmean(c.window, axis=2), _nanmean(c.actual, axis=1)]  # (n, D), (n,)
     x = np.stack(cols, axis=1)  # (D, p)
     y = _nanmean(h.window, axis=2)  # (n, D) the window's mean power per day
-    x_ok: BoolArray = np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
-    ok = h.valid & np.isfinite(y) & x_ok[None, :]
+    xr = np.broadcast_to(x, (n, *x.shape))  # (n, D, p): per row, the own charge joins
+    at = np.broadcast_to(np.asarray(at_event), (n, len(at_event)))
+    if own:
+        xr = np.concatenate([xr, own[0][:, :, None]], axis=2)
+        at = np.concatenate([at, own[1][:, None]], axis=1)
+    x_ok = np.isfinite(xr).all(axis=2)
+    ok = h.valid & np.isfinite(y) & x_ok
     w = ok.astype(float)
-    xf = np.nan_to_num(x)
-    xtx = np.einsum("nd,di,dj->nij", w, xf, xf)
-    xty = np.einsum("nd,di,nd->ni", w, xf, np.where(ok, y, 0.0))
-    fit = (ok.sum(axis=1) >= BATTERY_TREND_MIN_DAYS) & (np.abs(np.linalg.det(xtx)) > 1e-9)
-    coef = np.zeros((n, x.shape[1]))
+    xf = np.nan_to_num(xr)
+    xtx = np.einsum("nd,ndi,ndj->nij", w, xf, xf)
+    xty = np.einsum("nd,ndi,nd->ni", w, xf, np.where(ok, y, 0.0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        det = np.abs(np.linalg.det(xtx))
+    fit = (ok.sum(axis=1) >= BATTERY_TREND_MIN_DAYS) & (det > 1e-9)
+    coef = np.zeros((n, xr.shape[2]))
     if fit.any():
         coef[fit] = np.linalg.solve(xtx[fit], xty[fit][:, :, None])[:, :, 0]
     cnt = sel.sum(axis=1).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        x_sel = (sel.astype(float) @ xf) / cnt[:, None]  # (n, p) regressors of the days averaged
-    shift = ((np.asarray(at_event)[None, 1:] - x_sel[:, 1:]) * coef[:, 1:]).sum(axis=1)
+        x_sel = np.einsum("nd,ndi->ni", sel.astype(float), xf) / cnt[:, None]  # days averaged
+    shift = ((at[:, 1:] - x_sel[:, 1:]) * coef[:, 1:]).sum(axis=1)
     shift = np.where(np.isfinite(shift), shift, 0.0)
     return base + shift[:, None], sel.sum(axis=1).astype(np.int64)
 
@@ -842,11 +872,12 @@ def metered_generation(
     back, and the battery's part is its own device baseline: with ``battery="trend"``
     (default) :func:`battery_held_trend`, its power at the event's clock hours over the
     ``battery_days`` most recent eligible days moved to the event day by its trend and
-    the afternoon's sun; with ``"days"`` that plain mean. Delivered is then the load's
-    response plus the battery's.
+    the afternoon's sun; with ``"charge"`` also by what it charged earlier that day
+    (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean. Delivered is
+    then the load's response plus the battery's.
     """
-    if battery not in ("trend", "days"):
-        raise ValueError(f"battery must be 'trend' or 'days', got {battery!r}")
+    if battery not in ("trend", "charge", "days"):
+        raise ValueError(f"battery must be 'trend', 'charge' or 'days', got {battery!r}")
     if meter.gen_kw is None:
         raise ValueError(
             "the MGO baselines need each site's metered generation (PV, wind): give "
@@ -857,8 +888,10 @@ def metered_generation(
     cols = _columns(meter, gross.times, "event window")
     kw = gross.kw + meter.gen_kw[:, cols]
     if meter.battery_kw is not None:
-        if battery == "trend":
-            held, _ = battery_held_trend(meter, event, calendar, battery_days)
+        if battery in ("trend", "charge"):
+            held, _ = battery_held_trend(
+                meter, event, calendar, battery_days, charge=battery == "charge"
+            )
         else:
             bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
             held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))

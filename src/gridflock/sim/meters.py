@@ -158,6 +158,8 @@ def run_meters(
     Events go to the sites outside ``control`` (their programme tag is set to ``vpp``,
     the control group's to ``control``); each asks ``kw_per_site`` kW per participant.
     Meter values are each site's mean net power per step [kW, generator sign].
+    Without events the dispatcher is not run (a placebo-only season: every day's true
+    effect is zero, ``actual`` equals ``shadow``), which saves about a third of the time.
     """
     began = time.perf_counter()
     n_sites = len(spec.sites)
@@ -211,14 +213,17 @@ def run_meters(
     gen_sites = site_idx[gen_dev]
     shadow_battery = np.zeros((n_sites, steps), np.float32)
     shadow_gen = np.zeros((n_sites, steps), np.float32)
+    dispatching = bool(evs)  # without events nothing is dispatched: the meters are the shadow
     for t in range(steps):
         twin.step()
-        for batch in twin.receive():
-            state.apply(batch)
-        now = twin.now
-        state.mark_stale(now, 3 * step_s + 60)
-        for cmd in dispatcher.step(now):
-            twin.send(cmd)
+        batches = twin.receive()
+        if dispatching:
+            for batch in batches:
+                state.apply(batch)
+            now = twin.now
+            state.mark_stale(now, 3 * step_s + 60)
+            for cmd in dispatcher.step(now):
+                twin.send(cmd)
         actual[:, t] = np.bincount(site_idx, weights=twin.p_kw, minlength=n_sites)
         shadow[:, t] = np.bincount(site_idx, weights=twin.natural_kw, minlength=n_sites)
         battery[:, t] = np.bincount(bat_sites, weights=twin.p_kw[bat], minlength=n_sites)

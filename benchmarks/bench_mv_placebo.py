@@ -1,0 +1,303 @@
+"""Placebo bias of the linear baselines over many twin seasons, from the participants' total.
+
+A season without events is all placebo days: nothing is dispatched, the true effect of
+every day is zero, and the twin needs no dispatcher nor shadow (``run_meters`` with no
+events). The linear methods (UK DFS with its uncapped in-day shift, its MGO variant with
+the battery's trend- and sun-adjusted device baseline, the unadjusted CAISO 10-in-10,
+weather matching) give, summed over sites that all have complete data, exactly what
+they give on the sites' summed meter (``tests/mv/test_placebo_aggregate.py`` checks it
+against the per-site computation): so each season is kept as one aggregate row and every
+method runs on it in milliseconds a day. Many seasons (weather seeds, each with its own
+fleet draw) give thousands of placebo days per mix.
+
+    # make (or reuse) the seasons' aggregates, in the background, resumable
+    PYTHONPATH=$PWD/src OPENBLAS_NUM_THREADS=1 /work/main/.venv/bin/python \\
+        benchmarks/bench_mv_placebo.py run --mixes ev_heavy --seeds 100-123 --dir /tmp/mvp
+    # the table, pooled over every season in --dir
+    PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/bench_mv_placebo.py table \\
+        --dir /tmp/mvp
+
+Errors are in % of the nominal delivery (0.3 kW x participants, the event study's ask,
+about 270 kW per 1,000 homes). Standard errors are given two ways: over days (treats days
+as independent) and over seasons (the spread of the season means / sqrt(seasons)), the
+honest one, since neighbouring days share baseline days and weather.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import pickle
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+import bench_mv_accuracy as acc
+from gridflock.mv import Calendar, EventWindow, MeterData, Method, assign_control_group
+from gridflock.mv import baselines as bl
+from gridflock.sim.meters import run_meters, site_info
+
+Fn = Callable[[MeterData, EventWindow, Calendar], float]
+
+
+def _parse_seeds(text: str) -> list[int]:
+    out: list[int] = []
+    for part in text.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out += list(range(int(a), int(b) + 1))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+def make_season(mix: str, homes: int, days: int, seed: int, folder: Path, every: int = 0) -> Path:
+    """Run one season and keep the participants' aggregate meters (with and without the VPP).
+
+    ``every = 0``: no events (every working day after the history is a placebo day);
+    otherwise an event every ``every``-th working day, as in the season study.
+    """
+    path = folder / f"{mix}_{homes}_{days}_{every}_{seed}.pkl"
+    if path.exists():
+        return path
+    spec = acc.mix_fleet(mix, homes, seed)
+    info = site_info(spec)
+    control = assign_control_group(info.kinds, info.size, acc.CONTROL_SHARE, seed)
+    tz = str(spec.sites["tz"].iloc[0])
+    events = acc.plan(tz, days, every)[0] if every else []
+    t0 = time.perf_counter()
+    run = run_meters(spec, acc.FIRST_DAY, days, events, control=control, seed=seed)
+    part = ~control
+    if not events:
+        gap = float(np.abs(run.actual.net_kw - run.shadow.net_kw).max())
+        assert gap < 1e-6, f"no events, yet the meters differ from the shadow by {gap} kW"
+    label = np.full(int(part.sum()), "participants")
+    kept = {
+        "agg": run.actual.take(part).aggregate(label),
+        "shadow": run.shadow.take(part).aggregate(label),
+        "event_days": list(run.event_days),
+        "n": int(part.sum()),
+        "tz": tz,
+        "twin_s": time.perf_counter() - t0,
+    }
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("wb") as f:
+        pickle.dump(kept, f)
+    tmp.rename(path)
+    return path
+
+
+def _window(day: dt.date, tz: str) -> EventWindow:
+    s, e = acc.window(day, tz)
+    return EventWindow(s, e, f"placebo-{day}")
+
+
+def _mean_delivered(b: bl.Baseline) -> float:
+    return float(np.nanmean(b.delivered_kw[0])) if b.valid[0] else float("nan")
+
+
+def dfs_mgo_parts(meter: MeterData, ev: EventWindow, cal: Calendar) -> tuple[float, float, float]:
+    """``uk_dfs_mgo``'s delivered split: gross-load part, battery part (trend, and with
+    ``charge``) [kW]; the generation adds 0."""
+    gross = bl.uk_dfs(meter.gross(), ev, cal, None)
+    cols = meter.times.get_indexer(gross.times)
+    assert meter.battery_kw is not None
+    actual = meter.battery_kw[0, cols]
+    held, _ = bl.battery_held_trend(meter, ev, cal)
+    held_c, _ = bl.battery_held_trend(meter, ev, cal, charge=True)
+    bat, bat_c = float(np.mean(actual - held[0])), float(np.mean(actual - held_c[0]))
+    return _mean_delivered(gross), bat, bat_c
+
+
+def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> float:
+    """Variant: ``uk_dfs_mgo`` whose gross part also follows the trend of the evening's shape.
+
+    The in-day shift carries the load's level from the adjustment window to the event; what
+    it cannot carry is a change, over the season, of the difference between the two windows
+    (the evening growing faster than the afternoon). That difference per eligible day of the
+    45-day lookback is regressed on the day number (OLS), and the baseline moves by the
+    slope x (event day - mean day of the 10 days averaged).
+    """
+    gross = meter.gross()
+    b = bl.metered_generation(meter, ev, cal, None, method=Method.UK_DFS_MGO)
+    h = bl._history(gross, ev, cal, bl.LOOKBACK_DAYS, bl.DFS_ADJUST_HOURS)
+    y = bl._nanmean(h.window[0], axis=1) - bl._nanmean(h.adjust[0], axis=1)  # (D,)
+    x = -h.offsets.astype(float)
+    ok = h.valid[0] & np.isfinite(y)
+    if ok.sum() < bl.BATTERY_TREND_MIN_DAYS or not b.valid[0]:
+        return float("nan")
+    slope = float(np.polyfit(x[ok], y[ok], 1)[0])
+    sel = bl._most_recent(h.valid, 10)[0]
+    shift = slope * (0.0 - float(x[sel].mean()))
+    return float(np.mean(b.actual_kw[0] - (b.kw[0] + shift)))
+
+
+METHODS: dict[str, Fn] = {
+    "uk_dfs_mgo": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS_MGO, m, e, c)),
+    "uk_dfs_mgo battery=days": lambda m, e, c: _mean_delivered(
+        bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="days")
+    ),
+    "uk_dfs_mgo shape trend": dfs_mgo_shape_trend,
+    "uk_dfs_mgo battery=charge": lambda m, e, c: _mean_delivered(
+        bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="charge")
+    ),
+    "uk_dfs": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS, m, e, c)),
+    "caiso_10in10_unadjusted": lambda m, e, c: _mean_delivered(
+        bl.compute_baseline(Method.CAISO_10IN10_UNADJUSTED, m, e, c)
+    ),
+    "weather_matched": lambda m, e, c: _mean_delivered(
+        bl.compute_baseline(Method.WEATHER_MATCHED, m, e, c)
+    ),
+}
+
+
+def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
+    """Every working day after the history weeks of one season: each method's error [kW]."""
+    with path.open("rb") as f:
+        d = pickle.load(f)
+    agg: MeterData = d["agg"]
+    mix, homes, days, every, seed = path.stem.rsplit("_", 4)
+    event_days = set(d.get("event_days", []))
+    cal = Calendar.of(event_days=event_days)
+    shadow: MeterData = d.get("shadow", agg)
+    local = agg.times.tz_convert(d["tz"])
+    rows: list[dict[str, object]] = []
+    n_days = int(days)
+    for k in range(acc.HISTORY_DAYS, n_days):
+        day = acc.FIRST_DAY + dt.timedelta(days=k)
+        if day.weekday() >= 5:
+            continue
+        ev = _window(day, d["tz"])
+        cols = agg.times.get_indexer(bl._steps(agg, ev.start, ev.end))
+        true_kw = float(np.mean(agg.net_kw[0, cols] - shadow.net_kw[0, cols]))
+        assert agg.battery_kw is not None
+        assert shadow.battery_kw is not None
+        true_bat = float(np.mean(agg.battery_kw[0, cols] - shadow.battery_kw[0, cols]))
+        gross_est, bat_est, bat_c_est = dfs_mgo_parts(agg, ev, cal)
+        on = (local.date == day)
+        hour = local.hour + local.minute / 60
+        win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
+        adj = on & (hour >= acc.EVENT_HOUR - 4) & (hour < acc.EVENT_HOUR - 1)
+        assert agg.temp_c is not None
+        assert agg.ghi_w_m2 is not None
+        row: dict[str, object] = {
+            "mix": mix, "homes": int(homes), "seed": int(seed), "every": int(every),
+            "kind": "event" if day in event_days else "placebo", "true_kw": true_kw,
+            "day": str(day), "k": k, "scale_kw": acc.KW_PER_SITE * d["n"],
+            "temp_win": float(agg.temp_c[win].mean()), "temp_adj": float(agg.temp_c[adj].mean()),
+            "ghi_day": float(agg.ghi_w_m2[on & (hour >= 10) & (hour < 19)].mean()),
+            "gross_err": gross_est - (true_kw - true_bat), "bat_err": bat_est - true_bat,
+            "bat_charge_err": bat_c_est - true_bat,
+        }
+        for name, fn in methods.items():
+            row[name] = fn(agg, ev, cal) - true_kw  # the error [kW]
+        rows.append(row)
+    return rows
+
+
+def table(frame: pd.DataFrame, methods: list[str]) -> str:
+    """Bias, its two standard errors, the 95 % interval (over seasons) and RMSE, in %."""
+    out = [
+        "| mix | days | method | seasons | days | bias % | s.e. over days | s.e. over seasons "
+        "| 95 % interval (seasons) | RMSE % |",
+        "|---|---|---|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for (mix, kind), g in frame.groupby(["mix", "kind"], sort=False):
+        for m in methods:
+            e = 100 * g[m] / g["scale_kw"]
+            e = e[np.isfinite(e)]
+            by = e.groupby(g.loc[e.index, "seed"]).mean()
+            se_d = e.std(ddof=1) / np.sqrt(len(e))
+            se_s = by.std(ddof=1) / np.sqrt(len(by)) if len(by) > 1 else float("nan")
+            t = _t975(len(by) - 1)
+            lo, hi = e.mean() - t * se_s, e.mean() + t * se_s
+            out.append(
+                f"| {mix} | {kind} | {m} | {len(by)} | {len(e)} | {e.mean():+.2f} | {se_d:.2f} "
+                f"| {se_s:.2f} | {lo:+.2f} to {hi:+.2f} | {np.sqrt((e ** 2).mean()):.1f} |"
+            )
+    return "\n".join(out)
+
+
+def explain(frame: pd.DataFrame, column: str = "gross_err") -> str:
+    """OLS of a daily error [% of the delivery] on the day's weather and the season, per mix.
+
+    Regressors: the temperature change from the adjustment window to the event window
+    [K], the day's mean irradiance 10:00-19:00 [per 100 W/m2] and the day of the season
+    [per 30 days], centred, so the intercept is the bias at the mean day. A slope that is
+    several standard errors from zero names what the method misses.
+    """
+    out = [
+        f"| mix | days | {column}: bias at the mean day % | per K warmer evening | "
+        "per 100 W/m2 | per 30 days |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for (mix, kind), g in frame.groupby(["mix", "kind"], sort=False):
+        y = (100 * g[column] / g["scale_kw"]).to_numpy(float)
+        x = np.column_stack([
+            np.ones(len(g)),
+            (g.temp_win - g.temp_adj) - (g.temp_win - g.temp_adj).mean(),
+            (g.ghi_day - g.ghi_day.mean()) / 100,
+            (g.k - g.k.mean()) / 30,
+        ])
+        ok = np.isfinite(y)
+        coef, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
+        resid = y[ok] - x[ok] @ coef
+        cov = np.linalg.inv(x[ok].T @ x[ok]) * resid.var(ddof=x.shape[1])
+        se = np.sqrt(np.diag(cov))
+        out.append(
+            f"| {mix} | {kind} | "
+            + " | ".join(f"{c:+.2f} ± {e:.2f}" for c, e in zip(coef, se, strict=True))
+            + " |"
+        )
+    return "\n".join(out)
+
+
+def _t975(df: int) -> float:
+    """Student's t 97.5 % quantile (scipy)."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, max(df, 1)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["run", "table"])
+    ap.add_argument("--mixes", default=",".join(acc.MIXES))
+    ap.add_argument("--seeds", default="100-101")
+    ap.add_argument("--homes", type=int, default=1000)
+    ap.add_argument("--days", type=int, default=140)
+    ap.add_argument("--dir", default="/tmp/mvp")
+    ap.add_argument("--every", type=int, default=0, help="event every N-th working day, 0: none")
+    ap.add_argument("--csv", default="", help="write the per-day errors here")
+    args = ap.parse_args()
+    folder = Path(args.dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    if args.what == "run":
+        for seed in _parse_seeds(args.seeds):
+            for mix in args.mixes.split(","):
+                t = time.perf_counter()
+                make_season(mix, args.homes, args.days, seed, folder, args.every)
+                print(f"{mix} seed {seed}: {time.perf_counter() - t:.1f} s", flush=True)
+        return
+    rows: list[dict[str, object]] = []
+    for p in sorted(folder.glob("*.pkl")):
+        rows += evaluate(p, METHODS)
+    frame = pd.DataFrame(rows)
+    if args.csv:
+        frame.to_csv(args.csv, index=False)
+    print(table(frame, [*METHODS, "gross_err", "bat_err", "bat_charge_err"]))
+    print()
+    print(explain(frame, "gross_err"))
+    print()
+    print(explain(frame, "bat_err"))
+    print()
+    print(explain(frame, "bat_charge_err"))
+
+
+if __name__ == "__main__":
+    main()
