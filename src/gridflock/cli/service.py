@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -222,6 +223,13 @@ def serve(
             min=0, max=65535, help="Port of the OCPP back end for chargers (GRIDFLOCK_OCPP_PORT)."
         ),
     ] = None,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            help="What this process runs: all (default), control (leader or hot standby, "
+            "elected in PostgreSQL), ingest, api (GRIDFLOCK_ROLE)."
+        ),
+    ] = None,
 ) -> None:
     """Run the VPP service: REST API, device gateways, dispatch loop and store."""
     from gridflock.service.logs import setup_logging
@@ -234,6 +242,7 @@ def serve(
         openadr_ven=openadr,
         openadr_vtn_url=vtn,
         ocpp_port=ocpp_port,
+        role=role,
     )
     setup_logging(
         settings.log_level,
@@ -302,9 +311,14 @@ def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
     except ValueError as e:
         fail(f"GRIDFLOCK_MQTT_URL: {e}")
     devices = spec.all_devices()
+    control = settings.role == "control"
     return MqttLink(
         broker,
         dict(zip(devices["id"], devices["gateway_id"], strict=True)),
+        # leader and standby each take the whole telemetry stream (a share group of their
+        # own), so the standby's fleet state is warm; ingest workers answer the gateways
+        share=control_share(settings.mqtt_client_id) if control else "gridflock",
+        answer_telemetry=not control,
         client_id=settings.mqtt_client_id,
         limits=GatewayLimits(
             settings.gateway_max_messages_per_s,
@@ -312,6 +326,11 @@ def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
             settings.gateway_burst_s,
         ),
     )
+
+
+def control_share(client_id: str) -> str:
+    """The telemetry share group of one control process: its own, named after its client id."""
+    return "control-" + re.sub(r"[^A-Za-z0-9_.\-]", "-", client_id)[:56]
 
 
 async def _serve(

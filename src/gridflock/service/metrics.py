@@ -59,6 +59,15 @@ class ServiceMetrics:
         self.mqtt_connected = Gauge(
             "gridflock_mqtt_connected", "1 if connected to the broker", registry=r
         )
+        self.leading = Gauge(
+            "gridflock_leader", "1 while this process commands the plant, 0 standing by", registry=r
+        )
+        self.epoch = Gauge(
+            "gridflock_leader_epoch", "Epoch (fencing token) this process leads with", registry=r
+        )
+        self.fenced_writes = Gauge(
+            "gridflock_fenced_writes", "Writes refused as this process no longer led", registry=r
+        )
         self.cycle = Histogram(
             "gridflock_control_cycle_seconds",
             "Duration of a control cycle",

@@ -93,6 +93,9 @@ class MqttLink:
     command_grace_s
         How long after ``valid_until`` an unacknowledged command is reported expired
         (:meth:`take_expired`) and a late acknowledgement is still taken [s].
+    answer_telemetry
+        Whether refused readings are answered on the gateway's ack topic. A control
+        process beside ingest workers leaves the answers to them (one answer each).
 
     """
 
@@ -106,6 +109,7 @@ class MqttLink:
         client_id: str | None = None,
         limits: GatewayLimits | None = None,
         command_grace_s: float = 10.0,
+        answer_telemetry: bool = True,
     ) -> None:
         self.broker = broker
         self.gateway_of_device = dict(gateway_of_device)
@@ -114,6 +118,7 @@ class MqttLink:
         self.share = share
         self.limits = limits
         self.command_grace_s = command_grace_s
+        self.answer_telemetry = answer_telemetry
         self.connect_timeout_s = 10.0
         self.client_id = client_id or f"gridflock-service-{uuid.uuid4().hex[:8]}"
         self.client = Client(self.client_id)
@@ -465,6 +470,8 @@ class MqttLink:
 
     def _ack(self, gateway: str, payload: bytes) -> None:
         """Answer a gateway's telemetry on its ack topic (QoS 0: dropped while offline)."""
+        if not self.answer_telemetry:
+            return
         if not self._connected:
             self.counts["telemetry_acks_unsent"] += 1
             return
