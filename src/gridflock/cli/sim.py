@@ -88,7 +88,7 @@ def gateways(
         Path | None,
         typer.Option(
             help="Append every command and schedule received to this file, one line each: "
-            "gateway device seq epoch kind status reason."
+            "ts gateway device seq epoch kind status reason valid_until."
         ),
     ] = None,
     latency: Latency = 3.0,

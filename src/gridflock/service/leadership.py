@@ -63,7 +63,7 @@ class Leadership:
             )
         self.store = store
         self.elected = elected
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        self.holder = holder or f"{os.getpid()}@{socket.gethostname()}"
         self.clock = clock
         self.poll_s = poll_s
         self.lease_s = lease_s

@@ -65,6 +65,7 @@ from gridflock.gateways.mqtt.codec import (
     screen_schedules,
 )
 from gridflock.gateways.mqtt.protocol import (
+    Command,
     CommandAck,
     Schedule,
     ScheduleMessage,
@@ -291,7 +292,8 @@ class SimulatedGateways:
         self._last_schedule_seq: dict[str, int] = {}
         self._fences: dict[str, EpochFence] = {}  # gateway -> highest leader epoch seen
         self._command_log = None if command_log is None else open(command_log, "a")  # noqa: SIM115
-        """Every command and schedule received: ``gateway device seq epoch kind status reason``."""
+        """Every command and schedule received, a line each: ``ts gateway device seq epoch
+        kind status reason valid_until`` (epoch -1: none)."""
         self._row = {str(d): i for i, d in enumerate(ids.tolist())}
         self._p_min = -np.asarray(cap.p_load_max_kw, dtype=np.float64)
         self._p_max = np.asarray(cap.p_gen_max_kw, dtype=np.float64)
@@ -482,7 +484,7 @@ class SimulatedGateways:
         acks = screen_commands(
             commands, self._last_seq, now, lambda d: gw_of.get(d) == gateway, deposed=deposed
         )
-        self._log_commands(gateway, msg.epoch, "command", acks)
+        self._log_commands(gateway, msg.epoch, "command", commands, acks)
         st = self.stats
         st.commands_received += len(acks)
         accepted = [cmd for cmd, a in zip(commands, acks, strict=True) if a.status == "accepted"]
@@ -522,15 +524,22 @@ class SimulatedGateways:
         return fence
 
     def _log_commands(
-        self, gateway: str, epoch: int | None, kind: str, acks: Sequence[CommandAck]
+        self,
+        gateway: str,
+        epoch: int | None,
+        kind: str,
+        items: Sequence[Command | Schedule],
+        acks: Sequence[CommandAck],
     ) -> None:
         """One line per command or schedule received, when a command log is kept."""
         f = self._command_log
         if f is None:
             return
-        e = -1 if epoch is None else epoch
+        e, now = -1 if epoch is None else epoch, self.clock()
         f.writelines(
-            f"{gateway} {a.device} {a.seq} {e} {kind} {a.status} {a.reason or '-'}\n" for a in acks
+            f"{now:.3f} {gateway} {a.device} {a.seq} {e} {kind} {a.status} {a.reason or '-'} "
+            f"{x.valid_until:.3f}\n"
+            for x, a in zip(items, acks, strict=True)
         )
         f.flush()
 
@@ -553,7 +562,7 @@ class SimulatedGateways:
             limits,
             deposed=not self._fence(gateway).admit(epoch),
         )
-        self._log_commands(gateway, epoch, "schedule", acks)
+        self._log_commands(gateway, epoch, "schedule", schedules, acks)
         st = self.stats
         st.schedules_received += len(acks)
         accepted = [x for x, a in zip(schedules, acks, strict=True) if a.status == "accepted"]

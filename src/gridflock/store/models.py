@@ -457,7 +457,7 @@ class LeadershipRow(Base):
     epoch: Mapped[int] = mapped_column(
         BigInteger, comment="Fencing token: raised by one on every acquisition."
     )
-    holder: Mapped[str] = mapped_column(String, comment="Process that holds it (host:pid).")
+    holder: Mapped[str] = mapped_column(String, comment="Process that holds it (pid@host).")
     since: Mapped[datetime] = mapped_column(UTCDateTime, comment="When it was acquired.")
 
 

@@ -31,7 +31,7 @@ def upgrade() -> None:
             comment="Fencing token: raised by one on every acquisition.",
         ),
         sa.Column(
-            "holder", sa.String(), nullable=False, comment="Process that holds it (host:pid)."
+            "holder", sa.String(), nullable=False, comment="Process that holds it (pid@host)."
         ),
         sa.Column("since", TS, nullable=False, comment="When it was acquired."),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_leadership")),
