@@ -70,19 +70,24 @@ def test_one_leader_a_new_epoch_on_every_takeover_and_its_lock_checked(
     try:
         assert a.poll() == "acquired"
         assert (a.leading, a.epoch) == (True, 1)
-        assert b.poll() is None and not b.leading  # the lock is taken: b stands by
-        assert a.poll() is None and a.leading  # confirmed
+        assert b.poll() is None
+        assert not b.leading
+        assert a.poll() is None
+        assert a.leading
         assert pg_store.leadership() == {"epoch": 1, "holder": "a", "since": pytest.approx(a.since)}
 
         assert _cut(postgres_url, "a") == 1  # a's session ends: its lock goes with it
         assert b.poll() == "acquired"
         assert b.epoch == 2
         assert a.poll() == "lost"
-        assert not a.leading and a.epoch is None
-        assert a.poll() is None and not a.leading  # b holds the lock now
+        assert not a.leading
+        assert a.epoch is None
+        assert a.poll() is None
+        assert not a.leading
 
         b.release()  # a graceful stop hands over at the next poll
-        assert a.poll() == "acquired" and a.epoch == 3
+        assert a.poll() == "acquired"
+        assert a.epoch == 3
     finally:
         a.release()
         b.release()
@@ -114,7 +119,9 @@ def test_the_database_refuses_a_deposed_leaders_writes(pg_store: Store, postgres
 
 def test_role_all_always_leads_without_an_election() -> None:
     lead = Leadership(None, elected=False)
-    assert lead.leading and lead.epoch is None and lead.poll() is None
+    assert lead.leading
+    assert lead.epoch is None
+    assert lead.poll() is None
     assert lead.status()["role"] == "all"
 
 

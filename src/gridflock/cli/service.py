@@ -235,6 +235,7 @@ def serve(
     from gridflock.service.logs import setup_logging
 
     settings = _settings(
+        role=role,
         host=host,
         port=port,
         database_url=db,
@@ -242,7 +243,6 @@ def serve(
         openadr_ven=openadr,
         openadr_vtn_url=vtn,
         ocpp_port=ocpp_port,
-        role=role,
     )
     setup_logging(
         settings.log_level,
@@ -250,6 +250,9 @@ def serve(
         secret_urls=[settings.database_url, settings.mqtt_url, settings.openadr_vtn_url],
     )
     store = _open_store(settings.database_url, upgrade=False)
+    if settings.role == "ingest":
+        _serve_ingest(settings, store)
+        return
     try:
         spec = store.load_fleet()
     except Exception as e:
@@ -262,6 +265,28 @@ def serve(
         "serving %d devices on %s://%s:%d", spec.n_devices, scheme, settings.host, settings.port
     )
     asyncio.run(_serve(settings, runtime, link))
+
+
+def _serve_ingest(settings: Settings, store: Store) -> None:
+    """``serve --role ingest``: telemetry from the broker into the store, health and metrics."""
+    from gridflock.service.ingest import INGEST_SHARE, IngestWorker, run_ingest
+
+    if settings.mqtt_url is None:
+        fail(
+            "role ingest needs the broker: set GRIDFLOCK_MQTT_URL (e.g. mqtt://127.0.0.1:1883) "
+            "or pass --mqtt"
+        )
+    link = _mqtt_link(settings, None, share=INGEST_SHARE, telemetry_only=True)
+    _check_port(settings.host, settings.port)
+    worker = IngestWorker(settings, store, link)  # type: ignore[arg-type]
+    log.info(
+        "ingest worker %s: telemetry of share group %s into the store; health on %s:%d",
+        settings.mqtt_client_id,
+        INGEST_SHARE,
+        settings.host,
+        settings.port,
+    )
+    asyncio.run(run_ingest(settings, worker))
 
 
 def _runtime(
@@ -288,7 +313,10 @@ def _device_link(settings: Settings, spec: object, store: Store) -> DeviceLink:
     return CompositeLink(links, spec)
 
 
-def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
+def _mqtt_link(
+    settings: Settings, spec: object, *, share: str = "gridflock", telemetry_only: bool = False
+) -> DeviceLink:
+    """The MQTT link of the settings (``spec`` None: its fleet is given later)."""
     if settings.mqtt_url is None:
         from gridflock.service.links import NoDevices
 
@@ -296,7 +324,7 @@ def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
     from gridflock.domain.spec import FleetSpec
     from gridflock.gateways.mqtt.link import BrokerAddress, GatewayLimits, MqttLink
 
-    assert isinstance(spec, FleetSpec)
+    assert spec is None or isinstance(spec, FleetSpec)
     assert settings.mqtt_url is not None
     secret = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
     try:
@@ -310,14 +338,18 @@ def _mqtt_link(settings: Settings, spec: object) -> DeviceLink:
         )
     except ValueError as e:
         fail(f"GRIDFLOCK_MQTT_URL: {e}")
-    devices = spec.all_devices()
+    gateways: dict[str, str] = {}
+    if spec is not None:
+        devices = spec.all_devices()
+        gateways = dict(zip(devices["id"], devices["gateway_id"], strict=True))
     control = settings.role == "control"
     return MqttLink(
         broker,
-        dict(zip(devices["id"], devices["gateway_id"], strict=True)),
+        gateways,
         # leader and standby each take the whole telemetry stream (a share group of their
         # own), so the standby's fleet state is warm; ingest workers answer the gateways
-        share=control_share(settings.mqtt_client_id) if control else "gridflock",
+        share=control_share(settings.mqtt_client_id) if control else share,
+        telemetry_only=telemetry_only,
         answer_telemetry=not control,
         client_id=settings.mqtt_client_id,
         limits=GatewayLimits(

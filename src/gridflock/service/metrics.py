@@ -41,6 +41,9 @@ class ServiceMetrics:
         self.buffered_rows = Gauge(
             "gridflock_store_buffered_rows", "Readings waiting for the database", registry=r
         )
+        self.written_rows = Gauge(
+            "gridflock_store_written_rows", "Readings written to the database", registry=r
+        )
         self.dropped_rows = Gauge(
             "gridflock_store_dropped_rows",
             "Readings dropped because the buffer was full",

@@ -282,6 +282,7 @@ class Runtime:
         m = self.metrics_
         m.buffered_rows.set(self.writer.buffered_rows)
         m.dropped_rows.set(self.writer.stats.rows_dropped)
+        m.written_rows.set(self.writer.stats.rows_written)
         m.quarantined.labels("ops").set(self.writer.stats.quarantined_ops)
         m.quarantined.labels("readings").set(self.writer.stats.quarantined_rows)
         m.database_up.set(1 if self.writer.stats.database_up else 0)

@@ -101,6 +101,13 @@ def load_fleet(conn: Connection, source: str = "<store>") -> FleetSpec:
     return build_spec(nodes, sites, devices, source=source)
 
 
+def device_gateways(conn: Connection) -> dict[str, str]:
+    """The gateway of each stored device, by device id (what telemetry screening needs)."""
+    t = table_of(DeviceRow)
+    rows = conn.execute(select(t.c.id, t.c.gateway_id).order_by(t.c.pos)).all()
+    return {str(d): str(g) for d, g in rows}
+
+
 def _next_pos(conn: Connection, table: Table) -> int:
     top = conn.execute(select(func.max(table.c.pos))).scalar()
     return 0 if top is None else int(top) + 1

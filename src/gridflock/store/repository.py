@@ -161,6 +161,11 @@ class Store:
         with self.engine.connect() as conn:
             return _fleet.load_fleet(conn)
 
+    def device_gateways(self) -> dict[str, str]:
+        """The gateway of each stored device, by id: the fleet as telemetry ingest sees it."""
+        with self.engine.connect() as conn:
+            return _fleet.device_gateways(conn)
+
     # -- events ----------------------------------------------------------------------
 
     def save_event(self, event: Event) -> None:

@@ -96,6 +96,9 @@ class MqttLink:
     answer_telemetry
         Whether refused readings are answered on the gateway's ack topic. A control
         process beside ingest workers leaves the answers to them (one answer each).
+    telemetry_only
+        Subscribe to telemetry alone (an ingest worker): command acknowledgements and
+        gateway statuses belong to the control process, which sends the commands.
 
     """
 
@@ -110,8 +113,10 @@ class MqttLink:
         limits: GatewayLimits | None = None,
         command_grace_s: float = 10.0,
         answer_telemetry: bool = True,
+        telemetry_only: bool = False,
     ) -> None:
         self.broker = broker
+        self.telemetry_only = telemetry_only
         self.gateway_of_device = dict(gateway_of_device)
         self._index_devices()
         self.clock = clock
@@ -150,6 +155,11 @@ class MqttLink:
         """Take up a new fleet: which devices exist and which gateway carries each."""
         devices = spec.all_devices()
         self.gateway_of_device = dict(zip(devices["id"], devices["gateway_id"], strict=True))
+        self._index_devices()
+
+    def update_gateways(self, gateway_of_device: Mapping[str, str]) -> None:
+        """Take up a new fleet given as the gateway of each device (an ingest worker's view)."""
+        self.gateway_of_device = dict(gateway_of_device)
         self._index_devices()
 
     def _index_devices(self) -> None:
@@ -219,9 +229,13 @@ class MqttLink:
             self.broker.port,
             self.client_id,
         )
+        telemetry = Subscription(shared_telemetry_subscription(self.share), qos=0)
+        if self.telemetry_only:
+            client.subscribe([telemetry])
+            return
         client.subscribe(
             [
-                Subscription(shared_telemetry_subscription(self.share), qos=0),
+                telemetry,
                 Subscription("gf/v1/+/ack", qos=1),
                 Subscription("gf/v1/+/status", qos=1),
             ]
