@@ -124,6 +124,9 @@ class MqttLink:
         self.limits = limits
         self.command_grace_s = command_grace_s
         self.answer_telemetry = answer_telemetry
+        self.shared_gateways = not answer_telemetry
+        """Other control processes command these gateways too (leader and standby): acks
+        of commands this one never sent are counted, not logged."""
         self.connect_timeout_s = 10.0
         self.client_id = client_id or f"gridflock-service-{uuid.uuid4().hex[:8]}"
         self.client = Client(self.client_id)
@@ -332,7 +335,10 @@ class MqttLink:
             else:
                 sent.acked = True
                 mine.append(a)
-        if len(mine) < len(msg.acks):
+        foreign = sum(1 for a in msg.acks if a.id not in self._sent)
+        if self.shared_gateways and foreign == len(msg.acks):
+            pass  # another control process's commands (the leader's, seen by a standby)
+        elif len(mine) < len(msg.acks):
             log.warning(
                 "gateway %s acknowledged %d command(s) not sent to it: ignored",
                 gw,
