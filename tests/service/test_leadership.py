@@ -7,6 +7,7 @@ lost network does to it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -132,3 +133,27 @@ def test_role_control_needs_postgresql(tmp_path: object) -> None:
             Leadership(store, elected=True)
     finally:
         store.close()
+
+
+def test_cluster_status_shows_the_leader_and_its_standby(pg_store: Store) -> None:
+    from typer.testing import CliRunner
+
+    from gridflock.cli import app
+
+    a = Leadership(pg_store, elected=True, holder="a")
+    b = Leadership(pg_store, elected=True, holder="b")
+    url = f"{pg_store.url}?options=-csearch_path%3D{pg_store.schema}"
+    try:
+        a.poll()
+        b.poll()  # b's session stays connected, standing by
+        r = CliRunner().invoke(app, ["cluster", "status", "--json", "--db", url])
+        assert r.exit_code == 0, r.output
+        doc = json.loads(r.output)
+        assert (doc["epoch"], doc["holder"], doc["leader_connected"]) == (1, "a", True)
+        roles = sorted((p["process"], p["role"]) for p in doc["processes"])
+        assert roles == [("a", "leader"), ("b", "standby")]
+        r = CliRunner().invoke(app, ["cluster", "status", "--db", url])
+        assert "epoch 1: a leads since" in r.output
+    finally:
+        a.release()
+        b.release()

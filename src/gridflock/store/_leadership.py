@@ -26,6 +26,7 @@ __all__ = [
     "install_fence",
     "read_leadership",
     "release",
+    "sessions",
 ]
 
 #: The advisory lock key: one per schema (``current_schema()``), one plant per schema.
@@ -92,6 +93,29 @@ def read_leadership(conn: Connection) -> dict[str, Any] | None:
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
     return {"epoch": int(row[0]), "holder": str(row[1]), "since": since.timestamp()}
+
+
+def sessions(conn: Connection) -> list[dict[str, Any]]:
+    """The control processes' election sessions in this database; ``leader`` marks the holder."""
+    rows = conn.execute(
+        text(
+            "SELECT a.pid, a.application_name, a.client_addr, a.backend_start, "
+            "EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' "
+            "AND l.granted AND l.objsubid = 1 "
+            f"AND l.objid::bigint = (({LOCK_KEY_SQL})::bigint & 4294967295)) AS leader "
+            "FROM pg_stat_activity a WHERE a.datname = current_database() "
+            "AND a.application_name LIKE 'gridflock-leader %' ORDER BY a.backend_start"
+        )
+    ).all()
+    return [
+        {
+            "process": str(r[1]).removeprefix("gridflock-leader "),
+            "client": None if r[2] is None else str(r[2]),
+            "connected": r[3].timestamp(),
+            "leader": bool(r[4]),
+        }
+        for r in rows
+    ]
 
 
 def install_fence(engine: Engine, epoch: Callable[[], int | None]) -> None:

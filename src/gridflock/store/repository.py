@@ -294,6 +294,13 @@ class Store:
         with self.engine.connect() as conn:
             return _leadership.read_leadership(conn)
 
+    def control_sessions(self) -> list[dict[str, Any]]:
+        """The control processes taking part in the election (PostgreSQL; none on SQLite)."""
+        if self.engine.dialect.name != "postgresql":
+            return []
+        with self.engine.connect() as conn:
+            return _leadership.sessions(conn)
+
     def command_counts(self, event_ids: Sequence[str]) -> dict[str, int]:
         """How many commands were stored for each of ``event_ids`` (ids with none are absent)."""
         with self.engine.connect() as conn:
