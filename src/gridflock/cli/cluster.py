@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -40,15 +40,16 @@ def cluster_status(
     finally:
         store.close()
     leader = next((s for s in sessions if s["leader"]), None)
-    doc = {
+    processes = [
+        {**s, "connected": _iso(s["connected"]), "role": "leader" if s["leader"] else "standby"}
+        for s in sessions
+    ]
+    doc: dict[str, Any] = {
         "epoch": None if lead is None else lead["epoch"],
         "holder": None if lead is None else lead["holder"],
         "since": None if lead is None else _iso(lead["since"]),
         "leader_connected": leader is not None,
-        "processes": [
-            {**s, "connected": _iso(s["connected"]), "role": "leader" if s["leader"] else "standby"}
-            for s in sessions
-        ],
+        "processes": processes,
     }
     if as_json:
         out.print_json(json.dumps(doc))
@@ -61,5 +62,5 @@ def cluster_status(
             f"epoch {lead['epoch']}: {lead['holder']} leads since {doc['since']} ({state})",
             highlight=False,
         )
-    for p in doc["processes"]:
+    for p in processes:
         out.print(f"  {p['role']:8} {p['process']} (connected {p['connected']})", highlight=False)
