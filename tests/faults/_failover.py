@@ -173,8 +173,8 @@ def kill_leader_mid_event(
         leader, standby = _pair(stack, workdir, key, schema, broker)
         for w in workers:
             w.wait_answering(START_S)
-        all_online(leader, n, 30 + n / 100)
-        all_online(standby, n, 30 + n / 100)  # warm: it takes the whole telemetry too
+        all_online(leader, n, 120)
+        all_online(standby, n, 120)  # warm: it takes the whole telemetry too
         epoch_before = int(leader.health()["epoch"])
         event_id, target = post_event(leader, 0.3)
         wait_until(lambda: on_target(leader, event_id, target), 30, "on target", 0.25)
@@ -328,7 +328,7 @@ def deposed_leader(workdir: Path, homes: int = 10, seed: int = 4) -> DeposedFigu
         )
         stack.callback(sim.kill)
         old, new = _pair(stack, workdir, key, schema, broker)
-        all_online(old, n, 30 + n / 100)
+        all_online(old, n, 120)
         epoch_deposed = int(old.health()["epoch"])
         event_id, target = post_event(old, 0.3)
         wait_until(lambda: on_target(old, event_id, target), 30, "on target", 0.25)
