@@ -83,6 +83,7 @@ class ControlLoop:
         """Whether this loop may command (always in role all)."""
         self._led_epoch: int | None = None
         """The epoch of the term this loop took over for (elected roles)."""
+        self.leadership.on_change.append(lambda: self._wake.set())
         self.write_telemetry = settings.role == "all"
         """Whether readings are written to the store here (ingest workers do it otherwise)."""
         self.store = store

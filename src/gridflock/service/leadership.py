@@ -72,6 +72,8 @@ class Leadership:
         self.since: float | None = None if elected else clock()
         """When this process began to lead [UTC epoch s]."""
         self.acquisitions = 0
+        self.on_change: list[Callable[[], None]] = []
+        """Called (on the event loop) when this process begins or stops leading."""
         self._confirmed = -float("inf")  # monotonic time the lock was last confirmed
         self._conn: Connection | None = None
         self._engine: Engine | None = None
@@ -179,7 +181,9 @@ class Leadership:
             return
         try:
             while not self._stop.is_set():
-                await asyncio.to_thread(self.poll)
+                if await asyncio.to_thread(self.poll) is not None:
+                    for notify in self.on_change:  # act now, not at the next tick
+                        notify()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), self.poll_s)
         finally:
