@@ -35,7 +35,6 @@ from ._harness import (
 )
 from ._ingest import IngestProc
 
-
 #: How long a process may take to answer after its start [s]: the cold start needs about
 #: 2 s of CPU, but on this shared 2-core machine under a load of 20 it has taken 60 s.
 START_S = 180
