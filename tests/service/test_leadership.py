@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
+from gridflock.domain.auth import Role
 from gridflock.domain.messages import CommandBatch
 from gridflock.service.leadership import Leadership
 from gridflock.store import Store
@@ -111,9 +112,12 @@ def test_the_database_refuses_a_deposed_leaders_writes(pg_store: Store, postgres
     b = Leadership(pg_store, elected=True, holder="b")
     writer_a = Store(pg_store.url, schema=pg_store.schema)  # process a's own pool
     install_fence(writer_a.engine, lambda: a.epoch)
+    key, _ = pg_store.create_api_key(Role.VIEWER, "dashboard")
     try:
         with pytest.raises(FencedError):  # not leading yet: nothing is written
             writer_a.save_commands(_commands(1))
+        # but a standby serves reads: the key's last use is bookkeeping, not control
+        assert writer_a.authenticate(key) is not None
         assert a.poll() == "acquired"
         writer_a.save_commands(_commands(2))
         _cut(postgres_url, "a")

@@ -10,6 +10,7 @@ from the schema, so several plants in one database elect apart.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -33,6 +34,12 @@ __all__ = [
 LOCK_KEY_SQL = "hashtext(current_schema() || '/gridflock-control-leader')"
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "MERGE")
+#: Tables any process may write, leading or not: API keys' bookkeeping (``last_used_at``
+#: when a key authenticates a read on a standby) is not control of the plant.
+UNFENCED_TABLES = frozenset({"api_keys"})
+_TARGET = re.compile(
+    r'^\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|MERGE\s+INTO)\s+(?:"?\w+"?\.)?"?(\w+)"?', re.I
+)
 _CHECKED = "gridflock_fence_checked"
 
 
@@ -124,7 +131,8 @@ def install_fence(engine: Engine, epoch: Callable[[], int | None]) -> None:
     The first write statement of each transaction first reads the epoch ``FOR SHARE``:
     a takeover's ``UPDATE`` of the epoch waits for that transaction to end, and a write
     that starts after a takeover sees the new epoch and raises :class:`FencedError`.
-    While ``epoch()`` is ``None`` (not leading) every write is refused.
+    While ``epoch()`` is ``None`` (not leading) every write is refused, but to
+    ``UNFENCED_TABLES``.
     """
 
     def before(
@@ -136,6 +144,9 @@ def install_fence(engine: Engine, epoch: Callable[[], int | None]) -> None:
         executemany: bool,
     ) -> None:
         if conn.info.get(_CHECKED) or not statement.lstrip()[:6].upper().startswith(_WRITES):
+            return
+        target = _TARGET.match(statement)
+        if target is not None and target.group(1).lower() in UNFENCED_TABLES:
             return
         mine = epoch()
         cur = cursor.connection.cursor()
