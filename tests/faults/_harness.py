@@ -237,8 +237,9 @@ def clean_env(workdir: Path, **settings: str) -> dict[str, str]:
 class Serve:
     """``gridflock serve`` as a subprocess on a fixed port, restartable on the same port."""
 
-    def __init__(self, workdir: Path, api_key: str, **settings: str) -> None:
+    def __init__(self, workdir: Path, api_key: str, name: str = "serve", **settings: str) -> None:
         self.workdir = workdir
+        self.name = name
         self.port = free_port()
         defaults = {
             "host": HOST,
@@ -250,7 +251,7 @@ class Serve:
         self.env = clean_env(workdir, **{**defaults, **settings})
         self.base = f"http://{HOST}:{self.port}"
         self.auth = {"Authorization": f"Bearer {api_key}"}
-        self.log = workdir / "serve.log"
+        self.log = workdir / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.started: list[subprocess.Popen[bytes]] = []
         self.answer_cpu_s = float("nan")
@@ -374,10 +375,13 @@ class Sim:
 
     def __init__(self, workdir: Path, broker_url: str, *args: str, password: str = "") -> None:
         self.log = workdir / "sim.log"
+        self.command_log = workdir / "commands.log"
+        """Every command and schedule the gateways received (``--command-log``)."""
         env = clean_env(workdir)
         if password:
             env["GRIDFLOCK_MQTT_PASSWORD"] = password
         cmd = [GRIDFLOCK, "sim", "gateways", "--mqtt", broker_url, "--step", "1s", "--ideal"]
+        cmd += ["--command-log", str(self.command_log)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 [*cmd, *args], env=env, cwd=workdir, stdout=log, stderr=subprocess.STDOUT

@@ -30,8 +30,9 @@ TABLES = {
     "settlements",
     "support_windows",
     "envelopes",
+    "leadership",
 }
-HEAD = "0010"
+HEAD = "0011"
 
 
 def _version(store: Store) -> list[str]:

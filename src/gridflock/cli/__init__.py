@@ -1,6 +1,7 @@
 """The ``gridflock`` command (Typer + Rich)."""
 
 from gridflock.cli import (  # noqa: F401  (registers the commands)
+    cluster,
     edge,
     envelopes,
     fleet,

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine
 from functools import partial
@@ -253,8 +254,9 @@ def serve(
     role: Annotated[
         str | None,
         typer.Option(
-            help="What this process runs: all (default), control, ingest, or api (an API and "
-            "dashboard replica; needs --bus) (GRIDFLOCK_ROLE)."
+            help="What this process runs: all (default), control (leader or hot standby, "
+            "elected in PostgreSQL), ingest, or api (an API and dashboard replica; needs "
+            "--bus) (GRIDFLOCK_ROLE)."
         ),
     ] = None,
     bus: Annotated[
@@ -398,11 +400,15 @@ def _mqtt_link(
     if spec is not None:
         devices = spec.all_devices()
         gateways = dict(zip(devices["id"], devices["gateway_id"], strict=True))
+    control = settings.role == "control"
     return MqttLink(
         broker,
         gateways,
-        share=share,
+        # leader and standby each take the whole telemetry stream (a share group of their
+        # own), so the standby's fleet state is warm; ingest workers answer the gateways
+        share=control_share(settings.mqtt_client_id) if control else share,
         telemetry_only=telemetry_only,
+        answer_telemetry=not control,
         client_id=settings.mqtt_client_id,
         limits=GatewayLimits(
             settings.gateway_max_messages_per_s,
@@ -410,6 +416,11 @@ def _mqtt_link(
             settings.gateway_burst_s,
         ),
     )
+
+
+def control_share(client_id: str) -> str:
+    """The telemetry share group of one control process: its own, named after its client id."""
+    return "control-" + re.sub(r"[^A-Za-z0-9_.\-]", "-", client_id)[:56]
 
 
 async def _serve(

@@ -84,6 +84,13 @@ def gateways(
         Path | None, typer.Option(help="Client certificate (PEM), if the broker requires one.")
     ] = None,
     tls_key: Annotated[Path | None, typer.Option(help="Key of --tls-cert (PEM).")] = None,
+    command_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append every command and schedule received to this file, one line each: "
+            "ts gateway device seq epoch kind status reason valid_until."
+        ),
+    ] = None,
     latency: Latency = 3.0,
     dropout: Dropout = 0.02,
     offline: Offline = 0.01,
@@ -119,6 +126,7 @@ def gateways(
         tls_ca_file=str(tls_ca) if tls_ca else None,
         tls_cert_file=str(tls_cert) if tls_cert else None,
         tls_key_file=str(tls_key) if tls_key else None,
+        command_log=str(command_log) if command_log else None,
     )
     mode = "one connection per gateway" if sim.per_gateway else f"{sim.n_connections} connection(s)"
     out.print(

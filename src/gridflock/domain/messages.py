@@ -59,7 +59,9 @@ class CommandBatch:
 
     A device holds ``p_setpoint_kw`` until ``valid_until`` (UTC epoch seconds), then falls
     back to its own control. ``seq`` increases per device so a gateway drops stale or
-    replayed commands; ``command_ids`` make each command idempotent.
+    replayed commands; ``command_ids`` make each command idempotent. ``epoch`` is the
+    fencing token of the control leader that issued them (``None`` when one process runs
+    everything): a gateway refuses commands of an epoch lower than the highest it has seen.
     """
 
     command_ids: StrArray
@@ -69,6 +71,7 @@ class CommandBatch:
     seq: IntArray
     issued_at: float
     event_id: str | None = None
+    epoch: int | None = None
 
     def __len__(self) -> int:
         return len(self.device_ids)

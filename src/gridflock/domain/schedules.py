@@ -62,6 +62,7 @@ SCHEDULE_REJECT_REASONS: dict[str, str] = {
     "out_of_range": "a slot's setpoint is outside what the device can do",
     "not_controllable": "the device cannot be scheduled (for example a plain meter)",
     "bad_schedule": "the time grid is wrong: step, length, or valid_until outside the slots",
+    "deposed_leader": "epoch lower than the highest the gateway has seen: a deposed leader sent it",
 }
 
 
@@ -88,6 +89,8 @@ class ScheduleBatch:
     """Lower limit per slot [kW] (an import cap when negative); NaN = none."""
     p_max_kw: FloatArray | None = None
     """Upper limit per slot [kW] (an export cap); NaN = none."""
+    epoch: int | None = None
+    """Fencing token of the control leader that issued them (``None``: one process runs all)."""
 
     def __post_init__(self) -> None:
         n = len(self.device_ids)
@@ -129,6 +132,7 @@ class ScheduleBatch:
             self.plan_id,
             None if self.p_min_kw is None else self.p_min_kw[rows],
             None if self.p_max_kw is None else self.p_max_kw[rows],
+            self.epoch,
         )
 
 

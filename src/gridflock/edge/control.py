@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridflock.gateways.mqtt.codec import screen_commands, screen_schedules
+from gridflock.gateways.mqtt.codec import EpochFence, screen_commands, screen_schedules
 from gridflock.gateways.mqtt.protocol import Command, CommandAck, Schedule
 
 __all__ = ["ControlTable", "HeldCommand"]
@@ -40,14 +40,26 @@ class ControlTable:
         self.schedules: dict[str, Schedule] = {}
         self.last_seq: dict[str, int] = {}
         self.last_schedule_seq: dict[str, int] = {}
+        self.fence = EpochFence()
+        """The highest control-leader epoch seen: a lower one is a deposed leader's."""
 
-    def screen_commands(self, commands: Sequence[Command], now: float) -> list[CommandAck]:
-        """Protocol v1 verdicts (unknown device, expired, replayed); updates the seq seen."""
-        return screen_commands(commands, self.last_seq, now, self.devices.__contains__)
+    def screen_commands(
+        self, commands: Sequence[Command], now: float, epoch: int | None = None
+    ) -> list[CommandAck]:
+        """Protocol v1 verdicts (deposed leader, unknown device, expired, replayed)."""
+        deposed = not self.fence.admit(epoch)
+        return screen_commands(
+            commands, self.last_seq, now, self.devices.__contains__, deposed=deposed
+        )
 
-    def screen_schedules(self, schedules: Sequence[Schedule], now: float) -> list[CommandAck]:
-        """Verdicts on schedules (unknown device, expired, replayed; own seq)."""
-        return screen_schedules(schedules, self.last_schedule_seq, now, self.devices.__contains__)
+    def screen_schedules(
+        self, schedules: Sequence[Schedule], now: float, epoch: int | None = None
+    ) -> list[CommandAck]:
+        """Verdicts on schedules (deposed leader, unknown device, expired, replayed; own seq)."""
+        deposed = not self.fence.admit(epoch)
+        return screen_schedules(
+            schedules, self.last_schedule_seq, now, self.devices.__contains__, deposed=deposed
+        )
 
     def hold(self, device: str, command_id: str, p_kw: float, valid_until: float) -> None:
         """Keep an accepted setpoint until ``valid_until``."""
@@ -97,7 +109,7 @@ class ControlTable:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Path) -> None:
-        """Write sequence numbers and schedules to ``path`` (atomically: temp file, rename).
+        """Write sequence numbers, the leader epoch and schedules to ``path`` (atomically).
 
         Commands are not kept: a restarted gateway never re-applies one (protocol v1).
         """
@@ -105,6 +117,7 @@ class ControlTable:
             "v": 1,
             "last_seq": self.last_seq,
             "last_schedule_seq": self.last_schedule_seq,
+            "epoch": self.fence.highest,
             "schedules": [s.model_dump() for s in self.schedules.values()],
         }
         tmp = path.with_name(path.name + ".tmp")
@@ -124,10 +137,13 @@ class ControlTable:
             last = {str(k): int(v) for k, v in state["last_seq"].items()}
             last_s = {str(k): int(v) for k, v in state["last_schedule_seq"].items()}
             schedules = [Schedule.model_validate(x) for x in state["schedules"]]
+            epoch = state.get("epoch")
+            highest = None if epoch is None else int(epoch)
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise ValueError(f"state file {path} is unreadable ({e}); starting afresh") from e
         self.last_seq.update({k: v for k, v in last.items() if k in self.devices})
         self.last_schedule_seq.update({k: v for k, v in last_s.items() if k in self.devices})
+        self.fence.admit(highest)
         kept = [s for s in schedules if s.device in self.devices and s.valid_until > now]
         for s in kept:
             self.schedules[s.device] = s

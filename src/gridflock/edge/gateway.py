@@ -247,7 +247,7 @@ class EdgeGateway:
     async def handle_commands(self, msg: CommandMessage) -> list[CommandAck]:
         """Screen, apply and acknowledge the commands of one message."""
         now = self.clock()
-        acks = self.table.screen_commands(msg.commands, now)
+        acks = self.table.screen_commands(msg.commands, now, msg.epoch)
         out = []
         for cmd, ack in zip(msg.commands, acks, strict=True):
             self.stats.commands += 1
@@ -270,7 +270,7 @@ class EdgeGateway:
     async def handle_schedules(self, msg: ScheduleMessage) -> list[CommandAck]:
         """Screen and keep the schedules of one message; slots start from the control loop."""
         now = self.clock()
-        acks = self.table.screen_schedules(msg.schedules, now)
+        acks = self.table.screen_schedules(msg.schedules, now, msg.epoch)
         for s, ack in zip(msg.schedules, acks, strict=True):
             self.stats.schedules += 1
             if ack.status == "accepted":

@@ -10,6 +10,13 @@ re-sends what was not acknowledged, and gives the dispatcher each device's plann
 as its baseline. Database writes go through
 :class:`StoreWriter` off the event loop, so a slow or absent database never stalls
 dispatch.
+
+In role ``control`` (:class:`~gridflock.service.leadership.Leadership` elected) the loop
+applies readings every cycle whether it leads or not, so a standby's fleet state is
+warm; only while leading does it dispatch, command and record. On winning leadership it
+takes over (:meth:`ControlLoop.take_over`): sequence numbers go on above the highest
+stored, open events and accepted schedules are read back from the store, and the next
+cycle commands. Telemetry rows are the ingest workers' then, not this loop's.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -34,6 +42,7 @@ from gridflock.domain.messages import CommandBatch
 from gridflock.domain.ports import DeviceLink, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.service.leadership import Leadership
 from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.plans import PlanExecutor
 from gridflock.service.writer import StoreWriter
@@ -67,8 +76,16 @@ class ControlLoop:
         clock: Callable[[], float],
         metrics: ServiceMetrics,
         writer: StoreWriter,
+        leadership: Leadership | None = None,
     ) -> None:
         self.settings = settings
+        self.leadership = leadership or Leadership(None, elected=False, clock=clock)
+        """Whether this loop may command (always in role all)."""
+        self._led_epoch: int | None = None
+        """The epoch of the term this loop took over for (elected roles)."""
+        self.leadership.on_change.append(lambda: self._wake.set())
+        self.write_telemetry = settings.role == "all"
+        """Whether readings are written to the store here (ingest workers do it otherwise)."""
         self.store = store
         self.link = link
         self.clock = clock
@@ -76,6 +93,8 @@ class ControlLoop:
         self.writer = writer
         self.observers: list[Callable[[float], None]] = []
         """Called with the cycle's time at the end of every cycle (the read model)."""
+        self.leader_observers: list[Callable[[float], None]] = []
+        """Called after the observers, only while leading (autopilot, envelopes)."""
         self._tracker_config = TrackerConfig(
             interval_s=settings.control_interval_s, command_ttl_s=settings.command_ttl_s
         )
@@ -89,6 +108,7 @@ class ControlLoop:
         self.plans: PlanExecutor | None = None
         self.set_fleet(spec)
         self.plans = PlanExecutor(self.state, link, clock, store=store, writer=writer)
+        self.plans.epoch = self.leadership.fence_epoch
         """Sends plans to devices as schedules: ``control.plans.apply(plan)``."""
 
     # ------------------------------------------------------------------ the fleet
@@ -184,8 +204,16 @@ class ControlLoop:
             m.readings.labels("applied").inc(result.applied)
             m.readings.labels("unknown").inc(result.unknown)
             m.readings.labels("stale").inc(result.stale)
-            self.writer.telemetry(readings)
-        self._take_report(self.link.take_report(), now)
+            if self.write_telemetry:
+                self.writer.telemetry(readings)
+        report = self.link.take_report()
+        if not self.leadership.leading:  # standing by: warm state, no command, no record
+            st.mark_stale(now, self.settings.stale_after_s)
+            for observe in self.observers:
+                observe(now)
+            m.cycle.observe(time.perf_counter() - began)
+            return
+        self._take_report(report, now)
         st.mark_stale(now, self.settings.stale_after_s)
         if self.plans is not None:
             self.plans.tick(now)
@@ -216,10 +244,15 @@ class ControlLoop:
                 )
         for observe in self.observers:
             observe(now)
+        for observe in self.leader_observers:
+            observe(now)
         m.cycle.observe(time.perf_counter() - began)
 
     def send(self, batch: CommandBatch) -> None:
-        """Send commands through the link and queue their record."""
+        """Send commands (stamped with the leader's epoch) and queue their record."""
+        epoch = self.leadership.epoch
+        if epoch is not None:
+            batch = replace(batch, epoch=epoch)
         self.link.send(batch)
         self.metrics.commands.inc(len(batch))
         self.writer.op(
@@ -300,14 +333,59 @@ class ControlLoop:
                 {"ts": now, "gateways": seen[:100]},
             )
 
+    # ------------------------------------------------------------------ leadership
+    def take_over(self, start: Callable[[], object]) -> None:
+        """Begin a term as leader (blocking: reads the store): seq numbers, events, plans.
+
+        Each device's command ``seq`` goes on above the highest the store holds (and above
+        the clock in ms, as always), so gateways see no (device, seq) twice across leaders.
+        """
+        stored = self.store.max_command_seq()
+        if stored:
+            idx = self.state.indices(np.asarray(list(stored), dtype=object))
+            seq = np.fromiter(stored.values(), np.int64, len(stored))
+            known = idx >= 0
+            d = self.dispatcher
+            d.seq[idx[known]] = np.maximum(d.seq[idx[known]], seq[known])
+        start()
+
+    def demote(self) -> None:
+        """Forget the term's events and plans (another process leads them now)."""
+        self._dispatcher = None
+        self._status.clear()
+        self.set_fleet(self.spec, keep=self.state)
+        self.plans = PlanExecutor(
+            self.state, self.link, self.clock, store=self.store, writer=self.writer
+        )
+        self.plans.epoch = self.leadership.fence_epoch
+
+    async def _follow_leadership(self, start: Callable[[], object]) -> None:
+        """Take over when this process has won the lock; stand by when it has lost it."""
+        lead = self.leadership
+        epoch = lead.epoch if lead.leading else None
+        if epoch is not None and epoch != self._led_epoch:
+            if self._led_epoch is not None or self.dispatcher.trackers:
+                self.demote()  # an earlier term's events are stale: read them afresh
+            began = time.monotonic()
+            await asyncio.to_thread(self.take_over, start)
+            self._led_epoch = epoch
+            log.warning("took over as leader (epoch %d) in %.2f s", epoch, time.monotonic() - began)
+        elif epoch is None and self._led_epoch is not None:
+            log.error("stopped commanding: epoch %d is no longer the leader's", self._led_epoch)
+            self._led_epoch = None
+            self.demote()
+
     # ------------------------------------------------------------------ running
     async def run(self, start: Callable[[], object] | None = None) -> None:
         """Run the cycles and the store writer until :meth:`stop`.
 
         ``start`` (default :meth:`resume`) runs first, in a thread: what to take up from
-        the store.
+        the store. In an elected role it runs instead each time this process takes over.
         """
-        await asyncio.to_thread(start or self.resume)
+        start = start or self.resume
+        elected = self.leadership.elected
+        if not elected:
+            await asyncio.to_thread(start)
         self._writing = True  # before the task starts: a stop in its first turn must hold
         writer = asyncio.create_task(self._write_loop())
         interval = self.settings.control_interval_s
@@ -315,6 +393,8 @@ class ControlLoop:
             while not self._stopping.is_set():
                 self._wake.clear()
                 try:
+                    if elected:
+                        await self._follow_leadership(start)
                     self.cycle()
                 except Exception:  # one bad cycle must not stop the service: skip it
                     self.metrics.cycle_failures.inc()

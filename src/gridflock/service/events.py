@@ -20,7 +20,7 @@ import pandas as pd
 from gridflock.api.runtime import EventView
 from gridflock.dispatch import EventTracker
 from gridflock.domain.auth import Principal
-from gridflock.domain.errors import ConflictError, InvalidError
+from gridflock.domain.errors import ConflictError, InvalidError, UnavailableError
 from gridflock.domain.events import (
     DEFAULT_PRIORITY,
     MAX_TARGET_KW,
@@ -89,6 +89,14 @@ class EventService:
         self.loop = loop
         self._past: dict[str, _Past] = {}
 
+    def _must_lead(self, what: str) -> None:
+        """Only the leader changes events (any source: operator, autopilot, OpenADR)."""
+        if not self.loop.leadership.leading:
+            raise UnavailableError(
+                f"this process is a standby and cannot {what}: the leader does "
+                "(`gridflock cluster status` shows it); retry there or after a failover"
+            )
+
     def create(
         self,
         target_kw: float,
@@ -108,7 +116,9 @@ class EventService:
         events) is refused with :class:`AdmissionError` stating the kW available, unless
         ``allow_partial``; an event in the opposite direction of one sharing its devices
         and time is refused with :class:`~gridflock.domain.events.EventConflictError`.
+        A standby (role control, not leading) refuses with :class:`UnavailableError`.
         """
+        self._must_lead("create events")
         now = self.loop.clock()
         if not math.isfinite(target_kw) or target_kw == 0:
             raise InvalidError(
@@ -177,6 +187,7 @@ class EventService:
 
     def cancel(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""
+        self._must_lead("cancel events")
         known = self.loop.dispatcher.trackers.keys() | self.loop.finished.keys()
         if event_id not in known:  # finished before a restart?
             past = self._stored(event_id).view.event  # NotFoundError if unknown anywhere

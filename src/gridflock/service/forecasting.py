@@ -228,6 +228,8 @@ class ForecastService:
         self.store = store
         self._spec = spec
         self.clock = clock
+        self.leading: Callable[[], bool] = lambda: True
+        """Whether this process leads (a standby issues no forecasts; role control)."""
         self.weather: WeatherSource = weather if weather is not None else _no_weather()
         self.weather_name = "none" if weather is None else type(weather).__name__
         self.quantiles = tuple(float(q) for q in settings.forecast_quantiles)
@@ -766,8 +768,10 @@ class ForecastService:
         while not self._stopping:
             self._wake.clear()
             now = self.clock()
-            self.record_flexibility(now)  # in the loop's thread: the state is not moving
-            due = self.schedule.due(now)
+            due = None
+            if self.leading():  # a standby neither records nor issues: the leader does
+                self.record_flexibility(now)  # in the loop's thread: the state is not moving
+                due = self.schedule.due(now)
             if due and self.held is None:
                 try:
                     await in_daemon_thread(self.step, now, due)

@@ -85,6 +85,15 @@ class ServiceMetrics:
         self.envelope_hold_commands = Counter(
             "gridflock_envelope_hold_commands", "Commands sent by the envelope hold", registry=r
         )
+        self.leading = Gauge(
+            "gridflock_leader", "1 while this process commands the plant, 0 standing by", registry=r
+        )
+        self.epoch = Gauge(
+            "gridflock_leader_epoch", "Epoch (fencing token) this process leads with", registry=r
+        )
+        self.fenced_writes = Gauge(
+            "gridflock_fenced_writes", "Writes refused as this process no longer led", registry=r
+        )
         self.cycle = Histogram(
             "gridflock_control_cycle_seconds",
             "Duration of a control cycle",

@@ -241,6 +241,8 @@ class PlanExecutor:
         self.resend_after_s = resend_after_s
         self.renew_before_s = renew_before_s
         self.deadband_kw = deadband_kw
+        self.epoch: Callable[[], int | None] = lambda: None
+        """The leader's epoch (fencing token) stamped on every schedule sent."""
         self.following = _Grid(state.n)
         """The schedules the devices accepted (what they follow)."""
         self.intended = _Grid(state.n)
@@ -412,6 +414,7 @@ class PlanExecutor:
             batch.plan_id,
             batch.p_min_kw,
             batch.p_max_kw,
+            self.epoch(),
         )
         self.link.send_schedules(out)
         self.intended.put(

@@ -7,6 +7,8 @@
 - :class:`~gridflock.service.readmodel.ReadModel`: fleet summary, histories and live
   updates, refreshed after every cycle.
 - :class:`~gridflock.service.writer.StoreWriter`: database writes off the event loop.
+- :class:`~gridflock.service.leadership.Leadership`: whether this process commands
+  (always in role all; elected in PostgreSQL, with fencing, in role control).
 
 :class:`Runtime` wires them and implements :class:`gridflock.api.runtime.Runtime`; what
 is left here (health, metrics, keys, fleet import, gateways) is the glue between them.
@@ -32,7 +34,7 @@ from gridflock.api.runtime import EventView
 from gridflock.config import Settings
 from gridflock.dispatch import Dispatcher
 from gridflock.domain.auth import Principal
-from gridflock.domain.errors import ConflictError, NotFoundError
+from gridflock.domain.errors import ConflictError, NotFoundError, UnavailableError
 from gridflock.domain.events import DEFAULT_PRIORITY, Event, EventSource, Scope
 from gridflock.domain.ports import DeviceLink
 from gridflock.domain.spec import FleetSpec
@@ -46,6 +48,7 @@ from gridflock.service.control import ControlLoop
 from gridflock.service.envelopes import EnvelopeService
 from gridflock.service.events import EventService
 from gridflock.service.forecasting import ForecastService
+from gridflock.service.leadership import Leadership
 from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.openadr import OpenADRService, make_ven
 from gridflock.service.readmodel import ReadModel
@@ -84,8 +87,16 @@ class Runtime:
         self.link = link
         self.clock = clock
         self.metrics_ = ServiceMetrics()
+        elected = settings.role == "control"
+        self.leadership = Leadership(store if elected else None, elected=elected, clock=clock)
+        if elected:  # a deposed leader's writes are refused by the database itself
+            from gridflock.store._leadership import install_fence
+
+            install_fence(store.engine, self.leadership.fence_epoch)
         self.writer = StoreWriter(store, settings.telemetry_buffer_rows)
-        self.loop = ControlLoop(settings, store, spec, link, clock, self.metrics_, self.writer)
+        self.loop = ControlLoop(
+            settings, store, spec, link, clock, self.metrics_, self.writer, self.leadership
+        )
         self.event_service = EventService(self.loop)
         self.read_model = ReadModel(self.loop, self.event_service)
         self.settlement = SettlementService(settings, store, clock)
@@ -98,12 +109,13 @@ class Runtime:
             _weather_source(settings, weather),
             flexibility=self._site_flexibility,
         )
+        self.forecaster.leading = lambda: self.leadership.leading
         self.autopilot = AutopilotService(
             self.loop, self.event_service, self.read_model, forecasts=self.forecaster
         )
-        self.loop.observers.append(self.autopilot.tick)
+        self.loop.leader_observers.append(self.autopilot.tick)
         self.envelope_service = EnvelopeService(self.loop)
-        self.loop.observers.append(self.envelope_service.tick)
+        self.loop.leader_observers.append(self.envelope_service.tick)
         self.openadr = OpenADRService(
             self.event_service,
             policy=settings.openadr_opt,
@@ -159,6 +171,19 @@ class Runtime:
     def forecasts(self) -> ForecastService:
         """The forecaster: latest issues, support windows, retraining."""
         return self.forecaster
+
+    @property
+    def leading(self) -> bool:
+        """Whether this process commands the plant (always in role all)."""
+        return self.leadership.leading
+
+    def _must_lead(self, what: str) -> None:
+        """Refuse a change on a standby (503): the leader makes every change."""
+        if not self.leadership.leading:
+            raise UnavailableError(
+                f"this process is a standby and cannot {what}: send the request to the "
+                "leader (`gridflock cluster status` shows it), or retry after a failover"
+            )
 
     # ------------------------------------------------------------------ the service
     def authenticate(self, api_key: str) -> Principal | None:
@@ -237,6 +262,21 @@ class Runtime:
             "dropped_readings": self.writer.stats.rows_dropped,
             "quarantined_writes": self.writer.stats.quarantined_ops,
             "quarantined_readings": self.writer.stats.quarantined_rows,
+            **self._leadership_view(),
+        }
+
+    def _leadership_view(self) -> dict[str, Any]:
+        """Role, whether leading, the epoch and since when (ISO 8601 UTC), for health."""
+        lead = self.leadership.status()
+        since = lead["since"]
+        return {
+            "role": self.settings.role,
+            "leading": lead["leading"],
+            "epoch": lead["epoch"],
+            "since": None
+            if since is None
+            else pd.Timestamp(since, unit="s", tz="UTC").isoformat().replace("+00:00", "Z"),
+            "fenced_writes": self.writer.stats.fenced_ops,
         }
 
     def metrics(self) -> bytes:
@@ -249,10 +289,14 @@ class Runtime:
         m.quarantined.labels("readings").set(self.writer.stats.quarantined_rows)
         m.database_up.set(1 if self.writer.stats.database_up else 0)
         m.mqtt_connected.set(1 if self.mqtt_enabled and self.link.connected else 0)
+        m.leading.set(1 if self.leadership.leading else 0)
+        m.epoch.set(self.leadership.epoch or 0)
+        m.fenced_writes.set(self.writer.stats.fenced_ops)
         return m.exposition()
 
     async def import_fleet(self, spec: FleetSpec, principal: Principal) -> None:
         """Replace the fleet; running events go on over the devices that stay (by id)."""
+        self._must_lead("import a fleet")
         loop = self.loop
         await asyncio.to_thread(self._store.save_fleet, spec)
         loop.set_fleet(spec, keep=loop.state)
@@ -313,6 +357,7 @@ class Runtime:
         ``EVENT_STORE_WAIT_S``: the event runs from memory and is stored when the database
         is back (health shows the outage).
         """
+        self._must_lead("create events")
         event = self.event_service.create(
             target_kw,
             start,
@@ -338,6 +383,7 @@ class Runtime:
 
     async def cancel_event(self, event_id: str, principal: Principal) -> Event:
         """Cancel and release the event's devices."""
+        self._must_lead("cancel events")
         return self.event_service.cancel(event_id, principal)
 
     def events(self) -> list[EventView]:
@@ -389,6 +435,7 @@ class Runtime:
         self, settings: dict[str, Any], principal: Principal
     ) -> dict[str, Any]:
         """Validate and replace the settings; logged with who changed them."""
+        self._must_lead("change the autopilot's settings")
         parsed = AutopilotSettings.from_dict(settings)
         self.loop.state.scope_mask(Scope.parse(parsed.policies.peak_shaving.scope))
         self.autopilot.set_settings(parsed, principal)
@@ -429,6 +476,7 @@ class Runtime:
 
     async def approve_proposal(self, proposal_id: str, principal: Principal) -> AutopilotProposal:
         """Approve and run the proposal; returns it once its decisions are stored."""
+        self._must_lead("approve proposals")
         p = self.autopilot.approve(proposal_id, principal)
         await self._stored()
         return p
@@ -437,12 +485,14 @@ class Runtime:
         self, proposal_id: str, principal: Principal, reason: str
     ) -> AutopilotProposal:
         """Veto the proposal; returns it once the decision is stored."""
+        self._must_lead("veto proposals")
         p = self.autopilot.veto(proposal_id, principal, reason)
         await self._stored()
         return p
 
     async def autopilot_replan(self, principal: Principal) -> dict[str, Any]:
         """Re-plan now."""
+        self._must_lead("re-plan")
         if not self.autopilot.settings.enabled:
             raise ConflictError("the autopilot is off: turn it on in its settings first")
         await self.autopilot.replan_async(self.clock())
@@ -500,12 +550,16 @@ class Runtime:
     async def run(self) -> None:
         """Run the control loop, the store writer and the forecaster until :meth:`stop`."""
         forecasts = asyncio.create_task(self.forecaster.run(), name="forecasts")
+        election = asyncio.create_task(self.leadership.watch(), name="leadership")
         ven = self.openadr.ven
         utility = asyncio.create_task(ven.run(), name="openadr") if ven is not None else None
         try:
             await self.loop.run(self.resume)
         finally:
             self.forecaster.stop()
+            self.leadership.stop()  # a graceful stop gives the lock up at once
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(election, 5.0)
             if ven is not None and utility is not None:
                 ven.stop()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -518,6 +572,7 @@ class Runtime:
         """Ask :meth:`run` to finish its cycle and return."""
         self.loop.stop()
         self.forecaster.stop()
+        self.leadership.stop()
         if self.openadr.ven is not None:
             self.openadr.ven.stop()
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from gridflock.domain.messages import TelemetryBatch
 from gridflock.store import Store
-from gridflock.store.errors import is_outage
+from gridflock.store.errors import FencedError, is_outage
 
 __all__ = ["StoreWriter", "WriterStats"]
 
@@ -55,6 +55,8 @@ class WriterStats:
     failures: int = 0
     quarantined_ops: int = 0
     quarantined_rows: int = 0
+    fenced_ops: int = 0
+    """Writes refused because this process no longer leads (a higher epoch does)."""
     database_up: bool = True
     last_error: str | None = None
 
@@ -219,6 +221,13 @@ class StoreWriter:
             op = self._ops[0]
             try:
                 op.fn()
+            except FencedError as e:  # deposed: the leader now writes in its place
+                with self._lock:
+                    self._ops.popleft()
+                    self._ops_done += 1
+                self.stats.fenced_ops += 1
+                log.warning("%s not written: %s", op.name, e)
+                continue
             except Exception as e:  # any driver error: an outage waits, a bad row is set aside
                 if is_outage(e):
                     return self._failed(op.name, e)

@@ -11,6 +11,8 @@ speaks protocol v1 (``docs/protocol.md``) against a broker for every gateway of 
   (``screen_commands``: unknown device, expired, replayed), the accepted ones go to the
   twin (where latency, disobedient and offline devices still apply) and every command is
   answered by a ``command_ack`` on ``gf/v1/{G}/ack`` (QoS 1);
+- a command or schedule message whose leader ``epoch`` is below the highest the gateway
+  has seen is refused whole (``deposed_leader``): a deposed leader's commands never apply;
 - schedules (a plan, on the same ``cmd`` topic) are screened by ``screen_schedules``
   (unknown device, expired, replayed, out of the device's range), the accepted ones go
   to the twin, which follows them until the plan's end even when the service falls
@@ -52,6 +54,7 @@ from gridflock.domain.messages import CommandBatch, FloatArray, TelemetryBatch
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
+    EpochFence,
     ProtocolError,
     decode_activate,
     decode_cmd,
@@ -62,6 +65,7 @@ from gridflock.gateways.mqtt.codec import (
     screen_schedules,
 )
 from gridflock.gateways.mqtt.protocol import (
+    Command,
     CommandAck,
     Schedule,
     ScheduleMessage,
@@ -216,6 +220,7 @@ class SimulatedGateways:
         tls_ca_file: str | None = None,
         tls_cert_file: str | None = None,
         tls_key_file: str | None = None,
+        command_log: str | None = None,
     ) -> None:
         if not step_s > 0:
             raise ValueError(f"step_s must be > 0, got {step_s}")
@@ -285,6 +290,10 @@ class SimulatedGateways:
             self._conn_of[a:b] = i
         self._last_seq: dict[str, int] = {}
         self._last_schedule_seq: dict[str, int] = {}
+        self._fences: dict[str, EpochFence] = {}  # gateway -> highest leader epoch seen
+        self._command_log = None if command_log is None else open(command_log, "a")  # noqa: SIM115
+        """Every command and schedule received, a line each: ``ts gateway device seq epoch
+        kind status reason valid_until`` (epoch -1: none)."""
         self._row = {str(d): i for i, d in enumerate(ids.tolist())}
         self._p_min = -np.asarray(cap.p_load_max_kw, dtype=np.float64)
         self._p_max = np.asarray(cap.p_gen_max_kw, dtype=np.float64)
@@ -466,12 +475,16 @@ class SimulatedGateways:
     def _on_commands(self, c: _Conn, gateway: str, payload: bytes) -> None:
         msg = decode_cmd(payload)
         if isinstance(msg, ScheduleMessage):
-            self._on_schedules(c, gateway, msg.schedules)
+            self._on_schedules(c, gateway, msg.schedules, msg.epoch)
             return
         commands = msg.commands
         now = self.clock()
         gw_of = self.gateway_of_device
-        acks = screen_commands(commands, self._last_seq, now, lambda d: gw_of.get(d) == gateway)
+        deposed = not self._fence(gateway).admit(msg.epoch)
+        acks = screen_commands(
+            commands, self._last_seq, now, lambda d: gw_of.get(d) == gateway, deposed=deposed
+        )
+        self._log_commands(gateway, msg.epoch, "command", commands, acks)
         st = self.stats
         st.commands_received += len(acks)
         accepted = [cmd for cmd, a in zip(commands, acks, strict=True) if a.status == "accepted"]
@@ -503,7 +516,36 @@ class SimulatedGateways:
             )
         self._spawn(c, self._ack(c, gateway, acks))
 
-    def _on_schedules(self, c: _Conn, gateway: str, schedules: Sequence[Schedule]) -> None:
+    def _fence(self, gateway: str) -> EpochFence:
+        """The highest leader epoch ``gateway`` has seen."""
+        fence = self._fences.get(gateway)
+        if fence is None:
+            fence = self._fences[gateway] = EpochFence()
+        return fence
+
+    def _log_commands(
+        self,
+        gateway: str,
+        epoch: int | None,
+        kind: str,
+        items: Sequence[Command | Schedule],
+        acks: Sequence[CommandAck],
+    ) -> None:
+        """One line per command or schedule received, when a command log is kept."""
+        f = self._command_log
+        if f is None:
+            return
+        e, now = -1 if epoch is None else epoch, self.clock()
+        f.writelines(
+            f"{now:.3f} {gateway} {a.device} {a.seq} {e} {kind} {a.status} {a.reason or '-'} "
+            f"{x.valid_until:.3f}\n"
+            for x, a in zip(items, acks, strict=True)
+        )
+        f.flush()
+
+    def _on_schedules(
+        self, c: _Conn, gateway: str, schedules: Sequence[Schedule], epoch: int | None = None
+    ) -> None:
         """Screen a plan's schedules, give the accepted ones to the twin, acknowledge all."""
         now = self.clock()
         gw_of, row = self.gateway_of_device, self._row
@@ -513,8 +555,14 @@ class SimulatedGateways:
             return float(self._p_min[i]), float(self._p_max[i])
 
         acks = screen_schedules(
-            schedules, self._last_schedule_seq, now, lambda d: gw_of.get(d) == gateway, limits
+            schedules,
+            self._last_schedule_seq,
+            now,
+            lambda d: gw_of.get(d) == gateway,
+            limits,
+            deposed=not self._fence(gateway).admit(epoch),
         )
+        self._log_commands(gateway, epoch, "schedule", schedules, acks)
         st = self.stats
         st.schedules_received += len(acks)
         accepted = [x for x, a in zip(schedules, acks, strict=True) if a.status == "accepted"]

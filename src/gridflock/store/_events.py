@@ -28,6 +28,7 @@ __all__ = [
     "event_samples",
     "get_event",
     "list_events",
+    "max_command_seq",
     "save_commands",
     "save_event",
     "save_event_performance",
@@ -278,6 +279,13 @@ def save_commands(conn: Connection, batch: CommandBatch) -> None:
     table = table_of(CommandRow)
     for i in range(0, n, CHUNK):
         conn.execute(insert_ignore(conn, table), rows[i : i + CHUNK])
+
+
+def max_command_seq(conn: Connection) -> dict[str, int]:
+    """The highest ``seq`` stored per device."""
+    table = table_of(CommandRow)
+    stmt = select(table.c.device_id, func.max(table.c.seq)).group_by(table.c.device_id)
+    return {str(d): int(s) for d, s in conn.execute(stmt).all()}
 
 
 def command_counts(conn: Connection, event_ids: Sequence[str]) -> dict[str, int]:

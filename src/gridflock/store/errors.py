@@ -10,6 +10,7 @@ from gridflock.domain import ConflictError, NotFoundError, UnavailableError
 __all__ = [
     "AlreadyExistsError",
     "DatabaseUnavailableError",
+    "FencedError",
     "StoreError",
     "UnknownEventError",
     "is_outage",
@@ -48,6 +49,21 @@ class AlreadyExistsError(ConflictError, ValueError):
         self.what = what
         self.record_id = record_id
         super().__init__(f"{what} {record_id!r} already exists")
+
+
+class FencedError(ConflictError):
+    """A write by a control process whose epoch is no longer the current one (deposed).
+
+    Never an outage: retrying cannot help, as another process leads with a higher epoch.
+    """
+
+    def __init__(self, mine: int, current: int | None) -> None:
+        self.mine = mine
+        self.current = current
+        super().__init__(
+            f"write refused: this process led with epoch {mine}, the current epoch is "
+            f"{current}; another process leads now and writes in its place"
+        )
 
 
 def is_outage(error: BaseException) -> bool:

@@ -45,6 +45,7 @@ __all__ = [
     "ForecastRow",
     "GatewayRow",
     "GridNodeRow",
+    "LeadershipRow",
     "ScheduleRow",
     "SettlementRow",
     "SiteRow",
@@ -445,6 +446,19 @@ class SupportWindowRow(Base):
     kw_needed: Mapped[float] = mapped_column(Double, comment="Largest P50 excess [kW].")
     kw_needed_p90: Mapped[float] = mapped_column(Double, comment="Largest P90 excess [kW].")
     reason: Mapped[str] = mapped_column(String)
+
+
+class LeadershipRow(Base):
+    """The control leader's fencing token: one row, its epoch raised on every takeover."""
+
+    __tablename__ = "leadership"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    epoch: Mapped[int] = mapped_column(
+        BigInteger, comment="Fencing token: raised by one on every acquisition."
+    )
+    holder: Mapped[str] = mapped_column(String, comment="Process that holds it (pid@host).")
+    since: Mapped[datetime] = mapped_column(UTCDateTime, comment="When it was acquired.")
 
 
 def table_of(model: type[Base]) -> Table:

@@ -38,6 +38,7 @@ from gridflock.store import (
     _gateways,
     _history,
     _keys,
+    _leadership,
     _schedules,
     _settlements,
     _telemetry,
@@ -280,6 +281,25 @@ class Store:
         """Store a batch of commands (status ``sent``); known command ids are skipped."""
         with self.engine.begin() as conn:
             _events.save_commands(conn, batch)
+
+    def max_command_seq(self) -> dict[str, int]:
+        """The highest command ``seq`` stored for each device (a new leader goes on above it)."""
+        with self.engine.connect() as conn:
+            return _events.max_command_seq(conn)
+
+    def leadership(self) -> dict[str, Any] | None:
+        """The control leader now: ``epoch``, ``holder``, ``since`` (None before any leader)."""
+        if self.engine.dialect.name != "postgresql":
+            return None  # one process does everything on SQLite: nobody is elected
+        with self.engine.connect() as conn:
+            return _leadership.read_leadership(conn)
+
+    def control_sessions(self) -> list[dict[str, Any]]:
+        """The control processes taking part in the election (PostgreSQL; none on SQLite)."""
+        if self.engine.dialect.name != "postgresql":
+            return []
+        with self.engine.connect() as conn:
+            return _leadership.sessions(conn)
 
     def command_counts(self, event_ids: Sequence[str]) -> dict[str, int]:
         """How many commands were stored for each of ``event_ids`` (ids with none are absent)."""

@@ -13,6 +13,7 @@ from gridflock.gateways.mqtt.acl import (
 from gridflock.gateways.mqtt.codec import (
     REJECT_REASONS,
     DecodedTelemetry,
+    EpochFence,
     ProtocolError,
     Rejection,
     decode_ack,
@@ -71,6 +72,7 @@ __all__ = [
     "CommandAcks",
     "CommandMessage",
     "DecodedTelemetry",
+    "EpochFence",
     "GatewayCredential",
     "ProtocolError",
     "Reading",

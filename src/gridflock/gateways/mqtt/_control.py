@@ -38,6 +38,7 @@ from gridflock.gateways.mqtt.protocol import (
 )
 
 __all__ = [
+    "EpochFence",
     "decode_ack",
     "decode_activate",
     "decode_commands",
@@ -149,7 +150,8 @@ def encode_commands(
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     starts = [0, *bounds.tolist()]
     ends = [*bounds.tolist(), n]
-    head = f'{{"v":{VERSION},"issued_at":{float(batch.issued_at)!r},"commands":['
+    epoch = "" if batch.epoch is None else f',"epoch":{int(batch.epoch)}'
+    head = f'{{"v":{VERSION},"issued_at":{float(batch.issued_at)!r}{epoch},"commands":['
     ordered = [parts[i] for i in order.tolist()]
     first = codes[order].tolist()
     return {
@@ -163,22 +165,49 @@ def decode_commands(payload: bytes | str) -> list[Command]:
     return list(_validate(CommandMessage, payload, "commands").commands)
 
 
+class EpochFence:
+    """The highest control-leader epoch a gateway has seen: older epochs are deposed.
+
+    A message without an epoch (one process runs the whole service, nobody is elected)
+    is always admitted. Keep one per gateway (or per device); :attr:`highest` may be
+    saved and given back after a restart.
+    """
+
+    def __init__(self, highest: int | None = None) -> None:
+        self.highest = highest
+
+    def admit(self, epoch: int | None) -> bool:
+        """Whether a message of ``epoch`` may be applied (and remember the highest)."""
+        if epoch is None:
+            return True
+        if self.highest is not None and epoch < self.highest:
+            return False
+        self.highest = epoch
+        return True
+
+
 def screen_commands(
     commands: Iterable[Command],
     last_seq: dict[str, int],
     now: float,
     known_devices: Callable[[str], bool] | None = None,
+    *,
+    deposed: bool = False,
 ) -> list[CommandAck]:
     """The reference gateway rules: accept or reject each command, in order.
 
-    Rejects commands of unknown devices, past ``valid_until`` (``expired``) and with
-    ``seq`` not above the last seen for the device (``replayed``); updates ``last_seq``
-    for accepted ones. Range checks against the device are the gateway's own.
+    Rejects them all as ``deposed_leader`` when ``deposed`` (the message's epoch is below
+    the highest seen: :class:`EpochFence`); else commands of unknown devices, past
+    ``valid_until`` (``expired``) and with ``seq`` not above the last seen for the device
+    (``replayed``); updates ``last_seq`` for accepted ones. Range checks against the
+    device are the gateway's own.
     """
     acks = []
     for c in commands:
         reason: str | None = None
-        if known_devices is not None and not known_devices(c.device):
+        if deposed:
+            reason = "deposed_leader"
+        elif known_devices is not None and not known_devices(c.device):
             reason = "unknown_device"
         elif c.valid_until <= now:
             reason = "expired"

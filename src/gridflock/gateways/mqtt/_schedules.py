@@ -98,7 +98,11 @@ def encode_schedules(
         )
     ]
     per_message = max(1, min(MAX_SCHEDULES, MAX_SCHEDULE_SLOTS_PER_MESSAGE // max(batch.steps, 1)))
-    head = f'{{"v":{VERSION},"type":"schedule","issued_at":{float(batch.issued_at)!r},"schedules":['
+    epoch = "" if batch.epoch is None else f',"epoch":{int(batch.epoch)}'
+    head = (
+        f'{{"v":{VERSION},"type":"schedule","issued_at":{float(batch.issued_at)!r}{epoch},'
+        '"schedules":['
+    )
     out: dict[str, list[bytes]] = {}
     order = np.argsort(codes, kind="stable")
     sorted_codes = codes[order].tolist()
@@ -141,8 +145,13 @@ def screen_schedules(
     now: float,
     known_devices: Callable[[str], bool] | None = None,
     limits: Callable[[str], tuple[float, float]] | None = None,
+    *,
+    deposed: bool = False,
 ) -> list[CommandAck]:
     """The reference gateway rules for schedules: accept or reject each, in order.
+
+    ``deposed`` (the message's epoch is below the highest seen, :class:`EpochFence`)
+    rejects them all as ``deposed_leader``.
 
     Rejects schedules of unknown devices, past ``valid_until`` (``expired``), with ``seq``
     not above the last schedule seq seen for the device (``replayed``; kept apart from the
@@ -152,7 +161,9 @@ def screen_schedules(
     acks = []
     for s in schedules:
         reason: str | None = None
-        if known_devices is not None and not known_devices(s.device):
+        if deposed:
+            reason = "deposed_leader"
+        elif known_devices is not None and not known_devices(s.device):
             reason = "unknown_device"
         elif s.valid_until <= now:
             reason = "expired"

@@ -10,6 +10,7 @@ gateway with NumPy grouping. The rest handles small messages through the models 
 from __future__ import annotations
 
 from gridflock.gateways.mqtt._control import (
+    EpochFence,
     decode_ack,
     decode_activate,
     decode_commands,
@@ -45,6 +46,7 @@ __all__ = [
     "CommandAcks",
     "DecodedTelemetry",
     "DecodedTelemetryMany",
+    "EpochFence",
     "ProtocolError",
     "Rejection",
     "TelemetryAck",

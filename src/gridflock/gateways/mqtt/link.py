@@ -93,6 +93,9 @@ class MqttLink:
     command_grace_s
         How long after ``valid_until`` an unacknowledged command is reported expired
         (:meth:`take_expired`) and a late acknowledgement is still taken [s].
+    answer_telemetry
+        Whether refused readings are answered on the gateway's ack topic. A control
+        process beside ingest workers leaves the answers to them (one answer each).
     telemetry_only
         Subscribe to telemetry alone (an ingest worker): command acknowledgements and
         gateway statuses belong to the control process, which sends the commands.
@@ -109,6 +112,7 @@ class MqttLink:
         client_id: str | None = None,
         limits: GatewayLimits | None = None,
         command_grace_s: float = 10.0,
+        answer_telemetry: bool = True,
         telemetry_only: bool = False,
     ) -> None:
         self.broker = broker
@@ -119,6 +123,10 @@ class MqttLink:
         self.share = share
         self.limits = limits
         self.command_grace_s = command_grace_s
+        self.answer_telemetry = answer_telemetry
+        self.shared_gateways = not answer_telemetry
+        """Other control processes command these gateways too (leader and standby): acks
+        of commands this one never sent are counted, not logged."""
         self.connect_timeout_s = 10.0
         self.client_id = client_id or f"gridflock-service-{uuid.uuid4().hex[:8]}"
         self.client = Client(self.client_id)
@@ -327,7 +335,10 @@ class MqttLink:
             else:
                 sent.acked = True
                 mine.append(a)
-        if len(mine) < len(msg.acks):
+        foreign = sum(1 for a in msg.acks if a.id not in self._sent)
+        if self.shared_gateways and foreign == len(msg.acks):
+            pass  # another control process's commands (the leader's, seen by a standby)
+        elif len(mine) < len(msg.acks):
             log.warning(
                 "gateway %s acknowledged %d command(s) not sent to it: ignored",
                 gw,
@@ -479,6 +490,8 @@ class MqttLink:
 
     def _ack(self, gateway: str, payload: bytes) -> None:
         """Answer a gateway's telemetry on its ack topic (QoS 0: dropped while offline)."""
+        if not self.answer_telemetry:
+            return
         if not self._connected:
             self.counts["telemetry_acks_unsent"] += 1
             return

@@ -117,6 +117,7 @@ COMMAND_REJECT_REASONS: dict[str, str] = {
     "not_controllable": "the device cannot be commanded (for example a plain meter)",
     "customer_override": "the customer overrode remote control locally",
     "device_error": "the device failed to apply the setpoint",
+    "deposed_leader": "epoch lower than the highest the gateway has seen: a deposed leader sent it",
 }
 
 _ID_RE = re.compile(ID_PATTERN[:-1] + r"\Z")
@@ -130,6 +131,16 @@ Reason = Annotated[
     str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="Short snake_case reason code.")
 ]
 Version = Annotated[Literal[1], Field(description="Protocol version.")]
+Epoch = Annotated[
+    int | None,
+    Field(
+        None,
+        ge=0,
+        description="Fencing token of the control leader that sent it; a gateway refuses "
+        "(reason deposed_leader) a message whose epoch is lower than the highest it has "
+        "seen. Absent when one process runs the whole service.",
+    ),
+]
 
 
 # ---------------------------------------------------------------------------------------
@@ -269,6 +280,7 @@ class CommandMessage(_Strict):
 
     v: Version
     issued_at: EpochS
+    epoch: Epoch = None
     commands: list[Command] = Field(max_length=MAX_COMMANDS)
 
 
@@ -403,6 +415,7 @@ class ScheduleMessage(_Strict):
     v: Version
     type: Literal["schedule"]
     issued_at: EpochS
+    epoch: Epoch = None
     schedules: list[Schedule] = Field(max_length=MAX_SCHEDULES)
 
 
