@@ -265,12 +265,13 @@ def test_a_replica_serves_the_leaders_figures_and_forwards_writes(tmp_path: Path
                 assert r.status_code == 413
                 assert "larger than" in r.json()["detail"]
                 # the leader steps down: a write gets 503 at once; back: it goes through
-                leader.leading = False
+                leader.leadership.elected = True  # a standby's state: elected, no epoch
+                leader.leadership.epoch = None
                 await _until(lambda: leader_bus._serving is None, 10, "the leader to step down")
                 r = await client.post(f"/api/v1/events/{ev['id']}/cancel", headers=auth)
                 assert r.status_code == 503
                 assert r.headers["retry-after"] == "2"
-                leader.leading = True
+                leader.leadership.elected = False
                 await _until(lambda: leader_bus._serving is not None, 10, "the leader back")
                 r = await client.post(f"/api/v1/events/{ev['id']}/cancel", headers=auth)
                 assert r.status_code == 200

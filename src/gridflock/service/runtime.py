@@ -82,8 +82,6 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self._store = store
-        self.leading = True
-        """Whether this process leads (dispatches, publishes the read model, takes writes)."""
         self.link = link
         self.clock = clock
         self.metrics_ = ServiceMetrics()
