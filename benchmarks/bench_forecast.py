@@ -160,6 +160,10 @@ def train_speed(args) -> dict:
     cfg = TrainConfig(quantities=quantities, num_threads=args.threads)
     if args.calibration_sites:
         cfg = replace(cfg, calibration_sites=args.calibration_sites)
+    if args.max_bin:
+        cfg = replace(cfg, max_bin=args.max_bin)
+    if args.max_rows:
+        cfg = replace(cfg, max_rows=args.max_rows)
     if args.calibration_intraday_every_h:
         cfg = replace(cfg, calibration_intraday_every_h=args.calibration_intraday_every_h)
     t, c = time.perf_counter(), time.process_time()
@@ -262,6 +266,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="train: time spent per part")
     ap.add_argument("--calibration-sites", type=int, default=None)
     ap.add_argument("--calibration-intraday-every-h", type=float, default=None)
+    ap.add_argument("--max-bin", type=int, default=None, help="train: LightGBM bins")
+    ap.add_argument("--max-rows", type=int, default=None, help="train: rows per quantity")
     ap.add_argument("--dump", default=None, help="accuracy: .npz of the fleet's day-ahead net")
     ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (train, predict)")
     args = ap.parse_args()
