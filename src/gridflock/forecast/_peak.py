@@ -19,7 +19,7 @@ import numpy as np
 
 from gridflock.forecast._types import FloatArray
 
-__all__ = ["fit_error_ar", "peak_index", "peak_probabilities", "spread"]
+__all__ = ["fit_error_ar", "peak_index", "peak_probabilities", "peak_step", "spread"]
 
 #: Sample paths per estimate: the window's share is known to about ±1.5 % at 1,000.
 N_PATHS = 1000
@@ -113,3 +113,26 @@ def fit_error_ar(blocks: list[tuple[FloatArray, FloatArray, FloatArray]]) -> lis
     phi = num / np.sqrt(den_a * den_b)
     sd = float(np.median(np.concatenate(absolute))) / NormalDist().inv_cdf(0.75)
     return [round(float(np.clip(phi, 0.0, 0.99)), 4), round(sd, 4)]
+
+
+def peak_step(
+    values: FloatArray,
+    quantiles: tuple[float, ...],
+    error_ar: list[float] | tuple[float, float] | None,
+    lowest: bool = False,
+    tolerance: int = 2,
+) -> int | None:
+    """Peak step of one key's quantiles (steps, n_q), as :meth:`Forecast.peak_times` does.
+
+    ``error_ar`` is the learned ``(phi, sd)`` (None: independent errors of the band's
+    width); ``lowest`` for the minimum (the largest import of ``net``). None if the median
+    is unknown at every step.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    med = v[:, quantiles.index(0.5)]
+    if not np.isfinite(med).any():
+        return None
+    phi, sd = (float(error_ar[0]), float(error_ar[1])) if error_ar else (0.0, 1.0)
+    sigma = spread(v[:, 0], v[:, -1], quantiles[0], quantiles[-1])
+    sign = -1.0 if lowest else 1.0
+    return peak_index(sign * med, sigma, phi, sd, tolerance)
