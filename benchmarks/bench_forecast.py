@@ -72,7 +72,7 @@ def accuracy(args) -> dict:
         groups=("fleet", "grid_node"),
         train=TrainConfig(
             quantities=quantities,
-            level_quantities=() if args.no_level else ("flex_up", "flex_down"),
+            level_quantities=("flex_up", "flex_down") if args.level else (),
         ),
     )
     t, c = time.perf_counter(), time.process_time()
@@ -271,7 +271,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="train: time spent per part")
     ap.add_argument("--calibration-sites", type=int, default=None)
     ap.add_argument("--calibration-intraday-every-h", type=float, default=None)
-    ap.add_argument("--no-level", action="store_true", help="accuracy: no level term (A/B)")
+    ap.add_argument("--level", action="store_true", help="accuracy: flex with a level term")
     ap.add_argument("--max-bin", type=int, default=None, help="train: LightGBM bins")
     ap.add_argument("--max-rows", type=int, default=None, help="train: rows per quantity")
     ap.add_argument("--dump", default=None, help="accuracy: .npz of the fleet's day-ahead net")
