@@ -70,7 +70,10 @@ def accuracy(args) -> dict:
         test_days=args.test_days,
         retrain_every_days=7,
         groups=("fleet", "grid_node"),
-        train=TrainConfig(quantities=quantities),
+        train=TrainConfig(
+            quantities=quantities,
+            level_quantities=("flex_up", "flex_down") if args.level else (),
+        ),
     )
     t, c = time.perf_counter(), time.process_time()
     report = backtest(history, source, cfg)
@@ -89,20 +92,22 @@ def accuracy(args) -> dict:
     }
     keep = [
         "mae", "nmae", "rmse", "crps", "coverage", "skill_seasonal_naive", "skill_persistence",
-        "peak_time_error_min", "peak_within_30min", "relative_mae_p1_p99", "one_minus_wape",
+        "peak_time_error_min", "peak_within_30min", "peak_time_error_min_p50",
+        "peak_within_30min_p50", "peak_days", "relative_mae_p1_p99", "one_minus_wape",
+        "mae_seasonal_naive", "mae_persistence", "n_points",
     ]  # fmt: skip
     rows = {}
     for _, r in table.iterrows():
         if "@grid_node:" in r["series"]:
             continue
-        rows[f"{r['series']} {r['horizon']}"] = {k: round(float(r[k]), 4) for k in keep}
+        rows[f"{r['series']} {r['horizon']}"] = {k: round(float(r[k]), 4) for k in keep if k in r}
     # grid nodes pooled: coverage and skill of each node's total
     nodes = table[table["series"].str.startswith("net@grid_node:")]
     for h in ("day_ahead", "intraday"):
         sel = nodes[nodes["horizon"] == h]
         if len(sel):
             rows[f"net@grid nodes (mean of {len(sel)}) {h}"] = {
-                k: round(float(sel[k].mean()), 4) for k in keep
+                k: round(float(sel[k].mean()), 4) for k in keep if k in sel
             }
     out["series"] = rows
 
@@ -160,6 +165,10 @@ def train_speed(args) -> dict:
     cfg = TrainConfig(quantities=quantities, num_threads=args.threads)
     if args.calibration_sites:
         cfg = replace(cfg, calibration_sites=args.calibration_sites)
+    if args.max_bin:
+        cfg = replace(cfg, max_bin=args.max_bin)
+    if args.max_rows:
+        cfg = replace(cfg, max_rows=args.max_rows)
     if args.calibration_intraday_every_h:
         cfg = replace(cfg, calibration_intraday_every_h=args.calibration_intraday_every_h)
     t, c = time.perf_counter(), time.process_time()
@@ -262,6 +271,9 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="train: time spent per part")
     ap.add_argument("--calibration-sites", type=int, default=None)
     ap.add_argument("--calibration-intraday-every-h", type=float, default=None)
+    ap.add_argument("--level", action="store_true", help="accuracy: flex with a level term")
+    ap.add_argument("--max-bin", type=int, default=None, help="train: LightGBM bins")
+    ap.add_argument("--max-rows", type=int, default=None, help="train: rows per quantity")
     ap.add_argument("--dump", default=None, help="accuracy: .npz of the fleet's day-ahead net")
     ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (train, predict)")
     args = ap.parse_args()

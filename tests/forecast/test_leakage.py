@@ -7,7 +7,7 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gridflock.forecast import History, predict
+from gridflock.forecast import History, aggregate, predict
 from gridflock.forecast._features import Rows, build_features
 
 from .conftest import START
@@ -103,3 +103,8 @@ def test_predictions_ignore_everything_after_the_issue_time(twin, bundle):
         )
         for q in a:
             np.testing.assert_array_equal(a[q].values, b[q].values)
+            # the peak time too: its error process was learned in training, not on these days
+            assert a[q].error_ar == b[q].error_ar
+            fleet_a = aggregate(a[q], {"fleet": np.ones(a[q].values.shape[0], bool)})
+            fleet_b = aggregate(b[q], {"fleet": np.ones(b[q].values.shape[0], bool)})
+            assert fleet_a.peak_times(lowest=True).equals(fleet_b.peak_times(lowest=True))

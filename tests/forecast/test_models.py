@@ -137,3 +137,27 @@ def test_a_site_without_history_and_gaps_still_gets_finite_forecasts(twin, bundl
     fc = predict(bundle, gappy, source, issued, "intraday", quantities=("net",))["net"]
     assert np.isfinite(fc.values).all()
     assert np.isfinite(fc.mean).all()
+
+
+def test_a_quantity_learned_relative_to_its_last_week(twin):
+    """``level_quantities``: trained on deviations from the last 7 days' mean, added back."""
+    from dataclasses import replace
+
+    from gridflock.forecast import train
+
+    from .conftest import QUICK
+
+    history, _, source = twin
+    cut = START + pd.Timedelta(days=DAYS - 3)
+    cfg = replace(QUICK, quantities=("net",), level_quantities=("net",), calibration_days=0)
+    bundle = train(history.before(cut), source, cfg)
+    assert bundle.meta["level"] == {"net": True}
+    again = ModelBundle.from_bytes(bundle.to_bytes())
+    fc = day_ahead(history, source, bundle, DAYS - 2)["net"]
+    fc2 = day_ahead(history, source, again, DAYS - 2)["net"]
+    np.testing.assert_array_equal(fc.values, fc2.values)
+    assert np.isfinite(fc.values).all()
+    assert np.all(np.diff(fc.values, axis=-1) >= 0)
+    # the level carries the forecast: the fleet's median is near what happened
+    actual = history.series["net"][:, np.searchsorted(history.times, fc.times)]
+    assert abs(np.nansum(actual) - fc.quantile(0.5).sum()) < 0.5 * np.nansum(np.abs(actual))

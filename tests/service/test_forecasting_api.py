@@ -15,6 +15,7 @@ import pytest
 
 from gridflock.api import create_app
 from gridflock.domain.auth import Role
+from gridflock.forecast import peak_step
 from gridflock.service import Runtime
 from gridflock.service.forecast_schedule import Due
 from gridflock.service.links import NoDevices
@@ -105,6 +106,12 @@ def test_a_group_forecast_with_quantiles_and_actuals(api: Api) -> None:
     # the same figures as the service holds
     [held] = api.runtime.forecaster.latest("day_ahead", "net", "fleet", "fleet")
     np.testing.assert_allclose(p50, held.values_kw[:, 1])
+    # the peak time: a step of the day, where the model's error process puts the import peak
+    ar = api.runtime.forecaster.error_ar("net", "day_ahead", "group")
+    idx = peak_step(held.values_kw, held.quantiles, ar, lowest=True)
+    assert f["peak_at"] == f["ts"][idx]
+    # on or near the median's import plateau, not in a trough
+    assert -p50[idx] >= -p50.min() - 0.25 * (p50.max() - p50.min())
 
 
 def test_intraday_of_a_grid_node(api: Api, seeded: Seeded) -> None:

@@ -81,6 +81,10 @@ class Forecasts(Protocol):
         """Need-for-support windows of the latest issue."""
         ...
 
+    def error_ar(self, quantity: str, horizon: str, kind: str) -> list[float] | None:
+        """The model's learned error process ``[phi, sd]`` of ``kind`` site or group."""
+        ...
+
     def request_retrain(self) -> bool:
         """Retrain as soon as possible; ``False`` if already asked or running."""
         ...

@@ -28,6 +28,7 @@ from gridflock.forecast._files import (
 )
 from gridflock.forecast._locations import WeatherLocations
 from gridflock.forecast._model import ModelBundle, TrainConfig, predict, train
+from gridflock.forecast._peak import peak_step
 from gridflock.forecast._support import exceedance_probability, support_windows
 from gridflock.forecast._types import (
     FLEX_HOLD_H,
@@ -68,6 +69,7 @@ __all__ = [
     "backtest",
     "exceedance_probability",
     "metrics",
+    "peak_step",
     "predict",
     "read_series_file",
     "read_weather_forecasts",

@@ -121,4 +121,6 @@ def aggregate(
         corr=forecast.corr,
         model_version=forecast.model_version,
         mean=means,
+        error_ar=forecast.group_error_ar,
+        group_error_ar=forecast.group_error_ar,
     )

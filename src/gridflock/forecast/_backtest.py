@@ -29,6 +29,7 @@ from gridflock.forecast._model import (
     predict,
     train,
 )
+from gridflock.forecast._peak import peak_index, spread
 from gridflock.forecast._types import STEP, FloatArray, History, WeatherSeries, WeatherSource
 
 __all__ = ["BacktestConfig", "BacktestReport", "SeriesResult", "backtest", "score"]
@@ -245,8 +246,17 @@ def backtest(
     # collected per (series, horizon): lists of y, p, naive, persistence, and plot points
     acc: dict[tuple[str, str], dict[str, list[Any]]] = {}
 
-    def add(key: tuple[str, str], y: Any, p: Any, nv: Any, ps: Any, times: Any) -> None:
-        slot = acc.setdefault(key, {"y": [], "p": [], "nv": [], "ps": [], "t": []})
+    def add(
+        key: tuple[str, str],
+        y: Any,
+        p: Any,
+        nv: Any,
+        ps: Any,
+        times: Any,
+        ar: tuple[float, float] = (0.0, 1.0),
+    ) -> None:
+        slot = acc.setdefault(key, {"y": [], "p": [], "nv": [], "ps": [], "t": [], "ar": []})
+        slot["ar"].append(ar)
         slot["y"].append(y)
         slot["p"].append(p)
         slot["nv"].append(nv)
@@ -282,7 +292,8 @@ def backtest(
                     y = history.series[q][:, targets]
                     nv, ps = _references(history.series[q], a, targets, horizon)
                     name = q if not multi else f"{q}@sites"
-                    add((name, horizon), y, fc.values, nv, ps, fc.times if not multi else None)
+                    times_ = fc.times if not multi else None
+                    add((name, horizon), y, fc.values, nv, ps, times_, fc.error_ar)
                     for gname, mask in masks.items():
                         g = aggregate(fc, {gname: mask})
                         gy = _group_total(y[mask])
@@ -295,6 +306,7 @@ def backtest(
                             gnv[None],
                             gps[None],
                             fc.times,
+                            g.error_ar,
                         )
             if progress is not None:
                 progress("forecast", origins.index((issue, j0, j1)) + 1, len(origins))
@@ -307,7 +319,7 @@ def backtest(
             nv = np.concatenate(s["nv"], axis=1)
             pe = np.concatenate(s["ps"], axis=1)
             metrics = score(ys, ps_, qs, nv, pe)
-            peak = _peak_days(s["y"], s["p"], qs)
+            peak = _peak_days(s["y"], s["p"], qs, s["ar"])
             metrics.update(peak)
         else:
             ys = np.concatenate(s["y"], axis=1)
@@ -351,18 +363,35 @@ def _group_total(block: Any) -> FloatArray:
     return np.asarray(np.where(share >= MIN_KNOWN_SHARE, total, np.nan), dtype=np.float64)
 
 
-def _peak_days(ys: list[Any], ps: list[Any], qs: tuple[float, ...]) -> dict[str, float]:
-    """Peak timing over every (row, day) of day-ahead forecasts (one list item per day)."""
+def _peak_days(
+    ys: list[Any], ps: list[Any], qs: tuple[float, ...], ars: list[tuple[float, float]]
+) -> dict[str, float]:
+    """Peak timing over every (row, day) of day-ahead forecasts (one list item per day).
+
+    ``peak_*`` score the forecast's peak time (:func:`gridflock.forecast._peak.peak_index`
+    with the error process learned in training), ``peak_*_p50`` the time of the median's
+    own maximum, for comparison.
+    """
     mid = qs.index(0.5)
-    errs = []
-    for y, p in zip(ys, ps, strict=True):
+    errs, errs_p50 = [], []
+    for y, p, (phi, sd) in zip(ys, ps, ars, strict=True):
+        sigma = spread(p[..., 0], p[..., -1], qs[0], qs[-1])
         for row in range(y.shape[0]):
             sign = _peak_sign(y[row])
-            e = m.peak_timing_error_min(sign * y[row], sign * p[row, :, mid], y.shape[1])
-            errs.append(e)
-    e = np.concatenate(errs) if errs else np.zeros(0)
-    e = e[~np.isnan(e)]
-    return {
-        "peak_time_error_min": float(np.median(e)) if len(e) else float("nan"),
-        "peak_within_30min": float(np.mean(e <= 30.0)) if len(e) else float("nan"),
-    }
+            med = sign * p[row, :, mid]
+            if np.isnan(y[row]).any() or np.isnan(med).any():
+                errs.append(np.array([np.nan]))
+                errs_p50.append(np.array([np.nan]))
+                continue
+            true = int(np.argmax(sign * y[row]))
+            est = peak_index(med, sigma[row], phi, sd, tolerance=2, seed=row)
+            errs.append(np.array([abs(est - true) * 15.0]))
+            errs_p50.append(np.array([abs(int(np.argmax(med)) - true) * 15.0]))
+    out: dict[str, float] = {}
+    for suffix, parts in (("", errs), ("_p50", errs_p50)):
+        e = np.concatenate(parts) if parts else np.zeros(0)
+        e = e[~np.isnan(e)]
+        out[f"peak_time_error_min{suffix}"] = float(np.median(e)) if len(e) else float("nan")
+        out[f"peak_within_30min{suffix}"] = float(np.mean(e <= 30.0)) if len(e) else float("nan")
+        out[f"peak_days{suffix}"] = float(len(e))
+    return out

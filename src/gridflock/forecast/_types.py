@@ -357,6 +357,11 @@ class Forecast:
     mean : array (n_keys, n_steps) [kW], or empty
         Expected value per key and step (a site's mean is not its median when its power is
         spiky: an EV charges or not). Sums of means are what group totals centre on.
+    error_ar, group_error_ar : tuple (phi, sd)
+        How the errors of one key (``error_ar``), or of a group total once aggregated
+        (``group_error_ar``), run on from step to step: the lag-1 correlation and the size of
+        the standardised errors, learned on the calibration days; :meth:`peak_times` draws
+        sample paths with them.
 
     """
 
@@ -370,6 +375,8 @@ class Forecast:
     corr: FloatArray = field(default_factory=lambda: np.zeros(0))
     model_version: str = ""
     mean: FloatArray = field(default_factory=lambda: np.zeros(0))
+    error_ar: tuple[float, float] = (0.0, 1.0)
+    group_error_ar: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", np.asarray(self.keys, dtype=object))
@@ -401,6 +408,27 @@ class Forecast:
             if abs(qq - q) < 1e-9:
                 return self.values[:, :, i]
         raise KeyError(f"quantile {q} not in {self.quantiles}")
+
+    def peak_times(self, lowest: bool = False, tolerance_min: float = 30.0) -> pd.DatetimeIndex:
+        """Per key, the step most likely within ``tolerance_min`` of the span's peak.
+
+        The peak is the maximum (``lowest``: the minimum, e.g. the largest import of
+        ``net``); see :mod:`gridflock.forecast._peak` for the sample paths of the median plus
+        errors that run on as learned (``error_ar``). One estimate over the forecast's span:
+        the local day of a day-ahead forecast.
+        """
+        from gridflock.forecast._peak import peak_index, spread
+
+        sign = -1.0 if lowest else 1.0
+        lo, hi = self.values[:, :, 0], self.values[:, :, -1]
+        sigma = spread(lo, hi, self.quantiles[0], self.quantiles[-1])
+        med = self.quantile(0.5)
+        phi, sd = self.error_ar
+        tol = max(0, round(tolerance_min / 15.0))
+        idx = [
+            peak_index(sign * med[k], sigma[k], phi, sd, tol, seed=k) for k in range(len(self.keys))
+        ]
+        return self.times[np.asarray(idx, dtype=np.int64)]
 
     def to_frame(self) -> pd.DataFrame:
         """Long table: key, ts, one column per quantile (``p10``, ``p50``, ...), and ``mean``."""

@@ -390,6 +390,14 @@ class ForecastService:
             return self.bundle.quantities
         return tuple(sorted({f.quantity for f in self.latest()}))
 
+    def error_ar(self, quantity: str, horizon: str, kind: str) -> list[float] | None:
+        """The current model's learned error process ``[phi, sd]`` (for peak times)."""
+        if self.bundle is None:
+            return None
+        found = self.bundle.meta.get("error_ar", {}).get(quantity, {}).get(horizon, {})
+        ar = found.get(kind) if isinstance(found, dict) else None
+        return [float(ar[0]), float(ar[1])] if ar else None
+
     def actuals(self, forecast: IssuedForecast) -> npt.NDArray[np.float64]:
         """What happened over ``forecast``'s steps, from the telemetry read so far (NaN: unknown).
 

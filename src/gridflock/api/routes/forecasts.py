@@ -22,6 +22,7 @@ from gridflock.api.deps import PageDep, RuntimeDep
 from gridflock.api.errors import ProblemError
 from gridflock.api.runtime import Runtime
 from gridflock.api.schemas import PageOut, ProblemOut
+from gridflock.forecast import peak_step
 from gridflock.store.records import IssuedForecast
 
 __all__ = ["router"]
@@ -80,6 +81,12 @@ class GroupForecastOut(BaseModel):
     )
     actual_kw: list[float | None] = Field(
         description="What happened at each step so far [kW]; null where not yet known."
+    )
+    peak_at: str | None = Field(
+        None,
+        description="The forecast's peak time (UTC step start): the step most likely within "
+        "30 min of the span's highest value (for `net`: the largest import), from sample paths "
+        "of the median and the error process learned in training; null without a median.",
     )
 
 
@@ -171,7 +178,18 @@ def _group_out(runtime: Runtime, f: IssuedForecast) -> dict[str, Any]:
         "ts": [iso(start + i * f.step_s) for i in range(n)],
         "values": {_pct(q): _finite(f.values_kw[:, i]) for i, q in enumerate(f.quantiles)},
         "actual_kw": _finite(runtime.forecasts.actuals(f)),
+        "peak_at": _peak_at(runtime, f),
     }
+
+
+def _peak_at(runtime: Runtime, f: IssuedForecast) -> str | None:
+    """The forecast's peak time with the current model's learned error process."""
+    if 0.5 not in f.quantiles or len(f.quantiles) < 3 or not len(f.values_kw):
+        return None
+    kind = "site" if f.group_by == "site" else "group"
+    ar = runtime.forecasts.error_ar(f.quantity, f.horizon, kind)
+    idx = peak_step(f.values_kw, f.quantiles, ar, lowest=f.quantity == "net")
+    return None if idx is None else iso(f.start.timestamp() + idx * f.step_s)
 
 
 @router.get(
