@@ -296,6 +296,10 @@ class _Envelopes:
     async def delete(self, ids: Any, principal: Principal) -> list[str]:
         raise LeaderOnlyError
 
+    def holds(self) -> dict[str, Any]:
+        """Held by the leader (its dispatcher runs the hold)."""
+        raise LeaderOnlyError
+
 
 class _Forecasts:
     """Forecasts are read from the leader (its memory holds the per-site issues)."""
@@ -325,6 +329,9 @@ class _Forecasts:
         raise LeaderOnlyError
 
     def support(self, horizon: str | None = None) -> list[SupportWindowRecord]:
+        raise LeaderOnlyError
+
+    def error_ar(self, quantity: str, horizon: str, kind: str) -> list[float] | None:
         raise LeaderOnlyError
 
     def request_retrain(self) -> bool:
