@@ -237,9 +237,7 @@ def run_frequency_event(
         f_full = float(t[hit[0]]) - T0_S if len(hit) else math.nan
         met: bool | None = None
         if event.kind == "step" and peak > 0:
-            met = bool(
-                t_full <= prod.full_s and (prod.start_s is None or t_start <= prod.start_s)
-            )
+            met = bool(t_full <= prod.full_s and (prod.start_s is None or t_start <= prod.start_s))
         elif event.kind == "step":
             met = False
         report.cases.append(FfrCase(prod, res, t_start, t_full, peak, f_full, met))
