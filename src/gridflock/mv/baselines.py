@@ -436,9 +436,9 @@ def wsa_factor(
         tm = t.sum(axis=(1, 2)) / cnt
         ym = y.sum(axis=(1, 2)) / cnt
         dt_ = np.where(ok, t - tm[:, None, None], 0.0)
-        slope = (dt_ * np.where(ok, y - ym[:, None, None], 0.0)).sum(axis=(1, 2)) / (
-            dt_**2
-        ).sum(axis=(1, 2))
+        slope = (dt_ * np.where(ok, y - ym[:, None, None], 0.0)).sum(axis=(1, 2)) / (dt_**2).sum(
+            axis=(1, 2)
+        )
     days = (ok.any(axis=2)).sum(axis=1)
     return np.asarray(np.where(np.isfinite(slope) & (days >= min_days), slope, 0.0), float)
 
@@ -487,8 +487,15 @@ def pjm_high4of5(
     shift = -factor[:, None] * (tl.actual[0][None, :] - t_cbl)  # generator sign
     shift = np.where(np.isfinite(shift), shift, 0.0)
     return _result(
-        Method.PJM_HIGH4OF5_WSA, meter, event, h, base + shift, sel, x,
-        shift.mean(axis=1), "PJM WSA factor method: CBL + factor x (event - CBL days) temperature",
+        Method.PJM_HIGH4OF5_WSA,
+        meter,
+        event,
+        h,
+        base + shift,
+        sel,
+        x,
+        shift.mean(axis=1),
+        "PJM WSA factor method: CBL + factor x (event - CBL days) temperature",
     )
 
 
@@ -746,8 +753,15 @@ def battery_device_trend(
     valid = has & (used >= min(5, days)) & np.isfinite(kw).all(axis=1)
     kw[~valid] = np.nan
     return Baseline(
-        str(Method.BATTERY_DEVICE_TREND), event.event_id, meter.site_ids, steps, kw, actual,
-        valid, np.full(meter.n_sites, np.nan), used,
+        str(Method.BATTERY_DEVICE_TREND),
+        event.event_id,
+        meter.site_ids,
+        steps,
+        kw,
+        actual,
+        valid,
+        np.full(meter.n_sites, np.nan),
+        used,
         "batteries only: recent days' power, adjusted for the season's trend and the sun",
     )
 

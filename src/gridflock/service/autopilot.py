@@ -496,9 +496,7 @@ class AutopilotService:
                     if self.forecaster == self._seasonal_naive
                     else "the configured forecaster"
                 )
-            state = (
-                InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
-            )
+            state = InitialState.from_fleet_state(self.loop.state) if inputs is not None else None
             if self.price_overlay is not None:
                 s = replace(s, tariff=self.price_overlay(s.tariff, times, self._tz()))
             envelopes = self.loop.dispatcher.envelopes

@@ -34,6 +34,7 @@ from gridflock.domain.messages import CommandBatch
 from gridflock.domain.ports import DeviceLink, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.service.gridcode import SettingsPusher
 from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.plans import PlanExecutor
 from gridflock.service.writer import StoreWriter
@@ -87,7 +88,11 @@ class ControlLoop:
         self._wake = asyncio.Event()
         self._writing = False
         self.plans: PlanExecutor | None = None
+        self.gridcode: SettingsPusher | None = None
         self.set_fleet(spec)
+        self.gridcode = SettingsPusher(link, clock, audit=self.audit)
+        """Grid-code settings to the gateways: ``control.gridcode.push(spec, ...)``."""
+        self.push_settings(spec)
         self.plans = PlanExecutor(self.state, link, clock, store=store, writer=writer)
         """Sends plans to devices as schedules: ``control.plans.apply(plan)``."""
 
@@ -118,6 +123,16 @@ class ControlLoop:
             self.plans.replace_fleet(state)
         self.link.update_fleet(spec)  # the link screens devices against the fleet
         self.metrics.devices_total.set(state.n)
+        if self.gridcode is not None:
+            self.push_settings(spec)
+
+    def push_settings(self, spec: FleetSpec) -> None:
+        """Send the fleet's changed grid-code settings; a failure is logged, never fatal."""
+        assert self.gridcode is not None
+        try:
+            self.gridcode.push(spec)
+        except Exception:  # the fleet itself was valid: settings must not block it
+            log.exception("grid-code settings not pushed")
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -265,6 +280,8 @@ class ControlLoop:
             if n:
                 m.rejected.labels(reason).inc(n)
         m.messages.inc(report.messages)
+        if self.gridcode is not None:
+            self.gridcode.take_report(report, now)
         acks, expired = report.acks, report.expired
         if self.plans is not None:  # schedules' acks are the plan executor's
             acks = self.plans.take_acks(acks, now)

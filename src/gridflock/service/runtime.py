@@ -261,6 +261,43 @@ class Runtime:
             {"sites": len(spec.sites), "devices": spec.n_devices},
         )
 
+    async def push_grid_settings(
+        self,
+        product: str | None,
+        deadband_hz: float | None,
+        droop: float | None,
+        principal: Principal,
+    ) -> dict[str, Any]:
+        """Every device's grid-code settings to its gateway again, with a product's droop."""
+        from gridflock.fleet.flexibility import frequency_response
+        from gridflock.gridcode import products
+        from gridflock.service.gridcode import capacity_of
+
+        loop = self.loop
+        assert loop.gridcode is not None
+        capacity = None
+        if product is not None and product in products():
+            prod = products()[product]
+            cap = frequency_response(
+                loop.state, self.clock(), within_s=prod.full_s, hold_s=prod.duration_s
+            )
+            capacity = capacity_of(loop.state.device_ids, cap.up_kw, cap.down_kw)
+        return loop.gridcode.push(
+            loop.spec,
+            force=True,
+            product=product,
+            deadband_hz=deadband_hz,
+            droop=droop,
+            capacity=capacity,
+            keep_options=False,
+            actor=principal.label,
+        )
+
+    def grid_settings(self) -> dict[str, Any]:
+        """Each device's latest grid-code settings and its gateway's answer."""
+        assert self.loop.gridcode is not None
+        return self.loop.gridcode.status()
+
     async def provision_gateway(
         self,
         gateway_id: str,
