@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +25,7 @@ import pandas as pd
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.flexibility import frequency_response
 from gridflock.fleet.state import FleetState
+from gridflock.gateways.mqtt.protocol import DeviceSettings
 from gridflock.gridcode import FrequencyProduct, products
 from gridflock.sim.frequency import FfrResult, frequency_event, response_times, simulate_response
 from gridflock.sim.twin import Twin
@@ -200,11 +202,14 @@ def run_frequency_event(
     seconds: float = 10.0,
     warm_steps: int = 5,
     droop: dict[str, FrequencyProduct] | None = None,
+    pushed: Mapping[str, DeviceSettings] | None = None,
 ) -> FfrReport:
     """The fleet's local response to ``event`` under each product of ``PRODUCTS``.
 
     ``start`` (UTC) is when the twin's live state is taken; ``droop`` replaces a product's
-    droop shape by the one pushed to the devices (the product's timing still judges it).
+    droop shape by another (the product's timing still judges it). ``pushed``: the
+    settings the service pushed to each device (``SimulatedGateways.pushed``); a device
+    with an ``ffr`` part of a product follows that droop with its contracted kW there.
     """
     if not 0.001 <= dt_s <= 0.1:
         raise ValueError(f"dt_s must be 1..100 ms to resolve a 0.5 s start, got {dt_s} s")
@@ -230,7 +235,8 @@ def run_frequency_event(
     for code in PRODUCTS:
         prod = catalogue[code]
         shape = (droop or {}).get(code, prod)
-        res = simulate_response(kinds, cap.up_kw, cap.down_kw, shape, t, f, rng)
+        up, down, shapes, shape_of = _pushed(pushed, state.device_ids, code, prod, cap)
+        res = simulate_response(kinds, up, down, shape, t, f, rng, shapes=shapes, shape_of=shape_of)
         t_start, t_full = response_times(res, T0_S)
         peak = float(np.max(np.abs(res.required_kw))) if len(t) else 0.0
         hit = np.flatnonzero(np.abs(res.required_kw) >= 0.99 * peak) if peak > 0 else []
@@ -242,6 +248,44 @@ def run_frequency_event(
             met = False
         report.cases.append(FfrCase(prod, res, t_start, t_full, peak, f_full, met))
     return report
+
+
+def _pushed(
+    pushed: Mapping[str, DeviceSettings] | None,
+    device_ids: Any,
+    code: str,
+    prod: FrequencyProduct,
+    cap: Any,
+) -> tuple[np.ndarray, np.ndarray, list[FrequencyProduct], np.ndarray | None]:
+    """Contracted kW and droop per device: the pushed ones where a device has them."""
+    up = np.array(cap.up_kw, dtype=np.float64)
+    down = np.array(cap.down_kw, dtype=np.float64)
+    if not pushed:
+        return up, down, [], None
+    shapes: list[FrequencyProduct] = []
+    index: dict[tuple[float, float, float, float], int] = {}
+    shape_of = np.full(len(up), -1, dtype=np.int64)
+    for i, dev in enumerate(np.asarray(device_ids).tolist()):
+        item = pushed.get(str(dev))
+        if item is None or item.ffr is None or item.ffr.product != code:
+            continue
+        x = item.ffr
+        key = (x.deadband_hz, x.knee_hz, x.knee_pu, x.full_hz)
+        if key not in index:
+            index[key] = len(shapes)
+            shapes.append(
+                prod.model_copy(
+                    update={
+                        "deadband_hz": x.deadband_hz,
+                        "knee_hz": x.knee_hz,
+                        "knee_pu": x.knee_pu,
+                        "full_hz": x.full_hz,
+                    }
+                )
+            )
+        shape_of[i] = index[key]
+        up[i], down[i] = x.up_kw, x.down_kw
+    return up, down, shapes, shape_of
 
 
 def write_ffr_report(report: FfrReport, out: Path) -> dict[str, Path]:
