@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from gridflock.domain.errors import ValidationError
+from gridflock.domain.errors import InvalidError
 from gridflock.domain.ports import LinkReport, SettingsLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import settings_item
@@ -99,21 +99,21 @@ def settings_documents(
     Inverters (``INVERTER_KINDS``) get their site profile's curves; with ``product``,
     every device also gets its droop and contracted kW (``capacity``: up, down per device;
     0 without). ``deadband_hz`` / ``droop`` replace the profile's frequency-watt deadband
-    and droop, both directions. ``ValidationError`` names an unknown product or a value out
+    and droop, both directions. ``InvalidError`` names an unknown product or a value out
     of range.
     """
     prod = None
     if product is not None:
         known = products()
         if product not in known:
-            raise ValidationError(
+            raise InvalidError(
                 f"unknown frequency product {product!r}; known: {', '.join(sorted(known))}"
             )
         prod = known[product]
     if deadband_hz is not None and not 0 <= deadband_hz <= 2:
-        raise ValidationError(f"deadband_hz must be 0..2 Hz, got {deadband_hz}")
+        raise InvalidError(f"deadband_hz must be 0..2 Hz, got {deadband_hz}")
     if droop is not None and not 0 < droop <= 0.2:
-        raise ValidationError(f"droop must be above 0 and at most 0.2 (20 %), got {droop}")
+        raise InvalidError(f"droop must be above 0 and at most 0.2 (20 %), got {droop}")
     sites = spec.sites
     codes = dict(zip(sites["id"].astype(str), site_codes(sites).tolist(), strict=True))
     devices = spec.all_devices()
@@ -135,13 +135,11 @@ def settings_documents(
         if code not in known_codes:
             continue  # fleet validation reports sites without a code
         prof = profile(code)
-        if prod is not None and prod.f_nom_hz != prof.f_nom_hz:
-            raise ValidationError(
-                f"product {prod.code} is for {prod.f_nom_hz} Hz grids; site {site} runs on "
-                f"{code} at {prof.f_nom_hz} Hz"
-            )
+        here = prod if prod is not None and prod.f_nom_hz == prof.f_nom_hz else None
+        if here is None and not inverter:
+            continue
         up, down = (capacity or {}).get(dev, (0.0, 0.0))
-        doc = device_settings(prof, dev, kind, 0.0, prod, up, down)
+        doc = device_settings(prof, dev, kind, 0.0, here, up, down)
         if not inverter:
             doc["volt_var"] = doc["volt_watt"] = doc["freq_watt"] = None
         elif deadband_hz is not None or droop is not None:
