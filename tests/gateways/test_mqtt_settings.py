@@ -37,7 +37,8 @@ def test_every_profile_makes_a_valid_item_with_its_numbers(code: str) -> None:
     doc = device_settings(prof, "dev-1", "pv", 5.0, prod, 2.0, 1.0)
     item = settings_item(doc, "s-1", 7, T)
     assert (item.profile, item.f_nom_hz, item.device, item.seq) == (code, prof.f_nom_hz, "dev-1", 7)
-    assert item.volt_var is not None and item.volt_watt is not None
+    assert item.volt_var is not None
+    assert item.volt_watt is not None
     assert tuple(item.volt_var.v_pu) == prof.volt_var.x
     assert tuple(item.volt_var.y_pu) == prof.volt_var.y
     assert item.volt_var.enabled == prof.volt_var.enabled
