@@ -1,0 +1,150 @@
+"""The service's grid-code settings: pushed at start, on import, by operators, until answered."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gridflock.config import Settings
+from gridflock.domain import InvalidError
+from gridflock.domain.auth import Principal, Role
+from gridflock.domain.ports import GatewayStatus, SettingsVerdict
+from gridflock.domain.spec import FleetSpec
+from gridflock.fleet.generate import generate_fleet
+from gridflock.gridcode import profile, site_codes
+from gridflock.service import Runtime
+from gridflock.service.gridcode import settings_documents
+from gridflock.service.links import MemoryLink
+from gridflock.store import Store
+
+T0 = 1_790_000_000.0
+OPERATOR = Principal("k-op", "operator-1", Role.OPERATOR)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> FleetSpec:
+    return generate_fleet(12, 4)
+
+
+@pytest.fixture
+def store(tmp_path: Path, fleet: FleetSpec) -> Iterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'gc.db'}")
+    s.upgrade()
+    s.save_fleet(fleet)
+    yield s
+    s.close()
+
+
+def _items(link: MemoryLink) -> dict[str, tuple[str, object]]:
+    """The latest item sent per device, with its gateway."""
+    return {it.device: (gw, it) for gw, items in link.settings for it in items}
+
+
+def test_pushed_until_answered_again_when_online_and_on_changes_only(
+    store: Store, fleet: FleetSpec
+) -> None:
+    clock = [T0]
+    link = MemoryLink(connected=False)  # the broker is away at start
+    rt = Runtime(Settings(database_url="sqlite://"), store, fleet, link, clock=lambda: clock[0])
+    pusher = rt.loop.gridcode
+    assert pusher is not None
+    docs = settings_documents(fleet)
+    assert set(pusher.records) == set(docs)
+    assert all(r.status == "pending" and r.sent_at is None for r in pusher.records.values())
+    # the settings are the site profile's: oracle, the profile of the site's code
+    codes = dict(zip(fleet.sites["id"], site_codes(fleet.sites), strict=True))
+    devices = fleet.all_devices().set_index("id")
+    for dev, rec in pusher.records.items():
+        prof = profile(codes[devices.loc[dev, "site_id"]])
+        assert rec.item.profile == prof.code
+        assert rec.item.freq_watt is not None
+        assert rec.item.freq_watt.droop_over == prof.freq_watt.droop_over
+        assert rec.gateway == devices.loc[dev, "gateway_id"]
+
+    link.connected = True
+    rt.control_cycle()  # never sent: they go now
+    sent = _items(link)
+    assert set(sent) == set(docs)
+    first_ids = {d: it.id for d, (_, it) in sent.items()}  # type: ignore[attr-defined]
+
+    # one gateway answers for its devices; a verdict from the wrong gateway changes nothing
+    dev, (gw, item) = next(iter(sent.items()))
+    link.answer_settings(
+        SettingsVerdict(gw, item.id, dev, item.seq, "accepted", None, {"freq_watt": "verified"})  # type: ignore[attr-defined]
+    )
+    other_dev = next(d for d, (g, _) in sent.items() if g != gw)
+    o_item = sent[other_dev][1]
+    link.answer_settings(
+        SettingsVerdict(gw, o_item.id, other_dev, o_item.seq, "accepted")  # type: ignore[attr-defined]
+    )
+    link.settings.clear()
+    clock[0] += 2
+    rt.control_cycle()
+    assert pusher.records[dev].status == "accepted"
+    assert pusher.records[dev].adopted == {"freq_watt": "verified"}
+    assert pusher.records[other_dev].status == "pending"
+    assert pusher.counts["answers_ignored"] == 1
+    assert link.settings == []  # not overdue yet
+
+    # unanswered ones go again after resend_s, with the same id and seq (idempotent)
+    clock[0] += pusher.resend_s
+    rt.control_cycle()
+    again = _items(link)
+    assert dev not in again
+    assert set(again) == set(docs) - {dev}
+    assert all(it.id == first_ids[d] for d, (_, it) in again.items())  # type: ignore[attr-defined]
+
+    # a gateway that comes online gets its devices' latest settings again, answered or not
+    link.settings.clear()
+    link.announce(GatewayStatus(gw, "online", clock[0]))
+    clock[0] += 2
+    rt.control_cycle()
+    behind = {d for d, r in pusher.records.items() if r.gateway == gw}
+    assert set(_items(link)) == behind
+    assert pusher.records[dev].status == "accepted"  # its answer stands
+
+    # a fleet import sends only what changed: the devices of the site whose code changed
+    link.settings.clear()
+    sites = fleet.sites.copy()
+    site = str(devices.loc[dev, "site_id"])
+    new_code = "AU-B" if codes[site] != "AU-B" else "GB-G99"
+    sites.loc[sites["id"] == site, "grid_code"] = new_code
+    changed = dataclasses.replace(fleet, sites=sites)
+    asyncio.run(rt.import_fleet(changed, OPERATOR))
+    moved = {d for d in docs if devices.loc[d, "site_id"] == site}
+    assert set(_items(link)) == moved
+    assert {it.profile for _, it in _items(link).values()} == {new_code}  # type: ignore[attr-defined]
+
+
+def test_an_operator_push_with_a_product_goes_to_every_device_with_new_seq(
+    store: Store, fleet: FleetSpec
+) -> None:
+    clock = [T0]
+    link = MemoryLink()
+    rt = Runtime(Settings(database_url="sqlite://"), store, fleet, link, clock=lambda: clock[0])
+    before = {d: (r.item.seq, r.item.id) for d, r in rt.loop.gridcode.records.items()}  # type: ignore[union-attr]
+    link.settings.clear()
+    clock[0] += 10
+    out = asyncio.run(rt.push_grid_settings("GB-DC", None, 0.04, OPERATOR))
+    n_all = len(settings_documents(fleet, "GB-DC"))
+    assert out["pushed"] == out["sent"] == out["devices"] == n_all
+    assert n_all > len(before)  # the product reaches non-inverter kinds too
+    for d, (_gw, it) in _items(link).items():
+        assert it.ffr is not None
+        assert it.ffr.product == "GB-DC"
+        if d in before:
+            assert it.seq > before[d][0]  # type: ignore[attr-defined]
+            assert it.id != before[d][1]  # type: ignore[attr-defined]
+            assert it.freq_watt.droop_over == it.freq_watt.droop_under == 0.04  # type: ignore[attr-defined]
+    status = rt.grid_settings()
+    assert status["product"] == "GB-DC"
+    assert status["by_status"] == {"pending": n_all}
+    assert rt.writer.flush()
+    with pytest.raises(InvalidError, match="known"):
+        asyncio.run(rt.push_grid_settings("XX", None, None, OPERATOR))
+    with pytest.raises(InvalidError, match="droop"):
+        asyncio.run(rt.push_grid_settings(None, None, 0.9, OPERATOR))
