@@ -239,7 +239,7 @@ def run_frequency_event(
         res = simulate_response(kinds, up, down, shape, t, f, rng, shapes=shapes, shape_of=shape_of)
         t_start, t_full = response_times(res, T0_S)
         peak = float(np.max(np.abs(res.required_kw))) if len(t) else 0.0
-        hit = np.flatnonzero(np.abs(res.required_kw) >= 0.99 * peak) if peak > 0 else []
+        hit = np.flatnonzero(np.abs(res.required_kw) >= 0.99 * peak) if peak > 0 else np.zeros(0)
         f_full = float(t[hit[0]]) - T0_S if len(hit) else math.nan
         met: bool | None = None
         if event.kind == "step" and peak > 0:

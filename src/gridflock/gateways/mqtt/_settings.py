@@ -11,6 +11,7 @@ repeated item (same id and seq) as it did before.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,10 +179,13 @@ def decode_settings(payload: bytes | str | dict[str, Any]) -> DecodedSettings:
             'settings does not match protocol v1: need "type": "settings"'
             + (f"; unknown field(s) {sorted(extra)[:5]}" if extra else "")
         )
-    issued, items = obj.get("issued_at"), obj.get("settings")
-    if type(issued) not in (int, float) or not isinstance(items, list):
+    raw_issued, items = obj.get("issued_at"), obj.get("settings")
+    number = isinstance(raw_issued, (int, float)) and not isinstance(raw_issued, bool)
+    issued = float(raw_issued) if number else math.nan  # type: ignore[arg-type]
+    if not math.isfinite(issued) or not isinstance(items, list):
         raise ProtocolError(
-            "settings does not match protocol v1: issued_at must be a number and settings a list"
+            "settings does not match protocol v1: issued_at must be a finite number and "
+            "settings a list"
         )
     if len(items) > MAX_SETTINGS:
         raise ProtocolError(f"settings carries {len(items)} items, more than {MAX_SETTINGS}")
@@ -194,7 +198,7 @@ def decode_settings(payload: bytes | str | dict[str, Any]) -> DecodedSettings:
             r = _refusal(raw, e)
             if r is not None:
                 refused.append(r)
-    return DecodedSettings(float(issued), good, refused)
+    return DecodedSettings(issued, good, refused)
 
 
 @dataclass
