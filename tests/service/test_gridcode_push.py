@@ -148,3 +148,52 @@ def test_an_operator_push_with_a_product_goes_to_every_device_with_new_seq(
         asyncio.run(rt.push_grid_settings("XX", None, None, OPERATOR))
     with pytest.raises(InvalidError, match="droop"):
         asyncio.run(rt.push_grid_settings(None, None, 0.9, OPERATOR))
+
+
+def test_settings_go_through_the_link_that_owns_each_device(fleet: FleetSpec) -> None:
+    from gridflock.domain.ports import SettingsLink
+    from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
+    from gridflock.service.links import CompositeLink, NoDevices
+    from gridflock.sim.realtime import RealtimeTwin
+
+    for link in (
+        MemoryLink(fleet),
+        RealtimeTwin(fleet, hours=0.1, clock=lambda: T0),
+        MqttLink(BrokerAddress.parse("mqtt://127.0.0.1:1"), {}),
+    ):
+        assert isinstance(link, SettingsLink), type(link).__name__
+    assert not isinstance(NoDevices(), SettingsLink)
+    mqtt, other = MemoryLink(fleet), NoDevices()
+    devices = fleet.all_devices()
+    bats = devices[devices["kind"] == "battery"]
+    # batteries speak OCPP here (a link without settings); the rest the MQTT gateways
+    protocols = {kind: ("ocpp" if kind == "battery" else "mqtt") for kind in fleet.devices}
+    spec = dataclasses.replace(
+        fleet,
+        devices={k: df.assign(protocol=protocols[k]) for k, df in fleet.devices.items()},
+    )
+    comp = CompositeLink({"mqtt": mqtt, "ocpp": other}, spec)  # type: ignore[dict-item]
+    docs = settings_documents(spec)
+    from gridflock.gateways.mqtt.codec import settings_item
+
+    items = [settings_item(doc, f"s-{d}", 1, T0) for d, (_, doc) in docs.items()]
+    assert not comp.send_settings("gw", items)  # the batteries' link carries none
+    sent = {it.device for _, group in mqtt.settings for it in group}
+    assert sent == set(docs) - set(bats["id"])
+
+
+def test_pushes_and_answers_are_in_the_audit_log(store: Store, fleet: FleetSpec) -> None:
+    clock = [T0]
+    link = MemoryLink()
+    rt = Runtime(Settings(database_url="sqlite://"), store, fleet, link, clock=lambda: clock[0])
+    item = link.settings[0][1][0]
+    gw = link.settings[0][0]
+    link.answer_settings(SettingsVerdict(gw, item.id, item.device, item.seq, "accepted"))
+    clock[0] += 2
+    rt.control_cycle()
+    asyncio.run(rt.push_grid_settings("GB-DC", None, None, OPERATOR))
+    assert rt.writer.flush()
+    actions = [(a.actor, a.action) for a in store.audit_log(action="gridcode.*")]
+    assert ("service", "gridcode.push") in actions
+    assert ("gateways", "gridcode.answers") in actions
+    assert ("apikey:operator-1", "gridcode.push") in actions

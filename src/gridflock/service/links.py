@@ -305,15 +305,26 @@ class CompositeLink:
         )
 
     def send_settings(self, gateway: str, items: Sequence[Any]) -> bool:
-        """Through the first link that carries settings (the MQTT gateways)."""
-        for name, link in self.links.items():
-            if isinstance(link, SettingsLink):
-                try:
-                    return link.send_settings(gateway, items)
-                except Exception:
-                    log.exception("link %s failed to send settings", name)
-                    return False
-        return False
+        """Each item through the link that owns its device, if that link carries settings.
+
+        True when every item went out; items of a link without settings are not sent.
+        """
+        by_link: dict[str, list[Any]] = {}
+        for it in items:
+            name = self.owner.get(str(it.device), self.default or "")
+            by_link.setdefault(name, []).append(it)
+        ok = True
+        for name, group in by_link.items():
+            link = self.links.get(name)
+            if not isinstance(link, SettingsLink):
+                ok = False
+                continue
+            try:
+                ok = link.send_settings(gateway, group) and ok
+            except Exception:
+                log.exception("link %s failed to send settings; the others go on", name)
+                ok = False
+        return ok
 
     def update_fleet(self, spec: FleetSpec) -> None:
         """New owners; every link takes up the fleet."""
