@@ -270,3 +270,70 @@ def test_pushed_settings_reach_the_registers_and_bad_items_are_refused(tmp_path:
         asyncio.run(main())
     finally:
         broker.kill()
+
+
+def test_settings_ahead_are_held_until_effective_and_a_meter_or_missing_models_say_so() -> None:
+    """No broker: the gateway's own rules, on a fake clock, against the SunSpec simulator."""
+    from gridflock.gateways.mqtt.codec import DecodedSettings, settings_item
+    from gridflock.gridcode import device_settings
+
+    pv = PvInverterUnit(5.0, irradiance=lambda t: 800.0, flavour="7xx", der_models=(711,))
+    bare = BatteryUnit(10.0, 5.0, soc=0.5, flavour="7xx")  # no DER models at all
+    meter = MeterUnit([pv, bare], load_kw=lambda t: 0.5)
+    modbus = free_port()
+    base = {"protocol": "sunspec", "host": HOST, "port": modbus, "poll_interval_s": 1.0}
+    cfg = parse_config(
+        {
+            "gateway": {"id": GW, "broker": f"mqtt://{HOST}:1"},
+            "devices": [
+                {**base, "id": "pv", "kind": "pv", "unit": 1},
+                {**base, "id": "bat", "kind": "battery", "unit": 2},
+                {**base, "id": "meter", "kind": "meter", "unit": 3},
+            ],
+        }
+    )
+    now = [1_790_000_000.0]
+    prof = profile("GB-G99")
+
+    def item(dev: str, seq: int, eff: float) -> DeviceSettings:
+        return settings_item(device_settings(prof, dev, "pv", 5.0), f"{dev}-{seq}", seq, eff)
+
+    async def main() -> None:
+        server = SunSpecServer({1: pv, 2: bare, 3: meter}, port=modbus)
+        await server.start()
+        gw = EdgeGateway(cfg, clock=lambda: now[0])
+        for d in gw.drivers:
+            await d.start()
+        try:
+            before = active(pv, 711).DbOf.cvalue
+            msg = DecodedSettings(
+                now[0],
+                [item("pv", 1, now[0] + 60), item("bat", 1, now[0]), item("meter", 1, now[0])],
+            )
+            acks = {a.device: a for a in await gw.handle_settings(msg)}
+            assert set(acks) == {"bat", "meter"}  # the PV's is held, answered when applied
+            assert (acks["bat"].status, acks["bat"].reason) == ("unsupported", "no_der_functions")
+            assert acks["bat"].adopted == {
+                "volt_var": "absent",
+                "volt_watt": "absent",
+                "freq_watt": "absent",
+            }
+            assert (acks["meter"].status, acks["meter"].reason) == (
+                "unsupported",
+                "no_der_functions",
+            )
+            assert "pv" in gw.settings_due
+            await gw.control_step()
+            assert active(pv, 711).DbOf.cvalue == before  # not yet
+            now[0] += 61
+            await gw.control_step()
+            assert "pv" not in gw.settings_due
+            assert gw.settings_seen["pv"].ack.status == "accepted"
+            assert active(pv, 711).DbOf.cvalue == pytest.approx(prof.freq_watt.db_over_hz)
+            assert active(pv, 711).KOf.cvalue == pytest.approx(prof.freq_watt.droop_over)
+        finally:
+            for d in gw.drivers:
+                await d.close()
+            await server.stop()
+
+    asyncio.run(main())
