@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -36,8 +37,15 @@ from gridflock.domain.errors import InvalidError
 from gridflock.domain.ports import LinkReport, SettingsLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import settings_item
-from gridflock.gateways.mqtt.protocol import DeviceSettings
-from gridflock.gridcode import device_settings, products, profile, profiles, site_codes
+from gridflock.gateways.mqtt.protocol import MAX_P_KW, DeviceSettings
+from gridflock.gridcode import (
+    FrequencyProduct,
+    device_settings,
+    products,
+    profile,
+    profiles,
+    site_codes,
+)
 
 __all__ = ["INVERTER_KINDS", "PushRecord", "SettingsPusher", "settings_documents"]
 
@@ -87,20 +95,33 @@ class PushRecord:
         }
 
 
-def settings_documents(
-    spec: FleetSpec,
-    product: str | None = None,
-    deadband_hz: float | None = None,
-    droop: float | None = None,
-    capacity: Mapping[str, tuple[float, float]] | None = None,
-) -> dict[str, tuple[str, dict[str, Any]]]:
-    """``{device: (gateway, settings document)}`` for every device behind a gateway.
+@dataclass(frozen=True)
+class _Planned:
+    """One device's share of a push: its gateway, its settings' template and contracted kW."""
 
-    Inverters (``INVERTER_KINDS``) get their site profile's curves; with ``product``,
-    every device also gets its droop and contracted kW (``capacity``: up, down per device;
-    0 without). ``deadband_hz`` / ``droop`` replace the profile's frequency-watt deadband
-    and droop, both directions. ``InvalidError`` names an unknown product or a value out
-    of range.
+    gateway: str
+    kind: str
+    key: tuple[str, bool, str | None]  # profile, inverter, product (where it applies)
+    up_kw: float
+    down_kw: float
+
+
+def _kw(x: float) -> float:
+    """A contracted kW within protocol v1's range (NaN: 0)."""
+    return min(max(float(x), 0.0), MAX_P_KW) if math.isfinite(x) else 0.0
+
+
+def _plan(
+    spec: FleetSpec,
+    product: str | None,
+    deadband_hz: float | None,
+    droop: float | None,
+    capacity: Mapping[str, tuple[float, float]] | None,
+) -> tuple[dict[str, _Planned], dict[tuple[str, bool, str | None], dict[str, Any]]]:
+    """Each device's plan and one settings document per template (profile x class x product).
+
+    Devices share their template's numbers: the documents are built once per template, not
+    once per device (a fleet of 100,000 devices has a handful of templates).
     """
     prod = None
     if product is not None:
@@ -118,15 +139,17 @@ def settings_documents(
     codes = dict(zip(sites["id"].astype(str), site_codes(sites).tolist(), strict=True))
     devices = spec.all_devices()
     known_codes = profiles()
-    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    cap = capacity or {}
+    plan: dict[str, _Planned] = {}
+    templates: dict[tuple[str, bool, str | None], dict[str, Any]] = {}
     for dev, site, kind, gw in zip(
-        devices["id"].astype(str),
-        devices["site_id"].astype(str),
-        devices["kind"].astype(str),
-        devices["gateway_id"],
+        devices["id"].astype(str).tolist(),
+        devices["site_id"].astype(str).tolist(),
+        devices["kind"].astype(str).tolist(),
+        devices["gateway_id"].tolist(),
         strict=True,
     ):
-        if not isinstance(gw, str) or not gw:
+        if not isinstance(gw, str) or not gw or len(dev) > 256:
             continue
         inverter = kind in INVERTER_KINDS
         if not inverter and prod is None:
@@ -134,27 +157,67 @@ def settings_documents(
         code = codes.get(site, "")
         if code not in known_codes:
             continue  # fleet validation reports sites without a code
-        prof = profile(code)
-        here = prod if prod is not None and prod.f_nom_hz == prof.f_nom_hz else None
+        here = prod if prod is not None and prod.f_nom_hz == known_codes[code].f_nom_hz else None
         if here is None and not inverter:
             continue
-        up, down = (capacity or {}).get(dev, (0.0, 0.0))
-        doc = device_settings(prof, dev, kind, 0.0, here, up, down)
-        if not inverter:
-            doc["volt_var"] = doc["volt_watt"] = doc["freq_watt"] = None
-        elif deadband_hz is not None or droop is not None:
-            fw = dict(doc["freq_watt"])
-            for side in ("over", "under"):
-                if deadband_hz is not None:
-                    fw[f"db_{side}_hz"] = deadband_hz
-                if droop is not None:
-                    fw[f"droop_{side}"] = droop
-            if fw["db_under_hz"] is None or fw["droop_under"] is None:
-                fw["db_under_hz"] = fw["db_under_hz"] or fw["db_over_hz"]
-                fw["droop_under"] = fw["droop_under"] or fw["droop_over"]
-            fw["clause"] = f"{fw['clause']}; deadband/droop set by the operator"
-            doc["freq_watt"] = fw
-        out[dev] = (gw, doc)
+        key = (code, inverter, None if here is None else here.code)
+        if key not in templates:
+            templates[key] = _template(code, kind, inverter, here, deadband_hz, droop)
+        up, down = cap.get(dev, (0.0, 0.0))
+        plan[dev] = _Planned(gw, kind, key, _kw(up), _kw(down))
+    return plan, templates
+
+
+def _template(
+    code: str,
+    kind: str,
+    inverter: bool,
+    here: FrequencyProduct | None,
+    deadband_hz: float | None,
+    droop: float | None,
+) -> dict[str, Any]:
+    """The settings document a template's devices share (device id and kW filled in later)."""
+    doc = device_settings(profile(code), "", kind, 0.0, here, 0.0, 0.0)
+    if not inverter:
+        doc["volt_var"] = doc["volt_watt"] = doc["freq_watt"] = None
+    elif deadband_hz is not None or droop is not None:
+        fw = dict(doc["freq_watt"])
+        for side in ("over", "under"):
+            if deadband_hz is not None:
+                fw[f"db_{side}_hz"] = deadband_hz
+            if droop is not None:
+                fw[f"droop_{side}"] = droop
+        if fw["db_under_hz"] is None or fw["droop_under"] is None:
+            fw["db_under_hz"] = fw["db_under_hz"] or fw["db_over_hz"]
+            fw["droop_under"] = fw["droop_under"] or fw["droop_over"]
+        fw["clause"] = f"{fw['clause']}; deadband/droop set by the operator"
+        doc["freq_watt"] = fw
+    return doc
+
+
+def settings_documents(
+    spec: FleetSpec,
+    product: str | None = None,
+    deadband_hz: float | None = None,
+    droop: float | None = None,
+    capacity: Mapping[str, tuple[float, float]] | None = None,
+) -> dict[str, tuple[str, dict[str, Any]]]:
+    """``{device: (gateway, settings document)}`` for every device behind a gateway.
+
+    Inverters (``INVERTER_KINDS``) get their site profile's curves; with ``product``,
+    every device also gets its droop and contracted kW (``capacity``: up, down per device;
+    0 without). ``deadband_hz`` / ``droop`` replace the profile's frequency-watt deadband
+    and droop, both directions. ``InvalidError`` names an unknown product or a value out
+    of range. Sites on a grid of another nominal frequency than the product's get
+    their profile's settings without it.
+    """
+    plan, templates = _plan(spec, product, deadband_hz, droop, capacity)
+    out: dict[str, tuple[str, dict[str, Any]]] = {}
+    for dev, p in plan.items():
+        doc = {**templates[p.key], "device_id": dev, "kind": p.kind}
+        if doc["ffr"] is not None:
+            doc["ffr"] = {**doc["ffr"], "up_kw": p.up_kw, "down_kw": p.down_kw}
+        out[dev] = (p.gateway, doc)
     return out
 
 
@@ -208,26 +271,43 @@ class SettingsPusher:
             product = product if product is not None else self.product
             deadband_hz = deadband_hz if deadband_hz is not None else self.deadband_hz
             droop = droop if droop is not None else self.droop
-        docs = settings_documents(spec, product, deadband_hz, droop, capacity)
+        plan, templates = _plan(spec, product, deadband_hz, droop, capacity)
         self.product, self.deadband_hz, self.droop = product, deadband_hz, droop
         now = self.clock()
         base_seq = int(now * 1000)  # increases across restarts without remembering
-        changed: list[PushRecord] = []
-        for dev, (gw, doc) in docs.items():
-            fp = _fingerprint(doc)
-            old = self.records.get(dev)
-            if old is not None and not force and old.fingerprint == fp and old.gateway == gw:
-                continue
-            seq = max(base_seq, (old.item.seq + 1) if old is not None else 0)
+        shared: dict[tuple[str, bool, str | None], tuple[DeviceSettings, str] | None] = {}
+        for key, doc in templates.items():
             try:
-                item = settings_item(doc, f"set-{uuid.uuid4().hex[:20]}", seq, now)
+                shared[key] = (
+                    settings_item({**doc, "device_id": "-"}, "-", 0, now),
+                    _fingerprint(doc),
+                )
             except ValueError as e:  # a profile beyond protocol v1's ranges: a bug in the data
-                log.error("device %s: settings not sent: %s", dev, e)
+                log.error("grid code %s: settings not sent: %s", key[0], e)
+                shared[key] = None
+        changed: list[PushRecord] = []
+        for dev, p in plan.items():
+            tmpl = shared[p.key]
+            if tmpl is None:
                 self.counts["unsendable"] += 1
                 continue
-            rec = PushRecord(dev, gw, item, fp, product)
+            base, fp0 = tmpl
+            fp = f"{fp0}:{p.up_kw!r}:{p.down_kw!r}"
+            old = self.records.get(dev)
+            if old is not None and not force and old.fingerprint == fp and old.gateway == p.gateway:
+                continue
+            seq = max(base_seq, (old.item.seq + 1) if old is not None else 0)
+            update: dict[str, Any] = {
+                "id": f"set-{uuid.uuid4().hex[:20]}",
+                "device": dev,
+                "seq": seq,
+            }
+            if base.ffr is not None:
+                update["ffr"] = base.ffr.model_copy(update={"up_kw": p.up_kw, "down_kw": p.down_kw})
+            rec = PushRecord(dev, p.gateway, base.model_copy(update=update), fp, product)
             self.records[dev] = rec
             changed.append(rec)
+        docs = plan
         for dev in set(self.records) - set(docs):  # left the fleet or its gateway
             del self.records[dev]
         sent = self._send(changed, now)
