@@ -37,7 +37,7 @@ from gridflock.domain.errors import InvalidError
 from gridflock.domain.ports import LinkReport, SettingsLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import settings_item
-from gridflock.gateways.mqtt.protocol import MAX_P_KW, DeviceSettings
+from gridflock.gateways.mqtt.protocol import MAX_P_KW, DeviceSettings, FfrSetting
 from gridflock.gridcode import (
     FrequencyProduct,
     device_settings,
@@ -286,7 +286,9 @@ class SettingsPusher:
                 log.error("grid code %s: settings not sent: %s", key[0], e)
                 shared[key] = None
         changed: list[PushRecord] = []
-        for dev, p in plan.items():
+        batch = uuid.uuid4().hex[:12]  # ids unique per push and device, without a uuid each
+        fields = {k: dict(b.__dict__) for k, (b, _) in ((k, v) for k, v in shared.items() if v)}
+        for n, (dev, p) in enumerate(plan.items()):
             tmpl = shared[p.key]
             if tmpl is None:
                 self.counts["unsendable"] += 1
@@ -297,14 +299,15 @@ class SettingsPusher:
             if old is not None and not force and old.fingerprint == fp and old.gateway == p.gateway:
                 continue
             seq = max(base_seq, (old.item.seq + 1) if old is not None else 0)
-            update: dict[str, Any] = {
-                "id": f"set-{uuid.uuid4().hex[:20]}",
-                "device": dev,
-                "seq": seq,
-            }
+            # copies of a validated template: only id, device, seq and the kW change (each
+            # checked here: a device id of the fleet, kW clipped to the protocol's range)
+            values = {**fields[p.key], "id": f"set-{batch}-{n}", "device": dev, "seq": seq}
             if base.ffr is not None:
-                update["ffr"] = base.ffr.model_copy(update={"up_kw": p.up_kw, "down_kw": p.down_kw})
-            rec = PushRecord(dev, p.gateway, base.model_copy(update=update), fp, product)
+                values["ffr"] = FfrSetting.model_construct(
+                    **{**base.ffr.__dict__, "up_kw": p.up_kw, "down_kw": p.down_kw}
+                )
+            item = DeviceSettings.model_construct(**values)
+            rec = PushRecord(dev, p.gateway, item, fp, product)
             self.records[dev] = rec
             changed.append(rec)
         docs = plan
