@@ -244,6 +244,7 @@ class SettingsPusher:
         self.deadband_hz: float | None = None
         self.droop: float | None = None
         self.counts: Counter[str] = Counter()
+        self._scanned = -math.inf  # when the records were last scanned for re-sends
 
     @property
     def can_send(self) -> bool:
@@ -359,6 +360,9 @@ class SettingsPusher:
         if answered and self.audit is not None:
             self.audit("gateways", "gridcode.answers", "settings", dict(answered))
         online = {s.gateway for s in report.statuses if s.status == "online"}
+        if not online and now - self._scanned < min(self.resend_s, 5.0):
+            return  # the records are scanned every few seconds, not every cycle
+        self._scanned = now
         again = [r for r in self.records.values() if r.gateway in online]
         again += [
             r
