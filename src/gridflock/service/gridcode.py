@@ -21,10 +21,12 @@ audit log. In memory: after a restart the service pushes again.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
 import math
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -32,12 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from gridflock.domain.errors import InvalidError
 from gridflock.domain.ports import LinkReport, SettingsLink
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import settings_item
-from gridflock.gateways.mqtt.protocol import MAX_P_KW, DeviceSettings, FfrSetting
+from gridflock.gateways.mqtt.protocol import MAX_P_KW, DeviceSettings
 from gridflock.gridcode import (
     FrequencyProduct,
     device_settings,
@@ -55,13 +58,22 @@ log = logging.getLogger("gridflock.service")
 INVERTER_KINDS = ("pv", "battery", "wind")
 
 
-@dataclass
+@dataclass(slots=True)
 class PushRecord:
-    """One device's latest settings and what its gateway answered."""
+    """One device's latest settings and what its gateway answered.
+
+    The protocol item (:attr:`item`) is a copy of its template's (``base``) with this
+    device's id, seq and contracted kW, made when first needed (sending, the API): a push
+    to 100,000 devices makes no item before it is sent.
+    """
 
     device: str
     gateway: str
-    item: DeviceSettings
+    base: DeviceSettings
+    settings_id: str
+    seq: int
+    up_kw: float
+    down_kw: float
     fingerprint: str
     product: str | None
     status: str = "pending"
@@ -71,17 +83,30 @@ class PushRecord:
     sent_at: float | None = None
     answered_at: float | None = None
     attempts: int = 0
+    _item: DeviceSettings | None = None
+
+    @property
+    def item(self) -> DeviceSettings:
+        """The protocol item: the template's, with this device's id, seq and kW."""
+        if self._item is None:
+            item = copy.copy(self.base)  # validated template: only these fields change
+            item.__dict__.update(id=self.settings_id, device=self.device, seq=self.seq)
+            if self.base.ffr is not None:
+                ffr = copy.copy(self.base.ffr)
+                ffr.__dict__.update(up_kw=self.up_kw, down_kw=self.down_kw)
+                item.__dict__["ffr"] = ffr
+            self._item = item
+        return self._item
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for the API."""
-        it = self.item
-        fw = it.freq_watt
+        fw, ffr = self.base.freq_watt, self.base.ffr
         return {
             "device_id": self.device,
             "gateway_id": self.gateway,
-            "settings_id": it.id,
-            "seq": it.seq,
-            "profile": it.profile,
+            "settings_id": self.settings_id,
+            "seq": self.seq,
+            "profile": self.base.profile,
             "product": self.product,
             "status": self.status,
             "reason": self.reason,
@@ -91,24 +116,36 @@ class PushRecord:
             "answered_at": self.answered_at,
             "attempts": self.attempts,
             "freq_watt": None if fw is None else fw.model_dump(exclude={"clause"}),
-            "ffr": None if it.ffr is None else it.ffr.model_dump(exclude={"clause"}),
+            "ffr": None
+            if ffr is None
+            else {
+                **ffr.model_dump(exclude={"clause"}),
+                "up_kw": self.up_kw,
+                "down_kw": self.down_kw,
+            },
         }
 
 
+Key = tuple[str, bool, str | None]  # profile, inverter, product (where it applies)
+
+
 @dataclass(frozen=True)
-class _Planned:
-    """One device's share of a push: its gateway, its settings' template and contracted kW."""
+class _Plan:
+    """Every device's share of a push, as columns: gateway, template and contracted kW."""
 
-    gateway: str
-    kind: str
-    key: tuple[str, bool, str | None]  # profile, inverter, product (where it applies)
-    up_kw: float
-    down_kw: float
+    device: list[str]
+    gateway: list[str]
+    kind: list[str]
+    key: np.ndarray  # index into ``keys`` per device
+    up_kw: np.ndarray
+    down_kw: np.ndarray
+    keys: list[Key]
+    templates: list[dict[str, Any]]
 
 
-def _kw(x: float) -> float:
-    """A contracted kW within protocol v1's range (NaN: 0)."""
-    return min(max(float(x), 0.0), MAX_P_KW) if math.isfinite(x) else 0.0
+def _kw(x: np.ndarray) -> np.ndarray:
+    """Contracted kW within protocol v1's range (NaN: 0)."""
+    return np.clip(np.nan_to_num(x.astype(float), nan=0.0, posinf=0.0, neginf=0.0), 0.0, MAX_P_KW)
 
 
 def _plan(
@@ -117,11 +154,12 @@ def _plan(
     deadband_hz: float | None,
     droop: float | None,
     capacity: Mapping[str, tuple[float, float]] | None,
-) -> tuple[dict[str, _Planned], dict[tuple[str, bool, str | None], dict[str, Any]]]:
+) -> _Plan:
     """Each device's plan and one settings document per template (profile x class x product).
 
-    Devices share their template's numbers: the documents are built once per template, not
-    once per device (a fleet of 100,000 devices has a handful of templates).
+    Columns over the fleet (pandas), not a loop per device; devices share their template's
+    numbers: the documents are built once per template (a fleet of 100,000 devices has a
+    handful).
     """
     prod = None
     if product is not None:
@@ -139,33 +177,54 @@ def _plan(
     codes = dict(zip(sites["id"].astype(str), site_codes(sites).tolist(), strict=True))
     devices = spec.all_devices()
     known_codes = profiles()
+    dev = devices["id"].astype(str)
+    raw_gw = devices["gateway_id"]
+    gw = raw_gw.where(raw_gw.map(lambda g: isinstance(g, str)), "").astype(str)
+    kind = devices["kind"].astype(str)
+    code = devices["site_id"].astype(str).map(codes).fillna("").astype(str)
+    f_nom = code.map({c: p.f_nom_hz for c, p in known_codes.items()})
+    inverter = kind.isin(INVERTER_KINDS).to_numpy(bool)
+    here = np.zeros(len(dev), bool) if prod is None else (f_nom == prod.f_nom_hz).to_numpy(bool)
+    keep = (
+        (gw.str.len() > 0).to_numpy(bool)
+        & (dev.str.len() <= 256).to_numpy(bool)
+        & code.isin(list(known_codes)).to_numpy(bool)  # validation reports sites without one
+        & (inverter | here)
+    )
+    rows = np.flatnonzero(keep)
+    frame = pd.DataFrame(
+        {"code": code.to_numpy(object)[rows], "inv": inverter[rows], "here": here[rows]}
+    )
+    group = frame.groupby(["code", "inv", "here"], sort=False).ngroup().to_numpy(np.int64)
+    firsts = frame.groupby(["code", "inv", "here"], sort=False).head(1)
+    keys: list[Key] = []
+    templates: list[dict[str, Any]] = []
+    kinds = kind.to_numpy(object)[rows]
+    for i, (c, inv, h) in enumerate(firsts.itertuples(index=False)):
+        keys.append((str(c), bool(inv), prod.code if h and prod is not None else None))
+        templates.append(
+            _template(
+                str(c),
+                str(kinds[firsts.index[i]]),
+                bool(inv),
+                prod if h else None,
+                deadband_hz,
+                droop,
+            )
+        )
+    devs = dev.to_numpy(object)[rows].tolist()
     cap = capacity or {}
-    plan: dict[str, _Planned] = {}
-    templates: dict[tuple[str, bool, str | None], dict[str, Any]] = {}
-    for dev, site, kind, gw in zip(
-        devices["id"].astype(str).tolist(),
-        devices["site_id"].astype(str).tolist(),
-        devices["kind"].astype(str).tolist(),
-        devices["gateway_id"].tolist(),
-        strict=True,
-    ):
-        if not isinstance(gw, str) or not gw or len(dev) > 256:
-            continue
-        inverter = kind in INVERTER_KINDS
-        if not inverter and prod is None:
-            continue
-        code = codes.get(site, "")
-        if code not in known_codes:
-            continue  # fleet validation reports sites without a code
-        here = prod if prod is not None and prod.f_nom_hz == known_codes[code].f_nom_hz else None
-        if here is None and not inverter:
-            continue
-        key = (code, inverter, None if here is None else here.code)
-        if key not in templates:
-            templates[key] = _template(code, kind, inverter, here, deadband_hz, droop)
-        up, down = cap.get(dev, (0.0, 0.0))
-        plan[dev] = _Planned(gw, kind, key, _kw(up), _kw(down))
-    return plan, templates
+    pairs = np.array([cap.get(d, (0.0, 0.0)) for d in devs], float).reshape(-1, 2)
+    return _Plan(
+        devs,
+        gw.to_numpy(object)[rows].tolist(),
+        kinds.tolist(),
+        group,
+        _kw(pairs[:, 0]),
+        _kw(pairs[:, 1]),
+        keys,
+        templates,
+    )
 
 
 def _template(
@@ -211,13 +270,14 @@ def settings_documents(
     of range. Sites on a grid of another nominal frequency than the product's get
     their profile's settings without it.
     """
-    plan, templates = _plan(spec, product, deadband_hz, droop, capacity)
+    plan = _plan(spec, product, deadband_hz, droop, capacity)
     out: dict[str, tuple[str, dict[str, Any]]] = {}
-    for dev, p in plan.items():
-        doc = {**templates[p.key], "device_id": dev, "kind": p.kind}
+    for i, dev in enumerate(plan.device):
+        doc = {**plan.templates[plan.key[i]], "device_id": dev, "kind": plan.kind[i]}
         if doc["ffr"] is not None:
-            doc["ffr"] = {**doc["ffr"], "up_kw": p.up_kw, "down_kw": p.down_kw}
-        out[dev] = (p.gateway, doc)
+            up, down = float(plan.up_kw[i]), float(plan.down_kw[i])
+            doc["ffr"] = {**doc["ffr"], "up_kw": up, "down_kw": down}
+        out[dev] = (plan.gateway[i], doc)
     return out
 
 
@@ -226,7 +286,14 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
 
 
 class SettingsPusher:
-    """Each device's grid-code settings to its gateway, re-sent until answered."""
+    """Each device's grid-code settings to its gateway, re-sent until answered.
+
+    What is to be sent waits in a queue by gateway; :meth:`drain` sends whole gateways'
+    items until its time budget (``step_s``) is spent, so that a push to a large fleet
+    goes out in steps between control cycles (the control loop's drain task, or each
+    cycle's report) and never holds the event loop for long. A push of at most
+    ``sync_items`` items is sent at once.
+    """
 
     def __init__(
         self,
@@ -234,22 +301,37 @@ class SettingsPusher:
         clock: Callable[[], float],
         audit: Callable[[str, str, str, dict[str, Any] | None], None] | None = None,
         resend_s: float = 30.0,
+        step_s: float = 0.05,
+        sync_items: int = 2000,
     ) -> None:
         self.link = link
         self.clock = clock
         self.audit = audit
         self.resend_s = resend_s
+        self.step_s = step_s
+        self.sync_items = sync_items
         self.records: dict[str, PushRecord] = {}
         self.product: str | None = None
         self.deadband_hz: float | None = None
         self.droop: float | None = None
         self.counts: Counter[str] = Counter()
         self._scanned = -math.inf  # when the records were last scanned for re-sends
+        self._queue: dict[str, dict[str, PushRecord]] = {}  # gateway -> device -> record
+        self._queued = 0
+        # what each record was built from, as columns: a re-push compares them at once
+        self._last = pd.DataFrame(
+            {"gateway": [], "fp": [], "up": [], "down": []}, index=pd.Index([], dtype=object)
+        )
 
     @property
     def can_send(self) -> bool:
         """Whether the link carries settings at all (MQTT gateways)."""
         return isinstance(self.link, SettingsLink)
+
+    @property
+    def queued(self) -> int:
+        """Items waiting to be sent (at most; a newer push may have replaced some)."""
+        return self._queued
 
     def push(
         self,
@@ -263,63 +345,84 @@ class SettingsPusher:
         keep_options: bool = True,
         actor: str = "service",
     ) -> dict[str, Any]:
-        """Build every device's settings and send those that changed (all with ``force``).
+        """Build every device's settings and queue those that changed (all with ``force``).
 
         ``keep_options``: without a product/deadband/droop given, the last push's stay in
-        force (a fleet import keeps the operator's product). Returns what was sent.
+        force (a fleet import keeps the operator's product). Up to ``sync_items`` items
+        are sent at once, more in steps (:meth:`drain`). Returns what was pushed, sent
+        now and queued.
         """
         if keep_options:
             product = product if product is not None else self.product
             deadband_hz = deadband_hz if deadband_hz is not None else self.deadband_hz
             droop = droop if droop is not None else self.droop
-        plan, templates = _plan(spec, product, deadband_hz, droop, capacity)
+        plan = _plan(spec, product, deadband_hz, droop, capacity)
         self.product, self.deadband_hz, self.droop = product, deadband_hz, droop
         now = self.clock()
         base_seq = int(now * 1000)  # increases across restarts without remembering
-        shared: dict[tuple[str, bool, str | None], tuple[DeviceSettings, str] | None] = {}
-        for key, doc in templates.items():
+        bases: list[DeviceSettings | None] = []
+        fps: list[str] = []
+        for key, doc in zip(plan.keys, plan.templates, strict=True):
             try:
-                shared[key] = (
-                    settings_item({**doc, "device_id": "-"}, "-", 0, now),
-                    _fingerprint(doc),
-                )
+                bases.append(settings_item({**doc, "device_id": "-"}, "-", 0, now))
             except ValueError as e:  # a profile beyond protocol v1's ranges: a bug in the data
                 log.error("grid code %s: settings not sent: %s", key[0], e)
-                shared[key] = None
-        changed: list[PushRecord] = []
-        batch = uuid.uuid4().hex[:12]  # ids unique per push and device, without a uuid each
-        fields = {k: dict(b.__dict__) for k, (b, _) in ((k, v) for k, v in shared.items() if v)}
-        for n, (dev, p) in enumerate(plan.items()):
-            tmpl = shared[p.key]
-            if tmpl is None:
-                self.counts["unsendable"] += 1
-                continue
-            base, fp0 = tmpl
-            fp = f"{fp0}:{p.up_kw!r}:{p.down_kw!r}"
-            old = self.records.get(dev)
-            if old is not None and not force and old.fingerprint == fp and old.gateway == p.gateway:
-                continue
-            seq = max(base_seq, (old.item.seq + 1) if old is not None else 0)
-            # copies of a validated template: only id, device, seq and the kW change (each
-            # checked here: a device id of the fleet, kW clipped to the protocol's range)
-            values = {**fields[p.key], "id": f"set-{batch}-{n}", "device": dev, "seq": seq}
-            if base.ffr is not None:
-                values["ffr"] = FfrSetting.model_construct(
-                    **{**base.ffr.__dict__, "up_kw": p.up_kw, "down_kw": p.down_kw}
-                )
-            item = DeviceSettings.model_construct(**values)
-            rec = PushRecord(dev, p.gateway, item, fp, product)
-            self.records[dev] = rec
-            changed.append(rec)
-        docs = plan
-        for dev in set(self.records) - set(docs):  # left the fleet or its gateway
+                bases.append(None)
+            fps.append(_fingerprint(doc))
+        sendable = np.array([b is not None for b in bases], bool)[plan.key] if bases else None
+        ok = np.ones(len(plan.device), bool) if sendable is None else sendable
+        self.counts["unsendable"] += int((~ok).sum())
+        rows = np.flatnonzero(ok)
+        new = pd.DataFrame(
+            {
+                "gateway": np.asarray(plan.gateway, object)[rows],
+                "fp": np.asarray(fps, object)[plan.key[rows]] if fps else [],
+                "up": plan.up_kw[rows],
+                "down": plan.down_kw[rows],
+            },
+            index=pd.Index(np.asarray(plan.device, object)[rows]),
+        )
+        if force:
+            changed_rows = np.arange(len(new))
+        else:  # compared as columns: an unchanged re-push touches no record
+            old = self._last.reindex(new.index)
+            same = (
+                (old["gateway"] == new["gateway"])
+                & (old["fp"] == new["fp"])
+                & (old["up"] == new["up"])
+                & (old["down"] == new["down"])
+            ).to_numpy(bool)
+            changed_rows = np.flatnonzero(~same)
+        for dev in self._last.index.difference(new.index).tolist():  # left fleet or gateway
             del self.records[dev]
-        sent = self._send(changed, now)
+        self._last = new
+        batch = uuid.uuid4().hex[:12]  # ids unique per push and device, without a uuid each
+        changed: list[PushRecord] = []
+        records = self.records
+        devs = new.index.to_numpy(object)[changed_rows].tolist()
+        gws = new["gateway"].to_numpy(object)[changed_rows].tolist()
+        fpv = new["fp"].to_numpy(object)[changed_rows].tolist()
+        ups = new["up"].to_numpy(float)[changed_rows].tolist()
+        downs = new["down"].to_numpy(float)[changed_rows].tolist()
+        keys = plan.key[rows[changed_rows]].tolist()
+        for n, (dev, gw, fp, up, down, k) in enumerate(
+            zip(devs, gws, fpv, ups, downs, keys, strict=True)
+        ):
+            old_rec = records.get(dev)
+            seq = max(base_seq, old_rec.seq + 1) if old_rec is not None else base_seq
+            base = bases[k]
+            assert base is not None  # rows of unsendable templates were left out above
+            rec = PushRecord(dev, gw, base, f"set-{batch}-{n}", seq, up, down, fp, product)
+            records[dev] = rec
+            changed.append(rec)
+        self._enqueue(changed)
+        sent = self.drain(math.inf if self._queued <= self.sync_items else self.step_s)
         summary = {
-            "devices": len(docs),
+            "devices": len(plan.device),
             "pushed": len(changed),
             "sent": sent,
-            "gateways": len({r.gateway for r in changed}),
+            "queued": self._queued,
+            "gateways": len(set(gws)),
             "product": product,
             "deadband_hz": deadband_hz,
             "droop": droop,
@@ -328,20 +431,43 @@ class SettingsPusher:
             self.audit(actor, "gridcode.push", product or "profiles", summary)
         return summary
 
-    def _send(self, recs: list[PushRecord], now: float) -> int:
-        """Send ``recs`` grouped by gateway; how many went out."""
-        if not recs or not isinstance(self.link, SettingsLink):
-            return 0
-        by_gw: dict[str, list[PushRecord]] = {}
+    def _enqueue(self, recs: list[PushRecord]) -> None:
+        """Queue ``recs`` by gateway (a device's newer record replaces its queued one)."""
+        if not isinstance(self.link, SettingsLink):
+            return
+        q = self._queue
         for r in recs:
-            by_gw.setdefault(r.gateway, []).append(r)
+            group = q.get(r.gateway)
+            if group is None:
+                group = q[r.gateway] = {}
+            if r.device not in group:
+                self._queued += 1
+            group[r.device] = r
+
+    def drain(self, budget_s: float | None = None) -> int:
+        """Send queued items, a gateway at a time, until ``budget_s`` (``step_s``) is spent.
+
+        At least one gateway's items go out per call; how many items were sent.
+        """
+        budget = self.step_s if budget_s is None else budget_s
+        if not self._queue or not isinstance(self.link, SettingsLink):
+            return 0
+        t0 = time.perf_counter()
+        now = self.clock()
         sent = 0
-        for gw, group in by_gw.items():
-            if self.link.send_settings(gw, [r.item for r in group]):
-                for r in group:
+        while self._queue:
+            gw = next(iter(self._queue))
+            group = self._queue.pop(gw)
+            self._queued -= len(group)
+            # a record replaced since (a newer push) or whose device left is not sent
+            recs = [r for r in group.values() if self.records.get(r.device) is r]
+            if recs and self.link.send_settings(gw, [r.item for r in recs]):
+                for r in recs:
                     r.sent_at = now
                     r.attempts += 1
-                sent += len(group)
+                sent += len(recs)
+            if time.perf_counter() - t0 >= budget:
+                break
         self.counts["sent"] += sent
         return sent
 
@@ -350,7 +476,7 @@ class SettingsPusher:
         answered: Counter[str] = Counter()
         for v in report.settings:
             rec = self.records.get(v.device_id)
-            if rec is None or rec.item.id != v.settings_id or rec.gateway != v.gateway:
+            if rec is None or rec.settings_id != v.settings_id or rec.gateway != v.gateway:
                 self.counts["answers_ignored"] += 1  # an old push, or not its gateway
                 continue
             rec.status, rec.reason, rec.detail = v.status, v.reason, v.detail
@@ -360,18 +486,20 @@ class SettingsPusher:
         if answered and self.audit is not None:
             self.audit("gateways", "gridcode.answers", "settings", dict(answered))
         online = {s.gateway for s in report.statuses if s.status == "online"}
-        if not online and now - self._scanned < min(self.resend_s, 5.0):
-            return  # the records are scanned every few seconds, not every cycle
-        self._scanned = now
-        again = [r for r in self.records.values() if r.gateway in online]
-        again += [
-            r
-            for r in self.records.values()
-            if r.status == "pending"
-            and r.gateway not in online
-            and (r.sent_at is None or now - r.sent_at >= self.resend_s)
-        ]
-        self._send(again, now)
+        if online or now - self._scanned >= min(self.resend_s, 5.0):
+            # the records are scanned every few seconds, not every cycle
+            self._scanned = now
+            again = [r for r in self.records.values() if r.gateway in online]
+            again += [
+                r
+                for r in self.records.values()
+                if r.status == "pending"
+                and r.gateway not in online
+                and (r.sent_at is None or now - r.sent_at >= self.resend_s)
+                and r.device not in self._queue.get(r.gateway, ())
+            ]
+            self._enqueue(again)
+        self.drain(math.inf if self._queued <= self.sync_items else self.step_s)
 
     def status(self) -> dict[str, Any]:
         """Counts by status and reason, and each device's record."""
