@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,3 +199,62 @@ def test_pushes_and_answers_are_in_the_audit_log(store: Store, fleet: FleetSpec)
     assert ("service", "gridcode.push") in actions
     assert ("gateways", "gridcode.answers") in actions
     assert ("apikey:operator-1", "gridcode.push") in actions
+
+
+class _SlowLink(MemoryLink):
+    """Each gateway's send takes a few ms, as encoding a large gateway's items does."""
+
+    def send_settings(self, gateway: str, items: Sequence[Any]) -> bool:
+        time.sleep(0.005)
+        return super().send_settings(gateway, items)
+
+
+def test_the_control_loop_keeps_cycling_while_a_large_push_goes_out(tmp_path: Path) -> None:
+    big = generate_fleet(150, 9)
+    store = Store(f"sqlite:///{tmp_path / 'big.db'}")
+    store.upgrade()
+    store.save_fleet(big)
+    link = _SlowLink()
+    settings = Settings(database_url="sqlite://", control_interval_s=0.05)
+    rt = Runtime(settings, store, big, link, clock=time.time)
+    loop, pusher = rt.loop, rt.loop.gridcode
+    assert pusher is not None
+    pusher.sync_items, pusher.step_s = 10, 0.001  # a "large" push for this fleet
+    n_all = len(settings_documents(big, "GB-DC"))
+    queued_at_cycle: list[int] = []
+    cycle = loop.cycle
+
+    def counted() -> None:
+        queued_at_cycle.append(pusher.queued)
+        cycle()
+
+    loop.cycle = counted  # type: ignore[method-assign]
+
+    async def scenario() -> dict[str, Any]:
+        task = asyncio.create_task(loop.run())
+        deadline = time.monotonic() + 20
+        while not queued_at_cycle and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        link.settings.clear()
+        out = await rt.push_grid_settings("GB-DC", None, None, OPERATOR)
+        while pusher.queued and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        loop.stop()
+        await task
+        return out
+
+    try:
+        out = asyncio.run(scenario())
+    finally:
+        store.close()
+    assert out["pushed"] == n_all
+    assert out["queued"] > 0  # not sent in one go
+    assert pusher.queued == 0, "the push did not finish within 20 s"
+    # cycles ran while the push was going out, not only before and after it
+    during = [q for q in queued_at_cycle if 0 < q < out["queued"]]
+    assert len(during) >= 3, queued_at_cycle
+    # every device got the product exactly once, and its record says so
+    sent = [it for _, items in link.settings for it in items]
+    assert sorted(it.device for it in sent) == sorted(settings_documents(big, "GB-DC"))
+    assert all(it.ffr is not None and it.ffr.product == "GB-DC" for it in sent)
+    assert all(r.sent_at is not None and r.attempts == 1 for r in pusher.records.values())

@@ -327,6 +327,7 @@ class ControlLoop:
         await asyncio.to_thread(start or self.resume)
         self._writing = True  # before the task starts: a stop in its first turn must hold
         writer = asyncio.create_task(self._write_loop())
+        settings = asyncio.create_task(self._settings_loop())
         interval = self.settings.control_interval_s
         try:
             while not self._stopping.is_set():
@@ -340,6 +341,7 @@ class ControlLoop:
                     await asyncio.wait_for(self._woken(), interval - (self.clock() % interval))
         finally:
             self._writing = False
+            await settings
             await writer  # let the flush in flight finish: a cancelled thread goes on running
             await asyncio.to_thread(self.writer.flush)
 
@@ -351,6 +353,23 @@ class ControlLoop:
     async def _woken(self) -> None:
         """Return when stopping, or when something wants a cycle now (a new event)."""
         await self._wake.wait()
+
+    async def _settings_loop(self) -> None:
+        """Send queued grid-code settings a step at a time, the cycles running in between.
+
+        A push to a large fleet is queued (``SettingsPusher.push``); each step takes about
+        ``step_s`` of the event loop, so a cycle due waits at most one step.
+        """
+        while self._writing:
+            pusher = self.gridcode
+            if pusher is not None and pusher.queued:
+                try:
+                    pusher.drain()
+                except Exception:  # settings must not stop the service
+                    log.exception("grid-code settings: a send step failed")
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.05)
 
     async def _write_loop(self) -> None:
         while self._writing:

@@ -21,14 +21,14 @@ audit log. In memory: after a restart the service pushes again.
 
 from __future__ import annotations
 
-import copy
+import asyncio
 import hashlib
 import json
 import logging
 import math
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,10 +89,10 @@ class PushRecord:
     def item(self) -> DeviceSettings:
         """The protocol item: the template's, with this device's id, seq and kW."""
         if self._item is None:
-            item = copy.copy(self.base)  # validated template: only these fields change
+            item = self.base.__copy__()  # validated template: only these fields change
             item.__dict__.update(id=self.settings_id, device=self.device, seq=self.seq)
             if self.base.ffr is not None:
-                ffr = copy.copy(self.base.ffr)
+                ffr = self.base.ffr.__copy__()
                 ffr.__dict__.update(up_kw=self.up_kw, down_kw=self.down_kw)
                 item.__dict__["ffr"] = ffr
             self._item = item
@@ -285,6 +285,17 @@ def _fingerprint(doc: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A push built, not yet taken up: its columns and its new records by gateway."""
+
+    columns: pd.DataFrame
+    by_gateway: dict[str, dict[str, PushRecord]]
+    pushed: int
+    devices: int
+    unsendable: int
+
+
 class SettingsPusher:
     """Each device's grid-code settings to its gateway, re-sent until answered.
 
@@ -316,7 +327,8 @@ class SettingsPusher:
         self.droop: float | None = None
         self.counts: Counter[str] = Counter()
         self._scanned = -math.inf  # when the records were last scanned for re-sends
-        self._queue: dict[str, dict[str, PushRecord]] = {}  # gateway -> device -> record
+        self._queue: OrderedDict[str, dict[str, PushRecord]] = OrderedDict()  # by gateway
+        self._lock = asyncio.Lock()  # one push built at a time (push_async)
         self._queued = 0
         # what each record was built from, as columns: a re-push compares them at once
         self._last = pd.DataFrame(
@@ -350,14 +362,58 @@ class SettingsPusher:
         ``keep_options``: without a product/deadband/droop given, the last push's stay in
         force (a fleet import keeps the operator's product). Up to ``sync_items`` items
         are sent at once, more in steps (:meth:`drain`). Returns what was pushed, sent
-        now and queued.
+        now and queued. Built here, on the caller's thread: :meth:`push_async` builds
+        in a worker thread.
         """
-        if keep_options:
+        options = self._options(product, deadband_hz, droop, keep_options)
+        prepared = self._prepare(spec, force, options, capacity)
+        return self._commit(prepared, options, actor)
+
+    async def push_async(
+        self,
+        spec: FleetSpec,
+        *,
+        force: bool = False,
+        product: str | None = None,
+        deadband_hz: float | None = None,
+        droop: float | None = None,
+        capacity: Mapping[str, tuple[float, float]] | None = None,
+        keep_options: bool = True,
+        actor: str = "service",
+    ) -> dict[str, Any]:
+        """:meth:`push`, with the items built in a worker thread: the event loop runs on.
+
+        Only taking the new records up (a dictionary update and the queue by gateway) is
+        left to the loop's thread; the sending goes in steps as with :meth:`push`.
+        """
+        options = self._options(product, deadband_hz, droop, keep_options)
+        async with self._lock:
+            prepared = await asyncio.to_thread(self._prepare, spec, force, options, capacity)
+            return self._commit(prepared, options, actor)
+
+    def _options(
+        self, product: str | None, deadband_hz: float | None, droop: float | None, keep: bool
+    ) -> tuple[str | None, float | None, float | None]:
+        if keep:
             product = product if product is not None else self.product
             deadband_hz = deadband_hz if deadband_hz is not None else self.deadband_hz
             droop = droop if droop is not None else self.droop
+        return product, deadband_hz, droop
+
+    def _prepare(
+        self,
+        spec: FleetSpec,
+        force: bool,
+        options: tuple[str | None, float | None, float | None],
+        capacity: Mapping[str, tuple[float, float]] | None,
+    ) -> _Prepared:
+        """The push's new records and the columns they came from; changes nothing here.
+
+        Reads the records (their seq) and the last push's columns only, so it may run in a
+        worker thread while the loop goes on.
+        """
+        product, deadband_hz, droop = options
         plan = _plan(spec, product, deadband_hz, droop, capacity)
-        self.product, self.deadband_hz, self.droop = product, deadband_hz, droop
         now = self.clock()
         base_seq = int(now * 1000)  # increases across restarts without remembering
         bases: list[DeviceSettings | None] = []
@@ -371,7 +427,6 @@ class SettingsPusher:
             fps.append(_fingerprint(doc))
         sendable = np.array([b is not None for b in bases], bool)[plan.key] if bases else None
         ok = np.ones(len(plan.device), bool) if sendable is None else sendable
-        self.counts["unsendable"] += int((~ok).sum())
         rows = np.flatnonzero(ok)
         new = pd.DataFrame(
             {
@@ -393,12 +448,9 @@ class SettingsPusher:
                 & (old["down"] == new["down"])
             ).to_numpy(bool)
             changed_rows = np.flatnonzero(~same)
-        for dev in self._last.index.difference(new.index).tolist():  # left fleet or gateway
-            del self.records[dev]
-        self._last = new
         batch = uuid.uuid4().hex[:12]  # ids unique per push and device, without a uuid each
-        changed: list[PushRecord] = []
         records = self.records
+        by_gw: dict[str, dict[str, PushRecord]] = {}
         devs = new.index.to_numpy(object)[changed_rows].tolist()
         gws = new["gateway"].to_numpy(object)[changed_rows].tolist()
         fpv = new["fp"].to_numpy(object)[changed_rows].tolist()
@@ -413,23 +465,57 @@ class SettingsPusher:
             base = bases[k]
             assert base is not None  # rows of unsendable templates were left out above
             rec = PushRecord(dev, gw, base, f"set-{batch}-{n}", seq, up, down, fp, product)
-            records[dev] = rec
-            changed.append(rec)
-        self._enqueue(changed)
+            group = by_gw.get(gw)
+            if group is None:
+                group = by_gw[gw] = {}
+            group[dev] = rec
+        return _Prepared(new, by_gw, len(devs), len(plan.device), int((~ok).sum()))
+
+    def _commit(
+        self,
+        prepared: _Prepared,
+        options: tuple[str | None, float | None, float | None],
+        actor: str,
+    ) -> dict[str, Any]:
+        """Take a prepared push up (on the loop's thread), send what fits in a step."""
+        self.product, self.deadband_hz, self.droop = options
+        self.counts["unsendable"] += prepared.unsendable
+        new = prepared.columns
+        for dev in self._last.index.difference(new.index).tolist():  # left fleet or gateway
+            self.records.pop(dev, None)
+        self._last = new
+        for group in prepared.by_gateway.values():
+            self.records.update(group)
+        self._enqueue_groups(prepared.by_gateway)
         sent = self.drain(math.inf if self._queued <= self.sync_items else self.step_s)
+        product, deadband_hz, droop = options
         summary = {
-            "devices": len(plan.device),
-            "pushed": len(changed),
+            "devices": prepared.devices,
+            "pushed": prepared.pushed,
             "sent": sent,
             "queued": self._queued,
-            "gateways": len(set(gws)),
+            "gateways": len(prepared.by_gateway),
             "product": product,
             "deadband_hz": deadband_hz,
             "droop": droop,
         }
-        if changed and self.audit is not None:
+        if prepared.pushed and self.audit is not None:
             self.audit(actor, "gridcode.push", product or "profiles", summary)
         return summary
+
+    def _enqueue_groups(self, by_gw: Mapping[str, dict[str, PushRecord]]) -> None:
+        """Queue whole gateways' records (a device's newer record replaces its queued one)."""
+        if not isinstance(self.link, SettingsLink):
+            return
+        q = self._queue
+        for gw, group in by_gw.items():
+            have = q.get(gw)
+            if have is None:
+                q[gw] = group
+                self._queued += len(group)
+            else:
+                self._queued += len(group.keys() - have.keys())
+                have.update(group)
 
     def _enqueue(self, recs: list[PushRecord]) -> None:
         """Queue ``recs`` by gateway (a device's newer record replaces its queued one)."""
@@ -456,8 +542,7 @@ class SettingsPusher:
         now = self.clock()
         sent = 0
         while self._queue:
-            gw = next(iter(self._queue))
-            group = self._queue.pop(gw)
+            gw, group = self._queue.popitem(last=False)
             self._queued -= len(group)
             # a record replaced since (a newer push) or whose device left is not sent
             recs = [r for r in group.values() if self.records.get(r.device) is r]

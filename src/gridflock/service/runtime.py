@@ -282,7 +282,7 @@ class Runtime:
                 loop.state, self.clock(), within_s=prod.full_s, hold_s=prod.duration_s
             )
             capacity = capacity_of(loop.state.device_ids, cap.up_kw, cap.down_kw)
-        return loop.gridcode.push(
+        return await loop.gridcode.push_async(
             loop.spec,
             force=True,
             product=product,

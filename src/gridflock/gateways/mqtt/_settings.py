@@ -116,9 +116,13 @@ def _curve(c: Mapping[str, Any], y_key: str) -> dict[str, Any]:
 
 def encode_settings(items: Sequence[DeviceSettings], issued_at: float) -> list[bytes]:
     """``settings`` payloads for one gateway: ``MAX_SETTINGS`` items each at most."""
+    if not all(isinstance(it, DeviceSettings) for it in items):
+        raise TypeError("encode_settings takes DeviceSettings items (see settings_item)")
     out = []
     for a in range(0, max(len(items), 1), MAX_SETTINGS):
-        msg = SettingsMessage(
+        # the items are models already (validated, or copies of a validated template):
+        # the envelope is not validated again, item by item
+        msg = SettingsMessage.model_construct(
             v=VERSION,
             type="settings",
             issued_at=float(issued_at),
