@@ -3,7 +3,8 @@
     python benchmarks/bench_settings_push.py [--devices 100000] [--repeat 3]
 
 A generated fleet's devices get their site profile's settings (``SettingsPusher.push``:
-protocol v1 items from one document per template), with Dynamic Containment's droop and
+protocol v1 items from one document per template, built in a worker thread as at a fleet
+import or an operator's push), with Dynamic Containment's droop and
 each device's contracted kW for the product push; then every gateway's payloads are
 encoded (``encode_settings``). The push runs on an asyncio loop as in the service: built
 and queued by ``push``, then sent in steps (``drain``) with a ticker task between them that
@@ -57,8 +58,7 @@ async def _pushed(
     tick = asyncio.create_task(ticker())
     await asyncio.sleep(0.01)
     t0 = time.perf_counter()
-    out = pusher.push(spec, **kw)
-    await asyncio.sleep(0)
+    out = await pusher.push_async(spec, **kw)  # as an import or an operator's push
     while pusher.queued:  # the control loop's settings task
         pusher.drain()
         await asyncio.sleep(0)

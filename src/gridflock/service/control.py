@@ -97,8 +97,14 @@ class ControlLoop:
         """Sends plans to devices as schedules: ``control.plans.apply(plan)``."""
 
     # ------------------------------------------------------------------ the fleet
-    def set_fleet(self, spec: FleetSpec, keep: FleetState | None = None) -> None:
-        """Take up ``spec``; live values of the devices that stay are carried over from ``keep``."""
+    def set_fleet(
+        self, spec: FleetSpec, keep: FleetState | None = None, *, push: bool = True
+    ) -> None:
+        """Take up ``spec``; live values of the devices that stay are carried over from ``keep``.
+
+        ``push``: send the grid-code settings that changed here (False: the caller does,
+        with :meth:`push_settings_async`).
+        """
         self.spec = spec
         state = FleetState.from_spec(spec)
         if keep is not None:  # carry live values over for the devices that stay
@@ -123,8 +129,16 @@ class ControlLoop:
             self.plans.replace_fleet(state)
         self.link.update_fleet(spec)  # the link screens devices against the fleet
         self.metrics.devices_total.set(state.n)
-        if self.gridcode is not None:
+        if self.gridcode is not None and push:
             self.push_settings(spec)
+
+    async def push_settings_async(self, spec: FleetSpec) -> None:
+        """:meth:`push_settings` with the items built in a worker thread (a fleet import)."""
+        assert self.gridcode is not None
+        try:
+            await self.gridcode.push_async(spec)
+        except Exception:  # the fleet itself was valid: settings must not block it
+            log.exception("grid-code settings not pushed")
 
     def push_settings(self, spec: FleetSpec) -> None:
         """Send the fleet's changed grid-code settings; a failure is logged, never fatal."""

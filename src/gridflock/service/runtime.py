@@ -252,7 +252,8 @@ class Runtime:
         """Replace the fleet; running events go on over the devices that stay (by id)."""
         loop = self.loop
         await asyncio.to_thread(self._store.save_fleet, spec)
-        loop.set_fleet(spec, keep=loop.state)
+        loop.set_fleet(spec, keep=loop.state, push=False)
+        await loop.push_settings_async(spec)  # built in a worker thread
         self.read_model.fleet_changed()  # describe the new fleet from the next read on
         loop.audit(
             principal.label,
