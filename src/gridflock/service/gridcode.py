@@ -31,6 +31,7 @@ import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -58,13 +59,16 @@ log = logging.getLogger("gridflock.service")
 INVERTER_KINDS = ("pv", "battery", "wind")
 
 
+_NONE_ADOPTED: Mapping[str, str] = MappingProxyType({})  # shared: no dict per record
+
+
 @dataclass(slots=True)
 class PushRecord:
     """One device's latest settings and what its gateway answered.
 
     The protocol item (:attr:`item`) is a copy of its template's (``base``) with this
-    device's id, seq and contracted kW, made when first needed (sending, the API): a push
-    to 100,000 devices makes no item before it is sent.
+    device's id, seq and contracted kW, made when sent: a push to 100,000 devices keeps
+    one small record per device, no item.
     """
 
     device: str
@@ -78,25 +82,28 @@ class PushRecord:
     product: str | None
     status: str = "pending"
     reason: str | None = None
-    adopted: dict[str, str] = field(default_factory=dict)
+    adopted: Mapping[str, str] = field(
+        default_factory=lambda: _NONE_ADOPTED
+    )  # shared till answered
     detail: str | None = None
     sent_at: float | None = None
     answered_at: float | None = None
     attempts: int = 0
-    _item: DeviceSettings | None = None
 
     @property
     def item(self) -> DeviceSettings:
-        """The protocol item: the template's, with this device's id, seq and kW."""
-        if self._item is None:
-            item = self.base.__copy__()  # validated template: only these fields change
-            item.__dict__.update(id=self.settings_id, device=self.device, seq=self.seq)
-            if self.base.ffr is not None:
-                ffr = self.base.ffr.__copy__()
-                ffr.__dict__.update(up_kw=self.up_kw, down_kw=self.down_kw)
-                item.__dict__["ffr"] = ffr
-            self._item = item
-        return self._item
+        """The protocol item: the template's, with this device's id, seq and kW.
+
+        Made afresh each time (a few microseconds) and not kept: 100,000 items kept alive
+        would make each of Python's full garbage collections take most of a second.
+        """
+        item = self.base.__copy__()  # validated template: only these fields change
+        item.__dict__.update(id=self.settings_id, device=self.device, seq=self.seq)
+        if self.base.ffr is not None:
+            ffr = self.base.ffr.__copy__()
+            ffr.__dict__.update(up_kw=self.up_kw, down_kw=self.down_kw)
+            item.__dict__["ffr"] = ffr
+        return item
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, for the API."""
