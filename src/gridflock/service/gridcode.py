@@ -297,6 +297,8 @@ class _Prepared:
     """A push built, not yet taken up: its columns and its new records by gateway."""
 
     columns: pd.DataFrame
+    last: pd.DataFrame  # the columns it was compared with
+    gone: list[str]  # devices of ``last`` not in this push
     by_gateway: dict[str, dict[str, PushRecord]]
     pushed: int
     devices: int
@@ -455,6 +457,8 @@ class SettingsPusher:
                 & (old["down"] == new["down"])
             ).to_numpy(bool)
             changed_rows = np.flatnonzero(~same)
+        last = self._last
+        gone = last.index.difference(new.index).tolist()  # left the fleet or its gateway
         batch = uuid.uuid4().hex[:12]  # ids unique per push and device, without a uuid each
         records = self.records
         by_gw: dict[str, dict[str, PushRecord]] = {}
@@ -476,7 +480,7 @@ class SettingsPusher:
             if group is None:
                 group = by_gw[gw] = {}
             group[dev] = rec
-        return _Prepared(new, by_gw, len(devs), len(plan.device), int((~ok).sum()))
+        return _Prepared(new, last, gone, by_gw, len(devs), len(plan.device), int((~ok).sum()))
 
     def _commit(
         self,
@@ -488,7 +492,10 @@ class SettingsPusher:
         self.product, self.deadband_hz, self.droop = options
         self.counts["unsendable"] += prepared.unsendable
         new = prepared.columns
-        for dev in self._last.index.difference(new.index).tolist():  # left fleet or gateway
+        gone = prepared.gone
+        if self._last is not prepared.last:  # another push came in between
+            gone = self._last.index.difference(new.index).tolist()
+        for dev in gone:  # left the fleet or its gateway
             self.records.pop(dev, None)
         self._last = new
         for group in prepared.by_gateway.values():
