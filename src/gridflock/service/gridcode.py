@@ -152,7 +152,9 @@ class _Plan:
 
 def _kw(x: np.ndarray) -> np.ndarray:
     """Contracted kW within protocol v1's range (NaN: 0)."""
-    return np.clip(np.nan_to_num(x.astype(float), nan=0.0, posinf=0.0, neginf=0.0), 0.0, MAX_P_KW)
+    finite = np.nan_to_num(x.astype(float), nan=0.0, posinf=0.0, neginf=0.0)
+    out: np.ndarray = np.clip(finite, 0.0, MAX_P_KW)
+    return out
 
 
 def _plan(
