@@ -258,3 +258,23 @@ def test_the_control_loop_keeps_cycling_while_a_large_push_goes_out(tmp_path: Pa
     assert sorted(it.device for it in sent) == sorted(settings_documents(big, "GB-DC"))
     assert all(it.ffr is not None and it.ffr.product == "GB-DC" for it in sent)
     assert all(r.sent_at is not None and r.attempts == 1 for r in pusher.records.values())
+
+
+def test_a_newer_push_replaces_what_is_still_queued(fleet: FleetSpec) -> None:
+    from gridflock.service.gridcode import SettingsPusher
+
+    link = MemoryLink()
+    pusher = SettingsPusher(link, lambda: T0, step_s=0.0, sync_items=1)
+    first = pusher.push(fleet, force=True)
+    assert first["sent"] > 0  # one gateway's items per step
+    assert first["queued"] == first["pushed"] - first["sent"]
+    sent_before = len(link.settings)
+    second = pusher.push(fleet, force=True, product="GB-DC")
+    while pusher.queued:
+        assert pusher.drain() > 0
+    after = [it for _, items in link.settings[sent_before:] for it in items]
+    # nothing of the first push went out after the second: each device once, the product's
+    assert sorted(it.device for it in after) == sorted(settings_documents(fleet, "GB-DC"))
+    assert all(it.ffr is not None for it in after)
+    assert {it.id for it in after} == {r.settings_id for r in pusher.records.values()}
+    assert second["pushed"] == len(pusher.records)

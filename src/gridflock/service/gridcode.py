@@ -13,6 +13,12 @@ under- and over-frequency ones) and sends them:
   settings again, same id and seq: a gateway answers a re-send as before);
 - again every ``resend_s`` while unanswered.
 
+A push to a large fleet never holds the control loop for long: the plan is built as
+columns over the fleet (in a worker thread for an import or an operator's push,
+:meth:`SettingsPusher.push_async`), each device's item is a copy of its template's made
+when sent, and the queue by gateway goes out in time-boxed steps (:meth:`SettingsPusher.drain`)
+between control cycles.
+
 The gateways' answers (accepted with what each function became, rejected with the reason,
 or unsupported) are kept per device for ``GET /api/v1/gridcode/settings`` and
 ``gridflock gridcode status``, and each push and each batch of answers is written to the
