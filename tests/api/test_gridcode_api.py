@@ -58,3 +58,51 @@ def test_import_refuses_a_device_that_breaks_its_grid_code(client, runtime, keys
         headers={**keys.h("admin"), "Content-Type": "application/yaml"},
     )
     assert r.status_code == 200, r.text
+
+
+def test_push_settings_to_the_twin_gateways_and_see_their_answers(client, runtime, keys):
+    # at start the service pushed every inverter its site profile's settings
+    r = client.get("/api/v1/gridcode/settings", headers=keys.h("viewer"))
+    assert r.status_code == 200, r.text
+    first = r.json()
+    inverters = runtime.spec.all_devices()
+    inverters = inverters[inverters["kind"].isin(["pv", "battery", "wind"])]
+    assert first["devices"] == len(inverters)
+    assert first["by_status"] == {"accepted": len(inverters)}  # answered in the first cycle
+    rec = first["settings"][0]
+    assert rec["adopted"]["freq_watt"] == "verified"
+    assert rec["product"] is None
+    # an operator pushes Dynamic Containment: every device, new seq, the product's droop
+    r = client.post(
+        "/api/v1/gridcode/push",
+        json={"product": "GB-DC", "deadband_hz": 0.015},
+        headers=keys.h("operator"),
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["pushed"] == out["devices"] == out["sent"] >= len(inverters)
+    runtime.step(2.0)
+    after = client.get("/api/v1/gridcode/settings", headers=keys.h("viewer")).json()
+    assert after["product"] == "GB-DC"
+    assert after["by_status"] == {"accepted": out["devices"]}
+    seqs = {s["device_id"]: s["seq"] for s in first["settings"]}
+    for s in after["settings"]:
+        assert s["ffr"]["product"] == "GB-DC"
+        if s["device_id"] in seqs:
+            assert s["seq"] > seqs[s["device_id"]]
+            assert s["freq_watt"]["db_under_hz"] == 0.015
+    # the twin's devices run on what was pushed
+    some = after["settings"][0]["device_id"]
+    assert runtime.link.pushed[some].ffr.product == "GB-DC"
+
+
+def test_push_refuses_what_it_cannot_use(client, keys):
+    r = client.post(
+        "/api/v1/gridcode/push", json={"product": "NO-SUCH"}, headers=keys.h("operator")
+    )
+    assert r.status_code == 422
+    assert "GB-DC" in r.json()["detail"]  # the known products are listed
+    r = client.post("/api/v1/gridcode/push", json={"droop": 0.5}, headers=keys.h("operator"))
+    assert r.status_code == 422
+    r = client.post("/api/v1/gridcode/push", json={}, headers=keys.h("viewer"))
+    assert r.status_code == 403

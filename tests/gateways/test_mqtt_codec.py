@@ -738,6 +738,8 @@ def test_examples_in_protocol_md_are_valid():
         protocol.TelemetryAck,
         protocol.CommandMessage,
         protocol.ScheduleMessage,
+        protocol.SettingsMessage,
+        protocol.SettingsAcks,
         protocol.CommandAcks,
         protocol.Status,
         protocol.Activate,

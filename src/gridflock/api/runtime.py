@@ -272,6 +272,26 @@ class Runtime(Protocol):
         """The OpenADR VEN (``ven``: None when off), the utility events taken up, prices."""
         ...
 
+    # ------------------------------------------------------------------ grid codes
+    async def push_grid_settings(
+        self,
+        product: str | None,
+        deadband_hz: float | None,
+        droop: float | None,
+        principal: Principal,
+    ) -> dict[str, Any]:
+        """Push every device's grid-code settings to its gateway again (new seq).
+
+        ``product`` lays a frequency product's droop and each device's contracted kW over
+        the profiles; ``deadband_hz`` / ``droop`` replace the profiles' frequency-watt ones.
+        ``InvalidError`` for an unknown product or a value out of range. Returns a summary.
+        """
+        ...
+
+    def grid_settings(self) -> dict[str, Any]:
+        """Each device's latest settings and its gateway's answer, with counts."""
+        ...
+
     # ------------------------------------------------------------------ autopilot
     def autopilot_status(self) -> dict[str, Any]:
         """On or off, mode, when it planned and plans next, proposals counted by status."""

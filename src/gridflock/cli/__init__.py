@@ -6,6 +6,7 @@ from gridflock.cli import (  # noqa: F401  (registers the commands)
     envelopes,
     fleet,
     forecast,
+    gridcode,
     ocpp,
     plan,
     service,

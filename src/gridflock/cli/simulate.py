@@ -144,8 +144,20 @@ def simulate(
             "default: as low as the storage allows.",
         ),
     ] = None,
+    frequency_event: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of a day: the fleet's local fast frequency response to a grid "
+            "frequency event, a step to a frequency in Hz (e.g. 49.5) or loss-of-infeed / "
+            "loss-of-demand; start and full-response times against UK Dynamic Containment "
+            "(0.5 s / 1 s) and Very Fast FCAS (1 s). Writes ffr-summary.json and ffr-plot.png."
+        ),
+    ] = None,
 ) -> None:
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
+    if frequency_event is not None:
+        _frequency_event(homes, fleet, date, seed, frequency_event, out_dir)
+        return
     if autopilot:
         _compare(
             homes,
@@ -588,3 +600,47 @@ def _compare(
     for name, path in paths.items():
         say(f"{name:>8}: {path}")
     say(f"ran in {s['runtime_s']:.1f} s")
+
+
+def _frequency_event(
+    homes: int, fleet: Path | None, date: str, seed: int, text: str, out_dir: Path
+) -> None:
+    """The fleet's fast frequency response to one event, judged against the products."""
+    import pandas as pd
+
+    from gridflock.sim.ffr_report import parse_frequency_event, run_frequency_event
+    from gridflock.sim.ffr_report import write_ffr_report as write
+
+    try:
+        ev = parse_frequency_event(text)
+    except ValueError as e:
+        fail(f"--frequency-event: {e}")
+    try:
+        day = dt.date.fromisoformat(date)
+    except ValueError:
+        fail(f"--date: {date!r} is not a date; use YYYY-MM-DD, e.g. 2026-07-15")
+    if out_dir.exists() and not out_dir.is_dir():
+        fail(f"--out: {out_dir} exists and is not a folder")
+    spec = _load_fleet(fleet, homes, seed)
+    tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
+    start = pd.Timestamp(f"{day.isoformat()} 18:00", tz=tz).tz_convert("UTC")
+    try:
+        report = run_frequency_event(spec, ev, start, seed)
+    except ValueError as e:
+        fail(str(e))
+    paths = write(report, out_dir)
+    say = partial(out.print, highlight=False, soft_wrap=True)
+    say(
+        f"{ev.name} ({ev.description}): {report.n_devices:,} devices, "
+        f"{report.n_eligible:,} respond within 1 s: up {report.capacity_up_kw:,.1f} kW, "
+        f"down {report.capacity_down_kw:,.1f} kW"
+    )
+    for c in report.cases:
+        p = c.product
+        target = f"start <= {p.start_s:g} s, " if p.start_s is not None else ""
+        verdict = {True: "met", False: "MISSED", None: f"lag {c.full_s - c.f_full_s:.2f} s"}
+        say(
+            f"  {p.code:<10} required {c.required_kw:,.1f} kW: start {c.start_s:.2f} s, "
+            f"full {c.full_s:.2f} s ({target}full <= {p.full_s:g} s): {verdict[c.met]}"
+        )
+    say(f"wrote {paths['summary']} and {paths['plot']}")

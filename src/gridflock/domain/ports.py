@@ -9,14 +9,22 @@ besides readings (acknowledgements, gateway statuses, counters) comes back as on
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 
-__all__ = ["CommandAck", "DeviceLink", "GatewayStatus", "LinkReport"]
+__all__ = [
+    "CommandAck",
+    "DeviceLink",
+    "GatewayStatus",
+    "LinkReport",
+    "SettingsLink",
+    "SettingsVerdict",
+]
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,22 @@ class GatewayStatus:
 
 
 @dataclass(frozen=True)
+class SettingsVerdict:
+    """A gateway's verdict on one device's grid-code settings (protocol v1 ``settings_ack``)."""
+
+    gateway: str
+    settings_id: str
+    device_id: str
+    seq: int
+    status: str
+    """``accepted``, ``rejected`` or ``unsupported``."""
+    reason: str | None = None
+    adopted: Mapping[str, str] = field(default_factory=dict)
+    """Per function (``volt_var``, ``volt_watt``, ``freq_watt``, ``ffr``): what became of it."""
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
 class LinkReport:
     """What a link gathered since the last report, besides readings.
 
@@ -58,6 +82,8 @@ class LinkReport:
     expired: list[str] = field(default_factory=list)
     """Ids of commands whose ``valid_until`` passed with no acknowledgement (silent gateway)."""
     # acknowledgements of schedules come in ``acks`` too, by schedule id
+    settings: list[SettingsVerdict] = field(default_factory=list)
+    """Verdicts on grid-code settings pushed to gateways."""
 
 
 @runtime_checkable
@@ -95,4 +121,13 @@ class DeviceLink(Protocol):
 
     def stop(self) -> None:
         """End :meth:`run`."""
+        ...
+
+
+@runtime_checkable
+class SettingsLink(Protocol):
+    """A link that can push grid-code settings to gateways (MQTT protocol v1 ``settings``)."""
+
+    def send_settings(self, gateway: str, items: Sequence[Any]) -> bool:
+        """Send ``items`` (protocol v1 settings items) to ``gateway``; False if not sent now."""
         ...

@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic import ValidationError as PydanticValidationError
 
+from gridflock.gateways.mqtt.protocol import CurveSetting, DeviceSettings
 from gridflock.gridcode import Curve, FreqWatt, device_settings, profile, profiles
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "DroopOverride",
     "derive_der_settings",
     "known_grid_codes",
+    "pushed_der_settings",
 ]
 
 
@@ -183,3 +185,48 @@ def derive_der_settings(
     if grid_code is not None and overrides is not None:
         source += " with overrides"
     return DerSettings(source, vv, vw, fw, f_on, uf_off)
+
+
+def _pushed_curve(c: CurveSetting | None, where: str) -> Curve | None:
+    if c is None:
+        return None
+    try:
+        return Curve(
+            x=tuple(c.v_pu),
+            y=tuple(c.y_pu),
+            response_s=c.response_s,
+            enabled=c.enabled,
+            clause=c.clause,
+        )
+    except PydanticValidationError as e:
+        raise ValueError(f"{where}: {_why(e)}") from None
+
+
+def pushed_der_settings(s: DeviceSettings) -> DerSettings:
+    """The DER settings of a pushed ``settings`` item (protocol v1), checked as a profile's.
+
+    ``ValueError`` names what a grid-code model refuses (a curve it cannot hold).
+    """
+    vv = _pushed_curve(s.volt_var, "volt_var")
+    vw = _pushed_curve(s.volt_watt, "volt_watt")
+    fw: FreqWatt | None = None
+    on = True
+    if s.freq_watt is not None:
+        d = s.freq_watt
+        on = d.enabled
+        try:
+            fw = FreqWatt(
+                db_over_hz=d.db_over_hz,
+                droop_over=d.droop_over,
+                db_under_hz=d.db_under_hz,
+                droop_under=d.droop_under,
+                response_s=d.response_s,
+                clause=d.clause,
+            )
+        except PydanticValidationError as e:
+            raise ValueError(f"freq_watt: {_why(e)}") from None
+    uf_off: float | None = None
+    if s.profile in profiles():
+        prof = profile(s.profile)
+        uf_off = prof.f_nom_hz - prof.ride_through.f_min_hz
+    return DerSettings(f"{s.profile} (pushed, seq {s.seq})", vv, vw, fw, on, uf_off)

@@ -14,9 +14,19 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Literal, Protocol, runtime_checkable
 
-__all__ = ["ApplyResult", "DeviceReading", "DriverError", "LocalDriver"]
+if TYPE_CHECKING:
+    from gridflock.gateways.mqtt.protocol import DeviceSettings
+
+__all__ = [
+    "ApplyResult",
+    "DeviceReading",
+    "DriverError",
+    "LocalDriver",
+    "SettingsDriver",
+    "SettingsResult",
+]
 
 
 class DriverError(RuntimeError):
@@ -82,4 +92,25 @@ class LocalDriver(Protocol):
 
     async def close(self) -> None:
         """Release every device and close connections."""
+        ...
+
+
+@dataclass(frozen=True)
+class SettingsResult:
+    """A driver's verdict on one device's pushed grid-code settings."""
+
+    status: Literal["accepted", "rejected", "unsupported"]
+    reason: str | None = None
+    """Why not accepted (a protocol v1 settings reason); None when accepted."""
+    adopted: Mapping[str, str] = field(default_factory=dict)
+    """Per function (``volt_var``, ``volt_watt``, ``freq_watt``, ``ffr``): what became of it."""
+    detail: str = ""
+
+
+@runtime_checkable
+class SettingsDriver(Protocol):
+    """A driver that can write pushed grid-code settings to its devices (SunSpec DER)."""
+
+    async def apply_settings(self, device_id: str, settings: DeviceSettings) -> SettingsResult:
+        """Write ``settings`` to ``device_id``, read them back and say what it adopted."""
         ...

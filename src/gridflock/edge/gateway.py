@@ -37,19 +37,31 @@ from typing import Any, Literal
 from gridflock.edge.buffer import ReadingBuffer
 from gridflock.edge.config import EdgeConfig, protocols
 from gridflock.edge.control import ControlTable
-from gridflock.edge.driver import ApplyResult, DeviceReading, LocalDriver
+from gridflock.edge.driver import (
+    ApplyResult,
+    DeviceReading,
+    LocalDriver,
+    SettingsDriver,
+    SettingsResult,
+)
 from gridflock.edge.uplink import Uplink
 from gridflock.gateways.mqtt.codec import (
+    DecodedSettings,
     ProtocolError,
+    SettingsSeen,
     decode_cmd,
     encode_command_ack,
+    encode_settings_ack,
     encode_telemetry,
+    screen_settings,
 )
 from gridflock.gateways.mqtt.protocol import (
     MAX_READINGS,
     CommandAck,
     CommandMessage,
+    DeviceSettings,
     ScheduleMessage,
+    SettingsAck,
     cmd_topic,
 )
 
@@ -84,6 +96,8 @@ class EdgeStats:
     bad_messages: int = 0
     releases: int = 0
     silences: int = 0
+    settings: int = 0
+    settings_status: dict[str, int] = field(default_factory=dict)
 
 
 def build_drivers(config: EdgeConfig) -> list[LocalDriver]:
@@ -131,6 +145,12 @@ class EdgeGateway:
         self.uplink = Uplink(config.gateway, self._on_message, clock)
         self._stop = asyncio.Event()
         self._new_readings = asyncio.Event()
+        self.settings_seen: dict[str, SettingsSeen] = {}
+        """The last settings taken per device, with the answer given (re-sends get it again)."""
+        self.settings_due: dict[str, DeviceSettings] = {}
+        """Settings accepted for later (``effective_from`` ahead), by device."""
+        self.settings_in_force: dict[str, DeviceSettings] = {}
+        """The settings each device runs on now (the droop it was pushed)."""
         self._cmd_lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -233,6 +253,12 @@ class EdgeGateway:
             self.stats.bad_messages += 1
             log.warning("cmd: %s", e)
             return
+        if isinstance(msg, DecodedSettings):
+            async with self._cmd_lock:
+                answers = await self.handle_settings(msg)
+            if answers:
+                self.uplink.publish_ack(encode_settings_ack(answers))
+            return
         async with self._cmd_lock:
             if isinstance(msg, ScheduleMessage):
                 acks = await self.handle_schedules(msg)
@@ -280,6 +306,80 @@ class EdgeGateway:
                 self.table.set_schedule(s)
                 await self._settle(s.device, now)
         return acks
+
+    async def handle_settings(self, msg: DecodedSettings) -> list[SettingsAck]:
+        """Screen each device's settings, apply the due ones through its driver, answer all.
+
+        Refused (with the reason): items that failed validation, unknown devices, stale
+        or expired items; the same id and seq again gets the earlier answer. Items whose
+        ``effective_from`` is ahead are kept and applied by the control loop then (and
+        answered then). A driver without a way to write them answers ``unsupported``.
+        """
+        now = self.clock()
+        out = list(msg.refused)
+        known = self.driver_of.__contains__
+        for s, ack in screen_settings(msg.settings, self.settings_seen, now, known):
+            self.stats.settings += 1
+            if ack is not None:
+                out.append(ack)
+                continue
+            if s.effective_from > now:
+                self.settings_due[s.device] = s
+                continue
+            out.append(await self._apply_settings(s))
+        for a in out:
+            self.stats.settings_status[a.reason or a.status] = (
+                self.stats.settings_status.get(a.reason or a.status, 0) + 1
+            )
+        return out
+
+    async def _apply_settings(self, s: DeviceSettings) -> SettingsAck:
+        drv = self.driver_of[s.device]
+        if isinstance(drv, SettingsDriver):
+            try:
+                res = await drv.apply_settings(s.device, s)
+            except Exception as e:  # one device's failure never stops the others
+                log.warning("device %s: settings %s failed: %s", s.device, s.id, e)
+                res = SettingsResult("rejected", "device_error", detail=str(e)[:500])
+        else:
+            res = SettingsResult(
+                "unsupported",
+                "local_protocol",
+                detail=f"the {drv.name} driver cannot write grid-code settings",
+            )
+        ack = SettingsAck(
+            id=s.id,
+            device=s.device,
+            seq=s.seq,
+            status=res.status,
+            reason=res.reason,
+            adopted=dict(res.adopted),
+            detail=res.detail or None,
+        )
+        self.settings_seen[s.device] = SettingsSeen(s.id, s.seq, ack)
+        if res.status == "accepted":
+            self.settings_in_force[s.device] = s
+        log.info(
+            "device %s: settings %s (%s, seq %d) %s%s",
+            s.device,
+            s.id,
+            s.profile,
+            s.seq,
+            res.status,
+            f" ({res.reason})" if res.reason else "",
+        )
+        return ack
+
+    async def _apply_due_settings(self, now: float) -> None:
+        """Apply the settings whose ``effective_from`` has come, and answer them."""
+        due = [s for s in self.settings_due.values() if s.effective_from <= now]
+        if not due:
+            return
+        answers = []
+        for s in due:
+            del self.settings_due[s.device]
+            answers.append(await self._apply_settings(s))
+        self.uplink.publish_ack(encode_settings_ack(answers))
 
     # ------------------------------------------------------------------ control
     async def _settle(self, device: str, now: float) -> None:
@@ -332,6 +432,7 @@ class EdgeGateway:
                 len(gone),
             )
         async with self._cmd_lock:
+            await self._apply_due_settings(now)
             for device in self.driver_of:
                 await self._settle(device, now)
 

@@ -42,6 +42,7 @@ from gridflock.domain.messages import CommandBatch
 from gridflock.domain.ports import DeviceLink, LinkReport
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
+from gridflock.service.gridcode import SettingsPusher
 from gridflock.service.leadership import Leadership
 from gridflock.service.metrics import ServiceMetrics
 from gridflock.service.plans import PlanExecutor
@@ -106,14 +107,26 @@ class ControlLoop:
         self._wake = asyncio.Event()
         self._writing = False
         self.plans: PlanExecutor | None = None
+        self.gridcode: SettingsPusher | None = None
         self.set_fleet(spec)
+        self.gridcode = SettingsPusher(
+            link, clock, audit=self.audit, may_send=lambda: self.leadership.leading
+        )
+        """Grid-code settings to the gateways: ``control.gridcode.push(spec, ...)``."""
+        self.push_settings(spec)
         self.plans = PlanExecutor(self.state, link, clock, store=store, writer=writer)
         self.plans.epoch = self.leadership.fence_epoch
         """Sends plans to devices as schedules: ``control.plans.apply(plan)``."""
 
     # ------------------------------------------------------------------ the fleet
-    def set_fleet(self, spec: FleetSpec, keep: FleetState | None = None) -> None:
-        """Take up ``spec``; live values of the devices that stay are carried over from ``keep``."""
+    def set_fleet(
+        self, spec: FleetSpec, keep: FleetState | None = None, *, push: bool = True
+    ) -> None:
+        """Take up ``spec``; live values of the devices that stay are carried over from ``keep``.
+
+        ``push``: send the grid-code settings that changed here (False: the caller does,
+        with :meth:`push_settings_async`).
+        """
         self.spec = spec
         state = FleetState.from_spec(spec)
         if keep is not None:  # carry live values over for the devices that stay
@@ -138,6 +151,24 @@ class ControlLoop:
             self.plans.replace_fleet(state)
         self.link.update_fleet(spec)  # the link screens devices against the fleet
         self.metrics.devices_total.set(state.n)
+        if self.gridcode is not None and push:
+            self.push_settings(spec)
+
+    async def push_settings_async(self, spec: FleetSpec) -> None:
+        """:meth:`push_settings` with the items built in a worker thread (a fleet import)."""
+        assert self.gridcode is not None
+        try:
+            await self.gridcode.push_async(spec)
+        except Exception:  # the fleet itself was valid: settings must not block it
+            log.exception("grid-code settings not pushed")
+
+    def push_settings(self, spec: FleetSpec) -> None:
+        """Send the fleet's changed grid-code settings; a failure is logged, never fatal."""
+        assert self.gridcode is not None
+        try:
+            self.gridcode.push(spec)
+        except Exception:  # the fleet itself was valid: settings must not block it
+            log.exception("grid-code settings not pushed")
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -298,6 +329,8 @@ class ControlLoop:
             if n:
                 m.rejected.labels(reason).inc(n)
         m.messages.inc(report.messages)
+        if self.gridcode is not None:
+            self.gridcode.take_report(report, now)
         acks, expired = report.acks, report.expired
         if self.plans is not None:  # schedules' acks are the plan executor's
             acks = self.plans.take_acks(acks, now)
@@ -388,6 +421,7 @@ class ControlLoop:
             await asyncio.to_thread(start)
         self._writing = True  # before the task starts: a stop in its first turn must hold
         writer = asyncio.create_task(self._write_loop())
+        settings = asyncio.create_task(self._settings_loop())
         interval = self.settings.control_interval_s
         try:
             while not self._stopping.is_set():
@@ -403,6 +437,7 @@ class ControlLoop:
                     await asyncio.wait_for(self._woken(), interval - (self.clock() % interval))
         finally:
             self._writing = False
+            await settings
             await writer  # let the flush in flight finish: a cancelled thread goes on running
             await asyncio.to_thread(self.writer.flush)
 
@@ -414,6 +449,23 @@ class ControlLoop:
     async def _woken(self) -> None:
         """Return when stopping, or when something wants a cycle now (a new event)."""
         await self._wake.wait()
+
+    async def _settings_loop(self) -> None:
+        """Send queued grid-code settings a step at a time, the cycles running in between.
+
+        A push to a large fleet is queued (``SettingsPusher.push``); each step takes about
+        ``step_s`` of the event loop, so a cycle due waits at most one step.
+        """
+        while self._writing:
+            pusher = self.gridcode
+            if pusher is not None and pusher.queued:
+                try:
+                    pusher.drain()
+                except Exception:  # settings must not stop the service
+                    log.exception("grid-code settings: a send step failed")
+                await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0.05)
 
     async def _write_loop(self) -> None:
         while self._writing:

@@ -12,13 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from gridflock.domain.kinds import PROTOCOL_CARRIER
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
-from gridflock.domain.ports import CommandAck, DeviceLink, GatewayStatus, LinkReport
+from gridflock.domain.ports import (
+    CommandAck,
+    DeviceLink,
+    GatewayStatus,
+    LinkReport,
+    SettingsLink,
+    SettingsVerdict,
+)
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 
@@ -76,6 +84,9 @@ class MemoryLink:
         self._rejected: Counter[str] = Counter()
         self._messages = 0
         self._stop = asyncio.Event()
+        self.settings: list[tuple[str, list[Any]]] = []
+        """Every settings push as (gateway, items), in order."""
+        self._verdicts: list[SettingsVerdict] = []
 
     # the gateways' side
     def deliver(self, batch: TelemetryBatch, *, messages: int = 1) -> None:
@@ -99,6 +110,17 @@ class MemoryLink:
         """Report a command nobody acknowledged before its ``valid_until``."""
         self._expired.append(command_id)
 
+    def answer_settings(self, verdict: SettingsVerdict) -> None:
+        """Queue a gateway's verdict on grid-code settings."""
+        self._verdicts.append(verdict)
+
+    def send_settings(self, gateway: str, items: Sequence[Any]) -> bool:
+        """Keep the settings pushed (only when connected, as a real link would drop them)."""
+        if not self.connected:
+            return False
+        self.settings.append((gateway, list(items)))
+        return True
+
     # the service's side
     def send(self, commands: CommandBatch) -> None:
         """Keep the commands (only when connected, as a real link would drop them)."""
@@ -118,10 +140,15 @@ class MemoryLink:
     def take_report(self) -> LinkReport:
         """Acks, statuses and counters queued since the last call."""
         report = LinkReport(
-            self._messages, dict(self._rejected), self._acks, self._statuses, self._expired
+            self._messages,
+            dict(self._rejected),
+            self._acks,
+            self._statuses,
+            self._expired,
+            self._verdicts,
         )
         self._messages, self._rejected, self._acks, self._statuses = 0, Counter(), [], []
-        self._expired = []
+        self._expired, self._verdicts = [], []
         return report
 
     def update_fleet(self, spec: FleetSpec) -> None:
@@ -266,8 +293,38 @@ class CompositeLink:
                 total.acks + r.acks,
                 total.statuses + r.statuses,
                 total.expired + r.expired,
+                total.settings + r.settings,
             )
-        return LinkReport(total.messages, dict(rejected), total.acks, total.statuses, total.expired)
+        return LinkReport(
+            total.messages,
+            dict(rejected),
+            total.acks,
+            total.statuses,
+            total.expired,
+            total.settings,
+        )
+
+    def send_settings(self, gateway: str, items: Sequence[Any]) -> bool:
+        """Each item through the link that owns its device, if that link carries settings.
+
+        True when every item went out; items of a link without settings are not sent.
+        """
+        by_link: dict[str, list[Any]] = {}
+        for it in items:
+            name = self.owner.get(str(it.device), self.default or "")
+            by_link.setdefault(name, []).append(it)
+        ok = True
+        for name, group in by_link.items():
+            link = self.links.get(name)
+            if not isinstance(link, SettingsLink):
+                ok = False
+                continue
+            try:
+                ok = link.send_settings(gateway, group) and ok
+            except Exception:
+                log.exception("link %s failed to send settings; the others go on", name)
+                ok = False
+        return ok
 
     def update_fleet(self, spec: FleetSpec) -> None:
         """New owners; every link takes up the fleet."""

@@ -706,6 +706,20 @@ class ReplicaRuntime:
         """Forwarded."""
         raise LeaderOnlyError
 
+    async def push_grid_settings(
+        self,
+        product: str | None,
+        deadband_hz: float | None,
+        droop: float | None,
+        principal: Principal,
+    ) -> dict[str, Any]:
+        """Forwarded (a write)."""
+        raise LeaderOnlyError
+
+    def grid_settings(self) -> dict[str, Any]:
+        """Held by the leader (its pusher keeps the gateways' answers)."""
+        raise LeaderOnlyError
+
     def autopilot_status(self) -> dict[str, Any]:
         """The autopilot's status of the read model."""
         status: dict[str, Any] = self.document()["autopilot"]

@@ -297,7 +297,8 @@ class Runtime:
         self._must_lead("import a fleet")
         loop = self.loop
         await asyncio.to_thread(self._store.save_fleet, spec)
-        loop.set_fleet(spec, keep=loop.state)
+        loop.set_fleet(spec, keep=loop.state, push=False)
+        await loop.push_settings_async(spec)  # built in a worker thread
         self.read_model.fleet_changed()  # describe the new fleet from the next read on
         loop.audit(
             principal.label,
@@ -305,6 +306,43 @@ class Runtime:
             "fleet",
             {"sites": len(spec.sites), "devices": spec.n_devices},
         )
+
+    async def push_grid_settings(
+        self,
+        product: str | None,
+        deadband_hz: float | None,
+        droop: float | None,
+        principal: Principal,
+    ) -> dict[str, Any]:
+        """Every device's grid-code settings to its gateway again, with a product's droop."""
+        from gridflock.fleet.flexibility import frequency_response
+        from gridflock.gridcode import products
+        from gridflock.service.gridcode import capacity_of
+
+        loop = self.loop
+        assert loop.gridcode is not None
+        capacity = None
+        if product is not None and product in products():
+            prod = products()[product]
+            cap = frequency_response(
+                loop.state, self.clock(), within_s=prod.full_s, hold_s=prod.duration_s
+            )
+            capacity = capacity_of(loop.state.device_ids, cap.up_kw, cap.down_kw)
+        return await loop.gridcode.push_async(
+            loop.spec,
+            force=True,
+            product=product,
+            deadband_hz=deadband_hz,
+            droop=droop,
+            capacity=capacity,
+            keep_options=False,
+            actor=principal.label,
+        )
+
+    def grid_settings(self) -> dict[str, Any]:
+        """Each device's latest grid-code settings and its gateway's answer."""
+        assert self.loop.gridcode is not None
+        return self.loop.gridcode.status()
 
     async def provision_gateway(
         self,

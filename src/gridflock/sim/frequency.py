@@ -11,12 +11,13 @@ Device timings are drawn per device around their kind's figures (``products.yaml
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
-from gridflock.domain.messages import BoolArray, FloatArray, StrArray
+from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray
 from gridflock.gridcode import FrequencyProduct, kind_responses, product_response
 
 __all__ = ["FfrResult", "frequency_event", "response_times", "simulate_response"]
@@ -82,12 +83,16 @@ def simulate_response(
     f_hz: FloatArray,
     rng: np.random.Generator,
     timing_scale: float = 1.0,
+    shapes: Sequence[FrequencyProduct] = (),
+    shape_of: IntArray | None = None,
 ) -> FfrResult:
     """Each device's change of power [kW, generator sign] as it follows ``f_hz`` locally.
 
     ``up_kw``/``down_kw`` are what each device was contracted to give at full response
     under and over frequency. ``t_s`` must be evenly spaced. ``timing_scale`` stretches
-    every device's delays (a stress case: slower hardware).
+    every device's delays (a stress case: slower hardware). ``shapes`` and ``shape_of``
+    give devices the droop they were pushed: device ``i`` follows ``shapes[shape_of[i]]``
+    (``-1``: ``product``'s).
     """
     t = np.asarray(t_s, dtype=np.float64)
     dt = float(t[1] - t[0])
@@ -118,6 +123,20 @@ def simulate_response(
     hi_lag = np.rint(lat / dt).astype(np.int64)
     win = np.maximum(np.rint(meas / dt).astype(np.int64), 1)
     p = np.zeros(n)
+    groups = [(product, np.ones(n, dtype=bool))]
+    if shape_of is not None and len(shapes):
+        idx = np.asarray(shape_of, dtype=np.int64)
+        groups = [(product, idx < 0)] + [(sh, idx == j) for j, sh in enumerate(shapes)]
+        groups = [(sh, m) for sh, m in groups if m.any()]
+
+    def response(f_at: FloatArray) -> FloatArray:
+        if len(groups) == 1:
+            return product_response(groups[0][0], f_at)
+        frac = np.zeros(n)
+        for sh, m in groups:
+            frac[m] = product_response(sh, f_at[m])
+        return frac
+
     names, code = np.unique(kinds.astype(str), return_inverse=True)
     per_kind = np.zeros((len(t), len(names)))
     step_up = np.where(known, ramp, 0.0) * np.maximum(up, down) * dt  # kW per step
@@ -129,13 +148,15 @@ def simulate_response(
         # samples before t[0] are the pre-event frequency f0
         pre = np.minimum(np.maximum(-start, 0), win)  # window samples before t[0]
         f_meas = (csum[e_c] - csum[s_c] + f0 * pre) / win
-        frac = product_response(product, f_meas)
+        frac = response(f_meas)
         target = np.where(frac >= 0, frac * up, frac * down)
         p += np.clip(target - p, -step_up, step_up)
         per_kind[i] = np.bincount(code, weights=p, minlength=len(names))
     delivered = per_kind.sum(axis=1)
-    frac_f = product_response(product, f)
-    required = np.where(frac_f >= 0, frac_f * up.sum(), frac_f * down.sum())
+    required = np.zeros(len(t))
+    for sh, m in groups:
+        frac_f = product_response(sh, f)
+        required += np.where(frac_f >= 0, frac_f * up[m].sum(), frac_f * down[m].sum())
     by_kind = {str(k): per_kind[:, j] for j, k in enumerate(names)}
     return FfrResult(t, f, required, delivered, by_kind)
 

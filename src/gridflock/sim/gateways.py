@@ -54,21 +54,27 @@ from gridflock.domain.messages import CommandBatch, FloatArray, TelemetryBatch
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt.codec import (
+    DecodedSettings,
     EpochFence,
     ProtocolError,
+    SettingsSeen,
     decode_activate,
     decode_cmd,
     encode_command_ack,
+    encode_settings_ack,
     encode_status,
     encode_telemetry,
     screen_commands,
     screen_schedules,
+    screen_settings,
 )
 from gridflock.gateways.mqtt.protocol import (
     Command,
     CommandAck,
+    DeviceSettings,
     Schedule,
     ScheduleMessage,
+    SettingsAck,
     ack_topic,
     check_id,
     cmd_topic,
@@ -294,6 +300,9 @@ class SimulatedGateways:
         self._command_log = None if command_log is None else open(command_log, "a")  # noqa: SIM115
         """Every command and schedule received, a line each: ``ts gateway device seq epoch
         kind status reason valid_until`` (epoch -1: none)."""
+        self._settings_seen: dict[str, SettingsSeen] = {}
+        self.pushed: dict[str, DeviceSettings] = {}
+        """Grid-code settings each device runs on, as the service pushed them."""
         self._row = {str(d): i for i, d in enumerate(ids.tolist())}
         self._p_min = -np.asarray(cap.p_load_max_kw, dtype=np.float64)
         self._p_max = np.asarray(cap.p_gen_max_kw, dtype=np.float64)
@@ -474,6 +483,9 @@ class SimulatedGateways:
 
     def _on_commands(self, c: _Conn, gateway: str, payload: bytes) -> None:
         msg = decode_cmd(payload)
+        if isinstance(msg, DecodedSettings):
+            self._on_settings(c, gateway, msg)
+            return
         if isinstance(msg, ScheduleMessage):
             self._on_schedules(c, gateway, msg.schedules, msg.epoch)
             return
@@ -596,6 +608,34 @@ class SimulatedGateways:
             )
         self.rt.take_report()  # the twin's own acks: the gateway answers on MQTT instead
         self._spawn(c, self._ack(c, gateway, acks))
+
+    def _on_settings(self, c: _Conn, gateway: str, msg: DecodedSettings) -> None:
+        """Adopt pushed grid-code settings: the twin's devices hold them (their droop).
+
+        The twin's inverters run the pushed curves as given (they have no registers to
+        refuse a value); ``pushed`` keeps each device's settings in force, which the
+        frequency response of the twin (``sim.ffr_report``) follows.
+        """
+        gw_of = self.gateway_of_device
+        acks = list(msg.refused)
+        screened = screen_settings(
+            msg.settings, self._settings_seen, self.clock(), lambda d: gw_of.get(d) == gateway
+        )
+        for item, ack in screened:
+            if ack is None:
+                fns = ("volt_var", "volt_watt", "freq_watt", "ffr")
+                adopted = {f: "verified" for f in fns if getattr(item, f) is not None}
+                ack = SettingsAck(
+                    id=item.id, device=item.device, seq=item.seq, status="accepted", adopted=adopted
+                )
+                self._settings_seen[item.device] = SettingsSeen(item.id, item.seq, ack)
+                self.pushed[item.device] = item
+            acks.append(ack)
+            self.stats.reasons[ack.reason or "settings_" + ack.status] = (
+                self.stats.reasons.get(ack.reason or "settings_" + ack.status, 0) + 1
+            )
+        if acks:
+            self._spawn(c, _publish_qos1(c.client, ack_topic(gateway), encode_settings_ack(acks)))
 
     async def _ack(self, c: _Conn, gateway: str, acks: Sequence[CommandAck]) -> None:
         await _publish_qos1(c.client, ack_topic(gateway), encode_command_ack(acks))

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
-from gridflock.domain.ports import CommandAck, LinkReport
+from gridflock.domain.ports import CommandAck, LinkReport, SettingsVerdict
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.sim.imperfections import Imperfections
@@ -61,6 +62,9 @@ class RealtimeTwin:
         self.clock = clock
         self.tz = str(spec.sites["tz"].iloc[0]) if len(spec.sites) else "UTC"
         self._acks: list[CommandAck] = []
+        self._verdicts: list[SettingsVerdict] = []
+        self.pushed: dict[str, Any] = {}
+        """Grid-code settings (protocol v1 items) each device runs on, as pushed."""
         self._gateway_of = _gateways(spec)
         self._start()
 
@@ -105,7 +109,26 @@ class RealtimeTwin:
     def take_report(self) -> LinkReport:
         """The acks of the commands sent since the last call (the twin's gateways answer)."""
         acks, self._acks = self._acks, []
-        return LinkReport(acks=acks)
+        verdicts, self._verdicts = self._verdicts, []
+        return LinkReport(acks=acks, settings=verdicts)
+
+    def send_settings(self, gateway: str, items: Sequence[Any]) -> bool:
+        """The twin's devices adopt pushed grid-code settings; their gateways answer.
+
+        The twin's inverters take the curves as given (no registers to refuse a value);
+        a device the twin does not simulate is ``unknown_device``.
+        """
+        known = set(self.spec.all_devices()["id"].astype(str))
+        for it in items:
+            if it.device not in known:
+                v = SettingsVerdict(gateway, it.id, it.device, it.seq, "rejected", "unknown_device")
+            else:
+                self.pushed[it.device] = it
+                fns = ("volt_var", "volt_watt", "freq_watt", "ffr")
+                adopted = {f: "verified" for f in fns if getattr(it, f, None) is not None}
+                v = SettingsVerdict(gateway, it.id, it.device, it.seq, "accepted", None, adopted)
+            self._verdicts.append(v)
+        return True
 
     async def run(self) -> None:
         """No connection to keep: the twin steps in :meth:`receive`."""

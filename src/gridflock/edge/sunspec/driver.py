@@ -41,7 +41,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridflock.edge.config import SunSpecDevice
-from gridflock.edge.driver import ApplyResult, DeviceReading, DriverError
+from gridflock.edge.der import DerSettings, pushed_der_settings
+from gridflock.edge.driver import ApplyResult, DeviceReading, DriverError, SettingsResult
 from gridflock.edge.sunspec._transport import PymodbusSunSpecDevice, SunSpecModbusClientError
 from gridflock.edge.sunspec.der_write import DerOutcome, write_der
 from gridflock.edge.sunspec.models import (
@@ -52,7 +53,7 @@ from gridflock.edge.sunspec.models import (
     RATING_READ,
     SOC_READ,
 )
-from gridflock.gateways.mqtt.protocol import MAX_P_KW
+from gridflock.gateways.mqtt.protocol import MAX_P_KW, DeviceSettings
 
 __all__ = ["SunSpecDriver"]
 
@@ -89,6 +90,12 @@ class _Dev:
     lock: threading.Lock = field(default_factory=threading.Lock)
     der: list[DerOutcome] = field(default_factory=list)
     der_due: float = math.inf
+    pushed: DerSettings | None = None
+    """Settings the service pushed; they replace the configuration's once verified."""
+
+    def der_settings(self) -> DerSettings | None:
+        """The DER settings in force: the service's last pushed ones, else the configuration's."""
+        return self.pushed if self.pushed is not None else self.cfg.der_settings()
 
 
 class SunSpecDriver:
@@ -191,7 +198,7 @@ class SunSpecDriver:
 
     def _write_der(self, d: _Dev) -> None:
         """Write the device's grid-code curves (call with its lock held or before polling)."""
-        settings = d.cfg.der_settings()
+        settings = d.der_settings()
         if settings is None:
             return
         where = f"device {d.cfg.id} ({d.link.where()})"
@@ -201,7 +208,7 @@ class SunSpecDriver:
 
     def _check_der(self, d: _Dev) -> None:
         """Read the verified DER curves back; write them again where the device changed them."""
-        settings = d.cfg.der_settings()
+        settings = d.der_settings()
         if settings is None or self.monotonic() < d.der_due:
             return
         d.der_due = self.monotonic() + self.der_check_s
@@ -321,6 +328,51 @@ class SunSpecDriver:
                 f"power {p_kw:.6g} kW is beyond {MAX_P_KW:g} kW: a scale factor or wiring error"
             )
         return DeviceReading(c.id, ts, p_kw, soc)
+
+    # ------------------------------------------------------------------ settings
+    async def apply_settings(self, device_id: str, settings: DeviceSettings) -> SettingsResult:
+        """Write pushed grid-code settings to models 705/706/711, read back, say what stuck.
+
+        Accepted when at least one function was written and verified (the others are
+        listed as the device left them: ``absent``, ``refused``, ``failed``); the pushed
+        settings then replace the configuration's for the device's periodic check. A
+        fast frequency product's droop (``ffr``) has no SunSpec model: the gateway holds it.
+        """
+        d = self._devs.get(device_id)
+        if d is None:
+            return SettingsResult("rejected", "unknown_device")
+        if d.cfg.kind == "meter":
+            return SettingsResult("unsupported", "no_der_functions", detail="a meter")
+        try:
+            der = pushed_der_settings(settings)
+        except ValueError as e:
+            return SettingsResult("rejected", "out_of_range", detail=str(e)[:500])
+        where = f"device {d.cfg.id} ({d.link.where()})"
+
+        def write() -> list[DerOutcome]:
+            with d.lock:
+                return write_der(d.models, der, where)
+
+        try:
+            outcomes = await asyncio.to_thread(write)
+        except (SunSpecModbusClientError, OSError) as e:
+            return SettingsResult("rejected", "device_error", detail=_short(e)[:500])
+        names = {705: "volt_var", 706: "volt_watt", 711: "freq_watt"}
+        adopted = {names[o.model]: o.status for o in outcomes}
+        if settings.ffr is not None:
+            adopted["ffr"] = "held"
+        detail = "; ".join(f"{names[o.model]}: {o.detail}" for o in outcomes if o.detail)[:500]
+        asked = [o for o in outcomes if o.status != "not_configured"]
+        if any(o.status == "verified" for o in asked):
+            d.pushed = der
+            d.der = outcomes
+            d.der_due = self.monotonic() + self.der_check_s
+            return SettingsResult("accepted", None, adopted, detail)
+        if asked and all(o.status == "absent" for o in asked):
+            return SettingsResult("unsupported", "no_der_functions", adopted, detail)
+        if not asked:
+            return SettingsResult("accepted", None, adopted, detail)
+        return SettingsResult("rejected", "not_adopted", adopted, detail)
 
     # ------------------------------------------------------------------ control
     async def apply(self, device_id: str, p_setpoint_kw: float, valid_until: float) -> ApplyResult:

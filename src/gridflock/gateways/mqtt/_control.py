@@ -32,6 +32,7 @@ from gridflock.gateways.mqtt.protocol import (
     CommandAck,
     CommandAcks,
     CommandMessage,
+    SettingsAcks,
     Status,
     TelemetryAck,
     check_id,
@@ -52,8 +53,8 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
-_Ack = Annotated[CommandAcks | TelemetryAck, Field(discriminator="type")]
-_ACK = TypeAdapter[CommandAcks | TelemetryAck](_Ack)
+_Ack = Annotated[CommandAcks | TelemetryAck | SettingsAcks, Field(discriminator="type")]
+_ACK = TypeAdapter[CommandAcks | TelemetryAck | SettingsAcks](_Ack)
 
 
 def _validate(
@@ -277,7 +278,7 @@ def encode_telemetry_ack(
     return out
 
 
-def decode_ack(payload: bytes | str) -> CommandAcks | TelemetryAck:
+def decode_ack(payload: bytes | str) -> CommandAcks | TelemetryAck | SettingsAcks:
     """A payload of an ``ack`` topic, whichever direction it travels."""
     obj = load_json(payload, MAX_GATEWAY_MESSAGE_BYTES, "ack")
     try:

@@ -21,6 +21,7 @@ from pydantic import ValidationError as PydanticValidationError
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.gateways.mqtt._control import gateways_of, problems
 from gridflock.gateways.mqtt._errors import ProtocolError, load_json
+from gridflock.gateways.mqtt._settings import DecodedSettings, decode_settings
 from gridflock.gateways.mqtt.protocol import (
     MAX_PAYLOAD_BYTES,
     MAX_SCHEDULE_SLOTS_PER_MESSAGE,
@@ -118,9 +119,11 @@ def encode_schedules(
     }
 
 
-def decode_cmd(payload: bytes | str) -> CommandMessage | ScheduleMessage:
-    """A ``cmd`` payload (for gateways): commands, or schedules when ``"type"`` says so."""
+def decode_cmd(payload: bytes | str) -> CommandMessage | ScheduleMessage | DecodedSettings:
+    """A ``cmd`` payload (for gateways): commands, or schedules or settings by ``"type"``."""
     obj = load_json(payload, MAX_PAYLOAD_BYTES, "cmd")
+    if obj.get("type") == "settings":
+        return decode_settings(obj)
     model: type[CommandMessage] | type[ScheduleMessage] = (
         ScheduleMessage if obj.get("type") == "schedule" else CommandMessage
     )

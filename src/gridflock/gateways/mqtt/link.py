@@ -33,14 +33,14 @@ import ssl
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from gmqtt import Client, Subscription
 from gmqtt.mqtt.constants import MQTTv311
 
 from gridflock.domain.messages import CommandBatch, TelemetryBatch
-from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport
+from gridflock.domain.ports import CommandAck, GatewayStatus, LinkReport, SettingsVerdict
 from gridflock.domain.schedules import ScheduleBatch
 from gridflock.domain.spec import FleetSpec
 from gridflock.gateways.mqtt._address import BrokerAddress
@@ -54,11 +54,15 @@ from gridflock.gateways.mqtt.codec import (
     decode_telemetry_many,
     encode_commands,
     encode_schedules,
+    encode_settings,
     encode_telemetry_ack,
 )
 from gridflock.gateways.mqtt.protocol import (
     MAX_GATEWAY_MESSAGE_BYTES,
+    DeviceSettings,
+    SettingsAcks,
     ack_topic,
+    cmd_topic,
     gateway_of,
     shared_telemetry_subscription,
 )
@@ -138,6 +142,7 @@ class MqttLink:
         self.client.set_config({"reconnect_retries": -1, "reconnect_delay": 1})
         self._inbox: deque[tuple[str, bytes, float]] = deque()
         self._acks: deque[tuple[str, CommandAcks]] = deque()  # with the answering gateway
+        self._settings_acks: deque[tuple[str, SettingsAcks]] = deque()
         self._statuses: deque[GatewayStatus] = deque()
         self._buckets: dict[str, Bucket] = {}
         self._limited: Counter[str] = Counter()  # gateway -> messages refused this cycle
@@ -274,6 +279,10 @@ class MqttLink:
                 msg = decode_ack(payload)
                 if isinstance(msg, CommandAcks):
                     self._take_command_acks(topic, msg)
+                elif isinstance(msg, SettingsAcks):
+                    gw = gateway_of(topic)
+                    if gw is not None:  # the pusher checks each against what it sent there
+                        self._settings_acks.append((gw, msg))
             elif topic.endswith("/status"):
                 status = decode_status(payload)
                 gw = gateway_of(topic)
@@ -556,7 +565,27 @@ class MqttLink:
             for a in msg.acks
         ]
         self._acks.clear()
-        return LinkReport(messages, rejected, acks, self.take_statuses(), self.take_expired())
+        verdicts = [
+            SettingsVerdict(
+                gw, a.id, a.device, a.seq, a.status, a.reason, dict(a.adopted), a.detail
+            )
+            for gw, msg in self._settings_acks
+            for a in msg.acks
+        ]
+        self._settings_acks.clear()
+        return LinkReport(
+            messages, rejected, acks, self.take_statuses(), self.take_expired(), verdicts
+        )
+
+    def send_settings(self, gateway: str, items: Sequence[DeviceSettings]) -> bool:
+        """Grid-code settings to ``gateway`` (QoS 1); False while the broker is unreachable."""
+        if not self._connected:
+            self.counts["settings_unsent"] += len(items)
+            return False
+        for payload in encode_settings(list(items), self.clock()):
+            self.client.publish(cmd_topic(gateway), payload, qos=1)
+        self.counts["settings"] += len(items)
+        return True
 
     # ------------------------------------------------------------------ outbound
     def send(self, commands: CommandBatch) -> None:

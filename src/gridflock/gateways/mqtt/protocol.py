@@ -43,8 +43,11 @@ __all__ = [
     "MAX_SCHEDULES",
     "MAX_SCHEDULE_SLOTS_PER_MESSAGE",
     "MAX_SCHEDULE_STEPS",
+    "MAX_SETTINGS",
     "SCHEDULE_REJECT_REASONS",
     "SCHEMA_MODELS",
+    "SETTINGS_ACK_STATUSES",
+    "SETTINGS_REJECT_REASONS",
     "SUPPORTED_VERSIONS",
     "VERSION",
     "Activate",
@@ -52,10 +55,17 @@ __all__ = [
     "CommandAck",
     "CommandAcks",
     "CommandMessage",
+    "CurveSetting",
+    "DeviceSettings",
+    "DroopSetting",
     "Extras",
+    "FfrSetting",
     "Reading",
     "Schedule",
     "ScheduleMessage",
+    "SettingsAck",
+    "SettingsAcks",
+    "SettingsMessage",
     "Status",
     "Telemetry",
     "TelemetryAck",
@@ -118,6 +128,24 @@ COMMAND_REJECT_REASONS: dict[str, str] = {
     "customer_override": "the customer overrode remote control locally",
     "device_error": "the device failed to apply the setpoint",
     "deposed_leader": "epoch lower than the highest the gateway has seen: a deposed leader sent it",
+}
+
+#: Most device settings one ``settings`` message carries.
+MAX_SETTINGS = 1_000
+#: What a gateway answers for one device's settings.
+SETTINGS_ACK_STATUSES: tuple[str, ...] = ("accepted", "rejected", "unsupported")
+#: Well-known reasons a gateway gives for refusing a device's settings (others are allowed).
+SETTINGS_REJECT_REASONS: dict[str, str] = {
+    "unknown_device": "the gateway does not carry this device",
+    "stale": "seq lower than the last settings seq seen for the device (or the same seq "
+    "with another id)",
+    "expired": "valid_until had passed when the settings arrived",
+    "out_of_range": "a value outside protocol v1's ranges (the item failed validation)",
+    "invalid": "the item is not a settings item (fields missing or of the wrong type)",
+    "not_adopted": "the device refused the settings or reads back other values",
+    "device_error": "the device could not be reached or failed while writing",
+    "no_der_functions": "the device offers none of the functions pushed (SunSpec 705/706/711)",
+    "local_protocol": "the device's local protocol has no way to carry these settings",
 }
 
 _ID_RE = re.compile(ID_PATTERN[:-1] + r"\Z")
@@ -419,12 +447,155 @@ class ScheduleMessage(_Strict):
     schedules: list[Schedule] = Field(max_length=MAX_SCHEDULES)
 
 
+Clause = Annotated[
+    str, Field(min_length=1, max_length=256, description="The standard's clause it comes from.")
+]
+ResponseS = Annotated[
+    float, Field(gt=0, le=90, description="Open-loop response time [s] (to 90 % of a step).")
+]
+
+
+class CurveSetting(_Strict):
+    """A volt-var or volt-watt curve in per unit: ``y_pu`` at each ``v_pu``, flat beyond."""
+
+    enabled: bool
+    v_pu: list[Annotated[float, Field(ge=0.5, le=1.5)]] = Field(
+        min_length=2, max_length=10, description="Voltages [pu of nominal], increasing."
+    )
+    y_pu: list[Annotated[float, Field(ge=-1.0, le=1.0)]] = Field(
+        min_length=2,
+        max_length=10,
+        description="Reactive power [pu of rated apparent power, > 0 injected] (volt-var) or "
+        "active power [pu of rated] (volt-watt) at each voltage.",
+    )
+    response_s: ResponseS
+    clause: Clause
+
+    @model_validator(mode="after")
+    def _points(self) -> CurveSetting:
+        if len(self.v_pu) != len(self.y_pu):
+            raise ValueError(f"v_pu has {len(self.v_pu)} points, y_pu {len(self.y_pu)}")
+        if any(b <= a for a, b in zip(self.v_pu, self.v_pu[1:], strict=False)):
+            raise ValueError("v_pu must increase strictly")
+        return self
+
+
+class DroopSetting(_Strict):
+    """Frequency-watt (droop): outside the deadband, 1/droop of rated power per f_nom."""
+
+    enabled: bool
+    db_over_hz: float = Field(ge=0, le=2, description="Over-frequency deadband [Hz].")
+    droop_over: float = Field(gt=0, le=0.2, description="Over-frequency droop [1]: 0.05 is 5 %.")
+    db_under_hz: float | None = Field(
+        None, ge=0, le=2, description="Under-frequency deadband [Hz]; null: no response asked."
+    )
+    droop_under: float | None = Field(None, gt=0, le=0.2, description="Under-frequency droop [1].")
+    response_s: ResponseS
+    clause: Clause
+
+    @model_validator(mode="after")
+    def _pair(self) -> DroopSetting:
+        if (self.db_under_hz is None) != (self.droop_under is None):
+            raise ValueError("db_under_hz and droop_under are given together or not at all")
+        return self
+
+
+class FfrSetting(_Strict):
+    """A fast frequency product's droop the device is contracted for, and its limits."""
+
+    product: str = Field(pattern=r"^[A-Z0-9][A-Z0-9_.-]{1,31}$", description="Product code.")
+    deadband_hz: float = Field(ge=0, le=1, description="No response within it [Hz].")
+    knee_hz: float = Field(gt=0, le=2, description="Deviation of the knee [Hz].")
+    knee_pu: float = Field(ge=0, le=1, description="Response at the knee [pu of contracted].")
+    full_hz: float = Field(gt=0, le=2, description="Deviation of full response [Hz].")
+    up_kw: float = Field(ge=0, le=MAX_P_KW, description="Contracted under-frequency kW (limit).")
+    down_kw: float = Field(ge=0, le=MAX_P_KW, description="Contracted over-frequency kW (limit).")
+    full_s: float = Field(gt=0, le=60, description="Full response by [s].")
+    clause: Clause
+
+    @model_validator(mode="after")
+    def _order(self) -> FfrSetting:
+        if not self.deadband_hz <= self.knee_hz <= self.full_hz:
+            raise ValueError("need deadband_hz <= knee_hz <= full_hz")
+        return self
+
+
+class DeviceSettings(_Strict):
+    """One device's grid-code settings, from its site's profile (and a frequency product)."""
+
+    id: str = Field(min_length=1, max_length=128, description="Unique settings id.")
+    device: DeviceId
+    seq: int = Field(
+        ge=0,
+        description="Increases per device (apart from commands' and schedules' seq); a lower "
+        "seq is stale, the same id and seq again is answered as before (idempotent).",
+    )
+    profile: str = Field(
+        pattern=r"^[A-Z0-9][A-Z0-9_.-]{1,31}$", description="Grid-code profile id (its source)."
+    )
+    f_nom_hz: Literal[50, 60] = Field(description="Nominal grid frequency [Hz].")
+    volt_var: CurveSetting | None = Field(None, description="Null: leave as it is.")
+    volt_watt: CurveSetting | None = Field(None, description="Null: leave as it is.")
+    freq_watt: DroopSetting | None = Field(None, description="Null: leave as it is.")
+    ffr: FfrSetting | None = Field(None, description="A fast frequency product, if contracted.")
+    effective_from: EpochS = Field(description="Applied from then on (at once if past).")
+    valid_until: EpochS | None = Field(
+        None, description="Refused if received after it; null: until replaced."
+    )
+
+
+class SettingsMessage(_Strict):
+    """Service → gateway on ``gf/v1/{gateway}/cmd``: grid-code settings (``type`` tells).
+
+    A gateway checks each item on its own: one that fails validation, names a device it
+    does not carry or is stale is refused with its reason, the others are applied.
+    """
+
+    v: Version
+    type: Literal["settings"]
+    issued_at: EpochS
+    settings: list[DeviceSettings] = Field(max_length=MAX_SETTINGS)
+
+
+class SettingsAck(_Strict):
+    """The gateway's verdict on one device's settings, with what the device adopted."""
+
+    id: str = Field(min_length=1, max_length=128)
+    device: str = Field(min_length=1, max_length=MAX_ID_LEN * 4 + 3)
+    seq: int = Field(ge=0)
+    status: Literal["accepted", "rejected", "unsupported"] = Field(
+        description="accepted: applied (see adopted); rejected: refused (see reason); "
+        "unsupported: the device's local protocol cannot take them."
+    )
+    reason: Reason | None = Field(None, description="Why not accepted; null when accepted.")
+    adopted: dict[
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")],
+    ] = Field(
+        default_factory=dict,
+        max_length=8,
+        description="Per function (volt_var, volt_watt, freq_watt, ffr): verified, absent, "
+        "refused, failed, not_configured or held.",
+    )
+    detail: str | None = Field(None, max_length=512, description="For people: what happened.")
+
+
+class SettingsAcks(_Strict):
+    """Gateway → service on ``gf/v1/{gateway}/ack``: verdicts on settings received."""
+
+    v: Version
+    type: Literal["settings_ack"]
+    acks: list[SettingsAck] = Field(max_length=MAX_SETTINGS)
+
+
 #: Schema file name (under ``docs/schemas/``) of each model.
 SCHEMA_MODELS: dict[str, type[BaseModel]] = {
     "telemetry.json": Telemetry,
     "commands.json": CommandMessage,
     "schedule.json": ScheduleMessage,
+    "settings.json": SettingsMessage,
     "command_ack.json": CommandAcks,
+    "settings_ack.json": SettingsAcks,
     "telemetry_ack.json": TelemetryAck,
     "status.json": Status,
     "activate.json": Activate,
