@@ -27,8 +27,6 @@ from gridflock.cli._app import (
     imperfections,
     out,
 )
-from gridflock.domain import GridflockError
-from gridflock.service._malloc import keep_freed_memory
 
 if TYPE_CHECKING:
     from gridflock.sim.scenario import ScenarioResult
@@ -146,6 +144,8 @@ def simulate(
     ] = None,
 ) -> None:
     """Run the digital twin over a day with and without the VPP; report what it delivered."""
+    from gridflock.service._malloc import keep_freed_memory
+
     if autopilot:
         _compare(
             homes,
@@ -279,6 +279,7 @@ def _settle(
 
     from gridflock.api._convert import jsonable
     from gridflock.config import load_settings
+    from gridflock.domain import GridflockError
     from gridflock.domain.events import EventStatus
     from gridflock.mv.meter import Calendar
     from gridflock.mv.settlement import (
@@ -362,6 +363,7 @@ def _settle(
 
 def _open_store(url: str) -> Store:
     from gridflock.config import mask_url, redact
+    from gridflock.domain import GridflockError
     from gridflock.store import Store, StoreError
 
     try:
@@ -512,6 +514,7 @@ def _compare(
     from dataclasses import replace
 
     from gridflock.optimize.autopilot import PeakShavingPolicy, Policies, Tariff
+    from gridflock.service._malloc import keep_freed_memory
     from gridflock.sim.autopilot import ComparisonConfig, run_comparison, summary
     from gridflock.sim.autopilot import write_comparison as write
     from gridflock.sim.imperfections import Imperfections
