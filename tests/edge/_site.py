@@ -4,28 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
 from typing import Any
+
+from tests._net import HOST, free_port
 
 from gridflock.edge.config import EdgeConfig, parse_config
 from gridflock.sim.sunspec_server import BatteryUnit, MeterUnit, PvInverterUnit, SunSpecServer
-
-HOST = "127.0.0.1"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (on 127.0.0.1)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(cond: Any, timeout: float, what: str, every: float = 0.05) -> Any:
@@ -38,43 +25,6 @@ def wait_for(cond: Any, timeout: float, what: str, every: float = 0.05) -> Any:
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
-
-
-class Mosquitto:
-    """A private anonymous broker on a free port, killed and restarted by its own pid."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n"
-            + ("user root\n" if os.geteuid() == 0 else "")
-        )
-        self.log = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-            )
-
-        def up() -> bool:
-            assert self.proc is not None
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.2).close()
-            except OSError:
-                return False
-            return True
-
-        wait_for(up, 10, "mosquitto to listen")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 class ServiceSide:

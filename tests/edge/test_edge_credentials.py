@@ -11,7 +11,8 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.faults._harness import SERVICE_USER, Broker
+from tests._net import Broker
+from tests.faults._harness import SERVICE_USER
 
 from gridflock.edge.gateway import EdgeGateway
 

@@ -15,6 +15,8 @@ import contextlib
 import time
 from pathlib import Path
 
+from tests._net import Broker
+
 from gridflock.config import Settings
 from gridflock.domain.auth import Principal, Role
 from gridflock.domain.events import Scope
@@ -23,8 +25,6 @@ from gridflock.gateways.mqtt.link import BrokerAddress, MqttLink
 from gridflock.service import Runtime
 from gridflock.sim.edge_sites import SimulatedEdgeSites, edge_fleet_yaml
 from gridflock.store import Store
-
-from ._site import Mosquitto
 
 OPERATOR = Principal("key-ops", "ops-desk", Role.OPERATOR)
 
@@ -41,7 +41,7 @@ def test_an_event_reaches_the_modbus_registers_and_the_power_changes(tmp_path: P
     fleet = tmp_path / "edge-fleet.yaml"
     fleet.write_text(edge_fleet_yaml(1, "e2e"))
     spec = read_fleet(fleet)
-    broker = Mosquitto(tmp_path)
+    broker = Broker(tmp_path)
     broker.start()
     url = f"mqtt://127.0.0.1:{broker.port}"
     db = f"sqlite:///{tmp_path / 'service.db'}"

@@ -11,15 +11,17 @@ import asyncio
 import time
 from pathlib import Path
 
+from tests._net import Broker
+
 from gridflock.edge.gateway import CONTROL_TICK_S, EdgeGateway
 
-from ._site import Mosquitto, ServiceSide, Site
+from ._site import ServiceSide, Site
 
 
 def test_broker_killed_mid_event_devices_revert_and_buffered_readings_all_arrive(
     tmp_path: Path,
 ) -> None:
-    broker = Mosquitto(tmp_path)
+    broker = Broker(tmp_path)
     broker.start()
     site = Site()
     svc = ServiceSide(broker.port, "gw-edge-1")
@@ -39,7 +41,7 @@ async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-unt
         await asyncio.sleep(0.05)
 
 
-async def _scenario(broker: Mosquitto, site: Site, svc: ServiceSide, cfg) -> None:  # type: ignore[no-untyped-def]
+async def _scenario(broker: Broker, site: Site, svc: ServiceSide, cfg) -> None:  # type: ignore[no-untyped-def]
     await site.server.start()
     gw = EdgeGateway(cfg)
     polled: list[tuple[str, float]] = []
