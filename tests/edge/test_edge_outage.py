@@ -16,6 +16,7 @@ from tests._net import Broker
 from gridflock.edge.gateway import CONTROL_TICK_S, EdgeGateway
 
 from ._site import ServiceSide, Site
+from ._site import until as _wait
 
 
 def test_broker_killed_mid_event_devices_revert_and_buffered_readings_all_arrive(
@@ -31,14 +32,6 @@ def test_broker_killed_mid_event_devices_revert_and_buffered_readings_all_arrive
     finally:
         svc.close()
         broker.kill()
-
-
-async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def _scenario(broker: Broker, site: Site, svc: ServiceSide, cfg) -> None:  # type: ignore[no-untyped-def]
