@@ -71,7 +71,8 @@ def summary(name: str, f: Any) -> tuple[str, ...]:
             f"link {f.broker_reconnect_s:.2f} s; new service answers {f.service_answer_s:.1f} s, "
             f"full rate {f.service_recover_s:.1f} s",
             f"{f.rate_before:,.0f} -> {f.rate_after_broker:,.0f} -> "
-            f"{f.rate_after_service:,.0f} readings/s",
+            f"{f.rate_after_service:,.0f} readings/s (share of the messages an observer got: "
+            f"{f.share_before:.2f} -> {f.share_after_broker:.2f} -> {f.share_after_service:.2f})",
         )
     if name in ("outage", "overflow"):
         return (

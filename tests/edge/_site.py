@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 import uuid
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+from tests._net import HOST, free_port
+
 from gridflock.edge.config import EdgeConfig, parse_config
+from gridflock.edge.gateway import EdgeGateway
 from gridflock.sim.sunspec_server import BatteryUnit, MeterUnit, PvInverterUnit, SunSpecServer
-
-HOST = "127.0.0.1"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (on 127.0.0.1)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for(cond: Any, timeout: float, what: str, every: float = 0.05) -> Any:
@@ -40,41 +30,57 @@ def wait_for(cond: Any, timeout: float, what: str, every: float = 0.05) -> Any:
         time.sleep(every)
 
 
-class Mosquitto:
-    """A private anonymous broker on a free port, killed and restarted by its own pid."""
+async def until(cond: Callable[[], Any], timeout: float, what: str) -> None:
+    """Poll ``cond`` (sync) from a coroutine until truthy; AssertionError after ``timeout``."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)
 
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.conf = workdir / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} {HOST}\nallow_anonymous true\npersistence false\n"
-            + ("user root\n" if os.geteuid() == 0 else "")
-        )
-        self.log = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-            )
+def run_with_server(
+    units: dict[int, Any], body: Callable[[int], Awaitable[None]], port: int | None = None
+) -> None:
+    """Run ``body(port)`` in a new event loop beside a SunSpec server of ``units``."""
 
-        def up() -> bool:
-            assert self.proc is not None
-            assert self.proc.poll() is None, self.log.read_text()
-            try:
-                socket.create_connection((HOST, self.port), timeout=0.2).close()
-            except OSError:
-                return False
-            return True
+    async def main() -> None:
+        p = port or free_port()
+        srv = SunSpecServer(units, port=p)
+        await srv.start()
+        try:
+            await body(p)
+        finally:
+            await srv.stop()
 
-        wait_for(up, 10, "mosquitto to listen")
+    asyncio.run(main())
 
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
+
+@contextlib.contextmanager
+def server_in_thread(units: dict[int, Any]) -> Iterator[int]:
+    """A SunSpec server of ``units`` on a free port, in its own thread and event loop
+    (for callers that block: the CLI runner, synchronous clients); yields the port."""
+    port = free_port()
+    server = SunSpecServer(units, port=port)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(server.start())
+        ready.set()
+        loop.run_forever()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    assert ready.wait(10), "the SunSpec server did not start"
+    try:
+        yield port
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        t.join(10)
+        loop.close()
 
 
 class ServiceSide:
@@ -159,3 +165,23 @@ class Site:
     def config(self, broker_port: int, **extra: Any) -> EdgeConfig:
         gateway = {"id": "gw-edge-1", "broker": f"mqtt://{HOST}:{broker_port}"}
         return parse_config({"gateway": gateway, "devices": self.devices(), **extra})
+
+
+@contextlib.asynccontextmanager
+async def gateway_on(
+    site: Site, config: EdgeConfig, clock: Callable[[], float] = time.time
+) -> AsyncIterator[EdgeGateway]:
+    """``site``'s server running and a gateway on ``config`` with its drivers started;
+    drivers closed and the server stopped on the way out."""
+    await site.server.start()
+    try:
+        gw = EdgeGateway(config, clock=clock)
+        for d in gw.drivers:
+            await d.start()
+        try:
+            yield gw
+        finally:
+            for d in gw.drivers:
+                await d.close()
+    finally:
+        await site.server.stop()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from gridflock.cli import app
-from gridflock.sim.sunspec_server import BatteryUnit, MeterUnit, PvInverterUnit, SunSpecServer
+from gridflock.sim.sunspec_server import BatteryUnit, MeterUnit, PvInverterUnit
 
-from ._site import HOST, free_port
+from ._site import HOST, free_port, server_in_thread
 
 runner = CliRunner()
 
@@ -22,27 +20,10 @@ runner = CliRunner()
 @pytest.fixture
 def modbus() -> Iterator[int]:
     """A SunSpec server (units 1-3) on a free port, in its own thread and event loop."""
-    port = free_port()
     pv = PvInverterUnit(5.0)
     bat = BatteryUnit(10.0, 5.0)
-    server = SunSpecServer({1: pv, 2: bat, 3: MeterUnit([pv, bat])}, port=port)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert ready.wait(10)
-    yield port
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
-    loop.close()
+    with server_in_thread({1: pv, 2: bat, 3: MeterUnit([pv, bat])}) as port:
+        yield port
 
 
 def test_discover_json_and_table(modbus: int) -> None:

@@ -11,21 +11,14 @@ import asyncio
 import time
 from pathlib import Path
 
-from tests.faults._harness import SERVICE_USER, Broker
+from tests._net import Broker
+from tests.faults._harness import SERVICE_USER
 
 from gridflock.edge.gateway import EdgeGateway
 
-from ._site import ServiceSide, Site
+from ._site import ServiceSide, Site, until
 
 SECRET = "edge-secret-1"
-
-
-async def _until(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_gateway_logs_in_with_its_own_secret_and_a_wrong_one_gets_nothing(tmp_path: Path) -> None:
@@ -68,7 +61,7 @@ def test_gateway_logs_in_with_its_own_secret_and_a_wrong_one_gets_nothing(tmp_pa
 
         run = asyncio.create_task(good.run())
         try:
-            await _until(lambda: len(svc.keys()) >= 3, 10, "telemetry under the gateway's account")
+            await until(lambda: len(svc.keys()) >= 3, 10, "telemetry under the gateway's account")
             now = time.time()
             svc.send(
                 {
@@ -86,7 +79,7 @@ def test_gateway_logs_in_with_its_own_secret_and_a_wrong_one_gets_nothing(tmp_pa
                     ],
                 }
             )
-            await _until(lambda: svc.ack_of("k1") is not None, 5, "the command ack")
+            await until(lambda: svc.ack_of("k1") is not None, 5, "the command ack")
             assert svc.ack_of("k1")["status"] == "accepted"
             assert abs(site.bat.requested_kw - 1.5) < 0.01
         finally:

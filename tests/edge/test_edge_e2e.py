@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from pathlib import Path
+
+from tests._net import Broker
 
 from gridflock.config import Settings
 from gridflock.domain.auth import Principal, Role
@@ -24,24 +25,16 @@ from gridflock.service import Runtime
 from gridflock.sim.edge_sites import SimulatedEdgeSites, edge_fleet_yaml
 from gridflock.store import Store
 
-from ._site import Mosquitto
+from ._site import until
 
 OPERATOR = Principal("key-ops", "ops-desk", Role.OPERATOR)
-
-
-async def _until(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def test_an_event_reaches_the_modbus_registers_and_the_power_changes(tmp_path: Path) -> None:
     fleet = tmp_path / "edge-fleet.yaml"
     fleet.write_text(edge_fleet_yaml(1, "e2e"))
     spec = read_fleet(fleet)
-    broker = Mosquitto(tmp_path)
+    broker = Broker(tmp_path)
     broker.start()
     url = f"mqtt://127.0.0.1:{broker.port}"
     db = f"sqlite:///{tmp_path / 'service.db'}"
@@ -61,7 +54,7 @@ def test_an_event_reaches_the_modbus_registers_and_the_power_changes(tmp_path: P
         site = sim.sites[0]
         edge = asyncio.create_task(sim.run())
         try:
-            await _until(
+            await until(
                 lambda: runtime.fleet_summary().get("devices_online") == spec.n_devices,
                 20,
                 "the edge site's devices online in the service",
@@ -69,15 +62,15 @@ def test_an_event_reaches_the_modbus_registers_and_the_power_changes(tmp_path: P
             assert site.bat.requested_kw == 0.0  # on its own control: idle
             event = await runtime.create_event(2.0, None, 600, Scope(), OPERATOR)
             # the command reached the battery's model 124 registers ...
-            await _until(lambda: site.bat.requested_kw > 0.1, 15, "a discharge setpoint")
+            await until(lambda: site.bat.requested_kw > 0.1, 15, "a discharge setpoint")
             assert site.bat.model(124).StorCtl_Mod.value == 2
             # ... the twin's battery discharges, and the service sees the power delivered
-            await _until(lambda: site.bat.p_kw > 0.1, 5, "the battery to discharge")
+            await until(lambda: site.bat.p_kw > 0.1, 5, "the battery to discharge")
 
             def delivered() -> float:
                 return runtime.event(event.id).delivered_kw or 0.0
 
-            await _until(lambda: delivered() > 1.0, 15, "the delivery in the service")
+            await until(lambda: delivered() > 1.0, 15, "the delivery in the service")
             assert not site.gateway.stats.rejected, site.gateway.stats.rejected
             assert site.gateway.stats.commands >= 1
         finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 from gridflock.edge.gateway import EdgeGateway
 from gridflock.gateways.mqtt.protocol import Command, CommandMessage, Schedule, ScheduleMessage
 
-from ._site import Site, free_port
+from ._site import Site, free_port, gateway_on
 
 
 class Clock:
@@ -36,11 +36,7 @@ def test_commands_are_screened_applied_clipped_and_acknowledged() -> None:
     clock = Clock()
 
     async def main() -> None:
-        await site.server.start()
-        gw = EdgeGateway(site.config(1883, failsafe={"silence_s": 30}), clock=clock)
-        for d in gw.drivers:
-            await d.start()
-        try:
+        async with gateway_on(site, site.config(1883, failsafe={"silence_s": 30}), clock) as gw:
             now = clock.t
             acks = await gw.handle_commands(
                 _cmds(
@@ -85,10 +81,6 @@ def test_commands_are_screened_applied_clipped_and_acknowledged() -> None:
             )
             assert acks[0].status == "accepted"
             assert site.bat.requested_kw == site.bat.own_p_kw
-        finally:
-            for d in gw.drivers:
-                await d.close()
-            await site.server.stop()
 
     asyncio.run(main())
 
@@ -98,11 +90,7 @@ def test_schedule_slots_start_on_time_commands_win_and_silence_drops_commands_on
     clock = Clock()
 
     async def main() -> None:
-        await site.server.start()
-        gw = EdgeGateway(site.config(1883, failsafe={"silence_s": 20}), clock=clock)
-        for d in gw.drivers:
-            await d.start()
-        try:
+        async with gateway_on(site, site.config(1883, failsafe={"silence_s": 20}), clock) as gw:
             t0 = clock.t
             gw.last_heard = t0
             msg = ScheduleMessage(
@@ -173,10 +161,6 @@ def test_schedule_slots_start_on_time_commands_win_and_silence_drops_commands_on
             clock.t = t0 + 81  # the plan's end: own control
             await gw.control_step()
             assert site.bat.requested_kw == site.bat.own_p_kw
-        finally:
-            for d in gw.drivers:
-                await d.close()
-            await site.server.stop()
 
     asyncio.run(main())
 
@@ -290,11 +274,7 @@ def test_a_pv_slot_with_an_export_cap_limits_the_inverter() -> None:
     clock = Clock()
 
     async def main() -> None:
-        await site.server.start()
-        gw = EdgeGateway(site.config(free_port()), clock=clock)
-        for d in gw.drivers:
-            await d.start()
-        try:
+        async with gateway_on(site, site.config(free_port()), clock) as gw:
             t0 = clock.t
             gw.last_heard = t0
             acks = await gw.handle_schedules(
@@ -322,9 +302,5 @@ def test_a_pv_slot_with_an_export_cap_limits_the_inverter() -> None:
             clock.t = t0 + 61
             await gw.control_step()
             assert site.pv.limit_pct == 100.0  # no cap in the second: its own control
-        finally:
-            for d in gw.drivers:
-                await d.close()
-            await site.server.stop()
 
     asyncio.run(main())

@@ -11,15 +11,18 @@ import asyncio
 import time
 from pathlib import Path
 
+from tests._net import Broker
+
 from gridflock.edge.gateway import CONTROL_TICK_S, EdgeGateway
 
-from ._site import Mosquitto, ServiceSide, Site
+from ._site import ServiceSide, Site
+from ._site import until as _wait
 
 
 def test_broker_killed_mid_event_devices_revert_and_buffered_readings_all_arrive(
     tmp_path: Path,
 ) -> None:
-    broker = Mosquitto(tmp_path)
+    broker = Broker(tmp_path)
     broker.start()
     site = Site()
     svc = ServiceSide(broker.port, "gw-edge-1")
@@ -31,15 +34,7 @@ def test_broker_killed_mid_event_devices_revert_and_buffered_readings_all_arrive
         broker.kill()
 
 
-async def _wait(cond, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
-
-
-async def _scenario(broker: Mosquitto, site: Site, svc: ServiceSide, cfg) -> None:  # type: ignore[no-untyped-def]
+async def _scenario(broker: Broker, site: Site, svc: ServiceSide, cfg) -> None:  # type: ignore[no-untyped-def]
     await site.server.start()
     gw = EdgeGateway(cfg)
     polled: list[tuple[str, float]] = []

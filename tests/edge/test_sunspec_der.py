@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from gridflock.edge.sunspec.der_write import write_der
 from gridflock.gridcode import curve_value, profile
 from gridflock.sim.sunspec_server import BatteryUnit, PvInverterUnit, SunSpecServer
 
-from ._site import HOST, free_port
+from ._site import HOST, free_port, run_with_server, server_in_thread
 
 V_SWEEP = np.linspace(0.85, 1.15, 301)
 
@@ -56,19 +55,6 @@ def outcomes(drv: SunSpecDriver, dev_id: str) -> dict[int, str]:
     return {o.model: o.status for o in drv.der_outcomes(dev_id)}
 
 
-def run(units: dict[int, Any], body: Any) -> None:
-    async def main() -> None:
-        port = free_port()
-        srv = SunSpecServer(units, port=port)
-        await srv.start()
-        try:
-            await body(port)
-        finally:
-            await srv.stop()
-
-    asyncio.run(main())
-
-
 @pytest.mark.parametrize(
     ("code", "flavour"), [("US-CA-RULE21", "7xx"), ("DE-VDE4105", "1xx"), ("AU-B", "7xx")]
 )
@@ -84,7 +70,7 @@ def test_written_curves_equal_the_profile(code: str, flavour: str) -> None:
         finally:
             await drv.close()
 
-    run({1: pv}, body)
+    run_with_server({1: pv}, body)
     for mid, curve in ((705, prof.volt_var), (706, prof.volt_watt)):
         v, y = device_curve(pv, mid)
         np.testing.assert_allclose(v, curve.x, atol=5e-5)
@@ -127,7 +113,7 @@ def test_device_without_705_gets_706_and_711(caplog: pytest.LogCaptureFixture) -
         finally:
             await drv.close()
 
-    run({1: pv, 2: bat}, body)
+    run_with_server({1: pv, 2: bat}, body)
     assert "no SunSpec model 705" in caplog.text
     v, y = device_curve(pv, 706)
     np.testing.assert_allclose(np.interp(V_SWEEP, v, y), curve_value(prof.volt_watt, V_SWEEP))
@@ -152,7 +138,7 @@ def test_overrides_and_no_under_frequency_response() -> None:
     with pytest.raises(ValueError, match="curve has 2 x and 4 y"):
         dev(1, 1, "pv", "x", grid_code="GB-G99", der_curves=over)  # G99's curve has 2 points
     over["volt_var"]["v_pu"] = [0.9, 0.95, 1.05, 1.1]
-    run({1: pv}, body)
+    run_with_server({1: pv}, body)
     v, y = device_curve(pv, 705)
     np.testing.assert_allclose(v, [0.9, 0.95, 1.05, 1.1], atol=5e-5)
     np.testing.assert_allclose(y, [0.3, 0.0, 0.0, -0.3], atol=5e-5)
@@ -179,7 +165,7 @@ def test_too_many_points_refused_others_written() -> None:
         finally:
             await drv.close()
 
-    run({1: pv}, body)
+    run_with_server({1: pv}, body)
     assert pv.model(705).Ena.value == 0  # factory state kept
 
 
@@ -223,7 +209,7 @@ def test_discover_shows_the_der_models() -> None:
         assert u.as_dict()["der_models"] == [704, 706, 711]
         assert not u.unsupported
 
-    run({1: pv}, body)
+    run_with_server({1: pv}, body)
 
 
 def test_bad_grid_code_reported_with_every_other_problem() -> None:
@@ -279,7 +265,7 @@ def test_value_the_register_cannot_hold_is_refused_not_wrapped() -> None:
             await drv.close()
 
     before = pv.model(705).get_mb()
-    run({1: pv}, body)
+    run_with_server({1: pv}, body)
     assert pv.model(705).get_mb() == before  # nothing written
 
 
@@ -306,7 +292,7 @@ def test_a_device_that_does_not_adopt_fails_verification() -> None:
         finally:
             await drv.close()
 
-    run({1: pv}, body)
+    run_with_server({1: pv}, body)
 
 
 @st.composite
@@ -321,25 +307,8 @@ def curves(draw: st.DrawFn) -> tuple[list[float], list[float]]:
 def twin() -> Iterator[tuple[PvInverterUnit, int]]:
     """One twin PV inverter with models 705/706/711 served from a background thread."""
     pv = PvInverterUnit(5.0, flavour="7xx", der_models=(705, 706, 711))
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    server = SunSpecServer({1: pv}, port=port)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(server.start())
-        ready.set()
-        loop.run_forever()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    assert ready.wait(10)
-    yield pv, port
-    asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
-    loop.call_soon_threadsafe(loop.stop)
-    t.join(10)
-    loop.close()
+    with server_in_thread({1: pv}) as port:
+        yield pv, port
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -453,7 +422,7 @@ def test_curves_changed_on_the_device_are_written_again(caplog: pytest.LogCaptur
         finally:
             await drv.close()
 
-    run({1: pv}, body)
+    run_with_server({1: pv}, body)
     assert "changed on the device; writing them again" in caplog.text
     v, y = device_curve(pv, 705)
     np.testing.assert_allclose(np.interp(V_SWEEP, v, y), curve_value(prof.volt_var, V_SWEEP))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -17,7 +16,7 @@ from gridflock.edge.sunspec import SunSpecDriver, discover
 from gridflock.sim.physics import ETA_INVERTER
 from gridflock.sim.sunspec_server import BatteryUnit, MeterUnit, PvInverterUnit, SunSpecServer
 
-from ._site import HOST, free_port
+from ._site import HOST, free_port, run_with_server
 
 
 class Clock:
@@ -34,21 +33,6 @@ def dev(port: int, unit: int, kind: str, id_: str, **kw: Any) -> SunSpecDevice:
     return SunSpecDevice(
         id=id_, kind=kind, protocol="sunspec", host=HOST, port=port, unit=unit, **kw
     )  # type: ignore[arg-type]
-
-
-def run_with(
-    units: dict[int, Any], body: Callable[[int], Awaitable[None]], port: int | None = None
-) -> None:
-    async def main() -> None:
-        p = port or free_port()
-        srv = SunSpecServer(units, port=p)
-        await srv.start()
-        try:
-            await body(p)
-        finally:
-            await srv.stop()
-
-    asyncio.run(main())
 
 
 def due_now(drv: SunSpecDriver) -> None:
@@ -79,7 +63,7 @@ def test_discover_lists_models_identity_and_empty_units() -> None:
         assert "no SunSpec map" in (by_unit[9].error or "")
         assert all(not u.unsupported for u in found)
 
-    run_with({1: pv, 2: bat, 3: meter, 4: pv7}, body)
+    run_with_server({1: pv, 2: bat, 3: meter, 4: pv7}, body)
 
 
 def test_readings_follow_the_twin_physics_and_setpoints_reach_the_registers() -> None:
@@ -141,7 +125,7 @@ def test_readings_follow_the_twin_physics_and_setpoints_reach_the_registers() ->
         assert pv.limit_pct == 100.0
         assert bat.requested_kw == 0.0
 
-    run_with({1: pv, 2: bat, 3: meter}, body)
+    run_with_server({1: pv, 2: bat, 3: meter}, body)
 
 
 def test_setpoints_in_percent_with_scale_factors_match_for_any_value() -> None:
@@ -171,7 +155,7 @@ def test_setpoints_in_percent_with_scale_factors_match_for_any_value() -> None:
             assert res.applied_kw == pytest.approx(want)
             assert bat.requested_kw == pytest.approx(want, abs=4.6 * 0.0005 + 1e-9)
 
-    run_with({1: pv, 2: bat}, body)
+    run_with_server({1: pv, 2: bat}, body)
 
 
 def test_der_models_701_704_limit_and_safe_mode_zero() -> None:
@@ -190,7 +174,7 @@ def test_der_models_701_704_limit_and_safe_mode_zero() -> None:
         assert pv.p_kw == 0.0
         await drv.close()
 
-    run_with({1: pv}, body)
+    run_with_server({1: pv}, body)
 
 
 def test_start_reports_every_device_problem_at_once() -> None:
@@ -225,7 +209,7 @@ def test_start_reports_every_device_problem_at_once() -> None:
         assert "no SunSpec map at 40000, 0 or 50000; check the unit id" in msg
         assert "device ok " not in msg
 
-    run_with({1: pv, 2: meter}, body)
+    run_with_server({1: pv, 2: meter}, body)
 
 
 def test_a_device_that_stops_answering_is_left_out_then_comes_back() -> None:
@@ -285,7 +269,7 @@ def test_server_refuses_read_only_registers_and_out_of_range_values() -> None:
         assert pv.limit_pct == 100.0
         assert pv.writes == 0
 
-    run_with({1: pv}, body)
+    run_with_server({1: pv}, body)
 
 
 def test_unreachable_start_is_a_driver_error() -> None:
@@ -336,7 +320,7 @@ def test_hostile_register_values_are_refused_not_forwarded() -> None:
         assert got["bat"].soc == pytest.approx(0.4)
         await drv.close()
 
-    run_with({1: pv, 2: bat, 3: big}, body)
+    run_with_server({1: pv, 2: bat, 3: big}, body)
 
 
 class _SlowPv(PvInverterUnit):
@@ -380,7 +364,7 @@ def test_a_slow_device_does_not_hold_back_the_others() -> None:
         slow.delay_s = 0.0
         await drv.close()
 
-    run_with({1: fast, 2: slow}, body)
+    run_with_server({1: fast, 2: slow}, body)
 
 
 def test_der_battery_through_704_wset() -> None:
@@ -407,4 +391,4 @@ def test_der_battery_through_704_wset() -> None:
         assert bat.requested_kw == 0.0
         await drv.close()
 
-    run_with({1: bat}, body)
+    run_with_server({1: bat}, body)

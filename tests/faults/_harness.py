@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -32,9 +31,8 @@ from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
+from tests._net import HOST, free_port, tail
 
-HOST = "127.0.0.1"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 GRIDFLOCK = str(Path(sys.executable).with_name("gridflock"))
 PG_URL = os.environ.get(
     "GRIDFLOCK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -56,123 +54,6 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float 
         if time.monotonic() > deadline:
             raise ScenarioError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(every)
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (on 127.0.0.1)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int) -> bool:
-    """Whether something accepts connections on ``127.0.0.1:port``."""
-    try:
-        socket.create_connection((HOST, port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
-def tail(path: Path, chars: int = 3000) -> str:
-    """The end of a log file (for failure messages)."""
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return "(no log)"
-
-
-# ---------------------------------------------------------------------------------------
-# Broker
-
-
-class Broker:
-    """A private Mosquitto on a free loopback port, killed or stopped by its own pid.
-
-    ``accounts`` (gateway id → groups) with ``password`` gives the generated secured
-    configuration (``write_broker_config``: one account per gateway and the service
-    account ``gridflock-service``, all with ``password``); without, an anonymous broker.
-    ``persistence`` keeps sessions and retained messages across a graceful restart, as
-    the generated configuration does in production.
-    """
-
-    def __init__(
-        self,
-        workdir: Path,
-        *,
-        accounts: dict[str, list[str]] | None = None,
-        password: str = "",
-        persistence: bool = False,
-    ) -> None:
-        self.workdir = workdir
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.url = f"mqtt://{HOST}:{self.port}"
-        self.log = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        root = os.geteuid() == 0
-        if accounts is None:
-            self.conf = workdir / "mosquitto.conf"
-            lines = [
-                f"listener {self.port} {HOST}",
-                "allow_anonymous true",
-                f"persistence {'true' if persistence else 'false'}",
-            ]
-            if persistence:
-                (workdir / "data").mkdir(exist_ok=True)
-                lines.append(f"persistence_location {workdir / 'data'}/")
-            if root:
-                lines.append("user root")
-            self.conf.write_text("\n".join(lines) + "\n")
-        else:
-            from gridflock.gateways.mqtt.acl import (
-                GatewayCredential,
-                hash_password,
-                write_broker_config,
-            )
-
-            hashed = hash_password(password)
-            creds = [GatewayCredential(g, hashed, groups) for g, groups in accounts.items()]
-            paths = write_broker_config(
-                workdir / "broker",
-                creds,
-                SERVICE_USER,
-                hashed,
-                port=self.port,
-                persistence=persistence,
-                run_as_user="root" if root else None,
-            )
-            self.conf = paths.conf
-
-    def start(self) -> None:
-        """Start it (again, on the same port) and wait until it listens."""
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-            )
-        proc = self.proc
-
-        def listening() -> bool:
-            if proc.poll() is not None:
-                raise ScenarioError(f"mosquitto exited: {tail(self.log)}")
-            return port_open(self.port)
-
-        wait_until(listening, 15, "mosquitto to listen", every=0.05)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop it: SIGTERM saves its persistence, SIGKILL is a crash."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self.proc = None
-
-    def connections_of(self, username: str) -> int:
-        """How many times a client logged in as ``username`` connected (from the broker log)."""
-        return len(re.findall(rf"\bu'{re.escape(username)}'", tail(self.log, 10**8)))
 
 
 # ---------------------------------------------------------------------------------------
@@ -446,6 +327,61 @@ def rate(serve: Serve, seconds: float) -> float:
     time.sleep(seconds)
     c1, t1 = readings_applied(serve), time.monotonic()
     return (c1 - c0) / (t1 - t0)
+
+
+class Observer:
+    """An independent MQTT subscriber to every gateway's telemetry (paho, its own thread).
+
+    It counts what the broker delivers, so the service's share of it is a correctness
+    figure that holds at any machine speed. It subscribes again after each reconnect
+    (a restarted broker).
+    """
+
+    def __init__(self, broker_url: str) -> None:
+        import paho.mqtt.client as paho
+
+        self.messages = 0
+        self._lock = threading.Lock()
+        self.client = paho.Client(
+            paho.CallbackAPIVersion.VERSION2, client_id=f"observer-{uuid.uuid4().hex[:8]}"
+        )
+        self.client.on_connect = lambda c, *_: c.subscribe("gf/v1/+/telemetry", qos=0)
+        self.client.on_message = self._count
+        self.client.reconnect_delay_set(0.2, 1.0)
+        port = int(broker_url.rsplit(":", 1)[1])
+        self.client.connect(HOST, port, keepalive=30)
+        self.client.loop_start()
+
+    def _count(self, *_: object) -> None:
+        with self._lock:
+            self.messages += 1
+
+    def count(self) -> int:
+        """Telemetry messages received so far."""
+        with self._lock:
+            return self.messages
+
+    def stop(self) -> None:
+        """Disconnect and stop its thread."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def messages_received(serve: Serve) -> float:
+    """Telemetry messages the service has received since it started (``/metrics``)."""
+    return metric(serve.metrics(), "gridflock_telemetry_messages_total")
+
+
+def share(serve: Serve, observer: Observer, seconds: float) -> tuple[float, int]:
+    """The service's share of the telemetry messages ``observer`` saw over ``seconds``,
+    and how many it saw: 1.0 when the service receives every message (give or take the
+    ones in flight at either end of the window), about 0.5 when another session of the
+    service's shared subscription takes half."""
+    s0, o0 = messages_received(serve), observer.count()
+    time.sleep(seconds)
+    s1, o1 = messages_received(serve), observer.count()
+    seen = o1 - o0
+    return ((s1 - s0) / seen if seen else 0.0), seen
 
 
 def ts_of(iso: str) -> float:

@@ -10,105 +10,28 @@ gateways published.
 from __future__ import annotations
 
 import contextlib
-import socket
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from tests._net import Broker, CuttableProxy
 
 from ._harness import (
     HOST,
     PG_URL,
-    Broker,
     PgSchema,
     ScenarioError,
     Serve,
     Sim,
     all_online,
     fleet,
-    free_port,
     metric,
     post_event,
     provision,
     wait_until,
 )
-
-
-class CuttableProxy:
-    """TCP proxy 127.0.0.1:<port> → a target, which a scenario can cut and restore.
-
-    Cut: every open connection is closed and new ones are refused (nothing listens), as
-    when the database host goes away.
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self._accepting: threading.Thread | None = None
-
-    def restore(self) -> None:
-        """Listen (again) and pass connections through."""
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((HOST, self.port))
-        ls.listen(64)
-        self._listener = ls
-        self._accepting = threading.Thread(target=self._accept, args=(ls,), daemon=True)
-        self._accepting.start()
-
-    def cut(self) -> None:
-        """Close every connection and stop listening."""
-        ls, self._listener = self._listener, None
-        if ls is not None:
-            with contextlib.suppress(OSError):
-                ls.shutdown(socket.SHUT_RDWR)
-            ls.close()
-        if self._accepting is not None:
-            self._accepting.join(5)
-        with self._lock:
-            conns, self._conns = self._conns, set()
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def _accept(self, ls: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = ls.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._conns |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-            with self._lock:
-                self._conns.discard(src)
-                self._conns.discard(dst)
-            src.close()
 
 
 @dataclass

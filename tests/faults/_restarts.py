@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+from tests._net import Broker
 
 from ._harness import (
-    Broker,
+    Observer,
     PgSchema,
     ScenarioError,
     Serve,
@@ -29,6 +30,7 @@ from ._harness import (
     post_event,
     provision,
     rate,
+    share,
     ts_of,
     wait_until,
 )
@@ -247,7 +249,17 @@ class BrokerRestartFigures:
     rate_after_broker: float
     """... after the broker restart, the service reconnected."""
     rate_after_service: float
-    """... after the service was restarted as well: the figure that must not drop."""
+    """... after the service was restarted as well."""
+    share_before: float
+    """The service's share of the telemetry messages an independent subscriber received
+    over the same window, before the broker restart (1.0: every one)."""
+    share_after_broker: float
+    """... after the broker restart, the service reconnected."""
+    share_after_service: float
+    """... after the service was restarted as well: the figure a dead session of the old
+    process would halve."""
+    observed_after_service: int
+    """Telemetry messages the independent subscriber received in that last window."""
     broker_reconnect_s: float
     """From the broker listening again to the service's link connected [s]."""
     service_answer_s: float
@@ -280,8 +292,11 @@ def broker_then_service_restart(
             workdir, broker.url, "--homes", str(homes), "--seed", str(seed), "--connections", "2"
         )
         stack.callback(sim.kill)
+        observer = Observer(broker.url)
+        stack.callback(observer.stop)
         all_online(serve, n, 30 + n / 100)
         before = rate(serve, window_s)
+        share_before, _ = share(serve, observer, window_s)
 
         broker.stop()
         wait_until(lambda: serve.health()["mqtt"] == "disconnected", 15, "the link to notice")
@@ -291,6 +306,7 @@ def broker_then_service_restart(
         reconnect_s = time.monotonic() - t0
         wait_until(lambda: rate(serve, 2.0) >= 0.75 * before, 30, "telemetry after the broker")
         after_broker = rate(serve, window_s)
+        share_after_broker, _ = share(serve, observer, window_s)
 
         if serve.terminate() != 0:
             raise ScenarioError(f"gridflock serve did not stop cleanly: {serve.log}")
@@ -303,6 +319,7 @@ def broker_then_service_restart(
             pass
         recover_s = time.monotonic() - t0
         after_service = rate(serve, window_s)
+        share_after_service, observed = share(serve, observer, window_s)
         serve.terminate()
         sim.kill()
         return BrokerRestartFigures(
@@ -311,6 +328,10 @@ def broker_then_service_restart(
             rate_before=before,
             rate_after_broker=after_broker,
             rate_after_service=after_service,
+            share_before=share_before,
+            share_after_broker=share_after_broker,
+            share_after_service=share_after_service,
+            observed_after_service=observed,
             broker_reconnect_s=reconnect_s,
             service_answer_s=answer_s,
             service_recover_s=recover_s,

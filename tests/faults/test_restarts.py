@@ -64,12 +64,17 @@ def test_full_telemetry_rate_after_a_broker_restart_and_then_a_service_restart(
 ) -> None:
     """The broker restarted under the service, then the service restarted.
 
-    Lost: no telemetry rate. Readings arriving per second after both restarts are the
-    rate before (within the ±1 step a 5 s window can miss); a dead session of the old
-    process must not keep a share of the telemetry. Recovery: the link reconnects within
-    seconds of the broker listening again; the new process gets the full rate at once.
+    Lost: no share of the telemetry. Over each window, before and after both restarts,
+    the service receives (all but the few in flight at the window's edges) every telemetry
+    message an independent subscriber of the same broker receives: a dead session of the
+    old process must not keep a share (it took half). A count against a count, so it
+    holds at any machine speed; the rates and recovery times are figures for
+    ``benchmarks/bench_faults.py``. Recovery: the link reconnects to the restarted broker
+    and the new process receives telemetry.
     """
     f = broker_then_service_restart(tmp_path)
-    assert f.rate_before >= 0.75 * f.expected_per_s, f
-    assert f.rate_after_broker >= 0.75 * f.rate_before, f
-    assert f.rate_after_service >= 0.75 * f.rate_before, f
+    assert f.share_before >= 0.8, f
+    assert f.share_after_broker >= 0.8, f
+    assert f.share_after_service >= 0.8, f
+    assert f.observed_after_service > 0, f
+    assert f.rate_after_service > 0, f

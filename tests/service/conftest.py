@@ -1,5 +1,7 @@
 """Fixtures of the service fault tests: private brokers, a cuttable TCP proxy, MQTT peers.
 
+The broker and the proxy are the shared ones of ``tests/_net.py``.
+
 Everything listens and connects on 127.0.0.1 only; every process and thread a fixture
 starts is stopped by it, and every wait is bounded.
 """
@@ -9,9 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -25,24 +24,16 @@ from typing import Any
 import paho.mqtt.client as paho
 import pytest
 from sqlalchemy import create_engine, text
+from tests._net import HOST, Broker, CuttableProxy, free_port, port_open
 
 from gridflock.domain.spec import FleetSpec
 from gridflock.store._engine import normalise_url
 
-HOST = "127.0.0.1"
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PG_URL = normalise_url(
     os.environ.get(
         "GRIDFLOCK_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     )
 )
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (on 127.0.0.1)."""
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float = 0.05) -> Any:
@@ -55,14 +46,6 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str, every: float 
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for {what}", pytrace=False)
         time.sleep(every)
-
-
-def port_open(port: int) -> bool:
-    try:
-        socket.create_connection((HOST, port), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
 
 
 def prefixed(spec: FleetSpec, tag: str) -> FleetSpec:
@@ -78,37 +61,6 @@ def prefixed(spec: FleetSpec, tag: str) -> FleetSpec:
 
 def run_tag() -> str:
     return f"t{uuid.uuid4().hex[:6]}-"
-
-
-class Broker:
-    """A private Mosquitto on a free loopback port, which a test can kill and restart."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"mqtt://{HOST}:{self.port}"
-        self.conf = workdir / "mosquitto.conf"
-        lines = [f"listener {self.port} {HOST}", "allow_anonymous true", "persistence false"]
-        if os.geteuid() == 0:
-            lines.append("user root")
-        self.conf.write_text("\n".join(lines) + "\n")
-        self.log = workdir / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_until(lambda: port_open(self.port) or self.proc.poll() is not None, 10, "mosquitto")
-        if self.proc.poll() is not None:
-            pytest.fail(f"mosquitto exited: {self.log.read_text()[-2000:]}", pytrace=False)
-
-    def kill(self) -> None:
-        """SIGKILL: no goodbye to the clients."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.proc = None
 
 
 @pytest.fixture
@@ -156,79 +108,6 @@ class Peer:
         with contextlib.suppress(Exception):
             self.client.disconnect()
         self.client.loop_stop()
-
-
-class CuttableProxy:
-    """TCP proxy 127.0.0.1:<port> → a target, which the test can cut and restore.
-
-    Cut: every open connection is closed and new ones are refused (nothing listens).
-    """
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.port = free_port()
-        self._conns: set[socket.socket] = set()
-        self._lock = threading.Lock()
-        self._listener: socket.socket | None = None
-        self._accepting: threading.Thread | None = None
-        self.connections_made = 0
-
-    def restore(self) -> None:
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((HOST, self.port))
-        ls.listen(64)
-        self._listener = ls
-        self._accepting = threading.Thread(target=self._accept, args=(ls,), daemon=True)
-        self._accepting.start()
-
-    def cut(self) -> None:
-        ls, self._listener = self._listener, None
-        if ls is not None:
-            with contextlib.suppress(OSError):
-                ls.shutdown(socket.SHUT_RDWR)
-            ls.close()
-        if self._accepting is not None:
-            self._accepting.join(5)
-        with self._lock:
-            conns, self._conns = self._conns, set()
-        for s in conns:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-            s.close()
-
-    def _accept(self, ls: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = ls.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            upstream.settimeout(None)
-            with self._lock:
-                self._conns |= {client, upstream}
-                self.connections_made += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-            with self._lock:
-                self._conns.discard(src)
-                self._conns.discard(dst)
-            src.close()
 
 
 @pytest.fixture

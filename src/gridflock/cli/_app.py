@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from gridflock import __version__
-from gridflock.domain import FleetSpec, ValidationError
 
 if TYPE_CHECKING:
+    from gridflock.domain import FleetSpec, ValidationError
     from gridflock.sim.imperfections import Imperfections
 
 app = typer.Typer(
@@ -53,6 +53,7 @@ def _problems(e: ValidationError, wrote: str = "; nothing was written") -> NoRet
 
 
 def _load_fleet(fleet: Path | None, homes: int, seed: int) -> FleetSpec:
+    from gridflock.domain import ValidationError
     from gridflock.fleet.files import read_fleet
     from gridflock.fleet.generate import generate_fleet
 

@@ -15,8 +15,6 @@ from rich.table import Table
 
 from gridflock.cli._app import _problems, app, err, fail, out
 from gridflock.cli.sim import sim_app
-from gridflock.config import mask_url
-from gridflock.domain import ValidationError
 
 if TYPE_CHECKING:
     from gridflock.edge.config import EdgeConfig
@@ -29,6 +27,7 @@ app.add_typer(edge_app, name="edge")
 
 
 def _config(path: Path) -> EdgeConfig:
+    from gridflock.domain import ValidationError
     from gridflock.edge.config import load_config
 
     try:
@@ -42,6 +41,7 @@ def check(
     config: Annotated[Path, typer.Argument(help="Edge configuration file (YAML).")],
 ) -> None:
     """Validate a configuration file; lists every problem with its place, exits 2 if any."""
+    from gridflock.config import mask_url
     from gridflock.edge.config import SunSpecDevice
 
     cfg = _config(config)
@@ -139,6 +139,7 @@ def run(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the edge gateway until SIGINT/SIGTERM (devices are released on the way out)."""
+    from gridflock.config import mask_url
     from gridflock.edge.driver import DriverError
     from gridflock.edge.gateway import EdgeGateway
 
@@ -194,6 +195,7 @@ def sim_edge(
     ] = None,
 ) -> None:
     """SunSpec Modbus devices behind edge gateways: one Modbus server and gateway per site."""
+    from gridflock.config import mask_url
     from gridflock.sim.edge_sites import SimulatedEdgeSites, edge_fleet_yaml
 
     if fleet_out is not None:

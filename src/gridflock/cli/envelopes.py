@@ -15,7 +15,6 @@ import typer
 
 from gridflock.cli._app import _problems, app, fail, out
 from gridflock.cli.service import Db, _open_store, _settings
-from gridflock.domain import ValidationError
 
 if TYPE_CHECKING:
     from gridflock.domain.envelopes import Envelope
@@ -106,6 +105,7 @@ def envelopes_import(
     target_id: Annotated[str | None, typer.Option(help="Its site or grid node id.")] = None,
 ) -> None:
     """Validate a file of envelopes (every problem at once) and store them by id."""
+    from gridflock.domain import ValidationError
     from gridflock.fleet.envelopes import unknown_targets
     from gridflock.fleet.state import GridTopology
 

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from gridflock.cli._app import _counts_table, _problems, err, fail, fleet_app, out
-from gridflock.domain import ValidationError
 
 
 @fleet_app.command("generate")
@@ -21,6 +20,7 @@ def fleet_generate(
     tz: Annotated[str, typer.Option(help="IANA time zone of the homes.")] = "Europe/Berlin",
 ) -> None:
     """Make a realistic synthetic fleet: homes with PV, batteries, EVs, heat pumps..."""
+    from gridflock.domain import ValidationError
     from gridflock.fleet.files import write_fleet
     from gridflock.fleet.generate import generate_fleet
 
@@ -42,6 +42,7 @@ def fleet_validate(
     file: Annotated[Path, typer.Argument(help="Fleet file to check (.yaml, .yml or .csv).")],
 ) -> None:
     """Check a fleet file and its sites' grid codes; list every problem (exit code 2)."""
+    from gridflock.domain import ValidationError
     from gridflock.domain.errors import Problem
     from gridflock.fleet.files import read_fleet
     from gridflock.gridcode import check_fleet

@@ -13,7 +13,6 @@ from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 
 from gridflock.cli._app import app, err, fail, out
@@ -176,6 +175,8 @@ def sim_ocpp(
     seed: Annotated[int, typer.Option(help="Random seed of the cars' states of charge.")] = 7,
 ) -> None:
     """Simulate OCPP charge points with cars plugged in, obeying the profiles they get."""
+    import numpy as np
+
     from gridflock.sim.ocpp import ChargerSpec, run_charge_points
 
     if version not in ("ocpp1.6", "ocpp2.0.1", "mixed"):
@@ -242,6 +243,8 @@ def mixed_fleet(spec: FleetSpec, share: float = 0.5) -> FleetSpec:
     """
     from dataclasses import replace
 
+    import numpy as np
+
     from gridflock.domain.kinds import DeviceKind
 
     df = spec.devices.get(DeviceKind.EV_CHARGER)
@@ -268,6 +271,8 @@ def demo_chargers(
     Returns the composite link (``links`` for the other devices, ``default`` for those
     whose protocol has no link) and the task that runs the simulated charge points.
     """
+    import numpy as np
+
     from gridflock.gateways.mqtt.acl import hash_password
     from gridflock.gateways.ocpp import OcppLink, OcppSettings, places_of
     from gridflock.service.links import CompositeLink

@@ -13,23 +13,26 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
-import pandas as pd
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from gridflock.cli._app import DEFAULT_DATE, _load_fleet, _problems, app, err, fail, out
-from gridflock.domain import ValidationError
-from gridflock.domain.kinds import DeviceKind
 
 if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
     from gridflock.domain import FleetSpec
     from gridflock.optimize import Plan, SiteForecasts, Tariff
 
 
 def model_forecasts(spec: FleetSpec, times: pd.DatetimeIndex, seed: int) -> SiteForecasts:
     """Per-site forecasts over ``times`` from the twin's models (expected values)."""
+    import numpy as np
+    import pandas as pd
+
+    from gridflock.domain.kinds import DeviceKind
     from gridflock.optimize import SiteForecasts
     from gridflock.sim import physics
     from gridflock.sim.profiles import household_load_shape
@@ -99,6 +102,9 @@ def _tariff(
     peak: float,
     prices: Path | None,
 ) -> Tariff:
+    import numpy as np
+    import pandas as pd
+
     from gridflock.optimize import Tariff
 
     if prices is not None:
@@ -129,6 +135,8 @@ def _tariff(
 
 def _plot(plan: Plan, prices: np.ndarray, path: Path) -> None:
     import matplotlib
+    import numpy as np
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -187,6 +195,10 @@ def plan(
     out_dir: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("out/plan"),
 ) -> None:
     """Plan every device of a fleet for a day at the least cost (exact LP, HiGHS)."""
+    import numpy as np
+    import pandas as pd
+
+    from gridflock.domain import ValidationError
     from gridflock.optimize import PlanInfeasibleError, build_problem, solve
 
     if tariff not in ("flat", "tou"):

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from gridflock.cli._app import app, err, fail, out
-from gridflock.domain import GridflockError
 
 if TYPE_CHECKING:
     from gridflock.config import Settings
@@ -60,6 +59,7 @@ def _settings(**overrides: object) -> Settings:
 def _open_store(url: str, *, upgrade: bool) -> Store:
     """Open the store at ``url``, or exit saying why (never showing the URL's password)."""
     from gridflock.config import mask_url, redact
+    from gridflock.domain import GridflockError
     from gridflock.store import Store
 
     shown = mask_url(url)

@@ -27,8 +27,6 @@ from gridflock.cli._app import (
     imperfections,
     out,
 )
-from gridflock.domain import GridflockError
-from gridflock.service._malloc import keep_freed_memory
 
 if TYPE_CHECKING:
     from gridflock.sim.scenario import ScenarioResult
@@ -158,6 +156,8 @@ def simulate(
     if frequency_event is not None:
         _frequency_event(homes, fleet, date, seed, frequency_event, out_dir)
         return
+    from gridflock.service._malloc import keep_freed_memory
+
     if autopilot:
         _compare(
             homes,
@@ -291,6 +291,7 @@ def _settle(
 
     from gridflock.api._convert import jsonable
     from gridflock.config import load_settings
+    from gridflock.domain import GridflockError
     from gridflock.domain.events import EventStatus
     from gridflock.mv.meter import Calendar
     from gridflock.mv.settlement import (
@@ -374,6 +375,7 @@ def _settle(
 
 def _open_store(url: str) -> Store:
     from gridflock.config import mask_url, redact
+    from gridflock.domain import GridflockError
     from gridflock.store import Store, StoreError
 
     try:
@@ -524,6 +526,7 @@ def _compare(
     from dataclasses import replace
 
     from gridflock.optimize.autopilot import PeakShavingPolicy, Policies, Tariff
+    from gridflock.service._malloc import keep_freed_memory
     from gridflock.sim.autopilot import ComparisonConfig, run_comparison, summary
     from gridflock.sim.autopilot import write_comparison as write
     from gridflock.sim.imperfections import Imperfections

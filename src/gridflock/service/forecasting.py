@@ -58,7 +58,6 @@ from gridflock.forecast import (
 )
 from gridflock.service.forecast_flex import FlexRecorder
 from gridflock.service.forecast_schedule import Due, ForecastSchedule
-from gridflock.sim.history import KIND_QUANTITY, site_attributes
 from gridflock.store import Store
 from gridflock.store.records import ForecastModelRecord, IssuedForecast, SupportWindowRecord
 
@@ -113,6 +112,8 @@ def read_site_history(
     that kind. ``start`` and ``end`` are floored to 15 minutes. Sites of ``sites`` that the
     store does not know yet (a fleet edit not saved) are NaN throughout.
     """
+    from gridflock.sim.history import KIND_QUANTITY  # the twin's module loads pvlib: not at start
+
     t0, t1 = _floor_step(start), _floor_step(end)
     n_t = max(int((t1 - t0) // STEP_S), 0)
     times = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=n_t, freq="15min")
@@ -292,6 +293,8 @@ class ForecastService:
         spec = self._spec()
         key = tuple(spec.sites["id"].astype(str))
         if self._sites is None or key != self._sites_key:
+            from gridflock.sim.history import site_attributes
+
             self._sites = site_attributes(spec)
             self._sites_key = key
             self._history = None  # other sites: read again

@@ -6,12 +6,10 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy.typing as npt
 import pandas as pd
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -59,6 +57,9 @@ from gridflock.store.records import (
     SupportWindowRecord,
 )
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 __all__ = ["MIGRATIONS_DIR", "Store"]
 
 #: Where the Alembic migrations ship, inside the package.
@@ -67,6 +68,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 def alembic_config() -> Config:
     """An Alembic configuration built in code (no ``alembic.ini`` needed)."""
+    from alembic.config import Config  # Alembic loads only where migrations are looked at
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.set_main_option("path_separator", "os")
@@ -96,6 +99,8 @@ class Store:
 
     def upgrade(self) -> None:
         """Apply the Alembic migrations up to the newest (a no-op when already there)."""
+        from alembic import command
+
         cfg = alembic_config()
         with self.engine.begin() as conn:
             cfg.attributes["connection"] = conn
