@@ -236,3 +236,22 @@ def build_live_fleet(
             highlight=False,
         )
     return LiveFleet(spec, state, twin, twin.now, times)
+
+
+def use_test_helpers() -> None:
+    """Make the repository's ``tests`` folder importable as ``tests`` (and its subfolders).
+
+    A dependency (gmqtt) installs a top-level ``tests`` package into site-packages, which
+    would shadow the repository's namespace folder; the fault harnesses import
+    ``tests._net``.
+    """
+    import sys
+    import types
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "tests"
+    pkg = types.ModuleType("tests")
+    pkg.__path__ = [str(root)]
+    sys.modules["tests"] = pkg
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import console, print_header, print_table
+from _common import console, print_header, print_table, use_test_helpers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+use_test_helpers()  # the fault harnesses of tests/faults
 
 from faults._failover import FailoverFigures, deposed_leader, kill_leader_mid_event
 from faults._harness import ScenarioError, table

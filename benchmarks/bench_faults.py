@@ -27,15 +27,14 @@ links). Each scenario prints its figures; a summary table follows.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from _common import console, print_header, print_table
+from _common import console, print_header, print_table, use_test_helpers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+use_test_helpers()  # the fault harnesses of tests/faults
 
 from faults._harness import ScenarioError, table
 from faults._hostile import hostile_gateway

@@ -12,14 +12,13 @@ when they were lost).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from _common import print_header, print_table
+from _common import print_header, print_table, use_test_helpers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+use_test_helpers()  # the fault harnesses of tests/faults
 
 from faults._harness import table
 from faults._ingest import broker_restart, database_outage, kill_one

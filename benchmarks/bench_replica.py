@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -36,9 +35,9 @@ from typing import Any
 
 import httpx
 
-from _common import console, print_header, print_table
+from _common import console, print_header, print_table, use_test_helpers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+use_test_helpers()  # the fault harnesses of tests/faults
 
 from faults._bus import NatsServer
 from faults._harness import PgSchema, Serve, fleet, provision, wait_until

@@ -44,13 +44,14 @@ from typing import Any
 import httpx
 import numpy as np
 
-from _common import print_header, print_table
+from _common import print_header, print_table, use_test_helpers
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+use_test_helpers()  # the fault harnesses of tests/faults
+
+from tests._net import Broker
 
 from faults._harness import (
     HOST,
-    Broker,
     PgSchema,
     Serve,
     metric,

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from tests._net import HOST, Broker, free_port
 
 from gridflock.domain.ports import SettingsVerdict
 from gridflock.edge.config import parse_config
@@ -31,8 +32,6 @@ from gridflock.gateways.mqtt.protocol import DeviceSettings, DroopSetting
 from gridflock.gridcode import curve_value, profile
 from gridflock.service.gridcode import SettingsPusher
 from gridflock.sim.sunspec_server import BatteryUnit, MeterUnit, PvInverterUnit, SunSpecServer
-
-from ._site import HOST, Mosquitto, free_port
 
 GW = "gw-set"
 V_SWEEP = np.linspace(0.85, 1.15, 301)
@@ -91,7 +90,7 @@ def test_pushed_settings_reach_the_registers_and_bad_items_are_refused(tmp_path:
     fleet = tmp_path / "fleet.yaml"
     fleet.write_text(FLEET)
     spec = read_fleet(fleet)
-    broker = Mosquitto(tmp_path)
+    broker = Broker(tmp_path)
     broker.start()
     pv = PvInverterUnit(5.0, irradiance=lambda t: 800.0, flavour="7xx", der_models=(705, 706, 711))
     bat = BatteryUnit(10.0, 5.0, soc=0.5, flavour="7xx", der_models=(711,))

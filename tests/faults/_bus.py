@@ -10,7 +10,9 @@ import signal
 import subprocess
 from pathlib import Path
 
-from ._harness import HOST, ScenarioError, free_port, port_open, tail, wait_until
+from tests._net import HOST, free_port, port_open, tail
+
+from ._harness import ScenarioError, wait_until
 
 NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from tests._net import Broker
 
 from ._harness import (
     HOST,
-    Broker,
     PgSchema,
     ScenarioError,
     Serve,

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import paho.mqtt.client as paho
 from sqlalchemy.engine import make_url
+from tests._net import Broker
 
 from ._harness import (
     HOST,
     PG_URL,
-    Broker,
     PgSchema,
     ScenarioError,
     Serve,
