@@ -235,3 +235,27 @@ async def test_the_service_runs_the_ven_and_stops_it(tmp_path: Path, vtn: Vtn3) 
     gets = vtn.event_gets
     await asyncio.sleep(0.3)
     assert vtn.event_gets == gets  # stopped with the service
+
+
+@run
+async def test_only_the_leader_talks_to_the_utility(tmp_path: Path, vtn: Vtn3) -> None:
+    """A hot standby neither polls nor reports; the VEN runs while the process leads."""
+    rt, clock = _rig(tmp_path, vtn)
+    vtn.events = [event("e7", "p-summer", clock.t + 600, 600, "PRICE", 0.2, units="KWH")]
+    lead = rt.leadership
+    service = asyncio.create_task(rt.run())
+    try:
+        await until(lambda: vtn.event_gets > 0, 10, "the leader's VEN polling the VTN")
+        first = rt.openadr.ven
+        lead.elected, lead.epoch = True, None  # the state of a standby: elected, no term
+        await until(lambda: first is not None and first._stop.is_set(), 10, "the VEN to stop")
+        await asyncio.sleep(0.5)  # a poll in flight lands
+        gets = vtn.event_gets
+        await asyncio.sleep(1.5)
+        assert vtn.event_gets == gets  # standing by: not a request to the utility
+        lead.elected = False  # leads again: a fresh VEN for the new term
+        await until(lambda: vtn.event_gets > gets, 10, "a new VEN polling once leading")
+        assert rt.openadr.ven is not first
+    finally:
+        rt.stop()
+        await asyncio.wait_for(service, 15)

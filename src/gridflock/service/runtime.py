@@ -121,6 +121,7 @@ class Runtime:
             priority=settings.openadr_priority,
         )
         self.openadr.ven = make_ven(settings, self.openadr)
+        self._stopping = asyncio.Event()
         self.autopilot.price_overlay = self.openadr.tariff
         self.mqtt_enabled = settings.mqtt_url is not None
         self._verified: OrderedDict[str, Principal] = OrderedDict()
@@ -587,8 +588,12 @@ class Runtime:
         """Run the control loop, the store writer and the forecaster until :meth:`stop`."""
         forecasts = asyncio.create_task(self.forecaster.run(), name="forecasts")
         election = asyncio.create_task(self.leadership.watch(), name="leadership")
-        ven = self.openadr.ven
-        utility = asyncio.create_task(ven.run(), name="openadr") if ven is not None else None
+        self._stopping.clear()
+        utility = (
+            asyncio.create_task(self._utility(), name="openadr")
+            if self.openadr.ven is not None
+            else None
+        )
         try:
             await self.loop.run(self.resume)
         finally:
@@ -596,19 +601,52 @@ class Runtime:
             self.leadership.stop()  # a graceful stop gives the lock up at once
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(election, 5.0)
-            if ven is not None and utility is not None:
-                ven.stop()
+            self._stopping.set()
+            if self.openadr.ven is not None:
+                self.openadr.ven.stop()
+            if utility is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await asyncio.wait_for(utility, 5.0)
             forecasts.cancel()  # a step in flight finishes in its thread; nothing waits on it
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await forecasts
 
+    async def _utility(self) -> None:
+        """Run the OpenADR VEN while this process leads, and only then.
+
+        The utility's server knows one VEN: a hot standby must not register or report
+        beside the leader, so the VEN starts when this process begins to lead (always in
+        role ``all``) and stops when it stops leading; a new term starts a fresh one.
+        """
+        first = True
+        while not self._stopping.is_set():
+            if not self.leadership.leading:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 0.25)
+                continue
+            ven = self.openadr.ven if first else make_ven(self.settings, self.openadr)
+            first = False
+            if ven is None:
+                return
+            self.openadr.ven = ven
+            task = asyncio.create_task(ven.run(), name="openadr-ven")
+            while self.leadership.leading and not self._stopping.is_set() and not task.done():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 0.25)
+            if not task.done():
+                log.info("OpenADR VEN stopped: this process no longer leads")
+            ven.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 5.0)
+            if task.done() and not self._stopping.is_set() and self.leadership.leading:
+                return  # the VEN ended on its own (it retries inside; this is final)
+
     def stop(self) -> None:
         """Ask :meth:`run` to finish its cycle and return."""
         self.loop.stop()
         self.forecaster.stop()
         self.leadership.stop()
+        self._stopping.set()
         if self.openadr.ven is not None:
             self.openadr.ven.stop()
 
