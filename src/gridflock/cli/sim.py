@@ -150,9 +150,17 @@ def gateways(
 
 
 async def _run(sim: SimulatedGateways, url: str) -> None:
+    import signal
+
     from gridflock.config import redact
     from gridflock.sim.gateways import BrokerUnreachableError
 
+    # Ctrl-C and SIGTERM stop it gracefully (offline statuses published), also where the
+    # parent started it with SIGINT ignored (a background job of a shell without job control)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, sim.stop)
     task = asyncio.create_task(sim.run())
     status = asyncio.create_task(_status(sim))
     try:
