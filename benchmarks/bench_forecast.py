@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import resource
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -157,12 +159,20 @@ def train_speed(args) -> dict:
     start = pd.Timestamp(args.start, tz="UTC")
     quantities = tuple(args.quantities.split(","))
     t = time.perf_counter()
-    history, weather = twin_history(spec, start, args.days, args.seed, quantities=quantities)
+    cache = Path(args.history_cache) if args.history_cache else None
+    if cache is not None and cache.exists():
+        with open(cache, "rb") as fh:
+            history, weather = pickle.load(fh)
+    else:
+        history, weather = twin_history(spec, start, args.days, args.seed, quantities=quantities)
+        if cache is not None:
+            with open(cache, "wb") as fh:
+                pickle.dump((history, weather), fh, protocol=pickle.HIGHEST_PROTOCOL)
     sim_s = time.perf_counter() - t
     rss_after_sim = peak_rss_mb()
     source = TwinWeatherSource(weather, args.seed, lat=LAT, lon=LON)
     parts = _time_parts() if args.profile else {}
-    cfg = TrainConfig(quantities=quantities, num_threads=args.threads)
+    cfg = TrainConfig(quantities=quantities, num_threads=args.threads, workers=args.workers)
     if args.calibration_sites:
         cfg = replace(cfg, calibration_sites=args.calibration_sites)
     if args.max_bin:
@@ -188,6 +198,8 @@ def train_speed(args) -> dict:
         "train_cpu_s": round(train_cpu, 1),
         "rows_per_quantity": bundle.meta["rows"],
         "calibration_sites": cfg.calibration_sites,
+        "workers": cfg.workers,
+        "num_threads": cfg.num_threads,
         "parts_s": {k: round(v, 1) for k, v in parts.items()},
         "corr": bundle.meta["corr"],
         "bundle_kb": round(len(data) / 1024),
@@ -276,6 +288,10 @@ def main() -> None:
     ap.add_argument("--max-rows", type=int, default=None, help="train: rows per quantity")
     ap.add_argument("--dump", default=None, help="accuracy: .npz of the fleet's day-ahead net")
     ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (train, predict)")
+    ap.add_argument("--workers", type=int, default=1, help="train: quantities side by side")
+    ap.add_argument(
+        "--history-cache", default=None, help="train: pickle of the twin's history (made once)"
+    )
     args = ap.parse_args()
     if args.part == "accuracy":
         args.homes = args.homes or 300

@@ -143,8 +143,9 @@ def study(
         start, end = window(day, tz)
         ev = EventWindow(start, end, f"{mix}-{day}", part)
         cols = run.actual.times.get_indexer(
-            pd.date_range(start, end, freq=pd.Timedelta(seconds=run.actual.step_s),
-                          inclusive="left")
+            pd.date_range(
+                start, end, freq=pd.Timedelta(seconds=run.actual.step_s), inclusive="left"
+            )
         )
         truth_rows = run.actual.net_kw[part][:, cols] - run.shadow.net_kw[part][:, cols]
         true_kw = float(truth_rows.sum(axis=0).mean())
@@ -166,9 +167,15 @@ def study(
             est = float(np.nansum(b.delivered_kw[mask], axis=0).mean()) if mask.any() else np.nan
             rows.append(
                 {
-                    "mix": mix, "homes": homes, "seed": seed, "day": str(day), "kind": kind,
+                    "mix": mix,
+                    "homes": homes,
+                    "seed": seed,
+                    "day": str(day),
+                    "kind": kind,
                     "method": str(m),
-                    "est_kw": est, "true_kw": true_kw, "load_kw": load_kw,
+                    "est_kw": est,
+                    "true_kw": true_kw,
+                    "load_kw": load_kw,
                     "valid": int(mask.sum()),
                 }
             )
@@ -229,13 +236,22 @@ def main() -> None:
         for seed in seeds:
             t = time.perf_counter()
             rows, timing = study(
-                mix, homes, seed, not args.no_regression, args.days, args.every,
-                [m for m in args.methods.split(",") if m], args.cache,
+                mix,
+                homes,
+                seed,
+                not args.no_regression,
+                args.days,
+                args.every,
+                [m for m in args.methods.split(",") if m],
+                args.cache,
             )
             all_rows += rows
             timings[f"{mix}/{homes}/{seed}"] = timing
-            print(f"{mix} {homes} homes seed {seed}: {time.perf_counter() - t:.1f} s "
-                  f"(twin {timing['twin_s']:.1f} s)", flush=True)
+            print(
+                f"{mix} {homes} homes seed {seed}: {time.perf_counter() - t:.1f} s "
+                f"(twin {timing['twin_s']:.1f} s)",
+                flush=True,
+            )
     frame = pd.DataFrame(all_rows)
     with open(args.json, "w") as f:
         json.dump({"rows": all_rows, "timings": timings}, f)

@@ -179,19 +179,27 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         assert shadow.battery_kw is not None
         true_bat = float(np.mean(agg.battery_kw[0, cols] - shadow.battery_kw[0, cols]))
         gross_est, bat_est, bat_c_est = dfs_mgo_parts(agg, ev, cal)
-        on = (local.date == day)
+        on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
         adj = on & (hour >= acc.EVENT_HOUR - 4) & (hour < acc.EVENT_HOUR - 1)
         assert agg.temp_c is not None
         assert agg.ghi_w_m2 is not None
         row: dict[str, object] = {
-            "mix": mix, "homes": int(homes), "seed": int(seed), "every": int(every),
-            "kind": "event" if day in event_days else "placebo", "true_kw": true_kw,
-            "day": str(day), "k": k, "scale_kw": acc.KW_PER_SITE * d["n"],
-            "temp_win": float(agg.temp_c[win].mean()), "temp_adj": float(agg.temp_c[adj].mean()),
+            "mix": mix,
+            "homes": int(homes),
+            "seed": int(seed),
+            "every": int(every),
+            "kind": "event" if day in event_days else "placebo",
+            "true_kw": true_kw,
+            "day": str(day),
+            "k": k,
+            "scale_kw": acc.KW_PER_SITE * d["n"],
+            "temp_win": float(agg.temp_c[win].mean()),
+            "temp_adj": float(agg.temp_c[adj].mean()),
             "ghi_day": float(agg.ghi_w_m2[on & (hour >= 10) & (hour < 19)].mean()),
-            "gross_err": gross_est - (true_kw - true_bat), "bat_err": bat_est - true_bat,
+            "gross_err": gross_est - (true_kw - true_bat),
+            "bat_err": bat_est - true_bat,
             "bat_charge_err": bat_c_est - true_bat,
         }
         for name, fn in methods.items():
@@ -218,7 +226,7 @@ def table(frame: pd.DataFrame, methods: list[str]) -> str:
             lo, hi = e.mean() - t * se_s, e.mean() + t * se_s
             out.append(
                 f"| {mix} | {kind} | {m} | {len(by)} | {len(e)} | {e.mean():+.2f} | {se_d:.2f} "
-                f"| {se_s:.2f} | {lo:+.2f} to {hi:+.2f} | {np.sqrt((e ** 2).mean()):.1f} |"
+                f"| {se_s:.2f} | {lo:+.2f} to {hi:+.2f} | {np.sqrt((e**2).mean()):.1f} |"
             )
     return "\n".join(out)
 
@@ -238,12 +246,14 @@ def explain(frame: pd.DataFrame, column: str = "gross_err") -> str:
     ]
     for (mix, kind), g in frame.groupby(["mix", "kind"], sort=False):
         y = (100 * g[column] / g["scale_kw"]).to_numpy(float)
-        x = np.column_stack([
-            np.ones(len(g)),
-            (g.temp_win - g.temp_adj) - (g.temp_win - g.temp_adj).mean(),
-            (g.ghi_day - g.ghi_day.mean()) / 100,
-            (g.k - g.k.mean()) / 30,
-        ])
+        x = np.column_stack(
+            [
+                np.ones(len(g)),
+                (g.temp_win - g.temp_adj) - (g.temp_win - g.temp_adj).mean(),
+                (g.ghi_day - g.ghi_day.mean()) / 100,
+                (g.k - g.k.mean()) / 30,
+            ]
+        )
         ok = np.isfinite(y)
         coef, *_ = np.linalg.lstsq(x[ok], y[ok], rcond=None)
         resid = y[ok] - x[ok] @ coef

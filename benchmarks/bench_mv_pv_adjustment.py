@@ -30,7 +30,10 @@ def main() -> None:
     info = site_info(spec)
     control = assign_control_group(info.kinds, info.size, 0.2, 1)
     run = run_meters(
-        spec, dt.date(2026, 7, 1), 31, [PlannedEvent(dt.date(2026, 7, 30), 19.0, 2.0, 0.3)],
+        spec,
+        dt.date(2026, 7, 1),
+        31,
+        [PlannedEvent(dt.date(2026, 7, 30), 19.0, 2.0, 0.3)],
         control=control,
     )
     part = ~control

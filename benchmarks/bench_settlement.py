@@ -58,8 +58,14 @@ def statement(homes: int, days: int, seed: int, weather: bool) -> None:
     for label, temp, ghi in runs:
         t = time.perf_counter()
         st = settle_meter(
-            ev, vpp, a.times, a.net_kw, battery_kw=a.battery_kw, gen_kw=a.gen_kw,
-            temp_c=temp, ghi_w_m2=ghi,
+            ev,
+            vpp,
+            a.times,
+            a.net_kw,
+            battery_kw=a.battery_kw,
+            gen_kw=a.gen_kw,
+            temp_c=temp,
+            ghi_w_m2=ghi,
         )
         took = time.perf_counter() - t
         inside = np.asarray(

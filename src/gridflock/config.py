@@ -231,13 +231,20 @@ class Settings(BaseSettings):
         14, ge=1, le=3650, description="Issued forecasts kept in the database [days]"
     )
     forecast_boost_rounds: int = Field(
-        200, ge=5, le=5000, description="Boosting rounds per quantile model"
+        80, ge=5, le=5000, description="Boosting rounds per quantile model"
     )
     forecast_max_rows: int = Field(
-        400_000,
+        150_000,
         ge=1000,
         le=50_000_000,
         description="Training rows sampled per quantity (bounds training time and memory)",
+    )
+    forecast_train_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Quantities trained side by side in threads (1 leaves the other cores "
+        "to the control loop; one per core on a dedicated forecasting host)",
     )
     forecast_quantities: list[str] | None = Field(
         None,

@@ -161,3 +161,53 @@ def test_a_quantity_learned_relative_to_its_last_week(twin):
     # the level carries the forecast: the fleet's median is near what happened
     actual = history.series["net"][:, np.searchsorted(history.times, fc.times)]
     assert abs(np.nansum(actual) - fc.quantile(0.5).sum()) < 0.5 * np.nansum(np.abs(actual))
+
+
+def test_quantities_trained_side_by_side_give_the_same_models(twin, bundle):
+    """``workers=2`` trains the quantities in threads; each has its own seed, so the models,
+    the calibration and the forecasts are those of the one-thread training, byte for byte."""
+    from dataclasses import replace
+
+    from gridflock.forecast import train
+
+    from .conftest import QUICK
+
+    history, _, source = twin
+    cut = START + pd.Timedelta(days=DAYS - 3)
+    side = train(history.before(cut), source, replace(QUICK, workers=2))
+    assert side.models == bundle.models
+    for key in ("rows", "scale", "stretch", "corr", "error_ar"):
+        assert side.meta[key] == bundle.meta[key], key
+    fc = day_ahead(history, source, side, DAYS - 2)
+    ref = day_ahead(history, source, bundle, DAYS - 2)
+    for q in ("net", "pv"):
+        np.testing.assert_array_equal(fc[q].values, ref[q].values)
+
+
+def test_workers_must_be_positive():
+    from gridflock.forecast import TrainConfig
+
+    with pytest.raises(ValueError, match="workers"):
+        TrainConfig(workers=0)
+
+
+def test_a_long_history_keeps_the_calibration_fit(twin, bundle):
+    """Beyond ``refit_max_days`` the models calibrated on the held-out days are the ones
+    kept: the same calibration as with a refit, other models, and sound forecasts."""
+    from dataclasses import replace
+
+    from gridflock.forecast import train
+
+    from .conftest import QUICK
+
+    history, _, source = twin
+    cut = START + pd.Timedelta(days=DAYS - 3)
+    kept = train(history.before(cut), source, replace(QUICK, refit_max_days=10))
+    assert bundle.meta["refit"] == {"net": True, "pv": True}
+    assert kept.meta["refit"] == {"net": False, "pv": False}
+    assert kept.meta["stretch"] == bundle.meta["stretch"]
+    assert kept.meta["corr"] == bundle.meta["corr"]
+    assert kept.models["net"] != bundle.models["net"]
+    fc = day_ahead(history, source, kept, DAYS - 2)["net"]
+    assert np.isfinite(fc.values).all()
+    assert np.all(np.diff(fc.values, axis=-1) >= 0)

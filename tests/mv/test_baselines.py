@@ -422,8 +422,12 @@ def test_battery_charge_option_follows_what_the_battery_took_in_that_day() -> No
     gen = np.where((hour >= 7) & (hour < 13), 2.0, 0.0)
     net = -1.5 + gen + bat
     m = MeterData(
-        np.array(["s"], object), times, net[None, :], TZ,
-        battery_kw=bat[None, :], gen_kw=gen[None, :],
+        np.array(["s"], object),
+        times,
+        net[None, :],
+        TZ,
+        battery_kw=bat[None, :],
+        gen_kw=gen[None, :],
     )
     ev = window("2026-03-27")
     truth = evening[(loc.date == dt.date(2026, 3, 27)) & (hour >= 17) & (hour < 19)]

@@ -92,6 +92,7 @@ def test_a_season_without_events_is_its_own_shadow() -> None:
     np.testing.assert_array_equal(run.actual.battery_kw, run.shadow.battery_kw)
     assert np.abs(run.actual.net_kw).sum() > 0  # the homes did run
     # with an event the dispatcher runs and the meters leave the shadow in its window
-    ev = run_meters(spec, first, 3, [PlannedEvent(first + dt.timedelta(days=2), 19.0, 2.0, 1.0)],
-                    seed=3)
+    ev = run_meters(
+        spec, first, 3, [PlannedEvent(first + dt.timedelta(days=2), 19.0, 2.0, 1.0)], seed=3
+    )
     assert np.abs(ev.actual.net_kw - ev.shadow.net_kw).max() > 0.1

@@ -22,8 +22,20 @@ def test_stops_and_reports_offline_even_when_started_with_sigint_ignored(
     log = tmp_path / "sim.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [GRIDFLOCK, "sim", "gateways", "--mqtt", "mqtt://127.0.0.1:1883", "--homes", "5",
-             "--step", "1s", "--ideal", "--connections", "1"],
+            [
+                GRIDFLOCK,
+                "sim",
+                "gateways",
+                "--mqtt",
+                "mqtt://127.0.0.1:1883",
+                "--homes",
+                "5",
+                "--step",
+                "1s",
+                "--ideal",
+                "--connections",
+                "1",
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -160,6 +161,12 @@ def backtest(
         str, typer.Option(help="Comma-separated: day_ahead, intraday.")
     ] = "day_ahead,intraday",
     rounds: Annotated[int, typer.Option(min=5, help="Boosting rounds per model.")] = 80,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Series trained side by side in threads (default: one per core, up to 4)."
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the scores as JSON here.")
     ] = None,
@@ -224,6 +231,7 @@ def backtest(
             quantities=picked,
             num_boost_round=rounds,
             calibration_days=min(7, max(test_days, 2)),
+            workers=workers or min(4, os.cpu_count() or 1),
         ),
     )
     with Progress(

@@ -325,6 +325,8 @@ def _serve_replica(settings: Settings, store: Store) -> None:
         "API replica on %s:%d, read model from %s", settings.host, settings.port, settings.bus_url
     )
     asyncio.run(run_service(settings, replica))
+
+
 def _serve_ingest(settings: Settings, store: Store) -> None:
     """``serve --role ingest``: telemetry from the broker into the store, health and metrics."""
     from gridflock.service.ingest import INGEST_SHARE, IngestWorker, run_ingest

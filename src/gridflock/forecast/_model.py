@@ -8,7 +8,8 @@ held out: models fit on the rest forecast them, and two figures are learned from
 errors: per quantile, how much to stretch the band about the median so that site quantiles are
 calibrated (split-conformal scaling), and how strongly the sites' errors move together (one
 correlation per horizon, so that group totals get bands of the right width in
-:func:`gridflock.forecast.aggregate`). Then the models are refit on everything.
+:func:`gridflock.forecast.aggregate`). Then the models are refit on everything (on histories
+up to ``refit_max_days`` long; on longer ones the calibration fit is kept).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import itertools
 import json
 import zlib
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +69,13 @@ class TrainConfig:
     calibration_days : int
         Final days of the training range held out to learn how the sites' errors correlate
         (for group quantiles) and how wide the bands must be; then the models are refit on
-        everything. 0 skips calibration (correlation 0, no stretching).
+        everything (see ``refit_max_days``). 0 skips calibration (correlation 0, no
+        stretching).
+    refit_max_days : float [d]
+        Refit on the whole history after calibration only when it is at most this long. On
+        a longer history the held-out days are a small share of the rows (a week is 2 % of
+        a year), the refit would cost a second fit of every model for little, and the
+        calibration then describes exactly the models kept (split conformal).
     calibration_sites : int
         At most this many sites (a seeded sample) are forecast for calibration: forecasting
         the held-out week was about half the training time. Below 1,000 the learned error
@@ -89,6 +97,11 @@ class TrainConfig:
         LightGBM threads. 1 by default: on a machine shared with other work, OpenMP's
         waiting threads make 2 threads many times slower than 1 (measured: 15x on a busy
         2-core host); raise it on a dedicated machine.
+    workers : int
+        Quantities trained side by side in threads (each with ``num_threads`` LightGBM
+        threads). 1 by default, for the same reason; on a dedicated machine, one per core
+        trains the 8 quantities of a 1,000-site year about twice as fast (BENCHMARKS.md).
+        The models do not depend on it.
 
     """
 
@@ -102,12 +115,14 @@ class TrainConfig:
     intraday_hours: float = 8.0
     issue_hour_local: float = 10.0
     calibration_days: int = 7
+    refit_max_days: float = 120.0
     calibration_sites: int = 1000
     calibration_intraday_every_h: float = 12.0
     max_bin: int = 63
     level_quantities: tuple[str, ...] = ()
     seed: int = 0
     num_threads: int = 1
+    workers: int = 1
 
     def __post_init__(self) -> None:
         qs = tuple(float(q) for q in self.quantiles)
@@ -119,6 +134,8 @@ class TrainConfig:
         if self.quantities is not None:
             object.__setattr__(self, "quantities", tuple(self.quantities))
         object.__setattr__(self, "level_quantities", tuple(self.level_quantities))
+        if self.workers < 1 or self.num_threads < 1:
+            raise ValueError("workers and num_threads must be >= 1")
         if self.max_rows < 100 or self.num_boost_round < 1:
             raise ValueError("max_rows must be >= 100 and num_boost_round >= 1")
         if not 0.0 <= self.issue_hour_local < 24.0 or self.intraday_hours <= 0:
@@ -445,35 +462,86 @@ def train(
         "calibration": {},
         "level": {},
         "error_ar": {},
+        "refit": {},
     }
-    for k, quantity in enumerate(quantities):
-        seed = cfg.seed * 1000 + k
-        stretch = {h: [1.0] * len(cfg.quantiles) for h in ("day_ahead", "intraday")}
-        corr = {"day_ahead": 0.0, "intraday": 0.0}
-        design = _design(history, quantity, weather, cfg, seed)
-        if calibrate:
-            hi = n_t - cal_steps
-            texts = _fit(design, cfg, hi)
-            fallback = _fallback_scale(history.series[quantity][:, :hi])
-            probe = ModelBundle(
-                {quantity: texts},
-                cfg.quantiles,
-                FEATURES,
-                cfg,
-                {"scale": {quantity: fallback}, "level": {quantity: design.level}},
-            )
-            cal = _calibrate(probe, quantity, history, weather, hi)
-            stretch = {h: cal[h]["stretch"] for h in ("day_ahead", "intraday") if h in cal}
-            corr = {h: cal[h]["corr"] for h in ("day_ahead", "intraday") if h in cal}
-            meta["error_ar"][quantity] = {h: cal[h]["error_ar"] for h in cal}
-            meta["calibration"][quantity] = cal
-        models[quantity] = _fit(design, cfg)
-        meta["rows"][quantity] = len(design.rows)
-        meta["scale"][quantity] = design.fallback
-        meta["stretch"][quantity] = stretch
-        meta["corr"][quantity] = corr
-        meta["level"][quantity] = design.level
+    jobs = [(k, q) for k, q in enumerate(quantities)]
+
+    def run(job: tuple[int, str]) -> _Trained:
+        k, quantity = job
+        return _train_quantity(history, weather, cfg, quantity, cfg.seed * 1000 + k, calibrate)
+
+    workers = max(1, min(cfg.workers, len(jobs)))
+    if workers > 1:
+        # LightGBM and NumPy's large-array kernels release the GIL: quantities train side
+        # by side, and each has its own seed, so the models do not depend on ``workers``.
+        with ThreadPoolExecutor(workers, thread_name_prefix="gridflock-train") as pool:
+            done = list(pool.map(run, jobs))
+    else:
+        done = [run(job) for job in jobs]
+    for (_, quantity), t in zip(jobs, done, strict=True):
+        models[quantity] = t.texts
+        meta["rows"][quantity] = t.rows
+        meta["scale"][quantity] = t.fallback
+        meta["stretch"][quantity] = t.stretch
+        meta["corr"][quantity] = t.corr
+        meta["level"][quantity] = t.level
+        meta["refit"][quantity] = t.refit
+        if t.calibration is not None:
+            meta["error_ar"][quantity] = {h: c["error_ar"] for h, c in t.calibration.items()}
+            meta["calibration"][quantity] = t.calibration
     return ModelBundle(models, cfg.quantiles, FEATURES, cfg, meta)
+
+
+@dataclass
+class _Trained:
+    """One quantity's models and what its calibration learned."""
+
+    texts: list[str]
+    rows: int
+    fallback: float
+    stretch: dict[str, list[float]]
+    corr: dict[str, float]
+    level: bool
+    calibration: dict[str, dict[str, Any]] | None
+    refit: bool
+
+
+def _train_quantity(
+    history: History,
+    weather: WeatherSource,
+    cfg: TrainConfig,
+    quantity: str,
+    seed: int,
+    calibrate: bool,
+) -> _Trained:
+    """Fit one quantity: held-out calibration first (if asked), then the models on all."""
+    n_t = len(history.times)
+    stretch = {h: [1.0] * len(cfg.quantiles) for h in ("day_ahead", "intraday")}
+    corr = {"day_ahead": 0.0, "intraday": 0.0}
+    design = _design(history, quantity, weather, cfg, seed)
+    cal = None
+    texts: list[str] | None = None
+    if calibrate:
+        hi = n_t - cfg.calibration_days * DAY
+        texts = _fit(design, cfg, hi)
+        fallback = _fallback_scale(history.series[quantity][:, :hi])
+        probe = ModelBundle(
+            {quantity: texts},
+            cfg.quantiles,
+            FEATURES,
+            cfg,
+            {"scale": {quantity: fallback}, "level": {quantity: design.level}},
+        )
+        cal = _calibrate(probe, quantity, history, weather, hi)
+        stretch = {h: cal[h]["stretch"] for h in ("day_ahead", "intraday") if h in cal}
+        corr = {h: cal[h]["corr"] for h in ("day_ahead", "intraday") if h in cal}
+    refit = texts is None or n_t / DAY <= cfg.refit_max_days
+    if refit:
+        texts = _fit(design, cfg)
+    assert texts is not None
+    return _Trained(
+        texts, len(design.rows), design.fallback, stretch, corr, design.level, cal, refit
+    )
 
 
 def _calibrate(

@@ -287,6 +287,7 @@ class ForecastService:
             intraday_hours=self.settings.forecast_intraday_hours,
             issue_hour_local=self.settings.forecast_day_ahead_hour,
             num_threads=1,  # the other core stays with the control loop
+            workers=self.settings.forecast_train_workers,
         )
 
     def _fleet_sites(self) -> SiteAttributes:
