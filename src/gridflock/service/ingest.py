@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -278,24 +277,10 @@ async def run_ingest(settings: Settings, worker: IngestWorker) -> None:
     messages), then what was received is decoded and written, so a graceful stop loses
     nothing the worker had received.
     """
-    import uvicorn
+    from gridflock.service._serving import http_server, stop_on_signals
 
-    config = uvicorn.Config(
-        ingest_app(worker),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
-        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
-    )
-    server = uvicorn.Server(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    server = http_server(ingest_app(worker), settings, lifespan="off")
+    stop = stop_on_signals()
     link = worker.link
     tasks = {
         asyncio.create_task(server.serve(), name="http"),

@@ -8,20 +8,17 @@ API replicas forward (:class:`~gridflock.service.leader_bus.LeaderBus`); a repli
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
-
-import uvicorn
 
 from gridflock.api.app import create_app
 from gridflock.api.runtime import Runtime as ApiRuntime
 from gridflock.config import Settings
 from gridflock.service._malloc import keep_freed_memory
+from gridflock.service._serving import http_server, stop_on_signals
 from gridflock.service.runtime import Runtime
 from gridflock.web import install_dashboard
 
@@ -73,23 +70,8 @@ async def run_service(
         leader_bus = LeaderBus(settings.bus_url, runtime, app, process_name(settings))
         extra.append(leader_bus.run)
         stoppers.append(leader_bus.stop)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        lifespan="on",
-        # HTTPS when a certificate is configured (the settings check both files exist)
-        ssl_certfile=str(settings.tls_certfile) if settings.tls_certfile else None,
-        ssl_keyfile=str(settings.tls_keyfile) if settings.tls_keyfile else None,
-    )
-    server = uvicorn.Server(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    server = http_server(app, settings, lifespan="on")
+    stop = stop_on_signals()
     tasks = [
         asyncio.create_task(server.serve(), name="http"),
         asyncio.create_task(runtime.run(), name="control"),
