@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from gridflock.forecast._features import DAY, FEATURES, STEP_S, Rows, build_features
+from gridflock.forecast._features import (
+    DAY,
+    FEATURES,
+    SCALE_DAYS,
+    STEP_S,
+    Rows,
+    build_features,
+)
 from gridflock.forecast._types import (
     STEP,
     FloatArray,
@@ -413,7 +420,13 @@ def _fit(d: _Design, cfg: TrainConfig, hi: int | None = None) -> list[str]:
 
 
 def _fallback_scale(y: Any) -> float:
-    """Typical site scale, for sites with no history yet [kW]."""
+    """Typical site scale, for sites with no history yet [kW].
+
+    The median over sites of each site's scale as the features define it (mean absolute
+    value of the last ``SCALE_DAYS``), here over the history's last ``SCALE_DAYS``: over a
+    whole year it cost 2.6 s per quantity at 1,000 sites.
+    """
+    y = y[:, -SCALE_DAYS * DAY :]
     with np.errstate(all="ignore"):
         per_site = np.nanmean(np.abs(y), axis=1) if y.size else np.zeros(0)
     per_site = per_site[np.isfinite(per_site)]
