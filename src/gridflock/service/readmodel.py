@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -166,11 +166,7 @@ class ReadModel:
     def fleet_history(self, start: float, end: float) -> pd.DataFrame:
         """Fleet power by kind over ``[start, end)``, one row per control cycle."""
         kinds = [k.value for k in self.loop.state.kinds]
-        rows = [(ts, *v) for ts, v in self._history if start <= ts < end]
-        df = pd.DataFrame(rows, columns=["ts", *kinds])
-        df["p_kw"] = df[kinds].sum(axis=1)
-        df["ts"] = pd.to_datetime(df["ts"], unit="s", utc=True)
-        return df[["ts", "p_kw", *kinds]]
+        return kind_frame([(ts, *v) for ts, v in self._history if start <= ts < end], kinds)
 
     def group_history(self, start: float, end: float, by: str) -> pd.DataFrame:
         """Power by grid node (what each carries, + towards the grid), programme or region.
@@ -179,23 +175,7 @@ class ReadModel:
         """
         if by not in GROUP_HISTORY_BY:
             raise InvalidError(f"by must be one of {', '.join(GROUP_HISTORY_BY)}, got {clip(by)!r}")
-        rows = [(ts, *v[by]) for ts, v in self._group_history if start <= ts < end]
-        if not rows:
-            return pd.DataFrame(
-                {
-                    "ts": pd.Series(dtype="datetime64[ns, UTC]"),
-                    "group": pd.Series(dtype=object),
-                    "p_kw": pd.Series(dtype=float),
-                }
-            )
-        ts = np.concatenate([np.full(len(lab), t) for t, lab, _ in rows])
-        return pd.DataFrame(
-            {
-                "ts": pd.to_datetime(ts, unit="s", utc=True),
-                "group": np.concatenate([lab for _, lab, _ in rows]),
-                "p_kw": np.concatenate([v for _, _, v in rows]),
-            }
-        )
+        return group_frame([(ts, *v[by]) for ts, v in self._group_history if start <= ts < end])
 
     async def updates(self) -> AsyncIterator[dict[str, Any]]:
         """Live updates: one dict per control cycle (slow readers skip cycles)."""
@@ -292,3 +272,31 @@ def _event_json(v: EventView) -> dict[str, Any]:
         "delivered_kw": v.delivered_kw,
         "delivered_pct": v.delivered_pct,
     }
+
+
+def kind_frame(rows: Sequence[tuple[Any, ...]], kinds: list[str]) -> pd.DataFrame:
+    """History rows ``(ts, p_kw by kind...)`` as columns ts, p_kw (their sum) and each kind."""
+    df = pd.DataFrame(rows, columns=["ts", *kinds])
+    df["p_kw"] = df[kinds].sum(axis=1)
+    df["ts"] = pd.to_datetime(df["ts"], unit="s", utc=True)
+    return df[["ts", "p_kw", *kinds]]
+
+
+def group_frame(rows: Sequence[tuple[float, Any, Any]]) -> pd.DataFrame:
+    """Group history rows ``(ts, labels, p_kw)`` as long columns ts, group, p_kw."""
+    if not rows:
+        return pd.DataFrame(
+            {
+                "ts": pd.Series(dtype="datetime64[ns, UTC]"),
+                "group": pd.Series(dtype=object),
+                "p_kw": pd.Series(dtype=float),
+            }
+        )
+    ts = np.concatenate([np.full(len(lab), t) for t, lab, _ in rows])
+    return pd.DataFrame(
+        {
+            "ts": pd.to_datetime(ts, unit="s", utc=True),
+            "group": np.concatenate([np.asarray(lab, dtype=object) for _, lab, _ in rows]),
+            "p_kw": np.concatenate([np.asarray(v, dtype=float) for _, _, v in rows]),
+        }
+    )

@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator
 from http import HTTPStatus
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -56,7 +55,7 @@ from gridflock.service.bus import (
     connect,
     decode,
 )
-from gridflock.service.readmodel import GROUP_HISTORY_BY, HISTORY_S
+from gridflock.service.readmodel import GROUP_HISTORY_BY, HISTORY_S, group_frame, kind_frame
 from gridflock.service.replication import envelope_from_json, view_from_json
 from gridflock.store import Store
 from gridflock.store.errors import DatabaseUnavailableError, is_outage
@@ -612,10 +611,7 @@ class ReplicaRuntime:
             raise LeaderOnlyError
         kinds = self._kinds
         rows = [(ts, *v) for ts, v in self._history if start <= ts < end and len(v) == len(kinds)]
-        df = pd.DataFrame(rows, columns=["ts", *kinds])
-        df["p_kw"] = df[kinds].sum(axis=1)
-        df["ts"] = pd.to_datetime(df["ts"], unit="s", utc=True)
-        return df[["ts", "p_kw", *kinds]]
+        return kind_frame(rows, kinds)
 
     def group_history(self, start: float, end: float, by: str) -> pd.DataFrame:
         """Power by group, one sample a minute (older ranges: forwarded)."""
@@ -624,24 +620,8 @@ class ReplicaRuntime:
         self.document()
         if not self._covered(start - 60.0):
             raise LeaderOnlyError
-        rows: list[tuple[float, list[Any], list[Any]]] = [
-            (ts, v[by][0], v[by][1]) for ts, v in self._group_history if start <= ts < end
-        ]
-        if not rows:
-            return pd.DataFrame(
-                {
-                    "ts": pd.Series(dtype="datetime64[ns, UTC]"),
-                    "group": pd.Series(dtype=object),
-                    "p_kw": pd.Series(dtype=float),
-                }
-            )
-        ts = np.concatenate([np.full(len(lab), t) for t, lab, _ in rows])
-        return pd.DataFrame(
-            {
-                "ts": pd.to_datetime(ts, unit="s", utc=True),
-                "group": np.concatenate([np.asarray(lab, dtype=object) for _, lab, _ in rows]),
-                "p_kw": np.concatenate([np.asarray(v, dtype=float) for _, _, v in rows]),
-            }
+        return group_frame(
+            [(ts, v[by][0], v[by][1]) for ts, v in self._group_history if start <= ts < end]
         )
 
     async def create_event(
