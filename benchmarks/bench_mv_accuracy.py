@@ -84,13 +84,15 @@ def mix_fleet(mix: str, homes: int, seed: int):
     return subset_fleet(pool, ids.tolist())
 
 
-def plan(tz: str, days: int = DAYS, every: int = 2) -> tuple[list[PlannedEvent], list[dt.date]]:
+def plan(
+    tz: str, days: int = DAYS, every: int = 2, first_day: dt.date = FIRST_DAY
+) -> tuple[list[PlannedEvent], list[dt.date]]:
     """Events on every ``every``-th working day after the history weeks; the rest are placebo."""
     events, placebo = [], []
     working = [
-        FIRST_DAY + dt.timedelta(days=d)
+        first_day + dt.timedelta(days=d)
         for d in range(HISTORY_DAYS, days)
-        if (FIRST_DAY + dt.timedelta(days=d)).weekday() < 5
+        if (first_day + dt.timedelta(days=d)).weekday() < 5
     ]
     for i, day in enumerate(working):
         if i % every == 0:
@@ -143,8 +145,9 @@ def study(
         start, end = window(day, tz)
         ev = EventWindow(start, end, f"{mix}-{day}", part)
         cols = run.actual.times.get_indexer(
-            pd.date_range(start, end, freq=pd.Timedelta(seconds=run.actual.step_s),
-                          inclusive="left")
+            pd.date_range(
+                start, end, freq=pd.Timedelta(seconds=run.actual.step_s), inclusive="left"
+            )
         )
         truth_rows = run.actual.net_kw[part][:, cols] - run.shadow.net_kw[part][:, cols]
         true_kw = float(truth_rows.sum(axis=0).mean())
@@ -166,9 +169,15 @@ def study(
             est = float(np.nansum(b.delivered_kw[mask], axis=0).mean()) if mask.any() else np.nan
             rows.append(
                 {
-                    "mix": mix, "homes": homes, "seed": seed, "day": str(day), "kind": kind,
+                    "mix": mix,
+                    "homes": homes,
+                    "seed": seed,
+                    "day": str(day),
+                    "kind": kind,
                     "method": str(m),
-                    "est_kw": est, "true_kw": true_kw, "load_kw": load_kw,
+                    "est_kw": est,
+                    "true_kw": true_kw,
+                    "load_kw": load_kw,
                     "valid": int(mask.sum()),
                 }
             )
@@ -229,13 +238,22 @@ def main() -> None:
         for seed in seeds:
             t = time.perf_counter()
             rows, timing = study(
-                mix, homes, seed, not args.no_regression, args.days, args.every,
-                [m for m in args.methods.split(",") if m], args.cache,
+                mix,
+                homes,
+                seed,
+                not args.no_regression,
+                args.days,
+                args.every,
+                [m for m in args.methods.split(",") if m],
+                args.cache,
             )
             all_rows += rows
             timings[f"{mix}/{homes}/{seed}"] = timing
-            print(f"{mix} {homes} homes seed {seed}: {time.perf_counter() - t:.1f} s "
-                  f"(twin {timing['twin_s']:.1f} s)", flush=True)
+            print(
+                f"{mix} {homes} homes seed {seed}: {time.perf_counter() - t:.1f} s "
+                f"(twin {timing['twin_s']:.1f} s)",
+                flush=True,
+            )
     frame = pd.DataFrame(all_rows)
     with open(args.json, "w") as f:
         json.dump({"rows": all_rows, "timings": timings}, f)
