@@ -84,13 +84,15 @@ def mix_fleet(mix: str, homes: int, seed: int):
     return subset_fleet(pool, ids.tolist())
 
 
-def plan(tz: str, days: int = DAYS, every: int = 2) -> tuple[list[PlannedEvent], list[dt.date]]:
+def plan(
+    tz: str, days: int = DAYS, every: int = 2, first_day: dt.date = FIRST_DAY
+) -> tuple[list[PlannedEvent], list[dt.date]]:
     """Events on every ``every``-th working day after the history weeks; the rest are placebo."""
     events, placebo = [], []
     working = [
-        FIRST_DAY + dt.timedelta(days=d)
+        first_day + dt.timedelta(days=d)
         for d in range(HISTORY_DAYS, days)
-        if (FIRST_DAY + dt.timedelta(days=d)).weekday() < 5
+        if (first_day + dt.timedelta(days=d)).weekday() < 5
     ]
     for i, day in enumerate(working):
         if i % every == 0:

@@ -17,6 +17,14 @@ fleet draw) give thousands of placebo days per mix.
     PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/bench_mv_placebo.py table \\
         --dir /tmp/mvp
 
+``uk_dfs_mgo`` is the library's default (with the H25 standard-profile correction);
+``uk_dfs_mgo no profile`` is the plain DFS rule on gross load. The table also reports the
+gross-load part with and without the correction (``gross_err``, ``gross_plain_err``) and
+``h25_plain_err``: the plain rule applied to the participants' base load alone (sum of
+annual kWh x the H25 profile, no noise), the part of the error the profile's season
+explains. ``run --first-day`` starts the seasons on another date (keep them in their own
+``--dir``).
+
 Errors are in % of the nominal delivery (0.3 kW x participants, the event study's ask,
 about 270 kW per 1,000 homes). Standard errors are given two ways: over days (treats days
 as independent) and over seasons (the spread of the season means / sqrt(seasons)), the
@@ -56,11 +64,21 @@ def _parse_seeds(text: str) -> list[int]:
     return out
 
 
-def make_season(mix: str, homes: int, days: int, seed: int, folder: Path, every: int = 0) -> Path:
+def make_season(
+    mix: str,
+    homes: int,
+    days: int,
+    seed: int,
+    folder: Path,
+    every: int = 0,
+    first_day: dt.date = acc.FIRST_DAY,
+) -> Path:
     """Run one season and keep the participants' aggregate meters (with and without the VPP).
 
     ``every = 0``: no events (every working day after the history is a placebo day);
-    otherwise an event every ``every``-th working day, as in the season study.
+    otherwise an event every ``every``-th working day, as in the season study. The season
+    starts on local ``first_day`` (keep seasons of other starts in their own folder: the
+    file name does not carry it).
     """
     path = folder / f"{mix}_{homes}_{days}_{every}_{seed}.pkl"
     if path.exists():
@@ -69,9 +87,10 @@ def make_season(mix: str, homes: int, days: int, seed: int, folder: Path, every:
     info = site_info(spec)
     control = assign_control_group(info.kinds, info.size, acc.CONTROL_SHARE, seed)
     tz = str(spec.sites["tz"].iloc[0])
-    events = acc.plan(tz, days, every)[0] if every else []
+    events = acc.plan(tz, days, every, first_day)[0] if every else []
     t0 = time.perf_counter()
-    run = run_meters(spec, acc.FIRST_DAY, days, events, control=control, seed=seed)
+    c0 = time.process_time()
+    run = run_meters(spec, first_day, days, events, control=control, seed=seed)
     part = ~control
     if not events:
         gap = float(np.abs(run.actual.net_kw - run.shadow.net_kw).max())
@@ -82,8 +101,11 @@ def make_season(mix: str, homes: int, days: int, seed: int, folder: Path, every:
         "shadow": run.shadow.take(part).aggregate(label),
         "event_days": list(run.event_days),
         "n": int(part.sum()),
+        "base_kwh": float(info.size[part].sum()),
         "tz": tz,
         "twin_s": time.perf_counter() - t0,
+        "twin_cpu_s": time.process_time() - c0,
+        "first_day": first_day,
     }
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
@@ -101,17 +123,21 @@ def _mean_delivered(b: bl.Baseline) -> float:
     return float(np.nanmean(b.delivered_kw[0])) if b.valid[0] else float("nan")
 
 
-def dfs_mgo_parts(meter: MeterData, ev: EventWindow, cal: Calendar) -> tuple[float, float, float]:
+def dfs_mgo_parts(
+    meter: MeterData, ev: EventWindow, cal: Calendar
+) -> tuple[float, float, float, float]:
     """``uk_dfs_mgo``'s delivered split: gross-load part, battery part (trend, and with
-    ``charge``) [kW]; the generation adds 0."""
-    gross = bl.uk_dfs(meter.gross(), ev, cal, None)
+    ``charge``), and the gross-load part without the standard-profile correction [kW];
+    the generation adds 0."""
+    gross = bl.uk_dfs(meter.gross(), ev, cal, None, profile=bl.household_profile)
     cols = meter.times.get_indexer(gross.times)
     assert meter.battery_kw is not None
     actual = meter.battery_kw[0, cols]
     held, _ = bl.battery_held_trend(meter, ev, cal)
     held_c, _ = bl.battery_held_trend(meter, ev, cal, charge=True)
     bat, bat_c = float(np.mean(actual - held[0])), float(np.mean(actual - held_c[0]))
-    return _mean_delivered(gross), bat, bat_c
+    plain = bl.uk_dfs(meter.gross(), ev, cal, None)
+    return _mean_delivered(gross), bat, bat_c, _mean_delivered(plain)
 
 
 def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> float:
@@ -139,12 +165,19 @@ def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> flo
 
 METHODS: dict[str, Fn] = {
     "uk_dfs_mgo": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS_MGO, m, e, c)),
+    "uk_dfs_mgo no profile": lambda m, e, c: _mean_delivered(
+        bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO)
+    ),
     "uk_dfs_mgo battery=days": lambda m, e, c: _mean_delivered(
-        bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="days")
+        bl.metered_generation(
+            m, e, c, None, method=Method.UK_DFS_MGO, battery="days", profile=bl.household_profile
+        )
     ),
     "uk_dfs_mgo shape trend": dfs_mgo_shape_trend,
     "uk_dfs_mgo battery=charge": lambda m, e, c: _mean_delivered(
-        bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO, battery="charge")
+        bl.metered_generation(
+            m, e, c, None, method=Method.UK_DFS_MGO, battery="charge", profile=bl.household_profile
+        )
     ),
     "uk_dfs": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS, m, e, c)),
     "caiso_10in10_unadjusted": lambda m, e, c: _mean_delivered(
@@ -154,6 +187,17 @@ METHODS: dict[str, Fn] = {
         bl.compute_baseline(Method.WEATHER_MATCHED, m, e, c)
     ),
 }
+
+
+def _base_kwh(mix: str, homes: int, seed: int) -> float:
+    """The participants' household base load [kWh/year]: what follows the H25 profile.
+
+    The season's fleet and control group drawn again (deterministic in the seed).
+    """
+    spec = acc.mix_fleet(mix, homes, seed)
+    info = site_info(spec)
+    control = assign_control_group(info.kinds, info.size, acc.CONTROL_SHARE, seed)
+    return float(info.size[~control].sum())
 
 
 def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
@@ -168,8 +212,16 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
     local = agg.times.tz_convert(d["tz"])
     rows: list[dict[str, object]] = []
     n_days = int(days)
+    first: dt.date = d.get("first_day", acc.FIRST_DAY)
+    base_kwh = float(d["base_kwh"]) if "base_kwh" in d else _base_kwh(mix, int(homes), int(seed))
+    h25 = MeterData(
+        np.array(["h25"], dtype=object),
+        agg.times,
+        -base_kwh * bl.household_profile(agg.times, d["tz"])[None, :],
+        d["tz"],
+    )
     for k in range(acc.HISTORY_DAYS, n_days):
-        day = acc.FIRST_DAY + dt.timedelta(days=k)
+        day = first + dt.timedelta(days=k)
         if day.weekday() >= 5:
             continue
         ev = _window(day, d["tz"])
@@ -178,7 +230,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         assert agg.battery_kw is not None
         assert shadow.battery_kw is not None
         true_bat = float(np.mean(agg.battery_kw[0, cols] - shadow.battery_kw[0, cols]))
-        gross_est, bat_est, bat_c_est = dfs_mgo_parts(agg, ev, cal)
+        gross_est, bat_est, bat_c_est, plain_est = dfs_mgo_parts(agg, ev, cal)
         on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -200,6 +252,8 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "ghi_day": float(agg.ghi_w_m2[on & (hour >= 10) & (hour < 19)].mean()),
             "gross_err": gross_est - (true_kw - true_bat),
             "bat_err": bat_est - true_bat,
+            "gross_plain_err": plain_est - (true_kw - true_bat),
+            "h25_plain_err": _mean_delivered(bl.uk_dfs(h25, ev, cal, None)),
             "bat_charge_err": bat_c_est - true_bat,
         }
         for name, fn in methods.items():
@@ -284,25 +338,44 @@ def main() -> None:
     ap.add_argument("--dir", default="/tmp/mvp")
     ap.add_argument("--every", type=int, default=0, help="event every N-th working day, 0: none")
     ap.add_argument("--csv", default="", help="write the per-day errors here")
+    ap.add_argument(
+        "--methods", default="", help="comma-separated names of METHODS to run (default: all)"
+    )
+    ap.add_argument(
+        "--first-day",
+        type=dt.date.fromisoformat,
+        default=acc.FIRST_DAY,
+        help="local start of each season (a Monday; default 2026-06-01)",
+    )
     args = ap.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
     if args.what == "run":
         for seed in _parse_seeds(args.seeds):
             for mix in args.mixes.split(","):
-                t = time.perf_counter()
-                make_season(mix, args.homes, args.days, seed, folder, args.every)
-                print(f"{mix} seed {seed}: {time.perf_counter() - t:.1f} s", flush=True)
+                t, c = time.perf_counter(), time.process_time()
+                make_season(mix, args.homes, args.days, seed, folder, args.every, args.first_day)
+                print(
+                    f"{mix} seed {seed}: {time.perf_counter() - t:.1f} s wall, "
+                    f"{time.process_time() - c:.1f} s CPU",
+                    flush=True,
+                )
         return
     rows: list[dict[str, object]] = []
+    chosen = {m: METHODS[m] for m in args.methods.split(",") if m} or METHODS
+    c0 = time.process_time()
     for p in sorted(folder.glob("*.pkl")):
-        rows += evaluate(p, METHODS)
+        rows += evaluate(p, chosen)
+    print(f"evaluated in {time.process_time() - c0:.1f} s CPU", file=sys.stderr)
     frame = pd.DataFrame(rows)
     if args.csv:
         frame.to_csv(args.csv, index=False)
-    print(table(frame, [*METHODS, "gross_err", "bat_err", "bat_charge_err"]))
+    cols = [*chosen, "gross_err", "gross_plain_err", "h25_plain_err", "bat_err", "bat_charge_err"]
+    print(table(frame, cols))
     print()
     print(explain(frame, "gross_err"))
+    print()
+    print(explain(frame, "gross_plain_err"))
     print()
     print(explain(frame, "bat_err"))
     print()

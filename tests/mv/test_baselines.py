@@ -458,3 +458,59 @@ def test_uk_dfs_temperature_option_carries_a_linear_load_exactly() -> None:
     adjusted = uk_dfs(m, window("2026-03-27"), Calendar(), temperature=True)
     np.testing.assert_allclose(adjusted.kw[0], -imp[ev], rtol=1e-9)
     assert np.abs(plain.kw[0] + imp[ev]).max() > 0.01  # the shift alone misses the change
+
+
+def test_uk_dfs_profile_option_follows_the_profiles_seasonal_change() -> None:
+    """A load that is exactly A x a profile whose evening doubles from 16 March on.
+
+    Profile p (kW per kWh/year): 1 at every interval, 2 over 17:00-19:00 from 16 March.
+    Import = A x p with A = 3 kWh/year. Event 27 March 17:00-19:00: of its 10 previous
+    working days (13-26 March) m = 1 (13 March) is before the step, so the plain rule's
+    evening is A x (1 x 1 + 9 x 2) / 10 = 5.7 kW against 6 kW actual; the in-day window
+    (13:00-16:00) has p = 1 every day, shift 0. Plain: delivered -A x m / 10 = -0.3 kW.
+    With the profile: the scale is mean(import) / mean(p) over the history = A exactly,
+    the rule's miss on the profile is -(2 - 1.9) = -0.1, so the baseline moves by -0.3 kW
+    and equals the actual: delivered 0.
+    """
+    from gridflock.mv.baselines import uk_dfs
+
+    times = grid(FIRST, 28)
+
+    def profile(t: pd.DatetimeIndex, tz: str) -> np.ndarray:
+        loc = t.tz_convert(tz)
+        evening = (loc.hour >= 17) & (loc.hour < 19) & (loc.date >= dt.date(2026, 3, 16))
+        return np.where(evening, 2.0, 1.0)
+
+    a = 3.0
+    m = MeterData(np.array(["s"], object), times, -a * profile(times, TZ)[None, :], TZ)
+    ev = window("2026-03-27")
+    plain = uk_dfs(m, ev, Calendar())
+    fixed = uk_dfs(m, ev, Calendar(), profile=profile)
+    np.testing.assert_allclose(plain.kw[0], -5.7)
+    np.testing.assert_allclose(plain.delivered_kw[0], -0.3, atol=1e-12)
+    np.testing.assert_allclose(fixed.kw[0], -6.0)
+    np.testing.assert_allclose(fixed.delivered_kw[0], 0.0, atol=1e-12)
+
+
+def test_uk_dfs_mgo_follows_the_household_profiles_season() -> None:
+    """Gross load exactly 3,000 kWh/year x BDEW H25 (Berlin, June to September).
+
+    H25's evening grows against the afternoon from August to September, so the plain DFS
+    rule on the gross load reads a placebo day in September as a negative delivery;
+    ``uk_dfs_mgo`` (profile correction by default) reads it as zero.
+    """
+    from gridflock.mv.baselines import household_profile, metered_generation
+
+    tz = "Europe/Berlin"
+    start = pd.Timestamp("2026-06-01", tz=tz)
+    times = pd.date_range(start, start + pd.Timedelta(days=110), freq="15min", inclusive="left")
+    times = times.tz_convert("UTC")
+    load = -3000.0 * household_profile(times, tz)
+    zero = np.zeros((1, len(times)))
+    m = MeterData(np.array(["s"], object), times, load[None, :], tz, gen_kw=zero)
+    d = pd.Timestamp("2026-09-08", tz=tz)  # a Tuesday
+    ev = EventWindow(d + pd.Timedelta(hours=19), d + pd.Timedelta(hours=21), "placebo")
+    plain = metered_generation(m, ev, Calendar(), method=Method.UK_DFS_MGO)
+    fixed = compute_baseline(Method.UK_DFS_MGO, m, ev)
+    assert float(np.mean(plain.delivered_kw[0])) < -0.015  # -0.020 kW of 0.45: reads low
+    np.testing.assert_allclose(fixed.delivered_kw[0], 0.0, atol=1e-9)

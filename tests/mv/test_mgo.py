@@ -89,8 +89,13 @@ def test_caiso_mgo_adjusts_on_gross_load_and_adds_pv_and_battery_back() -> None:
 
 
 def test_uk_dfs_mgo_is_additive_on_gross_load() -> None:
+    from gridflock.mv import Calendar
+    from gridflock.mv.baselines import metered_generation
+
     m, load, day = _meter(battery=False)
-    b = compute_baseline(Method.UK_DFS_MGO, m, _event(day))
+    # the DFS rule itself, without the standard-profile correction ``uk_dfs_mgo`` adds
+    # by default (tested on its own in test_baselines.py)
+    b = metered_generation(m, _event(day), Calendar(), method=Method.UK_DFS_MGO)
     base = np.mean([load[d] for d in _working_before(day, 10)])
     steps = m.times.get_indexer(b.times)
     # the in-day window (14:00-16:00) sees the load, not the sunshine: the additive

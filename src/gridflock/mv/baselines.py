@@ -506,6 +506,82 @@ DFS_ADJUST_HOURS = (4.0, 1.0)
 DFS_LOOKBACK_DAYS = 60
 
 
+#: A standard load profile: ``fn(times, tz)`` -> import at ``times`` [kW per kWh/year].
+ProfileFn = Callable[[pd.DatetimeIndex, str], FloatArray]
+
+
+def household_profile(times: pd.DatetimeIndex, tz: str) -> FloatArray:
+    """BDEW's H25 standard household load profile at ``times`` [kW per kWh/year, import].
+
+    The German standard load profile for households (BDEW 2025, via demandlib), on the
+    local wall clock of ``tz``: a shape per month and day type, so it carries how the
+    evening grows against the afternoon as the days shorten.
+    """
+    from gridflock.sim.profiles import household_load_shape
+
+    return household_load_shape(times, tz)
+
+
+#: Fewest eligible history days a row needs for its standard-profile scale.
+PROFILE_MIN_DAYS = 5
+
+
+def _profile_scale(
+    meter: MeterData, event: EventWindow, calendar: Calendar, x: FloatArray, lookback: int
+) -> FloatArray:
+    """Per row, the profile's scale: the row's metered consumption [kWh/year].
+
+    Its mean series over every interval of the 24 h ending at the event's end on the
+    eligible days of the lookback (the event day left out), over the profile's mean
+    there: the standard profile scaled to the consumption the meter recorded, as
+    standard-profile settlement scales it by each customer's metered annual use. Linear
+    in the meter data. 0 (no correction) for a row with fewer than
+    :data:`PROFILE_MIN_DAYS` complete days or no net import.
+    """
+    steps = _steps(meter, event.end - pd.Timedelta(hours=24), event.end)
+    offsets, _ = candidate_days(_event_day(meter, event), calendar, lookback)
+    cols = _shifted_columns(meter, steps, offsets)  # (D, K)
+    y = _gather(meter.net_kw, cols).reshape(meter.n_sites, -1)  # (n, D*K)
+    xp = _gather(x[None, :], cols).reshape(-1)  # (D*K,)
+    ok = np.isfinite(y) & np.isfinite(xp)[None, :]
+    count = ok.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(ok, y, 0.0).sum(axis=1) / np.where(ok, xp[None, :], 0.0).sum(axis=1)
+    enough = count >= PROFILE_MIN_DAYS * len(steps)
+    return np.where(enough & np.isfinite(c) & (c > 0), c, 0.0)
+
+
+def _profile_shift(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    h: _History,
+    sel: BoolArray,
+    adjust_hours: tuple[float, float],
+    profile: ProfileFn,
+) -> FloatArray:
+    """What the rule misses of the standard profile's own change, scaled per row [kW].
+
+    The day-matching rule (with its additive in-day shift) is applied to the profile
+    itself, with each row's own selected days; its miss on the event day
+    (profile - its baseline) times the row's scale (:func:`_profile_scale`) moves the
+    row's baseline. Equivalent to running the rule on the load minus its scaled profile
+    and adding the profile back: what the profile predicts of the season's change the
+    baseline follows, the rest (the homes' own deviation) the rule handles as before.
+    Generator sign: returned as a change of net kW.
+    """
+    x = -np.asarray(profile(meter.times, meter.tz), dtype=np.float64)  # import: negative
+    pm = MeterData(np.array(["profile"], dtype=object), meter.times, x[None, :], meter.tz)
+    hp = _history(pm, event, calendar, DFS_LOOKBACK_DAYS, adjust_hours)
+    n = meter.n_sites
+    base = _mean_over_days(np.broadcast_to(hp.window, (n, *hp.window.shape[1:])), sel)
+    ref = _mean_over_days(np.broadcast_to(hp.adjust, (n, *hp.adjust.shape[1:])), sel)
+    shift = hp.actual_adjust.mean(axis=1) - ref.mean(axis=1)  # (n,)
+    miss = hp.actual - (base + shift[:, None])  # (n, K)
+    c = _profile_scale(meter, event, calendar, x, LOOKBACK_DAYS)
+    return np.asarray(c[:, None] * miss, dtype=np.float64)
+
+
 def uk_dfs(
     meter: MeterData,
     event: EventWindow,
@@ -513,6 +589,7 @@ def uk_dfs(
     info: SiteInfo | None = None,
     adjust_hours: tuple[float, float] = DFS_ADJUST_HOURS,
     temperature: bool = False,
+    profile: ProfileFn | None = None,
 ) -> Baseline:
     """UK Demand Flexibility Service: previous 10 working days, same half hour, in-day adjusted.
 
@@ -521,6 +598,11 @@ def uk_dfs(
     shifted by the mean difference between actual and baseline over the in-day
     adjustment window ``[start - a h, start - b h)`` (three hours ending one hour before
     the event by default), without a cap.
+
+    With ``profile`` (ours) the baseline also follows the standard load profile's change
+    between the history days and the event day (:func:`_profile_shift`): the 10 days lag
+    the event by a week on average, and the in-day shift carries a change of level, not
+    of the evening's shape against the afternoon.
     """
     h = _history(meter, event, calendar, DFS_LOOKBACK_DAYS, adjust_hours)
     k = 10 if calendar.is_working(_event_day(meter, event)) else 4
@@ -529,6 +611,8 @@ def uk_dfs(
     kw, adj = _additive(h, sel, base)
     if temperature:
         kw = kw + _temperature_shift(meter, event, calendar, h, sel, adjust_hours)
+    if profile is not None:
+        kw = kw + _profile_shift(meter, event, calendar, h, sel, adjust_hours, profile)
     return _result(Method.UK_DFS, meter, event, h, kw, sel, min(5, k), adj)
 
 
@@ -875,6 +959,7 @@ def metered_generation(
     method: Method = Method.CAISO_10IN10_MGO,
     battery_days: int = 10,
     battery: str = "trend",
+    profile: ProfileFn | None = None,
 ) -> Baseline:
     """A day-matching baseline on gross load, with the metered generation added back.
 
@@ -897,8 +982,12 @@ def metered_generation(
             "the MGO baselines need each site's metered generation (PV, wind): give "
             "MeterData.gen_kw (zeros for sites without generation)"
         )
-    inner = METHODS[str(MGO_INNER[method])]
-    gross = inner(meter.gross(), event, calendar, info)
+    if profile is not None and MGO_INNER[method] != Method.UK_DFS:
+        raise ValueError("the standard-profile correction is implemented for uk_dfs_mgo only")
+    if profile is not None:
+        gross = uk_dfs(meter.gross(), event, calendar, info, profile=profile)
+    else:
+        gross = METHODS[str(MGO_INNER[method])](meter.gross(), event, calendar, info)
     cols = _columns(meter, gross.times, "event window")
     kw = gross.kw + meter.gen_kw[:, cols]
     if meter.battery_kw is not None:
@@ -932,5 +1021,8 @@ def metered_generation(
     )
 
 
-for _m in (Method.CAISO_10IN10_MGO, Method.PJM_HIGH4OF5_MGO, Method.UK_DFS_MGO):
+for _m in (Method.CAISO_10IN10_MGO, Method.PJM_HIGH4OF5_MGO):
     METHODS[_m] = partial(metered_generation, method=_m)
+METHODS[Method.UK_DFS_MGO] = partial(
+    metered_generation, method=Method.UK_DFS_MGO, profile=household_profile
+)
