@@ -3,6 +3,8 @@
     PYTHONPATH=$PWD/src python benchmarks/bench_forecast.py accuracy [--homes 300 --days 70]
     PYTHONPATH=$PWD/src python benchmarks/bench_forecast.py train [--homes 1000 --days 365]
     PYTHONPATH=$PWD/src python benchmarks/bench_forecast.py predict [--sites 100000]
+    PYTHONPATH=$PWD/src python benchmarks/bench_forecast.py pool out_63.json out_70.json ...
+    PYTHONPATH=$PWD/src python benchmarks/bench_forecast.py oracle [--homes 300 --seeds 8]
 
 accuracy: the twin's seasonal history (>= 8 weeks), the final two weeks held out and forecast
 by a rolling-origin backtest (day-ahead issued D-1 10:00 local, intraday every 3 h; retrained
@@ -10,6 +12,17 @@ weekly on what came before; weather from the twin's forecasts with lead-dependen
 Reports the issue's targets for fleet net import, the published anchors' units (OpenSTEF
 relative MAE, FlexMeasures 1 - WAPE), and need-for-support windows (hit rate, false alarms,
 Brier score against climatology). Each part prints JSON; peak memory is ru_maxrss.
+
+pool: the accuracy outputs of several runs (e.g. histories ending a week apart, each holding
+out its final week) pooled: MAE and skill over all points, coverage weighted by points, peak
+days counted with a Wilson 95 % interval, support episodes and windows counted.
+
+oracle: how predictable the fleet's daily peak time is at all. The twin is run over the
+held-out days several times with the same fleet and the same weather but different
+household seeds (EV sessions, load noise, heat-pump and water-heater states); the mean of
+the other runs is the expected fleet curve given fleet and weather, and the share of days
+whose realised peak lies within +-30 min of that curve's peak is what a perfect day-ahead
+forecast of the expectation (perfect weather included) would score.
 """
 
 from __future__ import annotations
@@ -40,6 +53,8 @@ from gridflock.forecast import (
 )
 from gridflock.sim.forecast_weather import TwinWeatherSource
 from gridflock.sim.history import twin_history
+from gridflock.sim.seasonal import seasonal_weather
+from gridflock.sim.weather import Weather
 
 LAT, LON = 48.14, 11.58
 
@@ -269,12 +284,172 @@ def predict_speed(args) -> dict:
     }
 
 
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a share k / n (95 % by default)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    d = 1 + z * z / n
+    c = (p + z * z / (2 * n)) / d
+    h = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
+    return (round(float(c - h), 4), round(float(c + h), 4))
+
+
+def pool(args) -> dict:
+    """Pool the JSON outputs of several ``accuracy`` runs (one held-out span each)."""
+    runs = []
+    for path in args.inputs:
+        with open(path) as fh:
+            runs.append(json.load(fh))
+    out: dict = {"runs": len(runs), "homes": sorted({r["homes"] for r in runs})}
+    names = sorted({k for r in runs for k in r["series"]})
+    series = {}
+    for name in names:
+        rows = [r["series"][name] for r in runs if name in r["series"]]
+        # "net@grid nodes (mean of k)": each row is the mean of k nodes' scores
+        k = int(name.split("mean of ")[1].split(")")[0]) if "mean of " in name else 1
+        n = np.array([row["n_points"] for row in rows]) * k
+        mae = np.array([row["mae"] for row in rows])
+        res = {
+            "n_points": int(n.sum()),
+            "mae": round(float(np.sum(mae * n) / n.sum()), 4),
+            "coverage": round(
+                float(np.sum(np.array([r["coverage"] for r in rows]) * n) / n.sum()), 4
+            ),
+        }
+        for ref, key in (
+            ("mae_seasonal_naive", "skill_seasonal_naive"),
+            ("mae_persistence", "skill_persistence"),
+        ):
+            ref_mae = np.array([row[ref] for row in rows])
+            res[key] = round(1.0 - float(np.sum(mae * n) / np.sum(ref_mae * n)), 4)
+        for suffix in ("", "_p50"):
+            if not np.isfinite(rows[0].get(f"peak_within_30min{suffix}", np.nan)):
+                continue  # intraday: no daily peak scored
+            days = np.array([row.get(f"peak_days{suffix}", row["peak_days"]) for row in rows]) * k
+            hits = np.rint(np.array([row[f"peak_within_30min{suffix}"] for row in rows]) * days)
+            res[f"peak_hits{suffix}"] = int(hits.sum())
+            res[f"peak_days{suffix}"] = int(days.sum())
+            res[f"peak_within_30min{suffix}"] = round(float(hits.sum() / days.sum()), 4)
+            res[f"peak_within_30min{suffix}_ci95"] = wilson(int(hits.sum()), int(days.sum()))
+            res[f"peak_hits_per_run{suffix}"] = hits.astype(int).tolist()
+        series[name] = res
+    out["series"] = series
+    sup = [r["support"] for r in runs]
+    episodes = sum(s["actual_windows"] for s in sup)
+    windows = sum(s["forecast_windows"] for s in sup)
+    hit = sum(round((s["hit_rate"] or 0) * s["actual_windows"]) for s in sup)
+    false = sum(round((s["false_alarm_ratio"] or 0) * s["forecast_windows"]) for s in sup)
+    brier = float(np.mean([s["brier"] for s in sup]))
+    brier_clim = float(np.mean([s["brier_climatology"] for s in sup]))
+    out["support"] = {
+        "episodes": episodes,
+        "episodes_hit": hit,
+        "hit_rate": round(hit / episodes, 4) if episodes else None,
+        "forecast_windows": windows,
+        "false_windows": false,
+        "false_alarm_ratio": round(false / windows, 4) if windows else None,
+        "brier": round(brier, 4),
+        "brier_climatology": round(brier_clim, 4),
+        "brier_skill": round(1 - brier / brier_clim, 4) if brier_clim > 0 else None,
+        "brier_skill_per_run": [s["brier_skill"] for s in sup],
+    }
+    out["backtest_s"] = [r["backtest_s"] for r in runs]
+    out["backtest_cpu_s"] = [r["backtest_cpu_s"] for r in runs]
+    out["simulate_s"] = [r["simulate_s"] for r in runs]
+    out["peak_rss_mb"] = [r["peak_rss_mb"] for r in runs]
+    return out
+
+
+def oracle(args) -> dict:
+    """Peak time within +-30 min of the expected fleet curve's peak: the predictability limit.
+
+    The same fleet and weather as ``accuracy --days D`` (weather of the longest history,
+    ``--days``), the twin's household seeds varied; see the module docstring.
+    """
+    spec = generate_fleet(args.homes, args.seed)
+    start = pd.Timestamp(args.start, tz="UTC")
+    times = pd.date_range(start, periods=round(args.days * 96), freq="15min")
+    lat, lon = float(spec.sites["lat"].mean()), float(spec.sites["lon"].mean())
+    weather = seasonal_weather(times, lat, lon, args.seed)
+    tz = str(spec.sites["tz"].iloc[0])
+    first = pd.Timestamp(args.test_from).tz_localize(tz)
+    day_starts = [first + pd.DateOffset(days=i) for i in range(args.test_days + 1)]
+    bounds = [times.get_loc(d.tz_convert("UTC")) for d in day_starts[:-1]]
+    bounds.append(times.get_loc(day_starts[-1].tz_convert("UTC")))
+    w0 = bounds[0] - args.warmup_days * 96
+    w1 = bounds[-1]
+    sub = Weather(
+        times[w0:w1],
+        **{f: getattr(weather, f)[w0:w1] for f in Weather.__dataclass_fields__ if f != "times"},
+    )
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    curves = []
+    t, c = time.perf_counter(), time.process_time()
+    for s in seeds:
+        hist, _ = twin_history(spec, times[w0], (w1 - w0) / 96, s, weather=sub, quantities=("net",))
+        curves.append(-hist.series["net"].sum(axis=0))  # fleet import [kW]
+    sim_s, sim_cpu = time.perf_counter() - t, time.process_time() - c
+    imp = np.array(curves)  # (seeds, steps) from w0
+    k = len(seeds)
+    hit_mean = np.zeros((args.test_days, k), dtype=bool)
+    hit_mode = np.zeros((args.test_days, k), dtype=bool)
+    gap, noise, peak_kw = [], [], []
+    for d in range(args.test_days):
+        a, b = bounds[d] - w0, bounds[d + 1] - w0
+        day = imp[:, a:b]
+        true = np.argmax(day, axis=1)
+        for i in range(k):
+            others = np.delete(np.arange(k), i)
+            expected = day[others].mean(axis=0)
+            hit_mean[d, i] = abs(int(np.argmax(expected)) - int(true[i])) <= 2
+            # the +-2-step window holding most of the other runs' peaks (ties: higher mean)
+            counts = np.array([np.sum(np.abs(true[others] - j) <= 2) for j in range(b - a)])
+            best = np.flatnonzero(counts == counts.max())
+            mode = int(best[np.argmax(expected[best])])
+            hit_mode[d, i] = abs(mode - int(true[i])) <= 2
+        expected = day.mean(axis=0)
+        top = int(np.argmax(expected))
+        far = np.abs(np.arange(b - a) - top) >= 4  # an hour or more from the peak
+        gap.append(float((expected[top] - expected[far].max()) / expected[top]))
+        noise.append(float(day[:, top].std(ddof=1)))
+        peak_kw.append(float(expected[top]))
+    rng = np.random.default_rng(0)
+
+    def share(h: np.ndarray) -> dict:
+        per_day = h.mean(axis=1)
+        boot = [per_day[rng.integers(0, len(per_day), len(per_day))].mean() for _ in range(2000)]
+        return {
+            "share": round(float(per_day.mean()), 4),
+            "ci95_days_bootstrap": [round(float(np.percentile(boot, q)), 4) for q in (2.5, 97.5)],
+            "days_all_runs_hit": int(np.sum(h.all(axis=1))),
+            "days_no_run_hit": int(np.sum(~h.any(axis=1))),
+        }
+
+    return {
+        "homes": args.homes,
+        "seeds": seeds,
+        "test_from": args.test_from,
+        "test_days": args.test_days,
+        "simulate_s": round(sim_s, 1),
+        "simulate_cpu_s": round(sim_cpu, 1),
+        "expected_curve_peak": share(hit_mean),
+        "modal_window_of_other_runs": share(hit_mode),
+        "peak_kw_median": round(float(np.median(peak_kw)), 1),
+        "gap_to_runner_up_1h_away_median": round(float(np.median(gap)), 4),
+        "noise_sd_at_peak_kw_median": round(float(np.median(noise)), 2),
+        "per_day_expected_curve_hits": hit_mean.sum(axis=1).tolist(),
+        "peak_rss_mb": round(peak_rss_mb()),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("part", choices=["accuracy", "train", "predict"])
+    ap.add_argument("part", choices=["accuracy", "train", "predict", "pool", "oracle"])
+    ap.add_argument("inputs", nargs="*", help="pool: JSON outputs of accuracy runs")
     ap.add_argument("--homes", type=int, default=None)
     ap.add_argument("--days", type=float, default=None)
-    ap.add_argument("--test-days", type=int, default=14)
+    ap.add_argument("--test-days", type=int, default=None, help="accuracy 14, oracle 42")
     ap.add_argument("--sites", type=int, default=100_000)
     ap.add_argument("--start", default="2026-01-05")
     ap.add_argument("--seed", type=int, default=1)
@@ -292,10 +467,14 @@ def main() -> None:
     ap.add_argument(
         "--history-cache", default=None, help="train: pickle of the twin's history (made once)"
     )
+    ap.add_argument("--seeds", type=int, default=8, help="oracle: household seeds")
+    ap.add_argument("--test-from", default="2026-03-02", help="oracle: first local test day")
+    ap.add_argument("--warmup-days", type=int, default=2, help="oracle: days run before it")
     args = ap.parse_args()
     if args.part == "accuracy":
         args.homes = args.homes or 300
         args.days = args.days or 70
+        args.test_days = args.test_days or 14
         args.quantities = args.quantities or "net,load,pv,heat_pump,ev"
         res = accuracy(args)
     elif args.part == "train":
@@ -303,6 +482,13 @@ def main() -> None:
         args.days = args.days or 365
         args.quantities = args.quantities or "net"
         res = train_speed(args)
+    elif args.part == "pool":
+        res = pool(args)
+    elif args.part == "oracle":
+        args.homes = args.homes or 300
+        args.days = args.days or 98
+        args.test_days = args.test_days or 42
+        res = oracle(args)
     else:
         res = predict_speed(args)
     print(json.dumps(res, indent=2, default=str))

@@ -76,3 +76,47 @@ def test_group_totals_scale_up_for_missing_sites_and_skip_sparse_steps():
     block[0, 1] = np.nan  # 39 of 40 known (97.5 %): 39 kW scaled to 40
     block[:3, 2] = np.nan  # 37 of 40 known (92.5 %): not scored
     np.testing.assert_allclose(_group_total(block), [40.0, 40.0, np.nan])
+
+
+def _day(peaks: dict[int, float], base: float) -> np.ndarray:
+    """One day of 96 quarter hours at ``base`` kW with the given steps set (net: - import)."""
+    d = np.full(96, base)
+    for step, kw in peaks.items():
+        d[step] = kw
+    return d
+
+
+def test_net_peak_is_the_largest_import_even_on_an_exporting_day():
+    """A sunny day's net is an export on average; its peak is still the evening import.
+
+    Day 1 imports on average, day 2 exports on average (a midday export of 900 kW). The
+    forecast's median has the import peaks at the right quarter hours (19:00, 19:15) but
+    the export maximum two hours late: scored as net import, both days are hits.
+    """
+    from gridflock.forecast._backtest import _peak_days
+
+    y1 = _day({76: -500.0, 50: 100.0}, -200.0)  # import peak 19:00
+    y2 = _day({77: -400.0, **dict.fromkeys(range(40, 56), 900.0)}, 50.0)  # export 10:00-13:45
+    p1 = _day({76: -480.0, 58: 100.0}, -200.0)
+    p2 = _day({77: -390.0, **dict.fromkeys(range(48, 64), 900.0)}, 50.0)  # export 2 h late
+    assert y1.mean() < 0 < y2.mean()
+    ys = [y[None] for y in (y1, y2)]
+    ps = [np.stack([p - 10.0, p, p + 10.0], axis=-1)[None] for p in (p1, p2)]
+    out = _peak_days(ys, ps, (0.1, 0.5, 0.9), [(0.0, 0.01)] * 2, "net")
+    assert out["peak_days"] == 2
+    assert out["peak_within_30min"] == 1.0
+    assert out["peak_within_30min_p50"] == 1.0
+    assert out["peak_time_error_min"] == pytest.approx(0.0)
+
+
+def test_other_quantities_keep_one_direction_over_all_days():
+    """PV peaks at its maximum on every day, even a dull one whose mean is tiny."""
+    from gridflock.forecast._backtest import _peak_days
+
+    y1 = _day({48: 300.0}, 10.0)
+    y2 = _day({52: 2.0, 10: -3.0}, 0.0)  # mean just below zero; the maximum at 13:00
+    p2 = _day({52: 1.5, 30: -3.0}, 0.0)  # forecast minimum far away from the actual's
+    ys = [y[None] for y in (y1, y2)]
+    ps = [np.stack([p - 0.1, p, p + 0.1], axis=-1)[None] for p in (y1, p2)]
+    out = _peak_days(ys, ps, (0.1, 0.5, 0.9), [(0.0, 0.01)] * 2, "pv")
+    assert out["peak_within_30min_p50"] == 1.0

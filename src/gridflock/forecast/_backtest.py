@@ -19,7 +19,7 @@ import pandas as pd
 
 from gridflock.forecast import _metrics as m
 from gridflock.forecast._aggregate import aggregate, group_masks
-from gridflock.forecast._features import DAY
+from gridflock.forecast._features import DAY, _tz_offset_steps
 from gridflock.forecast._model import (
     ModelBundle,
     TrainConfig,
@@ -128,8 +128,14 @@ class BacktestReport:
         }
 
 
-def _peak_sign(y: FloatArray) -> float:
-    """+1 if the series' peaks are its maxima (export, PV), -1 if its minima (import, load)."""
+def _peak_sign(y: FloatArray, quantity: str = "") -> float:
+    """+1 if the series' peaks are its maxima (export, PV), -1 if its minima (import, load).
+
+    ``net`` always peaks at its largest import (the grid's need, the issue's target), even
+    on a sunny day whose mean is an export; other quantities by the sign of ``y``'s mean.
+    """
+    if quantity == "net":
+        return -1.0
     with np.errstate(all="ignore"):
         mean = float(np.nanmean(y)) if np.isfinite(y).any() else 0.0
     return -1.0 if mean < 0 else 1.0
@@ -186,21 +192,36 @@ def score(
 
 
 def _references(
-    y: FloatArray, issue: int, targets: np.ndarray, horizon: str
+    y: FloatArray,
+    issue: int,
+    targets: np.ndarray,
+    horizon: str,
+    t0_s: float = 0.0,
+    tz: str = "UTC",
 ) -> tuple[FloatArray, FloatArray]:
-    """Seasonal naive and persistence (n_sites, len(targets)) as known at ``issue``."""
+    """Seasonal naive and persistence (n_sites, len(targets)) as known at ``issue``.
+
+    "The same time" a week or some days earlier is the same local wall-clock time in ``tz``
+    (steps from ``t0_s``, epoch seconds): 92 or 100 steps per day across a DST change.
+    """
     n_t = y.shape[1]
 
     def at(idx: np.ndarray) -> FloatArray:
         ok = (idx >= 0) & (idx < min(issue, n_t))
         return np.where(ok[None, :], y[:, np.clip(idx, 0, n_t - 1)], np.nan)
 
-    naive = at(targets - 7 * DAY)
+    targets = np.asarray(targets, dtype=np.int64)
+    off = _tz_offset_steps(targets, t0_s, tz)
+
+    def back(days: np.ndarray | int) -> np.ndarray:
+        b = targets - np.asarray(days, dtype=np.int64) * DAY
+        return b + (off - _tz_offset_steps(b, t0_s, tz))
+
+    naive = at(back(7))
     if horizon == "intraday":
         pers = np.repeat(at(np.array([issue - 1]))[:, :1], len(targets), axis=1)
     else:
-        back = (targets - issue) // DAY + 1
-        pers = at(targets - back * DAY)
+        pers = at(back((targets - issue) // DAY + 1))
     return naive, pers
 
 
@@ -265,6 +286,7 @@ def backtest(
 
     bundles: list[ModelBundle] = []
     t0 = history.times[0]
+    t0_s = t0.timestamp()
     step_h = cfg.intraday_every_h
     for b0 in range(0, len(origins), cfg.retrain_every_days):
         block = origins[b0 : b0 + cfg.retrain_every_days]
@@ -290,7 +312,7 @@ def backtest(
                     if not inside.all():
                         continue
                     y = history.series[q][:, targets]
-                    nv, ps = _references(history.series[q], a, targets, horizon)
+                    nv, ps = _references(history.series[q], a, targets, horizon, t0_s, tz)
                     name = q if not multi else f"{q}@sites"
                     times_ = fc.times if not multi else None
                     add((name, horizon), y, fc.values, nv, ps, times_, fc.error_ar)
@@ -319,7 +341,7 @@ def backtest(
             nv = np.concatenate(s["nv"], axis=1)
             pe = np.concatenate(s["ps"], axis=1)
             metrics = score(ys, ps_, qs, nv, pe)
-            peak = _peak_days(s["y"], s["p"], qs, s["ar"])
+            peak = _peak_days(s["y"], s["p"], qs, s["ar"], series.split("@")[0])
             metrics.update(peak)
         else:
             ys = np.concatenate(s["y"], axis=1)
@@ -364,20 +386,27 @@ def _group_total(block: Any) -> FloatArray:
 
 
 def _peak_days(
-    ys: list[Any], ps: list[Any], qs: tuple[float, ...], ars: list[tuple[float, float]]
+    ys: list[Any],
+    ps: list[Any],
+    qs: tuple[float, ...],
+    ars: list[tuple[float, float]],
+    quantity: str = "",
 ) -> dict[str, float]:
     """Peak timing over every (row, day) of day-ahead forecasts (one list item per day).
 
     ``peak_*`` score the forecast's peak time (:func:`gridflock.forecast._peak.peak_index`
     with the error process learned in training), ``peak_*_p50`` the time of the median's
-    own maximum, for comparison.
+    own maximum, for comparison. Which extreme is the peak is fixed per row over all days
+    (:func:`_peak_sign`; ``net``: the largest import), not chosen day by day from the
+    actuals: a sunny day's export maximum is not the import peak the target asks for.
     """
     mid = qs.index(0.5)
     errs, errs_p50 = [], []
+    signs = [_peak_sign(row, quantity) for row in np.concatenate(ys, axis=1)] if len(ys) else []
     for y, p, (phi, sd) in zip(ys, ps, ars, strict=True):
         sigma = spread(p[..., 0], p[..., -1], qs[0], qs[-1])
         for row in range(y.shape[0]):
-            sign = _peak_sign(y[row])
+            sign = signs[row]
             med = sign * p[row, :, mid]
             if np.isnan(y[row]).any() or np.isnan(med).any():
                 errs.append(np.array([np.nan]))

@@ -161,6 +161,55 @@ def _calendar(target_s: FloatArray, site: IntArray, sites: SiteAttributes) -> di
     return out
 
 
+def _tz_offset_steps(idx: IntArray, t0_s: float, tz: str) -> IntArray:
+    """UTC offset of time zone ``tz`` at steps ``idx`` (from ``t0_s``), in 15-minute steps.
+
+    One table over the span of ``idx``, so the cost is O(span + len(idx)).
+    """
+    if not len(idx) or tz in ("", "UTC"):
+        return np.zeros(len(idx), dtype=np.int64)
+    lo, hi = int(idx.min()), int(idx.max())
+    utc = pd.to_datetime(t0_s + np.arange(lo, hi + 1) * STEP_S, unit="s", utc=True)
+    off = utc.tz_convert(tz).tz_localize(None) - utc.tz_localize(None)
+    table = (off.total_seconds().to_numpy() // STEP_S).astype(np.int64)
+    return np.asarray(table[idx - lo], dtype=np.int64)
+
+
+def _utc_offset_steps(
+    idx: IntArray, t0_s: float, site: IntArray, sites: SiteAttributes
+) -> IntArray:
+    """Per row: its site's UTC offset at step ``idx`` (from ``t0_s``), in 15-minute steps."""
+    out = np.zeros(len(idx), dtype=np.int64)
+    if not len(idx):
+        return out
+    zones, site_zone = np.unique(sites.tz.astype(str), return_inverse=True)
+    row_zone = site_zone[site]
+    for z, tz in enumerate(zones.tolist()):
+        rows = np.flatnonzero(row_zone == z)
+        if len(rows):
+            out[rows] = _tz_offset_steps(idx[rows], t0_s, tz)
+    return out
+
+
+def _local_lag(
+    target: IntArray,
+    days: IntArray,
+    off_target: IntArray,
+    t0_s: float,
+    site: IntArray,
+    sites: SiteAttributes,
+) -> IntArray:
+    """Step index of the same local wall-clock time ``days`` days before ``target``.
+
+    ``days * 96`` steps back, moved by the change of the site's UTC offset in between:
+    across a daylight-saving change "the same time last week" is 92 or 100 steps per day
+    back, not 96, so a lag reads what the site did at that wall-clock time (the evening
+    peak follows the clock, not UTC).
+    """
+    back = target - days * DAY
+    return back + (off_target - _utc_offset_steps(back, t0_s, site, sites))
+
+
 def _location(sites: SiteAttributes, weather: WeatherSource) -> tuple[float, float]:
     lat = float(getattr(weather, "lat", np.nan))
     lon = float(getattr(weather, "lon", np.nan))
@@ -273,13 +322,20 @@ def build_features(
     cols["log_scale"] = np.log(scale)
     ahead = target - issue  # >= 0
     back_days = ahead // DAY + 1  # most recent day whose same time of day is known
-    cols["lag_day"] = _gather(y, site, target - back_days * DAY, known) / scale
-    cols["lag_1w"] = _gather(y, site, target - 7 * DAY, known) / scale
-    cols["lag_2w"] = _gather(y, site, target - 14 * DAY, known) / scale
+    # lags at the same local wall-clock time (a day has 92 or 100 steps on DST changes)
+    off = _utc_offset_steps(target, t0_s, site, sites)
+
+    def lag(days: IntArray | int) -> FloatArray:
+        days_ = np.broadcast_to(np.asarray(days, dtype=np.int64), target.shape)
+        return _gather(y, site, _local_lag(target, days_, off, t0_s, site, sites), known)
+
+    cols["lag_day"] = lag(back_days) / scale
+    cols["lag_1w"] = lag(7) / scale
+    cols["lag_2w"] = lag(14) / scale
     acc = np.zeros(r)
     cnt = np.zeros(r)
     for k in range(7):
-        v = _gather(y, site, target - (back_days + k) * DAY, known)
+        v = lag(back_days + k)
         ok = ~np.isnan(v)
         acc[ok] += v[ok]
         cnt += ok
