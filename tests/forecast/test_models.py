@@ -211,3 +211,18 @@ def test_a_long_history_keeps_the_calibration_fit(twin, bundle):
     fc = day_ahead(history, source, kept, DAYS - 2)["net"]
     assert np.isfinite(fc.values).all()
     assert np.all(np.diff(fc.values, axis=-1) >= 0)
+
+
+def test_chunks_forecast_side_by_side_give_the_same_forecast(twin, bundle, monkeypatch):
+    """``num_threads=2`` forecasts the site chunks in two threads (each with its own
+    Booster objects): the same quantiles and means as one thread, chunk for chunk."""
+    import gridflock.forecast._model as model
+
+    history, _, source = twin
+    monkeypatch.setattr(model, "_MAX_ROWS_PER_CHUNK", 96 * 3)  # 3 sites a chunk: 14 chunks
+    issued = START + pd.Timedelta(days=DAYS - 2, hours=8)
+    one = predict(bundle, history.before(issued), source, issued, "day_ahead", num_threads=1)
+    two = predict(bundle, history.before(issued), source, issued, "day_ahead", num_threads=2)
+    for q in ("net", "pv"):
+        np.testing.assert_array_equal(one[q].values, two[q].values)
+        np.testing.assert_array_equal(one[q].mean, two[q].mean)

@@ -175,39 +175,47 @@ def _tz_offset_steps(idx: IntArray, t0_s: float, tz: str) -> IntArray:
     return np.asarray(table[idx - lo], dtype=np.int64)
 
 
-def _utc_offset_steps(
-    idx: IntArray, t0_s: float, site: IntArray, sites: SiteAttributes
-) -> IntArray:
-    """Per row: its site's UTC offset at step ``idx`` (from ``t0_s``), in 15-minute steps."""
-    out = np.zeros(len(idx), dtype=np.int64)
-    if not len(idx):
-        return out
-    zones, site_zone = np.unique(sites.tz.astype(str), return_inverse=True)
-    row_zone = site_zone[site]
-    for z, tz in enumerate(zones.tolist()):
-        rows = np.flatnonzero(row_zone == z)
-        if len(rows):
-            out[rows] = _tz_offset_steps(idx[rows], t0_s, tz)
-    return out
+class _LocalClock:
+    """Each row's site UTC offset at any step near its target, from one table per zone.
 
-
-def _local_lag(
-    target: IntArray,
-    days: IntArray,
-    off_target: IntArray,
-    t0_s: float,
-    site: IntArray,
-    sites: SiteAttributes,
-) -> IntArray:
-    """Step index of the same local wall-clock time ``days`` days before ``target``.
-
-    ``days * 96`` steps back, moved by the change of the site's UTC offset in between:
-    across a daylight-saving change "the same time last week" is 92 or 100 steps per day
-    back, not 96, so a lag reads what the site did at that wall-clock time (the evening
-    peak follows the clock, not UTC).
+    Built once per :func:`build_features` call over the steps its lags can reach (the
+    target back to ``LAG_REACH_DAYS`` before it), so a lookup is an index, not a time-zone
+    conversion: at 100,000 sites the per-lag conversions cost a third of the prediction.
     """
-    back = target - days * DAY
-    return back + (off_target - _utc_offset_steps(back, t0_s, site, sites))
+
+    def __init__(
+        self, target: IntArray, t0_s: float, site: IntArray, sites: SiteAttributes
+    ) -> None:
+        zones, site_zone = np.unique(sites.tz.astype(str), return_inverse=True)
+        self.row_zone = np.asarray(site_zone, dtype=np.int64)[site]
+        self.lo = int(target.min()) - LAG_REACH_DAYS * DAY if len(target) else 0
+        hi = int(target.max()) if len(target) else 0
+        span = np.arange(self.lo, hi + 1, dtype=np.int64)
+        self.table = np.stack([_tz_offset_steps(span, t0_s, tz) for tz in zones.tolist()])
+        self.single = len(zones) == 1
+
+    def offset(self, idx: IntArray) -> IntArray:
+        """UTC offsets [15-minute steps] of each row's site at steps ``idx``."""
+        i = np.clip(idx - self.lo, 0, self.table.shape[1] - 1)
+        if self.single:
+            return np.asarray(self.table[0][i], dtype=np.int64)
+        return np.asarray(self.table[self.row_zone, i], dtype=np.int64)
+
+    def lag(self, target: IntArray, off_target: IntArray, days: IntArray | int) -> IntArray:
+        """Step index of the same local wall-clock time ``days`` days before ``target``.
+
+        ``days * 96`` steps back, moved by the change of the site's UTC offset in between:
+        across a daylight-saving change "the same time last week" is 92 or 100 steps per
+        day back, not 96, so a lag reads what the site did at that wall-clock time (the
+        evening peak follows the clock, not UTC).
+        """
+        back = target - np.asarray(days, dtype=np.int64) * DAY
+        return back + (off_target - self.offset(back))
+
+
+#: Farthest a lag reaches back [days]: ``lag_2w``; ``prof_7d`` and ``lag_day`` stay within
+#: 7 days plus the lead (at most 48 h).
+LAG_REACH_DAYS = 15
 
 
 def _location(sites: SiteAttributes, weather: WeatherSource) -> tuple[float, float]:
@@ -323,11 +331,11 @@ def build_features(
     ahead = target - issue  # >= 0
     back_days = ahead // DAY + 1  # most recent day whose same time of day is known
     # lags at the same local wall-clock time (a day has 92 or 100 steps on DST changes)
-    off = _utc_offset_steps(target, t0_s, site, sites)
+    clock = _LocalClock(target, t0_s, site, sites)
+    off = clock.offset(target)
 
     def lag(days: IntArray | int) -> FloatArray:
-        days_ = np.broadcast_to(np.asarray(days, dtype=np.int64), target.shape)
-        return _gather(y, site, _local_lag(target, days_, off, t0_s, site, sites), known)
+        return _gather(y, site, clock.lag(target, off, days), known)
 
     cols["lag_day"] = lag(back_days) / scale
     cols["lag_1w"] = lag(7) / scale
