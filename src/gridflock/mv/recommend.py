@@ -42,7 +42,7 @@ MIN_CONTROL_SITES = 100
 #: Battery-heavy: this share of participants holds a battery.
 BATTERY_HEAVY = 0.5
 #: ``uk_dfs_mgo`` in the many-season study (docs/mv.md, "Many seasons"): placebo and event bias.
-MGO_PLACEBO = "-0.3 to +0.65 % on the five fleet mixes (721 placebo days each, 9 seasons)"
+MGO_PLACEBO = "+0.7 to +1.5 % on the five fleet mixes (1,401 placebo days each, 17 seasons)"
 MGO_EVENT = "-3.1 to +3.8 %"
 #: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
 BATTERY_PLACEBO = "placebo bias -1.5 to -0.2 %, standard errors 2-5 %"
@@ -58,7 +58,7 @@ def recommend_method(mix: FleetMix) -> Recommendation:
     sun-adjusted device baseline (``uk_dfs_mgo``); without generation telemetry the
     batteries' own trend-adjusted baseline, weather matching and the unadjusted 10-in-10
     follow, all biased by more over a season. |bias| < 2 % is shown only for
-    ``uk_dfs_mgo`` on three of the five mixes (battery, PV+battery, PV).
+    ``uk_dfs_mgo`` on two of the five mixes (battery, PV+battery), for seasons from June.
     """
     if mix.n_sites < 1:
         raise ValueError("the fleet has no participating sites to settle")
@@ -86,8 +86,9 @@ def recommend_method(mix: FleetMix) -> Recommendation:
             "following the household standard profile's season (H25), had placebo bias "
             f"{MGO_PLACEBO} over June-October seasons in the twin study, against -12 to "
             f"-18 % for whole-site day matching; event days {MGO_EVENT}; |bias| < 2 % is "
-            "shown for the battery, PV+battery and PV mixes, not yet for EV and heat pumps "
-            "(95 % intervals to +2.0 and -2.1 %); hold out a control group to settle on",
+            "shown for the battery and PV+battery mixes, not for EV, heat pumps and PV "
+            "(95 % intervals to +2.2 to +2.7 %), and seasons from August read about -3.5 % "
+            "(the battery part); hold out a control group to settle on",
         )
     if mix.battery_telemetry and mix.battery >= BATTERY_HEAVY:
         return Recommendation(
