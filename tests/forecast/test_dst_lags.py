@@ -55,3 +55,34 @@ def test_seasonal_naive_and_persistence_use_local_time():
     want = local_tod(times[target]) + 1.0
     np.testing.assert_allclose(naive[0], want)
     np.testing.assert_allclose(pers[0], want)
+
+
+def test_each_site_lags_by_its_own_zone():
+    """Sites in three zones, rows mixed in one call: each row's lags follow its own site's
+    clock. New York changes on 8 March, Berlin on 29 March 2026; each site's rows are
+    issued a few days after its own change, so its lags cross it (UTC never changes)."""
+    zones = ["Europe/Berlin", "America/New_York", "UTC"]
+    issued = ["2026-03-30 12:00", "2026-03-10 12:00", "2026-03-30 12:00"]
+    sites = SiteAttributes.from_frame(pd.DataFrame({"id": ["b", "n", "u"], "tz": zones}))
+    t0 = pd.Timestamp("2026-02-15", tz="UTC")
+    times = pd.date_range(t0, periods=50 * 96, freq="15min")
+
+    def tod(tz: str, when: pd.DatetimeIndex) -> np.ndarray:
+        local = when.tz_convert(tz)
+        return (local.hour * 4 + local.minute // 15).to_numpy(np.float64)
+
+    y = np.stack([tod(z, times) + 1.0 for z in zones])
+    parts = []
+    for k, when in enumerate(issued):
+        issue = int((pd.Timestamp(when, tz="UTC") - t0) / pd.Timedelta("15min"))
+        target = np.arange(issue + 8, issue + 8 + 96)
+        parts.append((np.full(len(target), k), target, np.full(len(target), issue)))
+    site, target, issue_ = (np.concatenate(c).astype(np.int64) for c in zip(*parts, strict=True))
+    rows = Rows(site, target, issue_)
+    x, scale = build_features(y, t0.timestamp(), sites, rows, WeatherSeries(times, {}), 1.0)
+    for k, z in enumerate(zones):
+        mine = site == k
+        want = tod(z, times[target[mine]]) + 1.0
+        for name in ("lag_day", "lag_1w", "lag_2w"):
+            got = (x[:, FEATURES.index(name)] * scale)[mine]
+            np.testing.assert_allclose(got, want, err_msg=f"{z} {name}")
