@@ -517,7 +517,7 @@ def household_profile(times: pd.DatetimeIndex, tz: str) -> FloatArray:
     local wall clock of ``tz``: a shape per month and day type, so it carries how the
     evening grows against the afternoon as the days shorten.
     """
-    from gridflock.sim.profiles import household_load_shape
+    from gridflock.fleet.load_profile import household_load_shape
 
     return household_load_shape(times, tz)
 
