@@ -17,7 +17,9 @@ fleet draw) give thousands of placebo days per mix.
     PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/bench_mv_placebo.py table \\
         --dir /tmp/mvp
 
-``uk_dfs_mgo`` is the library's default (with the H25 standard-profile correction);
+``uk_dfs_mgo`` is the library's default (with the H25 standard-profile correction, scaled
+to the base load: the gross load without the metered EV chargers, heat pumps and water
+heaters); ``uk_dfs_mgo profile on all gross`` scales it to all the gross load (before);
 ``uk_dfs_mgo no profile`` is the plain DFS rule on gross load. The table also reports the
 gross-load part with and without the correction (``gross_err``, ``gross_plain_err``) and
 ``h25_plain_err``: the plain rule applied to the participants' base load alone (sum of
@@ -34,6 +36,7 @@ honest one, since neighbouring days share baseline days and weather.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import pickle
 import sys
@@ -165,6 +168,9 @@ def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> flo
 
 METHODS: dict[str, Fn] = {
     "uk_dfs_mgo": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS_MGO, m, e, c)),
+    "uk_dfs_mgo profile on all gross": lambda m, e, c: _mean_delivered(
+        bl.compute_baseline(Method.UK_DFS_MGO, dataclasses.replace(m, load_kw=None), e, c)
+    ),
     "uk_dfs_mgo no profile": lambda m, e, c: _mean_delivered(
         bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO)
     ),

@@ -514,3 +514,36 @@ def test_uk_dfs_mgo_follows_the_household_profiles_season() -> None:
     fixed = compute_baseline(Method.UK_DFS_MGO, m, ev)
     assert float(np.mean(plain.delivered_kw[0])) < -0.015  # -0.020 kW of 0.45: reads low
     np.testing.assert_allclose(fixed.delivered_kw[0], 0.0, atol=1e-9)
+
+
+def test_uk_dfs_mgo_scales_the_profile_to_the_base_load_without_the_controllable_loads() -> None:
+    """Gross load = 3,000 kWh/year x H25 + a heat pump drawing a steady 1.5 kW.
+
+    Scaled by all the gross consumption the profile correction would count the heat
+    pump's 13,140 kWh/year as household load and move the baseline 5.4 times too far;
+    with the heat pump metered (``load_kw``) the scale is the 3,000 kWh of base load and
+    the September placebo day reads zero (the steady heat pump itself is carried by the
+    DFS rule's additive shift exactly).
+    """
+    from gridflock.mv.baselines import household_profile
+
+    tz = "Europe/Berlin"
+    start = pd.Timestamp("2026-06-01", tz=tz)
+    times = pd.date_range(start, start + pd.Timedelta(days=110), freq="15min", inclusive="left")
+    times = times.tz_convert("UTC")
+    base = -3000.0 * household_profile(times, tz)
+    heat_pump = np.full((1, len(times)), -1.5)
+    zero = np.zeros((1, len(times)))
+    net = base[None, :] + heat_pump
+    d = pd.Timestamp("2026-09-08", tz=tz)  # a Tuesday
+    ev = EventWindow(d + pd.Timedelta(hours=19), d + pd.Timedelta(hours=21), "placebo")
+    ids = np.array(["s"], object)
+    unknown = compute_baseline(Method.UK_DFS_MGO, MeterData(ids, times, net, tz, gen_kw=zero), ev)
+    metered = compute_baseline(
+        Method.UK_DFS_MGO, MeterData(ids, times, net, tz, gen_kw=zero, load_kw=heat_pump), ev
+    )
+    np.testing.assert_allclose(metered.delivered_kw[0], 0.0, atol=1e-9)
+    # over-corrected by the heat pump's share: (3,000 + 13,140) / 3,000 = 5.38 times the
+    # plain rule's miss the other way (the plain rule reads about -0.020 kW here)
+    over = float(np.mean(unknown.delivered_kw[0]))
+    assert over > 0.07

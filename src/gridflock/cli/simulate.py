@@ -299,6 +299,7 @@ def _settle(
         bucket_means,
         event_days,
         settle_meter,
+        site_flex_load,
         site_generation,
         site_power,
     )
@@ -337,6 +338,7 @@ def _settle(
     )
     net, bat = site_power(fleet, dev_kw)
     gen = site_generation(fleet, dev_kw)
+    load = site_flex_load(fleet, dev_kw)
     events = [o.event for o in result.events]
     say = partial(out.print, highlight=False, soft_wrap=True)
     for o in result.events:
@@ -351,6 +353,7 @@ def _settle(
                 net,
                 battery_kw=bat,
                 gen_kw=gen,
+                load_kw=load,
                 calendar=cal,
                 method=method,
                 terms=terms,

@@ -529,19 +529,22 @@ PROFILE_MIN_DAYS = 5
 def _profile_scale(
     meter: MeterData, event: EventWindow, calendar: Calendar, x: FloatArray, lookback: int
 ) -> FloatArray:
-    """Per row, the profile's scale: the row's metered consumption [kWh/year].
+    """Per row, the profile's scale: the row's metered household consumption [kWh/year].
 
     Its mean series over every interval of the 24 h ending at the event's end on the
     eligible days of the lookback (the event day left out), over the profile's mean
     there: the standard profile scaled to the consumption the meter recorded, as
-    standard-profile settlement scales it by each customer's metered annual use. Linear
-    in the meter data. 0 (no correction) for a row with fewer than
+    standard-profile settlement scales it by each customer's metered annual use. With
+    ``meter.load_kw`` the metered controllable loads (EV chargers, heat pumps, water
+    heaters) are taken out first: the household profile describes the base load, not
+    them. Linear in the meter data. 0 (no correction) for a row with fewer than
     :data:`PROFILE_MIN_DAYS` complete days or no net import.
     """
     steps = _steps(meter, event.end - pd.Timedelta(hours=24), event.end)
     offsets, _ = candidate_days(_event_day(meter, event), calendar, lookback)
     cols = _shifted_columns(meter, steps, offsets)  # (D, K)
-    y = _gather(meter.net_kw, cols).reshape(meter.n_sites, -1)  # (n, D*K)
+    base = meter.net_kw if meter.load_kw is None else meter.net_kw - meter.load_kw
+    y = _gather(base, cols).reshape(meter.n_sites, -1)  # (n, D*K)
     xp = _gather(x[None, :], cols).reshape(-1)  # (D*K,)
     ok = np.isfinite(y) & np.isfinite(xp)[None, :]
     count = ok.sum(axis=1)

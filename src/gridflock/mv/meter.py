@@ -38,7 +38,10 @@ class MeterData:
     ``times``; ``battery_kw`` is the optional per-site battery power (device telemetry,
     generator sign) that the device-level battery baseline needs; ``gen_kw`` the optional
     per-site behind-the-meter generation (PV and wind, metered per device, generator sign:
-    ``>= 0``) that the metering-generator-output (MGO) baselines need.
+    ``>= 0``) that the metering-generator-output (MGO) baselines need; ``load_kw`` the
+    optional per-site consumption of the metered controllable loads (EV chargers, heat
+    pumps, water heaters; generator sign: ``<= 0``), which the standard-profile correction
+    leaves out of the household base load it scales the profile to.
     """
 
     site_ids: StrArray
@@ -49,6 +52,7 @@ class MeterData:
     ghi_w_m2: FloatArray | None = None
     battery_kw: FloatArray | None = None
     gen_kw: FloatArray | None = None
+    load_kw: FloatArray | None = None
 
     def __post_init__(self) -> None:
         times = _as_utc_index(pd.DatetimeIndex(self.times))
@@ -77,7 +81,7 @@ class MeterData:
                 if v.shape != (m,):
                     raise ValueError(f"{name} must have one value per step ({m}), got {v.shape}")
                 object.__setattr__(self, name, v)
-        for name in ("battery_kw", "gen_kw"):
+        for name in ("battery_kw", "gen_kw", "load_kw"):
             v = getattr(self, name)
             if v is not None:
                 v = np.asarray(v, dtype=np.float64)
@@ -115,6 +119,7 @@ class MeterData:
 
         bat = sums(self.battery_kw) if self.battery_kw is not None else None
         gen = sums(self.gen_kw) if self.gen_kw is not None else None
+        load = sums(self.load_kw) if self.load_kw is not None else None
         return MeterData(
             names.astype(object),
             self.times,
@@ -124,6 +129,7 @@ class MeterData:
             self.ghi_w_m2,
             bat,
             gen,
+            load,
         )
 
     def take(self, rows: BoolArray | Sequence[int]) -> MeterData:
@@ -131,6 +137,7 @@ class MeterData:
         idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
         bat = self.battery_kw[idx] if self.battery_kw is not None else None
         gen = self.gen_kw[idx] if self.gen_kw is not None else None
+        load = self.load_kw[idx] if self.load_kw is not None else None
         return MeterData(
             self.site_ids[idx],
             self.times,
@@ -140,6 +147,7 @@ class MeterData:
             self.ghi_w_m2,
             bat,
             gen,
+            load,
         )
 
     def gross(self) -> MeterData:
@@ -148,13 +156,22 @@ class MeterData:
         ``net - gen - battery`` (generator sign, so ``<= 0``): what the MGO baselines
         match days on, since neither the sunshine on the panels nor the battery's
         schedule is the load's. Without ``gen_kw`` or ``battery_kw`` that part stays in.
+        ``load_kw`` (the controllable loads, part of the consumption) is carried over.
         """
         x = self.net_kw
         if self.gen_kw is not None:
             x = x - self.gen_kw
         if self.battery_kw is not None:
             x = x - self.battery_kw
-        return MeterData(self.site_ids, self.times, x, self.tz, self.temp_c, self.ghi_w_m2)
+        return MeterData(
+            self.site_ids,
+            self.times,
+            x,
+            self.tz,
+            self.temp_c,
+            self.ghi_w_m2,
+            load_kw=self.load_kw,
+        )
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ __all__ = [
     "event_days",
     "participants",
     "settle_meter",
+    "site_flex_load",
     "site_generation",
     "site_info",
     "site_placebo_sigma",
@@ -43,6 +44,12 @@ __all__ = [
 
 #: Device kinds whose metered output is behind-the-meter generation (not dispatched).
 GENERATION_KINDS = (DeviceKind.PV.value, DeviceKind.WIND.value)
+#: Device kinds whose metered consumption is a controllable load, not household base load.
+FLEX_LOAD_KINDS = (
+    DeviceKind.EV_CHARGER.value,
+    DeviceKind.HEAT_PUMP.value,
+    DeviceKind.WATER_HEATER.value,
+)
 
 
 class DeviceSites:
@@ -60,6 +67,8 @@ class DeviceSites:
         self.kinds: StrArray = devices["kind"].astype(str).to_numpy(dtype=object)
         #: PV and wind: behind-the-meter generation the MGO baselines add back
         self.generation: np.ndarray = np.isin(self.kinds.astype(str), GENERATION_KINDS)
+        #: EV chargers, heat pumps, water heaters: consumption outside the household profile
+        self.flex_load: np.ndarray = np.isin(self.kinds.astype(str), FLEX_LOAD_KINDS)
 
     @property
     def n_sites(self) -> int:
@@ -117,11 +126,24 @@ def site_generation(fleet: DeviceSites, device_kw: FloatArray) -> FloatArray:
 
     NaN where a generating device has no reading, like :func:`site_power`'s net.
     """
+    return _site_sum(fleet, device_kw, fleet.generation)
+
+
+def site_flex_load(fleet: DeviceSites, device_kw: FloatArray) -> FloatArray:
+    """Sites' controllable-load consumption per interval [kW, generator sign: <= 0].
+
+    EV chargers, heat pumps and water heaters (:data:`FLEX_LOAD_KINDS`); 0 at a site
+    without any, NaN where one has no reading.
+    """
+    return _site_sum(fleet, device_kw, fleet.flex_load)
+
+
+def _site_sum(fleet: DeviceSites, device_kw: FloatArray, devices: np.ndarray) -> FloatArray:
     dk = np.asarray(device_kw, dtype=np.float64)
-    gen = np.zeros((fleet.n_sites, dk.shape[1]))
-    g = (fleet.site_idx >= 0) & fleet.generation
-    np.add.at(gen, fleet.site_idx[g], dk[g])
-    return gen
+    out = np.zeros((fleet.n_sites, dk.shape[1]))
+    g = (fleet.site_idx >= 0) & devices
+    np.add.at(out, fleet.site_idx[g], dk[g])
+    return out
 
 
 def site_info(fleet: DeviceSites, spec: FleetSpec, history_kw: FloatArray) -> SiteInfo:
@@ -241,6 +263,7 @@ def settle_meter(
     *,
     battery_kw: FloatArray | None = None,
     gen_kw: FloatArray | None = None,
+    load_kw: FloatArray | None = None,
     temp_c: FloatArray | None = None,
     ghi_w_m2: FloatArray | None = None,
     calendar: Calendar | None = None,
@@ -252,7 +275,8 @@ def settle_meter(
     """Settle ``event`` on the sites' meter data by every method the data allows.
 
     ``net_kw`` rows follow ``spec.sites``, columns ``times`` (history before the event
-    included); ``battery_kw`` and ``gen_kw`` (the sites' metered PV and wind; same
+    included); ``battery_kw``, ``gen_kw`` (the sites' metered PV and wind) and
+    ``load_kw`` (their EV chargers, heat pumps, water heaters; all of ``net_kw``'s
     shape), ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one per time) open the methods that
     need them. ``method`` None settles on the recommended
     method, with its reason. Each method's accuracy comes from ``placebo_days`` recent
@@ -273,6 +297,7 @@ def settle_meter(
         ghi_w_m2=ghi_w_m2,
         battery_kw=battery_kw,
         gen_kw=gen_kw,
+        load_kw=load_kw,
     )
     before = np.asarray(times < pd.Timestamp(event.start, unit="s", tz="UTC"))
     info = site_info(fleet, spec, np.asarray(net_kw)[:, before])

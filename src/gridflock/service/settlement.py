@@ -30,7 +30,13 @@ from gridflock.domain.messages import FloatArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.mv.meter import Calendar
 from gridflock.mv.peaker import EmissionFactors, read_marginal_emissions
-from gridflock.mv.settlement import GENERATION_KINDS, DeviceSites, event_days, settle_meter
+from gridflock.mv.settlement import (
+    FLEX_LOAD_KINDS,
+    GENERATION_KINDS,
+    DeviceSites,
+    event_days,
+    settle_meter,
+)
 from gridflock.mv.statement import RewardTerms, SettlementTerms, Statement, UnknownMethodError
 from gridflock.mv.value import YearValue, yearly_value
 from gridflock.store import Store
@@ -67,20 +73,25 @@ def settlement_terms(settings: Settings) -> SettlementTerms:
 
 @dataclass(frozen=True)
 class MeterPower:
-    """Sites' net, battery and generation (PV + wind) power per interval (rows: sites)."""
+    """Sites' net, battery, generation (PV + wind) and controllable-load power per interval.
+
+    Rows are sites; ``load_kw`` sums the EV chargers, heat pumps and water heaters.
+    """
 
     times: pd.DatetimeIndex
     net_kw: FloatArray
     battery_kw: FloatArray
     gen_kw: FloatArray
+    load_kw: FloatArray
 
 
 def read_site_power(
     store: Store, fleet: DeviceSites, start: float, end: float, step_s: int
 ) -> MeterPower:
-    """Each site's mean net, battery and PV + wind power per ``step_s`` interval.
+    """Each site's mean net, battery, PV + wind and controllable-load power per interval.
 
-    Over ``[start, end)``; the generation is what the MGO baselines add back.
+    Over ``[start, end)`` in ``step_s`` steps; the generation is what the MGO baselines
+    add back, the controllable loads what their standard-profile scale leaves out.
 
     From :meth:`Store.site_power` (``start`` floored to the step; NaN where a device of
     the site has no reading in the interval), in the fleet's site order.
@@ -90,7 +101,8 @@ def read_site_power(
     times = pd.date_range(pd.Timestamp(t0, unit="s", tz="UTC"), periods=n, freq=f"{step_s}s")
     shape = (fleet.n_sites, n)
     if not n or not fleet.n_sites:
-        return MeterPower(times, np.full(shape, np.nan), np.zeros(shape), np.zeros(shape))
+        zero = np.zeros(shape)
+        return MeterPower(times, np.full(shape, np.nan), zero, zero, zero)
     stored = store.site_power(
         times[0].to_pydatetime(),
         (times[-1] + pd.Timedelta(seconds=step_s)).to_pydatetime(),
@@ -101,7 +113,10 @@ def read_site_power(
     gen = np.zeros(shape)
     for kind in GENERATION_KINDS:
         gen = gen + stored.by_kind_kw.get(kind, np.zeros(shape))
-    return MeterPower(times, stored.net_kw, battery, gen)
+    load = np.zeros(shape)
+    for kind in FLEX_LOAD_KINDS:
+        load = load + stored.by_kind_kw.get(kind, np.zeros(shape))
+    return MeterPower(times, stored.net_kw, battery, gen, load)
 
 
 class SettlementService:
@@ -190,6 +205,7 @@ class SettlementService:
                 power.net_kw,
                 battery_kw=power.battery_kw,
                 gen_kw=power.gen_kw,
+                load_kw=power.load_kw,
                 calendar=calendar,
                 method=method,
                 terms=self.terms,

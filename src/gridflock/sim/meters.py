@@ -50,10 +50,10 @@ class MeterRun:
     """The twin's meters over the run: ``actual`` with the VPP, ``shadow`` without.
 
     Both share sites, times and weather; ``actual.battery_kw`` holds each site's battery
-    power, ``actual.gen_kw`` its PV and wind output (as the devices meter them); the
-    shadow's hold the same per kind without the VPP. ``events`` are the dispatched
-    events (UTC windows), ``event_days`` their local dates, ``control`` the held-out
-    sites.
+    power, ``actual.gen_kw`` its PV and wind output, ``actual.load_kw`` its EV chargers',
+    heat pumps' and water heaters' consumption (as the devices meter them); the shadow's
+    hold the same per kind without the VPP. ``events`` are the dispatched events (UTC
+    windows), ``event_days`` their local dates, ``control`` the held-out sites.
     """
 
     actual: MeterData
@@ -211,6 +211,13 @@ def run_meters(
         if kind in state.kind_slices:
             gen_dev[state.kind_slices[kind]] = True
     gen_sites = site_idx[gen_dev]
+    load_dev = np.zeros(len(site_idx), bool)
+    for kind in (DeviceKind.EV_CHARGER, DeviceKind.HEAT_PUMP, DeviceKind.WATER_HEATER):
+        if kind in state.kind_slices:
+            load_dev[state.kind_slices[kind]] = True
+    load_sites = site_idx[load_dev]
+    load = np.zeros((n_sites, steps), np.float32)
+    shadow_load = np.zeros((n_sites, steps), np.float32)
     shadow_battery = np.zeros((n_sites, steps), np.float32)
     shadow_gen = np.zeros((n_sites, steps), np.float32)
     dispatching = bool(evs)  # without events nothing is dispatched: the meters are the shadow
@@ -228,9 +235,11 @@ def run_meters(
         shadow[:, t] = np.bincount(site_idx, weights=twin.natural_kw, minlength=n_sites)
         battery[:, t] = np.bincount(bat_sites, weights=twin.p_kw[bat], minlength=n_sites)
         gen[:, t] = np.bincount(gen_sites, weights=twin.p_kw[gen_dev], minlength=n_sites)
+        load[:, t] = np.bincount(load_sites, weights=twin.p_kw[load_dev], minlength=n_sites)
         nat = twin.natural_kw
         shadow_battery[:, t] = np.bincount(bat_sites, weights=nat[bat], minlength=n_sites)
         shadow_gen[:, t] = np.bincount(gen_sites, weights=nat[gen_dev], minlength=n_sites)
+        shadow_load[:, t] = np.bincount(load_sites, weights=nat[load_dev], minlength=n_sites)
         if progress:
             progress(t + 1, steps)
     ids = sites["id"].to_numpy(object)
@@ -248,6 +257,7 @@ def run_meters(
             ghi,
             battery.astype(float),
             gen.astype(float),
+            load.astype(float),
         ),
         MeterData(
             ids,
@@ -258,6 +268,7 @@ def run_meters(
             ghi,
             shadow_battery.astype(float),
             shadow_gen.astype(float),
+            shadow_load.astype(float),
         ),
         info,
         evs,
