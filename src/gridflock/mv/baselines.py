@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray
-from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
+from gridflock.mv.meter import BatteryParams, Calendar, EventWindow, MeterData, SiteInfo
 
 __all__ = [
     "METHODS",
@@ -56,6 +56,8 @@ class Method(StrEnum):
     """Device-level baseline for batteries: their power at the same hours of recent days."""
     BATTERY_DEVICE_TREND = "battery_device_trend"
     """Device-level baseline for batteries: recent days, adjusted for the season and the sun."""
+    BATTERY_DEVICE_REPLAY = "battery_device_replay"
+    """Device-level baseline for batteries: their control law replayed from the event's SOC."""
     WEATHER_MATCHED = "weather_matched"
     """Day matching on weather: the 5 eligible days closest in irradiance and temperature."""
     CAISO_10IN10_MGO = "caiso_10in10_mgo"
@@ -942,6 +944,111 @@ METHODS[Method.WEATHER_MATCHED] = weather_matched
 METHODS[Method.BATTERY_DEVICE_TREND] = battery_device_trend
 
 
+def replay_self_consumption(
+    e0_kwh: FloatArray, other_kw: FloatArray, params: BatteryParams, step_h: float
+) -> FloatArray:
+    """A self-consumption battery stepped from ``e0_kwh``: its power per step (n, K) [kW].
+
+    ``other_kw`` (n, K) is the rest of each site (load and generation, generator sign);
+    each step the battery is asked for ``-other_kw`` (discharge to cover the site's
+    import, charge from its surplus), clipped to its power limits and to what its energy
+    between ``floor_kwh`` (the reserve) and ``ceiling_kwh`` allows over the step; the
+    stored energy falls by ``p / eta_discharge`` discharging and rises by ``|p| x
+    eta_charge`` charging. The law of the twin's batteries (``sim.physics.battery_step``),
+    in kWh per site. Generator sign: > 0 discharges. Rows without a battery give 0.
+    """
+    e = np.asarray(e0_kwh, dtype=np.float64).copy()
+    other = np.asarray(other_kw, dtype=np.float64)
+    eta_c = np.where(params.eta_charge > 0, params.eta_charge, 1.0)
+    eta_d = np.where(params.eta_discharge > 0, params.eta_discharge, 1.0)
+    has = params.has
+    out = np.zeros_like(other)
+    for k in range(other.shape[1]):
+        p = np.clip(-other[:, k], -params.p_charge_max_kw, params.p_discharge_max_kw)
+        can_dis = np.maximum(e - params.floor_kwh, 0.0) * eta_d / step_h
+        can_chg = np.maximum(params.ceiling_kwh - e, 0.0) / (eta_c * step_h)
+        p = np.where(has, np.clip(p, -can_chg, can_dis), 0.0)
+        e = e - np.where(p > 0, p / eta_d, p * eta_c) * step_h
+        out[:, k] = p
+    return out
+
+
+def battery_replay(
+    meter: MeterData, event: EventWindow, info: SiteInfo | None, other_kw: FloatArray
+) -> tuple[FloatArray, BoolArray]:
+    """The battery's power had there been no event: its own law replayed over the window.
+
+    From each site's stored energy at the event's start (``MeterData.battery_soc_kwh``,
+    telemetry) and its registry parameters (``SiteInfo.battery``), against ``other_kw``
+    (n, K): the site's baseline load plus its generation over the window [kW, generator
+    sign]. Returns (power (n, K) kW, replayed (n,)); a row without a battery, its
+    parameters or a finite energy at the start is not replayed (zeros there: the caller
+    falls back).
+    """
+    n = meter.n_sites
+    out = np.zeros((n, other_kw.shape[1]))
+    if meter.battery_soc_kwh is None or info is None or info.battery is None:
+        return out, np.zeros(n, bool)
+    steps = _steps(meter, event.start, event.end)
+    col = _columns(meter, steps[:1], "event's start")[0]
+    e0 = meter.battery_soc_kwh[:, col]
+    params = info.battery
+    ok = params.has & np.isfinite(e0) & np.isfinite(other_kw).all(axis=1)
+    if ok.any():
+        out[ok] = replay_self_consumption(
+            e0[ok], other_kw[ok], params.take(ok), meter.step_s / 3600.0
+        )
+    return out, np.asarray(ok, dtype=bool)
+
+
+def battery_device_replay(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    days: int = 10,
+) -> Baseline:
+    """Device-level battery baseline: the battery's law replayed from its state of charge.
+
+    The battery's measured power in the site's net is replaced by :func:`battery_replay`
+    against the site's baseline consumption (``uk_dfs`` with the H25 profile on the gross
+    load, as ``uk_dfs_mgo``) plus its metered generation; rows without a state of charge
+    or battery parameters fall back to :func:`battery_held_trend`.
+    """
+    if meter.battery_kw is None:
+        raise ValueError(
+            "the battery baseline needs per-site battery power: give MeterData.battery_kw"
+        )
+    gross = uk_dfs(meter.gross(), event, calendar, info, profile=household_profile)
+    cols = _columns(meter, gross.times, "event window")
+    other = gross.kw + (meter.gen_kw[:, cols] if meter.gen_kw is not None else 0.0)
+    held, used = battery_held_trend(meter, event, calendar, days)
+    rep, replayed = battery_replay(meter, event, info, other)
+    held[replayed] = rep[replayed]
+    actual = meter.net_kw[:, cols]
+    kw = actual - meter.battery_kw[:, cols] + held
+    has = (np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
+    valid = has & (replayed | (used >= min(5, days))) & np.isfinite(kw).all(axis=1)
+    kw[~valid] = np.nan
+    return Baseline(
+        str(Method.BATTERY_DEVICE_REPLAY),
+        event.event_id,
+        meter.site_ids,
+        gross.times,
+        kw,
+        actual,
+        valid,
+        np.full(meter.n_sites, np.nan),
+        gross.days_used,
+        f"batteries only: their self-consumption law replayed from the state of charge at "
+        f"the event's start ({int(replayed.sum())} rows); the others by recent days' power "
+        "(trend and sun)",
+    )
+
+
+METHODS[Method.BATTERY_DEVICE_REPLAY] = battery_device_replay
+
+
 #: Which day-matching method each MGO variant applies to the gross load.
 MGO_INNER: dict[Method, Method] = {
     Method.CAISO_10IN10_MGO: Method.CAISO_10IN10,
@@ -972,11 +1079,15 @@ def metered_generation(
     (default) :func:`battery_held_trend`, its power at the event's clock hours over the
     ``battery_days`` most recent eligible days moved to the event day by its trend and
     the afternoon's sun; with ``"charge"`` also by what it charged earlier that day
-    (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean. Delivered is
-    then the load's response plus the battery's.
+    (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean; with
+    ``"replay"`` the battery's self-consumption law replayed over the window from its
+    stored energy at the event's start against the baseline gross load plus the metered
+    generation (:func:`battery_replay`; rows without a state of charge or battery
+    parameters in ``info`` fall back to ``"trend"``). Delivered is then the load's
+    response plus the battery's.
     """
-    if battery not in ("trend", "charge", "days"):
-        raise ValueError(f"battery must be 'trend', 'charge' or 'days', got {battery!r}")
+    if battery not in ("trend", "charge", "days", "replay"):
+        raise ValueError(f"battery must be 'trend', 'charge', 'days' or 'replay', got {battery!r}")
     if meter.gen_kw is None:
         raise ValueError(
             "the MGO baselines need each site's metered generation (PV, wind): give "
@@ -990,15 +1101,19 @@ def metered_generation(
         gross = METHODS[str(MGO_INNER[method])](meter.gross(), event, calendar, info)
     cols = _columns(meter, gross.times, "event window")
     kw = gross.kw + meter.gen_kw[:, cols]
+    replayed = np.zeros(meter.n_sites, bool)
     if meter.battery_kw is not None:
-        if battery in ("trend", "charge"):
+        if battery in ("trend", "charge", "replay"):
             held, _ = battery_held_trend(
                 meter, event, calendar, battery_days, charge=battery == "charge"
             )
         else:
             bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
             held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
-        no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
+        if battery == "replay":
+            rep, replayed = battery_replay(meter, event, info, kw)
+            held[replayed] = rep[replayed]
+        no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1) & ~replayed
         held[no_bat] = 0.0  # no battery: nothing to hold
         kw = kw + held
     valid = gross.valid & np.isfinite(kw).all(axis=1)
@@ -1013,11 +1128,19 @@ def metered_generation(
         np.where(valid, gross.adjustment, np.nan),
         gross.days_used,
         f"{MGO_INNER[method]} on gross load; metered generation added back"
-        + (
-            f"; batteries at their recent days' power ({battery})"
-            if meter.battery_kw is not None
-            else ""
-        ),
+        + _battery_note(meter, battery, replayed),
+    )
+
+
+def _battery_note(meter: MeterData, battery: str, replayed: BoolArray) -> str:
+    """How an MGO baseline took the batteries' part, for the baseline's notes."""
+    if meter.battery_kw is None:
+        return ""
+    if battery != "replay":
+        return f"; batteries at their recent days' power ({battery})"
+    return (
+        f"; batteries replayed from their state of charge at the event's start "
+        f"({int(replayed.sum())} rows), the others at their recent days' power (trend)"
     )
 
 

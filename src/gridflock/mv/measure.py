@@ -255,6 +255,8 @@ def available_methods(meter: MeterData, info: SiteInfo | None) -> list[str]:
         out.append(Method.CONTROL_GROUP)
     if meter.battery_kw is not None:
         out += [Method.BATTERY_DEVICE, Method.BATTERY_DEVICE_DAYS, Method.BATTERY_DEVICE_TREND]
+        if meter.battery_soc_kwh is not None and info is not None and info.battery is not None:
+            out.append(Method.BATTERY_DEVICE_REPLAY)
     if meter.gen_kw is not None:
         out += [Method.CAISO_10IN10_MGO, Method.PJM_HIGH4OF5_MGO, Method.UK_DFS_MGO]
     return [str(m) for m in out]

@@ -24,12 +24,13 @@ from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.mv.baselines import LOOKBACK_DAYS, METHODS, candidate_days, compute_baseline
 from gridflock.mv.measure import measure_event
-from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
+from gridflock.mv.meter import BatteryParams, Calendar, EventWindow, MeterData, SiteInfo
 from gridflock.mv.statement import SettlementTerms, Statement, UnknownMethodError, settle
 
 __all__ = [
     "GENERATION_KINDS",
     "DeviceSites",
+    "battery_params",
     "bucket_means",
     "event_days",
     "participants",
@@ -60,11 +61,60 @@ class DeviceSites:
         self.kinds: StrArray = devices["kind"].astype(str).to_numpy(dtype=object)
         #: PV and wind: behind-the-meter generation the MGO baselines add back
         self.generation: np.ndarray = np.isin(self.kinds.astype(str), GENERATION_KINDS)
+        #: each battery's usable capacity [kWh] (0 for other devices): SOC x this is its energy
+        e = (
+            pd.to_numeric(devices["e_kwh"], errors="coerce").to_numpy(dtype=np.float64)
+            if "e_kwh" in devices
+            else np.zeros(len(devices))
+        )
+        self.battery_e_kwh: FloatArray = np.where(self.battery & np.isfinite(e), e, 0.0)
 
     @property
     def n_sites(self) -> int:
         """Sites in the fleet."""
         return len(self.site_ids)
+
+
+def battery_params(spec: FleetSpec) -> BatteryParams:
+    """Each site's battery from the registry, in ``spec.sites`` order (summed per site).
+
+    Capacity, power limits and the energies of the floor (``max(soc_min, soc_reserve)``:
+    the backup reserve) and the ceiling (``soc_max``) add up over a site's batteries;
+    the efficiencies are capacity-weighted. Zeros at sites without a battery.
+    """
+    sites = pd.Index(spec.sites["id"])
+    n = len(sites)
+    frame = spec.devices.get(DeviceKind.BATTERY)
+    zeros = np.zeros(n)
+    if frame is None or not len(frame):
+        return BatteryParams(zeros, zeros, zeros, zeros, zeros, np.ones(n), np.ones(n))
+    row = sites.get_indexer(pd.Index(frame["site_id"]))
+    keep = row >= 0
+    row = row[keep]
+
+    def col(name: str, default: float) -> FloatArray:
+        if name not in frame:
+            return np.full(int(keep.sum()), default)
+        v = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+        return np.asarray(np.where(np.isfinite(v), v, default)[keep], dtype=np.float64)
+
+    e = col("e_kwh", 0.0)
+    floor = np.maximum(col("soc_min", 0.05), col("soc_reserve", 0.2)) * e
+
+    def per_site(v: FloatArray) -> FloatArray:
+        return np.asarray(np.bincount(row, weights=v, minlength=n), dtype=np.float64)
+
+    cap = per_site(e)
+    safe = np.where(cap > 0, cap, 1.0)
+    return BatteryParams(
+        cap,
+        per_site(col("p_charge_max_kw", 0.0)),
+        per_site(col("p_discharge_max_kw", 0.0)),
+        per_site(floor),
+        per_site(col("soc_max", 1.0) * e),
+        np.where(cap > 0, per_site(col("eta_charge", 0.95) * e) / safe, 1.0),
+        np.where(cap > 0, per_site(col("eta_discharge", 0.95) * e) / safe, 1.0),
+    )
 
 
 def bucket_means(
@@ -144,7 +194,7 @@ def site_info(fleet: DeviceSites, spec: FleetSpec, history_kw: FloatArray) -> Si
         else np.ones(fleet.n_sites)
     )
     nodes = spec.sites["grid_node"].to_numpy(dtype=object)
-    return SiteInfo(kinds, np.asarray(size, dtype=np.float64), nodes)
+    return SiteInfo(kinds, np.asarray(size, dtype=np.float64), nodes, battery=battery_params(spec))
 
 
 def participants(spec: FleetSpec, event: Event) -> np.ndarray:
@@ -241,6 +291,7 @@ def settle_meter(
     *,
     battery_kw: FloatArray | None = None,
     gen_kw: FloatArray | None = None,
+    battery_soc_kwh: FloatArray | None = None,
     temp_c: FloatArray | None = None,
     ghi_w_m2: FloatArray | None = None,
     calendar: Calendar | None = None,
@@ -253,7 +304,8 @@ def settle_meter(
 
     ``net_kw`` rows follow ``spec.sites``, columns ``times`` (history before the event
     included); ``battery_kw`` and ``gen_kw`` (the sites' metered PV and wind; same
-    shape), ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one per time) open the methods that
+    shape), ``battery_soc_kwh`` (energy in the sites' batteries at each interval's start
+    [kWh]; same shape), ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one per time) open the methods that
     need them. ``method`` None settles on the recommended
     method, with its reason. Each method's accuracy comes from ``placebo_days`` recent
     days without an event.
@@ -273,6 +325,7 @@ def settle_meter(
         ghi_w_m2=ghi_w_m2,
         battery_kw=battery_kw,
         gen_kw=gen_kw,
+        battery_soc_kwh=battery_soc_kwh,
     )
     before = np.asarray(times < pd.Timestamp(event.start, unit="s", tz="UTC"))
     info = site_info(fleet, spec, np.asarray(net_kw)[:, before])
