@@ -62,11 +62,12 @@ class DeviceSites:
         #: PV and wind: behind-the-meter generation the MGO baselines add back
         self.generation: np.ndarray = np.isin(self.kinds.astype(str), GENERATION_KINDS)
         #: each battery's usable capacity [kWh] (0 for other devices): SOC x this is its energy
-        e = (
-            pd.to_numeric(devices["e_kwh"], errors="coerce").to_numpy(dtype=np.float64)
-            if "e_kwh" in devices
-            else np.zeros(len(devices))
-        )
+        bat = spec.devices.get(DeviceKind.BATTERY)
+        e = np.zeros(len(devices))
+        if bat is not None and len(bat) and "e_kwh" in bat:
+            cap = pd.to_numeric(bat["e_kwh"], errors="coerce").to_numpy(dtype=np.float64)
+            row = pd.Index(bat["id"]).get_indexer(pd.Index(devices["id"]))
+            e = np.where(row >= 0, cap[np.maximum(row, 0)], 0.0)
         self.battery_e_kwh: FloatArray = np.where(self.battery & np.isfinite(e), e, 0.0)
 
     @property
