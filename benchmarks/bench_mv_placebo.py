@@ -137,8 +137,9 @@ def replay_days(
     The replay (``uk_dfs_mgo``'s ``battery="replay"``) is not linear in the meter data, so
     it runs per site here, on the participants holding a battery, and only its sum over
     them is kept per day [kW per interval of the window]: ``held`` against the baseline
-    gross load (H25-corrected DFS) plus the metered generation, as the method does (the
-    trend baseline where a site could not be replayed), and ``measured`` against the
+    gross load (H25-corrected DFS) plus the metered generation and its 10 days' spread, as
+    the method does (the trend baseline where a site could not be replayed), ``mean_path``
+    the same against the baseline alone (no spread), and ``measured`` against the
     measured rest of the site (a check of the replay's physics alone: it should give the
     battery's own power on a day without an event).
     """
@@ -158,12 +159,16 @@ def replay_days(
         cols = m.times.get_indexer(gross.times)
         assert m.gen_kw is not None
         assert m.battery_kw is not None
-        rep, ok = bl.battery_replay(m, ev, sub, gross.kw + m.gen_kw[:, cols])
+        other = gross.kw + m.gen_kw[:, cols]
+        spread = bl.load_spread(m.gross(), ev, cal)
+        rep, ok = bl.battery_replay(m, ev, sub, other, spread)
+        mean_path, _ = bl.battery_replay(m, ev, sub, other)
         trend, _ = bl.battery_held_trend(m, ev, cal)
         held = np.where(ok[:, None], rep, trend)
         measured, _ = bl.battery_replay(m, ev, sub, m.net_kw[:, cols] - m.battery_kw[:, cols])
         out[str(day)] = {
             "held": np.nansum(held, axis=0),
+            "mean_path": np.nansum(np.where(ok[:, None], mean_path, trend), axis=0),
             "measured": np.nansum(measured, axis=0),
             "replayed": np.asarray(int(ok.sum())),
         }
@@ -291,6 +296,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         actual_bat = agg.battery_kw[0, cols]
         bat_r = float(np.mean(actual_bat - rep["held"])) if rep else float("nan")
         bat_rm = float(np.mean(actual_bat - rep["measured"])) if rep else float("nan")
+        bat_r1 = float(np.mean(actual_bat - rep["mean_path"])) if rep else float("nan")
         on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -317,6 +323,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "bat_charge_err": bat_c_est - true_bat,
             "bat_replay_err": bat_r - true_bat,
             "bat_replay_measured_err": bat_rm - true_bat,
+            "bat_replay_mean_path_err": bat_r1 - true_bat,
             "uk_dfs_mgo battery=replay": gross_est + bat_r - true_kw,
         }
         for name, fn in methods.items():
@@ -443,6 +450,7 @@ def main() -> None:
         "bat_charge_err",
         "bat_replay_err",
         "bat_replay_measured_err",
+        "bat_replay_mean_path_err",
     ]
     print(table(frame, cols))
     print()

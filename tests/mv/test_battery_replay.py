@@ -243,3 +243,45 @@ def test_on_a_twin_day_without_an_event_the_replay_is_the_battery() -> None:
     # the day is not trivial: batteries discharge, some run down to their reserve
     assert measured[ok].max() > 1.0
     assert (np.abs(measured[ok][:, -1]) < 1e-6).any()
+
+
+def test_replay_averages_over_the_recent_days_load_not_the_mean_load() -> None:
+    """Half the recent working days the site drew 1 kW in the evening, half 5 kW; the
+    battery (3 kW limit, plenty of energy) would have covered 1 kW or 3 kW: 2 kW on
+    average, where replaying the 3 kW mean load gives 3 kW."""
+    k = len(TIMES)
+    local = TIMES.tz_convert(TZ)
+    hours = np.asarray(local.hour)
+    dates = [t.date() for t in local]
+    working = sorted({d for d in dates if d.weekday() < 5})
+    parity = {d: i % 2 for i, d in enumerate(working)}  # alternate working days
+    high = np.array([parity.get(d, 0) == 1 for d in dates])
+    evening = (hours >= 19) & (hours < 20)
+    gross = np.where(evening & high, -5.0, np.where(evening, -1.0, -2.0))
+    gross = np.tile(gross, (2, 1))
+    bat = np.zeros((2, k))
+    bat[:, hours == 12] = 0.1
+    soc = np.full((2, k), 9.0)
+    meter = MeterData(
+        np.array(["a", "b"], dtype=object),
+        TIMES,
+        gross + bat,
+        TZ,
+        None,
+        None,
+        bat,
+        np.zeros((2, k)),
+        soc,
+    )
+    info = SiteInfo(
+        np.array(["battery"] * 2, dtype=object), np.ones(2), battery=_params(n=2, p_dis=3.0)
+    )
+    b = bl.metered_generation(
+        meter, EVENT, Calendar(), info, method=Method.UK_DFS_MGO, battery="replay"
+    )
+    # baseline net = the gross baseline (-3 kW, the 10 days' mean) + the battery's 2 kW
+    np.testing.assert_allclose(b.kw, -3.0 + 2.0, atol=1e-9)
+    # against the mean load alone the law gives its 3 kW limit
+    rep, ok = bl.battery_replay(meter, EVENT, info, np.full((2, 6), -3.0))
+    assert ok.all()
+    np.testing.assert_allclose(rep, 3.0, atol=1e-12)

@@ -973,17 +973,47 @@ def replay_self_consumption(
     return out
 
 
+def load_spread(
+    gross: MeterData, event: EventWindow, calendar: Calendar, days: int = 10
+) -> FloatArray:
+    """How each row's load at the event's hours varied over its recent days: (n, days, K) kW.
+
+    The ``days`` most recent eligible days' gross load over the window (DFS day rules),
+    each minus their mean: added to a baseline they give ``days`` equally likely load
+    paths with the baseline as their mean. NaN where a row has fewer days.
+    """
+    h = _history(gross, event, calendar, DFS_LOOKBACK_DAYS, None)
+    sel = _most_recent(h.valid, days)
+    order = np.argsort(~sel, axis=1, kind="stable")[:, :days]  # the selected days first
+    picked = np.take_along_axis(h.window, order[:, :, None], axis=1)
+    mask = np.take_along_axis(sel, order, axis=1)
+    picked = np.where(mask[:, :, None], picked, np.nan)
+    spread = picked - _nanmean(picked, axis=1)[:, None, :]
+    if spread.shape[1] < days:  # fewer candidate days than asked: pad with gaps
+        pad = np.full((spread.shape[0], days - spread.shape[1], spread.shape[2]), np.nan)
+        spread = np.concatenate([spread, pad], axis=1)
+    return np.asarray(spread, dtype=np.float64)
+
+
 def battery_replay(
-    meter: MeterData, event: EventWindow, info: SiteInfo | None, other_kw: FloatArray
+    meter: MeterData,
+    event: EventWindow,
+    info: SiteInfo | None,
+    other_kw: FloatArray,
+    spread: FloatArray | None = None,
 ) -> tuple[FloatArray, BoolArray]:
     """The battery's power had there been no event: its own law replayed over the window.
 
     From each site's stored energy at the event's start (``MeterData.battery_soc_kwh``,
     telemetry) and its registry parameters (``SiteInfo.battery``), against ``other_kw``
     (n, K): the site's baseline load plus its generation over the window [kW, generator
-    sign]. Returns (power (n, K) kW, replayed (n,)); a row without a battery, its
-    parameters or a finite energy at the start is not replayed (zeros there: the caller
-    falls back).
+    sign]. With ``spread`` (n, S, K; :func:`load_spread`) the law is replayed against
+    each of the S load paths ``other_kw + spread[:, s]`` and the powers averaged: the
+    law is not linear (a battery covers a 10 kW EV session only up to its power limit,
+    a flat 3 kW baseline in full), so replaying the mean load overstates what it would
+    have discharged; rows without a finite path replay ``other_kw`` alone. Returns
+    (power (n, K) kW, replayed (n,)); a row without a battery, its parameters or a
+    finite energy at the start is not replayed (zeros there: the caller falls back).
     """
     n = meter.n_sites
     out = np.zeros((n, other_kw.shape[1]))
@@ -994,10 +1024,20 @@ def battery_replay(
     e0 = meter.battery_soc_kwh[:, col]
     params = info.battery
     ok = params.has & np.isfinite(e0) & np.isfinite(other_kw).all(axis=1)
+    step_h = meter.step_s / 3600.0
     if ok.any():
-        out[ok] = replay_self_consumption(
-            e0[ok], other_kw[ok], params.take(ok), meter.step_s / 3600.0
-        )
+        out[ok] = replay_self_consumption(e0[ok], other_kw[ok], params.take(ok), step_h)
+    if spread is not None and ok.any():
+        paths = other_kw[:, None, :] + spread  # (n, S, K)
+        fine = ok[:, None] & np.isfinite(paths).all(axis=2)  # (n, S)
+        row, path = np.nonzero(fine)
+        if len(row):
+            p = replay_self_consumption(e0[row], paths[row, path], params.take(row), step_h)
+            total = np.zeros_like(out)
+            np.add.at(total, row, p)
+            count = np.bincount(row, minlength=n).astype(float)
+            has = count > 0
+            out[has] = total[has] / count[has, None]
     return out, np.asarray(ok, dtype=bool)
 
 
@@ -1012,18 +1052,21 @@ def battery_device_replay(
 
     The battery's measured power in the site's net is replaced by :func:`battery_replay`
     against the site's baseline consumption (``uk_dfs`` with the H25 profile on the gross
-    load, as ``uk_dfs_mgo``) plus its metered generation; rows without a state of charge
-    or battery parameters fall back to :func:`battery_held_trend`.
+    load, as ``uk_dfs_mgo``, with the spread of its recent days) plus its metered
+    generation; rows without a state of charge or battery parameters fall back to
+    :func:`battery_held_trend`.
     """
     if meter.battery_kw is None:
         raise ValueError(
             "the battery baseline needs per-site battery power: give MeterData.battery_kw"
         )
-    gross = uk_dfs(meter.gross(), event, calendar, info, profile=household_profile)
+    load = meter.gross()
+    gross = uk_dfs(load, event, calendar, info, profile=household_profile)
     cols = _columns(meter, gross.times, "event window")
     other = gross.kw + (meter.gen_kw[:, cols] if meter.gen_kw is not None else 0.0)
     held, used = battery_held_trend(meter, event, calendar, days)
-    rep, replayed = battery_replay(meter, event, info, other)
+    spread = load_spread(load, event, calendar, days)
+    rep, replayed = battery_replay(meter, event, info, other, spread)
     held[replayed] = rep[replayed]
     actual = meter.net_kw[:, cols]
     kw = actual - meter.battery_kw[:, cols] + held
@@ -1082,9 +1125,10 @@ def metered_generation(
     (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean; with
     ``"replay"`` the battery's self-consumption law replayed over the window from its
     stored energy at the event's start against the baseline gross load plus the metered
-    generation (:func:`battery_replay`; rows without a state of charge or battery
-    parameters in ``info`` fall back to ``"trend"``). Delivered is then the load's
-    response plus the battery's.
+    generation, once per load path of the ``battery_days`` recent days around that
+    baseline, averaged (:func:`battery_replay`, :func:`load_spread`; rows without a state
+    of charge or battery parameters in ``info`` fall back to ``"trend"``). Delivered is
+    then the load's response plus the battery's.
     """
     if battery not in ("trend", "charge", "days", "replay"):
         raise ValueError(f"battery must be 'trend', 'charge', 'days' or 'replay', got {battery!r}")
@@ -1111,7 +1155,8 @@ def metered_generation(
             bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
             held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
         if battery == "replay":
-            rep, replayed = battery_replay(meter, event, info, kw)
+            spread = load_spread(meter.gross(), event, calendar, battery_days)
+            rep, replayed = battery_replay(meter, event, info, kw, spread)
             held[replayed] = rep[replayed]
         no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1) & ~replayed
         held[no_bat] = 0.0  # no battery: nothing to hold

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gridflock.domain.messages import BoolArray, FloatArray, StrArray
+from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray
 
 __all__ = ["BatteryParams", "Calendar", "EventWindow", "MeterData", "SiteInfo", "local_days"]
 
@@ -210,7 +210,7 @@ class BatteryParams:
             dtype=bool,
         )
 
-    def take(self, rows: BoolArray | Sequence[int]) -> BatteryParams:
+    def take(self, rows: BoolArray | IntArray | Sequence[int]) -> BatteryParams:
         """The rows selected by a mask or index list."""
         idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
         return BatteryParams(
