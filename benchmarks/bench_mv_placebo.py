@@ -103,7 +103,9 @@ def make_season(
         gap = float(np.abs(run.actual.net_kw - run.shadow.net_kw).max())
         assert gap < 1e-6, f"no events, yet the meters differ from the shadow by {gap} kW"
     label = np.full(int(part.sum()), "participants")
-    replay = replay_days(run.actual, run.info, part, tz, days, first_day, run.event_days)
+    assert run.info.battery is not None
+    rows = part & run.info.battery.has
+    bat_sites = run.actual.take(rows)
     kept = {
         "agg": run.actual.take(part).aggregate(label),
         "shadow": run.shadow.take(part).aggregate(label),
@@ -114,7 +116,15 @@ def make_season(
         "twin_s": time.perf_counter() - t0,
         "twin_cpu_s": time.process_time() - c0,
         "first_day": first_day,
-        "replay": replay,
+        # the participants holding a battery, per site (float32): the replay is not linear
+        "sites": {
+            "ids": bat_sites.site_ids,
+            **{
+                name: np.asarray(getattr(bat_sites, name), np.float32)
+                for name in ("net_kw", "gen_kw", "battery_kw", "battery_soc_kwh")
+            },
+            "battery": run.info.battery.take(rows),
+        },
     }
     tmp = path.with_suffix(".tmp")
     with tmp.open("wb") as f:
@@ -123,55 +133,85 @@ def make_season(
     return path
 
 
+#: Bump when what :func:`replay_days` computes changes: its per-season cache is keyed on it.
+REPLAY_VERSION = 2
+
+
+def _sites_meter(d: dict[str, object], agg: MeterData) -> tuple[MeterData, SiteInfo]:
+    """The battery participants' per-site meters and parameters kept by :func:`make_season`."""
+    sites = d["sites"]
+    assert isinstance(sites, dict)
+    m = MeterData(
+        sites["ids"],
+        agg.times,
+        sites["net_kw"],
+        agg.tz,
+        agg.temp_c,
+        agg.ghi_w_m2,
+        sites["battery_kw"],
+        sites["gen_kw"],
+        sites["battery_soc_kwh"],
+    )
+    n = m.n_sites
+    info = SiteInfo(np.full(n, "battery", dtype=object), np.ones(n), battery=sites["battery"])
+    return m, info
+
+
 def replay_days(
-    meter: MeterData,
-    info: SiteInfo,
-    part: np.ndarray,
-    tz: str,
-    days: int,
-    first_day: dt.date,
-    event_days: list[dt.date],
+    m: MeterData, info: SiteInfo, days: list[dt.date], cal: Calendar
 ) -> dict[str, dict[str, np.ndarray]]:
-    """Per working day after the history: the participants' summed replay battery baseline.
+    """Per day: the battery participants' summed replay baselines [kW per interval].
 
     The replay (``uk_dfs_mgo``'s ``battery="replay"``) is not linear in the meter data, so
-    it runs per site here, on the participants holding a battery, and only its sum over
-    them is kept per day [kW per interval of the window]: ``held`` against the baseline
-    gross load (H25-corrected DFS) plus the metered generation and its 10 days' spread, as
-    the method does (the trend baseline where a site could not be replayed), ``mean_path``
-    the same against the baseline alone (no spread), and ``measured`` against the
-    measured rest of the site (a check of the replay's physics alone: it should give the
-    battery's own power on a day without an event).
+    it runs per site and only its sum is kept: ``held`` as the method does it (the law
+    averaged over the 10 recent days' load paths around the H25-corrected DFS baseline
+    of the gross load, plus the metered generation; paths capped at no export; the trend
+    baseline where a site could not be replayed), ``unclipped`` the same with the paths
+    not capped, ``mean_path`` against the baseline alone, and ``measured`` against the
+    measured rest of the site (the replay's physics alone: on a day without an event it
+    is the battery's own power).
     """
-    assert info.battery is not None
-    assert meter.battery_kw is not None
-    rows = part & info.battery.has
-    m = meter.take(rows)
-    sub = SiteInfo(info.kinds[rows], info.size[rows], battery=info.battery.take(rows))
-    cal = Calendar.of(event_days=event_days)
+    assert m.battery_kw is not None
+    assert m.gen_kw is not None
     out: dict[str, dict[str, np.ndarray]] = {}
-    for k in range(acc.HISTORY_DAYS, days):
-        day = first_day + dt.timedelta(days=k)
-        if day.weekday() >= 5:
-            continue
-        ev = _window(day, tz)
-        gross = bl.uk_dfs(m.gross(), ev, cal, None, profile=bl.household_profile)
+    for day in days:
+        ev = _window(day, m.tz)
+        load = m.gross()
+        gross = bl.uk_dfs(load, ev, cal, None, profile=bl.household_profile)
         cols = m.times.get_indexer(gross.times)
-        assert m.gen_kw is not None
-        assert m.battery_kw is not None
-        other = gross.kw + m.gen_kw[:, cols]
-        spread = bl.load_spread(m.gross(), ev, cal)
-        rep, ok = bl.battery_replay(m, ev, sub, other, spread)
-        mean_path, _ = bl.battery_replay(m, ev, sub, other)
+        gen = m.gen_kw[:, cols]
+        other = gross.kw + gen
+        spread = bl.load_spread(load, ev, cal)
         trend, _ = bl.battery_held_trend(m, ev, cal)
-        held = np.where(ok[:, None], rep, trend)
-        measured, _ = bl.battery_replay(m, ev, sub, m.net_kw[:, cols] - m.battery_kw[:, cols])
-        out[str(day)] = {
-            "held": np.nansum(held, axis=0),
-            "mean_path": np.nansum(np.where(ok[:, None], mean_path, trend), axis=0),
-            "measured": np.nansum(measured, axis=0),
-            "replayed": np.asarray(int(ok.sum())),
-        }
+        rows: dict[str, np.ndarray] = {}
+        for name, paths in (
+            ("held", bl.load_paths(gross.kw, spread, gen)),
+            ("unclipped", other[:, None, :] + spread),
+            ("mean_path", None),
+        ):
+            rep, ok = bl.battery_replay(m, ev, info, other, paths)
+            rows[name] = np.nansum(np.where(ok[:, None], rep, trend), axis=0)
+        measured, _ = bl.battery_replay(m, ev, info, m.net_kw[:, cols] - m.battery_kw[:, cols])
+        rows["measured"] = np.nansum(measured, axis=0)
+        out[str(day)] = rows
+    return out
+
+
+def _replayed(
+    path: Path, d: dict[str, object], agg: MeterData, days: list[dt.date], cal: Calendar
+) -> dict[str, dict[str, np.ndarray]]:
+    """:func:`replay_days` of one season, cached next to it."""
+    if "sites" not in d:
+        return {}
+    cache = path.with_suffix(f".replay{REPLAY_VERSION}")
+    if cache.exists():
+        with cache.open("rb") as f:
+            out: dict[str, dict[str, np.ndarray]] = pickle.load(f)
+        return out
+    m, info = _sites_meter(d, agg)
+    out = replay_days(m, info, days, cal)
+    with cache.open("wb") as f:
+        pickle.dump(out, f)
     return out
 
 
@@ -281,6 +321,12 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         -base_kwh * bl.household_profile(agg.times, d["tz"])[None, :],
         d["tz"],
     )
+    work = [
+        first + dt.timedelta(days=k)
+        for k in range(acc.HISTORY_DAYS, n_days)
+        if (first + dt.timedelta(days=k)).weekday() < 5
+    ]
+    replay = _replayed(path, d, agg, work, cal)
     for k in range(acc.HISTORY_DAYS, n_days):
         day = first + dt.timedelta(days=k)
         if day.weekday() >= 5:
@@ -292,11 +338,12 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         assert shadow.battery_kw is not None
         true_bat = float(np.mean(agg.battery_kw[0, cols] - shadow.battery_kw[0, cols]))
         gross_est, bat_est, bat_c_est, plain_est = dfs_mgo_parts(agg, ev, cal)
-        rep = d.get("replay", {}).get(str(day))
+        rep = replay.get(str(day))
         actual_bat = agg.battery_kw[0, cols]
         bat_r = float(np.mean(actual_bat - rep["held"])) if rep else float("nan")
         bat_rm = float(np.mean(actual_bat - rep["measured"])) if rep else float("nan")
         bat_r1 = float(np.mean(actual_bat - rep["mean_path"])) if rep else float("nan")
+        bat_ru = float(np.mean(actual_bat - rep["unclipped"])) if rep else float("nan")
         on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -324,6 +371,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "bat_replay_err": bat_r - true_bat,
             "bat_replay_measured_err": bat_rm - true_bat,
             "bat_replay_mean_path_err": bat_r1 - true_bat,
+            "bat_replay_unclipped_err": bat_ru - true_bat,
             "uk_dfs_mgo battery=replay": gross_est + bat_r - true_kw,
         }
         for name, fn in methods.items():
@@ -451,6 +499,7 @@ def main() -> None:
         "bat_replay_err",
         "bat_replay_measured_err",
         "bat_replay_mean_path_err",
+        "bat_replay_unclipped_err",
     ]
     print(table(frame, cols))
     print()

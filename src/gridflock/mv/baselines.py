@@ -995,21 +995,34 @@ def load_spread(
     return np.asarray(spread, dtype=np.float64)
 
 
+def load_paths(baseline_kw: FloatArray, spread: FloatArray, gen_kw: FloatArray) -> FloatArray:
+    """The rest of each site along its recent days' load paths: (n, S, K) kW, generator sign.
+
+    ``baseline_kw`` (n, K) is the baseline gross load, ``spread`` (n, S, K) the days'
+    deviations (:func:`load_spread`), ``gen_kw`` (n, K) the metered generation. A path's
+    load is capped at 0 (a household's consumption never exports): the in-day shift can
+    move a baseline below a day's deviation, and a path that exported would have its
+    battery charge in the evening.
+    """
+    load = np.minimum(baseline_kw[:, None, :] + spread, 0.0)
+    return np.asarray(load + gen_kw[:, None, :], dtype=np.float64)
+
+
 def battery_replay(
     meter: MeterData,
     event: EventWindow,
     info: SiteInfo | None,
     other_kw: FloatArray,
-    spread: FloatArray | None = None,
+    paths: FloatArray | None = None,
 ) -> tuple[FloatArray, BoolArray]:
     """The battery's power had there been no event: its own law replayed over the window.
 
     From each site's stored energy at the event's start (``MeterData.battery_soc_kwh``,
     telemetry) and its registry parameters (``SiteInfo.battery``), against ``other_kw``
     (n, K): the site's baseline load plus its generation over the window [kW, generator
-    sign]. With ``spread`` (n, S, K; :func:`load_spread`) the law is replayed against
-    each of the S load paths ``other_kw + spread[:, s]`` and the powers averaged: the
-    law is not linear (a battery covers a 10 kW EV session only up to its power limit,
+    sign]. With ``paths`` (n, S, K; :func:`load_paths`) the law is replayed against
+    each of the S paths of the site's recent days around that baseline and the powers
+    averaged: the law is not linear (a battery covers a 10 kW EV session only up to its power limit,
     a flat 3 kW baseline in full), so replaying the mean load overstates what it would
     have discharged; rows without a finite path replay ``other_kw`` alone. Returns
     (power (n, K) kW, replayed (n,)); a row without a battery, its parameters or a
@@ -1027,8 +1040,7 @@ def battery_replay(
     step_h = meter.step_s / 3600.0
     if ok.any():
         out[ok] = replay_self_consumption(e0[ok], other_kw[ok], params.take(ok), step_h)
-    if spread is not None and ok.any():
-        paths = other_kw[:, None, :] + spread  # (n, S, K)
+    if paths is not None and ok.any():
         fine = ok[:, None] & np.isfinite(paths).all(axis=2)  # (n, S)
         row, path = np.nonzero(fine)
         if len(row):
@@ -1063,10 +1075,10 @@ def battery_device_replay(
     load = meter.gross()
     gross = uk_dfs(load, event, calendar, info, profile=household_profile)
     cols = _columns(meter, gross.times, "event window")
-    other = gross.kw + (meter.gen_kw[:, cols] if meter.gen_kw is not None else 0.0)
+    gen = meter.gen_kw[:, cols] if meter.gen_kw is not None else np.zeros_like(gross.kw)
     held, used = battery_held_trend(meter, event, calendar, days)
-    spread = load_spread(load, event, calendar, days)
-    rep, replayed = battery_replay(meter, event, info, other, spread)
+    paths = load_paths(gross.kw, load_spread(load, event, calendar, days), gen)
+    rep, replayed = battery_replay(meter, event, info, gross.kw + gen, paths)
     held[replayed] = rep[replayed]
     actual = meter.net_kw[:, cols]
     kw = actual - meter.battery_kw[:, cols] + held
@@ -1126,7 +1138,7 @@ def metered_generation(
     ``"replay"`` the battery's self-consumption law replayed over the window from its
     stored energy at the event's start against the baseline gross load plus the metered
     generation, once per load path of the ``battery_days`` recent days around that
-    baseline, averaged (:func:`battery_replay`, :func:`load_spread`; rows without a state
+    baseline, averaged (:func:`battery_replay`, :func:`load_paths`; rows without a state
     of charge or battery parameters in ``info`` fall back to ``"trend"``). Delivered is
     then the load's response plus the battery's.
     """
@@ -1156,7 +1168,8 @@ def metered_generation(
             held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
         if battery == "replay":
             spread = load_spread(meter.gross(), event, calendar, battery_days)
-            rep, replayed = battery_replay(meter, event, info, kw, spread)
+            paths = load_paths(gross.kw, spread, meter.gen_kw[:, cols])
+            rep, replayed = battery_replay(meter, event, info, kw, paths)
             held[replayed] = rep[replayed]
         no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1) & ~replayed
         held[no_bat] = 0.0  # no battery: nothing to hold
