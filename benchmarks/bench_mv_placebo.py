@@ -134,7 +134,7 @@ def make_season(
 
 
 #: Bump when what :func:`replay_days` computes changes: its per-season cache is keyed on it.
-REPLAY_VERSION = 2
+REPLAY_VERSION = 3
 
 
 def _sites_meter(d: dict[str, object], agg: MeterData) -> tuple[MeterData, SiteInfo]:
@@ -164,29 +164,42 @@ def replay_days(
 
     The replay (``uk_dfs_mgo``'s ``battery="replay"``) is not linear in the meter data, so
     it runs per site and only its sum is kept: ``held`` as the method does it (the law
-    averaged over the 10 recent days' load paths around the H25-corrected DFS baseline
-    of the gross load, plus the metered generation; paths capped at no export; the trend
-    baseline where a site could not be replayed), ``unclipped`` the same with the paths
-    not capped, ``mean_path`` against the baseline alone, and ``measured`` against the
-    measured rest of the site (the replay's physics alone: on a day without an event it
-    is the battery's own power).
+    averaged over the load paths the H25-corrected DFS rule's misses on the 10 recent
+    days draw around the event's baseline gross load, plus the metered generation; paths
+    capped at no export; the trend baseline where a site could not be replayed),
+    ``spread`` the same with the 10 days' deviations from their mean as the paths,
+    ``mean_path`` against the baseline alone, and ``measured`` against the measured rest
+    of the site (the replay's physics alone: on a day without an event it is the
+    battery's own power).
     """
     assert m.battery_kw is not None
     assert m.gen_kw is not None
+    load = m.gross()
+    seen: dict[pd.Timestamp, bl.Baseline] = {}
+
+    def rule(meter: MeterData, ev: EventWindow) -> bl.Baseline:
+        """The DFS rule with the profile, kept per window: each day is a past day 10 times."""
+        if ev.start not in seen:
+            seen[ev.start] = bl.uk_dfs(meter, ev, cal, None, profile=bl.household_profile)
+        return seen[ev.start]
+
     out: dict[str, dict[str, np.ndarray]] = {}
     for day in days:
         ev = _window(day, m.tz)
-        load = m.gross()
-        gross = bl.uk_dfs(load, ev, cal, None, profile=bl.household_profile)
+        gross = rule(load, ev)
         cols = m.times.get_indexer(gross.times)
         gen = m.gen_kw[:, cols]
         other = gross.kw + gen
-        spread = bl.load_spread(load, ev, cal)
         trend, _ = bl.battery_held_trend(m, ev, cal)
         rows: dict[str, np.ndarray] = {}
+        h = bl._history(load, ev, cal, bl.DFS_LOOKBACK_DAYS, None)
+        sel = bl._most_recent(h.valid, 10)
+        dev = np.where(
+            sel[:, :, None], h.window - bl._mean_over_days(h.window, sel)[:, None], np.nan
+        )
         for name, paths in (
-            ("held", bl.load_paths(gross.kw, spread, gen)),
-            ("unclipped", other[:, None, :] + spread),
+            ("held", bl.load_paths(gross.kw, bl.rule_residuals(load, ev, cal, rule), gen)),
+            ("spread", bl.load_paths(gross.kw, dev, gen)),
             ("mean_path", None),
         ):
             rep, ok = bl.battery_replay(m, ev, info, other, paths)
@@ -343,7 +356,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         bat_r = float(np.mean(actual_bat - rep["held"])) if rep else float("nan")
         bat_rm = float(np.mean(actual_bat - rep["measured"])) if rep else float("nan")
         bat_r1 = float(np.mean(actual_bat - rep["mean_path"])) if rep else float("nan")
-        bat_ru = float(np.mean(actual_bat - rep["unclipped"])) if rep else float("nan")
+        bat_rs = float(np.mean(actual_bat - rep["spread"])) if rep else float("nan")
         on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -371,7 +384,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "bat_replay_err": bat_r - true_bat,
             "bat_replay_measured_err": bat_rm - true_bat,
             "bat_replay_mean_path_err": bat_r1 - true_bat,
-            "bat_replay_unclipped_err": bat_ru - true_bat,
+            "bat_replay_spread_err": bat_rs - true_bat,
             "uk_dfs_mgo battery=replay": gross_est + bat_r - true_kw,
         }
         for name, fn in methods.items():
@@ -499,7 +512,7 @@ def main() -> None:
         "bat_replay_err",
         "bat_replay_measured_err",
         "bat_replay_mean_path_err",
-        "bat_replay_unclipped_err",
+        "bat_replay_spread_err",
     ]
     print(table(frame, cols))
     print()

@@ -245,12 +245,16 @@ def test_on_a_twin_day_without_an_event_the_replay_is_the_battery() -> None:
     assert (np.abs(measured[ok][:, -1]) < 1e-6).any()
 
 
-def test_replay_averages_over_the_recent_days_load_not_the_mean_load() -> None:
-    """Half the recent working days the site drew 1 kW in the evening, half 5 kW; the
-    battery (3 kW limit, plenty of energy) would have covered 1 kW or 3 kW: 2 kW on
-    average, where replaying the 3 kW mean load gives 3 kW."""
-    k = len(TIMES)
-    local = TIMES.tz_convert(TZ)
+def test_replay_averages_over_the_rules_recent_misses_not_the_mean_load() -> None:
+    """On alternate working days the site drew 1 kW in the evening, else 5 kW; the DFS rule
+    (10 days, no profile) says 3 kW every day, missing by -2 or +2 kW. The battery (3 kW
+    limit, plenty of energy) would have covered 1 kW or 3 kW: 2 kW on average, where
+    replaying the 3 kW baseline alone gives 3 kW."""
+    times = pd.date_range(
+        "2026-04-27", "2026-06-22", freq=STEP, tz=TZ, inclusive="left"
+    ).tz_convert("UTC")
+    k = len(times)
+    local = times.tz_convert(TZ)
     hours = np.asarray(local.hour)
     dates = [t.date() for t in local]
     working = sorted({d for d in dates if d.weekday() < 5})
@@ -264,7 +268,7 @@ def test_replay_averages_over_the_recent_days_load_not_the_mean_load() -> None:
     soc = np.full((2, k), 9.0)
     meter = MeterData(
         np.array(["a", "b"], dtype=object),
-        TIMES,
+        times,
         gross + bat,
         TZ,
         None,
@@ -281,7 +285,12 @@ def test_replay_averages_over_the_recent_days_load_not_the_mean_load() -> None:
     )
     # baseline net = the gross baseline (-3 kW, the 10 days' mean) + the battery's 2 kW
     np.testing.assert_allclose(b.kw, -3.0 + 2.0, atol=1e-9)
-    # against the mean load alone the law gives its 3 kW limit
+    # the rule's misses on the 10 recent days: +2 and -2 kW, five each
+    res = bl.rule_residuals(
+        meter.gross(), EVENT, Calendar(), lambda m, e: bl.uk_dfs(m, e, Calendar()), 10
+    )
+    np.testing.assert_allclose(np.sort(res[0, :, 0]), [-2] * 5 + [2] * 5, atol=1e-9)
+    # against the baseline load alone the law gives its 3 kW limit
     rep, ok = bl.battery_replay(meter, EVENT, info, np.full((2, 6), -3.0))
     assert ok.all()
     np.testing.assert_allclose(rep, 3.0, atol=1e-12)

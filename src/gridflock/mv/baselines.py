@@ -973,33 +973,52 @@ def replay_self_consumption(
     return out
 
 
-def load_spread(
-    gross: MeterData, event: EventWindow, calendar: Calendar, days: int = 10
-) -> FloatArray:
-    """How each row's load at the event's hours varied over its recent days: (n, days, K) kW.
+#: A baseline rule on one window: ``rule(meter, window) -> Baseline``.
+RuleFn = Callable[[MeterData, EventWindow], Baseline]
 
-    The ``days`` most recent eligible days' gross load over the window (DFS day rules),
-    each minus their mean: added to a baseline they give ``days`` equally likely load
-    paths with the baseline as their mean. NaN where a row has fewer days.
+
+def _days_back(ts: pd.Timestamp, tz: str, days: int) -> pd.Timestamp:
+    """The same local clock time ``days`` days earlier (UTC)."""
+    wall = ts.tz_convert(tz).tz_localize(None) - pd.Timedelta(days=days)
+    local = wall.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+    return pd.Timestamp(local).tz_convert("UTC")
+
+
+def rule_residuals(
+    load: MeterData, event: EventWindow, calendar: Calendar, rule: RuleFn, days: int = 10
+) -> FloatArray:
+    """What the baseline rule missed of each row's load on its recent days: (n, days, K) kW.
+
+    On each of the ``days`` most recent eligible days (the event's day type, no holiday
+    or event day), the event's clock window is treated as an event: the rule's baseline
+    of it (from that day's own history) is subtracted from the load measured there.
+    Added to the event's baseline they give ``days`` load paths as far from it as the
+    rule's recent misses were (its error, not only the days' spread around their mean).
+    NaN for days the rule could not be computed on (too little history before them).
     """
-    h = _history(gross, event, calendar, DFS_LOOKBACK_DAYS, None)
-    sel = _most_recent(h.valid, days)
-    order = np.argsort(~sel, axis=1, kind="stable")[:, :days]  # the selected days first
-    picked = np.take_along_axis(h.window, order[:, :, None], axis=1)
-    mask = np.take_along_axis(sel, order, axis=1)
-    picked = np.where(mask[:, :, None], picked, np.nan)
-    spread = picked - _nanmean(picked, axis=1)[:, None, :]
-    if spread.shape[1] < days:  # fewer candidate days than asked: pad with gaps
-        pad = np.full((spread.shape[0], days - spread.shape[1], spread.shape[2]), np.nan)
-        spread = np.concatenate([spread, pad], axis=1)
-    return np.asarray(spread, dtype=np.float64)
+    offsets, _ = candidate_days(_event_day(load, event), calendar, DFS_LOOKBACK_DAYS)
+    k = len(_steps(load, event.start, event.end))
+    out = np.full((load.n_sites, days, k), np.nan)
+    for j, back in enumerate(offsets[:days].tolist()):
+        past = EventWindow(
+            _days_back(event.start, load.tz, back),
+            _days_back(event.end, load.tz, back),
+            f"{event.event_id}-rule-{back}",
+        )
+        try:
+            b = rule(load, past)
+        except ValueError:  # not enough history before that day
+            continue
+        if b.kw.shape[1] == k:
+            out[:, j] = b.actual_kw - b.kw
+    return out
 
 
 def load_paths(baseline_kw: FloatArray, spread: FloatArray, gen_kw: FloatArray) -> FloatArray:
     """The rest of each site along its recent days' load paths: (n, S, K) kW, generator sign.
 
-    ``baseline_kw`` (n, K) is the baseline gross load, ``spread`` (n, S, K) the days'
-    deviations (:func:`load_spread`), ``gen_kw`` (n, K) the metered generation. A path's
+    ``baseline_kw`` (n, K) is the baseline gross load, ``spread`` (n, S, K) the rule's
+    recent misses (:func:`rule_residuals`), ``gen_kw`` (n, K) the metered generation. A path's
     load is capped at 0 (a household's consumption never exports): the in-day shift can
     move a baseline below a day's deviation, and a path that exported would have its
     battery charge in the evening.
@@ -1021,9 +1040,9 @@ def battery_replay(
     telemetry) and its registry parameters (``SiteInfo.battery``), against ``other_kw``
     (n, K): the site's baseline load plus its generation over the window [kW, generator
     sign]. With ``paths`` (n, S, K; :func:`load_paths`) the law is replayed against
-    each of the S paths of the site's recent days around that baseline and the powers
-    averaged: the law is not linear (a battery covers a 10 kW EV session only up to its power limit,
-    a flat 3 kW baseline in full), so replaying the mean load overstates what it would
+    each of the S load paths around that baseline and the powers averaged: the law is
+    not linear (a battery covers a 10 kW EV session only up to its power limit, a flat
+    3 kW baseline in full), so replaying the baseline alone overstates what it would
     have discharged; rows without a finite path replay ``other_kw`` alone. Returns
     (power (n, K) kW, replayed (n,)); a row without a battery, its parameters or a
     finite energy at the start is not replayed (zeros there: the caller falls back).
@@ -1064,7 +1083,7 @@ def battery_device_replay(
 
     The battery's measured power in the site's net is replaced by :func:`battery_replay`
     against the site's baseline consumption (``uk_dfs`` with the H25 profile on the gross
-    load, as ``uk_dfs_mgo``, with the spread of its recent days) plus its metered
+    load, as ``uk_dfs_mgo``, with the paths of its recent misses) plus its metered
     generation; rows without a state of charge or battery parameters fall back to
     :func:`battery_held_trend`.
     """
@@ -1073,11 +1092,15 @@ def battery_device_replay(
             "the battery baseline needs per-site battery power: give MeterData.battery_kw"
         )
     load = meter.gross()
-    gross = uk_dfs(load, event, calendar, info, profile=household_profile)
+
+    def rule(m: MeterData, e: EventWindow) -> Baseline:
+        return uk_dfs(m, e, calendar, info, profile=household_profile)
+
+    gross = rule(load, event)
     cols = _columns(meter, gross.times, "event window")
     gen = meter.gen_kw[:, cols] if meter.gen_kw is not None else np.zeros_like(gross.kw)
     held, used = battery_held_trend(meter, event, calendar, days)
-    paths = load_paths(gross.kw, load_spread(load, event, calendar, days), gen)
+    paths = load_paths(gross.kw, rule_residuals(load, event, calendar, rule, days), gen)
     rep, replayed = battery_replay(meter, event, info, gross.kw + gen, paths)
     held[replayed] = rep[replayed]
     actual = meter.net_kw[:, cols]
@@ -1137,8 +1160,9 @@ def metered_generation(
     (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean; with
     ``"replay"`` the battery's self-consumption law replayed over the window from its
     stored energy at the event's start against the baseline gross load plus the metered
-    generation, once per load path of the ``battery_days`` recent days around that
-    baseline, averaged (:func:`battery_replay`, :func:`load_paths`; rows without a state
+    generation, once per load path that the rule's misses on the ``battery_days`` recent
+    days draw around that baseline, averaged (:func:`battery_replay`,
+    :func:`rule_residuals`, :func:`load_paths`; rows without a state
     of charge or battery parameters in ``info`` fall back to ``"trend"``). Delivered is
     then the load's response plus the battery's.
     """
@@ -1151,10 +1175,14 @@ def metered_generation(
         )
     if profile is not None and MGO_INNER[method] != Method.UK_DFS:
         raise ValueError("the standard-profile correction is implemented for uk_dfs_mgo only")
-    if profile is not None:
-        gross = uk_dfs(meter.gross(), event, calendar, info, profile=profile)
-    else:
-        gross = METHODS[str(MGO_INNER[method])](meter.gross(), event, calendar, info)
+
+    def rule(m: MeterData, e: EventWindow) -> Baseline:
+        if profile is not None:
+            return uk_dfs(m, e, calendar, info, profile=profile)
+        return METHODS[str(MGO_INNER[method])](m, e, calendar, info)
+
+    load = meter.gross()
+    gross = rule(load, event)
     cols = _columns(meter, gross.times, "event window")
     kw = gross.kw + meter.gen_kw[:, cols]
     replayed = np.zeros(meter.n_sites, bool)
@@ -1167,7 +1195,7 @@ def metered_generation(
             bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
             held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
         if battery == "replay":
-            spread = load_spread(meter.gross(), event, calendar, battery_days)
+            spread = rule_residuals(load, event, calendar, rule, battery_days)
             paths = load_paths(gross.kw, spread, meter.gen_kw[:, cols])
             rep, replayed = battery_replay(meter, event, info, kw, paths)
             held[replayed] = rep[replayed]
