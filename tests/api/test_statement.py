@@ -201,6 +201,11 @@ def test_statement_end_to_end(client: Client, seeded: Seeded, twin: TwinMeter) -
         r2 = _get(client, f"/api/v1/events/ev-twin/statement?method={other[0]}")
         assert r2.status_code == 200  # type: ignore[attr-defined]
         assert r2.json()["baseline"]["chosen_by"] == "requested"  # type: ignore[attr-defined]
+    # the replay from the stored SOC is computed when asked for by name (not by default)
+    assert "battery_device_replay" not in methods
+    r3 = _get(client, "/api/v1/events/ev-twin/statement?method=battery_device_replay")
+    assert r3.status_code == 200, r3.text  # type: ignore[attr-defined]
+    assert r3.json()["baseline"]["method"] == "battery_device_replay"  # type: ignore[attr-defined]
 
     sites = _get(client, "/api/v1/events/ev-twin/statement/sites?limit=2")
     page = sites.json()  # type: ignore[attr-defined]

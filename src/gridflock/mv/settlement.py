@@ -22,8 +22,14 @@ from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
-from gridflock.mv.baselines import LOOKBACK_DAYS, METHODS, candidate_days, compute_baseline
-from gridflock.mv.measure import measure_event
+from gridflock.mv.baselines import (
+    LOOKBACK_DAYS,
+    METHODS,
+    Method,
+    candidate_days,
+    compute_baseline,
+)
+from gridflock.mv.measure import available_methods, measure_event, replay_available
 from gridflock.mv.meter import BatteryParams, Calendar, EventWindow, MeterData, SiteInfo
 from gridflock.mv.statement import SettlementTerms, Statement, UnknownMethodError, settle
 
@@ -338,7 +344,10 @@ def settle_meter(
         mask,
         1 if event.target_kw >= 0 else -1,
     )
-    mv = measure_event(meter, window, None, calendar, info, placebo_days)
+    names = available_methods(meter, info)
+    if method == str(Method.BATTERY_DEVICE_REPLAY) and replay_available(meter, info):
+        names.append(method)  # asked for by name: computed only then
+    mv = measure_event(meter, window, names, calendar, info, placebo_days)
     wanted = method or mv.recommended
     sigma = (
         site_placebo_sigma(meter, window, wanted, calendar or Calendar(), info, placebo_days)
