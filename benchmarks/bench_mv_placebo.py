@@ -25,6 +25,11 @@ annual kWh x the H25 profile, no noise), the part of the error the profile's sea
 explains. ``run --first-day`` starts the seasons on another date (keep them in their own
 ``--dir``).
 
+The battery's replay from its state of charge (``uk_dfs_mgo`` with ``battery="replay"``)
+is not linear: each season also keeps its battery participants per site, and ``table``
+replays them per site and day (cached next to the season, ``*.replay<version>``) and adds
+``uk_dfs_mgo battery=replay`` and the ``bat_replay_*`` columns (see ``replay_days``).
+
 Errors are in % of the nominal delivery (0.3 kW x participants, the event study's ask,
 about 270 kW per 1,000 homes). Standard errors are given two ways: over days (treats days
 as independent) and over seasons (the spread of the season means / sqrt(seasons)), the
