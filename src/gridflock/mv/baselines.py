@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray
-from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
+from gridflock.mv.meter import BatteryParams, Calendar, EventWindow, MeterData, SiteInfo
 
 __all__ = [
     "METHODS",
@@ -56,6 +56,8 @@ class Method(StrEnum):
     """Device-level baseline for batteries: their power at the same hours of recent days."""
     BATTERY_DEVICE_TREND = "battery_device_trend"
     """Device-level baseline for batteries: recent days, adjusted for the season and the sun."""
+    BATTERY_DEVICE_REPLAY = "battery_device_replay"
+    """Device-level baseline for batteries: their control law replayed from the event's SOC."""
     WEATHER_MATCHED = "weather_matched"
     """Day matching on weather: the 5 eligible days closest in irradiance and temperature."""
     CAISO_10IN10_MGO = "caiso_10in10_mgo"
@@ -519,7 +521,19 @@ def household_profile(times: pd.DatetimeIndex, tz: str) -> FloatArray:
     """
     from gridflock.fleet.load_profile import household_load_shape
 
-    return household_load_shape(times, tz)
+    key = (tz, hash(np.asarray(times.asi8).tobytes()))
+    if key not in _PROFILES:
+        if len(_PROFILES) >= 8:
+            _PROFILES.pop(next(iter(_PROFILES)))
+        x = np.asarray(household_load_shape(times, tz), dtype=np.float64)
+        x.flags.writeable = False
+        _PROFILES[key] = x
+    return _PROFILES[key]
+
+
+#: The last few H25 series computed (about 1 s each for two months at 15 min): the replay
+#: applies the rule to ten past days of the same meter.
+_PROFILES: dict[tuple[str, int], FloatArray] = {}
 
 
 #: Fewest eligible history days a row needs for its standard-profile scale.
@@ -945,6 +959,189 @@ METHODS[Method.WEATHER_MATCHED] = weather_matched
 METHODS[Method.BATTERY_DEVICE_TREND] = battery_device_trend
 
 
+def replay_self_consumption(
+    e0_kwh: FloatArray, other_kw: FloatArray, params: BatteryParams, step_h: float
+) -> FloatArray:
+    """A self-consumption battery stepped from ``e0_kwh``: its power per step (n, K) [kW].
+
+    ``other_kw`` (n, K) is the rest of each site (load and generation, generator sign);
+    each step the battery is asked for ``-other_kw`` (discharge to cover the site's
+    import, charge from its surplus), clipped to its power limits and to what its energy
+    between ``floor_kwh`` (the reserve) and ``ceiling_kwh`` allows over the step; the
+    stored energy falls by ``p / eta_discharge`` discharging and rises by ``|p| x
+    eta_charge`` charging. The law of the twin's batteries (``sim.physics.battery_step``),
+    in kWh per site. Generator sign: > 0 discharges. Rows without a battery give 0.
+    """
+    e = np.asarray(e0_kwh, dtype=np.float64).copy()
+    other = np.asarray(other_kw, dtype=np.float64)
+    eta_c = np.where(params.eta_charge > 0, params.eta_charge, 1.0)
+    eta_d = np.where(params.eta_discharge > 0, params.eta_discharge, 1.0)
+    has = params.has
+    out = np.zeros_like(other)
+    for k in range(other.shape[1]):
+        p = np.clip(-other[:, k], -params.p_charge_max_kw, params.p_discharge_max_kw)
+        can_dis = np.maximum(e - params.floor_kwh, 0.0) * eta_d / step_h
+        can_chg = np.maximum(params.ceiling_kwh - e, 0.0) / (eta_c * step_h)
+        p = np.where(has, np.clip(p, -can_chg, can_dis), 0.0)
+        e = e - np.where(p > 0, p / eta_d, p * eta_c) * step_h
+        out[:, k] = p
+    return out
+
+
+#: A baseline rule on one window: ``rule(meter, window) -> Baseline``.
+RuleFn = Callable[[MeterData, EventWindow], Baseline]
+
+
+def _days_back(ts: pd.Timestamp, tz: str, days: int) -> pd.Timestamp:
+    """The same local clock time ``days`` days earlier (UTC)."""
+    wall = ts.tz_convert(tz).tz_localize(None) - pd.Timedelta(days=days)
+    local = wall.tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+    return pd.Timestamp(local).tz_convert("UTC")
+
+
+def rule_residuals(
+    load: MeterData, event: EventWindow, calendar: Calendar, rule: RuleFn, days: int = 10
+) -> FloatArray:
+    """What the baseline rule missed of each row's load on its recent days: (n, days, K) kW.
+
+    On each of the ``days`` most recent eligible days (the event's day type, no holiday
+    or event day), the event's clock window is treated as an event: the rule's baseline
+    of it (from that day's own history) is subtracted from the load measured there.
+    Added to the event's baseline they give ``days`` load paths as far from it as the
+    rule's recent misses were (its error, not only the days' spread around their mean).
+    NaN for days the rule could not be computed on (too little history before them).
+    """
+    offsets, _ = candidate_days(_event_day(load, event), calendar, DFS_LOOKBACK_DAYS)
+    k = len(_steps(load, event.start, event.end))
+    out = np.full((load.n_sites, days, k), np.nan)
+    for j, back in enumerate(offsets[:days].tolist()):
+        past = EventWindow(
+            _days_back(event.start, load.tz, back),
+            _days_back(event.end, load.tz, back),
+            f"{event.event_id}-rule-{back}",
+        )
+        try:
+            b = rule(load, past)
+        except ValueError:  # not enough history before that day
+            continue
+        if b.kw.shape[1] == k:
+            out[:, j] = b.actual_kw - b.kw
+    return out
+
+
+def load_paths(baseline_kw: FloatArray, spread: FloatArray, gen_kw: FloatArray) -> FloatArray:
+    """The rest of each site along its recent days' load paths: (n, S, K) kW, generator sign.
+
+    ``baseline_kw`` (n, K) is the baseline gross load, ``spread`` (n, S, K) the rule's
+    recent misses (:func:`rule_residuals`), ``gen_kw`` (n, K) the metered generation. A path's
+    load is capped at 0 (a household's consumption never exports): the in-day shift can
+    move a baseline below a day's deviation, and a path that exported would have its
+    battery charge in the evening.
+    """
+    load = np.minimum(baseline_kw[:, None, :] + spread, 0.0)
+    return np.asarray(load + gen_kw[:, None, :], dtype=np.float64)
+
+
+def battery_replay(
+    meter: MeterData,
+    event: EventWindow,
+    info: SiteInfo | None,
+    other_kw: FloatArray,
+    paths: FloatArray | None = None,
+) -> tuple[FloatArray, BoolArray]:
+    """The battery's power had there been no event: its own law replayed over the window.
+
+    From each site's stored energy at the event's start (``MeterData.battery_soc_kwh``,
+    telemetry) and its registry parameters (``SiteInfo.battery``), against ``other_kw``
+    (n, K): the site's baseline load plus its generation over the window [kW, generator
+    sign]. With ``paths`` (n, S, K; :func:`load_paths`) the law is replayed against
+    each of the S load paths around that baseline and the powers averaged: the law is
+    not linear (a battery covers a 10 kW EV session only up to its power limit, a flat
+    3 kW baseline in full), so replaying the baseline alone overstates what it would
+    have discharged; rows without a finite path replay ``other_kw`` alone. Returns
+    (power (n, K) kW, replayed (n,)); a row without a battery, its parameters or a
+    finite energy at the start is not replayed (zeros there: the caller falls back).
+    """
+    n = meter.n_sites
+    out = np.zeros((n, other_kw.shape[1]))
+    if meter.battery_soc_kwh is None or info is None or info.battery is None:
+        return out, np.zeros(n, bool)
+    steps = _steps(meter, event.start, event.end)
+    col = _columns(meter, steps[:1], "event's start")[0]
+    e0 = meter.battery_soc_kwh[:, col]
+    params = info.battery
+    ok = params.has & np.isfinite(e0) & np.isfinite(other_kw).all(axis=1)
+    step_h = meter.step_s / 3600.0
+    if ok.any():
+        out[ok] = replay_self_consumption(e0[ok], other_kw[ok], params.take(ok), step_h)
+    if paths is not None and ok.any():
+        fine = ok[:, None] & np.isfinite(paths).all(axis=2)  # (n, S)
+        row, path = np.nonzero(fine)
+        if len(row):
+            p = replay_self_consumption(e0[row], paths[row, path], params.take(row), step_h)
+            total = np.zeros_like(out)
+            np.add.at(total, row, p)
+            count = np.bincount(row, minlength=n).astype(float)
+            has = count > 0
+            out[has] = total[has] / count[has, None]
+    return out, np.asarray(ok, dtype=bool)
+
+
+def battery_device_replay(
+    meter: MeterData,
+    event: EventWindow,
+    calendar: Calendar,
+    info: SiteInfo | None = None,
+    days: int = 10,
+) -> Baseline:
+    """Device-level battery baseline: the battery's law replayed from its state of charge.
+
+    The battery's measured power in the site's net is replaced by :func:`battery_replay`
+    against the site's baseline consumption (``uk_dfs`` with the H25 profile on the gross
+    load, as ``uk_dfs_mgo``, with the paths of its recent misses) plus its metered
+    generation; rows without a state of charge or battery parameters fall back to
+    :func:`battery_held_trend`.
+    """
+    if meter.battery_kw is None:
+        raise ValueError(
+            "the battery baseline needs per-site battery power: give MeterData.battery_kw"
+        )
+    load = meter.gross()
+
+    def rule(m: MeterData, e: EventWindow) -> Baseline:
+        return uk_dfs(m, e, calendar, info, profile=household_profile)
+
+    gross = rule(load, event)
+    cols = _columns(meter, gross.times, "event window")
+    gen = meter.gen_kw[:, cols] if meter.gen_kw is not None else np.zeros_like(gross.kw)
+    held, used = battery_held_trend(meter, event, calendar, days)
+    paths = load_paths(gross.kw, rule_residuals(load, event, calendar, rule, days), gen)
+    rep, replayed = battery_replay(meter, event, info, gross.kw + gen, paths)
+    held[replayed] = rep[replayed]
+    actual = meter.net_kw[:, cols]
+    kw = actual - meter.battery_kw[:, cols] + held
+    has = (np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
+    valid = has & (replayed | (used >= min(5, days))) & np.isfinite(kw).all(axis=1)
+    kw[~valid] = np.nan
+    return Baseline(
+        str(Method.BATTERY_DEVICE_REPLAY),
+        event.event_id,
+        meter.site_ids,
+        gross.times,
+        kw,
+        actual,
+        valid,
+        np.full(meter.n_sites, np.nan),
+        gross.days_used,
+        f"batteries only: their self-consumption law replayed from the state of charge at "
+        f"the event's start ({int(replayed.sum())} rows); the others by recent days' power "
+        "(trend and sun)",
+    )
+
+
+METHODS[Method.BATTERY_DEVICE_REPLAY] = battery_device_replay
+
+
 #: Which day-matching method each MGO variant applies to the gross load.
 MGO_INNER: dict[Method, Method] = {
     Method.CAISO_10IN10_MGO: Method.CAISO_10IN10,
@@ -975,11 +1172,17 @@ def metered_generation(
     (default) :func:`battery_held_trend`, its power at the event's clock hours over the
     ``battery_days`` most recent eligible days moved to the event day by its trend and
     the afternoon's sun; with ``"charge"`` also by what it charged earlier that day
-    (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean. Delivered is
+    (``battery_held_trend(charge=True)``); with ``"days"`` that plain mean; with
+    ``"replay"`` the battery's self-consumption law replayed over the window from its
+    stored energy at the event's start against the baseline gross load plus the metered
+    generation, once per load path that the rule's misses on the ``battery_days`` recent
+    days draw around that baseline, averaged (:func:`battery_replay`,
+    :func:`rule_residuals`, :func:`load_paths`; rows without a state
+    of charge or battery parameters in ``info`` fall back to ``"trend"``). Delivered is
     then the load's response plus the battery's.
     """
-    if battery not in ("trend", "charge", "days"):
-        raise ValueError(f"battery must be 'trend', 'charge' or 'days', got {battery!r}")
+    if battery not in ("trend", "charge", "days", "replay"):
+        raise ValueError(f"battery must be 'trend', 'charge', 'days' or 'replay', got {battery!r}")
     if meter.gen_kw is None:
         raise ValueError(
             "the MGO baselines need each site's metered generation (PV, wind): give "
@@ -987,21 +1190,31 @@ def metered_generation(
         )
     if profile is not None and MGO_INNER[method] != Method.UK_DFS:
         raise ValueError("the standard-profile correction is implemented for uk_dfs_mgo only")
-    if profile is not None:
-        gross = uk_dfs(meter.gross(), event, calendar, info, profile=profile)
-    else:
-        gross = METHODS[str(MGO_INNER[method])](meter.gross(), event, calendar, info)
+
+    def rule(m: MeterData, e: EventWindow) -> Baseline:
+        if profile is not None:
+            return uk_dfs(m, e, calendar, info, profile=profile)
+        return METHODS[str(MGO_INNER[method])](m, e, calendar, info)
+
+    load = meter.gross()
+    gross = rule(load, event)
     cols = _columns(meter, gross.times, "event window")
     kw = gross.kw + meter.gen_kw[:, cols]
+    replayed = np.zeros(meter.n_sites, bool)
     if meter.battery_kw is not None:
-        if battery in ("trend", "charge"):
+        if battery in ("trend", "charge", "replay"):
             held, _ = battery_held_trend(
                 meter, event, calendar, battery_days, charge=battery == "charge"
             )
         else:
             bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
             held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
-        no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1)
+        if battery == "replay":
+            spread = rule_residuals(load, event, calendar, rule, battery_days)
+            paths = load_paths(gross.kw, spread, meter.gen_kw[:, cols])
+            rep, replayed = battery_replay(meter, event, info, kw, paths)
+            held[replayed] = rep[replayed]
+        no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1) & ~replayed
         held[no_bat] = 0.0  # no battery: nothing to hold
         kw = kw + held
     valid = gross.valid & np.isfinite(kw).all(axis=1)
@@ -1016,11 +1229,19 @@ def metered_generation(
         np.where(valid, gross.adjustment, np.nan),
         gross.days_used,
         f"{MGO_INNER[method]} on gross load; metered generation added back"
-        + (
-            f"; batteries at their recent days' power ({battery})"
-            if meter.battery_kw is not None
-            else ""
-        ),
+        + _battery_note(meter, battery, replayed),
+    )
+
+
+def _battery_note(meter: MeterData, battery: str, replayed: BoolArray) -> str:
+    """How an MGO baseline took the batteries' part, for the baseline's notes."""
+    if meter.battery_kw is None:
+        return ""
+    if battery != "replay":
+        return f"; batteries at their recent days' power ({battery})"
+    return (
+        f"; batteries replayed from their state of charge at the event's start "
+        f"({int(replayed.sum())} rows), the others at their recent days' power (trend)"
     )
 
 

@@ -237,7 +237,12 @@ def _nanmean_rows(x: FloatArray) -> FloatArray:
 
 
 def available_methods(meter: MeterData, info: SiteInfo | None) -> list[str]:
-    """The methods the data allows: day matching always; the others when their inputs exist."""
+    """The methods the data allows: day matching always; the others when their inputs exist.
+
+    ``battery_device_replay`` is left out (it applies the DFS rule to ten past days, about
+    ten times the work of the others): it is computed when asked for by name
+    (:func:`replay_available` says whether the data allows it).
+    """
     out = [
         Method.CAISO_10IN10,
         Method.CAISO_10IN10_UNADJUSTED,
@@ -258,6 +263,16 @@ def available_methods(meter: MeterData, info: SiteInfo | None) -> list[str]:
     if meter.gen_kw is not None:
         out += [Method.CAISO_10IN10_MGO, Method.PJM_HIGH4OF5_MGO, Method.UK_DFS_MGO]
     return [str(m) for m in out]
+
+
+def replay_available(meter: MeterData, info: SiteInfo | None) -> bool:
+    """Whether ``battery_device_replay`` can replay: battery power, SOC and parameters."""
+    return (
+        meter.battery_kw is not None
+        and meter.battery_soc_kwh is not None
+        and info is not None
+        and info.battery is not None
+    )
 
 
 def fleet_mix(meter: MeterData, event: EventWindow, info: SiteInfo | None) -> FleetMix:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from gridflock.domain.messages import BoolArray, FloatArray, StrArray
+from gridflock.domain.messages import BoolArray, FloatArray, IntArray, StrArray
 
-__all__ = ["Calendar", "EventWindow", "MeterData", "SiteInfo", "local_days"]
+__all__ = ["BatteryParams", "Calendar", "EventWindow", "MeterData", "SiteInfo", "local_days"]
 
 
 def _as_utc_index(times: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -42,6 +42,10 @@ class MeterData:
     optional per-site consumption of the metered controllable loads (EV chargers, heat
     pumps, water heaters; generator sign: ``<= 0``), which the standard-profile correction
     leaves out of the household base load it scales the profile to.
+    ``battery_soc_kwh[i, t]`` is the optional energy stored in site ``i``'s batteries at
+    ``times[t]`` (the start of interval ``t``) [kWh, summed over the site's batteries:
+    state of charge x usable capacity; NaN where unknown], from device telemetry: what
+    the replay baseline starts from.
     """
 
     site_ids: StrArray
@@ -53,6 +57,7 @@ class MeterData:
     battery_kw: FloatArray | None = None
     gen_kw: FloatArray | None = None
     load_kw: FloatArray | None = None
+    battery_soc_kwh: FloatArray | None = None
 
     def __post_init__(self) -> None:
         times = _as_utc_index(pd.DatetimeIndex(self.times))
@@ -81,7 +86,7 @@ class MeterData:
                 if v.shape != (m,):
                     raise ValueError(f"{name} must have one value per step ({m}), got {v.shape}")
                 object.__setattr__(self, name, v)
-        for name in ("battery_kw", "gen_kw", "load_kw"):
+        for name in ("battery_kw", "gen_kw", "load_kw", "battery_soc_kwh"):
             v = getattr(self, name)
             if v is not None:
                 v = np.asarray(v, dtype=np.float64)
@@ -120,6 +125,7 @@ class MeterData:
         bat = sums(self.battery_kw) if self.battery_kw is not None else None
         gen = sums(self.gen_kw) if self.gen_kw is not None else None
         load = sums(self.load_kw) if self.load_kw is not None else None
+        soc = sums(self.battery_soc_kwh) if self.battery_soc_kwh is not None else None
         return MeterData(
             names.astype(object),
             self.times,
@@ -130,6 +136,7 @@ class MeterData:
             bat,
             gen,
             load,
+            soc,
         )
 
     def take(self, rows: BoolArray | Sequence[int]) -> MeterData:
@@ -138,6 +145,7 @@ class MeterData:
         bat = self.battery_kw[idx] if self.battery_kw is not None else None
         gen = self.gen_kw[idx] if self.gen_kw is not None else None
         load = self.load_kw[idx] if self.load_kw is not None else None
+        soc = self.battery_soc_kwh[idx] if self.battery_soc_kwh is not None else None
         return MeterData(
             self.site_ids[idx],
             self.times,
@@ -148,6 +156,7 @@ class MeterData:
             bat,
             gen,
             load,
+            soc,
         )
 
     def gross(self) -> MeterData:
@@ -175,6 +184,64 @@ class MeterData:
 
 
 @dataclass(frozen=True)
+class BatteryParams:
+    """Each site's battery, as the device registry describes it, in the meter's row order.
+
+    Per site, summed over its batteries (zeros at a site without one): ``e_kwh`` usable
+    capacity [kWh]; ``p_charge_max_kw`` / ``p_discharge_max_kw`` power limits [kW, >= 0];
+    ``floor_kwh`` the energy it never discharges below on its own (``max(soc_min,
+    soc_reserve) x e_kwh``: the backup reserve) and ``ceiling_kwh`` the most it holds
+    (``soc_max x e_kwh``) [kWh]; ``eta_charge`` / ``eta_discharge`` the round-trip's two
+    halves [1] (capacity-weighted over the site's batteries).
+    """
+
+    e_kwh: FloatArray
+    p_charge_max_kw: FloatArray
+    p_discharge_max_kw: FloatArray
+    floor_kwh: FloatArray
+    ceiling_kwh: FloatArray
+    eta_charge: FloatArray
+    eta_discharge: FloatArray
+
+    def __post_init__(self) -> None:
+        n = len(np.asarray(self.e_kwh))
+        for name in (
+            "e_kwh",
+            "p_charge_max_kw",
+            "p_discharge_max_kw",
+            "floor_kwh",
+            "ceiling_kwh",
+            "eta_charge",
+            "eta_discharge",
+        ):
+            v = np.asarray(getattr(self, name), dtype=np.float64)
+            if v.shape != (n,):
+                raise ValueError(f"BatteryParams.{name} must have one value per site ({n})")
+            object.__setattr__(self, name, v)
+
+    @property
+    def has(self) -> BoolArray:
+        """Rows with a battery that can move energy (capacity and a power limit)."""
+        return np.asarray(
+            (self.e_kwh > 0) & ((self.p_charge_max_kw > 0) | (self.p_discharge_max_kw > 0)),
+            dtype=bool,
+        )
+
+    def take(self, rows: BoolArray | IntArray | Sequence[int]) -> BatteryParams:
+        """The rows selected by a mask or index list."""
+        idx = np.flatnonzero(rows) if np.asarray(rows).dtype == bool else np.asarray(rows, int)
+        return BatteryParams(
+            self.e_kwh[idx],
+            self.p_charge_max_kw[idx],
+            self.p_discharge_max_kw[idx],
+            self.floor_kwh[idx],
+            self.ceiling_kwh[idx],
+            self.eta_charge[idx],
+            self.eta_discharge[idx],
+        )
+
+
+@dataclass(frozen=True)
 class SiteInfo:
     """What is known of each site, in the meter's row order.
 
@@ -182,13 +249,15 @@ class SiteInfo:
     holds, sorted, joined by ``+``); ``size`` is a size measure to match on (annual
     consumption [kWh] or PV peak [kWp]: any positive number comparable across sites);
     ``grid_node`` the node each site hangs from; ``control`` marks sites held out of
-    events as a randomised control group.
+    events as a randomised control group; ``battery`` each site's battery parameters
+    (the replay baseline needs them).
     """
 
     kinds: StrArray
     size: FloatArray
     grid_node: StrArray | None = None
     control: BoolArray | None = None
+    battery: BatteryParams | None = None
 
 
 @dataclass(frozen=True)

@@ -22,14 +22,21 @@ from gridflock.domain.kinds import DeviceKind
 from gridflock.domain.messages import FloatArray, IntArray, StrArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
-from gridflock.mv.baselines import LOOKBACK_DAYS, METHODS, candidate_days, compute_baseline
-from gridflock.mv.measure import measure_event
-from gridflock.mv.meter import Calendar, EventWindow, MeterData, SiteInfo
+from gridflock.mv.baselines import (
+    LOOKBACK_DAYS,
+    METHODS,
+    Method,
+    candidate_days,
+    compute_baseline,
+)
+from gridflock.mv.measure import available_methods, measure_event, replay_available
+from gridflock.mv.meter import BatteryParams, Calendar, EventWindow, MeterData, SiteInfo
 from gridflock.mv.statement import SettlementTerms, Statement, UnknownMethodError, settle
 
 __all__ = [
     "GENERATION_KINDS",
     "DeviceSites",
+    "battery_params",
     "bucket_means",
     "event_days",
     "participants",
@@ -69,11 +76,61 @@ class DeviceSites:
         self.generation: np.ndarray = np.isin(self.kinds.astype(str), GENERATION_KINDS)
         #: EV chargers, heat pumps, water heaters: consumption outside the household profile
         self.flex_load: np.ndarray = np.isin(self.kinds.astype(str), FLEX_LOAD_KINDS)
+        #: each battery's usable capacity [kWh] (0 for other devices): SOC x this is its energy
+        bat = spec.devices.get(DeviceKind.BATTERY)
+        e = np.zeros(len(devices))
+        if bat is not None and len(bat) and "e_kwh" in bat:
+            cap = pd.to_numeric(bat["e_kwh"], errors="coerce").to_numpy(dtype=np.float64)
+            row = pd.Index(bat["id"]).get_indexer(pd.Index(devices["id"]))
+            e = np.where(row >= 0, cap[np.maximum(row, 0)], 0.0)
+        self.battery_e_kwh: FloatArray = np.where(self.battery & np.isfinite(e), e, 0.0)
 
     @property
     def n_sites(self) -> int:
         """Sites in the fleet."""
         return len(self.site_ids)
+
+
+def battery_params(spec: FleetSpec) -> BatteryParams:
+    """Each site's battery from the registry, in ``spec.sites`` order (summed per site).
+
+    Capacity, power limits and the energies of the floor (``max(soc_min, soc_reserve)``:
+    the backup reserve) and the ceiling (``soc_max``) add up over a site's batteries;
+    the efficiencies are capacity-weighted. Zeros at sites without a battery.
+    """
+    sites = pd.Index(spec.sites["id"])
+    n = len(sites)
+    frame = spec.devices.get(DeviceKind.BATTERY)
+    zeros = np.zeros(n)
+    if frame is None or not len(frame):
+        return BatteryParams(zeros, zeros, zeros, zeros, zeros, np.ones(n), np.ones(n))
+    row = sites.get_indexer(pd.Index(frame["site_id"]))
+    keep = row >= 0
+    row = row[keep]
+
+    def col(name: str, default: float) -> FloatArray:
+        if name not in frame:
+            return np.full(int(keep.sum()), default)
+        v = pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=np.float64)
+        return np.asarray(np.where(np.isfinite(v), v, default)[keep], dtype=np.float64)
+
+    e = col("e_kwh", 0.0)
+    floor = np.maximum(col("soc_min", 0.05), col("soc_reserve", 0.2)) * e
+
+    def per_site(v: FloatArray) -> FloatArray:
+        return np.asarray(np.bincount(row, weights=v, minlength=n), dtype=np.float64)
+
+    cap = per_site(e)
+    safe = np.where(cap > 0, cap, 1.0)
+    return BatteryParams(
+        cap,
+        per_site(col("p_charge_max_kw", 0.0)),
+        per_site(col("p_discharge_max_kw", 0.0)),
+        per_site(floor),
+        per_site(col("soc_max", 1.0) * e),
+        np.where(cap > 0, per_site(col("eta_charge", 0.95) * e) / safe, 1.0),
+        np.where(cap > 0, per_site(col("eta_discharge", 0.95) * e) / safe, 1.0),
+    )
 
 
 def bucket_means(
@@ -166,7 +223,7 @@ def site_info(fleet: DeviceSites, spec: FleetSpec, history_kw: FloatArray) -> Si
         else np.ones(fleet.n_sites)
     )
     nodes = spec.sites["grid_node"].to_numpy(dtype=object)
-    return SiteInfo(kinds, np.asarray(size, dtype=np.float64), nodes)
+    return SiteInfo(kinds, np.asarray(size, dtype=np.float64), nodes, battery=battery_params(spec))
 
 
 def participants(spec: FleetSpec, event: Event) -> np.ndarray:
@@ -264,6 +321,7 @@ def settle_meter(
     battery_kw: FloatArray | None = None,
     gen_kw: FloatArray | None = None,
     load_kw: FloatArray | None = None,
+    battery_soc_kwh: FloatArray | None = None,
     temp_c: FloatArray | None = None,
     ghi_w_m2: FloatArray | None = None,
     calendar: Calendar | None = None,
@@ -275,9 +333,10 @@ def settle_meter(
     """Settle ``event`` on the sites' meter data by every method the data allows.
 
     ``net_kw`` rows follow ``spec.sites``, columns ``times`` (history before the event
-    included); ``battery_kw``, ``gen_kw`` (the sites' metered PV and wind) and
-    ``load_kw`` (their EV chargers, heat pumps, water heaters; all of ``net_kw``'s
-    shape), ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one per time) open the methods that
+    included); ``battery_kw``, ``gen_kw`` (the sites' metered PV and wind), ``load_kw``
+    (their EV chargers, heat pumps, water heaters) and ``battery_soc_kwh`` (energy in the
+    sites' batteries at each interval's start [kWh]; all of ``net_kw``'s shape),
+    ``temp_c`` [°C] and ``ghi_w_m2`` [W/m²] (one per time) open the methods that
     need them. ``method`` None settles on the recommended
     method, with its reason. Each method's accuracy comes from ``placebo_days`` recent
     days without an event.
@@ -298,6 +357,7 @@ def settle_meter(
         battery_kw=battery_kw,
         gen_kw=gen_kw,
         load_kw=load_kw,
+        battery_soc_kwh=battery_soc_kwh,
     )
     before = np.asarray(times < pd.Timestamp(event.start, unit="s", tz="UTC"))
     info = site_info(fleet, spec, np.asarray(net_kw)[:, before])
@@ -309,7 +369,10 @@ def settle_meter(
         mask,
         1 if event.target_kw >= 0 else -1,
     )
-    mv = measure_event(meter, window, None, calendar, info, placebo_days)
+    names = available_methods(meter, info)
+    if method == str(Method.BATTERY_DEVICE_REPLAY) and replay_available(meter, info):
+        names.append(method)  # asked for by name: computed only then
+    mv = measure_event(meter, window, names, calendar, info, placebo_days)
     wanted = method or mv.recommended
     sigma = (
         site_placebo_sigma(meter, window, wanted, calendar or Calendar(), info, placebo_days)

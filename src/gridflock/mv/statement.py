@@ -65,6 +65,7 @@ METHOD_LABELS: dict[str, str] = {
     "battery_device": "Device-level battery baseline (power held before the event)",
     "battery_device_days": "Device-level battery baseline (same hours of recent days)",
     "battery_device_trend": "Device-level battery baseline (recent days, season and sun adjusted)",
+    "battery_device_replay": "Device-level battery baseline (its law replayed from its SOC)",
     "weather_matched": "Weather-matched days (the 5 days closest in irradiance and temperature)",
     "caiso_10in10_mgo": "CAISO 10-in-10 (±20 % adjusted) on gross load, metered PV, battery (MGO)",
     "pjm_high4of5_mgo": "PJM High 4 of 5 (SAA) on gross load, metered PV and battery (MGO)",

@@ -75,7 +75,9 @@ def settlement_terms(settings: Settings) -> SettlementTerms:
 class MeterPower:
     """Sites' net, battery, generation (PV + wind) and controllable-load power per interval.
 
-    Rows are sites; ``load_kw`` sums the EV chargers, heat pumps and water heaters.
+    Rows are sites; ``load_kw`` sums the EV chargers, heat pumps and water heaters;
+    ``battery_soc_kwh`` is the energy in each site's batteries at each interval's start
+    [kWh] (0 at sites without a battery, NaN where a battery reported no SOC).
     """
 
     times: pd.DatetimeIndex
@@ -83,6 +85,39 @@ class MeterPower:
     battery_kw: FloatArray
     gen_kw: FloatArray
     load_kw: FloatArray
+    battery_soc_kwh: FloatArray | None = None
+
+
+def read_site_soc(
+    store: Store, fleet: DeviceSites, times: pd.DatetimeIndex, step_s: int
+) -> FloatArray:
+    """Energy stored in each site's batteries at each of ``times`` [kWh] (sites x times).
+
+    A battery's energy at ``times[t]`` is its last state of charge reported in the interval
+    before (``[times[t] - step, times[t])``, from :meth:`Store.query_telemetry_resampled`)
+    times its usable capacity from the registry; a site's is the sum over its batteries,
+    NaN where one of them reported none there, 0 at a site without a battery.
+    """
+    n = len(times)
+    out = np.zeros((fleet.n_sites, n))
+    bat = np.flatnonzero(fleet.battery & (fleet.site_idx >= 0))
+    if not n or not len(bat):
+        return out
+    ids = fleet.device_ids[bat].tolist()
+    begin = times[0] - pd.Timedelta(seconds=step_s)
+    df = store.query_telemetry_resampled(
+        ids, begin.to_pydatetime(), times[-1].to_pydatetime(), step_s
+    )
+    soc = np.full((len(bat), n), np.nan)
+    if len(df):
+        d = pd.Categorical(df["device_id"], categories=ids).codes
+        since = (df["ts"] - begin) // pd.Timedelta(seconds=1)
+        t = since.to_numpy(dtype=np.int64) // step_s  # bucket t holds the SOC at times[t]
+        ok = (d >= 0) & (t >= 0) & (t < n)
+        soc[d[ok], t[ok]] = df["soc"].to_numpy(dtype=np.float64)[ok]
+    energy = soc * fleet.battery_e_kwh[bat][:, None]
+    np.add.at(out, fleet.site_idx[bat], energy)  # NaN propagates: a gap stays a gap
+    return out
 
 
 def read_site_power(
@@ -91,7 +126,9 @@ def read_site_power(
     """Each site's mean net, battery, PV + wind and controllable-load power per interval.
 
     Over ``[start, end)`` in ``step_s`` steps; the generation is what the MGO baselines
-    add back, the controllable loads what their standard-profile scale leaves out.
+    add back, the controllable loads what their standard-profile scale leaves out, the
+    batteries' stored energy at each interval's start (:func:`read_site_soc`) what the
+    replay baseline starts from.
 
     From :meth:`Store.site_power` (``start`` floored to the step; NaN where a device of
     the site has no reading in the interval), in the fleet's site order.
@@ -116,7 +153,8 @@ def read_site_power(
     load = np.zeros(shape)
     for kind in FLEX_LOAD_KINDS:
         load = load + stored.by_kind_kw.get(kind, np.zeros(shape))
-    return MeterPower(times, stored.net_kw, battery, gen, load)
+    soc = read_site_soc(store, fleet, times, step_s)
+    return MeterPower(times, stored.net_kw, battery, gen, load, soc)
 
 
 class SettlementService:
@@ -206,6 +244,7 @@ class SettlementService:
                 battery_kw=power.battery_kw,
                 gen_kw=power.gen_kw,
                 load_kw=power.load_kw,
+                battery_soc_kwh=power.battery_soc_kwh,
                 calendar=calendar,
                 method=method,
                 terms=self.terms,

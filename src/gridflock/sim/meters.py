@@ -25,6 +25,7 @@ from gridflock.domain.messages import BoolArray
 from gridflock.domain.spec import FleetSpec
 from gridflock.fleet.state import FleetState
 from gridflock.mv.meter import MeterData, SiteInfo
+from gridflock.mv.settlement import battery_params
 from gridflock.sim.imperfections import Imperfections
 from gridflock.sim.scenario import scenario_tracker_config
 from gridflock.sim.twin import Twin
@@ -50,10 +51,12 @@ class MeterRun:
     """The twin's meters over the run: ``actual`` with the VPP, ``shadow`` without.
 
     Both share sites, times and weather; ``actual.battery_kw`` holds each site's battery
-    power, ``actual.gen_kw`` its PV and wind output, ``actual.load_kw`` its EV chargers',
-    heat pumps' and water heaters' consumption (as the devices meter them); the shadow's
-    hold the same per kind without the VPP. ``events`` are the dispatched events (UTC
-    windows), ``event_days`` their local dates, ``control`` the held-out sites.
+    power, ``actual.battery_soc_kwh`` the energy in its batteries at each interval's start
+    (as their telemetry reports it), ``actual.gen_kw`` its PV and wind output,
+    ``actual.load_kw`` its EV chargers', heat pumps' and water heaters' consumption (as
+    the devices meter them); the shadow's hold the same per kind without the VPP.
+    ``events`` are the dispatched events (UTC windows), ``event_days`` their local
+    dates, ``control`` the held-out sites.
     """
 
     actual: MeterData
@@ -122,7 +125,10 @@ def subset_fleet(spec: FleetSpec, site_ids: Sequence[str]) -> FleetSpec:
 
 
 def site_info(spec: FleetSpec) -> SiteInfo:
-    """Each site's device mix (``"battery+pv"``; ``"load"`` for load only), annual kWh, node."""
+    """Each site's device mix (``"battery+pv"``; ``"load"`` for load only), annual kWh, node.
+
+    With each site's battery parameters from the registry (:func:`battery_params`).
+    """
     sites = spec.sites["id"].to_numpy(object)
     index = {s: i for i, s in enumerate(sites.tolist())}
     has: dict[str, BoolArray] = {}
@@ -139,7 +145,9 @@ def site_info(spec: FleetSpec) -> SiteInfo:
     load = spec.devices[DeviceKind.LOAD]
     size = np.ones(len(sites))
     size[[index[s] for s in load["site_id"].tolist()]] = load["annual_kwh"].to_numpy(float)
-    return SiteInfo(kinds, size, spec.sites["grid_node"].to_numpy(object))
+    return SiteInfo(
+        kinds, size, spec.sites["grid_node"].to_numpy(object), battery=battery_params(spec)
+    )
 
 
 def run_meters(
@@ -218,10 +226,17 @@ def run_meters(
     load_sites = site_idx[load_dev]
     load = np.zeros((n_sites, steps), np.float32)
     shadow_load = np.zeros((n_sites, steps), np.float32)
+    soc = np.zeros((n_sites, steps), np.float32)  # energy stored at each step's start [kWh]
+    bat_e = np.asarray(twin.col[DeviceKind.BATTERY]["e_kwh"], dtype=np.float64)
+    shadow_soc = np.zeros((n_sites, steps), np.float32)
     shadow_battery = np.zeros((n_sites, steps), np.float32)
     shadow_gen = np.zeros((n_sites, steps), np.float32)
     dispatching = bool(evs)  # without events nothing is dispatched: the meters are the shadow
     for t in range(steps):
+        soc[:, t] = np.bincount(bat_sites, weights=twin.real.soc * bat_e, minlength=n_sites)
+        shadow_soc[:, t] = np.bincount(
+            bat_sites, weights=twin.shadow.soc * bat_e, minlength=n_sites
+        )
         twin.step()
         batches = twin.receive()
         if dispatching:
@@ -246,7 +261,7 @@ def run_meters(
     temp = np.asarray(weather.temp_air_c, float)
     ghi = np.asarray(weather.ghi, float)
     info = site_info(spec)
-    info = SiteInfo(info.kinds, info.size, info.grid_node, control)
+    info = SiteInfo(info.kinds, info.size, info.grid_node, control, info.battery)
     return MeterRun(
         MeterData(
             ids,
@@ -258,6 +273,7 @@ def run_meters(
             battery.astype(float),
             gen.astype(float),
             load.astype(float),
+            soc.astype(float),
         ),
         MeterData(
             ids,
@@ -269,6 +285,7 @@ def run_meters(
             shadow_battery.astype(float),
             shadow_gen.astype(float),
             shadow_load.astype(float),
+            shadow_soc.astype(float),
         ),
         info,
         evs,
