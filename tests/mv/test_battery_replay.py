@@ -304,7 +304,7 @@ def test_with_the_controllable_loads_metered_the_replay_runs_on_the_measured_hou
     ``load_kw`` the rule's baseline (3 kW) misses the kettle."""
     base = _flat_meter(_soc_at_start(9.0))
     start, end = EVENT.start, EVENT.end
-    in_window = np.asarray((TIMES >= start) & (TIMES < end))
+    in_window = np.asarray((start <= TIMES) & (end > TIMES))
     net = base.net_kw.copy()
     net[:, in_window] -= 1.0  # the kettle, on the event day only
     load = np.zeros_like(net)
