@@ -142,7 +142,7 @@ def make_season(
 
 
 #: Bump when what :func:`replay_days` computes changes: its per-season cache is keyed on it.
-REPLAY_VERSION = 4
+REPLAY_VERSION = 3
 
 
 def _sites_meter(d: dict[str, object], agg: MeterData) -> tuple[MeterData, SiteInfo]:
@@ -172,12 +172,10 @@ def replay_days(
     """Per day: the battery participants' summed replay baselines [kW per interval].
 
     The replay (``uk_dfs_mgo``'s ``battery="replay"``) is not linear in the meter data, so
-    it runs per site and only its sum is kept: ``held`` as the method does it
-    (``baselines.replay_against``: the law averaged over load paths of the measured
-    household load plus the controllable loads' DFS baseline and its 10 recent misses,
-    plus the metered generation; paths capped at no export; the trend baseline where a
-    site could not be replayed), ``gross_paths`` the earlier variant (paths of the
-    H25-corrected DFS rule's misses around the baseline gross load, no measured part),
+    it runs per site and only its sum is kept: ``held`` as the method does it (the law
+    averaged over the load paths the H25-corrected DFS rule's misses on the 10 recent
+    days draw around the event's baseline gross load, plus the metered generation; paths
+    capped at no export; the trend baseline where a site could not be replayed),
     ``spread`` the same with the 10 days' deviations from their mean as the paths,
     ``mean_path`` against the baseline alone, and ``measured`` against the measured rest
     of the site (the replay's physics alone: on a day without an event it is the
@@ -208,18 +206,12 @@ def replay_days(
         dev = np.where(
             sel[:, :, None], h.window - bl._mean_over_days(h.window, sel)[:, None], np.nan
         )
-        rest, own = bl.replay_against(m, ev, cal, info, gross, 10, rule)
-        for name, against, paths in (
-            ("held", rest, own),
-            (
-                "gross_paths",
-                other,
-                bl.load_paths(gross.kw, bl.rule_residuals(load, ev, cal, rule), gen),
-            ),
-            ("spread", other, bl.load_paths(gross.kw, dev, gen)),
-            ("mean_path", other, None),
+        for name, paths in (
+            ("held", bl.load_paths(gross.kw, bl.rule_residuals(load, ev, cal, rule), gen)),
+            ("spread", bl.load_paths(gross.kw, dev, gen)),
+            ("mean_path", None),
         ):
-            rep, ok = bl.battery_replay(m, ev, info, against, paths)
+            rep, ok = bl.battery_replay(m, ev, info, other, paths)
             rows[name] = np.nansum(np.where(ok[:, None], rep, trend), axis=0)
         measured, _ = bl.battery_replay(m, ev, info, m.net_kw[:, cols] - m.battery_kw[:, cols])
         rows["measured"] = np.nansum(measured, axis=0)
@@ -377,7 +369,6 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         bat_rm = float(np.mean(actual_bat - rep["measured"])) if rep else float("nan")
         bat_r1 = float(np.mean(actual_bat - rep["mean_path"])) if rep else float("nan")
         bat_rs = float(np.mean(actual_bat - rep["spread"])) if rep else float("nan")
-        bat_rg = float(np.mean(actual_bat - rep["gross_paths"])) if rep else float("nan")
         on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -406,7 +397,6 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "bat_replay_measured_err": bat_rm - true_bat,
             "bat_replay_mean_path_err": bat_r1 - true_bat,
             "bat_replay_spread_err": bat_rs - true_bat,
-            "bat_replay_gross_paths_err": bat_rg - true_bat,
             "uk_dfs_mgo battery=replay": gross_est + bat_r - true_kw,
         }
         for name, fn in methods.items():
@@ -535,7 +525,6 @@ def main() -> None:
         "bat_replay_measured_err",
         "bat_replay_mean_path_err",
         "bat_replay_spread_err",
-        "bat_replay_gross_paths_err",
     ]
     print(table(frame, cols))
     print()

@@ -294,33 +294,3 @@ def test_replay_averages_over_the_rules_recent_misses_not_the_mean_load() -> Non
     rep, ok = bl.battery_replay(meter, EVENT, info, np.full((2, 6), -3.0))
     assert ok.all()
     np.testing.assert_allclose(rep, 3.0, atol=1e-12)
-
-
-def test_with_the_controllable_loads_metered_the_replay_runs_on_the_measured_household() -> None:
-    """Both sites import 3 kW in the history; on the event day a kettle adds 1 kW in the
-    window. Site 0's 1 kW heat pump (metered in ``load_kw``) runs all the time, site 1 has
-    none. The household's own load in the window is measured (4 kW and 3 kW without the
-    heat pump); only the heat pump needs a baseline (1 kW, its steady history). Without
-    ``load_kw`` the rule's baseline (3 kW) misses the kettle."""
-    base = _flat_meter(_soc_at_start(9.0))
-    start, end = EVENT.start, EVENT.end
-    in_window = np.asarray((start <= TIMES) & (end > TIMES))
-    net = base.net_kw.copy()
-    net[:, in_window] -= 1.0  # the kettle, on the event day only
-    load = np.zeros_like(net)
-    load[0] = -1.0  # site 0's heat pump: part of its 3 kW (+1 kW kettle in the window)
-    metered = MeterData(base.site_ids, TIMES, net, TZ, None, None, base.battery_kw,
-                        base.gen_kw, load_kw=load)  # fmt: skip
-    unmetered = MeterData(base.site_ids, TIMES, net, TZ, None, None, base.battery_kw,
-                          base.gen_kw)  # fmt: skip
-    def rule(m: MeterData, e: EventWindow) -> bl.Baseline:
-        return bl.uk_dfs(m, e, Calendar(), _info())
-
-    for meter, want in ((metered, -4.0), (unmetered, -3.0)):
-        gross = rule(meter.gross(), EVENT)
-        rest, paths = bl.replay_against(meter, EVENT, Calendar(), _info(), gross, 10, rule)
-        np.testing.assert_allclose(rest, want, atol=1e-9)
-        # steady history: no misses (days too early for the rule's own history are NaN)
-        done = np.isfinite(paths).all(axis=2)
-        assert done.sum(axis=1).min() >= 5
-        np.testing.assert_allclose(paths[done], want, atol=1e-9)

@@ -1042,54 +1042,6 @@ def load_paths(baseline_kw: FloatArray, spread: FloatArray, gen_kw: FloatArray) 
     return np.asarray(load + gen_kw[:, None, :], dtype=np.float64)
 
 
-def replay_against(
-    meter: MeterData,
-    event: EventWindow,
-    calendar: Calendar,
-    info: SiteInfo | None,
-    gross: Baseline,
-    days: int = 10,
-    rule: RuleFn | None = None,
-) -> tuple[FloatArray, FloatArray]:
-    """What a battery's law is replayed against: (rest (n, K), load paths (n, S, K)) [kW].
-
-    With the controllable loads metered apart (``meter.load_kw``: EV chargers, heat
-    pumps, water heaters, the devices an event dispatches besides the battery), the
-    household's own consumption in the window is *measured*, not estimated: the gross
-    load minus those loads, which no event moves. Only the dispatched loads need a
-    baseline: the plain DFS rule on ``load_kw``, with its recent misses as the paths.
-    Without ``load_kw`` the whole gross load is the baseline ``gross`` (made by ``rule``,
-    default the H25-corrected DFS rule) with the paths of its recent misses. The metered
-    generation is added to both; rows whose controllable-load baseline is missing keep
-    the gross one.
-    """
-    cols = _columns(meter, gross.times, "event window")
-    gen = meter.gen_kw[:, cols] if meter.gen_kw is not None else np.zeros_like(gross.kw)
-    load = meter.gross()
-    if rule is None:
-
-        def rule(m: MeterData, e: EventWindow) -> Baseline:
-            return uk_dfs(m, e, calendar, info, profile=household_profile)
-
-    paths = load_paths(gross.kw, rule_residuals(load, event, calendar, rule, days), gen)
-    rest = gross.kw + gen
-    if meter.load_kw is None:
-        return rest, paths
-    flex = MeterData(meter.site_ids, meter.times, meter.load_kw, meter.tz)
-
-    def plain(m: MeterData, e: EventWindow) -> Baseline:
-        return uk_dfs(m, e, calendar, info)
-
-    fb = plain(flex, event)
-    household = load.net_kw[:, cols] - meter.load_kw[:, cols]  # measured, never dispatched
-    spread = rule_residuals(flex, event, calendar, plain, days)
-    own = np.minimum(household[:, None, :] + fb.kw[:, None, :] + spread, 0.0) + gen[:, None, :]
-    ok = fb.valid & np.isfinite(household).all(axis=1)
-    rest[ok] = household[ok] + fb.kw[ok] + gen[ok]
-    paths[ok] = own[ok]
-    return rest, paths
-
-
 def battery_replay(
     meter: MeterData,
     event: EventWindow,
@@ -1161,9 +1113,10 @@ def battery_device_replay(
 
     gross = rule(load, event)
     cols = _columns(meter, gross.times, "event window")
+    gen = meter.gen_kw[:, cols] if meter.gen_kw is not None else np.zeros_like(gross.kw)
     held, used = battery_held_trend(meter, event, calendar, days)
-    rest, paths = replay_against(meter, event, calendar, info, gross, days)
-    rep, replayed = battery_replay(meter, event, info, rest, paths)
+    paths = load_paths(gross.kw, rule_residuals(load, event, calendar, rule, days), gen)
+    rep, replayed = battery_replay(meter, event, info, gross.kw + gen, paths)
     held[replayed] = rep[replayed]
     actual = meter.net_kw[:, cols]
     kw = actual - meter.battery_kw[:, cols] + held
@@ -1257,8 +1210,9 @@ def metered_generation(
             bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
             held = _mean_over_days(bh.window, _most_recent(bh.valid, battery_days))
         if battery == "replay":
-            rest, paths = replay_against(meter, event, calendar, info, gross, battery_days, rule)
-            rep, replayed = battery_replay(meter, event, info, rest, paths)
+            spread = rule_residuals(load, event, calendar, rule, battery_days)
+            paths = load_paths(gross.kw, spread, meter.gen_kw[:, cols])
+            rep, replayed = battery_replay(meter, event, info, kw, paths)
             held[replayed] = rep[replayed]
         no_bat = ~(np.nan_to_num(meter.battery_kw) != 0).any(axis=1) & ~replayed
         held[no_bat] = 0.0  # no battery: nothing to hold
