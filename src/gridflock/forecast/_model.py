@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from gridflock.forecast._features import (
@@ -602,8 +603,19 @@ def _calibrate(
         p_cal = _apply_stretch(p_all, qs, stretch)
         masks = group_masks(sub, ("fleet", "grid_node"))
         corr, cov = _fit_corr(y_all, p_cal, mu_all, qs, masks, combine)
+        block = hour_blocks(history.times[np.concatenate([t for _, t in origins])], tz)
+        by_block = []
+        for b in range(HOUR_BLOCKS):
+            sel = block == b
+            if int(sel.sum()) * len(masks) < CORR_BLOCK_MIN_POINTS:
+                by_block.append(corr)
+                continue
+            by_block.append(
+                _fit_corr(y_all[:, sel], p_cal[:, sel], mu_all[:, sel], qs, masks, combine)[0]
+            )
+        rho_steps = np.asarray(by_block)[block]
         error_ar = _fit_error_ar(
-            y_all, p_cal, mu_all, qs, masks, corr, [len(t) for _, t in origins]
+            y_all, p_cal, mu_all, qs, masks, rho_steps, [len(t) for _, t in origins]
         )
         known = ~np.isnan(y_all)
         lo, hi_q = p_cal[..., 0], p_cal[..., -1]
@@ -613,10 +625,23 @@ def _calibrate(
             "corr": corr,
             "site_coverage": site_cov,
             "group_coverage": cov,
+            "corr_by_block": by_block,
             "error_ar": error_ar,
             "origins": len(origins),
         }
     return out
+
+
+#: The local day is cut into this many blocks, each with its own error correlation (3 h).
+HOUR_BLOCKS = 8
+#: A block's correlation needs this many group values; fewer keep the all-day one.
+CORR_BLOCK_MIN_POINTS = 40
+
+
+def hour_blocks(times: pd.DatetimeIndex, tz: str) -> npt.NDArray[np.int64]:
+    """Three-hour block of the local day (0: 00:00-03:00, ... 7: 21:00-24:00) of each time."""
+    local = pd.DatetimeIndex(times).tz_convert(tz)
+    return np.asarray(local.hour // (24 // HOUR_BLOCKS), dtype=np.int64)
 
 
 def _stretch_factors(y: Any, p: Any, qs: tuple[float, ...]) -> list[float]:
@@ -697,7 +722,7 @@ def _fit_error_ar(
     mu: Any,
     qs: tuple[float, ...],
     masks: dict[str, Any],
-    rho: float,
+    rho: Any,
     lengths: list[int],
 ) -> dict[str, list[float]]:
     """``[phi, sd]`` of the sites' and the groups' standardised errors (for peak times).
@@ -720,7 +745,7 @@ def _fit_error_ar(
         block = y[m]
         ok = ~np.isnan(block).any(axis=0)
         gy = np.where(ok, block.sum(axis=0), np.nan)
-        g = combine(p[m], qs, np.full(p.shape[1], rho), mu[m])
+        g = combine(p[m], qs, np.broadcast_to(np.asarray(rho, float), p.shape[1]), mu[m])
         gs = spread(g[:, 0], g[:, -1], qs[0], qs[-1])
         for a, b in itertools.pairwise(edges):
             group_blocks.append((gy[None, a:b], g[None, a:b, mid], gs[None, a:b]))
@@ -854,7 +879,7 @@ def predict(
             num_threads or cfg.num_threads,
         )
         stretch = bundle.meta.get("stretch", {}).get(q, {}).get(kind, [1.0] * len(cfg.quantiles))
-        corr = float(bundle.meta.get("corr", {}).get(q, {}).get(kind, 0.0))
+        corr = _corr_steps(bundle, q, kind, times, _market_tz(history.sites))
         ar = bundle.meta.get("error_ar", {}).get(q, {}).get(kind, {})
         out[q] = Forecast(
             quantity=q,
@@ -864,13 +889,23 @@ def predict(
             values=_apply_stretch(raw, bundle.quantiles, list(stretch)),
             issued_at=issued_at,
             horizon=name,
-            corr=np.full(len(times), corr),
+            corr=corr,
             model_version=bundle.version,
             mean=mean,
             error_ar=_ar(ar.get("site")),
             group_error_ar=_ar(ar.get("group")),
         )
     return out
+
+
+def _corr_steps(bundle: ModelBundle, quantity: str, kind: str, times: Any, tz: str) -> FloatArray:
+    """Error correlation per step: its three-hour block's (all-day value if not learned)."""
+    rho = float(bundle.meta.get("corr", {}).get(quantity, {}).get(kind, 0.0))
+    cal = bundle.meta.get("calibration", {}).get(quantity, {}).get(kind, {})
+    table = cal.get("corr_by_block")
+    if not table or len(table) != HOUR_BLOCKS:
+        return np.full(len(times), rho)
+    return np.asarray(table, dtype=np.float64)[hour_blocks(times, tz)]
 
 
 def _ar(v: Any) -> tuple[float, float]:
