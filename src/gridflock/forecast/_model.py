@@ -6,10 +6,12 @@ rows are sampled (site, target step, issue time) triples of both horizons, each 
 as known at its issue time. The final ``calibration_days`` of the training range are first
 held out: models fit on the rest forecast them, and two figures are learned from those honest
 errors: per quantile, how much to stretch the band about the median so that site quantiles are
-calibrated (split-conformal scaling), and how strongly the sites' errors move together (one
-correlation per horizon, so that group totals get bands of the right width in
-:func:`gridflock.forecast.aggregate`). Then the models are refit on everything (on histories
-up to ``refit_max_days`` long; on longer ones the calibration fit is kept).
+calibrated (split-conformal scaling), and how strongly the sites' level errors move
+together (a correlation per horizon and per three-hour block of the local day, so that group
+totals get bands of the right width in :func:`gridflock.forecast.aggregate`: the midday's
+common PV error and the evening's independent EV spikes need different ones). Then the
+models are refit on everything (on histories up to ``refit_max_days`` long; on longer ones
+the calibration fit is kept).
 """
 
 from __future__ import annotations
@@ -604,15 +606,7 @@ def _calibrate(
         masks = group_masks(sub, ("fleet", "grid_node"))
         corr, cov = _fit_corr(y_all, p_cal, mu_all, qs, masks, combine)
         block = hour_blocks(history.times[np.concatenate([t for _, t in origins])], tz)
-        by_block = []
-        for b in range(HOUR_BLOCKS):
-            sel = block == b
-            if int(sel.sum()) * len(masks) < CORR_BLOCK_MIN_POINTS:
-                by_block.append(corr)
-                continue
-            by_block.append(
-                _fit_corr(y_all[:, sel], p_cal[:, sel], mu_all[:, sel], qs, masks, combine)[0]
-            )
+        by_block = _fit_corr_by_block(y_all, p_cal, mu_all, qs, masks, block, corr)
         rho_steps = np.asarray(by_block)[block]
         error_ar = _fit_error_ar(
             y_all, p_cal, mu_all, qs, masks, rho_steps, [len(t) for _, t in origins]
@@ -642,6 +636,33 @@ def hour_blocks(times: pd.DatetimeIndex, tz: str) -> npt.NDArray[np.int64]:
     """Three-hour block of the local day (0: 00:00-03:00, ... 7: 21:00-24:00) of each time."""
     local = pd.DatetimeIndex(times).tz_convert(tz)
     return np.asarray(local.hour // (24 // HOUR_BLOCKS), dtype=np.int64)
+
+
+def _fit_corr_by_block(
+    y: Any,
+    p: Any,
+    mu: Any,
+    qs: tuple[float, ...],
+    masks: dict[str, Any],
+    block: npt.NDArray[np.int64],
+    fallback: float,
+) -> list[float]:
+    """:func:`_fit_corr` in each three-hour block of the local day (``fallback`` if thin).
+
+    The level errors' correlation is not one number over the day: at midday a cloud
+    forecast error moves every PV site together, in the evening household noise and EV
+    spikes dominate and move apart.
+    """
+    from gridflock.forecast._aggregate import combine
+
+    out = []
+    for b in range(HOUR_BLOCKS):
+        sel = block == b
+        if int(sel.sum()) * len(masks) < CORR_BLOCK_MIN_POINTS:
+            out.append(fallback)
+            continue
+        out.append(_fit_corr(y[:, sel], p[:, sel], mu[:, sel], qs, masks, combine)[0])
+    return out
 
 
 def _stretch_factors(y: Any, p: Any, qs: tuple[float, ...]) -> list[float]:
