@@ -78,9 +78,17 @@ def accuracy(args) -> dict:
     start = pd.Timestamp(args.start, tz="UTC")
     quantities = tuple(args.quantities.split(","))
     t = time.perf_counter()
-    history, weather = twin_history(
-        spec, start, args.days, args.seed, dropout_rate=0.01, quantities=(*quantities, "net")
-    )
+    cache = Path(args.history_cache) if args.history_cache else None
+    if cache is not None and cache.exists():  # the same twin data for an A/B of the models
+        with open(cache, "rb") as fh:
+            history, weather = pickle.load(fh)
+    else:
+        history, weather = twin_history(
+            spec, start, args.days, args.seed, dropout_rate=0.01, quantities=(*quantities, "net")
+        )
+        if cache is not None:
+            with open(cache, "wb") as fh:
+                pickle.dump((history, weather), fh, protocol=pickle.HIGHEST_PROTOCOL)
     sim_s = time.perf_counter() - t
     source = TwinWeatherSource(weather, args.seed, lat=LAT, lon=LON)
     cfg = BacktestConfig(
@@ -465,7 +473,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="LightGBM threads (train, predict)")
     ap.add_argument("--workers", type=int, default=1, help="train: quantities side by side")
     ap.add_argument(
-        "--history-cache", default=None, help="train: pickle of the twin's history (made once)"
+        "--history-cache", default=None, help="train, accuracy: pickle of the twin's history"
     )
     ap.add_argument("--seeds", type=int, default=8, help="oracle: household seeds")
     ap.add_argument("--test-from", default="2026-03-02", help="oracle: first local test day")

@@ -136,3 +136,95 @@ def test_group_mean_is_the_sum_of_site_means_and_frames_list_every_value():
     frame = g.to_frame()
     assert list(frame.columns) == ["key", "ts", "p10", "p50", "p90", "mean"]
     assert len(frame) == 2
+
+
+def test_spiky_sites_add_their_spikes_independently_and_only_their_level_in_common():
+    """200 homes: a level error common to all (weather, the day's behaviour: N(0, 0.3) kW
+    each, fully correlated) plus an EV that charges 7 kW or not (p = 0.15), independently.
+    Monte Carlo of the sum is the oracle. One correlation applied to whole spreads cannot
+    fit both: at rho = 1 (the level's) the EVs' wide bands add up as if every car charged
+    together, and at the rho that fits the upper side the lower side is wrong. The common
+    part is each site's narrower side; the rest of a side's spread adds independently."""
+    rng = np.random.default_rng(5)
+    n, draws = 200, 100_000
+    level_sd, kw, p_on = 0.3, 7.0, 0.15
+    w = rng.standard_normal(draws)
+    spikes = rng.binomial(n, p_on, draws) * kw
+    total = level_sd * n * w + spikes  # generator sign does not matter here
+    one = level_sd * rng.standard_normal(draws) + kw * (rng.random(draws) < p_on)
+    site_q = np.quantile(one, QS)
+    site_mean = level_sd * 0.0 + kw * p_on
+    vals = np.broadcast_to(site_q, (n, 1, 3)).copy()
+    mean = np.full((n, 1), site_mean)
+    want = np.quantile(total, QS)
+    got = combine(vals, QS, np.array([1.0]), mean)[0]
+    assert got[1] == pytest.approx(n * site_mean)
+    band = want[2] - want[0]
+    # within 25 % of the band: the quantile-derived spread of an on/off spike is wider than
+    # its standard deviation, so the upper side stays wide (338 against 300 kW: 22 %)
+    np.testing.assert_allclose(got[[0, 2]], want[[0, 2]], rtol=0.0, atol=0.25 * band)
+    # whole spreads under one correlation: at every rho one side misses by 46 % of the band
+    # or more
+    for rho in np.linspace(0.0, 1.0, 21):
+        sd = np.abs(site_q[[0, 2]] - site_q[1]) / Z
+        var = (1 - rho) * n * sd**2 + rho * (n * sd) ** 2
+        old = n * site_mean + np.array([-1.0, 1.0]) * Z * np.sqrt(var)
+        assert np.abs(old - want[[0, 2]]).max() > 0.4 * band
+
+
+def test_correlation_is_learned_per_block_of_the_day():
+    """Level errors fully common in the first half of the day (one cloud over every PV
+    site), independent in the second (household noise): the per-block fit finds rho near
+    1 and near 0, and each block's group band then covers about 80 %; one all-day rho
+    would be too narrow in the first half and too wide in the second."""
+    from gridflock.forecast._model import HOUR_BLOCKS, _fit_corr, _fit_corr_by_block, hour_blocks
+
+    rng = np.random.default_rng(7)
+    n, days = 60, 56
+    times = pd.date_range("2026-01-05", periods=days * 96, freq="15min", tz="UTC")
+    block = hour_blocks(times, "UTC")
+    mu = np.zeros((n, len(times)))
+    p = np.stack([mu - Z, mu, mu + Z], axis=-1)  # each site N(0, 1), right on its own
+    masks = {"fleet": np.ones(n, bool), "a": np.arange(n) < 20, "b": np.arange(n) >= 20}
+    common = block < HOUR_BLOCKS // 2
+
+    def draw():
+        shared = rng.standard_normal(len(times))
+        own = rng.standard_normal((n, len(times)))
+        return np.where(common, shared, own)
+
+    rho = _fit_corr_by_block(draw(), p, mu, QS, masks, block, 0.5)
+    assert min(rho[: HOUR_BLOCKS // 2]) > 0.7
+    assert max(rho[HOUR_BLOCKS // 2 :]) < 0.15
+    one, _ = _fit_corr(draw(), p, mu, QS, masks, combine)
+    y = draw()
+    for m in masks.values():
+        gy = y[m].sum(axis=0)
+        g = combine(p[m], QS, np.asarray(rho)[block], mu[m])
+        inside = (gy >= g[:, 0]) & (gy <= g[:, 2])
+        g1 = combine(p[m], QS, np.full(len(times), one), mu[m])
+        inside1 = (gy >= g1[:, 0]) & (gy <= g1[:, 2])
+        for half in (common, ~common):
+            assert abs(inside[half].mean() - 0.8) < 0.07
+        assert inside1[common].mean() < 0.72
+        assert inside1[~common].mean() > 0.88
+
+
+def test_a_missing_reading_leaves_out_its_site_not_the_groups_quarter_hour():
+    """With 1 % of readings missing no quarter hour of a 1,000-site group has them all:
+    dropping the quarter hour would leave the fleet out of calibration altogether."""
+    from gridflock.forecast._model import _known_group
+
+    y = np.array([[1.0, 2.0, 3.0], [10.0, np.nan, 30.0], [100.0, 200.0, np.nan]])
+    p = np.stack([y - 1, y, y + 1], axis=-1)
+    p = np.nan_to_num(p, nan=5.0)
+    mu = np.nan_to_num(y, nan=5.0)
+    total, gp, gmu = _known_group(y, p, mu, np.ones(3, bool))
+    # 2 of 3 sites known at steps 1 and 2: below the 90 % share, so not scored
+    np.testing.assert_allclose(total, [111.0, np.nan, np.nan])
+    assert gp[1, 1].tolist() == [0.0, 0.0, 0.0]  # the missing site adds nothing
+    assert gmu[2, 2] == 0.0
+    big = np.ones((20, 2))
+    big[0, 1] = np.nan  # 19 of 20 known: scored over the 19
+    t, _, _ = _known_group(big, np.stack([big] * 3, axis=-1), big, np.ones(20, bool))
+    np.testing.assert_allclose(t, [20.0, 19.0])

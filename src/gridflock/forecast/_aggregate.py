@@ -2,13 +2,20 @@
 
 Quantiles are not additive: the P90 of a sum is well below the sum of P90s unless the sites'
 errors move together. Each side of the median is treated as a normal spread: a site's
-``sd_q = (P_q - P50) / z_q``; a group's ``sd = sqrt((1 - rho) * sum(sd_i^2) + rho *
-(sum sd_i)^2)`` with ``rho`` the error correlation learned on held-out days in training
-(stored in the forecast's ``corr``), and ``P_q = sum(mean_i) + z_q * sd``: a sum of many
-sites is close to normal about the sum of their means (not of their medians, which for spiky
-sites such as EV chargers are far below the means). ``rho = 0`` is the
-independent-sites limit, ``rho = 1`` adds the quantiles. The benchmarks check the group bands'
-coverage on held-out weeks (BENCHMARKS.md).
+``sd_q = (P_q - P50) / z_q``. A site's error is split in two: a level error that may move
+with the other sites' (the weather, the day's behaviour), as large as the site's narrower
+side ``c = min over sides of sd_q``, and the rest of each side's spread, independent (an
+EV that charges or not, a heat pump's cycle: individual spikes, one-sided and wide). A
+group's ``sd_q^2 = sum(sd_q,i^2) + rho * ((sum c_i)^2 - sum(c_i^2))``, with ``rho`` the level
+errors' correlation learned on held-out days in training (stored in the forecast's
+``corr``), and ``P_q = sum(mean_i) + z_q * sd_q``: a sum of many sites is close to normal
+about the sum of their means (not of their medians, which for spiky sites such as EV
+chargers are far below the means). ``rho = 0`` is the independent-sites limit; with
+symmetric site bands ``rho = 1`` adds the quantiles. One correlation applied to whole
+spreads cannot be right for both: in the evening it adds the EVs' wide upper bands as if
+every car charged together (the fleet's band came out seven times its error there) while
+the midday's common PV error needs it high. The benchmarks check the group bands' coverage
+on held-out weeks (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -49,11 +56,14 @@ def combine(
     centre = mean if mean is not None and np.size(mean) else med
     out[:, mid] = centre.sum(axis=0)
     rho = np.clip(np.asarray(corr, dtype=np.float64), 0.0, 1.0)
+    sides = [np.maximum((values[:, :, i] - med) / zq, 0.0) for i, zq in enumerate(z) if i != mid]
+    common = np.minimum.reduce(sides) if sides else np.zeros(med.shape)  # narrower side
     for i, zq in enumerate(z):
         if i == mid:
             continue
         sd = np.maximum((values[:, :, i] - med) / zq, 0.0)
-        var = (1.0 - rho) * (sd**2).sum(axis=0) + rho * sd.sum(axis=0) ** 2
+        # all of each side's spread independently, plus the level errors' covariances
+        var = (sd**2).sum(axis=0) + rho * (common.sum(axis=0) ** 2 - (common**2).sum(axis=0))
         out[:, i] = out[:, mid] + zq * np.sqrt(var)
     return np.sort(out, axis=-1)
 

@@ -6,10 +6,12 @@ rows are sampled (site, target step, issue time) triples of both horizons, each 
 as known at its issue time. The final ``calibration_days`` of the training range are first
 held out: models fit on the rest forecast them, and two figures are learned from those honest
 errors: per quantile, how much to stretch the band about the median so that site quantiles are
-calibrated (split-conformal scaling), and how strongly the sites' errors move together (one
-correlation per horizon, so that group totals get bands of the right width in
-:func:`gridflock.forecast.aggregate`). Then the models are refit on everything (on histories
-up to ``refit_max_days`` long; on longer ones the calibration fit is kept).
+calibrated (split-conformal scaling), and how strongly the sites' level errors move
+together (a correlation per horizon and per three-hour block of the local day, so that group
+totals get bands of the right width in :func:`gridflock.forecast.aggregate`: the midday's
+common PV error and the evening's independent EV spikes need different ones). Then the
+models are refit on everything (on histories up to ``refit_max_days`` long; on longer ones
+the calibration fit is kept).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from gridflock.forecast._features import (
@@ -602,8 +605,11 @@ def _calibrate(
         p_cal = _apply_stretch(p_all, qs, stretch)
         masks = group_masks(sub, ("fleet", "grid_node"))
         corr, cov = _fit_corr(y_all, p_cal, mu_all, qs, masks, combine)
+        block = hour_blocks(history.times[np.concatenate([t for _, t in origins])], tz)
+        by_block = _fit_corr_by_block(y_all, p_cal, mu_all, qs, masks, block, corr)
+        rho_steps = np.asarray(by_block)[block]
         error_ar = _fit_error_ar(
-            y_all, p_cal, mu_all, qs, masks, corr, [len(t) for _, t in origins]
+            y_all, p_cal, mu_all, qs, masks, rho_steps, [len(t) for _, t in origins]
         )
         known = ~np.isnan(y_all)
         lo, hi_q = p_cal[..., 0], p_cal[..., -1]
@@ -613,9 +619,49 @@ def _calibrate(
             "corr": corr,
             "site_coverage": site_cov,
             "group_coverage": cov,
+            "corr_by_block": by_block,
             "error_ar": error_ar,
             "origins": len(origins),
         }
+    return out
+
+
+#: The local day is cut into this many blocks, each with its own error correlation (3 h).
+HOUR_BLOCKS = 8
+#: A block's correlation needs this many group values; fewer keep the all-day one.
+CORR_BLOCK_MIN_POINTS = 40
+
+
+def hour_blocks(times: pd.DatetimeIndex, tz: str) -> npt.NDArray[np.int64]:
+    """Three-hour block of the local day (0: 00:00-03:00, ... 7: 21:00-24:00) of each time."""
+    local = pd.DatetimeIndex(times).tz_convert(tz)
+    return np.asarray(local.hour // (24 // HOUR_BLOCKS), dtype=np.int64)
+
+
+def _fit_corr_by_block(
+    y: Any,
+    p: Any,
+    mu: Any,
+    qs: tuple[float, ...],
+    masks: dict[str, Any],
+    block: npt.NDArray[np.int64],
+    fallback: float,
+) -> list[float]:
+    """:func:`_fit_corr` in each three-hour block of the local day (``fallback`` if thin).
+
+    The level errors' correlation is not one number over the day: at midday a cloud
+    forecast error moves every PV site together, in the evening household noise and EV
+    spikes dominate and move apart.
+    """
+    from gridflock.forecast._aggregate import combine
+
+    out = []
+    for b in range(HOUR_BLOCKS):
+        sel = block == b
+        if int(sel.sum()) * len(masks) < CORR_BLOCK_MIN_POINTS:
+            out.append(fallback)
+            continue
+        out.append(_fit_corr(y[:, sel], p[:, sel], mu[:, sel], qs, masks, combine)[0])
     return out
 
 
@@ -650,6 +696,26 @@ def _apply_stretch(p: Any, qs: tuple[float, ...], stretch: list[float]) -> Any:
     return np.sort(out, axis=-1)
 
 
+#: A group's step counts in calibration when at least this share of its sites reported.
+GROUP_KNOWN_SHARE = 0.9
+
+
+def _known_group(y: Any, p: Any, mu: Any, m: Any) -> tuple[Any, Any, Any]:
+    """A group's actual total and its sites' forecasts over the sites that reported.
+
+    Per step, the sites without a reading are left out of both the total and the
+    forecasts summed (their quantiles and mean set to 0), so a missing reading costs one
+    site, not the group's quarter hour: with 1 % of readings missing a 1,000-site group
+    has no quarter hour with every site. Steps with fewer than ``GROUP_KNOWN_SHARE`` of
+    the sites known are NaN.
+    """
+    block = y[m]
+    known = ~np.isnan(block)
+    enough = known.mean(axis=0) >= GROUP_KNOWN_SHARE
+    total = np.where(enough, np.where(known, block, 0.0).sum(axis=0), np.nan)
+    return total, np.where(known[..., None], p[m], 0.0), np.where(known, mu[m], 0.0)
+
+
 def _fit_corr(
     y: Any, p: Any, mu: Any, qs: tuple[float, ...], masks: dict[str, Any], combine: Any
 ) -> tuple[float, float]:
@@ -660,12 +726,10 @@ def _fit_corr(
         return 0.0, float("nan")
     ys, ps, mus = [], [], []
     for name in names:
-        m = masks[name]
-        block = y[m]
-        ok = ~np.isnan(block).any(axis=0)
-        ys.append(np.where(ok, block.sum(axis=0), np.nan))
-        ps.append(p[m])
-        mus.append(mu[m])
+        gy, gp, gmu = _known_group(y, p, mu, masks[name])
+        ys.append(gy)
+        ps.append(gp)
+        mus.append(gmu)
 
     def coverage(rho: float) -> float:
         hits, total = 0, 0
@@ -697,7 +761,7 @@ def _fit_error_ar(
     mu: Any,
     qs: tuple[float, ...],
     masks: dict[str, Any],
-    rho: float,
+    rho: Any,
     lengths: list[int],
 ) -> dict[str, list[float]]:
     """``[phi, sd]`` of the sites' and the groups' standardised errors (for peak times).
@@ -717,10 +781,8 @@ def _fit_error_ar(
     for m in masks.values():
         if int(m.sum()) < 2:
             continue
-        block = y[m]
-        ok = ~np.isnan(block).any(axis=0)
-        gy = np.where(ok, block.sum(axis=0), np.nan)
-        g = combine(p[m], qs, np.full(p.shape[1], rho), mu[m])
+        gy, gp, gmu = _known_group(y, p, mu, m)
+        g = combine(gp, qs, np.broadcast_to(np.asarray(rho, float), p.shape[1]), gmu)
         gs = spread(g[:, 0], g[:, -1], qs[0], qs[-1])
         for a, b in itertools.pairwise(edges):
             group_blocks.append((gy[None, a:b], g[None, a:b, mid], gs[None, a:b]))
@@ -854,7 +916,7 @@ def predict(
             num_threads or cfg.num_threads,
         )
         stretch = bundle.meta.get("stretch", {}).get(q, {}).get(kind, [1.0] * len(cfg.quantiles))
-        corr = float(bundle.meta.get("corr", {}).get(q, {}).get(kind, 0.0))
+        corr = _corr_steps(bundle, q, kind, times, _market_tz(history.sites))
         ar = bundle.meta.get("error_ar", {}).get(q, {}).get(kind, {})
         out[q] = Forecast(
             quantity=q,
@@ -864,13 +926,23 @@ def predict(
             values=_apply_stretch(raw, bundle.quantiles, list(stretch)),
             issued_at=issued_at,
             horizon=name,
-            corr=np.full(len(times), corr),
+            corr=corr,
             model_version=bundle.version,
             mean=mean,
             error_ar=_ar(ar.get("site")),
             group_error_ar=_ar(ar.get("group")),
         )
     return out
+
+
+def _corr_steps(bundle: ModelBundle, quantity: str, kind: str, times: Any, tz: str) -> FloatArray:
+    """Error correlation per step: its three-hour block's (all-day value if not learned)."""
+    rho = float(bundle.meta.get("corr", {}).get(quantity, {}).get(kind, 0.0))
+    cal = bundle.meta.get("calibration", {}).get(quantity, {}).get(kind, {})
+    table = cal.get("corr_by_block")
+    if not table or len(table) != HOUR_BLOCKS:
+        return np.full(len(times), rho)
+    return np.asarray(table, dtype=np.float64)[hour_blocks(times, tz)]
 
 
 def _ar(v: Any) -> tuple[float, float]:
