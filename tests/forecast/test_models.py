@@ -226,3 +226,19 @@ def test_chunks_forecast_side_by_side_give_the_same_forecast(twin, bundle, monke
     for q in ("net", "pv"):
         np.testing.assert_array_equal(one[q].values, two[q].values)
         np.testing.assert_array_equal(one[q].mean, two[q].mean)
+
+
+def test_group_correlation_is_learned_per_block_of_the_local_day_and_used(twin, bundle):
+    """Training stores a correlation per three-hour block of the local day; a forecast's
+    ``corr`` follows the block of each step (Berlin time), so its groups use it."""
+    from gridflock.forecast._model import HOUR_BLOCKS, hour_blocks
+
+    history, _, source = twin
+    table = bundle.meta["calibration"]["net"]["day_ahead"]["corr_by_block"]
+    assert len(table) == HOUR_BLOCKS
+    assert all(0.0 <= r <= 1.0 for r in table)
+    fc = day_ahead(history, source, bundle, DAYS - 1)["net"]
+    want = np.asarray(table)[hour_blocks(fc.times, "Europe/Berlin")]
+    np.testing.assert_allclose(fc.corr, want)
+    g = aggregate(fc, np.full(len(fc.keys), "fleet", dtype=object))
+    np.testing.assert_allclose(g.corr, want)
