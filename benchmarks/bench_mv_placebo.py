@@ -142,7 +142,7 @@ def make_season(
 
 
 #: Bump when what :func:`replay_days` computes changes: its per-season cache is keyed on it.
-REPLAY_VERSION = 3
+REPLAY_VERSION = 5
 
 
 def _sites_meter(d: dict[str, object], agg: MeterData) -> tuple[MeterData, SiteInfo]:
@@ -213,6 +213,8 @@ def replay_days(
         ):
             rep, ok = bl.battery_replay(m, ev, info, other, paths)
             rows[name] = np.nansum(np.where(ok[:, None], rep, trend), axis=0)
+        charge, _ = bl.battery_held_trend(m, ev, cal, charge=True)  # per site: not linear
+        rows["charge_sites"] = np.nansum(charge, axis=0)
         measured, _ = bl.battery_replay(m, ev, info, m.net_kw[:, cols] - m.battery_kw[:, cols])
         rows["measured"] = np.nansum(measured, axis=0)
         out[str(day)] = rows
@@ -369,6 +371,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         bat_rm = float(np.mean(actual_bat - rep["measured"])) if rep else float("nan")
         bat_r1 = float(np.mean(actual_bat - rep["mean_path"])) if rep else float("nan")
         bat_rs = float(np.mean(actual_bat - rep["spread"])) if rep else float("nan")
+        bat_cs = float(np.mean(actual_bat - rep["charge_sites"])) if rep else float("nan")
         on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -397,6 +400,8 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "bat_replay_measured_err": bat_rm - true_bat,
             "bat_replay_mean_path_err": bat_r1 - true_bat,
             "bat_replay_spread_err": bat_rs - true_bat,
+            "bat_charge_sites_err": bat_cs - true_bat,
+            "uk_dfs_mgo battery=charge per site": gross_est + bat_cs - true_kw,
             "uk_dfs_mgo battery=replay": gross_est + bat_r - true_kw,
         }
         for name, fn in methods.items():
@@ -516,6 +521,7 @@ def main() -> None:
     cols = [
         *chosen,
         "uk_dfs_mgo battery=replay",
+        "uk_dfs_mgo battery=charge per site",
         "gross_err",
         "gross_plain_err",
         "h25_plain_err",
@@ -525,6 +531,7 @@ def main() -> None:
         "bat_replay_measured_err",
         "bat_replay_mean_path_err",
         "bat_replay_spread_err",
+        "bat_charge_sites_err",
     ]
     print(table(frame, cols))
     print()
