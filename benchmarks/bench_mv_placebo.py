@@ -289,9 +289,24 @@ def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> flo
 
 
 METHODS: dict[str, Fn] = {
-    "uk_dfs_mgo": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS_MGO, m, e, c)),
+    # battery="trend" (linear: exact on the total); the default "charge" fits a slope per
+    # site, so on the total it is an approximation: "uk_dfs_mgo battery=charge per site"
+    # (from the battery participants kept per site) is the exact one
+    "uk_dfs_mgo": lambda m, e, c: _mean_delivered(
+        bl.metered_generation(
+            m, e, c, None, method=Method.UK_DFS_MGO, battery="trend", profile=bl.household_profile
+        )
+    ),
     "uk_dfs_mgo profile on all gross": lambda m, e, c: _mean_delivered(
-        bl.compute_baseline(Method.UK_DFS_MGO, dataclasses.replace(m, load_kw=None), e, c)
+        bl.metered_generation(
+            dataclasses.replace(m, load_kw=None),
+            e,
+            c,
+            None,
+            method=Method.UK_DFS_MGO,
+            battery="trend",
+            profile=bl.household_profile,
+        )
     ),
     "uk_dfs_mgo no profile": lambda m, e, c: _mean_delivered(
         bl.metered_generation(m, e, c, None, method=Method.UK_DFS_MGO)

@@ -42,7 +42,10 @@ MIN_CONTROL_SITES = 100
 #: Battery-heavy: this share of participants holds a battery.
 BATTERY_HEAVY = 0.5
 #: ``uk_dfs_mgo`` in the many-season study (docs/mv.md, "Many seasons"): placebo and event bias.
-MGO_PLACEBO = "+0.7 to +1.5 % on the five fleet mixes (1,401 placebo days each, 17 seasons)"
+MGO_PLACEBO = (
+    "-1.8 to 0.0 % on the five fleet mixes over seasons from June (EV, heat pump, PV: "
+    "1,275 placebo days each over 15 seasons; battery, PV+battery: 255 days over 3)"
+)
 MGO_EVENT = "-3.1 to +3.8 %"
 #: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
 BATTERY_PLACEBO = "placebo bias -1.5 to -0.2 %, standard errors 2-5 %"
@@ -82,13 +85,14 @@ def recommend_method(mix: FleetMix) -> Recommendation:
             f"{short}; PV/wind and battery power are metered per device: the UK DFS rule on "
             "the sites' gross load (net of the metered generation and battery, as in CAISO's "
             "MGO baseline), with the generation added back and the battery on its recent "
-            "days adjusted for the season's trend and the afternoon's sun, and the load "
-            "following the household standard profile's season (H25), had placebo bias "
-            f"{MGO_PLACEBO} over June-October seasons in the twin study, against -12 to "
-            f"-18 % for whole-site day matching; event days {MGO_EVENT}; |bias| < 2 % is "
-            "shown for the battery and PV+battery mixes, not for EV, heat pumps and PV "
-            "(95 % intervals to +2.2 to +2.7 %), and seasons from August read about -3.5 % "
-            "(the battery part); hold out a control group to settle on",
+            "days adjusted for the season's trend, the afternoon's sun and its own charging "
+            "that day, and the load following the household standard profile's season "
+            "(H25, scaled to the base load without the metered EV chargers, heat pumps and "
+            f"water heaters), had placebo bias {MGO_PLACEBO} in the twin study, against -12 "
+            f"to -18 % for whole-site day matching; event days {MGO_EVENT}; |bias| < 2 % is "
+            "shown for the EV and PV mixes (heat pumps at the edge); seasons from August "
+            "read -4.8 and -2.9 % on the battery and PV+battery mixes (the battery part); "
+            "hold out a control group to settle on",
         )
     if mix.battery_telemetry and mix.battery >= BATTERY_HEAVY:
         return Recommendation(
