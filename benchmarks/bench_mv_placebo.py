@@ -30,7 +30,12 @@ explains. ``run --first-day`` starts the seasons on another date (keep them in t
 The battery's replay from its state of charge (``uk_dfs_mgo`` with ``battery="replay"``)
 is not linear: each season also keeps its battery participants per site, and ``table``
 replays them per site and day (cached next to the season, ``*.replay<version>``) and adds
-``uk_dfs_mgo battery=replay`` and the ``bat_replay_*`` columns (see ``replay_days``).
+``uk_dfs_mgo battery=replay`` and the ``bat_replay_*`` columns (see ``replay_days``). The
+default ``battery="charge"`` is per site too (``uk_dfs_mgo battery=charge per site``,
+``bat_charge_sites_err``), and so are its two bent-trend variants (``bent_trend_days``):
+``battery_trend_days`` (``uk_dfs_mgo battery=charge recent trend per site``,
+``bat_charge_recent_sites_err``) and ``battery_curve`` (``... charge curve per site``,
+``bat_charge_curve_sites_err``).
 
 Errors are in % of the nominal delivery (0.3 kW x participants, the event study's ask,
 about 270 kW per 1,000 homes). Standard errors are given two ways: over days (treats days
@@ -239,6 +244,30 @@ def _replayed(
     return out
 
 
+def bent_trend_days(
+    d: dict[str, object], agg: MeterData, days: list[dt.date], cal: Calendar
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per day: the battery participants' summed ``charge`` baselines with a bent trend.
+
+    ``battery_held_trend(charge=True)`` per site (its slopes differ by site, so it is not
+    linear), summed [kW per interval]: ``recent`` with ``trend_days =
+    BATTERY_RECENT_TREND_DAYS``, ``curve`` with the squared day term. A few seconds a
+    season, so not cached.
+    """
+    if "sites" not in d:
+        return {}
+    m, _ = _sites_meter(d, agg)
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for day in days:
+        ev = _window(day, m.tz)
+        recent, _ = bl.battery_held_trend(
+            m, ev, cal, charge=True, trend_days=bl.BATTERY_RECENT_TREND_DAYS
+        )
+        curve, _ = bl.battery_held_trend(m, ev, cal, charge=True, curve=True)
+        out[str(day)] = {"recent": np.nansum(recent, axis=0), "curve": np.nansum(curve, axis=0)}
+    return out
+
+
 def _window(day: dt.date, tz: str) -> EventWindow:
     s, e = acc.window(day, tz)
     return EventWindow(s, e, f"placebo-{day}")
@@ -369,6 +398,7 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         if (first + dt.timedelta(days=k)).weekday() < 5
     ]
     replay = _replayed(path, d, agg, work, cal)
+    bent = bent_trend_days(d, agg, work, cal)
     for k in range(acc.HISTORY_DAYS, n_days):
         day = first + dt.timedelta(days=k)
         if day.weekday() >= 5:
@@ -387,6 +417,9 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
         bat_r1 = float(np.mean(actual_bat - rep["mean_path"])) if rep else float("nan")
         bat_rs = float(np.mean(actual_bat - rep["spread"])) if rep else float("nan")
         bat_cs = float(np.mean(actual_bat - rep["charge_sites"])) if rep else float("nan")
+        bt = bent.get(str(day))
+        bat_cr = float(np.mean(actual_bat - bt["recent"])) if bt else float("nan")
+        bat_cc = float(np.mean(actual_bat - bt["curve"])) if bt else float("nan")
         on = local.date == day
         hour = local.hour + local.minute / 60
         win = on & (hour >= acc.EVENT_HOUR) & (hour < acc.EVENT_HOUR + acc.EVENT_HOURS)
@@ -417,6 +450,10 @@ def evaluate(path: Path, methods: dict[str, Fn]) -> list[dict[str, object]]:
             "bat_replay_spread_err": bat_rs - true_bat,
             "bat_charge_sites_err": bat_cs - true_bat,
             "uk_dfs_mgo battery=charge per site": gross_est + bat_cs - true_kw,
+            "bat_charge_recent_sites_err": bat_cr - true_bat,
+            "uk_dfs_mgo battery=charge recent trend per site": gross_est + bat_cr - true_kw,
+            "bat_charge_curve_sites_err": bat_cc - true_bat,
+            "uk_dfs_mgo battery=charge curve per site": gross_est + bat_cc - true_kw,
             "uk_dfs_mgo battery=replay": gross_est + bat_r - true_kw,
         }
         for name, fn in methods.items():
@@ -537,6 +574,8 @@ def main() -> None:
         *chosen,
         "uk_dfs_mgo battery=replay",
         "uk_dfs_mgo battery=charge per site",
+        "uk_dfs_mgo battery=charge recent trend per site",
+        "uk_dfs_mgo battery=charge curve per site",
         "gross_err",
         "gross_plain_err",
         "h25_plain_err",
@@ -547,6 +586,8 @@ def main() -> None:
         "bat_replay_mean_path_err",
         "bat_replay_spread_err",
         "bat_charge_sites_err",
+        "bat_charge_recent_sites_err",
+        "bat_charge_curve_sites_err",
     ]
     print(table(frame, cols))
     print()

@@ -443,6 +443,116 @@ def test_battery_charge_option_follows_what_the_battery_took_in_that_day() -> No
         metered_generation(m, ev, Calendar(), method=Method.UK_DFS_MGO, battery="sun")
 
 
+def test_battery_recent_trend_follows_a_fall_that_speeds_up_and_ignores_the_last_4_hours() -> None:
+    """Evening discharge 0.5 kW, falling by 0.02 kW/day over the last 21 days before the event.
+
+    No irradiance, no own charge: the trend baseline is the 10-in-10 mean shifted by an OLS
+    day slope. Over 45 days the kinked fall reads as a shallower slope and the baseline
+    expects too much discharge; refitted on the 21 days before the event (``trend_days``),
+    where the fall is a straight line, it is exact. A dispatcher's pre-charge in the last
+    4 hours of the event day changes nothing. With a straight trend and the own charge,
+    the refit reproduces the 45-day fit.
+    """
+    from gridflock.mv.baselines import (
+        BATTERY_RECENT_TREND_DAYS,
+        battery_held_trend,
+        metered_generation,
+    )
+
+    times = grid("2026-02-02", 54)
+    loc = times.tz_convert(TZ)
+    first = dt.date(2026, 2, 2)
+    day_i = np.array([(d - first).days for d in loc.date], float)
+    hour = loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
+    evening = 0.5 - 0.02 * np.maximum(0.0, day_i - (53 - BATTERY_RECENT_TREND_DAYS))
+    in_window = (hour >= 17) & (hour < 19)
+    bat = np.where(in_window, evening, 0.0)
+    event_day = loc.date == dt.date(2026, 3, 27)
+    pre = event_day & (hour >= 13) & (hour < 17)
+    bat_moved = np.where(pre, -3.0, bat)  # pre-charged for the event in its last 4 hours
+
+    def meter(b: np.ndarray) -> MeterData:
+        gen = np.zeros_like(b)
+        return MeterData(
+            np.array(["s"], object),
+            times,
+            (-1.5 + b)[None, :],
+            TZ,
+            battery_kw=b[None, :],
+            gen_kw=gen[None, :],
+        )
+
+    ev = window("2026-03-27")
+    truth = evening[event_day & in_window]
+    held_45, _ = battery_held_trend(meter(bat), ev, Calendar())
+    assert (held_45[0] - truth).min() > 0.02  # expects more discharge than the battery gives
+    for b in (bat, bat_moved):
+        held, _ = battery_held_trend(meter(b), ev, Calendar(), trend_days=BATTERY_RECENT_TREND_DAYS)
+        np.testing.assert_allclose(held[0], truth, atol=1e-9)
+        mgo = metered_generation(
+            meter(b),
+            ev,
+            Calendar(),
+            method=Method.UK_DFS_MGO,
+            battery="trend",
+            battery_trend_days=BATTERY_RECENT_TREND_DAYS,
+        )
+        np.testing.assert_allclose(mgo.delivered_kw[0], 0.0, atol=1e-9)
+
+    # a straight trend plus the own charge: the recent refit changes nothing
+    charge = 0.4 + 0.3 * np.sin(day_i * 1.7)
+    straight = 0.3 + 0.01 * day_i + 0.8 * charge
+    b2 = np.where(in_window, straight, 0.0)
+    b2 = np.where((hour >= 7) & (hour < 13), -charge, b2)
+    held_45c, _ = battery_held_trend(meter(b2), ev, Calendar(), charge=True)
+    held_rc, _ = battery_held_trend(meter(b2), ev, Calendar(), charge=True, trend_days=21)
+    np.testing.assert_allclose(held_rc[0], held_45c[0], atol=1e-9)
+    np.testing.assert_allclose(held_rc[0], straight[event_day & in_window], atol=1e-9)
+
+
+def test_battery_curve_option_carries_a_parabolic_fall_exactly() -> None:
+    """Evening discharge 0.3 + 0.02 x day - 0.0002 x day^2 kW: rising, then flattening.
+
+    A parabola in the day: the straight 45-day trend overshoots the event day, the
+    ``curve`` option's slope on the squared day offset carries it exactly, and a
+    pre-charge in the event day's last 4 hours changes nothing.
+    """
+    from gridflock.mv.baselines import battery_held_trend, metered_generation
+
+    times = grid("2026-02-02", 54)
+    loc = times.tz_convert(TZ)
+    first = dt.date(2026, 2, 2)
+    day_i = np.array([(d - first).days for d in loc.date], float)
+    hour = loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
+    evening = 0.3 + 0.02 * day_i - 0.0002 * day_i**2
+    in_window = (hour >= 17) & (hour < 19)
+    event_day = loc.date == dt.date(2026, 3, 27)
+    bat = np.where(in_window, evening, 0.0)
+    moved = np.where(event_day & (hour >= 13) & (hour < 17), -3.0, bat)
+    ev = window("2026-03-27")
+    truth = evening[event_day & in_window]
+
+    def meter(b: np.ndarray) -> MeterData:
+        return MeterData(
+            np.array(["s"], object),
+            times,
+            (-1.5 + b)[None, :],
+            TZ,
+            battery_kw=b[None, :],
+            gen_kw=np.zeros((1, len(b))),
+        )
+
+    straight, _ = battery_held_trend(meter(bat), ev, Calendar())
+    assert (straight[0] - truth).min() > 0.005  # the straight trend overshoots
+    for b in (bat, moved):
+        held, _ = battery_held_trend(meter(b), ev, Calendar(), curve=True)
+        np.testing.assert_allclose(held[0], truth, atol=1e-9)
+        mgo = metered_generation(
+            meter(b), ev, Calendar(), method=Method.UK_DFS_MGO, battery="trend", battery_curve=True
+        )
+        np.testing.assert_allclose(mgo.delivered_kw[0], 0.0, atol=1e-9)
+
+
 def test_uk_dfs_temperature_option_carries_a_linear_load_exactly() -> None:
     """Import = 1 + 0.2 kW/K x T: the in-day shift plus the anomaly's change is exact."""
     from gridflock.mv.baselines import uk_dfs

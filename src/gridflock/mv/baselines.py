@@ -788,6 +788,44 @@ BATTERY_TREND_MIN_DAYS = 10
 #: for a 19:00 event): ends before any pre-event move of a dispatcher. See docs/mv.md.
 BATTERY_CHARGE_HOURS = (10.0, 4.0)
 
+#: ``trend_days``: the trend refitted over the most recent days of the lookback (calendar
+#: days before the event); the autumn's fall of the evening discharge is not linear over
+#: 45 days. See docs/mv.md.
+BATTERY_RECENT_TREND_DAYS = 21
+#: The recent trend needs at least this many days there, else the 45-day one is kept.
+BATTERY_RECENT_MIN_DAYS = 5
+
+
+def _recent_trend(
+    xf: FloatArray,
+    y: FloatArray,
+    ok: BoolArray,
+    coef: FloatArray,
+    fitted: BoolArray,
+    recent: BoolArray,
+) -> FloatArray:
+    """Refit the intercept and the day slope (columns 0, 1) on the ``recent`` days only.
+
+    The other slopes (sun, own charge) keep their 45-day fit; the intercept and the trend
+    are fitted by OLS on what those leave over, on the days where ``recent`` (D,) is set.
+    Rows not ``fitted`` (n,) over the 45 days, or with fewer than ``BATTERY_RECENT_MIN_DAYS``
+    recent days, keep ``coef``. xf (n, D, p), y and ok (n, D), coef (n, p); returns the new
+    coef.
+    """
+    rest = y - np.einsum("ndi,ni->nd", xf[:, :, 2:], coef[:, 2:])
+    on = ok & recent[None, :]
+    w = on.astype(float)
+    x2 = xf[:, :, :2]
+    a = np.einsum("nd,ndi,ndj->nij", w, x2, x2)
+    b = np.einsum("nd,ndi,nd->ni", w, x2, np.where(on, rest, 0.0))
+    with np.errstate(invalid="ignore", over="ignore"):
+        det = np.abs(np.linalg.det(a))
+    fit = fitted & (on.sum(axis=1) >= BATTERY_RECENT_MIN_DAYS) & (det > 1e-9)
+    out = coef.copy()
+    if fit.any():
+        out[fit, :2] = np.linalg.solve(a[fit], b[fit][:, :, None])[:, :, 0]
+    return out
+
 
 def battery_held_trend(
     meter: MeterData,
@@ -795,6 +833,8 @@ def battery_held_trend(
     calendar: Calendar,
     days: int = 10,
     charge: bool = False,
+    trend_days: int | None = None,
+    curve: bool = False,
 ) -> tuple[FloatArray, IntArray]:
     """The battery's power at the event's clock times, from recent days, moved to the event day.
 
@@ -813,6 +853,13 @@ def battery_held_trend(
     afternoon, metered on the event day before anything was dispatched): the energy a
     self-consumption battery discharges in the evening is what it took in during the day,
     which the irradiance only approximates.
+
+    With ``trend_days`` (e.g. ``BATTERY_RECENT_TREND_DAYS``) the intercept and the day
+    slope are then refitted on the days at most ``trend_days`` before the event, the sun
+    and charge slopes held (:func:`_recent_trend`): the local slope of a discharge whose
+    fall speeds up through the autumn, which the 45-day slope understates. With ``curve``
+    a slope on the squared day offset (/ 45) joins the fit instead: the same bend as a
+    parabola over the 45 days, zero on the event day.
     """
     assert meter.battery_kw is not None
     h = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
@@ -828,6 +875,9 @@ def battery_held_trend(
         g = _history(meter, sun, calendar, LOOKBACK_DAYS, None, series=meter.ghi_w_m2[None, :])
         cols.append(_nanmean(g.window[0], axis=1))
         at_event.append(float(_nanmean(g.actual[0], axis=0)))
+    if curve:
+        cols.append(h.offsets.astype(float) ** 2 / LOOKBACK_DAYS)
+        at_event.append(0.0)
     own: list[FloatArray] = []
     if charge:
         a, b = BATTERY_CHARGE_HOURS
@@ -855,6 +905,8 @@ def battery_held_trend(
     coef = np.zeros((n, xr.shape[2]))
     if fit.any():
         coef[fit] = np.linalg.solve(xtx[fit], xty[fit][:, :, None])[:, :, 0]
+    if trend_days is not None:
+        coef = _recent_trend(xf, y, ok, coef, fit, h.offsets <= trend_days)
     cnt = sel.sum(axis=1).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         x_sel = np.einsum("nd,ndi->ni", sel.astype(float), xf) / cnt[:, None]  # days averaged
@@ -1160,6 +1212,8 @@ def metered_generation(
     battery_days: int = 10,
     battery: str = "charge",
     profile: ProfileFn | None = None,
+    battery_trend_days: int | None = None,
+    battery_curve: bool = False,
 ) -> Baseline:
     """A day-matching baseline on gross load, with the metered generation added back.
 
@@ -1181,7 +1235,13 @@ def metered_generation(
     days draw around that baseline, averaged (:func:`battery_replay`,
     :func:`rule_residuals`, :func:`load_paths`; rows without a state
     of charge or battery parameters in ``info`` fall back to ``"trend"``). Delivered is
-    then the load's response plus the battery's.
+    then the load's response plus the battery's. Two options bend the battery's trend
+    (``battery_held_trend``'s ``trend_days``, ``curve``; placebo seasons in docs/mv.md):
+    ``battery_trend_days`` (e.g. ``BATTERY_RECENT_TREND_DAYS``) refits it on that many
+    recent days (from 3 August 1.1-1.5 points nearer zero, from 1 June as near), and
+    ``battery_curve`` adds a squared day term (from 3 August 2.4-3.6 points nearer zero,
+    from 1 June as near over six seasons, with a wider spread between seasons). Neither
+    is the default: on one set of seasons from 1 June both read further from zero.
     """
     if battery not in ("trend", "charge", "days", "replay"):
         raise ValueError(f"battery must be 'trend', 'charge', 'days' or 'replay', got {battery!r}")
@@ -1206,7 +1266,13 @@ def metered_generation(
     if meter.battery_kw is not None:
         if battery in ("trend", "charge", "replay"):
             held, _ = battery_held_trend(
-                meter, event, calendar, battery_days, charge=battery == "charge"
+                meter,
+                event,
+                calendar,
+                battery_days,
+                charge=battery == "charge",
+                trend_days=battery_trend_days,
+                curve=battery_curve,
             )
         else:
             bh = _history(meter, event, calendar, LOOKBACK_DAYS, None, series=meter.battery_kw)
