@@ -318,12 +318,20 @@ def dfs_mgo_shape_trend(meter: MeterData, ev: EventWindow, cal: Calendar) -> flo
 
 
 METHODS: dict[str, Fn] = {
-    # battery="trend" (linear: exact on the total); the default "charge" fits a slope per
-    # site, so on the total it is an approximation: "uk_dfs_mgo battery=charge per site"
-    # (from the battery participants kept per site) is the exact one
+    # battery="trend" (linear: exact on the total); "charge" fits a slope per site, so on
+    # the total it is an approximation: "uk_dfs_mgo battery=charge per site" (from the
+    # battery participants kept per site) is the exact one, and "... charge curve per
+    # site" the exact service default (battery="charge" with the squared day term)
     "uk_dfs_mgo": lambda m, e, c: _mean_delivered(
         bl.metered_generation(
-            m, e, c, None, method=Method.UK_DFS_MGO, battery="trend", profile=bl.household_profile
+            m,
+            e,
+            c,
+            None,
+            method=Method.UK_DFS_MGO,
+            battery="trend",
+            profile=bl.household_profile,
+            battery_curve=False,
         )
     ),
     "uk_dfs_mgo profile on all gross": lambda m, e, c: _mean_delivered(
@@ -335,6 +343,7 @@ METHODS: dict[str, Fn] = {
             method=Method.UK_DFS_MGO,
             battery="trend",
             profile=bl.household_profile,
+            battery_curve=False,
         )
     ),
     "uk_dfs_mgo no profile": lambda m, e, c: _mean_delivered(
@@ -348,7 +357,14 @@ METHODS: dict[str, Fn] = {
     "uk_dfs_mgo shape trend": dfs_mgo_shape_trend,
     "uk_dfs_mgo battery=charge": lambda m, e, c: _mean_delivered(
         bl.metered_generation(
-            m, e, c, None, method=Method.UK_DFS_MGO, battery="charge", profile=bl.household_profile
+            m,
+            e,
+            c,
+            None,
+            method=Method.UK_DFS_MGO,
+            battery="charge",
+            profile=bl.household_profile,
+            battery_curve=False,
         )
     ),
     "uk_dfs": lambda m, e, c: _mean_delivered(bl.compute_baseline(Method.UK_DFS, m, e, c)),

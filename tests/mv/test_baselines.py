@@ -496,6 +496,7 @@ def test_battery_recent_trend_follows_a_fall_that_speeds_up_and_ignores_the_last
             method=Method.UK_DFS_MGO,
             battery="trend",
             battery_trend_days=BATTERY_RECENT_TREND_DAYS,
+            battery_curve=False,
         )
         np.testing.assert_allclose(mgo.delivered_kw[0], 0.0, atol=1e-9)
 
@@ -547,10 +548,15 @@ def test_battery_curve_option_carries_a_parabolic_fall_exactly() -> None:
     for b in (bat, moved):
         held, _ = battery_held_trend(meter(b), ev, Calendar(), curve=True)
         np.testing.assert_allclose(held[0], truth, atol=1e-9)
-        mgo = metered_generation(
-            meter(b), ev, Calendar(), method=Method.UK_DFS_MGO, battery="trend", battery_curve=True
-        )
+        # the default of the MGO baselines: "charge" with the curve; this battery takes
+        # nothing in over the daytime charge window, a flat regressor left out of the fit
+        mgo = metered_generation(meter(b), ev, Calendar(), method=Method.UK_DFS_MGO)
         np.testing.assert_allclose(mgo.delivered_kw[0], 0.0, atol=1e-9)
+        assert "(charge with the season's curve)" in mgo.notes
+    linear = metered_generation(
+        meter(bat), ev, Calendar(), method=Method.UK_DFS_MGO, battery_curve=False
+    )
+    assert linear.delivered_kw[0].max() < -0.005  # without the curve: the straight overshoot
 
 
 def test_uk_dfs_temperature_option_carries_a_linear_load_exactly() -> None:

@@ -827,6 +827,22 @@ def _recent_trend(
     return out
 
 
+def _flat_columns(xf: FloatArray, w: FloatArray) -> BoolArray:
+    """Regressors (beyond the intercept) that do not vary over a row's fitted days (n, p).
+
+    A battery charged from the grid at night takes nothing in over the daytime charge
+    window: that column is zero every day and would make the whole fit singular, losing
+    the trend and the sun with it. Such a column is left out of that row's fit (slope 0).
+    """
+    cnt = np.maximum(w.sum(axis=1), 1.0)[:, None]
+    mean = np.einsum("nd,ndi->ni", w, xf) / cnt
+    var = np.einsum("nd,ndi->ni", w, (xf - mean[:, None, :]) ** 2) / cnt
+    scale = np.maximum(np.abs(mean), 1.0)
+    flat: BoolArray = np.asarray(var <= (1e-9 * scale) ** 2)
+    flat[:, 0] = False
+    return flat
+
+
 def battery_held_trend(
     meter: MeterData,
     event: EventWindow,
@@ -897,7 +913,9 @@ def battery_held_trend(
     ok = h.valid & np.isfinite(y) & x_ok
     w = ok.astype(float)
     xf = np.nan_to_num(xr)
-    xtx = np.einsum("nd,ndi,ndj->nij", w, xf, xf)
+    flat = _flat_columns(xf, w)  # (n, p): e.g. no daytime charge at a night-charged battery
+    xf = np.where(flat[:, None, :], 0.0, xf)
+    xtx = np.einsum("nd,ndi,ndj->nij", w, xf, xf) + flat[:, :, None] * np.eye(xf.shape[2])
     xty = np.einsum("nd,ndi,nd->ni", w, xf, np.where(ok, y, 0.0))
     with np.errstate(invalid="ignore", over="ignore"):
         det = np.abs(np.linalg.det(xtx))
@@ -1213,7 +1231,7 @@ def metered_generation(
     battery: str = "charge",
     profile: ProfileFn | None = None,
     battery_trend_days: int | None = None,
-    battery_curve: bool = False,
+    battery_curve: bool = True,
 ) -> Baseline:
     """A day-matching baseline on gross load, with the metered generation added back.
 
@@ -1236,12 +1254,13 @@ def metered_generation(
     :func:`rule_residuals`, :func:`load_paths`; rows without a state
     of charge or battery parameters in ``info`` fall back to ``"trend"``). Delivered is
     then the load's response plus the battery's. Two options bend the battery's trend
-    (``battery_held_trend``'s ``trend_days``, ``curve``; placebo seasons in docs/mv.md):
-    ``battery_trend_days`` (e.g. ``BATTERY_RECENT_TREND_DAYS``) refits it on that many
-    recent days (from 3 August 1.1-1.5 points nearer zero, from 1 June as near), and
-    ``battery_curve`` adds a squared day term (from 3 August 2.4-3.6 points nearer zero,
-    from 1 June as near over six seasons, with a wider spread between seasons). Neither
-    is the default: on one set of seasons from 1 June both read further from zero.
+    for the season (``battery_held_trend``'s ``curve`` and ``trend_days``; placebo
+    seasons in docs/mv.md): ``battery_curve`` (default) adds a squared day term, which
+    from 3 August moved the whole method from -3.6 and -3.4 % to -1.2 and -0.7 % on the
+    battery and PV+battery mixes (nine seasons each), and from 1 June read -1.6 and
+    -1.0 % against -1.2 and -0.9 %, at an RMSE 1-2 points higher; ``battery_trend_days``
+    (e.g. ``BATTERY_RECENT_TREND_DAYS``) refits the trend on that many recent days
+    instead (about half the gain from August).
     """
     if battery not in ("trend", "charge", "days", "replay"):
         raise ValueError(f"battery must be 'trend', 'charge', 'days' or 'replay', got {battery!r}")
@@ -1297,16 +1316,19 @@ def metered_generation(
         np.where(valid, gross.adjustment, np.nan),
         gross.days_used,
         f"{MGO_INNER[method]} on gross load; metered generation added back"
-        + _battery_note(meter, battery, replayed),
+        + _battery_note(meter, battery, replayed, battery_curve),
     )
 
 
-def _battery_note(meter: MeterData, battery: str, replayed: BoolArray) -> str:
+def _battery_note(
+    meter: MeterData, battery: str, replayed: BoolArray, battery_curve: bool = False
+) -> str:
     """How an MGO baseline took the batteries' part, for the baseline's notes."""
     if meter.battery_kw is None:
         return ""
     if battery != "replay":
-        return f"; batteries at their recent days' power ({battery})"
+        bend = " with the season's curve" if battery_curve and battery != "days" else ""
+        return f"; batteries at their recent days' power ({battery}{bend})"
     return (
         f"; batteries replayed from their state of charge at the event's start "
         f"({int(replayed.sum())} rows), the others at their recent days' power (trend)"
