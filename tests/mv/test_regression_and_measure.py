@@ -112,8 +112,9 @@ def test_recommend_method_says_why() -> None:
     )
     assert recommend_method(mgo).method == "uk_dfs_mgo"
     assert f"placebo bias {MGO_PLACEBO}" in recommend_method(mgo).reason
-    assert "shown for the EV and PV mixes" in recommend_method(mgo).reason
-    assert "from August read -4.8 and -2.9 %" in recommend_method(mgo).reason
+    assert "shown with 95 % confidence for the EV and PV mixes" in recommend_method(mgo).reason
+    assert "-1.3 to -0.4 % from August" in recommend_method(mgo).reason
+    assert "season's curved trend" in recommend_method(mgo).reason
     wx = FleetMix(n_sites=500, pv=0.9, weather=True, irradiance=True)
     assert recommend_method(wx).method == "weather_matched"
     assert recommend_method(FleetMix(n_sites=5)).method == "caiso_10in10_unadjusted"
