@@ -98,6 +98,7 @@ def accuracy(args) -> dict:
         train=TrainConfig(
             quantities=quantities,
             level_quantities=("flex_up", "flex_down") if args.level else (),
+            **({"calibration_sites": args.calibration_sites} if args.calibration_sites else {}),
         ),
     )
     t, c = time.perf_counter(), time.process_time()
