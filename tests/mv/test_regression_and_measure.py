@@ -112,8 +112,8 @@ def test_recommend_method_says_why() -> None:
     )
     assert recommend_method(mgo).method == "uk_dfs_mgo"
     assert f"placebo bias {MGO_PLACEBO}" in recommend_method(mgo).reason
-    assert "shown with 95 % confidence for the EV and PV mixes" in recommend_method(mgo).reason
-    assert "-1.3 to -0.4 % from August" in recommend_method(mgo).reason
+    assert "shown on every mix and both start dates measured" in recommend_method(mgo).reason
+    assert "-1.5 to -0.7 % from August" in recommend_method(mgo).reason
     assert "season's curved trend" in recommend_method(mgo).reason
     wx = FleetMix(n_sites=500, pv=0.9, weather=True, irradiance=True)
     assert recommend_method(wx).method == "weather_matched"

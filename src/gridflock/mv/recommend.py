@@ -43,9 +43,9 @@ MIN_CONTROL_SITES = 100
 BATTERY_HEAVY = 0.5
 #: ``uk_dfs_mgo`` in the many-season study (docs/mv.md, "Many seasons"): placebo and event bias.
 MGO_PLACEBO = (
-    "-1.6 to 0.0 % on the five fleet mixes over seasons from June (EV, heat pump, PV: "
+    "-1.6 to -0.4 % on the five fleet mixes over seasons from June (EV, heat pump, PV: "
     "1,275 placebo days each over 15 seasons; battery, PV+battery: 765 days over 9) and "
-    "-1.3 to -0.4 % from August (battery, PV+battery: 9 seasons; the others: 3)"
+    "-1.5 to -0.7 % from August (765 days each over 9 seasons)"
 )
 MGO_EVENT = "-3.1 to +3.8 %"
 #: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
@@ -62,8 +62,8 @@ def recommend_method(mix: FleetMix) -> Recommendation:
     sun-adjusted device baseline (``uk_dfs_mgo``); without generation telemetry the
     batteries' own trend-adjusted baseline, weather matching and the unadjusted 10-in-10
     follow, all biased by more over a season. ``uk_dfs_mgo``'s placebo bias is within
-    ±2 % on all five mixes and both start dates measured (June, August), shown with 95 %
-    confidence for the EV and PV mixes from June.
+    ±2 % on all five mixes and both start dates measured (June, August), with 95 %
+    confidence on four of the ten.
     """
     if mix.n_sites < 1:
         raise ValueError("the fleet has no participating sites to settle")
@@ -92,9 +92,9 @@ def recommend_method(mix: FleetMix) -> Recommendation:
             "(H25, scaled to the base load without the metered EV chargers, heat pumps and "
             f"water heaters), had placebo bias {MGO_PLACEBO} in the twin study, against -12 "
             f"to -18 % for whole-site day matching; event days {MGO_EVENT}; |bias| < 2 % is "
-            "shown with 95 % confidence for the EV and PV mixes from June (heat pumps at the "
-            "edge) and as point estimates on every mix and start date measured; hold out a "
-            "control group to settle on",
+            "shown on every mix and both start dates measured (with 95 % confidence on four "
+            "of the ten: heat pump and PV from June, PV and PV+battery from August); hold "
+            "out a control group to settle on",
         )
     if mix.battery_telemetry and mix.battery >= BATTERY_HEAVY:
         return Recommendation(
