@@ -443,6 +443,18 @@ def test_battery_charge_option_follows_what_the_battery_took_in_that_day() -> No
         metered_generation(m, ev, Calendar(), method=Method.UK_DFS_MGO, battery="sun")
 
 
+def _battery_site(times: pd.DatetimeIndex, bat: np.ndarray) -> MeterData:
+    """One site: a steady 1.5 kW load, no generation, and the battery's power ``bat`` [kW]."""
+    return MeterData(
+        np.array(["s"], object),
+        times,
+        (-1.5 + bat)[None, :],
+        TZ,
+        battery_kw=bat[None, :],
+        gen_kw=np.zeros((1, len(bat))),
+    )
+
+
 def test_battery_recent_trend_follows_a_fall_that_speeds_up_and_ignores_the_last_4_hours() -> None:
     """Evening discharge 0.5 kW, falling by 0.02 kW/day over the last 21 days before the event.
 
@@ -472,15 +484,7 @@ def test_battery_recent_trend_follows_a_fall_that_speeds_up_and_ignores_the_last
     bat_moved = np.where(pre, -3.0, bat)  # pre-charged for the event in its last 4 hours
 
     def meter(b: np.ndarray) -> MeterData:
-        gen = np.zeros_like(b)
-        return MeterData(
-            np.array(["s"], object),
-            times,
-            (-1.5 + b)[None, :],
-            TZ,
-            battery_kw=b[None, :],
-            gen_kw=gen[None, :],
-        )
+        return _battery_site(times, b)
 
     ev = window("2026-03-27")
     truth = evening[event_day & in_window]
@@ -534,14 +538,7 @@ def test_battery_curve_option_carries_a_parabolic_fall_exactly() -> None:
     truth = evening[event_day & in_window]
 
     def meter(b: np.ndarray) -> MeterData:
-        return MeterData(
-            np.array(["s"], object),
-            times,
-            (-1.5 + b)[None, :],
-            TZ,
-            battery_kw=b[None, :],
-            gen_kw=np.zeros((1, len(b))),
-        )
+        return _battery_site(times, b)
 
     straight, _ = battery_held_trend(meter(bat), ev, Calendar())
     assert (straight[0] - truth).min() > 0.005  # the straight trend overshoots
