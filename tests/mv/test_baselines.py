@@ -660,3 +660,32 @@ def test_uk_dfs_mgo_scales_the_profile_to_the_base_load_without_the_controllable
     # plain rule's miss the other way (the plain rule reads about -0.020 kW here)
     over = float(np.mean(unknown.delivered_kw[0]))
     assert over > 0.07
+
+
+def test_battery_charge_flat_up_to_rounding_keeps_the_trend() -> None:
+    """A battery that charges the same 2.5 kW every morning (full each afternoon).
+
+    Its charge regressor differs from day to day only by rounding: fitted as a slope, it
+    made the normal matrix singular in all but name (slopes of 1e6: on an event day that
+    charged 10 W less, a baseline of -8,000 kW at one site of a 1,000-home season). It is
+    left out, and the baseline is the trend's.
+    """
+    from gridflock.mv.baselines import battery_held_trend
+
+    times = grid("2026-02-02", 54)
+    loc = times.tz_convert(TZ)
+    first = dt.date(2026, 2, 2)
+    day_i = np.array([(d - first).days for d in loc.date], float)
+    hour = loc.hour.to_numpy() + loc.minute.to_numpy() / 60.0
+    rng = np.random.default_rng(3)
+    rounding = rng.normal(0.0, 1e-7, len(times))
+    wiggle = rng.normal(0.0, 0.05, 60)[day_i.astype(int)]  # the evening's day-to-day spread
+    bat = np.where((hour >= 17) & (hour < 19), 0.2 + 0.01 * day_i + wiggle, 0.0)
+    charging = (hour >= 9) & (hour < 15)
+    event_day = loc.date == dt.date(2026, 3, 27)
+    bat = np.where(charging, np.where(event_day, -2.49, -2.5 + rounding), bat)  # 10 W less
+    ev = window("2026-03-27")
+    plain, _ = battery_held_trend(_battery_site(times, bat), ev, Calendar())
+    with_charge, _ = battery_held_trend(_battery_site(times, bat), ev, Calendar(), charge=True)
+    assert 0.2 < float(plain[0].mean()) < 1.0
+    np.testing.assert_allclose(with_charge[0], plain[0], atol=1e-6)  # the charge left out

@@ -827,6 +827,14 @@ def _recent_trend(
     return out
 
 
+#: A regressor whose spread over a row's days is below this share of its level is flat
+#: (a battery full every afternoon: its charge column differs only by float32 rounding).
+FLAT_REGRESSOR_REL = 1e-6
+#: A battery's fit whose normal matrix is worse conditioned than this keeps the plain mean:
+#: nearly collinear days gave slopes of 1e6 and a baseline of -8,000 kW at one site.
+BATTERY_FIT_MAX_COND = 1e12
+
+
 def _flat_columns(xf: FloatArray, w: FloatArray) -> BoolArray:
     """Regressors (beyond the intercept) that do not vary over a row's fitted days (n, p).
 
@@ -838,7 +846,7 @@ def _flat_columns(xf: FloatArray, w: FloatArray) -> BoolArray:
     mean = np.einsum("nd,ndi->ni", w, xf) / cnt
     var = np.einsum("nd,ndi->ni", w, (xf - mean[:, None, :]) ** 2) / cnt
     scale = np.maximum(np.abs(mean), 1.0)
-    flat: BoolArray = np.asarray(var <= (1e-9 * scale) ** 2)
+    flat: BoolArray = np.asarray(var <= (FLAT_REGRESSOR_REL * scale) ** 2)
     flat[:, 0] = False
     return flat
 
@@ -917,9 +925,9 @@ def battery_held_trend(
     xf = np.where(flat[:, None, :], 0.0, xf)
     xtx = np.einsum("nd,ndi,ndj->nij", w, xf, xf) + flat[:, :, None] * np.eye(xf.shape[2])
     xty = np.einsum("nd,ndi,nd->ni", w, xf, np.where(ok, y, 0.0))
-    with np.errstate(invalid="ignore", over="ignore"):
-        det = np.abs(np.linalg.det(xtx))
-    fit = (ok.sum(axis=1) >= BATTERY_TREND_MIN_DAYS) & (det > 1e-9)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        cond = np.linalg.cond(xtx) if n else np.zeros(0)
+    fit = (ok.sum(axis=1) >= BATTERY_TREND_MIN_DAYS) & (cond < BATTERY_FIT_MAX_COND)
     coef = np.zeros((n, xr.shape[2]))
     if fit.any():
         coef[fit] = np.linalg.solve(xtx[fit], xty[fit][:, :, None])[:, :, 0]
