@@ -45,7 +45,8 @@ BATTERY_HEAVY = 0.5
 MGO_PLACEBO = (
     "-1.6 to -0.4 % on the five fleet mixes over seasons from June (EV, heat pump, PV: "
     "1,275 placebo days each over 15 seasons; battery, PV+battery: 765 days over 9) and "
-    "-1.5 to -0.7 % from August (765 days each over 9 seasons)"
+    "-1.5 to -0.7 % from August (765 days each over 9 seasons) at 300 homes; -0.6 to "
+    "+0.8 % on all five mixes and both start dates at 1,000 homes (3 seasons each)"
 )
 MGO_EVENT = "-3.1 to +3.8 %"
 #: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
