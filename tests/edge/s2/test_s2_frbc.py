@@ -283,3 +283,18 @@ def test_blocked_transitions_and_abnormal_modes_are_not_used() -> None:
 def test_planning_without_a_description_says_what_is_missing() -> None:
     with pytest.raises(ValueError, match="SystemDescription"):
         plan_frbc(FrbcState(), 1.0, 60.0, NOW)
+
+
+def test_a_bound_just_past_the_full_factor_still_gives_a_factor_in_range() -> None:
+    """A lower fill-rate bound a hair (within the 1e-9 tolerance) above the mode's top rate.
+
+    The factor interval's lower end came out just above 1 and was used as the factor; the
+    generated property test above found it (fill 0, leakage 1e-4 over 1 s). It is now 1.
+    """
+    from gridflock.edge.s2.frbc import _factor_interval
+
+    from ._rms import _element
+
+    e = _element(0.0, 100.0, (0.0, 1.0), (0.0, 5_000.0))
+    interval = _factor_interval([], [e], lo=1.0 + 5e-10, hi=10.0)
+    assert interval == (1.0, 1.0)

@@ -243,6 +243,7 @@ def _factor_interval(
                 x_lo = max(x_lo, cut)
     if x_lo > x_hi + _EPS:
         return None
+    x_lo = min(x_lo, 1.0)  # a cut just above 1, within the tolerance, stays a valid factor
     return x_lo, max(x_lo, x_hi)
 
 
