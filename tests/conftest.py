@@ -1,7 +1,14 @@
-"""Shared fixtures: a small hand-made fleet with every device kind."""
+"""Shared fixtures: a small hand-made fleet with every device kind.
+
+The suite runs on two pytest-xdist workers (``addopts`` in pyproject.toml). Tests that
+talk to the machine's one Mosquitto on 127.0.0.1:1883 share its topics, and the fault
+scenarios measure recovery times that a second scenario on the same two cores would
+stretch: each of those sets runs in one worker, in turn (``--dist loadgroup``).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -14,6 +21,57 @@ from sqlalchemy.exc import OperationalError
 
 from gridflock.domain import FleetSpec, build_spec
 from gridflock.store._engine import normalise_url
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # xdist starts its workers with COLUMNS=80 and LINES=24, and Rich fixes the CLI's width
+    # from COLUMNS when the CLI is imported: without them a worker prints as a serial run.
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
+
+SHARED_BROKER = {
+    "test_e2e.py",
+    "sim/test_gateways.py",
+    "sim/test_gateways_settings.py",
+    "sim/test_gateways_signals.py",
+    "edge/test_edge_gateway.py",
+    "edge/test_edge_cli.py",
+    "edge/test_edge_s2.py",
+    "edge/test_sunspec_der.py",
+}
+"""Test files that connect to the shared Mosquitto (not a private one on a free port)."""
+
+FAULT_SCENARIOS = ("faults/", "service/test_faults.py", "service/test_schedule_faults.py")
+"""Tests that kill, cut and restart parts and assert how fast the rest recovers."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give the shared-broker and fault tests their xdist group (one worker each)."""
+    root = os.path.dirname(__file__)
+    for item in items:
+        rel = os.path.relpath(str(item.path), root).replace(os.sep, "/")
+        if rel in SHARED_BROKER:
+            item.add_marker(pytest.mark.xdist_group("shared-broker"))
+        elif rel.startswith(FAULT_SCENARIOS):
+            item.add_marker(pytest.mark.xdist_group("fault-scenarios"))
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_left_as_found() -> Iterator[None]:
+    """Undo what a test's in-process ``gridflock serve`` does to the root logger.
+
+    The service's ``setup_logging`` points the root logger at the stderr of the test's
+    CliRunner and sets INFO; a later test in the same process would otherwise log into
+    that closed stream and find "--- Logging error ---" in its own output. pytest's own
+    capture handlers come and go per phase and are left alone.
+    """
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = [
+        h for h in root.handlers if h in before or type(h).__module__.startswith("_pytest")
+    ]
+    root.setLevel(level)
 
 
 def small_fleet_records() -> tuple[list[dict], list[dict], list[dict]]:

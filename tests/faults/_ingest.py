@@ -336,6 +336,8 @@ class RestartFigures:
     skipped_by_publisher: int = 0
     """Messages the publisher could not send while the broker was away."""
     lost_messages_after_return: int = 0
+    lost_messages_before_stop: int = 0
+    """Messages lost that were published more than 0.5 s before the broker stopped."""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -368,6 +370,7 @@ def broker_restart(workdir: Path, rate: float = 100.0, down_s: float = 2.0) -> R
             recovery_s=recovery,
             skipped_by_publisher=r.publisher.skipped,
             lost_messages_after_return=sum(1 for t in missing if t > back + recovery),
+            lost_messages_before_stop=sum(1 for t in missing if t < stopped - 0.5),
             extra={"lost_messages": len(missing)},
         )
 

@@ -85,14 +85,19 @@ def test_broker_restart_under_load(tmp_path: Path) -> None:
 
     The workers reconnect and subscribe again by themselves; readings flow into the store
     again within seconds of the broker's return. Lost: readings in flight when the broker
-    stopped (QoS 0 keeps no copy), none published once the workers were back.
+    stopped and those the publisher sent after its own reconnect but before the workers had
+    subscribed again (QoS 0 keeps no copy); none published before the stop or once the
+    workers were back. How many that is depends on which client reconnects first, so the
+    bound is the window, not a share of the run.
     """
     from ._ingest import broker_restart
 
     f = broker_restart(tmp_path)
     assert f.recovery_s < 15, f
     assert f.lost_messages_after_return == 0, f
-    assert 0 <= f.lost_readings < f.published * 0.2, f
+    assert f.lost_messages_before_stop == 0, f
+    window_s = f.down_s + f.recovery_s + 0.5
+    assert 0 <= f.extra["lost_messages"] <= 100.0 * window_s, f
 
 
 def test_database_outage_under_load_loses_nothing(tmp_path: Path) -> None:
