@@ -48,7 +48,10 @@ MGO_PLACEBO = (
     "-1.5 to -0.7 % from August (765 days each over 9 seasons) at 300 homes; -0.6 to "
     "+0.8 % on all five mixes and both start dates at 1,000 homes (3 seasons each)"
 )
-MGO_EVENT = "-3.1 to +3.8 %"
+MGO_EVENT = (
+    "-7.4 to +9.8 % (6 seasons per mix and start date; +5 to +10 % on PV+battery fleets, "
+    "where it likely overstates delivery)"
+)
 #: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
 BATTERY_PLACEBO = "placebo bias -1.5 to -0.2 %, standard errors 2-5 %"
 
