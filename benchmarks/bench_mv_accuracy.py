@@ -85,9 +85,12 @@ def mix_fleet(mix: str, homes: int, seed: int):
 
 
 def plan(
-    tz: str, days: int = DAYS, every: int = 2, first_day: dt.date = FIRST_DAY
+    tz: str, days: int = DAYS, every: int = 2, first_day: dt.date = FIRST_DAY, phase: int = 0
 ) -> tuple[list[PlannedEvent], list[dt.date]]:
-    """Events on every ``every``-th working day after the history weeks; the rest are placebo."""
+    """Events on every ``every``-th working day after the history weeks; the rest are placebo.
+
+    ``phase`` skips that many working days before the first event (0: the first one).
+    """
     events, placebo = [], []
     working = [
         first_day + dt.timedelta(days=d)
@@ -95,7 +98,7 @@ def plan(
         if (first_day + dt.timedelta(days=d)).weekday() < 5
     ]
     for i, day in enumerate(working):
-        if i % every == 0:
+        if i % every == phase % every:
             events.append(PlannedEvent(day, EVENT_HOUR, EVENT_HOURS, KW_PER_SITE))
         else:
             placebo.append(day)

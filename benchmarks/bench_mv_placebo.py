@@ -25,7 +25,10 @@ gross-load part with and without the correction (``gross_err``, ``gross_plain_er
 ``h25_plain_err``: the plain rule applied to the participants' base load alone (sum of
 annual kWh x the H25 profile, no noise), the part of the error the profile's season
 explains. ``run --first-day`` starts the seasons on another date (keep them in their own
-``--dir``).
+``--dir``). ``run --stagger`` moves each season's events by its seed (the first event on
+working day ``seed mod every``), so that seasons do not share their event dates and what
+those dates have in common (the weekdays, the household profile's calendar) averages out
+over seasons; keep those in their own ``--dir`` too.
 
 The battery's replay from its state of charge (``uk_dfs_mgo`` with ``battery="replay"``)
 is not linear: each season also keeps its battery participants per site, and ``table``
@@ -92,6 +95,7 @@ def make_season(
     folder: Path,
     every: int = 0,
     first_day: dt.date = acc.FIRST_DAY,
+    stagger: bool = False,
 ) -> Path:
     """Run one season and keep the participants' aggregate meters (with and without the VPP).
 
@@ -107,7 +111,8 @@ def make_season(
     info = site_info(spec)
     control = assign_control_group(info.kinds, info.size, acc.CONTROL_SHARE, seed)
     tz = str(spec.sites["tz"].iloc[0])
-    events = acc.plan(tz, days, every, first_day)[0] if every else []
+    phase = seed % every if every and stagger else 0
+    events = acc.plan(tz, days, every, first_day, phase)[0] if every else []
     t0 = time.perf_counter()
     c0 = time.process_time()
     run = run_meters(spec, first_day, days, events, control=control, seed=seed)
@@ -572,6 +577,11 @@ def main() -> None:
     ap.add_argument(
         "--no-replay", action="store_true", help="table: leave out the per-site battery replay"
     )
+    ap.add_argument(
+        "--stagger",
+        action="store_true",
+        help="run: the first event on working day seed mod --every (own --dir)",
+    )
     args = ap.parse_args()
     folder = Path(args.dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -579,7 +589,8 @@ def main() -> None:
         for seed in _parse_seeds(args.seeds):
             for mix in args.mixes.split(","):
                 t, c = time.perf_counter(), time.process_time()
-                make_season(mix, args.homes, args.days, seed, folder, args.every, args.first_day)
+                a = args
+                make_season(mix, a.homes, a.days, seed, folder, a.every, a.first_day, a.stagger)
                 print(
                     f"{mix} seed {seed}: {time.perf_counter() - t:.1f} s wall, "
                     f"{time.process_time() - c:.1f} s CPU",
