@@ -92,12 +92,13 @@ def test_broker_restart_under_load(tmp_path: Path) -> None:
     """
     from ._ingest import broker_restart
 
-    f = broker_restart(tmp_path)
+    rate = 100.0  # messages a second
+    f = broker_restart(tmp_path, rate=rate)
     assert f.recovery_s < 15, f
     assert f.lost_messages_after_return == 0, f
     assert f.lost_messages_before_stop == 0, f
     window_s = f.down_s + f.recovery_s + 0.5
-    assert 0 <= f.extra["lost_messages"] <= 100.0 * window_s, f
+    assert 0 <= f.extra["lost_messages"] <= rate * window_s, f
 
 
 def test_database_outage_under_load_loses_nothing(tmp_path: Path) -> None:
