@@ -49,8 +49,8 @@ MGO_PLACEBO = (
     "+0.8 % on all five mixes and both start dates at 1,000 homes (3 seasons each)"
 )
 MGO_EVENT = (
-    "-7.4 to +9.8 % (6 seasons per mix and start date; +5 to +10 % on PV+battery fleets, "
-    "where it likely overstates delivery)"
+    "-7.4 to +9.8 % (four sets of 6-8 event seasons per mix; +2.9 to +9.8 % on PV+battery "
+    "fleets, which it may overstate by 3-10 %)"
 )
 #: ``battery_device_trend`` in the same study: placebo bias on the mixes measured.
 BATTERY_PLACEBO = "placebo bias -1.5 to -0.2 %, standard errors 2-5 %"
