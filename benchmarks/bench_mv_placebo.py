@@ -589,8 +589,16 @@ def main() -> None:
         for seed in _parse_seeds(args.seeds):
             for mix in args.mixes.split(","):
                 t, c = time.perf_counter(), time.process_time()
-                a = args
-                make_season(mix, a.homes, a.days, seed, folder, a.every, a.first_day, a.stagger)
+                make_season(
+                    mix,
+                    args.homes,
+                    args.days,
+                    seed,
+                    folder,
+                    every=args.every,
+                    first_day=args.first_day,
+                    stagger=args.stagger,
+                )
                 print(
                     f"{mix} seed {seed}: {time.perf_counter() - t:.1f} s wall, "
                     f"{time.process_time() - c:.1f} s CPU",

@@ -39,7 +39,10 @@ SHARED_BROKER = {
     "edge/test_edge_s2.py",
     "edge/test_sunspec_der.py",
 }
-"""Test files that connect to the shared Mosquitto (not a private one on a free port)."""
+"""Test files that connect to the shared Mosquitto (not a private one on a free port).
+
+A new test file that uses 127.0.0.1:1883 belongs here, or its topics may cross another's.
+"""
 
 FAULT_SCENARIOS = ("faults/", "service/test_faults.py", "service/test_schedule_faults.py")
 """Tests that kill, cut and restart parts and assert how fast the rest recovers."""
